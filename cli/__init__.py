@@ -1,0 +1,1 @@
+"""The ``restore`` command line: parses options, calls restore_core, prints."""

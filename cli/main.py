@@ -1,0 +1,31 @@
+"""The ``restore`` Typer app: one sub-command per job, all over restore_core."""
+
+from __future__ import annotations
+
+import typer
+
+from cli.train_cmd import train
+
+app = typer.Typer(
+    name="restore",
+    help="Deep-learning image restoration for folders of photos: derain, train, and more.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Deep-learning image restoration for folders of photos."""
+
+
+app.command("train")(train)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

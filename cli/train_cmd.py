@@ -1,0 +1,129 @@
+"""``restore train``: parse options into a Recipe, hand it to the core Trainer."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from cli.console import err_console, fail
+from restore_core.configs import ConfigError, config_to_dict, override
+from restore_core.device import pick_device
+from restore_core.training.recipes import RECIPES, load_recipe
+
+
+def train(
+    recipe: str = typer.Option(..., "--recipe", "-r", help=f"Recipe name ({', '.join(RECIPES)}) or a .toml/.json file."),
+    out: Path = typer.Option(Path("runs/train"), "--out", "-o", help="Run folder: checkpoints, log.csv, recipe.json."),
+    data: list[Path] = typer.Option([], "--data", help="Paired folder (input/+target/, rainy/+norain/, ...). Repeatable."),
+    clean: list[Path] = typer.Option([], "--clean", help="Folder of clean images degraded on the fly. Repeatable."),
+    builtin_photographs: Optional[bool] = typer.Option(None, "--builtin-photographs/--no-builtin-photographs", help="Add scikit-image's bundled photographs as clean images."),
+    val: list[Path] = typer.Option([], "--val", help="Paired validation folder. Repeatable."),
+    holdout_every: Optional[int] = typer.Option(None, "--holdout-every", help="Hold out every k-th pair of each --data folder for validation."),
+    exclude_like: list[Path] = typer.Option([], "--exclude-like", help="Keep images near-identical to this folder's out of training. Repeatable."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Override the recipe's number of steps."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Override the batch size."),
+    patch_size: Optional[int] = typer.Option(None, "--patch-size", help="Override the patch size."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Override the initial learning rate."),
+    settings: list[str] = typer.Option([], "--set", help="Override any recipe field: --set model.order=2. Repeatable."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Train a model from a recipe; writes safetensors checkpoints with metadata.
+
+    Example:
+
+        restore train --recipe taylor-derain --data ../shared/data/Rain100H_dev50 \\
+            --clean photos/ --val ../shared/data/SemiIRR_val20 --steps 5000 --out runs/derain
+    """
+    from restore_core.training.trainer import Trainer, TrainingError, prepare_data
+
+    try:
+        chosen = load_recipe(recipe)
+        for item in settings:
+            if "=" not in item:
+                raise ConfigError(f"--set expects key=value, got {item!r}")
+            key, value = item.split("=", 1)
+            chosen = override(chosen, key.strip(), value.strip())
+        changes = {k: v for k, v in {"steps": steps, "batch_size": batch_size, "patch_size": patch_size, "lr": lr}.items() if v is not None}
+        chosen = replace(chosen, **changes)
+        data_changes: dict = {}
+        if data:
+            data_changes["paired"] = tuple(str(p) for p in data)
+        if clean:
+            data_changes["clean"] = tuple(str(p) for p in clean)
+        if val:
+            data_changes["validation"] = tuple(str(p) for p in val)
+        if exclude_like:
+            data_changes["exclude_near_duplicates_of"] = tuple(str(p) for p in exclude_like)
+        if builtin_photographs is not None:
+            data_changes["builtin_photographs"] = builtin_photographs
+        if holdout_every is not None:
+            data_changes["holdout_every"] = holdout_every
+        chosen = replace(chosen, data=replace(chosen.data, **data_changes))
+        for folder in chosen.data.paired + chosen.data.clean + chosen.data.validation:
+            if not Path(folder).is_dir():
+                raise ConfigError(f"{folder}: no such folder")
+        if not (chosen.data.paired or chosen.data.clean or chosen.data.builtin_photographs):
+            raise ConfigError("no training data: give --data, --clean or --builtin-photographs")
+    except ConfigError as exc:
+        fail(str(exc), code=2)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    try:
+        torch_device = pick_device(device)
+    except ValueError as exc:
+        fail(str(exc), code=2)
+
+    trainer = Trainer(chosen, out, torch_device, log=lambda s: err_console.print(s, highlight=False))
+    if resume:
+        try:
+            trainer.resume()
+            saved = (out / "recipe.json")
+            if saved.exists():
+                err_console.print(f"resuming with the recipe given now; the run's original is in {saved}")
+        except TrainingError as exc:
+            fail(str(exc), code=2)
+    elif (out / "state.safetensors").exists():
+        fail(f"{out} already holds a run; use --resume to continue it or another --out", code=2)
+    err_console.print(f"recipe {chosen.name}: {chosen.architecture}, {chosen.steps} steps, batch {chosen.batch_size}, patch {chosen.patch_size}, device {torch_device}")
+    try:
+        training_data = prepare_data(chosen)
+    except (ValueError, OSError) as exc:
+        fail(str(exc), code=2)
+    err_console.print(f"data: {training_data.summary}")
+
+    with Progress(
+        TextColumn("[bold]train"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=quiet or not err_console.is_terminal,
+    ) as bar:
+        task = bar.add_task("train", total=chosen.steps, completed=trainer.step, info="")
+
+        def progress(step: int, total: int, info: dict) -> None:
+            bar.update(task, completed=step, info=f"loss {info['loss']:.4f} lr {info['lr']:.2g}")
+
+        try:
+            metrics = trainer.train(training_data, progress)
+        except TrainingError as exc:
+            fail(str(exc), code=1)
+        except KeyboardInterrupt:
+            trainer.checkpoint()
+            err_console.print(f"interrupted at step {trainer.step}; checkpoint saved, continue with --resume")
+            raise typer.Exit(130)
+    print(out / "model.safetensors")
+    if metrics:
+        err_console.print(config_to_dict(metrics))

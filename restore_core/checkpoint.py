@@ -1,0 +1,189 @@
+"""Safetensors checkpoints with self-describing metadata. Never unpickles.
+
+A checkpoint is one ``.safetensors`` file. Its string metadata holds:
+
+``format``           always ``"restore-checkpoint"``
+``format_version``   :data:`FORMAT_VERSION`
+``architecture``     a name in :data:`restore_core.models.ARCHITECTURES`
+``config``           JSON of the architecture's config dataclass
+``task``             ``derain`` / ``deblur`` / ``denoise`` / ``dehaze`` / ...
+``recipe``           JSON of the training recipe (may be ``{}``)
+``metrics``          JSON of measured metrics (may be ``{}``)
+
+Loading checks all of that and every tensor's name and shape against a freshly
+built model before any weight is copied, and fails with a one-line
+:class:`CheckpointError` naming the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from restore_core.configs import ConfigError, config_to_dict
+from restore_core.models import ARCHITECTURES, build_model, parse_config
+
+FORMAT = "restore-checkpoint"
+FORMAT_VERSION = "1"
+REQUIRED_KEYS = ("format", "format_version", "architecture", "config", "task")
+PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt", ".pkl", ".bin")
+
+
+class CheckpointError(Exception):
+    """A checkpoint cannot be used; the message names the file and the cause."""
+
+    def __init__(self, path: os.PathLike | str, cause: str) -> None:
+        self.path = Path(path)
+        super().__init__(f"{path}: {cause}")
+
+
+@dataclass
+class ModelDescriptor:
+    """A loaded model with everything the engine needs to run it well."""
+
+    model: nn.Module
+    architecture: str
+    config: dict[str, Any]
+    task: str
+    name: str
+    size_multiple: int = 1
+    supports_half: bool = True
+    recipe: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    sha256: str = ""
+    path: Path | None = None
+
+    @property
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+
+def file_sha256(path: os.PathLike | str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_checkpoint(
+    path: os.PathLike | str,
+    model: nn.Module,
+    architecture: str,
+    config: Any,
+    task: str,
+    recipe: Any = None,
+    metrics: dict[str, Any] | None = None,
+    state_dict: dict[str, torch.Tensor] | None = None,
+) -> Path:
+    """Write ``model`` (or an explicit ``state_dict``, e.g. EMA weights) atomically."""
+    path = Path(path)
+    config_dict = config if isinstance(config, dict) else config_to_dict(config)
+    parse_config(architecture, config_dict)  # refuse to write what cannot be read back
+    recipe_dict = {} if recipe is None else (recipe if isinstance(recipe, dict) else config_to_dict(recipe))
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in (state_dict or model.state_dict()).items()}
+    metadata = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "architecture": architecture,
+        "config": json.dumps(config_dict, sort_keys=True),
+        "task": task,
+        "recipe": json.dumps(recipe_dict, sort_keys=True, default=str),
+        "metrics": json.dumps(metrics or {}, sort_keys=True),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        save_file(tensors, str(tmp), metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def read_metadata(path: os.PathLike | str) -> dict[str, Any]:
+    """Parse and validate a checkpoint's metadata without loading tensors."""
+    path = Path(path)
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise CheckpointError(
+            path,
+            "pickle-based PyTorch files are not loaded (unpickling can run arbitrary code); "
+            "use a .safetensors checkpoint",
+        )
+    if not path.is_file():
+        raise CheckpointError(path, "no such checkpoint file")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            raw = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(path, f"not a valid safetensors file ({str(exc).splitlines()[0]})") from None
+    missing = [key for key in REQUIRED_KEYS if key not in raw]
+    if missing:
+        raise CheckpointError(path, f"missing metadata {', '.join(missing)}; not a restore checkpoint")
+    if raw["format"] != FORMAT:
+        raise CheckpointError(path, f"metadata format is {raw['format']!r}, expected {FORMAT!r}")
+    if raw["format_version"] != FORMAT_VERSION:
+        raise CheckpointError(path, f"format version {raw['format_version']} is not supported (this build reads {FORMAT_VERSION})")
+    if raw["architecture"] not in ARCHITECTURES:
+        raise CheckpointError(path, f"unknown architecture {raw['architecture']!r}; known: {', '.join(sorted(ARCHITECTURES))}")
+    meta: dict[str, Any] = {"architecture": raw["architecture"], "task": raw["task"]}
+    for key in ("config", "recipe", "metrics"):
+        try:
+            meta[key] = json.loads(raw.get(key, "{}"))
+        except json.JSONDecodeError:
+            raise CheckpointError(path, f"metadata {key!r} is not valid JSON") from None
+        if not isinstance(meta[key], dict):
+            raise CheckpointError(path, f"metadata {key!r} must be a JSON object")
+    return meta
+
+
+def load_checkpoint(path: os.PathLike | str, device: str | torch.device = "cpu", name: str | None = None) -> ModelDescriptor:
+    """Build the model a checkpoint describes and load its weights, with full validation."""
+    path = Path(path)
+    meta = read_metadata(path)
+    try:
+        model = build_model(meta["architecture"], meta["config"])
+    except (ConfigError, ValueError, TypeError) as exc:
+        raise CheckpointError(path, f"invalid config: {exc}") from None
+    expected = model.state_dict()
+    with safe_open(str(path), framework="pt") as handle:
+        keys = set(handle.keys())
+        missing = sorted(set(expected) - keys)
+        unexpected = sorted(keys - set(expected))
+        if missing or unexpected:
+            detail = []
+            if missing:
+                detail.append(f"missing tensors {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
+            if unexpected:
+                detail.append(f"unexpected tensors {', '.join(unexpected[:3])}{' ...' if len(unexpected) > 3 else ''}")
+            raise CheckpointError(path, "; ".join(detail))
+        state = {}
+        for key, reference in expected.items():
+            shape = tuple(handle.get_slice(key).get_shape())
+            if shape != tuple(reference.shape):
+                raise CheckpointError(path, f"tensor {key} has shape {shape}, the architecture expects {tuple(reference.shape)}")
+            state[key] = handle.get_tensor(key)
+    model.load_state_dict(state)
+    model.eval().to(device)
+    return ModelDescriptor(
+        model=model,
+        architecture=meta["architecture"],
+        config=meta["config"],
+        task=meta["task"],
+        name=name or path.stem,
+        size_multiple=int(getattr(model, "size_multiple", 1)),
+        recipe=meta["recipe"],
+        metrics=meta["metrics"],
+        sha256=file_sha256(path),
+        path=path,
+    )

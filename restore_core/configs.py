@@ -1,0 +1,127 @@
+"""Typed configuration helpers: dataclasses <-> plain JSON-able dicts.
+
+Every model and recipe config in the project is a small dataclass. Checkpoints
+and recipe files store them as plain dicts; these helpers convert back with
+validation (unknown keys and wrong types are errors naming the key), so that a
+config read from a file is never trusted blindly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config dict does not match its dataclass."""
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A JSON-able dict of a (possibly nested) config dataclass."""
+
+    def convert(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            return {f.name: convert(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, (list, tuple)):
+            return [convert(v) for v in value]
+        if isinstance(value, dict):
+            return {k: convert(v) for k, v in value.items()}
+        return value
+
+    return convert(config)
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table/object, got {type(value).__name__}")
+        return config_from_dict(tp, value, where)
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+        item_type = args[0] if args else Any
+        items = [_coerce(item_type, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table/object, got {type(value).__name__}")
+        return dict(value)
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, str, bool):
+        if type(value) is not tp:
+            raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
+        return value
+    if typing.get_origin(tp) is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: expected one of {args}, got {value!r}")
+        return value
+    if isinstance(tp, type) and not isinstance(value, tp):
+        raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def config_from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
+    """Build dataclass ``cls`` from ``data``; unknown keys and bad types raise ConfigError."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a table/object, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    kwargs = {name: _coerce(hints[name], value, f"{where}.{name}") for name, value in data.items()}
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def override(config: T, dotted_key: str, raw_value: str) -> T:
+    """Return ``config`` with ``a.b.c=value`` replaced; the value is parsed as JSON
+    when it parses, else taken as a string, then type-checked."""
+    import json
+
+    try:
+        value: Any = json.loads(raw_value)
+    except json.JSONDecodeError:
+        value = raw_value
+    data = config_to_dict(config)
+    node = data
+    parts = dotted_key.split(".")
+    for part in parts[:-1]:
+        if not isinstance(node, dict) or part not in node:
+            raise ConfigError(f"unknown setting {dotted_key!r}")
+        node = node[part]
+    if not isinstance(node, dict) or (parts[-1] not in node and not _is_free_dict(config, parts)):
+        raise ConfigError(f"unknown setting {dotted_key!r}")
+    node[parts[-1]] = value
+    return config_from_dict(type(config), data)
+
+
+def _is_free_dict(config: Any, parts: list[str]) -> bool:
+    """True when the parent of the last key is a plain dict field (free-form keys)."""
+    node = config
+    for part in parts[:-1]:
+        node = getattr(node, part, None) if dataclasses.is_dataclass(node) else (node or {}).get(part)
+    return isinstance(node, dict)

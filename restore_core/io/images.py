@@ -1,0 +1,279 @@
+"""Reading and writing images without losing what the user had.
+
+Pixels are decoded by OpenCV (it handles 16-bit RGB PNG and TIFF, which Pillow
+truncates); Pillow reads only the header, for the size check, EXIF orientation,
+ICC profile and EXIF bytes. The model always sees float32 RGB in [0, 1]; the
+alpha channel, bit depth and channel layout travel beside it in
+:class:`LoadedImage` and are put back by :func:`encode_image`.
+
+Writes are atomic: bytes go to a temporary file in the destination folder, which
+is then renamed over the final name, so a crash or a concurrent writer never
+leaves a half-written image.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import tempfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+SUPPORTED_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+DEFAULT_MAX_PIXELS = 200_000_000  # 200 MP, ~2.4 GB as float32 RGB
+
+# Formats that can store 16 bits per channel (others get 8-bit output).
+_SIXTEEN_BIT_FORMATS = {".png", ".tif", ".tiff"}
+_EXIF_ORIENTATION_TAG = 0x0112
+
+
+class ImageError(Exception):
+    """An image cannot be read or written; the message names the file and the cause."""
+
+    def __init__(self, path: os.PathLike | str, cause: str) -> None:
+        self.path = Path(path)
+        self.cause = cause
+        super().__init__(f"{path}: {cause}")
+
+
+@dataclass
+class LoadedImage:
+    """A decoded image: ``rgb`` is float32 H x W x 3 in [0, 1] for the model.
+
+    ``layout`` is ``"grey"``, ``"rgb"``, ``"grey+alpha"`` or ``"rgba"`` as stored
+    in the file; ``alpha`` is the untouched alpha plane (original dtype) or None.
+    """
+
+    rgb: np.ndarray
+    layout: str
+    bit_depth: int
+    alpha: np.ndarray | None = None
+    icc_profile: bytes | None = None
+    exif: bytes | None = None
+    source_format: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width)."""
+        return self.rgb.shape[0], self.rgb.shape[1]
+
+
+def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Rotate/flip ``array`` (H x W [x C]) so that EXIF ``orientation`` becomes 1."""
+    ops = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: np.swapaxes(a, 0, 1),
+        6: lambda a: np.swapaxes(a, 0, 1)[:, ::-1],
+        7: lambda a: np.swapaxes(a, 0, 1)[::-1, ::-1],
+        8: lambda a: np.swapaxes(a, 0, 1)[::-1],
+    }
+    op = ops.get(orientation)
+    return np.ascontiguousarray(op(array)) if op else array
+
+
+def _to_unit_float(array: np.ndarray) -> tuple[np.ndarray, int]:
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255.0, 8
+    if array.dtype == np.uint16:
+        return array.astype(np.float32) / 65535.0, 16
+    if array.dtype in (np.float32, np.float64):
+        return np.clip(array.astype(np.float32), 0.0, 1.0), 16
+    raise ValueError(f"unsupported sample type {array.dtype}")
+
+
+def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    """Decode encoded image ``data``; errors are :class:`ImageError` naming ``path``."""
+    if not data:
+        raise ImageError(path, "empty file (0 bytes)")
+    orientation, icc, exif, fmt = 1, None, None, ""
+    try:
+        with Image.open(io.BytesIO(data)) as header:
+            fmt = (header.format or "").lower()
+            width, height = header.size
+            if width * height > max_pixels:
+                raise ImageError(
+                    path, f"image is {width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,} (--max-pixels)"
+                )
+            icc = header.info.get("icc_profile")
+            exif_data = header.getexif()
+            orientation = int(exif_data.get(_EXIF_ORIENTATION_TAG, 1) or 1)
+            if exif_data:
+                exif_data[_EXIF_ORIENTATION_TAG] = 1  # pixels are rotated on read
+                exif = exif_data.tobytes()
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageError(path, f"image is too large to decode safely ({exc})") from None
+    except Exception:
+        pass  # Pillow may not know the format; OpenCV decides below.
+    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if array is None:
+        raise ImageError(path, "cannot decode image (corrupt, truncated or unsupported format)")
+    if array.shape[0] * array.shape[1] > max_pixels:
+        raise ImageError(path, f"image has {array.shape[0] * array.shape[1]:,} pixels, over the limit of {max_pixels:,}")
+    array = _apply_orientation(array, orientation)
+    alpha = None
+    if array.ndim == 2:
+        layout = "grey"
+        rgb = np.repeat(array[..., None], 3, axis=2)
+    elif array.shape[2] == 1:
+        layout = "grey"
+        rgb = np.repeat(array, 3, axis=2)
+    elif array.shape[2] == 2:
+        layout, alpha = "grey+alpha", array[..., 1].copy()
+        rgb = np.repeat(array[..., :1], 3, axis=2)
+    elif array.shape[2] == 3:
+        layout = "rgb"
+        rgb = array[..., ::-1]
+    elif array.shape[2] == 4:
+        layout, alpha = "rgba", array[..., 3].copy()
+        rgb = array[..., 2::-1]
+    else:
+        raise ImageError(path, f"unsupported channel count {array.shape[2]}")
+    try:
+        pixels, bit_depth = _to_unit_float(np.ascontiguousarray(rgb))
+    except ValueError as exc:
+        raise ImageError(path, str(exc)) from None
+    return LoadedImage(pixels, layout, bit_depth, alpha, icc, exif, fmt)
+
+
+def read_image(path: os.PathLike | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    """Read and decode the image at ``path`` (EXIF orientation applied)."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            raise ImageError(path, "is a directory, not an image file")
+        data = path.read_bytes()
+    except ImageError:
+        raise
+    except OSError as exc:
+        raise ImageError(path, exc.strerror or str(exc)) from None
+    return decode_image(data, path, max_pixels)
+
+
+def _quantise(unit: np.ndarray, bit_depth: int) -> np.ndarray:
+    if bit_depth == 16:
+        return np.round(np.clip(unit, 0.0, 1.0) * 65535.0).astype(np.uint16)
+    return np.round(np.clip(unit, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def _match_depth(alpha: np.ndarray, bit_depth: int) -> np.ndarray:
+    if bit_depth == 16 and alpha.dtype == np.uint8:
+        return alpha.astype(np.uint16) * 257
+    if bit_depth == 8 and alpha.dtype == np.uint16:
+        return (alpha.astype(np.uint32) // 257).astype(np.uint8)
+    return alpha
+
+
+def to_stored_layout(rgb: np.ndarray, image: LoadedImage, extension: str) -> np.ndarray:
+    """Integer array in ``image``'s layout (RGB order) and the depth ``extension`` allows."""
+    bit_depth = image.bit_depth if extension in _SIXTEEN_BIT_FORMATS else 8
+    if image.layout.startswith("grey"):
+        pixels = _quantise(rgb.mean(axis=2), bit_depth)
+    else:
+        pixels = _quantise(rgb, bit_depth)
+    if image.alpha is not None:
+        alpha = _match_depth(image.alpha, bit_depth)
+        pixels = np.dstack([pixels, alpha])
+    return pixels
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
+
+
+def add_png_metadata(png: bytes, icc_profile: bytes | None, exif: bytes | None) -> bytes:
+    """Insert iCCP and eXIf chunks right after IHDR of an encoded PNG."""
+    if not icc_profile and not exif:
+        return png
+    ihdr_end = 8 + 4 + 4 + 13 + 4  # signature + IHDR chunk
+    chunks = b""
+    if icc_profile:
+        chunks += _png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(icc_profile))
+    if exif:
+        payload = exif[6:] if exif.startswith(b"Exif\x00\x00") else exif
+        chunks += _png_chunk(b"eXIf", payload)
+    return png[:ihdr_end] + chunks + png[ihdr_end:]
+
+
+def encode_image(rgb: np.ndarray, like: LoadedImage, extension: str, jpeg_quality: int = 95) -> bytes:
+    """Encode restored ``rgb`` (float H x W x 3 in [0, 1]) in the layout, depth and
+    metadata of ``like``, as the format of ``extension`` (".png", ".jpg", ...)."""
+    extension = extension.lower()
+    pixels = to_stored_layout(rgb, like, extension)
+    if extension in (".jpg", ".jpeg") and pixels.ndim == 3 and pixels.shape[2] in (2, 4):
+        pixels = pixels[..., :-1] if pixels.shape[2] == 4 else pixels[..., 0]  # JPEG has no alpha
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[..., 0]
+    if pixels.dtype == np.uint8 and extension in (".jpg", ".jpeg", ".webp", ".tif", ".tiff"):
+        # Pillow writes ICC and EXIF for these formats.
+        pil = Image.fromarray(pixels)  # L, LA, RGB or RGBA inferred from the shape
+        options: dict = {}
+        if like.icc_profile:
+            options["icc_profile"] = like.icc_profile
+        if like.exif:
+            options["exif"] = like.exif
+        fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}[extension]
+        if fmt in ("JPEG", "WEBP"):
+            options["quality"] = jpeg_quality
+        buffer = io.BytesIO()
+        pil.save(buffer, format=fmt, **options)
+        return buffer.getvalue()
+    # OpenCV for PNG (any depth), BMP and 16-bit TIFF: expects BGR(A).
+    if pixels.ndim == 3 and pixels.shape[2] >= 3:
+        pixels = np.ascontiguousarray(pixels[..., [2, 1, 0] + ([3] if pixels.shape[2] == 4 else [])])
+    ok, buffer = cv2.imencode(extension, pixels)
+    if not ok:
+        raise ValueError(f"OpenCV cannot encode {extension}")
+    data = buffer.tobytes()
+    if extension == ".png":
+        data = add_png_metadata(data, like.icc_profile, like.exif)
+    return data
+
+
+def atomic_write_bytes(path: os.PathLike | str, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename.
+
+    The final name either does not exist or holds the complete file; the
+    temporary file is removed on any failure.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_image(path: os.PathLike | str, rgb: np.ndarray, like: LoadedImage) -> None:
+    """Encode ``rgb`` like ``like`` (format from ``path``'s extension) and write atomically."""
+    path = Path(path)
+    try:
+        data = encode_image(rgb, like, path.suffix)
+    except Exception as exc:
+        raise ImageError(path, f"cannot encode: {exc}") from None
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as exc:
+        raise ImageError(path, f"cannot write: {exc.strerror or exc}") from None
+
+
+def read_rgb(path: os.PathLike | str) -> np.ndarray:
+    """Float32 RGB in [0, 1] of the image at ``path`` (for datasets and metrics)."""
+    return read_image(path).rgb

@@ -1,0 +1,67 @@
+"""Model architectures, and the one explicit table that names them.
+
+A checkpoint says which architecture it holds by a name in
+:data:`ARCHITECTURES`; nothing else is ever instantiated from a file. Each entry
+pairs a config dataclass with a builder, so ``build_model(name, config_dict)``
+is the single place where a model comes from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from torch import nn
+
+from restore_core.configs import ConfigError, config_from_dict
+from restore_core.models.taylor import DerivativeConfig, DerivativeNet, TaylorNet
+from restore_core.models.unet import UNet, UNetConfig
+
+
+@dataclass(frozen=True)
+class TaylorConfig:
+    """A Taylor framework around any mapping architecture of this table."""
+
+    mapping_architecture: str = "unet"
+    mapping: dict[str, Any] = field(default_factory=dict)
+    derivative: DerivativeConfig = DerivativeConfig()
+    order: int = 3
+    eq17_term: bool = False
+
+
+def _build_taylor(config: TaylorConfig) -> TaylorNet:
+    if config.mapping_architecture == "taylor":
+        raise ConfigError("a Taylor model cannot wrap another Taylor model")
+    mapping = build_model(config.mapping_architecture, config.mapping)
+    return TaylorNet(mapping, DerivativeNet(config.derivative), config.order, config.eq17_term)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    config_class: type
+    build: Callable[[Any], nn.Module]
+    description: str
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "unet": Architecture(UNetConfig, UNet, "compact residual U-Net (PixelShuffle upsampling)"),
+    "taylor": Architecture(TaylorConfig, _build_taylor, "Deep Taylor's Approximations framework around a mapping net"),
+}
+
+
+def parse_config(architecture: str, config: dict[str, Any]) -> Any:
+    """Validate ``config`` against the architecture's dataclass."""
+    if architecture not in ARCHITECTURES:
+        raise ConfigError(
+            f"unknown architecture {architecture!r}; known: {', '.join(sorted(ARCHITECTURES))}"
+        )
+    return config_from_dict(ARCHITECTURES[architecture].config_class, config, architecture)
+
+
+def build_model(architecture: str, config: dict[str, Any]) -> nn.Module:
+    """Instantiate ``architecture`` from a plain config dict (validated)."""
+    return ARCHITECTURES[architecture].build(parse_config(architecture, config))
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,175 @@
+"""Training data: paired folders, clean folders with a synthetic degradation,
+random patches with flips and rotations.
+
+Sampling is a pure function of ``(seed, step)``: batch ``s`` is drawn from
+``numpy.random.default_rng([seed, s])``, so a resumed run sees exactly the
+batches the uninterrupted run would have seen, with no sampler state to save.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import cv2
+import numpy as np
+
+from restore_core.io.images import SUPPORTED_EXTENSIONS, read_rgb
+
+# (input folder, target folder) names used by common paired datasets.
+PAIR_LAYOUTS = (("input", "target"), ("rainy", "norain"), ("rain", "norain"), ("hazy", "clear"), ("blur", "sharp"), ("noisy", "clean"))
+
+Degrade = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+
+def list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in SUPPORTED_EXTENSIONS and p.is_file())
+
+
+def _natural_key(path: Path) -> tuple:
+    stem = path.stem
+    return (0, int(stem), "") if stem.isdigit() else (1, 0, stem)
+
+
+def list_pairs(root: Path) -> list[tuple[Path, Path]]:
+    """(input, target) pairs of a paired folder in any layout of :data:`PAIR_LAYOUTS`,
+    matched by file stem, in natural name order."""
+    root = Path(root)
+    for input_name, target_name in PAIR_LAYOUTS:
+        inputs, targets = root / input_name, root / target_name
+        if inputs.is_dir() and targets.is_dir():
+            by_stem = {p.stem: p for p in list_images(targets)}
+            pairs = [(p, by_stem[p.stem]) for p in list_images(inputs) if p.stem in by_stem]
+            if not pairs:
+                raise ValueError(f"{root}: no input/target files share a name in {input_name}/ and {target_name}/")
+            return sorted(pairs, key=lambda pair: _natural_key(pair[0]))
+    layouts = ", ".join(f"{a}/+{b}/" for a, b in PAIR_LAYOUTS)
+    raise ValueError(f"{root}: not a paired folder (expected one of {layouts})")
+
+
+def split_holdout(pairs: Sequence, every: int) -> tuple[list, list]:
+    """Deterministic split: every ``every``-th item (1-based) is held out."""
+    if every <= 0:
+        return list(pairs), []
+    train = [p for i, p in enumerate(pairs, start=1) if i % every]
+    held = [p for i, p in enumerate(pairs, start=1) if not i % every]
+    return train, held
+
+
+def thumbnail(image: np.ndarray) -> np.ndarray:
+    """A 32 x 32 grey thumbnail, orientation-normalised, for near-duplicate checks."""
+    grey = image.mean(axis=2) if image.ndim == 3 else image
+    if grey.shape[0] > grey.shape[1]:
+        grey = grey.T
+    return cv2.resize(grey.astype(np.float32), (32, 32), interpolation=cv2.INTER_AREA)
+
+
+def is_near_duplicate(image: np.ndarray, references: Sequence[np.ndarray], tolerance: float = 0.03) -> bool:
+    """True when ``image``'s thumbnail is within ``tolerance`` (mean abs, [0, 1]) of a reference
+    thumbnail: used to keep validation images (and crops of them) out of training."""
+    thumb = thumbnail(image)
+    return any(float(np.abs(thumb - ref).mean()) < tolerance for ref in references)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
+
+
+@dataclass
+class PairedImage:
+    degraded: np.ndarray | None  # uint8 H x W x 3, or None for clean-only images
+    clean: np.ndarray  # uint8 H x W x 3
+
+
+def _augment(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+    """Same random flip / 90-degree rotation for every array in ``arrays``."""
+    k = int(rng.integers(4))
+    flip = bool(rng.integers(2))
+    out = []
+    for a in arrays:
+        a = np.rot90(a, k)
+        if flip:
+            a = a[:, ::-1]
+        out.append(np.ascontiguousarray(a))
+    return out
+
+
+def _ensure_min_size(image: np.ndarray, size: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    if h >= size and w >= size:
+        return image
+    scale = size / min(h, w)
+    return cv2.resize(image, (max(size, round(w * scale)), max(size, round(h * scale))), interpolation=cv2.INTER_CUBIC)
+
+
+class PatchSampler:
+    """Draws (degraded, clean) float32 N x 3 x P x P batches from a pool of images.
+
+    Paired images give real degraded patches; clean-only images are degraded
+    on the fly by ``degrade``. ``paired_fraction`` is the share of each batch
+    taken from paired images when both kinds exist.
+    """
+
+    def __init__(
+        self,
+        paired: list[PairedImage],
+        clean: list[PairedImage],
+        patch_size: int,
+        degrade: Degrade | None,
+        paired_fraction: float = 0.5,
+    ) -> None:
+        if not paired and not clean:
+            raise ValueError("no training images")
+        if clean and degrade is None:
+            raise ValueError("clean-only training images need a synthetic degradation")
+        self.paired = paired
+        self.clean = [PairedImage(None, _ensure_min_size(c.clean, patch_size)) for c in clean]
+        self.paired = [p if min(p.clean.shape[:2]) >= patch_size else PairedImage(_ensure_min_size(p.degraded, patch_size), _ensure_min_size(p.clean, patch_size)) for p in paired]
+        self.patch_size = patch_size
+        self.degrade = degrade
+        self.paired_fraction = paired_fraction if paired and clean else (1.0 if paired else 0.0)
+
+    def _crop(self, arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+        h, w = arrays[0].shape[:2]
+        top = int(rng.integers(0, h - self.patch_size + 1))
+        left = int(rng.integers(0, w - self.patch_size + 1))
+        return [a[top : top + self.patch_size, left : left + self.patch_size] for a in arrays]
+
+    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        if rng.random() < self.paired_fraction:
+            item = self.paired[int(rng.integers(len(self.paired)))]
+            degraded, clean = _augment(self._crop([item.degraded, item.clean], rng), rng)
+            return degraded.astype(np.float32) / 255.0, clean.astype(np.float32) / 255.0
+        item = self.clean[int(rng.integers(len(self.clean)))]
+        (clean,) = _augment(self._crop([item.clean], rng), rng)
+        clean = clean.astype(np.float32) / 255.0
+        return self.degrade(clean, rng), clean
+
+    def batch(self, seed: int, step: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Batch number ``step`` as N x 3 x P x P float32 arrays (degraded, clean)."""
+        rng = np.random.default_rng([seed, step])
+        pairs = [self.sample(rng) for _ in range(batch_size)]
+        degraded = np.stack([p[0] for p in pairs]).transpose(0, 3, 1, 2)
+        clean = np.stack([p[1] for p in pairs]).transpose(0, 3, 1, 2)
+        return np.ascontiguousarray(degraded), np.ascontiguousarray(clean)
+
+
+def builtin_photographs() -> list[np.ndarray]:
+    """scikit-image's bundled colour photographs (float32 RGB in [0, 1])."""
+    from skimage import data
+
+    names = ["astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "cat"]
+    images = []
+    for name in names:
+        loader = getattr(data, name, None)
+        if loader is None:
+            continue
+        image = loader()
+        if image.ndim == 3 and image.shape[2] >= 3:
+            images.append(image[..., :3].astype(np.float32) / 255.0)
+    return images
+
+
+def load_clean_folder(folder: Path) -> list[np.ndarray]:
+    return [read_rgb(p) for p in list_images(folder)]

@@ -1,0 +1,339 @@
+"""The training loop behind ``restore train``.
+
+One :class:`Trainer` serves every recipe: it builds the model from the recipe's
+architecture table entry, samples patches (:mod:`restore_core.training.data`),
+optimises with Adam and the recipe's step schedule, keeps an EMA of the
+weights, validates every ``val_every`` steps, and writes to ``run_dir``:
+
+* ``state.safetensors`` — weights, EMA, optimiser moments and the step, for resume
+* ``last.safetensors`` / ``best.safetensors`` — inference checkpoints (EMA weights)
+  with the recipe and the validation metrics in their metadata
+* ``log.csv`` — one row per logged step
+
+A NaN or infinite loss stops training with a clear error; the last good
+checkpoint on disk is left untouched.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from restore_core.configs import config_to_dict
+from restore_core.checkpoint import save_checkpoint
+from restore_core.degradations.rain import add_rain
+from restore_core.engine.tiling import run_padded
+from restore_core.metrics import psnr, ssim, to_uint8_range
+from restore_core.models import build_model
+from restore_core.models.taylor import TaylorNet, taylor_loss
+from restore_core.training import data as D
+from restore_core.training.recipes import Recipe
+
+# Synthetic degradations a recipe can name for its clean images.
+DEGRADATIONS: dict[str, D.Degrade] = {
+    "rain": add_rain,
+}
+
+
+class TrainingError(RuntimeError):
+    pass
+
+
+@dataclass
+class ValidationSet:
+    name: str
+    pairs: list[tuple[np.ndarray, np.ndarray]]  # float32 RGB (degraded, clean)
+
+
+@dataclass
+class TrainingData:
+    sampler: D.PatchSampler
+    validation: list[ValidationSet]
+    summary: dict = field(default_factory=dict)
+
+
+def prepare_data(recipe: Recipe) -> TrainingData:
+    """Read every folder the recipe names, apply hold-out and leakage filters."""
+    cfg = recipe.data
+    excluded_refs: list[np.ndarray] = []
+    for folder in cfg.exclude_near_duplicates_of + cfg.validation:
+        try:
+            targets = [t for _, t in D.list_pairs(Path(folder))]
+        except ValueError:
+            targets = D.list_images(Path(folder))
+        excluded_refs.extend(D.thumbnail(D.read_rgb(t)) for t in targets)
+
+    summary: dict = {"paired": {}, "clean": {}, "excluded_near_duplicates": 0}
+    splits = {folder: D.split_holdout(D.list_pairs(Path(folder)), cfg.holdout_every) for folder in cfg.paired}
+    # Held-out pairs are validation data: keep their clean images out of every training source.
+    for _, held in splits.values():
+        excluded_refs.extend(D.thumbnail(D.read_rgb(t)) for _, t in held)
+    paired: list[D.PairedImage] = []
+    validation: list[ValidationSet] = []
+    for folder, (train_pairs, held) in splits.items():
+        kept = 0
+        for inp, tgt in train_pairs:
+            clean = D.read_rgb(tgt)
+            if excluded_refs and D.is_near_duplicate(clean, excluded_refs):
+                summary["excluded_near_duplicates"] += 1
+                continue
+            paired.append(D.PairedImage(D.to_uint8(D.read_rgb(inp)), D.to_uint8(clean)))
+            kept += 1
+        summary["paired"][folder] = {"train": kept, "held_out": [p[0].name for p in held]}
+        if held:
+            validation.append(ValidationSet(f"{Path(folder).name}:holdout", [(D.read_rgb(a), D.read_rgb(b)) for a, b in held]))
+
+    clean_images: list[np.ndarray] = []
+    sources = [(folder, D.load_clean_folder(Path(folder))) for folder in cfg.clean]
+    if cfg.builtin_photographs:
+        sources.append(("skimage.data", D.builtin_photographs()))
+    for name, images in sources:
+        kept = 0
+        for image in images:
+            if excluded_refs and D.is_near_duplicate(image, excluded_refs):
+                summary["excluded_near_duplicates"] += 1
+                continue
+            clean_images.append(image)
+            kept += 1
+        summary["clean"][name] = kept
+
+    for folder in cfg.validation:
+        validation.append(ValidationSet(Path(folder).name, [(D.read_rgb(a), D.read_rgb(b)) for a, b in D.list_pairs(Path(folder))]))
+
+    degrade = DEGRADATIONS.get(recipe.degradation) if clean_images else None
+    if clean_images and degrade is None:
+        raise TrainingError(f"unknown degradation {recipe.degradation!r}; known: {', '.join(DEGRADATIONS)}")
+    sampler = D.PatchSampler(
+        paired,
+        [D.PairedImage(None, D.to_uint8(c)) for c in clean_images],
+        recipe.patch_size,
+        degrade,
+        recipe.data.paired_fraction,
+    )
+    return TrainingData(sampler, validation, summary)
+
+
+class EMA:
+    """Exponential moving average of a model's floating-point state."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for key, value in model.state_dict().items():
+            if value.dtype.is_floating_point:
+                self.shadow[key].lerp_(value.detach(), 1.0 - self.decay)
+            else:
+                self.shadow[key].copy_(value)
+
+
+def restoration_loss(model: nn.Module, degraded: torch.Tensor, clean: torch.Tensor, recipe: Recipe) -> torch.Tensor:
+    """Eq. 21 for Taylor models, plain L1 otherwise."""
+    if isinstance(model, TaylorNet):
+        return taylor_loss(model.expand(degraded), clean, recipe.mapping_loss_weight)
+    return torch.nn.functional.l1_loss(model(degraded), clean)
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, sets: list[ValidationSet], device: torch.device, multiple: int) -> dict[str, float]:
+    """Mean PSNR/SSIM (RGB and Y, 8-bit outputs) per validation set."""
+    model.eval()
+    metrics: dict[str, float] = {}
+    for vset in sets:
+        scores = {"psnr_rgb": [], "psnr_y": [], "ssim_y": []}
+        for degraded, clean in vset.pairs:
+            x = torch.from_numpy(degraded.transpose(2, 0, 1)).unsqueeze(0).to(device)
+            out = run_padded(model, x, multiple)[0].float().clamp(0, 1).cpu().numpy().transpose(1, 2, 0)
+            a, b = to_uint8_range(out), to_uint8_range(clean)
+            scores["psnr_rgb"].append(psnr(a, b, "rgb"))
+            scores["psnr_y"].append(psnr(a, b, "y"))
+            scores["ssim_y"].append(ssim(a, b, "y"))
+        for key, values in scores.items():
+            metrics[f"{vset.name}/{key}"] = float(np.mean(values))
+    model.train()
+    return metrics
+
+
+def _save_state(path: Path, model: nn.Module, ema: EMA | None, optimizer: torch.optim.Optimizer, step: int, extra: dict) -> None:
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if ema is not None:
+        tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.shadow.items()})
+    opt_state = optimizer.state_dict()
+    for index, state in opt_state["state"].items():
+        for name, value in state.items():
+            if torch.is_tensor(value):
+                tensors[f"optim.{index}.{name}"] = value.detach().cpu().contiguous().reshape(value.shape)
+    metadata = {
+        "step": str(step),
+        "param_groups": json.dumps(opt_state["param_groups"]),
+        "extra": json.dumps(extra, default=str),
+    }
+    tmp = path.with_name(f".{path.name}.part")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
+def _load_state(path: Path, model: nn.Module, ema: EMA | None, optimizer: torch.optim.Optimizer, device: torch.device) -> tuple[int, dict]:
+    with safe_open(str(path), framework="pt") as handle:
+        meta = handle.metadata()
+        keys = list(handle.keys())
+        model.load_state_dict({k[6:]: handle.get_tensor(k) for k in keys if k.startswith("model.")})
+        if ema is not None and any(k.startswith("ema.") for k in keys):
+            ema.shadow = {k[4:]: handle.get_tensor(k).to(device) for k in keys if k.startswith("ema.")}
+        state: dict[int, dict] = {}
+        for key in keys:
+            if key.startswith("optim."):
+                _, index, name = key.split(".", 2)
+                state.setdefault(int(index), {})[name] = handle.get_tensor(key).to(device)
+    for s in state.values():
+        if "step" in s:
+            s["step"] = s["step"].cpu()
+    optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
+    return int(meta["step"]), json.loads(meta.get("extra", "{}"))
+
+
+class Trainer:
+    """Runs a :class:`Recipe` into ``run_dir``; see the module docstring."""
+
+    def __init__(self, recipe: Recipe, run_dir: Path, device: torch.device, log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> None:
+        self.recipe = recipe
+        self.run_dir = Path(run_dir)
+        self.device = device
+        self.log = log
+        torch.manual_seed(recipe.seed)
+        self.model = build_model(recipe.architecture, recipe.model).to(device)
+        self.multiple = int(getattr(self.model, "size_multiple", 1))
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=recipe.lr, betas=recipe.betas)
+        self.ema = EMA(self.model, recipe.ema_decay) if recipe.ema_decay > 0 else None
+        self.step = 0
+        self.best: float | None = None
+        self.metrics: dict[str, float] = {}
+
+    @property
+    def state_path(self) -> Path:
+        return self.run_dir / "state.safetensors"
+
+    def resume(self) -> None:
+        if not self.state_path.exists():
+            raise TrainingError(f"{self.state_path}: nothing to resume from")
+        self.step, extra = _load_state(self.state_path, self.model, self.ema, self.optimizer, self.device)
+        self.best = extra.get("best")
+        self.metrics = extra.get("metrics", {})
+        self.log(f"resumed {self.run_dir} at step {self.step}")
+
+    def _inference_weights(self) -> dict[str, torch.Tensor]:
+        return self.ema.shadow if self.ema is not None else self.model.state_dict()
+
+    def _eval_model(self) -> nn.Module:
+        if self.ema is None:
+            return self.model
+        model = copy.deepcopy(self.model)
+        model.load_state_dict(self.ema.shadow)
+        return model
+
+    def save(self, name: str, metrics: dict) -> Path:
+        return save_checkpoint(
+            self.run_dir / name,
+            self.model,
+            self.recipe.architecture,
+            self.recipe.model,
+            self.recipe.task,
+            recipe={**config_to_dict(self.recipe), "trained_steps": self.step},
+            metrics=metrics,
+            state_dict=self._inference_weights(),
+        )
+
+    def checkpoint(self) -> None:
+        _save_state(self.state_path, self.model, self.ema, self.optimizer, self.step, {"best": self.best, "metrics": self.metrics})
+        self.save("last.safetensors", self.metrics)
+
+    def train(self, data: TrainingData, progress: Callable[[int, int, dict], None] | None = None) -> dict[str, float]:
+        recipe = self.recipe
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "recipe.json").write_text(json.dumps(config_to_dict(recipe), indent=2))
+        (self.run_dir / "data.json").write_text(json.dumps(data.summary, indent=2))
+        log_path = self.run_dir / "log.csv"
+        new_log = not log_path.exists() or self.step == 0
+        log_file = open(log_path, "w" if new_log else "a", newline="")
+        writer = csv.writer(log_file)
+        if new_log:
+            writer.writerow(["step", "loss", "lr", "patches_per_s", "elapsed_s", "metrics"])
+        use_amp = recipe.amp and self.device.type == "cuda"
+        amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+        scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+        self.model.train()
+        start = time.time()
+        window_loss, window_count, window_start = 0.0, 0, time.time()
+        try:
+            while self.step < recipe.steps:
+                degraded_np, clean_np = data.sampler.batch(recipe.seed, self.step, recipe.batch_size)
+                degraded = torch.from_numpy(degraded_np).to(self.device, non_blocking=True)
+                clean = torch.from_numpy(clean_np).to(self.device, non_blocking=True)
+                lr = recipe.lr_at(self.step)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                with torch.autocast(self.device.type, dtype=amp_dtype, enabled=use_amp):
+                    loss = restoration_loss(self.model, degraded, clean, recipe)
+                if not torch.isfinite(loss):
+                    raise TrainingError(
+                        f"loss became {loss.item()} at step {self.step}; stopped. The last good checkpoint "
+                        f"({self.state_path}) is unchanged: resume with a lower --lr or with grad_clip set"
+                    )
+                self.optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if recipe.grad_clip > 0:
+                    scaler.unscale_(self.optimizer)
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), recipe.grad_clip)
+                scaler.step(self.optimizer)
+                scaler.update()
+                if self.ema is not None:
+                    self.ema.update(self.model)
+                self.step += 1
+                window_loss += loss.item()
+                window_count += 1
+                row_metrics: dict = {}
+                if data.validation and (self.step % recipe.val_every == 0 or self.step == recipe.steps):
+                    self.metrics = {**evaluate(self._eval_model(), data.validation, self.device, self.multiple), "step": self.step}
+                    row_metrics = self.metrics
+                    score = float(np.mean([v for k, v in self.metrics.items() if k.endswith("/psnr_y")]))
+                    if self.best is None or score > self.best:
+                        self.best = score
+                        self.save("best.safetensors", self.metrics)
+                    self.log(f"step {self.step}: " + ", ".join(f"{k} {v:.3f}" for k, v in self.metrics.items() if k != "step"))
+                if self.step % recipe.checkpoint_every == 0 or self.step == recipe.steps or row_metrics:
+                    self.checkpoint()
+                if self.step % 50 == 0 or row_metrics or self.step == recipe.steps:
+                    elapsed = time.time() - window_start
+                    writer.writerow([
+                        self.step,
+                        f"{window_loss / max(window_count, 1):.6f}",
+                        f"{lr:.3g}",
+                        f"{window_count * recipe.batch_size / max(elapsed, 1e-9):.2f}",
+                        f"{time.time() - start:.1f}",
+                        json.dumps(row_metrics) if row_metrics else "",
+                    ])
+                    log_file.flush()
+                    if progress:
+                        progress(self.step, recipe.steps, {"loss": window_loss / max(window_count, 1), "lr": lr})
+                    window_loss, window_count, window_start = 0.0, 0, time.time()
+        finally:
+            log_file.close()
+        final = self.save("model.safetensors", self.metrics)
+        self.log(f"saved {final}")
+        return self.metrics
