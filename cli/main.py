@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from cli.models_cmd import models
+from cli.restore_cmd import make_restore_command
 from cli.train_cmd import train
 
 app = typer.Typer(
@@ -20,7 +22,9 @@ def _root() -> None:
     """Deep-learning image restoration for folders of photos."""
 
 
+app.command("derain")(make_restore_command("derain", "Remove rain streaks from"))
 app.command("train")(train)
+app.command("models")(models)
 
 
 def main() -> None:

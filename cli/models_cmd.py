@@ -1,0 +1,62 @@
+"""``restore models``: the shipped weights, or every architecture preset."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.table import Table
+
+from cli.console import err_console
+from restore_core.presets import PRESETS, shipped_weights
+
+
+def _headline(metrics: dict) -> str:
+    keys = [k for k in metrics if k.endswith("psnr_y") or k.endswith("psnr_rgb")]
+    return ", ".join(f"{k} {metrics[k]:.2f}" for k in sorted(keys)) or "-"
+
+
+def models(
+    presets: bool = typer.Option(False, "--presets", help="List every architecture preset, trained or not."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
+) -> None:
+    """List available models with their task, architecture, size and measured metrics.
+
+    Examples:
+
+        restore models
+
+        restore models --presets --json
+    """
+    from rich.console import Console
+
+    out = Console()
+    if presets:
+        rows = [
+            {"name": p.name, "task": p.task, "architecture": p.architecture, "parameters": p.parameters(),
+             "trained_weights": p.weights, "description": p.description}
+            for p in PRESETS.values()
+        ]
+        if as_json:
+            print(json.dumps(rows, indent=2))
+            return
+        table = Table("preset", "task", "architecture", "parameters", "weights", "description")
+        for r in rows:
+            table.add_row(r["name"], r["task"], r["architecture"], f"{r['parameters']:,}", r["trained_weights"] or "-", r["description"])
+        out.print(table)
+        return
+    rows = [
+        {"name": w.name, "task": w.task, "architecture": w.architecture, "parameters": w.parameters,
+         "path": str(w.path), "metrics": w.metrics}
+        for w in shipped_weights()
+    ]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        err_console.print("no trained weights found (see 'restore models --presets' for architectures)")
+        return
+    table = Table("model", "task", "architecture", "parameters", "metrics (model card)")
+    for r in rows:
+        table.add_row(r["name"], r["task"], r["architecture"], f"{r['parameters']:,}", _headline(r["metrics"]))
+    out.print(table)

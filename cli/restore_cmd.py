@@ -1,0 +1,178 @@
+"""The restoration commands (``restore derain`` and its siblings).
+
+One factory builds every task's command, so they share options and behaviour
+exactly: stdout carries one written path per line (or one JSON object per
+image with ``--json``), stderr carries progress and errors, and the exit status
+is 0 when every image succeeded, 1 when any failed, 2 on usage errors.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from cli.console import err_console, fail
+from restore_core.checkpoint import CheckpointError
+from restore_core.device import pick_device
+from restore_core.engine.inputs import InputError, Job, collect_inputs, find_collisions, plan_outputs
+from restore_core.engine.runner import ImageResult, Restorer, RunOptions, restore_stream
+from restore_core.io.images import DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS
+from restore_core.presets import DEFAULT_MODEL_FOR_TASK, resolve_model
+
+
+def _emit(result: ImageResult, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result.as_dict()), flush=True)
+    elif result.status == "ok":
+        print(result.output, flush=True)
+    if result.status == "error":
+        err_console.print(f"[red]error:[/red] {result.input}: {result.error}", highlight=False, soft_wrap=True)
+
+
+def run_restore(
+    task: str,
+    source: str,
+    out_dir: Path,
+    model: Optional[str],
+    device: str,
+    tile: int,
+    tile_overlap: int,
+    batch_size: int,
+    precision: str,
+    recursive: bool,
+    suffix: str,
+    ext: Optional[str],
+    overwrite: bool,
+    skip_existing: bool,
+    as_json: bool,
+    quiet: bool,
+    max_pixels: int,
+) -> None:
+    """Shared body of every restoration command: plan, check, load, stream, report."""
+    if overwrite and skip_existing:
+        fail("--overwrite and --skip-existing contradict each other", code=2)
+    if ext is not None:
+        ext = ext if ext.startswith(".") else "." + ext
+        if ext.lower() not in SUPPORTED_EXTENSIONS:
+            fail(f"--ext {ext}: unsupported; use one of {', '.join(SUPPORTED_EXTENSIONS)}", code=2)
+    if tile < 0 or tile_overlap < 0 or batch_size < 1:
+        fail("--tile and --tile-overlap must be >= 0 and --batch-size >= 1", code=2)
+    if tile and tile_overlap >= tile:
+        fail(f"--tile-overlap ({tile_overlap}) must be smaller than --tile ({tile})", code=2)
+    try:
+        jobs = collect_inputs(source, recursive, sys.stdin if source == "-" else None)
+    except InputError as exc:
+        fail(str(exc), code=2)
+    jobs = plan_outputs(jobs, out_dir, suffix, ext)
+
+    results: list[ImageResult] = []
+    runnable: list[Job] = []
+    collisions = {src: out for out, sources in find_collisions(jobs).items() for src in sources[1:]}
+    existing = []
+    for job in jobs:
+        assert job.output is not None
+        if job.source in collisions:
+            results.append(ImageResult(job.source, None, "error", error=f"another input also writes {job.output}; use --suffix or --ext"))
+        elif job.output.exists() and job.source.exists() and job.output.resolve() == job.source.resolve():
+            results.append(ImageResult(job.source, None, "error", error="the output would overwrite the input; choose another output folder or --suffix"))
+        elif job.output.exists() and not overwrite:
+            if skip_existing:
+                results.append(ImageResult(job.source, job.output, "skipped"))
+            else:
+                existing.append(job.output)
+        else:
+            runnable.append(job)
+    if existing:
+        shown = ", ".join(str(p) for p in existing[:5])
+        more = f" and {len(existing) - 5} more" if len(existing) > 5 else ""
+        fail(f"{len(existing)} output(s) already exist: {shown}{more}; pass --overwrite or --skip-existing", code=2)
+
+    for result in results:
+        _emit(result, as_json)
+    try:
+        torch_device = pick_device(device)
+        descriptor = resolve_model(model, task, str(torch_device)) if runnable else None
+        restorer = Restorer(descriptor, torch_device, precision, tile, tile_overlap) if descriptor else None
+    except (CheckpointError, ValueError) as exc:
+        fail(str(exc), code=2)
+    if descriptor is not None and descriptor.task not in (task, "any") and not quiet:
+        err_console.print(f"[yellow]warning:[/yellow] model {descriptor.name} was trained for {descriptor.task}, not {task}")
+
+    options = RunOptions(tile=tile, tile_overlap=tile_overlap, batch_size=batch_size, precision=precision, max_pixels=max_pixels)
+    start = time.perf_counter()
+    done: list[ImageResult] = list(results)
+    with Progress(
+        TextColumn(f"[bold]{task}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=quiet or not err_console.is_terminal,
+    ) as bar:
+        progress = bar.add_task(task, total=len(runnable))
+        try:
+            if restorer is not None:
+                for result in restore_stream(runnable, restorer, options):
+                    done.append(result)
+                    _emit(result, as_json)
+                    bar.advance(progress)
+        except KeyboardInterrupt:
+            ok = sum(r.status == "ok" for r in done)
+            err_console.print(f"interrupted: {ok} of {len(jobs)} image(s) written; re-run with --skip-existing to finish")
+            raise typer.Exit(130)
+    elapsed = time.perf_counter() - start
+    ok = sum(r.status == "ok" for r in done)
+    failed = sum(r.status == "error" for r in done)
+    skipped = sum(r.status == "skipped" for r in done)
+    if not quiet:
+        model_note = f" with {descriptor.name}" if descriptor else ""
+        err_console.print(
+            f"{ok} restored, {failed} failed, {skipped} skipped in {elapsed:.1f} s{model_note}", highlight=False
+        )
+    if failed:
+        raise typer.Exit(1)
+
+
+def make_restore_command(task: str, verb: str) -> Callable[..., None]:
+    """Build the Typer command for ``task`` (e.g. derain) with the shared options."""
+    default_model = DEFAULT_MODEL_FOR_TASK.get(task, "none")
+
+    def command(
+        source: str = typer.Argument(..., metavar="IN", help="Image file, folder, glob pattern, or '-' for paths on stdin."),
+        out_dir: Path = typer.Argument(..., metavar="OUT", help="Output folder (sub-folders of IN are mirrored)."),
+        model: Optional[str] = typer.Option(None, "--model", "-m", help=f"Preset name or .safetensors file [default: {default_model}]."),
+        device: str = typer.Option("auto", "--device", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:1, ..."),
+        tile: int = typer.Option(0, "--tile", help="Restore in tiles of this size (0 = whole image); bounds memory."),
+        tile_overlap: int = typer.Option(32, "--tile-overlap", help="Pixels shared by neighbouring tiles (blended)."),
+        batch_size: int = typer.Option(1, "--batch-size", help="Images of the same size restored together."),
+        precision: str = typer.Option("auto", "--precision", help="auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, fp16, bf16."),
+        recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders of IN."),
+        suffix: str = typer.Option("", "--suffix", help="Appended to each output file's stem, e.g. _derained."),
+        ext: Optional[str] = typer.Option(None, "--ext", help="Output format (png, jpg, tif, webp, bmp); default: the input's."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+        skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave existing outputs alone and skip those inputs."),
+        as_json: bool = typer.Option(False, "--json", help="One JSON object per image on stdout."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary on stderr."),
+        max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", help="Refuse images larger than this many pixels."),
+    ) -> None:
+        run_restore(task, source, out_dir, model, device, tile, tile_overlap, batch_size, precision, recursive, suffix, ext, overwrite, skip_existing, as_json, quiet, max_pixels)
+
+    command.__doc__ = f"""{verb} images: a file, a folder, a glob or '-' (stdin) into OUT.
+
+    Examples:
+
+        restore {task} photos/ restored/
+
+        restore {task} big.tif out/ --tile 512
+
+        find /data -name '*.png' | restore {task} - out/ --json
+    """
+    command.__name__ = task
+    return command

@@ -1,0 +1,110 @@
+"""What to restore and where to write it: input expansion and output naming.
+
+An input spec is a file, a folder (``recursive`` descends into sub-folders), a
+glob pattern, or ``-`` for newline-separated paths on stdin. Each found image
+becomes a :class:`Job` whose ``relative`` path is mirrored under the output
+folder, so ``in/a/b.png`` -> ``out/a/b.png``.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from restore_core.io.images import SUPPORTED_EXTENSIONS
+
+
+class InputError(ValueError):
+    """The input spec itself is unusable (nothing to process)."""
+
+
+@dataclass(frozen=True)
+class Job:
+    source: Path
+    relative: Path  # mirrored under the output folder
+    output: Path | None = None
+
+
+def is_image_name(path: Path) -> bool:
+    return path.suffix.lower() in SUPPORTED_EXTENSIONS and not path.name.startswith(".")
+
+
+def walk_folder(root: Path, recursive: bool) -> list[Path]:
+    """Image files under ``root`` in sorted order. Symbolic links to folders are not
+    followed (a link loop cannot hang the walk); links to files are kept."""
+    if not recursive:
+        return sorted(p for p in root.iterdir() if is_image_name(p))
+    found = []
+    for folder, subdirs, files in os.walk(root, followlinks=False):
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+        found.extend(Path(folder) / name for name in files if is_image_name(Path(name)))
+    return sorted(found)
+
+
+def _glob_root(pattern: str) -> Path:
+    parts = Path(pattern).parts
+    root: list[str] = []
+    for part in parts:
+        if glob.has_magic(part):
+            break
+        root.append(part)
+    return Path(*root) if root else Path(".")
+
+
+def collect_inputs(spec: str, recursive: bool = False, stdin_lines: Iterable[str] | None = None) -> list[Job]:
+    """Expand an input spec into jobs (see module docstring)."""
+    if spec == "-":
+        if stdin_lines is None:
+            raise InputError("'-' reads paths from stdin, but no stdin was given")
+        jobs = []
+        for line in stdin_lines:
+            line = line.rstrip("\r\n")
+            if line.strip():
+                path = Path(line)
+                jobs.append(Job(path, Path(path.name)))
+        if not jobs:
+            raise InputError("no paths on stdin")
+        return jobs
+    path = Path(spec)
+    if path.is_dir():
+        files = walk_folder(path, recursive)
+        if not files:
+            hint = "" if recursive else " (use --recursive for sub-folders)"
+            raise InputError(f"{spec}: no images ({', '.join(SUPPORTED_EXTENSIONS)}) in this folder{hint}")
+        return [Job(f, f.relative_to(path)) for f in files]
+    if path.exists() or os.path.lexists(path):
+        return [Job(path, Path(path.name))]
+    if glob.has_magic(spec):
+        root = _glob_root(spec)
+        matches = sorted(Path(m) for m in glob.glob(spec, recursive=True) if is_image_name(Path(m)) and not Path(m).is_dir())
+        if not matches:
+            raise InputError(f"{spec}: the pattern matches no images")
+        return [Job(m, m.relative_to(root) if m.is_relative_to(root) else Path(m.name)) for m in matches]
+    raise InputError(f"{spec}: no such file or folder")
+
+
+def plan_outputs(jobs: list[Job], out_dir: Path, suffix: str = "", ext: str | None = None) -> list[Job]:
+    """Give every job its output path: ``out_dir/relative-folder/stem+suffix+ext``.
+
+    ``ext`` (".png", ".jpg", ...) changes the format; by default it is kept.
+    """
+    planned = []
+    for job in jobs:
+        extension = ext if ext else job.source.suffix
+        if not extension.startswith("."):
+            extension = "." + extension
+        name = f"{job.relative.stem}{suffix}{extension.lower() if ext else extension}"
+        planned.append(Job(job.source, job.relative, out_dir / job.relative.parent / name))
+    return planned
+
+
+def find_collisions(jobs: list[Job]) -> dict[Path, list[Path]]:
+    """Outputs that more than one input would write: output -> sources."""
+    by_output: dict[Path, list[Path]] = {}
+    for job in jobs:
+        assert job.output is not None
+        by_output.setdefault(job.output, []).append(job.source)
+    return {out: sources for out, sources in by_output.items() if len(sources) > 1}

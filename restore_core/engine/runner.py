@@ -1,0 +1,183 @@
+"""The streaming restoration engine.
+
+Images flow one way through three stages::
+
+    reader threads (decode) -> model on the calling thread -> writer threads (encode + atomic write)
+
+Decoding and encoding release the GIL inside OpenCV/Pillow, so they overlap
+the model's forward pass. Consecutive images of the same size are batched.
+Each image yields one :class:`ImageResult` in input order; a failure affects
+only that image, and nothing is written for it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from restore_core.checkpoint import ModelDescriptor
+from restore_core.device import pick_dtype
+from restore_core.engine.inputs import Job
+from restore_core.engine.tiling import run_padded, run_tiled
+from restore_core.io.images import DEFAULT_MAX_PIXELS, ImageError, LoadedImage, read_image, write_image
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    tile: int = 0  # 0 = whole image at once
+    tile_overlap: int = 32
+    batch_size: int = 1
+    precision: str = "auto"
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    io_threads: int = 2
+    prefetch: int = 4
+
+
+@dataclass
+class ImageResult:
+    input: Path
+    output: Path | None
+    status: str  # "ok" | "error" | "skipped"
+    seconds: float = 0.0
+    error: str | None = None
+    width: int = 0
+    height: int = 0
+
+    def as_dict(self) -> dict:
+        return {
+            "input": str(self.input),
+            "output": str(self.output) if self.output and self.status == "ok" else None,
+            "status": self.status,
+            "seconds": round(self.seconds, 4),
+            "error": self.error,
+            "width": self.width,
+            "height": self.height,
+        }
+
+
+class Restorer:
+    """A model ready for inference on one device and precision, with tiling."""
+
+    def __init__(self, descriptor: ModelDescriptor, device: torch.device, precision: str = "auto", tile: int = 0, tile_overlap: int = 32) -> None:
+        self.descriptor = descriptor
+        self.device = device
+        self.dtype = pick_dtype(precision, device, descriptor.supports_half)
+        self.model = descriptor.model.to(device=device, dtype=self.dtype).eval()
+        self.tile = tile
+        self.tile_overlap = tile_overlap
+        self.multiple = max(1, descriptor.size_multiple)
+
+    @torch.inference_mode()
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        """Restore an N x 3 x H x W float batch in [0, 1]; returns float32 in [0, 1]."""
+        x = batch.to(self.device, dtype=self.dtype, non_blocking=True)
+        if self.tile and (x.shape[-1] > self.tile or x.shape[-2] > self.tile):
+            y = run_tiled(self.model, x, self.tile, self.tile_overlap, self.multiple)
+        else:
+            y = run_padded(self.model, x, self.multiple)
+        return y.float().clamp_(0, 1)
+
+    def restore_array(self, rgb: np.ndarray) -> np.ndarray:
+        """One H x W x 3 float image in [0, 1] -> restored, same shape."""
+        x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).unsqueeze(0)
+        return self(x)[0].cpu().numpy().transpose(1, 2, 0)
+
+
+@dataclass
+class _Decoded:
+    job: Job
+    image: LoadedImage | None
+    error: str | None
+    seconds: float
+
+
+def _decode(job: Job, max_pixels: int) -> _Decoded:
+    start = time.perf_counter()
+    try:
+        return _Decoded(job, read_image(job.source, max_pixels), None, time.perf_counter() - start)
+    except ImageError as exc:
+        return _Decoded(job, None, exc.cause, time.perf_counter() - start)
+    except Exception as exc:  # a decoder bug must not stop the batch
+        return _Decoded(job, None, f"cannot read: {exc}", time.perf_counter() - start)
+
+
+def _encode(job: Job, rgb: np.ndarray, like: LoadedImage, spent: float) -> ImageResult:
+    start = time.perf_counter()
+    height, width = rgb.shape[:2]
+    assert job.output is not None
+    try:
+        write_image(job.output, rgb, like)
+    except ImageError as exc:
+        return ImageResult(job.source, None, "error", spent + time.perf_counter() - start, exc.cause, width, height)
+    return ImageResult(job.source, job.output, "ok", spent + time.perf_counter() - start, None, width, height)
+
+
+def restore_stream(jobs: list[Job], restorer: Restorer, options: RunOptions = RunOptions()) -> Iterator[ImageResult]:
+    """Restore every job (each with its ``output`` set); yields results in input order."""
+    readers = ThreadPoolExecutor(max_workers=max(1, options.io_threads), thread_name_prefix="restore-read")
+    writers = ThreadPoolExecutor(max_workers=max(1, options.io_threads), thread_name_prefix="restore-write")
+    pending_reads: deque[Future[_Decoded]] = deque()
+    pending_results: deque[Future[ImageResult] | ImageResult] = deque()
+    upcoming = iter(jobs)
+
+    def refill() -> None:
+        while len(pending_reads) < max(options.prefetch, options.batch_size):
+            job = next(upcoming, None)
+            if job is None:
+                return
+            pending_reads.append(readers.submit(_decode, job, options.max_pixels))
+
+    def ready_results(block: bool) -> Iterator[ImageResult]:
+        while pending_results:
+            head = pending_results[0]
+            if isinstance(head, Future):
+                if not block and not head.done():
+                    return
+                head = head.result()
+            pending_results.popleft()
+            yield head
+
+    try:
+        refill()
+        while pending_reads:
+            first = pending_reads.popleft().result()
+            refill()
+            if first.image is None:
+                pending_results.append(ImageResult(first.job.source, None, "error", first.seconds, first.error))
+                yield from ready_results(block=False)
+                continue
+            batch = [first]
+            shape = first.image.rgb.shape
+            while len(batch) < options.batch_size and pending_reads:
+                nxt = pending_reads[0].result()
+                if nxt.image is None or nxt.image.rgb.shape != shape:
+                    break
+                batch.append(pending_reads.popleft().result())
+                refill()
+            start = time.perf_counter()
+            try:
+                stacked = torch.from_numpy(np.stack([d.image.rgb.transpose(2, 0, 1) for d in batch]))
+                restored = restorer(stacked).cpu().numpy().transpose(0, 2, 3, 1)
+                model_error = None
+            except (RuntimeError, ValueError) as exc:
+                restored, model_error = None, f"model failed: {str(exc).splitlines()[0]}"
+            share = (time.perf_counter() - start) / len(batch)
+            for i, decoded in enumerate(batch):
+                if restored is None:
+                    pending_results.append(ImageResult(decoded.job.source, None, "error", decoded.seconds + share, model_error))
+                else:
+                    pending_results.append(
+                        writers.submit(_encode, decoded.job, restored[i], decoded.image, decoded.seconds + share)
+                    )
+            yield from ready_results(block=False)
+        yield from ready_results(block=True)
+    finally:
+        readers.shutdown(wait=True, cancel_futures=True)
+        writers.shutdown(wait=True)

@@ -1,0 +1,131 @@
+"""The explicit table of model presets, and how ``--model`` is resolved.
+
+A preset names an architecture, its config, the task it is for and (when this
+project has trained one) a weight file in ``weights/`` with its sha256, checked
+on load. ``--model`` takes a preset name or a path to a ``.safetensors`` file.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from restore_core.checkpoint import CheckpointError, ModelDescriptor, file_sha256, load_checkpoint, read_metadata
+from restore_core.models import build_model, count_parameters
+from restore_core.training.recipes import TAYLOR_UNET
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    task: str
+    architecture: str
+    config: dict[str, Any]
+    description: str
+    weights: str | None = None  # file name in the weights folder
+    sha256: str | None = None
+
+    def parameters(self) -> int:
+        return count_parameters(build_model(self.architecture, self.config))
+
+
+UNET_S = TAYLOR_UNET["mapping"]
+
+PRESETS: dict[str, Preset] = {
+    "taylor-derain": Preset(
+        name="taylor-derain",
+        task="derain",
+        architecture="taylor",
+        config=TAYLOR_UNET,
+        description="Taylor framework (order 3) around the compact U-Net, trained for rain removal",
+        weights="taylor-derain.safetensors",
+        sha256=None,
+    ),
+    "unet-s": Preset(
+        name="unet-s",
+        task="any",
+        architecture="unet",
+        config=UNET_S,
+        description="compact residual U-Net (16 channels, 4 downsamplings), the bare mapping network",
+    ),
+    "taylor-unet-s": Preset(
+        name="taylor-unet-s",
+        task="any",
+        architecture="taylor",
+        config=TAYLOR_UNET,
+        description="Taylor framework, order 3, around unet-s (untrained architecture preset)",
+    ),
+}
+
+DEFAULT_MODEL_FOR_TASK: dict[str, str] = {
+    "derain": "taylor-derain",
+}
+
+
+def weights_dirs() -> list[Path]:
+    """Where shipped weights are looked up, in order."""
+    dirs = []
+    if os.environ.get("RESTORE_WEIGHTS_DIR"):
+        dirs.append(Path(os.environ["RESTORE_WEIGHTS_DIR"]))
+    dirs.append(Path(__file__).resolve().parent.parent / "weights")  # source checkout / editable install
+    dirs.append(Path(sys.prefix) / "share" / "restore" / "weights")  # regular install
+    return dirs
+
+
+def find_weights(file_name: str) -> Path | None:
+    for folder in weights_dirs():
+        candidate = folder / file_name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def resolve_model(spec: str | None, task: str, device: str = "cpu") -> ModelDescriptor:
+    """Load the model named by ``spec`` (preset name or file), or the task's default."""
+    name = spec or DEFAULT_MODEL_FOR_TASK.get(task)
+    if name is None:
+        raise CheckpointError(task, f"no default model for task {task!r}; pass --model")
+    if name in PRESETS:
+        preset = PRESETS[name]
+        if preset.weights is None:
+            raise CheckpointError(
+                name, f"preset {name!r} is an architecture without trained weights; train one with 'restore train' and pass --model FILE"
+            )
+        path = find_weights(preset.weights)
+        if path is None:
+            searched = ", ".join(str(d) for d in weights_dirs())
+            raise CheckpointError(preset.weights, f"weights of preset {name!r} not found (searched {searched})")
+        if preset.sha256 and file_sha256(path) != preset.sha256:
+            raise CheckpointError(path, "sha256 does not match the preset table: the file is corrupted or was replaced")
+        return load_checkpoint(path, device, name=name)
+    path = Path(name)
+    if not path.exists() and not path.suffix:
+        raise CheckpointError(name, f"unknown model; presets: {', '.join(PRESETS)}, or a path to a .safetensors file")
+    return load_checkpoint(path, device)
+
+
+@dataclass
+class WeightInfo:
+    name: str
+    path: Path
+    task: str
+    architecture: str
+    parameters: int
+    metrics: dict[str, Any]
+
+
+def shipped_weights() -> list[WeightInfo]:
+    """Every preset whose weight file is present, with its metadata."""
+    found = []
+    for preset in PRESETS.values():
+        if preset.weights is None:
+            continue
+        path = find_weights(preset.weights)
+        if path is None:
+            continue
+        meta = read_metadata(path)
+        found.append(WeightInfo(preset.name, path, meta["task"], meta["architecture"], preset.parameters(), meta["metrics"]))
+    return found

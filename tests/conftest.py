@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+SAMPLES = REPO / "samples" / "rain"
+
+
+def shared_dataset(name: str) -> Path:
+    """A folder of ../shared/data, or skip the test when it is absent (users won't have it)."""
+    path = SHARED_DATA / name
+    if not path.is_dir():
+        pytest.skip(f"{path} is not present")
+    return path
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path: Path) -> Path:
+    """A small untrained U-Net checkpoint (fast on CPU)."""
+    from restore_core.checkpoint import save_checkpoint
+    from restore_core.models import build_model
+
+    config = {"width": 4, "levels": 1, "blocks_per_level": [1], "bottleneck_blocks": 1}
+    model = build_model("unet", config)
+    return save_checkpoint(tmp_path / "tiny.safetensors", model, "unet", config, "derain")

@@ -1,0 +1,67 @@
+"""Safetensors checkpoints: bit-exact round trips and clear refusals."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from restore_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from restore_core.models import build_model
+
+CONFIG = {"mapping": {"width": 4, "levels": 1, "blocks_per_level": [1]}, "order": 2}
+
+
+def test_round_trip_is_bit_exact(tmp_path):
+    model = build_model("taylor", CONFIG)
+    path = save_checkpoint(tmp_path / "m.safetensors", model, "taylor", CONFIG, "derain", metrics={"psnr": 30.0})
+    loaded = load_checkpoint(path)
+    for (k1, v1), (k2, v2) in zip(model.state_dict().items(), loaded.model.state_dict().items()):
+        assert k1 == k2 and torch.equal(v1, v2)
+    assert loaded.task == "derain" and loaded.architecture == "taylor" and loaded.metrics == {"psnr": 30.0}
+    y = torch.rand(1, 3, 16, 16)
+    assert torch.equal(model.eval()(y), loaded.model(y))
+
+
+def test_wrong_shape_is_refused(tmp_path):
+    model = build_model("taylor", CONFIG)
+    path = save_checkpoint(tmp_path / "m.safetensors", model, "taylor", CONFIG, "derain")
+    # Claim a wider mapping network than the tensors hold.
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    meta["config"] = json.dumps({**CONFIG, "mapping": {**CONFIG["mapping"], "width": 8}})
+    save_file(tensors, str(path), metadata=meta)
+    with pytest.raises(CheckpointError, match=r"m\.safetensors: tensor .* has shape"):
+        load_checkpoint(path)
+
+
+def test_missing_metadata_is_refused(tmp_path):
+    path = tmp_path / "plain.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path))
+    with pytest.raises(CheckpointError, match="missing metadata"):
+        load_checkpoint(path)
+
+
+def test_unknown_architecture_is_refused(tmp_path):
+    path = tmp_path / "evil.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path), metadata={"format": "restore-checkpoint", "format_version": "1",
+              "architecture": "os.system", "config": "{}", "task": "derain"})
+    with pytest.raises(CheckpointError, match="unknown architecture"):
+        load_checkpoint(path)
+
+
+def test_pickle_files_are_refused_without_unpickling(tmp_path):
+    path = tmp_path / "model.pth"
+    path.write_bytes(b"\x80\x04not really a pickle")
+    with pytest.raises(CheckpointError, match="pickle"):
+        load_checkpoint(path)
+
+
+def test_garbage_file_is_refused(tmp_path):
+    path = tmp_path / "broken.safetensors"
+    path.write_bytes(b"\x00" * 100)
+    with pytest.raises(CheckpointError, match="broken.safetensors: not a valid safetensors file"):
+        load_checkpoint(path)

@@ -1,0 +1,116 @@
+"""Image I/O: depth, layout, orientation and metadata survive a round trip."""
+
+import io
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from restore_core.io.images import ImageError, read_image, write_image
+
+
+def _round_trip(tmp_path, array_bgr, name):
+    src = tmp_path / name
+    assert cv2.imwrite(str(src), array_bgr)
+    loaded = read_image(src)
+    dst = tmp_path / ("out_" + name)
+    write_image(dst, loaded.rgb, loaded)
+    return loaded, cv2.imread(str(dst), cv2.IMREAD_UNCHANGED)
+
+
+@pytest.mark.parametrize("name", ["a.png", "a.tif"])
+def test_16_bit_rgb_round_trip_is_exact(tmp_path, rng, name):
+    array = rng.integers(0, 65536, size=(17, 23, 3), dtype=np.uint16)
+    loaded, back = _round_trip(tmp_path, array, name)
+    assert loaded.bit_depth == 16 and loaded.layout == "rgb"
+    assert back.dtype == np.uint16 and np.array_equal(back, array)
+
+
+def test_8_bit_grey_stays_grey(tmp_path, rng):
+    array = rng.integers(0, 256, size=(9, 11), dtype=np.uint8)
+    loaded, back = _round_trip(tmp_path, array, "g.png")
+    assert loaded.layout == "grey" and loaded.rgb.shape == (9, 11, 3)
+    assert back.shape == (9, 11) and np.array_equal(back, array)
+
+
+def test_16_bit_grey_png(tmp_path, rng):
+    array = rng.integers(0, 65536, size=(8, 8), dtype=np.uint16)
+    _, back = _round_trip(tmp_path, array, "g16.png")
+    assert back.dtype == np.uint16 and np.array_equal(back, array)
+
+
+def test_rgba_alpha_passes_through_untouched(tmp_path, rng):
+    array = rng.integers(0, 256, size=(10, 12, 4), dtype=np.uint8)
+    loaded, back = _round_trip(tmp_path, array, "rgba.png")
+    assert loaded.layout == "rgba"
+    assert back.shape == (10, 12, 4) and np.array_equal(back, array)
+
+
+def test_exif_rotated_jpeg_is_upright_and_metadata_kept(tmp_path):
+    # A 40x20 (w x h) image whose left half is white, stored with orientation 6
+    # (rotate 90 degrees clockwise to display): upright it is 20 wide, 40 tall.
+    pixels = np.zeros((20, 40, 3), np.uint8)
+    pixels[:, :20] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    icc = b"fake-icc-profile-bytes" * 4
+    src = tmp_path / "rot.jpg"
+    Image.fromarray(pixels).save(src, exif=exif.tobytes(), icc_profile=icc, quality=100)
+    loaded = read_image(src)
+    assert loaded.rgb.shape == (40, 20, 3)
+    assert loaded.rgb[:20].mean() > 0.9 and loaded.rgb[20:].mean() < 0.1  # white on top after rotation
+    dst = tmp_path / "out.jpg"
+    write_image(dst, loaded.rgb, loaded)
+    with Image.open(dst) as out:
+        assert out.size == (20, 40)
+        assert out.info.get("icc_profile") == icc
+        assert out.getexif().get(0x0112) == 1  # pixels upright, orientation reset
+
+
+def test_icc_profile_kept_in_png(tmp_path):
+    icc = b"another-fake-icc" * 8
+    src = tmp_path / "c.png"
+    Image.fromarray(np.full((6, 6, 3), 128, np.uint8)).save(src, icc_profile=icc)
+    loaded = read_image(src)
+    dst = tmp_path / "d.png"
+    write_image(dst, loaded.rgb, loaded)
+    with Image.open(dst) as out:
+        assert out.info.get("icc_profile") == icc
+
+
+@pytest.mark.parametrize(
+    "content, cause",
+    [(b"", "empty file"), (b"this is text, not an image", "cannot decode"), (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "cannot decode")],
+)
+def test_bad_files_raise_one_line_error_naming_the_file(tmp_path, content, cause):
+    path = tmp_path / "bad.png"
+    path.write_bytes(content)
+    with pytest.raises(ImageError) as info:
+        read_image(path)
+    message = str(info.value)
+    assert "bad.png" in message and cause in message and "\n" not in message
+
+
+def test_too_many_pixels_refused_before_decoding(tmp_path):
+    path = tmp_path / "big.png"
+    cv2.imwrite(str(path), np.zeros((100, 100, 3), np.uint8))
+    with pytest.raises(ImageError, match="over the limit"):
+        read_image(path, max_pixels=5000)
+
+
+def test_failed_write_leaves_no_file(tmp_path, rng, monkeypatch):
+    src = tmp_path / "x.png"
+    cv2.imwrite(str(src), rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+    loaded = read_image(src)
+    out_dir = tmp_path / "out"
+    with pytest.raises(ImageError, match="cannot encode"):
+        write_image(out_dir / "x.unknownformat", loaded.rgb, loaded)
+
+    def broken_replace(a, b):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("os.replace", broken_replace)
+    with pytest.raises(ImageError, match="No space left"):
+        write_image(out_dir / "x.png", loaded.rgb, loaded)
+    assert not out_dir.exists() or list(out_dir.iterdir()) == []  # no final file, no temporary left

@@ -1,0 +1,74 @@
+"""Equations 19-21 of the Taylor framework, checked on hand-made tensors."""
+
+import math
+
+import torch
+from torch import nn
+
+from restore_core.models import build_model
+from restore_core.models.taylor import TaylorNet, taylor_loss, taylor_sum
+
+
+class Scale(nn.Module):
+    """F(y) = a * y."""
+
+    def __init__(self, a: float) -> None:
+        super().__init__()
+        self.a = a
+
+    def forward(self, y):
+        return self.a * y
+
+
+class HalfSum(nn.Module):
+    """G(concat[g, y]) = 0.5 * g + 0.25 * y (channels split in half)."""
+
+    def forward(self, gy):
+        c = gy.shape[1] // 2
+        return 0.5 * gy[:, :c] + 0.25 * gy[:, c:]
+
+
+def test_order_zero_is_the_mapping_network():
+    y = torch.rand(2, 3, 8, 8)
+    net = TaylorNet(Scale(0.7), HalfSum(), order=0)
+    assert torch.equal(net(y), 0.7 * y)
+
+
+def test_order_n_matches_hand_computed_series():
+    y = torch.rand(1, 3, 5, 5)
+    f_out = 0.7 * y
+    g, expected = f_out, f_out.clone()
+    for k in range(1, 4):
+        g = 0.5 * g + 0.25 * y  # Eq. 19 with the G above
+        expected = expected + g / math.factorial(k)  # Eq. 20
+    out = TaylorNet(Scale(0.7), HalfSum(), order=3).expand(y)
+    assert torch.allclose(out.restored, expected, atol=1e-7)
+    assert torch.equal(out.mapping, f_out)
+    assert len(out.derivatives) == 3
+
+
+def test_eq17_term_adds_k_times_previous_order():
+    y = torch.rand(1, 3, 4, 4)
+    f_out = 0.7 * y
+    g1 = 0.5 * f_out + 0.25 * y  # k = 0: no extra term
+    g2 = 0.5 * g1 + 0.25 * y + 1 * g1  # k = 1
+    expected = f_out + g1 + g2 / 2
+    out = TaylorNet(Scale(0.7), HalfSum(), order=2, eq17_term=True)(y)
+    assert torch.allclose(out, expected, atol=1e-7)
+
+
+def test_taylor_sum_and_loss_eq21():
+    x = torch.zeros(1, 1, 2, 2)
+    f_out = torch.full_like(x, 0.5)
+    g = [torch.full_like(x, 0.2), torch.full_like(x, 0.4)]
+    assert torch.allclose(taylor_sum(f_out, g), torch.full_like(x, 0.5 + 0.2 + 0.2))
+    out = TaylorNet(Scale(1.0), HalfSum(), order=1).expand(torch.full((1, 1, 2, 2), 0.5).repeat(1, 2, 1, 1)[:, :1])
+    loss = taylor_loss(out, x, mapping_weight=1.0)
+    assert torch.allclose(loss, out.restored.abs().mean() + out.mapping.abs().mean())
+
+
+def test_wraps_any_backbone_from_the_table_and_keeps_size():
+    net = build_model("taylor", {"mapping": {"width": 4, "levels": 2, "blocks_per_level": [1, 1]}, "order": 3})
+    y = torch.rand(1, 3, 32, 48)
+    assert net(y).shape == y.shape
+    assert net.size_multiple == 4
