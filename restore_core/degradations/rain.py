@@ -57,22 +57,24 @@ class RainScene:
     veil_light: float
 
 
-def motion_kernel(length: float, angle: float) -> np.ndarray:
-    """A normalised linear motion-blur kernel of ``length`` pixels at ``angle`` degrees
-    from vertical (anti-aliased by drawing the line at 4x and downsampling)."""
-    size = int(np.ceil(length)) | 1  # odd
-    scale = 4
-    big = np.zeros((size * scale, size * scale), np.float32)
-    centre = (size * scale - 1) / 2
+def motion_kernel(length: float, angle: float, supersample: int = 4) -> np.ndarray:
+    """A normalised linear motion-blur kernel: a segment of ``length`` pixels at ``angle``
+    degrees from vertical through the kernel centre, one pixel wide, anti-aliased by
+    ``supersample``-times supersampling. Point-symmetric, so it does not shift the image."""
+    size = int(np.ceil(length)) | 1  # odd, so the centre is a pixel centre
+    half = size // 2
+    # Sub-pixel sample positions relative to the kernel centre.
+    offsets = (np.arange(size * supersample) + 0.5) / supersample - size / 2
+    yy, xx = np.meshgrid(offsets, offsets, indexing="ij")
     theta = np.deg2rad(angle)
-    dx, dy = np.sin(theta) * length * scale / 2, np.cos(theta) * length * scale / 2
-    p1 = (int(round(centre - dx)), int(round(centre - dy)))
-    p2 = (int(round(centre + dx)), int(round(centre + dy)))
-    cv2.line(big, p1, p2, 1.0, thickness=scale, lineType=cv2.LINE_AA)
-    kernel = cv2.resize(big, (size, size), interpolation=cv2.INTER_AREA)
+    direction = np.array([np.cos(theta), np.sin(theta)])  # (dy, dx) along the streak
+    along = yy * direction[0] + xx * direction[1]
+    across = -yy * direction[1] + xx * direction[0]
+    inside = (np.abs(along) <= length / 2) & (np.abs(across) <= 0.5)
+    kernel = inside.reshape(size, supersample, size, supersample).mean(axis=(1, 3)).astype(np.float32)
     total = kernel.sum()
     if total <= 0:
-        kernel[size // 2, size // 2] = 1.0
+        kernel[half, half] = 1.0
         total = 1.0
     return kernel / total
 

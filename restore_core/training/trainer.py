@@ -263,8 +263,16 @@ class Trainer:
         _save_state(self.state_path, self.model, self.ema, self.optimizer, self.step, {"best": self.best, "metrics": self.metrics})
         self.save("last.safetensors", self.metrics)
 
-    def train(self, data: TrainingData, progress: Callable[[int, int, dict], None] | None = None) -> dict[str, float]:
+    def train(
+        self,
+        data: TrainingData,
+        progress: Callable[[int, int, dict], None] | None = None,
+        until: int | None = None,
+    ) -> dict[str, float]:
+        """Train to ``recipe.steps`` (or pause after step ``until``, checkpointed, to
+        resume later with the same schedule)."""
         recipe = self.recipe
+        stop = recipe.steps if until is None else min(until, recipe.steps)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "recipe.json").write_text(json.dumps(config_to_dict(recipe), indent=2))
         (self.run_dir / "data.json").write_text(json.dumps(data.summary, indent=2))
@@ -281,7 +289,7 @@ class Trainer:
         start = time.time()
         window_loss, window_count, window_start = 0.0, 0, time.time()
         try:
-            while self.step < recipe.steps:
+            while self.step < stop:
                 degraded_np, clean_np = data.sampler.batch(recipe.seed, self.step, recipe.batch_size)
                 degraded = torch.from_numpy(degraded_np).to(self.device, non_blocking=True)
                 clean = torch.from_numpy(clean_np).to(self.device, non_blocking=True)
@@ -316,7 +324,7 @@ class Trainer:
                         self.best = score
                         self.save("best.safetensors", self.metrics)
                     self.log(f"step {self.step}: " + ", ".join(f"{k} {v:.3f}" for k, v in self.metrics.items() if k != "step"))
-                if self.step % recipe.checkpoint_every == 0 or self.step == recipe.steps or row_metrics:
+                if self.step % recipe.checkpoint_every == 0 or self.step in (stop, recipe.steps) or row_metrics:
                     self.checkpoint()
                 if self.step % 50 == 0 or row_metrics or self.step == recipe.steps:
                     elapsed = time.time() - window_start
@@ -334,6 +342,9 @@ class Trainer:
                     window_loss, window_count, window_start = 0.0, 0, time.time()
         finally:
             log_file.close()
+        if self.step < recipe.steps:
+            self.log(f"paused at step {self.step} of {recipe.steps}; continue with --resume")
+            return self.metrics
         final = self.save("model.safetensors", self.metrics)
         self.log(f"saved {final}")
         return self.metrics

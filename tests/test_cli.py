@@ -1,0 +1,138 @@
+"""The restoration CLI end to end, as a user runs it (subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import SAMPLES
+
+from restore_core.metrics import psnr
+from restore_core.presets import PRESETS, find_weights
+
+
+def restore(*args: str, stdin: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+        timeout=300,
+    )
+
+
+@pytest.fixture
+def folder(tmp_path: Path, rng) -> Path:
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    for name in ("a.png", "b.png", "sub/c.png"):
+        cv2.imwrite(str(src / name), rng.integers(0, 256, (24, 32, 3), dtype=np.uint8))
+    return src
+
+
+def test_folder_writes_one_path_per_line_and_exit_0(folder, tmp_path, tiny_checkpoint):
+    out = tmp_path / "out"
+    result = restore("derain", str(folder), str(out), "--model", str(tiny_checkpoint))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(out / "a.png"), str(out / "b.png")]
+    assert (out / "a.png").is_file() and not (out / "sub").exists()
+    assert "2 restored, 0 failed" in result.stderr
+
+
+def test_recursive_mirrors_sub_folders_and_suffix_ext(folder, tmp_path, tiny_checkpoint):
+    out = tmp_path / "out"
+    result = restore("derain", str(folder), str(out), "-r", "--suffix", "_x", "--ext", "jpg", "--model", str(tiny_checkpoint))
+    assert result.returncode == 0, result.stderr
+    assert (out / "sub" / "c_x.jpg").is_file() and (out / "a_x.jpg").is_file()
+
+
+def test_corrupt_file_in_batch_reports_it_and_continues(folder, tmp_path, tiny_checkpoint):
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\ntruncated")
+    out = tmp_path / "out"
+    result = restore("derain", str(folder), str(out), "--json", "--model", str(tiny_checkpoint))
+    assert result.returncode == 1
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["status"] for r in rows] == ["ok", "ok", "error"]
+    bad = rows[2]
+    assert bad["input"].endswith("broken.png") and bad["output"] is None and "cannot decode" in bad["error"]
+    assert not (out / "broken.png").exists()
+    assert f"{folder / 'broken.png'}: cannot decode" in result.stderr
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_stdin_paths_and_json_fields(folder, tmp_path, tiny_checkpoint):
+    out = tmp_path / "out"
+    paths = f"{folder / 'a.png'}\n{folder / 'sub' / 'c.png'}\n"
+    result = restore("derain", "-", str(out), "--json", "--model", str(tiny_checkpoint), stdin=paths)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert {r["output"] for r in rows} == {str(out / "a.png"), str(out / "c.png")}
+    assert set(rows[0]) >= {"input", "output", "seconds", "status", "error"}
+
+
+def test_existing_outputs_are_not_overwritten_by_default(folder, tmp_path, tiny_checkpoint):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.png").write_bytes(b"keep me")
+    result = restore("derain", str(folder), str(out), "--model", str(tiny_checkpoint))
+    assert result.returncode == 2
+    assert "already exist" in result.stderr and "a.png" in result.stderr
+    assert (out / "a.png").read_bytes() == b"keep me"
+    skipped = restore("derain", str(folder), str(out), "--skip-existing", "--json", "--model", str(tiny_checkpoint))
+    assert skipped.returncode == 0
+    assert [json.loads(l)["status"] for l in skipped.stdout.splitlines()] == ["skipped", "ok"]
+    assert (out / "a.png").read_bytes() == b"keep me"
+    forced = restore("derain", str(folder), str(out), "--overwrite", "--model", str(tiny_checkpoint))
+    assert forced.returncode == 0 and (out / "a.png").read_bytes() != b"keep me"
+
+
+def test_usage_errors_exit_2(tmp_path, tiny_checkpoint):
+    missing = restore("derain", str(tmp_path / "nope"), str(tmp_path / "out"), "--model", str(tiny_checkpoint))
+    assert missing.returncode == 2 and "no such file or folder" in missing.stderr
+    bad_model = restore("derain", str(SAMPLES), str(tmp_path / "out"), "--model", "no-such-model")
+    assert bad_model.returncode == 2 and "unknown model" in bad_model.stderr
+
+
+def test_every_command_help_has_an_example():
+    for command in ("derain", "train", "models"):
+        result = restore(command, "--help")
+        assert result.returncode == 0 and "Example" in result.stdout, command
+
+
+def _shipped_model() -> Path:
+    path = find_weights(PRESETS["taylor-derain"].weights)
+    if path is None:
+        pytest.fail("shipped derain weights are missing from weights/")
+    return path
+
+
+def test_shipped_model_improves_the_bundled_samples(tmp_path):
+    _shipped_model()
+    out = tmp_path / "out"
+    result = restore("derain", str(SAMPLES), str(out))
+    assert result.returncode == 0, result.stderr
+    names = sorted(p.name for p in SAMPLES.glob("*.png"))
+    assert len(names) >= 3
+    for name in names:
+        clean = cv2.imread(str(SAMPLES / "clean" / name)).astype(np.float64)
+        rainy = cv2.imread(str(SAMPLES / name)).astype(np.float64)
+        restored = cv2.imread(str(out / name)).astype(np.float64)
+        gain = psnr(restored, clean) - psnr(rainy, clean)
+        assert gain > 3.0, f"{name}: only {gain:.2f} dB better than the input"
+
+
+def test_models_lists_the_shipped_weights():
+    _shipped_model()
+    result = restore("models", "--json")
+    rows = json.loads(result.stdout)
+    row = next(r for r in rows if r["name"] == "taylor-derain")
+    assert row["task"] == "derain" and row["parameters"] > 0 and row["metrics"]

@@ -1,0 +1,77 @@
+"""Training: the loop runs, checkpoints carry metadata, and resume is exact."""
+
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+
+from restore_core.checkpoint import load_checkpoint
+from restore_core.training.recipes import RECIPES, DataConfig, load_recipe
+from restore_core.training.trainer import Trainer, TrainingError, prepare_data
+
+
+def _recipe(tmp_path: Path, steps: int):
+    clean = tmp_path / "clean"
+    clean.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        cv2.imwrite(str(clean / f"{i}.png"), rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
+    return replace(
+        RECIPES["taylor-derain"],
+        model={"mapping": {"width": 4, "levels": 1, "blocks_per_level": [1], "bottleneck_blocks": 1}, "order": 2},
+        steps=steps, batch_size=2, patch_size=32, val_every=1000, checkpoint_every=3, ema_decay=0.9,
+        data=DataConfig(clean=(str(clean),)),
+    )
+
+
+def test_resume_continues_exactly(tmp_path):
+    torch.set_num_threads(1)
+    recipe = _recipe(tmp_path, steps=6)
+    data = prepare_data(recipe)
+    full = Trainer(recipe, tmp_path / "full", torch.device("cpu"), log=lambda s: None)
+    full.train(data)
+
+    half = Trainer(recipe, tmp_path / "half", torch.device("cpu"), log=lambda s: None)
+    half.train(data, until=3)  # as if killed after the checkpoint at step 3
+    resumed = Trainer(recipe, tmp_path / "half", torch.device("cpu"), log=lambda s: None)
+    resumed.resume()
+    assert resumed.step == 3
+    resumed.train(data)
+    for (name, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_final_checkpoint_has_recipe_and_loads(tmp_path):
+    recipe = _recipe(tmp_path, steps=2)
+    trainer = Trainer(recipe, tmp_path / "run", torch.device("cpu"), log=lambda s: None)
+    trainer.train(prepare_data(recipe))
+    loaded = load_checkpoint(tmp_path / "run" / "model.safetensors")
+    assert loaded.task == "derain" and loaded.recipe["name"] == "taylor-derain" and loaded.recipe["trained_steps"] == 2
+    assert (tmp_path / "run" / "log.csv").read_text().startswith("step,loss")
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    recipe = replace(_recipe(tmp_path, steps=4), lr=1e30, grad_clip=0.0)
+    trainer = Trainer(recipe, tmp_path / "run", torch.device("cpu"), log=lambda s: None)
+    with pytest.raises(TrainingError, match="loss became"):
+        trainer.train(prepare_data(recipe))
+    state = tmp_path / "run" / "state.safetensors"
+    if state.exists():  # any checkpoint written holds finite weights only
+        with safe_open(str(state), "pt") as f:
+            assert all(torch.isfinite(f.get_tensor(k)).all() for k in f.keys() if k.startswith("model."))
+
+
+def test_recipe_file_overrides_a_base(tmp_path):
+    path = tmp_path / "r.toml"
+    path.write_text('base = "taylor-derain"\nsteps = 10\n[model]\norder = 1\n')
+    recipe = load_recipe(str(path))
+    assert recipe.steps == 10 and recipe.model["order"] == 1 and recipe.lr == 1e-3
+
+
+def test_paper_schedule_decays_by_0_2_at_30_50_80_percent():
+    recipe = replace(RECIPES["taylor-derain"], steps=100)
+    assert [recipe.lr_at(s) for s in (0, 29, 30, 50, 80, 99)] == pytest.approx([1e-3, 1e-3, 2e-4, 4e-5, 8e-6, 8e-6])
