@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from cli.benchmark_cmd import benchmark
 from cli.models_cmd import models
 from cli.restore_cmd import make_restore_command
 from cli.train_cmd import train
@@ -25,6 +26,7 @@ def _root() -> None:
 app.command("derain")(make_restore_command("derain", "Remove rain streaks from"))
 app.command("train")(train)
 app.command("models")(models)
+app.command("benchmark")(benchmark)
 
 
 def main() -> None:

@@ -118,13 +118,13 @@ def _shipped_model() -> Path:
 def test_shipped_model_improves_the_bundled_samples(tmp_path):
     _shipped_model()
     out = tmp_path / "out"
-    result = restore("derain", str(SAMPLES), str(out))
+    result = restore("derain", str(SAMPLES / "input"), str(out))
     assert result.returncode == 0, result.stderr
-    names = sorted(p.name for p in SAMPLES.glob("*.png"))
+    names = sorted(p.name for p in (SAMPLES / "input").glob("*.png"))
     assert len(names) >= 3
     for name in names:
-        clean = cv2.imread(str(SAMPLES / "clean" / name)).astype(np.float64)
-        rainy = cv2.imread(str(SAMPLES / name)).astype(np.float64)
+        clean = cv2.imread(str(SAMPLES / "target" / name)).astype(np.float64)
+        rainy = cv2.imread(str(SAMPLES / "input" / name)).astype(np.float64)
         restored = cv2.imread(str(out / name)).astype(np.float64)
         gain = psnr(restored, clean) - psnr(rainy, clean)
         assert gain > 3.0, f"{name}: only {gain:.2f} dB better than the input"

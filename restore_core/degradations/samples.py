@@ -1,8 +1,8 @@
 """The bundled sample images: scikit-image photographs with this project's rain.
 
 ``python -m restore_core.degradations.samples samples/rain`` rebuilds
-``samples/rain/*.png`` (rainy) and ``samples/rain/clean/*.png`` (references)
-deterministically. These photographs are not among the training images of the
+``samples/rain/input/*.png`` (rainy) and ``samples/rain/target/*.png`` (clean
+references) deterministically: the paired layout every benchmark reads. These photographs are not among the training images of the
 shipped derain model (see its model card), so the demo is a fair check.
 """
 
@@ -37,7 +37,7 @@ def make_rain_samples(out_dir: Path, seed: int = 2024) -> list[Path]:
         rng = np.random.default_rng([seed, index])
         clean = image.astype(np.float32) / 255.0
         rainy = add_rain(clean, rng, RainConfig(heavy_probability=0.5))
-        for folder, pixels in ((out_dir, rainy), (out_dir / "clean", clean)):
+        for folder, pixels in ((out_dir / "input", rainy), (out_dir / "target", clean)):
             arr = np.round(pixels * 255).astype(np.uint8)
             if arr.ndim == 3:
                 arr = arr[..., ::-1]
@@ -52,3 +52,11 @@ def make_rain_samples(out_dir: Path, seed: int = 2024) -> list[Path]:
 if __name__ == "__main__":
     for p in make_rain_samples(Path(sys.argv[1] if len(sys.argv) > 1 else "samples/rain")):
         print(p)
+
+
+def bundled_samples(task: str = "rain") -> Path | None:
+    """The folder of bundled sample pairs for ``task`` (source checkout or installed copy)."""
+    for root in (Path(__file__).resolve().parents[2] / "samples", Path(sys.prefix) / "share" / "restore" / "samples"):
+        if (root / task / "input").is_dir():
+            return root / task
+    return None

@@ -1,0 +1,140 @@
+"""``restore benchmark``: models side by side on paired data, or throughput."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from cli.console import err_console, fail
+from restore_core.checkpoint import CheckpointError
+from restore_core.device import pick_device
+from restore_core.evaluation import Protocol, Summary, evaluate_pairs
+from restore_core.presets import DEFAULT_MODEL_FOR_TASK, resolve_model
+from restore_core.training.data import list_pairs
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = text.lower().split("x")
+        return int(w), int(h)
+    except ValueError:
+        raise typer.BadParameter(f"size {text!r} is not WIDTHxHEIGHT") from None
+
+
+def _markdown(rows: list[Summary], header: dict) -> str:
+    lines = [
+        f"Dataset: {header['root']} ({header['pairs']} pairs); {header['protocol']['mean']}; "
+        f"crop border {header['protocol']['crop_border']}; SSIM: {header['protocol']['ssim']}.",
+        "",
+        "| model | PSNR Y | SSIM Y | PSNR RGB | SSIM RGB | s/image |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(f"| {r.label} | {r.psnr_y:.3f} | {r.ssim_y:.4f} | {r.psnr_rgb:.3f} | {r.ssim_rgb:.4f} | {r.seconds_per_image:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def benchmark(
+    root: Optional[Path] = typer.Option(None, "--root", help="Paired folder (input/+target/, rainy/+norain/, ...). Default: the bundled samples."),
+    models: list[str] = typer.Option([], "--model", "-m", help="Preset or .safetensors file; repeat to compare side by side."),
+    task: str = typer.Option("derain", "--task", help="Task whose default model is used when no --model is given."),
+    limit: int = typer.Option(0, "--limit", help="Only the first N pairs (0 = all)."),
+    crop_border: int = typer.Option(0, "--crop-border", help="Pixels cropped from every border before scoring."),
+    save_images: Optional[Path] = typer.Option(None, "--save-images", help="Write restored images to DIR/<model>/."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, ..."),
+    precision: str = typer.Option("auto", "--precision", help="auto, fp32, fp16, bf16."),
+    tile: int = typer.Option(0, "--tile", help="Tile size (0 = whole images)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object on stdout."),
+    csv_path: Optional[Path] = typer.Option(None, "--csv", help="Write per-image rows to this CSV file."),
+    markdown_path: Optional[Path] = typer.Option(None, "--markdown", help="Write a Markdown table (for model cards)."),
+    speed: bool = typer.Option(False, "--speed", help="Measure throughput instead: end-to-end CLI vs bare forward pass."),
+    sizes: str = typer.Option("480x320,1280x720", "--sizes", help="With --speed: image sizes, WIDTHxHEIGHT,..."),
+    count: int = typer.Option(8, "--count", help="With --speed: images per size."),
+) -> None:
+    """Score models on a paired dataset (with the input as a baseline row), or time them.
+
+    Examples:
+
+        restore benchmark --root ../shared/data/Rain100H_dev50 --model taylor-derain --json
+
+        restore benchmark --speed --sizes 480x320,1280x720 --count 10
+    """
+    from restore_core.engine.runner import Restorer, RunOptions
+
+    try:
+        torch_device = pick_device(device)
+        names = models or [DEFAULT_MODEL_FOR_TASK.get(task, "")]
+        descriptors = [resolve_model(name, task, str(torch_device)) for name in names]
+    except (CheckpointError, ValueError) as exc:
+        fail(str(exc), code=2)
+    restorers = [Restorer(d, torch_device, precision, tile) for d in descriptors]
+
+    if speed:
+        from restore_core.engine.speed import measure_speed
+
+        rows = []
+        for restorer in restorers:
+            for size in sizes.split(","):
+                width, height = _parse_size(size.strip())
+                result = measure_speed(restorer, width, height, count, RunOptions(tile=tile, precision=precision))
+                rows.append({"model": restorer.descriptor.name, "device": str(torch_device), "width": width, "height": height,
+                             "images": count, "bare_images_per_s": result.bare_images_per_s,
+                             "end_to_end_images_per_s": result.end_to_end_images_per_s, "ratio": result.ratio,
+                             "ms_per_megapixel": result.ms_per_megapixel})
+        table = Table("model", "size", "bare img/s", "CLI img/s", "CLI / bare", "ms per MP")
+        for r in rows:
+            table.add_row(r["model"], f"{r['width']}x{r['height']}", f"{r['bare_images_per_s']:.3f}",
+                          f"{r['end_to_end_images_per_s']:.3f}", f"{r['ratio']:.3f}", f"{r['ms_per_megapixel']:.0f}")
+        err_console.print(table)
+        if as_json:
+            print(json.dumps(rows, indent=2))
+        return
+
+    if root is None:
+        from restore_core.degradations.samples import bundled_samples
+
+        root = bundled_samples()
+        if root is None:
+            fail("no --root given and the bundled samples are not installed", code=2)
+    try:
+        pairs = list_pairs(root)
+    except ValueError as exc:
+        fail(str(exc), code=2)
+    if limit:
+        pairs = pairs[:limit]
+    protocol = Protocol(crop_border=crop_border)
+    start = time.perf_counter()
+    summaries = [evaluate_pairs(pairs, None, "input", protocol)]
+    for restorer in restorers:
+        summaries.append(evaluate_pairs(pairs, restorer.restore_array, restorer.descriptor.name, protocol, save_images))
+    header = {
+        "root": str(root),
+        "pairs": len(pairs),
+        "protocol": protocol.__dict__,
+        "device": str(torch_device),
+        "precision": str(restorers[0].dtype).replace("torch.", "") if restorers else None,
+        "tile": tile,
+        "models": [{"name": d.name, "architecture": d.architecture, "sha256": d.sha256, "parameters": d.parameters} for d in descriptors],
+        "wall_seconds": round(time.perf_counter() - start, 2),
+    }
+    table = Table("model", "PSNR Y", "SSIM Y", "PSNR RGB", "SSIM RGB", "s/image", title=f"{root} ({len(pairs)} pairs)")
+    for s in summaries:
+        table.add_row(s.label, f"{s.psnr_y:.3f}", f"{s.ssim_y:.4f}", f"{s.psnr_rgb:.3f}", f"{s.ssim_rgb:.4f}", f"{s.seconds_per_image:.2f}")
+    err_console.print(table)
+    if csv_path:
+        with open(csv_path, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["model", "image", "psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "seconds"])
+            for s in summaries:
+                for p in s.per_image:
+                    writer.writerow([s.label, p.name, f"{p.psnr_y:.4f}", f"{p.ssim_y:.5f}", f"{p.psnr_rgb:.4f}", f"{p.ssim_rgb:.5f}", f"{p.seconds:.3f}"])
+    if markdown_path:
+        markdown_path.write_text(_markdown(summaries, header))
+    if as_json:
+        print(json.dumps({**header, "results": [s.as_dict() for s in summaries]}, indent=2))
