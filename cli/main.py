@@ -30,7 +30,15 @@ app.command("benchmark")(benchmark)
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except BrokenPipeError:
+        # stdout closed early (e.g. `restore derain ... | head`): exit quietly like other Unix tools.
+        import os
+        import sys
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import json
 import typer
 from rich.table import Table
 
-from cli.console import err_console
+from cli.console import err_console, table_console
 from restore_core.presets import PRESETS, shipped_weights
 
 
@@ -28,9 +28,7 @@ def models(
 
         restore models --presets --json
     """
-    from rich.console import Console
-
-    out = Console()
+    out = table_console()
     if presets:
         rows = [
             {"name": p.name, "task": p.task, "architecture": p.architecture, "parameters": p.parameters(),

@@ -98,7 +98,7 @@ def test_existing_outputs_are_not_overwritten_by_default(folder, tmp_path, tiny_
 def test_usage_errors_exit_2(tmp_path, tiny_checkpoint):
     missing = restore("derain", str(tmp_path / "nope"), str(tmp_path / "out"), "--model", str(tiny_checkpoint))
     assert missing.returncode == 2 and "no such file or folder" in missing.stderr
-    bad_model = restore("derain", str(SAMPLES), str(tmp_path / "out"), "--model", "no-such-model")
+    bad_model = restore("derain", str(SAMPLES / "input"), str(tmp_path / "out"), "--model", "no-such-model")
     assert bad_model.returncode == 2 and "unknown model" in bad_model.stderr
 
 
@@ -136,3 +136,37 @@ def test_models_lists_the_shipped_weights():
     rows = json.loads(result.stdout)
     row = next(r for r in rows if r["name"] == "taylor-derain")
     assert row["task"] == "derain" and row["parameters"] > 0 and row["metrics"]
+
+
+def test_layouts_survive_the_cli(tmp_path, rng, tiny_checkpoint):
+    src = tmp_path / "in"
+    src.mkdir()
+    alpha = rng.integers(0, 256, (20, 28), dtype=np.uint8)
+    rgba = np.dstack([rng.integers(0, 256, (20, 28, 3), dtype=np.uint8), alpha])
+    cv2.imwrite(str(src / "rgba.png"), rgba)
+    cv2.imwrite(str(src / "grey16.png"), rng.integers(0, 65536, (20, 28), dtype=np.uint16))
+    cv2.imwrite(str(src / "grey16.tif"), rng.integers(0, 65536, (20, 28), dtype=np.uint16))
+    out = tmp_path / "out"
+    result = restore("derain", str(src), str(out), "--model", str(tiny_checkpoint))
+    assert result.returncode == 0, result.stderr
+    back = cv2.imread(str(out / "rgba.png"), cv2.IMREAD_UNCHANGED)
+    assert back.shape == (20, 28, 4) and np.array_equal(back[..., 3], alpha)
+    for name in ("grey16.png", "grey16.tif"):
+        grey = cv2.imread(str(out / name), cv2.IMREAD_UNCHANGED)
+        assert grey.shape == (20, 28) and grey.dtype == np.uint16, name
+
+
+def test_tiled_result_is_within_0_1_db_of_untiled(tmp_path):
+    model = _shipped_model()
+    from restore_core.checkpoint import load_checkpoint
+    from restore_core.engine.runner import Restorer
+    from restore_core.io.images import read_image
+    import torch
+
+    descriptor = load_checkpoint(model)
+    image = read_image(SAMPLES / "input" / "motorcycle.png").rgb
+    clean = read_image(SAMPLES / "target" / "motorcycle.png").rgb * 255
+    whole = Restorer(descriptor, torch.device("cpu")).restore_array(image) * 255
+    tiled = Restorer(descriptor, torch.device("cpu"), tile=128, tile_overlap=32).restore_array(image) * 255
+    assert abs(psnr(np.round(whole), clean) - psnr(np.round(tiled), clean)) < 0.1
+    assert psnr(np.round(tiled), np.round(whole)) > 35  # seams are not visible either
