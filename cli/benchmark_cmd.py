@@ -8,15 +8,15 @@ import time
 from pathlib import Path
 from typing import Optional
 
+import torch
 import typer
 from rich.table import Table
 
 from cli.console import err_console, fail
 from restore_core.checkpoint import CheckpointError
 from restore_core.device import pick_device
-from restore_core.evaluation import Protocol, Summary, evaluate_pairs
+from restore_core.evaluation import Protocol, Summary, evaluate_samples
 from restore_core.presets import DEFAULT_MODEL_FOR_TASK, resolve_model
-from restore_core.training.data import list_pairs
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -27,9 +27,19 @@ def _parse_size(text: str) -> tuple[int, int]:
         raise typer.BadParameter(f"size {text!r} is not WIDTHxHEIGHT") from None
 
 
+def _peak_memory_mib(device: torch.device) -> dict:
+    """Peak resident memory of this process (and of the CUDA allocator when used)."""
+    import resource
+
+    peak = {"cpu_rss": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    if device.type == "cuda":
+        peak["cuda_allocated"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return peak
+
+
 def _markdown(rows: list[Summary], header: dict) -> str:
     lines = [
-        f"Dataset: {header['root']} ({header['pairs']} pairs); {header['protocol']['mean']}; "
+        f"Dataset: {header['dataset']} at {header['root']} ({header['pairs']} pairs); {header['protocol']['mean']}; "
         f"crop border {header['protocol']['crop_border']}; SSIM: {header['protocol']['ssim']}.",
         "",
         "| model | PSNR Y | SSIM Y | PSNR RGB | SSIM RGB | s/image |",
@@ -41,7 +51,9 @@ def _markdown(rows: list[Summary], header: dict) -> str:
 
 
 def benchmark(
-    root: Optional[Path] = typer.Option(None, "--root", help="Paired folder (input/+target/, rainy/+norain/, ...). Default: the bundled samples."),
+    dataset: str = typer.Option("paired", "--dataset", "-d", help="Dataset layout: paired, rain100h, rain100l, test100, rain1200, gopro, hide, realblur-j, realblur-r, sidd, sots-indoor, sots-outdoor, cbsd68, kodak24, mcmaster, bsd68, set12."),
+    root: Optional[Path] = typer.Option(None, "--root", help="Dataset folder. Default: the bundled samples (a small synthetic set)."),
+    sigma: float = typer.Option(25.0, "--sigma", help="Noise level (0-255 scale) for the clean-only denoising sets."),
     models: list[str] = typer.Option([], "--model", "-m", help="Preset or .safetensors file; repeat to compare side by side."),
     task: str = typer.Option("derain", "--task", help="Task whose default model is used when no --model is given."),
     limit: int = typer.Option(0, "--limit", help="Only the first N pairs (0 = all)."),
@@ -62,6 +74,8 @@ def benchmark(
     Examples:
 
         restore benchmark --root ../shared/data/Rain100H_dev50 --model taylor-derain --json
+
+        restore benchmark --dataset gopro --root /datasets/GoPro --model deblur.safetensors --limit 50
 
         restore benchmark --speed --sizes 480x320,1280x720 --count 10
     """
@@ -96,33 +110,40 @@ def benchmark(
             print(json.dumps(rows, indent=2))
         return
 
+    from restore_core.datasets import DatasetError, load_dataset
+
     if root is None:
         from restore_core.degradations.samples import bundled_samples
 
         root = bundled_samples()
         if root is None:
             fail("no --root given and the bundled samples are not installed", code=2)
+        dataset = "paired"
     try:
-        pairs = list_pairs(root)
-    except ValueError as exc:
+        data = load_dataset(dataset, root, sigma)
+    except DatasetError as exc:
         fail(str(exc), code=2)
-    if limit:
-        pairs = pairs[:limit]
+    samples = data.samples[:limit] if limit else data.samples
     protocol = Protocol(crop_border=crop_border)
     start = time.perf_counter()
-    summaries = [evaluate_pairs(pairs, None, "input", protocol)]
+    summaries = [evaluate_samples(samples, None, "input", protocol)]
     for restorer in restorers:
-        summaries.append(evaluate_pairs(pairs, restorer.restore_array, restorer.descriptor.name, protocol, save_images))
+        summaries.append(evaluate_samples(samples, restorer.restore_array, restorer.descriptor.name, protocol, save_images))
     header = {
+        "dataset": data.name,
         "root": str(root),
-        "pairs": len(pairs),
-        "protocol": protocol.__dict__,
-        "device": str(torch_device),
+        "pairs": len(samples),
+        "note": data.note,
+        "protocol": {**protocol.__dict__, "target_crop": "per dataset (see note)" if data.note else None},
+        "device": str(torch_device) + (f" ({torch.cuda.get_device_name(torch_device)})" if torch_device.type == "cuda" else ""),
         "precision": str(restorers[0].dtype).replace("torch.", "") if restorers else None,
         "tile": tile,
         "models": [{"name": d.name, "architecture": d.architecture, "sha256": d.sha256, "parameters": d.parameters} for d in descriptors],
         "wall_seconds": round(time.perf_counter() - start, 2),
+        "images_per_second": {s.label: (1.0 / s.seconds_per_image if s.seconds_per_image else None) for s in summaries[1:]},
+        "peak_memory_mib": _peak_memory_mib(torch_device),
     }
+    pairs = samples
     table = Table("model", "PSNR Y", "SSIM Y", "PSNR RGB", "SSIM RGB", "s/image", title=f"{root} ({len(pairs)} pairs)")
     for s in summaries:
         table.add_row(s.label, f"{s.psnr_y:.3f}", f"{s.ssim_y:.4f}", f"{s.psnr_rgb:.3f}", f"{s.ssim_rgb:.4f}", f"{s.seconds_per_image:.2f}")

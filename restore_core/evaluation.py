@@ -61,14 +61,19 @@ class Summary:
         return data
 
 
-def score(restored: np.ndarray, target: np.ndarray, protocol: Protocol = Protocol(), name: str = "") -> PairScore:
-    """Score one float [0, 1] RGB output against its float [0, 1] RGB target."""
+def score(restored: np.ndarray, target: np.ndarray, protocol: Protocol = Protocol(), name: str = "", grey: bool = False) -> PairScore:
+    """Score one float [0, 1] RGB output against its float [0, 1] RGB target.
+
+    ``grey``: the images are grey (stored with one channel): both "Y" and "RGB"
+    scores are then computed on that one channel, as grey benchmarks report."""
     if protocol.target_crop is not None:
         top, bottom, left, right = protocol.target_crop
         target = target[top:bottom, left:right]
     if restored.shape != target.shape:
         raise ValueError(f"{name}: output is {restored.shape[1]}x{restored.shape[0]} but the target is {target.shape[1]}x{target.shape[0]}")
     a, b = to_uint8_range(restored), to_uint8_range(target)
+    if grey:
+        a, b = a.mean(axis=2), b.mean(axis=2)
     border = protocol.crop_border
     return PairScore(name, psnr(a, b, "y", border), ssim(a, b, "y", border), psnr(a, b, "rgb", border), ssim(a, b, "rgb", border))
 
@@ -80,6 +85,35 @@ def summarise(label: str, scores: Sequence[PairScore]) -> Summary:
     return Summary(label, len(scores), mean("psnr_y"), mean("ssim_y"), mean("psnr_rgb"), mean("ssim_rgb"), mean("seconds"), list(scores))
 
 
+def evaluate_samples(
+    samples: Sequence,
+    restore: RestoreFn | None,
+    label: str,
+    protocol: Protocol = Protocol(),
+    save_dir: Path | None = None,
+) -> Summary:
+    """Score ``restore`` (None = the degraded input itself) over dataset samples
+    (:class:`restore_core.datasets.Sample`); restored images go to ``save_dir/label/``."""
+    from dataclasses import replace
+
+    from restore_core.io.images import write_image
+
+    scores = []
+    for sample in samples:
+        degraded = sample.load_degraded()
+        target = sample.load_target()
+        start = time.perf_counter()
+        output = degraded.rgb if restore is None else restore(degraded.rgb)
+        seconds = time.perf_counter() - start
+        sample_protocol = protocol if sample.target_crop is None else replace(protocol, target_crop=sample.target_crop)
+        pair_score = score(output, target, sample_protocol, sample.name, grey=degraded.layout.startswith("grey"))
+        pair_score.seconds = seconds
+        scores.append(pair_score)
+        if save_dir is not None and restore is not None:
+            write_image(Path(save_dir) / label / f"{Path(sample.name).with_suffix('')}.png", output, degraded)
+    return summarise(label, scores)
+
+
 def evaluate_pairs(
     pairs: Sequence[tuple[Path, Path]],
     restore: RestoreFn | None,
@@ -87,19 +121,7 @@ def evaluate_pairs(
     protocol: Protocol = Protocol(),
     save_dir: Path | None = None,
 ) -> Summary:
-    """Score ``restore`` (None = the degraded input itself) over ``pairs``."""
-    from restore_core.io.images import write_image
+    """:func:`evaluate_samples` over (degraded file, target file) pairs."""
+    from restore_core.datasets import _file_sample
 
-    scores = []
-    for degraded_path, target_path in pairs:
-        degraded = read_image(degraded_path)
-        target = read_image(target_path).rgb
-        start = time.perf_counter()
-        output = degraded.rgb if restore is None else restore(degraded.rgb)
-        seconds = time.perf_counter() - start
-        pair_score = score(output, target, protocol, degraded_path.name)
-        pair_score.seconds = seconds
-        scores.append(pair_score)
-        if save_dir is not None and restore is not None:
-            write_image(Path(save_dir) / label / f"{degraded_path.stem}.png", output, degraded)
-    return summarise(label, scores)
+    return evaluate_samples([_file_sample(d.name, d, t) for d, t in pairs], restore, label, protocol, save_dir)

@@ -23,6 +23,23 @@ PAIR_LAYOUTS = (("input", "target"), ("rainy", "norain"), ("rain", "norain"), ("
 Degrade = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 
+def resolve_folder(path: Path) -> Path | None:
+    """``path`` if it is a folder; or the folder a link *file* names (a checkout without
+    symlink support stores ``target -> ../McMaster`` as a small text file holding
+    ``../McMaster``); else None."""
+    path = Path(path)
+    if path.is_dir():
+        return path
+    if path.is_file() and path.stat().st_size < 1024:
+        try:
+            target = (path.parent / path.read_text().strip()).resolve()
+        except (OSError, UnicodeDecodeError):
+            return None
+        if target.is_dir():
+            return target
+    return None
+
+
 def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in SUPPORTED_EXTENSIONS and p.is_file())
 
@@ -37,8 +54,8 @@ def list_pairs(root: Path) -> list[tuple[Path, Path]]:
     matched by file stem, in natural name order."""
     root = Path(root)
     for input_name, target_name in PAIR_LAYOUTS:
-        inputs, targets = root / input_name, root / target_name
-        if inputs.is_dir() and targets.is_dir():
+        inputs, targets = resolve_folder(root / input_name), resolve_folder(root / target_name)
+        if inputs is not None and targets is not None:
             by_stem = {p.stem: p for p in list_images(targets)}
             pairs = [(p, by_stem[p.stem]) for p in list_images(inputs) if p.stem in by_stem]
             if not pairs:

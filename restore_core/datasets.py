@@ -1,0 +1,256 @@
+"""Benchmark dataset adapters: the public layouts of the standard test sets.
+
+Each adapter turns a root folder into a list of :class:`Sample` (a degraded
+image and its reference, loaded lazily) plus a scoring :class:`Protocol`. When
+a layout does not match, :class:`DatasetError` says what was expected and how
+many pairs were found. The explicit table :data:`DATASETS` lists them all.
+
+Synthetic-noise sets (clean images only) follow the protocol of
+``../shared/data/*_sigma25/SOURCE.md`` so that files made elsewhere are
+reproduced bit-exactly: image ``i`` in sorted order, ``rng =
+numpy.random.default_rng(1000 * sigma + i)``, noise drawn over the array as
+OpenCV reads it (H x W x 3 in BGR order, or H x W), then
+``clip(round((clean / 255 + noise) * 255))`` as uint8.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from restore_core.evaluation import Protocol
+from restore_core.io.images import LoadedImage, decode_image, read_image
+from restore_core.training.data import PAIR_LAYOUTS, list_images, resolve_folder
+
+
+class DatasetError(ValueError):
+    pass
+
+
+@dataclass
+class Sample:
+    name: str
+    load_degraded: Callable[[], LoadedImage]
+    load_target: Callable[[], np.ndarray]  # float32 RGB in [0, 1]
+    target_crop: tuple[int, int, int, int] | None = None
+
+
+@dataclass
+class Dataset:
+    name: str
+    root: Path
+    task: str
+    samples: list[Sample]
+    protocol: Protocol = field(default_factory=Protocol)
+    note: str = ""
+
+
+def _file_sample(name: str, degraded: Path, target: Path, crop=None) -> Sample:
+    return Sample(name, lambda: read_image(degraded), lambda: read_image(target).rgb, crop)
+
+
+def _match_key(stem: str) -> str:
+    """Name key that pairs ``rain-001``/``norain-001`` and ``blur_1``/``gt_1``: the last
+    number in the name, or the whole stem when it has none."""
+    numbers = re.findall(r"\d+", stem)
+    return str(int(numbers[-1])) if numbers else stem
+
+
+def _natural(path: Path) -> tuple:
+    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.stem))
+
+
+def match_folders(inputs: Path, targets: Path) -> list[tuple[Path, Path]]:
+    """Pairs of files in two folders: same stem, else same trailing number."""
+    ins, outs = list_images(inputs), list_images(targets)
+    by_stem = {p.stem: p for p in outs}
+    pairs = [(p, by_stem[p.stem]) for p in ins if p.stem in by_stem]
+    if not pairs:
+        by_key: dict[str, Path] = {}
+        for p in outs:
+            by_key.setdefault(_match_key(p.stem), p)
+        pairs = [(p, by_key[_match_key(p.stem)]) for p in ins if _match_key(p.stem) in by_key]
+    return sorted(pairs, key=lambda pair: _natural(pair[0]))
+
+
+def _expect(condition: bool, root: Path, expected: str, found: int = 0) -> None:
+    if not condition:
+        raise DatasetError(f"{root}: layout does not match: expected {expected}; found {found} pair(s)")
+
+
+def paired(root: Path, layouts=PAIR_LAYOUTS, task: str = "any", name: str = "paired") -> Dataset:
+    """Any folder pair of :data:`PAIR_LAYOUTS` (input/target, rainy/norain, ...)."""
+    for a, b in layouts:
+        inputs, targets = resolve_folder(root / a), resolve_folder(root / b)
+        if inputs is not None and targets is not None:
+            pairs = match_folders(inputs, targets)
+            _expect(bool(pairs), root, f"files sharing a name (or number) in {a}/ and {b}/")
+            return Dataset(name, root, task, [_file_sample(p.name, p, t) for p, t in pairs])
+    expected = " or ".join(f"{a}/ + {b}/" for a, b in layouts)
+    _expect(False, root, expected)
+    raise AssertionError
+
+
+def rain(root: Path) -> Dataset:
+    """Rain100H / Rain100L / Test100 / Rain1200: input|target, rainy|norain, rain|norain."""
+    layouts = (("input", "target"), ("rainy", "norain"), ("rain", "norain"))
+    for sub in (root, root / "test"):
+        if any(resolve_folder(sub / a) is not None for a, _ in layouts):
+            return paired(sub, layouts, "derain", "rain")
+    _expect(False, root, "input/ + target/, rainy/ + norain/ or rain/ + norain/ (optionally under test/)")
+    raise AssertionError
+
+
+def gopro(root: Path) -> Dataset:
+    """GoPro: test/<scene>/blur/*.png + test/<scene>/sharp/*.png (or <scene>/... or input/+target/)."""
+    base = root / "test" if (root / "test").is_dir() else root
+    samples = []
+    for scene in sorted(p for p in base.iterdir() if p.is_dir()):
+        if (scene / "blur").is_dir() and (scene / "sharp").is_dir():
+            samples += [_file_sample(f"{scene.name}/{b.name}", b, s) for b, s in match_folders(scene / "blur", scene / "sharp")]
+    if samples:
+        return Dataset("gopro", root, "deblur", samples)
+    if (root / "input").is_dir() or (root / "blur").is_dir():
+        return paired(root, (("input", "target"), ("blur", "sharp")), "deblur", "gopro")
+    _expect(False, root, "test/<scene>/blur/ + test/<scene>/sharp/, or input/ + target/")
+    raise AssertionError
+
+
+def hide(root: Path) -> Dataset:
+    """HIDE: test/test-close-ups/*.png and test/test-long-shot/*.png, references in GT/."""
+    gt = root / "GT"
+    blur_dirs = [d for d in (root / "test" / "test-close-ups", root / "test" / "test-long-shot") if d.is_dir()]
+    if not blur_dirs and (root / "test").is_dir():
+        blur_dirs = [root / "test"]
+    samples = []
+    if gt.is_dir():
+        gt_files = {p.name: p for p in list_images(gt)}
+        for folder in blur_dirs:
+            samples += [_file_sample(f"{folder.name}/{p.name}", p, gt_files[p.name]) for p in list_images(folder) if p.name in gt_files]
+    _expect(bool(samples), root, "GT/*.png and test/test-close-ups/ or test/test-long-shot/ with the same names")
+    return Dataset("hide", root, "deblur", samples)
+
+
+def realblur(root: Path, variant: str) -> Dataset:
+    """RealBlur-J / -R: RealBlur_<J|R>_test_list.txt ('gt path  blur path' per line), or
+    <scene>/blur/blur_N.png + <scene>/gt/gt_N.png found under the root."""
+    letter = variant[-1].upper()
+    samples = []
+    listing = root / f"RealBlur_{letter}_test_list.txt"
+    if listing.is_file():
+        for line in listing.read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 2:
+                gt, blur = root / parts[0], root / parts[1]
+                samples.append(_file_sample(parts[1], blur, gt))
+    else:
+        for blur_dir in sorted(root.glob(f"**/blur")):
+            if (blur_dir.parent / "gt").is_dir() and (f"RealBlur-{letter}" in str(blur_dir) or "RealBlur" not in str(blur_dir)):
+                for b, g in match_folders(blur_dir, blur_dir.parent / "gt"):
+                    samples.append(_file_sample(str(b.relative_to(root)), b, g))
+    _expect(bool(samples), root, f"RealBlur_{letter}_test_list.txt, or <scene>/blur/blur_N.png + <scene>/gt/gt_N.png")
+    return Dataset(f"realblur-{letter.lower()}", root, "deblur", samples)
+
+
+def sots(root: Path, variant: str) -> Dataset:
+    """RESIDE SOTS: hazy/<id>_<k>.png against clear/<id>.png (many hazy per clear), or
+    input/ + target/ with the same names. Indoor references carry a 10-pixel white
+    border (640x480 vs 620x460): cropped as ``gt[10:470, 10:630]``."""
+    samples = []
+    for hazy_name, clear_name in (("hazy", "clear"), ("hazy", "gt"), ("input", "target")):
+        hazy_dir, clear_dir = resolve_folder(root / hazy_name), resolve_folder(root / clear_name)
+        if hazy_dir is not None and clear_dir is not None:
+            clear = {p.stem: p for p in list_images(clear_dir)}
+            for h in list_images(hazy_dir):
+                ref = clear.get(h.stem) or clear.get(h.stem.split("_")[0])
+                if ref is not None:
+                    crop = (10, 470, 10, 630) if variant == "indoor" else None
+                    samples.append(_file_sample(h.name, h, ref, crop))
+            break
+    _expect(bool(samples), root, "hazy/<id>_<k>.png + clear/<id>.png (or gt/), or input/ + target/")
+    samples.sort(key=lambda s: _natural(Path(s.name)))
+    return Dataset(f"sots-{variant}", root, "dehaze", samples, note="indoor targets cropped [10:470, 10:630]" if variant == "indoor" else "")
+
+
+def add_gaussian_noise(clean_as_read: np.ndarray, sigma: float, index: int) -> np.ndarray:
+    """The fixed noise protocol (module docstring) on an array as OpenCV reads it."""
+    rng = np.random.default_rng(int(1000 * sigma + index))
+    noisy = clean_as_read / 255.0 + rng.normal(0.0, sigma / 255.0, clean_as_read.shape)
+    return np.clip(np.round(noisy * 255.0), 0, 255).astype(np.uint8)
+
+
+def synthetic_noise(root: Path, sigma: float, name: str = "noise") -> Dataset:
+    """Clean images only (CBSD68, Kodak24, McMaster, BSD68, Set12, any folder) with
+    Gaussian noise at ``sigma`` under the fixed, documented seed protocol."""
+    files = list_images(root)
+    _expect(bool(files), root, "a folder of clean images")
+    samples = []
+    for index, path in enumerate(files):
+        def load_degraded(path=path, index=index) -> LoadedImage:
+            as_read = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            if as_read is None:
+                raise DatasetError(f"{path}: cannot decode")
+            if as_read.dtype != np.uint8:
+                raise DatasetError(f"{path}: the noise protocol is defined for 8-bit images")
+            if as_read.ndim == 3 and as_read.shape[2] == 4:
+                as_read = as_read[..., :3]
+            ok, encoded = cv2.imencode(".png", add_gaussian_noise(as_read.astype(np.float64), sigma, index))
+            return decode_image(encoded.tobytes(), path)
+
+        samples.append(Sample(path.name, load_degraded, lambda path=path: read_image(path).rgb))
+    return Dataset(f"{name}-sigma{sigma:g}", root, "denoise", samples, note=f"Gaussian sigma {sigma:g}, seed 1000*sigma+i, clipped, 8-bit")
+
+
+def sidd(root: Path) -> Dataset:
+    """SIDD validation: ValidationNoisyBlocksSrgb.mat and ValidationGtBlocksSrgb.mat
+    (40 images x 32 blocks of 256x256 sRGB)."""
+    from scipy.io import loadmat
+
+    noisy_path, gt_path = root / "ValidationNoisyBlocksSrgb.mat", root / "ValidationGtBlocksSrgb.mat"
+    _expect(noisy_path.is_file() and gt_path.is_file(), root, "ValidationNoisyBlocksSrgb.mat and ValidationGtBlocksSrgb.mat")
+    noisy = loadmat(str(noisy_path))["ValidationNoisyBlocksSrgb"]
+    gt = loadmat(str(gt_path))["ValidationGtBlocksSrgb"]
+    samples = []
+    for i in range(noisy.shape[0]):
+        for j in range(noisy.shape[1]):
+            def load_degraded(i=i, j=j) -> LoadedImage:
+                return LoadedImage(noisy[i, j].astype(np.float32) / 255.0, "rgb", 8)
+
+            samples.append(Sample(f"{i:02d}_{j:02d}", load_degraded, lambda i=i, j=j: gt[i, j].astype(np.float32) / 255.0))
+    return Dataset("sidd", root, "denoise", samples)
+
+
+CLEAN_SETS = ("cbsd68", "kodak24", "mcmaster", "bsd68", "set12")
+
+# name -> (adapter, task, description). ``sigma`` is passed to the noise sets.
+DATASETS: dict[str, tuple[Callable[..., Dataset], str, str]] = {
+    "paired": (paired, "any", "any folder pair: input/+target/, rainy/+norain/, hazy/+clear/, blur/+sharp/, noisy/+clean/"),
+    "rain100h": (rain, "derain", "Rain100H: input|target, rainy|norain or rain|norain"),
+    "rain100l": (rain, "derain", "Rain100L: same layouts as Rain100H"),
+    "test100": (rain, "derain", "Test100 (Rain800 test): same layouts"),
+    "rain1200": (rain, "derain", "Rain1200 (DID-MDN test): same layouts"),
+    "gopro": (gopro, "deblur", "GoPro: test/<scene>/blur|sharp, or input/target"),
+    "hide": (hide, "deblur", "HIDE: test/test-close-ups|test-long-shot + GT/"),
+    "realblur-j": (lambda root: realblur(root, "j"), "deblur", "RealBlur-J: RealBlur_J_test_list.txt or <scene>/blur|gt"),
+    "realblur-r": (lambda root: realblur(root, "r"), "deblur", "RealBlur-R: RealBlur_R_test_list.txt or <scene>/blur|gt"),
+    "sidd": (sidd, "denoise", "SIDD validation .mat blocks"),
+    "sots-indoor": (lambda root: sots(root, "indoor"), "dehaze", "RESIDE SOTS indoor: hazy|clear, targets cropped by 10 px"),
+    "sots-outdoor": (lambda root: sots(root, "outdoor"), "dehaze", "RESIDE SOTS outdoor: hazy|clear"),
+    **{name: (synthetic_noise, "denoise", f"{name}: clean images + Gaussian noise at --sigma") for name in CLEAN_SETS},
+}
+
+
+def load_dataset(name: str, root: Path, sigma: float = 25.0) -> Dataset:
+    if name not in DATASETS:
+        raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    if not root.is_dir():
+        raise DatasetError(f"{root}: no such folder")
+    adapter = DATASETS[name][0]
+    if adapter is synthetic_noise:
+        return synthetic_noise(root, sigma, name)
+    return adapter(root)

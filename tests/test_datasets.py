@@ -1,0 +1,149 @@
+"""Benchmark dataset adapters on tiny fixture trees that mimic each public layout,
+and the input rows of ../shared/data reproduced against scikit-image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from skimage.color import rgb2ycbcr
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from conftest import SHARED_DATA, shared_dataset
+from restore_core.datasets import DatasetError, add_gaussian_noise, load_dataset
+from restore_core.evaluation import Protocol, evaluate_samples
+
+
+def _img(path: Path, value: int, size=(8, 12)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.full((*size, 3), value, np.uint8))
+
+
+def test_gopro_scene_layout(tmp_path):
+    for scene in ("GOPR0384_11_00", "GOPR0385_11_01"):
+        for i in (1, 2):
+            _img(tmp_path / "test" / scene / "blur" / f"{i:06d}.png", 10)
+            _img(tmp_path / "test" / scene / "sharp" / f"{i:06d}.png", 20)
+    data = load_dataset("gopro", tmp_path)
+    assert len(data.samples) == 4 and data.samples[0].name == "GOPR0384_11_00/000001.png"
+
+
+def test_gopro_flattened_layout(tmp_path):
+    _img(tmp_path / "input" / "a.png", 10)
+    _img(tmp_path / "target" / "a.png", 20)
+    assert len(load_dataset("gopro", tmp_path).samples) == 1
+
+
+@pytest.mark.parametrize("inp, tgt, in_name, tgt_name", [
+    ("input", "target", "1.png", "1.png"),
+    ("rainy", "norain", "rain-001.png", "norain-001.png"),
+    ("rain", "norain", "rain-12.png", "norain-12.png"),
+])
+def test_rain_layouts(tmp_path, inp, tgt, in_name, tgt_name):
+    _img(tmp_path / inp / in_name, 10)
+    _img(tmp_path / tgt / tgt_name, 20)
+    data = load_dataset("rain100h", tmp_path)
+    assert len(data.samples) == 1 and data.task == "derain"
+
+
+def test_hide_layout(tmp_path):
+    _img(tmp_path / "GT" / "x.png", 20)
+    _img(tmp_path / "GT" / "y.png", 20)
+    _img(tmp_path / "test" / "test-close-ups" / "x.png", 10)
+    _img(tmp_path / "test" / "test-long-shot" / "y.png", 10)
+    assert [s.name for s in load_dataset("hide", tmp_path).samples] == ["test-close-ups/x.png", "test-long-shot/y.png"]
+
+
+def test_realblur_list_and_scan(tmp_path):
+    scene = tmp_path / "RealBlur-J_ECC_IMCORR_centroid_itensity_ref" / "scene230"
+    _img(scene / "blur" / "blur_1.png", 10)
+    _img(scene / "gt" / "gt_1.png", 20)
+    assert len(load_dataset("realblur-j", tmp_path).samples) == 1  # found by scanning
+    (tmp_path / "RealBlur_J_test_list.txt").write_text(
+        f"{(scene / 'gt' / 'gt_1.png').relative_to(tmp_path)} {(scene / 'blur' / 'blur_1.png').relative_to(tmp_path)}\n"
+    )
+    assert len(load_dataset("realblur-j", tmp_path).samples) == 1
+
+
+def test_sots_many_hazy_per_clear_and_indoor_crop(tmp_path):
+    for k in (1, 2):
+        _img(tmp_path / "hazy" / f"1400_{k}.png", 200, size=(460, 620))
+    _img(tmp_path / "clear" / "1400.png", 100, size=(480, 640))
+    data = load_dataset("sots-indoor", tmp_path)
+    assert len(data.samples) == 2 and data.samples[0].target_crop == (10, 470, 10, 630)
+    summary = evaluate_samples(data.samples, None, "input")
+    assert summary.count == 2  # shapes agree after the crop
+
+
+def test_sidd_mat_blocks(tmp_path):
+    from scipy.io import savemat
+
+    noisy = np.random.default_rng(0).integers(0, 256, (2, 3, 16, 16, 3), dtype=np.uint8)
+    savemat(tmp_path / "ValidationNoisyBlocksSrgb.mat", {"ValidationNoisyBlocksSrgb": noisy})
+    savemat(tmp_path / "ValidationGtBlocksSrgb.mat", {"ValidationGtBlocksSrgb": noisy})
+    data = load_dataset("sidd", tmp_path)
+    assert len(data.samples) == 6
+    assert evaluate_samples(data.samples, None, "input").psnr_rgb == float("inf")
+
+
+def test_clean_set_with_noise_is_deterministic(tmp_path):
+    _img(tmp_path / "a.png", 128)
+    first = load_dataset("kodak24", tmp_path, sigma=15).samples[0].load_degraded().rgb
+    second = load_dataset("kodak24", tmp_path, sigma=15).samples[0].load_degraded().rgb
+    assert np.array_equal(first, second) and 0.02 < np.std(first) < 0.1
+
+
+def test_mismatched_layout_names_what_was_expected(tmp_path):
+    (tmp_path / "stuff").mkdir()
+    with pytest.raises(DatasetError, match=r"expected test/<scene>/blur/ .*found 0 pair"):
+        load_dataset("gopro", tmp_path)
+    with pytest.raises(DatasetError, match="input/ \\+ target/"):
+        load_dataset("paired", tmp_path)
+
+
+@pytest.mark.parametrize("noisy_set, clean_set", [("McMaster_sigma25", "McMaster"), ("BSD68_sigma25", "BSD68")])
+def test_noise_protocol_reproduces_shared_files_bit_exactly(noisy_set, clean_set):
+    noisy_dir = shared_dataset(noisy_set) / "input"
+    clean_files = sorted(p for p in shared_dataset(clean_set).iterdir() if p.suffix == ".png")
+    for index, clean_path in enumerate(clean_files[:5]):
+        as_read = cv2.imread(str(clean_path), cv2.IMREAD_UNCHANGED).astype(np.float64)
+        expected = cv2.imread(str(noisy_dir / clean_path.name), cv2.IMREAD_UNCHANGED)
+        assert np.array_equal(add_gaussian_noise(as_read, 25, index), expected), clean_path.name
+
+
+def _independent_scores(samples) -> tuple[float, float, float, float]:
+    """The same protocol written directly against scikit-image."""
+    py, sy, pr, sr = [], [], [], []
+    for s in samples:
+        a = np.round(s.load_degraded().rgb * 255).astype(np.uint8)
+        b = s.load_target()
+        if s.target_crop:
+            t, bo, l, r = s.target_crop
+            b = b[t:bo, l:r]
+        b = np.round(b * 255).astype(np.uint8)
+        ya, yb = rgb2ycbcr(a)[..., 0], rgb2ycbcr(b)[..., 0]
+        py.append(peak_signal_noise_ratio(yb, ya, data_range=255))
+        sy.append(structural_similarity(ya, yb, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255))
+        pr.append(peak_signal_noise_ratio(b, a, data_range=255))
+        sr.append(structural_similarity(a.astype(np.float64), b.astype(np.float64), gaussian_weights=True, sigma=1.5,
+                                        use_sample_covariance=False, data_range=255, channel_axis=2))
+    return float(np.mean(py)), float(np.mean(sy)), float(np.mean(pr)), float(np.mean(sr))
+
+
+PAIRED_SETS = [("Rain100H_dev50", "rain100h"), ("SemiIRR_val20", "paired"), ("McMaster_sigma25", "paired"),
+               ("McMaster_motion", "paired"), ("BSD68_sigma25", "paired"), ("SOTS_indoor_mini4", "sots-indoor")]
+
+
+@pytest.mark.parametrize("folder, adapter", PAIRED_SETS)
+def test_benchmark_input_row_matches_scikit_image(folder, adapter):
+    data = load_dataset(adapter, shared_dataset(folder))
+    ours = evaluate_samples(data.samples, None, "input", Protocol())
+    py, sy, pr, sr = _independent_scores(data.samples)
+    if data.samples[0].load_degraded().layout == "grey":  # grey sets are scored on their one channel
+        py, sy = pr, sr
+    assert ours.psnr_y == pytest.approx(py, abs=0.01)
+    assert ours.ssim_y == pytest.approx(sy, abs=0.001)
+    assert ours.psnr_rgb == pytest.approx(pr, abs=0.01)
+    assert ours.ssim_rgb == pytest.approx(sr, abs=0.001)
