@@ -9,6 +9,7 @@ is 0 when every image succeeded, 1 when any failed, 2 on usage errors.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -24,6 +25,10 @@ from restore_core.engine.inputs import InputError, Job, collect_inputs, find_col
 from restore_core.engine.runner import ImageResult, Restorer, RunOptions, restore_stream
 from restore_core.io.images import DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS
 from restore_core.presets import DEFAULT_MODEL_FOR_TASK, resolve_model
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _emit(result: ImageResult, as_json: bool) -> None:
@@ -104,6 +109,9 @@ def run_restore(
     if descriptor is not None and descriptor.task not in (task, "any") and not quiet:
         err_console.print(f"[yellow]warning:[/yellow] model {descriptor.name} was trained for {descriptor.task}, not {task}")
 
+    # SIGTERM (a batch scheduler's stop) ends the run like Ctrl-C: the image in flight
+    # is abandoned before its atomic rename, so no partial file is left.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     options = RunOptions(tile=tile, tile_overlap=tile_overlap, batch_size=batch_size, precision=precision, max_pixels=max_pixels)
     start = time.perf_counter()
     done: list[ImageResult] = list(results)
@@ -125,7 +133,7 @@ def run_restore(
                     bar.advance(progress)
         except KeyboardInterrupt:
             ok = sum(r.status == "ok" for r in done)
-            err_console.print(f"interrupted: {ok} of {len(jobs)} image(s) written; re-run with --skip-existing to finish")
+            err_console.print(f"interrupted: {ok} of {len(jobs)} image(s) written; re-run with --skip-existing to finish", highlight=False)
             raise typer.Exit(130)
     elapsed = time.perf_counter() - start
     ok = sum(r.status == "ok" for r in done)

@@ -170,3 +170,33 @@ def test_tiled_result_is_within_0_1_db_of_untiled(tmp_path):
     tiled = Restorer(descriptor, torch.device("cpu"), tile=128, tile_overlap=32).restore_array(image) * 255
     assert abs(psnr(np.round(whole), clean) - psnr(np.round(tiled), clean)) < 0.1
     assert psnr(np.round(tiled), np.round(whole)) > 35  # seams are not visible either
+
+
+def test_sigterm_mid_batch_leaves_only_complete_files(tmp_path, tiny_checkpoint):
+    import signal
+
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (1024, 1024, 3), dtype=np.uint8)
+    for i in range(30):
+        cv2.imwrite(str(src / f"{i:02d}.png"), np.roll(base, i, axis=0))
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "derain", str(src), str(out), "--model", str(tiny_checkpoint)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )
+    first = proc.stdout.readline()  # one image done: the batch is under way
+    proc.send_signal(signal.SIGTERM)
+    rest, err = proc.communicate(timeout=120)
+    assert first.strip() and proc.returncode == 130, err
+    assert "interrupted" in err
+    written = sorted(out.iterdir())
+    assert 1 <= len(written) < 30
+    assert not [p for p in written if p.name.startswith(".")]  # no temporary files
+    for path in written:
+        assert cv2.imread(str(path)) is not None, path  # every file left is complete
+    again = restore("derain", str(src), str(out), "--skip-existing", "--json", "--model", str(tiny_checkpoint))
+    assert again.returncode == 0
+    assert len(list(out.iterdir())) == 30

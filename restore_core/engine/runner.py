@@ -181,4 +181,4 @@ def restore_stream(jobs: list[Job], restorer: Restorer, options: RunOptions = Ru
         yield from ready_results(block=True)
     finally:
         readers.shutdown(wait=True, cancel_futures=True)
-        writers.shutdown(wait=True)
+        writers.shutdown(wait=True, cancel_futures=True)
