@@ -14,6 +14,7 @@ from typing import Any, Callable
 from torch import nn
 
 from restore_core.configs import ConfigError, config_from_dict
+from restore_core.models.golf import GolfConfig, GolfNet, GolfNetConfig, GolfOptimizer
 from restore_core.models.taylor import DerivativeConfig, DerivativeNet, TaylorNet
 from restore_core.models.unet import UNet, UNetConfig
 
@@ -46,6 +47,8 @@ class Architecture:
 ARCHITECTURES: dict[str, Architecture] = {
     "unet": Architecture(UNetConfig, UNet, "compact residual U-Net (PixelShuffle upsampling)"),
     "taylor": Architecture(TaylorConfig, _build_taylor, "Deep Taylor's Approximations framework around a mapping net"),
+    "golf-net": Architecture(GolfNetConfig, GolfNet, "the residual CNN of the Golf Optimizer (Fig. 6), F or G alone"),
+    "golf": Architecture(GolfConfig, GolfOptimizer, "Golf Optimizer: x0 = F(y), x_i = G(x_{i-1}) (blind deconvolution)"),
 }
 
 

@@ -1,0 +1,120 @@
+"""Golf Optimizer for blind deconvolution (SPEC §2.4; papers/golf-optimizer-deconvolution.txt).
+
+Two networks of one architecture (Fig. 6, Table 1):
+
+* ``F`` makes the aggressive first shot: ``x_0 = F(y)``;
+* ``G`` taps towards the optimum, shared across iterations:
+  ``x_i = G(x_{i-1}) = x_{i-1} + r(x_{i-1})``, i = 1..N (Eq. 4; N = 5 in
+  training, 3 at test), where ``r`` learns the negative gradient of the image prior.
+
+The residual CNN (Fig. 6): Conv 7x7 (3 -> f), four Layers of two Basic-Block
+(BB) units, the last Layer mapping f -> 3, then Conv 7x7 (3 -> 3); no conv has
+a bias, stride 1 everywhere. A BB stacks six basic layers
+``IN -> ReLU -> Conv7x7 -> IN -> ReLU -> Conv5x5`` (IN = instance norm with
+affine parameters) around an identity shortcut; when the BB changes the
+channel count (f -> 3) the shortcut is a 1x1 conv followed by IN. With this
+reading Table 1's counts are reproduced exactly: f = 32 gives 466,348
+parameters (F), f = 16 gives 120,188 (G), each with 50 basic layers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class GolfNetConfig:
+    """One residual CNN of Fig. 6. ``layers`` BB-pairs at width ``filters``; the
+    last one maps to ``channels``."""
+
+    filters: int = 32
+    channels: int = 3
+    layers: int = 4
+    blocks_per_layer: int = 2
+    global_residual: bool = True  # output = input + CNN(input)
+
+
+class BasicBlock(nn.Module):
+    """BB unit: IN, ReLU, Conv 7x7, IN, ReLU, Conv 5x5 plus a shortcut."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.residual = nn.Sequential(
+            nn.InstanceNorm2d(in_channels, affine=True),
+            nn.ReLU(inplace=False),
+            nn.Conv2d(in_channels, out_channels, 7, padding=3, bias=False),
+            nn.InstanceNorm2d(out_channels, affine=True),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out_channels, out_channels, 5, padding=2, bias=False),
+        )
+        self.shortcut: nn.Module = nn.Identity()
+        if in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.InstanceNorm2d(out_channels, affine=True)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shortcut(x) + self.residual(x)
+
+
+class GolfNet(nn.Module):
+    """The residual CNN of Fig. 6 (used for both F and G)."""
+
+    size_multiple = 1
+
+    def __init__(self, config: GolfNetConfig = GolfNetConfig()) -> None:
+        super().__init__()
+        self.config = config
+        f, c = config.filters, config.channels
+        blocks: list[nn.Module] = [nn.Conv2d(c, f, 7, padding=3, bias=False)]
+        for layer in range(config.layers):
+            last_layer = layer == config.layers - 1
+            for unit in range(config.blocks_per_layer):
+                in_ch = f if not (last_layer and unit > 0) else c
+                out_ch = c if last_layer else f
+                blocks.append(BasicBlock(in_ch, out_ch))
+        blocks.append(nn.Conv2d(c, c, 7, padding=3, bias=False))
+        self.body = nn.Sequential(*blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.body(x)
+        return x + out if self.config.global_residual else out
+
+
+@dataclass(frozen=True)
+class GolfConfig:
+    """The Golf Optimizer: F (first shot) and G (shared iterative step)."""
+
+    first: GolfNetConfig = GolfNetConfig(filters=32)
+    step: GolfNetConfig = GolfNetConfig(filters=16)
+    iterations: int = 3  # N at test time (the paper trains with 5)
+
+
+class GolfOptimizer(nn.Module):
+    """``x_0 = F(y)``, ``x_i = G(x_{i-1})``; ``forward`` returns ``x_N``."""
+
+    size_multiple = 1
+
+    def __init__(self, config: GolfConfig = GolfConfig()) -> None:
+        super().__init__()
+        self.config = config
+        self.iterations = config.iterations
+        self.first = GolfNet(config.first)
+        self.step = GolfNet(config.step)
+
+    def iterates(self, y: torch.Tensor, iterations: int | None = None) -> list[torch.Tensor]:
+        """``[x_0, x_1, ..., x_N]``: inspect the convergence the paper describes."""
+        n = self.iterations if iterations is None else iterations
+        xs = [self.first(y)]
+        for _ in range(n):
+            xs.append(self.step(xs[-1]))
+        return xs
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        x = self.first(y)
+        for _ in range(self.iterations):
+            x = self.step(x)
+        return x
