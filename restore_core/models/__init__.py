@@ -15,6 +15,7 @@ from torch import nn
 
 from restore_core.configs import ConfigError, config_from_dict
 from restore_core.models.golf import GolfConfig, GolfNet, GolfNetConfig, GolfOptimizer
+from restore_core.models.infoflow import InfoFlowConfig, InfoFlowGenerator, PatchDiscriminator, PatchGANConfig
 from restore_core.models.taylor import DerivativeConfig, DerivativeNet, TaylorNet
 from restore_core.models.unet import UNet, UNetConfig
 
@@ -48,6 +49,8 @@ ARCHITECTURES: dict[str, Architecture] = {
     "unet": Architecture(UNetConfig, UNet, "compact residual U-Net (PixelShuffle upsampling)"),
     "taylor": Architecture(TaylorConfig, _build_taylor, "Deep Taylor's Approximations framework around a mapping net"),
     "golf-net": Architecture(GolfNetConfig, GolfNet, "the residual CNN of the Golf Optimizer (Fig. 6), F or G alone"),
+    "infoflow": Architecture(InfoFlowConfig, InfoFlowGenerator, "pix2pix U-Net-N with InfoAccum and SubPixUpsamp (information-flow GAN generator)"),
+    "patchgan": Architecture(PatchGANConfig, PatchDiscriminator, "5-layer PatchGAN discriminator conditioned on the input"),
     "golf": Architecture(GolfConfig, GolfOptimizer, "Golf Optimizer: x0 = F(y), x_i = G(x_{i-1}) (blind deconvolution)"),
 }
 

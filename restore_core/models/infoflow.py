@@ -1,0 +1,173 @@
+"""Information-flow generative restoration (SPEC §2.2; papers/information-theory-generative-restoration.txt).
+
+A pix2pix generator fixed by the paper's three findings:
+
+* InfoAccum-L before the generator (Eq. 14), a dense block whose layer ``i`` is
+  ``x_i = concat[x_{i-1}, F_i(x_{i-1}), G_i(x_{i-1}), H_i(x_{i-1})]`` with
+  F, G, H = 3x3 convolutions of dilation 1, 3, 5 (padding 1, 3, 5), each
+  producing ``growth`` channels: the output has ``in + 3 * L * growth`` channels.
+* A U-Net with N down/up-samplings (N = 5 instead of pix2pix's 8; Table I).
+* SubPixUpsamp (Eq. 15): the top decoder layer upsamples by convolution +
+  PixelShuffle instead of a transposed convolution.
+
+The discriminator is pix2pix's 5-layer fully convolutional PatchGAN (70x70
+receptive field) conditioned on the input: ``D(concat[x, y])``. Losses (LSGAN,
+Eqs. 16-18) are in :mod:`restore_core.training.losses`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=True)
+    return nn.Identity()
+
+
+@dataclass(frozen=True)
+class InfoAccumConfig:
+    layers: int = 15  # L (paper: 15)
+    growth: int = 4  # channels each dilated path adds per layer
+
+
+class InfoAccumLayer(nn.Module):
+    """One dense layer of Eq. 14: three dilated 3x3 paths, concatenated with the input."""
+
+    def __init__(self, in_channels: int, growth: int, norm: str = "none") -> None:
+        super().__init__()
+        self.paths = nn.ModuleList(
+            nn.Sequential(_norm(norm, in_channels), nn.ReLU(), nn.Conv2d(in_channels, growth, 3, padding=d, dilation=d))
+            for d in (1, 3, 5)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x] + [path(x) for path in self.paths], dim=1)
+
+
+class InfoAccum(nn.Module):
+    """InfoAccum-L: L dense layers; ``out_channels = in_channels + 3 * L * growth``."""
+
+    def __init__(self, in_channels: int, config: InfoAccumConfig, norm: str = "none") -> None:
+        super().__init__()
+        layers = []
+        channels = in_channels
+        for _ in range(config.layers):
+            layers.append(InfoAccumLayer(channels, config.growth, norm))
+            channels += 3 * config.growth
+        self.layers = nn.Sequential(*layers)
+        self.out_channels = channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+@dataclass(frozen=True)
+class InfoFlowConfig:
+    """Generator: InfoAccum + U-Net-N (+ SubPixUpsamp at the top)."""
+
+    channels: int = 3
+    levels: int = 5  # N down/up-samplings
+    base_filters: int = 64  # pix2pix ngf
+    max_filters: int = 512
+    info_accum: InfoAccumConfig | None = InfoAccumConfig()
+    subpixel_top: bool = True
+    norm: str = "batch"  # "batch" (pix2pix), "instance" or "none"
+    residual: bool = False  # predict y + residual instead of pix2pix's tanh image
+
+    def filters(self, level: int) -> int:
+        return min(self.base_filters * 2**level, self.max_filters)
+
+
+class InfoFlowGenerator(nn.Module):
+    """pix2pix U-Net generator with InfoAccum in front and SubPixUpsamp on top.
+
+    Encoder level i: Conv 4x4 stride 2 (LeakyReLU 0.2 before, norm after, none on
+    the first). Decoder level i: ReLU, ConvTranspose 4x4 stride 2, norm, with the
+    skip concatenated; the top level uses Conv 3x3 + PixelShuffle(2) when
+    ``subpixel_top``. Works in [0, 1] on the outside ([-1, 1] inside, as pix2pix).
+    """
+
+    def __init__(self, config: InfoFlowConfig = InfoFlowConfig()) -> None:
+        super().__init__()
+        self.config = config
+        c = config.channels
+        self.info_accum = InfoAccum(c, config.info_accum, config.norm if config.norm != "batch" else "none") if config.info_accum else None
+        in_ch = self.info_accum.out_channels if self.info_accum else c
+        self.encoders = nn.ModuleList()
+        for level in range(config.levels):
+            out_ch = config.filters(level)
+            layers: list[nn.Module] = [] if level == 0 else [nn.LeakyReLU(0.2)]
+            layers.append(nn.Conv2d(in_ch, out_ch, 4, stride=2, padding=1, bias=config.norm == "none" or level == 0))
+            if 0 < level < config.levels - 1:
+                layers.append(_norm(config.norm, out_ch))
+            self.encoders.append(nn.Sequential(*layers))
+            in_ch = out_ch
+        self.decoders = nn.ModuleList()
+        for level in reversed(range(config.levels)):
+            inner = config.filters(level) * (1 if level == config.levels - 1 else 2)
+            if level == 0:
+                up: list[nn.Module] = [nn.ReLU()]
+                if config.subpixel_top:
+                    up += [nn.Conv2d(inner, c * 4, 3, padding=1), nn.PixelShuffle(2)]
+                else:
+                    up += [nn.ConvTranspose2d(inner, c, 4, stride=2, padding=1)]
+                self.decoders.append(nn.Sequential(*up))
+            else:
+                out_ch = config.filters(level - 1)
+                self.decoders.append(
+                    nn.Sequential(nn.ReLU(), nn.ConvTranspose2d(inner, out_ch, 4, stride=2, padding=1, bias=config.norm == "none"), _norm(config.norm, out_ch))
+                )
+
+    @property
+    def size_multiple(self) -> int:
+        return 2**self.config.levels
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        x = y * 2 - 1
+        if self.info_accum is not None:
+            x = self.info_accum(x)
+        skips = []
+        for encoder in self.encoders:
+            x = encoder(x)
+            skips.append(x)
+        skips.pop()  # the innermost output feeds the decoder directly
+        for decoder in self.decoders:
+            x = decoder(x)
+            if skips:
+                x = torch.cat([x, skips.pop()], dim=1)
+        if self.config.residual:
+            return y + x / 2
+        return (torch.tanh(x) + 1) / 2
+
+
+@dataclass(frozen=True)
+class PatchGANConfig:
+    channels: int = 3  # per image; D sees concat[input, output]
+    base_filters: int = 64
+    norm: str = "batch"
+
+
+class PatchDiscriminator(nn.Module):
+    """pix2pix's 5-layer PatchGAN: C64(s2) C128(s2) C256(s2) C512(s1) C1(s1), 4x4 kernels,
+    LeakyReLU 0.2; a 70x70 receptive field per output score. Conditioned on the input."""
+
+    def __init__(self, config: PatchGANConfig = PatchGANConfig()) -> None:
+        super().__init__()
+        f = config.base_filters
+        self.net = nn.Sequential(
+            nn.Conv2d(2 * config.channels, f, 4, stride=2, padding=1), nn.LeakyReLU(0.2),
+            nn.Conv2d(f, 2 * f, 4, stride=2, padding=1), _norm(config.norm, 2 * f), nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * f, 4 * f, 4, stride=2, padding=1), _norm(config.norm, 4 * f), nn.LeakyReLU(0.2),
+            nn.Conv2d(4 * f, 8 * f, 4, stride=1, padding=1), _norm(config.norm, 8 * f), nn.LeakyReLU(0.2),
+            nn.Conv2d(8 * f, 1, 4, stride=1, padding=1),
+        )
+
+    def forward(self, degraded: torch.Tensor, candidate: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([degraded * 2 - 1, candidate * 2 - 1], dim=1))
