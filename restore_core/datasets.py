@@ -15,7 +15,6 @@ OpenCV reads it (H x W x 3 in BGR order, or H x W), then
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -23,21 +22,13 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from restore_core.evaluation import Protocol
+from restore_core.evaluation import Protocol, Sample, file_sample
 from restore_core.io.images import LoadedImage, decode_image, read_image
-from restore_core.training.data import PAIR_LAYOUTS, list_images, resolve_folder
+from restore_core.io.folders import PAIR_LAYOUTS, list_images, match_folders, natural_key, resolve_folder
 
 
 class DatasetError(ValueError):
     pass
-
-
-@dataclass
-class Sample:
-    name: str
-    load_degraded: Callable[[], LoadedImage]
-    load_target: Callable[[], np.ndarray]  # float32 RGB in [0, 1]
-    target_crop: tuple[int, int, int, int] | None = None
 
 
 @dataclass
@@ -48,34 +39,6 @@ class Dataset:
     samples: list[Sample]
     protocol: Protocol = field(default_factory=Protocol)
     note: str = ""
-
-
-def _file_sample(name: str, degraded: Path, target: Path, crop=None) -> Sample:
-    return Sample(name, lambda: read_image(degraded), lambda: read_image(target).rgb, crop)
-
-
-def _match_key(stem: str) -> str:
-    """Name key that pairs ``rain-001``/``norain-001`` and ``blur_1``/``gt_1``: the last
-    number in the name, or the whole stem when it has none."""
-    numbers = re.findall(r"\d+", stem)
-    return str(int(numbers[-1])) if numbers else stem
-
-
-def _natural(path: Path) -> tuple:
-    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.stem))
-
-
-def match_folders(inputs: Path, targets: Path) -> list[tuple[Path, Path]]:
-    """Pairs of files in two folders: same stem, else same trailing number."""
-    ins, outs = list_images(inputs), list_images(targets)
-    by_stem = {p.stem: p for p in outs}
-    pairs = [(p, by_stem[p.stem]) for p in ins if p.stem in by_stem]
-    if not pairs:
-        by_key: dict[str, Path] = {}
-        for p in outs:
-            by_key.setdefault(_match_key(p.stem), p)
-        pairs = [(p, by_key[_match_key(p.stem)]) for p in ins if _match_key(p.stem) in by_key]
-    return sorted(pairs, key=lambda pair: _natural(pair[0]))
 
 
 def _expect(condition: bool, root: Path, expected: str, found: int = 0) -> None:
@@ -90,7 +53,7 @@ def paired(root: Path, layouts=PAIR_LAYOUTS, task: str = "any", name: str = "pai
         if inputs is not None and targets is not None:
             pairs = match_folders(inputs, targets)
             _expect(bool(pairs), root, f"files sharing a name (or number) in {a}/ and {b}/")
-            return Dataset(name, root, task, [_file_sample(p.name, p, t) for p, t in pairs])
+            return Dataset(name, root, task, [file_sample(p.name, p, t) for p, t in pairs])
     expected = " or ".join(f"{a}/ + {b}/" for a, b in layouts)
     _expect(False, root, expected)
     raise AssertionError
@@ -112,7 +75,7 @@ def gopro(root: Path) -> Dataset:
     samples = []
     for scene in sorted(p for p in base.iterdir() if p.is_dir()):
         if (scene / "blur").is_dir() and (scene / "sharp").is_dir():
-            samples += [_file_sample(f"{scene.name}/{b.name}", b, s) for b, s in match_folders(scene / "blur", scene / "sharp")]
+            samples += [file_sample(f"{scene.name}/{b.name}", b, s) for b, s in match_folders(scene / "blur", scene / "sharp")]
     if samples:
         return Dataset("gopro", root, "deblur", samples)
     if (root / "input").is_dir() or (root / "blur").is_dir():
@@ -131,7 +94,7 @@ def hide(root: Path) -> Dataset:
     if gt.is_dir():
         gt_files = {p.name: p for p in list_images(gt)}
         for folder in blur_dirs:
-            samples += [_file_sample(f"{folder.name}/{p.name}", p, gt_files[p.name]) for p in list_images(folder) if p.name in gt_files]
+            samples += [file_sample(f"{folder.name}/{p.name}", p, gt_files[p.name]) for p in list_images(folder) if p.name in gt_files]
     _expect(bool(samples), root, "GT/*.png and test/test-close-ups/ or test/test-long-shot/ with the same names")
     return Dataset("hide", root, "deblur", samples)
 
@@ -147,12 +110,12 @@ def realblur(root: Path, variant: str) -> Dataset:
             parts = line.split()
             if len(parts) >= 2:
                 gt, blur = root / parts[0], root / parts[1]
-                samples.append(_file_sample(parts[1], blur, gt))
+                samples.append(file_sample(parts[1], blur, gt))
     else:
         for blur_dir in sorted(root.glob(f"**/blur")):
             if (blur_dir.parent / "gt").is_dir() and (f"RealBlur-{letter}" in str(blur_dir) or "RealBlur" not in str(blur_dir)):
                 for b, g in match_folders(blur_dir, blur_dir.parent / "gt"):
-                    samples.append(_file_sample(str(b.relative_to(root)), b, g))
+                    samples.append(file_sample(str(b.relative_to(root)), b, g))
     _expect(bool(samples), root, f"RealBlur_{letter}_test_list.txt, or <scene>/blur/blur_N.png + <scene>/gt/gt_N.png")
     return Dataset(f"realblur-{letter.lower()}", root, "deblur", samples)
 
@@ -170,10 +133,10 @@ def sots(root: Path, variant: str) -> Dataset:
                 ref = clear.get(h.stem) or clear.get(h.stem.split("_")[0])
                 if ref is not None:
                     crop = (10, 470, 10, 630) if variant == "indoor" else None
-                    samples.append(_file_sample(h.name, h, ref, crop))
+                    samples.append(file_sample(h.name, h, ref, crop))
             break
     _expect(bool(samples), root, "hazy/<id>_<k>.png + clear/<id>.png (or gt/), or input/ + target/")
-    samples.sort(key=lambda s: _natural(Path(s.name)))
+    samples.sort(key=lambda s: natural_key(Path(s.name)))
     return Dataset(f"sots-{variant}", root, "dehaze", samples, note="indoor targets cropped [10:470, 10:630]" if variant == "indoor" else "")
 
 

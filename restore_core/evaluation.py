@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from restore_core.io.images import read_image
+from restore_core.io.images import LoadedImage, read_image
 from restore_core.metrics import psnr, ssim, to_uint8_range
 
 RestoreFn = Callable[[np.ndarray], np.ndarray]
@@ -31,6 +31,20 @@ class Protocol:
     y_channel: str = "ITU-R BT.601 (MATLAB rgb2ycbcr): 16 + 65.481 R + 128.553 G + 24.966 B"
     ssim: str = "skimage structural_similarity, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255"
     mean: str = "per-image scores, then the mean over images"
+
+
+@dataclass
+class Sample:
+    """One benchmark item: a degraded image and its reference, loaded on demand."""
+
+    name: str
+    load_degraded: Callable[[], LoadedImage]
+    load_target: Callable[[], np.ndarray]  # float32 RGB in [0, 1]
+    target_crop: tuple[int, int, int, int] | None = None
+
+
+def file_sample(name: str, degraded: Path, target: Path, crop: tuple[int, int, int, int] | None = None) -> Sample:
+    return Sample(name, lambda: read_image(degraded), lambda: read_image(target).rgb, crop)
 
 
 @dataclass
@@ -86,14 +100,14 @@ def summarise(label: str, scores: Sequence[PairScore]) -> Summary:
 
 
 def evaluate_samples(
-    samples: Sequence,
+    samples: Sequence[Sample],
     restore: RestoreFn | None,
     label: str,
     protocol: Protocol = Protocol(),
     save_dir: Path | None = None,
 ) -> Summary:
     """Score ``restore`` (None = the degraded input itself) over dataset samples
-    (:class:`restore_core.datasets.Sample`); restored images go to ``save_dir/label/``."""
+    (:class:`Sample`); restored images go to ``save_dir/label/``."""
     from dataclasses import replace
 
     from restore_core.io.images import write_image
@@ -122,6 +136,4 @@ def evaluate_pairs(
     save_dir: Path | None = None,
 ) -> Summary:
     """:func:`evaluate_samples` over (degraded file, target file) pairs."""
-    from restore_core.datasets import _file_sample
-
-    return evaluate_samples([_file_sample(d.name, d, t) for d, t in pairs], restore, label, protocol, save_dir)
+    return evaluate_samples([file_sample(d.name, d, t) for d, t in pairs], restore, label, protocol, save_dir)

@@ -15,7 +15,6 @@ from typing import Any
 
 from restore_core.checkpoint import CheckpointError, ModelDescriptor, file_sha256, load_checkpoint, read_metadata
 from restore_core.models import build_model, count_parameters
-from restore_core.training.recipes import TAYLOR_UNET
 
 
 @dataclass(frozen=True)
@@ -32,7 +31,15 @@ class Preset:
         return count_parameters(build_model(self.architecture, self.config))
 
 
-UNET_S = TAYLOR_UNET["mapping"]
+# Named model configs, used by the presets below and by the training recipes.
+UNET_S = {"width": 16, "levels": 4, "blocks_per_level": [1, 1, 1, 2], "bottleneck_blocks": 2}
+TAYLOR_UNET = {
+    "mapping_architecture": "unet",
+    "mapping": UNET_S,
+    "derivative": {"image_channels": 3, "hidden_channels": 16},
+    "order": 3,
+    "eq17_term": False,
+}
 
 PRESETS: dict[str, Preset] = {
     "taylor-derain": Preset(

@@ -7,7 +7,7 @@ from skimage.metrics import structural_similarity
 from conftest import shared_dataset
 from restore_core.io.images import read_image
 from restore_core.metrics import psnr, rgb_to_y, ssim, to_uint8_range
-from restore_core.training.data import list_pairs
+from restore_core.io.folders import list_pairs
 
 
 def test_psnr_identical_is_inf_and_symmetric(rng):

@@ -15,54 +15,10 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-from restore_core.io.images import SUPPORTED_EXTENSIONS, read_rgb
-
-# (input folder, target folder) names used by common paired datasets.
-PAIR_LAYOUTS = (("input", "target"), ("rainy", "norain"), ("rain", "norain"), ("hazy", "clear"), ("blur", "sharp"), ("noisy", "clean"))
+from restore_core.io.folders import list_images
+from restore_core.io.images import read_rgb
 
 Degrade = Callable[[np.ndarray, np.random.Generator], np.ndarray]
-
-
-def resolve_folder(path: Path) -> Path | None:
-    """``path`` if it is a folder; or the folder a link *file* names (a checkout without
-    symlink support stores ``target -> ../McMaster`` as a small text file holding
-    ``../McMaster``); else None."""
-    path = Path(path)
-    if path.is_dir():
-        return path
-    if path.is_file() and path.stat().st_size < 1024:
-        try:
-            target = (path.parent / path.read_text().strip()).resolve()
-        except (OSError, UnicodeDecodeError):
-            return None
-        if target.is_dir():
-            return target
-    return None
-
-
-def list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in SUPPORTED_EXTENSIONS and p.is_file())
-
-
-def _natural_key(path: Path) -> tuple:
-    stem = path.stem
-    return (0, int(stem), "") if stem.isdigit() else (1, 0, stem)
-
-
-def list_pairs(root: Path) -> list[tuple[Path, Path]]:
-    """(input, target) pairs of a paired folder in any layout of :data:`PAIR_LAYOUTS`,
-    matched by file stem, in natural name order."""
-    root = Path(root)
-    for input_name, target_name in PAIR_LAYOUTS:
-        inputs, targets = resolve_folder(root / input_name), resolve_folder(root / target_name)
-        if inputs is not None and targets is not None:
-            by_stem = {p.stem: p for p in list_images(targets)}
-            pairs = [(p, by_stem[p.stem]) for p in list_images(inputs) if p.stem in by_stem]
-            if not pairs:
-                raise ValueError(f"{root}: no input/target files share a name in {input_name}/ and {target_name}/")
-            return sorted(pairs, key=lambda pair: _natural_key(pair[0]))
-    layouts = ", ".join(f"{a}/+{b}/" for a, b in PAIR_LAYOUTS)
-    raise ValueError(f"{root}: not a paired folder (expected one of {layouts})")
 
 
 def split_holdout(pairs: Sequence, every: int) -> tuple[list, list]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from restore_core.configs import ConfigError, config_from_dict
+from restore_core.presets import TAYLOR_UNET
 
 
 @dataclass(frozen=True)
@@ -58,14 +59,6 @@ class Recipe:
         passed = sum(step >= round(m * self.steps) for m in self.milestones)
         return self.lr * self.gamma**passed
 
-
-TAYLOR_UNET = {
-    "mapping_architecture": "unet",
-    "mapping": {"width": 16, "levels": 4, "blocks_per_level": [1, 1, 1, 2], "bottleneck_blocks": 2},
-    "derivative": {"image_channels": 3, "hidden_channels": 16},
-    "order": 3,
-    "eq17_term": False,
-}
 
 # The paper's recipe (SPEC §2.1): Adam 1e-3, batch 4, 100x100 patches, lr x0.2 at
 # 30/50/80 % of training, lambda = 1, order 3. Steps are scaled to a CPU budget.

@@ -40,6 +40,7 @@ from restore_core.engine.tiling import run_padded
 from restore_core.metrics import psnr, ssim, to_uint8_range
 from restore_core.models import build_model
 from restore_core.models.taylor import TaylorNet, taylor_loss
+from restore_core.io.folders import list_images, list_pairs
 from restore_core.training import data as D
 from restore_core.training.recipes import Recipe
 
@@ -72,13 +73,13 @@ def prepare_data(recipe: Recipe) -> TrainingData:
     excluded_refs: list[np.ndarray] = []
     for folder in cfg.exclude_near_duplicates_of + cfg.validation:
         try:
-            targets = [t for _, t in D.list_pairs(Path(folder))]
+            targets = [t for _, t in list_pairs(Path(folder))]
         except ValueError:
-            targets = D.list_images(Path(folder))
+            targets = list_images(Path(folder))
         excluded_refs.extend(D.thumbnail(D.read_rgb(t)) for t in targets)
 
     summary: dict = {"paired": {}, "clean": {}, "excluded_near_duplicates": 0}
-    splits = {folder: D.split_holdout(D.list_pairs(Path(folder)), cfg.holdout_every) for folder in cfg.paired}
+    splits = {folder: D.split_holdout(list_pairs(Path(folder)), cfg.holdout_every) for folder in cfg.paired}
     # Held-out pairs are validation data: keep their clean images out of every training source.
     for _, held in splits.values():
         excluded_refs.extend(D.thumbnail(D.read_rgb(t)) for _, t in held)
@@ -112,7 +113,7 @@ def prepare_data(recipe: Recipe) -> TrainingData:
         summary["clean"][name] = kept
 
     for folder in cfg.validation:
-        validation.append(ValidationSet(Path(folder).name, [(D.read_rgb(a), D.read_rgb(b)) for a, b in D.list_pairs(Path(folder))]))
+        validation.append(ValidationSet(Path(folder).name, [(D.read_rgb(a), D.read_rgb(b)) for a, b in list_pairs(Path(folder))]))
 
     degrade = DEGRADATIONS.get(recipe.degradation) if clean_images else None
     if clean_images and degrade is None:

@@ -1,0 +1,76 @@
+"""Finding images in folders, and pairing degraded images with their references.
+
+Shared by training (paired training folders) and benchmarking (dataset
+adapters), so both read a layout the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from restore_core.io.images import SUPPORTED_EXTENSIONS
+
+# (degraded folder, reference folder) names used by common paired datasets.
+PAIR_LAYOUTS = (("input", "target"), ("rainy", "norain"), ("rain", "norain"), ("hazy", "clear"), ("blur", "sharp"), ("noisy", "clean"))
+
+
+def resolve_folder(path: Path) -> Path | None:
+    """``path`` if it is a folder; or the folder a link *file* names (a checkout without
+    symlink support stores ``target -> ../McMaster`` as a small text file holding
+    ``../McMaster``); else None."""
+    path = Path(path)
+    if path.is_dir():
+        return path
+    if path.is_file() and path.stat().st_size < 1024:
+        try:
+            target = (path.parent / path.read_text().strip()).resolve()
+        except (OSError, UnicodeDecodeError):
+            return None
+        if target.is_dir():
+            return target
+    return None
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly in ``folder`` (hidden files skipped), sorted by name."""
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in SUPPORTED_EXTENSIONS and p.is_file() and not p.name.startswith("."))
+
+
+def natural_key(path: Path) -> tuple:
+    """Sort key that puts ``2.png`` before ``10.png``."""
+    return tuple((0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", path.stem))
+
+
+def match_key(stem: str) -> str:
+    """Name key that pairs ``rain-001``/``norain-001`` and ``blur_1``/``gt_1``: the last
+    number in the name, or the whole stem when it has none."""
+    numbers = re.findall(r"\d+", stem)
+    return str(int(numbers[-1])) if numbers else stem
+
+
+def match_folders(inputs: Path, targets: Path) -> list[tuple[Path, Path]]:
+    """Pairs of files in two folders: same stem, else same trailing number; natural order."""
+    ins, outs = list_images(inputs), list_images(targets)
+    by_stem = {p.stem: p for p in outs}
+    pairs = [(p, by_stem[p.stem]) for p in ins if p.stem in by_stem]
+    if not pairs:
+        by_key: dict[str, Path] = {}
+        for p in outs:
+            by_key.setdefault(match_key(p.stem), p)
+        pairs = [(p, by_key[match_key(p.stem)]) for p in ins if match_key(p.stem) in by_key]
+    return sorted(pairs, key=lambda pair: natural_key(pair[0]))
+
+
+def list_pairs(root: Path, layouts=PAIR_LAYOUTS) -> list[tuple[Path, Path]]:
+    """(degraded, reference) pairs of a paired folder in any of ``layouts``."""
+    root = Path(root)
+    for input_name, target_name in layouts:
+        inputs, targets = resolve_folder(root / input_name), resolve_folder(root / target_name)
+        if inputs is not None and targets is not None:
+            pairs = match_folders(inputs, targets)
+            if not pairs:
+                raise ValueError(f"{root}: no files in {input_name}/ and {target_name}/ share a name or number")
+            return pairs
+    expected = " or ".join(f"{a}/ + {b}/" for a, b in layouts)
+    raise ValueError(f"{root}: not a paired folder (expected {expected})")
