@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from cli.console import err_console, fail
 from restore_core.checkpoint import CheckpointError
 from restore_core.device import pick_device
-from restore_core.engine.inputs import InputError, Job, collect_inputs, find_collisions, plan_outputs
+from restore_core.engine.inputs import InputError, Job, collect_inputs, find_collisions, parse_shard, plan_outputs, select_shard
 from restore_core.engine.runner import ImageResult, Restorer, RunOptions, restore_stream
 from restore_core.io.images import DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS
 from restore_core.presets import DEFAULT_MODEL_FOR_TASK, resolve_model
@@ -58,6 +58,7 @@ def run_restore(
     as_json: bool,
     quiet: bool,
     max_pixels: int,
+    shard: Optional[str] = None,
 ) -> None:
     """Shared body of every restoration command: plan, check, load, stream, report."""
     if overwrite and skip_existing:
@@ -74,6 +75,11 @@ def run_restore(
         jobs = collect_inputs(source, recursive, sys.stdin if source == "-" else None)
     except InputError as exc:
         fail(str(exc), code=2)
+    if shard:
+        try:
+            jobs = select_shard(jobs, *parse_shard(shard))
+        except InputError as exc:
+            fail(str(exc), code=2)
     jobs = plan_outputs(jobs, out_dir, suffix, ext)
 
     results: list[ImageResult] = []
@@ -169,8 +175,9 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
         as_json: bool = typer.Option(False, "--json", help="One JSON object per image on stdout."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary on stderr."),
         max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", help="Refuse images larger than this many pixels."),
+        shard: Optional[str] = typer.Option(None, "--shard", help="I/N: process only shard I of N of the sorted inputs (split a job over N machines)."),
     ) -> None:
-        run_restore(task, source, out_dir, model, device, tile, tile_overlap, batch_size, precision, recursive, suffix, ext, overwrite, skip_existing, as_json, quiet, max_pixels)
+        run_restore(task, source, out_dir, model, device, tile, tile_overlap, batch_size, precision, recursive, suffix, ext, overwrite, skip_existing, as_json, quiet, max_pixels, shard)
 
     command.__doc__ = f"""{verb} images: a file, a folder, a glob or '-' (stdin) into OUT.
 
@@ -181,6 +188,8 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
         restore {task} big.tif out/ --tile 512
 
         find /data -name '*.png' | restore {task} - out/ --json
+
+        restore {task} photos/ out/ --shard $SLURM_ARRAY_TASK_ID/8 --skip-existing
     """
     command.__name__ = task
     return command

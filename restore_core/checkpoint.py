@@ -187,3 +187,23 @@ def load_checkpoint(path: os.PathLike | str, device: str | torch.device = "cpu",
         sha256=file_sha256(path),
         path=path,
     )
+
+
+def update_metrics(path: os.PathLike | str, metrics: dict[str, Any], out: os.PathLike | str | None = None) -> Path:
+    """Rewrite a checkpoint (atomically) with ``metrics`` merged into its metadata;
+    tensors and the other metadata are copied unchanged."""
+    path = Path(path)
+    read_metadata(path)  # validate first
+    with safe_open(str(path), framework="pt") as handle:
+        raw = dict(handle.metadata())
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    raw["metrics"] = json.dumps({**json.loads(raw.get("metrics", "{}")), **metrics}, sort_keys=True)
+    target = Path(out) if out else path
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
+    try:
+        save_file(tensors, str(tmp), metadata=raw)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return target

@@ -65,3 +65,14 @@ def test_garbage_file_is_refused(tmp_path):
     path.write_bytes(b"\x00" * 100)
     with pytest.raises(CheckpointError, match="broken.safetensors: not a valid safetensors file"):
         load_checkpoint(path)
+
+
+def test_update_metrics_keeps_tensors_bit_exact(tmp_path):
+    from restore_core.checkpoint import update_metrics
+
+    model = build_model("taylor", CONFIG)
+    path = save_checkpoint(tmp_path / "m.safetensors", model, "taylor", CONFIG, "derain", metrics={"a": 1})
+    update_metrics(path, {"b": 2.5})
+    loaded = load_checkpoint(path)
+    assert loaded.metrics == {"a": 1, "b": 2.5}
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.model.state_dict().values()))

@@ -200,3 +200,15 @@ def test_sigterm_mid_batch_leaves_only_complete_files(tmp_path, tiny_checkpoint)
     again = restore("derain", str(src), str(out), "--skip-existing", "--json", "--model", str(tiny_checkpoint))
     assert again.returncode == 0
     assert len(list(out.iterdir())) == 30
+
+
+def test_shards_partition_the_input_without_overlap(folder, tmp_path, tiny_checkpoint):
+    outputs = []
+    for index in range(2):
+        result = restore("derain", str(folder), str(tmp_path / "out"), "-r", "--shard", f"{index}/2", "--model", str(tiny_checkpoint))
+        assert result.returncode == 0, result.stderr
+        outputs.append(set(result.stdout.split()))
+    assert not outputs[0] & outputs[1]
+    assert len(outputs[0] | outputs[1]) == 3
+    bad = restore("derain", str(folder), str(tmp_path / "x"), "--shard", "2/2", "--model", str(tiny_checkpoint))
+    assert bad.returncode == 2 and "0 <= I < N" in bad.stderr

@@ -108,3 +108,21 @@ def find_collisions(jobs: list[Job]) -> dict[Path, list[Path]]:
         assert job.output is not None
         by_output.setdefault(job.output, []).append(job.source)
     return {out: sources for out, sources in by_output.items() if len(sources) > 1}
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` -> (I, N) with 0 <= I < N."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise InputError(f"--shard {text!r}: expected I/N, e.g. 0/4") from None
+    if count < 1 or not 0 <= index < count:
+        raise InputError(f"--shard {text!r}: need 0 <= I < N")
+    return index, count
+
+
+def select_shard(jobs: list[Job], index: int, count: int) -> list[Job]:
+    """Shard ``index`` of ``count``: every ``count``-th job of the list sorted by source
+    path, so N machines split one input with no coordination and no overlap."""
+    ordered = sorted(jobs, key=lambda job: str(job.source))
+    return ordered[index::count]
