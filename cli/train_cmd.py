@@ -113,8 +113,12 @@ def train(
     ) as bar:
         task = bar.add_task("train", total=chosen.steps, completed=trainer.step, info="")
 
+        plain_log = not quiet and not err_console.is_terminal
+
         def progress(step: int, total: int, info: dict) -> None:
             bar.update(task, completed=step, info=f"loss {info['loss']:.4f} lr {info['lr']:.2g}")
+            if plain_log and step % 250 == 0:  # a log file gets a line now and then instead of a bar
+                err_console.print(f"step {step}/{total} loss {info['loss']:.4f} lr {info['lr']:.2g}", highlight=False)
 
         try:
             metrics = trainer.train(training_data, progress)

@@ -32,6 +32,11 @@ DEFAULT_MAX_PIXELS = 200_000_000  # 200 MP, ~2.4 GB as float32 RGB
 _SIXTEEN_BIT_FORMATS = {".png", ".tif", ".tiff"}
 _EXIF_ORIENTATION_TAG = 0x0112
 
+# Pillow only reads headers here; the pixel budget is enforced by ``max_pixels``
+# (checked from the header before any decoding), so Pillow's own bomb guard,
+# which would warn or fail below a user's --max-pixels, is switched off.
+Image.MAX_IMAGE_PIXELS = None
+
 
 class ImageError(Exception):
     """An image cannot be read or written; the message names the file and the cause."""
@@ -111,8 +116,6 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
                 exif = exif_data.tobytes()
     except ImageError:
         raise
-    except Image.DecompressionBombError as exc:
-        raise ImageError(path, f"image is too large to decode safely ({exc})") from None
     except Exception:
         pass  # Pillow may not know the format; OpenCV decides below.
     array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
