@@ -55,7 +55,7 @@ def benchmark(
     root: Optional[Path] = typer.Option(None, "--root", help="Dataset folder. Default: the bundled samples (a small synthetic set)."),
     sigma: float = typer.Option(25.0, "--sigma", help="Noise level (0-255 scale) for the clean-only denoising sets."),
     models: list[str] = typer.Option([], "--model", "-m", help="Preset or .safetensors file; repeat to compare side by side."),
-    task: str = typer.Option("derain", "--task", help="Task whose default model is used when no --model is given."),
+    task: str = typer.Option("derain", "--task", help="derain, deblur, denoise or dehaze: picks the default model and, without --root, the embedded synthetic set."),
     limit: int = typer.Option(0, "--limit", help="Only the first N pairs (0 = all)."),
     crop_border: int = typer.Option(0, "--crop-border", help="Pixels cropped from every border before scoring."),
     save_images: Optional[Path] = typer.Option(None, "--save-images", help="Write restored images to DIR/<model>/."),
@@ -110,19 +110,13 @@ def benchmark(
             print(json.dumps(rows, indent=2))
         return
 
-    from restore_core.datasets import DatasetError, load_dataset
+    from restore_core.datasets import DatasetError, embedded_dataset, load_dataset
 
-    if root is None:
-        from restore_core.degradations.samples import bundled_samples
-
-        root = bundled_samples()
-        if root is None:
-            fail("no --root given and the bundled samples are not installed", code=2)
-        dataset = "paired"
     try:
-        data = load_dataset(dataset, root, sigma)
+        data = embedded_dataset(task) if root is None else load_dataset(dataset, root, sigma)
     except DatasetError as exc:
         fail(str(exc), code=2)
+    root = data.root
     samples = data.samples[:limit] if limit else data.samples
     protocol = Protocol(crop_border=crop_border)
     start = time.perf_counter()

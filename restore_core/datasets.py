@@ -217,3 +217,35 @@ def load_dataset(name: str, root: Path, sigma: float = 25.0) -> Dataset:
     if adapter is synthetic_noise:
         return synthetic_noise(root, sigma, name)
     return adapter(root)
+
+
+def embedded_dataset(task: str) -> Dataset:
+    """A small deterministic set for ``task`` that needs no data: the bundled sample
+    pairs for derain; for the other tasks the bundled clean photographs with this
+    project's synthetic degradation under a fixed seed."""
+    from restore_core.degradations.blur import add_motion_blur
+    from restore_core.degradations.haze import add_haze
+    from restore_core.degradations.noise import gaussian_noise
+    from restore_core.degradations.samples import bundled_samples
+
+    root = bundled_samples()
+    if root is None:
+        raise DatasetError("the bundled samples are not installed; pass --root")
+    if task == "derain":
+        return paired(root, task="derain", name="samples-rain")
+    degrade = {
+        "denoise": lambda img, rng: gaussian_noise(img, 25, rng),
+        "deblur": add_motion_blur,
+        "dehaze": add_haze,
+    }.get(task)
+    if degrade is None:
+        raise DatasetError(f"no embedded dataset for task {task!r}; pass --root")
+    samples = []
+    for index, path in enumerate(list_images(root / "target")):
+        def load_degraded(path=path, index=index) -> LoadedImage:
+            clean = read_image(path)
+            rng = np.random.default_rng([7, index])
+            return LoadedImage(degrade(clean.rgb, rng), clean.layout, clean.bit_depth)
+
+        samples.append(Sample(path.name, load_degraded, lambda path=path: read_image(path).rgb))
+    return Dataset(f"samples-{task}", root / "target", task, samples, note=f"bundled photographs with synthetic {task} degradation, seed [7, i]")

@@ -147,3 +147,15 @@ def test_benchmark_input_row_matches_scikit_image(folder, adapter):
     assert ours.ssim_y == pytest.approx(sy, abs=0.001)
     assert ours.psnr_rgb == pytest.approx(pr, abs=0.01)
     assert ours.ssim_rgb == pytest.approx(sr, abs=0.001)
+
+
+@pytest.mark.parametrize("task", ["derain", "denoise", "deblur", "dehaze"])
+def test_embedded_dataset_per_task_is_deterministic(task):
+    from restore_core.datasets import embedded_dataset
+
+    first, second = embedded_dataset(task), embedded_dataset(task)
+    assert len(first.samples) >= 3 and first.task == task
+    a, b = first.samples[0].load_degraded().rgb, second.samples[0].load_degraded().rgb
+    assert np.array_equal(a, b)
+    summary = evaluate_samples(first.samples, None, "input")
+    assert 8 < summary.psnr_rgb < 35  # degraded, but not destroyed

@@ -1,0 +1,63 @@
+"""Synthetic noise: pure functions on float32 images in [0, 1] (H x W x C or H x W).
+
+* :func:`gaussian_noise` — additive white Gaussian noise of std ``sigma / 255``.
+* :func:`poisson_gaussian_noise` — signal-dependent shot noise plus read noise:
+  ``y = x + n``, ``n ~ N(0, a * x + b^2)`` (the heteroscedastic model of raw sensors).
+* :func:`jpeg_noise` — JPEG compression artefacts at a given quality.
+* :func:`add_noise` — a random draw of one of them from :class:`NoiseConfig` ranges.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+def gaussian_noise(clean: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """``clean + N(0, (sigma/255)^2)``, clipped to [0, 1]; ``sigma`` on the 0-255 scale."""
+    noisy = clean + rng.normal(0.0, sigma / 255.0, clean.shape).astype(np.float32)
+    return np.clip(noisy, 0.0, 1.0).astype(np.float32)
+
+
+def poisson_gaussian_noise(clean: np.ndarray, shot: float, read: float, rng: np.random.Generator) -> np.ndarray:
+    """``clean + N(0, shot * clean + read^2)`` (shot and read on the [0, 1] scale)."""
+    std = np.sqrt(np.maximum(shot * clean + read**2, 0.0))
+    noisy = clean + rng.standard_normal(clean.shape).astype(np.float32) * std
+    return np.clip(noisy, 0.0, 1.0).astype(np.float32)
+
+
+def jpeg_noise(clean: np.ndarray, quality: int) -> np.ndarray:
+    """Encode as JPEG at ``quality`` (1-100) and decode: blocking and ringing artefacts."""
+    pixels = np.round(np.clip(clean, 0, 1) * 255).astype(np.uint8)
+    if pixels.ndim == 3:
+        pixels = pixels[..., ::-1]
+    ok, buffer = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    assert ok
+    decoded = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    if decoded.ndim == 3:
+        decoded = decoded[..., ::-1]
+    return decoded.astype(np.float32) / 255.0
+
+
+@dataclass(frozen=True)
+class NoiseConfig:
+    """Ranges for :func:`add_noise`; ``kinds`` are drawn with equal probability."""
+
+    kinds: tuple[str, ...] = ("gaussian",)
+    sigma: tuple[float, float] = (5.0, 50.0)  # Gaussian, 0-255 scale (blind range)
+    shot: tuple[float, float] = (0.001, 0.02)
+    read: tuple[float, float] = (0.005, 0.05)
+    jpeg_quality: tuple[int, int] = (20, 70)
+
+
+def add_noise(clean: np.ndarray, rng: np.random.Generator, config: NoiseConfig = NoiseConfig()) -> np.ndarray:
+    kind = config.kinds[int(rng.integers(len(config.kinds)))]
+    if kind == "gaussian":
+        return gaussian_noise(clean, float(rng.uniform(*config.sigma)), rng)
+    if kind == "poisson-gaussian":
+        return poisson_gaussian_noise(clean, float(rng.uniform(*config.shot)), float(rng.uniform(*config.read)), rng)
+    if kind == "jpeg":
+        return jpeg_noise(clean, int(rng.integers(config.jpeg_quality[0], config.jpeg_quality[1] + 1)))
+    raise ValueError(f"unknown noise kind {kind!r}; use gaussian, poisson-gaussian or jpeg")

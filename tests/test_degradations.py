@@ -1,0 +1,79 @@
+"""Noise, motion blur and haze: the formulas hold and randomness is seeded."""
+
+import numpy as np
+import pytest
+
+from restore_core.degradations.blur import add_motion_blur, blur_image, centre_kernel, motion_blur_kernel, rasterise, trajectory
+from restore_core.degradations.haze import add_haze, depth_proxy, render_haze
+from restore_core.degradations.noise import NoiseConfig, add_noise, gaussian_noise, jpeg_noise, poisson_gaussian_noise
+
+
+def test_gaussian_noise_has_the_requested_sigma():
+    clean = np.full((200, 200), 0.5, np.float32)
+    noisy = gaussian_noise(clean, 25, np.random.default_rng(0))
+    assert np.std(noisy - clean) * 255 == pytest.approx(25, rel=0.03)
+
+
+def test_poisson_gaussian_noise_grows_with_signal():
+    rng = np.random.default_rng(0)
+    dark = poisson_gaussian_noise(np.full((100, 100), 0.05, np.float32), 0.02, 0.01, rng)
+    bright = poisson_gaussian_noise(np.full((100, 100), 0.8, np.float32), 0.02, 0.01, rng)
+    assert np.std(bright) > 2 * np.std(dark)
+
+
+def test_jpeg_noise_changes_but_keeps_shape():
+    clean = np.random.default_rng(0).random((32, 32, 3)).astype(np.float32)
+    out = jpeg_noise(clean, 20)
+    assert out.shape == clean.shape and 0 < np.abs(out - clean).mean() < 0.3
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "poisson-gaussian", "jpeg"])
+def test_add_noise_is_seeded(kind):
+    clean = np.random.default_rng(1).random((16, 16, 3)).astype(np.float32)
+    config = NoiseConfig(kinds=(kind,))
+    a = add_noise(clean, np.random.default_rng(5), config)
+    b = add_noise(clean, np.random.default_rng(5), config)
+    assert np.array_equal(a, b)
+
+
+def test_kernels_are_normalised_centred_and_curved_when_asked():
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        k = motion_blur_kernel(rng)
+        ys, xs = np.indices(k.shape)
+        assert k.sum() == pytest.approx(1.0, abs=1e-5) and (k >= 0).all()
+        assert (k * ys).sum() == pytest.approx(k.shape[0] // 2, abs=0.5)
+        assert (k * xs).sum() == pytest.approx(k.shape[1] // 2, abs=0.5)
+    straight = trajectory(20, 0.0, np.random.default_rng(1))
+    curved = trajectory(20, 1.0, np.random.default_rng(1))
+    def bend(p):  # distance of the path from its end-to-end chord
+        chord = p[-1] - p[0]
+        normal = np.array([-chord[1], chord[0]]) / np.linalg.norm(chord)
+        return np.abs((p - p[0]) @ normal).max()
+    assert bend(straight) < 0.5 < bend(curved)
+
+
+def test_blur_with_a_delta_kernel_is_identity():
+    clean = np.random.default_rng(0).random((20, 20, 3)).astype(np.float32)
+    delta = np.zeros((5, 5), np.float32)
+    delta[2, 2] = 1
+    assert np.allclose(blur_image(clean, delta, 0.0, np.random.default_rng(0)), clean, atol=1e-6)
+    blurred = add_motion_blur(clean, np.random.default_rng(0))
+    assert blurred.shape == clean.shape and np.std(blurred) < np.std(clean)
+
+
+def test_haze_follows_the_scattering_model():
+    clean = np.random.default_rng(0).random((30, 40, 3)).astype(np.float32)
+    depth = np.linspace(0, 1, 40, dtype=np.float32)[None, :].repeat(30, 0)
+    hazy = render_haze(clean, depth, beta=1.5, airlight=0.9)
+    t = np.exp(-1.5 * depth)[..., None]
+    assert np.allclose(hazy, clean * t + 0.9 * (1 - t), atol=1e-6)
+    assert np.allclose(render_haze(clean, np.zeros_like(depth), 2.0, 0.9), clean)  # depth 0: no haze
+
+
+def test_random_haze_lowers_contrast_and_depth_is_in_range():
+    clean = np.random.default_rng(0).random((48, 64, 3)).astype(np.float32)
+    d = depth_proxy(clean, np.random.default_rng(1))
+    assert d.shape == (48, 64) and d.min() == pytest.approx(0) and d.max() == pytest.approx(1)
+    hazy = add_haze(clean, np.random.default_rng(2))
+    assert np.std(hazy) < np.std(clean)
