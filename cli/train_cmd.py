@@ -30,6 +30,7 @@ def train(
     patch_size: Optional[int] = typer.Option(None, "--patch-size", help="Override the patch size."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Override the initial learning rate."),
     settings: list[str] = typer.Option([], "--set", help="Override any recipe field: --set model.order=2. Repeatable."),
+    init: Optional[Path] = typer.Option(None, "--init", help="Start from this checkpoint's weights (fine-tune); same architecture."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)."),
@@ -51,7 +52,8 @@ def train(
                 raise ConfigError(f"--set expects key=value, got {item!r}")
             key, value = item.split("=", 1)
             chosen = override(chosen, key.strip(), value.strip())
-        changes = {k: v for k, v in {"steps": steps, "batch_size": batch_size, "patch_size": patch_size, "lr": lr}.items() if v is not None}
+        changes = {k: v for k, v in {"steps": steps, "batch_size": batch_size, "patch_size": patch_size, "lr": lr,
+                                     "init": str(init) if init else None}.items() if v is not None}
         chosen = replace(chosen, **changes)
         data_changes: dict = {}
         if data:
@@ -83,7 +85,10 @@ def train(
     except ValueError as exc:
         fail(str(exc), code=2)
 
-    trainer = Trainer(chosen, out, torch_device, log=lambda s: err_console.print(s, highlight=False))
+    try:
+        trainer = Trainer(chosen, out, torch_device, log=lambda s: err_console.print(s, highlight=False))
+    except TrainingError as exc:
+        fail(str(exc), code=2)
     if resume:
         try:
             trainer.resume()

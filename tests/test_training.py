@@ -75,3 +75,20 @@ def test_recipe_file_overrides_a_base(tmp_path):
 def test_paper_schedule_decays_by_0_2_at_30_50_80_percent():
     recipe = replace(RECIPES["taylor-derain"], steps=100)
     assert [recipe.lr_at(s) for s in (0, 29, 30, 50, 80, 99)] == pytest.approx([1e-3, 1e-3, 2e-4, 4e-5, 8e-6, 8e-6])
+
+
+def test_fine_tune_from_init_and_degradation_options(tmp_path):
+    from restore_core.configs import override
+
+    base = _recipe(tmp_path, steps=2)
+    first = Trainer(base, tmp_path / "a", torch.device("cpu"), log=lambda s: None)
+    first.train(prepare_data(base))
+    tuned = override(override(base, "init", str(tmp_path / "a" / "model.safetensors")), "degradation_options.layers", "[0, 1]")
+    assert tuned.degradation_options == {"layers": [0, 1]}
+    second = Trainer(tuned, tmp_path / "b", torch.device("cpu"), log=lambda s: None)
+    for a, b in zip(second.model.state_dict().values(), load_checkpoint(tmp_path / "a" / "model.safetensors").model.state_dict().values()):
+        assert torch.equal(a, b)  # starts from the given weights
+    second.train(prepare_data(tuned))
+    bad = override(base, "degradation_options.no_such_option", "1")
+    with pytest.raises(TrainingError, match="no_such_option"):
+        prepare_data(bad)

@@ -37,7 +37,9 @@ class Recipe:
     task: str
     architecture: str
     model: dict[str, Any]
-    degradation: str = "rain"  # synthetic degradation for clean images (see training.degradations)
+    degradation: str = "rain"  # synthetic degradation for clean images: rain, noise, motion-blur, haze
+    degradation_options: dict[str, Any] = field(default_factory=dict)  # overrides of its config (e.g. RainConfig)
+    init: str = ""  # start from this checkpoint's weights (fine-tuning); same architecture and config
     steps: int = 20000
     batch_size: int = 4
     patch_size: int = 100

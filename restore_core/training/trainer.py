@@ -33,9 +33,12 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from restore_core.configs import config_to_dict
+from restore_core.configs import ConfigError, config_from_dict, config_to_dict
 from restore_core.checkpoint import save_checkpoint
-from restore_core.degradations.rain import add_rain
+from restore_core.degradations.blur import BlurConfig, add_motion_blur
+from restore_core.degradations.haze import HazeConfig, add_haze
+from restore_core.degradations.noise import NoiseConfig, add_noise
+from restore_core.degradations.rain import RainConfig, add_rain
 from restore_core.engine.tiling import run_padded
 from restore_core.metrics import psnr, ssim, to_uint8_range
 from restore_core.models import build_model
@@ -44,10 +47,26 @@ from restore_core.io.folders import list_images, list_pairs
 from restore_core.training import data as D
 from restore_core.training.recipes import Recipe
 
-# Synthetic degradations a recipe can name for its clean images.
-DEGRADATIONS: dict[str, D.Degrade] = {
-    "rain": add_rain,
+# Synthetic degradations a recipe can name for its clean images:
+# name -> (config dataclass, function(clean, rng, config)).
+DEGRADATIONS: dict[str, tuple[type, Callable]] = {
+    "rain": (RainConfig, add_rain),
+    "noise": (NoiseConfig, add_noise),
+    "motion-blur": (BlurConfig, add_motion_blur),
+    "haze": (HazeConfig, add_haze),
 }
+
+
+def make_degradation(name: str, options: dict) -> D.Degrade:
+    """The recipe's synthetic degradation with its config overrides (validated)."""
+    if name not in DEGRADATIONS:
+        raise TrainingError(f"unknown degradation {name!r}; known: {', '.join(DEGRADATIONS)}")
+    config_class, function = DEGRADATIONS[name]
+    try:
+        config = config_from_dict(config_class, options, f"degradation_options ({name})")
+    except ConfigError as exc:
+        raise TrainingError(str(exc)) from None
+    return lambda clean, rng: function(clean, rng, config)
 
 
 class TrainingError(RuntimeError):
@@ -115,9 +134,7 @@ def prepare_data(recipe: Recipe) -> TrainingData:
     for folder in cfg.validation:
         validation.append(ValidationSet(Path(folder).name, [(D.read_rgb(a), D.read_rgb(b)) for a, b in list_pairs(Path(folder))]))
 
-    degrade = DEGRADATIONS.get(recipe.degradation) if clean_images else None
-    if clean_images and degrade is None:
-        raise TrainingError(f"unknown degradation {recipe.degradation!r}; known: {', '.join(DEGRADATIONS)}")
+    degrade = make_degradation(recipe.degradation, recipe.degradation_options) if clean_images else None
     sampler = D.PatchSampler(
         paired,
         [D.PairedImage(None, D.to_uint8(c)) for c in clean_images],
@@ -219,12 +236,26 @@ class Trainer:
         self.log = log
         torch.manual_seed(recipe.seed)
         self.model = build_model(recipe.architecture, recipe.model).to(device)
+        if recipe.init:
+            self._load_init(Path(recipe.init))
         self.multiple = int(getattr(self.model, "size_multiple", 1))
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=recipe.lr, betas=recipe.betas)
         self.ema = EMA(self.model, recipe.ema_decay) if recipe.ema_decay > 0 else None
         self.step = 0
         self.best: float | None = None
         self.metrics: dict[str, float] = {}
+
+    def _load_init(self, path: Path) -> None:
+        """Start from the weights of a restore checkpoint of the same architecture (fine-tuning)."""
+        from restore_core.checkpoint import CheckpointError, load_checkpoint
+
+        try:
+            source = load_checkpoint(path)
+        except CheckpointError as exc:
+            raise TrainingError(str(exc)) from None
+        if source.architecture != self.recipe.architecture or source.config != json.loads(json.dumps(self.recipe.model)):
+            raise TrainingError(f"{path}: --init checkpoint is {source.architecture} with another config than the recipe's model")
+        self.model.load_state_dict(source.model.state_dict())
 
     @property
     def state_path(self) -> Path:
