@@ -97,7 +97,7 @@ def prepare_data(recipe: Recipe) -> TrainingData:
             targets = list_images(Path(folder))
         excluded_refs.extend(D.thumbnail(D.read_rgb(t)) for t in targets)
 
-    summary: dict = {"paired": {}, "clean": {}, "excluded_near_duplicates": 0}
+    summary: dict = {"paired": {}, "clean": {}, "excluded_near_duplicates": 0, "excluded": []}
     splits = {folder: D.split_holdout(list_pairs(Path(folder)), cfg.holdout_every) for folder in cfg.paired}
     # Held-out pairs are validation data: keep their clean images out of every training source.
     for _, held in splits.values():
@@ -110,6 +110,7 @@ def prepare_data(recipe: Recipe) -> TrainingData:
             clean = D.read_rgb(tgt)
             if excluded_refs and D.is_near_duplicate(clean, excluded_refs):
                 summary["excluded_near_duplicates"] += 1
+                summary["excluded"].append(str(tgt))
                 continue
             paired.append(D.PairedImage(D.to_uint8(D.read_rgb(inp)), D.to_uint8(clean)))
             kept += 1
@@ -118,14 +119,16 @@ def prepare_data(recipe: Recipe) -> TrainingData:
             validation.append(ValidationSet(f"{Path(folder).name}:holdout", [(D.read_rgb(a), D.read_rgb(b)) for a, b in held]))
 
     clean_images: list[np.ndarray] = []
-    sources = [(folder, D.load_clean_folder(Path(folder))) for folder in cfg.clean]
+    sources = [(folder, list_images(Path(folder)), D.load_clean_folder(Path(folder))) for folder in cfg.clean]
     if cfg.builtin_photographs:
-        sources.append(("skimage.data", D.builtin_photographs()))
-    for name, images in sources:
+        photos = D.builtin_photographs()
+        sources.append(("skimage.data", [f"skimage.data#{i}" for i in range(len(photos))], photos))
+    for name, names, images in sources:
         kept = 0
-        for image in images:
+        for image_name, image in zip(names, images):
             if excluded_refs and D.is_near_duplicate(image, excluded_refs):
                 summary["excluded_near_duplicates"] += 1
+                summary["excluded"].append(str(image_name))
                 continue
             clean_images.append(image)
             kept += 1
