@@ -114,3 +114,16 @@ def test_failed_write_leaves_no_file(tmp_path, rng, monkeypatch):
     with pytest.raises(ImageError, match="No space left"):
         write_image(out_dir / "x.png", loaded.rgb, loaded)
     assert not out_dir.exists() or list(out_dir.iterdir()) == []  # no final file, no temporary left
+
+
+def test_outputs_get_normal_file_permissions(tmp_path, rng):
+    import os
+    import stat
+
+    src = tmp_path / "x.png"
+    cv2.imwrite(str(src), rng.integers(0, 256, (4, 4, 3), dtype=np.uint8))
+    loaded = read_image(src)
+    write_image(tmp_path / "y.png", loaded.rgb, loaded)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "y.png").stat().st_mode) == 0o666 & ~umask
