@@ -30,7 +30,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from restore_core.configs import ConfigError, config_to_dict
-from restore_core.io.images import _FILE_MODE
+from restore_core.io.images import DEFAULT_FILE_MODE
 from restore_core.models import ARCHITECTURES, build_model, parse_config
 
 FORMAT = "restore-checkpoint"
@@ -105,7 +105,7 @@ def save_checkpoint(
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
     try:
         save_file(tensors, str(tmp), metadata=metadata)
-        os.chmod(tmp, _FILE_MODE)
+        os.chmod(tmp, DEFAULT_FILE_MODE)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -204,7 +204,7 @@ def update_metrics(path: os.PathLike | str, metrics: dict[str, Any], out: os.Pat
     tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
     try:
         save_file(tensors, str(tmp), metadata=raw)
-        os.chmod(tmp, _FILE_MODE)
+        os.chmod(tmp, DEFAULT_FILE_MODE)
         os.replace(tmp, target)
     finally:
         if tmp.exists():

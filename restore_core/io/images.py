@@ -250,7 +250,7 @@ def _current_umask() -> int:
 
 
 # Read once at import: os.umask is process-wide and not safe to toggle from writer threads.
-_FILE_MODE = 0o666 & ~_current_umask()
+DEFAULT_FILE_MODE = 0o666 & ~_current_umask()
 
 
 def atomic_write_bytes(path: os.PathLike | str, data: bytes) -> None:
@@ -263,7 +263,7 @@ def atomic_write_bytes(path: os.PathLike | str, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
-        os.fchmod(fd, _FILE_MODE)  # mkstemp creates 0600; give outputs the usual permissions
+        os.fchmod(fd, DEFAULT_FILE_MODE)  # mkstemp creates 0600; give outputs the usual permissions
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(tmp_name, path)
