@@ -49,7 +49,7 @@ PRESETS: dict[str, Preset] = {
         config=TAYLOR_UNET,
         description="Taylor framework (order 3) around the compact U-Net, trained for rain removal",
         weights="taylor-derain.safetensors",
-        sha256=None,
+        sha256="8f4fedb984041b8e0a654180430ac0905a1516febad6aacbfa5c211acaec38e7",
     ),
     "unet-s": Preset(
         name="unet-s",
