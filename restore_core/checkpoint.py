@@ -101,6 +101,13 @@ def save_checkpoint(
         "recipe": json.dumps(recipe_dict, sort_keys=True, default=str),
         "metrics": json.dumps(metrics or {}, sort_keys=True),
     }
+    return atomic_save_file(tensors, path, metadata)
+
+
+def atomic_save_file(tensors: dict[str, torch.Tensor], path: os.PathLike | str, metadata: dict[str, str]) -> Path:
+    """``safetensors.torch.save_file`` via a temporary name and a rename: the file at
+    ``path`` is always either the old one or the complete new one."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
     try:
@@ -200,13 +207,4 @@ def update_metrics(path: os.PathLike | str, metrics: dict[str, Any], out: os.Pat
         raw = dict(handle.metadata())
         tensors = {key: handle.get_tensor(key) for key in handle.keys()}
     raw["metrics"] = json.dumps({**json.loads(raw.get("metrics", "{}")), **metrics}, sort_keys=True)
-    target = Path(out) if out else path
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
-    try:
-        save_file(tensors, str(tmp), metadata=raw)
-        os.chmod(tmp, DEFAULT_FILE_MODE)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return target
+    return atomic_save_file(tensors, Path(out) if out else path, raw)

@@ -112,7 +112,7 @@ def realblur(root: Path, variant: str) -> Dataset:
                 gt, blur = root / parts[0], root / parts[1]
                 samples.append(file_sample(parts[1], blur, gt))
     else:
-        for blur_dir in sorted(root.glob(f"**/blur")):
+        for blur_dir in sorted(root.glob("**/blur")):
             if (blur_dir.parent / "gt").is_dir() and (f"RealBlur-{letter}" in str(blur_dir) or "RealBlur" not in str(blur_dir)):
                 for b, g in match_folders(blur_dir, blur_dir.parent / "gt"):
                     samples.append(file_sample(str(b.relative_to(root)), b, g))

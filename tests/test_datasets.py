@@ -11,7 +11,7 @@ import pytest
 from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from conftest import SHARED_DATA, shared_dataset
+from conftest import shared_dataset
 from restore_core.datasets import DatasetError, add_gaussian_noise, load_dataset
 from restore_core.evaluation import Protocol, evaluate_samples
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from restore_core.degradations.blur import add_motion_blur, blur_image, centre_kernel, motion_blur_kernel, rasterise, trajectory
+from restore_core.degradations.blur import add_motion_blur, blur_image, motion_blur_kernel, trajectory
 from restore_core.degradations.haze import add_haze, depth_proxy, render_haze
 from restore_core.degradations.noise import NoiseConfig, add_noise, gaussian_noise, jpeg_noise, poisson_gaussian_noise
 

@@ -3,7 +3,7 @@
 import torch
 
 from restore_core.models import build_model, count_parameters
-from restore_core.models.golf import GolfConfig, GolfNet, GolfNetConfig, GolfOptimizer
+from restore_core.models.golf import GolfNet, GolfNetConfig
 
 
 def test_table1_parameter_counts_exactly():

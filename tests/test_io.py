@@ -1,6 +1,5 @@
 """Image I/O: depth, layout, orientation and metadata survive a round trip."""
 
-import io
 
 import cv2
 import numpy as np

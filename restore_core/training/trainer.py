@@ -19,22 +19,19 @@ from __future__ import annotations
 import copy
 import csv
 import json
-import math
-import os
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
 
 from restore_core.configs import ConfigError, config_from_dict, config_to_dict
-from restore_core.checkpoint import save_checkpoint
+from restore_core.checkpoint import atomic_save_file, save_checkpoint
 from restore_core.degradations.blur import BlurConfig, add_motion_blur
 from restore_core.degradations.haze import HazeConfig, add_haze
 from restore_core.degradations.noise import NoiseConfig, add_noise
@@ -205,9 +202,7 @@ def _save_state(path: Path, model: nn.Module, ema: EMA | None, optimizer: torch.
         "param_groups": json.dumps(opt_state["param_groups"]),
         "extra": json.dumps(extra, default=str),
     }
-    tmp = path.with_name(f".{path.name}.part")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    atomic_save_file(tensors, path, metadata)
 
 
 def _load_state(path: Path, model: nn.Module, ema: EMA | None, optimizer: torch.optim.Optimizer, device: torch.device) -> tuple[int, dict]:
