@@ -81,13 +81,13 @@ def run_tiled(model: Model, x: torch.Tensor, tile: int, overlap: int, multiple: 
     tile_h, tile_w = min(tile, height), min(tile, width)
     output = None
     weight_sum = torch.zeros((1, 1, height, width), device=x.device, dtype=torch.float32)
+    window = blend_window(tile_h, tile_w, overlap, device=x.device)  # every tile has this size
     for top in tile_starts(height, tile_h, overlap):
         for left in tile_starts(width, tile_w, overlap):
             patch = x[..., top : top + tile_h, left : left + tile_w]
             restored = run_padded(model, patch, multiple).float()
             if output is None:
                 output = torch.zeros((x.shape[0], restored.shape[1], height, width), device=x.device, dtype=torch.float32)
-            window = blend_window(tile_h, tile_w, overlap, device=x.device)
             output[..., top : top + tile_h, left : left + tile_w] += restored * window
             weight_sum[..., top : top + tile_h, left : left + tile_w] += window
     assert output is not None
