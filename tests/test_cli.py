@@ -184,3 +184,8 @@ def test_shards_partition_the_input_without_overlap(folder, tmp_path, tiny_check
     assert len(outputs[0] | outputs[1]) == 3
     bad = restore("derain", str(folder), str(tmp_path / "x"), "--shard", "2/2", "--model", str(tiny_checkpoint))
     assert bad.returncode == 2 and "0 <= I < N" in bad.stderr
+
+
+def test_version_flag():
+    result = restore("--version")
+    assert result.returncode == 0 and result.stdout.startswith("restore ")
