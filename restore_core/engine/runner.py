@@ -78,12 +78,16 @@ class Restorer:
     @torch.inference_mode()
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         """Restore an N x 3 x H x W float batch in [0, 1]; returns float32 in [0, 1]."""
-        x = batch.to(self.device, dtype=self.dtype, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        x = batch.to(self.device, dtype=self.dtype, non_blocking=True)
         if self.tile and (x.shape[-1] > self.tile or x.shape[-2] > self.tile):
-            y = run_tiled(self.model, x, self.tile, self.tile_overlap, self.multiple)
+            # Tiles are made channels_last one at a time: no full-size copy of the image.
+            y = run_tiled(self._forward, x, self.tile, self.tile_overlap, self.multiple)
         else:
-            y = run_padded(self.model, x, self.multiple)
+            y = run_padded(self._forward, x, self.multiple)
         return y.float().clamp_(0, 1)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.contiguous(memory_format=torch.channels_last))
 
     def restore_array(self, rgb: np.ndarray) -> np.ndarray:
         """One H x W x 3 float image in [0, 1] -> restored, same shape."""
@@ -164,7 +168,10 @@ def restore_stream(jobs: list[Job], restorer: Restorer, options: RunOptions = Ru
                 refill()
             start = time.perf_counter()
             try:
-                stacked = torch.from_numpy(np.stack([d.image.rgb.transpose(2, 0, 1) for d in batch]))
+                if len(batch) == 1:  # a view of the decoded pixels: no copy of a possibly huge image
+                    stacked = torch.from_numpy(batch[0].image.rgb).permute(2, 0, 1).unsqueeze(0)
+                else:
+                    stacked = torch.from_numpy(np.stack([d.image.rgb.transpose(2, 0, 1) for d in batch]))
                 restored = restorer(stacked).cpu().numpy().transpose(0, 2, 3, 1)
                 model_error = None
             except (RuntimeError, ValueError) as exc:

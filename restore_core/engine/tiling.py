@@ -91,4 +91,4 @@ def run_tiled(model: Model, x: torch.Tensor, tile: int, overlap: int, multiple: 
             output[..., top : top + tile_h, left : left + tile_w] += restored * window
             weight_sum[..., top : top + tile_h, left : left + tile_w] += window
     assert output is not None
-    return output / weight_sum
+    return output.div_(weight_sum)  # in place: no second full-size buffer
