@@ -1,7 +1,7 @@
 """Scoring restored images against references, with the protocol written down.
 
-:func:`evaluate_pairs` runs a model (or the identity, for the ``input``
-baseline row) over (degraded, target) pairs and scores each output as the
+:func:`evaluate_samples` runs a model (or the identity, for the ``input``
+baseline row) over (degraded, target) samples and scores each output as the
 8-bit PNG a user would get: PSNR and SSIM on Y (BT.601, MATLAB convention) and
 on RGB, per image, then the mean over images (:mod:`restore_core.metrics`).
 """
@@ -126,14 +126,3 @@ def evaluate_samples(
         if save_dir is not None and restore is not None:
             write_image(Path(save_dir) / label / f"{Path(sample.name).with_suffix('')}.png", output, degraded)
     return summarise(label, scores)
-
-
-def evaluate_pairs(
-    pairs: Sequence[tuple[Path, Path]],
-    restore: RestoreFn | None,
-    label: str,
-    protocol: Protocol = Protocol(),
-    save_dir: Path | None = None,
-) -> Summary:
-    """:func:`evaluate_samples` over (degraded file, target file) pairs."""
-    return evaluate_samples([file_sample(d.name, d, t) for d, t in pairs], restore, label, protocol, save_dir)

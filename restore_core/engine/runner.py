@@ -91,7 +91,7 @@ class Restorer:
 
     def restore_array(self, rgb: np.ndarray) -> np.ndarray:
         """One H x W x 3 float image in [0, 1] -> restored, same shape."""
-        x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).unsqueeze(0)
+        x = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0)  # a view: no copy of the image
         return self(x)[0].cpu().numpy().transpose(1, 2, 0)
 
 

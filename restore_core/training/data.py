@@ -96,9 +96,8 @@ class PatchSampler:
             raise ValueError("no training images")
         if clean and degrade is None:
             raise ValueError("clean-only training images need a synthetic degradation")
-        self.paired = paired
+        self.paired = [PairedImage(_ensure_min_size(p.degraded, patch_size), _ensure_min_size(p.clean, patch_size)) for p in paired]
         self.clean = [PairedImage(None, _ensure_min_size(c.clean, patch_size)) for c in clean]
-        self.paired = [p if min(p.clean.shape[:2]) >= patch_size else PairedImage(_ensure_min_size(p.degraded, patch_size), _ensure_min_size(p.clean, patch_size)) for p in paired]
         self.patch_size = patch_size
         self.degrade = degrade
         self.paired_fraction = paired_fraction if paired and clean else (1.0 if paired else 0.0)

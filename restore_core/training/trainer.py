@@ -96,9 +96,10 @@ def prepare_data(recipe: Recipe) -> TrainingData:
 
     summary: dict = {"paired": {}, "clean": {}, "excluded_near_duplicates": 0, "excluded": []}
     splits = {folder: D.split_holdout(list_pairs(Path(folder)), cfg.holdout_every) for folder in cfg.paired}
-    # Held-out pairs are validation data: keep their clean images out of every training source.
-    for _, held in splits.values():
-        excluded_refs.extend(D.thumbnail(D.read_rgb(t)) for _, t in held)
+    # Held-out pairs are validation data: read once, and keep their clean images out of every training source.
+    held_out = {folder: [(D.read_rgb(a), D.read_rgb(b)) for a, b in held] for folder, (_, held) in splits.items()}
+    for pairs in held_out.values():
+        excluded_refs.extend(D.thumbnail(clean) for _, clean in pairs)
     paired: list[D.PairedImage] = []
     validation: list[ValidationSet] = []
     for folder, (train_pairs, held) in splits.items():
@@ -113,7 +114,7 @@ def prepare_data(recipe: Recipe) -> TrainingData:
             kept += 1
         summary["paired"][folder] = {"train": kept, "held_out": [p[0].name for p in held]}
         if held:
-            validation.append(ValidationSet(f"{Path(folder).name}:holdout", [(D.read_rgb(a), D.read_rgb(b)) for a, b in held]))
+            validation.append(ValidationSet(f"{Path(folder).name}:holdout", held_out[folder]))
 
     clean_images: list[np.ndarray] = []
     sources = [(folder, list_images(Path(folder)), D.load_clean_folder(Path(folder))) for folder in cfg.clean]
