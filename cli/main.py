@@ -37,6 +37,7 @@ def _root(
 
 
 app.command("derain")(make_restore_command("derain", "Remove rain streaks from"))
+app.command("deblur")(make_restore_command("deblur", "Remove motion blur from"))
 app.command("train")(train)
 app.command("models")(models)
 app.command("benchmark")(benchmark)

@@ -8,12 +8,13 @@ is 0 when every image succeeded, 1 when any failed, 2 on usage errors.
 
 from __future__ import annotations
 
+import inspect
 import json
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -59,8 +60,13 @@ def run_restore(
     quiet: bool,
     max_pixels: int,
     shard: Optional[str] = None,
+    model_settings: Optional[dict] = None,
 ) -> None:
-    """Shared body of every restoration command: plan, check, load, stream, report."""
+    """Shared body of every restoration command: plan, check, load, stream, report.
+
+    ``model_settings`` are task options applied to the loaded model (e.g. the
+    Golf Optimizer's ``iterations``); a model without that setting is a usage error.
+    """
     if overwrite and skip_existing:
         fail("--overwrite and --skip-existing contradict each other", code=2)
     if ext is not None:
@@ -109,6 +115,10 @@ def run_restore(
     try:
         torch_device = pick_device(device)
         descriptor = resolve_model(model, task, str(torch_device)) if runnable else None
+        if descriptor is not None:
+            for name, value in (model_settings or {}).items():
+                if value is not None:
+                    descriptor.apply_setting(name, value)
         restorer = Restorer(descriptor, torch_device, precision, tile, tile_overlap) if descriptor else None
     except (CheckpointError, ValueError) as exc:
         fail(str(exc), code=2)
@@ -154,9 +164,23 @@ def run_restore(
         raise typer.Exit(1)
 
 
+# Options only some tasks have: task -> [(parameter name, typer.Option, annotation)].
+# Their values reach the model as settings (see ModelDescriptor.apply_setting).
+TASK_OPTIONS: dict[str, list[tuple[str, Any, Any]]] = {
+    "deblur": [
+        ("iterations", typer.Option(None, "--iterations", help="Golf Optimizer: taps N of G after F's first shot (default: the model's own, 3 for the shipped one)."), Optional[int]),
+    ],
+    "denoise": [
+        ("sigma", typer.Option(None, "--sigma", help="Noise level (0-255 scale) for models that take one; blind models (the default) estimate it and refuse this option."), Optional[float]),
+    ],
+}
+
+
 def make_restore_command(task: str, verb: str) -> Callable[..., None]:
-    """Build the Typer command for ``task`` (e.g. derain) with the shared options."""
+    """Build the Typer command for ``task`` (e.g. derain) with the shared options,
+    plus the task's own options from :data:`TASK_OPTIONS`."""
     default_model = DEFAULT_MODEL_FOR_TASK.get(task, "none")
+    extras = TASK_OPTIONS.get(task, [])
 
     def command(
         source: str = typer.Argument(..., metavar="IN", help="Image file, folder, glob pattern, or '-' for paths on stdin."),
@@ -168,7 +192,7 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
         batch_size: int = typer.Option(1, "--batch-size", help="Images of the same size restored together."),
         precision: str = typer.Option("auto", "--precision", help="auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, fp16, bf16."),
         recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders of IN."),
-        suffix: str = typer.Option("", "--suffix", help="Appended to each output file's stem, e.g. _derained."),
+        suffix: str = typer.Option("", "--suffix", help=f"Appended to each output file's stem, e.g. _{task}ed."),
         ext: Optional[str] = typer.Option(None, "--ext", help="Output format (png, jpg, tif, webp, bmp); default: the input's."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
         skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave existing outputs alone and skip those inputs."),
@@ -176,9 +200,15 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary on stderr."),
         max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", help="Refuse images larger than this many pixels."),
         shard: Optional[str] = typer.Option(None, "--shard", help="I/N: process only shard I of N of the sorted inputs (split a job over N machines)."),
+        **settings: Any,
     ) -> None:
-        run_restore(task, source, out_dir, model, device, tile, tile_overlap, batch_size, precision, recursive, suffix, ext, overwrite, skip_existing, as_json, quiet, max_pixels, shard)
+        run_restore(task, source, out_dir, model, device, tile, tile_overlap, batch_size, precision, recursive, suffix, ext, overwrite, skip_existing, as_json, quiet, max_pixels, shard, settings)
 
+    # Typer reads the signature: replace **settings by the task's own options.
+    signature = inspect.signature(command)
+    shared = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    own = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation) for name, option, annotation in extras]
+    command.__signature__ = signature.replace(parameters=shared + own)  # type: ignore[attr-defined]
     command.__doc__ = f"""{verb} images: a file, a folder, a glob or '-' (stdin) into OUT.
 
     Examples:

@@ -28,6 +28,7 @@ def train(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Override the batch size."),
     patch_size: Optional[int] = typer.Option(None, "--patch-size", help="Override the patch size."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Override the initial learning rate."),
+    perceptual_weights: Optional[Path] = typer.Option(None, "--perceptual-weights", help="VGG-11-BN weights (.safetensors, or torchvision's .pth read safely) for recipes with a perceptual loss."),
     settings: list[str] = typer.Option([], "--set", help="Override any recipe field: --set model.order=2. Repeatable."),
     init: Optional[Path] = typer.Option(None, "--init", help="Start from this checkpoint's weights (fine-tune); same architecture."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
@@ -51,9 +52,12 @@ def train(
                 raise ConfigError(f"--set expects key=value, got {item!r}")
             key, value = item.split("=", 1)
             chosen = override(chosen, key.strip(), value.strip())
-        changes = {k: v for k, v in {"steps": steps, "batch_size": batch_size, "patch_size": patch_size, "lr": lr,
-                                     "init": str(init) if init else None}.items() if v is not None}
+        changes = {k: v for k, v in {"batch_size": batch_size, "patch_size": patch_size, "lr": lr,
+                                     "init": str(init) if init else None,
+                                     "perceptual_weights": str(perceptual_weights) if perceptual_weights else None}.items() if v is not None}
         chosen = replace(chosen, **changes)
+        if steps is not None:
+            chosen = chosen.with_steps(steps)
         data_changes: dict = {}
         if data:
             data_changes["paired"] = tuple(str(p) for p in data)
@@ -99,6 +103,8 @@ def train(
     elif (out / "state.safetensors").exists():
         fail(f"{out} already holds a run; use --resume to continue it or another --out", code=2)
     err_console.print(f"recipe {chosen.name}: {chosen.architecture}, {chosen.steps} steps, batch {chosen.batch_size}, patch {chosen.patch_size}, device {torch_device}")
+    if trainer.perceptual_note:
+        err_console.print(trainer.perceptual_note, highlight=False)
     try:
         training_data = prepare_data(chosen)
     except (ValueError, OSError) as exc:

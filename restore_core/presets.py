@@ -41,6 +41,18 @@ TAYLOR_UNET = {
     "eq17_term": False,
 }
 
+# Golf Optimizer (SPEC §2.4). The paper's Table 1 networks, and this project's
+# fast design for CPUs: F = the compact U-Net (its downsamplings give the large
+# receptive field long blur kernels need), G = a 145k-parameter U-Net tapped 3 times.
+GOLF_PAPER = {"first_architecture": "golf-net", "first": {"filters": 32}, "step_architecture": "golf-net", "step": {"filters": 16}, "iterations": 3}
+GOLF_FAST = {
+    "first_architecture": "unet",
+    "first": UNET_S,
+    "step_architecture": "unet",
+    "step": {"width": 8, "levels": 3, "blocks_per_level": [1, 1, 1], "bottleneck_blocks": 1},
+    "iterations": 3,
+}
+
 PRESETS: dict[str, Preset] = {
     "taylor-derain": Preset(
         name="taylor-derain",
@@ -64,6 +76,20 @@ PRESETS: dict[str, Preset] = {
         architecture="taylor",
         config=TAYLOR_UNET,
         description="Taylor framework, order 3, around unet-s (untrained architecture preset)",
+    ),
+    "golf-paper": Preset(
+        name="golf-paper",
+        task="deblur",
+        architecture="golf",
+        config=GOLF_PAPER,
+        description="Golf Optimizer exactly as the paper's Table 1 (F 466,348 + G 120,188 parameters; untrained architecture preset)",
+    ),
+    "golf-fast": Preset(
+        name="golf-fast",
+        task="deblur",
+        architecture="golf",
+        config=GOLF_FAST,
+        description="Golf Optimizer with U-Net F and G, this project's CPU design (untrained architecture preset)",
     ),
 }
 

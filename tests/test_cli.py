@@ -204,3 +204,33 @@ def test_tiled_12_megapixel_image_stays_under_1_5_gib(tmp_path):
     assert result.returncode == 0, result.stderr
     peak_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
     assert peak_gib < 1.5, f"peak RSS {peak_gib:.2f} GiB"
+
+
+def test_deblur_iterations_reach_the_golf_model(folder, tmp_path):
+    import torch
+
+    from restore_core.checkpoint import save_checkpoint
+    from restore_core.models import build_model
+
+    tiny = {"width": 4, "levels": 1, "blocks_per_level": [1], "bottleneck_blocks": 1}
+    config = {"first_architecture": "unet", "first": tiny, "step_architecture": "unet", "step": tiny, "iterations": 3}
+    torch.manual_seed(0)
+    model = build_model("golf", config)
+    with torch.no_grad():
+        for p in model.step.parameters():
+            p.add_(0.05)  # make every tap of G visible in the output
+    golf = save_checkpoint(tmp_path / "golf.safetensors", model, "golf", config, "deblur")
+    outputs = {}
+    for n in (0, 3):
+        result = restore("deblur", str(folder / "a.png"), str(tmp_path / f"out{n}"), "--model", str(golf), "--iterations", str(n))
+        assert result.returncode == 0, result.stderr
+        outputs[n] = cv2.imread(str(tmp_path / f"out{n}" / "a.png"))
+    assert np.abs(outputs[0].astype(int) - outputs[3]).max() > 0
+    bad = restore("deblur", str(folder / "a.png"), str(tmp_path / "bad"), "--model", str(golf), "--iterations", "-1")
+    assert bad.returncode == 2 and "--iterations" in bad.stderr
+    assert not (tmp_path / "bad").exists() or not list((tmp_path / "bad").iterdir())
+
+
+def test_iterations_on_a_model_without_them_is_a_usage_error(folder, tmp_path, tiny_checkpoint):
+    result = restore("deblur", str(folder / "a.png"), str(tmp_path / "o"), "--model", str(tiny_checkpoint), "--iterations", "2", "-q")
+    assert result.returncode == 2 and "--iterations does not apply to this model (unet)" in result.stderr

@@ -14,7 +14,7 @@ from typing import Any, Callable
 from torch import nn
 
 from restore_core.configs import ConfigError, config_from_dict
-from restore_core.models.golf import GolfConfig, GolfNet, GolfNetConfig, GolfOptimizer
+from restore_core.models.golf import GolfNet, GolfNetConfig, GolfOptimizer
 from restore_core.models.infoflow import InfoFlowConfig, InfoFlowGenerator, PatchDiscriminator, PatchGANConfig
 from restore_core.models.taylor import DerivativeConfig, DerivativeNet, TaylorNet
 from restore_core.models.unet import UNet, UNetConfig
@@ -39,6 +39,29 @@ def _build_taylor(config: TaylorConfig) -> TaylorNet:
 
 
 @dataclass(frozen=True)
+class GolfConfig:
+    """The Golf Optimizer: F (first shot) and G (shared iterative step), each any
+    architecture of this table. Defaults are the paper's (Table 1): GolfNet with
+    f = 32 for F and f = 16 for G; N = 3 iterations at test (5 in training)."""
+
+    first_architecture: str = "golf-net"
+    first: dict[str, Any] = field(default_factory=lambda: {"filters": 32})
+    step_architecture: str = "golf-net"
+    step: dict[str, Any] = field(default_factory=lambda: {"filters": 16})
+    iterations: int = 3
+
+
+def _build_golf(config: GolfConfig) -> GolfOptimizer:
+    if "golf" in (config.first_architecture, config.step_architecture):
+        raise ConfigError("a Golf Optimizer cannot nest another Golf Optimizer")
+    if config.iterations < 0:
+        raise ConfigError(f"golf: iterations must be >= 0, got {config.iterations}")
+    first = build_model(config.first_architecture, config.first)
+    step = build_model(config.step_architecture, config.step)
+    return GolfOptimizer(first, step, config.iterations)
+
+
+@dataclass(frozen=True)
 class Architecture:
     config_class: type
     build: Callable[[Any], nn.Module]
@@ -51,7 +74,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "golf-net": Architecture(GolfNetConfig, GolfNet, "the residual CNN of the Golf Optimizer (Fig. 6), F or G alone"),
     "infoflow": Architecture(InfoFlowConfig, InfoFlowGenerator, "pix2pix U-Net-N with InfoAccum and SubPixUpsamp (information-flow GAN generator)"),
     "patchgan": Architecture(PatchGANConfig, PatchDiscriminator, "5-layer PatchGAN discriminator conditioned on the input"),
-    "golf": Architecture(GolfConfig, GolfOptimizer, "Golf Optimizer: x0 = F(y), x_i = G(x_{i-1}) (blind deconvolution)"),
+    "golf": Architecture(GolfConfig, _build_golf, "Golf Optimizer: x0 = F(y), x_i = G(x_{i-1}) (blind deconvolution)"),
 }
 
 

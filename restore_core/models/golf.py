@@ -19,6 +19,7 @@ parameters (F), f = 16 gives 120,188 (G), each with 50 basic layers.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -84,29 +85,32 @@ class GolfNet(nn.Module):
         return x + out if self.config.global_residual else out
 
 
-@dataclass(frozen=True)
-class GolfConfig:
-    """The Golf Optimizer: F (first shot) and G (shared iterative step)."""
-
-    first: GolfNetConfig = GolfNetConfig(filters=32)
-    step: GolfNetConfig = GolfNetConfig(filters=16)
-    iterations: int = 3  # N at test time (the paper trains with 5)
-
-
 class GolfOptimizer(nn.Module):
-    """``x_0 = F(y)``, ``x_i = G(x_{i-1})``; ``forward`` returns ``x_N``."""
+    """``x_0 = F(y)``, ``x_i = G(x_{i-1})`` (Eq. 4); ``forward`` returns ``x_N``.
 
-    size_multiple = 1
+    ``first`` (F) and ``step`` (G) are any image-to-image networks; the paper's
+    are :class:`GolfNet` with f = 32 and f = 16. G must be residual,
+    ``G(x) = x + r(x)``, so that it taps towards the optimum rather than
+    re-predicting the image (GolfNet and the U-Net both are).
+    """
 
-    def __init__(self, config: GolfConfig = GolfConfig()) -> None:
+    def __init__(self, first: nn.Module, step: nn.Module, iterations: int = 3) -> None:
         super().__init__()
-        self.config = config
-        self.iterations = config.iterations
-        self.first = GolfNet(config.first)
-        self.step = GolfNet(config.step)
+        if iterations < 0:
+            raise ValueError(f"iterations must be >= 0, got {iterations}")
+        self.iterations = iterations
+        self.first = first
+        self.step = step
+        self.size_multiple = math.lcm(int(getattr(first, "size_multiple", 1)), int(getattr(step, "size_multiple", 1)))
+
+    def set_iterations(self, iterations: int) -> None:
+        """N taps of G at inference (``restore deblur --iterations``)."""
+        if iterations < 0:
+            raise ValueError(f"iterations must be >= 0, got {iterations}")
+        self.iterations = int(iterations)
 
     def iterates(self, y: torch.Tensor, iterations: int | None = None) -> list[torch.Tensor]:
-        """``[x_0, x_1, ..., x_N]``: inspect the convergence the paper describes."""
+        """``[x_0, x_1, ..., x_N]``: inspect the convergence the paper describes (2-4 iterations)."""
         n = self.iterations if iterations is None else iterations
         xs = [self.first(y)]
         for _ in range(n):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from restore_core.configs import ConfigError, config_from_dict
-from restore_core.presets import TAYLOR_UNET
+from restore_core.presets import GOLF_FAST, TAYLOR_UNET
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,11 @@ class Recipe:
     milestones: tuple[float, ...] = (0.3, 0.5, 0.8)  # fractions of ``steps``
     gamma: float = 0.2
     mapping_loss_weight: float = 1.0  # lambda of Eq. 21 (Taylor models)
+    loss: str = "l1"  # pixel loss: l1 or mse (Taylor models always use Eq. 21)
+    perceptual_weight: float = 0.0  # lambda of L_c + lambda * L_p (Golf paper: 5e-6)
+    perceptual_weights: str = ""  # VGG-11-BN weights file for L_p; empty = pixel loss alone
+    stages: tuple[int, ...] = ()  # Golf models: (steps training F, steps training G with F frozen); sum = steps
+    train_iterations: int = 5  # N taps of G in Eq. 4 during training (paper: 5; 3 at test)
     grad_clip: float = 0.0  # 0 = off
     ema_decay: float = 0.999  # 0 = off
     val_every: int = 500
@@ -56,10 +61,35 @@ class Recipe:
     amp: bool = True  # mixed precision on CUDA (bf16 where supported)
     data: DataConfig = field(default_factory=DataConfig)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stages", tuple(int(s) for s in self.stages))
+        if self.stages and (len(self.stages) != 2 or sum(self.stages) != self.steps or min(self.stages) < 0):
+            raise ConfigError(f"recipe {self.name}: stages must be two step counts (F, G) summing to steps={self.steps}, got {self.stages}")
+        if self.loss not in ("l1", "mse"):
+            raise ConfigError(f"recipe {self.name}: loss must be l1 or mse, got {self.loss!r}")
+
+    def stage_at(self, step: int) -> tuple[int, int, int]:
+        """``(stage, first step of the stage, steps in the stage)``; stage 0 = the
+        whole model, 1 = Golf F alone, 2 = Golf G with F frozen."""
+        if not self.stages:
+            return 0, 0, self.steps
+        if step < self.stages[0]:
+            return 1, 0, self.stages[0]
+        return 2, self.stages[0], self.stages[1]
+
     def lr_at(self, step: int) -> float:
-        """Step schedule: ``lr * gamma^(milestones passed)`` (paper: x0.2 at 30/50/80 %)."""
-        passed = sum(step >= round(m * self.steps) for m in self.milestones)
+        """Step schedule within the current stage: ``lr * gamma^(milestones passed)``
+        (Taylor paper: x0.2 at 30/50/80 %)."""
+        _, start, length = self.stage_at(step)
+        passed = sum(step - start >= round(m * length) for m in self.milestones)
         return self.lr * self.gamma**passed
+
+    def with_steps(self, steps: int) -> "Recipe":
+        """This recipe with ``steps`` in all; Golf stages keep their proportions."""
+        if not self.stages:
+            return replace(self, steps=steps)
+        first = round(steps * self.stages[0] / max(sum(self.stages), 1))
+        return replace(self, steps=steps, stages=(first, steps - first))
 
 
 # The paper's recipe (SPEC §2.1): Adam 1e-3, batch 4, 100x100 patches, lr x0.2 at
@@ -74,6 +104,30 @@ RECIPES: dict[str, Recipe] = {
         steps=20000,
         batch_size=4,
         patch_size=100,
+    ),
+    # Golf paper (SPEC §2.4): MSE + 5e-6 x VGG-11-BN perceptual, Adam 1e-3 (0.9, 0.999),
+    # F first, then G with F frozen on Eq. 4 with N = 5 taps. Scaled to a CPU budget:
+    # the fast preset (U-Net F, small U-Net G), 128-px patches, batch 8.
+    "golf-deblur": Recipe(
+        name="golf-deblur",
+        task="deblur",
+        architecture="golf",
+        model=GOLF_FAST,
+        degradation="motion-blur",
+        loss="mse",
+        perceptual_weight=5e-6,
+        steps=4500,
+        stages=(3500, 1000),
+        train_iterations=5,
+        batch_size=8,
+        patch_size=128,
+        lr=1e-3,
+        milestones=(0.5, 0.75, 0.9),
+        gamma=0.3,
+        grad_clip=1.0,
+        checkpoint_every=250,
+        val_every=500,
+        data=DataConfig(builtin_photographs=True),
     ),
 }
 

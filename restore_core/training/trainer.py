@@ -39,7 +39,9 @@ from restore_core.degradations.rain import RainConfig, add_rain
 from restore_core.engine.tiling import run_padded
 from restore_core.metrics import psnr, ssim, to_uint8_range
 from restore_core.models import build_model
+from restore_core.models.golf import GolfOptimizer
 from restore_core.models.taylor import TaylorNet, taylor_loss
+from restore_core.training.losses import PerceptualWeightsError, VGGPerceptualLoss, content_loss, golf_step_loss
 from restore_core.io.folders import list_images, list_pairs
 from restore_core.training import data as D
 from restore_core.training.recipes import Recipe
@@ -162,11 +164,33 @@ class EMA:
                 self.shadow[key].copy_(value)
 
 
-def restoration_loss(model: nn.Module, degraded: torch.Tensor, clean: torch.Tensor, recipe: Recipe) -> torch.Tensor:
-    """Eq. 21 for Taylor models, plain L1 otherwise."""
+def restoration_loss(
+    model: nn.Module,
+    degraded: torch.Tensor,
+    clean: torch.Tensor,
+    recipe: Recipe,
+    stage: int = 0,
+    perceptual: VGGPerceptualLoss | None = None,
+) -> torch.Tensor:
+    """The recipe's objective for one batch.
+
+    * Taylor models: Eq. 21 (mapping and reconstruction terms).
+    * Golf, stage 1: ``L(F(y), x̃)``; stage 2: Eq. 4 on G with F frozen.
+    * Anything else: the recipe's pixel loss (+ λ·perceptual) on ``model(y)``.
+    """
     if isinstance(model, TaylorNet):
         return taylor_loss(model.expand(degraded), clean, recipe.mapping_loss_weight)
-    return torch.nn.functional.l1_loss(model(degraded), clean)
+
+    def loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return content_loss(output, target, recipe.loss, perceptual, recipe.perceptual_weight)
+
+    if isinstance(model, GolfOptimizer) and stage == 1:
+        return loss(model.first(degraded), clean)
+    if isinstance(model, GolfOptimizer) and stage == 2:
+        with torch.no_grad():
+            first_shot = model.first(degraded)
+        return golf_step_loss(model.step, first_shot, clean, recipe.train_iterations, loss)
+    return loss(model(degraded), clean)
 
 
 @torch.inference_mode()
@@ -237,6 +261,22 @@ class Trainer:
         self.model = build_model(recipe.architecture, recipe.model).to(device)
         if recipe.init:
             self._load_init(Path(recipe.init))
+        if recipe.stages and not isinstance(self.model, GolfOptimizer):
+            raise TrainingError(f"recipe {recipe.name}: stages are for Golf models, not {recipe.architecture}")
+        self.perceptual: VGGPerceptualLoss | None = None
+        self.perceptual_note = ""
+        if recipe.perceptual_weight > 0 and not isinstance(self.model, TaylorNet):
+            if recipe.perceptual_weights:
+                try:
+                    self.perceptual = VGGPerceptualLoss(Path(recipe.perceptual_weights)).to(device)
+                except PerceptualWeightsError as exc:
+                    raise TrainingError(str(exc)) from None
+                self.perceptual_note = f"perceptual loss: VGG-11-BN pool-5 features from {recipe.perceptual_weights}, weight {recipe.perceptual_weight:g}"
+            else:
+                self.perceptual_note = (
+                    f"no VGG-11-BN weights given (--perceptual-weights): training on the {recipe.loss.upper()} loss alone, "
+                    "without the recipe's perceptual term; the checkpoints record this"
+                )
         self.multiple = int(getattr(self.model, "size_multiple", 1))
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=recipe.lr, betas=recipe.betas)
         self.ema = EMA(self.model, recipe.ema_decay) if recipe.ema_decay > 0 else None
@@ -272,23 +312,57 @@ class Trainer:
         return self.ema.shadow if self.ema is not None else self.model.state_dict()
 
     def _eval_model(self) -> nn.Module:
-        if self.ema is None:
-            return self.model
         model = copy.deepcopy(self.model)
-        model.load_state_dict(self.ema.shadow)
+        if self.ema is not None:
+            model.load_state_dict(self.ema.shadow)
+        if isinstance(model, GolfOptimizer) and self.recipe.stage_at(self.step - 1)[0] == 1:
+            model.iterations = 0  # stage 1 validates F alone: G is still untrained
         return model
 
     def save(self, name: str, metrics: dict) -> Path:
+        config = dict(self.recipe.model)
+        if isinstance(self.model, GolfOptimizer) and self.recipe.stage_at(max(self.step - 1, 0))[0] == 1:
+            config["iterations"] = 0  # a stage-1 checkpoint is F alone until G is trained
         return save_checkpoint(
             self.run_dir / name,
             self.model,
             self.recipe.architecture,
-            self.recipe.model,
+            config,
             self.recipe.task,
-            recipe={**config_to_dict(self.recipe), "trained_steps": self.step},
+            recipe={**config_to_dict(self.recipe), "trained_steps": self.step, "objective": self.objective()},
             metrics=metrics,
             state_dict=self._inference_weights(),
         )
+
+    def objective(self) -> str:
+        """What the model was actually trained on, in words (stored in every checkpoint)."""
+        if isinstance(self.model, TaylorNet):
+            return f"Eq. 21 (L1 reconstruction + {self.recipe.mapping_loss_weight:g} x mapping term)"
+        pixel = self.recipe.loss.upper()
+        if self.perceptual is not None:
+            text = f"{pixel} + {self.recipe.perceptual_weight:g} x VGG-11-BN perceptual ({Path(self.recipe.perceptual_weights).name})"
+        elif self.recipe.perceptual_weight > 0:
+            text = f"{pixel} alone (perceptual term off: no VGG-11-BN weights file given)"
+        else:
+            text = pixel
+        if self.recipe.stages:
+            text += f"; Golf stage 1 = F for {self.recipe.stages[0]} steps, stage 2 = G on Eq. 4 with N = {self.recipe.train_iterations}, F frozen, {self.recipe.stages[1]} steps"
+        return text
+
+    def _enter_stage(self, stage: int) -> None:
+        """Freeze or unfreeze parts of a Golf model for ``stage`` (idempotent)."""
+        if not isinstance(self.model, GolfOptimizer):
+            return
+        self.model.first.requires_grad_(stage != 2)
+        self.model.step.requires_grad_(stage != 1)
+
+    def _start_stage_two(self) -> None:
+        """F is final: from now on G trains on (and the EMA keeps) F's averaged weights."""
+        if self.ema is not None:
+            first = {k[len("first."):]: v for k, v in self.ema.shadow.items() if k.startswith("first.")}
+            self.model.first.load_state_dict(first)
+        self.best = None  # stage 2 is scored as the whole optimiser, not comparable to stage 1
+        self.log(f"step {self.step}: Golf stage 2, F frozen, training G")
 
     def checkpoint(self) -> None:
         _save_state(self.state_path, self.model, self.ema, self.optimizer, self.step, {"best": self.best, "metrics": self.metrics})
@@ -324,11 +398,15 @@ class Trainer:
                 degraded_np, clean_np = data.sampler.batch(recipe.seed, self.step, recipe.batch_size)
                 degraded = torch.from_numpy(degraded_np).to(self.device, non_blocking=True)
                 clean = torch.from_numpy(clean_np).to(self.device, non_blocking=True)
+                stage = recipe.stage_at(self.step)[0]
+                if stage == 2 and self.step == recipe.stages[0]:
+                    self._start_stage_two()
+                self._enter_stage(stage)
                 lr = recipe.lr_at(self.step)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
                 with torch.autocast(self.device.type, dtype=amp_dtype, enabled=use_amp):
-                    loss = restoration_loss(self.model, degraded, clean, recipe)
+                    loss = restoration_loss(self.model, degraded, clean, recipe, stage, self.perceptual)
                 if not torch.isfinite(loss):
                     raise TrainingError(
                         f"loss became {loss.item()} at step {self.step}; stopped. The last good checkpoint "
