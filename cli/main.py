@@ -38,6 +38,8 @@ def _root(
 
 app.command("derain")(make_restore_command("derain", "Remove rain streaks from"))
 app.command("deblur")(make_restore_command("deblur", "Remove motion blur from"))
+app.command("denoise")(make_restore_command("denoise", "Remove noise from"))
+app.command("dehaze")(make_restore_command("dehaze", "Remove haze from"))
 app.command("train")(train)
 app.command("models")(models)
 app.command("benchmark")(benchmark)

@@ -53,6 +53,22 @@ GOLF_FAST = {
     "iterations": 3,
 }
 
+# Information-flow generator (SPEC §2.2). The paper's UNet-5 + InfoAccum-15 +
+# SubPixUpsamp (17.0M parameters, batch norm, pix2pix tanh output), and this
+# project's CPU design: 3 levels (Table I: denoising needs 2-3), a 4-layer
+# InfoAccum, no normalisation, residual output (starts at the identity).
+INFOFLOW_PAPER: dict[str, Any] = {"levels": 5, "info_accum": {"layers": 15, "growth": 4}, "subpixel_top": True}
+INFOFLOW_S: dict[str, Any] = {
+    "levels": 3,
+    "base_filters": 32,
+    "max_filters": 128,
+    "info_accum": {"layers": 4, "growth": 4},
+    "subpixel_top": True,
+    "norm": "none",
+    "residual": True,
+}
+INFOFLOW_DEHAZE: dict[str, Any] = {**INFOFLOW_S, "levels": 5, "max_filters": 256}  # Table I: dehazing needs 4-5 levels
+
 PRESETS: dict[str, Preset] = {
     "taylor-derain": Preset(
         name="taylor-derain",
@@ -90,6 +106,20 @@ PRESETS: dict[str, Preset] = {
         architecture="golf",
         config=GOLF_FAST,
         description="Golf Optimizer with U-Net F and G, this project's CPU design (untrained architecture preset)",
+    ),
+    "infoflow-paper": Preset(
+        name="infoflow-paper",
+        task="any",
+        architecture="infoflow",
+        config=INFOFLOW_PAPER,
+        description="UNet-5 + InfoAccum-15 + SubPixUpsamp as the paper's best model (untrained architecture preset)",
+    ),
+    "infoflow-s": Preset(
+        name="infoflow-s",
+        task="any",
+        architecture="infoflow",
+        config=INFOFLOW_S,
+        description="UNet-3 + InfoAccum-4 + SubPixUpsamp, residual, this project's CPU design (untrained architecture preset)",
     ),
 }
 

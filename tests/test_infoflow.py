@@ -1,8 +1,19 @@
-"""Information-flow generator and PatchGAN: shapes, dilations, channel counts, receptive field."""
+"""Information-flow generator and PatchGAN (shapes, dilations, channel counts, receptive field) and their training."""
 
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
 import torch
 from torch import nn
 
+from restore_core.checkpoint import load_checkpoint
+from restore_core.presets import PRESETS
+from restore_core.training import trainer as trainer_module
+from restore_core.training.losses import lsgan_discriminator_loss, lsgan_generator_loss
+from restore_core.training.recipes import RECIPES, DataConfig
+from restore_core.training.trainer import Trainer, prepare_data
 from restore_core.models.infoflow import (
     InfoAccum, InfoAccumConfig, InfoFlowConfig, InfoFlowGenerator, PatchDiscriminator, PatchGANConfig,
 )
@@ -41,3 +52,64 @@ def test_patchgan_has_five_convs_and_70px_receptive_field():
     centre.backward()
     rows = (x.grad[0].abs().sum(dim=(0, 2)) > 0).nonzero()
     assert int(rows.max() - rows.min() + 1) == 70
+
+
+# --- training: LSGAN losses, adversarial resume, reconstruction pre-training ------
+
+TINY = {"levels": 2, "base_filters": 4, "max_filters": 8, "info_accum": {"layers": 1, "growth": 2}, "norm": "none", "residual": True}
+
+
+def test_lsgan_losses_by_hand():
+    real, fake = torch.tensor([0.9, 0.4]), torch.tensor([0.2, -0.1])
+    assert torch.isclose(lsgan_generator_loss(fake), ((fake - 1) ** 2).mean())
+    assert torch.isclose(lsgan_discriminator_loss(real, fake), 0.5 * ((real - 1) ** 2).mean() + 0.5 * (fake**2).mean())
+
+
+def test_paper_preset_is_unet5_infoaccum15_subpixel():
+    gen = InfoFlowGenerator(InfoFlowConfig(**{k: v for k, v in PRESETS["infoflow-paper"].config.items() if k != "info_accum"},
+                                           info_accum=InfoAccumConfig(**PRESETS["infoflow-paper"].config["info_accum"])))
+    assert gen.config.levels == 5 and len(gen.info_accum.layers) == 15 and isinstance(gen.decoders[-1][-1], nn.PixelShuffle)
+
+
+def _recipe(tmp_path: Path, name: str, steps: int):
+    clean = tmp_path / "clean"
+    clean.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        cv2.imwrite(str(clean / f"{i}.png"), rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
+    return replace(RECIPES[name], model=TINY, discriminator={"base_filters": 4}, steps=steps, batch_size=2, patch_size=32,
+                   val_every=1000, checkpoint_every=2, pretrain_steps=1, data=DataConfig(clean=(str(clean),)))
+
+
+def test_adversarial_training_resumes_exactly_with_the_discriminator(tmp_path):
+    torch.set_num_threads(1)
+    recipe = _recipe(tmp_path, "infoflow-denoise-gan", steps=4)
+    data = prepare_data(recipe)
+    full = Trainer(recipe, tmp_path / "full", torch.device("cpu"), log=lambda s: None)
+    full.train(data)
+    half = Trainer(recipe, tmp_path / "half", torch.device("cpu"), log=lambda s: None)
+    half.train(data, until=2)
+    resumed = Trainer(recipe, tmp_path / "half", torch.device("cpu"), log=lambda s: None)
+    resumed.resume()
+    resumed.train(data)
+    for a, b in zip(full.discriminator.state_dict().values(), resumed.discriminator.state_dict().values()):
+        assert torch.equal(a, b)
+    for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+    saved = load_checkpoint(tmp_path / "full" / "model.safetensors")
+    assert saved.architecture == "infoflow" and "LSGAN" in saved.recipe["objective"] and "pre-training" in saved.recipe["objective"]
+    assert not any(k.startswith("disc") for k in saved.model.state_dict())  # inference checkpoint: generator only
+
+
+def test_pretraining_steps_reconstruct_clean_images(tmp_path, monkeypatch):
+    seen = []
+    original = trainer_module.restoration_loss
+
+    def spy(model, degraded, clean, *args):
+        seen.append(torch.equal(degraded, clean))
+        return original(model, degraded, clean, *args)
+
+    monkeypatch.setattr(trainer_module, "restoration_loss", spy)
+    recipe = replace(_recipe(tmp_path, "infoflow-denoise", steps=3), pretrain_steps=2)
+    Trainer(recipe, tmp_path / "run", torch.device("cpu"), log=lambda s: None).train(prepare_data(recipe))
+    assert seen == [True, True, False]

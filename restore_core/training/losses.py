@@ -143,3 +143,13 @@ def golf_step_loss(
         x = step(x)
         total = total + loss(x, target)
     return total / iterations
+
+
+def lsgan_generator_loss(fake_scores: torch.Tensor) -> torch.Tensor:
+    """LSGAN generator term ``E[(D(x, G(x)) − 1)²]`` (SPEC §2.2)."""
+    return F.mse_loss(fake_scores, torch.ones_like(fake_scores))
+
+
+def lsgan_discriminator_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
+    """LSGAN discriminator loss ``½ E[(D(x, y) − 1)²] + ½ E[D(x, G(x))²]`` (SPEC §2.2)."""
+    return 0.5 * F.mse_loss(real_scores, torch.ones_like(real_scores)) + 0.5 * F.mse_loss(fake_scores, torch.zeros_like(fake_scores))

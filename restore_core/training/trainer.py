@@ -28,6 +28,7 @@ from typing import Callable
 import numpy as np
 import torch
 from safetensors import safe_open
+import torch.nn.functional as F
 from torch import nn
 
 from restore_core.configs import ConfigError, config_from_dict, config_to_dict
@@ -41,7 +42,14 @@ from restore_core.metrics import psnr, ssim, to_uint8_range
 from restore_core.models import build_model
 from restore_core.models.golf import GolfOptimizer
 from restore_core.models.taylor import TaylorNet, taylor_loss
-from restore_core.training.losses import PerceptualWeightsError, VGGPerceptualLoss, content_loss, golf_step_loss
+from restore_core.training.losses import (
+    PerceptualWeightsError,
+    VGGPerceptualLoss,
+    content_loss,
+    golf_step_loss,
+    lsgan_discriminator_loss,
+    lsgan_generator_loss,
+)
 from restore_core.io.folders import list_images, list_pairs
 from restore_core.training import data as D
 from restore_core.training.recipes import Recipe
@@ -213,39 +221,59 @@ def evaluate(model: nn.Module, sets: list[ValidationSet], device: torch.device, 
     return metrics
 
 
-def _save_state(path: Path, model: nn.Module, ema: EMA | None, optimizer: torch.optim.Optimizer, step: int, extra: dict) -> None:
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+def _save_state(
+    path: Path,
+    modules: dict[str, nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer],
+    ema: EMA | None,
+    step: int,
+    extra: dict,
+) -> None:
+    """Everything needed to resume: each module's weights under ``<name>.``, each
+    optimiser's moments under ``<name>.<param index>.``, the EMA under ``ema.``."""
+    tensors = {}
+    for name, module in modules.items():
+        tensors.update({f"{name}.{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()})
     if ema is not None:
         tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.shadow.items()})
-    opt_state = optimizer.state_dict()
-    for index, state in opt_state["state"].items():
-        for name, value in state.items():
-            if torch.is_tensor(value):
-                tensors[f"optim.{index}.{name}"] = value.detach().cpu().contiguous().reshape(value.shape)
-    metadata = {
-        "step": str(step),
-        "param_groups": json.dumps(opt_state["param_groups"]),
-        "extra": json.dumps(extra, default=str),
-    }
+    metadata = {"step": str(step), "extra": json.dumps(extra, default=str)}
+    for name, optimizer in optimizers.items():
+        opt_state = optimizer.state_dict()
+        for index, state in opt_state["state"].items():
+            for key, value in state.items():
+                if torch.is_tensor(value):
+                    tensors[f"{name}.{index}.{key}"] = value.detach().cpu().contiguous().reshape(value.shape)
+        metadata["param_groups" if name == "optim" else f"param_groups.{name}"] = json.dumps(opt_state["param_groups"])
     atomic_save_file(tensors, path, metadata)
 
 
-def _load_state(path: Path, model: nn.Module, ema: EMA | None, optimizer: torch.optim.Optimizer, device: torch.device) -> tuple[int, dict]:
+def _load_state(
+    path: Path,
+    modules: dict[str, nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer],
+    ema: EMA | None,
+    device: torch.device,
+) -> tuple[int, dict]:
     with safe_open(str(path), framework="pt") as handle:
         meta = handle.metadata()
         keys = list(handle.keys())
-        model.load_state_dict({k[6:]: handle.get_tensor(k) for k in keys if k.startswith("model.")})
+        for name, module in modules.items():
+            prefix = f"{name}."
+            module.load_state_dict({k[len(prefix):]: handle.get_tensor(k) for k in keys if k.startswith(prefix)})
         if ema is not None and any(k.startswith("ema.") for k in keys):
             ema.shadow = {k[4:]: handle.get_tensor(k).to(device) for k in keys if k.startswith("ema.")}
-        state: dict[int, dict] = {}
+        states: dict[str, dict[int, dict]] = {name: {} for name in optimizers}
         for key in keys:
-            if key.startswith("optim."):
-                _, index, name = key.split(".", 2)
-                state.setdefault(int(index), {})[name] = handle.get_tensor(key).to(device)
-    for s in state.values():
-        if "step" in s:
-            s["step"] = s["step"].cpu()
-    optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
+            name, _, rest = key.partition(".")
+            if name in optimizers:
+                index, key_name = rest.split(".", 1)
+                states[name].setdefault(int(index), {})[key_name] = handle.get_tensor(key).to(device)
+    for name, optimizer in optimizers.items():
+        for s in states[name].values():
+            if "step" in s:
+                s["step"] = s["step"].cpu()
+        groups = meta["param_groups" if name == "optim" else f"param_groups.{name}"]
+        optimizer.load_state_dict({"state": states[name], "param_groups": json.loads(groups)})
     return int(meta["step"]), json.loads(meta.get("extra", "{}"))
 
 
@@ -279,6 +307,11 @@ class Trainer:
                 )
         self.multiple = int(getattr(self.model, "size_multiple", 1))
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=recipe.lr, betas=recipe.betas)
+        self.discriminator: nn.Module | None = None
+        self.d_optimizer: torch.optim.Optimizer | None = None
+        if recipe.adversarial:
+            self.discriminator = build_model("patchgan", recipe.discriminator).to(device)
+            self.d_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=recipe.discriminator_lr or recipe.lr, betas=recipe.betas)
         self.ema = EMA(self.model, recipe.ema_decay) if recipe.ema_decay > 0 else None
         self.step = 0
         self.best: float | None = None
@@ -303,10 +336,16 @@ class Trainer:
     def resume(self) -> None:
         if not self.state_path.exists():
             raise TrainingError(f"{self.state_path}: nothing to resume from")
-        self.step, extra = _load_state(self.state_path, self.model, self.ema, self.optimizer, self.device)
+        self.step, extra = _load_state(self.state_path, self._modules(), self._optimizers(), self.ema, self.device)
         self.best = extra.get("best")
         self.metrics = extra.get("metrics", {})
         self.log(f"resumed {self.run_dir} at step {self.step}")
+
+    def _modules(self) -> dict[str, nn.Module]:
+        return {"model": self.model, **({"disc": self.discriminator} if self.discriminator is not None else {})}
+
+    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"optim": self.optimizer, **({"doptim": self.d_optimizer} if self.d_optimizer is not None else {})}
 
     def _inference_weights(self) -> dict[str, torch.Tensor]:
         return self.ema.shadow if self.ema is not None else self.model.state_dict()
@@ -339,6 +378,9 @@ class Trainer:
         if isinstance(self.model, TaylorNet):
             return f"Eq. 21 (L1 reconstruction + {self.recipe.mapping_loss_weight:g} x mapping term)"
         pixel = self.recipe.loss.upper()
+        pretrain = f"; the first {self.recipe.pretrain_steps} steps reconstruct clean images (pre-training)" if self.recipe.pretrain_steps else ""
+        if self.discriminator is not None:
+            return f"LSGAN with a conditional PatchGAN + {self.recipe.adversarial_l1_weight:g} x L1" + pretrain
         if self.perceptual is not None:
             text = f"{pixel} + {self.recipe.perceptual_weight:g} x VGG-11-BN perceptual ({Path(self.recipe.perceptual_weights).name})"
         elif self.recipe.perceptual_weight > 0:
@@ -347,7 +389,18 @@ class Trainer:
             text = pixel
         if self.recipe.stages:
             text += f"; Golf stage 1 = F for {self.recipe.stages[0]} steps, stage 2 = G on Eq. 4 with N = {self.recipe.train_iterations}, F frozen, {self.recipe.stages[1]} steps"
-        return text
+        return text + pretrain
+
+    def _discriminator_step(self, degraded, clean, restored, lr, scaler, amp_dtype, use_amp) -> None:
+        """One LSGAN discriminator update on (real, restored) pairs conditioned on the input."""
+        assert self.discriminator is not None and self.d_optimizer is not None
+        for group in self.d_optimizer.param_groups:
+            group["lr"] = lr * (self.recipe.discriminator_lr / self.recipe.lr if self.recipe.discriminator_lr else 1.0)
+        with torch.autocast(self.device.type, dtype=amp_dtype, enabled=use_amp):
+            d_loss = lsgan_discriminator_loss(self.discriminator(degraded, clean), self.discriminator(degraded, restored))
+        self.d_optimizer.zero_grad(set_to_none=True)
+        scaler.scale(d_loss).backward()
+        scaler.step(self.d_optimizer)
 
     def _enter_stage(self, stage: int) -> None:
         """Freeze or unfreeze parts of a Golf model for ``stage`` (idempotent)."""
@@ -365,7 +418,7 @@ class Trainer:
         self.log(f"step {self.step}: Golf stage 2, F frozen, training G")
 
     def checkpoint(self) -> None:
-        _save_state(self.state_path, self.model, self.ema, self.optimizer, self.step, {"best": self.best, "metrics": self.metrics})
+        _save_state(self.state_path, self._modules(), self._optimizers(), self.ema, self.step, {"best": self.best, "metrics": self.metrics})
         self.save("last.safetensors", self.metrics)
 
     def train(
@@ -405,8 +458,16 @@ class Trainer:
                 lr = recipe.lr_at(self.step)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
+                pretraining = self.step < recipe.pretrain_steps
+                if pretraining:
+                    degraded = clean  # reconstruction pre-training: learn to autoencode clean images first
+                adversarial = self.discriminator is not None and not pretraining
                 with torch.autocast(self.device.type, dtype=amp_dtype, enabled=use_amp):
-                    loss = restoration_loss(self.model, degraded, clean, recipe, stage, self.perceptual)
+                    if adversarial:
+                        restored = self.model(degraded)
+                        loss = lsgan_generator_loss(self.discriminator(degraded, restored)) + recipe.adversarial_l1_weight * F.l1_loss(restored, clean)
+                    else:
+                        loss = restoration_loss(self.model, degraded, clean, recipe, stage, self.perceptual)
                 if not torch.isfinite(loss):
                     raise TrainingError(
                         f"loss became {loss.item()} at step {self.step}; stopped. The last good checkpoint "
@@ -418,6 +479,8 @@ class Trainer:
                     scaler.unscale_(self.optimizer)
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), recipe.grad_clip)
                 scaler.step(self.optimizer)
+                if adversarial:
+                    self._discriminator_step(degraded, clean, restored.detach(), lr, scaler, amp_dtype, use_amp)
                 scaler.update()
                 if self.ema is not None:
                     self.ema.update(self.model)
