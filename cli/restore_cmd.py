@@ -77,6 +77,8 @@ def run_restore(
         fail("--tile and --tile-overlap must be >= 0 and --batch-size >= 1", code=2)
     if tile and tile_overlap >= tile:
         fail(f"--tile-overlap ({tile_overlap}) must be smaller than --tile ({tile})", code=2)
+    if out_dir.exists() and not out_dir.is_dir():
+        fail(f"{out_dir}: the output folder exists and is not a folder", code=2)
     try:
         jobs = collect_inputs(source, recursive, sys.stdin if source == "-" else None)
     except InputError as exc:

@@ -25,6 +25,11 @@ import cv2
 import numpy as np
 from PIL import Image
 
+try:  # OpenCV's own warnings ("PNG input buffer is incomplete") would duplicate our one-line errors
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+except AttributeError:  # builds without the logging utilities
+    pass
+
 SUPPORTED_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_MAX_PIXELS = 200_000_000  # 200 MP, ~2.4 GB as float32 RGB
 

@@ -1,0 +1,153 @@
+"""The bad-input corpus: every file is made here (nothing is committed), run
+through ``restore derain`` in one batch, and each outcome is checked.
+
+README.md ("What happens with bad inputs") lists the same cases; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from test_cli import restore
+
+GOOD = {  # name -> (height, width) of an input that must be restored
+    "good.png": (24, 32),
+    "cmyk.jpg": (24, 32),
+    "palette.png": (24, 32),
+    "deep16.png": (24, 32),
+    "deep16.tif": (24, 32),
+    "one.png": (1, 1),
+    "three.png": (3, 3),
+    "with space.png": (24, 32),
+    "ünïcødé.png": (24, 32),
+}
+BAD = {  # name -> words the one-line error must contain
+    "zero.png": "empty file",
+    "truncated.png": "cannot decode",
+    "truncated.jpg": "cannot decode",
+    "text.png": "cannot decode",
+    "huge-header.png": "over the limit",
+}
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def huge_png_header(width: int, height: int) -> bytes:
+    """A tiny PNG whose header declares width x height pixels (8-bit RGB)."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(b"\0" * 16)) + _png_chunk(b"IEND", b"")
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    image = np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    png = cv2.imencode(".png", image)[1].tobytes()
+    jpg = cv2.imencode(".jpg", image)[1].tobytes()
+    cv2.imwrite(str(folder / "good.png"), image)
+    Image.fromarray(image).convert("CMYK").save(folder / "cmyk.jpg")
+    Image.fromarray(image).convert("P").save(folder / "palette.png")
+    cv2.imwrite(str(folder / "deep16.png"), image.astype(np.uint16) * 257)
+    cv2.imwrite(str(folder / "deep16.tif"), image.astype(np.uint16) * 257)
+    cv2.imwrite(str(folder / "one.png"), image[:1, :1])
+    cv2.imwrite(str(folder / "three.png"), image[:3, :3])
+    cv2.imwrite(str(folder / "with space.png"), image)
+    (folder / "ünïcødé.png").write_bytes(png)
+    (folder / "zero.png").write_bytes(b"")
+    (folder / "truncated.png").write_bytes(png[: len(png) // 2])
+    (folder / "truncated.jpg").write_bytes(jpg[: len(jpg) // 2])
+    (folder / "text.png").write_text("not an image\n")
+    (folder / "huge-header.png").write_bytes(huge_png_header(50_000, 50_000))
+    (folder / "folder.png").mkdir()  # a directory named like an image
+    (folder / "sub").mkdir()
+    os.symlink("..", folder / "sub" / "loop")  # a symlink loop inside a recursive folder
+    if sys.platform != "darwin":  # macOS refuses non-UTF-8 file names
+        with open(os.path.join(os.fsencode(folder), b"bytes\xffname.png"), "wb") as handle:
+            handle.write(png)
+    return folder
+
+
+def test_bad_input_corpus(corpus: Path, tmp_path: Path, tiny_checkpoint: Path):
+    out = tmp_path / "out"
+    result = restore("derain", str(corpus), str(out), "-r", "--model", str(tiny_checkpoint), "--json")
+    assert result.returncode == 1, result.stderr  # some inputs failed, the batch went on
+    records = {Path(r["input"]).name: r for r in map(json.loads, result.stdout.splitlines())}
+    for name, (height, width) in GOOD.items():
+        assert records[name]["status"] == "ok", (name, records[name])
+        restored = cv2.imread(str(out / name), cv2.IMREAD_UNCHANGED)
+        assert restored is not None and restored.shape[:2] == (height, width), name
+    assert cv2.imread(str(out / "deep16.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
+    assert cv2.imread(str(out / "deep16.tif"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
+    if sys.platform != "darwin":
+        assert os.path.isfile(os.path.join(os.fsencode(out), b"bytes\xffname.png"))
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    for name, cause in BAD.items():
+        assert records[name]["status"] == "error" and cause in records[name]["error"], (name, records[name])
+        assert not (out / name).exists(), f"{name}: an output was left for a failed input"
+        assert any(name in line and cause in line for line in error_lines), name
+    assert len(error_lines) == len(BAD)  # one line per bad file, nothing else (no library warnings)
+    # the symlink loop was not followed into a second copy of the folder
+    assert not (out / "sub").exists() or not any((out / "sub").rglob("*.png"))
+    leftovers = [p.name for p in out.rglob("*") if p.name.startswith(".")]
+    assert leftovers == []
+
+
+def test_directory_named_like_an_image_given_directly(corpus: Path, tmp_path: Path, tiny_checkpoint: Path):
+    result = restore("derain", str(corpus / "folder.png"), str(tmp_path / "out"), "--model", str(tiny_checkpoint))
+    assert result.returncode == 2 and "folder.png" in result.stderr and "no images" in result.stderr
+
+
+def test_max_pixels_is_configurable(corpus: Path, tmp_path: Path, tiny_checkpoint: Path):
+    result = restore("derain", str(corpus / "good.png"), str(tmp_path / "out"), "--model", str(tiny_checkpoint), "--max-pixels", "100")
+    assert result.returncode == 1 and "over the limit of 100" in result.stderr
+    assert not (tmp_path / "out" / "good.png").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0 if hasattr(os, "geteuid") else True, reason="root reads any file")
+def test_unreadable_file(corpus: Path, tmp_path: Path, tiny_checkpoint: Path):
+    target = corpus / "good.png"
+    target.chmod(0)
+    result = restore("derain", str(target), str(tmp_path / "out"), "--model", str(tiny_checkpoint))
+    assert result.returncode == 1 and "good.png" in result.stderr and "ermission" in result.stderr
+
+
+def test_output_folder_that_is_a_file_or_cannot_be_written(corpus: Path, tmp_path: Path, tiny_checkpoint: Path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    result = restore("derain", str(corpus / "good.png"), str(a_file), "--model", str(tiny_checkpoint))
+    assert result.returncode == 2 and "a-file: the output folder exists and is not a folder" in result.stderr
+    # a folder below a file can never be created: every image fails with the cause, exit 1
+    result = restore("derain", str(corpus / "good.png"), str(a_file / "sub"), "--model", str(tiny_checkpoint))
+    assert result.returncode == 1 and "good.png: cannot write" in result.stderr
+
+
+def test_two_processes_writing_one_folder_leave_only_complete_files(tmp_path: Path, tiny_checkpoint: Path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(12):
+        cv2.imwrite(str(folder / f"{i:02d}.png"), rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    command = [sys.executable, "-m", "cli.main", "derain", str(folder), str(out), "--model", str(tiny_checkpoint), "--overwrite", "-q"]
+    runs = [subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(2)]
+    for run in runs:
+        assert run.wait(timeout=300) == 0, run.stderr.read()
+    written = sorted(p.name for p in out.iterdir())
+    assert written == [f"{i:02d}.png" for i in range(12)]  # no temporary files left over
+    for name in written:
+        assert cv2.imread(str(out / name)).shape == (64, 64, 3)
