@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from cli.benchmark_cmd import benchmark
+from cli.convert_cmd import convert
 from cli.models_cmd import models
 from cli.restore_cmd import make_restore_command
 from cli.train_cmd import train
@@ -43,6 +44,7 @@ app.command("dehaze")(make_restore_command("dehaze", "Remove haze from"))
 app.command("train")(train)
 app.command("models")(models)
 app.command("benchmark")(benchmark)
+app.command("convert")(convert)
 
 
 def main() -> None:

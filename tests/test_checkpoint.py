@@ -1,12 +1,17 @@
 """Safetensors checkpoints: bit-exact round trips and clear refusals."""
 
 import json
+import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
 from restore_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from restore_core.convert import convert
 from restore_core.models import build_model
 
 CONFIG = {"mapping": {"width": 4, "levels": 1, "blocks_per_level": [1]}, "order": 2}
@@ -91,3 +96,37 @@ def test_shipped_weights_match_the_sha256_of_the_preset_table(tmp_path, monkeypa
     monkeypatch.setenv("RESTORE_WEIGHTS_DIR", str(tmp_path))
     with pytest.raises(CheckpointError, match="sha256 does not match"):
         resolve_model("taylor-derain", "derain")
+
+
+def test_convert_imports_a_state_dict_safely(tmp_path):
+
+    config = {"width": 4, "levels": 1, "blocks_per_level": [1], "bottleneck_blocks": 1}
+    model = build_model("unet", config)
+    # BasicSR-style wrapper and DataParallel prefix are both undone
+    torch.save({"params_ema": {f"module.{k}": v for k, v in model.state_dict().items()}}, tmp_path / "net.pth")
+    out = convert(tmp_path / "net.pth", tmp_path / "net.safetensors", "unet", config, "denoise")
+    loaded = load_checkpoint(out)
+    assert loaded.task == "denoise" and loaded.recipe["converted_from"] == "net.pth"
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, loaded.model.state_dict()[key])
+    # a shape mismatch is named
+    with pytest.raises(CheckpointError, match="does not fit unet"):
+        convert(tmp_path / "net.pth", tmp_path / "x.safetensors", "unet", {**config, "width": 8}, "denoise")
+
+    # a pickle that would run code is refused, and the code does not run
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (tmp_path / "evil.pth").write_bytes(pickle.dumps({"w": Evil()}))
+    with pytest.raises(CheckpointError, match="weights_only=True refused it"):
+        convert(tmp_path / "evil.pth", tmp_path / "e.safetensors", "unet", config, "denoise")
+    assert not marker.exists() and not (tmp_path / "e.safetensors").exists()
+
+    cli = subprocess.run([sys.executable, "-m", "cli.main", "convert", str(tmp_path / "net.pth"), str(tmp_path / "c.safetensors"),
+                          "--architecture", "unet", "--config", json.dumps(config), "--task", "derain"],
+                         capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
+    assert cli.returncode == 0, cli.stderr
+    assert load_checkpoint(tmp_path / "c.safetensors").task == "derain"

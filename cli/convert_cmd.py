@@ -1,0 +1,56 @@
+"""``restore convert``: a third-party PyTorch state dict -> a restore safetensors checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cli.console import err_console, fail
+from restore_core.checkpoint import CheckpointError
+from restore_core.presets import PRESETS
+
+
+def convert(
+    source: Path = typer.Argument(..., metavar="IN", help="A .pth/.pt/.ckpt state dict (read with torch.load(weights_only=True))."),
+    out: Path = typer.Argument(..., metavar="OUT", help="The .safetensors checkpoint to write."),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help=f"Architecture and config of a preset ({', '.join(PRESETS)})."),
+    architecture: Optional[str] = typer.Option(None, "--architecture", help="Architecture name, with --config, instead of --preset."),
+    config: str = typer.Option("{}", "--config", help="Architecture config as JSON (with --architecture)."),
+    task: Optional[str] = typer.Option(None, "--task", help="Task recorded in the checkpoint [default: the preset's]."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
+) -> None:
+    """Import PyTorch weights whose architecture this project knows; never runs code from the file.
+
+    Examples:
+
+        restore convert unet_s.pth unet_s.safetensors --preset unet-s --task denoise
+
+        restore convert net.pth net.safetensors --architecture unet --config '{"width": 32}' --task derain
+    """
+    from restore_core.convert import convert as convert_file
+
+    if (preset is None) == (architecture is None):
+        fail("give exactly one of --preset or --architecture", code=2)
+    if preset is not None:
+        if preset not in PRESETS:
+            fail(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}", code=2)
+        arch, arch_config, default_task = PRESETS[preset].architecture, PRESETS[preset].config, PRESETS[preset].task
+    else:
+        try:
+            arch_config = json.loads(config)
+        except json.JSONDecodeError as exc:
+            fail(f"--config is not valid JSON: {exc}", code=2)
+        arch, default_task = architecture, "any"
+    if out.exists() and not overwrite:
+        fail(f"{out} already exists; pass --overwrite", code=2)
+    if out.suffix != ".safetensors":
+        fail(f"{out}: the output must be a .safetensors file", code=2)
+    try:
+        written = convert_file(source, out, arch, arch_config, task or default_task)
+    except CheckpointError as exc:
+        fail(str(exc), code=1)
+    print(written)
+    err_console.print(f"converted {source} -> {written} ({arch})", highlight=False)
