@@ -47,11 +47,16 @@ def psnr(restored255: np.ndarray, target255: np.ndarray, space: Space = "rgb", b
     return float("inf") if mse == 0 else 10.0 * np.log10(255.0**2 / mse)
 
 
+SSIM_MIN_SIZE = 11  # scikit-image's Gaussian window for sigma 1.5: 2 * int(3.5 * 1.5 + 0.5) + 1
+
+
 def ssim(restored255: np.ndarray, target255: np.ndarray, space: Space = "rgb", border: int = 0) -> float:
     """SSIM of two images in [0, 255] (scikit-image, Gaussian window, sigma 1.5)."""
     a = crop_border(_in_space(restored255.astype(np.float64), space), border)
     b = crop_border(_in_space(target255.astype(np.float64), space), border)
     channel_axis = 2 if a.ndim == 3 else None
+    if min(a.shape[:2]) < SSIM_MIN_SIZE:
+        raise ValueError(f"SSIM needs images of at least {SSIM_MIN_SIZE}x{SSIM_MIN_SIZE} pixels (Gaussian window, sigma 1.5), got {a.shape[0]}x{a.shape[1]}")
     return float(
         structural_similarity(
             a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255.0, channel_axis=channel_axis

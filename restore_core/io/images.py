@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 import struct
 import tempfile
 import zlib
@@ -107,7 +108,8 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
         raise ImageError(path, "empty file (0 bytes)")
     orientation, icc, exif, fmt = 1, None, None, ""
     try:
-        with Image.open(io.BytesIO(data)) as header:
+        with warnings.catch_warnings(), Image.open(io.BytesIO(data)) as header:
+            warnings.simplefilter("ignore")  # "Corrupt EXIF data": metadata is best-effort, pixels decide below
             fmt = (header.format or "").lower()
             width, height = header.size
             if width * height > max_pixels:
