@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import io
 import os
-import warnings
 import struct
 import tempfile
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,20 +108,21 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
         raise ImageError(path, "empty file (0 bytes)")
     orientation, icc, exif, fmt = 1, None, None, ""
     try:
-        with warnings.catch_warnings(), Image.open(io.BytesIO(data)) as header:
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "Corrupt EXIF data": metadata is best-effort, pixels decide below
-            fmt = (header.format or "").lower()
-            width, height = header.size
-            if width * height > max_pixels:
-                raise ImageError(
-                    path, f"image is {width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,} (--max-pixels)"
-                )
-            icc = header.info.get("icc_profile")
-            exif_data = header.getexif()
-            orientation = int(exif_data.get(_EXIF_ORIENTATION_TAG, 1) or 1)
-            if exif_data:
-                exif_data[_EXIF_ORIENTATION_TAG] = 1  # pixels are rotated on read
-                exif = exif_data.tobytes()
+            with Image.open(io.BytesIO(data)) as header:
+                fmt = (header.format or "").lower()
+                width, height = header.size
+                if width * height > max_pixels:
+                    raise ImageError(
+                        path, f"image is {width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,} (--max-pixels)"
+                    )
+                icc = header.info.get("icc_profile")
+                exif_data = header.getexif()
+                orientation = int(exif_data.get(_EXIF_ORIENTATION_TAG, 1) or 1)
+                if exif_data:
+                    exif_data[_EXIF_ORIENTATION_TAG] = 1  # pixels are rotated on read
+                    exif = exif_data.tobytes()
     except ImageError:
         raise
     except Exception:
