@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -151,3 +152,35 @@ def test_two_processes_writing_one_folder_leave_only_complete_files(tmp_path: Pa
     assert written == [f"{i:02d}.png" for i in range(12)]  # no temporary files left over
     for name in written:
         assert cv2.imread(str(out / name)).shape == (64, 64, 3)
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
+def test_interrupt_leaves_no_partial_file_and_skip_existing_finishes(tmp_path: Path, signal_number):
+    from restore_core.checkpoint import save_checkpoint
+    from restore_core.models import build_model
+
+    config = {"width": 16, "levels": 2, "blocks_per_level": [2, 2], "bottleneck_blocks": 2}
+    model_path = save_checkpoint(tmp_path / "m.safetensors", build_model("unet", config), "unet", config, "derain")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(40):
+        cv2.imwrite(str(folder / f"{i:02d}.png"), rng.integers(0, 256, (256, 256, 3), dtype=np.uint8))
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    command = [sys.executable, "-m", "cli.main", "derain", str(folder), str(out), "--model", str(model_path)]
+    run = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = run.stdout.readline()  # the first image is written: the batch is under way
+    assert first.strip().endswith("00.png")
+    run.send_signal(signal_number)
+    stdout, stderr = run.communicate(timeout=120)
+    assert run.returncode == 130, stderr
+    assert "interrupted:" in stderr and "--skip-existing" in stderr
+    written = sorted(p.name for p in out.iterdir())
+    assert all(not name.startswith(".") for name in written), written  # no temporary file left behind
+    assert 1 <= len(written) < 40
+    for name in written:
+        assert cv2.imread(str(out / name)).shape == (256, 256, 3)  # every file left is complete
+    finish = subprocess.run([*command, "--skip-existing", "-q"], env=env, capture_output=True, text=True, timeout=300)
+    assert finish.returncode == 0, finish.stderr
+    assert sorted(p.name for p in out.iterdir()) == [f"{i:02d}.png" for i in range(40)]
