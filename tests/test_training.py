@@ -92,3 +92,19 @@ def test_fine_tune_from_init_and_degradation_options(tmp_path):
     bad = override(base, "degradation_options.no_such_option", "1")
     with pytest.raises(TrainingError, match="no_such_option"):
         prepare_data(bad)
+
+
+def test_ema_warms_up_instead_of_keeping_the_initial_weights():
+    from restore_core.training.trainer import EMA, ema_decay_at
+
+    assert ema_decay_at(0.999, 0) == pytest.approx(0.1)
+    assert ema_decay_at(0.999, 100) == pytest.approx(101 / 110)
+    assert ema_decay_at(0.999, 10**6) == 0.999
+    model = torch.nn.Linear(2, 2)
+    ema = EMA(model, 0.999)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    for t in range(750):
+        ema.update(model, t)
+    # a plain 0.999 average would still hold 47 % of the initial weights here
+    assert torch.allclose(ema.shadow["weight"], torch.ones(2, 2), atol=0.02)
