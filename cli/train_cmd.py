@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from dataclasses import replace
 from pathlib import Path
 from typing import Optional
@@ -13,6 +14,20 @@ from cli.console import err_console, fail
 from restore_core.configs import ConfigError, config_to_dict, override
 from restore_core.device import pick_device
 from restore_core.training.recipes import RECIPES, load_recipe
+
+
+class _StopFlag:
+    """Set by the first SIGINT/SIGTERM: training stops after the step in flight.
+    A second signal stops at once (the last periodic checkpoint stays valid)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        err_console.print("stopping after this step (signal again to stop at once)", highlight=False)
 
 
 def train(
@@ -43,7 +58,7 @@ def train(
         restore train --recipe taylor-derain --data ../shared/data/Rain100H_dev50 \\
             --clean photos/ --val ../shared/data/SemiIRR_val20 --steps 5000 --out runs/derain
     """
-    from restore_core.training.trainer import Trainer, TrainingError, prepare_data
+    from restore_core.training.trainer import Trainer, TrainingError, TrainingInterrupted, prepare_data
 
     try:
         chosen = load_recipe(recipe)
@@ -111,6 +126,10 @@ def train(
         fail(str(exc), code=2)
     err_console.print(f"data: {training_data.summary}")
 
+    # SIGTERM (a scheduler's stop, `kill`) and Ctrl-C finish the step in flight, checkpoint, exit 130.
+    stop = _StopFlag()
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     with Progress(
         TextColumn("[bold]train"),
         BarColumn(),
@@ -131,12 +150,14 @@ def train(
                 err_console.print(f"step {step}/{total} loss {info['loss']:.4f} lr {info['lr']:.2g}", highlight=False)
 
         try:
-            metrics = trainer.train(training_data, progress)
+            metrics = trainer.train(training_data, progress, stop_requested=lambda: stop.requested)
         except TrainingError as exc:
             fail(str(exc), code=1)
+        except TrainingInterrupted as exc:
+            err_console.print(f"interrupted at step {exc.step}; checkpoint saved, continue with --resume", highlight=False)
+            raise typer.Exit(130)
         except KeyboardInterrupt:
-            trainer.checkpoint()
-            err_console.print(f"interrupted at step {trainer.step}; checkpoint saved, continue with --resume")
+            err_console.print(f"stopped at once; resume continues from the last checkpoint in {out}", highlight=False)
             raise typer.Exit(130)
     print(out / "model.safetensors")
     if metrics:

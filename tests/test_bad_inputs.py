@@ -184,3 +184,18 @@ def test_interrupt_leaves_no_partial_file_and_skip_existing_finishes(tmp_path: P
     finish = subprocess.run([*command, "--skip-existing", "-q"], env=env, capture_output=True, text=True, timeout=300)
     assert finish.returncode == 0, finish.stderr
     assert sorted(p.name for p in out.iterdir()) == [f"{i:02d}.png" for i in range(40)]
+
+
+def test_permission_error_is_reported_with_its_cause(tmp_path: Path, monkeypatch):
+    """Runs as root too (where chmod 0 does not stop reads): the OS error is simulated."""
+    from restore_core.io.images import ImageError, read_image
+
+    path = tmp_path / "locked.png"
+    path.write_bytes(b"x")
+
+    def denied(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    with pytest.raises(ImageError, match=r"locked\.png: Permission denied"):
+        read_image(path)

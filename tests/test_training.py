@@ -108,3 +108,46 @@ def test_ema_warms_up_instead_of_keeping_the_initial_weights():
         ema.update(model, t)
     # a plain 0.999 average would still hold 47 % of the initial weights here
     assert torch.allclose(ema.shadow["weight"], torch.ones(2, 2), atol=0.02)
+
+
+def test_sigterm_stops_training_after_a_whole_step_and_resume_continues(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        cv2.imwrite(str(clean / f"{i}.png"), rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
+    recipe_file = tmp_path / "tiny.toml"
+    recipe_file.write_text(
+        'base = "taylor-derain"\nsteps = 100000\nbatch_size = 2\npatch_size = 32\ncheckpoint_every = 100000\nval_every = 100000\n'
+        '[model]\norder = 1\n[model.mapping]\nwidth = 4\nlevels = 1\nblocks_per_level = [1]\nbottleneck_blocks = 1\n'
+    )
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "cli.main", "train", "--recipe", str(recipe_file), "--clean", str(clean),
+               "--no-builtin-photographs", "--out", str(run_dir), "--threads", "1"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (run_dir / "log.csv").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(2.0)  # some steps
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "interrupted at step" in stderr and "--resume" in stderr
+    with safe_open(str(run_dir / "state.safetensors"), "pt") as handle:
+        saved_step = int(handle.metadata()["step"])
+        saved_moment = {k: handle.get_tensor(k) for k in handle.keys() if k.startswith("optim.")}
+    assert saved_step > 0 and str(saved_step) in stderr
+    resumed = Trainer(load_recipe(str(recipe_file)), run_dir, torch.device("cpu"), log=lambda s: None)
+    resumed.resume()
+    assert resumed.step == saved_step
+    state = resumed.optimizer.state_dict()["state"]
+    for key, value in saved_moment.items():
+        _, index, name = key.split(".", 2)
+        assert torch.equal(state[int(index)][name], value), key

@@ -80,6 +80,14 @@ class TrainingError(RuntimeError):
     pass
 
 
+class TrainingInterrupted(Exception):
+    """Training stopped on request after a finished, checkpointed step."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+        super().__init__(f"interrupted at step {step}")
+
+
 @dataclass
 class ValidationSet:
     name: str
@@ -439,9 +447,15 @@ class Trainer:
         data: TrainingData,
         progress: Callable[[int, int, dict], None] | None = None,
         until: int | None = None,
+        stop_requested: Callable[[], bool] = lambda: False,
     ) -> dict[str, float]:
         """Train to ``recipe.steps`` (or pause after step ``until``, checkpointed, to
-        resume later with the same schedule)."""
+        resume later with the same schedule).
+
+        ``stop_requested`` is polled between steps (a signal handler sets it): the
+        run then checkpoints the finished step and raises :class:`TrainingInterrupted`,
+        so a resumed run continues exactly where this one stopped.
+        """
         recipe = self.recipe
         stop = recipe.steps if until is None else min(until, recipe.steps)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -461,6 +475,9 @@ class Trainer:
         window_loss, window_count, window_start = 0.0, 0, time.time()
         try:
             while self.step < stop:
+                if stop_requested():
+                    self.checkpoint()
+                    raise TrainingInterrupted(self.step)
                 degraded_np, clean_np = data.sampler.batch(recipe.seed, self.step, recipe.batch_size)
                 degraded = torch.from_numpy(degraded_np).to(self.device, non_blocking=True)
                 clean = torch.from_numpy(clean_np).to(self.device, non_blocking=True)
