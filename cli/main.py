@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from cli.attribute_cmd import attribute_filters
 from cli.benchmark_cmd import benchmark
 from cli.convert_cmd import convert
 from cli.models_cmd import models
@@ -45,6 +46,7 @@ app.command("train")(train)
 app.command("models")(models)
 app.command("benchmark")(benchmark)
 app.command("convert")(convert)
+app.command("attribute-filters")(attribute_filters)
 
 
 def main() -> None:

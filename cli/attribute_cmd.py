@@ -1,0 +1,143 @@
+"""``restore attribute-filters``: FAIG scores of every convolution filter (SPEC §2.3)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from cli.console import err_console, fail, table_console
+from restore_core.checkpoint import CheckpointError
+
+
+def _parse_fraction(text: str) -> float:
+    value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    if not 0 < value <= 1:
+        raise ValueError(f"--top {text}: give a fraction in (0, 1] or a percentage like 1%")
+    return value
+
+
+def _load_pairs(folder: Path, limit: int, crop: int):
+    """Centre crops (crop x crop, 0 = whole image) of up to ``limit`` pairs of a paired folder, as tensors."""
+    import torch
+
+    from restore_core.io.folders import list_pairs
+    from restore_core.io.images import read_rgb
+
+    pairs = []
+    for degraded_path, clean_path in list_pairs(folder)[:limit]:
+        degraded, clean = read_rgb(degraded_path), read_rgb(clean_path)
+        if crop:
+            h, w = degraded.shape[:2]
+            top, left = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
+            degraded, clean = degraded[top : top + crop, left : left + crop], clean[top : top + crop, left : left + crop]
+        as_tensor = [torch.from_numpy(a.transpose(2, 0, 1).copy())[None] for a in (degraded, clean)]
+        pairs.append((as_tensor[0], as_tensor[1]))
+    return pairs
+
+
+def attribute_filters(
+    baseline: Path = typer.Option(..., "--baseline", help="Baseline checkpoint θ̄ (e.g. the unified model)."),
+    target: Path = typer.Option(..., "--target", help="Target checkpoint θ, fine-tuned from the baseline for one degradation."),
+    data: Path = typer.Option(..., "--data", help="Paired folder of the target degradation (input/ + target/, ...)."),
+    others: list[Path] = typer.Option([], "--others", help="Paired folders of the other degradations. Repeatable."),
+    steps: int = typer.Option(100, "--steps", help="N points on the straight path from θ̄ to θ."),
+    top: str = typer.Option("1%", "--top", help="Share of all filters selected: 1%, 5%, or a fraction like 0.01."),
+    limit: int = typer.Option(8, "--limit", help="Images read from each folder."),
+    crop: int = typer.Option(128, "--crop", help="Centre crop of each image in pixels (0 = whole image; slower)."),
+    show: int = typer.Option(20, "--show", help="Rows of the ranked table printed."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write one boolean mask per layer to this .safetensors file."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG bar chart of the top filters per layer."),
+    validate: bool = typer.Option(False, "--validate", help="Revert the top filters to the baseline and compare with random, |θ−θ̄| and IG filters."),
+    as_json: bool = typer.Option(False, "--json", help="Print the ranking (and validation) as JSON on stdout."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, ..."),
+) -> None:
+    """Find the filters that make a fine-tuned model specific to one degradation (FAIG).
+
+    Examples:
+
+        restore attribute-filters --baseline unified.safetensors --target rain.safetensors --data rain/ --others blur/ --others noise/
+
+        restore attribute-filters --baseline u.safetensors --target r.safetensors --data rain/ --top 5% --out masks.safetensors --validate
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    from restore_core import attribution as A
+    from restore_core.checkpoint import load_checkpoint
+
+    try:
+        fraction = _parse_fraction(top)
+    except ValueError as exc:
+        fail(str(exc), code=2)
+    if steps < 1 or limit < 1 or crop < 0:
+        fail("--steps and --limit must be >= 1, --crop >= 0", code=2)
+    try:
+        base = load_checkpoint(baseline, device)
+        tuned = load_checkpoint(target, device)
+    except CheckpointError as exc:
+        fail(str(exc), code=2)
+    if (base.architecture, base.config) != (tuned.architecture, tuned.config):
+        fail(f"{target}: not the same architecture and config as {baseline}; FAIG needs a model fine-tuned from the baseline", code=2)
+    try:
+        target_images = [(a.to(device), b.to(device)) for a, b in _load_pairs(data, limit, crop)]
+        other_images = [(a.to(device), b.to(device)) for folder in others for a, b in _load_pairs(folder, limit, crop)]
+    except (ValueError, OSError) as exc:
+        fail(str(exc), code=2)
+
+    model = tuned.model
+    theta_base = {k: v.detach() for k, v in base.model.named_parameters()}
+    theta_target = {k: v.detach() for k, v in tuned.model.named_parameters()}
+    err_console.print(f"FAIG over {len(target_images)} target and {len(other_images)} other images, {steps} steps", highlight=False)
+    scores = A.faig(model, theta_base, theta_target, target_images, other_images, steps)
+    ranked = A.rank(scores)
+    masks = A.top_masks(model, ranked, fraction)
+    selected = sum(int(m.sum()) for m in masks.values())
+    total = len(ranked)
+
+    rows = None
+    if validate:
+        err_console.print("validating: reverting top filters to the baseline ...", highlight=False)
+        rows = A.validate(model, theta_base, theta_target, target_images, other_images, scores, fraction, steps)
+
+    if out is not None:
+        meta = {"baseline": str(baseline), "target": str(target), "top": str(fraction), "selected": str(selected), "filters": str(total),
+                "architecture": tuned.architecture, "config": json.dumps(tuned.config, sort_keys=True)}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.to(torch.uint8) for k, v in masks.items()}, str(out), metadata=meta)
+        err_console.print(f"masks: {out} ({selected} of {total} filters)", highlight=False)
+    if plot is not None:
+        import cv2
+
+        ok, png = cv2.imencode(".png", A.spread_plot(A.layer_counts(masks)))
+        plot.parent.mkdir(parents=True, exist_ok=True)
+        plot.write_bytes(png.tobytes())
+        err_console.print(f"plot: {plot}", highlight=False)
+
+    if as_json:
+        print(json.dumps({
+            "filters": total,
+            "selected": selected,
+            "top": fraction,
+            "ranking": [{"layer": f.layer, "filter": f.index, "score": f.score} for f in ranked[: max(show, selected)]],
+            "per_layer": A.layer_counts(masks),
+            "validation": [row.__dict__ for row in rows] if rows else None,
+        }))
+        return
+    console = table_console()
+    table = Table(title=f"top filters by FAIG ({selected} of {total} selected at --top {top})")
+    for column in ("rank", "layer", "filter", "score"):
+        table.add_column(column, justify="right" if column != "layer" else "left")
+    for position, f in enumerate(ranked[:show], start=1):
+        table.add_row(str(position), f.layer, str(f.index), f"{f.score:.4g}")
+    console.print(table)
+    if rows:
+        check = Table(title="PSNR drop (dB) after reverting the selected filters to the baseline")
+        for column in ("filters chosen by", "count", "target degradation", "other degradations"):
+            check.add_column(column)
+        for row in rows:
+            check.add_row(row.method, str(row.filters), f"{row.target_drop:.3f}", f"{row.others_drop:.3f}")
+        console.print(check)
