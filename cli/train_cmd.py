@@ -94,17 +94,30 @@ def train(
             raise ConfigError("no training data: give --data, --clean or --builtin-photographs")
     except ConfigError as exc:
         fail(str(exc), code=2)
-    if threads:
-        import torch
+    import torch
 
+    from restore_core.training.distributed import init_from_env, shutdown
+
+    if threads:
         torch.set_num_threads(threads)
     try:
         torch_device = pick_device(device)
     except ValueError as exc:
         fail(str(exc), code=2)
+    # Under torchrun: join the process group; each rank takes its own GPU.
+    dist_info = init_from_env(torch_device.type)
+    if dist_info.enabled and torch_device.type == "cuda":
+        torch_device = torch.device(f"cuda:{dist_info.local_rank}")
+        torch.cuda.set_device(torch_device)
+    if not dist_info.is_main:
+        quiet = True
+
+    def say(message: str) -> None:  # rank 0 speaks for every rank
+        if dist_info.is_main:
+            err_console.print(message, highlight=False)
 
     try:
-        trainer = Trainer(chosen, out, torch_device, log=lambda s: err_console.print(s, highlight=False))
+        trainer = Trainer(chosen, out, torch_device, log=lambda s: err_console.print(s, highlight=False), dist_info=dist_info)
     except TrainingError as exc:
         fail(str(exc), code=2)
     if resume:
@@ -112,19 +125,20 @@ def train(
             trainer.resume()
             saved = (out / "recipe.json")
             if saved.exists():
-                err_console.print(f"resuming with the recipe given now; the run's original is in {saved}")
+                say(f"resuming with the recipe given now; the run's original is in {saved}")
         except TrainingError as exc:
             fail(str(exc), code=2)
     elif (out / "state.safetensors").exists():
         fail(f"{out} already holds a run; use --resume to continue it or another --out", code=2)
-    err_console.print(f"recipe {chosen.name}: {chosen.architecture}, {chosen.steps} steps, batch {chosen.batch_size}, patch {chosen.patch_size}, device {torch_device}")
+    ranks = f" x {dist_info.world_size} ranks" if dist_info.enabled else ""
+    say(f"recipe {chosen.name}: {chosen.architecture}, {chosen.steps} steps, batch {chosen.batch_size}{ranks}, patch {chosen.patch_size}, device {torch_device}")
     if trainer.perceptual_note:
-        err_console.print(trainer.perceptual_note, highlight=False)
+        say(trainer.perceptual_note)
     try:
         training_data = prepare_data(chosen)
     except (ValueError, OSError) as exc:
         fail(str(exc), code=2)
-    err_console.print(f"data: {training_data.summary}")
+    say(f"data: {training_data.summary}")
 
     # SIGTERM (a scheduler's stop, `kill`) and Ctrl-C finish the step in flight, checkpoint, exit 130.
     stop = _StopFlag()
@@ -154,11 +168,14 @@ def train(
         except TrainingError as exc:
             fail(str(exc), code=1)
         except TrainingInterrupted as exc:
-            err_console.print(f"interrupted at step {exc.step}; checkpoint saved, continue with --resume", highlight=False)
+            say(f"interrupted at step {exc.step}; checkpoint saved, continue with --resume")
             raise typer.Exit(130)
         except KeyboardInterrupt:
             err_console.print(f"stopped at once; resume continues from the last checkpoint in {out}", highlight=False)
             raise typer.Exit(130)
+    shutdown(dist_info)
+    if not dist_info.is_main:
+        return
     print(out / "model.safetensors")
     if metrics:
         err_console.print(config_to_dict(metrics))

@@ -151,3 +151,32 @@ def test_sigterm_stops_training_after_a_whole_step_and_resume_continues(tmp_path
     for key, value in saved_moment.items():
         _, index, name = key.split(".", 2)
         assert torch.equal(state[int(index)][name], value), key
+
+
+def test_torchrun_two_cpu_ranks_hold_identical_weights(tmp_path):
+    """Data-parallel training (gloo) under torchrun: both ranks end bit-identical."""
+    import os
+    import subprocess
+    import sys
+
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        cv2.imwrite(str(clean / f"{i}.png"), rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
+    recipe_file = tmp_path / "tiny.toml"
+    recipe_file.write_text(
+        'base = "taylor-derain"\nsteps = 4\nbatch_size = 2\npatch_size = 32\ncheckpoint_every = 2\nval_every = 1000\n'
+        '[model]\norder = 1\n[model.mapping]\nwidth = 4\nlevels = 1\nblocks_per_level = [1]\nbottleneck_blocks = 1\n'
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533", "-m", "cli.main",
+         "train", "--recipe", str(recipe_file), "--clean", str(clean), "--no-builtin-photographs", "--out", str(tmp_path / "run"), "-q"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "weights identical on 2 ranks at step 4" in result.stderr
+    assert result.stderr.count("recipe taylor-derain") <= 1 and "x 2 ranks" in result.stderr  # rank 0 speaks alone
+    loaded = load_checkpoint(tmp_path / "run" / "model.safetensors")
+    assert loaded.recipe["trained_steps"] == 4

@@ -118,9 +118,11 @@ class PatchSampler:
         clean = clean.astype(np.float32) / 255.0
         return self.degrade(clean, rng), clean
 
-    def batch(self, seed: int, step: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-        """Batch number ``step`` as N x 3 x P x P float32 arrays (degraded, clean)."""
-        rng = np.random.default_rng([seed, step])
+    def batch(self, seed: int, step: int, batch_size: int, rank: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Batch number ``step`` as N x 3 x P x P float32 arrays (degraded, clean).
+        Each data-parallel ``rank`` draws its own batch; rank 0 draws what a
+        single-process run draws."""
+        rng = np.random.default_rng([seed, step] if rank == 0 else [seed, step, rank])
         pairs = [self.sample(rng) for _ in range(batch_size)]
         degraded = np.stack([p[0] for p in pairs]).transpose(0, 3, 1, 2)
         clean = np.stack([p[1] for p in pairs]).transpose(0, 3, 1, 2)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ from restore_core.training.losses import (
 )
 from restore_core.io.folders import list_images, list_pairs
 from restore_core.training import data as D
+from restore_core.training.distributed import DistInfo, average_gradients, broadcast_parameters, weights_agree
 from restore_core.training.recipes import Recipe
 
 # Synthetic degradations a recipe can name for its clean images:
@@ -301,11 +303,19 @@ def _load_state(
 class Trainer:
     """Runs a :class:`Recipe` into ``run_dir``; see the module docstring."""
 
-    def __init__(self, recipe: Recipe, run_dir: Path, device: torch.device, log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> None:
+    def __init__(
+        self,
+        recipe: Recipe,
+        run_dir: Path,
+        device: torch.device,
+        log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
+        dist_info: DistInfo = DistInfo(),
+    ) -> None:
         self.recipe = recipe
         self.run_dir = Path(run_dir)
         self.device = device
-        self.log = log
+        self.dist = dist_info
+        self.log = log if dist_info.is_main else (lambda s: None)
         torch.manual_seed(recipe.seed)
         self.model = build_model(recipe.architecture, recipe.model).to(device)
         if recipe.init:
@@ -327,11 +337,13 @@ class Trainer:
                     "without the recipe's perceptual term; the checkpoints record this"
                 )
         self.multiple = int(getattr(self.model, "size_multiple", 1))
+        broadcast_parameters(self.model, self.dist)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=recipe.lr, betas=recipe.betas)
         self.discriminator: nn.Module | None = None
         self.d_optimizer: torch.optim.Optimizer | None = None
         if recipe.adversarial:
             self.discriminator = build_model("patchgan", recipe.discriminator).to(device)
+            broadcast_parameters(self.discriminator, self.dist)
             self.d_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=recipe.discriminator_lr or recipe.lr, betas=recipe.betas)
         self.ema = EMA(self.model, recipe.ema_decay) if recipe.ema_decay > 0 else None
         self.step = 0
@@ -362,6 +374,14 @@ class Trainer:
         self.metrics = extra.get("metrics", {})
         self.log(f"resumed {self.run_dir} at step {self.step}")
 
+    def _any_rank(self, flag: bool) -> bool:
+        """``flag`` OR-ed over ranks, so that every rank stops at the same step."""
+        if not self.dist.enabled:
+            return flag
+        value = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        torch.distributed.all_reduce(value)
+        return bool(value.item() > 0)
+
     def _modules(self) -> dict[str, nn.Module]:
         return {"model": self.model, **({"disc": self.discriminator} if self.discriminator is not None else {})}
 
@@ -380,11 +400,14 @@ class Trainer:
         return model
 
     def save(self, name: str, metrics: dict) -> Path:
+        path = self.run_dir / name
+        if not self.dist.is_main:
+            return path
         config = dict(self.recipe.model)
         if isinstance(self.model, GolfOptimizer) and self.recipe.stage_at(max(self.step - 1, 0))[0] == 1:
             config["iterations"] = 0  # a stage-1 checkpoint is F alone until G is trained
         return save_checkpoint(
-            self.run_dir / name,
+            path,
             self.model,
             self.recipe.architecture,
             config,
@@ -421,6 +444,7 @@ class Trainer:
             d_loss = lsgan_discriminator_loss(self.discriminator(degraded, clean), self.discriminator(degraded, restored))
         self.d_optimizer.zero_grad(set_to_none=True)
         scaler.scale(d_loss).backward()
+        average_gradients(self.discriminator, self.dist)
         scaler.step(self.d_optimizer)
 
     def _enter_stage(self, stage: int) -> None:
@@ -439,6 +463,8 @@ class Trainer:
         self.log(f"step {self.step}: Golf stage 2, F frozen, training G")
 
     def checkpoint(self) -> None:
+        if not self.dist.is_main:
+            return
         _save_state(self.state_path, self._modules(), self._optimizers(), self.ema, self.step, {"best": self.best, "metrics": self.metrics})
         self.save("last.safetensors", self.metrics)
 
@@ -458,12 +484,14 @@ class Trainer:
         """
         recipe = self.recipe
         stop = recipe.steps if until is None else min(until, recipe.steps)
+        main = self.dist.is_main
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "recipe.json").write_text(json.dumps(config_to_dict(recipe), indent=2))
-        (self.run_dir / "data.json").write_text(json.dumps(data.summary, indent=2))
+        if main:
+            (self.run_dir / "recipe.json").write_text(json.dumps(config_to_dict(recipe), indent=2))
+            (self.run_dir / "data.json").write_text(json.dumps(data.summary, indent=2))
         log_path = self.run_dir / "log.csv"
         new_log = not log_path.exists() or self.step == 0
-        log_file = open(log_path, "w" if new_log else "a", newline="")
+        log_file = open(log_path if main else os.devnull, "w" if new_log or not main else "a", newline="")
         writer = csv.writer(log_file)
         if new_log:
             writer.writerow(["step", "loss", "lr", "patches_per_s", "elapsed_s", "metrics"])
@@ -475,10 +503,10 @@ class Trainer:
         window_loss, window_count, window_start = 0.0, 0, time.time()
         try:
             while self.step < stop:
-                if stop_requested():
+                if self._any_rank(stop_requested()):
                     self.checkpoint()
                     raise TrainingInterrupted(self.step)
-                degraded_np, clean_np = data.sampler.batch(recipe.seed, self.step, recipe.batch_size)
+                degraded_np, clean_np = data.sampler.batch(recipe.seed, self.step, recipe.batch_size, self.dist.rank)
                 degraded = torch.from_numpy(degraded_np).to(self.device, non_blocking=True)
                 clean = torch.from_numpy(clean_np).to(self.device, non_blocking=True)
                 stage = recipe.stage_at(self.step)[0]
@@ -505,6 +533,7 @@ class Trainer:
                     )
                 self.optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
+                average_gradients(self.model, self.dist)
                 if recipe.grad_clip > 0:
                     scaler.unscale_(self.optimizer)
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), recipe.grad_clip)
@@ -518,7 +547,7 @@ class Trainer:
                 window_loss += loss.item()
                 window_count += 1
                 row_metrics: dict = {}
-                if data.validation and (self.step % recipe.val_every == 0 or self.step == recipe.steps):
+                if main and data.validation and (self.step % recipe.val_every == 0 or self.step == recipe.steps):
                     self.metrics = {**evaluate(self._eval_model(), data.validation, self.device, self.multiple), "step": self.step}
                     row_metrics = self.metrics
                     score = float(np.mean([v for k, v in self.metrics.items() if k.endswith("/psnr_y")]))
@@ -544,6 +573,10 @@ class Trainer:
                     window_loss, window_count, window_start = 0.0, 0, time.time()
         finally:
             log_file.close()
+        if self.dist.enabled:
+            if not weights_agree(self.model, self.dist):
+                raise TrainingError(f"ranks hold different weights at step {self.step}: data-parallel training went out of step")
+            self.log(f"weights identical on {self.dist.world_size} ranks at step {self.step}")
         if self.step < recipe.steps:
             self.log(f"paused at step {self.step} of {recipe.steps}; continue with --resume")
             return self.metrics
