@@ -146,6 +146,8 @@ def run_restore(
         try:
             if restorer is not None:
                 for result in restore_stream(runnable, restorer, options):
+                    while restorer.notices:
+                        err_console.print(f"[yellow]warning:[/yellow] {restorer.notices.pop(0)}", highlight=False)
                     done.append(result)
                     _emit(result, as_json)
                     bar.advance(progress)

@@ -1,6 +1,7 @@
 """Padding and tiling: exact for identity-like models, seamless for real ones."""
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
@@ -43,3 +44,34 @@ def test_padding_crops_back_to_input_size():
     out = run_padded(model, x, 8)
     assert seen[0][-2:] == (16, 24) and out.shape == x.shape
     assert torch.allclose(out, 2 * x)
+
+
+def test_out_of_memory_retries_with_half_the_tile():
+    from torch import nn
+
+    from restore_core.checkpoint import ModelDescriptor
+    from restore_core.engine.runner import Restorer
+
+    class SmallMemory(nn.Module):
+        """The identity, but 'out of memory' on inputs larger than 80x80 (as a GPU would be)."""
+
+        def forward(self, x):
+            if x.shape[-1] * x.shape[-2] > 80 * 80:
+                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+            return x
+
+    descriptor = ModelDescriptor(model=SmallMemory(), architecture="unet", config={}, task="any", name="small", size_multiple=4)
+    restorer = Restorer(descriptor, torch.device("cpu"), "fp32", tile=0, tile_overlap=8)
+    x = torch.rand(1, 3, 200, 300)
+    out = restorer(x)
+    assert torch.allclose(out, x, atol=1e-6)  # the identity survives the tiled retry
+    assert restorer.tile == 72 and restorer.notices == [
+        "out of memory on cpu: retrying with --tile 148", "out of memory on cpu: retrying with --tile 72"]
+
+    class AlwaysOutOfMemory(nn.Module):
+        def forward(self, x):
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    hopeless = Restorer(ModelDescriptor(model=AlwaysOutOfMemory(), architecture="unet", config={}, task="any", name="h"), torch.device("cpu"), "fp32", tile=64, tile_overlap=8)
+    with pytest.raises(torch.OutOfMemoryError):  # below the smallest tile (64) the real error goes through
+        hopeless(torch.rand(1, 3, 100, 100))

@@ -29,6 +29,9 @@ from restore_core.engine.tiling import run_padded, run_tiled
 from restore_core.io.images import DEFAULT_MAX_PIXELS, ImageError, LoadedImage, read_image, write_image
 
 
+MIN_OOM_TILE = 64  # the smallest tile an out-of-memory retry goes down to
+
+
 @dataclass(frozen=True)
 class RunOptions:
     tile: int = 0  # 0 = whole image at once
@@ -74,11 +77,30 @@ class Restorer:
         self.tile = tile
         self.tile_overlap = tile_overlap
         self.multiple = max(1, descriptor.size_multiple)
+        self.notices: list[str] = []  # things the user should hear about (e.g. an OOM retry)
 
     @torch.inference_mode()
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        """Restore an N x 3 x H x W float batch in [0, 1]; returns float32 in [0, 1]."""
+        """Restore an N x 3 x H x W float batch in [0, 1]; returns float32 in [0, 1].
+
+        Out of GPU memory, the same image is retried in tiles of half the size
+        (down to :data:`MIN_OOM_TILE`), and the new tile size is kept for later images.
+        """
         x = batch.to(self.device, dtype=self.dtype, non_blocking=True)
+        while True:
+            try:
+                return self._run(x)
+            except torch.OutOfMemoryError:
+                smaller = (self.tile or max(x.shape[-2:])) // 2
+                smaller -= smaller % self.multiple
+                if smaller < max(MIN_OOM_TILE, 2 * self.tile_overlap, self.multiple):
+                    raise
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                self.notices.append(f"out of memory on {self.device}: retrying with --tile {smaller}")
+                self.tile = smaller
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
         if self.tile and (x.shape[-1] > self.tile or x.shape[-2] > self.tile):
             # Tiles are made channels_last one at a time: no full-size copy of the image.
             y = run_tiled(self._forward, x, self.tile, self.tile_overlap, self.multiple)
