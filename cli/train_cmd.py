@@ -33,7 +33,7 @@ class _StopFlag:
 def train(
     recipe: str = typer.Option(..., "--recipe", "-r", help=f"Recipe name ({', '.join(RECIPES)}) or a .toml/.json file."),
     out: Path = typer.Option(Path("runs/train"), "--out", "-o", help="Run folder: checkpoints, log.csv, recipe.json."),
-    data: list[Path] = typer.Option([], "--data", help="Paired folder (input/+target/, rainy/+norain/, ...). Repeatable."),
+    data: list[Path] = typer.Option([], "--data", help="Paired folder (input/+target/, rainy/+norain/, blur/+sharp/, ..., or GoPro train/<scene>/blur+sharp). Repeatable."),
     clean: list[Path] = typer.Option([], "--clean", help="Folder of clean images degraded on the fly. Repeatable."),
     builtin_photographs: Optional[bool] = typer.Option(None, "--builtin-photographs/--no-builtin-photographs", help="Add scikit-image's bundled photographs as clean images."),
     val: list[Path] = typer.Option([], "--val", help="Paired validation folder. Repeatable."),

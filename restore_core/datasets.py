@@ -24,7 +24,7 @@ import numpy as np
 
 from restore_core.evaluation import Protocol, Sample, file_sample
 from restore_core.io.images import LoadedImage, decode_image, read_image
-from restore_core.io.folders import PAIR_LAYOUTS, list_images, match_folders, natural_key, resolve_folder
+from restore_core.io.folders import PAIR_LAYOUTS, list_images, list_scene_pairs, match_folders, natural_key, resolve_folder
 
 
 class DatasetError(ValueError):
@@ -71,11 +71,7 @@ def rain(root: Path) -> Dataset:
 
 def gopro(root: Path) -> Dataset:
     """GoPro: test/<scene>/blur/*.png + test/<scene>/sharp/*.png (or <scene>/... or input/+target/)."""
-    base = root / "test" if (root / "test").is_dir() else root
-    samples = []
-    for scene in sorted(p for p in base.iterdir() if p.is_dir()):
-        if (scene / "blur").is_dir() and (scene / "sharp").is_dir():
-            samples += [file_sample(f"{scene.name}/{b.name}", b, s) for b, s in match_folders(scene / "blur", scene / "sharp")]
+    samples = [file_sample(f"{b.parent.parent.name}/{b.name}", b, s) for b, s in list_scene_pairs(root, "test")]
     if samples:
         return Dataset("gopro", root, "deblur", samples)
     if (root / "input").is_dir() or (root / "blur").is_dir():

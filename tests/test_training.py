@@ -180,3 +180,20 @@ def test_torchrun_two_cpu_ranks_hold_identical_weights(tmp_path):
     assert result.stderr.count("recipe taylor-derain") <= 1 and "x 2 ranks" in result.stderr  # rank 0 speaks alone
     loaded = load_checkpoint(tmp_path / "run" / "model.safetensors")
     assert loaded.recipe["trained_steps"] == 4
+
+
+def test_gopro_scene_layout_is_a_training_folder(tmp_path):
+    from restore_core.io.folders import list_training_pairs
+
+    rng = np.random.default_rng(0)
+    for scene in ("GOPR0372_07_00", "GOPR0374_11_01"):
+        for kind in ("blur", "sharp"):
+            (tmp_path / "GoPro" / "train" / scene / kind).mkdir(parents=True)
+            for i in range(2):
+                cv2.imwrite(str(tmp_path / "GoPro" / "train" / scene / kind / f"{i:06d}.png"), rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
+    pairs = list_training_pairs(tmp_path / "GoPro")
+    assert len(pairs) == 4 and all(b.parent.name == "blur" and s.parent.name == "sharp" and b.name == s.name for b, s in pairs)
+    recipe = replace(RECIPES["golf-deblur"], data=DataConfig(paired=(str(tmp_path / "GoPro"),)))
+    assert prepare_data(recipe).summary["paired"][str(tmp_path / "GoPro")]["train"] == 4
+    with pytest.raises(ValueError, match="nor GoPro-style"):
+        list_training_pairs(tmp_path / "GoPro" / "train" / "GOPR0372_07_00" / "blur")

@@ -74,3 +74,27 @@ def list_pairs(root: Path, layouts=PAIR_LAYOUTS) -> list[tuple[Path, Path]]:
             return pairs
     expected = " or ".join(f"{a}/ + {b}/" for a, b in layouts)
     raise ValueError(f"{root}: not a paired folder (expected {expected})")
+
+
+def list_scene_pairs(root: Path, split: str = "train") -> list[tuple[Path, Path]]:
+    """GoPro-style scene folders: ``<split>/<scene>/blur|sharp`` (or ``<scene>/blur|sharp``
+    directly under ``root``), paired by name within each scene."""
+    root = Path(root)
+    base = root / split if (root / split).is_dir() else root
+    pairs: list[tuple[Path, Path]] = []
+    for scene in sorted(p for p in base.iterdir() if p.is_dir()):
+        if (scene / "blur").is_dir() and (scene / "sharp").is_dir():
+            pairs += match_folders(scene / "blur", scene / "sharp")
+    return pairs
+
+
+def list_training_pairs(root: Path) -> list[tuple[Path, Path]]:
+    """Pairs of a training folder: any flat paired layout (:data:`PAIR_LAYOUTS`), or
+    GoPro's ``train/<scene>/blur|sharp`` scene layout."""
+    try:
+        return list_pairs(root)
+    except ValueError as flat_error:
+        scenes = list_scene_pairs(root, "train")
+        if scenes:
+            return scenes
+        raise ValueError(f"{flat_error}, nor GoPro-style train/<scene>/blur/ + sharp/") from None

@@ -51,7 +51,7 @@ from restore_core.training.losses import (
     lsgan_discriminator_loss,
     lsgan_generator_loss,
 )
-from restore_core.io.folders import list_images, list_pairs
+from restore_core.io.folders import list_images, list_training_pairs
 from restore_core.training import data as D
 from restore_core.training.distributed import DistInfo, average_gradients, broadcast_parameters, weights_agree
 from restore_core.training.recipes import Recipe
@@ -109,13 +109,13 @@ def prepare_data(recipe: Recipe) -> TrainingData:
     excluded_refs: list[np.ndarray] = []
     for folder in cfg.exclude_near_duplicates_of + cfg.validation:
         try:
-            targets = [t for _, t in list_pairs(Path(folder))]
+            targets = [t for _, t in list_training_pairs(Path(folder))]
         except ValueError:
             targets = list_images(Path(folder))
         excluded_refs.extend(D.thumbnail(D.read_rgb(t)) for t in targets)
 
     summary: dict = {"paired": {}, "clean": {}, "excluded_near_duplicates": 0, "excluded": []}
-    splits = {folder: D.split_holdout(list_pairs(Path(folder)), cfg.holdout_every) for folder in cfg.paired}
+    splits = {folder: D.split_holdout(list_training_pairs(Path(folder)), cfg.holdout_every) for folder in cfg.paired}
     # Held-out pairs are validation data: read once, and keep their clean images out of every training source.
     held_out = {folder: [(D.read_rgb(a), D.read_rgb(b)) for a, b in held] for folder, (_, held) in splits.items()}
     for pairs in held_out.values():
@@ -153,7 +153,7 @@ def prepare_data(recipe: Recipe) -> TrainingData:
         summary["clean"][name] = kept
 
     for folder in cfg.validation:
-        validation.append(ValidationSet(Path(folder).name, [(D.read_rgb(a), D.read_rgb(b)) for a, b in list_pairs(Path(folder))]))
+        validation.append(ValidationSet(Path(folder).name, [(D.read_rgb(a), D.read_rgb(b)) for a, b in list_training_pairs(Path(folder))]))
 
     degrade = make_degradation(recipe.degradation, recipe.degradation_options) if clean_images else None
     sampler = D.PatchSampler(
