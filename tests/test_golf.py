@@ -148,3 +148,13 @@ def test_recipe_with_perceptual_weights_records_them(tmp_path):
     assert "VGG-11-BN perceptual (vgg.safetensors)" in load_checkpoint(tmp_path / "run" / "model.safetensors").recipe["objective"]
     with pytest.raises(TrainingError, match="missing.safetensors"):
         Trainer(replace(recipe, perceptual_weights=str(tmp_path / "missing.safetensors")), tmp_path / "r2", torch.device("cpu"))
+
+
+def test_paper_preset_trains_and_loads(tmp_path):
+    torch.set_num_threads(1)
+    recipe = replace(_golf_recipe(tmp_path, stages=(1, 1)), model=GOLF_PAPER, batch_size=1)
+    trainer = Trainer(recipe, tmp_path / "run", torch.device("cpu"), log=lambda s: None)
+    trainer.train(prepare_data(recipe))
+    loaded = load_checkpoint(tmp_path / "run" / "model.safetensors")
+    assert loaded.architecture == "golf" and loaded.parameters == 466_348 + 120_188
+    assert loaded.model.iterations == 3
