@@ -68,6 +68,7 @@ def benchmark(
     speed: bool = typer.Option(False, "--speed", help="Measure throughput instead: end-to-end CLI vs bare forward pass."),
     sizes: str = typer.Option("480x320,1280x720", "--sizes", help="With --speed: image sizes, WIDTHxHEIGHT,..."),
     count: int = typer.Option(8, "--count", help="With --speed: images per size."),
+    growth: bool = typer.Option(False, "--growth", help="Measure cost growth: wall time vs number of images (10/100/1000) and vs pixels per image, plus start-up."),
 ) -> None:
     """Score models on a paired dataset (with the input as a baseline row), or time them.
 
@@ -78,6 +79,8 @@ def benchmark(
         restore benchmark --dataset gopro --root /datasets/GoPro --model deblur.safetensors --limit 50
 
         restore benchmark --speed --sizes 480x320,1280x720 --count 10
+
+        restore benchmark --growth --model unet-s.safetensors
     """
     from restore_core.engine.runner import Restorer, RunOptions
 
@@ -88,6 +91,27 @@ def benchmark(
     except (CheckpointError, ValueError) as exc:
         fail(str(exc), code=2)
     restorers = [Restorer(d, torch_device, precision, tile) for d in descriptors]
+
+    if growth:
+        from restore_core.engine.speed import measure_growth, measure_startup
+
+        rows = []
+        for restorer, name in zip(restorers, names):
+            startup = measure_startup(str(restorer.descriptor.path or name), task)
+            for point in measure_growth(restorer, options=RunOptions(tile=tile, precision=precision)):
+                rows.append({"model": restorer.descriptor.name, "series": point.label, "images": point.images, "width": point.width,
+                             "height": point.height, "seconds": point.seconds, "seconds_per_megapixel": point.seconds_per_megapixel,
+                             "startup_seconds": startup})
+        table = Table("model", "series", "images", "size", "seconds", "s per MP")
+        for r in rows:
+            table.add_row(r["model"], r["series"], str(r["images"]), f"{r['width']}x{r['height']}", f"{r['seconds']:.2f}", f"{r['seconds_per_megapixel']:.3f}")
+        err_console.print(table)
+        for restorer in restorers:
+            startup = next(r["startup_seconds"] for r in rows if r["model"] == restorer.descriptor.name)
+            err_console.print(f"start-up of a fresh process ({restorer.descriptor.name}: imports, model load, one 64x64 image): {startup:.2f} s", highlight=False)
+        if as_json:
+            print(json.dumps(rows, indent=2))
+        return
 
     if speed:
         from restore_core.engine.speed import measure_speed

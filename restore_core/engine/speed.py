@@ -83,3 +83,62 @@ def measure_speed(
                 job.output.unlink()
     bare, end_to_end = min(bare_times), min(e2e_times)
     return SpeedResult(width, height, count, count / bare, count / end_to_end, 1000 * bare / count / (width * height / 1e6))
+
+
+@dataclass
+class GrowthPoint:
+    label: str  # "images" or "pixels"
+    images: int
+    width: int
+    height: int
+    seconds: float
+
+    @property
+    def seconds_per_megapixel(self) -> float:
+        return self.seconds / (self.images * self.width * self.height / 1e6)
+
+
+def measure_growth(
+    restorer: Restorer,
+    counts: tuple[int, ...] = (10, 100, 1000),
+    small: tuple[int, int] = (64, 64),
+    sizes: tuple[tuple[int, int], ...] = ((256, 256), (512, 512), (1024, 1024), (2048, 2048)),
+    per_size: int = 2,
+    options: RunOptions = RunOptions(),
+) -> list[GrowthPoint]:
+    """Wall time of :func:`restore_stream` (decode + restore + encode + write) against
+    the number of images (``counts`` images of ``small`` size) and against pixels per
+    image (``per_size`` images of each of ``sizes``). Both should grow linearly: the
+    seconds per megapixel column should stay flat. Start-up (imports, model load) is
+    outside these timings; see :func:`measure_startup`."""
+    points = []
+    with tempfile.TemporaryDirectory(prefix="restore-growth-") as tmp:
+        tmp_path = Path(tmp)
+        restorer(torch.rand(1, 3, small[1], small[0]))  # warm-up
+        plans = [("images", n, small) for n in counts] + [("pixels", per_size, size) for size in sizes]
+        for index, (label, n, (width, height)) in enumerate(plans):
+            folder = tmp_path / f"in{index}"
+            synthetic_photos(folder, n, width, height, seed=index)
+            jobs = plan_outputs(collect_inputs(str(folder)), tmp_path / f"out{index}")
+            start = time.perf_counter()
+            results = list(restore_stream(jobs, restorer, options))
+            elapsed = time.perf_counter() - start
+            if any(r.status != "ok" for r in results):
+                raise RuntimeError(f"growth run failed: {next(r for r in results if r.status != 'ok').error}")
+            points.append(GrowthPoint(label, n, width, height, elapsed))
+    return points
+
+
+def measure_startup(model: str, task: str = "derain") -> float:
+    """Seconds for a fresh ``restore`` process to import, load ``model`` and restore one
+    64x64 image (the fixed cost a batch job pays once)."""
+    import subprocess
+    import sys
+
+    with tempfile.TemporaryDirectory(prefix="restore-startup-") as tmp:
+        tmp_path = Path(tmp)
+        synthetic_photos(tmp_path / "in", 1, 64, 64)
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "cli.main", task, str(tmp_path / "in"), str(tmp_path / "out"), "--model", model, "-q"],
+                       check=True, capture_output=True, cwd=Path(__file__).resolve().parents[2])
+        return time.perf_counter() - start
