@@ -95,7 +95,7 @@ def test_fine_tune_from_init_and_degradation_options(tmp_path):
 
 
 def test_ema_warms_up_instead_of_keeping_the_initial_weights():
-    from restore_core.training.trainer import EMA, ema_decay_at
+    from restore_core.training.state import EMA, ema_decay_at
 
     assert ema_decay_at(0.999, 0) == pytest.approx(0.1)
     assert ema_decay_at(0.999, 100) == pytest.approx(101 / 110)

@@ -10,6 +10,11 @@ weights, validates every ``val_every`` steps, and writes to ``run_dir``:
   with the recipe and the validation metrics in their metadata
 * ``log.csv`` — one row per logged step
 
+Objectives (:func:`restoration_loss`): Taylor Eq. 21; Golf stage 1 (F alone) then
+stage 2 (G on Eq. 4, F frozen); LSGAN with a conditional PatchGAN; otherwise the
+recipe's pixel loss, plus a VGG perceptual term when weights are given. Under
+``torchrun`` gradients are averaged across ranks (:mod:`.distributed`).
+
 A NaN or infinite loss stops training with a clear error; the last good
 checkpoint on disk is left untouched.
 """
@@ -28,21 +33,23 @@ from typing import Callable
 
 import numpy as np
 import torch
-from safetensors import safe_open
 import torch.nn.functional as F
 from torch import nn
 
+from restore_core.checkpoint import save_checkpoint
 from restore_core.configs import ConfigError, config_from_dict, config_to_dict
-from restore_core.checkpoint import atomic_save_file, save_checkpoint
 from restore_core.degradations.blur import BlurConfig, add_motion_blur
 from restore_core.degradations.haze import HazeConfig, add_haze
 from restore_core.degradations.noise import NoiseConfig, add_noise
 from restore_core.degradations.rain import RainConfig, add_rain
 from restore_core.engine.tiling import run_padded
+from restore_core.io.folders import list_images, list_training_pairs
 from restore_core.metrics import psnr, ssim, to_uint8_range
 from restore_core.models import build_model
 from restore_core.models.golf import GolfOptimizer
 from restore_core.models.taylor import TaylorNet, taylor_loss
+from restore_core.training import data as D
+from restore_core.training.distributed import DistInfo, average_gradients, broadcast_parameters, weights_agree
 from restore_core.training.losses import (
     PerceptualWeightsError,
     VGGPerceptualLoss,
@@ -51,10 +58,8 @@ from restore_core.training.losses import (
     lsgan_discriminator_loss,
     lsgan_generator_loss,
 )
-from restore_core.io.folders import list_images, list_training_pairs
-from restore_core.training import data as D
-from restore_core.training.distributed import DistInfo, average_gradients, broadcast_parameters, weights_agree
 from restore_core.training.recipes import Recipe
+from restore_core.training.state import EMA, load_state, save_state
 
 # Synthetic degradations a recipe can name for its clean images:
 # name -> (config dataclass, function(clean, rng, config)).
@@ -166,35 +171,6 @@ def prepare_data(recipe: Recipe) -> TrainingData:
     return TrainingData(sampler, validation, summary)
 
 
-def ema_decay_at(decay: float, updates: int) -> float:
-    """Warmed-up EMA decay ``min(decay, (1 + t) / (10 + t))`` after ``t`` updates.
-
-    Without the warm-up, a short run's average keeps a large share of the random
-    initial weights (0.999^750 = 47 % after 750 steps), which makes early
-    validation and short runs meaningless.
-    """
-    return min(decay, (1.0 + updates) / (10.0 + updates))
-
-
-class EMA:
-    """Exponential moving average of a model's floating-point state (warmed up, see :func:`ema_decay_at`)."""
-
-    def __init__(self, model: nn.Module, decay: float) -> None:
-        self.decay = decay
-        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-    @torch.no_grad()
-    def update(self, model: nn.Module, updates: int) -> None:
-        """Fold in ``model`` after ``updates`` previous updates (counted from the
-        start of the current training stage, so a newly trained part starts fresh)."""
-        decay = ema_decay_at(self.decay, updates)
-        for key, value in model.state_dict().items():
-            if value.dtype.is_floating_point:
-                self.shadow[key].lerp_(value.detach(), 1.0 - decay)
-            else:
-                self.shadow[key].copy_(value)
-
-
 def restoration_loss(
     model: nn.Module,
     degraded: torch.Tensor,
@@ -242,62 +218,6 @@ def evaluate(model: nn.Module, sets: list[ValidationSet], device: torch.device, 
             metrics[f"{vset.name}/{key}"] = float(np.mean(values))
     model.train()
     return metrics
-
-
-def _save_state(
-    path: Path,
-    modules: dict[str, nn.Module],
-    optimizers: dict[str, torch.optim.Optimizer],
-    ema: EMA | None,
-    step: int,
-    extra: dict,
-) -> None:
-    """Everything needed to resume: each module's weights under ``<name>.``, each
-    optimiser's moments under ``<name>.<param index>.``, the EMA under ``ema.``."""
-    tensors = {}
-    for name, module in modules.items():
-        tensors.update({f"{name}.{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()})
-    if ema is not None:
-        tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.shadow.items()})
-    metadata = {"step": str(step), "extra": json.dumps(extra, default=str)}
-    for name, optimizer in optimizers.items():
-        opt_state = optimizer.state_dict()
-        for index, state in opt_state["state"].items():
-            for key, value in state.items():
-                if torch.is_tensor(value):
-                    tensors[f"{name}.{index}.{key}"] = value.detach().cpu().contiguous().reshape(value.shape)
-        metadata["param_groups" if name == "optim" else f"param_groups.{name}"] = json.dumps(opt_state["param_groups"])
-    atomic_save_file(tensors, path, metadata)
-
-
-def _load_state(
-    path: Path,
-    modules: dict[str, nn.Module],
-    optimizers: dict[str, torch.optim.Optimizer],
-    ema: EMA | None,
-    device: torch.device,
-) -> tuple[int, dict]:
-    with safe_open(str(path), framework="pt") as handle:
-        meta = handle.metadata()
-        keys = list(handle.keys())
-        for name, module in modules.items():
-            prefix = f"{name}."
-            module.load_state_dict({k[len(prefix):]: handle.get_tensor(k) for k in keys if k.startswith(prefix)})
-        if ema is not None and any(k.startswith("ema.") for k in keys):
-            ema.shadow = {k[4:]: handle.get_tensor(k).to(device) for k in keys if k.startswith("ema.")}
-        states: dict[str, dict[int, dict]] = {name: {} for name in optimizers}
-        for key in keys:
-            name, _, rest = key.partition(".")
-            if name in optimizers:
-                index, key_name = rest.split(".", 1)
-                states[name].setdefault(int(index), {})[key_name] = handle.get_tensor(key).to(device)
-    for name, optimizer in optimizers.items():
-        for s in states[name].values():
-            if "step" in s:
-                s["step"] = s["step"].cpu()
-        groups = meta["param_groups" if name == "optim" else f"param_groups.{name}"]
-        optimizer.load_state_dict({"state": states[name], "param_groups": json.loads(groups)})
-    return int(meta["step"]), json.loads(meta.get("extra", "{}"))
 
 
 class Trainer:
@@ -369,7 +289,7 @@ class Trainer:
     def resume(self) -> None:
         if not self.state_path.exists():
             raise TrainingError(f"{self.state_path}: nothing to resume from")
-        self.step, extra = _load_state(self.state_path, self._modules(), self._optimizers(), self.ema, self.device)
+        self.step, extra = load_state(self.state_path, self._modules(), self._optimizers(), self.ema, self.device)
         self.best = extra.get("best")
         self.metrics = extra.get("metrics", {})
         self.log(f"resumed {self.run_dir} at step {self.step}")
@@ -465,7 +385,7 @@ class Trainer:
     def checkpoint(self) -> None:
         if not self.dist.is_main:
             return
-        _save_state(self.state_path, self._modules(), self._optimizers(), self.ema, self.step, {"best": self.best, "metrics": self.metrics})
+        save_state(self.state_path, self._modules(), self._optimizers(), self.ema, self.step, {"best": self.best, "metrics": self.metrics})
         self.save("last.safetensors", self.metrics)
 
     def train(
