@@ -107,7 +107,7 @@ def _infoflow(name: str, task: str, model: dict[str, Any], degradation: str, adv
                       adversarial=True, adversarial_l1_weight=100.0, lr=2e-4, betas=(0.5, 0.999), milestones=(0.5, 0.75),
                       gamma=0.5, pretrain_steps=1000, steps=20000, batch_size=8, patch_size=128, ema_decay=0.0, data=data)
     return Recipe(name=name, task=task, architecture="infoflow", model=model, degradation=degradation, loss="l1",
-                  lr=1e-3, milestones=(0.5, 0.75, 0.9), gamma=0.3, grad_clip=1.0, pretrain_steps=100,
+                  lr=5e-4, milestones=(0.5, 0.75, 0.9), gamma=0.3, grad_clip=1.0, pretrain_steps=100,
                   steps=3000, batch_size=8, patch_size=128, data=data)
 
 
