@@ -68,6 +68,7 @@ def benchmark(
     speed: bool = typer.Option(False, "--speed", help="Measure throughput instead: end-to-end CLI vs bare forward pass."),
     sizes: str = typer.Option("480x320,1280x720", "--sizes", help="With --speed: image sizes, WIDTHxHEIGHT,..."),
     count: int = typer.Option(8, "--count", help="With --speed: images per size."),
+    iterations: Optional[int] = typer.Option(None, "--iterations", help="Golf Optimizer models: taps of G (as restore deblur --iterations)."),
     growth: bool = typer.Option(False, "--growth", help="Measure cost growth: wall time vs number of images (10/100/1000) and vs pixels per image, plus start-up."),
 ) -> None:
     """Score models on a paired dataset (with the input as a baseline row), or time them.
@@ -88,6 +89,9 @@ def benchmark(
         torch_device = pick_device(device)
         names = models or [DEFAULT_MODEL_FOR_TASK.get(task, "")]
         descriptors = [resolve_model(name, task, str(torch_device)) for name in names]
+        if iterations is not None:
+            for descriptor in descriptors:
+                descriptor.apply_setting("iterations", iterations)
     except (CheckpointError, ValueError) as exc:
         fail(str(exc), code=2)
     restorers = [Restorer(d, torch_device, precision, tile) for d in descriptors]
