@@ -160,6 +160,7 @@ def benchmark(
         "device": str(torch_device) + (f" ({torch.cuda.get_device_name(torch_device)})" if torch_device.type == "cuda" else ""),
         "precision": str(restorers[0].dtype).replace("torch.", "") if restorers else None,
         "tile": tile,
+        "iterations": iterations,
         "models": [{"name": d.name, "architecture": d.architecture, "sha256": d.sha256, "parameters": d.parameters} for d in descriptors],
         "wall_seconds": round(time.perf_counter() - start, 2),
         "images_per_second": {s.label: (1.0 / s.seconds_per_image if s.seconds_per_image else None) for s in summaries[1:]},
