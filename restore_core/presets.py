@@ -93,6 +93,15 @@ PRESETS: dict[str, Preset] = {
         config=TAYLOR_UNET,
         description="Taylor framework, order 3, around unet-s (untrained architecture preset)",
     ),
+    "golf-deblur": Preset(
+        name="golf-deblur",
+        task="deblur",
+        architecture="golf",
+        config={**GOLF_FAST, "iterations": 0},
+        description="Golf Optimizer (golf-fast: U-Net F and G) trained for camera-shake motion blur; default N = 0 taps (see its card)",
+        weights="golf-deblur.safetensors",
+        sha256="ceca312e0b27d389fbb6bb3a7b67a862309a08cc593815feb97d9bc78f03a625",
+    ),
     "golf-paper": Preset(
         name="golf-paper",
         task="deblur",
@@ -125,6 +134,7 @@ PRESETS: dict[str, Preset] = {
 
 DEFAULT_MODEL_FOR_TASK: dict[str, str] = {
     "derain": "taylor-derain",
+    "deblur": "golf-deblur",
 }
 
 

@@ -83,19 +83,21 @@ def test_update_metrics_keeps_tensors_bit_exact(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.model.state_dict().values()))
 
 
-def test_shipped_weights_match_the_sha256_of_the_preset_table(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name, task", [("taylor-derain", "derain"), ("golf-deblur", "deblur")])
+def test_shipped_weights_match_the_sha256_of_the_preset_table(tmp_path, monkeypatch, name, task):
     from restore_core.presets import PRESETS, find_weights, resolve_model
 
-    path = find_weights(PRESETS["taylor-derain"].weights)
+    path = find_weights(PRESETS[name].weights)
     assert path is not None
-    assert resolve_model("taylor-derain", "derain").sha256 == PRESETS["taylor-derain"].sha256
+    assert resolve_model(name, task).sha256 == PRESETS[name].sha256
+    assert PRESETS[name].sha256 in (path.parent / f"{name}.md").read_text()  # the model card names it
     corrupted = tmp_path / path.name
     data = bytearray(path.read_bytes())
     data[-1] ^= 0xFF  # flip bits in the last weight
     corrupted.write_bytes(bytes(data))
     monkeypatch.setenv("RESTORE_WEIGHTS_DIR", str(tmp_path))
     with pytest.raises(CheckpointError, match="sha256 does not match"):
-        resolve_model("taylor-derain", "derain")
+        resolve_model(name, task)
 
 
 def test_convert_imports_a_state_dict_safely(tmp_path):

@@ -234,3 +234,11 @@ def test_deblur_iterations_reach_the_golf_model(folder, tmp_path):
 def test_iterations_on_a_model_without_them_is_a_usage_error(folder, tmp_path, tiny_checkpoint):
     result = restore("deblur", str(folder / "a.png"), str(tmp_path / "o"), "--model", str(tiny_checkpoint), "--iterations", "2", "-q")
     assert result.returncode == 2 and "--iterations does not apply to this model (unet)" in result.stderr
+
+
+def test_shipped_deblur_model_improves_blurred_images(tmp_path):
+    """The embedded deblur set (bundled photographs, seeded synthetic camera shake)."""
+    result = restore("benchmark", "--task", "deblur", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {row["label"]: row for row in json.loads(result.stdout)["results"]}
+    assert rows["golf-deblur"]["psnr_y"] > rows["input"]["psnr_y"] + 0.5
