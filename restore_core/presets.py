@@ -116,6 +116,15 @@ PRESETS: dict[str, Preset] = {
         config=GOLF_FAST,
         description="Golf Optimizer with U-Net F and G, this project's CPU design (untrained architecture preset)",
     ),
+    "infoflow-denoise": Preset(
+        name="infoflow-denoise",
+        task="denoise",
+        architecture="infoflow",
+        config=INFOFLOW_S,
+        description="infoflow-s trained (pure L1) for blind Gaussian denoising, sigma 5-50; a short CPU run, see its card",
+        weights="infoflow-denoise.safetensors",
+        sha256="5b6fd4b06863f348a43ae9f3cf1e58962240a16ddb4c7faeb652d2a0514178ea",
+    ),
     "infoflow-paper": Preset(
         name="infoflow-paper",
         task="any",
@@ -135,6 +144,7 @@ PRESETS: dict[str, Preset] = {
 DEFAULT_MODEL_FOR_TASK: dict[str, str] = {
     "derain": "taylor-derain",
     "deblur": "golf-deblur",
+    "denoise": "infoflow-denoise",
 }
 
 
