@@ -168,6 +168,17 @@ def read_metadata(path: os.PathLike | str) -> dict[str, Any]:
     return meta
 
 
+def describe_key_mismatch(expected: set[str], found: set[str]) -> str:
+    """``"missing tensors a, b ...; unexpected tensors c"``, or ``""`` when the names agree."""
+    missing, unexpected = sorted(expected - found), sorted(found - expected)
+    detail = []
+    if missing:
+        detail.append(f"missing tensors {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
+    if unexpected:
+        detail.append(f"unexpected tensors {', '.join(unexpected[:3])}{' ...' if len(unexpected) > 3 else ''}")
+    return "; ".join(detail)
+
+
 def load_checkpoint(path: os.PathLike | str, device: str | torch.device = "cpu", name: str | None = None) -> ModelDescriptor:
     """Build the model a checkpoint describes and load its weights, with full validation."""
     path = Path(path)
@@ -179,15 +190,9 @@ def load_checkpoint(path: os.PathLike | str, device: str | torch.device = "cpu",
     expected = model.state_dict()
     with safe_open(str(path), framework="pt") as handle:
         keys = set(handle.keys())
-        missing = sorted(set(expected) - keys)
-        unexpected = sorted(keys - set(expected))
-        if missing or unexpected:
-            detail = []
-            if missing:
-                detail.append(f"missing tensors {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
-            if unexpected:
-                detail.append(f"unexpected tensors {', '.join(unexpected[:3])}{' ...' if len(unexpected) > 3 else ''}")
-            raise CheckpointError(path, "; ".join(detail))
+        mismatch = describe_key_mismatch(set(expected), keys)
+        if mismatch:
+            raise CheckpointError(path, mismatch)
         state = {}
         for key, reference in expected.items():
             shape = tuple(handle.get_slice(key).get_shape())

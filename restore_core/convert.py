@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from restore_core.checkpoint import CheckpointError, file_sha256, save_checkpoint
+from restore_core.checkpoint import CheckpointError, describe_key_mismatch, file_sha256, save_checkpoint
 from restore_core.configs import ConfigError
 from restore_core.models import build_model
 
@@ -57,15 +57,9 @@ def convert(source: os.PathLike | str, out: os.PathLike | str, architecture: str
         raise CheckpointError(source, f"invalid architecture config: {exc}") from None
     state = read_foreign_state_dict(source)
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        detail = []
-        if missing:
-            detail.append(f"{len(missing)} tensors missing (e.g. {missing[0]})")
-        if unexpected:
-            detail.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
-        raise CheckpointError(source, f"does not fit {architecture}: " + ", ".join(detail))
+    mismatch = describe_key_mismatch(set(expected), set(state))
+    if mismatch:
+        raise CheckpointError(source, f"does not fit {architecture}: {mismatch}")
     for key, reference in expected.items():
         if tuple(state[key].shape) != tuple(reference.shape):
             raise CheckpointError(source, f"does not fit {architecture}: {key} has shape {tuple(state[key].shape)}, expected {tuple(reference.shape)}")

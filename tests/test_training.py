@@ -110,13 +110,8 @@ def test_ema_warms_up_instead_of_keeping_the_initial_weights():
     assert torch.allclose(ema.shadow["weight"], torch.ones(2, 2), atol=0.02)
 
 
-def test_sigterm_stops_training_after_a_whole_step_and_resume_continues(tmp_path):
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
+def _tiny_run_files(tmp_path: Path, steps: int, checkpoint_every: int, val_every: int) -> tuple[Path, Path]:
+    """A folder of clean images and a tiny Taylor recipe file, for subprocess runs."""
     clean = tmp_path / "clean"
     clean.mkdir()
     rng = np.random.default_rng(0)
@@ -124,9 +119,20 @@ def test_sigterm_stops_training_after_a_whole_step_and_resume_continues(tmp_path
         cv2.imwrite(str(clean / f"{i}.png"), rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
     recipe_file = tmp_path / "tiny.toml"
     recipe_file.write_text(
-        'base = "taylor-derain"\nsteps = 100000\nbatch_size = 2\npatch_size = 32\ncheckpoint_every = 100000\nval_every = 100000\n'
-        '[model]\norder = 1\n[model.mapping]\nwidth = 4\nlevels = 1\nblocks_per_level = [1]\nbottleneck_blocks = 1\n'
+        f'base = "taylor-derain"\nsteps = {steps}\nbatch_size = 2\npatch_size = 32\ncheckpoint_every = {checkpoint_every}\n'
+        f'val_every = {val_every}\n[model]\norder = 1\n[model.mapping]\nwidth = 4\nlevels = 1\nblocks_per_level = [1]\nbottleneck_blocks = 1\n'
     )
+    return clean, recipe_file
+
+
+def test_sigterm_stops_training_after_a_whole_step_and_resume_continues(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    clean, recipe_file = _tiny_run_files(tmp_path, steps=100000, checkpoint_every=100000, val_every=100000)
     run_dir = tmp_path / "run"
     command = [sys.executable, "-m", "cli.main", "train", "--recipe", str(recipe_file), "--clean", str(clean),
                "--no-builtin-photographs", "--out", str(run_dir), "--threads", "1"]
@@ -159,16 +165,7 @@ def test_torchrun_two_cpu_ranks_hold_identical_weights(tmp_path):
     import subprocess
     import sys
 
-    clean = tmp_path / "clean"
-    clean.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        cv2.imwrite(str(clean / f"{i}.png"), rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
-    recipe_file = tmp_path / "tiny.toml"
-    recipe_file.write_text(
-        'base = "taylor-derain"\nsteps = 4\nbatch_size = 2\npatch_size = 32\ncheckpoint_every = 2\nval_every = 1000\n'
-        '[model]\norder = 1\n[model.mapping]\nwidth = 4\nlevels = 1\nblocks_per_level = [1]\nbottleneck_blocks = 1\n'
-    )
+    clean, recipe_file = _tiny_run_files(tmp_path, steps=4, checkpoint_every=2, val_every=1000)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533", "-m", "cli.main",
