@@ -32,3 +32,17 @@ def tiny_checkpoint(tmp_path: Path) -> Path:
     config = {"width": 4, "levels": 1, "blocks_per_level": [1], "bottleneck_blocks": 1}
     model = build_model("unet", config)
     return save_checkpoint(tmp_path / "tiny.safetensors", model, "unet", config, "derain")
+
+
+def write_random_pngs(folder: Path, count: int, height: int, width: int, seed: int) -> list[Path]:
+    """``count`` random 8-bit RGB PNGs named 00.png, 01.png, ... in a new ``folder``."""
+    import cv2
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(count):
+        path = folder / f"{i:02d}.png"
+        cv2.imwrite(str(path), rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+        paths.append(path)
+    return paths

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import write_random_pngs
 from test_cli import restore
 
 GOOD = {  # name -> (height, width) of an input that must be restored
@@ -138,10 +139,7 @@ def test_output_folder_that_is_a_file_or_cannot_be_written(corpus: Path, tmp_pat
 
 def test_two_processes_writing_one_folder_leave_only_complete_files(tmp_path: Path, tiny_checkpoint: Path):
     folder = tmp_path / "in"
-    folder.mkdir()
-    rng = np.random.default_rng(1)
-    for i in range(12):
-        cv2.imwrite(str(folder / f"{i:02d}.png"), rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    write_random_pngs(folder, 12, 64, 64, seed=1)
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     command = [sys.executable, "-m", "cli.main", "derain", str(folder), str(out), "--model", str(tiny_checkpoint), "--overwrite", "-q"]
@@ -162,10 +160,7 @@ def test_interrupt_leaves_no_partial_file_and_skip_existing_finishes(tmp_path: P
     config = {"width": 16, "levels": 2, "blocks_per_level": [2, 2], "bottleneck_blocks": 2}
     model_path = save_checkpoint(tmp_path / "m.safetensors", build_model("unet", config), "unet", config, "derain")
     folder = tmp_path / "in"
-    folder.mkdir()
-    rng = np.random.default_rng(2)
-    for i in range(40):
-        cv2.imwrite(str(folder / f"{i:02d}.png"), rng.integers(0, 256, (256, 256, 3), dtype=np.uint8))
+    write_random_pngs(folder, 40, 256, 256, seed=2)
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     command = [sys.executable, "-m", "cli.main", "derain", str(folder), str(out), "--model", str(model_path)]

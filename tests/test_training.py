@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from conftest import write_random_pngs
 from restore_core.checkpoint import load_checkpoint
 from restore_core.training.recipes import RECIPES, DataConfig, load_recipe
 from restore_core.training.trainer import Trainer, TrainingError, prepare_data
@@ -113,10 +114,7 @@ def test_ema_warms_up_instead_of_keeping_the_initial_weights():
 def _tiny_run_files(tmp_path: Path, steps: int, checkpoint_every: int, val_every: int) -> tuple[Path, Path]:
     """A folder of clean images and a tiny Taylor recipe file, for subprocess runs."""
     clean = tmp_path / "clean"
-    clean.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        cv2.imwrite(str(clean / f"{i}.png"), rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
+    write_random_pngs(clean, 3, 40, 40, seed=0)
     recipe_file = tmp_path / "tiny.toml"
     recipe_file.write_text(
         f'base = "taylor-derain"\nsteps = {steps}\nbatch_size = 2\npatch_size = 32\ncheckpoint_every = {checkpoint_every}\n'
