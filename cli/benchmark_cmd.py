@@ -16,7 +16,7 @@ from cli.console import err_console, fail
 from restore_core.checkpoint import CheckpointError
 from restore_core.device import pick_device
 from restore_core.evaluation import Protocol, Summary, evaluate_samples
-from restore_core.presets import DEFAULT_MODEL_FOR_TASK, resolve_model
+from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -55,7 +55,7 @@ def benchmark(
     root: Optional[Path] = typer.Option(None, "--root", help="Dataset folder. Default: the bundled samples (a small synthetic set)."),
     sigma: float = typer.Option(25.0, "--sigma", help="Noise level (0-255 scale) for the clean-only denoising sets."),
     models: list[str] = typer.Option([], "--model", "-m", help="Preset or .safetensors file; repeat to compare side by side."),
-    task: str = typer.Option("derain", "--task", help="derain, deblur, denoise or dehaze: picks the default model and, without --root, the embedded synthetic set."),
+    task: str = typer.Option("derain", "--task", help="derain, deblur, denoise, dehaze or auto: picks the default model and, without --root, the embedded synthetic set; an all-in-one model (adms) restores this degradation, or detects it per image with auto."),
     limit: int = typer.Option(0, "--limit", help="Only the first N pairs (0 = all)."),
     crop_border: int = typer.Option(0, "--crop-border", help="Pixels cropped from every border before scoring."),
     save_images: Optional[Path] = typer.Option(None, "--save-images", help="Write restored images to DIR/<model>/."),
@@ -88,7 +88,7 @@ def benchmark(
     try:
         torch_device = pick_device(device)
         names = models or [DEFAULT_MODEL_FOR_TASK.get(task, "")]
-        descriptors = [resolve_model(name, task, str(torch_device)) for name in names]
+        descriptors = [load_for_task(name, task, str(torch_device)) for name in names]
         if iterations is not None:
             for descriptor in descriptors:
                 descriptor.apply_setting("iterations", iterations)

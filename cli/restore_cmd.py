@@ -25,7 +25,7 @@ from restore_core.device import pick_device
 from restore_core.engine.inputs import InputError, Job, collect_inputs, find_collisions, parse_shard, plan_outputs, select_shard
 from restore_core.engine.runner import ImageResult, Restorer, RunOptions, restore_stream
 from restore_core.io.images import DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS
-from restore_core.presets import DEFAULT_MODEL_FOR_TASK, resolve_model
+from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task
 
 
 def _raise_interrupt(signum, frame) -> None:
@@ -116,7 +116,7 @@ def run_restore(
         _emit(result, as_json)
     try:
         torch_device = pick_device(device)
-        descriptor = resolve_model(model, task, str(torch_device)) if runnable else None
+        descriptor = load_for_task(model, task, str(torch_device)) if runnable else None
         if descriptor is not None:
             for name, value in (model_settings or {}).items():
                 if value is not None:
@@ -124,7 +124,7 @@ def run_restore(
         restorer = Restorer(descriptor, torch_device, precision, tile, tile_overlap) if descriptor else None
     except (CheckpointError, ValueError) as exc:
         fail(str(exc), code=2)
-    if descriptor is not None and descriptor.task not in (task, "any") and not quiet:
+    if descriptor is not None and descriptor.task not in (task, "any", "all") and not quiet:
         err_console.print(f"[yellow]warning:[/yellow] model {descriptor.name} was trained for {descriptor.task}, not {task}")
 
     # SIGTERM (a batch scheduler's stop) ends the run like Ctrl-C: the image in flight

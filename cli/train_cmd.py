@@ -13,7 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from cli.console import err_console, fail
 from restore_core.configs import ConfigError, config_to_dict, override
 from restore_core.device import pick_device
-from restore_core.training.recipes import RECIPES, load_recipe
+from restore_core.training.recipes import RECIPES, ADMSRecipe, load_recipe
 
 
 class _StopFlag:
@@ -70,6 +70,9 @@ def train(
         changes = {k: v for k, v in {"batch_size": batch_size, "patch_size": patch_size, "lr": lr,
                                      "init": str(init) if init else None,
                                      "perceptual_weights": str(perceptual_weights) if perceptual_weights else None}.items() if v is not None}
+        if isinstance(chosen, ADMSRecipe) and ({"init", "perceptual_weights"} & set(changes) or data or val or holdout_every):
+            raise ConfigError("recipe adms trains from clean folders (--clean, --builtin-photographs) with synthetic degradations; "
+                              "--data, --val, --holdout-every, --init and --perceptual-weights do not apply")
         chosen = replace(chosen, **changes)
         if steps is not None:
             chosen = chosen.with_steps(steps)
@@ -116,6 +119,9 @@ def train(
         if dist_info.is_main:
             err_console.print(message, highlight=False)
 
+    if isinstance(chosen, ADMSRecipe):
+        _train_adms(chosen, out, torch_device, resume, quiet)
+        return
     try:
         trainer = Trainer(chosen, out, torch_device, log=lambda s: err_console.print(s, highlight=False), dist_info=dist_info)
     except TrainingError as exc:
@@ -179,3 +185,27 @@ def train(
     print(out / "model.safetensors")
     if metrics:
         err_console.print(config_to_dict(metrics))
+
+
+def _train_adms(recipe: ADMSRecipe, out: Path, device, resume: bool, quiet: bool) -> None:
+    """The ADMS stages (unified, fine-tuned copies, FAIG, classifier), each resumable."""
+    from restore_core.training.adms import train_adms
+    from restore_core.training.trainer import TrainingError, TrainingInterrupted
+
+    if (out / "recipe.json").exists() and not resume:
+        fail(f"{out} already holds a run; use --resume to continue it or another --out", code=2)
+    say = (lambda s: None) if quiet else (lambda s: err_console.print(s, highlight=False))
+    say(f"recipe {recipe.name}: {recipe.base_architecture} unified {recipe.unified_steps} steps, "
+        f"{len(recipe.degradations)} x {recipe.finetune_steps} fine-tuning steps, classifier {recipe.classifier_steps} steps, device {device}")
+    stop = _StopFlag()
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        path, metrics = train_adms(recipe, out, device, say, stop=lambda: stop.requested)
+    except (TrainingError, ValueError, OSError) as exc:
+        fail(str(exc), code=1)
+    except TrainingInterrupted as exc:
+        say(f"interrupted at step {exc.step} of a stage; checkpoint saved, continue with --resume")
+        raise typer.Exit(130)
+    print(path)
+    err_console.print(metrics)

@@ -15,6 +15,7 @@ from typing import Any
 
 from restore_core.checkpoint import CheckpointError, ModelDescriptor, file_sha256, load_checkpoint, read_metadata
 from restore_core.models import build_model, count_parameters
+from restore_core.models.adms import TASK_DEGRADATION
 
 
 @dataclass(frozen=True)
@@ -188,6 +189,19 @@ def resolve_model(spec: str | None, task: str, device: str = "cpu") -> ModelDesc
     if not path.exists() and not path.suffix:
         raise CheckpointError(name, f"unknown model; presets: {', '.join(PRESETS)}, or a path to a .safetensors file")
     return load_checkpoint(path, device)
+
+
+def load_for_task(spec: str | None, task: str, device: str = "cpu") -> ModelDescriptor:
+    """:func:`resolve_model`, then point an all-in-one model at ``task``: a task
+    command (``restore derain``) forces its degradation; ``auto`` lets the model
+    detect it per image, and needs a model that can."""
+    descriptor = resolve_model(spec, task, device)
+    all_in_one = hasattr(descriptor.model, "set_degradation")
+    if task == "auto" and not all_in_one:
+        raise CheckpointError(descriptor.name, f"restore auto needs an all-in-one model that detects the degradation (adms); this one restores {descriptor.task} only")
+    if all_in_one:
+        descriptor.model.set_degradation(TASK_DEGRADATION.get(task))
+    return descriptor
 
 
 @dataclass

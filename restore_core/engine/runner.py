@@ -52,8 +52,10 @@ class ImageResult:
     error: str | None = None
     width: int = 0
     height: int = 0
+    degradation: dict[str, float] | None = None  # all-in-one models: the detected (or forced) probabilities
 
     def as_dict(self) -> dict:
+        extra = {"degradation": self.degradation} if self.degradation is not None else {}
         return {
             "input": str(self.input),
             "output": str(self.output) if self.output and self.status == "ok" else None,
@@ -62,6 +64,7 @@ class ImageResult:
             "error": self.error,
             "width": self.width,
             "height": self.height,
+            **extra,
         }
 
 
@@ -78,6 +81,9 @@ class Restorer:
         self.tile_overlap = tile_overlap
         self.multiple = max(1, descriptor.size_multiple)
         self.notices: list[str] = []  # things the user should hear about (e.g. an OOM retry)
+        # All-in-one models decide per whole image what to restore, before any tiling.
+        self.conditions_model = hasattr(self.model, "condition")
+        self.last_degradation: list[dict[str, float]] | None = None
 
     @torch.inference_mode()
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
@@ -101,6 +107,8 @@ class Restorer:
                 self.tile = smaller
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
+        if self.conditions_model:
+            self.last_degradation = self.model.condition(x)
         if self.tile and (x.shape[-1] > self.tile or x.shape[-2] > self.tile):
             # Tiles are made channels_last one at a time: no full-size copy of the image.
             y = run_tiled(self._forward, x, self.tile, self.tile_overlap, self.multiple)
@@ -135,15 +143,15 @@ def _decode(job: Job, max_pixels: int) -> _Decoded:
         return _Decoded(job, None, f"cannot read: {exc}", time.perf_counter() - start)
 
 
-def _encode(job: Job, rgb: np.ndarray, like: LoadedImage, spent: float) -> ImageResult:
+def _encode(job: Job, rgb: np.ndarray, like: LoadedImage, spent: float, degradation: dict | None = None) -> ImageResult:
     start = time.perf_counter()
     height, width = rgb.shape[:2]
     assert job.output is not None
     try:
         write_image(job.output, rgb, like)
     except ImageError as exc:
-        return ImageResult(job.source, None, "error", spent + time.perf_counter() - start, exc.cause, width, height)
-    return ImageResult(job.source, job.output, "ok", spent + time.perf_counter() - start, None, width, height)
+        return ImageResult(job.source, None, "error", spent + time.perf_counter() - start, exc.cause, width, height, degradation)
+    return ImageResult(job.source, job.output, "ok", spent + time.perf_counter() - start, None, width, height, degradation)
 
 
 def restore_stream(jobs: list[Job], restorer: Restorer, options: RunOptions = RunOptions()) -> Iterator[ImageResult]:
@@ -195,6 +203,7 @@ def restore_stream(jobs: list[Job], restorer: Restorer, options: RunOptions = Ru
                 else:
                     stacked = torch.from_numpy(np.stack([d.image.rgb.transpose(2, 0, 1) for d in batch]))
                 restored = restorer(stacked).cpu().numpy().transpose(0, 2, 3, 1)
+                detected = restorer.last_degradation or [None] * len(batch)
                 model_error = None
             except (RuntimeError, ValueError) as exc:
                 restored, model_error = None, f"model failed: {str(exc).splitlines()[0]}"
@@ -204,7 +213,7 @@ def restore_stream(jobs: list[Job], restorer: Restorer, options: RunOptions = Ru
                     pending_results.append(ImageResult(decoded.job.source, None, "error", decoded.seconds + share, model_error))
                 else:
                     pending_results.append(
-                        writers.submit(_encode, decoded.job, restored[i], decoded.image, decoded.seconds + share)
+                        writers.submit(_encode, decoded.job, restored[i], decoded.image, decoded.seconds + share, detected[i])
                     )
             yield from ready_results(block=False)
         yield from ready_results(block=True)

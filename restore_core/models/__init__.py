@@ -14,6 +14,7 @@ from typing import Any, Callable
 from torch import nn
 
 from restore_core.configs import ConfigError, config_from_dict
+from restore_core.models.adms import ADMSNet, ClassifierConfig, DegradationClassifier
 from restore_core.models.golf import GolfNet, GolfNetConfig, GolfOptimizer
 from restore_core.models.infoflow import InfoFlowConfig, InfoFlowGenerator, PatchDiscriminator, PatchGANConfig
 from restore_core.models.taylor import DerivativeConfig, DerivativeNet, TaylorNet
@@ -62,6 +63,42 @@ def _build_golf(config: GolfConfig) -> GolfOptimizer:
 
 
 @dataclass(frozen=True)
+class ADMSConfig:
+    """ADMS (SPEC §2.3) around any base architecture of this table: the unified
+    model's architecture and config, the degradations it tells apart, the
+    FAIG-selected filter indices kept per degradation (``filters[d][parameter]``)
+    and the degradation classifier."""
+
+    base_architecture: str = "unet"
+    base: dict[str, Any] = field(default_factory=dict)
+    degradations: tuple[str, ...] = ("rain", "motion-blur", "noise", "haze")
+    filters: dict[str, Any] = field(default_factory=dict)
+    classifier: ClassifierConfig = ClassifierConfig()
+
+
+def _build_adms(config: ADMSConfig) -> ADMSNet:
+    from restore_core.attribution import filter_params
+
+    if config.base_architecture == "adms":
+        raise ConfigError("an ADMS model cannot wrap another ADMS model")
+    base = build_model(config.base_architecture, config.base)
+    axes = {p.name: p.axis for p in filter_params(base)}
+    sizes = {p.name: p.filters for p in filter_params(base)}
+    for degradation, per_layer in config.filters.items():
+        if degradation not in config.degradations:
+            raise ConfigError(f"adms: filters given for unknown degradation {degradation!r}")
+        if not isinstance(per_layer, dict):
+            raise ConfigError(f"adms: filters[{degradation!r}] must map layer names to index lists")
+        for name, indices in per_layer.items():
+            if name not in axes:
+                raise ConfigError(f"adms: {name!r} is not a convolution weight of {config.base_architecture}")
+            if not isinstance(indices, list) or not all(isinstance(i, int) and 0 <= i < sizes[name] for i in indices) or len(set(indices)) != len(indices):
+                raise ConfigError(f"adms: filters[{degradation!r}][{name!r}] must be distinct indices below {sizes[name]}")
+    classifier = DegradationClassifier(config.classifier, len(config.degradations))
+    return ADMSNet(base, classifier, config.degradations, config.filters, axes)
+
+
+@dataclass(frozen=True)
 class Architecture:
     config_class: type
     build: Callable[[Any], nn.Module]
@@ -75,6 +112,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "infoflow": Architecture(InfoFlowConfig, InfoFlowGenerator, "pix2pix U-Net-N with InfoAccum and SubPixUpsamp (information-flow GAN generator)"),
     "patchgan": Architecture(PatchGANConfig, PatchDiscriminator, "5-layer PatchGAN discriminator conditioned on the input"),
     "golf": Architecture(GolfConfig, _build_golf, "Golf Optimizer: x0 = F(y), x_i = G(x_{i-1}) (blind deconvolution)"),
+    "adms": Architecture(ADMSConfig, _build_adms, "ADMS all-in-one: unified model + classifier-weighted FAIG filter deltas"),
 }
 
 

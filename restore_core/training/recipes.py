@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from restore_core.configs import ConfigError, config_from_dict
-from restore_core.presets import GOLF_FAST, INFOFLOW_DEHAZE, INFOFLOW_S, TAYLOR_UNET
+from restore_core.models.adms import ClassifierConfig
+from restore_core.presets import GOLF_FAST, INFOFLOW_DEHAZE, INFOFLOW_S, TAYLOR_UNET, UNET_S
 
 
 @dataclass(frozen=True)
@@ -111,9 +112,64 @@ def _infoflow(name: str, task: str, model: dict[str, Any], degradation: str, adv
                   steps=3000, batch_size=8, patch_size=128, data=data)
 
 
+@dataclass(frozen=True)
+class ADMSRecipe:
+    """Recipe of an ADMS all-in-one model (SPEC §2.3), run as stages by
+    :func:`restore_core.training.adms.train_adms`:
+
+    1. the unified model θ_um on every degradation (one drawn per patch);
+    2. one copy fine-tuned from θ_um per degradation, θ_d;
+    3. FAIG between θ_um and θ_d on ``faig_images`` patches of d minus the other
+       degradations' patches, ``faig_steps`` path steps; the top ``top_fraction``
+       of filters is M_d and only Δθ_d ⊙ M_d is kept;
+    4. the degradation classifier (cross-entropy on synthetic patches).
+    """
+
+    name: str = "adms"
+    task: str = "all"
+    base_architecture: str = "unet"
+    base: dict[str, Any] = field(default_factory=lambda: dict(UNET_S))
+    degradations: tuple[str, ...] = ("rain", "motion-blur", "noise", "haze")
+    unified_steps: int = 3000
+    finetune_steps: int = 600
+    batch_size: int = 8
+    patch_size: int = 128
+    lr: float = 5e-4
+    finetune_lr: float = 2e-4
+    faig_steps: int = 32
+    faig_images: int = 8
+    top_fraction: float = 0.05
+    classifier: ClassifierConfig = ClassifierConfig()
+    classifier_steps: int = 1000
+    classifier_batch_size: int = 32
+    classifier_lr: float = 1e-3
+    seed: int = 0
+    data: DataConfig = field(default_factory=lambda: DataConfig(builtin_photographs=True))
+
+    @property
+    def steps(self) -> int:
+        return self.unified_steps + len(self.degradations) * self.finetune_steps + self.classifier_steps
+
+    def with_steps(self, steps: int) -> "ADMSRecipe":
+        """``steps`` for the unified model; fine-tuning and the classifier scale with it."""
+        return replace(self, unified_steps=steps, finetune_steps=max(1, steps // 5), classifier_steps=max(1, steps // 3))
+
+    def unified_recipe(self) -> Recipe:
+        """Stage 1 as a plain recipe: L1, Adam, x0.3 at 50/75/90 %, EMA."""
+        return Recipe(name=f"{self.name}:unified", task="all", architecture=self.base_architecture, model=self.base,
+                      degradation="mixed", degradation_options={"degradations": list(self.degradations)},
+                      steps=self.unified_steps, batch_size=self.batch_size, patch_size=self.patch_size, lr=self.lr,
+                      milestones=(0.5, 0.75, 0.9), gamma=0.3, grad_clip=1.0, seed=self.seed, data=self.data)
+
+    def finetune_recipe(self, degradation: str, init: str) -> Recipe:
+        """Stage 2 for one degradation: θ_d fine-tuned from θ_um at a lower rate."""
+        return replace(self.unified_recipe(), name=f"{self.name}:finetune-{degradation}", degradation=degradation,
+                       degradation_options={}, init=init, steps=self.finetune_steps, lr=self.finetune_lr, seed=self.seed + 1)
+
+
 # The paper's recipe (SPEC §2.1): Adam 1e-3, batch 4, 100x100 patches, lr x0.2 at
 # 30/50/80 % of training, lambda = 1, order 3. Steps are scaled to a CPU budget.
-RECIPES: dict[str, Recipe] = {
+RECIPES: dict[str, Recipe | ADMSRecipe] = {
     "taylor-derain": Recipe(
         name="taylor-derain",
         task="derain",
@@ -153,6 +209,7 @@ RECIPES: dict[str, Recipe] = {
     "infoflow-denoise-gan": _infoflow("infoflow-denoise-gan", "denoise", INFOFLOW_S, "noise", True, DataConfig(builtin_photographs=True)),
     "infoflow-dehaze": _infoflow("infoflow-dehaze", "dehaze", INFOFLOW_DEHAZE, "haze", False, DataConfig(builtin_photographs=True)),
     "infoflow-dehaze-gan": _infoflow("infoflow-dehaze-gan", "dehaze", INFOFLOW_DEHAZE, "haze", True, DataConfig(builtin_photographs=True)),
+    "adms": ADMSRecipe(),
 }
 
 
@@ -163,7 +220,7 @@ def _read_file(path: Path) -> dict[str, Any]:
     return tomllib.loads(text)
 
 
-def load_recipe(name_or_path: str) -> Recipe:
+def load_recipe(name_or_path: str) -> Recipe | ADMSRecipe:
     """A recipe from the table, or from a TOML/JSON file.
 
     A file may name a base recipe with ``base = "taylor-derain"`` and override any
@@ -191,6 +248,7 @@ def load_recipe(name_or_path: str) -> Recipe:
             else:
                 merged[key] = value
         data = merged
+        return config_from_dict(type(RECIPES[base_name]), data, str(path))
     return config_from_dict(Recipe, data, str(path))
 
 

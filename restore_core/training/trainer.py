@@ -71,6 +71,22 @@ DEGRADATIONS: dict[str, tuple[type, Callable]] = {
 }
 
 
+@dataclass(frozen=True)
+class MixedConfig:
+    """Each patch gets one of ``degradations``, uniformly (ADMS's unified model)."""
+
+    degradations: tuple[str, ...] = ("rain", "motion-blur", "noise", "haze")
+
+
+def add_one_of(clean: np.ndarray, rng: np.random.Generator, config: MixedConfig = MixedConfig()) -> np.ndarray:
+    name = config.degradations[int(rng.integers(len(config.degradations)))]
+    config_class, function = DEGRADATIONS[name]
+    return function(clean, rng, config_class())
+
+
+DEGRADATIONS["mixed"] = (MixedConfig, add_one_of)
+
+
 def make_degradation(name: str, options: dict) -> D.Degrade:
     """The recipe's synthetic degradation with its config overrides (validated)."""
     if name not in DEGRADATIONS:

@@ -1,0 +1,204 @@
+"""Training an ADMS all-in-one model (SPEC §2.3): the stages of :class:`ADMSRecipe`.
+
+Every stage writes into its own sub-folder of the run (``unified/``,
+``finetune-<d>/``, ``classifier.safetensors``), and a stage whose result exists
+is not run again: an interrupted run is continued by running it again with
+``--resume``. The assembled model is ``model.safetensors`` (architecture ``adms``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from torch.nn import functional as F
+
+from restore_core import attribution
+from restore_core.checkpoint import atomic_save_file, load_checkpoint, save_checkpoint
+from restore_core.configs import config_to_dict
+from restore_core.models import ADMSConfig, build_model, count_parameters
+from restore_core.models.adms import DegradationClassifier
+from restore_core.training import data as D
+from restore_core.training.recipes import ADMSRecipe, Recipe
+from restore_core.training.trainer import Trainer, TrainingData, make_degradation, prepare_data
+
+Log = Callable[[str], None]
+StopFlag = Callable[[], bool]
+
+
+def degradation_samplers(recipe: ADMSRecipe, pool: D.PatchSampler) -> dict[str, D.PatchSampler]:
+    """One patch sampler per degradation over the same clean images."""
+    return {d: D.PatchSampler([], pool.clean, recipe.patch_size, make_degradation(d, {})) for d in recipe.degradations}
+
+
+def _train_stage(recipe: Recipe, run_dir: Path, sampler: D.PatchSampler, device: torch.device, log: Log, stop: StopFlag) -> Path:
+    final = run_dir / "model.safetensors"
+    if final.exists():
+        log(f"{recipe.name}: done earlier ({final})")
+        return final
+    trainer = Trainer(recipe, run_dir, device, log)
+    if trainer.state_path.exists():
+        trainer.resume()
+    log(f"{recipe.name}: {recipe.steps} steps")
+    trainer.train(TrainingData(sampler, [], {}), stop_requested=stop)
+    return final
+
+
+def _patches(sampler: D.PatchSampler, seed: int, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    degraded, clean = sampler.batch(seed, 0, count)
+    return [(torch.from_numpy(degraded[i : i + 1]), torch.from_numpy(clean[i : i + 1])) for i in range(count)]
+
+
+def select_filters(
+    model: torch.nn.Module,
+    unified: dict[str, torch.Tensor],
+    finetuned: dict[str, torch.Tensor],
+    target_images: list,
+    other_images: list,
+    steps: int,
+    fraction: float,
+) -> dict[str, list[int]]:
+    """M_d: the top ``fraction`` of filters by degradation-specific FAIG, as indices per layer."""
+    scores = attribution.faig(model, unified, finetuned, target_images, other_images, steps)
+    masks = attribution.top_masks(model, attribution.rank(scores), fraction)
+    return {name: torch.nonzero(mask).flatten().tolist() for name, mask in masks.items() if mask.any()}
+
+
+def train_classifier(recipe: ADMSRecipe, samplers: dict[str, D.PatchSampler], device: torch.device, log: Log) -> DegradationClassifier:
+    """Cross-entropy on synthetic patches, classes drawn uniformly per patch."""
+    torch.manual_seed(recipe.seed)
+    classifier = DegradationClassifier(recipe.classifier, len(recipe.degradations)).to(device)
+    optimizer = torch.optim.Adam(classifier.parameters(), lr=recipe.classifier_lr)
+    sampler_list = [samplers[d] for d in recipe.degradations]
+    size = recipe.classifier.patch
+    for step in range(recipe.classifier_steps):
+        rng = np.random.default_rng([recipe.seed, 7, step])
+        labels = rng.integers(len(sampler_list), size=recipe.classifier_batch_size)
+        patches = np.stack([_crop(sampler_list[k].sample(rng)[0], size, rng) for k in labels]).transpose(0, 3, 1, 2)
+        logits = classifier(torch.from_numpy(np.ascontiguousarray(patches)).to(device))
+        loss = F.cross_entropy(logits, torch.from_numpy(labels).to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        for group in optimizer.param_groups:  # cosine decay to 0
+            group["lr"] = recipe.classifier_lr * 0.5 * (1 + np.cos(np.pi * (step + 1) / recipe.classifier_steps))
+        if (step + 1) % 200 == 0:
+            log(f"classifier step {step + 1}/{recipe.classifier_steps}: loss {loss.item():.4f}")
+    return classifier.eval()
+
+
+def _crop(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    h, w = image.shape[:2]
+    if h <= size and w <= size:
+        return image
+    top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+    return image[top : top + size, left : left + size]
+
+
+@torch.inference_mode()
+def classifier_accuracy(classifier: DegradationClassifier, samplers: dict[str, D.PatchSampler], seed: int, per_class: int) -> dict[str, float]:
+    """Accuracy per degradation on fresh synthetic patches (a seed never trained on)."""
+    result = {}
+    for label, (degradation, sampler) in enumerate(samplers.items()):
+        degraded, _ = sampler.batch(seed, label, per_class)
+        predicted = classifier(torch.from_numpy(degraded)).argmax(dim=1)
+        result[degradation] = float((predicted == label).float().mean())
+    return result
+
+
+def train_adms(recipe: ADMSRecipe, run_dir: Path, device: torch.device, log: Log, stop: StopFlag = lambda: False) -> tuple[Path, dict]:
+    """Run every stage of ``recipe`` into ``run_dir``; returns the model path and its metrics."""
+    started = time.time()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "recipe.json").write_text(json.dumps(config_to_dict(recipe), indent=2))
+    data = prepare_data(recipe.unified_recipe())
+    (run_dir / "data.json").write_text(json.dumps(data.summary, indent=2))
+    log(f"data: {data.summary['clean']}")
+    samplers = degradation_samplers(recipe, data.sampler)
+
+    unified_path = _train_stage(recipe.unified_recipe(), run_dir / "unified", data.sampler, device, log, stop)
+    finetuned_paths = {
+        d: _train_stage(recipe.finetune_recipe(d, str(unified_path)), run_dir / f"finetune-{d}", samplers[d], device, log, stop)
+        for d in recipe.degradations
+    }
+
+    unified_model = load_checkpoint(unified_path).model.eval()
+    unified = {k: v.detach() for k, v in unified_model.named_parameters()}
+    finetuned = {d: {k: v.detach() for k, v in load_checkpoint(p).model.named_parameters()} for d, p in finetuned_paths.items()}
+
+    filters_path = run_dir / "filters.json"
+    if filters_path.exists():
+        filters = json.loads(filters_path.read_text())
+    else:
+        images = {d: _patches(s, recipe.seed + 1000, recipe.faig_images) for d, s in samplers.items()}
+        filters = {}
+        for d in recipe.degradations:
+            others = [pair for other in recipe.degradations if other != d for pair in images[other]]
+            others = others[:: max(1, len(others) // recipe.faig_images)][: recipe.faig_images]
+            filters[d] = select_filters(unified_model, unified, finetuned[d], images[d], others, recipe.faig_steps, recipe.top_fraction)
+            log(f"FAIG {d}: {sum(len(v) for v in filters[d].values())} filters in {len(filters[d])} layers")
+        filters_path.write_text(json.dumps(filters, indent=1))
+
+    classifier_path = run_dir / "classifier.safetensors"
+    if classifier_path.exists():
+        classifier = DegradationClassifier(recipe.classifier, len(recipe.degradations))
+        classifier.load_state_dict(load_file(classifier_path))
+    else:
+        classifier = train_classifier(recipe, samplers, device, log).cpu()
+        atomic_save_file({k: v.contiguous() for k, v in classifier.state_dict().items()}, classifier_path, {})
+
+    config = ADMSConfig(recipe.base_architecture, recipe.base, recipe.degradations, filters, recipe.classifier)
+    model = assemble(config, unified_model.state_dict(), finetuned, classifier.state_dict())
+    metrics = measure(model, unified, finetuned, samplers, recipe, classifier, filters)
+    metrics["train_seconds"] = round(time.time() - started, 1)
+    path = save_checkpoint(run_dir / "model.safetensors", model, "adms", config, "all",
+                           recipe={**config_to_dict(recipe), "objective": "ADMS stages: unified L1, per-degradation L1 fine-tuning, FAIG, classifier"},
+                           metrics=metrics)
+    return path, metrics
+
+
+def assemble(config: ADMSConfig, unified_state: dict, finetuned: dict[str, dict[str, torch.Tensor]], classifier_state: dict) -> torch.nn.Module:
+    """The ADMS network: θ_um, Δθ_d of the selected filters only, and the classifier."""
+    model = build_model("adms", config_to_dict(config))
+    model.base.load_state_dict(unified_state)
+    model.classifier.load_state_dict(classifier_state)
+    with torch.no_grad():
+        for d_index, name, key in model._selected:
+            degradation = config.degradations[d_index]
+            index = getattr(model, f"index__{key}")
+            change = finetuned[degradation][name] - unified_state[name]
+            model.deltas[key].copy_(change.index_select(model.axes[name], index))
+    return model.eval()
+
+
+@torch.inference_mode()
+def measure(model, unified: dict, finetuned: dict, samplers: dict, recipe: ADMSRecipe, classifier, filters: dict) -> dict:
+    """Parameter overhead, classifier accuracy, and PSNR on fresh synthetic patches of
+    each degradation: unified θ_um vs ADMS (forced to d) vs the full fine-tuned θ_d."""
+    base_params = count_parameters(model.base)
+    extra = model.extra_parameters()
+    metrics: dict = {
+        "parameters_unified": base_params,
+        "parameters_extra": extra,
+        "parameter_overhead_percent": round(100 * extra / base_params, 2),
+        "parameters_single_task_copies": base_params * len(recipe.degradations),
+        "filters_kept": {d: sum(len(v) for v in per_layer.values()) for d, per_layer in filters.items()},
+        "filters_total": sum(p.filters for p in attribution.filter_params(model.base)),
+        "classifier_accuracy_synthetic": classifier_accuracy(classifier, samplers, recipe.seed + 2000, 32),
+    }
+    for d_index, (d, sampler) in enumerate(samplers.items()):
+        images = _patches(sampler, recipe.seed + 3000, 8)
+        weights = torch.zeros(len(recipe.degradations))
+        weights[d_index] = 1
+        adms_params = {**unified, **model.merged_parameters(weights)}
+        metrics[f"synthetic/{d}"] = {
+            "unified_psnr": round(attribution.mean_psnr(model.base, unified, images), 3),
+            "adms_psnr": round(attribution.mean_psnr(model.base, adms_params, images), 3),
+            "finetuned_psnr": round(attribution.mean_psnr(model.base, finetuned[d], images), 3),
+        }
+    return metrics

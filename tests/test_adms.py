@@ -1,0 +1,176 @@
+"""ADMS (SPEC §2.3): the adaptive kernel, the classifier's role, checkpoints, and
+the `adms` recipe through `restore train` / `restore auto` end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import SAMPLES
+
+from restore_core.attribution import filter_params
+from restore_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from restore_core.engine.runner import Restorer
+from restore_core.metrics import psnr
+from restore_core.models import build_model
+from restore_core.training.adms import assemble
+from restore_core.training.trainer import MixedConfig, add_one_of
+
+BASE = {"width": 4, "levels": 2, "blocks_per_level": [1, 1], "bottleneck_blocks": 1}
+DEGRADATIONS = ["rain", "motion-blur", "noise", "haze"]
+
+
+def _config(filters: dict) -> dict:
+    return {"base_architecture": "unet", "base": BASE, "filters": filters, "classifier": {"width": 4, "stages": 2, "patch": 32}}
+
+
+def _all_filters(base) -> dict[str, list[int]]:
+    return {p.name: list(range(p.filters)) for p in filter_params(base)}
+
+
+def test_adaptive_kernel_matches_the_formula_by_hand():
+    """θ_ads = θ_um + Σ_d ĉ_d Δθ_d ⊙ M_d, computed here with plain tensor indexing."""
+    torch.manual_seed(0)
+    filters = {"rain": {"head.weight": [0, 2]}, "noise": {"head.weight": [2, 3], "tail.weight": [1]}}
+    model = build_model("adms", _config(filters))
+    for p in model.deltas.values():
+        torch.nn.init.normal_(p)
+    c = torch.tensor([0.5, 0.1, 0.3, 0.1])
+    merged = model.merged_parameters(c)
+
+    head = model.base.head.weight.detach().clone()
+    head[[0, 2]] += 0.5 * model.deltas["rain__head__weight"].detach()
+    head[[2, 3]] += 0.3 * model.deltas["noise__head__weight"].detach()
+    tail = model.base.tail.weight.detach().clone()
+    tail[[1]] += 0.3 * model.deltas["noise__tail__weight"].detach()
+    assert set(merged) == {"head.weight", "tail.weight"}
+    assert torch.allclose(merged["head.weight"], head)
+    assert torch.allclose(merged["tail.weight"], tail)
+    assert model.merged_parameters(torch.tensor([0.0, 1.0, 0.0, 0.0])) == {}  # motion-blur keeps no filters: θ_um
+
+
+def test_forced_degradation_with_every_filter_kept_is_the_finetuned_model():
+    """With M_d = all filters and only conv weights fine-tuned, forcing d gives θ_d's output."""
+    torch.manual_seed(1)
+    unified = build_model("unet", BASE).eval()
+    state = unified.state_dict()
+    finetuned_model = build_model("unet", BASE).eval()
+    finetuned_model.load_state_dict(state)
+    conv_names = {p.name for p in filter_params(unified)}
+    with torch.no_grad():
+        for name, p in finetuned_model.named_parameters():
+            if name in conv_names:
+                p.add_(0.05 * torch.randn_like(p))
+    finetuned = {d: dict(unified.named_parameters()) for d in DEGRADATIONS}
+    finetuned["haze"] = {k: v.detach() for k, v in finetuned_model.named_parameters()}
+    filters = {d: _all_filters(unified) for d in DEGRADATIONS}
+    classifier = build_model("adms", _config({})).classifier.state_dict()
+    from restore_core.models import ADMSConfig, ClassifierConfig
+
+    config = ADMSConfig("unet", BASE, tuple(DEGRADATIONS), filters, ClassifierConfig(4, 2, 32))
+    model = assemble(config, state, finetuned, classifier)
+    x = torch.rand(2, 3, 32, 32)
+    model.set_degradation("haze")
+    with torch.no_grad():
+        assert torch.allclose(model(x), finetuned_model(x), atol=1e-5)
+        model.set_degradation("rain")
+        assert torch.allclose(model(x), unified(x), atol=1e-5)
+    with pytest.raises(ValueError, match="unknown degradation"):
+        model.set_degradation("snow")
+
+
+def test_each_image_is_classified_whole_before_tiling_and_reports_its_probabilities():
+    torch.manual_seed(2)
+    model = build_model("adms", _config({"rain": {"head.weight": [1]}, "haze": {"tail.weight": [0, 2]}}))
+    for p in model.deltas.values():
+        torch.nn.init.normal_(p, std=0.3)
+    from restore_core.checkpoint import ModelDescriptor
+
+    descriptor = ModelDescriptor(model, "adms", {}, "all", "adms-test", size_multiple=4)
+    image = np.random.default_rng(0).random((96, 80, 3), dtype=np.float32)
+    untiled = Restorer(descriptor, torch.device("cpu"))
+    whole = untiled.restore_array(image)
+    expected = model.classifier.probabilities(torch.from_numpy(image).permute(2, 0, 1)[None])[0]
+    reported = untiled.last_degradation[0]
+    assert list(reported) == DEGRADATIONS
+    assert np.allclose([reported[d] for d in DEGRADATIONS], expected.detach().numpy(), atol=1e-4)
+    assert abs(sum(reported.values()) - 1) < 1e-3
+    tiled = Restorer(descriptor, torch.device("cpu"), tile=48, tile_overlap=16).restore_array(image)
+    assert psnr(whole * 255, tiled * 255) > 40  # the tiles ran with the whole image's kernel
+
+
+def test_checkpoint_round_trip_and_invalid_filter_indices(tmp_path: Path):
+    torch.manual_seed(3)
+    config = _config({"noise": {"head.weight": [0, 3]}})
+    model = build_model("adms", config)
+    for p in model.deltas.values():
+        torch.nn.init.normal_(p)
+    path = save_checkpoint(tmp_path / "adms.safetensors", model, "adms", config, "all")
+    loaded = load_checkpoint(path).model
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name
+    x = torch.rand(1, 3, 32, 32)
+    model.set_degradation("noise")
+    loaded.set_degradation("noise")
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+    with pytest.raises(Exception, match="distinct indices below 4"):
+        build_model("adms", _config({"noise": {"head.weight": [0, 9]}}))
+    with pytest.raises(Exception, match="not a convolution weight"):
+        build_model("adms", _config({"noise": {"nope.weight": [0]}}))
+
+
+def test_mixed_degradation_draws_each_kind():
+    clean = np.full((32, 32, 3), 0.4, np.float32)
+    clean[8:24, 8:24] = 0.8
+    outputs = {add_one_of(clean, np.random.default_rng(seed), MixedConfig()).tobytes() for seed in range(40)}
+    assert len(outputs) == 40  # random and seeded
+    only_noise = add_one_of(clean, np.random.default_rng(0), MixedConfig(degradations=("noise",)))
+    assert np.abs(only_noise - clean).std() > 0.005
+
+
+def _restore(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True, cwd=cwd, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+
+
+def test_adms_recipe_trains_every_stage_and_restore_auto_uses_it(tmp_path: Path):
+    """A tiny `restore train --recipe adms`, then `restore auto --json` and the forced commands."""
+    run = tmp_path / "run"
+    common = ["train", "--recipe", "adms", "--no-builtin-photographs", "--clean", str(SAMPLES / "target"), "--steps", "6",
+              "--set", "base.width=4", "--set", "faig_steps=3", "--set", "faig_images=2", "--set", "patch_size=48",
+              "--set", "classifier.patch=48", "--batch-size", "2", "--threads", "1", "-q", "--out", str(run)]
+    result = _restore(*common, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for stage in ["unified", *(f"finetune-{d}" for d in DEGRADATIONS)]:
+        assert (run / stage / "model.safetensors").is_file()
+    descriptor = load_checkpoint(run / "model.safetensors")
+    metrics = descriptor.metrics
+    assert descriptor.architecture == "adms" and descriptor.task == "all"
+    assert set(metrics["filters_kept"]) == set(DEGRADATIONS)
+    kept = sum(metrics["filters_kept"].values())
+    assert 0 < kept <= 4 * round(0.05 * metrics["filters_total"]) + 4
+    assert metrics["parameters_extra"] == descriptor.model.extra_parameters()
+    again = _restore(*common, cwd=tmp_path)
+    assert again.returncode == 2 and "--resume" in again.stderr
+    resumed = _restore(*[a for a in common if a != "-q"], "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0 and resumed.stderr.count("done earlier") == 5  # no stage trained twice
+
+    auto = _restore("auto", str(SAMPLES / "input"), str(tmp_path / "auto"), "-m", str(run / "model.safetensors"), "--json", "-q", cwd=tmp_path)
+    assert auto.returncode == 0, auto.stderr
+    rows = [json.loads(line) for line in auto.stdout.splitlines()]
+    assert rows and all(r["status"] == "ok" for r in rows)
+    for r in rows:
+        assert list(r["degradation"]) == DEGRADATIONS and abs(sum(r["degradation"].values()) - 1) < 1e-3
+    forced = _restore("dehaze", str(SAMPLES / "input"), str(tmp_path / "haze"), "-m", str(run / "model.safetensors"), "--json", "-q", cwd=tmp_path)
+    assert forced.returncode == 0, forced.stderr
+    assert all(json.loads(line)["degradation"]["haze"] == 1.0 for line in forced.stdout.splitlines())
+    refused = _restore("auto", str(SAMPLES / "input"), str(tmp_path / "x"), "-m", "taylor-derain", cwd=tmp_path)
+    assert refused.returncode == 2 and "all-in-one" in refused.stderr and not (tmp_path / "x").exists()
