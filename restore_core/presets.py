@@ -224,5 +224,7 @@ def shipped_weights() -> list[WeightInfo]:
         if path is None:
             continue
         meta = read_metadata(path)
-        found.append(WeightInfo(preset.name, path, meta["task"], meta["architecture"], preset.parameters(), meta["metrics"]))
+        # Counted from the file's own config: an ADMS file's kept filters are decided by its training.
+        parameters = count_parameters(build_model(meta["architecture"], meta["config"]))
+        found.append(WeightInfo(preset.name, path, meta["task"], meta["architecture"], parameters, meta["metrics"]))
     return found

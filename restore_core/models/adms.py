@@ -108,7 +108,7 @@ class ADMSNet(nn.Module):
         self.degradations = tuple(degradations)
         base_params = dict(base.named_parameters())
         self.deltas = nn.ParameterDict()
-        self._selected: list[tuple[int, str, str]] = []  # (degradation index, parameter, delta key)
+        self.selected: list[tuple[int, str, str]] = []  # (degradation index, parameter, delta key)
         for d_index, degradation in enumerate(self.degradations):
             for name, indices in sorted(filters.get(degradation, {}).items()):
                 if not indices:
@@ -118,7 +118,7 @@ class ADMSNet(nn.Module):
                 key = delta_key(degradation, name)
                 self.deltas[key] = nn.Parameter(torch.zeros(shape))
                 self.register_buffer(f"index__{key}", torch.tensor(indices, dtype=torch.long), persistent=False)
-                self._selected.append((d_index, name, key))
+                self.selected.append((d_index, name, key))
         self.axes = dict(axes)
         self.forced: str | None = None
         self.conditions: torch.Tensor | None = None  # N x K, set per batch by condition()
@@ -152,7 +152,7 @@ class ADMSNet(nn.Module):
         only the parameters with stored filters are returned (the rest are θ_um)."""
         base_params = dict(self.base.named_parameters())
         merged: dict[str, torch.Tensor] = {}
-        for d_index, name, key in self._selected:
+        for d_index, name, key in self.selected:
             if float(weights[d_index]) == 0.0:
                 continue
             if name not in merged:

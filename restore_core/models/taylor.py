@@ -42,7 +42,7 @@ class DerivativeNet(nn.Module):
         self.conv2 = nn.Conv2d(config.hidden_channels, c, 3, padding=1)
 
     def forward(self, g_and_y: torch.Tensor) -> torch.Tensor:
-        return self.conv2(F_.relu(self.conv1(g_and_y)))
+        return self.conv2(F_.relu(self.conv1(g_and_y), inplace=True))
 
 
 @dataclass

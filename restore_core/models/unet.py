@@ -65,7 +65,8 @@ class ResidualBlock(nn.Module):
         self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(self.act(self.conv1(x)))
+        # In place on the fresh conv output (safe for autograd): no extra full-size tensor.
+        return self.conv2(self.act(self.conv1(x))).add_(x)
 
 
 def _blocks(channels: int, count: int) -> nn.Sequential:
@@ -124,8 +125,8 @@ class UNet(nn.Module):
             x = down(x)
         x = self.bottleneck(x)
         for up, decoder, skip in zip(self.ups, self.decoders, reversed(skips)):
-            x = decoder(up(x) + skip)
+            x = decoder(up(x).add_(skip))
         residual = self.tail(x)
         if self.config.in_channels == self.config.out_channels:
-            return y + residual
+            return residual.add_(y)
         return residual

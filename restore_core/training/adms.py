@@ -168,7 +168,7 @@ def assemble(config: ADMSConfig, unified_state: dict, finetuned: dict[str, dict[
     model.base.load_state_dict(unified_state)
     model.classifier.load_state_dict(classifier_state)
     with torch.no_grad():
-        for d_index, name, key in model._selected:
+        for d_index, name, key in model.selected:
             degradation = config.degradations[d_index]
             index = getattr(model, f"index__{key}")
             change = finetuned[degradation][name] - unified_state[name]
