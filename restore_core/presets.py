@@ -126,6 +126,15 @@ PRESETS: dict[str, Preset] = {
         weights="infoflow-denoise.safetensors",
         sha256="5b6fd4b06863f348a43ae9f3cf1e58962240a16ddb4c7faeb652d2a0514178ea",
     ),
+    "infoflow-dehaze": Preset(
+        name="infoflow-dehaze",
+        task="dehaze",
+        architecture="infoflow",
+        config=INFOFLOW_DEHAZE,
+        description="5-level information-flow generator trained (pure L1) on synthetic haze; a CPU run below AOD-Net/DCP, see its card",
+        weights="infoflow-dehaze.safetensors",
+        sha256="3ce68c9a08e8b62704eba917d06e5094f7e1b16fd74c880a9b929ff80f09fc37",
+    ),
     "infoflow-paper": Preset(
         name="infoflow-paper",
         task="any",
@@ -146,6 +155,7 @@ DEFAULT_MODEL_FOR_TASK: dict[str, str] = {
     "derain": "taylor-derain",
     "deblur": "golf-deblur",
     "denoise": "infoflow-denoise",
+    "dehaze": "infoflow-dehaze",
 }
 
 

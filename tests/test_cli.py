@@ -242,3 +242,12 @@ def test_shipped_deblur_model_improves_blurred_images(tmp_path):
     assert result.returncode == 0, result.stderr
     rows = {row["label"]: row for row in json.loads(result.stdout)["results"]}
     assert rows["golf-deblur"]["psnr_y"] > rows["input"]["psnr_y"] + 0.5
+
+
+@pytest.mark.parametrize("task, model, gain", [("denoise", "infoflow-denoise", 3.0), ("dehaze", "infoflow-dehaze", 5.0)])
+def test_shipped_default_models_improve_their_embedded_sets(task, model, gain):
+    """The embedded sets: bundled photographs with seeded synthetic noise (sigma 25) or haze."""
+    result = restore("benchmark", "--task", task, "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {row["label"]: row for row in json.loads(result.stdout)["results"]}
+    assert rows[model]["psnr_y"] > rows["input"]["psnr_y"] + gain
