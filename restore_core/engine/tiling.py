@@ -2,7 +2,7 @@
 
 * :func:`pad_to_multiple` / :func:`run_padded`: reflect-pad so height and width
   are multiples of the model's size multiple, run, crop back.
-* :func:`tile_starts` / :func:`blend_window` / :func:`run_tiled`: split a large
+* :func:`tile_spans` / :func:`blend_window` / :func:`run_tiled`: split a large
   image into overlapping tiles, run each, and blend the overlaps with a
   smooth window so seams do not show. Only one tile (plus the output
   accumulators) is resident at a time.
@@ -39,15 +39,20 @@ def run_padded(model: Model, x: torch.Tensor, multiple: int) -> torch.Tensor:
     return model(padded)[..., :height, :width]
 
 
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of size ``tile`` covering ``[0, length)`` with at least
-    ``overlap`` pixels shared between neighbours; the last tile ends at ``length``."""
+def tile_spans(length: int, tile: int, overlap: int, multiple: int = 1) -> list[tuple[int, int]]:
+    """``(start, end)`` of tiles covering ``[0, length)``.
+
+    Starts are multiples of ``multiple``: a network that downsamples k times by 2 is
+    shift-equivariant only by multiples of 2^k, so a tile must see the whole image's
+    downsampling phase, or its output differs everywhere, not just at its borders.
+    Neighbours share at least ``overlap`` pixels; tiles are ``tile`` long except the
+    last, which ends at ``length`` (up to ``tile + multiple - 1`` long)."""
     if tile >= length:
-        return [0]
-    stride = max(tile - overlap, 1)
-    starts = list(range(0, length - tile, stride))
-    starts.append(length - tile)
-    return starts
+        return [(0, length)]
+    stride = max((tile - overlap) // multiple * multiple, multiple)
+    last = (length - tile) // multiple * multiple
+    starts = list(range(0, last, stride))
+    return [(s, s + tile) for s in starts] + [(last, length)]
 
 
 def blend_window(height: int, width: int, overlap: int, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -70,25 +75,27 @@ def blend_window(height: int, width: int, overlap: int, device=None, dtype=torch
 def run_tiled(model: Model, x: torch.Tensor, tile: int, overlap: int, multiple: int) -> torch.Tensor:
     """Run ``model`` over ``x`` (N x C x H x W) in overlapping ``tile``-sized tiles.
 
-    Tiles are rounded up to ``multiple``; edge tiles are shifted inwards (never
-    padded) when the image is large enough, so every tile sees real pixels.
+    Tiles are rounded up to ``multiple`` and start on multiples of it
+    (:func:`tile_spans`); the last row and column of tiles end at the image border.
     The output is the weighted average of tile outputs (:func:`blend_window`).
     """
     height, width = x.shape[-2:]
     tile = max(multiple, -(-tile // multiple) * multiple)
     if tile >= height and tile >= width:
         return run_padded(model, x, multiple)
-    tile_h, tile_w = min(tile, height), min(tile, width)
     output = None
     weight_sum = torch.zeros((1, 1, height, width), device=x.device, dtype=torch.float32)
-    window = blend_window(tile_h, tile_w, overlap, device=x.device)  # every tile has this size
-    for top in tile_starts(height, tile_h, overlap):
-        for left in tile_starts(width, tile_w, overlap):
-            patch = x[..., top : top + tile_h, left : left + tile_w]
-            restored = run_padded(model, patch, multiple).float()
+    windows: dict[tuple[int, int], torch.Tensor] = {}  # by tile size: only the last row/column differ
+    for top, bottom in tile_spans(height, tile, overlap, multiple):
+        for left, right in tile_spans(width, tile, overlap, multiple):
+            size = (bottom - top, right - left)
+            if size not in windows:
+                windows[size] = blend_window(*size, overlap, device=x.device)
+            window = windows[size]
+            restored = run_padded(model, x[..., top:bottom, left:right], multiple).float()
             if output is None:
                 output = torch.zeros((x.shape[0], restored.shape[1], height, width), device=x.device, dtype=torch.float32)
-            output[..., top : top + tile_h, left : left + tile_w] += restored * window
-            weight_sum[..., top : top + tile_h, left : left + tile_w] += window
+            output[..., top:bottom, left:right] += restored * window
+            weight_sum[..., top:bottom, left:right] += window
     assert output is not None
     return output.div_(weight_sum)  # in place: no second full-size buffer

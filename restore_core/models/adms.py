@@ -124,6 +124,10 @@ class ADMSNet(nn.Module):
         self.conditions: torch.Tensor | None = None  # N x K, set per batch by condition()
         self._cache: tuple | None = None  # (key, merged parameters per image)
 
+    @property
+    def size_multiple(self) -> int:
+        return int(getattr(self.base, "size_multiple", 1))
+
     # -- run-time settings -------------------------------------------------------
     def set_degradation(self, degradation: str | None) -> None:
         """Force one degradation (one-hot ĉ) for every image; None = detect."""
