@@ -135,6 +135,15 @@ PRESETS: dict[str, Preset] = {
         weights="infoflow-dehaze.safetensors",
         sha256="3ce68c9a08e8b62704eba917d06e5094f7e1b16fd74c880a9b929ff80f09fc37",
     ),
+    "adms": Preset(
+        name="adms",
+        task="all",
+        architecture="adms",
+        config={"base_architecture": "unet", "base": UNET_S},
+        description="ADMS all-in-one (rain, blur, noise, haze) around unet-s: a short CPU run, below the single-task models, see its card",
+        weights="adms.safetensors",
+        sha256="50e476d7233bdf5d5c4f440bd116a43cae65aff2e31fdadd139f40b43613a4cf",
+    ),
     "infoflow-paper": Preset(
         name="infoflow-paper",
         task="any",
@@ -156,6 +165,7 @@ DEFAULT_MODEL_FOR_TASK: dict[str, str] = {
     "deblur": "golf-deblur",
     "denoise": "infoflow-denoise",
     "dehaze": "infoflow-dehaze",
+    "auto": "adms",
 }
 
 
