@@ -130,6 +130,9 @@ def run_restore(
     # SIGTERM (a batch scheduler's stop) ends the run like Ctrl-C: the image in flight
     # is abandoned before its atomic rename, so no partial file is left.
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    # SIGINT explicitly too: a process started in the background by a non-interactive
+    # shell inherits SIGINT ignored, and `kill -INT` must still stop it cleanly.
+    signal.signal(signal.SIGINT, _raise_interrupt)
     options = RunOptions(tile=tile, tile_overlap=tile_overlap, batch_size=batch_size, precision=precision, max_pixels=max_pixels)
     start = time.perf_counter()
     done: list[ImageResult] = list(results)
