@@ -15,6 +15,7 @@ from rich.table import Table
 from cli.console import err_console, fail
 from restore_core.checkpoint import CheckpointError
 from restore_core.device import pick_device
+from restore_core.engine.ensemble import TRANSFORMS_FOR_TASK
 from restore_core.evaluation import Protocol, Summary, evaluate_samples
 from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task
 
@@ -70,6 +71,7 @@ def benchmark(
     count: int = typer.Option(8, "--count", help="With --speed: images per size."),
     iterations: Optional[int] = typer.Option(None, "--iterations", help="Golf Optimizer models: taps of G (as restore deblur --iterations)."),
     growth: bool = typer.Option(False, "--growth", help="Measure cost growth: wall time vs number of images (10/100/1000) and vs pixels per image, plus start-up."),
+    self_ensemble: bool = typer.Option(False, "--self-ensemble", help="Also score each model averaged over the task's flipped/rotated views (rows <model>-xN, N views)."),
 ) -> None:
     """Score models on a paired dataset (with the input as a baseline row), or time them.
 
@@ -151,6 +153,10 @@ def benchmark(
     summaries = [evaluate_samples(samples, None, "input", protocol)]
     for restorer in restorers:
         summaries.append(evaluate_samples(samples, restorer.restore_array, restorer.descriptor.name, protocol, save_images))
+        if self_ensemble:
+            views = TRANSFORMS_FOR_TASK[task]
+            ensembled = Restorer(restorer.descriptor, torch_device, precision, tile, ensemble=views)
+            summaries.append(evaluate_samples(samples, ensembled.restore_array, f"{restorer.descriptor.name}-x{len(views)}", protocol, save_images))
     header = {
         "dataset": data.name,
         "root": str(root),
@@ -161,6 +167,7 @@ def benchmark(
         "precision": str(restorers[0].dtype).replace("torch.", "") if restorers else None,
         "tile": tile,
         "iterations": iterations,
+        "self_ensemble": list(TRANSFORMS_FOR_TASK[task]) if self_ensemble else None,
         "models": [{"name": d.name, "architecture": d.architecture, "sha256": d.sha256, "parameters": d.parameters} for d in descriptors],
         "wall_seconds": round(time.perf_counter() - start, 2),
         "images_per_second": {s.label: (1.0 / s.seconds_per_image if s.seconds_per_image else None) for s in summaries[1:]},

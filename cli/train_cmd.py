@@ -11,7 +11,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from cli.console import err_console, fail
-from restore_core.configs import ConfigError, config_to_dict, override
+from restore_core.configs import ConfigError, config_to_dict, override_many
 from restore_core.device import pick_device
 from restore_core.training.recipes import RECIPES, ADMSRecipe, load_recipe
 
@@ -62,11 +62,13 @@ def train(
 
     try:
         chosen = load_recipe(recipe)
+        pairs = []
         for item in settings:
             if "=" not in item:
                 raise ConfigError(f"--set expects key=value, got {item!r}")
             key, value = item.split("=", 1)
-            chosen = override(chosen, key.strip(), value.strip())
+            pairs.append((key.strip(), value.strip()))
+        chosen = override_many(chosen, pairs)
         changes = {k: v for k, v in {"batch_size": batch_size, "patch_size": patch_size, "lr": lr,
                                      "init": str(init) if init else None,
                                      "perceptual_weights": str(perceptual_weights) if perceptual_weights else None}.items() if v is not None}

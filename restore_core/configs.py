@@ -100,22 +100,29 @@ def config_from_dict(cls: type[T], data: dict[str, Any], where: str = "config") 
 def override(config: T, dotted_key: str, raw_value: str) -> T:
     """Return ``config`` with ``a.b.c=value`` replaced; the value is parsed as JSON
     when it parses, else taken as a string, then type-checked."""
+    return override_many(config, [(dotted_key, raw_value)])
+
+
+def override_many(config: T, settings: list[tuple[str, str]]) -> T:
+    """Apply several ``a.b.c=value`` settings, then type-check and validate once, so
+    settings that must change together (``steps`` and ``stages``) can be given together."""
     import json
 
-    try:
-        value: Any = json.loads(raw_value)
-    except json.JSONDecodeError:
-        value = raw_value
     data = config_to_dict(config)
-    node = data
-    parts = dotted_key.split(".")
-    for part in parts[:-1]:
-        if not isinstance(node, dict) or part not in node:
+    for dotted_key, raw_value in settings:
+        try:
+            value: Any = json.loads(raw_value)
+        except json.JSONDecodeError:
+            value = raw_value
+        node = data
+        parts = dotted_key.split(".")
+        for part in parts[:-1]:
+            if not isinstance(node, dict) or part not in node:
+                raise ConfigError(f"unknown setting {dotted_key!r}")
+            node = node[part]
+        if not isinstance(node, dict) or (parts[-1] not in node and not _is_free_dict(config, parts)):
             raise ConfigError(f"unknown setting {dotted_key!r}")
-        node = node[part]
-    if not isinstance(node, dict) or (parts[-1] not in node and not _is_free_dict(config, parts)):
-        raise ConfigError(f"unknown setting {dotted_key!r}")
-    node[parts[-1]] = value
+        node[parts[-1]] = value
     return config_from_dict(type(config), data)
 
 

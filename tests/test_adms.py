@@ -16,7 +16,7 @@ import torch
 from conftest import SAMPLES
 
 from restore_core.attribution import filter_params
-from restore_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from restore_core.checkpoint import load_checkpoint, save_checkpoint
 from restore_core.engine.runner import Restorer
 from restore_core.metrics import psnr
 from restore_core.models import build_model

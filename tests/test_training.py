@@ -73,6 +73,19 @@ def test_recipe_file_overrides_a_base(tmp_path):
     assert recipe.steps == 10 and recipe.model["order"] == 1 and recipe.lr == 1e-3
 
 
+def test_settings_that_must_change_together_are_validated_together():
+    """`--set steps=5000 --set stages=[5000,0]`: each alone breaks the sum rule."""
+    from restore_core.configs import ConfigError, override, override_many
+
+    golf = RECIPES["golf-deblur"]
+    with pytest.raises(ConfigError, match="stages"):
+        override(golf, "steps", "5000")
+    both = override_many(golf, [("steps", "5000"), ("stages", "[5000, 0]"), ("model.iterations", "0")])
+    assert both.steps == 5000 and both.stages == (5000, 0) and both.model["iterations"] == 0
+    with pytest.raises(ConfigError, match="unknown setting"):
+        override_many(golf, [("steps", "10"), ("no_such", "1")])
+
+
 def test_paper_schedule_decays_by_0_2_at_30_50_80_percent():
     recipe = replace(RECIPES["taylor-derain"], steps=100)
     assert [recipe.lr_at(s) for s in (0, 29, 30, 50, 80, 99)] == pytest.approx([1e-3, 1e-3, 2e-4, 4e-5, 8e-6, 8e-6])

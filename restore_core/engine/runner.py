@@ -24,6 +24,7 @@ import torch
 
 from restore_core.checkpoint import ModelDescriptor
 from restore_core.device import pick_dtype
+from restore_core.engine.ensemble import self_ensemble
 from restore_core.engine.inputs import Job
 from restore_core.engine.tiling import run_padded, run_tiled
 from restore_core.io.images import DEFAULT_MAX_PIXELS, ImageError, LoadedImage, read_image, write_image
@@ -71,7 +72,15 @@ class ImageResult:
 class Restorer:
     """A model ready for inference on one device and precision, with tiling."""
 
-    def __init__(self, descriptor: ModelDescriptor, device: torch.device, precision: str = "auto", tile: int = 0, tile_overlap: int = 32) -> None:
+    def __init__(
+        self,
+        descriptor: ModelDescriptor,
+        device: torch.device,
+        precision: str = "auto",
+        tile: int = 0,
+        tile_overlap: int = 32,
+        ensemble: tuple[int, ...] = (),
+    ) -> None:
         self.descriptor = descriptor
         self.device = device
         self.dtype = pick_dtype(precision, device, descriptor.supports_half)
@@ -80,6 +89,8 @@ class Restorer:
         self.tile = tile
         self.tile_overlap = tile_overlap
         self.multiple = max(1, descriptor.size_multiple)
+        # Self-ensemble: the dihedral views to average (engine.ensemble); () = off.
+        self.ensemble = tuple(ensemble)
         self.notices: list[str] = []  # things the user should hear about (e.g. an OOM retry)
         # All-in-one models decide per whole image what to restore, before any tiling.
         self.conditions_model = hasattr(self.model, "condition")
@@ -117,6 +128,11 @@ class Restorer:
         return y.float().clamp_(0, 1)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.ensemble:
+            return self_ensemble(self._forward_once, x, self.ensemble)
+        return self._forward_once(x)
+
+    def _forward_once(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x.contiguous(memory_format=torch.channels_last))
 
     def restore_array(self, rgb: np.ndarray) -> np.ndarray:
