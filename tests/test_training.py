@@ -205,3 +205,24 @@ def test_gopro_scene_layout_is_a_training_folder(tmp_path):
     assert prepare_data(recipe).summary["paired"][str(tmp_path / "GoPro")]["train"] == 4
     with pytest.raises(ValueError, match="nor GoPro-style"):
         list_training_pairs(tmp_path / "GoPro" / "train" / "GOPR0372_07_00" / "blur")
+
+
+def test_grey_photographs_get_grey_degradations_and_colour_ones_colour():
+    """Train400 is grey: its patches must carry the same noise in all three channels,
+    as the grey test sets do, while colour photographs keep independent noise."""
+    from functools import partial
+
+    from restore_core.degradations.noise import NoiseConfig, add_noise
+    from restore_core.training.data import PairedImage, PatchSampler
+
+    rng = np.random.default_rng(0)
+    grey = np.repeat(rng.integers(0, 256, (40, 40, 1), dtype=np.uint8), 3, axis=2)
+    colour = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    degrade = partial(add_noise, config=NoiseConfig(sigma=(25.0, 25.0)))
+    for image, want_grey in ((grey, True), (colour, False)):
+        sampler = PatchSampler([], [PairedImage(None, image)], 32, lambda x, r: degrade(x, r))
+        noisy, clean = sampler.sample(np.random.default_rng(1))
+        noise = noisy - clean
+        assert 20 / 255 < noise[..., 0].std() < 30 / 255
+        same = np.array_equal(noisy[..., 0], noisy[..., 1]) and np.array_equal(noisy[..., 0], noisy[..., 2])
+        assert same == want_grey

@@ -55,6 +55,11 @@ class PairedImage:
     clean: np.ndarray  # uint8 H x W x 3
 
 
+def is_grey(image: np.ndarray) -> bool:
+    """True when the H x W x 3 ``image`` has three identical channels."""
+    return bool(np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 0], image[..., 2]))
+
+
 def _augment(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
     """Same random flip / 90-degree rotation for every array in ``arrays``."""
     k = int(rng.integers(4))
@@ -115,8 +120,15 @@ class PatchSampler:
             return degraded.astype(np.float32) / 255.0, clean.astype(np.float32) / 255.0
         item = self.clean[int(rng.integers(len(self.clean)))]
         (clean,) = _augment(self._crop([item.clean], rng), rng)
+        grey = is_grey(clean)
         clean = clean.astype(np.float32) / 255.0
-        return self.degrade(clean, rng), clean
+        degraded = self.degrade(clean, rng)
+        if grey:
+            # A grey photograph is degraded as a grey camera records it: one channel's
+            # degradation for all three. Independent noise per channel would teach colour
+            # noise that grey inputs (BSD68, Set12) never have.
+            degraded = np.ascontiguousarray(np.repeat(degraded[..., :1], 3, axis=2))
+        return degraded, clean
 
     def batch(self, seed: int, step: int, batch_size: int, rank: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Batch number ``step`` as N x 3 x P x P float32 arrays (degraded, clean).
