@@ -71,6 +71,8 @@ def benchmark(
     count: int = typer.Option(8, "--count", help="With --speed: images per size."),
     iterations: Optional[int] = typer.Option(None, "--iterations", help="Golf Optimizer models: taps of G (as restore deblur --iterations)."),
     growth: bool = typer.Option(False, "--growth", help="Measure cost growth: wall time vs number of images (10/100/1000) and vs pixels per image, plus start-up."),
+    compile_model: bool = typer.Option(False, "--compile", help="torch.compile the models (with --speed: compare against eager)."),
+    threads: int = typer.Option(0, "--threads", help="CPU threads for torch (0 = torch's default)."),
     self_ensemble: bool = typer.Option(False, "--self-ensemble", help="Also score each model averaged over the task's flipped/rotated views (rows <model>-xN, N views)."),
 ) -> None:
     """Score models on a paired dataset (with the input as a baseline row), or time them.
@@ -87,6 +89,8 @@ def benchmark(
     """
     from restore_core.engine.runner import Restorer, RunOptions
 
+    if threads:
+        torch.set_num_threads(threads)
     try:
         torch_device = pick_device(device)
         names = models or [DEFAULT_MODEL_FOR_TASK.get(task, "")]
@@ -96,7 +100,8 @@ def benchmark(
                 descriptor.apply_setting("iterations", iterations)
     except (CheckpointError, ValueError) as exc:
         fail(str(exc), code=2)
-    restorers = [Restorer(d, torch_device, precision, tile) for d in descriptors]
+    # With --speed, --compile adds compiled rows beside the eager ones; otherwise it compiles the models.
+    restorers = [Restorer(d, torch_device, precision, tile, compile=compile_model and not speed) for d in descriptors]
 
     if growth:
         from restore_core.engine.speed import measure_growth, measure_startup
@@ -123,14 +128,19 @@ def benchmark(
         from restore_core.engine.speed import measure_speed
 
         rows = []
-        for restorer in restorers:
+        variants = [(r, r.descriptor.name) for r in restorers]
+        if compile_model:
+            variants += [(Restorer(r.descriptor, torch_device, precision, tile, compile=True), f"{r.descriptor.name}+compile") for r in restorers]
+        for restorer, label in variants:
             for size in sizes.split(","):
                 width, height = _parse_size(size.strip())
                 result = measure_speed(restorer, width, height, count, RunOptions(tile=tile, precision=precision))
-                rows.append({"model": restorer.descriptor.name, "device": str(torch_device), "width": width, "height": height,
+                rows.append({"model": label, "device": str(torch_device), "width": width, "height": height,
                              "images": count, "bare_images_per_s": result.bare_images_per_s,
                              "end_to_end_images_per_s": result.end_to_end_images_per_s, "ratio": result.ratio,
                              "ms_per_megapixel": result.ms_per_megapixel})
+            for notice in restorer.notices:
+                err_console.print(f"[yellow]warning:[/yellow] {label}: {notice}", highlight=False)
         table = Table("model", "size", "bare img/s", "CLI img/s", "CLI / bare", "ms per MP")
         for r in rows:
             table.add_row(r["model"], f"{r['width']}x{r['height']}", f"{r['bare_images_per_s']:.3f}",

@@ -63,6 +63,8 @@ def run_restore(
     shard: Optional[str] = None,
     model_settings: Optional[dict] = None,
     self_ensemble: bool = False,
+    compile_model: bool = False,
+    threads: int = 0,
 ) -> None:
     """Shared body of every restoration command: plan, check, load, stream, report.
 
@@ -75,6 +77,8 @@ def run_restore(
         ext = ext if ext.startswith(".") else "." + ext
         if ext.lower() not in SUPPORTED_EXTENSIONS:
             fail(f"--ext {ext}: unsupported; use one of {', '.join(SUPPORTED_EXTENSIONS)}", code=2)
+    if threads < 0:
+        fail("--threads must be >= 0 (0 = torch's default)", code=2)
     if tile < 0 or tile_overlap < 0 or batch_size < 1:
         fail("--tile and --tile-overlap must be >= 0 and --batch-size >= 1", code=2)
     if tile and tile_overlap >= tile:
@@ -116,6 +120,10 @@ def run_restore(
 
     for result in results:
         _emit(result, as_json)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     try:
         torch_device = pick_device(device)
         descriptor = load_for_task(model, task, str(torch_device)) if runnable else None
@@ -124,7 +132,7 @@ def run_restore(
                 if value is not None:
                     descriptor.apply_setting(name, value)
         views = TRANSFORMS_FOR_TASK[task] if self_ensemble else ()
-        restorer = Restorer(descriptor, torch_device, precision, tile, tile_overlap, views) if descriptor else None
+        restorer = Restorer(descriptor, torch_device, precision, tile, tile_overlap, views, compile_model) if descriptor else None
     except (CheckpointError, ValueError) as exc:
         fail(str(exc), code=2)
     if descriptor is not None and descriptor.task not in (task, "any", "all") and not quiet:
@@ -211,9 +219,12 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
         max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", help="Refuse images larger than this many pixels."),
         shard: Optional[str] = typer.Option(None, "--shard", help="I/N: process only shard I of N of the sorted inputs (split a job over N machines)."),
         self_ensemble: bool = typer.Option(False, "--self-ensemble", help="Average the model over flipped/rotated views of each image (those the task's models handle: 2 to 8): a little better, 2-8x slower."),
+        compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model (Inductor; needs a C++ compiler): slower start, then faster on many same-size images."),
+        threads: int = typer.Option(0, "--threads", help="CPU threads for torch (0 = torch's default, one per core)."),
         **settings: Any,
     ) -> None:
-        run_restore(task, source, out_dir, model, device, tile, tile_overlap, batch_size, precision, recursive, suffix, ext, overwrite, skip_existing, as_json, quiet, max_pixels, shard, settings, self_ensemble)
+        run_restore(task, source, out_dir, model, device, tile, tile_overlap, batch_size, precision, recursive, suffix, ext, overwrite,
+                    skip_existing, as_json, quiet, max_pixels, shard, settings, self_ensemble, compile_model, threads)
 
     # Typer reads the signature: replace **settings by the task's own options.
     signature = inspect.signature(command)

@@ -80,6 +80,7 @@ class Restorer:
         tile: int = 0,
         tile_overlap: int = 32,
         ensemble: tuple[int, ...] = (),
+        compile: bool = False,
     ) -> None:
         self.descriptor = descriptor
         self.device = device
@@ -91,6 +92,9 @@ class Restorer:
         self.multiple = max(1, descriptor.size_multiple)
         # Self-ensemble: the dihedral views to average (engine.ensemble); () = off.
         self.ensemble = tuple(ensemble)
+        # torch.compile (Inductor): compiled lazily on the first call, once per input
+        # shape until shapes are marked dynamic; falls back to eager if compiling fails.
+        self.compiled = torch.compile(self.model) if compile else None
         self.notices: list[str] = []  # things the user should hear about (e.g. an OOM retry)
         # All-in-one models decide per whole image what to restore, before any tiling.
         self.conditions_model = hasattr(self.model, "condition")
@@ -133,7 +137,17 @@ class Restorer:
         return self._forward_once(x)
 
     def _forward_once(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x.contiguous(memory_format=torch.channels_last))
+        x = x.contiguous(memory_format=torch.channels_last)
+        if self.compiled is not None:
+            try:
+                return self.compiled(x)
+            except torch.OutOfMemoryError:
+                raise
+            except Exception as exc:  # no C++ compiler, an unsupported operation, ...
+                self.compiled = None
+                first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+                self.notices.append(f"torch.compile failed ({first_line}); running without it")
+        return self.model(x)
 
     def restore_array(self, rgb: np.ndarray) -> np.ndarray:
         """One H x W x 3 float image in [0, 1] -> restored, same shape."""
