@@ -1,5 +1,5 @@
-"""Training losses: pixel losses, the Golf Optimizer's stage losses, and the
-VGG-11-BN perceptual loss.
+"""Training losses: pixel losses, a differentiable SSIM, the Golf Optimizer's
+stage losses, and the VGG-11-BN perceptual loss.
 
 Pure functions of tensors, plus :class:`VGGPerceptualLoss`, the one module here
 (it holds the frozen feature network). Which loss a recipe uses is decided in
@@ -19,6 +19,60 @@ PIXEL_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = 
     "l1": F.l1_loss,
     "mse": F.mse_loss,
 }
+
+
+# ITU-R BT.601 luma as MATLAB's rgb2ycbcr, for RGB in [0, 1]: Y = (16 + 65.481 R + 128.553 G + 24.966 B) / 255.
+LUMA_WEIGHTS = (65.481 / 255.0, 128.553 / 255.0, 24.966 / 255.0)
+LUMA_OFFSET = 16.0 / 255.0
+
+
+def luma(rgb: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, H, W)`` RGB in [0, 1] -> ``(B, 1, H, W)`` BT.601 luma in [0, 1], the Y
+    channel the benchmarks score (grey inputs with one channel are returned as they are)."""
+    if rgb.shape[1] == 1:
+        return rgb
+    weights = rgb.new_tensor(LUMA_WEIGHTS).view(1, 3, 1, 1)
+    return (rgb * weights).sum(dim=1, keepdim=True) + LUMA_OFFSET
+
+
+def gaussian_window(sigma: float = 1.5, truncate: float = 3.5) -> torch.Tensor:
+    """1-D normalised Gaussian of scikit-image's SSIM window: radius ``int(truncate·σ + 0.5)``
+    (11 taps for σ = 1.5)."""
+    radius = int(truncate * sigma + 0.5)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    return (g / g.sum()).float()
+
+
+def ssim_index(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0, sigma: float = 1.5) -> torch.Tensor:
+    """Mean SSIM of two ``(B, C, H, W)`` batches, per image (shape ``(B,)``), differentiable.
+
+    ``SSIM = ((2 μa μb + C1)(2 σab + C2)) / ((μa² + μb² + C1)(σa² + σb² + C2))`` with
+    ``C1 = (0.01 L)²``, ``C2 = (0.03 L)²`` and Gaussian-weighted local statistics (σ = 1.5,
+    population covariance), averaged over the positions where the window fits: the same
+    numbers as scikit-image's ``structural_similarity(gaussian_weights=True, sigma=1.5,
+    use_sample_covariance=False)``, which the benchmarks report.
+    """
+    channels = a.shape[1]
+    g = gaussian_window(sigma).to(a)
+    kernel_h = g.view(1, 1, 1, -1).repeat(channels, 1, 1, 1)
+    kernel_v = g.view(1, 1, -1, 1).repeat(channels, 1, 1, 1)
+
+    def blur(x: torch.Tensor) -> torch.Tensor:  # separable 'valid' Gaussian filter per channel
+        return F.conv2d(F.conv2d(x, kernel_h, groups=channels), kernel_v, groups=channels)
+
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mu_a, mu_b = blur(a), blur(b)
+    var_a = blur(a * a) - mu_a**2
+    var_b = blur(b * b) - mu_b**2
+    cov = blur(a * b) - mu_a * mu_b
+    ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return ssim_map.flatten(1).mean(dim=1)
+
+
+def ssim_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``1 − SSIM`` on BT.601 luma (the benchmarks' SSIM Y), averaged over the batch."""
+    return 1.0 - ssim_index(luma(output), luma(target)).mean()
 
 
 class PerceptualWeightsError(ValueError):
@@ -118,9 +172,13 @@ def content_loss(
     pixel: str = "mse",
     perceptual: VGGPerceptualLoss | None = None,
     perceptual_weight: float = 0.0,
+    ssim_weight: float = 0.0,
 ) -> torch.Tensor:
-    """``L = L_c + λ·L_p`` (Golf paper, overall loss); ``L_p`` only when a VGG is given."""
+    """``L = L_c + λ·L_p`` (Golf paper, overall loss); ``L_p`` only when a VGG is given.
+    ``ssim_weight`` > 0 adds ``w·(1 − SSIM_Y)`` (this project's option, not the paper's)."""
     loss = PIXEL_LOSSES[pixel](output, target)
+    if ssim_weight > 0:
+        loss = loss + ssim_weight * ssim_loss(output, target)
     if perceptual is not None and perceptual_weight > 0:
         loss = loss + perceptual_weight * perceptual(output, target)
     return loss

@@ -50,6 +50,7 @@ class Recipe:
     gamma: float = 0.2
     mapping_loss_weight: float = 1.0  # lambda of Eq. 21 (Taylor models)
     loss: str = "l1"  # pixel loss: l1 or mse (Taylor models always use Eq. 21)
+    ssim_weight: float = 0.0  # adds w * (1 - SSIM on luma) to the pixel loss (not in the papers; 0 = off)
     perceptual_weight: float = 0.0  # lambda of L_c + lambda * L_p (Golf paper: 5e-6)
     perceptual_weights: str = ""  # VGG-11-BN weights file for L_p; empty = pixel loss alone
     stages: tuple[int, ...] = ()  # Golf models: (steps training F, steps training G with F frozen); sum = steps
@@ -73,6 +74,8 @@ class Recipe:
             raise ConfigError(f"recipe {self.name}: stages must be two step counts (F, G) summing to steps={self.steps}, got {self.stages}")
         if self.loss not in ("l1", "mse"):
             raise ConfigError(f"recipe {self.name}: loss must be l1 or mse, got {self.loss!r}")
+        if self.ssim_weight < 0:
+            raise ConfigError(f"recipe {self.name}: ssim_weight must be >= 0, got {self.ssim_weight}")
 
     def stage_at(self, step: int) -> tuple[int, int, int]:
         """``(stage, first step of the stage, steps in the stage)``; stage 0 = the

@@ -205,7 +205,7 @@ def restoration_loss(
         return taylor_loss(model.expand(degraded), clean, recipe.mapping_loss_weight)
 
     def loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return content_loss(output, target, recipe.loss, perceptual, recipe.perceptual_weight)
+        return content_loss(output, target, recipe.loss, perceptual, recipe.perceptual_weight, recipe.ssim_weight)
 
     if isinstance(model, GolfOptimizer) and stage == 1:
         return loss(model.first(degraded), clean)
@@ -367,6 +367,8 @@ class Trainer:
             text = f"{pixel} alone (perceptual term off: no VGG-11-BN weights file given)"
         else:
             text = pixel
+        if self.recipe.ssim_weight > 0:
+            text += f" + {self.recipe.ssim_weight:g} x (1 - SSIM Y)"
         if self.recipe.stages:
             text += f"; Golf stage 1 = F for {self.recipe.stages[0]} steps, stage 2 = G on Eq. 4 with N = {self.recipe.train_iterations}, F frozen, {self.recipe.stages[1]} steps"
         return text + pretrain
