@@ -101,7 +101,7 @@ PRESETS: dict[str, Preset] = {
         config={**GOLF_FAST, "iterations": 0},
         description="Golf Optimizer (golf-fast: U-Net F and G) trained for camera-shake motion blur; default N = 0 taps (see its card)",
         weights="golf-deblur.safetensors",
-        sha256="ceca312e0b27d389fbb6bb3a7b67a862309a08cc593815feb97d9bc78f03a625",
+        sha256="a57417af5dfcf69433207a600f598b8eb22d8d256dd9345a516da5762e7cfa72",
     ),
     "golf-paper": Preset(
         name="golf-paper",
