@@ -13,6 +13,7 @@ import json
 import signal
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -42,59 +43,65 @@ def _emit(result: ImageResult, as_json: bool) -> None:
         err_console.print(f"[red]error:[/red] {result.input}: {result.error}", highlight=False, soft_wrap=True)
 
 
-def run_restore(
-    task: str,
-    source: str,
-    out_dir: Path,
-    model: Optional[str],
-    device: str,
-    tile: int,
-    tile_overlap: int,
-    batch_size: int,
-    precision: str,
-    recursive: bool,
-    suffix: str,
-    ext: Optional[str],
-    overwrite: bool,
-    skip_existing: bool,
-    as_json: bool,
-    quiet: bool,
-    max_pixels: int,
-    shard: Optional[str] = None,
-    model_settings: Optional[dict] = None,
-    self_ensemble: bool = False,
-    compile_model: bool = False,
-    threads: int = 0,
-) -> None:
+@dataclass(frozen=True)
+class RestoreRequest:
+    """Everything one restoration command was asked to do, as parsed from its options."""
+
+    task: str
+    source: str
+    out_dir: Path
+    model: Optional[str] = None
+    device: str = "auto"
+    tile: int = 0
+    tile_overlap: int = 32
+    batch_size: int = 1
+    precision: str = "auto"
+    recursive: bool = False
+    suffix: str = ""
+    ext: Optional[str] = None
+    overwrite: bool = False
+    skip_existing: bool = False
+    as_json: bool = False
+    quiet: bool = False
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    shard: Optional[str] = None
+    model_settings: dict[str, Any] = field(default_factory=dict)
+    self_ensemble: bool = False
+    compile_model: bool = False
+    threads: int = 0
+
+
+def run_restore(request: RestoreRequest) -> None:
     """Shared body of every restoration command: plan, check, load, stream, report.
 
     ``model_settings`` are task options applied to the loaded model (e.g. the
     Golf Optimizer's ``iterations``); a model without that setting is a usage error.
     """
-    if overwrite and skip_existing:
+    ext = request.ext
+    if request.overwrite and request.skip_existing:
         fail("--overwrite and --skip-existing contradict each other", code=2)
     if ext is not None:
         ext = ext if ext.startswith(".") else "." + ext
         if ext.lower() not in SUPPORTED_EXTENSIONS:
             fail(f"--ext {ext}: unsupported; use one of {', '.join(SUPPORTED_EXTENSIONS)}", code=2)
-    if threads < 0:
+    if request.threads < 0:
         fail("--threads must be >= 0 (0 = torch's default)", code=2)
-    if tile < 0 or tile_overlap < 0 or batch_size < 1:
+    if request.tile < 0 or request.tile_overlap < 0 or request.batch_size < 1:
         fail("--tile and --tile-overlap must be >= 0 and --batch-size >= 1", code=2)
-    if tile and tile_overlap >= tile:
-        fail(f"--tile-overlap ({tile_overlap}) must be smaller than --tile ({tile})", code=2)
-    if out_dir.exists() and not out_dir.is_dir():
-        fail(f"{out_dir}: the output folder exists and is not a folder", code=2)
+    if request.tile and request.tile_overlap >= request.tile:
+        fail(f"--tile-overlap ({request.tile_overlap}) must be smaller than --tile ({request.tile})", code=2)
+    if request.out_dir.exists() and not request.out_dir.is_dir():
+        fail(f"{request.out_dir}: the output folder exists and is not a folder", code=2)
     try:
-        jobs = collect_inputs(source, recursive, sys.stdin if source == "-" else None)
+        jobs = collect_inputs(request.source, request.recursive, sys.stdin if request.source == "-" else None)
     except InputError as exc:
         fail(str(exc), code=2)
-    if shard:
+    if request.shard:
         try:
-            jobs = select_shard(jobs, *parse_shard(shard))
+            jobs = select_shard(jobs, *parse_shard(request.shard))
         except InputError as exc:
             fail(str(exc), code=2)
-    jobs = plan_outputs(jobs, out_dir, suffix, ext)
+    jobs = plan_outputs(jobs, request.out_dir, request.suffix, ext)
 
     results: list[ImageResult] = []
     runnable: list[Job] = []
@@ -106,8 +113,8 @@ def run_restore(
             results.append(ImageResult(job.source, None, "error", error=f"another input also writes {job.output}; use --suffix or --ext"))
         elif job.output.exists() and job.source.exists() and job.output.resolve() == job.source.resolve():
             results.append(ImageResult(job.source, None, "error", error="the output would overwrite the input; choose another output folder or --suffix"))
-        elif job.output.exists() and not overwrite:
-            if skip_existing:
+        elif job.output.exists() and not request.overwrite:
+            if request.skip_existing:
                 results.append(ImageResult(job.source, job.output, "skipped"))
             else:
                 existing.append(job.output)
@@ -119,24 +126,24 @@ def run_restore(
         fail(f"{len(existing)} output(s) already exist: {shown}{more}; pass --overwrite or --skip-existing", code=2)
 
     for result in results:
-        _emit(result, as_json)
-    if threads:
+        _emit(result, request.as_json)
+    if request.threads:
         import torch
 
-        torch.set_num_threads(threads)
+        torch.set_num_threads(request.threads)
     try:
-        torch_device = pick_device(device)
-        descriptor = load_for_task(model, task, str(torch_device)) if runnable else None
+        torch_device = pick_device(request.device)
+        descriptor = load_for_task(request.model, request.task, str(torch_device)) if runnable else None
         if descriptor is not None:
-            for name, value in (model_settings or {}).items():
+            for name, value in request.model_settings.items():
                 if value is not None:
                     descriptor.apply_setting(name, value)
-        views = TRANSFORMS_FOR_TASK[task] if self_ensemble else ()
-        restorer = Restorer(descriptor, torch_device, precision, tile, tile_overlap, views, compile_model) if descriptor else None
+        views = TRANSFORMS_FOR_TASK[request.task] if request.self_ensemble else ()
+        restorer = Restorer(descriptor, torch_device, request.precision, request.tile, request.tile_overlap, views, request.compile_model) if descriptor else None
     except (CheckpointError, ValueError) as exc:
         fail(str(exc), code=2)
-    if descriptor is not None and descriptor.task not in (task, "any", "all") and not quiet:
-        err_console.print(f"[yellow]warning:[/yellow] model {descriptor.name} was trained for {descriptor.task}, not {task}")
+    if descriptor is not None and descriptor.task not in (request.task, "any", "all") and not request.quiet:
+        err_console.print(f"[yellow]warning:[/yellow] model {descriptor.name} was trained for {descriptor.task}, not {request.task}")
 
     # SIGTERM (a batch scheduler's stop) ends the run like Ctrl-C: the image in flight
     # is abandoned before its atomic rename, so no partial file is left.
@@ -144,26 +151,26 @@ def run_restore(
     # SIGINT explicitly too: a process started in the background by a non-interactive
     # shell inherits SIGINT ignored, and `kill -INT` must still stop it cleanly.
     signal.signal(signal.SIGINT, _raise_interrupt)
-    options = RunOptions(tile=tile, tile_overlap=tile_overlap, batch_size=batch_size, precision=precision, max_pixels=max_pixels)
+    options = RunOptions(tile=request.tile, tile_overlap=request.tile_overlap, batch_size=request.batch_size, precision=request.precision, max_pixels=request.max_pixels)
     start = time.perf_counter()
     done: list[ImageResult] = list(results)
     with Progress(
-        TextColumn(f"[bold]{task}"),
+        TextColumn(f"[bold]{request.task}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=err_console,
         transient=True,
-        disable=quiet or not err_console.is_terminal,
+        disable=request.quiet or not err_console.is_terminal,
     ) as bar:
-        progress = bar.add_task(task, total=len(runnable))
+        progress = bar.add_task(request.task, total=len(runnable))
         try:
             if restorer is not None:
                 for result in restore_stream(runnable, restorer, options):
                     while restorer.notices:
                         err_console.print(f"[yellow]warning:[/yellow] {restorer.notices.pop(0)}", highlight=False)
                     done.append(result)
-                    _emit(result, as_json)
+                    _emit(result, request.as_json)
                     bar.advance(progress)
         except KeyboardInterrupt:
             ok = sum(r.status == "ok" for r in done)
@@ -173,7 +180,7 @@ def run_restore(
     ok = sum(r.status == "ok" for r in done)
     failed = sum(r.status == "error" for r in done)
     skipped = sum(r.status == "skipped" for r in done)
-    if not quiet:
+    if not request.quiet:
         model_note = f" with {descriptor.name}" if descriptor else ""
         err_console.print(
             f"{ok} restored, {failed} failed, {skipped} skipped in {elapsed:.1f} s{model_note}", highlight=False
@@ -223,8 +230,12 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
         threads: int = typer.Option(0, "--threads", help="CPU threads for torch (0 = torch's default, one per core)."),
         **settings: Any,
     ) -> None:
-        run_restore(task, source, out_dir, model, device, tile, tile_overlap, batch_size, precision, recursive, suffix, ext, overwrite,
-                    skip_existing, as_json, quiet, max_pixels, shard, settings, self_ensemble, compile_model, threads)
+        run_restore(RestoreRequest(
+            task=task, source=source, out_dir=out_dir, model=model, device=device, tile=tile, tile_overlap=tile_overlap,
+            batch_size=batch_size, precision=precision, recursive=recursive, suffix=suffix, ext=ext, overwrite=overwrite,
+            skip_existing=skip_existing, as_json=as_json, quiet=quiet, max_pixels=max_pixels, shard=shard,
+            model_settings=settings, self_ensemble=self_ensemble, compile_model=compile_model, threads=threads,
+        ))
 
     # Typer reads the signature: replace **settings by the task's own options.
     signature = inspect.signature(command)
