@@ -124,7 +124,7 @@ PRESETS: dict[str, Preset] = {
         config=INFOFLOW_S,
         description="infoflow-s trained (pure L1) for blind Gaussian denoising, sigma 5-50; a short CPU run, see its card",
         weights="infoflow-denoise.safetensors",
-        sha256="5b6fd4b06863f348a43ae9f3cf1e58962240a16ddb4c7faeb652d2a0514178ea",
+        sha256="2bdb9198094168f1800efe79563196445c73616180240a3c12684d38c45006c9",
     ),
     "infoflow-dehaze": Preset(
         name="infoflow-dehaze",
