@@ -12,7 +12,8 @@ from restore_core.presets import PRESETS, shipped_weights
 
 
 def _headline(metrics: dict) -> str:
-    keys = [k for k in metrics if k.endswith("psnr_y") or k.endswith("psnr_rgb")]
+    """The PSNR entries of a card's metrics (``set/psnr`` for grey sets, ``set/psnr_y``, ``set/psnr_rgb``)."""
+    keys = [k for k in metrics if k.rsplit("/", 1)[-1] in ("psnr", "psnr_y", "psnr_rgb")]
     return ", ".join(f"{k} {metrics[k]:.2f}" for k in sorted(keys)) or "-"
 
 

@@ -138,6 +138,13 @@ def test_models_lists_the_shipped_weights():
     assert row["task"] == "derain" and row["parameters"] > 0 and row["metrics"]
 
 
+def test_models_headline_shows_grey_set_psnr_and_no_other_metrics():
+    from cli.models_cmd import _headline
+
+    line = _headline({"BSD68_sigma25/psnr": 27.515, "McMaster/psnr_rgb": 28.178, "McMaster/ssim_rgb": 0.7, "step": 2000})
+    assert line == "BSD68_sigma25/psnr 27.52, McMaster/psnr_rgb 28.18"
+
+
 def test_layouts_survive_the_cli(tmp_path, rng, tiny_checkpoint):
     src = tmp_path / "in"
     src.mkdir()
