@@ -101,7 +101,7 @@ PRESETS: dict[str, Preset] = {
         config={**GOLF_FAST, "iterations": 0},
         description="Golf Optimizer (golf-fast: U-Net F and G) trained for camera-shake motion blur; default N = 0 taps (see its card)",
         weights="golf-deblur.safetensors",
-        sha256="a57417af5dfcf69433207a600f598b8eb22d8d256dd9345a516da5762e7cfa72",
+        sha256="2208ccc96aef4b2431747a2eb78632c2bf5230b772162203eb38c4463a86428b",
     ),
     "golf-paper": Preset(
         name="golf-paper",
