@@ -43,3 +43,21 @@ def test_ssim_loss_is_zero_for_identical_images_and_has_gradients():
     loss.backward()
     assert loss.item() > torch.nn.functional.mse_loss(output, target).item()
     assert output.grad is not None and output.grad.abs().sum() > 0
+
+
+def test_recipe_ssim_weight_reaches_the_training_objective():
+    from dataclasses import replace
+
+    from restore_core.models import build_model
+    from restore_core.training.recipes import RECIPES
+    from restore_core.training.trainer import restoration_loss
+
+    torch.manual_seed(0)
+    tiny = {"width": 4, "levels": 1, "blocks_per_level": [1], "bottleneck_blocks": 1}
+    config = {"first_architecture": "unet", "first": tiny, "step_architecture": "unet", "step": tiny, "iterations": 0}
+    recipe = replace(RECIPES["golf-deblur"], model=config, steps=2, stages=(2, 0), ssim_weight=0.5)
+    model = build_model("golf", config)
+    degraded, clean = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    output = model.first(degraded)
+    expected = torch.nn.functional.mse_loss(output, clean) + 0.5 * ssim_loss(output, clean)
+    assert torch.allclose(restoration_loss(model, degraded, clean, recipe, stage=1), expected)
