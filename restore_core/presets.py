@@ -133,7 +133,7 @@ PRESETS: dict[str, Preset] = {
         config=INFOFLOW_DEHAZE,
         description="5-level information-flow generator trained (pure L1) on synthetic haze; a CPU run below AOD-Net/DCP, see its card",
         weights="infoflow-dehaze.safetensors",
-        sha256="3ce68c9a08e8b62704eba917d06e5094f7e1b16fd74c880a9b929ff80f09fc37",
+        sha256="bc445b34ff34be1b666f5285b328a420a5e71b4a8761a97c8f5f59c862d44421",
     ),
     "adms": Preset(
         name="adms",
