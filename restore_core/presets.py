@@ -124,7 +124,7 @@ PRESETS: dict[str, Preset] = {
         config=INFOFLOW_S,
         description="infoflow-s trained (pure L1) for blind Gaussian denoising, sigma 5-50; a short CPU run, see its card",
         weights="infoflow-denoise.safetensors",
-        sha256="2bdb9198094168f1800efe79563196445c73616180240a3c12684d38c45006c9",
+        sha256="42c2f9fd292e6561a650d2f77e63985c5e1f236d1fef98b46c7c596ec1a4257d",
     ),
     "infoflow-dehaze": Preset(
         name="infoflow-dehaze",
