@@ -23,10 +23,15 @@ def to_uint8_range(image: np.ndarray) -> np.ndarray:
     return np.round(np.clip(image.astype(np.float64), 0.0, 1.0) * 255.0)
 
 
+# ITU-R BT.601 luma as MATLAB's rgb2ycbcr: Y = 16 + 65.481 R + 128.553 G + 24.966 B (R, G, B in [0, 1]).
+LUMA_OFFSET = 16.0
+LUMA_WEIGHTS = (65.481, 128.553, 24.966)
+
+
 def rgb_to_y(rgb255: np.ndarray) -> np.ndarray:
     """MATLAB ``rgb2ycbcr`` luma of an H x W x 3 RGB array in [0, 255] (float64)."""
     r, g, b = rgb255[..., 0] / 255.0, rgb255[..., 1] / 255.0, rgb255[..., 2] / 255.0
-    return 16.0 + 65.481 * r + 128.553 * g + 24.966 * b
+    return LUMA_OFFSET + LUMA_WEIGHTS[0] * r + LUMA_WEIGHTS[1] * g + LUMA_WEIGHTS[2] * b
 
 
 def _in_space(image255: np.ndarray, space: Space) -> np.ndarray:

@@ -15,24 +15,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from restore_core.metrics import LUMA_OFFSET, LUMA_WEIGHTS
+
 PIXEL_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "l1": F.l1_loss,
     "mse": F.mse_loss,
 }
 
 
-# ITU-R BT.601 luma as MATLAB's rgb2ycbcr, for RGB in [0, 1]: Y = (16 + 65.481 R + 128.553 G + 24.966 B) / 255.
-LUMA_WEIGHTS = (65.481 / 255.0, 128.553 / 255.0, 24.966 / 255.0)
-LUMA_OFFSET = 16.0 / 255.0
-
-
 def luma(rgb: torch.Tensor) -> torch.Tensor:
-    """``(B, 3, H, W)`` RGB in [0, 1] -> ``(B, 1, H, W)`` BT.601 luma in [0, 1], the Y
-    channel the benchmarks score (grey inputs with one channel are returned as they are)."""
+    """``(B, 3, H, W)`` RGB in [0, 1] -> ``(B, 1, H, W)`` BT.601 luma scaled to [0, 1]
+    (:func:`restore_core.metrics.rgb_to_y` / 255, the Y channel the benchmarks score);
+    grey inputs with one channel are returned as they are."""
     if rgb.shape[1] == 1:
         return rgb
-    weights = rgb.new_tensor(LUMA_WEIGHTS).view(1, 3, 1, 1)
-    return (rgb * weights).sum(dim=1, keepdim=True) + LUMA_OFFSET
+    weights = rgb.new_tensor(LUMA_WEIGHTS).view(1, 3, 1, 1) / 255.0
+    return (rgb * weights).sum(dim=1, keepdim=True) + LUMA_OFFSET / 255.0
 
 
 def gaussian_window(sigma: float = 1.5, truncate: float = 3.5) -> torch.Tensor:
