@@ -86,5 +86,11 @@ def weights_agree(module: nn.Module, info: DistInfo) -> bool:
 
 
 def shutdown(info: DistInfo) -> None:
+    """Leave the process group once every rank is done.
+
+    The barrier matters: rank 0 writes the final checkpoint after the last
+    collective, and a rank that tears down its gloo connections while a peer
+    is still working can be aborted (SIGABRT) by gloo's connection checks."""
     if info.enabled and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
