@@ -11,9 +11,9 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from cli.console import err_console, fail
-from restore_core.configs import ConfigError, config_to_dict, override_many
+from restore_core.configs import ConfigError, changed_fields, config_to_dict, override_many
 from restore_core.device import pick_device
-from restore_core.training.recipes import RECIPES, ADMSRecipe, load_recipe
+from restore_core.training.recipes import RECIPES, ADMSRecipe, load_recipe, load_recorded_recipe
 
 
 class _StopFlag:
@@ -61,7 +61,12 @@ def train(
     from restore_core.training.trainer import Trainer, TrainingError, TrainingInterrupted, prepare_data
 
     try:
-        chosen = load_recipe(recipe)
+        named = load_recipe(recipe)
+        # --resume continues the run as recorded: its recipe.json (data included) is the base.
+        recorded = load_recorded_recipe(out, type(named)) if resume else None
+        if recorded is not None and recorded.name != named.name:
+            raise ConfigError(f"{out} was trained with recipe {recorded.name!r}, not {named.name!r}")
+        chosen = recorded or named
         pairs = []
         for item in settings:
             if "=" not in item:
@@ -92,6 +97,9 @@ def train(
         if holdout_every is not None:
             data_changes["holdout_every"] = holdout_every
         chosen = replace(chosen, data=replace(chosen.data, **data_changes))
+        if recorded is not None and (changes := changed_fields(recorded, chosen)):
+            raise ConfigError(f"--resume continues {out} as recorded in its recipe.json, and these options would change it: "
+                              f"{'; '.join(changes)}. To train on with other settings, start a new run with --init {out / 'last.safetensors'}")
         for folder in chosen.data.paired + chosen.data.clean + chosen.data.validation:
             if not Path(folder).is_dir():
                 raise ConfigError(f"{folder}: no such folder")
@@ -131,9 +139,6 @@ def train(
     if resume:
         try:
             trainer.resume()
-            saved = (out / "recipe.json")
-            if saved.exists():
-                say(f"resuming with the recipe given now; the run's original is in {saved}")
         except TrainingError as exc:
             fail(str(exc), code=2)
     elif (out / "state.safetensors").exists():

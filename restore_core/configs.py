@@ -35,6 +35,22 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     return convert(config)
 
 
+def changed_fields(before: Any, after: Any) -> list[str]:
+    """Dotted names of the fields whose values differ between two configs of one type,
+    each as ``name: old -> new`` (for messages such as a refused ``--resume``)."""
+
+    def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+        if isinstance(value, dict):
+            flat: dict[str, Any] = {}
+            for key, item in value.items():
+                flat.update(flatten(item, f"{prefix}{key}."))
+            return flat if value else {prefix[:-1]: {}}
+        return {prefix[:-1]: value}
+
+    old, new = flatten(config_to_dict(before)), flatten(config_to_dict(after))
+    return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)]
+
+
 def _coerce(tp: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)

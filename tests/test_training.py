@@ -226,3 +226,30 @@ def test_grey_photographs_get_grey_degradations_and_colour_ones_colour():
         assert 20 / 255 < noise[..., 0].std() < 30 / 255
         same = np.array_equal(noisy[..., 0], noisy[..., 1]) and np.array_equal(noisy[..., 0], noisy[..., 2])
         assert same == want_grey
+
+
+def test_resume_continues_the_recorded_recipe_and_refuses_changes(tmp_path):
+    """`--resume` reads the run's recipe.json (data included): a bare `--resume` trains on
+    the recorded data, and an option that would change the recipe is refused (exit 2)."""
+    import os
+    import subprocess
+    import sys
+
+    clean, recipe_file = _tiny_run_files(tmp_path, steps=4, checkpoint_every=2, val_every=1000)
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "OMP_NUM_THREADS": "1"}
+
+    def train(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "cli.main", "train", "--recipe", str(recipe_file), "--out", str(run_dir), "-q", *extra],
+                              capture_output=True, text=True, env=env, timeout=300)
+
+    first = train("--clean", str(clean), "--no-builtin-photographs")
+    assert first.returncode == 0, first.stderr
+    resumed = train("--resume")  # no data flags: the recorded ones are used
+    assert resumed.returncode == 0, resumed.stderr
+    assert str(clean) in (run_dir / "recipe.json").read_text()
+    changed = train("--resume", "--steps", "8")
+    assert changed.returncode == 2
+    message = " ".join(changed.stderr.split())
+    assert "steps: 4 -> 8" in message and "--init" in message
+    assert "recipe.json" in message

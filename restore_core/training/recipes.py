@@ -255,5 +255,18 @@ def load_recipe(name_or_path: str) -> Recipe | ADMSRecipe:
     return config_from_dict(Recipe, data, str(path))
 
 
+def load_recorded_recipe(run_dir: Path, kind: type) -> Recipe | ADMSRecipe | None:
+    """The recipe a run folder was trained with (its ``recipe.json``, every field
+    written out), or None when the folder has none. ``kind`` is the recipe class."""
+    path = Path(run_dir) / "recipe.json"
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return config_from_dict(kind, data, str(path))
+
+
 def with_data(recipe: Recipe, **changes: Any) -> Recipe:
     return replace(recipe, data=replace(recipe.data, **changes))
