@@ -97,9 +97,9 @@ def train(
         if holdout_every is not None:
             data_changes["holdout_every"] = holdout_every
         chosen = replace(chosen, data=replace(chosen.data, **data_changes))
-        if recorded is not None and (changes := changed_fields(recorded, chosen)):
+        if recorded is not None and (altered := changed_fields(recorded, chosen)):
             raise ConfigError(f"--resume continues {out} as recorded in its recipe.json, and these options would change it: "
-                              f"{'; '.join(changes)}. To train on with other settings, start a new run with --init {out / 'last.safetensors'}")
+                              f"{'; '.join(altered)}. To train on with other settings, start a new run with --init {out / 'last.safetensors'}")
         for folder in chosen.data.paired + chosen.data.clean + chosen.data.validation:
             if not Path(folder).is_dir():
                 raise ConfigError(f"{folder}: no such folder")
