@@ -124,7 +124,7 @@ PRESETS: dict[str, Preset] = {
         config=INFOFLOW_S,
         description="infoflow-s trained (pure L1) for blind Gaussian denoising, sigma 5-50; CPU runs below DnCNN/CBM3D, see its card",
         weights="infoflow-denoise.safetensors",
-        sha256="42c2f9fd292e6561a650d2f77e63985c5e1f236d1fef98b46c7c596ec1a4257d",
+        sha256="1d3de223adc8cd2ad2945b520948566b48dd5667d099bae337c32daec342c4d8",
     ),
     "infoflow-dehaze": Preset(
         name="infoflow-dehaze",
