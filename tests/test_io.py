@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from restore_core.io.images import ImageError, read_image, write_image
+from restore_core.io.images import ImageError, encode_grey_alpha_png, read_image, write_image
 
 
 def _round_trip(tmp_path, array_bgr, name):
@@ -44,6 +44,38 @@ def test_rgba_alpha_passes_through_untouched(tmp_path, rng):
     loaded, back = _round_trip(tmp_path, array, "rgba.png")
     assert loaded.layout == "rgba"
     assert back.shape == (10, 12, 4) and np.array_equal(back, array)
+
+
+def test_8_bit_grey_alpha_png_stays_grey_alpha(tmp_path, rng):
+    array = rng.integers(0, 256, size=(10, 12, 2), dtype=np.uint8)
+    src, dst = tmp_path / "la.png", tmp_path / "out_la.png"
+    Image.fromarray(array, mode="LA").save(src)
+    loaded = read_image(src)
+    assert loaded.layout == "grey+alpha" and loaded.bit_depth == 8
+    write_image(dst, loaded.rgb, loaded)
+    with Image.open(dst) as out:
+        assert out.mode == "LA" and np.array_equal(np.asarray(out), array)
+
+
+def test_16_bit_grey_alpha_png_keeps_depth_and_alpha(tmp_path, rng):
+    array = rng.integers(0, 65536, size=(9, 7, 2), dtype=np.uint16)
+    src, dst = tmp_path / "la16.png", tmp_path / "out_la16.png"
+    src.write_bytes(encode_grey_alpha_png(array))
+    loaded = read_image(src)
+    assert loaded.layout == "grey+alpha" and loaded.bit_depth == 16
+    write_image(dst, loaded.rgb, loaded)
+    assert dst.read_bytes()[24:26] == bytes([16, 4])  # IHDR: bit depth 16, colour type 4 (grey + alpha)
+    back = cv2.imread(str(dst), cv2.IMREAD_UNCHANGED)  # OpenCV expands it to BGRA
+    assert back.dtype == np.uint16
+    assert np.array_equal(back[..., 0], array[..., 0]) and np.array_equal(back[..., 3], array[..., 1])
+
+
+def test_multi_frame_image_is_refused_not_truncated(tmp_path, rng):
+    pages = [Image.fromarray(rng.integers(0, 256, size=(6, 8, 3), dtype=np.uint8)) for _ in range(3)]
+    path = tmp_path / "pages.tif"
+    pages[0].save(path, save_all=True, append_images=pages[1:])
+    with pytest.raises(ImageError, match="pages.tif: has 3 frames"):
+        read_image(path)
 
 
 def test_exif_rotated_jpeg_is_upright_and_metadata_kept(tmp_path):

@@ -102,16 +102,28 @@ def _to_unit_float(array: np.ndarray) -> tuple[np.ndarray, int]:
     raise ValueError(f"unsupported sample type {array.dtype}")
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _stores_grey_alpha(data: bytes, pillow_mode: str) -> bool:
+    """Whether the file holds grey + alpha (Pillow reports 16-bit PNGs of it as RGBA)."""
+    is_png_colour_type_4 = data.startswith(_PNG_SIGNATURE) and len(data) > 25 and data[25] == 4
+    return pillow_mode in ("LA", "La") or is_png_colour_type_4
+
+
 def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
     """Decode encoded image ``data``; errors are :class:`ImageError` naming ``path``."""
     if not data:
         raise ImageError(path, "empty file (0 bytes)")
-    orientation, icc, exif, fmt = 1, None, None, ""
+    orientation, icc, exif, fmt, mode = 1, None, None, "", ""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "Corrupt EXIF data": metadata is best-effort, pixels decide below
             with Image.open(io.BytesIO(data)) as header:
-                fmt = (header.format or "").lower()
+                fmt, mode = (header.format or "").lower(), header.mode
+                frames = getattr(header, "n_frames", 1)
+                if frames > 1:
+                    raise ImageError(path, f"has {frames} frames (multi-page or animated); only single-frame images are supported")
                 width, height = header.size
                 if width * height > max_pixels:
                     raise ImageError(
@@ -146,6 +158,9 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
     elif array.shape[2] == 3:
         layout = "rgb"
         rgb = array[..., ::-1]
+    elif array.shape[2] == 4 and _stores_grey_alpha(data, mode):  # OpenCV expands grey + alpha to BGRA
+        layout, alpha = "grey+alpha", array[..., 3].copy()
+        rgb = np.repeat(array[..., :1], 3, axis=2)
     elif array.shape[2] == 4:
         layout, alpha = "rgba", array[..., 3].copy()
         rgb = array[..., 2::-1]
@@ -219,6 +234,25 @@ def add_png_metadata(png: bytes, icc_profile: bytes | None, exif: bytes | None) 
     return png[:ihdr_end] + chunks + png[ihdr_end:]
 
 
+def encode_grey_alpha_png(pixels: np.ndarray) -> bytes:
+    """PNG colour type 4 (grey + alpha, 8 or 16 bits) from an H x W x 2 array.
+
+    OpenCV writes only 1, 3 or 4 channels and Pillow no 16-bit grey + alpha, so
+    this layout is encoded here: one IHDR, one IDAT of unfiltered rows, IEND.
+    """
+    height, width, _ = pixels.shape
+    depth = 16 if pixels.dtype == np.uint16 else 8
+    rows = pixels.astype(">u2" if depth == 16 else np.uint8).view(np.uint8).reshape(height, -1)
+    scanlines = np.hstack([np.zeros((height, 1), np.uint8), rows])  # filter type 0 per row
+    header = struct.pack(">IIBBBBB", width, height, depth, 4, 0, 0, 0)
+    return (
+        _PNG_SIGNATURE
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(scanlines.tobytes(), 6))
+        + _png_chunk(b"IEND", b"")
+    )
+
+
 def encode_image(rgb: np.ndarray, like: LoadedImage, extension: str, jpeg_quality: int = 95) -> bytes:
     """Encode restored ``rgb`` (float H x W x 3 in [0, 1]) in the layout, depth and
     metadata of ``like``, as the format of ``extension`` (".png", ".jpg", ...)."""
@@ -228,6 +262,11 @@ def encode_image(rgb: np.ndarray, like: LoadedImage, extension: str, jpeg_qualit
         pixels = pixels[..., :-1] if pixels.shape[2] == 4 else pixels[..., 0]  # JPEG has no alpha
     if pixels.ndim == 3 and pixels.shape[2] == 1:
         pixels = pixels[..., 0]
+    if pixels.ndim == 3 and pixels.shape[2] == 2:
+        if extension == ".png":
+            return add_png_metadata(encode_grey_alpha_png(pixels), like.icc_profile, like.exif)
+        grey, alpha = pixels[..., :1], pixels[..., 1:]
+        pixels = np.concatenate([grey, grey, grey, alpha], axis=2)  # other formats: RGBA with equal channels
     if pixels.dtype == np.uint8 and extension in (".jpg", ".jpeg", ".webp", ".tif", ".tiff"):
         # Pillow writes ICC and EXIF for these formats.
         pil = Image.fromarray(pixels)  # L, LA, RGB or RGBA inferred from the shape
