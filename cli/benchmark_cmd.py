@@ -17,6 +17,7 @@ from restore_core.checkpoint import CheckpointError
 from restore_core.device import pick_device
 from restore_core.engine.ensemble import TRANSFORMS_FOR_TASK
 from restore_core.evaluation import Protocol, Summary, evaluate_samples
+from restore_core.io.images import ImageError
 from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task
 
 
@@ -160,13 +161,16 @@ def benchmark(
     samples = data.samples[:limit] if limit else data.samples
     protocol = Protocol(crop_border=crop_border)
     start = time.perf_counter()
-    summaries = [evaluate_samples(samples, None, "input", protocol)]
-    for restorer in restorers:
-        summaries.append(evaluate_samples(samples, restorer.restore_array, restorer.descriptor.name, protocol, save_images))
-        if self_ensemble:
-            views = TRANSFORMS_FOR_TASK[task]
-            ensembled = Restorer(restorer.descriptor, torch_device, precision, tile, ensemble=views)
-            summaries.append(evaluate_samples(samples, ensembled.restore_array, f"{restorer.descriptor.name}-x{len(views)}", protocol, save_images))
+    try:  # a pair that cannot be read stops the benchmark: means over fewer pairs would not compare
+        summaries = [evaluate_samples(samples, None, "input", protocol)]
+        for restorer in restorers:
+            summaries.append(evaluate_samples(samples, restorer.restore_array, restorer.descriptor.name, protocol, save_images))
+            if self_ensemble:
+                views = TRANSFORMS_FOR_TASK[task]
+                ensembled = Restorer(restorer.descriptor, torch_device, precision, tile, ensemble=views)
+                summaries.append(evaluate_samples(samples, ensembled.restore_array, f"{restorer.descriptor.name}-x{len(views)}", protocol, save_images))
+    except ImageError as exc:
+        fail(str(exc), code=2)
     header = {
         "dataset": data.name,
         "root": str(root),

@@ -258,3 +258,26 @@ def test_shipped_default_models_improve_their_embedded_sets(task, model, gain):
     assert result.returncode == 0, result.stderr
     rows = {row["label"]: row for row in json.loads(result.stdout)["results"]}
     assert rows[model]["psnr_y"] > rows["input"]["psnr_y"] + gain
+
+
+def test_unreadable_data_image_stops_train_and_benchmark_with_one_line(tmp_path, tiny_checkpoint, rng):
+    """Training and benchmark data must all be readable: a corrupt file is named, exit 2, no traceback."""
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    cv2.imwrite(str(clean / "good.png"), rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
+    (clean / "broken.png").write_bytes(b"not an image")
+    trained = restore("train", "--recipe", "infoflow-denoise", "--clean", str(clean), "--no-builtin-photographs",
+                      "--steps", "1", "--patch-size", "32", "--batch-size", "1", "--out", str(tmp_path / "run"))
+    assert trained.returncode == 2
+    assert "broken.png: cannot decode image" in trained.stderr and "Traceback" not in trained.stderr
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+
+    pairs = tmp_path / "pairs"
+    for side in ("input", "target"):
+        (pairs / side).mkdir(parents=True)
+        cv2.imwrite(str(pairs / side / "a.png"), rng.integers(0, 256, (24, 24, 3), dtype=np.uint8))
+    (pairs / "input" / "b.png").write_bytes(b"not an image")
+    cv2.imwrite(str(pairs / "target" / "b.png"), rng.integers(0, 256, (24, 24, 3), dtype=np.uint8))
+    scored = restore("benchmark", "--root", str(pairs), "-m", str(tiny_checkpoint), "--task", "derain")
+    assert scored.returncode == 2
+    assert "b.png: cannot decode image" in scored.stderr and "Traceback" not in scored.stderr

@@ -44,8 +44,12 @@ _EXIF_ORIENTATION_TAG = 0x0112
 Image.MAX_IMAGE_PIXELS = None
 
 
-class ImageError(Exception):
-    """An image cannot be read or written; the message names the file and the cause."""
+class ImageError(ValueError):
+    """An image cannot be read or written; the message names the file and the cause.
+
+    A ValueError, so that the commands that read data folders (train,
+    attribute-filters) report it like any other bad-data error: one line, exit 2.
+    """
 
     def __init__(self, path: os.PathLike | str, cause: str) -> None:
         self.path = Path(path)
