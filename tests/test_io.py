@@ -78,6 +78,16 @@ def test_multi_frame_image_is_refused_not_truncated(tmp_path, rng):
         read_image(path)
 
 
+def test_camera_jpeg_with_an_mpo_preview_frame_is_read(tmp_path, rng):
+    """Many camera JPEGs are MPO files whose second frame is a preview: the photo is frame 1."""
+    photo = Image.fromarray(rng.integers(0, 256, size=(20, 30, 3), dtype=np.uint8))
+    path = tmp_path / "camera.jpg"
+    photo.save(path, format="MPO", save_all=True, append_images=[photo.resize((15, 10))])
+    with Image.open(path) as check:
+        assert check.format == "MPO" and check.n_frames == 2
+    assert read_image(path).size == (20, 30)
+
+
 def test_exif_rotated_jpeg_is_upright_and_metadata_kept(tmp_path):
     # A 40x20 (w x h) image whose left half is white, stored with orientation 6
     # (rotate 90 degrees clockwise to display): upright it is 20 wide, 40 tall.

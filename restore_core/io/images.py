@@ -107,6 +107,9 @@ def _to_unit_float(array: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Pages and animation frames are content: restoring the first alone would lose the
+# rest. (A camera JPEG's extra MPO frames are previews or depth maps: not refused.)
+_FORMATS_WHOSE_FRAMES_ARE_IMAGES = {"tiff", "webp", "png", "gif"}
 
 
 def _stores_grey_alpha(data: bytes, pillow_mode: str) -> bool:
@@ -126,7 +129,7 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
             with Image.open(io.BytesIO(data)) as header:
                 fmt, mode = (header.format or "").lower(), header.mode
                 frames = getattr(header, "n_frames", 1)
-                if frames > 1:
+                if frames > 1 and fmt in _FORMATS_WHOSE_FRAMES_ARE_IMAGES:
                     raise ImageError(path, f"has {frames} frames (multi-page or animated); only single-frame images are supported")
                 width, height = header.size
                 if width * height > max_pixels:
