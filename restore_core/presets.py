@@ -124,7 +124,7 @@ PRESETS: dict[str, Preset] = {
         config=INFOFLOW_S,
         description="infoflow-s trained (pure L1) for blind Gaussian denoising, sigma 5-50; CPU runs below DnCNN/CBM3D, see its card",
         weights="infoflow-denoise.safetensors",
-        sha256="1d3de223adc8cd2ad2945b520948566b48dd5667d099bae337c32daec342c4d8",
+        sha256="0d27ced5c38403c75f19e136db45981ff7a48bb8cca8b899958135979b30638f",
     ),
     "infoflow-dehaze": Preset(
         name="infoflow-dehaze",
