@@ -122,7 +122,7 @@ PRESETS: dict[str, Preset] = {
         task="denoise",
         architecture="infoflow",
         config=INFOFLOW_S,
-        description="infoflow-s trained (pure L1) for blind Gaussian denoising, sigma 5-50; CPU runs below DnCNN/CBM3D, see its card",
+        description="infoflow-s trained (pure L1) for blind Gaussian denoising (trained on sigma 5-50; oversmooths sigma 5); CPU runs below DnCNN/CBM3D, see its card",
         weights="infoflow-denoise.safetensors",
         sha256="0d27ced5c38403c75f19e136db45981ff7a48bb8cca8b899958135979b30638f",
     ),
