@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from cli.console import err_console, fail, table_console
+from cli.console import cell, fail, say, table_console
 from restore_core.checkpoint import CheckpointError
 
 
@@ -91,7 +91,7 @@ def attribute_filters(
     model = tuned.model
     theta_base = {k: v.detach() for k, v in base.model.named_parameters()}
     theta_target = {k: v.detach() for k, v in tuned.model.named_parameters()}
-    err_console.print(f"FAIG over {len(target_images)} target and {len(other_images)} other images, {steps} steps", highlight=False)
+    say(f"FAIG over {len(target_images)} target and {len(other_images)} other images, {steps} steps")
     scores = A.faig(model, theta_base, theta_target, target_images, other_images, steps)
     ranked = A.rank(scores)
     masks = A.top_masks(model, ranked, fraction)
@@ -100,7 +100,7 @@ def attribute_filters(
 
     rows = None
     if validate:
-        err_console.print("validating: reverting top filters to the baseline ...", highlight=False)
+        say("validating: reverting top filters to the baseline ...")
         rows = A.validate(model, theta_base, theta_target, target_images, other_images, scores, fraction, steps)
 
     if out is not None:
@@ -108,14 +108,14 @@ def attribute_filters(
                 "architecture": tuned.architecture, "config": json.dumps(tuned.config, sort_keys=True)}
         out.parent.mkdir(parents=True, exist_ok=True)
         save_file({k: v.to(torch.uint8) for k, v in masks.items()}, str(out), metadata=meta)
-        err_console.print(f"masks: {out} ({selected} of {total} filters)", highlight=False)
+        say(f"masks: {out} ({selected} of {total} filters)")
     if plot is not None:
         import cv2
 
         ok, png = cv2.imencode(".png", A.spread_plot(A.layer_counts(masks)))
         plot.parent.mkdir(parents=True, exist_ok=True)
         plot.write_bytes(png.tobytes())
-        err_console.print(f"plot: {plot}", highlight=False)
+        say(f"plot: {plot}")
 
     if as_json:
         print(json.dumps({
@@ -132,7 +132,7 @@ def attribute_filters(
     for column in ("rank", "layer", "filter", "score"):
         table.add_column(column, justify="right" if column != "layer" else "left")
     for position, f in enumerate(ranked[:show], start=1):
-        table.add_row(str(position), f.layer, str(f.index), f"{f.score:.4g}")
+        table.add_row(str(position), cell(f.layer), str(f.index), f"{f.score:.4g}")
     console.print(table)
     if rows:
         check = Table(title="PSNR drop (dB) after reverting the selected filters to the baseline")

@@ -12,7 +12,7 @@ import torch
 import typer
 from rich.table import Table
 
-from cli.console import err_console, fail
+from cli.console import cell, err_console, fail, say, warn
 from restore_core.checkpoint import CheckpointError
 from restore_core.device import pick_device
 from restore_core.engine.ensemble import TRANSFORMS_FOR_TASK
@@ -116,11 +116,11 @@ def benchmark(
                              "startup_seconds": startup})
         table = Table("model", "series", "images", "size", "seconds", "s per MP")
         for r in rows:
-            table.add_row(r["model"], r["series"], str(r["images"]), f"{r['width']}x{r['height']}", f"{r['seconds']:.2f}", f"{r['seconds_per_megapixel']:.3f}")
+            table.add_row(cell(r["model"]), r["series"], str(r["images"]), f"{r['width']}x{r['height']}", f"{r['seconds']:.2f}", f"{r['seconds_per_megapixel']:.3f}")
         err_console.print(table)
         for restorer in restorers:
             startup = next(r["startup_seconds"] for r in rows if r["model"] == restorer.descriptor.name)
-            err_console.print(f"start-up of a fresh process ({restorer.descriptor.name}: imports, model load, one 64x64 image): {startup:.2f} s", highlight=False)
+            say(f"start-up of a fresh process ({restorer.descriptor.name}: imports, model load, one 64x64 image): {startup:.2f} s")
         if as_json:
             print(json.dumps(rows, indent=2))
         return
@@ -141,10 +141,10 @@ def benchmark(
                              "end_to_end_images_per_s": result.end_to_end_images_per_s, "ratio": result.ratio,
                              "ms_per_megapixel": result.ms_per_megapixel})
             for notice in restorer.notices:
-                err_console.print(f"[yellow]warning:[/yellow] {label}: {notice}", highlight=False)
+                warn(f"{label}: {notice}")
         table = Table("model", "size", "bare img/s", "CLI img/s", "CLI / bare", "ms per MP")
         for r in rows:
-            table.add_row(r["model"], f"{r['width']}x{r['height']}", f"{r['bare_images_per_s']:.3f}",
+            table.add_row(cell(r["model"]), f"{r['width']}x{r['height']}", f"{r['bare_images_per_s']:.3f}",
                           f"{r['end_to_end_images_per_s']:.3f}", f"{r['ratio']:.3f}", f"{r['ms_per_megapixel']:.0f}")
         err_console.print(table)
         if as_json:
@@ -190,7 +190,7 @@ def benchmark(
     pairs = samples
     table = Table("model", "PSNR Y", "SSIM Y", "PSNR RGB", "SSIM RGB", "s/image", title=f"{root} ({len(pairs)} pairs)")
     for s in summaries:
-        table.add_row(s.label, f"{s.psnr_y:.3f}", f"{s.ssim_y:.4f}", f"{s.psnr_rgb:.3f}", f"{s.ssim_rgb:.4f}", f"{s.seconds_per_image:.2f}")
+        table.add_row(cell(s.label), f"{s.psnr_y:.3f}", f"{s.ssim_y:.4f}", f"{s.psnr_rgb:.3f}", f"{s.ssim_rgb:.4f}", f"{s.seconds_per_image:.2f}")
     err_console.print(table)
     if csv_path:
         with open(csv_path, "w", newline="") as handle:

@@ -1,4 +1,10 @@
-"""Shared terminal output: progress and logs on stderr, results on stdout."""
+"""Shared terminal output: progress and logs on stderr, results on stdout.
+
+Every message that carries user data (a path, a model name, an error from a
+decoder) is printed with Rich markup off: a file called ``photo[1].png`` or
+``scan[bold].tif`` must be named as it is, not eaten as a style tag (or, for a
+``[/...]`` in a folder name, crash the run with a MarkupError).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ from typing import NoReturn
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 err_console = Console(stderr=True)
 
@@ -16,7 +23,27 @@ def table_console() -> Console:
     return console if console.is_terminal else Console(width=160)
 
 
+def say(message: object) -> None:
+    """Print ``message`` as plain text on stderr (no markup, no highlighting)."""
+    err_console.print(str(message), markup=False, highlight=False, soft_wrap=True)
+
+
+def warn(message: str) -> None:
+    """Print ``warning: message`` on one line of stderr."""
+    err_console.print(Text.assemble(("warning:", "yellow"), " ", message), highlight=False, soft_wrap=True)
+
+
+def error(message: str) -> None:
+    """Print ``error: message`` on one line of stderr."""
+    err_console.print(Text.assemble(("error:", "red"), " ", message), highlight=False, soft_wrap=True)
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print ``error: message`` on one line of stderr and exit with ``code``."""
-    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    error(message)
     raise typer.Exit(code)
+
+
+def cell(value: object) -> Text:
+    """A table cell shown verbatim (model names and paths may contain brackets)."""
+    return Text(str(value))

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from cli.console import err_console, fail
+from cli.console import fail, say
 from restore_core.checkpoint import CheckpointError
 from restore_core.presets import PRESETS
 
@@ -19,7 +19,7 @@ def convert(
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help=f"Architecture and config of a preset ({', '.join(PRESETS)})."),
     architecture: Optional[str] = typer.Option(None, "--architecture", help="Architecture name, with --config, instead of --preset."),
     config: str = typer.Option("{}", "--config", help="Architecture config as JSON (with --architecture)."),
-    task: Optional[str] = typer.Option(None, "--task", help="Task recorded in the checkpoint [default: the preset's]."),
+    task: Optional[str] = typer.Option(None, "--task", help="Task recorded in the checkpoint (default: the preset's)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
 ) -> None:
     """Import PyTorch weights whose architecture this project knows; never runs code from the file.
@@ -53,4 +53,4 @@ def convert(
     except CheckpointError as exc:
         fail(str(exc), code=1)
     print(written)
-    err_console.print(f"converted {source} -> {written} ({arch})", highlight=False)
+    say(f"converted {source} -> {written} ({arch})")

@@ -7,7 +7,7 @@ import json
 import typer
 from rich.table import Table
 
-from cli.console import err_console, table_console
+from cli.console import cell, say, table_console
 from restore_core.presets import PRESETS, shipped_weights
 
 
@@ -41,7 +41,7 @@ def models(
             return
         table = Table("preset", "task", "architecture", "parameters", "weights", "description")
         for r in rows:
-            table.add_row(r["name"], r["task"], r["architecture"], f"{r['parameters']:,}", r["trained_weights"] or "-", r["description"])
+            table.add_row(cell(r["name"]), r["task"], r["architecture"], f"{r['parameters']:,}", cell(r["trained_weights"] or "-"), cell(r["description"]))
         out.print(table)
         return
     rows = [
@@ -53,9 +53,9 @@ def models(
         print(json.dumps(rows, indent=2))
         return
     if not rows:
-        err_console.print("no trained weights found (see 'restore models --presets' for architectures)")
+        say("no trained weights found (see 'restore models --presets' for architectures)")
         return
     table = Table("model", "task", "architecture", "parameters", "metrics (model card)")
     for r in rows:
-        table.add_row(r["name"], r["task"], r["architecture"], f"{r['parameters']:,}", _headline(r["metrics"]))
+        table.add_row(cell(r["name"]), r["task"], r["architecture"], f"{r['parameters']:,}", _headline(r["metrics"]))
     out.print(table)

@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cli.console import err_console, fail
+from cli.console import err_console, error, fail, say, warn
 from restore_core.checkpoint import CheckpointError
 from restore_core.device import pick_device
 from restore_core.engine.ensemble import TRANSFORMS_FOR_TASK
@@ -40,7 +40,7 @@ def _emit(result: ImageResult, as_json: bool) -> None:
     elif result.status == "ok":
         print(result.output, flush=True)
     if result.status == "error":
-        err_console.print(f"[red]error:[/red] {result.input}: {result.error}", highlight=False, soft_wrap=True)
+        error(f"{result.input}: {result.error}")
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,7 @@ def run_restore(request: RestoreRequest) -> None:
     except (CheckpointError, ValueError) as exc:
         fail(str(exc), code=2)
     if descriptor is not None and descriptor.task not in (request.task, "any", "all") and not request.quiet:
-        err_console.print(f"[yellow]warning:[/yellow] model {descriptor.name} was trained for {descriptor.task}, not {request.task}")
+        warn(f"model {descriptor.name} was trained for {descriptor.task}, not {request.task}")
 
     # SIGTERM (a batch scheduler's stop) ends the run like Ctrl-C: the image in flight
     # is abandoned before its atomic rename, so no partial file is left.
@@ -168,13 +168,13 @@ def run_restore(request: RestoreRequest) -> None:
             if restorer is not None:
                 for result in restore_stream(runnable, restorer, options):
                     while restorer.notices:
-                        err_console.print(f"[yellow]warning:[/yellow] {restorer.notices.pop(0)}", highlight=False)
+                        warn(restorer.notices.pop(0))
                     done.append(result)
                     _emit(result, request.as_json)
                     bar.advance(progress)
         except KeyboardInterrupt:
             ok = sum(r.status == "ok" for r in done)
-            err_console.print(f"interrupted: {ok} of {len(jobs)} image(s) written; re-run with --skip-existing to finish", highlight=False)
+            say(f"interrupted: {ok} of {len(jobs)} image(s) written; re-run with --skip-existing to finish")
             raise typer.Exit(130)
     elapsed = time.perf_counter() - start
     ok = sum(r.status == "ok" for r in done)
@@ -210,7 +210,7 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
     def command(
         source: str = typer.Argument(..., metavar="IN", help="Image file, folder, glob pattern, or '-' for paths on stdin."),
         out_dir: Path = typer.Argument(..., metavar="OUT", help="Output folder (sub-folders of IN are mirrored)."),
-        model: Optional[str] = typer.Option(None, "--model", "-m", help=f"Preset name or .safetensors file [default: {default_model}]."),
+        model: Optional[str] = typer.Option(None, "--model", "-m", help=f"Preset name or .safetensors file (default: {default_model})."),
         device: str = typer.Option("auto", "--device", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:1, ..."),
         tile: int = typer.Option(0, "--tile", help="Restore in tiles of this size (0 = whole image); bounds memory."),
         tile_overlap: int = typer.Option(32, "--tile-overlap", help="Pixels shared by neighbouring tiles (blended)."),

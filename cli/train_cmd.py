@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from cli.console import err_console, fail
+from cli.console import err_console, fail, say
 from restore_core.configs import ConfigError, changed_fields, config_to_dict, override_many
 from restore_core.device import pick_device
 from restore_core.training.recipes import RECIPES, ADMSRecipe, load_recipe, load_recorded_recipe
@@ -27,7 +27,7 @@ class _StopFlag:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        err_console.print("stopping after this step (signal again to stop at once)", highlight=False)
+        say("stopping after this step (signal again to stop at once)")
 
 
 def train(
@@ -125,15 +125,15 @@ def train(
     if not dist_info.is_main:
         quiet = True
 
-    def say(message: str) -> None:  # rank 0 speaks for every rank
+    def log(message: str) -> None:  # rank 0 speaks for every rank
         if dist_info.is_main:
-            err_console.print(message, highlight=False)
+            say(message)
 
     if isinstance(chosen, ADMSRecipe):
         _train_adms(chosen, out, torch_device, resume, quiet)
         return
     try:
-        trainer = Trainer(chosen, out, torch_device, log=lambda s: err_console.print(s, highlight=False), dist_info=dist_info)
+        trainer = Trainer(chosen, out, torch_device, log=say, dist_info=dist_info)
     except TrainingError as exc:
         fail(str(exc), code=2)
     if resume:
@@ -144,14 +144,14 @@ def train(
     elif (out / "state.safetensors").exists():
         fail(f"{out} already holds a run; use --resume to continue it or another --out", code=2)
     ranks = f" x {dist_info.world_size} ranks" if dist_info.enabled else ""
-    say(f"recipe {chosen.name}: {chosen.architecture}, {chosen.steps} steps, batch {chosen.batch_size}{ranks}, patch {chosen.patch_size}, device {torch_device}")
+    log(f"recipe {chosen.name}: {chosen.architecture}, {chosen.steps} steps, batch {chosen.batch_size}{ranks}, patch {chosen.patch_size}, device {torch_device}")
     if trainer.perceptual_note:
-        say(trainer.perceptual_note)
+        log(trainer.perceptual_note)
     try:
         training_data = prepare_data(chosen)
     except (ValueError, OSError) as exc:
         fail(str(exc), code=2)
-    say(f"data: {training_data.summary}")
+    log(f"data: {training_data.summary}")
 
     # SIGTERM (a scheduler's stop, `kill`) and Ctrl-C finish the step in flight, checkpoint, exit 130.
     stop = _StopFlag()
@@ -174,17 +174,17 @@ def train(
         def progress(step: int, total: int, info: dict) -> None:
             bar.update(task, completed=step, info=f"loss {info['loss']:.4f} lr {info['lr']:.2g}")
             if plain_log and step % 250 == 0:  # a log file gets a line now and then instead of a bar
-                err_console.print(f"step {step}/{total} loss {info['loss']:.4f} lr {info['lr']:.2g}", highlight=False)
+                say(f"step {step}/{total} loss {info['loss']:.4f} lr {info['lr']:.2g}")
 
         try:
             metrics = trainer.train(training_data, progress, stop_requested=lambda: stop.requested)
         except TrainingError as exc:
             fail(str(exc), code=1)
         except TrainingInterrupted as exc:
-            say(f"interrupted at step {exc.step}; checkpoint saved, continue with --resume")
+            log(f"interrupted at step {exc.step}; checkpoint saved, continue with --resume")
             raise typer.Exit(130)
         except KeyboardInterrupt:
-            err_console.print(f"stopped at once; resume continues from the last checkpoint in {out}", highlight=False)
+            say(f"stopped at once; resume continues from the last checkpoint in {out}")
             raise typer.Exit(130)
     shutdown(dist_info)
     if not dist_info.is_main:
@@ -201,18 +201,18 @@ def _train_adms(recipe: ADMSRecipe, out: Path, device, resume: bool, quiet: bool
 
     if (out / "recipe.json").exists() and not resume:
         fail(f"{out} already holds a run; use --resume to continue it or another --out", code=2)
-    say = (lambda s: None) if quiet else (lambda s: err_console.print(s, highlight=False))
-    say(f"recipe {recipe.name}: {recipe.base_architecture} unified {recipe.unified_steps} steps, "
+    log = (lambda s: None) if quiet else say
+    log(f"recipe {recipe.name}: {recipe.base_architecture} unified {recipe.unified_steps} steps, "
         f"{len(recipe.degradations)} x {recipe.finetune_steps} fine-tuning steps, classifier {recipe.classifier_steps} steps, device {device}")
     stop = _StopFlag()
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        path, metrics = train_adms(recipe, out, device, say, stop=lambda: stop.requested)
+        path, metrics = train_adms(recipe, out, device, log, stop=lambda: stop.requested)
     except (TrainingError, ValueError, OSError) as exc:
         fail(str(exc), code=1)
     except TrainingInterrupted as exc:
-        say(f"interrupted at step {exc.step} of a stage; checkpoint saved, continue with --resume")
+        log(f"interrupted at step {exc.step} of a stage; checkpoint saved, continue with --resume")
         raise typer.Exit(130)
     print(path)
     err_console.print(metrics)

@@ -69,6 +69,20 @@ def test_corrupt_file_in_batch_reports_it_and_continues(folder, tmp_path, tiny_c
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
 
 
+
+def test_paths_with_brackets_are_named_verbatim(tmp_path, rng, tiny_checkpoint):
+    """Rich markup must not eat '[bold]' from a file name nor crash on '[/b]' in a path."""
+    src = tmp_path / "shots[" / "b]"
+    src.mkdir(parents=True)
+    cv2.imwrite(str(src / "good.png"), rng.integers(0, 256, (24, 32, 3), dtype=np.uint8))
+    (src / "pic[bold].png").write_bytes(b"not an image")
+    out = tmp_path / "out"
+    result = restore("derain", str(src), str(out), "--model", str(tiny_checkpoint))
+    assert result.returncode == 1, result.stderr
+    assert f"error: {src / 'pic[bold].png'}: cannot decode" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (out / "good.png").is_file()
+
 def test_stdin_paths_and_json_fields(folder, tmp_path, tiny_checkpoint):
     out = tmp_path / "out"
     paths = f"{folder / 'a.png'}\n{folder / 'sub' / 'c.png'}\n"
