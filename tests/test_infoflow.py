@@ -5,6 +5,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -113,3 +114,38 @@ def test_pretraining_steps_reconstruct_clean_images(tmp_path, monkeypatch):
     recipe = replace(_recipe(tmp_path, "infoflow-denoise", steps=3), pretrain_steps=2)
     Trainer(recipe, tmp_path / "run", torch.device("cpu"), log=lambda s: None).train(prepare_data(recipe))
     assert seen == [True, True, False]
+
+
+def test_refinement_head_starts_as_an_exact_no_op_and_learns():
+    """Growing refine from a refine = 0 generator changes nothing until trained."""
+    base_config = InfoFlowConfig(levels=2, base_filters=8, info_accum=InfoAccumConfig(layers=2, growth=2), norm="none", residual=True)
+    base = InfoFlowGenerator(base_config)
+    grown = InfoFlowGenerator(replace(base_config, refine=6))
+    result = grown.load_state_dict(base.state_dict(), strict=False)
+    assert not result.unexpected_keys and all(k.startswith("refine.") for k in result.missing_keys)
+    y = torch.rand(2, 3, 24, 20)
+    assert torch.equal(grown(y), base(y))
+    # the zero-initialised last layer still gets a gradient, so the head can learn
+    grown(y).sub(torch.rand_like(y)).abs().mean().backward()
+    assert grown.refine[-1].weight.grad.abs().sum() > 0
+    assert len([m for m in grown.refine if isinstance(m, nn.Conv2d)]) == 3
+
+
+def test_init_grows_a_model_and_refuses_misfitting_checkpoints(tmp_path):
+    from restore_core.configs import override
+    from restore_core.training.trainer import TrainingError
+
+    recipe = _recipe(tmp_path, "infoflow-denoise", steps=2)
+    first = Trainer(recipe, tmp_path / "a", torch.device("cpu"), log=lambda s: None)
+    first.train(prepare_data(recipe))
+    source = tmp_path / "a" / "model.safetensors"
+    logged: list[str] = []
+    grown_recipe = override(override(recipe, "init", str(source)), "model.refine", "4")
+    grown = Trainer(grown_recipe, tmp_path / "b", torch.device("cpu"), log=logged.append)
+    y = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(grown.model(y), load_checkpoint(source).model(y))
+    assert any("new, freshly initialised: refine" in line for line in logged)
+    wider = override(override(recipe, "init", str(source)), "model.base_filters", str(recipe.model["base_filters"] * 2))
+    with pytest.raises(TrainingError, match="do not fit"):
+        Trainer(wider, tmp_path / "c", torch.device("cpu"), log=lambda s: None)

@@ -10,6 +10,15 @@ A pix2pix generator fixed by the paper's three findings:
 * SubPixUpsamp (Eq. 15): the top decoder layer upsamples by convolution +
   PixelShuffle instead of a transposed convolution.
 
+Not in the paper: an optional full-resolution refinement head (``refine`` > 0
+channels). The pix2pix generator leaves full resolution after InfoAccum (its first
+encoder is a stride-2 convolution) and comes back only through the top
+PixelShuffle, so fine texture must squeeze through half-resolution features; at
+light noise (sigma 5) a compact model smooths that texture away. The head adds
+``R(concat[InfoAccum features, coarse output])`` at full resolution, three 3x3
+convolutions with the last one zero-initialised, so a model grown from a
+``refine = 0`` checkpoint starts out as exactly that model.
+
 The discriminator is pix2pix's 5-layer fully convolutional PatchGAN (70x70
 receptive field) conditioned on the input: ``D(concat[x, y])``. Losses (LSGAN,
 Eqs. 16-18) are in :mod:`restore_core.training.losses`.
@@ -80,6 +89,7 @@ class InfoFlowConfig:
     subpixel_top: bool = True
     norm: str = "batch"  # "batch" (pix2pix), "instance" or "none"
     residual: bool = False  # predict y + residual instead of pix2pix's tanh image
+    refine: int = 0  # channels of the full-resolution refinement head (0 = none, the paper's generator)
 
     def filters(self, level: int) -> int:
         return min(self.base_filters * 2**level, self.max_filters)
@@ -125,6 +135,10 @@ class InfoFlowGenerator(nn.Module):
                     nn.Sequential(nn.ReLU(), nn.ConvTranspose2d(inner, out_ch, 4, stride=2, padding=1, bias=config.norm == "none"), _norm(config.norm, out_ch))
                 )
 
+        self.refine = _refinement_head((self.info_accum.out_channels if self.info_accum else c) + c, config.refine, c) if config.refine else None
+        if self.refine is not None and not config.residual:
+            raise ValueError("infoflow: refine needs residual = true (the head adds a correction to the output)")
+
     @property
     def size_multiple(self) -> int:
         return 2**self.config.levels
@@ -133,6 +147,7 @@ class InfoFlowGenerator(nn.Module):
         x = y * 2 - 1
         if self.info_accum is not None:
             x = self.info_accum(x)
+        full_resolution = x
         skips = []
         for encoder in self.encoders:
             x = encoder(x)
@@ -142,9 +157,26 @@ class InfoFlowGenerator(nn.Module):
             x = decoder(x)
             if skips:
                 x = torch.cat([x, skips.pop()], dim=1)
-        if self.config.residual:
-            return y + x / 2
-        return (torch.tanh(x) + 1) / 2
+        if not self.config.residual:
+            return (torch.tanh(x) + 1) / 2
+        out = y + x / 2
+        if self.refine is not None:
+            out = out + self.refine(torch.cat([full_resolution, out * 2 - 1], dim=1)) / 2
+        return out
+
+
+def _refinement_head(in_channels: int, width: int, out_channels: int) -> nn.Sequential:
+    """Three 3x3 convolutions at full resolution; the last starts at zero (an exact no-op)."""
+    head = nn.Sequential(
+        nn.Conv2d(in_channels, width, 3, padding=1),
+        nn.LeakyReLU(0.2),
+        nn.Conv2d(width, width, 3, padding=1),
+        nn.LeakyReLU(0.2),
+        nn.Conv2d(width, out_channels, 3, padding=1),
+    )
+    nn.init.zeros_(head[-1].weight)
+    nn.init.zeros_(head[-1].bias)
+    return head
 
 
 @dataclass(frozen=True)

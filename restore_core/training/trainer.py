@@ -294,9 +294,24 @@ class Trainer:
             source = load_checkpoint(path)
         except CheckpointError as exc:
             raise TrainingError(str(exc)) from None
-        if source.architecture != self.recipe.architecture or source.config != json.loads(json.dumps(self.recipe.model)):
-            raise TrainingError(f"{path}: --init checkpoint is {source.architecture} with another config than the recipe's model")
-        self.model.load_state_dict(source.model.state_dict())
+        if source.architecture != self.recipe.architecture:
+            raise TrainingError(f"{path}: --init checkpoint is {source.architecture}, the recipe's model is {self.recipe.architecture}")
+        if source.config == json.loads(json.dumps(self.recipe.model)):
+            self.model.load_state_dict(source.model.state_dict())
+            return
+        # Growing a model (e.g. infoflow's refine head): every tensor of the source must
+        # land on a tensor of the same shape; tensors the source lacks keep their fresh init.
+        target = self.model.state_dict()
+        source_state = source.model.state_dict()
+        misfits = [k for k, v in source_state.items() if k not in target or target[k].shape != v.shape]
+        if misfits:
+            raise TrainingError(
+                f"{path}: --init checkpoint's config differs from the recipe's model and its tensors do not fit "
+                f"(first: {misfits[0]}); use a checkpoint of the same config, or one the recipe's model extends"
+            )
+        self.model.load_state_dict(source_state, strict=False)
+        fresh = sorted({k.rsplit(".", 2)[0] for k in target if k not in source_state})
+        self.log(f"--init {path}: grown model; new, freshly initialised: {', '.join(fresh)}")
 
     @property
     def state_path(self) -> Path:
