@@ -212,7 +212,7 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
         out_dir: Path = typer.Argument(..., metavar="OUT", help="Output folder (sub-folders of IN are mirrored)."),
         model: Optional[str] = typer.Option(None, "--model", "-m", help=f"Preset name or .safetensors file (default: {default_model})."),
         device: str = typer.Option("auto", "--device", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:1, ..."),
-        tile: int = typer.Option(0, "--tile", help="Restore in tiles of this size (0 = whole image); bounds memory."),
+        tile: int = typer.Option(0, "--tile", help="Restore in tiles of this size (0 = whole image, tiled automatically on the CPU when it would not fit in free memory); bounds memory."),
         tile_overlap: int = typer.Option(32, "--tile-overlap", help="Pixels shared by neighbouring tiles (blended)."),
         batch_size: int = typer.Option(1, "--batch-size", help="Images of the same size restored together."),
         precision: str = typer.Option("auto", "--precision", help="auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, fp16, bf16."),

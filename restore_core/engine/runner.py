@@ -26,11 +26,15 @@ from restore_core.checkpoint import ModelDescriptor
 from restore_core.device import pick_dtype
 from restore_core.engine.ensemble import self_ensemble
 from restore_core.engine.inputs import Job
+from restore_core.engine.memory import (
+    MEMORY_BUDGET_SHARE, PIPELINE_BYTES_PER_PIXEL, activation_bytes_per_pixel, available_memory_bytes, tile_for_budget,
+)
 from restore_core.engine.tiling import run_padded, run_tiled
 from restore_core.io.images import DEFAULT_MAX_PIXELS, ImageError, LoadedImage, read_image, write_image
 
 
 MIN_OOM_TILE = 64  # the smallest tile an out-of-memory retry goes down to
+MEMORY_CHECK_PIXELS = 512 * 512  # smaller images skip the CPU memory check
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,8 @@ class Restorer:
         # shape until shapes are marked dynamic; falls back to eager if compiling fails.
         self.compiled = torch.compile(self.model) if compile else None
         self.notices: list[str] = []  # things the user should hear about (e.g. an OOM retry)
+        self._bytes_per_pixel: float | None = None  # CPU memory per pixel, measured on first need
+        self._announced: set[tuple[int, int, int]] = set()
         # All-in-one models decide per whole image what to restore, before any tiling.
         self.conditions_model = hasattr(self.model, "condition")
         self.last_degradation: list[dict[str, float]] | None = None
@@ -110,7 +116,7 @@ class Restorer:
         x = batch.to(self.device, dtype=self.dtype, non_blocking=True)
         while True:
             try:
-                return self._run(x)
+                return self._run(x, self.tile or self._memory_safe_tile(x))
             except torch.OutOfMemoryError:
                 smaller = (self.tile or max(x.shape[-2:])) // 2
                 smaller -= smaller % self.multiple
@@ -121,12 +127,42 @@ class Restorer:
                 self.notices.append(f"out of memory on {self.device}: retrying with --tile {smaller}")
                 self.tile = smaller
 
-    def _run(self, x: torch.Tensor) -> torch.Tensor:
+    def _memory_safe_tile(self, x: torch.Tensor) -> int:
+        """0 (whole image), or on the CPU a tile size when the whole image would not fit
+        in the free memory (engine.memory: the OOM killer would end the batch)."""
+        n, _, height, width = x.shape
+        if self.device.type != "cpu" or n * height * width < MEMORY_CHECK_PIXELS:
+            return 0
+        available = available_memory_bytes()
+        if available is None:
+            return 0
+        if self._bytes_per_pixel is None:
+            side = max(128, 4 * self.multiple)
+            side += (-side) % self.multiple
+            example = torch.zeros(1, 3, side, side, dtype=self.dtype).contiguous(memory_format=torch.channels_last)
+            forward = (lambda t: self_ensemble(self.model, t, self.ensemble)) if self.ensemble else self.model
+            self._bytes_per_pixel = activation_bytes_per_pixel(forward, example) + PIPELINE_BYTES_PER_PIXEL
+        needed = n * height * width * self._bytes_per_pixel
+        budget = available * MEMORY_BUDGET_SHARE
+        if needed <= budget:
+            return 0
+        tile = tile_for_budget(n * self._bytes_per_pixel, budget, self.multiple)
+        if tile >= max(height, width):
+            return 0
+        if (width, height, tile) not in self._announced:  # once per size, not once per image
+            self._announced.add((width, height, tile))
+            self.notices.append(
+                f"a {width}x{height} image needs about {needed / 2**30:.1f} GiB untiled and {available / 2**30:.1f} GiB "
+                f"is free: restoring it in tiles of {tile} (--tile sets the size)"
+            )
+        return tile
+
+    def _run(self, x: torch.Tensor, tile: int) -> torch.Tensor:
         if self.conditions_model:
             self.last_degradation = self.model.condition(x)
-        if self.tile and (x.shape[-1] > self.tile or x.shape[-2] > self.tile):
+        if tile and (x.shape[-1] > tile or x.shape[-2] > tile):
             # Tiles are made channels_last one at a time: no full-size copy of the image.
-            y = run_tiled(self._forward, x, self.tile, self.tile_overlap, self.multiple)
+            y = run_tiled(self._forward, x, tile, self.tile_overlap, self.multiple)
         else:
             y = run_padded(self._forward, x, self.multiple)
         return y.float().clamp_(0, 1)

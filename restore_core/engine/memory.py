@@ -1,0 +1,96 @@
+"""How much host memory a whole-image forward pass needs, and a tile size that fits.
+
+On a GPU an out-of-memory error is an exception the engine catches and answers by
+tiling (:class:`restore_core.engine.runner.Restorer`). On a CPU there is no such
+error: the kernel's OOM killer ends the process, and with it the whole batch. So
+before a large image runs untiled on the CPU, the engine estimates its peak memory
+and tiles when the estimate does not fit in what the machine has free.
+
+The estimate is measured, not guessed: :class:`PeakMemory` runs the model once on a
+small input and follows every tensor storage created on the way, adding its bytes
+when it is allocated and taking them off when Python frees it, which gives the peak
+of live activations. Activations of these fully convolutional models grow with the
+pixel count, so the peak per pixel carries over to any size.
+"""
+
+from __future__ import annotations
+
+import weakref
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+# What the pipeline holds per pixel besides the model's activations: the decoded
+# image, its float32 copy, the padded input, the float32 output and the encoded
+# result. Measured: peak RSS of `restore <task>` on a 2000x1500 image minus that on
+# a 64x64 image, per pixel, is 56-58 bytes above PeakMemory's figure for the four
+# default models (derain 420 vs 344, denoise 455 vs 420 ... on the 2-core CPU).
+PIPELINE_BYTES_PER_PIXEL = 64
+# Share of the free memory a single image may plan to use; the rest is headroom for
+# the prefetched images, the writer threads and the estimate's error.
+MEMORY_BUDGET_SHARE = 0.5
+MIN_AUTO_TILE = 256  # smaller tiles cost more overlap than they save
+
+
+class PeakMemory(TorchDispatchMode):
+    """Peak bytes of tensor storage alive at once among the storages created inside.
+
+    Storages that existed before entering (weights, the input) are not counted;
+    views share their base's storage and are counted once.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live = 0
+        self.peak = 0
+        self._tracked: set[int] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for value in tree_flatten(out)[0]:
+            if isinstance(value, torch.Tensor):
+                self._track(value.untyped_storage())
+        return out
+
+    def _track(self, storage: torch.UntypedStorage) -> None:
+        key, size = storage.data_ptr(), storage.nbytes()
+        if size == 0 or key in self._tracked:
+            return
+        self._tracked.add(key)
+        self.live += size
+        self.peak = max(self.peak, self.live)
+        # The storage's Python object lives exactly as long as the storage itself.
+        weakref.finalize(storage, self._release, key, size)
+
+    def _release(self, key: int, size: int) -> None:
+        self._tracked.discard(key)
+        self.live -= size
+
+
+def activation_bytes_per_pixel(forward: Callable[[torch.Tensor], torch.Tensor], example: torch.Tensor) -> float:
+    """Peak live activation bytes of ``forward(example)`` divided by its pixel count."""
+    tracker = PeakMemory()
+    with torch.inference_mode(), tracker:
+        forward(example)
+    return tracker.peak / (example.shape[0] * example.shape[-2] * example.shape[-1])
+
+
+def available_memory_bytes(meminfo: Path = Path("/proc/meminfo")) -> int | None:
+    """``MemAvailable`` of Linux (free memory plus reclaimable caches); None elsewhere."""
+    try:
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def tile_for_budget(bytes_per_pixel: float, budget_bytes: float, multiple: int) -> int:
+    """The largest square tile (a multiple of ``multiple``) whose pixels fit the budget."""
+    side = int((budget_bytes / bytes_per_pixel) ** 0.5)
+    side -= side % multiple
+    return max(side, MIN_AUTO_TILE + (-MIN_AUTO_TILE) % multiple)
