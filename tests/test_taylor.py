@@ -72,3 +72,19 @@ def test_wraps_any_backbone_from_the_table_and_keeps_size():
     y = torch.rand(1, 3, 32, 48)
     assert net(y).shape == y.shape
     assert net.size_multiple == 4
+
+
+def test_growing_the_mapping_unet_with_a_refinement_head_starts_unchanged():
+    """A Taylor model whose F gains a zero-initialised full-resolution head computes the
+    same image as before growth, and the head's last layer receives a gradient."""
+    mapping = {"width": 4, "levels": 2, "blocks_per_level": [1, 1], "bottleneck_blocks": 1}
+    config = {"mapping_architecture": "unet", "mapping": mapping, "derivative": {"image_channels": 3, "hidden_channels": 4}, "order": 2}
+    base = build_model("taylor", config)
+    grown = build_model("taylor", {**config, "mapping": {**mapping, "refine": 8}})
+    result = grown.load_state_dict(base.state_dict(), strict=False)
+    assert not result.unexpected_keys and result.missing_keys and all(".refine." in k for k in result.missing_keys)
+    y = torch.rand(1, 3, 16, 20)
+    assert torch.equal(grown(y), base(y))
+    grown(y).mean().backward()
+    head = [m for m in grown.modules() if isinstance(m, nn.Sequential) and len(m) == 5][-1]
+    assert head[-1].weight.grad.abs().sum() > 0

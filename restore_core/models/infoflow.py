@@ -31,6 +31,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from restore_core.models.unet import refinement_head
+
 
 def _norm(kind: str, channels: int) -> nn.Module:
     if kind == "batch":
@@ -135,7 +137,7 @@ class InfoFlowGenerator(nn.Module):
                     nn.Sequential(nn.ReLU(), nn.ConvTranspose2d(inner, out_ch, 4, stride=2, padding=1, bias=config.norm == "none"), _norm(config.norm, out_ch))
                 )
 
-        self.refine = _refinement_head((self.info_accum.out_channels if self.info_accum else c) + c, config.refine, c) if config.refine else None
+        self.refine = refinement_head((self.info_accum.out_channels if self.info_accum else c) + c, config.refine, c) if config.refine else None
         if self.refine is not None and not config.residual:
             raise ValueError("infoflow: refine needs residual = true (the head adds a correction to the output)")
 
@@ -164,19 +166,6 @@ class InfoFlowGenerator(nn.Module):
             out = out + self.refine(torch.cat([full_resolution, out * 2 - 1], dim=1)) / 2
         return out
 
-
-def _refinement_head(in_channels: int, width: int, out_channels: int) -> nn.Sequential:
-    """Three 3x3 convolutions at full resolution; the last starts at zero (an exact no-op)."""
-    head = nn.Sequential(
-        nn.Conv2d(in_channels, width, 3, padding=1),
-        nn.LeakyReLU(0.2),
-        nn.Conv2d(width, width, 3, padding=1),
-        nn.LeakyReLU(0.2),
-        nn.Conv2d(width, out_channels, 3, padding=1),
-    )
-    nn.init.zeros_(head[-1].weight)
-    nn.init.zeros_(head[-1].bias)
-    return head
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,13 @@ Structure (``levels`` = number of downsamplings)::
 
 The network predicts a residual that is added to its input, so an untrained
 network starts near the identity.
+
+Optional ``refine`` (channels, 0 = off): a full-resolution head, three 3x3
+convolutions on ``concat[last full-resolution features, output]`` whose result is
+added to the output. Its last convolution starts at zero, so a trained model can be
+grown with it (``restore train --init``) and starts out unchanged; it adds width
+exactly where this design is thinnest, at full resolution, where fine detail
+(rain streak edges, texture) is decided.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ class UNetConfig:
     blocks_per_level: tuple[int, ...] = (1, 1, 1, 2)
     bottleneck_blocks: int = 2
     max_width: int = 256
+    refine: int = 0  # channels of the zero-initialised full-resolution head (0 = none)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "blocks_per_level", tuple(self.blocks_per_level))
@@ -111,6 +119,7 @@ class UNet(nn.Module):
             self.ups.append(Upsample(config.channels_at(level + 1), channels))
             self.decoders.append(_blocks(channels, config.blocks_per_level[level]))
         self.tail = nn.Conv2d(c0, config.out_channels, 3, padding=1)
+        self.refine = refinement_head(c0 + config.out_channels, config.refine, config.out_channels) if config.refine else None
 
     @property
     def size_multiple(self) -> int:
@@ -126,7 +135,23 @@ class UNet(nn.Module):
         x = self.bottleneck(x)
         for up, decoder, skip in zip(self.ups, self.decoders, reversed(skips)):
             x = decoder(up(x).add_(skip))
-        residual = self.tail(x)
+        out = self.tail(x)
         if self.config.in_channels == self.config.out_channels:
-            return residual.add_(y)
-        return residual
+            out = out.add_(y)
+        if self.refine is not None:
+            out = out + self.refine(torch.cat([x, out], dim=1))
+        return out
+
+
+def refinement_head(in_channels: int, width: int, out_channels: int) -> nn.Sequential:
+    """Three 3x3 convolutions at full resolution; the last starts at zero (an exact no-op)."""
+    head = nn.Sequential(
+        nn.Conv2d(in_channels, width, 3, padding=1),
+        nn.LeakyReLU(0.2),
+        nn.Conv2d(width, width, 3, padding=1),
+        nn.LeakyReLU(0.2),
+        nn.Conv2d(width, out_channels, 3, padding=1),
+    )
+    nn.init.zeros_(head[-1].weight)
+    nn.init.zeros_(head[-1].bias)
+    return head
