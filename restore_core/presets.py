@@ -69,6 +69,9 @@ INFOFLOW_S: dict[str, Any] = {
     "residual": True,
 }
 INFOFLOW_DEHAZE: dict[str, Any] = {**INFOFLOW_S, "levels": 5, "max_filters": 256}  # Table I: dehazing needs 4-5 levels
+# The shipped denoiser: infoflow-s plus a 24-channel full-resolution refinement
+# head, grown from infoflow-s weights by ``restore train --init``.
+INFOFLOW_DENOISE: dict[str, Any] = {**INFOFLOW_S, "refine": 24}
 
 PRESETS: dict[str, Preset] = {
     "taylor-derain": Preset(
@@ -121,10 +124,10 @@ PRESETS: dict[str, Preset] = {
         name="infoflow-denoise",
         task="denoise",
         architecture="infoflow",
-        config=INFOFLOW_S,
-        description="infoflow-s trained (pure L1) for blind Gaussian denoising (trained on sigma 5-50; oversmooths sigma 5); CPU runs below DnCNN/CBM3D, see its card",
+        config=INFOFLOW_DENOISE,
+        description="infoflow-s + full-resolution refinement head, trained (pure L1) for blind Gaussian denoising, sigma 0-50; CPU runs below DnCNN/CBM3D, see its card",
         weights="infoflow-denoise.safetensors",
-        sha256="0d27ced5c38403c75f19e136db45981ff7a48bb8cca8b899958135979b30638f",
+        sha256="56b60b6c5a0ee9d5dd2f7c31fe06de878dfd387bedec7a4f5f77a42b35d5a4f4",
     ),
     "infoflow-dehaze": Preset(
         name="infoflow-dehaze",

@@ -16,7 +16,7 @@ from typing import Any
 
 from restore_core.configs import ConfigError, config_from_dict
 from restore_core.models.adms import ClassifierConfig
-from restore_core.presets import GOLF_FAST, INFOFLOW_DEHAZE, INFOFLOW_S, TAYLOR_UNET, UNET_S
+from restore_core.presets import GOLF_FAST, INFOFLOW_DEHAZE, INFOFLOW_DENOISE, INFOFLOW_S, TAYLOR_UNET, UNET_S
 
 
 @dataclass(frozen=True)
@@ -208,7 +208,13 @@ RECIPES: dict[str, Recipe | ADMSRecipe] = {
         val_every=500,
         data=DataConfig(builtin_photographs=True),
     ),
-    "infoflow-denoise": _infoflow("infoflow-denoise", "denoise", INFOFLOW_S, "noise", False, DataConfig(builtin_photographs=True)),
+    # The shipped denoiser's shape, and the sigma range of its last two runs (0-50:
+    # the clean end keeps light noise from being over-smoothed); its card has the
+    # history (runs 1-5 were infoflow-s, ``--set model.refine=0``, sigma 5-50).
+    "infoflow-denoise": replace(
+        _infoflow("infoflow-denoise", "denoise", INFOFLOW_DENOISE, "noise", False, DataConfig(builtin_photographs=True)),
+        degradation_options={"sigma": [0, 50]},
+    ),
     "infoflow-denoise-gan": _infoflow("infoflow-denoise-gan", "denoise", INFOFLOW_S, "noise", True, DataConfig(builtin_photographs=True)),
     "infoflow-dehaze": _infoflow("infoflow-dehaze", "dehaze", INFOFLOW_DEHAZE, "haze", False, DataConfig(builtin_photographs=True)),
     "infoflow-dehaze-gan": _infoflow("infoflow-dehaze-gan", "dehaze", INFOFLOW_DEHAZE, "haze", True, DataConfig(builtin_photographs=True)),
