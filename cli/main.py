@@ -13,7 +13,7 @@ from cli.train_cmd import train
 
 app = typer.Typer(
     name="restore",
-    help="Deep-learning image restoration for folders of photos: derain, train, and more.",
+    help="Deep-learning image restoration for folders of photos: derain, deblur, denoise, dehaze or detect (auto); train and benchmark models.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
