@@ -1,5 +1,6 @@
 """The CPU memory guard: measured activation memory, and tiling when it would not fit."""
 
+import pytest
 import torch
 
 from restore_core.checkpoint import ModelDescriptor
@@ -69,3 +70,17 @@ def test_a_large_image_is_tiled_when_it_would_not_fit_in_free_memory(monkeypatch
     scarce(x)
     assert len(scarce.notices) == 1  # said once per image size, not once per image
     assert scarce.tile == 0  # a per-image decision: smaller images still run whole
+
+
+def test_fixed_costs_are_not_counted_per_pixel():
+    """A forward pass that also builds a fixed-size tensor (as ADMS builds its merged
+    weights) costs no more per pixel than the bare model."""
+    model = build_model("unet", {"width": 4, "levels": 2, "blocks_per_level": [1, 1], "bottleneck_blocks": 1}).eval()
+
+    def with_fixed_cost(x):
+        merged = torch.ones(4_000_000)  # 16 MB, 1,000 bytes per pixel of a 128x128 input
+        return model(x) + merged[:1].sum()
+
+    example = torch.rand(1, 3, 128, 128)
+    bare = activation_bytes_per_pixel(model, example)
+    assert activation_bytes_per_pixel(with_fixed_cost, example) == pytest.approx(bare, rel=0.05)
