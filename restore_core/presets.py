@@ -136,7 +136,7 @@ PRESETS: dict[str, Preset] = {
         config=INFOFLOW_DEHAZE,
         description="5-level information-flow generator trained (L1, then L1 + SSIM) on synthetic haze; SOTS indoor: ahead of AOD-Net on all four numbers, of DCP in PSNR, below DCP in SSIM; see its card",
         weights="infoflow-dehaze.safetensors",
-        sha256="5324b075d431c2b95709c78685b195ee1a6a644336a6cb835039a84ad9d7ca60",
+        sha256="c5c5e5b5acf9c788e3092eaf0574bd06cea106e9c19398377268a34fecd5abd9",
     ),
     "adms": Preset(
         name="adms",
