@@ -167,7 +167,6 @@ class InfoFlowGenerator(nn.Module):
         return out
 
 
-
 @dataclass(frozen=True)
 class PatchGANConfig:
     channels: int = 3  # per image; D sees concat[input, output]
