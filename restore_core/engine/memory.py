@@ -89,9 +89,7 @@ def activation_bytes_per_pixel(forward: Callable[[torch.Tensor], torch.Tensor], 
     image are left out: ADMS builds its merged weights (parameter-sized tensors)
     in every forward pass, which at 128x128 alone would read as 500+ bytes per pixel.
     """
-    larger = torch.zeros(
-        *example.shape[:-2], 2 * example.shape[-2], 2 * example.shape[-1], dtype=example.dtype, device=example.device
-    )
+    larger = example.new_zeros(*example.shape[:-2], 2 * example.shape[-2], 2 * example.shape[-1])
     if example.is_contiguous(memory_format=torch.channels_last):
         larger = larger.contiguous(memory_format=torch.channels_last)
     pixels = example.shape[0] * example.shape[-2] * example.shape[-1]
