@@ -257,6 +257,41 @@ def test_iterations_on_a_model_without_them_is_a_usage_error(folder, tmp_path, t
     assert result.returncode == 2 and "--iterations does not apply to this model (unet)" in result.stderr
 
 
+def test_denoise_sigma_reaches_a_model_with_a_noise_level_input(folder, tmp_path):
+    import torch
+
+    from restore_core.checkpoint import save_checkpoint
+    from restore_core.models import build_model
+
+    config = {"levels": 2, "base_filters": 4, "max_filters": 8, "info_accum": {"layers": 1, "growth": 2}, "norm": "none",
+              "residual": True, "noise_level": True}
+    torch.manual_seed(0)
+    model = build_model("infoflow", config)
+    with torch.no_grad():
+        model.noise_level_embedding.mlp[-1].weight.normal_(0, 0.5)  # as if trained: the level shows
+    told = save_checkpoint(tmp_path / "told.safetensors", model, "infoflow", config, "denoise")
+    outputs = {}
+    for sigma in (None, "5", "50"):
+        out = tmp_path / f"out{sigma}"
+        result = restore("denoise", str(folder / "a.png"), str(out), "--model", str(told), *(("--sigma", sigma) if sigma else ()))
+        assert result.returncode == 0, result.stderr
+        outputs[sigma] = cv2.imread(str(out / "a.png")).astype(int)
+    assert np.abs(outputs["5"] - outputs["50"]).max() > 0 and np.abs(outputs[None] - outputs["5"]).max() > 0
+    bad = restore("denoise", str(folder / "a.png"), str(tmp_path / "bad"), "--model", str(told), "--sigma", "300")
+    assert bad.returncode == 2 and "between 0 and 255" in bad.stderr
+
+
+def test_denoise_sigma_on_a_blind_model_is_a_usage_error(folder, tmp_path):
+    config = {"levels": 2, "base_filters": 4, "max_filters": 8, "info_accum": None, "norm": "none", "residual": True}
+    from restore_core.checkpoint import save_checkpoint
+    from restore_core.models import build_model
+
+    blind = save_checkpoint(tmp_path / "blind.safetensors", build_model("infoflow", config), "infoflow", config, "denoise")
+    result = restore("denoise", str(folder / "a.png"), str(tmp_path / "o"), "--model", str(blind), "--sigma", "25", "-q")
+    assert result.returncode == 2 and "--sigma" in result.stderr and "blind" in result.stderr
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
+
+
 def test_shipped_deblur_model_improves_blurred_images(tmp_path):
     """The embedded deblur set (bundled photographs, seeded synthetic camera shake)."""
     result = restore("benchmark", "--task", "deblur", "--json")

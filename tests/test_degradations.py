@@ -5,13 +5,31 @@ import pytest
 
 from restore_core.degradations.blur import add_motion_blur, blur_image, motion_blur_kernel, trajectory
 from restore_core.degradations.haze import add_haze, depth_proxy, render_haze
-from restore_core.degradations.noise import NoiseConfig, add_noise, gaussian_noise, jpeg_noise, poisson_gaussian_noise
+from restore_core.degradations.noise import NoiseConfig, add_noise, gaussian_noise, jpeg_noise, measured_noise_level, poisson_gaussian_noise
 
 
 def test_gaussian_noise_has_the_requested_sigma():
     clean = np.full((200, 200), 0.5, np.float32)
     noisy = gaussian_noise(clean, 25, np.random.default_rng(0))
     assert np.std(noisy - clean) * 255 == pytest.approx(25, rel=0.03)
+
+
+@pytest.mark.parametrize("sigma, tolerance", [(5, 0.02), (25, 0.04), (50, 0.10)])
+def test_measured_noise_level_reads_sigma_from_photo_patches(sigma, tolerance):
+    """Patches of a real photograph (dark and bright areas, so clipping happens)."""
+    import torch
+    from skimage import data
+
+    photo = data.astronaut().astype(np.float32) / 255.0
+    rng = np.random.default_rng(sigma)
+    corners = rng.integers(0, 512 - 128, (16, 2))
+    clean = np.stack([photo[y : y + 128, x : x + 128] for y, x in corners])
+    noisy = np.stack([gaussian_noise(patch, sigma, rng) for patch in clean])
+    as_batch = lambda a: torch.from_numpy(a.transpose(0, 3, 1, 2).copy())
+    measured = measured_noise_level(as_batch(noisy), as_batch(clean))
+    assert measured.shape == (16,)
+    assert abs(measured.mean().item() / sigma - 1) < tolerance
+    assert measured_noise_level(as_batch(clean), as_batch(clean)).abs().max() == 0
 
 
 def test_poisson_gaussian_noise_grows_with_signal():

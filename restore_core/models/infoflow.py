@@ -19,6 +19,11 @@ light noise (sigma 5) a compact model smooths that texture away. The head adds
 convolutions with the last one zero-initialised, so a model grown from a
 ``refine = 0`` checkpoint starts out as exactly that model.
 
+Also not in the paper: an optional noise-level input (``noise_level = true``), so
+that one denoiser is blind by default and non-blind when told the level
+(``restore denoise --sigma``), as FFDNet's noise-level map. See
+:class:`NoiseLevelEmbedding`; it too starts as an exact no-op.
+
 The discriminator is pix2pix's 5-layer fully convolutional PatchGAN (70x70
 receptive field) conditioned on the input: ``D(concat[x, y])``. Losses (LSGAN,
 Eqs. 16-18) are in :mod:`restore_core.training.losses`.
@@ -92,9 +97,35 @@ class InfoFlowConfig:
     norm: str = "batch"  # "batch" (pix2pix), "instance" or "none"
     residual: bool = False  # predict y + residual instead of pix2pix's tanh image
     refine: int = 0  # channels of the full-resolution refinement head (0 = none, the paper's generator)
+    noise_level: bool = False  # takes an optional noise level (--sigma); blind when none is given
 
     def filters(self, level: int) -> int:
         return min(self.base_filters * 2**level, self.max_filters)
+
+
+class NoiseLevelEmbedding(nn.Module):
+    """Turns each image's noise level, known or not, into a bias on the full-resolution features.
+
+    For image b with level ``s_b`` (standard deviation of the noise on the 0-255 scale;
+    NaN = unknown) the input is ``v_b = [k_b, k_b * s_b / 50]`` with ``k_b = 1`` when the
+    level is known, else 0, and the embedding is ``e_b = W2 · LeakyReLU(W1 · v_b + b1) + b2``,
+    one value per feature channel, added to every pixel. For a uniform noise map this is
+    what FFDNet's map concatenated to the first convolution amounts to (a level-dependent
+    bias), with the unknown case as its own input instead of a guessed level. ``W2`` and
+    ``b2`` start at zero, so a model grown from a blind checkpoint starts out as exactly it.
+    """
+
+    def __init__(self, channels: int, hidden: int = 32) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(2, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, channels))
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def forward(self, noise_level: torch.Tensor) -> torch.Tensor:
+        """``noise_level``: (B,) levels, NaN where unknown -> (B, channels, 1, 1)."""
+        known = torch.isfinite(noise_level).to(self.mlp[0].weight.dtype)
+        level = torch.nan_to_num(noise_level, nan=0.0).to(known.dtype) / 50.0
+        return self.mlp(torch.stack([known, known * level], dim=1))[:, :, None, None]
 
 
 class InfoFlowGenerator(nn.Module):
@@ -137,7 +168,10 @@ class InfoFlowGenerator(nn.Module):
                     nn.Sequential(nn.ReLU(), nn.ConvTranspose2d(inner, out_ch, 4, stride=2, padding=1, bias=config.norm == "none"), _norm(config.norm, out_ch))
                 )
 
-        self.refine = refinement_head((self.info_accum.out_channels if self.info_accum else c) + c, config.refine, c) if config.refine else None
+        full_resolution_channels = self.info_accum.out_channels if self.info_accum else c
+        self.refine = refinement_head(full_resolution_channels + c, config.refine, c) if config.refine else None
+        self.noise_level_embedding = NoiseLevelEmbedding(full_resolution_channels) if config.noise_level else None
+        self.sigma: float | None = None  # the level told at inference (restore denoise --sigma); None = blind
         if self.refine is not None and not config.residual:
             raise ValueError("infoflow: refine needs residual = true (the head adds a correction to the output)")
 
@@ -145,10 +179,27 @@ class InfoFlowGenerator(nn.Module):
     def size_multiple(self) -> int:
         return 2**self.config.levels
 
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
+    @property
+    def takes_noise_level(self) -> bool:
+        return self.noise_level_embedding is not None
+
+    def set_sigma(self, sigma: float | None) -> None:
+        """The noise level (0-255 scale) of the images to come; None = blind."""
+        if sigma is not None and not self.takes_noise_level:
+            raise ValueError("this model is blind: it takes no noise level (train one with model.noise_level=true)")
+        if sigma is not None and not 0 <= sigma <= 255:
+            raise ValueError(f"sigma must be between 0 and 255, got {sigma}")
+        self.sigma = None if sigma is None else float(sigma)
+
+    def forward(self, y: torch.Tensor, noise_level: torch.Tensor | None = None) -> torch.Tensor:
+        """``noise_level``: per-image levels (B,), NaN where unknown; default: ``self.sigma`` for all."""
         x = y * 2 - 1
         if self.info_accum is not None:
             x = self.info_accum(x)
+        if self.noise_level_embedding is not None:
+            if noise_level is None:
+                noise_level = y.new_full((y.shape[0],), float("nan") if self.sigma is None else self.sigma)
+            x = x + self.noise_level_embedding(noise_level).to(x.dtype)
         full_resolution = x
         skips = []
         for encoder in self.encoders:

@@ -51,6 +51,7 @@ class Recipe:
     mapping_loss_weight: float = 1.0  # lambda of Eq. 21 (Taylor models)
     loss: str = "l1"  # pixel loss: l1 or mse (Taylor models always use Eq. 21)
     ssim_weight: float = 0.0  # adds w * (1 - SSIM on luma) to the pixel loss (not in the papers; 0 = off)
+    noise_level_known_fraction: float = 0.5  # models with a noise-level input: share of each batch told its level
     perceptual_weight: float = 0.0  # lambda of L_c + lambda * L_p (Golf paper: 5e-6)
     perceptual_weights: str = ""  # VGG-11-BN weights file for L_p; empty = pixel loss alone
     stages: tuple[int, ...] = ()  # Golf models: (steps training F, steps training G with F frozen); sum = steps
@@ -76,6 +77,8 @@ class Recipe:
             raise ConfigError(f"recipe {self.name}: loss must be l1 or mse, got {self.loss!r}")
         if self.ssim_weight < 0:
             raise ConfigError(f"recipe {self.name}: ssim_weight must be >= 0, got {self.ssim_weight}")
+        if not 0 <= self.noise_level_known_fraction <= 1:
+            raise ConfigError(f"recipe {self.name}: noise_level_known_fraction must be in [0, 1], got {self.noise_level_known_fraction}")
 
     def stage_at(self, step: int) -> tuple[int, int, int]:
         """``(stage, first step of the stage, steps in the stage)``; stage 0 = the

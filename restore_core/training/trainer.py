@@ -40,7 +40,7 @@ from restore_core.checkpoint import save_checkpoint
 from restore_core.configs import ConfigError, config_from_dict, config_to_dict
 from restore_core.degradations.blur import BlurConfig, add_motion_blur
 from restore_core.degradations.haze import HazeConfig, add_haze
-from restore_core.degradations.noise import NoiseConfig, add_noise
+from restore_core.degradations.noise import NoiseConfig, add_noise, measured_noise_level
 from restore_core.degradations.rain import RainConfig, add_rain
 from restore_core.engine.tiling import run_padded
 from restore_core.io.folders import list_images, list_training_pairs
@@ -187,6 +187,19 @@ def prepare_data(recipe: Recipe) -> TrainingData:
     return TrainingData(sampler, validation, summary)
 
 
+def training_forward(model: nn.Module, degraded: torch.Tensor, clean: torch.Tensor, recipe: Recipe) -> torch.Tensor:
+    """``model(y)``. A model with a noise-level input (``restore denoise --sigma``) is told
+    the measured level of the first ``noise_level_known_fraction`` of the batch and nothing
+    of the rest, so one model learns both the blind and the non-blind case (the patches
+    are drawn at random, so a fixed split is a random one)."""
+    if not getattr(model, "takes_noise_level", False):
+        return model(degraded)
+    levels = measured_noise_level(degraded, clean)
+    told = round(recipe.noise_level_known_fraction * len(levels))
+    levels[told:] = float("nan")
+    return model(degraded, noise_level=levels)
+
+
 def restoration_loss(
     model: nn.Module,
     degraded: torch.Tensor,
@@ -213,7 +226,7 @@ def restoration_loss(
         with torch.no_grad():
             first_shot = model.first(degraded)
         return golf_step_loss(model.step, first_shot, clean, recipe.train_iterations, loss)
-    return loss(model(degraded), clean)
+    return loss(training_forward(model, degraded, clean, recipe), clean)
 
 
 @torch.inference_mode()
@@ -475,7 +488,7 @@ class Trainer:
                 adversarial = self.discriminator is not None and not pretraining
                 with torch.autocast(self.device.type, dtype=amp_dtype, enabled=use_amp):
                     if adversarial:
-                        restored = self.model(degraded)
+                        restored = training_forward(self.model, degraded, clean, recipe)
                         loss = lsgan_generator_loss(self.discriminator(degraded, restored)) + recipe.adversarial_l1_weight * F.l1_loss(restored, clean)
                     else:
                         loss = restoration_loss(self.model, degraded, clean, recipe, stage, self.perceptual)
