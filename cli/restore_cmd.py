@@ -196,8 +196,15 @@ TASK_OPTIONS: dict[str, list[tuple[str, Any, Any]]] = {
         ("iterations", typer.Option(None, "--iterations", help="Golf Optimizer: taps N of G after F's first shot (default: the model's own, 3 for the shipped one)."), Optional[int]),
     ],
     "denoise": [
-        ("sigma", typer.Option(None, "--sigma", help="Noise level (0-255 scale) for models that take one; blind models (the default) estimate it and refuse this option."), Optional[float]),
+        ("sigma", typer.Option(None, "--sigma", help="Noise level of the input (standard deviation, 0-255 scale) for models with a noise-level input: told it, they are non-blind; without it, blind. Blind-only models refuse it."), Optional[float]),
     ],
+}
+
+
+# One more help example for the tasks that have options of their own.
+TASK_EXAMPLES = {
+    "deblur": "restore deblur shaky/ sharp/ --iterations 5",
+    "denoise": "restore denoise scans/ clean/ --sigma 15",
 }
 
 
@@ -253,6 +260,6 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
         find /data -name '*.png' | restore {task} - out/ --json
 
         restore {task} photos/ out/ --shard $SLURM_ARRAY_TASK_ID/8 --skip-existing
-    """
+    """ + (f"\n        {TASK_EXAMPLES[task]}\n" if task in TASK_EXAMPLES else "")
     command.__name__ = task
     return command
