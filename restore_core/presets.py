@@ -71,7 +71,7 @@ INFOFLOW_S: dict[str, Any] = {
 INFOFLOW_DEHAZE: dict[str, Any] = {**INFOFLOW_S, "levels": 5, "max_filters": 256}  # Table I: dehazing needs 4-5 levels
 # The shipped denoiser: infoflow-s plus a 24-channel full-resolution refinement
 # head, grown from infoflow-s weights by ``restore train --init``.
-INFOFLOW_DENOISE: dict[str, Any] = {**INFOFLOW_S, "refine": 24}
+INFOFLOW_DENOISE: dict[str, Any] = {**INFOFLOW_S, "refine": 24, "noise_level": True}
 
 PRESETS: dict[str, Preset] = {
     "taylor-derain": Preset(
@@ -125,9 +125,9 @@ PRESETS: dict[str, Preset] = {
         task="denoise",
         architecture="infoflow",
         config=INFOFLOW_DENOISE,
-        description="infoflow-s + full-resolution refinement head, trained (pure L1) for blind Gaussian denoising, sigma 0-50; CPU runs below DnCNN/CBM3D, see its card",
+        description="infoflow-s + full-resolution refinement head, trained (pure L1) for Gaussian denoising, sigma 0-50: blind, or told the level with --sigma; CPU runs below DnCNN/CBM3D, see its card",
         weights="infoflow-denoise.safetensors",
-        sha256="56b60b6c5a0ee9d5dd2f7c31fe06de878dfd387bedec7a4f5f77a42b35d5a4f4",
+        sha256="2de5b7464e915771fcda1de40f3085265dae4a6e1f678000b79fc22893c7386e",
     ),
     "infoflow-dehaze": Preset(
         name="infoflow-dehaze",
