@@ -70,7 +70,8 @@ INFOFLOW_S: dict[str, Any] = {
 }
 INFOFLOW_DEHAZE: dict[str, Any] = {**INFOFLOW_S, "levels": 5, "max_filters": 256}  # Table I: dehazing needs 4-5 levels
 # The shipped denoiser: infoflow-s plus a 24-channel full-resolution refinement
-# head, grown from infoflow-s weights by ``restore train --init``.
+# head and a noise-level input (blind, or told ``--sigma``), each grown onto the
+# previous weights by ``restore train --init``.
 INFOFLOW_DENOISE: dict[str, Any] = {**INFOFLOW_S, "refine": 24, "noise_level": True}
 
 PRESETS: dict[str, Preset] = {
