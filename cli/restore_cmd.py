@@ -195,6 +195,9 @@ TASK_OPTIONS: dict[str, list[tuple[str, Any, Any]]] = {
     "deblur": [
         ("iterations", typer.Option(None, "--iterations", help="Golf Optimizer: taps N of G after F's first shot (default: the model's own, 3 for the shipped one)."), Optional[int]),
     ],
+    "dehaze": [
+        ("recompose_radius", typer.Option(None, "--recompose-radius", help="Rebuild the output from the input by the scattering model with the transmission the network implies, smoothed by a guided filter of this radius (pixels); 0 = the network's output as is. Default: the model's own (40 for the shipped one)."), Optional[int]),
+    ],
     "denoise": [
         ("sigma", typer.Option(None, "--sigma", help="Noise level of the input (standard deviation, 0-255 scale) for models with a noise-level input: told it, they are non-blind; without it, blind. Blind-only models refuse it."), Optional[float]),
     ],
@@ -205,6 +208,7 @@ TASK_OPTIONS: dict[str, list[tuple[str, Any, Any]]] = {
 TASK_EXAMPLES = {
     "deblur": "restore deblur shaky/ sharp/ --iterations 5",
     "denoise": "restore denoise scans/ clean/ --sigma 15",
+    "dehaze": "restore dehaze foggy/ clear/ --recompose-radius 0",
 }
 
 

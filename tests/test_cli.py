@@ -292,6 +292,21 @@ def test_denoise_sigma_on_a_blind_model_is_a_usage_error(folder, tmp_path):
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
 
 
+def test_dehaze_recompose_radius_switches_the_recomposition(folder, tmp_path):
+    """The shipped dehazer recomposes by default; --recompose-radius 0 gives the network's
+    output, another radius another result; a negative one is a usage error with no output."""
+    outputs = {}
+    for radius in (None, "0", "10"):
+        out = tmp_path / f"out{radius}"
+        result = restore("dehaze", str(folder / "a.png"), str(out), "-q", *(("--recompose-radius", radius) if radius else ()))
+        assert result.returncode == 0, result.stderr
+        outputs[radius] = cv2.imread(str(out / "a.png")).astype(int)
+    assert np.abs(outputs[None] - outputs["0"]).max() > 0 and np.abs(outputs[None] - outputs["10"]).max() > 0
+    bad = restore("dehaze", str(folder / "a.png"), str(tmp_path / "bad"), "-q", "--recompose-radius", "-3")
+    assert bad.returncode == 2 and "radius must be >= 0" in bad.stderr
+    assert not (tmp_path / "bad").exists() or not list((tmp_path / "bad").iterdir())
+
+
 def test_shipped_deblur_model_improves_blurred_images(tmp_path):
     """The embedded deblur set (bundled photographs, seeded synthetic camera shake)."""
     result = restore("benchmark", "--task", "deblur", "--json")

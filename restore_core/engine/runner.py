@@ -104,6 +104,9 @@ class Restorer:
         self._announced: set[tuple[int, int, int]] = set()
         # All-in-one models decide per whole image what to restore, before any tiling.
         self.conditions_model = hasattr(self.model, "condition")
+        # Models with a whole-image step after the network (the dehazer's scattering-model
+        # recomposition) get it once per image, after tiling and self-ensemble.
+        self.finishes_model = hasattr(self.model, "finish")
         self.last_degradation: list[dict[str, float]] | None = None
 
     @torch.inference_mode()
@@ -160,11 +163,19 @@ class Restorer:
     def _run(self, x: torch.Tensor, tile: int) -> torch.Tensor:
         if self.conditions_model:
             self.last_degradation = self.model.condition(x)
-        if tile and (x.shape[-1] > tile or x.shape[-2] > tile):
-            # Tiles are made channels_last one at a time: no full-size copy of the image.
-            y = run_tiled(self._forward, x, tile, self.tile_overlap, self.multiple)
-        else:
-            y = run_padded(self._forward, x, self.multiple)
+        if self.finishes_model:
+            self.model.finish_in_forward = False
+        try:
+            if tile and (x.shape[-1] > tile or x.shape[-2] > tile):
+                # Tiles are made channels_last one at a time: no full-size copy of the image.
+                y = run_tiled(self._forward, x, tile, self.tile_overlap, self.multiple)
+            else:
+                y = run_padded(self._forward, x, self.multiple)
+        finally:
+            if self.finishes_model:
+                self.model.finish_in_forward = True
+        if self.finishes_model:
+            y = self.model.finish(x, y)
         return y.float().clamp_(0, 1)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,13 @@ light noise (sigma 5) a compact model smooths that texture away. The head adds
 convolutions with the last one zero-initialised, so a model grown from a
 ``refine = 0`` checkpoint starts out as exactly that model.
 
+Also not in the paper, for dehazing: an optional scattering-model recomposition
+(``recompose`` section): the output is rebuilt from the hazy input with the
+transmission the network's output implies, guided-filtered (the dark channel
+prior's inversion with the network in place of the prior); see
+:mod:`restore_core.models.scattering`. It has no weights: any dehazing checkpoint
+can switch it on (``restore dehaze --recompose-radius``).
+
 Also not in the paper: an optional noise-level input (``noise_level = true``), so
 that one denoiser is blind by default and non-blind when told the level
 (``restore denoise --sigma``), as FFDNet's noise-level map. See
@@ -31,11 +38,13 @@ Eqs. 16-18) are in :mod:`restore_core.training.losses`.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from restore_core.models.scattering import RecomposeConfig, recompose
 from restore_core.models.unet import refinement_head
 
 
@@ -98,6 +107,7 @@ class InfoFlowConfig:
     residual: bool = False  # predict y + residual instead of pix2pix's tanh image
     refine: int = 0  # channels of the full-resolution refinement head (0 = none, the paper's generator)
     noise_level: bool = False  # takes an optional noise level (--sigma); blind when none is given
+    recompose: RecomposeConfig | None = None  # dehazing: rebuild the output by the scattering model (None = off)
 
     def filters(self, level: int) -> int:
         return min(self.base_filters * 2**level, self.max_filters)
@@ -172,6 +182,8 @@ class InfoFlowGenerator(nn.Module):
         self.refine = refinement_head(full_resolution_channels + c, config.refine, c) if config.refine else None
         self.noise_level_embedding = NoiseLevelEmbedding(full_resolution_channels) if config.noise_level else None
         self.sigma: float | None = None  # the level told at inference (restore denoise --sigma); None = blind
+        self.recompose = config.recompose
+        self.finish_in_forward = True  # the engine turns it off to call finish() on whole images after tiling
         if self.refine is not None and not config.residual:
             raise ValueError("infoflow: refine needs residual = true (the head adds a correction to the output)")
 
@@ -190,6 +202,16 @@ class InfoFlowGenerator(nn.Module):
         if sigma is not None and not 0 <= sigma <= 255:
             raise ValueError(f"sigma must be between 0 and 255, got {sigma}")
         self.sigma = None if sigma is None else float(sigma)
+
+    def set_recompose_radius(self, radius: int) -> None:
+        """Switch the scattering-model recomposition on with this guided-filter radius
+        (the config's other values, or the defaults), or off with 0."""
+        if radius < 0:
+            raise ValueError(f"the radius must be >= 0 (0 = off), got {radius}")
+        if radius == 0:
+            self.recompose = None
+        else:
+            self.recompose = dataclasses.replace(self.recompose or RecomposeConfig(), radius=int(radius))
 
     def forward(self, y: torch.Tensor, noise_level: torch.Tensor | None = None) -> torch.Tensor:
         """``noise_level``: per-image levels (B,), NaN where unknown; default: ``self.sigma`` for all."""
@@ -211,11 +233,19 @@ class InfoFlowGenerator(nn.Module):
             if skips:
                 x = torch.cat([x, skips.pop()], dim=1)
         if not self.config.residual:
-            return (torch.tanh(x) + 1) / 2
+            out = (torch.tanh(x) + 1) / 2
+            return self.finish(y, out) if self.finish_in_forward else out
         out = y + x / 2
         if self.refine is not None:
             out = out + self.refine(torch.cat([full_resolution, out * 2 - 1], dim=1)) / 2
-        return out
+        return self.finish(y, out) if self.finish_in_forward else out
+
+    def finish(self, y: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """The whole-image step after the network: the scattering-model recomposition
+        when configured, else nothing. The engine runs tiles with ``finish_in_forward``
+        off and calls this once on the whole image, so tiling cannot cut the guided
+        filter's windows."""
+        return recompose(y, out, self.recompose) if self.recompose is not None else out
 
 
 @dataclass(frozen=True)

@@ -324,7 +324,10 @@ class Trainer:
             )
         self.model.load_state_dict(source_state, strict=False)
         fresh = sorted({k.rsplit(".", 2)[0] for k in target if k not in source_state})
-        self.log(f"--init {path}: grown model; new, freshly initialised: {', '.join(fresh)}")
+        if fresh:
+            self.log(f"--init {path}: grown model; new, freshly initialised: {', '.join(fresh)}")
+        else:
+            self.log(f"--init {path}: same weights, the recipe's model config differs (settings without weights)")
 
     @property
     def state_path(self) -> Path:
