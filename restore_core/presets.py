@@ -143,7 +143,7 @@ PRESETS: dict[str, Preset] = {
         config=INFOFLOW_DEHAZE,
         description="5-level information-flow generator trained (L1, then L1 + SSIM) on synthetic haze, its output recomposed by the scattering model; SOTS indoor: ahead of AOD-Net and DCP on all four numbers (DCP by 0.0004 in SSIM Y); see its card",
         weights="infoflow-dehaze.safetensors",
-        sha256="4d39ae5e527a485cebdd1846c46c5865cda3f6a6cd09e55eb84376edb2ecb399",
+        sha256="55885de16842b539c1ebe6dbd9ef0dae50395555b9e00da8b0fa2e5a25204647",
     ),
     "adms": Preset(
         name="adms",
