@@ -89,7 +89,10 @@ def transmission(hazy: torch.Tensor, dehazed: torch.Tensor, airlight: float = 1.
 
 
 def luma(rgb: torch.Tensor) -> torch.Tensor:
-    """BT.601 luma (B, 1, H, W) of RGB images; one-channel images are their own luma."""
+    """BT.601 luma (B, 1, H, W) of RGB images in full range [0, 1]; one-channel images are
+    their own luma. Not :func:`restore_core.training.losses.luma`, the studio-range Y the
+    metrics score (16-235): the guided filter's eps is relative to the guide's variance,
+    and radius and eps were chosen with this full-range guide."""
     if rgb.shape[1] == 1:
         return rgb
     weights = rgb.new_tensor(LUMA).view(1, 3, 1, 1)
