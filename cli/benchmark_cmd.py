@@ -73,6 +73,7 @@ def benchmark(
     iterations: Optional[int] = typer.Option(None, "--iterations", help="Golf Optimizer models: taps of G (as restore deblur --iterations)."),
     model_sigma: Optional[float] = typer.Option(None, "--model-sigma", help="Denoisers with a noise-level input: the level they are told (as restore denoise --sigma); default: blind."),
     recompose_radius: Optional[int] = typer.Option(None, "--recompose-radius", help="Dehazers: scattering-model recomposition radius (as restore dehaze --recompose-radius; 0 = off)."),
+    darken_only: Optional[bool] = typer.Option(None, "--darken-only/--no-darken-only", help="Derainers: output never brighter than the input, or not (as restore derain --darken-only)."),
     growth: bool = typer.Option(False, "--growth", help="Measure cost growth: wall time vs number of images (10/100/1000) and vs pixels per image, plus start-up."),
     compile_model: bool = typer.Option(False, "--compile", help="torch.compile the models (with --speed: compare against eager)."),
     threads: int = typer.Option(0, "--threads", help="CPU threads for torch (0 = torch's default)."),
@@ -98,7 +99,7 @@ def benchmark(
         torch_device = pick_device(device)
         names = models or [DEFAULT_MODEL_FOR_TASK.get(task, "")]
         descriptors = [load_for_task(name, task, str(torch_device)) for name in names]
-        for setting, value in (("iterations", iterations), ("sigma", model_sigma), ("recompose_radius", recompose_radius)):
+        for setting, value in (("iterations", iterations), ("sigma", model_sigma), ("recompose_radius", recompose_radius), ("darken_only", darken_only)):
             if value is not None:
                 for descriptor in descriptors:
                     descriptor.apply_setting(setting, value)
@@ -186,6 +187,7 @@ def benchmark(
         "iterations": iterations,
         "model_sigma": model_sigma,
         "recompose_radius": recompose_radius,
+        "darken_only": darken_only,
         "self_ensemble": list(TRANSFORMS_FOR_TASK[task]) if self_ensemble else None,
         "models": [{"name": d.name, "architecture": d.architecture, "sha256": d.sha256, "parameters": d.parameters} for d in descriptors],
         "wall_seconds": round(time.perf_counter() - start, 2),

@@ -192,6 +192,9 @@ def run_restore(request: RestoreRequest) -> None:
 # Options only some tasks have: task -> [(parameter name, typer.Option, annotation)].
 # Their values reach the model as settings (see ModelDescriptor.apply_setting).
 TASK_OPTIONS: dict[str, list[tuple[str, Any, Any]]] = {
+    "derain": [
+        ("darken_only", typer.Option(None, "--darken-only/--no-darken-only", help="Never brighter than the input (min of the network's output and the input: rain only adds light), or the network's output as is. Default: the model's own (on for the shipped one)."), Optional[bool]),
+    ],
     "deblur": [
         ("iterations", typer.Option(None, "--iterations", help="Golf Optimizer: taps N of G after F's first shot (default: the model's own, 3 for the shipped one)."), Optional[int]),
     ],
@@ -206,6 +209,7 @@ TASK_OPTIONS: dict[str, list[tuple[str, Any, Any]]] = {
 
 # One more help example for the tasks that have options of their own.
 TASK_EXAMPLES = {
+    "derain": "restore derain storm/ clear/ --no-darken-only",
     "deblur": "restore deblur shaky/ sharp/ --iterations 5",
     "denoise": "restore denoise scans/ clean/ --sigma 15",
     "dehaze": "restore dehaze foggy/ clear/ --recompose-radius 0",

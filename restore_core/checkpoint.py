@@ -71,13 +71,14 @@ class ModelDescriptor:
         """Apply a run-time setting of the model (``--iterations`` of a Golf
         Optimizer, ``--sigma`` of a non-blind denoiser) through its ``set_<name>``
         method; a model without one refuses it with a clear error."""
+        flag = "--" + name.replace("_", "-")
         setter = getattr(self.model, f"set_{name}", None)
         if setter is None:
-            raise CheckpointError(self.name, f"--{name} does not apply to this model ({self.architecture})")
+            raise CheckpointError(self.name, f"{flag} does not apply to this model ({self.architecture})")
         try:
             setter(value)
         except ValueError as exc:
-            raise CheckpointError(self.name, f"--{name}: {exc}") from None
+            raise CheckpointError(self.name, f"{flag}: {exc}") from None
 
 
 def file_sha256(path: os.PathLike | str) -> str:

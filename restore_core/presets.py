@@ -41,6 +41,9 @@ TAYLOR_UNET = {
     "order": 3,
     "eq17_term": False,
 }
+# The deraining model: rain streaks and the veil of heavy rain only add light, so its
+# output is projected onto min(O, y) (models/taylor.py; no weights, no training change).
+TAYLOR_DERAIN = {**TAYLOR_UNET, "darken_only": True}
 
 # Golf Optimizer (SPEC §2.4). The paper's Table 1 networks, and this project's
 # fast design for CPUs: F = the compact U-Net (its downsamplings give the large
@@ -85,10 +88,10 @@ PRESETS: dict[str, Preset] = {
         name="taylor-derain",
         task="derain",
         architecture="taylor",
-        config=TAYLOR_UNET,
-        description="Taylor framework (order 3) around the compact U-Net, trained for rain removal",
+        config=TAYLOR_DERAIN,
+        description="Taylor framework (order 3) around the compact U-Net, trained for rain removal; output never brighter than the input",
         weights="taylor-derain.safetensors",
-        sha256="8f4fedb984041b8e0a654180430ac0905a1516febad6aacbfa5c211acaec38e7",
+        sha256="d87342554d8f39fa135149e879337f1f54f6631e28af636614daee187f518833",
     ),
     "unet-s": Preset(
         name="unet-s",

@@ -307,6 +307,26 @@ def test_dehaze_recompose_radius_switches_the_recomposition(folder, tmp_path):
     assert not (tmp_path / "bad").exists() or not list((tmp_path / "bad").iterdir())
 
 
+def test_derain_darken_only_switches_the_projection(tmp_path):
+    """The shipped derainer is never brighter than its input (rain only adds light);
+    --no-darken-only gives the network's output, brighter in places; a model without
+    the switch refuses it with a usage error and writes nothing."""
+    source = SAMPLES / "input" / "motorcycle-detail.png"  # colour: compared channel by channel
+    rainy = cv2.imread(str(source)).astype(int)
+    outputs = {}
+    for flag in ("", "--darken-only", "--no-darken-only"):
+        out = tmp_path / f"out{flag}"
+        result = restore("derain", str(source), str(out), "-q", *((flag,) if flag else ()))
+        assert result.returncode == 0, result.stderr
+        outputs[flag] = cv2.imread(str(out / source.name)).astype(int)
+    assert (outputs[""] <= rainy).all() and np.array_equal(outputs[""], outputs["--darken-only"])
+    assert (outputs["--no-darken-only"] > rainy).any()
+    assert np.array_equal(outputs[""], np.minimum(outputs["--no-darken-only"], rainy))
+    bad = restore("derain", str(source), str(tmp_path / "bad"), "-q", "-m", "adms", "--no-darken-only")
+    assert bad.returncode == 2 and "--darken-only does not apply to this model (adms)" in bad.stderr
+    assert not (tmp_path / "bad").exists() or not list((tmp_path / "bad").iterdir())
+
+
 def test_shipped_deblur_model_improves_blurred_images(tmp_path):
     """The embedded deblur set (bundled photographs, seeded synthetic camera shake)."""
     result = restore("benchmark", "--task", "deblur", "--json")

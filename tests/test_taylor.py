@@ -20,6 +20,13 @@ class Scale(nn.Module):
         return self.a * y
 
 
+class Affine(nn.Module):
+    """F(y) = 0.5 - 0.5 * y: crosses y, so the Taylor output is brighter than y in places."""
+
+    def forward(self, y):
+        return 0.5 - 0.5 * y
+
+
 class HalfSum(nn.Module):
     """G(concat[g, y]) = 0.5 * g + 0.25 * y (channels split in half)."""
 
@@ -87,3 +94,34 @@ def test_growing_the_mapping_unet_with_a_refinement_head_starts_unchanged():
     assert torch.equal(grown(y), base(y))
     grown(y).mean().backward()
     assert grown.mapping.refine[-1].weight.grad.abs().sum() > 0
+
+
+def test_darken_only_projects_the_output_onto_min_of_output_and_input():
+    """``darken_only``: forward returns min(O, y) (never brighter than the input), the
+    training expansion keeps Eq. 20's O, and where the clean image is no brighter than the
+    input the projection never moves a pixel away from it."""
+    torch.manual_seed(0)
+    y = torch.rand(2, 3, 6, 7)
+    net = TaylorNet(Affine(), HalfSum(), order=2, darken_only=True)
+    plain = TaylorNet(Affine(), HalfSum(), order=2)
+    o = plain(y)
+    assert (o > y).any() and (o < y).any()  # the series overshoots somewhere: the case matters
+    assert torch.equal(net(y), torch.minimum(o, y))
+    assert torch.equal(net.expand(y).restored, o)  # Eq. 21 trains the unprojected O
+    x = y * torch.rand_like(y)  # a clean image no brighter than the input
+    assert ((net(y) - x).abs() <= (o - x).abs()).all()
+    assert ((net(y) - x).abs() < (o - x).abs()).any()
+    net.set_darken_only(False)
+    assert torch.equal(net(y), o)
+
+
+def test_darken_only_is_a_config_switch_that_round_trips(tmp_path):
+    from restore_core.checkpoint import load_checkpoint, save_checkpoint
+
+    config = {"mapping": {"width": 4, "levels": 1, "blocks_per_level": [1], "bottleneck_blocks": 1}, "order": 1, "darken_only": True}
+    model = build_model("taylor", config)
+    assert model.darken_only and not build_model("taylor", {**config, "darken_only": False}).darken_only
+    loaded = load_checkpoint(save_checkpoint(tmp_path / "m.safetensors", model, "taylor", config, "derain"))
+    assert loaded.model.darken_only and loaded.config["darken_only"] is True
+    y = torch.rand(1, 3, 8, 8)
+    assert (loaded.model(y) <= y).all()

@@ -30,13 +30,14 @@ class TaylorConfig:
     derivative: DerivativeConfig = DerivativeConfig()
     order: int = 3
     eq17_term: bool = False
+    darken_only: bool = False  # output min(O, y): for degradations that only add light (rain)
 
 
 def _build_taylor(config: TaylorConfig) -> TaylorNet:
     if config.mapping_architecture == "taylor":
         raise ConfigError("a Taylor model cannot wrap another Taylor model")
     mapping = build_model(config.mapping_architecture, config.mapping)
-    return TaylorNet(mapping, DerivativeNet(config.derivative), config.order, config.eq17_term)
+    return TaylorNet(mapping, DerivativeNet(config.derivative), config.order, config.eq17_term, config.darken_only)
 
 
 @dataclass(frozen=True)

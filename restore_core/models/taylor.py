@@ -9,6 +9,13 @@ derivative network ``G`` whose weights are shared across orders:
 * output of order n, Eq. 20:  ``O = f_out + sum_{k=1..n} g^k / k!``
 * loss, Eq. 21:               ``L1(x, O) + lambda * L1(x, f_out)``
 
+An option outside the paper, for degradations that only add light (rain streaks and
+the veil of heavy rain): ``darken_only`` returns ``min(O, y)``, the projection of
+``O`` onto the images no brighter than the input. Where the clean image obeys that
+(``x <= y`` per pixel and channel) the projection can only bring ``O`` closer to it:
+``|min(O, y) - x| <= |O - x|``. Training keeps Eq. 21 on the unprojected ``O``; the
+projection is applied in :meth:`TaylorNet.forward`, which is what restores and validates.
+
 Order 0 is the bare ``F``. The paper's ``G`` is two convolution layers; it runs
 at full resolution, so it is kept narrow to make the wrapper cheap (the paper's
 gains are 0.1-0.4 dB).
@@ -83,6 +90,7 @@ class TaylorNet(nn.Module):
         derivative: nn.Module,
         order: int = 3,
         eq17_term: bool = False,
+        darken_only: bool = False,
     ) -> None:
         super().__init__()
         if order < 0:
@@ -91,6 +99,7 @@ class TaylorNet(nn.Module):
         self.derivative = derivative
         self.order = order
         self.eq17_term = eq17_term
+        self.darken_only = darken_only
 
     @property
     def size_multiple(self) -> int:
@@ -109,5 +118,10 @@ class TaylorNet(nn.Module):
             g = g_next
         return TaylorOutput(taylor_sum(f_out, derivatives), f_out, derivatives)
 
+    def set_darken_only(self, darken_only: bool) -> None:
+        """Project the output onto ``min(O, y)`` (True) or return Eq. 20's ``O`` as is."""
+        self.darken_only = bool(darken_only)
+
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        return self.expand(y).restored
+        restored = self.expand(y).restored
+        return torch.minimum(restored, y) if self.darken_only else restored

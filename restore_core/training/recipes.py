@@ -16,7 +16,7 @@ from typing import Any
 
 from restore_core.configs import ConfigError, config_from_dict
 from restore_core.models.adms import ClassifierConfig
-from restore_core.presets import GOLF_FAST, INFOFLOW_DEHAZE, INFOFLOW_DENOISE, INFOFLOW_S, TAYLOR_UNET, UNET_S
+from restore_core.presets import GOLF_FAST, INFOFLOW_DEHAZE, INFOFLOW_DENOISE, INFOFLOW_S, TAYLOR_DERAIN, UNET_S
 
 
 @dataclass(frozen=True)
@@ -180,7 +180,7 @@ RECIPES: dict[str, Recipe | ADMSRecipe] = {
         name="taylor-derain",
         task="derain",
         architecture="taylor",
-        model=TAYLOR_UNET,
+        model=TAYLOR_DERAIN,
         degradation="rain",
         steps=20000,
         batch_size=4,
