@@ -59,6 +59,7 @@ class RestoreRequest:
     recursive: bool = False
     suffix: str = ""
     ext: Optional[str] = None
+    quality: int = 95
     overwrite: bool = False
     skip_existing: bool = False
     as_json: bool = False
@@ -86,6 +87,8 @@ def run_restore(request: RestoreRequest) -> None:
             fail(f"--ext {ext}: unsupported; use one of {', '.join(SUPPORTED_EXTENSIONS)}", code=2)
     if request.threads < 0:
         fail("--threads must be >= 0 (0 = torch's default)", code=2)
+    if not 1 <= request.quality <= 100:
+        fail(f"--quality must be between 1 and 100, got {request.quality}", code=2)
     if request.tile < 0 or request.tile_overlap < 0 or request.batch_size < 1:
         fail("--tile and --tile-overlap must be >= 0 and --batch-size >= 1", code=2)
     if request.tile and request.tile_overlap >= request.tile:
@@ -151,7 +154,7 @@ def run_restore(request: RestoreRequest) -> None:
     # SIGINT explicitly too: a process started in the background by a non-interactive
     # shell inherits SIGINT ignored, and `kill -INT` must still stop it cleanly.
     signal.signal(signal.SIGINT, _raise_interrupt)
-    options = RunOptions(tile=request.tile, tile_overlap=request.tile_overlap, batch_size=request.batch_size, precision=request.precision, max_pixels=request.max_pixels)
+    options = RunOptions(tile=request.tile, tile_overlap=request.tile_overlap, batch_size=request.batch_size, precision=request.precision, max_pixels=request.max_pixels, jpeg_quality=request.quality)
     start = time.perf_counter()
     done: list[ImageResult] = list(results)
     with Progress(
@@ -234,6 +237,7 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
         recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders of IN."),
         suffix: str = typer.Option("", "--suffix", help=f"Appended to each output file's stem, e.g. _{task}ed."),
         ext: Optional[str] = typer.Option(None, "--ext", help="Output format (png, jpg, tif, webp, bmp); default: the input's."),
+        quality: int = typer.Option(95, "--quality", help="JPEG and WebP outputs: encoder quality, 1-100."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
         skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave existing outputs alone and skip those inputs."),
         as_json: bool = typer.Option(False, "--json", help="One JSON object per image on stdout."),
@@ -247,7 +251,7 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
     ) -> None:
         run_restore(RestoreRequest(
             task=task, source=source, out_dir=out_dir, model=model, device=device, tile=tile, tile_overlap=tile_overlap,
-            batch_size=batch_size, precision=precision, recursive=recursive, suffix=suffix, ext=ext, overwrite=overwrite,
+            batch_size=batch_size, precision=precision, recursive=recursive, suffix=suffix, ext=ext, quality=quality, overwrite=overwrite,
             skip_existing=skip_existing, as_json=as_json, quiet=quiet, max_pixels=max_pixels, shard=shard,
             model_settings=settings, self_ensemble=self_ensemble, compile_model=compile_model, threads=threads,
         ))

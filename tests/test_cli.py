@@ -55,6 +55,24 @@ def test_recursive_mirrors_sub_folders_and_suffix_ext(folder, tmp_path, tiny_che
     assert (out / "sub" / "c_x.jpg").is_file() and (out / "a_x.jpg").is_file()
 
 
+def test_quality_sets_the_jpeg_encoder_quality(tmp_path, tiny_checkpoint):
+    """--quality reaches the JPEG encoder: a lower quality writes a smaller file further from
+    the lossless PNG of the same restoration; out of 1-100 it is a usage error."""
+    source = SAMPLES / "input" / "motorcycle-detail.png"
+    written = {}
+    for ext, quality in (("png", None), ("jpg", None), ("jpg", "30")):
+        out = tmp_path / f"{ext}{quality}"
+        result = restore("derain", str(source), str(out), "-q", "--ext", ext, "--model", str(tiny_checkpoint), *(("--quality", quality) if quality else ()))
+        assert result.returncode == 0, result.stderr
+        written[ext, quality] = out / f"motorcycle-detail.{ext}"
+    lossless = cv2.imread(str(written["png", None]))
+    default, low = written["jpg", None], written["jpg", "30"]
+    assert low.stat().st_size < 0.7 * default.stat().st_size
+    assert psnr(cv2.imread(str(low)), lossless) < psnr(cv2.imread(str(default)), lossless) - 2
+    bad = restore("derain", str(source), str(tmp_path / "bad"), "--quality", "0", "--model", str(tiny_checkpoint))
+    assert bad.returncode == 2 and "--quality must be between 1 and 100" in bad.stderr and not (tmp_path / "bad").exists()
+
+
 def test_corrupt_file_in_batch_reports_it_and_continues(folder, tmp_path, tiny_checkpoint):
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\ntruncated")
     out = tmp_path / "out"

@@ -44,6 +44,7 @@ class RunOptions:
     batch_size: int = 1
     precision: str = "auto"
     max_pixels: int = DEFAULT_MAX_PIXELS
+    jpeg_quality: int = 95  # JPEG and WebP outputs
     io_threads: int = 2
     prefetch: int = 4
 
@@ -220,12 +221,12 @@ def _decode(job: Job, max_pixels: int) -> _Decoded:
         return _Decoded(job, None, f"cannot read: {exc}", time.perf_counter() - start)
 
 
-def _encode(job: Job, rgb: np.ndarray, like: LoadedImage, spent: float, degradation: dict | None = None) -> ImageResult:
+def _encode(job: Job, rgb: np.ndarray, like: LoadedImage, spent: float, degradation: dict | None, jpeg_quality: int) -> ImageResult:
     start = time.perf_counter()
     height, width = rgb.shape[:2]
     assert job.output is not None
     try:
-        write_image(job.output, rgb, like)
+        write_image(job.output, rgb, like, jpeg_quality)
     except ImageError as exc:
         return ImageResult(job.source, None, "error", spent + time.perf_counter() - start, exc.cause, width, height, degradation)
     return ImageResult(job.source, job.output, "ok", spent + time.perf_counter() - start, None, width, height, degradation)
@@ -290,7 +291,7 @@ def restore_stream(jobs: list[Job], restorer: Restorer, options: RunOptions = Ru
                     pending_results.append(ImageResult(decoded.job.source, None, "error", decoded.seconds + share, model_error))
                 else:
                     pending_results.append(
-                        writers.submit(_encode, decoded.job, restored[i], decoded.image, decoded.seconds + share, detected[i])
+                        writers.submit(_encode, decoded.job, restored[i], decoded.image, decoded.seconds + share, detected[i], options.jpeg_quality)
                     )
             yield from ready_results(block=False)
         yield from ready_results(block=True)

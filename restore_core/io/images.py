@@ -332,11 +332,12 @@ def atomic_write_bytes(path: os.PathLike | str, data: bytes) -> None:
         raise
 
 
-def write_image(path: os.PathLike | str, rgb: np.ndarray, like: LoadedImage) -> None:
-    """Encode ``rgb`` like ``like`` (format from ``path``'s extension) and write atomically."""
+def write_image(path: os.PathLike | str, rgb: np.ndarray, like: LoadedImage, jpeg_quality: int = 95) -> None:
+    """Encode ``rgb`` like ``like`` (format from ``path``'s extension; ``jpeg_quality``
+    for JPEG and WebP) and write atomically."""
     path = Path(path)
     try:
-        data = encode_image(rgb, like, path.suffix)
+        data = encode_image(rgb, like, path.suffix, jpeg_quality)
     except Exception as exc:
         raise ImageError(path, f"cannot encode: {exc}") from None
     try:
