@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 from cli.console import cell, err_console, fail, say, warn
+from cli.restore_cmd import parse_sigma
 from restore_core.checkpoint import CheckpointError
 from restore_core.device import pick_device
 from restore_core.engine.ensemble import TRANSFORMS_FOR_TASK
@@ -71,7 +72,7 @@ def benchmark(
     sizes: str = typer.Option("480x320,1280x720", "--sizes", help="With --speed: image sizes, WIDTHxHEIGHT,..."),
     count: int = typer.Option(8, "--count", help="With --speed: images per size."),
     iterations: Optional[int] = typer.Option(None, "--iterations", help="Golf Optimizer models: taps of G (as restore deblur --iterations)."),
-    model_sigma: Optional[float] = typer.Option(None, "--model-sigma", help="Denoisers with a noise-level input: the level they are told (as restore denoise --sigma); default: blind."),
+    model_sigma: Optional[str] = typer.Option(None, "--model-sigma", callback=parse_sigma, help="Denoisers with a noise-level input: the level they are told, auto or blind (as restore denoise --sigma); default: auto."),
     recompose_radius: Optional[int] = typer.Option(None, "--recompose-radius", help="Dehazers: scattering-model recomposition radius (as restore dehaze --recompose-radius; 0 = off)."),
     darken_only: Optional[bool] = typer.Option(None, "--darken-only/--no-darken-only", help="Derainers: output never brighter than the input, or not (as restore derain --darken-only)."),
     growth: bool = typer.Option(False, "--growth", help="Measure cost growth: wall time vs number of images (10/100/1000) and vs pixels per image, plus start-up."),

@@ -192,6 +192,17 @@ def run_restore(request: RestoreRequest) -> None:
         raise typer.Exit(1)
 
 
+def parse_sigma(value: Optional[str]) -> float | str | None:
+    """``--sigma``: a noise level on the 0-255 scale, ``auto`` (estimated per image) or
+    ``blind`` (not told)."""
+    if value is None or value in ("auto", "blind"):
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise typer.BadParameter(f"expected a number (the noise's standard deviation, 0-255), 'auto' or 'blind', got {value!r}") from None
+
+
 # Options only some tasks have: task -> [(parameter name, typer.Option, annotation)].
 # Their values reach the model as settings (see ModelDescriptor.apply_setting).
 TASK_OPTIONS: dict[str, list[tuple[str, Any, Any]]] = {
@@ -205,7 +216,7 @@ TASK_OPTIONS: dict[str, list[tuple[str, Any, Any]]] = {
         ("recompose_radius", typer.Option(None, "--recompose-radius", help="Rebuild the output from the input by the scattering model with the transmission the network implies, smoothed by a guided filter of this radius (pixels); 0 = the network's output as is. Default: the model's own (40 for the shipped one)."), Optional[int]),
     ],
     "denoise": [
-        ("sigma", typer.Option(None, "--sigma", help="Noise level of the input (standard deviation, 0-255 scale) for models with a noise-level input: told it, they are non-blind; without it, blind. Blind-only models refuse it."), Optional[float]),
+        ("sigma", typer.Option(None, "--sigma", callback=parse_sigma, help="Noise level of the input (standard deviation, 0-255 scale) for models with a noise-level input: told it, they are non-blind; 'auto' (their default) estimates it per image from the image; 'blind' tells them nothing. Blind-only models refuse a level."), Optional[str]),
     ],
 }
 
@@ -214,7 +225,7 @@ TASK_OPTIONS: dict[str, list[tuple[str, Any, Any]]] = {
 TASK_EXAMPLES = {
     "derain": "restore derain storm/ clear/ --no-darken-only",
     "deblur": "restore deblur shaky/ sharp/ --iterations 5",
-    "denoise": "restore denoise scans/ clean/ --sigma 15",
+    "denoise": "restore denoise scans/ clean/ --sigma 15\n\n        restore denoise photos/ clean/ --sigma auto",
     "dehaze": "restore dehaze foggy/ clear/ --recompose-radius 0",
 }
 

@@ -289,14 +289,17 @@ def test_denoise_sigma_reaches_a_model_with_a_noise_level_input(folder, tmp_path
         model.noise_level_embedding.mlp[-1].weight.normal_(0, 0.5)  # as if trained: the level shows
     told = save_checkpoint(tmp_path / "told.safetensors", model, "infoflow", config, "denoise")
     outputs = {}
-    for sigma in (None, "5", "50"):
+    for sigma in (None, "auto", "blind", "5", "50"):
         out = tmp_path / f"out{sigma}"
         result = restore("denoise", str(folder / "a.png"), str(out), "--model", str(told), *(("--sigma", sigma) if sigma else ()))
         assert result.returncode == 0, result.stderr
         outputs[sigma] = cv2.imread(str(out / "a.png")).astype(int)
-    assert np.abs(outputs["5"] - outputs["50"]).max() > 0 and np.abs(outputs[None] - outputs["5"]).max() > 0
+    assert np.abs(outputs["5"] - outputs["50"]).max() > 0 and np.abs(outputs["blind"] - outputs["5"]).max() > 0
+    assert np.array_equal(outputs[None], outputs["auto"]) and np.abs(outputs["auto"] - outputs["blind"]).max() > 0
     bad = restore("denoise", str(folder / "a.png"), str(tmp_path / "bad"), "--model", str(told), "--sigma", "300")
     assert bad.returncode == 2 and "between 0 and 255" in bad.stderr
+    bad = restore("denoise", str(folder / "a.png"), str(tmp_path / "bad"), "--model", str(told), "--sigma", "loud")
+    assert bad.returncode == 2 and "'auto' or 'blind'" in bad.stderr and not (tmp_path / "bad").exists()
 
 
 def test_denoise_sigma_on_a_blind_model_is_a_usage_error(folder, tmp_path):

@@ -5,7 +5,7 @@ import pytest
 
 from restore_core.degradations.blur import add_motion_blur, blur_image, motion_blur_kernel, trajectory
 from restore_core.degradations.haze import add_haze, depth_proxy, render_haze
-from restore_core.degradations.noise import NoiseConfig, add_noise, gaussian_noise, jpeg_noise, measured_noise_level, poisson_gaussian_noise
+from restore_core.degradations.noise import NoiseConfig, add_noise, estimate_noise_level, gaussian_noise, jpeg_noise, measured_noise_level, poisson_gaussian_noise
 
 
 def test_gaussian_noise_has_the_requested_sigma():
@@ -30,6 +30,26 @@ def test_measured_noise_level_reads_sigma_from_photo_patches(sigma, tolerance):
     assert measured.shape == (16,)
     assert abs(measured.mean().item() / sigma - 1) < tolerance
     assert measured_noise_level(as_batch(clean), as_batch(clean)).abs().max() == 0
+
+
+# astronaut has large black and white areas, where clipping removes much of heavy noise
+@pytest.mark.parametrize("sigma, low, high", [(0, 0.0, 3.0), (5, 4.5, 7.0), (25, 21.0, 27.0), (50, 38.0, 51.0)])
+def test_estimate_noise_level_reads_sigma_from_the_noisy_photo_alone(sigma, low, high):
+    """Donoho-Johnstone MAD of the diagonal Haar detail on a whole photograph: close to
+    sigma (texture reads a little high at low noise, clipping a little low at high noise);
+    each image of a batch gets its own estimate."""
+    import torch
+    from skimage import data
+
+    photo = data.astronaut().astype(np.float32) / 255.0
+    noisy = gaussian_noise(photo, sigma, np.random.default_rng(sigma)) if sigma else photo
+    flat = gaussian_noise(np.full((64, 64, 3), 0.5, np.float32), 20, np.random.default_rng(1))
+    as_batch = lambda *a: torch.from_numpy(np.stack(a).transpose(0, 3, 1, 2).copy())  # noqa: E731
+    estimate = estimate_noise_level(as_batch(noisy))
+    assert estimate.shape == (1,) and low <= estimate.item() <= high
+    both = estimate_noise_level(torch.cat([as_batch(noisy[:64, :64]), as_batch(flat)]))
+    assert both[1].item() == pytest.approx(20, rel=0.1)  # no texture: the noise alone
+    assert torch.isnan(estimate_noise_level(torch.zeros(2, 3, 1, 5))).all()  # too small to tell
 
 
 def test_poisson_gaussian_noise_grows_with_signal():

@@ -181,11 +181,46 @@ def test_noise_level_input_starts_as_an_exact_no_op_and_conditions_each_image():
     assert isinstance(grown.noise_level_embedding, NoiseLevelEmbedding)
 
 
+def test_auto_sigma_tells_every_tile_the_whole_image_estimate():
+    """A model with a noise-level input estimates each image's level when not told one
+    (the default, --sigma auto): condition() estimates it on the whole image and every
+    later forward call (one per tile) is told that level; 'blind' tells nothing."""
+    from restore_core.degradations.noise import estimate_noise_level
+
+    torch.manual_seed(0)
+    model = InfoFlowGenerator(InfoFlowConfig(levels=2, base_filters=4, info_accum=None, norm="none", residual=True, noise_level=True))
+    with torch.no_grad():
+        model.noise_level_embedding.mlp[-1].weight.normal_(0, 0.5)  # as if trained: the level shows
+    assert model.estimates_sigma  # the default
+    image = torch.rand(2, 3, 32, 32)
+    image[1] = 0.5 + 0.01 * torch.randn(3, 32, 32)  # a second, much less noisy image
+    whole = estimate_noise_level(image)
+    assert whole[0] > 5 * whole[1]
+    with torch.no_grad():
+        model.condition(image)
+        tile = image[..., :16, :16]
+        assert torch.equal(model(tile), model(tile, noise_level=whole))  # the whole image's level, not the tile's
+        assert not torch.equal(model(tile), model(tile, noise_level=estimate_noise_level(tile)))
+        model.set_sigma("blind")
+        model.condition(image)
+        assert torch.equal(model(tile), model(tile, noise_level=torch.full((2,), float("nan"))))
+        model.set_sigma(30)
+        assert torch.equal(model(tile), model(tile, noise_level=torch.full((2,), 30.0)))
+        model.set_sigma("auto")
+        model.condition(image)
+        assert torch.equal(model(tile), model(tile, noise_level=whole))
+    with pytest.raises(ValueError, match="'auto' or 'blind'"):
+        model.set_sigma("loud")
+
+
 def test_blind_generator_refuses_a_noise_level():
     model = InfoFlowGenerator(InfoFlowConfig(levels=2, base_filters=4, info_accum=None, norm="none", residual=True))
-    with pytest.raises(ValueError, match="blind"):
-        model.set_sigma(25)
+    assert not model.estimates_sigma
+    for level in (25, "auto"):
+        with pytest.raises(ValueError, match="blind"):
+            model.set_sigma(level)
     model.set_sigma(None)  # nothing told: fine
+    model.set_sigma("blind")
     told = InfoFlowGenerator(InfoFlowConfig(levels=2, base_filters=4, info_accum=None, norm="none", residual=True, noise_level=True))
     with pytest.raises(ValueError, match="between 0 and 255"):
         told.set_sigma(-1)

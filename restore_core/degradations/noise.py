@@ -7,6 +7,8 @@
 * :func:`add_noise` — a random draw of one of them from :class:`NoiseConfig` ranges.
 * :func:`measured_noise_level` — the level a noisy/clean pair shows (what a
   non-blind denoiser is told in training).
+* :func:`estimate_noise_level` — the level of a noisy image alone (what a denoiser is
+  told with ``restore denoise --sigma auto``).
 """
 
 from __future__ import annotations
@@ -80,3 +82,27 @@ def measured_noise_level(degraded: torch.Tensor, clean: torch.Tensor, margin: fl
     mean = (residual * mid).sum(dim=1) / count
     variance = (((residual - mean[:, None]) * mid) ** 2).sum(dim=1) / (count - 1)
     return 255.0 * variance.sqrt()
+
+
+# Median absolute deviation of Gaussian noise / its standard deviation (Phi^-1(0.75)).
+MAD_TO_SIGMA = 0.6745
+
+
+def estimate_noise_level(images: torch.Tensor) -> torch.Tensor:
+    """Noise level of each image of an N x C x H x W batch in [0, 1], on the 0-255 scale,
+    from the image alone (Donoho & Johnstone 1994): ``MAD(HH) / 0.6745``, the median
+    absolute value of the finest diagonal Haar wavelet coefficients
+    ``HH = (a - b - c + d) / 2`` of each 2 x 2 block, averaged over the channels. The
+    diagonal detail of a photograph is sparse, so its median is the noise's; texture
+    and clipping bias it a little: on 16 CBSD68 images with the benchmark's noise it
+    reads 3.0 on the clean images, 6.7 at sigma 5, 15.7 at 15, 24.6 at 25 and 44.7 at
+    50 (``measured_noise_level``, what the denoiser is told in training, also reads
+    heavy noise low). NaN (unknown) for images under 2 x 2 pixels."""
+    x = images.float()
+    height, width = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
+    if height == 0 or width == 0:
+        return x.new_full((x.shape[0],), float("nan"))
+    x = x[..., :height, :width]
+    diagonal = (x[..., 0::2, 0::2] - x[..., 0::2, 1::2] - x[..., 1::2, 0::2] + x[..., 1::2, 1::2]) / 2
+    mad = diagonal.abs().flatten(2).median(dim=2).values  # N x C
+    return 255.0 * mad.mean(dim=1) / MAD_TO_SIGMA

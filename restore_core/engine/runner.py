@@ -103,7 +103,8 @@ class Restorer:
         self.notices: list[str] = []  # things the user should hear about (e.g. an OOM retry)
         self._bytes_per_pixel: float | None = None  # CPU memory per pixel, measured on first need
         self._announced: set[tuple[int, int, int]] = set()
-        # All-in-one models decide per whole image what to restore, before any tiling.
+        # All-in-one models decide per whole image what to restore, and denoisers told
+        # --sigma auto estimate its noise level, before any tiling.
         self.conditions_model = hasattr(self.model, "condition")
         # Models with a whole-image step after the network (the dehazer's scattering-model
         # recomposition) get it once per image, after tiling and self-ensemble.

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from restore_core.degradations.noise import estimate_noise_level
 from restore_core.models.scattering import RecomposeConfig, recompose
 from restore_core.models.unet import refinement_head
 
@@ -181,7 +182,11 @@ class InfoFlowGenerator(nn.Module):
         full_resolution_channels = self.info_accum.out_channels if self.info_accum else c
         self.refine = refinement_head(full_resolution_channels + c, config.refine, c) if config.refine else None
         self.noise_level_embedding = NoiseLevelEmbedding(full_resolution_channels) if config.noise_level else None
-        self.sigma: float | None = None  # the level told at inference (restore denoise --sigma); None = blind
+        self.sigma: float | None = None  # the level told at inference (restore denoise --sigma); None = not told
+        # Not told a level, a model with a noise-level input estimates each image's
+        # (--sigma auto, the default); --sigma blind runs its learned blind path instead.
+        self.estimates_sigma = config.noise_level
+        self.estimated_levels: torch.Tensor | None = None  # of the whole images condition() saw last
         self.recompose = config.recompose
         self.finish_in_forward = True  # the engine turns it off to call finish() on whole images after tiling
         if self.refine is not None and not config.residual:
@@ -195,13 +200,23 @@ class InfoFlowGenerator(nn.Module):
     def takes_noise_level(self) -> bool:
         return self.noise_level_embedding is not None
 
-    def set_sigma(self, sigma: float | None) -> None:
-        """The noise level (0-255 scale) of the images to come; None = blind."""
-        if sigma is not None and not self.takes_noise_level:
+    def set_sigma(self, sigma: float | str | None) -> None:
+        """The noise level (0-255 scale) of the images to come; ``"auto"`` = estimated per
+        image (:func:`estimate_noise_level`); ``"blind"`` or None = not told (the learned
+        blind path)."""
+        if sigma is not None and sigma != "blind" and not self.takes_noise_level:
             raise ValueError("this model is blind: it takes no noise level (train one with model.noise_level=true)")
-        if sigma is not None and not 0 <= sigma <= 255:
+        if isinstance(sigma, str) and sigma not in ("auto", "blind"):
+            raise ValueError(f"expected a level, 'auto' or 'blind', got {sigma!r}")
+        self.estimates_sigma = sigma == "auto"
+        if sigma is not None and not isinstance(sigma, str) and not 0 <= float(sigma) <= 255:
             raise ValueError(f"sigma must be between 0 and 255, got {sigma}")
-        self.sigma = None if sigma is None else float(sigma)
+        self.sigma = float(sigma) if sigma is not None and not isinstance(sigma, str) else None
+
+    def condition(self, y: torch.Tensor) -> None:
+        """With ``--sigma auto``: estimate the level of each whole (untiled) image, for the
+        ``forward`` calls that follow (one per tile, so every tile is told the same level)."""
+        self.estimated_levels = estimate_noise_level(y) if self.estimates_sigma else None
 
     def set_recompose_radius(self, radius: int) -> None:
         """Switch the scattering-model recomposition on with this guided-filter radius
@@ -219,6 +234,9 @@ class InfoFlowGenerator(nn.Module):
         if self.info_accum is not None:
             x = self.info_accum(x)
         if self.noise_level_embedding is not None:
+            if noise_level is None and self.estimates_sigma:
+                whole = self.estimated_levels
+                noise_level = whole if whole is not None and len(whole) == y.shape[0] else estimate_noise_level(y)
             if noise_level is None:
                 noise_level = y.new_full((y.shape[0],), float("nan") if self.sigma is None else self.sigma)
             x = x + self.noise_level_embedding(noise_level).to(x.dtype)
