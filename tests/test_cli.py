@@ -296,6 +296,8 @@ def test_denoise_sigma_reaches_a_model_with_a_noise_level_input(folder, tmp_path
         outputs[sigma] = cv2.imread(str(out / "a.png")).astype(int)
     assert np.abs(outputs["5"] - outputs["50"]).max() > 0 and np.abs(outputs["blind"] - outputs["5"]).max() > 0
     assert np.array_equal(outputs[None], outputs["auto"]) and np.abs(outputs["auto"] - outputs["blind"]).max() > 0
+    reported = restore("denoise", str(folder / "a.png"), str(tmp_path / "json"), "--model", str(told), "--json")
+    assert json.loads(reported.stdout)["degradation"]["noise_sigma"] > 50  # uniform random pixels: very noisy
     bad = restore("denoise", str(folder / "a.png"), str(tmp_path / "bad"), "--model", str(told), "--sigma", "300")
     assert bad.returncode == 2 and "between 0 and 255" in bad.stderr
     bad = restore("denoise", str(folder / "a.png"), str(tmp_path / "bad"), "--model", str(told), "--sigma", "loud")

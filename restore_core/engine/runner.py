@@ -58,7 +58,9 @@ class ImageResult:
     error: str | None = None
     width: int = 0
     height: int = 0
-    degradation: dict[str, float] | None = None  # all-in-one models: the detected (or forced) probabilities
+    # What the model found in the whole image: all-in-one models the detected (or forced)
+    # probabilities, denoisers told --sigma auto the estimated noise level.
+    degradation: dict[str, float] | None = None
 
     def as_dict(self) -> dict:
         extra = {"degradation": self.degradation} if self.degradation is not None else {}

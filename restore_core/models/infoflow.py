@@ -213,10 +213,14 @@ class InfoFlowGenerator(nn.Module):
             raise ValueError(f"sigma must be between 0 and 255, got {sigma}")
         self.sigma = float(sigma) if sigma is not None and not isinstance(sigma, str) else None
 
-    def condition(self, y: torch.Tensor) -> None:
+    def condition(self, y: torch.Tensor) -> list[dict[str, float]] | None:
         """With ``--sigma auto``: estimate the level of each whole (untiled) image, for the
-        ``forward`` calls that follow (one per tile, so every tile is told the same level)."""
+        ``forward`` calls that follow (one per tile, so every tile is told the same level);
+        returns the estimates (``{"noise_sigma": level}`` per image, for ``--json``)."""
         self.estimated_levels = estimate_noise_level(y) if self.estimates_sigma else None
+        if self.estimated_levels is None:
+            return None
+        return [{"noise_sigma": round(float(level), 2)} for level in self.estimated_levels.tolist()]
 
     def set_recompose_radius(self, radius: int) -> None:
         """Switch the scattering-model recomposition on with this guided-filter radius
