@@ -27,9 +27,13 @@ prior's inversion with the network in place of the prior); see
 can switch it on (``restore dehaze --recompose-radius``).
 
 Also not in the paper: an optional noise-level input (``noise_level = true``), so
-that one denoiser is blind by default and non-blind when told the level
+that one denoiser runs blind (told nothing) or non-blind when told the level
 (``restore denoise --sigma``), as FFDNet's noise-level map. See
-:class:`NoiseLevelEmbedding`; it too starts as an exact no-op.
+:class:`NoiseLevelEmbedding`; it too starts as an exact no-op. Told nothing at
+inference, such a model estimates each whole image's level itself
+(:func:`~restore_core.degradations.noise.estimate_noise_level`, in :meth:`condition`
+before tiling; ``--sigma auto``, the default) and is told that; ``--sigma blind``
+runs the learned blind path.
 
 The discriminator is pix2pix's 5-layer fully convolutional PatchGAN (70x70
 receptive field) conditioned on the input: ``D(concat[x, y])``. Losses (LSGAN,
