@@ -79,7 +79,7 @@ INFOFLOW_DEHAZE: dict[str, Any] = {
     "recompose": {"radius": 40, "eps": 1e-3, "airlight": 1.0, "min_transmission": 0.1},
 }
 # The shipped denoiser: infoflow-s plus a 24-channel full-resolution refinement
-# head and a noise-level input (blind, or told ``--sigma``), each grown onto the
+# head and a noise-level input (estimated, told ``--sigma`` or blind), each grown onto the
 # previous weights by ``restore train --init``.
 INFOFLOW_DENOISE: dict[str, Any] = {**INFOFLOW_S, "refine": 24, "noise_level": True}
 
@@ -135,9 +135,9 @@ PRESETS: dict[str, Preset] = {
         task="denoise",
         architecture="infoflow",
         config=INFOFLOW_DENOISE,
-        description="infoflow-s + full-resolution refinement head, trained (pure L1) for Gaussian denoising, sigma 0-50: blind, or told the level with --sigma; CPU runs below DnCNN/CBM3D, see its card",
+        description="infoflow-s + full-resolution refinement head, trained (pure L1) for Gaussian denoising, sigma 0-50: estimates each image's level (--sigma auto), or told it, or blind; CPU runs below DnCNN/CBM3D, see its card",
         weights="infoflow-denoise.safetensors",
-        sha256="2de5b7464e915771fcda1de40f3085265dae4a6e1f678000b79fc22893c7386e",
+        sha256="a20e45558156c26ae83f581f1d442a0df973cadd4540d9dd9d25243d33644054",
     ),
     "infoflow-dehaze": Preset(
         name="infoflow-dehaze",
