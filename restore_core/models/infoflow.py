@@ -208,14 +208,19 @@ class InfoFlowGenerator(nn.Module):
         """The noise level (0-255 scale) of the images to come; ``"auto"`` = estimated per
         image (:func:`estimate_noise_level`); ``"blind"`` or None = not told (the learned
         blind path)."""
-        if sigma is not None and sigma != "blind" and not self.takes_noise_level:
+        if sigma is None or sigma == "blind":
+            self.sigma, self.estimates_sigma = None, False
+            return
+        if not self.takes_noise_level:
             raise ValueError("this model is blind: it takes no noise level (train one with model.noise_level=true)")
-        if isinstance(sigma, str) and sigma not in ("auto", "blind"):
+        if sigma == "auto":
+            self.sigma, self.estimates_sigma = None, True
+            return
+        if isinstance(sigma, str):
             raise ValueError(f"expected a level, 'auto' or 'blind', got {sigma!r}")
-        self.estimates_sigma = sigma == "auto"
-        if sigma is not None and not isinstance(sigma, str) and not 0 <= float(sigma) <= 255:
+        if not 0 <= sigma <= 255:
             raise ValueError(f"sigma must be between 0 and 255, got {sigma}")
-        self.sigma = float(sigma) if sigma is not None and not isinstance(sigma, str) else None
+        self.sigma, self.estimates_sigma = float(sigma), False
 
     def condition(self, y: torch.Tensor) -> list[dict[str, float]] | None:
         """With ``--sigma auto``: estimate the level of each whole (untiled) image, for the
