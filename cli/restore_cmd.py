@@ -30,6 +30,10 @@ from restore_core.io.images import DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS
 from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task
 
 
+# An example --suffix per command, for its help text.
+EXAMPLE_SUFFIX = {"derain": "_derained", "deblur": "_deblurred", "denoise": "_denoised", "dehaze": "_dehazed", "auto": "_restored"}
+
+
 def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
@@ -248,7 +252,7 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
         batch_size: int = typer.Option(1, "--batch-size", help="Images of the same size restored together."),
         precision: str = typer.Option("auto", "--precision", help="auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, fp16, bf16."),
         recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders of IN."),
-        suffix: str = typer.Option("", "--suffix", help=f"Appended to each output file's stem, e.g. _{task}ed."),
+        suffix: str = typer.Option("", "--suffix", help=f"Appended to each output file's stem, e.g. {EXAMPLE_SUFFIX.get(task, '_restored')}."),
         ext: Optional[str] = typer.Option(None, "--ext", help="Output format (png, jpg, tif, webp, bmp); default: the input's."),
         quality: int = typer.Option(95, "--quality", help="JPEG and WebP outputs: encoder quality, 1-100."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
