@@ -33,11 +33,10 @@ def test_measured_noise_level_reads_sigma_from_photo_patches(sigma, tolerance):
 
 
 # astronaut has large black and white areas, where clipping removes much of heavy noise
-@pytest.mark.parametrize("sigma, low, high", [(0, 0.0, 3.0), (5, 4.5, 7.0), (25, 21.0, 27.0), (50, 38.0, 51.0)])
+@pytest.mark.parametrize("sigma, low, high", [(0, 0.0, 2.5), (5, 4.5, 6.5), (25, 23.5, 27.0), (50, 46.0, 52.0)])
 def test_estimate_noise_level_reads_sigma_from_the_noisy_photo_alone(sigma, low, high):
-    """Donoho-Johnstone MAD of the diagonal Haar detail on a whole photograph: close to
-    sigma (texture reads a little high at low noise, clipping a little low at high noise);
-    each image of a batch gets its own estimate."""
+    """Block-wise Donoho-Johnstone estimate on a whole photograph: close to sigma from
+    clean to heavy noise; each image of a batch gets its own estimate."""
     import torch
     from skimage import data
 
@@ -50,6 +49,33 @@ def test_estimate_noise_level_reads_sigma_from_the_noisy_photo_alone(sigma, low,
     both = estimate_noise_level(torch.cat([as_batch(noisy[:64, :64]), as_batch(flat)]))
     assert both[1].item() == pytest.approx(20, rel=0.1)  # no texture: the noise alone
     assert torch.isnan(estimate_noise_level(torch.zeros(2, 3, 1, 5))).all()  # too small to tell
+    tiny = estimate_noise_level(as_batch(flat[:20, :20]))  # too few blocks: the whole-image median
+    assert tiny.item() == pytest.approx(20, rel=0.25)
+
+
+@pytest.mark.parametrize("sigma", [2, 5, 20])
+def test_estimate_noise_level_is_calibrated_on_pure_noise(sigma):
+    """The 10 % quantile of the block estimates is divided by its value on pure Gaussian
+    noise (NOISE_BLOCK_QUANTILE_TO_SIGMA), so pure noise reads sigma."""
+    import torch
+
+    pure = 0.5 + np.random.default_rng(sigma).normal(0, sigma / 255, (1, 1, 512, 512))
+    assert estimate_noise_level(torch.from_numpy(pure.astype(np.float32))).item() == pytest.approx(sigma, rel=0.04)
+
+
+def test_estimate_noise_level_leaves_out_clipped_areas():
+    """Half the image saturated (white): noise there is clipped away; the whole-image
+    median reads the level a third low, the block estimate leaves those blocks out."""
+    import torch
+
+    from restore_core.degradations.noise import MAD_TO_SIGMA, _diagonal_detail
+
+    image = np.full((256, 256, 3), 0.5, np.float32)
+    image[:, :128] = 1.0
+    noisy = torch.from_numpy(gaussian_noise(image, 30, np.random.default_rng(3)).transpose(2, 0, 1)[None].copy())
+    whole_median = 255 * _diagonal_detail(noisy).abs().flatten(2).median(dim=2).values.mean() / MAD_TO_SIGMA
+    assert whole_median.item() < 24  # the bias the blocks remove
+    assert estimate_noise_level(noisy).item() == pytest.approx(30, rel=0.05)
 
 
 def test_poisson_gaussian_noise_grows_with_signal():
