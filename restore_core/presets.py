@@ -135,7 +135,7 @@ PRESETS: dict[str, Preset] = {
         task="denoise",
         architecture="infoflow",
         config=INFOFLOW_DENOISE,
-        description="infoflow-s + full-resolution refinement head, trained (pure L1) for Gaussian denoising, sigma 0-50: estimates each image's level (--sigma auto), or told it, or blind; CPU runs below DnCNN/CBM3D, see its card",
+        description="infoflow-s + full-resolution refinement head, trained (L1, then MSE) for Gaussian denoising, sigma 0-50: estimates each image's level (--sigma auto), or told it, or blind; CPU runs below DnCNN/CBM3D, see its card",
         weights="infoflow-denoise.safetensors",
         sha256="6aadad50247f985b6338fbc9779fba66a2d10e8121a5d8b8d8eccde1f06f1812",
     ),

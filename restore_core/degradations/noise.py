@@ -111,7 +111,7 @@ def estimate_noise_level(images: torch.Tensor) -> torch.Tensor:
     finest diagonal Haar detail, ``median |HH| / 0.6745``; over a whole photograph texture
     adds to that median (light noise reads high) and clipped, saturated areas take from
     it (heavy noise reads low). So the estimate is made per block of 8 x 8 coefficients
-    (16 x 16 pixels), blocks touching a clipped pixel (0 or 255) are dropped, and the
+    (16 x 16 pixels), blocks with over 2 % clipped pixels (0 or 255) are dropped, and the
     10 % quantile of the block estimates, divided by its value on pure noise (0.805),
     is the channel's level: the flattest unclipped tenth of the image speaks for the noise.
     Averaged over channels. On the first 16 CBSD68 images with the benchmark's noise it
