@@ -1,5 +1,6 @@
 """Training: the loop runs, checkpoints carry metadata, and resume is exact."""
 
+import itertools
 from dataclasses import replace
 from pathlib import Path
 
@@ -253,3 +254,39 @@ def test_resume_continues_the_recorded_recipe_and_refuses_changes(tmp_path):
     message = " ".join(changed.stderr.split())
     assert "steps: 4 -> 8" in message and "--init" in message
     assert "recipe.json" in message
+
+
+def test_colour_fraction_and_channel_shuffle_shape_the_clean_patch_mix():
+    """With 9 grey images and 1 colour one, uniform drawing gives about 10 % colour
+    patches; ``colour_fraction=0.5`` gives about half. ``channel_shuffle`` permutes a
+    colour patch's channels (all six orders appear) and leaves grey patches alone."""
+    from restore_core.training.data import PairedImage, PatchSampler, is_grey
+
+    rng = np.random.default_rng(0)
+    greys = [np.repeat(rng.integers(0, 256, (32, 32, 1), dtype=np.uint8), 3, axis=2) for _ in range(9)]
+    colour = np.zeros((32, 32, 3), dtype=np.uint8)
+    colour[..., 0], colour[..., 1], colour[..., 2] = 10, 100, 200  # a flat colour: its channel order shows
+    pool = [PairedImage(None, image) for image in greys + [colour]]
+
+    def identity(x, r):
+        return x
+
+    def colour_share(sampler: PatchSampler) -> float:
+        draws = np.random.default_rng(1)
+        return float(np.mean([not is_grey(sampler.sample(draws)[1]) for _ in range(2000)]))
+
+    assert 0.07 < colour_share(PatchSampler([], pool, 32, identity)) < 0.13
+    assert 0.45 < colour_share(PatchSampler([], pool, 32, identity, colour_fraction=0.5)) < 0.55
+
+    shuffled = PatchSampler([], pool, 32, identity, colour_fraction=1.0, channel_shuffle=True)
+    draws = np.random.default_rng(2)
+    orders = set()
+    for _ in range(200):
+        degraded, clean = shuffled.sample(draws)
+        assert np.array_equal(degraded, clean)  # the degradation sees the shuffled patch
+        orders.add(tuple(int(round(v * 255)) for v in clean[0, 0]))
+    assert orders == {tuple(int(v) for v in colour[0, 0, list(p)]) for p in itertools.permutations(range(3))}
+    grey_only = PatchSampler([], pool, 32, identity, colour_fraction=0.0, channel_shuffle=True)
+    assert all(is_grey(grey_only.sample(draws)[1]) for _ in range(50))
+    with pytest.raises(ValueError, match="colour_fraction"):
+        PatchSampler([], pool, 32, identity, colour_fraction=1.5)

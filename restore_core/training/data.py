@@ -87,6 +87,15 @@ class PatchSampler:
     Paired images give real degraded patches; clean-only images are degraded
     on the fly by ``degrade``. ``paired_fraction`` is the share of each batch
     taken from paired images when both kinds exist.
+
+    Clean-only images are drawn uniformly, so a pool of 400 grey and 40 colour
+    photographs gives colour patches 9 % of the time; ``colour_fraction`` (when
+    set, and both kinds are in the pool) fixes the share of clean-only patches
+    drawn from colour images instead. ``channel_shuffle`` permutes the RGB
+    channels of each colour patch at random (one of six orders), so a few colour
+    photographs show the model more colour combinations than they hold.
+    With both left at their defaults no extra random numbers are drawn: batches
+    are the ones earlier versions drew for the same seed.
     """
 
     def __init__(
@@ -96,6 +105,8 @@ class PatchSampler:
         patch_size: int,
         degrade: Degrade | None,
         paired_fraction: float = 0.5,
+        colour_fraction: float | None = None,
+        channel_shuffle: bool = False,
     ) -> None:
         if not paired and not clean:
             raise ValueError("no training images")
@@ -106,6 +117,14 @@ class PatchSampler:
         self.patch_size = patch_size
         self.degrade = degrade
         self.paired_fraction = paired_fraction if paired and clean else (1.0 if paired else 0.0)
+        if colour_fraction is not None and not 0.0 <= colour_fraction <= 1.0:
+            raise ValueError(f"colour_fraction must lie in [0, 1], got {colour_fraction}")
+        grey_flags = [is_grey(c.clean) for c in self.clean]
+        self.grey_indices = [i for i, g in enumerate(grey_flags) if g]
+        self.colour_indices = [i for i, g in enumerate(grey_flags) if not g]
+        both_kinds = bool(self.grey_indices and self.colour_indices)
+        self.colour_fraction = colour_fraction if both_kinds else None
+        self.channel_shuffle = channel_shuffle
 
     def _crop(self, arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
         h, w = arrays[0].shape[:2]
@@ -118,9 +137,15 @@ class PatchSampler:
             item = self.paired[int(rng.integers(len(self.paired)))]
             degraded, clean = _augment(self._crop([item.degraded, item.clean], rng), rng)
             return degraded.astype(np.float32) / 255.0, clean.astype(np.float32) / 255.0
-        item = self.clean[int(rng.integers(len(self.clean)))]
+        if self.colour_fraction is None:
+            item = self.clean[int(rng.integers(len(self.clean)))]
+        else:
+            pool = self.colour_indices if rng.random() < self.colour_fraction else self.grey_indices
+            item = self.clean[pool[int(rng.integers(len(pool)))]]
         (clean,) = _augment(self._crop([item.clean], rng), rng)
         grey = is_grey(clean)
+        if self.channel_shuffle and not grey:
+            clean = np.ascontiguousarray(clean[..., rng.permutation(3)])
         clean = clean.astype(np.float32) / 255.0
         degraded = self.degrade(clean, rng)
         if grey:

@@ -27,6 +27,8 @@ class DataConfig:
     clean: tuple[str, ...] = ()  # folders of clean images, degraded on the fly
     builtin_photographs: bool = False  # add scikit-image's bundled photographs as clean images
     paired_fraction: float = 0.5  # share of each batch from paired folders when both kinds exist
+    colour_fraction: float | None = None  # share of clean-only patches from colour images (None: by image count)
+    channel_shuffle: bool = False  # permute the RGB channels of colour clean patches at random
     holdout_every: int = 0  # hold out every k-th pair of each paired folder (not trained on)
     validation: tuple[str, ...] = ()  # paired folders for validation PSNR
     exclude_near_duplicates_of: tuple[str, ...] = ()  # paired/clean folders kept out of training

@@ -183,6 +183,8 @@ def prepare_data(recipe: Recipe) -> TrainingData:
         recipe.patch_size,
         degrade,
         recipe.data.paired_fraction,
+        colour_fraction=recipe.data.colour_fraction,
+        channel_shuffle=recipe.data.channel_shuffle,
     )
     return TrainingData(sampler, validation, summary)
 
