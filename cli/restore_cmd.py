@@ -24,7 +24,7 @@ from cli.console import err_console, error, fail, say, warn
 from restore_core.checkpoint import CheckpointError
 from restore_core.device import pick_device
 from restore_core.engine.ensemble import TRANSFORMS_FOR_TASK
-from restore_core.engine.inputs import InputError, Job, collect_inputs, find_collisions, parse_shard, plan_outputs, select_shard
+from restore_core.engine.inputs import InputError, Job, collect_inputs, find_collisions, parse_shard, plan_outputs, select_shard, split_own_outputs
 from restore_core.engine.runner import ImageResult, Restorer, RunOptions, restore_stream
 from restore_core.io.images import DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS
 from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task
@@ -103,23 +103,33 @@ def run_restore(request: RestoreRequest) -> None:
         jobs = collect_inputs(request.source, request.recursive, sys.stdin if request.source == "-" else None)
     except InputError as exc:
         fail(str(exc), code=2)
-    if request.shard:
+    jobs = plan_outputs(jobs, request.out_dir, request.suffix, ext)
+    own_outputs: list[Job] = []
+    if request.suffix:
+        jobs, own_outputs = split_own_outputs(jobs)
+    if own_outputs and not request.quiet:
+        shown = ", ".join(str(job.source) for job in own_outputs[:3])
+        more = f" and {len(own_outputs) - 3} more" if len(own_outputs) > 3 else ""
+        warn(f"left out {len(own_outputs)} input(s) that are this run's outputs of other inputs: {shown}{more}")
+    if request.shard:  # after leaving out own outputs, so every shard leaves out the same files
         try:
             jobs = select_shard(jobs, *parse_shard(request.shard))
         except InputError as exc:
             fail(str(exc), code=2)
-    jobs = plan_outputs(jobs, request.out_dir, request.suffix, ext)
 
     results: list[ImageResult] = []
     runnable: list[Job] = []
     collisions = {src: out for out, sources in find_collisions(jobs).items() for src in sources[1:]}
     existing = []
+    sources = {job.source.resolve() for job in jobs}
     for job in jobs:
         assert job.output is not None
         if job.source in collisions:
             results.append(ImageResult(job.source, None, "error", error=f"another input also writes {job.output}; use --suffix or --ext"))
         elif job.output.exists() and job.source.exists() and job.output.resolve() == job.source.resolve():
             results.append(ImageResult(job.source, None, "error", error="the output would overwrite the input; choose another output folder or --suffix"))
+        elif job.output.resolve() in sources:
+            results.append(ImageResult(job.source, None, "error", error=f"the output {job.output} is another input of this run; choose another output folder or --suffix"))
         elif job.output.exists() and not request.overwrite:
             if request.skip_existing:
                 results.append(ImageResult(job.source, job.output, "skipped"))

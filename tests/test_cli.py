@@ -55,6 +55,27 @@ def test_recursive_mirrors_sub_folders_and_suffix_ext(folder, tmp_path, tiny_che
     assert (out / "sub" / "c_x.jpg").is_file() and (out / "a_x.jpg").is_file()
 
 
+def test_writing_into_the_input_folder_twice_leaves_earlier_outputs_alone(folder, tiny_checkpoint):
+    """With --suffix into the input folder, a second run does not restore the first run's
+    outputs again (no a_x_x.png), it says which files it left out; and an output that
+    would replace another input of the run is refused, even with --overwrite."""
+    first = restore("derain", str(folder), str(folder), "--suffix", "_x", "--model", str(tiny_checkpoint))
+    assert first.returncode == 0, first.stderr
+    again = restore("derain", str(folder), str(folder), "--suffix", "_x", "--overwrite", "--model", str(tiny_checkpoint))
+    assert again.returncode == 0, again.stderr
+    assert sorted(p.name for p in folder.glob("*.png")) == ["a.png", "a_x.png", "b.png", "b_x.png"]
+    assert "left out 2 input(s) that are this run's outputs of other inputs" in again.stderr
+    assert again.stdout.split() == [str(folder / "a_x.png"), str(folder / "b_x.png")]
+
+    second_picture = folder / "a.jpg"
+    cv2.imwrite(str(second_picture), np.full((24, 32, 3), 90, dtype=np.uint8))
+    before = (folder / "a.png").read_bytes()
+    clash = restore("derain", str(folder), str(folder), "--ext", "png", "--overwrite", "--model", str(tiny_checkpoint))
+    assert clash.returncode == 1
+    assert f"{second_picture}: the output {folder / 'a.png'} is another input of this run" in clash.stderr
+    assert (folder / "a.png").read_bytes() == before
+
+
 def test_quality_sets_the_jpeg_encoder_quality(tmp_path, tiny_checkpoint):
     """--quality reaches the JPEG encoder: a lower quality writes a smaller file further from
     the lossless PNG of the same restoration; out of 1-100 it is a usage error."""

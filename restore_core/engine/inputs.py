@@ -101,6 +101,21 @@ def plan_outputs(jobs: list[Job], out_dir: Path, suffix: str = "", ext: str | No
     return planned
 
 
+def split_own_outputs(jobs: list[Job]) -> tuple[list[Job], list[Job]]:
+    """(jobs to run, jobs left out): a job whose source is another job's planned output
+    is left out. Writing into the input folder with ``--suffix`` a second time would
+    otherwise restore the first run's outputs again (``a.png`` -> ``a_derained.png`` ->
+    ``a_derained_derained.png``). Only meant for a non-empty suffix: without one,
+    ``photo.jpg`` planned onto ``photo.png`` by ``--ext png`` may be a second picture,
+    not an earlier output."""
+    outputs = {job.output.resolve() for job in jobs if job.output is not None}
+    kept, left_out = [], []
+    for job in jobs:
+        is_output_of_another = job.source.resolve() in outputs and (job.output is None or job.output.resolve() != job.source.resolve())
+        (left_out if is_output_of_another else kept).append(job)
+    return kept, left_out
+
+
 def find_collisions(jobs: list[Job]) -> dict[Path, list[Path]]:
     """Outputs that more than one input would write: output -> sources."""
     by_output: dict[Path, list[Path]] = {}
