@@ -100,7 +100,7 @@ def run_restore(request: RestoreRequest) -> None:
     if request.out_dir.exists() and not request.out_dir.is_dir():
         fail(f"{request.out_dir}: the output folder exists and is not a folder", code=2)
     try:
-        jobs = collect_inputs(request.source, request.recursive, sys.stdin if request.source == "-" else None)
+        jobs = collect_inputs(request.source, request.recursive, sys.stdin if request.source == "-" else None, request.out_dir)
     except InputError as exc:
         fail(str(exc), code=2)
     jobs = plan_outputs(jobs, request.out_dir, request.suffix, ext)

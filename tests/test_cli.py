@@ -76,6 +76,18 @@ def test_writing_into_the_input_folder_twice_leaves_earlier_outputs_alone(folder
     assert (folder / "a.png").read_bytes() == before
 
 
+def test_an_output_folder_inside_the_input_folder_is_not_read_as_input(folder, tiny_checkpoint):
+    """`restore derain in in/restored -r` twice (or with a glob over in/): the second run
+    finds only the 3 originals, all restored already, not in/restored/restored/..."""
+    out = folder / "restored"
+    for spec, flags in ((str(folder), ("-r",)), (str(folder), ("-r", "--skip-existing")), (f"{folder}/**/*.png", ("--skip-existing",))):
+        result = restore("derain", spec, str(out), *flags, "--model", str(tiny_checkpoint))
+        assert result.returncode == 0, result.stderr
+    assert "0 restored, 0 failed, 3 skipped" in result.stderr
+    assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*.png")) == [
+        "a.png", "b.png", "restored/a.png", "restored/b.png", "restored/sub/c.png", "sub/c.png"]
+
+
 def test_quality_sets_the_jpeg_encoder_quality(tmp_path, tiny_checkpoint):
     """--quality reaches the JPEG encoder: a lower quality writes a smaller file further from
     the lossless PNG of the same restoration; out of 1-100 it is a usage error."""

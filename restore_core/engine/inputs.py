@@ -32,16 +32,23 @@ def is_image_name(path: Path) -> bool:
     return path.suffix.lower() in SUPPORTED_EXTENSIONS and not path.name.startswith(".")
 
 
-def walk_folder(root: Path, recursive: bool) -> list[Path]:
+def walk_folder(root: Path, recursive: bool, skip: Path | None = None) -> list[Path]:
     """Image files under ``root`` in sorted order. Symbolic links to folders are not
-    followed (a link loop cannot hang the walk); links to files are kept."""
+    followed (a link loop cannot hang the walk); links to files are kept. The folder
+    ``skip`` (the output folder, when it lies inside ``root``) is not entered, so a second
+    ``restore ... in in/restored -r`` does not restore the first run's outputs."""
     if not recursive:
         return sorted(p for p in root.iterdir() if is_image_name(p))
+    skipped = skip.resolve() if skip is not None else None
     found = []
     for folder, subdirs, files in os.walk(root, followlinks=False):
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith(".") and (Path(folder) / d).resolve() != skipped)
         found.extend(Path(folder) / name for name in files if is_image_name(Path(name)))
     return sorted(found)
+
+
+def _is_inside(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder.resolve())
 
 
 def _glob_root(pattern: str) -> Path:
@@ -54,8 +61,10 @@ def _glob_root(pattern: str) -> Path:
     return Path(*root) if root else Path(".")
 
 
-def collect_inputs(spec: str, recursive: bool = False, stdin_lines: Iterable[str] | None = None) -> list[Job]:
-    """Expand an input spec into jobs (see module docstring)."""
+def collect_inputs(spec: str, recursive: bool = False, stdin_lines: Iterable[str] | None = None, out_dir: Path | None = None) -> list[Job]:
+    """Expand an input spec into jobs (see module docstring). Images inside ``out_dir``
+    are not inputs when ``out_dir`` is a sub-folder of a folder or glob root being
+    searched (paths named one by one, on stdin or as a file, always are)."""
     if spec == "-":
         if stdin_lines is None:
             raise InputError("'-' reads paths from stdin, but no stdin was given")
@@ -70,7 +79,8 @@ def collect_inputs(spec: str, recursive: bool = False, stdin_lines: Iterable[str
         return jobs
     path = Path(spec)
     if path.is_dir():
-        files = walk_folder(path, recursive)
+        skip = out_dir if out_dir is not None and _is_inside(out_dir, path) and out_dir.resolve() != path.resolve() else None
+        files = walk_folder(path, recursive, skip)
         if not files:
             hint = "" if recursive else " (use --recursive for sub-folders)"
             raise InputError(f"{spec}: no images ({', '.join(SUPPORTED_EXTENSIONS)}) in this folder{hint}")
@@ -80,6 +90,8 @@ def collect_inputs(spec: str, recursive: bool = False, stdin_lines: Iterable[str
     if glob.has_magic(spec):
         root = _glob_root(spec)
         matches = sorted(Path(m) for m in glob.glob(spec, recursive=True) if is_image_name(Path(m)) and not Path(m).is_dir())
+        if out_dir is not None and _is_inside(out_dir, root) and out_dir.resolve() != root.resolve():
+            matches = [m for m in matches if not _is_inside(m, out_dir)]
         if not matches:
             raise InputError(f"{spec}: the pattern matches no images")
         return [Job(m, m.relative_to(root) if m.is_relative_to(root) else Path(m.name)) for m in matches]
