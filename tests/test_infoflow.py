@@ -86,6 +86,7 @@ def test_adversarial_training_resumes_exactly_with_the_discriminator(tmp_path):
     torch.set_num_threads(1)
     recipe = _recipe(tmp_path, "infoflow-denoise-gan", steps=4)
     data = prepare_data(recipe)
+    assert data.summary["clean_colour_grey"] == [3, 0]
     full = Trainer(recipe, tmp_path / "full", torch.device("cpu"), log=lambda s: None)
     full.train(data)
     half = Trainer(recipe, tmp_path / "half", torch.device("cpu"), log=lambda s: None)

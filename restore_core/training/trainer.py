@@ -186,6 +186,8 @@ def prepare_data(recipe: Recipe) -> TrainingData:
         colour_fraction=recipe.data.colour_fraction,
         channel_shuffle=recipe.data.channel_shuffle,
     )
+    if clean_images:
+        summary["clean_colour_grey"] = [len(sampler.colour_indices), len(sampler.grey_indices)]
     return TrainingData(sampler, validation, summary)
 
 
