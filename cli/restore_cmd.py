@@ -24,7 +24,7 @@ from cli.console import err_console, error, fail, say, warn
 from restore_core.checkpoint import CheckpointError
 from restore_core.device import pick_device
 from restore_core.engine.ensemble import TRANSFORMS_FOR_TASK
-from restore_core.engine.inputs import InputError, Job, collect_inputs, find_collisions, parse_shard, plan_outputs, select_shard, split_own_outputs
+from restore_core.engine.inputs import InputError, collect_inputs, parse_shard, plan_batch
 from restore_core.engine.runner import ImageResult, Restorer, RunOptions, restore_stream
 from restore_core.io.images import DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS
 from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task
@@ -100,43 +100,21 @@ def run_restore(request: RestoreRequest) -> None:
     if request.out_dir.exists() and not request.out_dir.is_dir():
         fail(f"{request.out_dir}: the output folder exists and is not a folder", code=2)
     try:
+        shard = parse_shard(request.shard) if request.shard else None
+    except InputError as exc:
+        fail(str(exc), code=2)
+    try:
         jobs = collect_inputs(request.source, request.recursive, sys.stdin if request.source == "-" else None, request.out_dir)
     except InputError as exc:
         fail(str(exc), code=2)
-    jobs = plan_outputs(jobs, request.out_dir, request.suffix, ext)
-    own_outputs: list[Job] = []
-    if request.suffix:
-        jobs, own_outputs = split_own_outputs(jobs)
-    if own_outputs and not request.quiet:
-        shown = ", ".join(str(job.source) for job in own_outputs[:3])
-        more = f" and {len(own_outputs) - 3} more" if len(own_outputs) > 3 else ""
-        warn(f"left out {len(own_outputs)} input(s) that are this run's outputs of other inputs: {shown}{more}")
-    if request.shard:  # after leaving out own outputs, so every shard leaves out the same files
-        try:
-            jobs = select_shard(jobs, *parse_shard(request.shard))
-        except InputError as exc:
-            fail(str(exc), code=2)
-
-    results: list[ImageResult] = []
-    runnable: list[Job] = []
-    collisions = {src: out for out, sources in find_collisions(jobs).items() for src in sources[1:]}
-    existing = []
-    sources = {job.source.resolve() for job in jobs}
-    for job in jobs:
-        assert job.output is not None
-        if job.source in collisions:
-            results.append(ImageResult(job.source, None, "error", error=f"another input also writes {job.output}; use --suffix or --ext"))
-        elif job.output.exists() and job.source.exists() and job.output.resolve() == job.source.resolve():
-            results.append(ImageResult(job.source, None, "error", error="the output would overwrite the input; choose another output folder or --suffix"))
-        elif job.output.resolve() in sources:
-            results.append(ImageResult(job.source, None, "error", error=f"the output {job.output} is another input of this run; choose another output folder or --suffix"))
-        elif job.output.exists() and not request.overwrite:
-            if request.skip_existing:
-                results.append(ImageResult(job.source, job.output, "skipped"))
-            else:
-                existing.append(job.output)
-        else:
-            runnable.append(job)
+    plan = plan_batch(jobs, request.out_dir, request.suffix, ext, request.overwrite, request.skip_existing, shard)
+    if plan.left_out and not request.quiet:
+        shown = ", ".join(str(job.source) for job in plan.left_out[:3])
+        more = f" and {len(plan.left_out) - 3} more" if len(plan.left_out) > 3 else ""
+        warn(f"left out {len(plan.left_out)} input(s) that are this run's outputs of other inputs: {shown}{more}")
+    existing, runnable = plan.existing, plan.runnable
+    results = [ImageResult(job.source, None, "error", error=why) for job, why in plan.refused]
+    results += [ImageResult(job.source, job.output, "skipped") for job in plan.skipped]
     if existing:
         shown = ", ".join(str(p) for p in existing[:5])
         more = f" and {len(existing) - 5} more" if len(existing) > 5 else ""
@@ -193,7 +171,7 @@ def run_restore(request: RestoreRequest) -> None:
                     bar.advance(progress)
         except KeyboardInterrupt:
             ok = sum(r.status == "ok" for r in done)
-            say(f"interrupted: {ok} of {len(jobs)} image(s) written; re-run with --skip-existing to finish")
+            say(f"interrupted: {ok} of {len(runnable) + len(results)} image(s) written; re-run with --skip-existing to finish")
             raise typer.Exit(130)
     elapsed = time.perf_counter() - start
     ok = sum(r.status == "ok" for r in done)

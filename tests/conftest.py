@@ -25,12 +25,17 @@ def rng() -> np.random.Generator:
 
 @pytest.fixture
 def tiny_checkpoint(tmp_path: Path) -> Path:
-    """A small untrained U-Net checkpoint (fast on CPU)."""
+    """A small untrained U-Net checkpoint (fast on CPU), the same in every run: its
+    weights come from a fixed seed, not from whatever state earlier tests left."""
+    import torch
+
     from restore_core.checkpoint import save_checkpoint
     from restore_core.models import build_model
 
     config = {"width": 4, "levels": 1, "blocks_per_level": [1], "bottleneck_blocks": 1}
-    model = build_model("unet", config)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = build_model("unet", config)
     return save_checkpoint(tmp_path / "tiny.safetensors", model, "unet", config, "derain")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import glob
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
@@ -153,3 +153,55 @@ def select_shard(jobs: list[Job], index: int, count: int) -> list[Job]:
     path, so N machines split one input with no coordination and no overlap."""
     ordered = sorted(jobs, key=lambda job: str(job.source))
     return ordered[index::count]
+
+
+@dataclass
+class BatchPlan:
+    """What a restoration run will do with each input, decided before any model loads."""
+
+    runnable: list[Job] = field(default_factory=list)
+    skipped: list[Job] = field(default_factory=list)  # output exists and --skip-existing
+    refused: list[tuple[Job, str]] = field(default_factory=list)  # (job, why), reported as errors
+    existing: list[Path] = field(default_factory=list)  # outputs in the way (no --overwrite / --skip-existing)
+    left_out: list[Job] = field(default_factory=list)  # this run's own outputs, found among the inputs
+
+
+def plan_batch(
+    jobs: list[Job],
+    out_dir: Path,
+    suffix: str = "",
+    ext: str | None = None,
+    overwrite: bool = False,
+    skip_existing: bool = False,
+    shard: tuple[int, int] | None = None,
+) -> BatchPlan:
+    """Name every output (:func:`plan_outputs`), leave out the run's own earlier outputs
+    (with a suffix, :func:`split_own_outputs`), take the ``shard``, then sort each job:
+    refused when two inputs write one file or an output would replace an input (its own
+    or another of the run, in any shard), skipped or in the way when its output exists,
+    else runnable. Nothing on disk is changed."""
+    jobs = plan_outputs(jobs, out_dir, suffix, ext)
+    plan = BatchPlan()
+    if suffix:
+        jobs, plan.left_out = split_own_outputs(jobs)
+    sources = {job.source.resolve() for job in jobs}
+    if shard is not None:  # after leaving out own outputs, so every shard leaves out the same files
+        jobs = select_shard(jobs, *shard)
+    collisions = {source for sources_of_one in find_collisions(jobs).values() for source in sources_of_one[1:]}
+    for job in jobs:
+        assert job.output is not None
+        output = job.output.resolve()
+        if job.source in collisions:
+            plan.refused.append((job, f"another input also writes {job.output}; use --suffix or --ext"))
+        elif job.source.exists() and output == job.source.resolve():
+            plan.refused.append((job, "the output would overwrite the input; choose another output folder or --suffix"))
+        elif output in sources:
+            plan.refused.append((job, f"the output {job.output} is another input of this run; choose another output folder or --suffix"))
+        elif job.output.exists() and not overwrite:
+            if skip_existing:
+                plan.skipped.append(job)
+            else:
+                plan.existing.append(job.output)
+        else:
+            plan.runnable.append(job)
+    return plan

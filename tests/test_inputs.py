@@ -1,0 +1,85 @@
+"""Input expansion and batch planning (restore_core/engine/inputs.py): pure path logic,
+no model, so these run in milliseconds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from restore_core.engine.inputs import InputError, collect_inputs, parse_shard, plan_batch
+
+
+def touch(folder: Path, *names: str) -> None:
+    for name in names:
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"not decoded by the planner")
+
+
+def sources(jobs) -> list[str]:
+    return sorted(job.source.name for job in jobs)
+
+
+def test_plan_sorts_jobs_into_runnable_skipped_refused_and_in_the_way(tmp_path):
+    folder, out = tmp_path / "in", tmp_path / "out"
+    touch(folder, "a.png", "b.png", "c.jpg", "c.png")
+    touch(out, "b.png")
+    jobs = collect_inputs(str(folder))
+
+    plan = plan_batch(jobs, out)
+    assert sources(plan.runnable) == ["a.png", "c.jpg", "c.png"] and plan.existing == [out / "b.png"]
+
+    plan = plan_batch(jobs, out, skip_existing=True)
+    assert sources(plan.skipped) == ["b.png"] and not plan.existing
+
+    plan = plan_batch(jobs, out, ext=".png", overwrite=True)  # c.jpg and c.png both write out/c.png
+    assert [(job.source.name, why.split(";")[0]) for job, why in plan.refused] == [("c.png", f"another input also writes {out / 'c.png'}")]
+    assert sources(plan.runnable) == ["a.png", "b.png", "c.jpg"]
+
+
+def test_plan_never_writes_onto_an_input(tmp_path):
+    folder = tmp_path / "in"
+    touch(folder, "photo.jpg", "photo.png", "x.png")
+    jobs = collect_inputs(str(folder))
+    plan = plan_batch(jobs, folder, ext=".png", overwrite=True)
+    refused = {job.source.name: why for job, why in plan.refused}
+    assert refused["photo.jpg"].startswith(f"the output {folder / 'photo.png'} is another input of this run")
+    assert refused["x.png"].startswith("the output would overwrite the input")
+    assert not plan.runnable
+    # ... in whichever shard the other input falls
+    for index in range(3):
+        shard_plan = plan_batch(jobs, folder, ext=".png", overwrite=True, shard=(index, 3))
+        assert not shard_plan.runnable
+
+
+def test_own_outputs_are_left_out_with_a_suffix_but_not_without(tmp_path):
+    folder = tmp_path / "in"
+    touch(folder, "a.png", "a_x.png", "b_x.png")  # b_x.png has no b.png: a real input
+    jobs = collect_inputs(str(folder))
+    plan = plan_batch(jobs, folder, suffix="_x", skip_existing=True)
+    assert sources(plan.left_out) == ["a_x.png"]
+    assert sources(plan.skipped) == ["a.png"] and sources(plan.runnable) == ["b_x.png"]
+    # every shard leaves out the same file, so no shard restores a_x.png into a_x_x.png
+    for index in range(2):
+        shard_plan = plan_batch(jobs, folder, suffix="_x", skip_existing=True, shard=(index, 2))
+        assert "a_x.png" not in sources(shard_plan.runnable + shard_plan.skipped)
+
+
+def test_collect_skips_an_output_folder_inside_the_input_folder(tmp_path):
+    folder = tmp_path / "in"
+    touch(folder, "a.png", "sub/b.png", "restored/a.png", "restored/sub/b.png")
+    found = collect_inputs(str(folder), recursive=True, out_dir=folder / "restored")
+    assert [str(job.relative) for job in found] == ["a.png", "sub/b.png"]
+    pattern = collect_inputs(f"{folder}/**/*.png", out_dir=folder / "restored")
+    assert [str(job.relative) for job in pattern] == ["a.png", "sub/b.png"]
+    # an output folder elsewhere, or the input folder itself, changes nothing
+    assert len(collect_inputs(str(folder), recursive=True, out_dir=tmp_path / "out")) == 4
+    assert len(collect_inputs(str(folder), recursive=True, out_dir=folder)) == 4
+
+
+def test_parse_shard_rejects_out_of_range():
+    assert parse_shard("1/4") == (1, 4)
+    for text in ("4/4", "-1/2", "a/b", "1"):
+        with pytest.raises(InputError):
+            parse_shard(text)
