@@ -36,6 +36,9 @@ def test_plan_sorts_jobs_into_runnable_skipped_refused_and_in_the_way(tmp_path):
     plan = plan_batch(jobs, out, ext=".png", overwrite=True)  # c.jpg and c.png both write out/c.png
     assert [(job.source.name, why.split(";")[0]) for job, why in plan.refused] == [("c.png", f"another input also writes {out / 'c.png'}")]
     assert sources(plan.runnable) == ["a.png", "b.png", "c.jpg"]
+    # the clash is seen whichever shards c.jpg and c.png fall in
+    refused = [job.source.name for index in range(4) for job, _ in plan_batch(jobs, out, ext=".png", overwrite=True, shard=(index, 4)).refused]
+    assert refused == ["c.png"]
 
 
 def test_plan_never_writes_onto_an_input(tmp_path):

@@ -184,18 +184,20 @@ def plan_batch(
     plan = BatchPlan()
     if suffix:
         jobs, plan.left_out = split_own_outputs(jobs)
+    # Both checks look at every input before the shard is taken, so shards agree.
     sources = {job.source.resolve() for job in jobs}
-    if shard is not None:  # after leaving out own outputs, so every shard leaves out the same files
-        jobs = select_shard(jobs, *shard)
     collisions = {source for sources_of_one in find_collisions(jobs).values() for source in sources_of_one[1:]}
+    if shard is not None:
+        jobs = select_shard(jobs, *shard)
     for job in jobs:
         assert job.output is not None
         output = job.output.resolve()
+        own_path = output == job.source.resolve()
         if job.source in collisions:
             plan.refused.append((job, f"another input also writes {job.output}; use --suffix or --ext"))
-        elif job.source.exists() and output == job.source.resolve():
+        elif own_path and job.source.exists():
             plan.refused.append((job, "the output would overwrite the input; choose another output folder or --suffix"))
-        elif output in sources:
+        elif output in sources and not own_path:
             plan.refused.append((job, f"the output {job.output} is another input of this run; choose another output folder or --suffix"))
         elif job.output.exists() and not overwrite:
             if skip_existing:
