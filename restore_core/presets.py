@@ -137,7 +137,7 @@ PRESETS: dict[str, Preset] = {
         config=INFOFLOW_DENOISE,
         description="infoflow-s + full-resolution refinement head, trained (L1, then MSE) for Gaussian denoising, sigma 0-50: estimates each image's level (--sigma auto), or told it, or blind; CPU runs below DnCNN/CBM3D, see its card",
         weights="infoflow-denoise.safetensors",
-        sha256="6aadad50247f985b6338fbc9779fba66a2d10e8121a5d8b8d8eccde1f06f1812",
+        sha256="754f32bbd3678f40a5b8610f03e6a1def47382f4585d37628fc60ab8e722a0b8",
     ),
     "infoflow-dehaze": Preset(
         name="infoflow-dehaze",
