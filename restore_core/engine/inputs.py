@@ -42,7 +42,7 @@ def walk_folder(root: Path, recursive: bool, skip: Path | None = None) -> list[P
     skipped = skip.resolve() if skip is not None else None
     found = []
     for folder, subdirs, files in os.walk(root, followlinks=False):
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith(".") and (Path(folder) / d).resolve() != skipped)
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith(".") and (skipped is None or (Path(folder) / d).resolve() != skipped))
         found.extend(Path(folder) / name for name in files if is_image_name(Path(name)))
     return sorted(found)
 
@@ -123,7 +123,8 @@ def split_own_outputs(jobs: list[Job]) -> tuple[list[Job], list[Job]]:
     outputs = {job.output.resolve() for job in jobs if job.output is not None}
     kept, left_out = [], []
     for job in jobs:
-        is_output_of_another = job.source.resolve() in outputs and (job.output is None or job.output.resolve() != job.source.resolve())
+        assert job.output is not None
+        is_output_of_another = job.source.resolve() in outputs and job.output.resolve() != job.source.resolve()
         (left_out if is_output_of_another else kept).append(job)
     return kept, left_out
 
