@@ -51,6 +51,13 @@ def _is_inside(path: Path, folder: Path) -> bool:
     return path.resolve().is_relative_to(folder.resolve())
 
 
+def _output_folder_below(out_dir: Path | None, root: Path) -> Path | None:
+    """``out_dir`` when it is a sub-folder of the searched ``root`` (then not searched), else None."""
+    if out_dir is not None and _is_inside(out_dir, root) and out_dir.resolve() != root.resolve():
+        return out_dir
+    return None
+
+
 def _glob_root(pattern: str) -> Path:
     parts = Path(pattern).parts
     root: list[str] = []
@@ -79,8 +86,7 @@ def collect_inputs(spec: str, recursive: bool = False, stdin_lines: Iterable[str
         return jobs
     path = Path(spec)
     if path.is_dir():
-        skip = out_dir if out_dir is not None and _is_inside(out_dir, path) and out_dir.resolve() != path.resolve() else None
-        files = walk_folder(path, recursive, skip)
+        files = walk_folder(path, recursive, _output_folder_below(out_dir, path))
         if not files:
             hint = "" if recursive else " (use --recursive for sub-folders)"
             raise InputError(f"{spec}: no images ({', '.join(SUPPORTED_EXTENSIONS)}) in this folder{hint}")
@@ -90,8 +96,9 @@ def collect_inputs(spec: str, recursive: bool = False, stdin_lines: Iterable[str
     if glob.has_magic(spec):
         root = _glob_root(spec)
         matches = sorted(Path(m) for m in glob.glob(spec, recursive=True) if is_image_name(Path(m)) and not Path(m).is_dir())
-        if out_dir is not None and _is_inside(out_dir, root) and out_dir.resolve() != root.resolve():
-            matches = [m for m in matches if not _is_inside(m, out_dir)]
+        skip = _output_folder_below(out_dir, root)
+        if skip is not None:
+            matches = [m for m in matches if not _is_inside(m, skip)]
         if not matches:
             raise InputError(f"{spec}: the pattern matches no images")
         return [Job(m, m.relative_to(root) if m.is_relative_to(root) else Path(m.name)) for m in matches]
