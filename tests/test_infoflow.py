@@ -132,6 +132,37 @@ def test_refinement_head_starts_as_an_exact_no_op_and_learns():
     assert len([m for m in grown.refine if isinstance(m, nn.Conv2d)]) == 3
 
 
+def test_further_refinement_heads_grow_exactly_and_correct_in_cascade():
+    """refine_more adds heads after the first; each starts as an exact no-op, learns, and
+    sees the output of the head before it."""
+    base_config = InfoFlowConfig(levels=2, base_filters=8, info_accum=InfoAccumConfig(layers=2, growth=2), norm="none", residual=True, refine=4)
+    base = InfoFlowGenerator(base_config)
+    grown = InfoFlowGenerator(replace(base_config, refine_more=(6, 5)))
+    result = grown.load_state_dict(base.state_dict(), strict=False)
+    assert not result.unexpected_keys and all(k.startswith("refine_more.") for k in result.missing_keys)
+    assert [head[0].out_channels for head in grown.refine_more] == [6, 5]
+    y = torch.rand(2, 3, 24, 20)
+    assert torch.equal(grown(y), base(y))
+    grown(y).sub(torch.rand_like(y)).abs().mean().backward()
+    assert all(head[-1].weight.grad.abs().sum() > 0 for head in grown.refine_more)
+
+    # cascade: the second head's input carries the first head's corrected output
+    with torch.no_grad():
+        grown.refine_more[0][-1].bias.fill_(0.1)
+    seen: list[torch.Tensor] = []
+    hook = grown.refine_more[1].register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    with torch.no_grad():
+        out = grown(y)
+    hook.remove()
+    assert torch.allclose(out, base(y) + 0.05, atol=1e-6)  # head 0's bias 0.1, halved as every head's correction
+    assert torch.allclose(seen[0][:, -3:], out * 2 - 1, atol=1e-6)  # head 1 (still zero) saw that output
+
+    with pytest.raises(ValueError, match="refine_more needs a first head"):
+        InfoFlowGenerator(replace(base_config, refine=0, refine_more=(4,)))
+    with pytest.raises(ValueError, match="widths must be positive"):
+        InfoFlowGenerator(replace(base_config, refine_more=(0,)))
+
+
 def test_init_grows_a_model_and_refuses_misfitting_checkpoints(tmp_path):
     from restore_core.configs import override
     from restore_core.training.trainer import TrainingError

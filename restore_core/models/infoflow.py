@@ -17,7 +17,10 @@ PixelShuffle, so fine texture must squeeze through half-resolution features; at
 light noise (sigma 5) a compact model smooths that texture away. The head adds
 ``R(concat[InfoAccum features, coarse output])`` at full resolution, three 3x3
 convolutions with the last one zero-initialised, so a model grown from a
-``refine = 0`` checkpoint starts out as exactly that model.
+``refine = 0`` checkpoint starts out as exactly that model. ``refine_more`` adds
+further heads of the same shape in cascade, head k correcting the output of head
+k - 1 (it sees the same features and that output); each starts at zero too, so a
+model grows head by head from its checkpoint without losing what it learned.
 
 Also not in the paper, for dehazing: an optional scattering-model recomposition
 (``recompose`` section): the output is rebuilt from the hazy input with the
@@ -111,6 +114,7 @@ class InfoFlowConfig:
     norm: str = "batch"  # "batch" (pix2pix), "instance" or "none"
     residual: bool = False  # predict y + residual instead of pix2pix's tanh image
     refine: int = 0  # channels of the full-resolution refinement head (0 = none, the paper's generator)
+    refine_more: tuple[int, ...] = ()  # channels of further refinement heads, each correcting the one before
     noise_level: bool = False  # takes an optional noise level (--sigma); blind when none is given
     recompose: RecomposeConfig | None = None  # dehazing: rebuild the output by the scattering model (None = off)
 
@@ -185,6 +189,11 @@ class InfoFlowGenerator(nn.Module):
 
         full_resolution_channels = self.info_accum.out_channels if self.info_accum else c
         self.refine = refinement_head(full_resolution_channels + c, config.refine, c) if config.refine else None
+        if config.refine_more and not config.refine:
+            raise ValueError("infoflow: refine_more needs a first head (refine > 0)")
+        if any(width <= 0 for width in config.refine_more):
+            raise ValueError(f"infoflow: refine_more widths must be positive, got {list(config.refine_more)}")
+        self.refine_more = nn.ModuleList(refinement_head(full_resolution_channels + c, width, c) for width in config.refine_more)
         self.noise_level_embedding = NoiseLevelEmbedding(full_resolution_channels) if config.noise_level else None
         self.sigma: float | None = None  # the level told at inference (restore denoise --sigma); None = not told
         # Not told a level, a model with a noise-level input estimates each image's
@@ -267,8 +276,8 @@ class InfoFlowGenerator(nn.Module):
             out = (torch.tanh(x) + 1) / 2
             return self.finish(y, out) if self.finish_in_forward else out
         out = y + x / 2
-        if self.refine is not None:
-            out = out + self.refine(torch.cat([full_resolution, out * 2 - 1], dim=1)) / 2
+        for head in ([self.refine] if self.refine is not None else []) + list(self.refine_more):
+            out = out + head(torch.cat([full_resolution, out * 2 - 1], dim=1)) / 2
         return self.finish(y, out) if self.finish_in_forward else out
 
     def finish(self, y: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
