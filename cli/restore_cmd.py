@@ -114,7 +114,8 @@ def run_restore(request: RestoreRequest) -> None:
         warn(f"left out {len(plan.left_out)} input(s) that are this run's outputs of other inputs: {shown}{more}")
     existing, runnable = plan.existing, plan.runnable
     results = [ImageResult(job.source, None, "error", error=why) for job, why in plan.refused]
-    results += [ImageResult(job.source, job.output, "skipped") for job in plan.skipped]
+    results += [ImageResult(job.source, job.output, "skipped", reason="output exists") for job in plan.skipped]
+    results += [ImageResult(job.source, None, "skipped", reason="an output of this run") for job in plan.left_out]
     if existing:
         shown = ", ".join(str(p) for p in existing[:5])
         more = f" and {len(existing) - 5} more" if len(existing) > 5 else ""

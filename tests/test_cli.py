@@ -66,6 +66,11 @@ def test_writing_into_the_input_folder_twice_leaves_earlier_outputs_alone(folder
     assert sorted(p.name for p in folder.glob("*.png")) == ["a.png", "a_x.png", "b.png", "b_x.png"]
     assert "left out 2 input(s) that are this run's outputs of other inputs" in again.stderr
     assert again.stdout.split() == [str(folder / "a_x.png"), str(folder / "b_x.png")]
+    assert "2 restored, 0 failed, 2 skipped" in again.stderr
+    as_json = restore("derain", str(folder), str(folder), "--suffix", "_x", "--skip-existing", "--json", "--model", str(tiny_checkpoint))
+    rows = sorted((Path(row["input"]).name, row["status"], row.get("reason")) for row in map(json.loads, as_json.stdout.splitlines()))
+    assert rows == [("a.png", "skipped", "output exists"), ("a_x.png", "skipped", "an output of this run"),
+                    ("b.png", "skipped", "output exists"), ("b_x.png", "skipped", "an output of this run")]
 
     second_picture = folder / "a.jpg"
     cv2.imwrite(str(second_picture), np.full((24, 32, 3), 90, dtype=np.uint8))
@@ -155,7 +160,7 @@ def test_existing_outputs_are_not_overwritten_by_default(folder, tmp_path, tiny_
     assert (out / "a.png").read_bytes() == b"keep me"
     skipped = restore("derain", str(folder), str(out), "--skip-existing", "--json", "--model", str(tiny_checkpoint))
     assert skipped.returncode == 0
-    assert [json.loads(l)["status"] for l in skipped.stdout.splitlines()] == ["skipped", "ok"]
+    assert [(row["status"], row.get("reason")) for row in map(json.loads, skipped.stdout.splitlines())] == [("skipped", "output exists"), ("ok", None)]
     assert (out / "a.png").read_bytes() == b"keep me"
     forced = restore("derain", str(folder), str(out), "--overwrite", "--model", str(tiny_checkpoint))
     assert forced.returncode == 0 and (out / "a.png").read_bytes() != b"keep me"

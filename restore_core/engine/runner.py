@@ -61,9 +61,12 @@ class ImageResult:
     # What the model found in the whole image: all-in-one models the detected (or forced)
     # probabilities, denoisers told --sigma auto the estimated noise level.
     degradation: dict[str, float] | None = None
+    reason: str | None = None  # why a skipped input was skipped
 
     def as_dict(self) -> dict:
         extra = {"degradation": self.degradation} if self.degradation is not None else {}
+        if self.reason is not None:
+            extra["reason"] = self.reason
         return {
             "input": str(self.input),
             "output": str(self.output) if self.output and self.status == "ok" else None,
