@@ -74,6 +74,7 @@ class RestoreRequest:
     self_ensemble: bool = False
     compile_model: bool = False
     threads: int = 0
+    dry_run: bool = False
 
 
 def run_restore(request: RestoreRequest) -> None:
@@ -140,6 +141,9 @@ def run_restore(request: RestoreRequest) -> None:
         fail(str(exc), code=2)
     if descriptor is not None and descriptor.task not in (request.task, "any", "all") and not request.quiet:
         warn(f"model {descriptor.name} was trained for {descriptor.task}, not {request.task}")
+    if request.dry_run:
+        _report_dry_run(request, runnable, results, descriptor.name if descriptor else None)
+        return
 
     # SIGTERM (a batch scheduler's stop) ends the run like Ctrl-C: the image in flight
     # is abandoned before its atomic rename, so no partial file is left.
@@ -184,6 +188,24 @@ def run_restore(request: RestoreRequest) -> None:
             f"{ok} restored, {failed} failed, {skipped} skipped in {elapsed:.1f} s{model_note}", highlight=False
         )
     if failed:
+        raise typer.Exit(1)
+
+
+def _report_dry_run(request: RestoreRequest, runnable: list, results: list[ImageResult], model_name: str | None) -> None:
+    """``--dry-run``: each input the run would restore, as a ``planned`` line (its
+    output path, or a JSON object with ``--json``), then the summary; nothing is read
+    or written. The exit status is the run's own: 1 when inputs would be refused."""
+    for job in runnable:
+        if request.as_json:
+            print(json.dumps({"input": str(job.source), "output": str(job.output), "status": "planned"}), flush=True)
+        else:
+            print(job.output, flush=True)
+    refused = sum(r.status == "error" for r in results)
+    skipped = sum(r.status == "skipped" for r in results)
+    if not request.quiet:
+        model_note = f" with {model_name}" if model_name else ""
+        err_console.print(f"dry run: {len(runnable)} to restore{model_note}, {refused} refused, {skipped} skipped; nothing written", highlight=False)
+    if refused:
         raise typer.Exit(1)
 
 
@@ -253,13 +275,14 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
         self_ensemble: bool = typer.Option(False, "--self-ensemble", help="Average the model over flipped/rotated views of each image (those the task's models handle: 2 to 8): a little better, 2-8x slower."),
         compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model (Inductor; needs a C++ compiler): slower start, then faster on many same-size images."),
         threads: int = typer.Option(0, "--threads", help="CPU threads for torch (0 = torch's default, one per core)."),
+        dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Plan only: list each input's output (status 'planned' with --json), refusals and skips, check the model; read and write no image."),
         **settings: Any,
     ) -> None:
         run_restore(RestoreRequest(
             task=task, source=source, out_dir=out_dir, model=model, device=device, tile=tile, tile_overlap=tile_overlap,
             batch_size=batch_size, precision=precision, recursive=recursive, suffix=suffix, ext=ext, quality=quality, overwrite=overwrite,
             skip_existing=skip_existing, as_json=as_json, quiet=quiet, max_pixels=max_pixels, shard=shard,
-            model_settings=settings, self_ensemble=self_ensemble, compile_model=compile_model, threads=threads,
+            model_settings=settings, self_ensemble=self_ensemble, compile_model=compile_model, threads=threads, dry_run=dry_run,
         ))
 
     # Typer reads the signature: replace **settings by the task's own options.
@@ -278,6 +301,8 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
         find /data -name '*.png' | restore {task} - out/ --json
 
         restore {task} photos/ out/ --shard $SLURM_ARRAY_TASK_ID/8 --skip-existing
+
+        restore {task} photos/ out/ --shard 3/8 --dry-run
     """ + (f"\n        {TASK_EXAMPLES[task]}\n" if task in TASK_EXAMPLES else "")
     command.__name__ = task
     return command

@@ -55,6 +55,33 @@ def test_recursive_mirrors_sub_folders_and_suffix_ext(folder, tmp_path, tiny_che
     assert (out / "sub" / "c_x.jpg").is_file() and (out / "a_x.jpg").is_file()
 
 
+def test_dry_run_lists_the_plan_and_writes_nothing(folder, tmp_path, tiny_checkpoint):
+    """--dry-run prints the outputs the run would write (shard by shard they add up to the
+    whole batch), writes nothing, and exits as the run would: 2 on existing outputs, 1
+    when inputs would be refused; a bad model is caught too."""
+    out = tmp_path / "out"
+    shards = [restore("derain", str(folder), str(out), "-r", "--dry-run", "--shard", f"{i}/2", "--model", str(tiny_checkpoint)) for i in (0, 1)]
+    assert all(r.returncode == 0 for r in shards), shards[0].stderr
+    assert "dry run: " in shards[0].stderr and "nothing written" in shards[0].stderr
+    assert not out.exists()
+    planned = sorted(line for r in shards for line in r.stdout.split())
+    real = restore("derain", str(folder), str(out), "-r", "--model", str(tiny_checkpoint))
+    assert real.returncode == 0 and planned == sorted(real.stdout.split()) and len(planned) == 3
+
+    again = restore("derain", str(folder), str(out), "-r", "-n", "--model", str(tiny_checkpoint))
+    assert again.returncode == 2 and "already exist" in again.stderr
+    rows = [json.loads(line) for line in restore("derain", str(folder), str(out), "-r", "-n", "--skip-existing", "--json").stdout.splitlines()]
+    assert [row["status"] for row in rows] == ["skipped"] * 3
+    (folder / "d.png").write_bytes((folder / "a.png").read_bytes())
+    before = sorted(p.name for p in out.rglob("*"))
+    planned_json = restore("derain", str(folder), str(out), "-r", "-n", "--skip-existing", "--json", "--model", str(tiny_checkpoint))
+    assert [json.loads(line)["status"] for line in planned_json.stdout.splitlines()] == ["skipped"] * 3 + ["planned"]
+    refused = restore("derain", str(folder), str(folder), "-n", "--model", str(tiny_checkpoint))
+    assert refused.returncode == 1 and "would overwrite the input" in refused.stderr
+    assert restore("derain", str(folder), str(out), "-r", "-n", "--overwrite", "--model", "no-such-model").returncode == 2
+    assert sorted(p.name for p in out.rglob("*")) == before
+
+
 def test_writing_into_the_input_folder_twice_leaves_earlier_outputs_alone(folder, tiny_checkpoint):
     """With --suffix into the input folder, a second run does not restore the first run's
     outputs again (no a_x_x.png), it says which files it left out; and an output that
