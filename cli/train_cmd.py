@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 from dataclasses import replace
 from pathlib import Path
@@ -50,6 +51,7 @@ def train(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    print_recipe: bool = typer.Option(False, "--print-recipe", help="Print the recipe these options make (every field, JSON) and exit; save it to edit and pass back as --recipe FILE.json."),
 ) -> None:
     """Train a model from a recipe; writes safetensors checkpoints with metadata.
 
@@ -97,6 +99,9 @@ def train(
         if holdout_every is not None:
             data_changes["holdout_every"] = holdout_every
         chosen = replace(chosen, data=replace(chosen.data, **data_changes))
+        if print_recipe:
+            print(json.dumps(config_to_dict(chosen), indent=2))
+            return
         if recorded is not None and (altered := changed_fields(recorded, chosen)):
             raise ConfigError(f"--resume continues {out} as recorded in its recipe.json, and these options would change it: "
                               f"{'; '.join(altered)}. To train on with other settings, start a new run with --init {out / 'last.safetensors'}")

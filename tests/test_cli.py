@@ -200,6 +200,23 @@ def test_usage_errors_exit_2(tmp_path, tiny_checkpoint):
     assert bad_model.returncode == 2 and "unknown model" in bad_model.stderr
 
 
+def test_print_recipe_writes_a_recipe_file_that_loads_back_unchanged(tmp_path):
+    """--print-recipe shows every field after the options (no data needed) and its output
+    is a recipe file: passed back as --recipe it prints the same, for both recipe kinds."""
+    for name, flags in (("infoflow-denoise", ("--set", "model.refine_more=[48]", "--steps", "10", "--lr", "3e-4")), ("adms", ("--set", "base.width=8"))):
+        printed = restore("train", "--recipe", name, *flags, "--print-recipe")
+        assert printed.returncode == 0, printed.stderr
+        fields = json.loads(printed.stdout)
+        saved = tmp_path / f"{name}.json"
+        saved.write_text(printed.stdout)
+        again = restore("train", "--recipe", str(saved), "--print-recipe")
+        assert again.returncode == 0, again.stderr
+        assert json.loads(again.stdout) == fields
+    assert fields["base"]["width"] == 8
+    denoise = json.loads((tmp_path / "infoflow-denoise.json").read_text())
+    assert denoise["model"]["refine_more"] == [48] and denoise["steps"] == 10 and denoise["lr"] == 3e-4
+
+
 def test_every_command_help_has_an_example():
     for command in ("derain", "train", "models"):
         result = restore(command, "--help")

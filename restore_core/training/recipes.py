@@ -238,7 +238,8 @@ def load_recipe(name_or_path: str) -> Recipe | ADMSRecipe:
     """A recipe from the table, or from a TOML/JSON file.
 
     A file may name a base recipe with ``base = "taylor-derain"`` and override any
-    field of it; without ``base`` it must give every required field.
+    field of it; without ``base`` it must give every required field (as the
+    output of ``restore train --print-recipe`` does).
     """
     if name_or_path in RECIPES:
         return RECIPES[name_or_path]
@@ -249,7 +250,9 @@ def load_recipe(name_or_path: str) -> Recipe | ADMSRecipe:
         data = _read_file(path)
     except (ValueError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    base_name = data.pop("base", None)
+    # ``base = "<recipe>"`` names a table recipe to start from; a table ``base`` is the
+    # ADMS recipe's own field (its base network's config), not a recipe name.
+    base_name = data.pop("base") if isinstance(data.get("base"), str) else None
     if base_name is not None:
         if base_name not in RECIPES:
             raise ConfigError(f"{path}: unknown base recipe {base_name!r}")
@@ -263,7 +266,8 @@ def load_recipe(name_or_path: str) -> Recipe | ADMSRecipe:
                 merged[key] = value
         data = merged
         return config_from_dict(type(RECIPES[base_name]), data, str(path))
-    return config_from_dict(Recipe, data, str(path))
+    kind = ADMSRecipe if "base_architecture" in data else Recipe  # a whole recipe, as --print-recipe writes it
+    return config_from_dict(kind, data, str(path))
 
 
 def load_recorded_recipe(run_dir: Path, kind: type) -> Recipe | ADMSRecipe | None:
