@@ -82,6 +82,13 @@ def test_dry_run_lists_the_plan_and_writes_nothing(folder, tmp_path, tiny_checkp
     assert sorted(p.name for p in out.rglob("*")) == before
 
 
+def test_small_tiles_get_a_warning(folder, tmp_path, tiny_checkpoint):
+    small = restore("derain", str(folder), str(tmp_path / "out"), "-n", "--tile", "128", "--tile-overlap", "16", "--model", str(tiny_checkpoint))
+    assert small.returncode == 0 and "--tile 128: tiles under 256 pixels" in small.stderr
+    enough = restore("derain", str(folder), str(tmp_path / "out"), "-n", "--tile", "256", "--model", str(tiny_checkpoint))
+    assert enough.returncode == 0 and "tiles under" not in enough.stderr
+
+
 def test_writing_into_the_input_folder_twice_leaves_earlier_outputs_alone(folder, tiny_checkpoint):
     """With --suffix into the input folder, a second run does not restore the first run's
     outputs again (no a_x_x.png), it says which files it left out; and an output that
