@@ -81,7 +81,7 @@ INFOFLOW_DEHAZE: dict[str, Any] = {
 # The shipped denoiser: infoflow-s plus a 24-channel full-resolution refinement
 # head and a noise-level input (estimated, told ``--sigma`` or blind), each grown onto the
 # previous weights by ``restore train --init``.
-INFOFLOW_DENOISE: dict[str, Any] = {**INFOFLOW_S, "refine": 24, "noise_level": True}
+INFOFLOW_DENOISE: dict[str, Any] = {**INFOFLOW_S, "refine": 24, "noise_level": True, "refine_more": [48]}
 
 PRESETS: dict[str, Preset] = {
     "taylor-derain": Preset(
@@ -137,7 +137,7 @@ PRESETS: dict[str, Preset] = {
         config=INFOFLOW_DENOISE,
         description="infoflow-s + full-resolution refinement head, trained (L1, then MSE) for Gaussian denoising, sigma 0-50: estimates each image's level (--sigma auto), or told it, or blind; CPU runs below DnCNN/CBM3D, see its card",
         weights="infoflow-denoise.safetensors",
-        sha256="754f32bbd3678f40a5b8610f03e6a1def47382f4585d37628fc60ab8e722a0b8",
+        sha256="806ca40b8c446d4e7a5eae30031d691a21e0326adcdfc0aae108e7046850a1f2",
     ),
     "infoflow-dehaze": Preset(
         name="infoflow-dehaze",
