@@ -76,6 +76,7 @@ class RestoreRequest:
     compile_model: bool = False
     threads: int = 0
     dry_run: bool = False
+    strength: float = 1.0
 
 
 def run_restore(request: RestoreRequest) -> None:
@@ -95,6 +96,8 @@ def run_restore(request: RestoreRequest) -> None:
         fail("--threads must be >= 0 (0 = torch's default)", code=2)
     if not 1 <= request.quality <= 100:
         fail(f"--quality must be between 1 and 100, got {request.quality}", code=2)
+    if not 0.0 <= request.strength <= 1.0:
+        fail(f"--strength must be between 0 and 1 (1 = the full restoration, 0 = the input), got {request.strength:g}", code=2)
     if request.tile < 0 or request.tile_overlap < 0 or request.batch_size < 1:
         fail("--tile and --tile-overlap must be >= 0 and --batch-size >= 1", code=2)
     if request.tile and request.tile_overlap >= request.tile:
@@ -140,7 +143,7 @@ def run_restore(request: RestoreRequest) -> None:
                 if value is not None:
                     descriptor.apply_setting(name, value)
         views = TRANSFORMS_FOR_TASK[request.task] if request.self_ensemble else ()
-        restorer = Restorer(descriptor, torch_device, request.precision, request.tile, request.tile_overlap, views, request.compile_model) if descriptor else None
+        restorer = Restorer(descriptor, torch_device, request.precision, request.tile, request.tile_overlap, views, request.compile_model, request.strength) if descriptor else None
     except (CheckpointError, ValueError) as exc:
         fail(str(exc), code=2)
     if descriptor is not None and descriptor.task not in (request.task, "any", "all") and not request.quiet:
@@ -246,7 +249,7 @@ TASK_OPTIONS: dict[str, list[tuple[str, Any, Any]]] = {
 TASK_EXAMPLES = {
     "derain": "restore derain storm/ clear/ --no-darken-only",
     "deblur": "restore deblur shaky/ sharp/ --iterations 5",
-    "denoise": "restore denoise scans/ clean/ --sigma 15\n\n        restore denoise photos/ clean/ --sigma auto",
+    "denoise": "restore denoise scans/ clean/ --sigma 15\n\n        restore denoise photos/ clean/ --sigma auto --strength 0.8",
     "dehaze": "restore dehaze foggy/ clear/ --recompose-radius 0",
 }
 
@@ -280,6 +283,7 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
         compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model (Inductor; needs a C++ compiler): slower start, then faster on many same-size images."),
         threads: int = typer.Option(0, "--threads", help="CPU threads for torch (0 = torch's default, one per core)."),
         dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Plan only: list each input's output (status 'planned' with --json), refusals and skips, check the model; read and write no image."),
+        strength: float = typer.Option(1.0, "--strength", help="How much of the restoration to apply, 0-1: 1 = all of it, 0.7 = keep 30 % of what the model removes (grain, atmosphere), 0 = the input."),
         **settings: Any,
     ) -> None:
         run_restore(RestoreRequest(
@@ -287,6 +291,7 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
             batch_size=batch_size, precision=precision, recursive=recursive, suffix=suffix, ext=ext, quality=quality, overwrite=overwrite,
             skip_existing=skip_existing, as_json=as_json, quiet=quiet, max_pixels=max_pixels, shard=shard,
             model_settings=settings, self_ensemble=self_ensemble, compile_model=compile_model, threads=threads, dry_run=dry_run,
+            strength=strength,
         ))
 
     # Typer reads the signature: replace **settings by the task's own options.

@@ -478,3 +478,20 @@ def test_unreadable_data_image_stops_train_and_benchmark_with_one_line(tmp_path,
     scored = restore("benchmark", "--root", str(pairs), "-m", str(tiny_checkpoint), "--task", "derain")
     assert scored.returncode == 2
     assert "b.png: cannot decode image" in scored.stderr and "Traceback" not in scored.stderr
+
+
+def test_strength_blends_the_restoration_with_the_input(folder, tmp_path, tiny_checkpoint):
+    """--strength 0 writes the input's pixels, 1 the model's output, 0.5 the pixel halfway
+    between them (to the 8-bit rounding); outside 0-1 it is a usage error that writes nothing."""
+    outputs = {}
+    for strength in ("0", "0.5", "1"):
+        out = tmp_path / f"s{strength}"
+        result = restore("denoise", str(folder / "a.png"), str(out), "--model", str(tiny_checkpoint), "--strength", strength, "-q")
+        assert result.returncode == 0, result.stderr
+        outputs[strength] = cv2.imread(str(out / "a.png")).astype(int)
+    source = cv2.imread(str(folder / "a.png")).astype(int)
+    assert np.array_equal(outputs["0"], source)
+    assert np.abs(outputs["1"] - source).mean() > 5  # the untrained model changes the image a lot
+    assert np.abs(2 * outputs["0.5"] - (source + outputs["1"])).max() <= 2  # halfway, to a rounding on each side
+    bad = restore("denoise", str(folder / "a.png"), str(tmp_path / "bad"), "--model", str(tiny_checkpoint), "--strength", "1.5")
+    assert bad.returncode == 2 and "--strength must be between 0 and 1" in bad.stderr and not (tmp_path / "bad").exists()

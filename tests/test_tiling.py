@@ -97,3 +97,19 @@ def test_out_of_memory_retries_with_half_the_tile():
     hopeless = Restorer(ModelDescriptor(model=AlwaysOutOfMemory(), architecture="unet", config={}, task="any", name="h"), torch.device("cpu"), "fp32", tile=64, tile_overlap=8)
     with pytest.raises(torch.OutOfMemoryError):  # below the smallest tile (64) the real error goes through
         hopeless(torch.rand(1, 3, 100, 100))
+
+
+def test_blend_toward_input_keeps_a_darken_only_output_below_its_input():
+    """The blend is linear: an output never brighter than its input (the derainer's
+    min(O, y)) stays so at every strength, and the ends are the two images exactly."""
+    from restore_core.engine.runner import blend_toward_input
+
+    generator = torch.Generator().manual_seed(0)
+    degraded = torch.rand(1, 3, 16, 16, generator=generator)
+    restored = torch.minimum(torch.rand(1, 3, 16, 16, generator=generator), degraded)
+    assert torch.equal(blend_toward_input(degraded, restored, 0.0), degraded)
+    assert torch.equal(blend_toward_input(degraded, restored, 1.0), restored)
+    for strength in (0.25, 0.5, 0.9):
+        blended = blend_toward_input(degraded, restored, strength)
+        assert (blended <= degraded + 1e-7).all() and (blended >= restored - 1e-7).all()
+        assert torch.allclose(blended, degraded + strength * (restored - degraded), atol=1e-6)

@@ -37,6 +37,16 @@ MIN_OOM_TILE = 64  # the smallest tile an out-of-memory retry goes down to
 MEMORY_CHECK_PIXELS = 512 * 512  # smaller images skip the CPU memory check
 
 
+def blend_toward_input(degraded: torch.Tensor, restored: torch.Tensor, strength: float) -> torch.Tensor:
+    """``degraded + strength * (restored - degraded)``: how much of the restoration to apply.
+
+    1 gives the model's output, 0 the input unchanged, 0.7 keeps 30 % of what the
+    model removed (some film grain after denoising, some atmosphere after dehazing).
+    A linear blend, so a derainer's ``min(O, y)`` output stays no brighter than its input.
+    """
+    return torch.lerp(degraded, restored, strength)
+
+
 @dataclass(frozen=True)
 class RunOptions:
     tile: int = 0  # 0 = whole image at once
@@ -91,6 +101,7 @@ class Restorer:
         tile_overlap: int = 32,
         ensemble: tuple[int, ...] = (),
         compile: bool = False,
+        strength: float = 1.0,
     ) -> None:
         self.descriptor = descriptor
         self.device = device
@@ -102,6 +113,10 @@ class Restorer:
         self.multiple = max(1, descriptor.size_multiple)
         # Self-ensemble: the dihedral views to average (engine.ensemble); () = off.
         self.ensemble = tuple(ensemble)
+        # 1 = the model's output; less blends it toward the input (blend_toward_input).
+        if not 0.0 <= strength <= 1.0:
+            raise ValueError(f"--strength must be between 0 and 1, got {strength}")
+        self.strength = strength
         # torch.compile (Inductor): compiled lazily on the first call, once per input
         # shape until shapes are marked dynamic; falls back to eager if compiling fails.
         self.compiled = torch.compile(self.model) if compile else None
@@ -183,7 +198,10 @@ class Restorer:
                 self.model.finish_in_forward = True
         if self.finishes_model:
             y = self.model.finish(x, y)
-        return y.float().clamp_(0, 1)
+        y = y.float()
+        if self.strength != 1.0:
+            y = blend_toward_input(x.float(), y.clamp(0, 1), self.strength)
+        return y.clamp_(0, 1)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.ensemble:
