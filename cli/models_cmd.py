@@ -46,7 +46,8 @@ def models(
         return
     rows = [
         {"name": w.name, "task": w.task, "architecture": w.architecture, "parameters": w.parameters,
-         "path": str(w.path), "metrics": w.metrics}
+         "path": str(w.path), "sha256": w.sha256, "size_multiple": w.size_multiple,
+         "card": str(w.card) if w.card else None, "metrics": w.metrics}
         for w in shipped_weights()
     ]
     if as_json:

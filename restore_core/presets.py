@@ -245,6 +245,9 @@ class WeightInfo:
     architecture: str
     parameters: int
     metrics: dict[str, Any]
+    sha256: str | None = None  # what the preset table expects; checked on load
+    size_multiple: int = 1  # inputs are padded to a multiple of this
+    card: Path | None = None  # the model card beside the file (weights/<name>.md)
 
 
 def shipped_weights() -> list[WeightInfo]:
@@ -258,6 +261,10 @@ def shipped_weights() -> list[WeightInfo]:
             continue
         meta = read_metadata(path)
         # Counted from the file's own config: an ADMS file's kept filters are decided by its training.
-        parameters = count_parameters(build_model(meta["architecture"], meta["config"]))
-        found.append(WeightInfo(preset.name, path, meta["task"], meta["architecture"], parameters, meta["metrics"]))
+        model = build_model(meta["architecture"], meta["config"])
+        card = path.with_suffix(".md")
+        found.append(WeightInfo(
+            preset.name, path, meta["task"], meta["architecture"], count_parameters(model), meta["metrics"],
+            preset.sha256, int(getattr(model, "size_multiple", 1)), card if card.is_file() else None,
+        ))
     return found

@@ -258,6 +258,11 @@ def test_models_lists_the_shipped_weights():
     rows = json.loads(result.stdout)
     row = next(r for r in rows if r["name"] == "taylor-derain")
     assert row["task"] == "derain" and row["parameters"] > 0 and row["metrics"]
+    # What a script needs to pin and run it: the file's hash, its padding multiple, its card.
+    from restore_core.checkpoint import file_sha256
+
+    assert row["sha256"] == file_sha256(row["path"]) and row["size_multiple"] == 16
+    assert Path(row["card"]).read_text().startswith("# Model card: `taylor-derain`")
 
 
 def test_models_headline_shows_grey_set_psnr_and_no_other_metrics():
