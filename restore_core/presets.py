@@ -91,7 +91,7 @@ PRESETS: dict[str, Preset] = {
         config=TAYLOR_DERAIN,
         description="Taylor framework (order 3) around the compact U-Net, trained for rain removal; output never brighter than the input",
         weights="taylor-derain.safetensors",
-        sha256="d87342554d8f39fa135149e879337f1f54f6631e28af636614daee187f518833",
+        sha256="0e7d01d773c2ec0bb4cd12d2ad7ceb98f3e3f8639f16782d1ff0b5e426513e23",
     ),
     "unet-s": Preset(
         name="unet-s",
