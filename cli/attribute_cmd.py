@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from cli.console import cell, fail, say, table_console
+from cli.console import cell, fail, print_json, say, table_console
 from restore_core.checkpoint import CheckpointError
 
 
@@ -118,14 +118,14 @@ def attribute_filters(
         say(f"plot: {plot}")
 
     if as_json:
-        print(json.dumps({
+        print_json({
             "filters": total,
             "selected": selected,
             "top": fraction,
             "ranking": [{"layer": f.layer, "filter": f.index, "score": f.score} for f in ranked[: max(show, selected)]],
             "per_layer": A.layer_counts(masks),
             "validation": [row.__dict__ for row in rows] if rows else None,
-        }))
+        })
         return
     console = table_console()
     table = Table(title=f"top filters by FAIG ({selected} of {total} selected at --top {top})")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import time
 from pathlib import Path
 from typing import Optional
@@ -12,7 +11,7 @@ import torch
 import typer
 from rich.table import Table
 
-from cli.console import cell, err_console, fail, say, warn
+from cli.console import cell, err_console, fail, print_json, say, warn
 from cli.restore_cmd import parse_sigma
 from restore_core.checkpoint import CheckpointError
 from restore_core.device import pick_device
@@ -127,7 +126,7 @@ def benchmark(
             startup = next(r["startup_seconds"] for r in rows if r["model"] == restorer.descriptor.name)
             say(f"start-up of a fresh process ({restorer.descriptor.name}: imports, model load, one 64x64 image): {startup:.2f} s")
         if as_json:
-            print(json.dumps(rows, indent=2))
+            print_json(rows, indent=2)
         return
 
     if speed:
@@ -153,7 +152,7 @@ def benchmark(
                           f"{r['end_to_end_images_per_s']:.3f}", f"{r['ratio']:.3f}", f"{r['ms_per_megapixel']:.0f}")
         err_console.print(table)
         if as_json:
-            print(json.dumps(rows, indent=2))
+            print_json(rows, indent=2)
         return
 
     from restore_core.datasets import DatasetError, embedded_dataset, load_dataset
@@ -210,4 +209,4 @@ def benchmark(
     if markdown_path:
         markdown_path.write_text(_markdown(summaries, header))
     if as_json:
-        print(json.dumps({**header, "results": [s.as_dict() for s in summaries]}, indent=2))
+        print_json({**header, "results": [s.as_dict() for s in summaries]}, indent=2)

@@ -8,7 +8,9 @@ decoder) is printed with Rich markup off: a file called ``photo[1].png`` or
 
 from __future__ import annotations
 
-from typing import NoReturn
+import json
+import math
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -47,3 +49,20 @@ def fail(message: str, code: int = 1) -> NoReturn:
 def cell(value: object) -> Text:
     """A table cell shown verbatim (model names and paths may contain brackets)."""
     return Text(str(value))
+
+
+def _finite_or_null(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(item) for item in value]
+    return value
+
+
+def print_json(value: Any, indent: int | None = None) -> None:
+    """Print ``value`` as strict JSON on stdout: a number that is not finite (the PSNR
+    of identical images, the noise level of a 1-pixel-high image) becomes null, since
+    NaN and Infinity are not JSON and strict readers (jq, JavaScript) refuse them."""
+    print(json.dumps(_finite_or_null(value), indent=indent, allow_nan=False), flush=True)

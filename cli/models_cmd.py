@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 
 import typer
 from rich.table import Table
 
-from cli.console import cell, say, table_console
+from cli.console import cell, print_json, say, table_console
 from restore_core.presets import PRESETS, shipped_weights
 
 
@@ -37,7 +36,7 @@ def models(
             for p in PRESETS.values()
         ]
         if as_json:
-            print(json.dumps(rows, indent=2))
+            print_json(rows, indent=2)
             return
         table = Table("preset", "task", "architecture", "parameters", "weights", "description")
         for r in rows:
@@ -51,7 +50,7 @@ def models(
         for w in shipped_weights()
     ]
     if as_json:
-        print(json.dumps(rows, indent=2))
+        print_json(rows, indent=2)
         return
     if not rows:
         say("no trained weights found (see 'restore models --presets' for architectures)")

@@ -9,7 +9,6 @@ is 0 when every image succeeded, 1 when any failed, 2 on usage errors.
 from __future__ import annotations
 
 import inspect
-import json
 import signal
 import sys
 import time
@@ -20,7 +19,7 @@ from typing import Any, Callable, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from cli.console import err_console, error, fail, say, warn
+from cli.console import err_console, error, fail, print_json, say, warn
 from restore_core.checkpoint import CheckpointError
 from restore_core.device import pick_device
 from restore_core.engine.ensemble import TRANSFORMS_FOR_TASK
@@ -41,7 +40,7 @@ def _raise_interrupt(signum, frame) -> None:
 
 def _emit(result: ImageResult, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(result.as_dict()), flush=True)
+        print_json(result.as_dict())
     elif result.status == "ok":
         print(result.output, flush=True)
     if result.status == "error":
@@ -204,7 +203,7 @@ def _report_dry_run(request: RestoreRequest, runnable: list, results: list[Image
     or written. The exit status is the run's own: 1 when inputs would be refused."""
     for job in runnable:
         if request.as_json:
-            print(json.dumps({"input": str(job.source), "output": str(job.output), "status": "planned"}), flush=True)
+            print_json({"input": str(job.source), "output": str(job.output), "status": "planned"})
         else:
             print(job.output, flush=True)
     refused = sum(r.status == "error" for r in results)

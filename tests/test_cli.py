@@ -500,3 +500,36 @@ def test_strength_blends_the_restoration_with_the_input(folder, tmp_path, tiny_c
     assert np.abs(2 * outputs["0.5"] - (source + outputs["1"])).max() <= 2  # halfway, to a rounding on each side
     bad = restore("denoise", str(folder / "a.png"), str(tmp_path / "bad"), "--model", str(tiny_checkpoint), "--strength", "1.5")
     assert bad.returncode == 2 and "--strength must be between 0 and 1" in bad.stderr and not (tmp_path / "bad").exists()
+
+
+def _strict_json(line: str) -> dict:
+    """Parse as jq or JavaScript would: NaN and Infinity are not JSON."""
+    def refuse(constant: str) -> None:
+        raise ValueError(f"not JSON: {constant}")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+def test_json_records_are_strict_json_when_the_noise_level_is_unknown(tmp_path, rng):
+    """A 1-pixel-high image has no measurable noise level: its record says null, not NaN."""
+    if find_weights(PRESETS["infoflow-denoise"].weights) is None:
+        pytest.skip("shipped denoiser absent")
+    cv2.imwrite(str(tmp_path / "row.png"), rng.integers(0, 256, (1, 40, 3), dtype=np.uint8))
+    result = restore("denoise", str(tmp_path / "row.png"), str(tmp_path / "out"), "--json", "-q")
+    assert result.returncode == 0, result.stderr
+    record = _strict_json(result.stdout.strip())
+    assert record["status"] == "ok" and record["degradation"] == {"noise_sigma": None}
+
+
+def test_benchmark_json_is_strict_when_input_equals_target(tmp_path, rng, tiny_checkpoint):
+    """Identical images have infinite PSNR: the JSON says null (NaN and Infinity are not JSON)."""
+    for side in ("input", "target"):
+        (tmp_path / "set" / side).mkdir(parents=True)
+    image = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "set" / "input" / "1.png"), image)
+    cv2.imwrite(str(tmp_path / "set" / "target" / "1.png"), image)
+    result = restore("benchmark", "--root", str(tmp_path / "set"), "-m", str(tiny_checkpoint), "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {row["label"]: row for row in _strict_json(result.stdout)["results"]}
+    assert rows["input"]["psnr_rgb"] is None and rows["input"]["ssim_rgb"] == 1.0
+    assert rows[tiny_checkpoint.stem]["psnr_rgb"] < 40
