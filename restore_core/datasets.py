@@ -24,7 +24,9 @@ import numpy as np
 
 from restore_core.evaluation import Protocol, Sample, file_sample
 from restore_core.io.images import LoadedImage, decode_image, read_image
-from restore_core.io.folders import PAIR_LAYOUTS, list_images, list_scene_pairs, match_folders, natural_key, resolve_folder
+from restore_core.io.folders import (
+    PAIR_LAYOUTS, describe_layouts, list_images, list_pairs, list_scene_pairs, match_folders, match_prefixed, natural_key, resolve_folder,
+)
 
 
 class DatasetError(ValueError):
@@ -47,25 +49,23 @@ def _expect(condition: bool, root: Path, expected: str, found: int = 0) -> None:
 
 
 def paired(root: Path, layouts=PAIR_LAYOUTS, task: str = "any", name: str = "paired") -> Dataset:
-    """Any folder pair of :data:`PAIR_LAYOUTS` (input/target, rainy/norain, ...)."""
-    for a, b in layouts:
-        inputs, targets = resolve_folder(root / a), resolve_folder(root / b)
-        if inputs is not None and targets is not None:
-            pairs = match_folders(inputs, targets)
-            _expect(bool(pairs), root, f"files sharing a name (or number) in {a}/ and {b}/")
-            return Dataset(name, root, task, [file_sample(p.name, p, t) for p, t in pairs])
-    expected = " or ".join(f"{a}/ + {b}/" for a, b in layouts)
-    _expect(False, root, expected)
-    raise AssertionError
+    """Any folder pair of :data:`PAIR_LAYOUTS` (input/target, rainy/norain, ...), or both
+    in one folder under the prefixes of :data:`PREFIX_LAYOUTS` (PReNet's rain-N/norain-N)."""
+    try:
+        pairs = list_pairs(root, layouts)
+    except ValueError as exc:
+        raise DatasetError(str(exc)) from None
+    return Dataset(name, root, task, [file_sample(p.name, p, t) for p, t in pairs])
 
 
 def rain(root: Path) -> Dataset:
-    """Rain100H / Rain100L / Test100 / Rain1200: input|target, rainy|norain, rain|norain."""
+    """Rain100H / Rain100L / Test100 / Rain1200: input|target, rainy|norain, rain|norain,
+    or PReNet's one folder of rain-N.png beside norain-N.png; optionally under test/."""
     layouts = (("input", "target"), ("rainy", "norain"), ("rain", "norain"))
     for sub in (root, root / "test"):
-        if any(resolve_folder(sub / a) is not None for a, _ in layouts):
+        if any(resolve_folder(sub / a) is not None for a, _ in layouts) or match_prefixed(sub):
             return paired(sub, layouts, "derain", "rain")
-    _expect(False, root, "input/ + target/, rainy/ + norain/ or rain/ + norain/ (optionally under test/)")
+    _expect(False, root, f"{describe_layouts(layouts)} (optionally under test/)")
     raise AssertionError
 
 
@@ -212,7 +212,12 @@ def load_dataset(name: str, root: Path, sigma: float = 25.0) -> Dataset:
     adapter = DATASETS[name][0]
     if adapter is synthetic_noise:
         return synthetic_noise(root, sigma, name)
-    return adapter(root)
+    try:
+        return adapter(root)
+    except DatasetError:
+        raise
+    except ValueError as exc:  # an ambiguous pairing (io.folders)
+        raise DatasetError(str(exc)) from None
 
 
 def embedded_dataset(task: str) -> Dataset:

@@ -48,6 +48,42 @@ def test_rain_layouts(tmp_path, inp, tgt, in_name, tgt_name):
     assert len(data.samples) == 1 and data.task == "derain"
 
 
+def test_prenet_layout_pairs_rain_and_norain_side_by_side(tmp_path):
+    """PReNet's Rain100H/Rain100L (rain-001.png beside norain-001.png in one folder) and
+    RainTrainH (rain-N.png beside norain-N.png, some inputs missing) pair by number."""
+    for i in (1, 2, 10):
+        _img(tmp_path / "Rain100H" / f"rain-{i:03d}.png", i)
+        _img(tmp_path / "Rain100H" / f"norain-{i:03d}.png", 100 + i)
+    _img(tmp_path / "Rain100H" / "norain-004.png", 104)  # a reference without its input
+    data = load_dataset("rain100h", tmp_path / "Rain100H")
+    assert [s.name for s in data.samples] == ["rain-001.png", "rain-002.png", "rain-010.png"]
+    for sample in data.samples:
+        assert round(sample.load_target()[0, 0, 0] * 255) == 100 + round(sample.load_degraded().rgb[0, 0, 0] * 255)
+    from restore_core.io.folders import list_training_pairs
+
+    assert len(list_training_pairs(tmp_path / "Rain100H")) == 3  # restore train --data reads it too
+
+
+def test_jorder_scale_tag_does_not_pair_every_input_with_one_reference(tmp_path):
+    """JORDER's Rain100L names inputs norain-1x2.png against norain-1.png: the x2 is a
+    scale tag, not the image's number."""
+    from restore_core.io.folders import list_pairs
+
+    for i in (1, 2, 3):
+        _img(tmp_path / "rain" / f"norain-{i}x2.png", i)
+        _img(tmp_path / "norain" / f"norain-{i}.png", 100 + i)
+    pairs = list_pairs(tmp_path)
+    assert [(a.name, b.name) for a, b in pairs] == [(f"norain-{i}x2.png", f"norain-{i}.png") for i in (1, 2, 3)]
+
+
+def test_two_inputs_with_one_number_are_refused_not_paired_twice(tmp_path):
+    _img(tmp_path / "input" / "a_7.png", 1)
+    _img(tmp_path / "input" / "b_7.png", 2)
+    _img(tmp_path / "target" / "7.png", 3)
+    with pytest.raises(DatasetError, match=r"a_7.png and b_7.png would both pair with .*7.png"):
+        load_dataset("paired", tmp_path)
+
+
 def test_hide_layout(tmp_path):
     _img(tmp_path / "GT" / "x.png", 20)
     _img(tmp_path / "GT" / "y.png", 20)

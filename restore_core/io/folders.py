@@ -13,6 +13,10 @@ from restore_core.io.images import SUPPORTED_EXTENSIONS
 
 # (degraded folder, reference folder) names used by common paired datasets.
 PAIR_LAYOUTS = (("input", "target"), ("rainy", "norain"), ("rain", "norain"), ("hazy", "clear"), ("blur", "sharp"), ("noisy", "clean"))
+# (degraded, reference) name prefixes of datasets that keep both in one folder: PReNet's
+# releases of Rain100H / Rain100L (rain-001.png beside norain-001.png) and of their
+# training sets RainTrainH / RainTrainL (rain-1.png beside norain-1.png).
+PREFIX_LAYOUTS = (("rain-", "norain-"),)
 
 
 def resolve_folder(path: Path) -> Path | None:
@@ -43,14 +47,18 @@ def natural_key(path: Path) -> tuple:
 
 
 def match_key(stem: str) -> str:
-    """Name key that pairs ``rain-001``/``norain-001`` and ``blur_1``/``gt_1``: the last
-    number in the name, or the whole stem when it has none."""
-    numbers = re.findall(r"\d+", stem)
+    """Name key that pairs ``rain-001``/``norain-001``, ``blur_1``/``gt_1`` and JORDER's
+    ``norain-1x2``/``norain-1``: the last number in the name, after dropping a trailing
+    super-resolution scale tag (``x2``, ``x4``); the whole stem when it has no number."""
+    numbers = re.findall(r"\d+", re.sub(r"(?<=\d)x\d+$", "", stem))
     return str(int(numbers[-1])) if numbers else stem
 
 
 def match_folders(inputs: Path, targets: Path) -> list[tuple[Path, Path]]:
-    """Pairs of files in two folders: same stem, else same trailing number; natural order."""
+    """Pairs of files in two folders: same stem, else same trailing number; natural order.
+
+    Raises ValueError when pairing by number is ambiguous (two inputs with one number):
+    a silent wrong pairing would make every score meaningless."""
     ins, outs = list_images(inputs), list_images(targets)
     by_stem = {p.stem: p for p in outs}
     pairs = [(p, by_stem[p.stem]) for p in ins if p.stem in by_stem]
@@ -59,11 +67,45 @@ def match_folders(inputs: Path, targets: Path) -> list[tuple[Path, Path]]:
         for p in outs:
             by_key.setdefault(match_key(p.stem), p)
         pairs = [(p, by_key[match_key(p.stem)]) for p in ins if match_key(p.stem) in by_key]
+        _refuse_shared_references(pairs)
     return sorted(pairs, key=lambda pair: natural_key(pair[0]))
 
 
+def _refuse_shared_references(pairs: list[tuple[Path, Path]]) -> None:
+    seen: dict[Path, Path] = {}
+    for degraded, reference in pairs:
+        if reference in seen:
+            raise ValueError(
+                f"{degraded.parent}: {seen[reference].name} and {degraded.name} would both pair with {reference} "
+                f"(matched by the number in their names); give each input its own number"
+            )
+        seen[reference] = degraded
+
+
+def match_prefixed(folder: Path) -> list[tuple[Path, Path]]:
+    """Pairs inside one folder told apart by a name prefix (:data:`PREFIX_LAYOUTS`:
+    ``rain-7.png`` with ``norain-7.png``); inputs without a reference are left out, as
+    PReNet's RainTrainH lacks some. Natural order; [] when no prefix layout matches."""
+    images = list_images(folder)
+    for degraded_prefix, reference_prefix in PREFIX_LAYOUTS:
+        references = {p.stem[len(reference_prefix):]: p for p in images if p.stem.startswith(reference_prefix)}
+        pairs = [(p, references[p.stem[len(degraded_prefix):]]) for p in images
+                 if p.stem.startswith(degraded_prefix) and p.stem[len(degraded_prefix):] in references]
+        if pairs:
+            return sorted(pairs, key=lambda pair: natural_key(pair[0]))
+    return []
+
+
+def describe_layouts(layouts=PAIR_LAYOUTS) -> str:
+    """The layouts :func:`list_pairs` reads, for error messages."""
+    folders = " or ".join(f"{a}/ + {b}/" for a, b in layouts)
+    prefixes = " or ".join(f"{a}N + {b}N side by side" for a, b in PREFIX_LAYOUTS)
+    return f"{folders}, or {prefixes}"
+
+
 def list_pairs(root: Path, layouts=PAIR_LAYOUTS) -> list[tuple[Path, Path]]:
-    """(degraded, reference) pairs of a paired folder in any of ``layouts``."""
+    """(degraded, reference) pairs of a paired folder in any of ``layouts``, or of one
+    folder holding both under the prefixes of :data:`PREFIX_LAYOUTS`."""
     root = Path(root)
     for input_name, target_name in layouts:
         inputs, targets = resolve_folder(root / input_name), resolve_folder(root / target_name)
@@ -72,8 +114,10 @@ def list_pairs(root: Path, layouts=PAIR_LAYOUTS) -> list[tuple[Path, Path]]:
             if not pairs:
                 raise ValueError(f"{root}: no files in {input_name}/ and {target_name}/ share a name or number")
             return pairs
-    expected = " or ".join(f"{a}/ + {b}/" for a, b in layouts)
-    raise ValueError(f"{root}: not a paired folder (expected {expected})")
+    pairs = match_prefixed(root) if root.is_dir() else []
+    if pairs:
+        return pairs
+    raise ValueError(f"{root}: not a paired folder (expected {describe_layouts(layouts)})")
 
 
 def list_scene_pairs(root: Path, split: str = "train") -> list[tuple[Path, Path]]:
