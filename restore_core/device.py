@@ -25,3 +25,26 @@ def pick_dtype(precision: str, device: torch.device, supports_half: bool = True)
     if precision not in table:
         raise ValueError(f"unknown precision {precision!r}; use auto, fp32, fp16 or bf16")
     return table[precision]
+
+
+TRAINING_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def training_autocast_dtype(precision: str, device: torch.device, recipe_amp: bool = True) -> torch.dtype | None:
+    """The autocast dtype of a training step, or None for plain fp32.
+
+    ``auto`` = the recipe's mixed precision on CUDA (bf16 where supported, else fp16
+    with loss scaling), fp32 on the CPU; ``bf16`` = bf16 autocast on any device (on
+    CPUs with AMX or AVX512-BF16 about 2x faster steps, measured on the shipped
+    denoiser; slower on CPUs without them); ``fp16`` = fp16 autocast (CUDA);
+    ``fp32`` = no autocast. Weights, optimiser state and EMA stay fp32 in every case.
+    """
+    if precision not in TRAINING_PRECISIONS:
+        raise ValueError(f"unknown training precision {precision!r}; use {', '.join(TRAINING_PRECISIONS)}")
+    if precision == "auto":
+        if recipe_amp and device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return None
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("training precision fp16 needs CUDA; on the CPU use bf16")
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]

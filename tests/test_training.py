@@ -290,3 +290,24 @@ def test_colour_fraction_and_channel_shuffle_shape_the_clean_patch_mix():
     assert all(is_grey(grey_only.sample(draws)[1]) for _ in range(50))
     with pytest.raises(ValueError, match="colour_fraction"):
         PatchSampler([], pool, 32, identity, colour_fraction=1.5)
+
+
+@pytest.mark.parametrize("precision, expected", [("auto", torch.float32), ("fp32", torch.float32), ("bf16", torch.bfloat16)])
+def test_training_precision_sets_the_dtype_of_the_steps_and_is_recorded(tmp_path, precision, expected):
+    """`restore train --precision bf16` runs the forward pass under bf16 autocast (on the
+    CPU too); the weights stay fp32 and the checkpoint says how the steps were computed."""
+    recipe = _recipe(tmp_path, steps=2)
+    trainer = Trainer(recipe, tmp_path / "run", torch.device("cpu"), log=lambda s: None, precision=precision)
+    seen: list[torch.dtype] = []
+    first_conv = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d))
+    first_conv.register_forward_hook(lambda module, args, output: seen.append(output.dtype) if module.training else None)
+    trainer.train(prepare_data(recipe))
+    assert seen and set(seen) == {expected}
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+    loaded = load_checkpoint(tmp_path / "run" / "model.safetensors")
+    assert loaded.recipe["precision"] == ("fp32" if expected == torch.float32 else "bf16 autocast on cpu (fp32 weights)")
+
+
+def test_training_precision_fp16_on_the_cpu_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="fp16 needs CUDA"):
+        Trainer(_recipe(tmp_path, steps=1), tmp_path / "run", torch.device("cpu"), log=lambda s: None, precision="fp16")

@@ -36,12 +36,13 @@ def degradation_samplers(recipe: ADMSRecipe, pool: D.PatchSampler) -> dict[str, 
     return {d: D.PatchSampler([], pool.clean, recipe.patch_size, make_degradation(d, {})) for d in recipe.degradations}
 
 
-def _train_stage(recipe: Recipe, run_dir: Path, sampler: D.PatchSampler, device: torch.device, log: Log, stop: StopFlag) -> Path:
+def _train_stage(recipe: Recipe, run_dir: Path, sampler: D.PatchSampler, device: torch.device, log: Log, stop: StopFlag,
+                 precision: str = "auto") -> Path:
     final = run_dir / "model.safetensors"
     if final.exists():
         log(f"{recipe.name}: done earlier ({final})")
         return final
-    trainer = Trainer(recipe, run_dir, device, log)
+    trainer = Trainer(recipe, run_dir, device, log, precision=precision)
     if trainer.state_path.exists():
         trainer.resume()
     log(f"{recipe.name}: {recipe.steps} steps")
@@ -111,7 +112,8 @@ def classifier_accuracy(classifier: DegradationClassifier, samplers: dict[str, D
     return result
 
 
-def train_adms(recipe: ADMSRecipe, run_dir: Path, device: torch.device, log: Log, stop: StopFlag = lambda: False) -> tuple[Path, dict]:
+def train_adms(recipe: ADMSRecipe, run_dir: Path, device: torch.device, log: Log, stop: StopFlag = lambda: False,
+               precision: str = "auto") -> tuple[Path, dict]:
     """Run every stage of ``recipe`` into ``run_dir``; returns the model path and its metrics."""
     started = time.time()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -121,9 +123,9 @@ def train_adms(recipe: ADMSRecipe, run_dir: Path, device: torch.device, log: Log
     log(f"data: {data.summary['clean']}")
     samplers = degradation_samplers(recipe, data.sampler)
 
-    unified_path = _train_stage(recipe.unified_recipe(), run_dir / "unified", data.sampler, device, log, stop)
+    unified_path = _train_stage(recipe.unified_recipe(), run_dir / "unified", data.sampler, device, log, stop, precision)
     finetuned_paths = {
-        d: _train_stage(recipe.finetune_recipe(d, str(unified_path)), run_dir / f"finetune-{d}", samplers[d], device, log, stop)
+        d: _train_stage(recipe.finetune_recipe(d, str(unified_path)), run_dir / f"finetune-{d}", samplers[d], device, log, stop, precision)
         for d in recipe.degradations
     }
 

@@ -39,6 +39,7 @@ from torch import nn
 from restore_core.checkpoint import save_checkpoint
 from restore_core.configs import ConfigError, config_from_dict, config_to_dict
 from restore_core.degradations.blur import BlurConfig, add_motion_blur
+from restore_core.device import training_autocast_dtype
 from restore_core.degradations.haze import HazeConfig, add_haze
 from restore_core.degradations.noise import NoiseConfig, add_noise, measured_noise_level
 from restore_core.degradations.rain import RainConfig, add_rain
@@ -263,10 +264,15 @@ class Trainer:
         device: torch.device,
         log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
         dist_info: DistInfo = DistInfo(),
+        precision: str = "auto",
     ) -> None:
         self.recipe = recipe
         self.run_dir = Path(run_dir)
         self.device = device
+        # How the steps are computed (restore_core.device.training_autocast_dtype), not what
+        # is trained: a run may resume with another precision; checkpoints record the last.
+        self.precision = precision
+        self.autocast_dtype = training_autocast_dtype(precision, device, recipe.amp)
         self.dist = dist_info
         self.log = log if dist_info.is_main else (lambda s: None)
         torch.manual_seed(recipe.seed)
@@ -383,10 +389,18 @@ class Trainer:
             self.recipe.architecture,
             config,
             self.recipe.task,
-            recipe={**config_to_dict(self.recipe), "trained_steps": self.step, "objective": self.objective()},
+            recipe={**config_to_dict(self.recipe), "trained_steps": self.step, "objective": self.objective(),
+                    "precision": self.precision_note()},
             metrics=metrics,
             state_dict=self._inference_weights(),
         )
+
+    def precision_note(self) -> str:
+        """How this run's steps were computed, in words (stored in every checkpoint)."""
+        if self.autocast_dtype is None:
+            return "fp32"
+        name = {torch.bfloat16: "bf16", torch.float16: "fp16"}[self.autocast_dtype]
+        return f"{name} autocast on {self.device.type} (fp32 weights)"
 
     def objective(self) -> str:
         """What the model was actually trained on, in words (stored in every checkpoint)."""
@@ -468,9 +482,9 @@ class Trainer:
         writer = csv.writer(log_file)
         if new_log:
             writer.writerow(["step", "loss", "lr", "patches_per_s", "elapsed_s", "metrics"])
-        use_amp = recipe.amp and self.device.type == "cuda"
-        amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-        scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+        use_amp = self.autocast_dtype is not None
+        amp_dtype = self.autocast_dtype or torch.bfloat16  # inert when use_amp is False
+        scaler = torch.amp.GradScaler(self.device.type, enabled=amp_dtype == torch.float16)
         self.model.train()
         start = time.time()
         window_loss, window_count, window_start = 0.0, 0, time.time()
