@@ -13,7 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from cli.console import err_console, fail, say
 from restore_core.configs import ConfigError, changed_fields, config_to_dict, override_many
-from restore_core.device import pick_device, training_autocast_dtype
+from restore_core.device import cpu_has_bf16_units, pick_device, training_autocast_dtype
 from restore_core.training.recipes import RECIPES, ADMSRecipe, load_recipe, load_recorded_recipe
 
 
@@ -154,6 +154,9 @@ def train(
     log(f"recipe {chosen.name}: {chosen.architecture}, {chosen.steps} steps, batch {chosen.batch_size}{ranks}, patch {chosen.patch_size}, device {torch_device}, {trainer.precision_note()}")
     if trainer.perceptual_note:
         log(trainer.perceptual_note)
+    if torch_device.type == "cpu" and precision == "auto" and cpu_has_bf16_units():
+        log("hint: this CPU has bf16 units (AMX/AVX512-BF16): --precision bf16 trained the shipped denoiser about 2x faster "
+            "(weights stay fp32; --precision fp32 hides this line)")
     try:
         training_data = prepare_data(chosen)
     except (ValueError, OSError) as exc:
