@@ -30,8 +30,9 @@ from restore_core.io.images import DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS
 from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task
 
 
-# An example --suffix per command, for its help text.
 BF16_HINT_MIN_IMAGES = 10  # batches this large on a bf16-capable CPU get a hint about --precision bf16
+
+# An example --suffix per command, for its help text.
 EXAMPLE_SUFFIX = {"derain": "_derained", "deblur": "_deblurred", "denoise": "_denoised", "dehaze": "_dehazed", "auto": "_restored"}
 
 
