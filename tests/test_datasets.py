@@ -137,6 +137,8 @@ def test_mismatched_layout_names_what_was_expected(tmp_path):
         load_dataset("gopro", tmp_path)
     with pytest.raises(DatasetError, match="input/ \\+ target/"):
         load_dataset("paired", tmp_path)
+    with pytest.raises(DatasetError, match=r"rain-N \+ norain-N side by side \(optionally under test/\)"):
+        load_dataset("rain100h", tmp_path)
 
 
 @pytest.mark.parametrize("noisy_set, clean_set", [("McMaster_sigma25", "McMaster"), ("BSD68_sigma25", "BSD68")])

@@ -86,6 +86,8 @@ def match_prefixed(folder: Path) -> list[tuple[Path, Path]]:
     """Pairs inside one folder told apart by a name prefix (:data:`PREFIX_LAYOUTS`:
     ``rain-7.png`` with ``norain-7.png``); inputs without a reference are left out, as
     PReNet's RainTrainH lacks some. Natural order; [] when no prefix layout matches."""
+    if not Path(folder).is_dir():
+        return []
     images = list_images(folder)
     for degraded_prefix, reference_prefix in PREFIX_LAYOUTS:
         references = {p.stem[len(reference_prefix):]: p for p in images if p.stem.startswith(reference_prefix)}
