@@ -137,7 +137,7 @@ PRESETS: dict[str, Preset] = {
         config=INFOFLOW_DENOISE,
         description="infoflow-s + full-resolution refinement head, trained (L1, then MSE) for Gaussian denoising, sigma 0-50: estimates each image's level (--sigma auto), or told it, or blind; CPU runs below DnCNN/CBM3D, see its card",
         weights="infoflow-denoise.safetensors",
-        sha256="806ca40b8c446d4e7a5eae30031d691a21e0326adcdfc0aae108e7046850a1f2",
+        sha256="fcff535bd0cd7d5a8c000399dfae199199e31a7228e70602a6f4765f84fe5ae5",
     ),
     "infoflow-dehaze": Preset(
         name="infoflow-dehaze",
