@@ -81,7 +81,7 @@ INFOFLOW_DEHAZE: dict[str, Any] = {
 # The shipped denoiser: infoflow-s plus a 24-channel full-resolution refinement
 # head and a noise-level input (estimated, told ``--sigma`` or blind), each grown onto the
 # previous weights by ``restore train --init``.
-INFOFLOW_DENOISE: dict[str, Any] = {**INFOFLOW_S, "refine": 24, "noise_level": True, "refine_more": [48]}
+INFOFLOW_DENOISE: dict[str, Any] = {**INFOFLOW_S, "refine": 24, "noise_level": True, "refine_more": [48, 64]}
 
 PRESETS: dict[str, Preset] = {
     "taylor-derain": Preset(
@@ -137,7 +137,7 @@ PRESETS: dict[str, Preset] = {
         config=INFOFLOW_DENOISE,
         description="infoflow-s + full-resolution refinement head, trained (L1, then MSE) for Gaussian denoising, sigma 0-50: estimates each image's level (--sigma auto), or told it, or blind; CPU runs below DnCNN/CBM3D, see its card",
         weights="infoflow-denoise.safetensors",
-        sha256="fcff535bd0cd7d5a8c000399dfae199199e31a7228e70602a6f4765f84fe5ae5",
+        sha256="50adb9903709cb15be3be718cd01d075117155f1bef9a738b871363551475144",
     ),
     "infoflow-dehaze": Preset(
         name="infoflow-dehaze",
