@@ -53,16 +53,19 @@ def training_autocast_dtype(precision: str, device: torch.device, recipe_amp: bo
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
-@lru_cache(maxsize=1)
-def cpu_has_bf16_units(cpuinfo: str | None = None) -> bool:
-    """True when the CPU advertises AMX-BF16 or AVX512-BF16 (Linux ``/proc/cpuinfo``,
-    or the ``cpuinfo`` text given), where oneDNN runs bf16 convolutions natively: on
-    this project's 2-core Xeon the shipped models restored 1.2-3.6x faster in bf16 than
-    in fp32, within 0.015 dB. False when it cannot tell (other systems)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
-        except OSError:
-            return False
+def bf16_units_in(cpuinfo: str) -> bool:
+    """True when ``/proc/cpuinfo`` text lists AMX-BF16 or AVX512-BF16 among the CPU flags."""
     flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
     return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+@lru_cache(maxsize=1)
+def cpu_has_bf16_units() -> bool:
+    """True when this CPU has AMX-BF16 or AVX512-BF16 units (Linux ``/proc/cpuinfo``),
+    where oneDNN runs bf16 convolutions natively: on this project's 2-core Xeon the
+    shipped models restored 1.2-3.6x faster in bf16 than in fp32, within 0.015 dB.
+    False when it cannot tell (other systems)."""
+    try:
+        return bf16_units_in(Path("/proc/cpuinfo").read_text(errors="replace"))
+    except OSError:
+        return False

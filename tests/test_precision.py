@@ -39,9 +39,9 @@ def test_half_precision_matches_fp32_within_a_tenth_of_a_db(name: str, device: s
 
 def test_bf16_units_are_read_from_the_cpu_flags():
     """The --precision bf16 hint of the restore commands rests on this reading of /proc/cpuinfo."""
-    from restore_core.device import cpu_has_bf16_units
+    from restore_core.device import bf16_units_in
 
-    assert cpu_has_bf16_units("processor : 0\nflags\t\t: fpu sse2 avx2 amx_bf16 amx_tile\n")
-    assert cpu_has_bf16_units("flags : fpu avx512f avx512_bf16\n")
-    assert not cpu_has_bf16_units("flags : fpu sse2 avx2 avx512f\nbugs : amx_bf16\n")
-    assert not cpu_has_bf16_units("")
+    assert bf16_units_in("processor : 0\nflags\t\t: fpu sse2 avx2 amx_bf16 amx_tile\n")
+    assert bf16_units_in("flags : fpu avx512f avx512_bf16\n")
+    assert not bf16_units_in("flags : fpu sse2 avx2 avx512f\nbugs : amx_bf16\n")
+    assert not bf16_units_in("")
