@@ -76,6 +76,29 @@ def test_jorder_scale_tag_does_not_pair_every_input_with_one_reference(tmp_path)
     assert [(a.name, b.name) for a, b in pairs] == [(f"norain-{i}x2.png", f"norain-{i}.png") for i in (1, 2, 3)]
 
 
+def test_jorder_release_layout_with_inputs_in_a_scale_subfolder(tmp_path):
+    """JORDER's releases keep the inputs one level down: rain/X2/norain-1x2.png against
+    norain/norain-1.png. Benchmark and training both find them."""
+    from restore_core.io.folders import list_training_pairs
+
+    for i in (1, 2, 10):
+        _img(tmp_path / "rain_data_test_Light" / "rain" / "X2" / f"norain-{i}x2.png", i)
+        _img(tmp_path / "rain_data_test_Light" / "norain" / f"norain-{i}.png", 100 + i)
+    data = load_dataset("rain100l", tmp_path / "rain_data_test_Light")
+    assert [s.name for s in data.samples] == ["norain-1x2.png", "norain-2x2.png", "norain-10x2.png"]
+    for sample in data.samples:
+        assert round(sample.load_target()[0, 0, 0] * 255) == 100 + round(sample.load_degraded().rgb[0, 0, 0] * 255)
+    assert len(list_training_pairs(tmp_path / "rain_data_test_Light")) == 3
+
+
+def test_two_scale_subfolders_are_refused_by_name(tmp_path):
+    for scale in ("X2", "X4"):
+        _img(tmp_path / "rain" / scale / f"norain-1{scale.lower()}.png", 1)
+    _img(tmp_path / "norain" / "norain-1.png", 2)
+    with pytest.raises(DatasetError, match=r"several scale sub-folders \(X2, X4\)"):
+        load_dataset("paired", tmp_path)
+
+
 def test_two_inputs_with_one_number_are_refused_not_paired_twice(tmp_path):
     _img(tmp_path / "input" / "a_7.png", 1)
     _img(tmp_path / "input" / "b_7.png", 2)

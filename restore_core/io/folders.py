@@ -105,13 +105,29 @@ def describe_layouts(layouts=PAIR_LAYOUTS) -> str:
     return f"{folders}, or {prefixes}"
 
 
+def scale_subfolder(folder: Path) -> Path:
+    """The folder that holds the images of a degraded folder: ``folder`` itself, or its
+    only scale sub-folder (``X2``, ``x4``) when ``folder`` holds no images itself, as in
+    JORDER's Rain100H/Rain100L releases (``rain/X2/norain-1x2.png`` against
+    ``norain/norain-1.png``). Several scale sub-folders are ambiguous: ValueError."""
+    if list_images(folder):
+        return folder
+    scales = sorted(p for p in folder.iterdir() if p.is_dir() and re.fullmatch(r"[xX]\d+", p.name))
+    if len(scales) > 1:
+        names = ", ".join(p.name for p in scales)
+        raise ValueError(f"{folder}: several scale sub-folders ({names}); give the one to use as the input folder")
+    return scales[0] if scales else folder
+
+
 def list_pairs(root: Path, layouts=PAIR_LAYOUTS) -> list[tuple[Path, Path]]:
-    """(degraded, reference) pairs of a paired folder in any of ``layouts``, or of one
-    folder holding both under the prefixes of :data:`PREFIX_LAYOUTS`."""
+    """(degraded, reference) pairs of a paired folder in any of ``layouts`` (the degraded
+    images may sit in one scale sub-folder, :func:`scale_subfolder`), or of one folder
+    holding both under the prefixes of :data:`PREFIX_LAYOUTS`."""
     root = Path(root)
     for input_name, target_name in layouts:
         inputs, targets = resolve_folder(root / input_name), resolve_folder(root / target_name)
         if inputs is not None and targets is not None:
+            inputs = scale_subfolder(inputs)
             pairs = match_folders(inputs, targets)
             if not pairs:
                 raise ValueError(f"{root}: no files in {input_name}/ and {target_name}/ share a name or number")
