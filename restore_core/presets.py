@@ -137,7 +137,7 @@ PRESETS: dict[str, Preset] = {
         config=INFOFLOW_DENOISE,
         description="infoflow-s + full-resolution refinement head, trained (L1, then MSE) for Gaussian denoising, sigma 0-50: estimates each image's level (--sigma auto), or told it, or blind; CPU runs below DnCNN/CBM3D, see its card",
         weights="infoflow-denoise.safetensors",
-        sha256="ae237a38fd393be5db9815c0a04f78c3588ec7fbbb7dcaefe1f1f91e72f9f50d",
+        sha256="3d9943c59e794502f0d54470f9173d7de44c848f5c0613ad2f9bbf502a7fbda5",
     ),
     "infoflow-dehaze": Preset(
         name="infoflow-dehaze",
