@@ -137,7 +137,7 @@ PRESETS: dict[str, Preset] = {
         config=INFOFLOW_DENOISE,
         description="infoflow-s + full-resolution refinement head, trained (L1, then MSE) for Gaussian denoising, sigma 0-50: estimates each image's level (--sigma auto), or told it, or blind; CPU runs below DnCNN/CBM3D, see its card",
         weights="infoflow-denoise.safetensors",
-        sha256="3d9943c59e794502f0d54470f9173d7de44c848f5c0613ad2f9bbf502a7fbda5",
+        sha256="cd56f226e54ef6f19d03e90e8ba85aaa912fdbb687c0aaaaa0c0b5387b5f54e2",
     ),
     "infoflow-dehaze": Preset(
         name="infoflow-dehaze",
