@@ -137,7 +137,7 @@ PRESETS: dict[str, Preset] = {
         config=INFOFLOW_DENOISE,
         description="infoflow-s + full-resolution refinement head, trained (L1, then MSE) for Gaussian denoising, sigma 0-50: estimates each image's level (--sigma auto), or told it, or blind; CPU runs below DnCNN/CBM3D, see its card",
         weights="infoflow-denoise.safetensors",
-        sha256="cd56f226e54ef6f19d03e90e8ba85aaa912fdbb687c0aaaaa0c0b5387b5f54e2",
+        sha256="633edde3e251de016607afc2cc57f612726e28ae32771e6407c51da5c52e814d",
     ),
     "infoflow-dehaze": Preset(
         name="infoflow-dehaze",
