@@ -292,6 +292,60 @@ def test_colour_fraction_and_channel_shuffle_shape_the_clean_patch_mix():
         PatchSampler([], pool, 32, identity, colour_fraction=1.5)
 
 
+def test_transplant_lays_a_real_pairs_residual_over_a_clean_patch():
+    """``transplant_fraction=1``: every clean-only patch is degraded by ``clip(clean +
+    (input - target))`` of a crop of the paired image instead of the synthetic
+    degradation, which is never called."""
+    from restore_core.training.data import PairedImage, PatchSampler, transplant_residual
+
+    source_clean = np.full((32, 32, 3), 100, dtype=np.uint8)
+    source_rainy = source_clean.copy()
+    source_rainy[:, ::4] = 180  # vertical streaks adding 80 levels
+    background = np.full((32, 32, 3), 200, dtype=np.uint8)
+
+    expected = transplant_residual(background.astype(np.float32) / 255, source_rainy, source_clean)
+    assert np.isclose(expected[0, 0, 0], 1.0) and np.isclose(expected[0, 1, 0], 200 / 255)  # clipped at white
+
+    def never(x, r):
+        raise AssertionError("the synthetic degradation must not run")
+
+    sampler = PatchSampler([PairedImage(source_rainy, source_clean)], [PairedImage(None, background)], 32, never,
+                           paired_fraction=0.0, transplant_fraction=1.0)
+    draws = np.random.default_rng(0)
+    for _ in range(20):
+        degraded, clean = sampler.sample(draws)
+        assert np.allclose(clean, 200 / 255)
+        streaks = degraded[..., 0] > clean[..., 0] + 1e-6
+        assert 0.2 < streaks.mean() < 0.3  # one column in four, from the source
+    with pytest.raises(ValueError, match="paired images"):
+        PatchSampler([], [PairedImage(None, background)], 32, never, transplant_fraction=0.5)
+    with pytest.raises(ValueError, match="transplant_fraction"):
+        PatchSampler([PairedImage(source_rainy, source_clean)], [PairedImage(None, background)], 32, never,
+                     transplant_fraction=1.5)
+
+
+def test_without_quarter_turns_vertical_streaks_stay_vertical():
+    """``quarter_turns=False`` keeps to flips and half turns: a pair with vertical
+    streaks never yields a patch with horizontal ones; the default does."""
+    from restore_core.training.data import PairedImage, PatchSampler
+
+    clean = np.full((32, 32, 3), 50, dtype=np.uint8)
+    rainy = clean.copy()
+    rainy[:, ::4] = 150
+
+    def vertical_share(sampler: PatchSampler) -> float:
+        draws = np.random.default_rng(3)
+        votes = []
+        for _ in range(200):
+            degraded, _ = sampler.sample(draws)
+            residual = degraded[..., 0] - 50 / 255
+            votes.append(residual.std(axis=1).mean() > residual.std(axis=0).mean())  # varies along rows
+        return float(np.mean(votes))
+
+    assert vertical_share(PatchSampler([PairedImage(rainy, clean)], [], 32, None, quarter_turns=False)) == 1.0
+    assert 0.3 < vertical_share(PatchSampler([PairedImage(rainy, clean)], [], 32, None)) < 0.7
+
+
 @pytest.mark.parametrize("precision, expected", [("auto", torch.float32), ("fp32", torch.float32), ("bf16", torch.bfloat16)])
 def test_training_precision_sets_the_dtype_of_the_steps_and_is_recorded(tmp_path, precision, expected):
     """`restore train --precision bf16` runs the forward pass under bf16 autocast (on the

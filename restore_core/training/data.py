@@ -60,9 +60,14 @@ def is_grey(image: np.ndarray) -> bool:
     return bool(np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 0], image[..., 2]))
 
 
-def _augment(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
-    """Same random flip / 90-degree rotation for every array in ``arrays``."""
+def _augment(arrays: list[np.ndarray], rng: np.random.Generator, quarter_turns: bool = True) -> list[np.ndarray]:
+    """Same random flip / rotation for every array in ``arrays``: one of the 8 symmetries
+    of the square, or with ``quarter_turns=False`` one of the 4 that keep the vertical
+    axis vertical (identity, left-right flip, half turn, up-down flip), for degradations
+    with a direction such as falling rain."""
     k = int(rng.integers(4))
+    if not quarter_turns:
+        k = 2 * (k % 2)  # 0 or 2: no quarter turn; the draw count stays the same
     flip = bool(rng.integers(2))
     out = []
     for a in arrays:
@@ -71,6 +76,19 @@ def _augment(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndar
             a = a[:, ::-1]
         out.append(np.ascontiguousarray(a))
     return out
+
+
+def transplant_residual(clean: np.ndarray, source_degraded: np.ndarray, source_clean: np.ndarray) -> np.ndarray:
+    """``clip(clean + (source_degraded - source_clean), 0, 1)``: the degradation of one
+    real pair (uint8 arrays) laid over another clean image (float32 in [0, 1]).
+
+    Exact for additive degradations. Rain100H is one: its rainy images are never darker
+    than their targets (measured: no pixel of the 50 pairs of Rain100H_dev50 is), so its
+    streaks and veil are a residual that can be added to any background. Where the source
+    was clipped at white the residual is an underestimate, as it is in the source.
+    """
+    residual = (source_degraded.astype(np.float32) - source_clean.astype(np.float32)) / 255.0
+    return np.clip(clean + residual, 0.0, 1.0).astype(np.float32)
 
 
 def _ensure_min_size(image: np.ndarray, size: int) -> np.ndarray:
@@ -94,8 +112,16 @@ class PatchSampler:
     drawn from colour images instead. ``channel_shuffle`` permutes the RGB
     channels of each colour patch at random (one of six orders), so a few colour
     photographs show the model more colour combinations than they hold.
-    With both left at their defaults no extra random numbers are drawn: batches
-    are the ones earlier versions drew for the same seed.
+    ``transplant_fraction`` degrades that share of the clean-only patches with the
+    residual of a real pair instead of the synthetic degradation:
+    ``clip(clean + (input - target))``, the residual cropped from a random paired
+    image (see :func:`transplant_residual`). For additive degradations with a
+    known ground truth this moves real degradations (Rain100H's streak layers)
+    onto new backgrounds: 37 rain layers times every clean photograph.
+    ``quarter_turns=False`` augments with flips and half turns only, so streaks
+    that fall near-vertically in the data keep doing so in every patch.
+    With all of these at their defaults no extra random numbers are drawn:
+    batches are the ones earlier versions drew for the same seed.
     """
 
     def __init__(
@@ -107,6 +133,8 @@ class PatchSampler:
         paired_fraction: float = 0.5,
         colour_fraction: float | None = None,
         channel_shuffle: bool = False,
+        transplant_fraction: float = 0.0,
+        quarter_turns: bool = True,
     ) -> None:
         if not paired and not clean:
             raise ValueError("no training images")
@@ -125,6 +153,12 @@ class PatchSampler:
         both_kinds = bool(self.grey_indices and self.colour_indices)
         self.colour_fraction = colour_fraction if both_kinds else None
         self.channel_shuffle = channel_shuffle
+        if not 0.0 <= transplant_fraction <= 1.0:
+            raise ValueError(f"transplant_fraction must lie in [0, 1], got {transplant_fraction}")
+        if transplant_fraction > 0 and not self.paired:
+            raise ValueError("transplant_fraction needs paired images to take residuals from")
+        self.transplant_fraction = transplant_fraction if self.clean else 0.0
+        self.quarter_turns = quarter_turns
 
     def _crop(self, arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
         h, w = arrays[0].shape[:2]
@@ -135,18 +169,23 @@ class PatchSampler:
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         if rng.random() < self.paired_fraction:
             item = self.paired[int(rng.integers(len(self.paired)))]
-            degraded, clean = _augment(self._crop([item.degraded, item.clean], rng), rng)
+            degraded, clean = _augment(self._crop([item.degraded, item.clean], rng), rng, self.quarter_turns)
             return degraded.astype(np.float32) / 255.0, clean.astype(np.float32) / 255.0
         if self.colour_fraction is None:
             item = self.clean[int(rng.integers(len(self.clean)))]
         else:
             pool = self.colour_indices if rng.random() < self.colour_fraction else self.grey_indices
             item = self.clean[pool[int(rng.integers(len(pool)))]]
-        (clean,) = _augment(self._crop([item.clean], rng), rng)
+        (clean,) = _augment(self._crop([item.clean], rng), rng, self.quarter_turns)
         grey = is_grey(clean)
         if self.channel_shuffle and not grey:
             clean = np.ascontiguousarray(clean[..., rng.permutation(3)])
         clean = clean.astype(np.float32) / 255.0
+        if self.transplant_fraction and rng.random() < self.transplant_fraction:
+            source = self.paired[int(rng.integers(len(self.paired)))]
+            crop = self._crop([source.degraded, source.clean], rng)
+            degraded_src, clean_src = _augment(crop, rng, self.quarter_turns)
+            return transplant_residual(clean, degraded_src, clean_src), clean
         degraded = self.degrade(clean, rng)
         if grey:
             # A grey photograph is degraded as a grey camera records it: one channel's

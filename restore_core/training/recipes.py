@@ -29,6 +29,8 @@ class DataConfig:
     paired_fraction: float = 0.5  # share of each batch from paired folders when both kinds exist
     colour_fraction: float | None = None  # share of clean-only patches from colour images (None: by image count)
     channel_shuffle: bool = False  # permute the RGB channels of colour clean patches at random
+    transplant_fraction: float = 0.0  # share of clean-only patches degraded by a real pair's residual instead
+    quarter_turns: bool = True  # augment with 90-degree rotations; False: flips and half turns only (rain)
     holdout_every: int = 0  # hold out every k-th pair of each paired folder (not trained on)
     validation: tuple[str, ...] = ()  # paired folders for validation PSNR
     exclude_near_duplicates_of: tuple[str, ...] = ()  # paired/clean folders kept out of training

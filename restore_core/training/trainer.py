@@ -186,6 +186,8 @@ def prepare_data(recipe: Recipe) -> TrainingData:
         recipe.data.paired_fraction,
         colour_fraction=recipe.data.colour_fraction,
         channel_shuffle=recipe.data.channel_shuffle,
+        transplant_fraction=recipe.data.transplant_fraction,
+        quarter_turns=recipe.data.quarter_turns,
     )
     if clean_images:
         summary["clean_colour_grey"] = [len(sampler.colour_indices), len(sampler.grey_indices)]
