@@ -91,7 +91,7 @@ PRESETS: dict[str, Preset] = {
         config=TAYLOR_DERAIN,
         description="Taylor framework (order 3) around the compact U-Net, trained for rain removal; output never brighter than the input",
         weights="taylor-derain.safetensors",
-        sha256="0e7d01d773c2ec0bb4cd12d2ad7ceb98f3e3f8639f16782d1ff0b5e426513e23",
+        sha256="4f90b0d9307185d63a2bd136f097e57b3d977a0f2666accf2d9678a83a9af1bc",
     ),
     "unet-s": Preset(
         name="unet-s",
