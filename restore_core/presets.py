@@ -91,7 +91,7 @@ PRESETS: dict[str, Preset] = {
         config=TAYLOR_DERAIN,
         description="Taylor framework (order 3) around the compact U-Net, trained for rain removal; output never brighter than the input",
         weights="taylor-derain.safetensors",
-        sha256="4f90b0d9307185d63a2bd136f097e57b3d977a0f2666accf2d9678a83a9af1bc",
+        sha256="67c1c172b4f924c88f3e8ae3e086d193ca15554dff4a2a8806b27b0848eb2466",
     ),
     "unet-s": Preset(
         name="unet-s",
