@@ -59,7 +59,7 @@ class RestoreRequest:
     model: Optional[str] = None
     device: str = "auto"
     tile: int = 0
-    tile_overlap: int = 32
+    tile_overlap: Optional[int] = None
     batch_size: int = 1
     precision: str = "auto"
     recursive: bool = False
@@ -99,9 +99,9 @@ def run_restore(request: RestoreRequest) -> None:
         fail(f"--quality must be between 1 and 100, got {request.quality}", code=2)
     if not 0.0 <= request.strength <= 1.0:
         fail(f"--strength must be between 0 and 1 (1 = the full restoration, 0 = the input), got {request.strength:g}", code=2)
-    if request.tile < 0 or request.tile_overlap < 0 or request.batch_size < 1:
+    if request.tile < 0 or (request.tile_overlap or 0) < 0 or request.batch_size < 1:
         fail("--tile and --tile-overlap must be >= 0 and --batch-size >= 1", code=2)
-    if request.tile and request.tile_overlap >= request.tile:
+    if request.tile and request.tile_overlap is not None and request.tile_overlap >= request.tile:
         fail(f"--tile-overlap ({request.tile_overlap}) must be smaller than --tile ({request.tile})", code=2)
     if request.tile and request.tile < MIN_AUTO_TILE and not request.quiet:
         warn(f"--tile {request.tile}: tiles under {MIN_AUTO_TILE} pixels see too little around them "
@@ -271,7 +271,7 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
         model: Optional[str] = typer.Option(None, "--model", "-m", help=f"Preset name or .safetensors file (default: {default_model})."),
         device: str = typer.Option("auto", "--device", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:1, ..."),
         tile: int = typer.Option(0, "--tile", help="Restore in tiles of this size (0 = whole image, tiled automatically on the CPU when it would not fit in free memory); bounds memory."),
-        tile_overlap: int = typer.Option(32, "--tile-overlap", help="Pixels shared by neighbouring tiles (blended)."),
+        tile_overlap: Optional[int] = typer.Option(None, "--tile-overlap", help="Pixels shared by neighbouring tiles (blended); default half the tile, at most 96."),
         batch_size: int = typer.Option(1, "--batch-size", help="Images of the same size restored together."),
         precision: str = typer.Option("auto", "--precision", help="auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, fp16, bf16."),
         recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders of IN."),

@@ -291,6 +291,9 @@ def test_layouts_survive_the_cli(tmp_path, rng, tiny_checkpoint):
 
 
 def test_tiled_result_is_within_0_1_db_of_untiled():
+    from restore_core.engine.tiling import default_overlap
+
+    assert (default_overlap(256), default_overlap(128), default_overlap(1024)) == (96, 64, 96)
     model = _shipped_model()
     from restore_core.checkpoint import load_checkpoint
     from restore_core.engine.runner import Restorer
@@ -302,8 +305,8 @@ def test_tiled_result_is_within_0_1_db_of_untiled():
         image = read_image(SAMPLES / "input" / name).rgb
         clean = np.round(read_image(SAMPLES / "target" / name).rgb * 255)
         whole = np.round(Restorer(descriptor, torch.device("cpu")).restore_array(image) * 255)
-        # 256-pixel tiles with the default 32-pixel overlap: 2 x 2 tiles on these images
-        tiled = np.round(Restorer(descriptor, torch.device("cpu"), tile=256, tile_overlap=32).restore_array(image) * 255)
+        # 256-pixel tiles with the default overlap (96 pixels): 2 x 2 tiles on these images
+        tiled = np.round(Restorer(descriptor, torch.device("cpu"), tile=256).restore_array(image) * 255)
         assert abs(psnr(whole, clean) - psnr(tiled, clean)) < 0.1, name
         assert psnr(tiled, whole) > 35, name  # and no visible seams
 

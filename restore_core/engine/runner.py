@@ -29,7 +29,7 @@ from restore_core.engine.inputs import Job
 from restore_core.engine.memory import (
     MEMORY_BUDGET_SHARE, PIPELINE_BYTES_PER_PIXEL, activation_bytes_per_pixel, available_memory_bytes, tile_for_budget,
 )
-from restore_core.engine.tiling import run_padded, run_tiled
+from restore_core.engine.tiling import default_overlap, run_padded, run_tiled
 from restore_core.io.images import DEFAULT_MAX_PIXELS, ImageError, LoadedImage, read_image, write_image
 
 
@@ -50,7 +50,7 @@ def blend_toward_input(degraded: torch.Tensor, restored: torch.Tensor, strength:
 @dataclass(frozen=True)
 class RunOptions:
     tile: int = 0  # 0 = whole image at once
-    tile_overlap: int = 32
+    tile_overlap: int | None = None  # None: default_overlap(tile)
     batch_size: int = 1
     precision: str = "auto"
     max_pixels: int = DEFAULT_MAX_PIXELS
@@ -98,7 +98,7 @@ class Restorer:
         device: torch.device,
         precision: str = "auto",
         tile: int = 0,
-        tile_overlap: int = 32,
+        tile_overlap: int | None = None,
         ensemble: tuple[int, ...] = (),
         compile: bool = False,
         strength: float = 1.0,
@@ -145,7 +145,7 @@ class Restorer:
             except torch.OutOfMemoryError:
                 smaller = (self.tile or max(x.shape[-2:])) // 2
                 smaller -= smaller % self.multiple
-                if smaller < max(MIN_OOM_TILE, 2 * self.tile_overlap, self.multiple):
+                if smaller < max(MIN_OOM_TILE, 2 * self.overlap_for(smaller), self.multiple):
                     raise
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
@@ -182,6 +182,10 @@ class Restorer:
             )
         return tile
 
+    def overlap_for(self, tile: int) -> int:
+        """The overlap asked for, or :func:`default_overlap` of this tile size."""
+        return default_overlap(tile) if self.tile_overlap is None else self.tile_overlap
+
     def _run(self, x: torch.Tensor, tile: int) -> torch.Tensor:
         if self.conditions_model:
             self.last_degradation = self.model.condition(x)
@@ -190,7 +194,7 @@ class Restorer:
         try:
             if tile and (x.shape[-1] > tile or x.shape[-2] > tile):
                 # Tiles are made channels_last one at a time: no full-size copy of the image.
-                y = run_tiled(self._forward, x, tile, self.tile_overlap, self.multiple)
+                y = run_tiled(self._forward, x, tile, self.overlap_for(tile), self.multiple)
             else:
                 y = run_padded(self._forward, x, self.multiple)
         finally:
