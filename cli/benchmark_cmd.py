@@ -114,7 +114,7 @@ def benchmark(
         rows = []
         for restorer, name in zip(restorers, names):
             startup = measure_startup(str(restorer.descriptor.path or name), task)
-            for point in measure_growth(restorer, options=RunOptions(tile=tile, precision=precision)):
+            for point in measure_growth(restorer, options=RunOptions(precision=precision)):
                 rows.append({"model": restorer.descriptor.name, "series": point.label, "images": point.images, "width": point.width,
                              "height": point.height, "seconds": point.seconds, "seconds_per_megapixel": point.seconds_per_megapixel,
                              "startup_seconds": startup})
@@ -139,7 +139,7 @@ def benchmark(
         for restorer, label in variants:
             for size in sizes.split(","):
                 width, height = _parse_size(size.strip())
-                result = measure_speed(restorer, width, height, count, RunOptions(tile=tile, precision=precision))
+                result = measure_speed(restorer, width, height, count, RunOptions(precision=precision))
                 rows.append({"model": label, "device": str(torch_device), "width": width, "height": height,
                              "images": count, "bare_images_per_s": result.bare_images_per_s,
                              "end_to_end_images_per_s": result.end_to_end_images_per_s, "ratio": result.ratio,

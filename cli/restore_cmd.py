@@ -163,7 +163,7 @@ def run_restore(request: RestoreRequest) -> None:
     # SIGINT explicitly too: a process started in the background by a non-interactive
     # shell inherits SIGINT ignored, and `kill -INT` must still stop it cleanly.
     signal.signal(signal.SIGINT, _raise_interrupt)
-    options = RunOptions(tile=request.tile, tile_overlap=request.tile_overlap, batch_size=request.batch_size, precision=request.precision, max_pixels=request.max_pixels, jpeg_quality=request.quality)
+    options = RunOptions(batch_size=request.batch_size, precision=request.precision, max_pixels=request.max_pixels, jpeg_quality=request.quality)
     start = time.perf_counter()
     done: list[ImageResult] = list(results)
     with Progress(

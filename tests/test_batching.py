@@ -53,7 +53,7 @@ def noisy_folder(tmp_path: Path) -> list[Job]:
 def _restore(jobs: list[Job], out: Path, batch_size: int, tile: int) -> tuple[list[np.ndarray], list[float]]:
     jobs = [replace(job, output=out / job.relative) for job in jobs]
     restorer = Restorer(_level_sensitive_denoiser(), torch.device("cpu"), "fp32", tile=tile, tile_overlap=16)
-    results = list(restore_stream(jobs, restorer, RunOptions(batch_size=batch_size, tile=tile, tile_overlap=16)))
+    results = list(restore_stream(jobs, restorer, RunOptions(batch_size=batch_size)))
     assert [r.status for r in results] == ["ok"] * len(jobs)
     assert [r.input for r in results] == [job.source for job in jobs]  # input order kept
     return [cv2.imread(str(job.output)).astype(int) for job in jobs], [r.degradation["noise_sigma"] for r in results]

@@ -49,8 +49,6 @@ def blend_toward_input(degraded: torch.Tensor, restored: torch.Tensor, strength:
 
 @dataclass(frozen=True)
 class RunOptions:
-    tile: int = 0  # 0 = whole image at once
-    tile_overlap: int | None = None  # None: default_overlap(tile)
     batch_size: int = 1
     precision: str = "auto"
     max_pixels: int = DEFAULT_MAX_PIXELS
