@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from restore_core.degradations.rain import RainConfig, RainScene, StreakLayer, add_rain, motion_kernel, render_rain
+from restore_core.degradations.rain import RainConfig, RainScene, StreakLayer, add_rain, motion_kernel, rain_sheet, render_rain, sample_rain
 
 
 def test_same_seed_same_rain():
@@ -43,3 +43,25 @@ def test_motion_kernel_is_normalised_and_oriented():
     assert np.isclose(vertical[:, 6].sum(), vertical[:, 8].sum(), atol=1e-6)
     slanted = motion_kernel(15, 45)
     assert np.trace(slanted) > 0.5 and np.trace(np.fliplr(slanted)) < 0.2  # leans right: top-left to bottom-right
+
+
+def test_rain_sheet_is_an_uneven_additive_lift_within_its_strength():
+    sheet = rain_sheet(160, 200, 0.4, 40.0, 0.0, np.random.default_rng(3))
+    assert sheet.shape == (160, 200) and sheet.dtype == np.float32
+    assert sheet.min() >= 0.4 * 0.3 * 0.5 - 1e-6 and sheet.max() <= 0.4 + 1e-6  # a lift everywhere, bounded
+    columns = sheet.mean(axis=0)
+    assert columns.max() - columns.min() > 0.05  # brighter in some parts of the frame than others
+    # Long along the rain: neighbouring rows differ far less than neighbouring columns.
+    assert np.abs(np.diff(sheet, axis=0)).mean() < 0.5 * np.abs(np.diff(sheet, axis=1)).mean()
+
+
+def test_sheet_probability_adds_a_sheet_and_zero_draws_nothing_extra():
+    clean = np.full((64, 64, 3), 0.2, np.float32)
+    # Default (no sheets): the random stream is untouched, so the bundled samples keep their rain.
+    scene = sample_rain(RainConfig(), np.random.default_rng(5))
+    assert scene.sheet == 0 and scene == sample_rain(RainConfig(sheet_probability=0.0), np.random.default_rng(5))
+    config = RainConfig(layers=(0, 0), heavy_probability=0.0, sheet_probability=1.0, sheet=(0.3, 0.3))
+    scene = sample_rain(config, np.random.default_rng(5))
+    assert scene.sheet == 0.3
+    rainy = render_rain(clean, scene, np.random.default_rng(6))
+    assert (rainy >= clean - 1e-6).all() and rainy.mean() > clean.mean() + 0.3 * 0.3 * 0.5

@@ -3,21 +3,25 @@
 The model follows the additive composite used to build Rain100L/H
 (Yang et al., JORDER) with the heavy-rain extension of a haze veil::
 
-    rainy = (1 - veil) * (clean + sum_l S_l) + veil * A        (then clipped to [0, 1])
+    rainy = (1 - veil) * (clean + sum_l S_l + sheet) + veil * A        (then clipped to [0, 1])
 
 Each streak layer ``S_l`` is made of sparse random seeds (``density``), thickened
 by a Gaussian of ``width`` pixels, then smeared along a direction by a linear
 motion-blur kernel of ``length`` pixels at ``angle`` degrees (the motion blur of
 a falling drop during the exposure), normalised and scaled to ``brightness``.
 Several layers with nearby angles and different lengths give the depth variety
-of real rain. All randomness comes from a ``numpy.random.Generator``.
+of real rain. The optional ``sheet`` (:func:`rain_sheet`) is the soft, uneven lift of
+dense rain close to the camera seen in the Photoshop-rendered sets of Fu et al. (DDN, and
+the heavy images of SemiIRR): a smooth random field, brighter in some parts of the frame,
+with a faint texture of wide streaks; unlike the veil it does not scale the image down.
+All randomness comes from a ``numpy.random.Generator``.
 
 Images are float32 arrays in [0, 1], H x W x C (RGB) or H x W.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -48,6 +52,10 @@ class RainConfig:
     heavy_probability: float = 0.5  # chance of a Rain100H-like scene with a haze veil
     veil: tuple[float, float] = (0.05, 0.3)
     veil_light: tuple[float, float] = (0.7, 1.0)  # atmospheric light A (grey level)
+    # Chance of a rain sheet (0 = never; then no random numbers are drawn for it).
+    sheet_probability: float = 0.0
+    sheet: tuple[float, float] = (0.05, 0.45)  # its peak added intensity
+    sheet_scale: tuple[float, float] = (24.0, 96.0)  # pixels over which its strength changes
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,9 @@ class RainScene:
     layers: tuple[StreakLayer, ...]
     veil: float
     veil_light: float
+    sheet: float = 0.0  # peak added intensity of the rain sheet; 0 = none
+    sheet_scale: float = 48.0
+    sheet_angle: float = 0.0
 
 
 def motion_kernel(length: float, angle: float, supersample: int = 4) -> np.ndarray:
@@ -93,6 +104,24 @@ def streak_layer(height: int, width: int, layer: StreakLayer, rng: np.random.Gen
     return np.clip(streaks / peak, 0.0, 1.0) * layer.brightness
 
 
+def rain_sheet(height: int, width: int, strength: float, scale: float, angle: float, rng: np.random.Generator) -> np.ndarray:
+    """An H x W additive sheet of dense rain with values in [0, ``strength``].
+
+    A random field on a grid of ``scale`` pixels across and three times that down (rain
+    sheets are long), upsampled bicubically so the lift is smooth but uneven across the
+    frame, between 30 % and 100 % of ``strength``; times a texture of wide streaks at
+    ``angle`` (between 50 % and 100 %)."""
+    step_y, step_x = 3 * scale, scale
+    rows, cols = int(np.ceil(height / step_y)) + 3, int(np.ceil(width / step_x)) + 3
+    coarse = rng.random((rows, cols), dtype=np.float32)
+    field = cv2.resize(coarse, (int(cols * step_x), int(rows * step_y)), interpolation=cv2.INTER_CUBIC)
+    top, left = int(rng.integers(0, int(step_y) + 1)), int(rng.integers(0, int(step_x) + 1))
+    field = np.clip(field[top : top + height, left : left + width], 0.0, 1.0)
+    streaks = StreakLayer(density=0.05, length=min(2 * scale, 160.0), angle=angle, width=2.5, brightness=1.0)
+    texture = streak_layer(height, width, streaks, rng)
+    return (strength * (0.3 + 0.7 * field) * (0.5 + 0.5 * texture)).astype(np.float32)
+
+
 def sample_rain(config: RainConfig, rng: np.random.Generator) -> RainScene:
     """Draw a random :class:`RainScene` from the ranges of ``config``."""
     count = int(rng.integers(config.layers[0], config.layers[1] + 1))
@@ -111,7 +140,11 @@ def sample_rain(config: RainConfig, rng: np.random.Generator) -> RainScene:
         )
     heavy = rng.random() < config.heavy_probability
     veil = float(rng.uniform(*config.veil)) if heavy else 0.0
-    return RainScene(tuple(layers), veil, float(rng.uniform(*config.veil_light)))
+    scene = RainScene(tuple(layers), veil, float(rng.uniform(*config.veil_light)))
+    if config.sheet_probability > 0 and rng.random() < config.sheet_probability:
+        sheet = float(rng.uniform(*config.sheet))
+        scene = replace(scene, sheet=sheet, sheet_scale=float(rng.uniform(*config.sheet_scale)), sheet_angle=float(main_angle))
+    return scene
 
 
 def render_rain(clean: np.ndarray, scene: RainScene, rng: np.random.Generator) -> np.ndarray:
@@ -120,6 +153,8 @@ def render_rain(clean: np.ndarray, scene: RainScene, rng: np.random.Generator) -
     streaks = np.zeros((height, width), np.float32)
     for layer in scene.layers:
         streaks += streak_layer(height, width, layer, rng)
+    if scene.sheet > 0:
+        streaks += rain_sheet(height, width, scene.sheet, scene.sheet_scale, scene.sheet_angle, rng)
     if clean.ndim == 3:
         streaks = streaks[..., None]
     rainy = clean + streaks
