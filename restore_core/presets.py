@@ -91,7 +91,7 @@ PRESETS: dict[str, Preset] = {
         config=TAYLOR_DERAIN,
         description="Taylor framework (order 3) around the compact U-Net, trained for rain removal; output never brighter than the input",
         weights="taylor-derain.safetensors",
-        sha256="67c1c172b4f924c88f3e8ae3e086d193ca15554dff4a2a8806b27b0848eb2466",
+        sha256="328a98cab8791224a6f258342c735fda687470eb95325cf6674b2a27092e0a37",
     ),
     "unet-s": Preset(
         name="unet-s",
