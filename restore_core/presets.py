@@ -91,7 +91,7 @@ PRESETS: dict[str, Preset] = {
         config=TAYLOR_DERAIN,
         description="Taylor framework (order 3) around the compact U-Net, trained for rain removal; output never brighter than the input",
         weights="taylor-derain.safetensors",
-        sha256="328a98cab8791224a6f258342c735fda687470eb95325cf6674b2a27092e0a37",
+        sha256="655988c7dfb18899c55434725c62281dadcbbab492d8fbcbc469dc492d70be6b",
     ),
     "unet-s": Preset(
         name="unet-s",
