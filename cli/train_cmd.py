@@ -14,7 +14,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from cli.console import err_console, fail, say
 from restore_core.configs import ConfigError, changed_fields, config_to_dict, override_many
 from restore_core.device import cpu_has_bf16_units, pick_device, training_autocast_dtype
-from restore_core.training.recipes import RECIPES, ADMSRecipe, load_recipe, load_recorded_recipe
+from restore_core.training.recipes import RECIPES, ADMSRecipe, Recipe, load_recipe, load_recorded_recipe
 
 
 class _StopFlag:
@@ -40,7 +40,7 @@ def train(
     val: list[Path] = typer.Option([], "--val", help="Paired validation folder. Repeatable."),
     holdout_every: Optional[int] = typer.Option(None, "--holdout-every", help="Hold out every k-th pair of each --data folder for validation."),
     exclude_like: list[Path] = typer.Option([], "--exclude-like", help="Keep images near-identical to this folder's out of training. Repeatable."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Override the recipe's number of steps."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Override the recipe's number of steps; with --resume, lengthens a run whose learning rate is constant (milestones=[])."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Override the batch size."),
     patch_size: Optional[int] = typer.Option(None, "--patch-size", help="Override the patch size."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Override the initial learning rate."),
@@ -104,8 +104,14 @@ def train(
             print(json.dumps(config_to_dict(chosen), indent=2))
             return
         if recorded is not None and (altered := changed_fields(recorded, chosen)):
-            raise ConfigError(f"--resume continues {out} as recorded in its recipe.json, and these options would change it: "
-                              f"{'; '.join(altered)}. To train on with other settings, start a new run with --init {out / 'last.safetensors'}")
+            if isinstance(chosen, Recipe) and chosen.lengthens(recorded):
+                say(f"--resume --steps {chosen.steps}: lengthening {out} from {recorded.steps} steps (the schedule of its steps is unchanged)")
+            else:
+                why = ("; --steps can lengthen a run only when its learning rate stays the same at every recorded step "
+                       "(milestones are fractions of steps: --set 'milestones=[]' keeps the rate constant)"
+                       if all(item.startswith(("steps:", "stages:")) for item in altered) else "")
+                raise ConfigError(f"--resume continues {out} as recorded in its recipe.json, and these options would change it: "
+                                  f"{'; '.join(altered)}{why}. To train on with other settings, start a new run with --init {out / 'last.safetensors'}")
         for folder in chosen.data.paired + chosen.data.clean + chosen.data.validation:
             if not Path(folder).is_dir():
                 raise ConfigError(f"{folder}: no such folder")

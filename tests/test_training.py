@@ -253,7 +253,36 @@ def test_resume_continues_the_recorded_recipe_and_refuses_changes(tmp_path):
     assert changed.returncode == 2
     message = " ".join(changed.stderr.split())
     assert "steps: 4 -> 8" in message and "--init" in message
-    assert "recipe.json" in message
+    assert "recipe.json" in message and "milestones=[]" in message  # why, and how to train longer
+
+
+def test_resume_with_more_steps_lengthens_a_constant_rate_run_exactly(tmp_path):
+    """With a constant learning rate (``milestones = []``) ``--resume --steps 6`` lengthens a
+    finished 3-step run, and the result is bit-identical to a 6-step run from the start."""
+    import os
+    import subprocess
+    import sys
+
+    clean, recipe_file = _tiny_run_files(tmp_path, steps=3, checkpoint_every=3, val_every=1000)
+    recipe_file.write_text("milestones = []\n" + recipe_file.read_text())
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "OMP_NUM_THREADS": "1"}
+
+    def train(run_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "cli.main", "train", "--recipe", str(recipe_file), "--out", str(run_dir), "-q",
+                               "--clean", str(clean), "--no-builtin-photographs", *extra],
+                              capture_output=True, text=True, env=env, timeout=300)
+
+    assert train(tmp_path / "short").returncode == 0
+    lengthened = train(tmp_path / "short", "--resume", "--steps", "6")
+    assert lengthened.returncode == 0, lengthened.stderr
+    assert "lengthening" in lengthened.stderr
+    assert train(tmp_path / "long", "--steps", "6").returncode == 0
+    a, b = (load_checkpoint(tmp_path / run / "model.safetensors") for run in ("short", "long"))
+    assert a.recipe["trained_steps"] == b.recipe["trained_steps"] == 6
+    with safe_open(str(tmp_path / "short" / "model.safetensors"), "pt") as fa, safe_open(str(tmp_path / "long" / "model.safetensors"), "pt") as fb:
+        assert set(fa.keys()) == set(fb.keys())
+        for key in fa.keys():
+            assert torch.equal(fa.get_tensor(key), fb.get_tensor(key)), key
 
 
 def test_colour_fraction_and_channel_shuffle_shape_the_clean_patch_mix():
@@ -365,3 +394,14 @@ def test_training_precision_sets_the_dtype_of_the_steps_and_is_recorded(tmp_path
 def test_training_precision_fp16_on_the_cpu_is_refused(tmp_path):
     with pytest.raises(ValueError, match="fp16 needs CUDA"):
         Trainer(_recipe(tmp_path, steps=1), tmp_path / "run", torch.device("cpu"), log=lambda s: None, precision="fp16")
+
+
+def test_lengthens_only_when_the_recorded_steps_keep_their_learning_rate():
+    base = replace(RECIPES["taylor-derain"], steps=100)
+    constant = replace(base, milestones=())
+    assert replace(constant, steps=200).lengthens(constant)
+    assert not replace(constant, steps=50).lengthens(constant)  # shorter is not longer
+    assert not replace(constant, steps=200, lr=1e-4).lengthens(constant)  # another change rides along
+    assert not replace(base, steps=200).lengthens(base)  # x0.2 at 30 % moves from step 30 to step 60
+    never_reached = replace(base, milestones=(1.0,))  # a drop at step 100 of 100: no step ran at the lower rate
+    assert replace(never_reached, steps=200).lengthens(never_reached)

@@ -107,6 +107,19 @@ class Recipe:
         first = round(steps * self.stages[0] / max(sum(self.stages), 1))
         return replace(self, steps=steps, stages=(first, steps - first))
 
+    def lengthens(self, earlier: "Recipe") -> bool:
+        """Whether this recipe is ``earlier`` with more steps and nothing else changed,
+        its learning rate equal at every one of ``earlier``'s steps: a run of
+        ``earlier`` resumed under this recipe is then the same as one trained under it
+        from the start. True for a constant rate (``milestones = []``); false in
+        general for milestones, which are fractions of ``steps`` and move with it, and
+        for Golf stages, whose boundary moves."""
+        if self.stages or earlier.stages or self.steps <= earlier.steps:
+            return False
+        if replace(earlier, steps=self.steps) != self:
+            return False
+        return all(self.lr_at(step) == earlier.lr_at(step) for step in range(earlier.steps))
+
 
 def _infoflow(name: str, task: str, model: dict[str, Any], degradation: str, adversarial: bool, data: DataConfig) -> Recipe:
     """Information-flow recipes (SPEC §2.2). ``adversarial``: the paper's LSGAN
