@@ -405,3 +405,28 @@ def test_lengthens_only_when_the_recorded_steps_keep_their_learning_rate():
     assert not replace(base, steps=200).lengthens(base)  # x0.2 at 30 % moves from step 30 to step 60
     never_reached = replace(base, milestones=(1.0,))  # a drop at step 100 of 100: no step ran at the lower rate
     assert replace(never_reached, steps=200).lengthens(never_reached)
+
+
+def test_bf16_training_of_dilated_convolutions_on_the_cpu_avoids_channels_last(tmp_path):
+    """InfoAccum's dilated convolutions, whose inputs grow to 27 channels here, train in the
+    contiguous layout under CPU bf16 (oneDNN's channels_last bf16 weight gradients of such
+    convolutions came out NaN, or crashed, on an AVX512-BF16 Xeon: see
+    ``training_memory_format``), and two steps leave every weight finite. Models without
+    dilation, and fp32 steps, keep channels_last."""
+    from restore_core.device import training_memory_format
+
+    clean = tmp_path / "clean"
+    write_random_pngs(clean, 2, 80, 80, seed=0)
+    model = {"levels": 1, "base_filters": 8, "max_filters": 8, "info_accum": {"layers": 3, "growth": 4},
+             "subpixel_top": True, "norm": "none", "residual": True}
+    recipe = replace(RECIPES["infoflow-denoise"], model=model, steps=2, batch_size=2, patch_size=64, pretrain_steps=0,
+                     val_every=1000, checkpoint_every=1000, data=DataConfig(clean=(str(clean),)))
+    trainer = Trainer(recipe, tmp_path / "run", torch.device("cpu"), log=lambda s: None, precision="bf16")
+    assert trainer.memory_format == torch.contiguous_format and "contiguous" in trainer.precision_note()
+    trainer.train(prepare_data(recipe))
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+    cpu = torch.device("cpu")
+    assert training_memory_format(trainer.model, cpu, None) == torch.channels_last
+    derainer = Trainer(_recipe(tmp_path, steps=1), tmp_path / "derain", cpu, log=lambda s: None, precision="bf16")
+    assert derainer.memory_format == torch.channels_last
