@@ -137,7 +137,7 @@ PRESETS: dict[str, Preset] = {
         config=INFOFLOW_DENOISE,
         description="infoflow-s + full-resolution refinement head, trained (L1, then MSE) for Gaussian denoising, sigma 0-50: estimates each image's level (--sigma auto), or told it, or blind; CPU runs below DnCNN/CBM3D, see its card",
         weights="infoflow-denoise.safetensors",
-        sha256="d29add0823fcacaca97ea02be93f919c3ad52e6d2da563ff4cf9bd308be1327d",
+        sha256="f569f9068d64b2e422408221982332f38cfb34154335f9db373bf8ae39367c84",
     ),
     "infoflow-dehaze": Preset(
         name="infoflow-dehaze",
