@@ -78,9 +78,9 @@ INFOFLOW_DEHAZE: dict[str, Any] = {
     **INFOFLOW_S, "levels": 5, "max_filters": 256,
     "recompose": {"radius": 40, "eps": 1e-3, "airlight": 1.0, "min_transmission": 0.1},
 }
-# The shipped denoiser: infoflow-s plus a 24-channel full-resolution refinement
-# head and a noise-level input (estimated, told ``--sigma`` or blind), each grown onto the
-# previous weights by ``restore train --init``.
+# The shipped denoiser: infoflow-s plus three full-resolution refinement heads in
+# cascade (24, 48 and 64 channels) and a noise-level input (estimated, told ``--sigma`` or
+# blind), each grown onto the previous weights by ``restore train --init``.
 INFOFLOW_DENOISE: dict[str, Any] = {**INFOFLOW_S, "refine": 24, "noise_level": True, "refine_more": [48, 64]}
 
 PRESETS: dict[str, Preset] = {
@@ -135,7 +135,7 @@ PRESETS: dict[str, Preset] = {
         task="denoise",
         architecture="infoflow",
         config=INFOFLOW_DENOISE,
-        description="infoflow-s + full-resolution refinement head, trained (L1, then MSE) for Gaussian denoising, sigma 0-50: estimates each image's level (--sigma auto), or told it, or blind; CPU runs below DnCNN/CBM3D, see its card",
+        description="infoflow-s + three full-resolution refinement heads, trained (L1, then MSE) for Gaussian denoising, sigma 0-50: estimates each image's level (--sigma auto), or told it, or blind; CPU runs below DnCNN/CBM3D, see its card",
         weights="infoflow-denoise.safetensors",
         sha256="f569f9068d64b2e422408221982332f38cfb34154335f9db373bf8ae39367c84",
     ),
