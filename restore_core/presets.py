@@ -137,7 +137,7 @@ PRESETS: dict[str, Preset] = {
         config=INFOFLOW_DENOISE,
         description="infoflow-s + three full-resolution refinement heads, trained (L1, then MSE) for Gaussian denoising, sigma 0-50: estimates each image's level (--sigma auto), or told it, or blind; CPU runs below DnCNN/CBM3D, see its card",
         weights="infoflow-denoise.safetensors",
-        sha256="f569f9068d64b2e422408221982332f38cfb34154335f9db373bf8ae39367c84",
+        sha256="71876e9d8881f1a3aa6c591ac4bada43b3ce11d07617edf1eebfe4e318f7a14e",
     ),
     "infoflow-dehaze": Preset(
         name="infoflow-dehaze",
