@@ -135,7 +135,7 @@ PRESETS: dict[str, Preset] = {
         task="denoise",
         architecture="infoflow",
         config=INFOFLOW_DENOISE,
-        description="infoflow-s + three full-resolution refinement heads, trained (L1, then MSE) for Gaussian denoising, sigma 0-50: estimates each image's level (--sigma auto), or told it, or blind; CPU runs below DnCNN/CBM3D, see its card",
+        description="infoflow-s + three full-resolution refinement heads, trained (L1, then MSE) for Gaussian denoising, sigma 0-50: estimates each image's level (--sigma auto), or told it, or blind; below DnCNN, and above CBM3D on McMaster only told --sigma 25 with --self-ensemble; see its card",
         weights="infoflow-denoise.safetensors",
         sha256="71876e9d8881f1a3aa6c591ac4bada43b3ce11d07617edf1eebfe4e318f7a14e",
     ),
