@@ -64,6 +64,12 @@ class ModelDescriptor:
     path: Path | None = None
 
     @property
+    def grey_only(self) -> bool:
+        """Trained on grey images only (its recipe's ``data.colour_fraction`` is 0):
+        colour inputs restore worse with it than with a colour-trained model."""
+        return (self.recipe.get("data") or {}).get("colour_fraction") == 0
+
+    @property
     def parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 

@@ -83,7 +83,8 @@ def test_update_metrics_keeps_tensors_bit_exact(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.model.state_dict().values()))
 
 
-@pytest.mark.parametrize("name, task", [("taylor-derain", "derain"), ("golf-deblur", "deblur"), ("infoflow-denoise", "denoise"), ("infoflow-dehaze", "dehaze"), ("adms", "auto")])
+@pytest.mark.parametrize("name, task", [("taylor-derain", "derain"), ("golf-deblur", "deblur"), ("infoflow-denoise", "denoise"),
+                                        ("infoflow-denoise-grey", "denoise"), ("infoflow-dehaze", "dehaze"), ("adms", "auto")])
 def test_shipped_weights_match_the_sha256_of_the_preset_table(tmp_path, monkeypatch, name, task):
     from restore_core.presets import PRESETS, find_weights, resolve_model
 

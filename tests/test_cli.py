@@ -513,6 +513,37 @@ def _strict_json(line: str) -> dict:
     return json.loads(line, parse_constant=refuse)
 
 
+def test_the_grey_denoiser_beats_the_colour_one_on_grey_noise_and_warns_once_on_colour(tmp_path):
+    """infoflow-denoise-grey is trained on grey patches only: on a grey photograph with noise
+    it restores better than infoflow-denoise; colour inputs get one line saying it is the
+    wrong model for them (once per run, not per image), grey ones none."""
+    from skimage import data as skdata
+
+    from restore_core.metrics import psnr
+
+    if find_weights(PRESETS["infoflow-denoise-grey"].weights) is None:
+        pytest.skip("shipped grey denoiser absent")
+    clean = skdata.camera()[::2, ::2]  # 256 x 256 grey photograph
+    noisy = np.clip(np.round(clean + np.random.default_rng(25).normal(0, 25, clean.shape)), 0, 255).astype(np.uint8)
+    (tmp_path / "grey").mkdir()
+    cv2.imwrite(str(tmp_path / "grey" / "camera.png"), noisy)
+    scores = {}
+    for model in ("infoflow-denoise", "infoflow-denoise-grey"):
+        result = restore("denoise", str(tmp_path / "grey"), str(tmp_path / model), "--model", model, "--sigma", "25")
+        assert result.returncode == 0, result.stderr
+        assert "trained on grey images only" not in result.stderr
+        scores[model] = psnr(cv2.imread(str(tmp_path / model / "camera.png"), cv2.IMREAD_UNCHANGED), clean)
+    assert scores["infoflow-denoise-grey"] > scores["infoflow-denoise"] > psnr(noisy, clean) + 5
+
+    (tmp_path / "colour").mkdir()
+    astronaut = cv2.cvtColor(skdata.astronaut()[::4, ::4], cv2.COLOR_RGB2BGR)
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(tmp_path / "colour" / name), astronaut)
+    result = restore("denoise", str(tmp_path / "colour"), str(tmp_path / "out"), "--model", "infoflow-denoise-grey")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("infoflow-denoise-grey was trained on grey images only") == 1
+
+
 def test_json_records_are_strict_json_when_the_noise_level_is_unknown(tmp_path, rng):
     """A 1-pixel-high image has no measurable noise level: its record says null, not NaN."""
     if find_weights(PRESETS["infoflow-denoise"].weights) is None:

@@ -128,6 +128,7 @@ class Restorer:
         # recomposition) get it once per image, after tiling and self-ensemble.
         self.finishes_model = hasattr(self.model, "finish")
         self.last_degradation: list[dict[str, float]] | None = None
+        self._told_colour = False  # a grey-only model given colour images says so once
 
     @torch.inference_mode()
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
@@ -136,6 +137,10 @@ class Restorer:
         Out of GPU memory, the same image is retried in tiles of half the size
         (down to :data:`MIN_OOM_TILE`), and the new tile size is kept for later images.
         """
+        if self.descriptor.grey_only and not self._told_colour and _has_colour(batch):
+            self._told_colour = True
+            self.notices.append(f"{self.descriptor.name} was trained on grey images only: colour inputs restore worse "
+                                "with it than with a colour-trained model")
         x = batch.to(self.device, dtype=self.dtype, non_blocking=True)
         while True:
             try:
@@ -256,6 +261,11 @@ def _encode(job: Job, rgb: np.ndarray, like: LoadedImage, spent: float, degradat
     except ImageError as exc:
         return ImageResult(job.source, None, "error", spent + time.perf_counter() - start, exc.cause, width, height, degradation)
     return ImageResult(job.source, job.output, "ok", spent + time.perf_counter() - start, None, width, height, degradation)
+
+
+def _has_colour(batch: torch.Tensor) -> bool:
+    """Whether an N x 3 x H x W batch holds a colour image (grey ones have three equal channels)."""
+    return bool((batch[:, 0] != batch[:, 1]).any() or (batch[:, 1] != batch[:, 2]).any())
 
 
 def restore_stream(jobs: list[Job], restorer: Restorer, options: RunOptions = RunOptions()) -> Iterator[ImageResult]:
