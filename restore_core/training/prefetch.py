@@ -10,7 +10,10 @@ batches of a run without: ``--workers`` changes speed, never results.
 
 The workers are forked (they inherit the sampler and its decoded images without
 copying them through a pipe) and touch NumPy and OpenCV only, never torch or
-CUDA, which is what makes forking a process that holds a CUDA context safe.
+CUDA, which is what makes forking a process that holds a CUDA context safe. They call
+no thread-pool setup either: ``cv2.setNumThreads`` in a child forked after OpenCV's pool
+started waits forever on a lock the fork copied (seen in the test suite), while OpenCV's
+and NumPy's ordinary calls run fine there.
 """
 
 from __future__ import annotations
@@ -38,12 +41,6 @@ def _init_worker(sampler: PatchSampler) -> None:
     os.setpgrp()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    try:  # one thread per worker: the pool itself is the parallelism
-        import cv2
-
-        cv2.setNumThreads(1)
-    except ImportError:  # pragma: no cover - OpenCV is a dependency
-        pass
 
 
 def _draw(seed: int, step: int, batch_size: int, rank: int) -> tuple[np.ndarray, np.ndarray]:
