@@ -135,20 +135,21 @@ PRESETS: dict[str, Preset] = {
         task="denoise",
         architecture="infoflow",
         config=INFOFLOW_DENOISE,
-        description="infoflow-s + three full-resolution refinement heads, trained (L1, then MSE) for Gaussian denoising, sigma 0-50: estimates each image's level (--sigma auto), or told it, or blind; below DnCNN, and above CBM3D on McMaster only told --sigma 25 with --self-ensemble; see its card",
+        description="infoflow-s + three full-resolution refinement heads, trained (L1, then MSE; CPU, then GPU) for Gaussian denoising, sigma 0-50: estimates each image's level (--sigma auto), or told it, or blind; above CBM3D on McMaster by default, 0.05 dB under DnCNN on BSD68 (above it told --sigma 25 with --self-ensemble); see its card",
         weights="infoflow-denoise.safetensors",
-        sha256="71876e9d8881f1a3aa6c591ac4bada43b3ce11d07617edf1eebfe4e318f7a14e",
+        sha256="0ca373ba6965d6ba99ecf76cc60106a21f4362b59795716a430e6eab2f0bb969",
     ),
     # The same shape fine-tuned on grey patches only (Train400, DnCNN-S's training set):
-    # for greyscale photographs, where it is 0.01-0.02 dB ahead of infoflow-denoise.
+    # for greyscale photographs, where it is 0.01-0.02 dB ahead of infoflow-denoise
+    # (and 5 dB behind it on colour ones).
     "infoflow-denoise-grey": Preset(
         name="infoflow-denoise-grey",
         task="denoise",
         architecture="infoflow",
         config=INFOFLOW_DENOISE,
-        description="infoflow-denoise fine-tuned on grey patches only, for greyscale photographs (colour ones: infoflow-denoise); BSD68 told --sigma 25 with --self-ensemble: above DnCNN in PSNR, below in SSIM; see its card",
+        description="infoflow-denoise fine-tuned on grey patches only, for greyscale photographs (colour ones: infoflow-denoise, 5 dB better there); BSD68 told --sigma 25: above DnCNN in PSNR, below in SSIM; see its card",
         weights="infoflow-denoise-grey.safetensors",
-        sha256="e0f12162b84aaa8d500de437aed3725f1777f194a33a8f70fcd71643f5a7ee02",
+        sha256="e7061b5c03bb935faab2c04fc5d1c1055e6fcbf5a5efe614c79db5ba55ca0d8e",
     ),
     "infoflow-dehaze": Preset(
         name="infoflow-dehaze",

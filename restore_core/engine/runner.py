@@ -139,8 +139,8 @@ class Restorer:
         """
         if self.descriptor.grey_only and not self._told_colour and _has_colour(batch):
             self._told_colour = True
-            self.notices.append(f"{self.descriptor.name} was trained on grey images only: colour inputs restore worse "
-                                "with it than with a colour-trained model")
+            self.notices.append(f"{self.descriptor.name} was trained on grey images only: colour inputs restore much "
+                                "worse with it than with a colour-trained model")
         x = batch.to(self.device, dtype=self.dtype, non_blocking=True)
         while True:
             try:
