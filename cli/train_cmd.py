@@ -144,7 +144,7 @@ def train(
             say(message)
 
     if isinstance(chosen, ADMSRecipe):
-        _train_adms(chosen, out, torch_device, resume, quiet, precision)
+        _train_adms(chosen, out, torch_device, resume, quiet, precision, workers)
         return
     try:
         trainer = Trainer(chosen, out, torch_device, log=say, dist_info=dist_info, precision=precision, data_workers=workers)
@@ -211,7 +211,7 @@ def train(
         err_console.print(config_to_dict(metrics))
 
 
-def _train_adms(recipe: ADMSRecipe, out: Path, device, resume: bool, quiet: bool, precision: str = "auto") -> None:
+def _train_adms(recipe: ADMSRecipe, out: Path, device, resume: bool, quiet: bool, precision: str = "auto", workers: int = 0) -> None:
     """The ADMS stages (unified, fine-tuned copies, FAIG, classifier), each resumable."""
     from restore_core.training.adms import train_adms
     from restore_core.training.trainer import TrainingError, TrainingInterrupted
@@ -225,7 +225,7 @@ def _train_adms(recipe: ADMSRecipe, out: Path, device, resume: bool, quiet: bool
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        path, metrics = train_adms(recipe, out, device, log, stop=lambda: stop.requested, precision=precision)
+        path, metrics = train_adms(recipe, out, device, log, stop=lambda: stop.requested, precision=precision, data_workers=workers)
     except (TrainingError, ValueError, OSError) as exc:
         fail(str(exc), code=1)
     except TrainingInterrupted as exc:

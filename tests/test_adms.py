@@ -161,6 +161,13 @@ def test_adms_recipe_trains_every_stage_and_restore_auto_uses_it(tmp_path: Path)
     assert metrics["parameters_extra"] == descriptor.model.extra_parameters()
     again = _restore(*common, cwd=tmp_path)
     assert again.returncode == 2 and "--resume" in again.stderr
+    # --workers reaches every stage and changes nothing but speed: the same weights, bit for bit.
+    with_workers = _restore(*[str(tmp_path / "run-workers") if a == str(run) else a for a in common if a != "-q"], "--workers", "2", cwd=tmp_path)
+    assert with_workers.returncode == 0, with_workers.stderr
+    assert with_workers.stderr.count("batches drawn ahead by 2 worker processes") == 1 + len(DEGRADATIONS)
+    for stage in ["unified", *(f"finetune-{d}" for d in DEGRADATIONS)]:
+        plain, workers = (load_checkpoint(r / stage / "model.safetensors").model.state_dict() for r in (run, tmp_path / "run-workers"))
+        assert all(torch.equal(plain[k], workers[k]) for k in plain), stage
     resumed = _restore(*[a for a in common if a != "-q"], "--resume", cwd=tmp_path)
     assert resumed.returncode == 0 and resumed.stderr.count("done earlier") == 5  # no stage trained twice
 

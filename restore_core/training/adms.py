@@ -37,12 +37,12 @@ def degradation_samplers(recipe: ADMSRecipe, pool: D.PatchSampler) -> dict[str, 
 
 
 def _train_stage(recipe: Recipe, run_dir: Path, sampler: D.PatchSampler, device: torch.device, log: Log, stop: StopFlag,
-                 precision: str = "auto") -> Path:
+                 precision: str = "auto", data_workers: int = 0) -> Path:
     final = run_dir / "model.safetensors"
     if final.exists():
         log(f"{recipe.name}: done earlier ({final})")
         return final
-    trainer = Trainer(recipe, run_dir, device, log, precision=precision)
+    trainer = Trainer(recipe, run_dir, device, log, precision=precision, data_workers=data_workers)
     if trainer.state_path.exists():
         trainer.resume()
     log(f"{recipe.name}: {recipe.steps} steps")
@@ -113,7 +113,7 @@ def classifier_accuracy(classifier: DegradationClassifier, samplers: dict[str, D
 
 
 def train_adms(recipe: ADMSRecipe, run_dir: Path, device: torch.device, log: Log, stop: StopFlag = lambda: False,
-               precision: str = "auto") -> tuple[Path, dict]:
+               precision: str = "auto", data_workers: int = 0) -> tuple[Path, dict]:
     """Run every stage of ``recipe`` into ``run_dir``; returns the model path and its metrics."""
     started = time.time()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -123,9 +123,10 @@ def train_adms(recipe: ADMSRecipe, run_dir: Path, device: torch.device, log: Log
     log(f"data: {data.summary['clean']}")
     samplers = degradation_samplers(recipe, data.sampler)
 
-    unified_path = _train_stage(recipe.unified_recipe(), run_dir / "unified", data.sampler, device, log, stop, precision)
+    unified_path = _train_stage(recipe.unified_recipe(), run_dir / "unified", data.sampler, device, log, stop, precision, data_workers)
     finetuned_paths = {
-        d: _train_stage(recipe.finetune_recipe(d, str(unified_path)), run_dir / f"finetune-{d}", samplers[d], device, log, stop, precision)
+        d: _train_stage(recipe.finetune_recipe(d, str(unified_path)), run_dir / f"finetune-{d}", samplers[d], device, log, stop, precision,
+                        data_workers)
         for d in recipe.degradations
     }
 

@@ -504,6 +504,8 @@ class Trainer:
         window_loss, window_count, window_start = 0.0, 0, time.time()
         prefetcher = (BatchPrefetcher(data.sampler, recipe.seed, recipe.batch_size, self.dist.rank, self.step, self.data_workers)
                       if self.data_workers > 0 and self.step < stop else None)
+        if prefetcher is not None:
+            self.log(f"batches drawn ahead by {self.data_workers} worker processes")
         try:
             while self.step < stop:
                 if self._any_rank(stop_requested()):
