@@ -50,7 +50,16 @@ def ssim_index(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0, sigma:
     population covariance), averaged over the positions where the window fits: the same
     numbers as scikit-image's ``structural_similarity(gaussian_weights=True, sigma=1.5,
     use_sample_covariance=False)``, which the benchmarks report.
+
+    Always computed in float32 with autocast off: ``σ² = E[x²] − E[x]²`` cancels
+    catastrophically in bf16/fp16 (8/11-bit mantissas), which under mixed-precision
+    training turned the loss into noise (even negative) and wrecked the model.
     """
+    with torch.autocast(a.device.type, enabled=False):
+        return _ssim_index_fp32(a.float(), b.float(), data_range, sigma)
+
+
+def _ssim_index_fp32(a: torch.Tensor, b: torch.Tensor, data_range: float, sigma: float) -> torch.Tensor:
     channels = a.shape[1]
     g = gaussian_window(sigma).to(a)
     kernel_h = g.view(1, 1, 1, -1).repeat(channels, 1, 1, 1)
