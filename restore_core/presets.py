@@ -140,16 +140,16 @@ PRESETS: dict[str, Preset] = {
         sha256="0ca373ba6965d6ba99ecf76cc60106a21f4362b59795716a430e6eab2f0bb969",
     ),
     # The same shape fine-tuned on grey patches only (Train400, DnCNN-S's training set):
-    # for greyscale photographs, where it is 0.01-0.02 dB ahead of infoflow-denoise
+    # for greyscale photographs, where it is ahead of infoflow-denoise in SSIM
     # (and 5 dB behind it on colour ones).
     "infoflow-denoise-grey": Preset(
         name="infoflow-denoise-grey",
         task="denoise",
         architecture="infoflow",
         config=INFOFLOW_DENOISE,
-        description="infoflow-denoise fine-tuned on grey patches only, for greyscale photographs (colour ones: infoflow-denoise, 5 dB better there); BSD68 told --sigma 25: above DnCNN in PSNR, below in SSIM; see its card",
+        description="infoflow-denoise fine-tuned on grey patches only (MSE, then MSE + SSIM), for greyscale photographs (colour ones: infoflow-denoise, 5 dB better there); BSD68 told --sigma 25 with --self-ensemble: above DnCNN in PSNR and SSIM; see its card",
         weights="infoflow-denoise-grey.safetensors",
-        sha256="e7061b5c03bb935faab2c04fc5d1c1055e6fcbf5a5efe614c79db5ba55ca0d8e",
+        sha256="59c1d409fabd93d9c89b00604bea6d1aa889916f9a6488a97b0de386451ac860",
     ),
     "infoflow-dehaze": Preset(
         name="infoflow-dehaze",
