@@ -135,9 +135,9 @@ PRESETS: dict[str, Preset] = {
         task="denoise",
         architecture="infoflow",
         config=INFOFLOW_DENOISE,
-        description="infoflow-s + three full-resolution refinement heads, trained (L1, then MSE; CPU, then GPU) for Gaussian denoising, sigma 0-50: estimates each image's level (--sigma auto), or told it, or blind; above CBM3D on McMaster by default, 0.05 dB under DnCNN on BSD68 (above it told --sigma 25 with --self-ensemble); see its card",
+        description="infoflow-s + three full-resolution refinement heads, trained (L1, then MSE, then MSE + SSIM; CPU, then GPU) for Gaussian denoising, sigma 0-50: estimates each image's level (--sigma auto), or told it, or blind; above CBM3D on McMaster by default, 0.04 dB under DnCNN on BSD68 (above it in PSNR told --sigma 25 with --self-ensemble); see its card",
         weights="infoflow-denoise.safetensors",
-        sha256="0ca373ba6965d6ba99ecf76cc60106a21f4362b59795716a430e6eab2f0bb969",
+        sha256="1b0a2b7f3977ff86e9f088572811c8ecacf5a86f303a6a5127b4f80cf5987583",
     ),
     # The same shape fine-tuned on grey patches only (Train400, DnCNN-S's training set):
     # for greyscale photographs, where it is ahead of infoflow-denoise in SSIM
