@@ -136,16 +136,37 @@ def sots(root: Path, variant: str) -> Dataset:
     return Dataset(f"sots-{variant}", root, "dehaze", samples, note="indoor targets cropped [10:470, 10:630]" if variant == "indoor" else "")
 
 
+def add_gaussian_noise_float(clean_as_read: np.ndarray, sigma: float, index: int) -> np.ndarray:
+    """The fixed noise protocol's noisy image before 8-bit rounding and clipping: float64
+    in [0, 1] plus the seeded noise, values outside [0, 1] kept (the papers' protocol)."""
+    rng = np.random.default_rng(int(1000 * sigma + index))
+    return clean_as_read / 255.0 + rng.normal(0.0, sigma / 255.0, clean_as_read.shape)
+
+
 def add_gaussian_noise(clean_as_read: np.ndarray, sigma: float, index: int) -> np.ndarray:
     """The fixed noise protocol (module docstring) on an array as OpenCV reads it."""
-    rng = np.random.default_rng(int(1000 * sigma + index))
-    noisy = clean_as_read / 255.0 + rng.normal(0.0, sigma / 255.0, clean_as_read.shape)
+    noisy = add_gaussian_noise_float(clean_as_read, sigma, index)
     return np.clip(np.round(noisy * 255.0), 0, 255).astype(np.uint8)
 
 
-def synthetic_noise(root: Path, sigma: float, name: str = "noise") -> Dataset:
+def _float_image(noisy_as_read: np.ndarray) -> LoadedImage:
+    """An OpenCV-ordered float array (H x W, or H x W x 3 BGR) as a LoadedImage whose
+    ``rgb`` keeps the values outside [0, 1]."""
+    if noisy_as_read.ndim == 2:
+        rgb, layout = np.repeat(noisy_as_read[..., None], 3, axis=2), "grey"
+    else:
+        rgb, layout = noisy_as_read[..., ::-1], "rgb"
+    return LoadedImage(np.ascontiguousarray(rgb, dtype=np.float32), layout, 8)
+
+
+def synthetic_noise(root: Path, sigma: float, name: str = "noise", float_noise: bool = False) -> Dataset:
     """Clean images only (CBSD68, Kodak24, McMaster, BSD68, Set12, any folder) with
-    Gaussian noise at ``sigma`` under the fixed, documented seed protocol."""
+    Gaussian noise at ``sigma`` under the fixed, documented seed protocol.
+
+    ``float_noise``: the same noise, but the noisy image is neither rounded to 8 bits
+    nor clipped to [0, 1] (never written to a file): the protocol of most papers, and of
+    published figures such as CBM3D's 30.71 dB on CBSD68 at sigma 25. It scores about
+    0.3 dB higher than the 8-bit protocol. Outputs are scored on the 8-bit grid either way."""
     files = list_images(root)
     _expect(bool(files), root, "a folder of clean images")
     samples = []
@@ -158,10 +179,15 @@ def synthetic_noise(root: Path, sigma: float, name: str = "noise") -> Dataset:
                 raise DatasetError(f"{path}: the noise protocol is defined for 8-bit images")
             if as_read.ndim == 3 and as_read.shape[2] == 4:
                 as_read = as_read[..., :3]
+            if float_noise:
+                return _float_image(add_gaussian_noise_float(as_read.astype(np.float64), sigma, index))
             ok, encoded = cv2.imencode(".png", add_gaussian_noise(as_read.astype(np.float64), sigma, index))
             return decode_image(encoded.tobytes(), path)
 
         samples.append(Sample(path.name, load_degraded, lambda path=path: read_image(path).rgb))
+    if float_noise:
+        return Dataset(f"{name}-sigma{sigma:g}-float", root, "denoise", samples,
+                       note=f"Gaussian sigma {sigma:g}, seed 1000*sigma+i, float (not rounded, not clipped)")
     return Dataset(f"{name}-sigma{sigma:g}", root, "denoise", samples, note=f"Gaussian sigma {sigma:g}, seed 1000*sigma+i, clipped, 8-bit")
 
 
@@ -204,14 +230,18 @@ DATASETS: dict[str, tuple[Callable[..., Dataset], str, str]] = {
 }
 
 
-def load_dataset(name: str, root: Path, sigma: float = 25.0) -> Dataset:
+def load_dataset(name: str, root: Path, sigma: float = 25.0, float_noise: bool = False) -> Dataset:
+    """``sigma`` and ``float_noise`` (see :func:`synthetic_noise`) apply to the clean-only
+    denoising sets; ``float_noise`` on any other set is an error."""
     if name not in DATASETS:
         raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
     if not root.is_dir():
         raise DatasetError(f"{root}: no such folder")
     adapter = DATASETS[name][0]
     if adapter is synthetic_noise:
-        return synthetic_noise(root, sigma, name)
+        return synthetic_noise(root, sigma, name, float_noise)
+    if float_noise:
+        raise DatasetError(f"--float-noise applies to the clean-only denoising sets ({', '.join(CLEAN_SETS)}), not {name}")
     try:
         return adapter(root)
     except DatasetError:

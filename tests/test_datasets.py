@@ -154,6 +154,40 @@ def test_clean_set_with_noise_is_deterministic(tmp_path):
     assert np.array_equal(first, second) and 0.02 < np.std(first) < 0.1
 
 
+def test_float_noise_is_the_same_noise_neither_rounded_nor_clipped(tmp_path):
+    rng = np.random.default_rng(3)
+    colour = rng.integers(0, 256, (16, 20, 3), dtype=np.uint8)
+    colour[:4] = 255  # saturated rows: the float protocol goes above 1 there
+    cv2.imwrite(str(tmp_path / "a.png"), colour)
+    cv2.imwrite(str(tmp_path / "b.png"), colour[..., 1])  # grey
+    eight_bit = load_dataset("cbsd68", tmp_path, sigma=25)
+    floating = load_dataset("cbsd68", tmp_path, sigma=25, float_noise=True)
+    assert floating.name == "cbsd68-sigma25-float"
+    for a, b in zip(eight_bit.samples, floating.samples):
+        rounded, kept = a.load_degraded(), b.load_degraded()
+        assert kept.layout == rounded.layout and kept.rgb.dtype == np.float32
+        assert kept.rgb.max() > 1.0 and kept.rgb.min() < 1.0
+        # rounding and clipping the float image gives the 8-bit protocol's image (seeded: exact here)
+        as_8_bit = np.clip(np.round(kept.rgb.astype(np.float64) * 255), 0, 255)
+        assert np.array_equal(as_8_bit, np.round(rounded.rgb.astype(np.float64) * 255))
+    with pytest.raises(DatasetError, match="clean-only"):
+        load_dataset("rain100h", tmp_path, float_noise=True)
+
+
+def test_restorer_reads_a_float_protocol_image_as_its_clipped_version(tiny_checkpoint):
+    import torch
+
+    from restore_core.checkpoint import load_checkpoint
+    from restore_core.engine.runner import Restorer
+
+    restorer = Restorer(load_checkpoint(tiny_checkpoint), torch.device("cpu"), "fp32")
+    noisy = np.random.default_rng(4).normal(0.5, 0.4, (24, 40, 3)).astype(np.float32)  # ~21 % out of [0, 1]
+    before = noisy.copy()
+    out = restorer.restore_array(noisy)
+    assert np.array_equal(out, restorer.restore_array(np.clip(noisy, 0, 1)))
+    assert np.array_equal(noisy, before)  # the caller's array is not clipped in place
+
+
 def test_mismatched_layout_names_what_was_expected(tmp_path):
     (tmp_path / "stuff").mkdir()
     with pytest.raises(DatasetError, match=r"expected test/<scene>/blur/ .*found 0 pair"):

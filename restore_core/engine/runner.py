@@ -229,7 +229,13 @@ class Restorer:
         return self.model(x)
 
     def restore_array(self, rgb: np.ndarray) -> np.ndarray:
-        """One H x W x 3 float image in [0, 1] -> restored, same shape."""
+        """One H x W x 3 float image in [0, 1] -> restored, same shape.
+
+        Values outside [0, 1] (a noisy image of the float noise protocol, `restore
+        benchmark --float-noise`) are clipped first: every model here is trained on
+        images in [0, 1] and reads such values worse than their clipped versions."""
+        if rgb.size and (rgb.min() < 0.0 or rgb.max() > 1.0):
+            rgb = np.clip(rgb, 0.0, 1.0)
         x = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0)  # a view: no copy of the image
         return self(x)[0].cpu().numpy().transpose(1, 2, 0)
 
