@@ -137,7 +137,7 @@ PRESETS: dict[str, Preset] = {
         config=INFOFLOW_DENOISE,
         description="infoflow-s + three full-resolution refinement heads, trained (L1, then MSE, then MSE + SSIM; CPU, then GPU) for Gaussian denoising, sigma 0-50: estimates each image's level (--sigma auto), or told it, or blind; above CBM3D on McMaster by default, 0.04 dB under DnCNN on BSD68 (above it in PSNR told --sigma 25 with --self-ensemble); see its card",
         weights="infoflow-denoise.safetensors",
-        sha256="1b0a2b7f3977ff86e9f088572811c8ecacf5a86f303a6a5127b4f80cf5987583",
+        sha256="00281818f348cdd9f35d3a709ec040d0201b7e297f193ecfcabd710a68de4455",
     ),
     # The same shape fine-tuned on grey patches only (Train400, DnCNN-S's training set):
     # for greyscale photographs, where it is ahead of infoflow-denoise in SSIM
