@@ -56,7 +56,7 @@ def benchmark(
     dataset: str = typer.Option("paired", "--dataset", "-d", help="Dataset layout: paired, rain100h, rain100l, test100, rain1200, gopro, hide, realblur-j, realblur-r, sidd, sots-indoor, sots-outdoor, cbsd68, kodak24, mcmaster, bsd68, set12."),
     root: Optional[Path] = typer.Option(None, "--root", help="Dataset folder. Default: the bundled samples (a small synthetic set)."),
     sigma: float = typer.Option(25.0, "--sigma", help="Noise level (0-255 scale) for the clean-only denoising sets."),
-    float_noise: bool = typer.Option(False, "--float-noise", help="Clean-only denoising sets: keep the noisy image in floating point, neither rounded to 8 bits nor clipped (most papers' protocol; about 0.3 dB easier than the default 8-bit one)."),
+    float_noise: bool = typer.Option(False, "--float-noise", help="Clean-only denoising sets: keep the noisy image in floating point, neither rounded to 8 bits nor clipped (most papers' protocol; the models see it clipped to [0, 1])."),
     models: list[str] = typer.Option([], "--model", "-m", help="Preset or .safetensors file; repeat to compare side by side."),
     task: str = typer.Option("derain", "--task", help="derain, deblur, denoise, dehaze or auto: picks the default model and, without --root, the embedded synthetic set; an all-in-one model (adms) restores this degradation, or detects it per image with auto."),
     limit: int = typer.Option(0, "--limit", help="Only the first N pairs (0 = all)."),
