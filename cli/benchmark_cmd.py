@@ -58,7 +58,7 @@ def benchmark(
     sigma: float = typer.Option(25.0, "--sigma", help="Noise level (0-255 scale) for the clean-only denoising sets."),
     float_noise: bool = typer.Option(False, "--float-noise", help="Clean-only denoising sets: keep the noisy image in floating point, neither rounded to 8 bits nor clipped (most papers' protocol; the models see it clipped to [0, 1])."),
     models: list[str] = typer.Option([], "--model", "-m", help="Preset or .safetensors file; repeat to compare side by side."),
-    task: str = typer.Option("derain", "--task", help="derain, deblur, denoise, dehaze or auto: picks the default model and, without --root, the embedded synthetic set; an all-in-one model (adms) restores this degradation, or detects it per image with auto."),
+    task: Optional[str] = typer.Option(None, "--task", help="derain, deblur, denoise, dehaze or auto: picks the default model, the self-ensemble's views and, without --root, the embedded synthetic set; an all-in-one model (adms) restores this degradation, or detects it per image with auto. Default: the --dataset's task (denoise for cbsd68, ...), else derain."),
     limit: int = typer.Option(0, "--limit", help="Only the first N pairs (0 = all)."),
     crop_border: int = typer.Option(0, "--crop-border", help="Pixels cropped from every border before scoring."),
     save_images: Optional[Path] = typer.Option(None, "--save-images", help="Write restored images to DIR/<model>/."),
@@ -72,7 +72,7 @@ def benchmark(
     sizes: str = typer.Option("480x320,1280x720", "--sizes", help="With --speed: image sizes, WIDTHxHEIGHT,..."),
     count: int = typer.Option(8, "--count", help="With --speed: images per size."),
     iterations: Optional[int] = typer.Option(None, "--iterations", help="Golf Optimizer models: taps of G (as restore deblur --iterations)."),
-    model_sigma: Optional[str] = typer.Option(None, "--model-sigma", callback=parse_sigma, help="Denoisers with a noise-level input: the level they are told, auto or blind (as restore denoise --sigma); default: auto."),
+    model_sigma: Optional[str] = typer.Option(None, "--model-sigma", callback=parse_sigma, help="Denoisers with a noise-level input: the level they are told, auto, quick or blind (as restore denoise --sigma); default: auto."),
     recompose_radius: Optional[int] = typer.Option(None, "--recompose-radius", help="Dehazers: scattering-model recomposition radius (as restore dehaze --recompose-radius; 0 = off)."),
     darken_only: Optional[bool] = typer.Option(None, "--darken-only/--no-darken-only", help="Derainers: output never brighter than the input, or not (as restore derain --darken-only)."),
     growth: bool = typer.Option(False, "--growth", help="Measure cost growth: wall time vs number of images (10/100/1000) and vs pixels per image, plus start-up."),
@@ -96,8 +96,11 @@ def benchmark(
     """
     from restore_core.engine.runner import Restorer, RunOptions
 
+    from restore_core.datasets import dataset_task
+
     if threads:
         torch.set_num_threads(threads)
+    task = task or dataset_task(dataset) or "derain"
     try:
         torch_device = pick_device(device)
         names = models or [DEFAULT_MODEL_FOR_TASK.get(task, "")]

@@ -230,6 +230,13 @@ DATASETS: dict[str, tuple[Callable[..., Dataset], str, str]] = {
 }
 
 
+def dataset_task(name: str) -> str | None:
+    """The task a named dataset is for (``denoise`` for ``cbsd68``), or None for
+    ``paired`` (any task) and unknown names."""
+    entry = DATASETS.get(name)
+    return None if entry is None or entry[1] == "any" else entry[1]
+
+
 def load_dataset(name: str, root: Path, sigma: float = 25.0, float_noise: bool = False) -> Dataset:
     """``sigma`` and ``float_noise`` (see :func:`synthetic_noise`) apply to the clean-only
     denoising sets; ``float_noise`` on any other set is an error."""
