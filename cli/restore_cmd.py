@@ -222,14 +222,14 @@ def _report_dry_run(request: RestoreRequest, runnable: list, results: list[Image
 
 
 def parse_sigma(value: Optional[str]) -> float | str | None:
-    """``--sigma``: a noise level on the 0-255 scale, ``auto`` (estimated per image) or
-    ``blind`` (not told)."""
-    if value is None or value in ("auto", "blind"):
+    """``--sigma``: a noise level on the 0-255 scale, ``auto`` (estimated per image, in
+    two looks), ``quick`` (estimated in one look) or ``blind`` (not told)."""
+    if value is None or value in ("auto", "quick", "blind"):
         return value
     try:
         return float(value)
     except ValueError:
-        raise typer.BadParameter(f"expected a number (the noise's standard deviation, 0-255), 'auto' or 'blind', got {value!r}") from None
+        raise typer.BadParameter(f"expected a number (the noise's standard deviation, 0-255), 'auto', 'quick' or 'blind', got {value!r}") from None
 
 
 # Options only some tasks have: task -> [(parameter name, typer.Option, annotation)].
@@ -245,7 +245,7 @@ TASK_OPTIONS: dict[str, list[tuple[str, Any, Any]]] = {
         ("recompose_radius", typer.Option(None, "--recompose-radius", help="Rebuild the output from the input by the scattering model with the transmission the network implies, smoothed by a guided filter of this radius (pixels); 0 = the network's output as is. Default: the model's own (40 for the shipped one)."), Optional[int]),
     ],
     "denoise": [
-        ("sigma", typer.Option(None, "--sigma", callback=parse_sigma, help="Noise level of the input (standard deviation, 0-255 scale) for models with a noise-level input: told it, they are non-blind; 'auto' (their default) estimates it per image from the image; 'blind' tells them nothing. Blind-only models refuse a level."), Optional[str]),
+        ("sigma", typer.Option(None, "--sigma", callback=parse_sigma, help="Noise level of the input (standard deviation, 0-255 scale) for models with a noise-level input: told it, they are non-blind; 'auto' (their default) estimates it per image, from the image and then (calibrated checkpoints) from what the model removes from a central 256x256 crop; 'quick' from the image alone (one pass, less exact); 'blind' tells them nothing. Blind-only models refuse a level."), Optional[str]),
     ],
 }
 

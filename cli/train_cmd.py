@@ -32,7 +32,7 @@ class _StopFlag:
 
 
 def train(
-    recipe: str = typer.Option(..., "--recipe", "-r", help=f"Recipe name ({', '.join(RECIPES)}) or a .toml/.json file."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", "-r", help=f"Recipe name ({', '.join(RECIPES)}) or a .toml/.json file. Required unless --calibrate."),
     out: Path = typer.Option(Path("runs/train"), "--out", "-o", help="Run folder: checkpoints, log.csv, recipe.json."),
     data: list[Path] = typer.Option([], "--data", help="Paired folder (input/+target/, rainy/+norain/, blur/+sharp/, ..., or GoPro train/<scene>/blur+sharp). Repeatable."),
     clean: list[Path] = typer.Option([], "--clean", help="Folder of clean images degraded on the fly. Repeatable."),
@@ -53,6 +53,7 @@ def train(
     workers: int = typer.Option(0, "--workers", min=0, help="Processes that draw training batches ahead of the loop (0: drawn in the loop). Same batches, faster steps where the loop waits for data (on an H200, 3-6 per run kept the card busy)."),
     precision: str = typer.Option("auto", "--precision", help="auto (the recipe's mixed precision on CUDA, fp32 on the CPU), fp32, bf16 (autocast on any device: about 2x faster steps on CPUs with AMX/AVX512-BF16), fp16 (CUDA). Weights stay fp32; may change on --resume."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    calibrate: Optional[Path] = typer.Option(None, "--calibrate", help="Instead of training: measure this denoiser checkpoint's noise calibration (the second look of restore denoise --sigma auto) on the --clean folders (and --builtin-photographs), store it in the checkpoint and exit. Training runs do this at their end."),
     print_recipe: bool = typer.Option(False, "--print-recipe", help="Print the recipe these options make (every field, JSON) and exit; save it to edit and pass back as --recipe FILE.json."),
 ) -> None:
     """Train a model from a recipe; writes safetensors checkpoints with metadata.
@@ -61,8 +62,16 @@ def train(
 
         restore train --recipe taylor-derain --data ../shared/data/Rain100H_dev50 \\
             --clean photos/ --val ../shared/data/SemiIRR_val20 --steps 5000 --out runs/derain
+
+        restore train --calibrate runs/denoise/best.safetensors --clean ../shared/data/Train400
     """
     from restore_core.training.trainer import Trainer, TrainingError, TrainingInterrupted, prepare_data
+
+    if calibrate is not None:
+        _calibrate(calibrate, clean, bool(builtin_photographs), device, threads)
+        return
+    if recipe is None:
+        fail("give --recipe (what to train), or --calibrate CHECKPOINT", code=2)
 
     try:
         named = load_recipe(recipe)
@@ -233,3 +242,31 @@ def _train_adms(recipe: ADMSRecipe, out: Path, device, resume: bool, quiet: bool
         raise typer.Exit(130)
     print(path)
     err_console.print(metrics)
+
+
+def _calibrate(path: Path, clean: list[Path], builtin_photographs: bool, device: str, threads: Optional[int]) -> None:
+    """``restore train --calibrate CHECKPOINT``: measure and store a denoiser's noise calibration."""
+    import torch
+
+    from restore_core.checkpoint import CheckpointError
+    from restore_core.training import data as D
+    from restore_core.training.calibration import calibrate_checkpoint, evenly_spread
+
+    if threads:
+        torch.set_num_threads(threads)
+    images: list = []
+    for folder in clean:
+        if not folder.is_dir():
+            fail(f"{folder}: no such folder", code=2)
+        images.extend(D.load_clean_folder(folder))
+    if builtin_photographs:
+        images.extend(D.builtin_photographs())
+    if not images:
+        fail("--calibrate needs clean images: give --clean FOLDER or --builtin-photographs", code=2)
+    picks = evenly_spread(images)
+    try:
+        table = calibrate_checkpoint(path, picks, device=pick_device(device))
+    except (CheckpointError, ValueError) as exc:
+        fail(f"{path}: {exc}" if not str(exc).startswith(str(path)) else str(exc), code=2)
+    say(f"{path}: noise calibration on {len(picks)} clean images (residual level -> input level): "
+        + ", ".join(f"{residual:.1f}->{level:.1f}" for residual, level in table))

@@ -232,3 +232,21 @@ def update_metrics(path: os.PathLike | str, metrics: dict[str, Any], out: os.Pat
         tensors = {key: handle.get_tensor(key) for key in handle.keys()}
     raw["metrics"] = json.dumps({**json.loads(raw.get("metrics", "{}")), **metrics}, sort_keys=True)
     return atomic_save_file(tensors, Path(out) if out else path, raw)
+
+
+def update_config(path: os.PathLike | str, changes: dict[str, Any], out: os.PathLike | str | None = None) -> Path:
+    """Rewrite a checkpoint (atomically) with ``changes`` merged into its architecture
+    config: settings measured after training that change no weight (a denoiser's noise
+    calibration). The new config must still build the architecture."""
+    path = Path(path)
+    meta = read_metadata(path)
+    config = {**meta["config"], **changes}
+    try:
+        build_model(meta["architecture"], config)
+    except (ConfigError, ValueError, TypeError) as exc:
+        raise CheckpointError(path, f"invalid config change: {exc}") from None
+    with safe_open(str(path), framework="pt") as handle:
+        raw = dict(handle.metadata())
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    raw["config"] = json.dumps(config, sort_keys=True)
+    return atomic_save_file(tensors, Path(out) if out else path, raw)

@@ -135,9 +135,9 @@ PRESETS: dict[str, Preset] = {
         task="denoise",
         architecture="infoflow",
         config=INFOFLOW_DENOISE,
-        description="infoflow-s + three full-resolution refinement heads, trained (L1, then MSE, then MSE + SSIM; CPU, then GPU) for Gaussian denoising, sigma 0-50: estimates each image's level (--sigma auto), or told it, or blind; above CBM3D on McMaster by default, 0.04 dB under DnCNN on BSD68 (above it in PSNR told --sigma 25 with --self-ensemble); see its card",
+        description="infoflow-s + three full-resolution refinement heads, trained (L1, then MSE, then MSE + SSIM; CPU, then GPU) for Gaussian denoising, sigma 0-50: estimates each image's level in two looks (--sigma auto), or told it, or blind; above CBM3D on McMaster by default, on CBSD68 (float protocol) with --self-ensemble; 0.05 dB under DnCNN on BSD68 (infoflow-denoise-grey is for grey photos); see its card",
         weights="infoflow-denoise.safetensors",
-        sha256="00281818f348cdd9f35d3a709ec040d0201b7e297f193ecfcabd710a68de4455",
+        sha256="f2ee5ccd4c42ce6cf86c0249ad11133e9805df95dd04895b7ce2099a45e02f60",
     ),
     # The same shape fine-tuned on grey patches only (Train400, DnCNN-S's training set):
     # for greyscale photographs, where it is ahead of infoflow-denoise in SSIM
@@ -147,9 +147,9 @@ PRESETS: dict[str, Preset] = {
         task="denoise",
         architecture="infoflow",
         config=INFOFLOW_DENOISE,
-        description="infoflow-denoise fine-tuned on grey patches only (MSE, then MSE + SSIM), for greyscale photographs (colour ones: infoflow-denoise, 5 dB better there); BSD68 told --sigma 25 with --self-ensemble: above DnCNN in PSNR and SSIM; see its card",
+        description="infoflow-denoise fine-tuned on grey patches only (MSE, then MSE + SSIM), for greyscale photographs (colour ones: infoflow-denoise, 5 dB better there); BSD68 with --self-ensemble, blind or told: above DnCNN in PSNR and SSIM; see its card",
         weights="infoflow-denoise-grey.safetensors",
-        sha256="59c1d409fabd93d9c89b00604bea6d1aa889916f9a6488a97b0de386451ac860",
+        sha256="f12736659b531c874bbeda11a33c39ea2992d5511fdadd8fe59aa14f8ce35cc4",
     ),
     "infoflow-dehaze": Preset(
         name="infoflow-dehaze",

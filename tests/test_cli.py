@@ -399,7 +399,7 @@ def test_denoise_sigma_reaches_a_model_with_a_noise_level_input(folder, tmp_path
     bad = restore("denoise", str(folder / "a.png"), str(tmp_path / "bad"), "--model", str(told), "--sigma", "300")
     assert bad.returncode == 2 and "between 0 and 255" in bad.stderr
     bad = restore("denoise", str(folder / "a.png"), str(tmp_path / "bad"), "--model", str(told), "--sigma", "loud")
-    assert bad.returncode == 2 and "'auto' or 'blind'" in bad.stderr and not (tmp_path / "bad").exists()
+    assert bad.returncode == 2 and "'quick' or 'blind'" in bad.stderr and not (tmp_path / "bad").exists()
 
 
 def test_denoise_sigma_on_a_blind_model_is_a_usage_error(folder, tmp_path):
@@ -552,7 +552,7 @@ def test_json_records_are_strict_json_when_the_noise_level_is_unknown(tmp_path, 
     result = restore("denoise", str(tmp_path / "row.png"), str(tmp_path / "out"), "--json", "-q")
     assert result.returncode == 0, result.stderr
     record = _strict_json(result.stdout.strip())
-    assert record["status"] == "ok" and record["degradation"] == {"noise_sigma": None}
+    assert record["status"] == "ok" and record["degradation"] == {"noise_sigma": None, "noise_sigma_first_look": None}
 
 
 def test_benchmark_json_is_strict_when_input_equals_target(tmp_path, rng, tiny_checkpoint):
@@ -567,3 +567,59 @@ def test_benchmark_json_is_strict_when_input_equals_target(tmp_path, rng, tiny_c
     rows = {row["label"]: row for row in _strict_json(result.stdout)["results"]}
     assert rows["input"]["psnr_rgb"] is None and rows["input"]["ssim_rgb"] == 1.0
     assert rows[tiny_checkpoint.stem]["psnr_rgb"] < 40
+
+
+def test_benchmark_takes_its_task_from_the_dataset(tmp_path, rng, tiny_checkpoint):
+    """--dataset cbsd68 without --task is a denoising benchmark: the self-ensemble uses
+    denoising's eight views (it once used derain's four); --task still overrides it."""
+    (tmp_path / "clean").mkdir()
+    cv2.imwrite(str(tmp_path / "clean" / "1.png"), rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    common = ("benchmark", "--dataset", "cbsd68", "--root", str(tmp_path / "clean"), "-m", str(tiny_checkpoint), "--self-ensemble", "--json")
+    result = restore(*common)
+    assert result.returncode == 0, result.stderr
+    report = _strict_json(result.stdout)
+    assert report["self_ensemble"] == list(range(8)) and report["results"][-1]["label"].endswith("-x8")
+    told = restore(*common, "--task", "dehaze")
+    assert told.returncode == 0, told.stderr
+    assert _strict_json(told.stdout)["self_ensemble"] == [0, 4]
+
+
+def test_train_calibrate_stores_a_noise_calibration_and_keeps_the_weights(tmp_path):
+    """restore train --calibrate: the table lands in the checkpoint's config, every tensor
+    and the rest of the metadata are unchanged, and the model then looks twice; a blind
+    checkpoint is refused with one line and left as it was."""
+    import hashlib
+
+    import torch
+    from safetensors.torch import load_file
+
+    from restore_core.checkpoint import load_checkpoint, read_metadata, save_checkpoint
+    from restore_core.models import build_model
+
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    from skimage import data
+
+    for i, photo in enumerate((data.astronaut(), data.coffee())):
+        cv2.imwrite(str(clean / f"{i}.png"), photo[:96, :128, ::-1])
+    config = {"levels": 2, "base_filters": 4, "max_filters": 8, "info_accum": None, "norm": "none", "residual": True, "noise_level": True}
+    torch.manual_seed(0)
+    told = save_checkpoint(tmp_path / "told.safetensors", build_model("infoflow", config), "infoflow", config, "denoise", metrics={"x": 1.0})
+    before = load_file(str(told))
+    result = restore("train", "--calibrate", str(told), "--clean", str(clean))
+    assert result.returncode == 0, result.stderr
+    assert "noise calibration on 2 clean images" in result.stderr
+    meta = read_metadata(told)
+    assert len(meta["config"]["noise_calibration"]) >= 2 and meta["metrics"] == {"x": 1.0} and meta["task"] == "denoise"
+    after = load_file(str(told))
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert load_checkpoint(told).model.needs_first_pass
+
+    blind_config = {**config, "noise_level": False}
+    blind = save_checkpoint(tmp_path / "blind.safetensors", build_model("infoflow", blind_config), "infoflow", blind_config, "denoise")
+    digest = hashlib.sha256(blind.read_bytes()).hexdigest()
+    refused = restore("train", "--calibrate", str(blind), "--clean", str(clean))
+    assert refused.returncode == 2 and "noise-level input" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    assert hashlib.sha256(blind.read_bytes()).hexdigest() == digest
+    nothing = restore("train", "--clean", str(clean))
+    assert nothing.returncode == 2 and "--recipe" in nothing.stderr

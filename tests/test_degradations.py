@@ -141,3 +141,35 @@ def test_random_haze_lowers_contrast_and_depth_is_in_range():
     assert d.shape == (48, 64) and d.min() == pytest.approx(0) and d.max() == pytest.approx(1)
     hazy = add_haze(clean, np.random.default_rng(2))
     assert np.std(hazy) < np.std(clean)
+
+
+def test_calibrated_noise_level_follows_the_table():
+    """Piecewise linear between pairs, the first pair's level below it, proportional
+    beyond the last pair; the table's order does not matter."""
+    import torch
+
+    from restore_core.degradations.noise import calibrated_noise_level
+
+    table = [(10.0, 11.0), (1.0, 0.0), (5.0, 5.0)]
+    residual = torch.tensor([0.5, 1.0, 3.0, 5.0, 7.5, 10.0, 20.0])
+    expected = torch.tensor([0.0, 0.0, 2.5, 5.0, 8.0, 11.0, 22.0])
+    assert torch.allclose(calibrated_noise_level(residual, table), expected)
+    assert torch.allclose(calibrated_noise_level(torch.tensor([4.0]), [(2.0, 3.0)]), torch.tensor([6.0]))
+    with pytest.raises(ValueError, match="empty"):
+        calibrated_noise_level(residual, [])
+
+
+def test_residual_noise_level_of_a_perfect_denoiser_is_the_true_level():
+    """What an ideal denoiser removes is the noise itself: with an identity table the
+    second look reads exactly the measured level of the (noisy, clean) pair."""
+    import torch
+    from skimage import data
+
+    from restore_core.degradations.noise import residual_noise_level
+
+    photo = data.astronaut().astype(np.float32)[:128, :128] / 255.0
+    noisy = gaussian_noise(photo, 20, np.random.default_rng(0))
+    as_batch = lambda a: torch.from_numpy(a.transpose(2, 0, 1)[None].copy())  # noqa: E731
+    level = residual_noise_level(as_batch(noisy), as_batch(photo), [(0.0, 0.0), (100.0, 100.0)])
+    assert torch.allclose(level, measured_noise_level(as_batch(noisy), as_batch(photo)))
+    assert level.item() == pytest.approx(20, rel=0.05)

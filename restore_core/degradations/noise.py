@@ -7,12 +7,15 @@
 * :func:`add_noise` — a random draw of one of them from :class:`NoiseConfig` ranges.
 * :func:`measured_noise_level` — the level a noisy/clean pair shows (what a
   non-blind denoiser is told in training).
-* :func:`estimate_noise_level` — the level of a noisy image alone (what a denoiser is
-  told with ``restore denoise --sigma auto``).
+* :func:`estimate_noise_level` — the level of a noisy image alone (the first look of
+  ``restore denoise --sigma auto``, and all of ``--sigma quick``).
+* :func:`residual_noise_level` — the level read off what a denoiser removed, through
+  the denoiser's calibration table (the second look of ``--sigma auto``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -145,3 +148,40 @@ def estimate_noise_level(images: torch.Tensor) -> torch.Tensor:
     if not enough.all():
         level = torch.where(enough, level, whole_median())
     return 255.0 * level.mean(dim=1)
+
+
+def calibrated_noise_level(residual_level: torch.Tensor, calibration: Sequence[tuple[float, float]]) -> torch.Tensor:
+    """Map the level a denoiser's residual shows to the level of its input, through the
+    denoiser's calibration table: pairs ``(residual level, input level)`` measured on
+    synthetic noise (:func:`restore_core.training.calibration.measure_noise_calibration`),
+    sorted by residual level. Piecewise linear between pairs; below the first pair, its
+    input level (residuals that small are quantisation and removed texture, not noise);
+    above the last, proportional to the last pair's ratio."""
+    if not calibration:
+        raise ValueError("an empty calibration table")
+    table = torch.tensor(sorted(calibration), dtype=torch.float64)
+    residual_points, input_points = table[:, 0].contiguous(), table[:, 1].contiguous()
+    r = residual_level.double()
+    index = torch.searchsorted(residual_points, r).clamp(1, max(len(table) - 1, 1))
+    if len(table) == 1:
+        level = r * input_points[0] / residual_points[0].clamp(min=1e-6)
+    else:
+        r0, r1 = residual_points[index - 1], residual_points[index]
+        v0, v1 = input_points[index - 1], input_points[index]
+        level = v0 + (r - r0) * (v1 - v0) / (r1 - r0).clamp(min=1e-9)
+        level = torch.where(r <= residual_points[0], input_points[0], level)
+        level = torch.where(r >= residual_points[-1], r * input_points[-1] / residual_points[-1].clamp(min=1e-6), level)
+    return level.clamp(min=0.0).to(residual_level.dtype)
+
+
+def residual_noise_level(noisy: torch.Tensor, denoised: torch.Tensor, calibration: Sequence[tuple[float, float]]) -> torch.Tensor:
+    """Noise level of each noisy image (N x C x H x W in [0, 1], 0-255 scale) from what a
+    denoiser took out of it: :func:`measured_noise_level` of the pair (noisy, denoised),
+    which reads a few percent under the truth (the denoiser leaves some noise in), mapped
+    through that denoiser's calibration table (:func:`calibrated_noise_level`). A
+    denoiser is a far better judge of what is noise than a wavelet band: on the 68
+    BSD68_sigma25 images, from the shipped grey model's output for their central 256 x 256
+    crops, the error against the true level was -0.27 +- 0.94 (the one-look
+    :func:`estimate_noise_level`: +1.01 +- 1.37); on textured photographs (grass,
+    gravel) 1.1 against 3.1 on average."""
+    return calibrated_noise_level(measured_noise_level(noisy, denoised.to(noisy.dtype)), calibration)

@@ -29,7 +29,7 @@ from restore_core.engine.inputs import Job
 from restore_core.engine.memory import (
     MEMORY_BUDGET_SHARE, PIPELINE_BYTES_PER_PIXEL, activation_bytes_per_pixel, available_memory_bytes, tile_for_budget,
 )
-from restore_core.engine.tiling import default_overlap, run_padded, run_tiled
+from restore_core.engine.tiling import central_crop, default_overlap, run_padded, run_tiled
 from restore_core.io.images import DEFAULT_MAX_PIXELS, ImageError, LoadedImage, read_image, write_image
 
 
@@ -192,6 +192,11 @@ class Restorer:
     def _run(self, x: torch.Tensor, tile: int) -> torch.Tensor:
         if self.conditions_model:
             self.last_degradation = self.model.condition(x)
+            if getattr(self.model, "needs_first_pass", False):
+                # Two looks (restore denoise --sigma auto): restore a central crop told the
+                # first estimate; the model reads its level again off what it removed there.
+                probe = central_crop(x)
+                self.last_degradation = self.model.condition_on_first_pass(probe, run_padded(self._forward_once, probe, self.multiple))
         if self.finishes_model:
             self.model.finish_in_forward = False
         try:

@@ -33,10 +33,15 @@ Also not in the paper: an optional noise-level input (``noise_level = true``), s
 that one denoiser runs blind (told nothing) or non-blind when told the level
 (``restore denoise --sigma``), as FFDNet's noise-level map. See
 :class:`NoiseLevelEmbedding`; it too starts as an exact no-op. Told nothing at
-inference, such a model estimates each whole image's level itself
+inference, such a model estimates each whole image's level itself and is told that
+(``--sigma auto``, the default): a first look from the image alone
 (:func:`~restore_core.degradations.noise.estimate_noise_level`, in :meth:`condition`
-before tiling; ``--sigma auto``, the default) and is told that; ``--sigma blind``
-runs the learned blind path.
+before tiling) and, when the checkpoint carries a calibration table
+(``noise_calibration``), a second look at what the model removes from a central
+crop told that first estimate
+(:func:`~restore_core.degradations.noise.residual_noise_level`, in
+:meth:`condition_on_first_pass`). ``--sigma quick`` stops at the first look;
+``--sigma blind`` runs the learned blind path.
 
 The discriminator is pix2pix's 5-layer fully convolutional PatchGAN (70x70
 receptive field) conditioned on the input: ``D(concat[x, y])``. Losses (LSGAN,
@@ -51,7 +56,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from restore_core.degradations.noise import estimate_noise_level
+from restore_core.degradations.noise import estimate_noise_level, residual_noise_level
 from restore_core.models.scattering import RecomposeConfig, recompose
 from restore_core.models.unet import refinement_head
 
@@ -116,6 +121,9 @@ class InfoFlowConfig:
     refine: int = 0  # channels of the full-resolution refinement head (0 = none, the paper's generator)
     refine_more: tuple[int, ...] = ()  # channels of further refinement heads, each correcting the one before
     noise_level: bool = False  # takes an optional noise level (--sigma); blind when none is given
+    # (residual level, input level) pairs measured on this model's own outputs
+    # (restore_core.training.calibration); empty = no second look for --sigma auto.
+    noise_calibration: tuple[tuple[float, float], ...] = ()
     recompose: RecomposeConfig | None = None  # dehazing: rebuild the output by the scattering model (None = off)
 
     def filters(self, level: int) -> int:
@@ -199,6 +207,7 @@ class InfoFlowGenerator(nn.Module):
         # Not told a level, a model with a noise-level input estimates each image's
         # (--sigma auto, the default); --sigma blind runs its learned blind path instead.
         self.estimates_sigma = config.noise_level
+        self.second_look = bool(config.noise_calibration)  # --sigma auto, not quick
         self.estimated_levels: torch.Tensor | None = None  # of the whole images condition() saw last
         self.recompose = config.recompose
         self.finish_in_forward = True  # the engine turns it off to call finish() on whole images after tiling
@@ -213,20 +222,28 @@ class InfoFlowGenerator(nn.Module):
     def takes_noise_level(self) -> bool:
         return self.noise_level_embedding is not None
 
+    @property
+    def needs_first_pass(self) -> bool:
+        """Whether the engine should run a first pass on a crop and hand it to
+        :meth:`condition_on_first_pass` before restoring (``--sigma auto`` with a
+        calibration table)."""
+        return self.estimates_sigma and self.second_look and bool(self.config.noise_calibration)
+
     def set_sigma(self, sigma: float | str | None) -> None:
         """The noise level (0-255 scale) of the images to come; ``"auto"`` = estimated per
-        image (:func:`estimate_noise_level`); ``"blind"`` or None = not told (the learned
-        blind path)."""
+        image in two looks (the second when the checkpoint is calibrated); ``"quick"`` =
+        the first look only (:func:`estimate_noise_level`); ``"blind"`` or None = not told
+        (the learned blind path)."""
         if sigma is None or sigma == "blind":
             self.sigma, self.estimates_sigma = None, False
             return
         if not self.takes_noise_level:
             raise ValueError("this model is blind: it takes no noise level (train one with model.noise_level=true)")
-        if sigma == "auto":
-            self.sigma, self.estimates_sigma = None, True
+        if sigma in ("auto", "quick"):
+            self.sigma, self.estimates_sigma, self.second_look = None, True, sigma == "auto"
             return
         if isinstance(sigma, str):
-            raise ValueError(f"expected a level, 'auto' or 'blind', got {sigma!r}")
+            raise ValueError(f"expected a level, 'auto', 'quick' or 'blind', got {sigma!r}")
         if not 0 <= sigma <= 255:
             raise ValueError(f"sigma must be between 0 and 255, got {sigma}")
         self.sigma, self.estimates_sigma = float(sigma), False
@@ -239,6 +256,20 @@ class InfoFlowGenerator(nn.Module):
         if self.estimated_levels is None:
             return None
         return [{"noise_sigma": round(float(level), 2)} for level in self.estimated_levels.tolist()]
+
+    def condition_on_first_pass(self, y: torch.Tensor, restored: torch.Tensor) -> list[dict[str, float]]:
+        """The second look of ``--sigma auto``: ``restored`` is this model's output for
+        ``y`` (a crop of each image, told the first look's level); the level it removed,
+        through the checkpoint's calibration table
+        (:func:`residual_noise_level`), is what the ``forward`` calls that follow are told."""
+        first = self.estimated_levels
+        second = residual_noise_level(y, restored, self.config.noise_calibration)
+        # An image too small for the first look (NaN: unknown) stays unknown.
+        self.estimated_levels = second if first is None else torch.where(torch.isnan(first), first, second.to(first.dtype))
+        return [
+            {"noise_sigma": round(float(level), 2), "noise_sigma_first_look": round(float(before), 2)}
+            for level, before in zip(self.estimated_levels.tolist(), first.tolist() if first is not None else [float("nan")] * len(y))
+        ]
 
     def set_recompose_radius(self, radius: int) -> None:
         """Switch the scattering-model recomposition on with this guided-filter radius

@@ -50,6 +50,7 @@ from restore_core.models import build_model
 from restore_core.models.golf import GolfOptimizer
 from restore_core.models.taylor import TaylorNet, taylor_loss
 from restore_core.training import data as D
+from restore_core.training.calibration import MAX_CALIBRATION_IMAGES, evenly_spread, measure_noise_calibration
 from restore_core.training.distributed import DistInfo, average_gradients, broadcast_parameters, weights_agree
 from restore_core.training.losses import (
     PerceptualWeightsError,
@@ -195,6 +196,12 @@ def prepare_data(recipe: Recipe) -> TrainingData:
     return TrainingData(sampler, validation, summary)
 
 
+def calibration_images(sampler: D.PatchSampler, count: int = MAX_CALIBRATION_IMAGES) -> list[np.ndarray]:
+    """Up to ``count`` of the sampler's clean-only images, evenly spread over the pool
+    (float32 RGB in [0, 1]): what a denoiser's noise calibration is measured on."""
+    return [item.clean.astype(np.float32) / 255.0 for item in evenly_spread(sampler.clean, count)]
+
+
 def training_forward(model: nn.Module, degraded: torch.Tensor, clean: torch.Tensor, recipe: Recipe) -> torch.Tensor:
     """``model(y)``. A model with a noise-level input (``restore denoise --sigma``) is told
     the measured level of the first ``noise_level_known_fraction`` of the batch and nothing
@@ -321,6 +328,9 @@ class Trainer:
         self.step = 0
         self.best: float | None = None
         self.metrics: dict[str, float] = {}
+        # A model with a noise-level input: its --sigma auto calibration, measured at the
+        # end of the run and stored in the final checkpoint's config.
+        self.noise_calibration: tuple[tuple[float, float], ...] = ()
 
     def _load_init(self, path: Path) -> None:
         """Start from the weights of a restore checkpoint of the same architecture (fine-tuning)."""
@@ -396,6 +406,8 @@ class Trainer:
         config = dict(self.recipe.model)
         if isinstance(self.model, GolfOptimizer) and self.recipe.stage_at(max(self.step - 1, 0))[0] == 1:
             config["iterations"] = 0  # a stage-1 checkpoint is F alone until G is trained
+        if self.noise_calibration:
+            config["noise_calibration"] = [list(pair) for pair in self.noise_calibration]
         return save_checkpoint(
             path,
             self.model,
@@ -593,6 +605,14 @@ class Trainer:
         if self.step < recipe.steps:
             self.log(f"paused at step {self.step} of {recipe.steps}; continue with --resume")
             return self.metrics
+        if main and getattr(self.model, "takes_noise_level", False) and data.sampler.clean:
+            images = calibration_images(data.sampler)
+            started = time.time()
+            self.noise_calibration = measure_noise_calibration(self._eval_model(), images, device=self.device)
+            self.log(
+                f"noise calibration for --sigma auto on {len(images)} clean training images ({time.time() - started:.0f} s): "
+                + ", ".join(f"{residual:.1f}->{level:.1f}" for residual, level in self.noise_calibration)
+            )
         final = self.save("model.safetensors", self.metrics)
         self.log(f"saved {final}")
         return self.metrics

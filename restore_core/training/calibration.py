@@ -1,0 +1,105 @@
+"""Noise-level calibration of a denoiser with a noise-level input.
+
+``restore denoise --sigma auto`` looks twice: a first estimate from the image alone
+(:func:`~restore_core.degradations.noise.estimate_noise_level`), then the level the
+model removes from a central crop told that estimate
+(:func:`~restore_core.degradations.noise.residual_noise_level`). A denoiser leaves a
+little of the noise in (more of it at light noise), so the removed level reads a few
+percent under the truth, by an amount that belongs to each model. This module measures
+that: it noises clean images at known levels, runs exactly the first look the engine
+runs, and records ``(mean residual level, mean true level)`` per level. The table
+travels in the checkpoint's config (``noise_calibration``); the trainer measures it at
+the end of every run of such a model, and ``restore train --calibrate`` measures it for
+an existing checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from restore_core.checkpoint import read_metadata, update_config
+from restore_core.degradations.noise import estimate_noise_level, measured_noise_level
+from restore_core.engine.tiling import central_crop, run_padded
+
+# Levels (0-255 scale) the table is measured at: the blind range 5-50 and its edges.
+CALIBRATION_LEVELS = (0.0, 2.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0)
+# Clean images used at most (each is noised at every level): 24 x 10 first looks.
+MAX_CALIBRATION_IMAGES = 24
+
+
+def _noisy_8bit(clean: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """The benchmark's noise: ``round(255 x + N(0, sigma^2))`` clipped to 0..255, one
+    noise field for all three channels of a grey image (stored grey, it has one)."""
+    grey = bool(np.array_equal(clean[..., 0], clean[..., 1]) and np.array_equal(clean[..., 1], clean[..., 2]))
+    shape = clean.shape[:2] + ((1,) if grey else (clean.shape[2],))
+    noise = rng.normal(0.0, sigma, shape)
+    return (np.clip(np.round(clean * 255.0 + noise), 0, 255) / 255.0).astype(np.float32)
+
+
+def evenly_spread(images: Sequence[np.ndarray], count: int = MAX_CALIBRATION_IMAGES) -> list[np.ndarray]:
+    """Up to ``count`` of ``images``, evenly spread over the sequence (first and last kept)."""
+    if len(images) <= count:
+        return list(images)
+    return [images[int(i)] for i in np.linspace(0, len(images) - 1, num=count).round()]
+
+
+@torch.no_grad()
+def measure_noise_calibration(
+    model: nn.Module,
+    clean_images: Sequence[np.ndarray],
+    levels: Sequence[float] = CALIBRATION_LEVELS,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> tuple[tuple[float, float], ...]:
+    """``(residual level, input level)`` pairs for ``model`` (a denoiser with a
+    noise-level input): for each level, every clean image (H x W x 3 float32 in [0, 1])
+    is noised with 8-bit Gaussian noise, the model is told the first look's estimate of
+    the whole image and restores its central crop, as the engine does; the pair is the
+    mean level the model removed there (:func:`measured_noise_level` of noisy and
+    restored) and the mean level truly there (of noisy and clean). Sorted, with any pair
+    that does not raise the residual level dropped, so the table is a function."""
+    if not getattr(model, "takes_noise_level", False):
+        raise ValueError("only a model with a noise-level input (model.noise_level = true) can be calibrated")
+    if not clean_images:
+        raise ValueError("no clean images to calibrate on")
+    rng = np.random.default_rng(seed)
+    multiple = int(getattr(model, "size_multiple", 1))
+    was_training = model.training
+    model.eval()
+    pairs = []
+    try:
+        for level in levels:
+            removed, present = [], []
+            for clean in clean_images[:MAX_CALIBRATION_IMAGES]:
+                noisy = torch.from_numpy(_noisy_8bit(clean, level, rng)).permute(2, 0, 1)[None].to(device)
+                target = torch.from_numpy(np.ascontiguousarray(clean)).permute(2, 0, 1)[None].to(device)
+                first_look = estimate_noise_level(noisy)
+                probe = central_crop(noisy)
+                restored = run_padded(lambda x: model(x, noise_level=first_look), probe, multiple).clamp(0, 1)
+                removed.append(float(measured_noise_level(probe, restored)[0]))
+                present.append(float(measured_noise_level(probe, central_crop(target))[0]))
+            pairs.append((round(float(np.mean(removed)), 4), round(float(np.mean(present)), 4)))
+    finally:
+        model.train(was_training)
+    table: list[tuple[float, float]] = []
+    for residual, level in sorted(pairs):
+        if not table or (residual > table[-1][0] and level >= table[-1][1]):
+            table.append((residual, level))
+    return tuple(table)
+
+
+def calibrate_checkpoint(path: Path, clean_images: Sequence[np.ndarray], out: Path | None = None, device: torch.device | str = "cpu") -> tuple[tuple[float, float], ...]:
+    """Measure the noise calibration of the checkpoint at ``path`` and store it in its
+    config (atomically; tensors and the rest of the metadata unchanged). Returns the table."""
+    from restore_core.checkpoint import load_checkpoint
+
+    read_metadata(path)
+    descriptor = load_checkpoint(path, device=device)
+    table = measure_noise_calibration(descriptor.model, clean_images, device=device)
+    update_config(path, {"noise_calibration": [list(pair) for pair in table]}, out=out)
+    return table
