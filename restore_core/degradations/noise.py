@@ -159,19 +159,12 @@ def calibrated_noise_level(residual_level: torch.Tensor, calibration: Sequence[t
     above the last, proportional to the last pair's ratio."""
     if not calibration:
         raise ValueError("an empty calibration table")
-    table = torch.tensor(sorted(calibration), dtype=torch.float64)
-    residual_points, input_points = table[:, 0].contiguous(), table[:, 1].contiguous()
-    r = residual_level.double()
-    index = torch.searchsorted(residual_points, r).clamp(1, max(len(table) - 1, 1))
-    if len(table) == 1:
-        level = r * input_points[0] / residual_points[0].clamp(min=1e-6)
-    else:
-        r0, r1 = residual_points[index - 1], residual_points[index]
-        v0, v1 = input_points[index - 1], input_points[index]
-        level = v0 + (r - r0) * (v1 - v0) / (r1 - r0).clamp(min=1e-9)
-        level = torch.where(r <= residual_points[0], input_points[0], level)
-        level = torch.where(r >= residual_points[-1], r * input_points[-1] / residual_points[-1].clamp(min=1e-6), level)
-    return level.clamp(min=0.0).to(residual_level.dtype)
+    residual_points, input_points = zip(*sorted(calibration))
+    r = residual_level.detach().double().cpu().numpy()
+    level = np.interp(r, residual_points, input_points)  # the first pair's level below it
+    beyond = r > residual_points[-1]
+    level[beyond] = r[beyond] * input_points[-1] / max(residual_points[-1], 1e-6)
+    return torch.from_numpy(np.maximum(level, 0.0)).to(residual_level)
 
 
 def residual_noise_level(noisy: torch.Tensor, denoised: torch.Tensor, calibration: Sequence[tuple[float, float]]) -> torch.Tensor:

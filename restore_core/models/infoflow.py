@@ -207,7 +207,7 @@ class InfoFlowGenerator(nn.Module):
         # Not told a level, a model with a noise-level input estimates each image's
         # (--sigma auto, the default); --sigma blind runs its learned blind path instead.
         self.estimates_sigma = config.noise_level
-        self.second_look = bool(config.noise_calibration)  # --sigma auto, not quick
+        self.second_look = True  # --sigma auto (not quick): look twice when the checkpoint is calibrated
         self.estimated_levels: torch.Tensor | None = None  # of the whole images condition() saw last
         self.recompose = config.recompose
         self.finish_in_forward = True  # the engine turns it off to call finish() on whole images after tiling

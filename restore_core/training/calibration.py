@@ -23,8 +23,9 @@ import torch
 from torch import nn
 
 from restore_core.checkpoint import read_metadata, update_config
-from restore_core.degradations.noise import estimate_noise_level, measured_noise_level
+from restore_core.degradations.noise import estimate_noise_level, gaussian_noise, measured_noise_level
 from restore_core.engine.tiling import central_crop, run_padded
+from restore_core.training.data import is_grey
 
 # Levels (0-255 scale) the table is measured at: the blind range 5-50 and its edges.
 CALIBRATION_LEVELS = (0.0, 2.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0)
@@ -33,12 +34,11 @@ MAX_CALIBRATION_IMAGES = 24
 
 
 def _noisy_8bit(clean: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
-    """The benchmark's noise: ``round(255 x + N(0, sigma^2))`` clipped to 0..255, one
+    """Gaussian noise as the benchmarks' files hold it: clipped, rounded to 8 bits, and one
     noise field for all three channels of a grey image (stored grey, it has one)."""
-    grey = bool(np.array_equal(clean[..., 0], clean[..., 1]) and np.array_equal(clean[..., 1], clean[..., 2]))
-    shape = clean.shape[:2] + ((1,) if grey else (clean.shape[2],))
-    noise = rng.normal(0.0, sigma, shape)
-    return (np.clip(np.round(clean * 255.0 + noise), 0, 255) / 255.0).astype(np.float32)
+    grey = is_grey(clean)
+    noisy = np.round(gaussian_noise(clean[..., :1] if grey else clean, sigma, rng) * 255.0) / 255.0
+    return np.repeat(noisy, 3, axis=2) if grey else noisy
 
 
 def evenly_spread(images: Sequence[np.ndarray], count: int = MAX_CALIBRATION_IMAGES) -> list[np.ndarray]:
