@@ -15,7 +15,7 @@ from cli.console import cell, err_console, fail, print_json, say, warn
 from cli.restore_cmd import parse_sigma
 from restore_core.checkpoint import CheckpointError
 from restore_core.device import pick_device
-from restore_core.engine.ensemble import TRANSFORMS_FOR_TASK
+from restore_core.engine.ensemble import views_for_task
 from restore_core.evaluation import Protocol, Summary, evaluate_samples
 from restore_core.io.images import ImageError
 from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task
@@ -79,6 +79,7 @@ def benchmark(
     compile_model: bool = typer.Option(False, "--compile", help="torch.compile the models (with --speed: compare against eager)."),
     threads: int = typer.Option(0, "--threads", help="CPU threads for torch (0 = torch's default)."),
     self_ensemble: bool = typer.Option(False, "--self-ensemble", help="Also score each model averaged over the task's flipped/rotated views (rows <model>-xN, N views)."),
+    ensemble_views: Optional[int] = typer.Option(None, "--ensemble-views", help="Self-ensemble over this many of the task's views (as restore denoise --ensemble-views); implies --self-ensemble."),
 ) -> None:
     """Score models on a paired dataset (with the input as a baseline row), or time them.
 
@@ -109,6 +110,7 @@ def benchmark(
             if value is not None:
                 for descriptor in descriptors:
                     descriptor.apply_setting(setting, value)
+        views = views_for_task(task, ensemble_views) if self_ensemble or ensemble_views is not None else ()
     except (CheckpointError, ValueError) as exc:
         fail(str(exc), code=2)
     # With --speed, --compile adds compiled rows beside the eager ones; otherwise it compiles the models.
@@ -177,8 +179,7 @@ def benchmark(
         summaries = [evaluate_samples(samples, None, "input", protocol)]
         for restorer in restorers:
             summaries.append(evaluate_samples(samples, restorer.restore_array, restorer.descriptor.name, protocol, save_images))
-            if self_ensemble:
-                views = TRANSFORMS_FOR_TASK[task]
+            if views:
                 ensembled = Restorer(restorer.descriptor, torch_device, precision, tile, ensemble=views)
                 summaries.append(evaluate_samples(samples, ensembled.restore_array, f"{restorer.descriptor.name}-x{len(views)}", protocol, save_images))
     except ImageError as exc:
@@ -196,7 +197,7 @@ def benchmark(
         "model_sigma": model_sigma,
         "recompose_radius": recompose_radius,
         "darken_only": darken_only,
-        "self_ensemble": list(TRANSFORMS_FOR_TASK[task]) if self_ensemble else None,
+        "self_ensemble": list(views) if views else None,
         "models": [{"name": d.name, "architecture": d.architecture, "sha256": d.sha256, "parameters": d.parameters} for d in descriptors],
         "wall_seconds": round(time.perf_counter() - start, 2),
         "images_per_second": {s.label: (1.0 / s.seconds_per_image if s.seconds_per_image else None) for s in summaries[1:]},

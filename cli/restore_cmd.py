@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from cli.console import err_console, error, fail, print_json, say, warn
 from restore_core.checkpoint import CheckpointError
 from restore_core.device import cpu_has_bf16_units, pick_device
-from restore_core.engine.ensemble import TRANSFORMS_FOR_TASK
+from restore_core.engine.ensemble import views_for_task
 from restore_core.engine.inputs import InputError, collect_inputs, parse_shard, plan_batch
 from restore_core.engine.memory import MIN_AUTO_TILE
 from restore_core.engine.runner import ImageResult, Restorer, RunOptions, restore_stream
@@ -74,6 +74,7 @@ class RestoreRequest:
     shard: Optional[str] = None
     model_settings: dict[str, Any] = field(default_factory=dict)
     self_ensemble: bool = False
+    ensemble_views: Optional[int] = None
     compile_model: bool = False
     threads: int = 0
     dry_run: bool = False
@@ -143,7 +144,8 @@ def run_restore(request: RestoreRequest) -> None:
             for name, value in request.model_settings.items():
                 if value is not None:
                     descriptor.apply_setting(name, value)
-        views = TRANSFORMS_FOR_TASK[request.task] if request.self_ensemble else ()
+        ensembled = request.self_ensemble or request.ensemble_views is not None
+        views = views_for_task(request.task, request.ensemble_views) if ensembled else ()
         restorer = Restorer(descriptor, torch_device, request.precision, request.tile, request.tile_overlap, views, request.compile_model, request.strength) if descriptor else None
     except (CheckpointError, ValueError) as exc:
         fail(str(exc), code=2)
@@ -285,6 +287,7 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
         max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", help="Refuse images larger than this many pixels."),
         shard: Optional[str] = typer.Option(None, "--shard", help="I/N: process only shard I of N of the sorted inputs (split a job over N machines)."),
         self_ensemble: bool = typer.Option(False, "--self-ensemble", help="Average the model over flipped/rotated views of each image (those the task's models handle: 2 to 8): a little better, 2-8x slower."),
+        ensemble_views: Optional[int] = typer.Option(None, "--ensemble-views", help="Self-ensemble over this many of the task's views (identity, mirror, half turn, upside-down mirror, then quarter turns): 4 of denoising's 8 give most of the gain at half the time. Implies --self-ensemble."),
         compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model (Inductor; needs a C++ compiler): slower start, then faster on many same-size images."),
         threads: int = typer.Option(0, "--threads", help="CPU threads for torch (0 = torch's default, one per core)."),
         dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Plan only: list each input's output (status 'planned' with --json), refusals and skips, check the model; read and write no image."),
@@ -295,7 +298,7 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
             task=task, source=source, out_dir=out_dir, model=model, device=device, tile=tile, tile_overlap=tile_overlap,
             batch_size=batch_size, precision=precision, recursive=recursive, suffix=suffix, ext=ext, quality=quality, overwrite=overwrite,
             skip_existing=skip_existing, as_json=as_json, quiet=quiet, max_pixels=max_pixels, shard=shard,
-            model_settings=settings, self_ensemble=self_ensemble, compile_model=compile_model, threads=threads, dry_run=dry_run,
+            model_settings=settings, self_ensemble=self_ensemble, ensemble_views=ensemble_views, compile_model=compile_model, threads=threads, dry_run=dry_run,
             strength=strength,
         ))
 

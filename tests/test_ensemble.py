@@ -86,3 +86,37 @@ def test_restore_command_self_ensemble_writes_the_ensembled_image(tmp_path):
     plain = Restorer(restorer.descriptor, torch.device("cpu"), "fp32").restore_array(loaded.rgb)
     assert np.abs(written - expected).max() <= 1 / 255 + 1e-6
     assert np.abs(written - plain).max() > 2 / 255  # and it is not the plain output
+
+
+def test_ensemble_views_picks_a_subset_of_the_tasks_views():
+    """--ensemble-views N: the first N of the task's views in the preference order
+    (identity, mirror, half turn, upside-down mirror, quarter turns); never a view the
+    task's models are not given; out of range is an error."""
+    from restore_core.engine.ensemble import views_for_task
+
+    assert views_for_task("denoise") == ALL
+    assert views_for_task("denoise", 4) == (0, 2, 4, 6) and views_for_task("denoise", 2) == (0, 4)
+    assert views_for_task("derain", 2) == (0, 4) and views_for_task("derain", 3) == (0, 2, 4)
+    assert views_for_task("denoise", 1) == (0,)
+    for task, count in (("dehaze", 4), ("denoise", 9), ("denoise", 0)):
+        with pytest.raises(ValueError, match="--ensemble-views"):
+            views_for_task(task, count)
+
+
+def test_restore_and_benchmark_take_ensemble_views(tmp_path, tiny_checkpoint):
+    from conftest import SAMPLES
+
+    name = sorted((SAMPLES / "input").glob("*.png"))[0]
+    bad = restore("derain", str(name), str(tmp_path / "bad"), "--ensemble-views", "8", "-q")
+    assert bad.returncode == 2 and "derain models take 1 to 4 views" in bad.stderr
+    assert not (tmp_path / "bad").exists() or not list((tmp_path / "bad").iterdir())
+    four = restore("benchmark", "--task", "denoise", "-m", str(tiny_checkpoint), "--ensemble-views", "4", "--limit", "1", "--json")
+    assert four.returncode == 0, four.stderr
+    payload = json.loads(four.stdout)
+    assert payload["self_ensemble"] == [0, 2, 4, 6] and payload["results"][-1]["label"] == f"{tiny_checkpoint.stem}-x4"
+    written = restore("denoise", str(name), str(tmp_path / "out"), "-m", str(tiny_checkpoint), "--ensemble-views", "2", "-q")
+    assert written.returncode == 0, written.stderr
+    plain = restore("denoise", str(name), str(tmp_path / "plain"), "-m", str(tiny_checkpoint), "-q")
+    from restore_core.io.images import read_image
+
+    assert np.abs(read_image(tmp_path / "out" / name.name).rgb - read_image(tmp_path / "plain" / name.name).rgb).max() > 0
