@@ -151,6 +151,11 @@ def run_restore(request: RestoreRequest) -> None:
         fail(str(exc), code=2)
     if descriptor is not None and descriptor.task not in (request.task, "any", "all") and not request.quiet:
         warn(f"model {descriptor.name} was trained for {descriptor.task}, not {request.task}")
+    model = descriptor.model if descriptor is not None else None
+    if (model is not None and getattr(model, "takes_noise_level", False) and model.estimates_sigma and model.second_look
+            and not model.needs_first_pass and not request.quiet):
+        say(f"note: {descriptor.name} has no noise calibration, so --sigma auto reads each level from the image alone "
+            f"('restore train --calibrate {descriptor.path or descriptor.name} --clean PHOTOS/' adds the second look)")
     if (restorer is not None and restorer.device.type == "cpu" and request.precision == "auto" and not request.quiet
             and len(runnable) >= BF16_HINT_MIN_IMAGES and cpu_has_bf16_units()):
         say("hint: this CPU has bf16 units (AMX/AVX512-BF16): --precision bf16 restores 1.2-3.6x faster, "

@@ -396,6 +396,9 @@ def test_denoise_sigma_reaches_a_model_with_a_noise_level_input(folder, tmp_path
     assert np.array_equal(outputs[None], outputs["auto"]) and np.abs(outputs["auto"] - outputs["blind"]).max() > 0
     reported = restore("denoise", str(folder / "a.png"), str(tmp_path / "json"), "--model", str(told), "--json")
     assert json.loads(reported.stdout)["degradation"]["noise_sigma"] > 50  # uniform random pixels: very noisy
+    assert "has no noise calibration" in reported.stderr and "restore train --calibrate" in reported.stderr
+    quick = restore("denoise", str(folder / "a.png"), str(tmp_path / "quick"), "--model", str(told), "--sigma", "quick")
+    assert quick.returncode == 0 and "calibration" not in quick.stderr
     bad = restore("denoise", str(folder / "a.png"), str(tmp_path / "bad"), "--model", str(told), "--sigma", "300")
     assert bad.returncode == 2 and "between 0 and 255" in bad.stderr
     bad = restore("denoise", str(folder / "a.png"), str(tmp_path / "bad"), "--model", str(told), "--sigma", "loud")
