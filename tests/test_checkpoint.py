@@ -83,6 +83,23 @@ def test_update_metrics_keeps_tensors_bit_exact(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.model.state_dict().values()))
 
 
+def test_update_config_refuses_a_config_the_architecture_rejects(tmp_path):
+    """A settings-only config change is written atomically; one that no longer builds the
+    architecture is refused with the file named, and the file is left byte for byte."""
+    from restore_core.checkpoint import update_config
+
+    model = build_model("taylor", CONFIG)
+    path = save_checkpoint(tmp_path / "m.safetensors", model, "taylor", CONFIG, "derain")
+    before = path.read_bytes()
+    with pytest.raises(CheckpointError, match="m.safetensors: invalid config change"):
+        update_config(path, {"order": "three"})
+    assert path.read_bytes() == before and not list(tmp_path.glob("*.tmp*"))
+    update_config(path, {"order": CONFIG["order"]}, out=tmp_path / "copy.safetensors")
+    copy = load_checkpoint(tmp_path / "copy.safetensors")
+    assert copy.config == json.loads(json.dumps(CONFIG))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), copy.model.state_dict().values()))
+
+
 @pytest.mark.parametrize("name, task", [("taylor-derain", "derain"), ("golf-deblur", "deblur"), ("infoflow-denoise", "denoise"),
                                         ("infoflow-denoise-grey", "denoise"), ("infoflow-dehaze", "dehaze"), ("adms", "auto")])
 def test_shipped_weights_match_the_sha256_of_the_preset_table(tmp_path, monkeypatch, name, task):
