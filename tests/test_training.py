@@ -1,6 +1,7 @@
 """Training: the loop runs, checkpoints carry metadata, and resume is exact."""
 
 import itertools
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -61,6 +62,21 @@ def test_worker_processes_draw_the_same_batches_and_train_the_same_weights(tmp_p
             assert all(np.array_equal(g, w) for g, w in zip(got, want)), step
         with pytest.raises(RuntimeError, match="in order"):
             prefetcher.batch(20)
+
+    # Closing with batches still in flight, larger than a pipe holds (several MB each),
+    # returns at once; a worker that dies is reported, not waited for.
+    started = time.monotonic()
+    with BatchPrefetcher(data.sampler, recipe.seed, 64, 0, first_step=0, workers=2, depth=6) as prefetcher:
+        prefetcher.batch(0)
+    assert time.monotonic() - started < 60
+    with BatchPrefetcher(data.sampler, recipe.seed, 3, 0, first_step=0, workers=2) as prefetcher:
+        prefetcher.batch(0)
+        prefetcher._processes[1].kill()
+        prefetcher._processes[1].join()
+        prefetcher.timeout = 5
+        with pytest.raises(RuntimeError, match="no training batch from the data workers"):
+            for step in range(1, 6):
+                prefetcher.batch(step)
 
     plain = Trainer(recipe, tmp_path / "plain", torch.device("cpu"), log=lambda s: None)
     plain.train(data)
