@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from restore_core.checkpoint import read_metadata, update_config
+from restore_core.checkpoint import load_checkpoint, update_config
 from restore_core.degradations.noise import estimate_noise_level, gaussian_noise, measured_noise_level
 from restore_core.engine.tiling import central_crop, run_padded
 from restore_core.training.data import is_grey
@@ -96,9 +96,6 @@ def measure_noise_calibration(
 def calibrate_checkpoint(path: Path, clean_images: Sequence[np.ndarray], out: Path | None = None, device: torch.device | str = "cpu") -> tuple[tuple[float, float], ...]:
     """Measure the noise calibration of the checkpoint at ``path`` and store it in its
     config (atomically; tensors and the rest of the metadata unchanged). Returns the table."""
-    from restore_core.checkpoint import load_checkpoint
-
-    read_metadata(path)
     descriptor = load_checkpoint(path, device=device)
     table = measure_noise_calibration(descriptor.model, clean_images, device=device)
     update_config(path, {"noise_calibration": [list(pair) for pair in table]}, out=out)
