@@ -109,6 +109,40 @@ def test_exif_rotated_jpeg_is_upright_and_metadata_kept(tmp_path):
         assert out.getexif().get(0x0112) == 1  # pixels upright, orientation reset
 
 
+def _with_chunk_before_iend(png: bytes, kind: bytes, payload: bytes) -> bytes:
+    import struct
+    import zlib
+
+    chunk = struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
+    iend = png.rindex(b"IEND") - 4  # the chunk's length field
+    return png[:iend] + chunk + png[iend:]
+
+
+def test_png_exif_after_the_pixels_is_read_without_decoding_twice(tmp_path, monkeypatch):
+    # PNG allows eXIf after IDAT; Pillow's PNG getexif() decodes every pixel to find it.
+    # OpenCV decodes the pixels; Pillow must only read the header (Pillow's load fails here).
+    from PIL import PngImagePlugin
+
+    pixels = np.zeros((20, 40, 3), np.uint8)
+    pixels[:, :20] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    ok, png = cv2.imencode(".png", pixels)
+    src = tmp_path / "rot.png"
+    src.write_bytes(_with_chunk_before_iend(png.tobytes(), b"eXIf", exif.tobytes().removeprefix(b"Exif\x00\x00")))
+    plain = tmp_path / "plain.png"
+    plain.write_bytes(png.tobytes())
+
+    def no_pillow_decoding(self):
+        raise AssertionError("Pillow decoded the pixels")
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", no_pillow_decoding)
+    loaded = read_image(src)
+    assert loaded.rgb.shape == (40, 20, 3)  # orientation 6 applied: upright
+    assert loaded.rgb[:20].mean() > 0.9 and loaded.rgb[20:].mean() < 0.1
+    assert read_image(plain).rgb.shape == (20, 40, 3)
+
+
 def test_icc_profile_kept_in_png(tmp_path):
     icc = b"another-fake-icc" * 8
     src = tmp_path / "c.png"
