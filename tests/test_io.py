@@ -26,6 +26,17 @@ def test_16_bit_rgb_round_trip_is_exact(tmp_path, rng, name):
     assert back.dtype == np.uint16 and np.array_equal(back, array)
 
 
+@pytest.mark.parametrize("name, dtype, scale", [("a.png", np.uint8, 255), ("a.png", np.uint16, 65535),
+                                                ("a.tif", np.float32, 1), ("a.tif", np.float64, 1)])
+def test_colour_channels_come_back_in_rgb_order_for_every_sample_type(tmp_path, rng, name, dtype, scale):
+    # OpenCV stores BGR; uint8/uint16/float32 are turned by cv2.cvtColor, float64 by NumPy.
+    bgr = (rng.random((6, 9, 3)) * scale).astype(dtype)
+    assert cv2.imwrite(str(tmp_path / name), bgr)
+    loaded = read_image(tmp_path / name)
+    assert loaded.rgb.dtype == np.float32 and loaded.rgb.flags["C_CONTIGUOUS"]
+    np.testing.assert_allclose(loaded.rgb, bgr[..., ::-1].astype(np.float64) / scale, atol=1e-7)
+
+
 def test_8_bit_grey_stays_grey(tmp_path, rng):
     array = rng.integers(0, 256, size=(9, 11), dtype=np.uint8)
     loaded, back = _round_trip(tmp_path, array, "g.png")

