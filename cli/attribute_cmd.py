@@ -10,7 +10,6 @@ import typer
 from rich.table import Table
 
 from cli.console import cell, fail, print_json, say, table_console
-from restore_core.checkpoint import CheckpointError
 
 
 def _parse_fraction(text: str) -> float:
@@ -67,7 +66,7 @@ def attribute_filters(
     from safetensors.torch import save_file
 
     from restore_core import attribution as A
-    from restore_core.checkpoint import load_checkpoint
+    from restore_core.checkpoint import CheckpointError, load_checkpoint
 
     try:
         fraction = _parse_fraction(top)

@@ -5,20 +5,19 @@ from __future__ import annotations
 import csv
 import time
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-import torch
 import typer
 from rich.table import Table
 
 from cli.console import cell, err_console, fail, print_json, say, warn
 from cli.restore_cmd import parse_sigma
-from restore_core.checkpoint import CheckpointError
-from restore_core.device import pick_device
-from restore_core.engine.ensemble import views_for_task
-from restore_core.evaluation import Protocol, Summary, evaluate_samples
-from restore_core.io.images import ImageError
-from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task
+from restore_core.presets import DEFAULT_MODEL_FOR_TASK
+
+if TYPE_CHECKING:  # imported where the command runs, so that --help does not load torch
+    import torch
+
+    from restore_core.evaluation import Summary
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -32,6 +31,8 @@ def _parse_size(text: str) -> tuple[int, int]:
 def _peak_memory_mib(device: torch.device) -> dict:
     """Peak resident memory of this process (and of the CUDA allocator when used)."""
     import resource
+
+    import torch
 
     peak = {"cpu_rss": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     if device.type == "cuda":
@@ -95,9 +96,16 @@ def benchmark(
 
         restore benchmark --growth --model unet-s.safetensors
     """
-    from restore_core.engine.runner import Restorer, RunOptions
+    import torch
 
+    from restore_core.checkpoint import CheckpointError
     from restore_core.datasets import dataset_task
+    from restore_core.device import pick_device
+    from restore_core.engine.ensemble import views_for_task
+    from restore_core.engine.runner import Restorer, RunOptions
+    from restore_core.evaluation import Protocol, evaluate_samples
+    from restore_core.io.images import ImageError
+    from restore_core.presets import load_for_task
 
     if threads:
         torch.set_num_threads(threads)

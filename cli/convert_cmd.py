@@ -9,7 +9,6 @@ from typing import Optional
 import typer
 
 from cli.console import fail, say
-from restore_core.checkpoint import CheckpointError
 from restore_core.presets import PRESETS
 
 
@@ -30,6 +29,7 @@ def convert(
 
         restore convert net.pth net.safetensors --architecture unet --config '{"width": 32}' --task derain
     """
+    from restore_core.checkpoint import CheckpointError
     from restore_core.convert import convert as convert_file
 
     if (preset is None) == (architecture is None):

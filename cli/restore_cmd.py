@@ -14,20 +14,20 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from cli.console import err_console, error, fail, print_json, say, warn
-from restore_core.checkpoint import CheckpointError
-from restore_core.device import cpu_has_bf16_units, pick_device
-from restore_core.engine.ensemble import views_for_task
 from restore_core.engine.inputs import InputError, collect_inputs, parse_shard, plan_batch
-from restore_core.engine.memory import MIN_AUTO_TILE
-from restore_core.engine.runner import ImageResult, Restorer, RunOptions, restore_stream
 from restore_core.io.images import DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS
-from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task
+from restore_core.presets import DEFAULT_MODEL_FOR_TASK
+
+# Modules that import torch are imported where a command runs, not here: building
+# the app (and answering --help) then takes a fraction of a second.
+if TYPE_CHECKING:
+    from restore_core.engine.runner import ImageResult
 
 
 BF16_HINT_MIN_IMAGES = 10  # batches this large on a bf16-capable CPU get a hint about --precision bf16
@@ -87,6 +87,13 @@ def run_restore(request: RestoreRequest) -> None:
     ``model_settings`` are task options applied to the loaded model (e.g. the
     Golf Optimizer's ``iterations``); a model without that setting is a usage error.
     """
+    from restore_core.checkpoint import CheckpointError
+    from restore_core.device import cpu_has_bf16_units, pick_device
+    from restore_core.engine.ensemble import views_for_task
+    from restore_core.engine.memory import MIN_AUTO_TILE
+    from restore_core.engine.runner import ImageResult, Restorer, RunOptions, restore_stream
+    from restore_core.presets import load_for_task
+
     ext = request.ext
     if request.overwrite and request.skip_existing:
         fail("--overwrite and --skip-existing contradict each other", code=2)

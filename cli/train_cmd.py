@@ -13,7 +13,6 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from cli.console import err_console, fail, say
 from restore_core.configs import ConfigError, changed_fields, config_to_dict, override_many
-from restore_core.device import cpu_has_bf16_units, pick_device, training_autocast_dtype
 from restore_core.training.recipes import RECIPES, ADMSRecipe, Recipe, load_recipe, load_recorded_recipe
 
 
@@ -110,6 +109,10 @@ def train(
         if holdout_every is not None:
             data_changes["holdout_every"] = holdout_every
         chosen = replace(chosen, data=replace(chosen.data, **data_changes))
+        if isinstance(chosen, ADMSRecipe):
+            from restore_core.training.adms import classifier_config
+
+            classifier_config(chosen)  # the recipe keeps these settings as a plain dict: a typo stops here
         if print_recipe:
             print(json.dumps(config_to_dict(chosen), indent=2))
             return
@@ -131,6 +134,7 @@ def train(
         fail(str(exc), code=2)
     import torch
 
+    from restore_core.device import cpu_has_bf16_units, pick_device, training_autocast_dtype
     from restore_core.training.distributed import init_from_env, shutdown
 
     if threads:
@@ -249,6 +253,7 @@ def _calibrate(path: Path, clean: list[Path], builtin_photographs: bool, device:
     import torch
 
     from restore_core.checkpoint import CheckpointError
+    from restore_core.device import pick_device
     from restore_core.training import data as D
     from restore_core.training.calibration import calibrate_checkpoint, evenly_spread
 

@@ -11,11 +11,13 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from restore_core.checkpoint import CheckpointError, ModelDescriptor, file_sha256, load_checkpoint, read_metadata
-from restore_core.models import build_model, count_parameters
-from restore_core.models.adms import TASK_DEGRADATION
+# The table below is plain data, and the CLI reads it to write its help: the
+# loaders import torch and the models when called, so that `restore --help`
+# does not wait a second for torch.
+if TYPE_CHECKING:
+    from restore_core.checkpoint import ModelDescriptor
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,8 @@ class Preset:
     sha256: str | None = None
 
     def parameters(self) -> int:
+        from restore_core.models import build_model, count_parameters
+
         return count_parameters(build_model(self.architecture, self.config))
 
 
@@ -214,6 +218,8 @@ def find_weights(file_name: str) -> Path | None:
 
 def resolve_model(spec: str | None, task: str, device: str = "cpu") -> ModelDescriptor:
     """Load the model named by ``spec`` (preset name or file), or the task's default."""
+    from restore_core.checkpoint import CheckpointError, file_sha256, load_checkpoint
+
     name = spec or DEFAULT_MODEL_FOR_TASK.get(task)
     if name is None:
         raise CheckpointError(task, f"no default model for task {task!r}; pass --model")
@@ -240,6 +246,9 @@ def load_for_task(spec: str | None, task: str, device: str = "cpu") -> ModelDesc
     """:func:`resolve_model`, then point an all-in-one model at ``task``: a task
     command (``restore derain``) forces its degradation; ``auto`` lets the model
     detect it per image, and needs a model that can."""
+    from restore_core.checkpoint import CheckpointError
+    from restore_core.models.adms import TASK_DEGRADATION
+
     descriptor = resolve_model(spec, task, device)
     all_in_one = hasattr(descriptor.model, "set_degradation")
     if task == "auto" and not all_in_one:
@@ -264,6 +273,9 @@ class WeightInfo:
 
 def shipped_weights() -> list[WeightInfo]:
     """Every preset whose weight file is present, with its metadata."""
+    from restore_core.checkpoint import read_metadata
+    from restore_core.models import build_model, count_parameters
+
     found = []
     for preset in PRESETS.values():
         if preset.weights is None:

@@ -142,6 +142,17 @@ def _restore(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
 
 
+def test_a_mistyped_classifier_setting_is_refused_before_training(tmp_path: Path):
+    """The recipe keeps the classifier's settings as a plain dict (so recipes load
+    without torch); they are still checked before the first of the four stages."""
+    run = tmp_path / "run"
+    result = _restore("train", "--recipe", "adms", "--no-builtin-photographs", "--clean", str(SAMPLES / "target"), "--steps", "6",
+                      "--set", "classifier.widht=8", "--threads", "1", "-q", "--out", str(run), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "widht" in result.stderr and "Traceback" not in result.stderr
+    assert not run.exists()
+
+
 def test_adms_recipe_trains_every_stage_and_restore_auto_uses_it(tmp_path: Path):
     """A tiny `restore train --recipe adms`, then `restore auto --json` and the forced commands."""
     run = tmp_path / "run"

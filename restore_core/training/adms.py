@@ -20,9 +20,9 @@ from torch.nn import functional as F
 
 from restore_core import attribution
 from restore_core.checkpoint import atomic_save_file, load_checkpoint, save_checkpoint
-from restore_core.configs import config_to_dict
+from restore_core.configs import config_from_dict, config_to_dict
 from restore_core.models import ADMSConfig, build_model, count_parameters
-from restore_core.models.adms import DegradationClassifier
+from restore_core.models.adms import ClassifierConfig, DegradationClassifier
 from restore_core.training import data as D
 from restore_core.training.recipes import ADMSRecipe, Recipe
 from restore_core.training.trainer import Trainer, TrainingData, make_degradation, prepare_data
@@ -70,13 +70,19 @@ def select_filters(
     return {name: torch.nonzero(mask).flatten().tolist() for name, mask in masks.items() if mask.any()}
 
 
-def train_classifier(recipe: ADMSRecipe, samplers: dict[str, D.PatchSampler], device: torch.device, log: Log) -> DegradationClassifier:
+def classifier_config(recipe: ADMSRecipe) -> ClassifierConfig:
+    """The recipe's classifier settings, validated (the recipe keeps them as a plain dict)."""
+    return config_from_dict(ClassifierConfig, recipe.classifier, f"recipe {recipe.name}: classifier")
+
+
+def train_classifier(recipe: ADMSRecipe, config: ClassifierConfig, samplers: dict[str, D.PatchSampler], device: torch.device,
+                     log: Log) -> DegradationClassifier:
     """Cross-entropy on synthetic patches, classes drawn uniformly per patch."""
     torch.manual_seed(recipe.seed)
-    classifier = DegradationClassifier(recipe.classifier, len(recipe.degradations)).to(device)
+    classifier = DegradationClassifier(config, len(recipe.degradations)).to(device)
     optimizer = torch.optim.Adam(classifier.parameters(), lr=recipe.classifier_lr)
     sampler_list = [samplers[d] for d in recipe.degradations]
-    size = recipe.classifier.patch
+    size = config.patch
     for step in range(recipe.classifier_steps):
         rng = np.random.default_rng([recipe.seed, 7, step])
         labels = rng.integers(len(sampler_list), size=recipe.classifier_batch_size)
@@ -116,6 +122,7 @@ def train_adms(recipe: ADMSRecipe, run_dir: Path, device: torch.device, log: Log
                precision: str = "auto", data_workers: int = 0) -> tuple[Path, dict]:
     """Run every stage of ``recipe`` into ``run_dir``; returns the model path and its metrics."""
     started = time.time()
+    classifier_settings = classifier_config(recipe)  # a mistyped setting stops the run here, not at stage 4
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "recipe.json").write_text(json.dumps(config_to_dict(recipe), indent=2))
     data = prepare_data(recipe.unified_recipe())
@@ -149,13 +156,13 @@ def train_adms(recipe: ADMSRecipe, run_dir: Path, device: torch.device, log: Log
 
     classifier_path = run_dir / "classifier.safetensors"
     if classifier_path.exists():
-        classifier = DegradationClassifier(recipe.classifier, len(recipe.degradations))
+        classifier = DegradationClassifier(classifier_settings, len(recipe.degradations))
         classifier.load_state_dict(load_file(classifier_path))
     else:
-        classifier = train_classifier(recipe, samplers, device, log).cpu()
+        classifier = train_classifier(recipe, classifier_settings, samplers, device, log).cpu()
         atomic_save_file({k: v.contiguous() for k, v in classifier.state_dict().items()}, classifier_path, {})
 
-    config = ADMSConfig(recipe.base_architecture, recipe.base, recipe.degradations, filters, recipe.classifier)
+    config = ADMSConfig(recipe.base_architecture, recipe.base, recipe.degradations, filters, classifier_settings)
     model = assemble(config, unified_model.state_dict(), finetuned, classifier.state_dict())
     metrics = measure(model, unified, finetuned, samplers, recipe, classifier, filters)
     metrics["train_seconds"] = round(time.time() - started, 1)

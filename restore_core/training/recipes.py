@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from restore_core.configs import ConfigError, config_from_dict
-from restore_core.models.adms import ClassifierConfig
 from restore_core.presets import GOLF_FAST, INFOFLOW_DEHAZE, INFOFLOW_DENOISE, INFOFLOW_S, TAYLOR_DERAIN, UNET_S
 
 
@@ -162,7 +161,9 @@ class ADMSRecipe:
     faig_steps: int = 32
     faig_images: int = 8
     top_fraction: float = 0.05
-    classifier: ClassifierConfig = ClassifierConfig()
+    # ClassifierConfig fields (models/adms.py); empty = its defaults. A plain dict, like
+    # ``base``, so that recipes (and `restore train --help`) load without torch.
+    classifier: dict[str, Any] = field(default_factory=dict)
     classifier_steps: int = 1000
     classifier_batch_size: int = 32
     classifier_lr: float = 1e-3
