@@ -37,6 +37,27 @@ def test_colour_channels_come_back_in_rgb_order_for_every_sample_type(tmp_path, 
     np.testing.assert_allclose(loaded.rgb, bgr[..., ::-1].astype(np.float64) / scale, atol=1e-7)
 
 
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_float_tiff_stays_float(tmp_path, rng, channels):
+    """32-bit float TIFFs (grey, RGB, RGBA) come back as float32 TIFFs, samples exact,
+    alpha untouched; not quantised to 16 bits."""
+    array = rng.random((9, 13, channels) if channels > 1 else (9, 13)).astype(np.float32)
+    loaded, back = _round_trip(tmp_path, array, "f.tif")
+    assert loaded.bit_depth == 32 and loaded.layout == {1: "grey", 3: "rgb", 4: "rgba"}[channels]
+    assert back.dtype == np.float32 and back.shape == array.shape
+    np.testing.assert_array_equal(back, array)
+
+
+def test_float_tiff_written_as_png_becomes_16_bit(tmp_path, rng):
+    array = rng.random((9, 13, 3)).astype(np.float32)
+    assert cv2.imwrite(str(tmp_path / "f.tif"), array)
+    loaded = read_image(tmp_path / "f.tif")
+    write_image(tmp_path / "f.png", loaded.rgb, loaded)
+    back = cv2.imread(str(tmp_path / "f.png"), cv2.IMREAD_UNCHANGED)
+    assert back.dtype == np.uint16
+    np.testing.assert_array_equal(back, np.rint(array * 65535).astype(np.uint16))
+
+
 def test_8_bit_grey_stays_grey(tmp_path, rng):
     array = rng.integers(0, 256, size=(9, 11), dtype=np.uint8)
     loaded, back = _round_trip(tmp_path, array, "g.png")

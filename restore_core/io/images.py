@@ -36,6 +36,7 @@ DEFAULT_MAX_PIXELS = 200_000_000  # 200 MP, ~2.4 GB as float32 RGB
 
 # Formats that can store 16 bits per channel (others get 8-bit output).
 _SIXTEEN_BIT_FORMATS = {".png", ".tif", ".tiff"}
+_FLOAT_FORMATS = {".tif", ".tiff"}  # 32-bit float samples (bit_depth 32)
 _EXIF_ORIENTATION_TAG = 0x0112
 
 # Pillow only reads headers here; the pixel budget is enforced by ``max_pixels``
@@ -63,6 +64,8 @@ class LoadedImage:
 
     ``layout`` is ``"grey"``, ``"rgb"``, ``"grey+alpha"`` or ``"rgba"`` as stored
     in the file; ``alpha`` is the untouched alpha plane (original dtype) or None.
+    ``bit_depth`` is 8 or 16 for integer samples, 32 for floating-point ones (TIFF),
+    whose values the model sees clipped to [0, 1].
     """
 
     rgb: np.ndarray
@@ -121,7 +124,7 @@ def _to_unit_float(array: np.ndarray) -> tuple[np.ndarray, int]:
     if array.dtype == np.uint16:
         return np.divide(array, 65535.0, dtype=np.float32), 16
     if array.dtype in (np.float32, np.float64):
-        return np.clip(array.astype(np.float32), 0.0, 1.0), 16
+        return np.clip(array.astype(np.float32), 0.0, 1.0), 32
     raise ValueError(f"unsupported sample type {array.dtype}")
 
 
@@ -244,14 +247,24 @@ def read_image(path: os.PathLike | str, max_pixels: int = DEFAULT_MAX_PIXELS) ->
 
 
 def _quantise(unit: np.ndarray, bit_depth: int) -> np.ndarray:
-    """round(clip(unit, 0, 1) * max) as uint8/uint16, with a single float temporary."""
+    """round(clip(unit, 0, 1) * max) as uint8/uint16, with a single float temporary;
+    float32 clipped to [0, 1] for ``bit_depth`` 32."""
     scaled = np.clip(unit, 0.0, 1.0)
+    if bit_depth == 32:
+        return scaled.astype(np.float32, copy=False)
     scaled *= 65535.0 if bit_depth == 16 else 255.0
     np.rint(scaled, out=scaled)
     return scaled.astype(np.uint16 if bit_depth == 16 else np.uint8)
 
 
 def _match_depth(alpha: np.ndarray, bit_depth: int) -> np.ndarray:
+    """The alpha plane in the samples of ``bit_depth`` (unchanged when it has them)."""
+    if bit_depth == 32:
+        if alpha.dtype.kind == "f":
+            return alpha.astype(np.float32, copy=False)
+        return np.divide(alpha, 65535.0 if alpha.dtype == np.uint16 else 255.0, dtype=np.float32)
+    if alpha.dtype.kind == "f":
+        return _quantise(alpha.astype(np.float32), bit_depth)
     if bit_depth == 16 and alpha.dtype == np.uint8:
         return alpha.astype(np.uint16) * 257
     if bit_depth == 8 and alpha.dtype == np.uint16:
@@ -259,11 +272,21 @@ def _match_depth(alpha: np.ndarray, bit_depth: int) -> np.ndarray:
     return alpha
 
 
+def stored_depth(bit_depth: int, extension: str) -> int:
+    """The sample depth an output in ``extension`` keeps of an input's ``bit_depth``:
+    TIFF keeps 8, 16 and 32 (float); PNG keeps 8 and 16 (float becomes 16); the rest 8."""
+    if bit_depth == 32 and extension not in _FLOAT_FORMATS:
+        bit_depth = 16
+    return bit_depth if extension in _SIXTEEN_BIT_FORMATS else 8
+
+
 def to_stored_layout(rgb: np.ndarray, image: LoadedImage, extension: str) -> np.ndarray:
-    """Integer array in ``image``'s layout (RGB order) and the depth ``extension`` allows."""
-    bit_depth = image.bit_depth if extension in _SIXTEEN_BIT_FORMATS else 8
+    """Array in ``image``'s layout (RGB order) and the depth ``extension`` allows:
+    uint8, uint16, or float32 in [0, 1] (:func:`stored_depth`)."""
+    bit_depth = stored_depth(image.bit_depth, extension)
     if image.layout.startswith("grey"):
-        pixels = _quantise(rgb.mean(axis=2), bit_depth)
+        # float64 sum for float outputs: the mean of three equal float32 values is then exactly that value
+        pixels = _quantise(rgb.mean(axis=2, dtype=np.float64 if bit_depth == 32 else None), bit_depth)
     else:
         pixels = _quantise(rgb, bit_depth)
     if image.alpha is not None:
@@ -337,7 +360,7 @@ def encode_image(rgb: np.ndarray, like: LoadedImage, extension: str, jpeg_qualit
         buffer = io.BytesIO()
         pil.save(buffer, format=fmt, **options)
         return buffer.getvalue()
-    # OpenCV for PNG (any depth), BMP and 16-bit TIFF: expects BGR(A).
+    # OpenCV for PNG (any depth), BMP and 16-bit and float TIFF: expects BGR(A).
     if pixels.ndim == 3 and pixels.shape[2] >= 3:  # cv2.cvtColor: 0.06 ms at 1280x720, NumPy's fancy index 3.8
         pixels = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGBA2BGRA if pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR)
     ok, buffer = cv2.imencode(extension, pixels)
