@@ -20,7 +20,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from cli.console import err_console, error, fail, print_json, say, warn
-from restore_core.engine.inputs import InputError, collect_inputs, parse_shard, plan_batch
+from restore_core.engine.inputs import InputError, collect_inputs, names_output_file, parse_shard, plan_batch
 from restore_core.io.images import DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS
 from restore_core.presets import DEFAULT_MODEL_FOR_TASK
 
@@ -114,7 +114,10 @@ def run_restore(request: RestoreRequest) -> None:
     if request.tile and request.tile < MIN_AUTO_TILE and not request.quiet:
         warn(f"--tile {request.tile}: tiles under {MIN_AUTO_TILE} pixels see too little around them "
              f"(128-pixel tiles moved the shipped derainer's PSNR by up to 0.15 dB) and run slower; use {MIN_AUTO_TILE} or more")
-    if request.out_dir.exists() and not request.out_dir.is_dir():
+    output_file = request.out_dir if names_output_file(request.source, request.out_dir) else None
+    if output_file is not None and (request.suffix or ext):
+        fail(f"--suffix and --ext name outputs in a folder; {output_file} is the output file itself (its extension sets the format)", code=2)
+    if output_file is None and request.out_dir.exists() and not request.out_dir.is_dir():
         fail(f"{request.out_dir}: the output folder exists and is not a folder", code=2)
     try:
         shard = parse_shard(request.shard) if request.shard else None
@@ -124,7 +127,7 @@ def run_restore(request: RestoreRequest) -> None:
         jobs = collect_inputs(request.source, request.recursive, sys.stdin if request.source == "-" else None, request.out_dir)
     except InputError as exc:
         fail(str(exc), code=2)
-    plan = plan_batch(jobs, request.out_dir, request.suffix, ext, request.overwrite, request.skip_existing, shard)
+    plan = plan_batch(jobs, request.out_dir, request.suffix, ext, request.overwrite, request.skip_existing, shard, output_file)
     if plan.left_out and not request.quiet:
         shown = ", ".join(str(job.source) for job in plan.left_out[:3])
         more = f" and {len(plan.left_out) - 3} more" if len(plan.left_out) > 3 else ""
@@ -281,7 +284,7 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
 
     def command(
         source: str = typer.Argument(..., metavar="IN", help="Image file, folder, glob pattern, or '-' for paths on stdin."),
-        out_dir: Path = typer.Argument(..., metavar="OUT", help="Output folder (sub-folders of IN are mirrored)."),
+        out_dir: Path = typer.Argument(..., metavar="OUT", help="Output folder (sub-folders of IN are mirrored); or, when IN is one image, the output file if OUT ends in an image extension and is not a folder."),
         model: Optional[str] = typer.Option(None, "--model", "-m", help=f"Preset name or .safetensors file (default: {default_model})."),
         device: str = typer.Option("auto", "--device", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:1, ..."),
         tile: int = typer.Option(0, "--tile", help="Restore in tiles of this size (0 = whole image, tiled automatically on the CPU when it would not fit in free memory); bounds memory."),
@@ -326,6 +329,8 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
         restore {task} photos/ restored/
 
         restore {task} big.tif out/ --tile 512
+
+        restore {task} shot.jpg shot-clear.png
 
         find /data -name '*.png' | restore {task} - out/ --json
 

@@ -48,6 +48,24 @@ def test_folder_writes_one_path_per_line_and_exit_0(folder, tmp_path, tiny_check
     assert "2 restored, 0 failed" in result.stderr
 
 
+def test_one_image_to_an_output_file(folder, tmp_path, tiny_checkpoint):
+    """`restore derain a.png clear.jpg` writes that file (format from its extension), as
+    `cp a b` would; an existing folder with an image name stays a folder."""
+    out = tmp_path / "deep" / "clear.jpg"
+    result = restore("derain", str(folder / "a.png"), str(out), "--model", str(tiny_checkpoint))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(out)]
+    assert out.is_file() and out.read_bytes()[:3] == b"\xff\xd8\xff"  # a JPEG
+    assert cv2.imread(str(out)).shape == (24, 32, 3)
+    again = restore("derain", str(folder / "a.png"), str(out), "--model", str(tiny_checkpoint))
+    assert again.returncode == 2 and "already exist" in again.stderr
+    suffixed = restore("derain", str(folder / "a.png"), str(tmp_path / "b.png"), "--suffix", "_x", "--model", str(tiny_checkpoint))
+    assert suffixed.returncode == 2 and "output file itself" in suffixed.stderr and not (tmp_path / "b.png").exists()
+    (tmp_path / "named.png").mkdir()
+    into_folder = restore("derain", str(folder / "a.png"), str(tmp_path / "named.png"), "--model", str(tiny_checkpoint))
+    assert into_folder.returncode == 0 and (tmp_path / "named.png" / "a.png").is_file()
+
+
 def test_recursive_mirrors_sub_folders_and_suffix_ext(folder, tmp_path, tiny_checkpoint):
     out = tmp_path / "out"
     result = restore("derain", str(folder), str(out), "-r", "--suffix", "_x", "--ext", "jpg", "--model", str(tiny_checkpoint))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from restore_core.engine.inputs import InputError, collect_inputs, parse_shard, plan_batch
+from restore_core.engine.inputs import InputError, collect_inputs, names_output_file, parse_shard, plan_batch
 
 
 def touch(folder: Path, *names: str) -> None:
@@ -79,6 +79,26 @@ def test_collect_skips_an_output_folder_inside_the_input_folder(tmp_path):
     # an output folder elsewhere, or the input folder itself, changes nothing
     assert len(collect_inputs(str(folder), recursive=True, out_dir=tmp_path / "out")) == 4
     assert len(collect_inputs(str(folder), recursive=True, out_dir=folder)) == 4
+
+
+def test_out_names_a_file_only_for_one_image_and_an_image_name(tmp_path):
+    touch(tmp_path, "in/a.png", "in/b.png")
+    (tmp_path / "folder.png").mkdir()
+    one = str(tmp_path / "in" / "a.png")
+    assert names_output_file(one, tmp_path / "new" / "clear.jpg")
+    assert names_output_file(one, tmp_path / "in" / "b.png")  # an existing file: replaced only with --overwrite
+    assert not names_output_file(one, tmp_path / "out")  # no image extension: a folder
+    assert not names_output_file(one, tmp_path / "folder.png")  # an existing folder stays one
+    assert not names_output_file(str(tmp_path / "in"), tmp_path / "clear.png")  # a folder of inputs
+    assert not names_output_file(str(tmp_path / "in" / "*.png"), tmp_path / "clear.png")
+    assert not names_output_file("-", tmp_path / "clear.png")
+
+    plan = plan_batch(collect_inputs(one), tmp_path / "x.png", output_file=tmp_path / "x.png")
+    assert [job.output for job in plan.runnable] == [tmp_path / "x.png"]
+    existing = plan_batch(collect_inputs(one), tmp_path / "in" / "b.png", output_file=tmp_path / "in" / "b.png")
+    assert existing.existing == [tmp_path / "in" / "b.png"]
+    with pytest.raises(InputError, match="one input"):
+        plan_batch(collect_inputs(str(tmp_path / "in")), tmp_path / "x.png", output_file=tmp_path / "x.png")
 
 
 def test_parse_shard_rejects_out_of_range():

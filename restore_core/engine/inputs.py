@@ -105,6 +105,14 @@ def collect_inputs(spec: str, recursive: bool = False, stdin_lines: Iterable[str
     raise InputError(f"{spec}: no such file or folder")
 
 
+def names_output_file(spec: str, out: Path) -> bool:
+    """Whether ``out`` is the output file of a single input rather than a folder: the
+    spec is one existing image file and ``out`` has an image extension without being an
+    existing folder (``restore derain shot.jpg shot-clear.png``, as ``cp a b``). The
+    output's format is then ``out``'s extension."""
+    return spec != "-" and Path(spec).is_file() and is_image_name(out) and not out.is_dir()
+
+
 def plan_outputs(jobs: list[Job], out_dir: Path, suffix: str = "", ext: str | None = None) -> list[Job]:
     """Give every job its output path: ``out_dir/relative-folder/stem+suffix+ext``.
 
@@ -182,13 +190,20 @@ def plan_batch(
     overwrite: bool = False,
     skip_existing: bool = False,
     shard: tuple[int, int] | None = None,
+    output_file: Path | None = None,
 ) -> BatchPlan:
-    """Name every output (:func:`plan_outputs`), leave out the run's own earlier outputs
+    """Name every output (:func:`plan_outputs`; ``output_file``: the one job's output is
+    that file, see :func:`names_output_file`), leave out the run's own earlier outputs
     (with a suffix, :func:`split_own_outputs`), take the ``shard``, then sort each job:
     refused when two inputs write one file or an output would replace an input (its own
     or another of the run, in any shard), skipped or in the way when its output exists,
     else runnable. Nothing on disk is changed."""
-    jobs = plan_outputs(jobs, out_dir, suffix, ext)
+    if output_file is not None:
+        if len(jobs) != 1:
+            raise InputError(f"{output_file}: an output file takes one input, not {len(jobs)}")
+        jobs = [Job(jobs[0].source, jobs[0].relative, output_file)]
+    else:
+        jobs = plan_outputs(jobs, out_dir, suffix, ext)
     plan = BatchPlan()
     if suffix:
         jobs, plan.left_out = split_own_outputs(jobs)
