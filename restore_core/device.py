@@ -8,13 +8,27 @@ from pathlib import Path
 import torch
 
 
+SUPPORTED_DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
 def pick_device(requested: str = "auto") -> torch.device:
-    """``auto`` = CUDA when present, else CPU; anything else is passed to torch."""
+    """``auto`` = CUDA when present, else CPU; or ``cpu``, ``cuda``, ``cuda:N``, ``mps``.
+    A device that is not there, or that torch does not know, is a ValueError naming it."""
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(requested)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for, but no CUDA device is available")
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in SUPPORTED_DEVICE_TYPES:
+        raise ValueError(f"unknown device {requested!r}; use auto, cpu, cuda, cuda:N or mps")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {requested} was asked for, but no CUDA device is available")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {requested}: this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {requested} was asked for, but no MPS (Apple GPU) device is available")
     return device
 
 

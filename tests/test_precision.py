@@ -45,3 +45,20 @@ def test_bf16_units_are_read_from_the_cpu_flags():
     assert bf16_units_in("flags : fpu avx512f avx512_bf16\n")
     assert not bf16_units_in("flags : fpu sse2 avx2 avx512f\nbugs : amx_bf16\n")
     assert not bf16_units_in("")
+
+
+@pytest.mark.parametrize("requested", ["tpu", "meta", "cuda:x", ""])
+def test_an_unknown_device_is_a_one_line_usage_error(requested):
+    from restore_core.device import pick_device
+
+    with pytest.raises(ValueError, match="unknown device"):
+        pick_device(requested)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cuda_without_a_gpu_is_refused_by_name():
+    from restore_core.device import pick_device
+
+    for requested in ("cuda", "cuda:1"):
+        with pytest.raises(ValueError, match=f"--device {requested} was asked for"):
+            pick_device(requested)
