@@ -100,17 +100,16 @@ def benchmark(
 
     from restore_core.checkpoint import CheckpointError
     from restore_core.datasets import dataset_task
-    from restore_core.device import pick_device
+    from restore_core.device import pick_device, set_cpu_threads
     from restore_core.engine.ensemble import views_for_task
     from restore_core.engine.runner import Restorer, RunOptions
     from restore_core.evaluation import Protocol, evaluate_samples
     from restore_core.io.images import ImageError
     from restore_core.presets import load_for_task
 
-    if threads:
-        torch.set_num_threads(threads)
     task = task or dataset_task(dataset) or "derain"
     try:
+        set_cpu_threads(threads)
         torch_device = pick_device(device)
         names = models or [DEFAULT_MODEL_FOR_TASK.get(task, "")]
         descriptors = [load_for_task(name, task, str(torch_device)) for name in names]

@@ -88,7 +88,7 @@ def run_restore(request: RestoreRequest) -> None:
     Golf Optimizer's ``iterations``); a model without that setting is a usage error.
     """
     from restore_core.checkpoint import CheckpointError
-    from restore_core.device import cpu_has_bf16_units, pick_device
+    from restore_core.device import cpu_has_bf16_units, pick_device, set_cpu_threads
     from restore_core.engine.ensemble import views_for_task
     from restore_core.engine.memory import MIN_AUTO_TILE
     from restore_core.engine.runner import ImageResult, Restorer, RunOptions, restore_stream
@@ -101,8 +101,14 @@ def run_restore(request: RestoreRequest) -> None:
         ext = ext if ext.startswith(".") else "." + ext
         if ext.lower() not in SUPPORTED_EXTENSIONS:
             fail(f"--ext {ext}: unsupported; use one of {', '.join(SUPPORTED_EXTENSIONS)}", code=2)
-    if request.threads < 0:
-        fail("--threads must be >= 0 (0 = torch's default)", code=2)
+    try:
+        set_cpu_threads(request.threads)
+    except ValueError as exc:
+        fail(str(exc), code=2)
+    if request.max_pixels < 1:
+        fail(f"--max-pixels must be >= 1, got {request.max_pixels}", code=2)
+    if any(sep in request.suffix for sep in ("/", "\\", "\0")):
+        fail(f"--suffix {request.suffix!r}: a suffix is part of a file name and cannot hold a path separator", code=2)
     if not 1 <= request.quality <= 100:
         fail(f"--quality must be between 1 and 100, got {request.quality}", code=2)
     if not 0.0 <= request.strength <= 1.0:
@@ -143,10 +149,6 @@ def run_restore(request: RestoreRequest) -> None:
 
     for result in results:
         _emit(result, request.as_json)
-    if request.threads:
-        import torch
-
-        torch.set_num_threads(request.threads)
     try:
         torch_device = pick_device(request.device)
         descriptor = load_for_task(request.model, request.task, str(torch_device)) if runnable else None

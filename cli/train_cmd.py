@@ -134,12 +134,11 @@ def train(
         fail(str(exc), code=2)
     import torch
 
-    from restore_core.device import cpu_has_bf16_units, pick_device, training_autocast_dtype
+    from restore_core.device import cpu_has_bf16_units, pick_device, set_cpu_threads, training_autocast_dtype
     from restore_core.training.distributed import init_from_env, shutdown
 
-    if threads:
-        torch.set_num_threads(threads)
     try:
+        set_cpu_threads(threads or 0)
         torch_device = pick_device(device)
         training_autocast_dtype(precision, torch_device)  # refuse a bad --precision before any work
     except ValueError as exc:
@@ -250,15 +249,15 @@ def _train_adms(recipe: ADMSRecipe, out: Path, device, resume: bool, quiet: bool
 
 def _calibrate(path: Path, clean: list[Path], builtin_photographs: bool, device: str, threads: Optional[int]) -> None:
     """``restore train --calibrate CHECKPOINT``: measure and store a denoiser's noise calibration."""
-    import torch
-
     from restore_core.checkpoint import CheckpointError
-    from restore_core.device import pick_device
+    from restore_core.device import pick_device, set_cpu_threads
     from restore_core.training import data as D
     from restore_core.training.calibration import calibrate_checkpoint, evenly_spread
 
-    if threads:
-        torch.set_num_threads(threads)
+    try:
+        set_cpu_threads(threads or 0)
+    except ValueError as exc:
+        fail(str(exc), code=2)
     images: list = []
     for folder in clean:
         if not folder.is_dir():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -30,6 +31,16 @@ def pick_device(requested: str = "auto") -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"--device {requested} was asked for, but no MPS (Apple GPU) device is available")
     return device
+
+
+def set_cpu_threads(threads: int) -> None:
+    """Give torch ``threads`` CPU threads (0 = torch's default, one per core). More than
+    this machine's CPUs is refused: torch crashes on absurd counts (100,000 segfaults)."""
+    available = os.cpu_count() or 1
+    if not 0 <= threads <= available:
+        raise ValueError(f"--threads must be between 0 (torch's default) and this machine's {available} CPUs, got {threads}")
+    if threads:
+        torch.set_num_threads(threads)
 
 
 def pick_dtype(precision: str, device: torch.device, supports_half: bool = True) -> torch.dtype:

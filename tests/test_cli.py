@@ -223,6 +223,16 @@ def test_usage_errors_exit_2(tmp_path, tiny_checkpoint):
     assert missing.returncode == 2 and "no such file or folder" in missing.stderr
     bad_model = restore("derain", str(SAMPLES / "input"), str(tmp_path / "out"), "--model", "no-such-model")
     assert bad_model.returncode == 2 and "unknown model" in bad_model.stderr
+    # Each a one-line error, no traceback (--threads 100000 crashed torch; --device tpu and a
+    # --suffix with a slash were tracebacks or wrote outside OUT), and nothing written.
+    for flags, words in ((("--threads", "100000"), "--threads must be between 0"), (("--device", "tpu"), "unknown device 'tpu'"),
+                         (("--suffix", "../x"), "cannot hold a path separator"), (("--max-pixels", "0"), "--max-pixels must be >= 1")):
+        result = restore("derain", str(SAMPLES / "input"), str(tmp_path / "refused"), "--model", str(tiny_checkpoint), *flags)
+        assert result.returncode == 2 and words in result.stderr and "Traceback" not in result.stderr, (flags, result.stderr)
+        assert not (tmp_path / "refused").exists() and not (tmp_path / "x.png").exists()
+    for command in (("benchmark", "--limit", "1"), ("train", "--recipe", "taylor-derain", "--builtin-photographs", "--out", str(tmp_path / "run"))):
+        result = restore(*command, "--threads", "100000")
+        assert result.returncode == 2 and "--threads must be between 0" in result.stderr, (command, result.stderr)
 
 
 def test_print_recipe_writes_a_recipe_file_that_loads_back_unchanged(tmp_path):

@@ -117,6 +117,7 @@ def test_restore_and_benchmark_take_ensemble_views(tmp_path, tiny_checkpoint):
     written = restore("denoise", str(name), str(tmp_path / "out"), "-m", str(tiny_checkpoint), "--ensemble-views", "2", "-q")
     assert written.returncode == 0, written.stderr
     plain = restore("denoise", str(name), str(tmp_path / "plain"), "-m", str(tiny_checkpoint), "-q")
+    assert plain.returncode == 0, plain.stderr
     from restore_core.io.images import read_image
 
     assert np.abs(read_image(tmp_path / "out" / name.name).rgb - read_image(tmp_path / "plain" / name.name).rgb).max() > 0

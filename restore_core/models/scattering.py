@@ -32,7 +32,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as the Y channel of the metrics
 
