@@ -22,10 +22,13 @@ if TYPE_CHECKING:  # imported where the command runs, so that --help does not lo
 
 def _parse_size(text: str) -> tuple[int, int]:
     try:
-        w, h = text.lower().split("x")
-        return int(w), int(h)
+        w, h = text.strip().lower().split("x")
+        width, height = int(w), int(h)
     except ValueError:
         raise typer.BadParameter(f"size {text!r} is not WIDTHxHEIGHT") from None
+    if width < 1 or height < 1:
+        raise typer.BadParameter(f"size {text!r}: width and height must be >= 1")
+    return width, height
 
 
 def _peak_memory_mib(device: torch.device) -> dict:
@@ -107,6 +110,12 @@ def benchmark(
     from restore_core.io.images import ImageError
     from restore_core.presets import load_for_task
 
+    for value, rule, ok in ((count, "--count must be >= 1", count >= 1), (limit, "--limit must be >= 0 (0 = all)", limit >= 0),
+                            (crop_border, "--crop-border must be >= 0", crop_border >= 0),
+                            (sigma, "--sigma must be between 0 and 255", 0 <= sigma <= 255)):
+        if not ok:
+            fail(f"{rule}, got {value}", code=2)
+    speed_sizes = [_parse_size(size) for size in sizes.split(",")]  # checked before any model loads
     task = task or dataset_task(dataset) or "derain"
     try:
         set_cpu_threads(threads)
@@ -152,8 +161,7 @@ def benchmark(
         if compile_model:
             variants += [(Restorer(r.descriptor, torch_device, precision, tile, compile=True), f"{r.descriptor.name}+compile") for r in restorers]
         for restorer, label in variants:
-            for size in sizes.split(","):
-                width, height = _parse_size(size.strip())
+            for width, height in speed_sizes:
                 result = measure_speed(restorer, width, height, count, RunOptions(precision=precision))
                 rows.append({"model": label, "device": str(torch_device), "width": width, "height": height,
                              "images": count, "bare_images_per_s": result.bare_images_per_s,
@@ -191,6 +199,8 @@ def benchmark(
                 summaries.append(evaluate_samples(samples, ensembled.restore_array, f"{restorer.descriptor.name}-x{len(views)}", protocol, save_images))
     except ImageError as exc:
         fail(str(exc), code=2)
+    except ValueError as exc:  # e.g. images smaller than SSIM's window once --crop-border is taken off
+        fail(f"{exc}" + (f" (after --crop-border {crop_border})" if crop_border else ""), code=2)
     header = {
         "dataset": data.name,
         "root": str(root),

@@ -233,6 +233,15 @@ def test_usage_errors_exit_2(tmp_path, tiny_checkpoint):
     for command in (("benchmark", "--limit", "1"), ("train", "--recipe", "taylor-derain", "--builtin-photographs", "--out", str(tmp_path / "run"))):
         result = restore(*command, "--threads", "100000")
         assert result.returncode == 2 and "--threads must be between 0" in result.stderr, (command, result.stderr)
+    for flags, words in ((("--speed", "--count", "0"), "--count must be >= 1"), (("--speed", "--sizes", "0x0"), "must be >= 1"),
+                         (("--limit", "-1"), "--limit must be >= 0"), (("--crop-border", "1000"), "after --crop-border 1000")):
+        result = restore("benchmark", "-m", str(tiny_checkpoint), *flags)
+        assert result.returncode == 2 and words in result.stderr and "Traceback" not in result.stderr, (flags, result.stderr)
+    import torch
+
+    torch.save({"weight": torch.zeros(1)}, tmp_path / "x.pth")
+    unknown = restore("convert", str(tmp_path / "x.pth"), str(tmp_path / "x.safetensors"), "--architecture", "nope", "--config", "{}")
+    assert unknown.returncode == 1 and "unknown architecture 'nope'" in unknown.stderr, unknown.stderr  # a KeyError traceback before
 
 
 def test_print_recipe_writes_a_recipe_file_that_loads_back_unchanged(tmp_path):

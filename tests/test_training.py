@@ -129,6 +129,36 @@ def test_settings_that_must_change_together_are_validated_together():
         override_many(golf, [("steps", "10"), ("no_such", "1")])
 
 
+@pytest.mark.parametrize("field, value", [("steps", 0), ("batch_size", 0), ("patch_size", -1), ("lr", -1.0), ("ema_decay", 1.0),
+                                          ("val_every", 0), ("checkpoint_every", 0)])
+def test_a_recipe_out_of_range_is_refused_by_name(field, value):
+    """Each used to end in a traceback mid-run (batch 0, lr -1) or a silent no-op (steps 0)."""
+    from restore_core.configs import ConfigError
+
+    with pytest.raises(ConfigError, match=f"{field} must be"):
+        replace(RECIPES["taylor-derain"], **{field: value})
+    with pytest.raises(ConfigError, match="top_fraction must be"):
+        replace(RECIPES["adms"], top_fraction=0.0)
+
+
+def test_every_table_recipe_trains_patches_its_model_takes():
+    """The patch side must be a multiple of the model's size multiple (taylor-derain had the
+    paper's 100 for a U-Net that needs multiples of 16: `restore train --recipe taylor-derain`
+    crashed in its first forward pass unless given --patch-size)."""
+    from restore_core.models import build_model
+
+    for name, recipe in RECIPES.items():
+        architecture, config = (recipe.base_architecture, recipe.base) if name == "adms" else (recipe.architecture, recipe.model)
+        multiple = int(getattr(build_model(architecture, config), "size_multiple", 1))
+        assert recipe.patch_size % multiple == 0, (name, recipe.patch_size, multiple)
+
+
+def test_a_patch_size_the_model_cannot_take_is_refused_with_the_sizes_it_can(tmp_path):
+    recipe = replace(_recipe(tmp_path, steps=2), model={**RECIPES["taylor-derain"].model}, patch_size=100)
+    with pytest.raises(TrainingError, match="use --patch-size 96 or 112"):
+        Trainer(recipe, tmp_path / "run", torch.device("cpu"), log=lambda s: None)
+
+
 def test_paper_schedule_decays_by_0_2_at_30_50_80_percent():
     recipe = replace(RECIPES["taylor-derain"], steps=100)
     assert [recipe.lr_at(s) for s in (0, 29, 30, 50, 80, 99)] == pytest.approx([1e-3, 1e-3, 2e-4, 4e-5, 8e-6, 8e-6])

@@ -128,7 +128,8 @@ def parse_config(architecture: str, config: dict[str, Any]) -> Any:
 
 def build_model(architecture: str, config: dict[str, Any]) -> nn.Module:
     """Instantiate ``architecture`` from a plain config dict (validated)."""
-    return ARCHITECTURES[architecture].build(parse_config(architecture, config))
+    parsed = parse_config(architecture, config)  # first: an unknown name is a ConfigError listing the known ones
+    return ARCHITECTURES[architecture].build(parsed)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -316,6 +316,11 @@ class Trainer:
                     "without the recipe's perceptual term; the checkpoints record this"
                 )
         self.multiple = int(getattr(self.model, "size_multiple", 1))
+        if recipe.patch_size % self.multiple:
+            lower = recipe.patch_size // self.multiple * self.multiple
+            choices = " or ".join(str(s) for s in (lower, lower + self.multiple) if s > 0)
+            raise TrainingError(f"recipe {recipe.name}: patch_size {recipe.patch_size} is not a multiple of {self.multiple}, the side "
+                                f"{recipe.architecture} needs (its downsamplings); use --patch-size {choices}")
         broadcast_parameters(self.model, self.dist)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=recipe.lr, betas=recipe.betas)
         self.discriminator: nn.Module | None = None
