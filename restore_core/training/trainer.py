@@ -315,6 +315,9 @@ class Trainer:
                     f"no VGG-11-BN weights given (--perceptual-weights): training on the {recipe.loss.upper()} loss alone, "
                     "without the recipe's perceptual term; the checkpoints record this"
                 )
+        elif recipe.perceptual_weights:
+            why = "Taylor models train on Eq. 21 alone" if isinstance(self.model, TaylorNet) else "the recipe's perceptual_weight is 0"
+            self.perceptual_note = f"--perceptual-weights {recipe.perceptual_weights} is not used: {why}"
         self.multiple = int(getattr(self.model, "size_multiple", 1))
         if recipe.patch_size % self.multiple:
             lower = recipe.patch_size // self.multiple * self.multiple
