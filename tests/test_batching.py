@@ -73,3 +73,52 @@ def test_a_batch_restores_each_image_as_if_alone(noisy_folder, tmp_path, tile):
     with torch.no_grad():
         told = [model(x, noise_level=torch.tensor([sigma])) for sigma in SIGMAS[:2]]
     assert (told[0] - told[1]).abs().mean() * 255 > 5
+
+
+def test_slow_writing_holds_the_model_back_instead_of_piling_up_images(tmp_path, monkeypatch):
+    """When encoding and writing are slower than the model (a fast GPU), restore_stream
+    waits for the oldest writes: no more than 2 x io_threads + batch_size restored images
+    wait to be written at any time (before the bound, every image of the folder could)."""
+    import threading
+    import time
+
+    import restore_core.engine.runner as runner
+
+    waiting, most, lock = [0], [0], threading.Lock()
+    real_encode = runner._encode
+
+    def slow_encode(*args, **kwargs):
+        with lock:
+            most[0] = max(most[0], waiting[0])
+        time.sleep(0.02)
+        try:
+            return real_encode(*args, **kwargs)
+        finally:
+            with lock:
+                waiting[0] -= 1
+
+    real_submit = runner.ThreadPoolExecutor.submit
+
+    def counting_submit(self, fn, *args, **kwargs):
+        if fn is slow_encode:
+            with lock:
+                waiting[0] += 1
+                most[0] = max(most[0], waiting[0])
+        return real_submit(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "_encode", slow_encode)
+    monkeypatch.setattr(runner.ThreadPoolExecutor, "submit", counting_submit)
+    rng = np.random.default_rng(0)
+    jobs = []
+    for i in range(40):
+        source = tmp_path / "in" / f"{i:02d}.png"
+        source.parent.mkdir(exist_ok=True)
+        cv2.imwrite(str(source), rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
+        jobs.append(Job(source, Path(source.name), tmp_path / "out" / source.name))
+    identity = torch.nn.Conv2d(3, 3, 1, bias=False)
+    with torch.no_grad():
+        identity.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
+    restorer = Restorer(ModelDescriptor(identity, "identity", {}, "derain", "identity"), torch.device("cpu"), "fp32")
+    results = list(restore_stream(jobs, restorer, RunOptions(io_threads=2, batch_size=1)))
+    assert [r.status for r in results] == ["ok"] * 40 and [r.input for r in results] == [job.source for job in jobs]
+    assert most[0] <= 2 * 2 + 1 + 1, most[0]  # the bound, plus the one submitted before the wait
