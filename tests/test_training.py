@@ -159,6 +159,34 @@ def test_a_patch_size_the_model_cannot_take_is_refused_with_the_sizes_it_can(tmp
         Trainer(recipe, tmp_path / "run", torch.device("cpu"), log=lambda s: None)
 
 
+def test_clean_folders_are_read_one_image_at_a_time_into_an_8_bit_pool(tmp_path, monkeypatch):
+    """A clean folder never sits in memory as float32 all at once (4x its 8-bit pool):
+    when each image is read, the float copies of the earlier ones are gone."""
+    import gc
+    import weakref
+
+    from restore_core.training import data as D
+
+    recipe = _recipe(tmp_path, steps=1)
+    for i in range(3, 8):
+        cv2.imwrite(str(tmp_path / "clean" / f"{i}.png"), np.full((40, 40, 3), 10 * i, np.uint8))
+    alive_at_read, reads = [], []
+    real_read = D.read_rgb
+
+    def tracked_read(path):
+        gc.collect()
+        alive_at_read.append(sum(ref() is not None for ref in reads))
+        image = real_read(path)
+        reads.append(weakref.ref(image))
+        return image
+
+    monkeypatch.setattr(D, "read_rgb", tracked_read)
+    data = prepare_data(recipe)
+    assert len(reads) == 8 and max(alive_at_read) <= 1, alive_at_read
+    assert all(image.clean.dtype == np.uint8 for image in data.sampler.clean)
+    assert data.summary["pool_mib"] == round(sum(image.clean.nbytes for image in data.sampler.clean) / 2**20, 1)
+
+
 def test_paper_schedule_decays_by_0_2_at_30_50_80_percent():
     recipe = replace(RECIPES["taylor-derain"], steps=100)
     assert [recipe.lr_at(s) for s in (0, 29, 30, 50, 80, 99)] == pytest.approx([1e-3, 1e-3, 2e-4, 4e-5, 8e-6, 8e-6])
