@@ -142,6 +142,7 @@ def run_restore(request: RestoreRequest) -> None:
     results = [ImageResult(job.source, None, "error", error=why) for job, why in plan.refused]
     results += [ImageResult(job.source, job.output, "skipped", reason="output exists") for job in plan.skipped]
     results += [ImageResult(job.source, None, "skipped", reason="an output of this run") for job in plan.left_out]
+    results += [ImageResult(job.source, None, "skipped", reason="listed twice") for job in plan.repeated]
     if existing:
         shown = ", ".join(str(p) for p in existing[:5])
         more = f" and {len(existing) - 5} more" if len(existing) > 5 else ""

@@ -101,6 +101,16 @@ def test_out_names_a_file_only_for_one_image_and_an_image_name(tmp_path):
         plan_batch(collect_inputs(str(tmp_path / "in")), tmp_path / "x.png", output_file=tmp_path / "x.png")
 
 
+def test_a_file_listed_twice_is_restored_once(tmp_path):
+    """Paths on stdin may repeat a file (under another spelling): the first is restored,
+    the repeats are `repeated`, neither is refused as two inputs writing one output."""
+    touch(tmp_path, "in/a.png", "in/b.png")
+    lines = [f"{tmp_path}/in/a.png", f"{tmp_path}/in/b.png", f"{tmp_path}/in/./a.png"]
+    plan = plan_batch(collect_inputs("-", stdin_lines=lines), tmp_path / "out")
+    assert sources(plan.runnable) == ["a.png", "b.png"] and not plan.refused
+    assert [str(job.source) for job in plan.repeated] == [f"{tmp_path}/in/a.png"]  # Path drops the "./"
+
+
 def test_parse_shard_rejects_out_of_range():
     assert parse_shard("1/4") == (1, 4)
     for text in ("4/4", "-1/2", "a/b", "1"):

@@ -180,6 +180,7 @@ class BatchPlan:
     refused: list[tuple[Job, str]] = field(default_factory=list)  # (job, why), reported as errors
     existing: list[Path] = field(default_factory=list)  # outputs in the way (no --overwrite / --skip-existing)
     left_out: list[Job] = field(default_factory=list)  # this run's own outputs, found among the inputs
+    repeated: list[Job] = field(default_factory=list)  # a file listed again (stdin): restored once
 
 
 def plan_batch(
@@ -198,13 +199,22 @@ def plan_batch(
     refused when two inputs write one file or an output would replace an input (its own
     or another of the run, in any shard), skipped or in the way when its output exists,
     else runnable. Nothing on disk is changed."""
+    plan = BatchPlan()
+    # The same file listed twice (paths on stdin) is restored once, not refused as two
+    # inputs writing one output.
+    seen: set[Path] = set()
+    unique = []
+    for job in jobs:
+        key = job.source.resolve()
+        (plan.repeated if key in seen else unique).append(job)
+        seen.add(key)
+    jobs = unique
     if output_file is not None:
         if len(jobs) != 1:
             raise InputError(f"{output_file}: an output file takes one input, not {len(jobs)}")
         jobs = [Job(jobs[0].source, jobs[0].relative, output_file)]
     else:
         jobs = plan_outputs(jobs, out_dir, suffix, ext)
-    plan = BatchPlan()
     if suffix:
         jobs, plan.left_out = split_own_outputs(jobs)
     # Both checks look at every input before the shard is taken, so shards agree.
