@@ -187,6 +187,21 @@ def test_clean_folders_are_read_one_image_at_a_time_into_an_8_bit_pool(tmp_path,
     assert data.summary["pool_mib"] == round(sum(image.clean.nbytes for image in data.sampler.clean) / 2**20, 1)
 
 
+@pytest.mark.parametrize("role", ["data", "validation"])
+def test_a_pair_of_two_sizes_is_refused_before_training(tmp_path, role):
+    """Patches are cut at the same place from both images of a pair: a 96x80 input with an
+    80x80 target trained silently on misaligned patches (and a validation pair failed at
+    the first validation). Now refused up front, naming both files."""
+    folder = tmp_path / "pairs"
+    for name, size in (("input", (80, 96)), ("target", (80, 80))):
+        (folder / name).mkdir(parents=True)
+        cv2.imwrite(str(folder / name / "1.png"), np.zeros((*size, 3), np.uint8))
+    recipe = _recipe(tmp_path, steps=1)
+    data = replace(recipe.data, paired=(str(folder),)) if role == "data" else replace(recipe.data, validation=(str(folder),))
+    with pytest.raises(ValueError, match=r"1.png is 96x80 but its reference .*1.png is 80x80"):
+        prepare_data(replace(recipe, data=data))
+
+
 def test_paper_schedule_decays_by_0_2_at_30_50_80_percent():
     recipe = replace(RECIPES["taylor-derain"], steps=100)
     assert [recipe.lr_at(s) for s in (0, 29, 30, 50, 80, 99)] == pytest.approx([1e-3, 1e-3, 2e-4, 4e-5, 8e-6, 8e-6])

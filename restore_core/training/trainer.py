@@ -127,6 +127,23 @@ class TrainingData:
     summary: dict = field(default_factory=dict)
 
 
+def _same_size(degraded: np.ndarray, clean: np.ndarray, degraded_path: Path, clean_path: Path) -> None:
+    """A pair must match pixel for pixel: patches are cut at the same place from both."""
+    if degraded.shape[:2] != clean.shape[:2]:
+        margins = {clean.shape[0] - degraded.shape[0], clean.shape[1] - degraded.shape[1]}
+        border = len(margins) == 1 and min(margins) > 0 and min(margins) % 2 == 0
+        hint = (f" (the reference has a {min(margins) // 2}-pixel border, as SOTS indoor's ground truth does: crop it off first;"
+                " restore benchmark --dataset sots-indoor crops it when scoring)") if border else ""
+        raise ValueError(f"{degraded_path} is {degraded.shape[1]}x{degraded.shape[0]} but its reference {clean_path} is "
+                         f"{clean.shape[1]}x{clean.shape[0]}: the images of a training or validation pair must be the same size{hint}")
+
+
+def _read_pair(degraded_path: Path, clean_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    degraded, clean = D.read_rgb(degraded_path), D.read_rgb(clean_path)
+    _same_size(degraded, clean, degraded_path, clean_path)
+    return degraded, clean
+
+
 def prepare_data(recipe: Recipe) -> TrainingData:
     """Read every folder the recipe names, apply hold-out and leakage filters."""
     cfg = recipe.data
@@ -141,7 +158,7 @@ def prepare_data(recipe: Recipe) -> TrainingData:
     summary: dict = {"paired": {}, "clean": {}, "excluded_near_duplicates": 0, "excluded": []}
     splits = {folder: D.split_holdout(list_training_pairs(Path(folder)), cfg.holdout_every) for folder in cfg.paired}
     # Held-out pairs are validation data: read once, and keep their clean images out of every training source.
-    held_out = {folder: [(D.read_rgb(a), D.read_rgb(b)) for a, b in held] for folder, (_, held) in splits.items()}
+    held_out = {folder: [_read_pair(a, b) for a, b in held] for folder, (_, held) in splits.items()}
     for pairs in held_out.values():
         excluded_refs.extend(D.thumbnail(clean) for _, clean in pairs)
     paired: list[D.PairedImage] = []
@@ -154,7 +171,9 @@ def prepare_data(recipe: Recipe) -> TrainingData:
                 summary["excluded_near_duplicates"] += 1
                 summary["excluded"].append(str(tgt))
                 continue
-            paired.append(D.PairedImage(D.to_uint8(D.read_rgb(inp)), D.to_uint8(clean)))
+            degraded = D.read_rgb(inp)
+            _same_size(degraded, clean, inp, tgt)
+            paired.append(D.PairedImage(D.to_uint8(degraded), D.to_uint8(clean)))
             kept += 1
         summary["paired"][folder] = {"train": kept, "held_out": [p[0].name for p in held]}
         if held:
@@ -182,7 +201,7 @@ def prepare_data(recipe: Recipe) -> TrainingData:
         summary["clean"][name] = kept
 
     for folder in cfg.validation:
-        validation.append(ValidationSet(Path(folder).name, [(D.read_rgb(a), D.read_rgb(b)) for a, b in list_training_pairs(Path(folder))]))
+        validation.append(ValidationSet(Path(folder).name, [_read_pair(a, b) for a, b in list_training_pairs(Path(folder))]))
 
     degrade = make_degradation(recipe.degradation, recipe.degradation_options) if clean_pool else None
     sampler = D.PatchSampler(
