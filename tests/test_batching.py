@@ -122,3 +122,25 @@ def test_slow_writing_holds_the_model_back_instead_of_piling_up_images(tmp_path,
     results = list(restore_stream(jobs, restorer, RunOptions(io_threads=2, batch_size=1)))
     assert [r.status for r in results] == ["ok"] * 40 and [r.input for r in results] == [job.source for job in jobs]
     assert most[0] <= 2 * 2 + 1 + 1, most[0]  # the bound, plus the one submitted before the wait
+
+
+def test_an_output_with_nan_is_an_error_and_no_file(tmp_path):
+    """A model that returns NaN (a broken checkpoint, fp16 overflow) used to write a black
+    image with status ok; the image is now an error and nothing is written, the others
+    in the batch are written."""
+
+    class NanOnBright(torch.nn.Module):
+        def forward(self, x):
+            return torch.where(x.mean(dim=(1, 2, 3), keepdim=True) > 0.5, torch.full_like(x, float("nan")), x)
+
+    jobs = []
+    for i, level in enumerate((30, 220, 60)):
+        source = tmp_path / "in" / f"{i}.png"
+        source.parent.mkdir(exist_ok=True)
+        cv2.imwrite(str(source), np.full((16, 16, 3), level, np.uint8))
+        jobs.append(Job(source, Path(source.name), tmp_path / "out" / source.name))
+    restorer = Restorer(ModelDescriptor(NanOnBright(), "nan", {}, "derain", "nan"), torch.device("cpu"), "fp32")
+    results = list(restore_stream(jobs, restorer, RunOptions(batch_size=3)))
+    assert [r.status for r in results] == ["ok", "error", "ok"]
+    assert "NaN or infinite" in results[1].error and not (tmp_path / "out" / "1.png").exists()
+    assert (tmp_path / "out" / "0.png").is_file() and (tmp_path / "out" / "2.png").is_file()

@@ -263,10 +263,18 @@ def _decode(job: Job, max_pixels: int) -> _Decoded:
         return _Decoded(job, None, f"cannot read: {exc}", time.perf_counter() - start)
 
 
+NON_FINITE_OUTPUT = ("the model's output holds NaN or infinite values (a broken checkpoint, or half precision "
+                     "overflowing: try --precision fp32); nothing written")
+
+
 def _encode(job: Job, rgb: np.ndarray, like: LoadedImage, spent: float, degradation: dict | None, jpeg_quality: int) -> ImageResult:
+    """Write one restored image (in a writer thread); an output that is not finite is an
+    error, not a black or speckled file."""
     start = time.perf_counter()
     height, width = rgb.shape[:2]
     assert job.output is not None
+    if not np.isfinite(rgb).all():
+        return ImageResult(job.source, None, "error", spent + time.perf_counter() - start, NON_FINITE_OUTPUT, width, height, degradation)
     try:
         write_image(job.output, rgb, like, jpeg_quality)
     except ImageError as exc:
