@@ -12,7 +12,7 @@ from rich.table import Table
 
 from cli.console import cell, err_console, fail, print_json, say, warn
 from cli.restore_cmd import parse_sigma
-from restore_core.presets import DEFAULT_MODEL_FOR_TASK
+from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task  # presets.py imports torch only when loading
 
 if TYPE_CHECKING:  # imported where the command runs, so that --help does not load torch
     import torch
@@ -108,7 +108,6 @@ def benchmark(
     from restore_core.engine.runner import Restorer, RunOptions
     from restore_core.evaluation import Protocol, evaluate_samples
     from restore_core.io.images import ImageError
-    from restore_core.presets import load_for_task
 
     for value, rule, ok in ((count, "--count must be >= 1", count >= 1), (limit, "--limit must be >= 0 (0 = all)", limit >= 0),
                             (crop_border, "--crop-border must be >= 0", crop_border >= 0),

@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from cli.console import err_console, error, fail, print_json, say, warn
 from restore_core.engine.inputs import InputError, collect_inputs, names_output_file, parse_shard, plan_batch
 from restore_core.io.images import DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS
-from restore_core.presets import DEFAULT_MODEL_FOR_TASK
+from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task  # presets.py imports torch only when loading
 
 # Modules that import torch are imported where a command runs, not here: building
 # the app (and answering --help) then takes a fraction of a second.
@@ -92,7 +92,6 @@ def run_restore(request: RestoreRequest) -> None:
     from restore_core.engine.ensemble import views_for_task
     from restore_core.engine.memory import MIN_AUTO_TILE
     from restore_core.engine.runner import ImageResult, Restorer, RunOptions, restore_stream
-    from restore_core.presets import load_for_task
 
     ext = request.ext
     if request.overwrite and request.skip_existing:
