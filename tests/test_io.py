@@ -150,6 +150,28 @@ def _with_chunk_before_iend(png: bytes, kind: bytes, payload: bytes) -> bytes:
     return png[:iend] + chunk + png[iend:]
 
 
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_is_applied_once_in_every_format(tmp_path, orientation):
+    """The pixels come out as Pillow's exif_transpose shows them, for the 8 orientations in
+    TIFF, JPEG, PNG and WebP. OpenCV's TIFF decoder turns the pixels itself (its JPEG, PNG
+    and WebP decoders do not): TIFFs were turned twice (90 degrees became 180)."""
+    from PIL import ImageOps
+
+    array = np.zeros((20, 40, 3), np.uint8)
+    array[:, :10] = 255  # a white band on the left
+    array[:5, :, 1] = 128  # a green tint on top: mirrorings show too
+    for fmt, options in (("TIFF", {}), ("JPEG", {"quality": 100}), ("PNG", {}), ("WEBP", {"lossless": True})):
+        path = tmp_path / f"o.{fmt.lower()}"
+        image = Image.fromarray(array)
+        exif = image.getexif()
+        exif[0x0112] = orientation
+        image.save(path, format=fmt, exif=exif.tobytes(), **options)
+        expected = np.asarray(ImageOps.exif_transpose(Image.open(path).convert("RGB"))).astype(np.float32) / 255
+        loaded = read_image(path).rgb
+        assert loaded.shape == expected.shape, fmt
+        assert np.abs(loaded - expected).max() < 0.05, fmt
+
+
 def test_png_exif_after_the_pixels_is_read_without_decoding_twice(tmp_path, monkeypatch):
     # PNG allows eXIf after IDAT; Pillow's PNG getexif() decodes every pixel to find it.
     # OpenCV decodes the pixels; Pillow must only read the header (Pillow's load fails here).

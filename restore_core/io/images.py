@@ -20,6 +20,7 @@ import tempfile
 import warnings
 import zlib
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -170,6 +171,21 @@ def _png_exif(header: Image.Image, data: bytes) -> Image.Exif:
     return Image.Image.getexif(header)
 
 
+@lru_cache(maxsize=None)
+def _opencv_turns_tiffs() -> bool:
+    """Whether OpenCV's TIFF decoder already applies the orientation tag (5.1 does, for
+    every sample type, even with IMREAD_UNCHANGED; its JPEG, PNG and WebP decoders do not).
+    Turning such pixels again would undo or double the rotation. Probed once, on a 2x1
+    TIFF tagged orientation 6 (rotate 90 degrees clockwise)."""
+    probe = Image.new("RGB", (2, 1))
+    exif = probe.getexif()
+    exif[_EXIF_ORIENTATION_TAG] = 6
+    buffer = io.BytesIO()
+    probe.save(buffer, format="TIFF", exif=exif.tobytes())
+    decoded = cv2.imdecode(np.frombuffer(buffer.getvalue(), np.uint8), cv2.IMREAD_UNCHANGED)
+    return decoded is not None and decoded.shape[:2] == (2, 1)
+
+
 def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
     """Decode encoded image ``data``; errors are :class:`ImageError` naming ``path``."""
     if not data:
@@ -203,7 +219,8 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
         raise ImageError(path, "cannot decode image (corrupt, truncated or unsupported format)")
     if array.shape[0] * array.shape[1] > max_pixels:
         raise ImageError(path, f"image has {array.shape[0] * array.shape[1]:,} pixels, over the limit of {max_pixels:,}")
-    array = _apply_orientation(array, orientation)
+    if not (fmt == "tiff" and _opencv_turns_tiffs()):
+        array = _apply_orientation(array, orientation)
     alpha = None
     if array.ndim == 2:
         layout = "grey"
