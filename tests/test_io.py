@@ -208,6 +208,26 @@ def test_icc_profile_kept_in_png(tmp_path):
         assert out.info.get("icc_profile") == icc
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_icc_profile_kept_in_16_bit_tiff(tmp_path, rng, channels):
+    """OpenCV writes 16-bit TIFFs without metadata; the profile is added to its IFD
+    (add_tiff_icc), pixels untouched. An odd length checks the padding to even offsets."""
+    from restore_core.io.images import add_tiff_icc
+
+    icc = b"fake-icc-profile" * 8 + b"x"
+    array = rng.integers(0, 65536, size=(9, 13, channels) if channels > 1 else (9, 13), dtype=np.uint16)
+    ok, buffer = cv2.imencode(".tif", array)
+    src = tmp_path / "a.tif"
+    src.write_bytes(add_tiff_icc(buffer.tobytes(), icc))
+    loaded = read_image(src)
+    assert loaded.icc_profile == icc and loaded.bit_depth == 16
+    dst = tmp_path / "b.tif"
+    write_image(dst, loaded.rgb, loaded)
+    with Image.open(dst) as out:
+        assert out.info.get("icc_profile") == icc
+    np.testing.assert_array_equal(cv2.imread(str(dst), cv2.IMREAD_UNCHANGED), array)
+
+
 @pytest.mark.parametrize(
     "content, cause",
     [(b"", "empty file"), (b"this is text, not an image", "cannot decode"), (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "cannot decode")],

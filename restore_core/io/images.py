@@ -330,6 +330,34 @@ def add_png_metadata(png: bytes, icc_profile: bytes | None, exif: bytes | None) 
     return png[:ihdr_end] + chunks + png[ihdr_end:]
 
 
+_TIFF_ICC_TAG = 34675  # InterColorProfile, type UNDEFINED
+
+
+def add_tiff_icc(tiff: bytes, icc_profile: bytes) -> bytes:
+    """``tiff`` (one image, as OpenCV writes 16-bit and float TIFFs, without metadata) with
+    an ICC profile tag in its first IFD.
+
+    The profile and a copy of the IFD holding the new entry are appended, and the header
+    points at the copy: nothing already in the file moves, so every offset in it stays
+    valid (the old IFD is left unused). Pillow writes the profile of 8-bit TIFFs itself.
+    """
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if order is None or struct.unpack(order + "H", tiff[2:4])[0] != 42:
+        raise ValueError("not a classic TIFF")
+    (ifd_offset,) = struct.unpack(order + "I", tiff[4:8])
+    (count,) = struct.unpack(order + "H", tiff[ifd_offset : ifd_offset + 2])
+    entries = [tiff[ifd_offset + 2 + 12 * i : ifd_offset + 14 + 12 * i] for i in range(count)]
+    (next_ifd,) = struct.unpack(order + "I", tiff[ifd_offset + 2 + 12 * count : ifd_offset + 6 + 12 * count])
+    entries = [e for e in entries if struct.unpack(order + "H", e[:2])[0] != _TIFF_ICC_TAG]
+    body = tiff + b"\0" * (len(tiff) % 2)  # TIFF offsets are even
+    icc_offset = len(body)
+    body += icc_profile + b"\0" * (len(icc_profile) % 2)
+    entries.append(struct.pack(order + "HHII", _TIFF_ICC_TAG, 7, len(icc_profile), icc_offset))
+    entries.sort(key=lambda e: struct.unpack(order + "H", e[:2])[0])  # TIFF wants tags in ascending order
+    new_ifd = struct.pack(order + "H", len(entries)) + b"".join(entries) + struct.pack(order + "I", next_ifd)
+    return body[:4] + struct.pack(order + "I", len(body)) + body[8:] + new_ifd
+
+
 def encode_grey_alpha_png(pixels: np.ndarray) -> bytes:
     """PNG colour type 4 (grey + alpha, 8 or 16 bits) from an H x W x 2 array.
 
@@ -386,6 +414,8 @@ def encode_image(rgb: np.ndarray, like: LoadedImage, extension: str, jpeg_qualit
     data = buffer.tobytes()
     if extension == ".png":
         data = add_png_metadata(data, like.icc_profile, like.exif)
+    elif extension in (".tif", ".tiff") and like.icc_profile:
+        data = add_tiff_icc(data, like.icc_profile)
     return data
 
 
