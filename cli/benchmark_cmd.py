@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -107,7 +108,7 @@ def benchmark(
     from restore_core.engine.ensemble import views_for_task
     from restore_core.engine.runner import Restorer, RunOptions
     from restore_core.evaluation import Protocol, evaluate_samples
-    from restore_core.io.images import ImageError
+    from restore_core.io.images import ImageError, atomic_write_bytes
 
     for value, rule, ok in ((count, "--count must be >= 1", count >= 1), (limit, "--limit must be >= 0 (0 = all)", limit >= 0),
                             (crop_border, "--crop-border must be >= 0", crop_border >= 0),
@@ -224,14 +225,22 @@ def benchmark(
     for s in summaries:
         table.add_row(cell(s.label), f"{s.psnr_y:.3f}", f"{s.ssim_y:.4f}", f"{s.psnr_rgb:.3f}", f"{s.ssim_rgb:.4f}", f"{s.seconds_per_image:.2f}")
     err_console.print(table)
-    if csv_path:
-        with open(csv_path, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["model", "image", "psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "seconds"])
-            for s in summaries:
-                for p in s.per_image:
-                    writer.writerow([s.label, p.name, f"{p.psnr_y:.4f}", f"{p.ssim_y:.5f}", f"{p.psnr_rgb:.4f}", f"{p.ssim_rgb:.5f}", f"{p.seconds:.3f}"])
-    if markdown_path:
-        markdown_path.write_text(_markdown(summaries, header))
     if as_json:
         print_json({**header, "results": [s.as_dict() for s in summaries]}, indent=2)
+    # The files last, each written whole (parent folders made): a bad path costs a line, not the results above.
+    reports = []
+    if csv_path:
+        rows = io.StringIO(newline="")
+        writer = csv.writer(rows)
+        writer.writerow(["model", "image", "psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "seconds"])
+        for s in summaries:
+            for p in s.per_image:
+                writer.writerow([s.label, p.name, f"{p.psnr_y:.4f}", f"{p.ssim_y:.5f}", f"{p.psnr_rgb:.4f}", f"{p.ssim_rgb:.5f}", f"{p.seconds:.3f}"])
+        reports.append((csv_path, rows.getvalue()))
+    if markdown_path:
+        reports.append((markdown_path, _markdown(summaries, header)))
+    for path, text in reports:
+        try:
+            atomic_write_bytes(path, text.encode())
+        except OSError as exc:
+            fail(f"{path}: cannot write: {exc.strerror or exc}", code=1)

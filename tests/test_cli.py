@@ -632,6 +632,22 @@ def test_benchmark_json_is_strict_when_input_equals_target(tmp_path, rng, tiny_c
     assert rows[tiny_checkpoint.stem]["psnr_rgb"] < 40
 
 
+def test_benchmark_reports_go_to_new_folders_and_a_bad_path_is_one_line(tmp_path, tiny_checkpoint):
+    """--csv and --markdown into folders that do not exist yet are written (they ended the
+    run in a FileNotFoundError traceback, after the whole benchmark); an unwritable path is
+    a one-line error, after the JSON results."""
+    csv_path, markdown_path = tmp_path / "new" / "deep" / "scores.csv", tmp_path / "new" / "card.md"
+    result = restore("benchmark", "-m", str(tiny_checkpoint), "--limit", "1", "--csv", str(csv_path), "--markdown", str(markdown_path))
+    assert result.returncode == 0, result.stderr
+    rows = csv_path.read_text().splitlines()
+    assert rows[0] == "model,image,psnr_y,ssim_y,psnr_rgb,ssim_rgb,seconds" and len(rows) == 3  # input + model
+    assert markdown_path.read_text().startswith("Dataset: ")
+    (tmp_path / "a-file").write_text("")
+    bad = restore("benchmark", "-m", str(tiny_checkpoint), "--limit", "1", "--json", "--csv", str(tmp_path / "a-file" / "x.csv"))
+    assert bad.returncode == 1 and "cannot write" in bad.stderr and "Traceback" not in bad.stderr
+    assert _strict_json(bad.stdout)["results"]  # the scores were printed first
+
+
 def test_benchmark_takes_its_task_from_the_dataset(tmp_path, rng, tiny_checkpoint):
     """--dataset cbsd68 without --task is a denoising benchmark: the self-ensemble uses
     denoising's eight views (it once used derain's four); --task still overrides it."""
