@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 from rich.table import Table
 
-from cli.console import cell, err_console, fail, print_json, say, warn
+from cli.console import cell, err_console, fail, os_cause, print_json, say, warn
 from cli.restore_cmd import parse_sigma
 from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task  # presets.py imports torch only when loading
 
@@ -243,4 +243,4 @@ def benchmark(
         try:
             atomic_write_bytes(path, text.encode())
         except OSError as exc:
-            fail(f"{path}: cannot write: {exc.strerror or exc}", code=1)
+            fail(f"{path}: cannot write: {os_cause(exc)}", code=1)

@@ -46,6 +46,14 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def os_cause(exc: OSError) -> str:
+    """The reason an output path could not be written, in words: mkdir's "File exists" and
+    "Not a directory" mean a folder on the path is a file."""
+    if isinstance(exc, (FileExistsError, NotADirectoryError)):
+        return "a folder on this path is a file"
+    return exc.strerror or str(exc)
+
+
 def cell(value: object) -> Text:
     """A table cell shown verbatim (model names and paths may contain brackets)."""
     return Text(str(value))

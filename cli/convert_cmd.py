@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from cli.console import fail, say
+from cli.console import fail, os_cause, say
 from restore_core.presets import PRESETS
 
 
@@ -52,5 +52,7 @@ def convert(
         written = convert_file(source, out, arch, arch_config, task or default_task)
     except CheckpointError as exc:
         fail(str(exc), code=1)
+    except OSError as exc:
+        fail(f"{out}: cannot write: {os_cause(exc)}", code=1)
     print(written)
     say(f"converted {source} -> {written} ({arch})")

@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from cli.console import err_console, fail, say
+from cli.console import err_console, fail, os_cause, say
 from restore_core.configs import ConfigError, changed_fields, config_to_dict, override_many
 from restore_core.training.recipes import RECIPES, ADMSRecipe, Recipe, load_recipe, load_recorded_recipe
 
@@ -132,6 +132,10 @@ def train(
             raise ConfigError("no training data: give --data, --clean or --builtin-photographs")
     except ConfigError as exc:
         fail(str(exc), code=2)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"{out}: cannot make the run folder: {os_cause(exc)}", code=2)
     import torch
 
     from restore_core.device import cpu_has_bf16_units, pick_device, set_cpu_threads, training_autocast_dtype
