@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from cli.console import cell, fail, print_json, say, table_console
+from cli.console import cell, fail, os_cause, print_json, say, table_console
 
 
 def _parse_fraction(text: str) -> float:
@@ -63,10 +63,10 @@ def attribute_filters(
         restore attribute-filters --baseline u.safetensors --target r.safetensors --data rain/ --top 5% --out masks.safetensors --validate
     """
     import torch
-    from safetensors.torch import save_file
 
     from restore_core import attribution as A
-    from restore_core.checkpoint import CheckpointError, load_checkpoint
+    from restore_core.checkpoint import CheckpointError, atomic_save_file, load_checkpoint
+    from restore_core.io.images import atomic_write_bytes
 
     try:
         fraction = _parse_fraction(top)
@@ -105,15 +105,19 @@ def attribute_filters(
     if out is not None:
         meta = {"baseline": str(baseline), "target": str(target), "top": str(fraction), "selected": str(selected), "filters": str(total),
                 "architecture": tuned.architecture, "config": json.dumps(tuned.config, sort_keys=True)}
-        out.parent.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.to(torch.uint8) for k, v in masks.items()}, str(out), metadata=meta)
+        try:
+            atomic_save_file({k: v.to(torch.uint8).contiguous() for k, v in masks.items()}, out, meta)
+        except OSError as exc:
+            fail(f"{out}: cannot write: {os_cause(exc)}", code=1)
         say(f"masks: {out} ({selected} of {total} filters)")
     if plot is not None:
         import cv2
 
         ok, png = cv2.imencode(".png", A.spread_plot(A.layer_counts(masks)))
-        plot.parent.mkdir(parents=True, exist_ok=True)
-        plot.write_bytes(png.tobytes())
+        try:
+            atomic_write_bytes(plot, png.tobytes())
+        except OSError as exc:
+            fail(f"{plot}: cannot write: {os_cause(exc)}", code=1)
         say(f"plot: {plot}")
 
     if as_json:
