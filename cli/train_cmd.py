@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 from dataclasses import replace
 from pathlib import Path
@@ -125,9 +126,11 @@ def train(
                        if all(item.startswith(("steps:", "stages:")) for item in altered) else "")
                 raise ConfigError(f"--resume continues {out} as recorded in its recipe.json, and these options would change it: "
                                   f"{'; '.join(altered)}{why}. To train on with other settings, start a new run with --init {out / 'last.safetensors'}")
-        for folder in chosen.data.paired + chosen.data.clean + chosen.data.validation:
+        for folder in chosen.data.paired + chosen.data.clean + chosen.data.validation + chosen.data.exclude_near_duplicates_of:
             if not Path(folder).is_dir():
                 raise ConfigError(f"{folder}: no such folder")
+        if workers > (os.cpu_count() or 1):
+            raise ConfigError(f"--workers {workers}: more batch-drawing processes than this machine's {os.cpu_count()} CPUs")
         if not (chosen.data.paired or chosen.data.clean or chosen.data.builtin_photographs):
             raise ConfigError("no training data: give --data, --clean or --builtin-photographs")
     except ConfigError as exc:
@@ -164,7 +167,7 @@ def train(
         return
     try:
         trainer = Trainer(chosen, out, torch_device, log=say, dist_info=dist_info, precision=precision, data_workers=workers)
-    except TrainingError as exc:
+    except (TrainingError, ValueError) as exc:  # ValueError: a model config its network refuses (order -1, ...)
         fail(str(exc), code=2)
     if resume:
         try:
@@ -182,7 +185,7 @@ def train(
             "(weights stay fp32; --precision fp32 hides this line)")
     try:
         training_data = prepare_data(chosen)
-    except (ValueError, OSError) as exc:
+    except (TrainingError, ValueError, OSError) as exc:
         fail(str(exc), code=2)
     log(f"data: {training_data.summary}")
 

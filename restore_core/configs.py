@@ -109,6 +109,8 @@ def config_from_dict(cls: type[T], data: dict[str, Any], where: str = "config") 
     kwargs = {name: _coerce(hints[name], value, f"{where}.{name}") for name, value in data.items()}
     try:
         return cls(**kwargs)
+    except ConfigError:
+        raise  # the dataclass's own check: its message names the field already
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from exc
 

@@ -237,6 +237,10 @@ def test_usage_errors_exit_2(tmp_path, tiny_checkpoint):
                          (("--limit", "-1"), "--limit must be >= 0"), (("--crop-border", "1000"), "after --crop-border 1000")):
         result = restore("benchmark", "-m", str(tiny_checkpoint), *flags)
         assert result.returncode == 2 and words in result.stderr and "Traceback" not in result.stderr, (flags, result.stderr)
+    for flags, words in ((("--set", "model.order=-1"), "order must be >= 0"), (("--workers", "500"), "more batch-drawing processes"),
+                         (("--exclude-like", str(tmp_path / "nope")), "no such folder")):
+        result = restore("train", "--recipe", "taylor-derain", "--builtin-photographs", "--steps", "1", "--out", str(tmp_path / "run"), *flags)
+        assert result.returncode == 2 and words in result.stderr and "Traceback" not in result.stderr, (flags, result.stderr)
     (tmp_path / "a-file").write_text("")
     under_a_file = restore("train", "--recipe", "taylor-derain", "--builtin-photographs", "--steps", "1", "--out", str(tmp_path / "a-file" / "run"))
     assert under_a_file.returncode == 2 and "a folder on this path is a file" in under_a_file.stderr, under_a_file.stderr

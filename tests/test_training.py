@@ -130,15 +130,31 @@ def test_settings_that_must_change_together_are_validated_together():
 
 
 @pytest.mark.parametrize("field, value", [("steps", 0), ("batch_size", 0), ("patch_size", -1), ("lr", -1.0), ("ema_decay", 1.0),
-                                          ("val_every", 0), ("checkpoint_every", 0)])
+                                          ("val_every", 0), ("checkpoint_every", 0), ("betas", (2.0, 0.9)), ("milestones", (2.0,)),
+                                          ("seed", -1)])
 def test_a_recipe_out_of_range_is_refused_by_name(field, value):
-    """Each used to end in a traceback mid-run (batch 0, lr -1) or a silent no-op (steps 0)."""
+    """Each used to end in a traceback mid-run (batch 0, lr -1, betas, seed) or a silent
+    no-op (steps 0, a milestone past the end)."""
     from restore_core.configs import ConfigError
 
     with pytest.raises(ConfigError, match=f"{field} must be"):
         replace(RECIPES["taylor-derain"], **{field: value})
     with pytest.raises(ConfigError, match="top_fraction must be"):
         replace(RECIPES["adms"], top_fraction=0.0)
+    with pytest.raises(ConfigError, match="paired_fraction must be"):
+        DataConfig(paired_fraction=2.0)
+    with pytest.raises(ConfigError, match="holdout_every must be"):
+        DataConfig(holdout_every=-1)
+
+
+@pytest.mark.parametrize("name, options", [("noise", {"sigma": [50, 0]}), ("rain", {"layers": [3, 1]}), ("haze", {"beta": [2.0, 0.5]})])
+def test_a_degradation_range_given_high_then_low_is_refused(name, options):
+    """numpy's uniform(50, 0) raised deep in the first batch ("high - low < 0")."""
+    from restore_core.training.trainer import make_degradation
+
+    with pytest.raises(TrainingError, match=r"is a \(low, high\) range"):
+        make_degradation(name, options)
+    make_degradation(name, {})  # the defaults are ranges in order
 
 
 def test_every_table_recipe_trains_patches_its_model_takes():

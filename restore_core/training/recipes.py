@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from restore_core.configs import ConfigError, config_from_dict
+from restore_core.presets import GOLF_FAST, INFOFLOW_DEHAZE, INFOFLOW_DENOISE, INFOFLOW_S, TAYLOR_DERAIN, UNET_S
 
 
-def _require(recipe_name: str, checks: dict[str, tuple[Any, bool, str]]) -> None:
+def _require(where: str, checks: dict[str, tuple[Any, bool, str]]) -> None:
     """Raise ConfigError for the first field whose check failed: ``name -> (value, ok, what it must be)``."""
     for field_name, (value, ok, rule) in checks.items():
         if not ok:
-            raise ConfigError(f"recipe {recipe_name}: {field_name} must be {rule}, got {value!r}")
-from restore_core.presets import GOLF_FAST, INFOFLOW_DEHAZE, INFOFLOW_DENOISE, INFOFLOW_S, TAYLOR_DERAIN, UNET_S
+            raise ConfigError(f"{where}: {field_name} must be {rule}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,14 @@ class DataConfig:
     holdout_every: int = 0  # hold out every k-th pair of each paired folder (not trained on)
     validation: tuple[str, ...] = ()  # paired folders for validation PSNR
     exclude_near_duplicates_of: tuple[str, ...] = ()  # paired/clean folders kept out of training
+
+    def __post_init__(self) -> None:
+        _require("recipe data", {
+            "paired_fraction": (self.paired_fraction, 0 <= self.paired_fraction <= 1, "in [0, 1]"),
+            "colour_fraction": (self.colour_fraction, self.colour_fraction is None or 0 <= self.colour_fraction <= 1, "in [0, 1] or null"),
+            "transplant_fraction": (self.transplant_fraction, 0 <= self.transplant_fraction <= 1, "in [0, 1]"),
+            "holdout_every": (self.holdout_every, self.holdout_every >= 0, ">= 0 (0 = none held out)"),
+        })
 
 
 @dataclass(frozen=True)
@@ -81,7 +89,7 @@ class Recipe:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stages", tuple(int(s) for s in self.stages))
-        _require(self.name, {
+        _require(f"recipe {self.name}", {
             "steps": (self.steps, self.steps >= 1, ">= 1"),
             "batch_size": (self.batch_size, self.batch_size >= 1, ">= 1"),
             "patch_size": (self.patch_size, self.patch_size >= 1, ">= 1"),
@@ -93,6 +101,9 @@ class Recipe:
             "val_every": (self.val_every, self.val_every >= 1, ">= 1"),
             "checkpoint_every": (self.checkpoint_every, self.checkpoint_every >= 1, ">= 1"),
             "pretrain_steps": (self.pretrain_steps, self.pretrain_steps >= 0, ">= 0"),
+            "betas": (list(self.betas), len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "two numbers in [0, 1)"),
+            "milestones": (list(self.milestones), all(0 <= m <= 1 for m in self.milestones), "fractions of steps, in [0, 1]"),
+            "seed": (self.seed, self.seed >= 0, ">= 0"),
         })
         if self.stages and (len(self.stages) != 2 or sum(self.stages) != self.steps or min(self.stages) < 0):
             raise ConfigError(f"recipe {self.name}: stages must be two step counts (F, G) summing to steps={self.steps}, got {self.stages}")
@@ -191,7 +202,7 @@ class ADMSRecipe:
     data: DataConfig = field(default_factory=lambda: DataConfig(builtin_photographs=True))
 
     def __post_init__(self) -> None:
-        _require(self.name, {
+        _require(f"recipe {self.name}", {
             "unified_steps": (self.unified_steps, self.unified_steps >= 1, ">= 1"),
             "finetune_steps": (self.finetune_steps, self.finetune_steps >= 1, ">= 1"),
             "classifier_steps": (self.classifier_steps, self.classifier_steps >= 1, ">= 1"),

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import json
 import os
 import sys
@@ -99,6 +100,11 @@ def make_degradation(name: str, options: dict) -> D.Degrade:
         config = config_from_dict(config_class, options, f"degradation_options ({name})")
     except ConfigError as exc:
         raise TrainingError(str(exc)) from None
+    # Every pair field of the degradation configs is a (low, high) range drawn from uniformly.
+    for spec in dataclasses.fields(config):
+        value = getattr(config, spec.name)
+        if str(spec.type) in ("tuple[float, float]", "tuple[int, int]") and value[0] > value[1]:
+            raise TrainingError(f"degradation_options ({name}): {spec.name} is a (low, high) range, got {list(value)}")
     return lambda clean, rng: function(clean, rng, config)
 
 
