@@ -218,6 +218,16 @@ def test_a_pair_of_two_sizes_is_refused_before_training(tmp_path, role):
         prepare_data(replace(recipe, data=data))
 
 
+def test_a_corrupt_state_file_is_a_training_error_not_a_traceback(tmp_path):
+    recipe = _recipe(tmp_path, steps=2)
+    trainer = Trainer(recipe, tmp_path / "run", torch.device("cpu"), log=lambda s: None)
+    trainer.train(prepare_data(recipe))
+    trainer.state_path.write_bytes(b"truncated")
+    again = Trainer(recipe, tmp_path / "run", torch.device("cpu"), log=lambda s: None)
+    with pytest.raises(TrainingError, match="cannot resume from it"):
+        again.resume()
+
+
 def test_paper_schedule_decays_by_0_2_at_30_50_80_percent():
     recipe = replace(RECIPES["taylor-derain"], steps=100)
     assert [recipe.lr_at(s) for s in (0, 29, 30, 50, 80, 99)] == pytest.approx([1e-3, 1e-3, 2e-4, 4e-5, 8e-6, 8e-6])

@@ -35,6 +35,7 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from torch import nn
 
 from restore_core.checkpoint import save_checkpoint
@@ -409,7 +410,12 @@ class Trainer:
     def resume(self) -> None:
         if not self.state_path.exists():
             raise TrainingError(f"{self.state_path}: nothing to resume from")
-        self.step, extra = load_state(self.state_path, self._modules(), self._optimizers(), self.ema, self.device)
+        try:
+            self.step, extra = load_state(self.state_path, self._modules(), self._optimizers(), self.ema, self.device)
+        except (SafetensorError, OSError, ValueError, KeyError, RuntimeError) as exc:  # a truncated or foreign file
+            cause = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise TrainingError(f"{self.state_path}: cannot resume from it ({cause}); its last.safetensors, if whole, "
+                                f"can start a new run with --init") from None
         self.best = extra.get("best")
         self.metrics = extra.get("metrics", {})
         self.log(f"resumed {self.run_dir} at step {self.step}")
