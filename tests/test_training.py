@@ -109,6 +109,22 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
             assert all(torch.isfinite(f.get_tensor(k)).all() for k in f.keys() if k.startswith("model."))
 
 
+def test_a_nan_loss_at_the_first_step_blames_the_weights_not_the_schedule(tmp_path):
+    """There is no checkpoint to go back to and no learning rate to lower: the message
+    said the opposite (\"the last good checkpoint is unchanged: resume with a lower --lr\")."""
+    from restore_core.checkpoint import save_checkpoint
+    from restore_core.models import build_model
+
+    recipe = _recipe(tmp_path, steps=2)
+    model = build_model(recipe.architecture, recipe.model)
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    save_checkpoint(tmp_path / "nan.safetensors", model, recipe.architecture, recipe.model, "derain", recipe={}, metrics={})
+    trainer = Trainer(replace(recipe, init=str(tmp_path / "nan.safetensors")), tmp_path / "run", torch.device("cpu"), log=lambda s: None)
+    with pytest.raises(TrainingError, match="at the first step: the model's weights .*nan.safetensors"):
+        trainer.train(prepare_data(recipe))
+
+
 def test_recipe_file_overrides_a_base(tmp_path):
     path = tmp_path / "r.toml"
     path.write_text('base = "taylor-derain"\nsteps = 10\n[model]\norder = 1\n')

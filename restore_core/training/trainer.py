@@ -596,6 +596,12 @@ class Trainer:
                     else:
                         loss = restoration_loss(self.model, degraded, clean, recipe, stage, self.perceptual)
                 if not torch.isfinite(loss):
+                    if self.step == 0:  # no update made yet: nothing the schedule could fix
+                        raise TrainingError(f"loss is {loss.item()} at the first step: the model's weights"
+                                            f"{' (--init ' + recipe.init + ')' if recipe.init else ''} or the data give no finite loss")
+                    if not self.state_path.exists():
+                        raise TrainingError(f"loss became {loss.item()} at step {self.step}, before the first checkpoint; stopped: "
+                                            "start again with a lower --lr or with grad_clip set")
                     raise TrainingError(
                         f"loss became {loss.item()} at step {self.step}; stopped. The last good checkpoint "
                         f"({self.state_path}) is unchanged: resume with a lower --lr or with grad_clip set"
