@@ -111,7 +111,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 
 def test_a_nan_loss_at_the_first_step_blames_the_weights_not_the_schedule(tmp_path):
     """There is no checkpoint to go back to and no learning rate to lower: the message
-    said the opposite (\"the last good checkpoint is unchanged: resume with a lower --lr\")."""
+    said the opposite ("the last good checkpoint is unchanged: resume with a lower --lr")."""
     from restore_core.checkpoint import save_checkpoint
     from restore_core.models import build_model
 
