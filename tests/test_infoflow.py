@@ -290,6 +290,18 @@ def test_training_tells_part_of_each_batch_its_measured_noise_level(tmp_path):
     assert saved.model.needs_first_pass
 
 
+def test_calibration_refuses_images_too_small_to_read_a_level_from():
+    """Images under 16x16 (the first look's block) are left out; with none left, the
+    checkpoint is not given a table read from nothing."""
+    from restore_core.training.calibration import measure_noise_calibration
+
+    from restore_core.models import build_model
+
+    model = build_model("infoflow", {**TINY, "noise_level": True})
+    with pytest.raises(ValueError, match="at least 16x16 pixels"):
+        measure_noise_calibration(model, [np.full((8, 12, 3), 0.5, np.float32)] * 3)
+
+
 def test_auto_sigma_looks_twice_only_when_calibrated():
     """A checkpoint with a noise calibration asks the engine for a first pass under
     --sigma auto (not under quick, blind or a told level, nor without a table); the

@@ -52,7 +52,13 @@ from restore_core.models import build_model
 from restore_core.models.golf import GolfOptimizer
 from restore_core.models.taylor import TaylorNet, taylor_loss
 from restore_core.training import data as D
-from restore_core.training.calibration import MAX_CALIBRATION_IMAGES, evenly_spread, measure_noise_calibration
+from restore_core.training.calibration import (
+    MAX_CALIBRATION_IMAGES,
+    MIN_CALIBRATION_SIDE,
+    evenly_spread,
+    large_enough,
+    measure_noise_calibration,
+)
 from restore_core.training.distributed import DistInfo, average_gradients, broadcast_parameters, weights_agree
 from restore_core.training.losses import (
     PerceptualWeightsError,
@@ -230,9 +236,11 @@ def prepare_data(recipe: Recipe) -> TrainingData:
 
 
 def calibration_images(sampler: D.PatchSampler, count: int = MAX_CALIBRATION_IMAGES) -> list[np.ndarray]:
-    """Up to ``count`` of the sampler's clean-only images, evenly spread over the pool
-    (float32 RGB in [0, 1]): what a denoiser's noise calibration is measured on."""
-    return [item.clean.astype(np.float32) / 255.0 for item in evenly_spread(sampler.clean, count)]
+    """Up to ``count`` of the sampler's clean-only images large enough to calibrate on,
+    evenly spread over the pool (float32 RGB in [0, 1]): what a denoiser's noise
+    calibration is measured on."""
+    large = large_enough([item.clean for item in sampler.clean])
+    return [clean.astype(np.float32) / 255.0 for clean in evenly_spread(large, count)]
 
 
 def training_forward(model: nn.Module, degraded: torch.Tensor, clean: torch.Tensor, recipe: Recipe) -> torch.Tensor:
@@ -657,8 +665,11 @@ class Trainer:
         if self.step < recipe.steps:
             self.log(f"paused at step {self.step} of {recipe.steps}; continue with --resume")
             return self.metrics
-        if main and getattr(self.model, "takes_noise_level", False) and data.sampler.clean:
-            images = calibration_images(data.sampler)
+        images = calibration_images(data.sampler) if main and getattr(self.model, "takes_noise_level", False) else []
+        if main and getattr(self.model, "takes_noise_level", False) and not images:
+            self.log(f"no noise calibration: no clean training image of {MIN_CALIBRATION_SIDE}x{MIN_CALIBRATION_SIDE} pixels or more "
+                     "(--sigma auto reads levels from the image alone; restore train --calibrate adds the table later)")
+        elif images:
             started = time.time()
             self.noise_calibration = measure_noise_calibration(self._eval_model(), images, device=self.device)
             self.log(
