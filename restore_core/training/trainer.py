@@ -665,17 +665,18 @@ class Trainer:
         if self.step < recipe.steps:
             self.log(f"paused at step {self.step} of {recipe.steps}; continue with --resume")
             return self.metrics
-        images = calibration_images(data.sampler) if main and getattr(self.model, "takes_noise_level", False) else []
-        if main and getattr(self.model, "takes_noise_level", False) and not images:
-            self.log(f"no noise calibration: no clean training image of {MIN_CALIBRATION_SIDE}x{MIN_CALIBRATION_SIDE} pixels or more "
-                     "(--sigma auto reads levels from the image alone; restore train --calibrate adds the table later)")
-        elif images:
-            started = time.time()
-            self.noise_calibration = measure_noise_calibration(self._eval_model(), images, device=self.device)
-            self.log(
-                f"noise calibration for --sigma auto on {len(images)} clean training images ({time.time() - started:.0f} s): "
-                + ", ".join(f"{residual:.1f}->{level:.1f}" for residual, level in self.noise_calibration)
-            )
+        if main and getattr(self.model, "takes_noise_level", False):
+            images = calibration_images(data.sampler)
+            if not images:
+                self.log(f"no noise calibration: no clean-only training image of {MIN_CALIBRATION_SIDE}x{MIN_CALIBRATION_SIDE} pixels "
+                         "or more (--sigma auto reads levels from the image alone; restore train --calibrate adds the table later)")
+            else:
+                started = time.time()
+                self.noise_calibration = measure_noise_calibration(self._eval_model(), images, device=self.device)
+                self.log(
+                    f"noise calibration for --sigma auto on {len(images)} clean training images ({time.time() - started:.0f} s): "
+                    + ", ".join(f"{residual:.1f}->{level:.1f}" for residual, level in self.noise_calibration)
+                )
         final = self.save("model.safetensors", self.metrics)
         self.log(f"saved {final}")
         return self.metrics
