@@ -308,13 +308,13 @@ def restore_stream(jobs: list[Job], restorer: Restorer, options: RunOptions = Ru
     # up to 53 waiting (1.9 GB) on 2 CPU cores with a model that costs nothing.
     write_backlog = 2 * max(1, options.io_threads) + options.batch_size
 
-    def ready_results(until: int | None) -> Iterator[ImageResult]:
-        """Results in input order: those already finished, and (``until``) waiting for
-        the oldest until at most ``until`` are pending."""
+    def ready_results(until: int) -> Iterator[ImageResult]:
+        """Results in input order: those already finished, then waiting for the oldest
+        while more than ``until`` are pending (0: all of them)."""
         while pending_results:
             head = pending_results[0]
             if isinstance(head, Future):
-                if not head.done() and (until is None or len(pending_results) <= until):
+                if not head.done() and len(pending_results) <= until:
                     return
                 head = head.result()
             pending_results.popleft()
