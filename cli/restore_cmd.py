@@ -9,6 +9,7 @@ is 0 when every image succeeded, 1 when any failed, 2 on usage errors.
 from __future__ import annotations
 
 import inspect
+from collections import Counter
 import signal
 import sys
 import time
@@ -213,6 +214,9 @@ def run_restore(request: RestoreRequest) -> None:
     ok = sum(r.status == "ok" for r in done)
     failed = sum(r.status == "error" for r in done)
     skipped = sum(r.status == "skipped" for r in done)
+    if not request.quiet:
+        for note, count in Counter(r.note for r in done if r.note is not None).items():
+            warn(f"{count} image(s): {note}")  # once per kind; each image's own line has it with --json
     if not request.quiet:
         model_note = f" with {descriptor.name}" if descriptor else ""
         err_console.print(

@@ -66,6 +66,20 @@ def test_one_image_to_an_output_file(folder, tmp_path, tiny_checkpoint):
     assert into_folder.returncode == 0 and (tmp_path / "named.png" / "a.png").is_file()
 
 
+def test_an_alpha_channel_dropped_by_jpeg_is_said(tmp_path, tiny_checkpoint, rng):
+    """RGBA into JPEG loses the alpha (JPEG has none): each image's JSON line says so in
+    "note", and stderr once for the run; an opaque image gets no note."""
+    src = tmp_path / "in"
+    src.mkdir()
+    cv2.imwrite(str(src / "clear.png"), rng.integers(0, 256, (24, 32, 4), dtype=np.uint8))
+    cv2.imwrite(str(src / "solid.png"), rng.integers(0, 256, (24, 32, 3), dtype=np.uint8))
+    result = restore("derain", str(src), str(tmp_path / "out"), "--ext", "jpg", "--json", "--model", str(tiny_checkpoint))
+    assert result.returncode == 0, result.stderr
+    lines = {Path(row["input"]).name: row for row in map(json.loads, result.stdout.splitlines())}
+    assert "alpha channel dropped" in lines["clear.png"]["note"] and "note" not in lines["solid.png"]
+    assert result.stderr.count("alpha channel dropped") == 1 and "1 image(s)" in result.stderr
+
+
 def test_recursive_mirrors_sub_folders_and_suffix_ext(folder, tmp_path, tiny_checkpoint):
     out = tmp_path / "out"
     result = restore("derain", str(folder), str(out), "-r", "--suffix", "_x", "--ext", "jpg", "--model", str(tiny_checkpoint))

@@ -30,7 +30,7 @@ from restore_core.engine.memory import (
     MEMORY_BUDGET_SHARE, PIPELINE_BYTES_PER_PIXEL, activation_bytes_per_pixel, available_memory_bytes, tile_for_budget,
 )
 from restore_core.engine.tiling import central_crop, default_overlap, run_padded, run_tiled
-from restore_core.io.images import DEFAULT_MAX_PIXELS, ImageError, LoadedImage, read_image, write_image
+from restore_core.io.images import DEFAULT_MAX_PIXELS, ImageError, LoadedImage, lost_on_write, read_image, write_image
 
 
 MIN_OOM_TILE = 64  # the smallest tile an out-of-memory retry goes down to
@@ -70,11 +70,14 @@ class ImageResult:
     # probabilities, denoisers told --sigma auto the estimated noise level.
     degradation: dict[str, float] | None = None
     reason: str | None = None  # why a skipped input was skipped
+    note: str | None = None  # what the written file could not keep (io.images.lost_on_write)
 
     def as_dict(self) -> dict:
         extra = {"degradation": self.degradation} if self.degradation is not None else {}
         if self.reason is not None:
             extra["reason"] = self.reason
+        if self.note is not None:
+            extra["note"] = self.note
         return {
             "input": str(self.input),
             "output": str(self.output) if self.output and self.status == "ok" else None,
@@ -279,7 +282,8 @@ def _encode(job: Job, rgb: np.ndarray, like: LoadedImage, spent: float, degradat
         write_image(job.output, rgb, like, jpeg_quality)
     except ImageError as exc:
         return ImageResult(job.source, None, "error", spent + time.perf_counter() - start, exc.cause, width, height, degradation)
-    return ImageResult(job.source, job.output, "ok", spent + time.perf_counter() - start, None, width, height, degradation)
+    return ImageResult(job.source, job.output, "ok", spent + time.perf_counter() - start, None, width, height, degradation,
+                       note=lost_on_write(like, job.output.suffix))
 
 
 def _has_colour(batch: torch.Tensor) -> bool:

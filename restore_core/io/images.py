@@ -377,6 +377,14 @@ def encode_grey_alpha_png(pixels: np.ndarray) -> bytes:
     )
 
 
+def lost_on_write(like: LoadedImage, extension: str) -> str | None:
+    """What an output in ``extension`` cannot keep of the image ``like`` and that nobody
+    would expect to lose: an alpha channel in a JPEG (:func:`encode_image` drops it)."""
+    if like.alpha is not None and extension.lower() in (".jpg", ".jpeg"):
+        return "alpha channel dropped: JPEG has none (png, webp, tif or bmp keep it)"
+    return None
+
+
 def encode_image(rgb: np.ndarray, like: LoadedImage, extension: str, jpeg_quality: int = 95) -> bytes:
     """Encode restored ``rgb`` (float H x W x 3 in [0, 1]) in the layout, depth and
     metadata of ``like``, as the format of ``extension`` (".png", ".jpg", ...)."""
