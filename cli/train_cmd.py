@@ -258,6 +258,7 @@ def _calibrate(path: Path, clean: list[Path], builtin_photographs: bool, device:
     """``restore train --calibrate CHECKPOINT``: measure and store a denoiser's noise calibration."""
     from restore_core.checkpoint import CheckpointError
     from restore_core.device import pick_device, set_cpu_threads
+    from restore_core.io.folders import list_images
     from restore_core.training import data as D
     from restore_core.training.calibration import calibrate_checkpoint, evenly_spread
 
@@ -265,17 +266,18 @@ def _calibrate(path: Path, clean: list[Path], builtin_photographs: bool, device:
         set_cpu_threads(threads or 0)
     except ValueError as exc:
         fail(str(exc), code=2)
-    images: list = []
+    sources: list = []  # image files, then photographs already in memory
     for folder in clean:
         if not folder.is_dir():
             fail(f"{folder}: no such folder", code=2)
-        images.extend(D.load_clean_folder(folder))
+        sources.extend(list_images(folder))
     if builtin_photographs:
-        images.extend(D.builtin_photographs())
-    if not images:
+        sources.extend(D.builtin_photographs())
+    if not sources:
         fail("--calibrate needs clean images: give --clean FOLDER or --builtin-photographs", code=2)
-    picks = evenly_spread(images)
     try:
+        # Only the images calibrated on are read, not every file of the folders.
+        picks = [D.read_rgb(s) if isinstance(s, Path) else s for s in evenly_spread(sources)]
         table = calibrate_checkpoint(path, picks, device=pick_device(device))
     except (CheckpointError, ValueError) as exc:
         fail(f"{path}: {exc}" if not str(exc).startswith(str(path)) else str(exc), code=2)

@@ -9,14 +9,12 @@ batches the uninterrupted run would have seen, with no sampler state to save.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Sequence
 
 import cv2
 import numpy as np
 
-from restore_core.io.folders import list_images
-from restore_core.io.images import read_rgb
+from restore_core.io.images import read_rgb  # noqa: F401 (the trainer reads every training image through data.read_rgb)
 
 Degrade = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
@@ -221,5 +219,3 @@ def builtin_photographs() -> list[np.ndarray]:
     return images
 
 
-def load_clean_folder(folder: Path) -> list[np.ndarray]:
-    return [read_rgb(p) for p in list_images(folder)]
