@@ -51,6 +51,7 @@ def train(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)."),
     workers: int = typer.Option(0, "--workers", min=0, help="Processes that draw training batches ahead of the loop (0: drawn in the loop). Same batches, faster steps where the loop waits for data (on an H200, 3-6 per run kept the card busy)."),
+    pool: str = typer.Option("auto", "--pool", help="Where the training images are held: memory, disk (a memory-mapped file in --out, gone when the run ends: datasets larger than RAM train, at the disk's speed where the page cache falls short) or auto (disk when they would take over half the available memory). Same batches either way."),
     precision: str = typer.Option("auto", "--precision", help="auto (the recipe's mixed precision on CUDA, fp32 on the CPU), fp32, bf16 (autocast on any device: about 2x faster steps on CPUs with AMX/AVX512-BF16), fp16 (CUDA). Weights stay fp32; may change on --resume."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     calibrate: Optional[Path] = typer.Option(None, "--calibrate", help="Instead of training: measure this denoiser checkpoint's noise calibration (the second look of restore denoise --sigma auto) on the --clean folders (and --builtin-photographs), store it in the checkpoint and exit. Training runs do this at their end."),
@@ -65,6 +66,7 @@ def train(
 
         restore train --calibrate runs/denoise/best.safetensors --clean ../shared/data/Train400
     """
+    from restore_core.training.pool import POOL_MODES
     from restore_core.training.trainer import Trainer, TrainingError, TrainingInterrupted, prepare_data
 
     if calibrate is not None:
@@ -129,6 +131,8 @@ def train(
         for folder in chosen.data.paired + chosen.data.clean + chosen.data.validation + chosen.data.exclude_near_duplicates_of:
             if not Path(folder).is_dir():
                 raise ConfigError(f"{folder}: no such folder")
+        if pool not in POOL_MODES:
+            raise ConfigError(f"--pool {pool!r}: expected one of {', '.join(POOL_MODES)}")
         if workers > (os.cpu_count() or 1):
             raise ConfigError(f"--workers {workers}: more batch-drawing processes than this machine's {os.cpu_count()} CPUs")
         if not (chosen.data.paired or chosen.data.clean or chosen.data.builtin_photographs):
@@ -163,7 +167,7 @@ def train(
             say(message)
 
     if isinstance(chosen, ADMSRecipe):
-        _train_adms(chosen, out, torch_device, resume, quiet, precision, workers)
+        _train_adms(chosen, out, torch_device, resume, quiet, precision, workers, pool)
         return
     try:
         trainer = Trainer(chosen, out, torch_device, log=say, dist_info=dist_info, precision=precision, data_workers=workers)
@@ -184,7 +188,7 @@ def train(
         log("hint: this CPU has bf16 units (AMX/AVX512-BF16): --precision bf16 trained the shipped denoiser about 2x faster "
             "(weights stay fp32; --precision fp32 hides this line)")
     try:
-        training_data = prepare_data(chosen)
+        training_data = prepare_data(chosen, pool, out)
     except (TrainingError, ValueError, OSError) as exc:
         fail(str(exc), code=2)
     log(f"data: {training_data.summary}")
@@ -230,7 +234,8 @@ def train(
         err_console.print(config_to_dict(metrics))
 
 
-def _train_adms(recipe: ADMSRecipe, out: Path, device, resume: bool, quiet: bool, precision: str = "auto", workers: int = 0) -> None:
+def _train_adms(recipe: ADMSRecipe, out: Path, device, resume: bool, quiet: bool, precision: str = "auto", workers: int = 0,
+                pool: str = "auto") -> None:
     """The ADMS stages (unified, fine-tuned copies, FAIG, classifier), each resumable."""
     from restore_core.training.adms import train_adms
     from restore_core.training.trainer import TrainingError, TrainingInterrupted
@@ -244,7 +249,7 @@ def _train_adms(recipe: ADMSRecipe, out: Path, device, resume: bool, quiet: bool
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        path, metrics = train_adms(recipe, out, device, log, stop=lambda: stop.requested, precision=precision, data_workers=workers)
+        path, metrics = train_adms(recipe, out, device, log, stop=lambda: stop.requested, precision=precision, data_workers=workers, pool=pool)
     except (TrainingError, ValueError, OSError) as exc:
         fail(str(exc), code=1)
     except TrainingInterrupted as exc:

@@ -252,7 +252,7 @@ def test_usage_errors_exit_2(tmp_path, tiny_checkpoint):
         result = restore("benchmark", "-m", str(tiny_checkpoint), *flags)
         assert result.returncode == 2 and words in result.stderr and "Traceback" not in result.stderr, (flags, result.stderr)
     for flags, words in ((("--set", "model.order=-1"), "order must be >= 0"), (("--workers", "500"), "more batch-drawing processes"),
-                         (("--exclude-like", str(tmp_path / "nope")), "no such folder")):
+                         (("--pool", "ram"), "--pool 'ram': expected one of auto, memory, disk"), (("--exclude-like", str(tmp_path / "nope")), "no such folder")):
         result = restore("train", "--recipe", "taylor-derain", "--builtin-photographs", "--steps", "1", "--out", str(tmp_path / "run"), *flags)
         assert result.returncode == 2 and words in result.stderr and "Traceback" not in result.stderr, (flags, result.stderr)
     (tmp_path / "a-file").write_text("")

@@ -119,13 +119,13 @@ def classifier_accuracy(classifier: DegradationClassifier, samplers: dict[str, D
 
 
 def train_adms(recipe: ADMSRecipe, run_dir: Path, device: torch.device, log: Log, stop: StopFlag = lambda: False,
-               precision: str = "auto", data_workers: int = 0) -> tuple[Path, dict]:
+               precision: str = "auto", data_workers: int = 0, pool: str = "memory") -> tuple[Path, dict]:
     """Run every stage of ``recipe`` into ``run_dir``; returns the model path and its metrics."""
     started = time.time()
     classifier_settings = classifier_config(recipe)  # a mistyped setting stops the run here, not at stage 4
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "recipe.json").write_text(json.dumps(config_to_dict(recipe), indent=2))
-    data = prepare_data(recipe.unified_recipe())
+    data = prepare_data(recipe.unified_recipe(), pool, run_dir)
     (run_dir / "data.json").write_text(json.dumps(data.summary, indent=2))
     log(f"data: {data.summary['clean']}")
     samplers = degradation_samplers(recipe, data.sampler)

@@ -45,6 +45,7 @@ from restore_core.device import training_autocast_dtype, training_memory_format
 from restore_core.degradations.haze import HazeConfig, add_haze
 from restore_core.degradations.noise import NoiseConfig, add_noise, measured_noise_level
 from restore_core.degradations.rain import RainConfig, add_rain
+from restore_core.engine.memory import available_memory_bytes
 from restore_core.engine.tiling import run_padded
 from restore_core.io.folders import list_images, list_training_pairs
 from restore_core.metrics import psnr, ssim, to_uint8_range
@@ -68,6 +69,7 @@ from restore_core.training.losses import (
     lsgan_discriminator_loss,
     lsgan_generator_loss,
 )
+from restore_core.training.pool import choose_pool, image_bytes, make_pool
 from restore_core.training.prefetch import BatchPrefetcher
 from restore_core.training.recipes import Recipe
 from restore_core.training.state import EMA, load_state, save_state
@@ -157,8 +159,13 @@ def _read_pair(degraded_path: Path, clean_path: Path) -> tuple[np.ndarray, np.nd
     return degraded, clean
 
 
-def prepare_data(recipe: Recipe) -> TrainingData:
-    """Read every folder the recipe names, apply hold-out and leakage filters."""
+def prepare_data(recipe: Recipe, pool: str = "memory", pool_folder: Path | None = None) -> TrainingData:
+    """Read every folder the recipe names, apply hold-out and leakage filters.
+
+    The training images go to the ``pool`` :func:`~restore_core.training.pool.choose_pool`
+    picks (memory, disk, or auto: disk when they would take more than half the available
+    memory); a disk pool's file lies in ``pool_folder``. Validation pairs stay in memory.
+    """
     cfg = recipe.data
     excluded_refs: list[np.ndarray] = []
     for folder in cfg.exclude_near_duplicates_of + cfg.validation:
@@ -174,6 +181,11 @@ def prepare_data(recipe: Recipe) -> TrainingData:
     held_out = {folder: [_read_pair(a, b) for a, b in held] for folder, (_, held) in splits.items()}
     for pairs in held_out.values():
         excluded_refs.extend(D.thumbnail(clean) for _, clean in pairs)
+    clean_files = {folder: list_images(Path(folder)) for folder in cfg.clean}
+    photos = D.builtin_photographs() if cfg.builtin_photographs else []
+    needed = image_bytes([path for train_pairs, _ in splits.values() for pair in train_pairs for path in pair]
+                         + [path for files in clean_files.values() for path in files]) + sum(3 * p.shape[0] * p.shape[1] for p in photos)
+    store = make_pool(choose_pool(pool, needed, available_memory_bytes()), pool_folder, needed)
     paired: list[D.PairedImage] = []
     validation: list[ValidationSet] = []
     for folder, (train_pairs, held) in splits.items():
@@ -186,7 +198,7 @@ def prepare_data(recipe: Recipe) -> TrainingData:
                 continue
             degraded = D.read_rgb(inp)
             _same_size(degraded, clean, inp, tgt)
-            paired.append(D.PairedImage(D.to_uint8(degraded), D.to_uint8(clean)))
+            paired.append(D.PairedImage(store.keep(D.to_uint8(degraded)), store.keep(D.to_uint8(clean))))
             kept += 1
         summary["paired"][folder] = {"train": kept, "held_out": [p[0].name for p in held]}
         if held:
@@ -195,12 +207,8 @@ def prepare_data(recipe: Recipe) -> TrainingData:
     # Clean images are read one at a time and kept as 8-bit: a folder never sits in memory
     # as float32 (60 1024x768 PNGs peaked at +692 MiB that way, for a 135 MiB pool).
     clean_pool: list[D.PairedImage] = []
-    sources: list[tuple[str, list, Iterable[np.ndarray]]] = []
-    for folder in cfg.clean:
-        files = list_images(Path(folder))
-        sources.append((folder, files, (D.read_rgb(f) for f in files)))
-    if cfg.builtin_photographs:
-        photos = D.builtin_photographs()
+    sources: list[tuple[str, list, Iterable[np.ndarray]]] = [(folder, files, (D.read_rgb(f) for f in files)) for folder, files in clean_files.items()]
+    if photos:
         sources.append(("skimage.data", [f"skimage.data#{i}" for i in range(len(photos))], photos))
     for name, names, images in sources:
         kept = 0
@@ -209,7 +217,7 @@ def prepare_data(recipe: Recipe) -> TrainingData:
                 summary["excluded_near_duplicates"] += 1
                 summary["excluded"].append(str(image_name))
                 continue
-            clean_pool.append(D.PairedImage(None, D.to_uint8(image)))
+            clean_pool.append(D.PairedImage(None, store.keep(D.to_uint8(image))))
             kept += 1
         summary["clean"][name] = kept
 
@@ -231,7 +239,8 @@ def prepare_data(recipe: Recipe) -> TrainingData:
     if clean_pool:
         summary["clean_colour_grey"] = [len(sampler.colour_indices), len(sampler.grey_indices)]
     held = [a for image in sampler.paired + sampler.clean for a in (image.degraded, image.clean) if a is not None]
-    summary["pool_mib"] = round(sum(a.nbytes for a in held) / 2**20, 1)  # training images held in memory (8-bit)
+    summary["pool"] = store.kind
+    summary["pool_mib"] = round(sum(a.nbytes for a in held) / 2**20, 1)  # training images held (8-bit), in memory or mapped from disk
     return TrainingData(sampler, validation, summary)
 
 
