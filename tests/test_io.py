@@ -228,6 +228,27 @@ def test_icc_profile_kept_in_16_bit_tiff(tmp_path, rng, channels):
     np.testing.assert_array_equal(cv2.imread(str(dst), cv2.IMREAD_UNCHANGED), array)
 
 
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_icc_profile_and_pixel_budget_of_float_tiffs(tmp_path, rng, channels):
+    """Pillow cannot open RGB and RGBA float32 TIFFs: their profile was lost on read and
+    their size checked only after decoding. The first IFD is read here instead."""
+    from restore_core.io.images import ImageError, add_tiff_icc
+
+    icc = b"fake-icc-profile" * 8 + b"x"
+    array = rng.random((9, 13, channels) if channels > 1 else (9, 13)).astype(np.float32)
+    ok, buffer = cv2.imencode(".tif", array)
+    src = tmp_path / "f.tif"
+    src.write_bytes(add_tiff_icc(buffer.tobytes(), icc))
+    loaded = read_image(src)
+    assert loaded.icc_profile == icc and loaded.bit_depth == 32 and loaded.source_format == "tiff"
+    dst = tmp_path / "g.tif"
+    write_image(dst, loaded.rgb, loaded)
+    assert read_image(dst).icc_profile == icc
+    np.testing.assert_array_equal(cv2.imread(str(dst), cv2.IMREAD_UNCHANGED), array)
+    with pytest.raises(ImageError, match=r"image is 13x9 = 117 pixels, over the limit of 100 \(--max-pixels\)"):
+        read_image(src, max_pixels=100)
+
+
 @pytest.mark.parametrize(
     "content, cause",
     [(b"", "empty file"), (b"this is text, not an image", "cannot decode"), (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "cannot decode")],

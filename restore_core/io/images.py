@@ -186,6 +186,12 @@ def _opencv_turns_tiffs() -> bool:
     return decoded is not None and decoded.shape[:2] == (2, 1)
 
 
+def _check_pixels(path: os.PathLike | str, width: int, height: int, max_pixels: int) -> None:
+    """Refuse, from the header and before any decoding, an image over the pixel budget."""
+    if width * height > max_pixels:
+        raise ImageError(path, f"image is {width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,} (--max-pixels)")
+
+
 def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
     """Decode encoded image ``data``; errors are :class:`ImageError` naming ``path``."""
     if not data:
@@ -199,11 +205,7 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
                 frames = getattr(header, "n_frames", 1)
                 if frames > 1 and fmt in _FORMATS_WHOSE_FRAMES_ARE_IMAGES:
                     raise ImageError(path, f"has {frames} frames (multi-page or animated); only single-frame images are supported")
-                width, height = header.size
-                if width * height > max_pixels:
-                    raise ImageError(
-                        path, f"image is {width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,} (--max-pixels)"
-                    )
+                _check_pixels(path, *header.size, max_pixels)
                 icc = header.info.get("icc_profile")
                 exif_data = _png_exif(header, data) if fmt == "png" else header.getexif()
                 orientation = int(exif_data.get(_EXIF_ORIENTATION_TAG, 1) or 1)
@@ -214,6 +216,9 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
         raise
     except Exception:
         pass  # Pillow may not know the format; OpenCV decides below.
+    if not fmt and (tiff := tiff_header(data)) is not None:  # a TIFF Pillow cannot open (RGB float32)
+        (width, height, icc), fmt = tiff, "tiff"
+        _check_pixels(path, width, height, max_pixels)
     array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if array is None:
         raise ImageError(path, "cannot decode image (corrupt, truncated or unsupported format)")
@@ -356,6 +361,42 @@ def add_tiff_icc(tiff: bytes, icc_profile: bytes) -> bytes:
     entries.sort(key=lambda e: struct.unpack(order + "H", e[:2])[0])  # TIFF wants tags in ascending order
     new_ifd = struct.pack(order + "H", len(entries)) + b"".join(entries) + struct.pack(order + "I", next_ifd)
     return body[:4] + struct.pack(order + "I", len(body)) + body[8:] + new_ifd
+
+
+_TIFF_FIELD_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 6: 1, 7: 1, 8: 2, 9: 4, 11: 4, 12: 8, 16: 8, 17: 8, 18: 8}  # bytes per value, by type
+
+
+def tiff_header(data: bytes) -> tuple[int, int, bytes | None] | None:
+    """(width, height, ICC profile or None) from the first IFD of a classic TIFF, or None
+    when ``data`` is not one (or its header is broken: the decoder reports that).
+
+    Pillow cannot open some TIFFs OpenCV decodes (three- and four-channel float32, as
+    this project writes them), so their size check and profile are read here.
+    """
+    order = {b"II": "<", b"MM": ">"}.get(data[:2])
+    try:
+        if order is None or struct.unpack(order + "H", data[2:4])[0] != 42:
+            return None
+        (ifd_offset,) = struct.unpack(order + "I", data[4:8])
+        (count,) = struct.unpack(order + "H", data[ifd_offset : ifd_offset + 2])
+        values: dict[int, bytes] = {}
+        for i in range(count):
+            entry = data[ifd_offset + 2 + 12 * i : ifd_offset + 14 + 12 * i]
+            tag, kind, n = struct.unpack(order + "HHI", entry[:8])
+            size = _TIFF_FIELD_SIZES.get(kind, 1) * n
+            if size <= 4:
+                values[tag] = entry[8 : 8 + size]
+            else:
+                (offset,) = struct.unpack(order + "I", entry[8:12])
+                values[tag] = data[offset : offset + size]
+
+        def number(tag: int) -> int:
+            raw = values[tag]
+            return struct.unpack(order + ("H" if len(raw) == 2 else "I"), raw)[0]
+
+        return number(256), number(257), values.get(_TIFF_ICC_TAG) or None
+    except (struct.error, KeyError):
+        return None
 
 
 def encode_grey_alpha_png(pixels: np.ndarray) -> bytes:
