@@ -587,3 +587,30 @@ def test_bf16_training_of_dilated_convolutions_on_the_cpu_avoids_channels_last(t
     assert training_memory_format(trainer.model, cpu, None) == torch.channels_last
     derainer = Trainer(_recipe(tmp_path, steps=1), tmp_path / "derain", cpu, log=lambda s: None, precision="bf16")
     assert derainer.memory_format == torch.channels_last
+
+
+def test_validation_pairs_of_8_bit_images_are_held_as_8_bit_and_score_the_same(tmp_path):
+    """Validation images are held for the whole run: 8-bit ones as uint8 (a quarter of
+    float32's memory), 16-bit ones as float32, and the metrics are those of the floats."""
+    from restore_core.io.images import read_rgb
+    from restore_core.models import build_model
+    from restore_core.training.trainer import ValidationSet, evaluate
+
+    eight = tmp_path / "eight"
+    write_random_pngs(eight / "input", 4, 32, 48, seed=1)
+    write_random_pngs(eight / "target", 4, 32, 48, seed=2)
+    sixteen = tmp_path / "sixteen"
+    rng = np.random.default_rng(3)
+    for role in ("input", "target"):
+        (sixteen / role).mkdir(parents=True)
+        cv2.imwrite(str(sixteen / role / "a.png"), rng.integers(0, 65536, (32, 48, 3), dtype=np.uint16))
+    recipe = replace(_recipe(tmp_path, steps=1), data=DataConfig(paired=(str(eight),), holdout_every=2, validation=(str(sixteen),)))
+    data = prepare_data(recipe)
+    held, sixteen_bit = data.validation
+    assert [a.dtype for pair in held.pairs for a in pair] == [np.uint8] * 4
+    assert [a.dtype for pair in sixteen_bit.pairs for a in pair] == [np.float32] * 2
+    assert data.summary["validation_mib"] == round((4 * 32 * 48 * 3 + 2 * 32 * 48 * 3 * 4) / 2**20, 1)
+
+    model = build_model(recipe.architecture, recipe.model).eval()
+    as_floats = ValidationSet(held.name, [(read_rgb(eight / "input" / f"{i:02d}.png"), read_rgb(eight / "target" / f"{i:02d}.png")) for i in (1, 3)])
+    assert evaluate(model, [held], torch.device("cpu"), 16) == evaluate(model, [as_floats], torch.device("cpu"), 16)

@@ -132,7 +132,20 @@ class TrainingInterrupted(Exception):
 @dataclass
 class ValidationSet:
     name: str
-    pairs: list[tuple[np.ndarray, np.ndarray]]  # float32 RGB (degraded, clean)
+    pairs: list[tuple[np.ndarray, np.ndarray]]  # RGB (degraded, clean): uint8, or float32 in [0, 1] (see _compact)
+
+
+def _compact(image: np.ndarray) -> np.ndarray:
+    """A float32 image in [0, 1] as uint8 when that loses nothing (every 8-bit source:
+    a quarter of the memory, which matters for validation sets of 2K photographs held
+    for the whole run), else as it is. :func:`_unit_float` gives back the same floats."""
+    small = D.to_uint8(image)
+    return small if np.array_equal(_unit_float(small), image) else image
+
+
+def _unit_float(image: np.ndarray) -> np.ndarray:
+    """float32 in [0, 1], divided exactly as the image reader divides 8-bit samples."""
+    return np.divide(image, 255.0, dtype=np.float32) if image.dtype == np.uint8 else image
 
 
 @dataclass
@@ -178,9 +191,13 @@ def prepare_data(recipe: Recipe, pool: str = "memory", pool_folder: Path | None 
     summary: dict = {"paired": {}, "clean": {}, "excluded_near_duplicates": 0, "excluded": []}
     splits = {folder: D.split_holdout(list_training_pairs(Path(folder)), cfg.holdout_every) for folder in cfg.paired}
     # Held-out pairs are validation data: read once, and keep their clean images out of every training source.
-    held_out = {folder: [_read_pair(a, b) for a, b in held] for folder, (_, held) in splits.items()}
-    for pairs in held_out.values():
-        excluded_refs.extend(D.thumbnail(clean) for _, clean in pairs)
+    held_out: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for folder, (_, held) in splits.items():
+        held_out[folder] = []
+        for degraded_path, clean_path in held:
+            degraded, clean = _read_pair(degraded_path, clean_path)
+            excluded_refs.append(D.thumbnail(clean))
+            held_out[folder].append((_compact(degraded), _compact(clean)))
     clean_files = {folder: list_images(Path(folder)) for folder in cfg.clean}
     photos = D.builtin_photographs() if cfg.builtin_photographs else []
     needed = image_bytes([path for train_pairs, _ in splits.values() for pair in train_pairs for path in pair]
@@ -222,7 +239,8 @@ def prepare_data(recipe: Recipe, pool: str = "memory", pool_folder: Path | None 
         summary["clean"][name] = kept
 
     for folder in cfg.validation:
-        validation.append(ValidationSet(Path(folder).name, [_read_pair(a, b) for a, b in list_training_pairs(Path(folder))]))
+        pairs = (_read_pair(a, b) for a, b in list_training_pairs(Path(folder)))
+        validation.append(ValidationSet(Path(folder).name, [(_compact(degraded), _compact(clean)) for degraded, clean in pairs]))
 
     degrade = make_degradation(recipe.degradation, recipe.degradation_options) if clean_pool else None
     sampler = D.PatchSampler(
@@ -241,6 +259,7 @@ def prepare_data(recipe: Recipe, pool: str = "memory", pool_folder: Path | None 
     held = [a for image in sampler.paired + sampler.clean for a in (image.degraded, image.clean) if a is not None]
     summary["pool"] = store.kind
     summary["pool_mib"] = round(sum(a.nbytes for a in held) / 2**20, 1)  # training images held (8-bit), in memory or mapped from disk
+    summary["validation_mib"] = round(sum(a.nbytes for vset in validation for pair in vset.pairs for a in pair) / 2**20, 1)
     return TrainingData(sampler, validation, summary)
 
 
@@ -302,9 +321,9 @@ def evaluate(model: nn.Module, sets: list[ValidationSet], device: torch.device, 
     for vset in sets:
         scores = {"psnr_rgb": [], "psnr_y": [], "ssim_y": []}
         for degraded, clean in vset.pairs:
-            x = torch.from_numpy(degraded.transpose(2, 0, 1)).unsqueeze(0).to(device)
+            x = torch.from_numpy(_unit_float(degraded).transpose(2, 0, 1)).unsqueeze(0).to(device)
             out = run_padded(model, x, multiple)[0].float().clamp(0, 1).cpu().numpy().transpose(1, 2, 0)
-            a, b = to_uint8_range(out), to_uint8_range(clean)
+            a, b = to_uint8_range(out), to_uint8_range(_unit_float(clean))
             scores["psnr_rgb"].append(psnr(a, b, "rgb"))
             scores["psnr_y"].append(psnr(a, b, "y"))
             scores["ssim_y"].append(ssim(a, b, "y"))
