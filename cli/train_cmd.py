@@ -67,7 +67,8 @@ def train(
         restore train --calibrate runs/denoise/best.safetensors --clean ../shared/data/Train400
     """
     from restore_core.training.pool import POOL_MODES
-    from restore_core.training.trainer import Trainer, TrainingError, TrainingInterrupted, prepare_data
+    from restore_core.training.sources import prepare_data
+    from restore_core.training.trainer import Trainer, TrainingError, TrainingInterrupted
 
     if calibrate is not None:
         _calibrate(calibrate, clean, bool(builtin_photographs), device, threads)

@@ -16,7 +16,8 @@ from restore_core.models.golf import GolfNet, GolfNetConfig
 from restore_core.presets import GOLF_PAPER, PRESETS
 from restore_core.training.losses import VGGPerceptualLoss, golf_step_loss, vgg11_bn_features
 from restore_core.training.recipes import RECIPES, DataConfig
-from restore_core.training.trainer import Trainer, TrainingError, prepare_data
+from restore_core.training.sources import prepare_data
+from restore_core.training.trainer import Trainer, TrainingError
 
 
 def test_table1_parameter_counts_exactly():

@@ -14,7 +14,8 @@ from restore_core.presets import PRESETS
 from restore_core.training import trainer as trainer_module
 from restore_core.training.losses import lsgan_discriminator_loss, lsgan_generator_loss
 from restore_core.training.recipes import RECIPES, DataConfig
-from restore_core.training.trainer import Trainer, prepare_data
+from restore_core.training.sources import prepare_data
+from restore_core.training.trainer import Trainer
 from restore_core.models.infoflow import (
     InfoAccum, InfoAccumConfig, InfoFlowConfig, InfoFlowGenerator, PatchDiscriminator, PatchGANConfig,
 )

@@ -8,7 +8,7 @@ import pytest
 from conftest import write_random_pngs
 from restore_core.training.pool import DiskPool, MemoryPool, choose_pool, image_bytes, make_pool
 from restore_core.training.recipes import RECIPES, DataConfig
-from restore_core.training.trainer import prepare_data
+from restore_core.training.sources import prepare_data
 
 GIB = 2**30
 

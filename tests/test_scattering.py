@@ -154,7 +154,8 @@ def test_dehaze_recipe_trains_through_the_recomposition(tmp_path):
 
     from restore_core.checkpoint import load_checkpoint
     from restore_core.training.recipes import RECIPES, DataConfig
-    from restore_core.training.trainer import Trainer, prepare_data
+    from restore_core.training.sources import prepare_data
+    from restore_core.training.trainer import Trainer
 
     clean = tmp_path / "clean"
     clean.mkdir()

@@ -14,7 +14,8 @@ from safetensors import safe_open
 from conftest import write_random_pngs
 from restore_core.checkpoint import load_checkpoint
 from restore_core.training.recipes import RECIPES, DataConfig, load_recipe
-from restore_core.training.trainer import Trainer, TrainingError, prepare_data
+from restore_core.training.sources import prepare_data
+from restore_core.training.trainer import Trainer, TrainingError
 
 
 def _recipe(tmp_path: Path, steps: int):
@@ -166,7 +167,7 @@ def test_a_recipe_out_of_range_is_refused_by_name(field, value):
 @pytest.mark.parametrize("name, options", [("noise", {"sigma": [50, 0]}), ("rain", {"layers": [3, 1]}), ("haze", {"beta": [2.0, 0.5]})])
 def test_a_degradation_range_given_high_then_low_is_refused(name, options):
     """numpy's uniform(50, 0) raised deep in the first batch ("high - low < 0")."""
-    from restore_core.training.trainer import make_degradation
+    from restore_core.training.sources import make_degradation
 
     with pytest.raises(TrainingError, match=r"is a \(low, high\) range"):
         make_degradation(name, options)
@@ -594,7 +595,8 @@ def test_validation_pairs_of_8_bit_images_are_held_as_8_bit_and_score_the_same(t
     float32's memory), 16-bit ones as float32, and the metrics are those of the floats."""
     from restore_core.io.images import read_rgb
     from restore_core.models import build_model
-    from restore_core.training.trainer import ValidationSet, evaluate
+    from restore_core.training.sources import ValidationSet
+    from restore_core.training.trainer import evaluate
 
     eight = tmp_path / "eight"
     write_random_pngs(eight / "input", 4, 32, 48, seed=1)

@@ -25,7 +25,8 @@ from restore_core.models import ADMSConfig, build_model, count_parameters
 from restore_core.models.adms import ClassifierConfig, DegradationClassifier
 from restore_core.training import data as D
 from restore_core.training.recipes import ADMSRecipe, Recipe
-from restore_core.training.trainer import Trainer, TrainingData, make_degradation, prepare_data
+from restore_core.training.sources import TrainingData, make_degradation, prepare_data
+from restore_core.training.trainer import Trainer
 
 Log = Callable[[str], None]
 StopFlag = Callable[[], bool]

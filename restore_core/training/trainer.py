@@ -1,7 +1,8 @@
 """The training loop behind ``restore train``.
 
 One :class:`Trainer` serves every recipe: it builds the model from the recipe's
-architecture table entry, samples patches (:mod:`restore_core.training.data`),
+architecture table entry, samples patches from the data :mod:`.sources` prepared
+(:mod:`restore_core.training.data`),
 optimises with Adam and the recipe's step schedule, keeps an EMA of the
 weights, validates every ``val_every`` steps, and writes to ``run_dir``:
 
@@ -23,14 +24,12 @@ from __future__ import annotations
 
 import copy
 import csv
-import dataclasses
 import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
 import numpy as np
 import torch
@@ -39,15 +38,10 @@ from safetensors import SafetensorError
 from torch import nn
 
 from restore_core.checkpoint import save_checkpoint
-from restore_core.configs import ConfigError, config_from_dict, config_to_dict
-from restore_core.degradations.blur import BlurConfig, add_motion_blur
+from restore_core.configs import config_to_dict
 from restore_core.device import training_autocast_dtype, training_memory_format
-from restore_core.degradations.haze import HazeConfig, add_haze
-from restore_core.degradations.noise import NoiseConfig, add_noise, measured_noise_level
-from restore_core.degradations.rain import RainConfig, add_rain
-from restore_core.engine.memory import available_memory_bytes
+from restore_core.degradations.noise import measured_noise_level
 from restore_core.engine.tiling import run_padded
-from restore_core.io.folders import list_images, list_training_pairs
 from restore_core.metrics import psnr, ssim, to_uint8_range
 from restore_core.models import build_model
 from restore_core.models.golf import GolfOptimizer
@@ -61,6 +55,7 @@ from restore_core.training.calibration import (
     measure_noise_calibration,
 )
 from restore_core.training.distributed import DistInfo, average_gradients, broadcast_parameters, weights_agree
+from restore_core.training.errors import TrainingError
 from restore_core.training.losses import (
     PerceptualWeightsError,
     VGGPerceptualLoss,
@@ -69,56 +64,10 @@ from restore_core.training.losses import (
     lsgan_discriminator_loss,
     lsgan_generator_loss,
 )
-from restore_core.training.pool import choose_pool, image_bytes, make_pool
 from restore_core.training.prefetch import BatchPrefetcher
 from restore_core.training.recipes import Recipe
+from restore_core.training.sources import TrainingData, ValidationSet
 from restore_core.training.state import EMA, load_state, save_state
-
-# Synthetic degradations a recipe can name for its clean images:
-# name -> (config dataclass, function(clean, rng, config)).
-DEGRADATIONS: dict[str, tuple[type, Callable]] = {
-    "rain": (RainConfig, add_rain),
-    "noise": (NoiseConfig, add_noise),
-    "motion-blur": (BlurConfig, add_motion_blur),
-    "haze": (HazeConfig, add_haze),
-}
-
-
-@dataclass(frozen=True)
-class MixedConfig:
-    """Each patch gets one of ``degradations``, uniformly (ADMS's unified model)."""
-
-    degradations: tuple[str, ...] = ("rain", "motion-blur", "noise", "haze")
-
-
-def add_one_of(clean: np.ndarray, rng: np.random.Generator, config: MixedConfig = MixedConfig()) -> np.ndarray:
-    name = config.degradations[int(rng.integers(len(config.degradations)))]
-    config_class, function = DEGRADATIONS[name]
-    return function(clean, rng, config_class())
-
-
-DEGRADATIONS["mixed"] = (MixedConfig, add_one_of)
-
-
-def make_degradation(name: str, options: dict) -> D.Degrade:
-    """The recipe's synthetic degradation with its config overrides (validated)."""
-    if name not in DEGRADATIONS:
-        raise TrainingError(f"unknown degradation {name!r}; known: {', '.join(DEGRADATIONS)}")
-    config_class, function = DEGRADATIONS[name]
-    try:
-        config = config_from_dict(config_class, options, f"degradation_options ({name})")
-    except ConfigError as exc:
-        raise TrainingError(str(exc)) from None
-    # Every pair field of the degradation configs is a (low, high) range drawn from uniformly.
-    for spec in dataclasses.fields(config):
-        value = getattr(config, spec.name)
-        if str(spec.type) in ("tuple[float, float]", "tuple[int, int]") and value[0] > value[1]:
-            raise TrainingError(f"degradation_options ({name}): {spec.name} is a (low, high) range, got {list(value)}")
-    return lambda clean, rng: function(clean, rng, config)
-
-
-class TrainingError(RuntimeError):
-    pass
 
 
 class TrainingInterrupted(Exception):
@@ -127,140 +76,6 @@ class TrainingInterrupted(Exception):
     def __init__(self, step: int) -> None:
         self.step = step
         super().__init__(f"interrupted at step {step}")
-
-
-@dataclass
-class ValidationSet:
-    name: str
-    pairs: list[tuple[np.ndarray, np.ndarray]]  # RGB (degraded, clean): uint8, or float32 in [0, 1] (see _compact)
-
-
-def _compact(image: np.ndarray) -> np.ndarray:
-    """A float32 image in [0, 1] as uint8 when that loses nothing (every 8-bit source:
-    a quarter of the memory, which matters for validation sets of 2K photographs held
-    for the whole run), else as it is. :func:`_unit_float` gives back the same floats."""
-    small = D.to_uint8(image)
-    return small if np.array_equal(_unit_float(small), image) else image
-
-
-def _unit_float(image: np.ndarray) -> np.ndarray:
-    """float32 in [0, 1], divided exactly as the image reader divides 8-bit samples."""
-    return np.divide(image, 255.0, dtype=np.float32) if image.dtype == np.uint8 else image
-
-
-@dataclass
-class TrainingData:
-    sampler: D.PatchSampler
-    validation: list[ValidationSet]
-    summary: dict = field(default_factory=dict)
-
-
-def _same_size(degraded: np.ndarray, clean: np.ndarray, degraded_path: Path, clean_path: Path) -> None:
-    """A pair must match pixel for pixel: patches are cut at the same place from both."""
-    if degraded.shape[:2] != clean.shape[:2]:
-        margins = {clean.shape[0] - degraded.shape[0], clean.shape[1] - degraded.shape[1]}
-        border = len(margins) == 1 and min(margins) > 0 and min(margins) % 2 == 0
-        hint = (f" (the reference has a {min(margins) // 2}-pixel border, as SOTS indoor's ground truth does: crop it off first;"
-                " restore benchmark --dataset sots-indoor crops it when scoring)") if border else ""
-        raise ValueError(f"{degraded_path} is {degraded.shape[1]}x{degraded.shape[0]} but its reference {clean_path} is "
-                         f"{clean.shape[1]}x{clean.shape[0]}: the images of a training or validation pair must be the same size{hint}")
-
-
-def _read_pair(degraded_path: Path, clean_path: Path) -> tuple[np.ndarray, np.ndarray]:
-    degraded, clean = D.read_rgb(degraded_path), D.read_rgb(clean_path)
-    _same_size(degraded, clean, degraded_path, clean_path)
-    return degraded, clean
-
-
-def prepare_data(recipe: Recipe, pool: str = "memory", pool_folder: Path | None = None) -> TrainingData:
-    """Read every folder the recipe names, apply hold-out and leakage filters.
-
-    The training images go to the ``pool`` :func:`~restore_core.training.pool.choose_pool`
-    picks (memory, disk, or auto: disk when they would take more than half the available
-    memory); a disk pool's file lies in ``pool_folder``. Validation pairs stay in memory.
-    """
-    cfg = recipe.data
-    excluded_refs: list[np.ndarray] = []
-    for folder in cfg.exclude_near_duplicates_of + cfg.validation:
-        try:
-            targets = [t for _, t in list_training_pairs(Path(folder))]
-        except ValueError:
-            targets = list_images(Path(folder))
-        excluded_refs.extend(D.thumbnail(D.read_rgb(t)) for t in targets)
-
-    summary: dict = {"paired": {}, "clean": {}, "excluded_near_duplicates": 0, "excluded": []}
-    splits = {folder: D.split_holdout(list_training_pairs(Path(folder)), cfg.holdout_every) for folder in cfg.paired}
-    # Held-out pairs are validation data: read once, and keep their clean images out of every training source.
-    held_out: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
-    for folder, (_, held) in splits.items():
-        held_out[folder] = []
-        for degraded_path, clean_path in held:
-            degraded, clean = _read_pair(degraded_path, clean_path)
-            excluded_refs.append(D.thumbnail(clean))
-            held_out[folder].append((_compact(degraded), _compact(clean)))
-    clean_files = {folder: list_images(Path(folder)) for folder in cfg.clean}
-    photos = D.builtin_photographs() if cfg.builtin_photographs else []
-    needed = image_bytes([path for train_pairs, _ in splits.values() for pair in train_pairs for path in pair]
-                         + [path for files in clean_files.values() for path in files]) + sum(3 * p.shape[0] * p.shape[1] for p in photos)
-    store = make_pool(choose_pool(pool, needed, available_memory_bytes()), pool_folder, needed)
-    paired: list[D.PairedImage] = []
-    validation: list[ValidationSet] = []
-    for folder, (train_pairs, held) in splits.items():
-        kept = 0
-        for inp, tgt in train_pairs:
-            clean = D.read_rgb(tgt)
-            if excluded_refs and D.is_near_duplicate(clean, excluded_refs):
-                summary["excluded_near_duplicates"] += 1
-                summary["excluded"].append(str(tgt))
-                continue
-            degraded = D.read_rgb(inp)
-            _same_size(degraded, clean, inp, tgt)
-            paired.append(D.PairedImage(store.keep(D.to_uint8(degraded)), store.keep(D.to_uint8(clean))))
-            kept += 1
-        summary["paired"][folder] = {"train": kept, "held_out": [p[0].name for p in held]}
-        if held:
-            validation.append(ValidationSet(f"{Path(folder).name}:holdout", held_out[folder]))
-
-    # Clean images are read one at a time and kept as 8-bit: a folder never sits in memory
-    # as float32 (60 1024x768 PNGs peaked at +692 MiB that way, for a 135 MiB pool).
-    clean_pool: list[D.PairedImage] = []
-    sources: list[tuple[str, list, Iterable[np.ndarray]]] = [(folder, files, (D.read_rgb(f) for f in files)) for folder, files in clean_files.items()]
-    if photos:
-        sources.append(("skimage.data", [f"skimage.data#{i}" for i in range(len(photos))], photos))
-    for name, names, images in sources:
-        kept = 0
-        for image_name, image in zip(names, images):
-            if excluded_refs and D.is_near_duplicate(image, excluded_refs):
-                summary["excluded_near_duplicates"] += 1
-                summary["excluded"].append(str(image_name))
-                continue
-            clean_pool.append(D.PairedImage(None, store.keep(D.to_uint8(image))))
-            kept += 1
-        summary["clean"][name] = kept
-
-    for folder in cfg.validation:
-        pairs = (_read_pair(a, b) for a, b in list_training_pairs(Path(folder)))
-        validation.append(ValidationSet(Path(folder).name, [(_compact(degraded), _compact(clean)) for degraded, clean in pairs]))
-
-    degrade = make_degradation(recipe.degradation, recipe.degradation_options) if clean_pool else None
-    sampler = D.PatchSampler(
-        paired,
-        clean_pool,
-        recipe.patch_size,
-        degrade,
-        recipe.data.paired_fraction,
-        colour_fraction=recipe.data.colour_fraction,
-        channel_shuffle=recipe.data.channel_shuffle,
-        transplant_fraction=recipe.data.transplant_fraction,
-        quarter_turns=recipe.data.quarter_turns,
-    )
-    if clean_pool:
-        summary["clean_colour_grey"] = [len(sampler.colour_indices), len(sampler.grey_indices)]
-    held = [a for image in sampler.paired + sampler.clean for a in (image.degraded, image.clean) if a is not None]
-    summary["pool"] = store.kind
-    summary["pool_mib"] = round(sum(a.nbytes for a in held) / 2**20, 1)  # training images held (8-bit), in memory or mapped from disk
-    summary["validation_mib"] = round(sum(a.nbytes for vset in validation for pair in vset.pairs for a in pair) / 2**20, 1)
-    return TrainingData(sampler, validation, summary)
 
 
 def calibration_images(sampler: D.PatchSampler, count: int = MAX_CALIBRATION_IMAGES) -> list[np.ndarray]:
@@ -321,9 +136,9 @@ def evaluate(model: nn.Module, sets: list[ValidationSet], device: torch.device, 
     for vset in sets:
         scores = {"psnr_rgb": [], "psnr_y": [], "ssim_y": []}
         for degraded, clean in vset.pairs:
-            x = torch.from_numpy(_unit_float(degraded).transpose(2, 0, 1)).unsqueeze(0).to(device)
+            x = torch.from_numpy(D.unit_float(degraded).transpose(2, 0, 1)).unsqueeze(0).to(device)
             out = run_padded(model, x, multiple)[0].float().clamp(0, 1).cpu().numpy().transpose(1, 2, 0)
-            a, b = to_uint8_range(out), to_uint8_range(_unit_float(clean))
+            a, b = to_uint8_range(out), to_uint8_range(D.unit_float(clean))
             scores["psnr_rgb"].append(psnr(a, b, "rgb"))
             scores["psnr_y"].append(psnr(a, b, "y"))
             scores["ssim_y"].append(ssim(a, b, "y"))
