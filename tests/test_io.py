@@ -108,6 +108,11 @@ def test_multi_frame_image_is_refused_not_truncated(tmp_path, rng):
     pages[0].save(path, save_all=True, append_images=pages[1:])
     with pytest.raises(ImageError, match="pages.tif: has 3 frames"):
         read_image(path)
+    # float32 RGB pages, which Pillow cannot open: their header is read directly
+    ok, buffer = cv2.imencodemulti(".tif", [rng.random((6, 8, 3)).astype(np.float32) for _ in range(2)])
+    (tmp_path / "float-pages.tif").write_bytes(buffer.tobytes())
+    with pytest.raises(ImageError, match="float-pages.tif: has more than one page"):
+        read_image(tmp_path / "float-pages.tif")
 
 
 def test_camera_jpeg_with_an_mpo_preview_frame_is_read(tmp_path, rng):

@@ -217,7 +217,9 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
     except Exception:
         pass  # Pillow may not know the format; OpenCV decides below.
     if not fmt and (tiff := tiff_header(data)) is not None:  # a TIFF Pillow cannot open (RGB float32)
-        (width, height, icc), fmt = tiff, "tiff"
+        (width, height, icc, more_pages), fmt = tiff, "tiff"
+        if more_pages:
+            raise ImageError(path, "has more than one page (multi-page TIFF); only single-frame images are supported")
         _check_pixels(path, width, height, max_pixels)
     array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if array is None:
@@ -366,9 +368,10 @@ def add_tiff_icc(tiff: bytes, icc_profile: bytes) -> bytes:
 _TIFF_FIELD_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 6: 1, 7: 1, 8: 2, 9: 4, 11: 4, 12: 8, 16: 8, 17: 8, 18: 8}  # bytes per value, by type
 
 
-def tiff_header(data: bytes) -> tuple[int, int, bytes | None] | None:
-    """(width, height, ICC profile or None) from the first IFD of a classic TIFF, or None
-    when ``data`` is not one (or its header is broken: the decoder reports that).
+def tiff_header(data: bytes) -> tuple[int, int, bytes | None, bool] | None:
+    """(width, height, ICC profile or None, whether another page follows) from the first
+    IFD of a classic TIFF, or None when ``data`` is not one (or its header is broken: the
+    decoder reports that).
 
     Pillow cannot open some TIFFs OpenCV decodes (three- and four-channel float32, as
     this project writes them), so their size check and profile are read here.
@@ -394,7 +397,8 @@ def tiff_header(data: bytes) -> tuple[int, int, bytes | None] | None:
             raw = values[tag]
             return struct.unpack(order + ("H" if len(raw) == 2 else "I"), raw)[0]
 
-        return number(256), number(257), values.get(_TIFF_ICC_TAG) or None
+        (next_ifd,) = struct.unpack(order + "I", data[ifd_offset + 2 + 12 * count : ifd_offset + 6 + 12 * count])
+        return number(256), number(257), values.get(_TIFF_ICC_TAG) or None, next_ifd != 0
     except (struct.error, KeyError):
         return None
 
