@@ -302,3 +302,43 @@ def test_outputs_get_normal_file_permissions(tmp_path, rng):
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE((tmp_path / "y.png").stat().st_mode) == 0o666 & ~umask
+
+
+@pytest.mark.parametrize("mode", ["RGB", "P", "CMYK"])
+def test_a_tiffs_layout_tags_stay_behind_and_its_metadata_travels(tmp_path, rng, mode):
+    """Pillow reads a TIFF's whole first IFD as its EXIF: written into the copy, a CMYK
+    or palette TIFF's layout tags (photometric, samples, ink set, colour map) made the
+    restored TIFF unreadable, and a JPEG copy carried strip offsets into nowhere. Only
+    the metadata travels now; a CMYK image is read as RGB without a made-up alpha."""
+    exif = Image.Exif()
+    exif[271], exif[272], exif[33432] = "Camera maker", "Model 7", "(c) someone"
+    source = Image.fromarray(rng.integers(0, 256, size=(12, 10, 3), dtype=np.uint8)).convert(mode)
+    src = tmp_path / "scan.tif"
+    source.save(src, compression="tiff_lzw", exif=exif)
+    loaded = read_image(src)
+    assert loaded.layout == "rgb" and loaded.alpha is None
+    assert (loaded.read_note is not None and "CMYK converted to RGB" in loaded.read_note) == (mode == "CMYK")
+    expected = np.asarray(source.convert("RGB"))
+    for name in ("copy.tif", "copy.jpg"):
+        write_image(tmp_path / name, loaded.rgb, loaded)
+        with Image.open(tmp_path / name) as out:
+            out.load()
+            tags = out.getexif()
+            assert (tags[271], tags[272], tags[33432]) == ("Camera maker", "Model 7", "(c) someone"), name
+            assert 273 not in tags or name == "copy.tif"  # strip offsets: the TIFF's own, never the source's
+        decoded = cv2.imread(str(tmp_path / name), cv2.IMREAD_UNCHANGED)
+        assert decoded is not None and decoded.shape == (12, 10, 3), name
+    np.testing.assert_array_equal(cv2.imread(str(tmp_path / "copy.tif"))[..., ::-1], expected)
+
+
+def test_a_cmyk_profile_is_not_kept_for_rgb_pixels(tmp_path, rng):
+    from restore_core.io.images import lost_on_write
+
+    cmyk_profile = bytearray(128)
+    cmyk_profile[16:20], cmyk_profile[36:40] = b"CMYK", b"acsp"  # the header fields that name it
+    src = tmp_path / "print.jpg"
+    Image.fromarray(rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8)).convert("CMYK").save(src, icc_profile=bytes(cmyk_profile))
+    loaded = read_image(src)
+    assert loaded.icc_profile is None and loaded.layout == "rgb"
+    assert lost_on_write(loaded, ".png") == ("CMYK converted to RGB without colour management; "
+                                             "its CMYK ICC profile dropped (it does not describe RGB pixels)")

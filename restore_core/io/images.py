@@ -19,7 +19,7 @@ import struct
 import tempfile
 import warnings
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -39,6 +39,16 @@ DEFAULT_MAX_PIXELS = 200_000_000  # 200 MP, ~2.4 GB as float32 RGB
 _SIXTEEN_BIT_FORMATS = {".png", ".tif", ".tiff"}
 _FLOAT_FORMATS = {".tif", ".tiff"}  # 32-bit float samples (bit_depth 32)
 _EXIF_ORIENTATION_TAG = 0x0112
+# A TIFF's "EXIF" as Pillow reads it is its first IFD: the tags that lay out its pixels
+# (size, samples, compression, strips, palette, ink set, ...) come with the metadata.
+# Written into another file they describe pixels it does not hold: a CMYK or palette
+# TIFF's copy became unreadable. Only the metadata tags travel (make, model, dates,
+# resolution, copyright, the EXIF/GPS sub-IFDs, XMP, IPTC).
+_TIFF_LAYOUT_TAGS = frozenset(
+    {254, 255, 256, 257, 258, 259, 262, 263, 264, 265, 266, 273, 277, 278, 279, 280, 281, 284, 288, 289, 290, 291, 292,
+     293, 301, 317, 320, 321, 322, 323, 324, 325, 330, 332, 333, 334, 336, 337, 338, 339, 340, 341, 342, 347, 529, 530,
+     531, 532, 34675} | set(range(512, 522))
+)
 
 # Pillow only reads headers here; the pixel budget is enforced by ``max_pixels``
 # (checked from the header before any decoding), so Pillow's own bomb guard,
@@ -66,7 +76,8 @@ class LoadedImage:
     ``layout`` is ``"grey"``, ``"rgb"``, ``"grey+alpha"`` or ``"rgba"`` as stored
     in the file; ``alpha`` is the untouched alpha plane (original dtype) or None.
     ``bit_depth`` is 8 or 16 for integer samples, 32 for floating-point ones (TIFF),
-    whose values the model sees clipped to [0, 1].
+    whose values the model sees clipped to [0, 1]. ``read_note`` says what reading
+    changed that the restored copy cannot give back (a CMYK image comes out RGB).
     """
 
     rgb: np.ndarray
@@ -76,7 +87,7 @@ class LoadedImage:
     icc_profile: bytes | None = None
     exif: bytes | None = None
     source_format: str = ""
-    extra: dict = field(default_factory=dict)
+    read_note: str | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -209,6 +220,9 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
                 icc = header.info.get("icc_profile")
                 exif_data = _png_exif(header, data) if fmt == "png" else header.getexif()
                 orientation = int(exif_data.get(_EXIF_ORIENTATION_TAG, 1) or 1)
+                if fmt == "tiff":
+                    for tag in _TIFF_LAYOUT_TAGS & set(exif_data):
+                        del exif_data[tag]
                 if exif_data:
                     exif_data[_EXIF_ORIENTATION_TAG] = 1  # pixels are rotated on read
                     exif = exif_data.tobytes()
@@ -228,6 +242,13 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
         raise ImageError(path, f"image has {array.shape[0] * array.shape[1]:,} pixels, over the limit of {max_pixels:,}")
     if not (fmt == "tiff" and _opencv_turns_tiffs()):
         array = _apply_orientation(array, orientation)
+    read_note = None
+    if mode == "CMYK":  # OpenCV converts to RGB (without colour management); libtiff adds an opaque alpha
+        if array.ndim == 3 and array.shape[2] == 4:
+            array = array[..., :3]
+        read_note = "CMYK converted to RGB without colour management"
+        if icc is not None and _icc_colour_space(icc) == "CMYK":
+            icc, read_note = None, read_note + "; its CMYK ICC profile dropped (it does not describe RGB pixels)"
     alpha = None
     if array.ndim == 2:
         layout = "grey"
@@ -253,7 +274,12 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
         pixels, bit_depth = _to_unit_float(rgb)
     except ValueError as exc:
         raise ImageError(path, str(exc)) from None
-    return LoadedImage(pixels, layout, bit_depth, alpha, icc, exif, fmt)
+    return LoadedImage(pixels, layout, bit_depth, alpha, icc, exif, fmt, read_note)
+
+
+def _icc_colour_space(profile: bytes) -> str:
+    """The data colour space an ICC profile's header names ("RGB", "GRAY", "CMYK", ...)."""
+    return profile[16:20].decode("latin-1").strip()
 
 
 def read_image(path: os.PathLike | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
@@ -424,10 +450,12 @@ def encode_grey_alpha_png(pixels: np.ndarray) -> bytes:
 
 def lost_on_write(like: LoadedImage, extension: str) -> str | None:
     """What an output in ``extension`` cannot keep of the image ``like`` and that nobody
-    would expect to lose: an alpha channel in a JPEG (:func:`encode_image` drops it)."""
+    would expect to lose: an alpha channel in a JPEG (:func:`encode_image` drops it),
+    and what reading already changed (``like.read_note``)."""
+    notes = [like.read_note] if like.read_note else []
     if like.alpha is not None and extension.lower() in (".jpg", ".jpeg"):
-        return "alpha channel dropped: JPEG has none (png, webp, tif or bmp keep it)"
-    return None
+        notes.append("alpha channel dropped: JPEG has none (png, webp, tif or bmp keep it)")
+    return "; ".join(notes) or None
 
 
 def encode_image(rgb: np.ndarray, like: LoadedImage, extension: str, jpeg_quality: int = 95) -> bytes:
