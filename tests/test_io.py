@@ -342,3 +342,19 @@ def test_a_cmyk_profile_is_not_kept_for_rgb_pixels(tmp_path, rng):
     assert loaded.icc_profile is None and loaded.layout == "rgb"
     assert lost_on_write(loaded, ".png") == ("CMYK converted to RGB without colour management; "
                                              "its CMYK ICC profile dropped (it does not describe RGB pixels)")
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_a_grey_pngs_transparent_key_becomes_its_alpha(tmp_path, dtype):
+    """A grey PNG may mark one grey value see-through (tRNS); OpenCV ignores it, and the
+    restored copy came out opaque. It is read as an alpha plane and written as one."""
+    grey = (np.arange(20).reshape(4, 5) * (10 if dtype == np.uint8 else 3000)).astype(dtype)
+    src = tmp_path / "key.png"
+    Image.fromarray(grey).save(src, transparency=int(grey[1, 1]))
+    loaded = read_image(src)
+    assert loaded.layout == "grey+alpha"
+    write_image(tmp_path / "out.png", loaded.rgb, loaded)
+    back = cv2.imread(str(tmp_path / "out.png"), cv2.IMREAD_UNCHANGED)  # grey + alpha, expanded to BGRA by OpenCV
+    assert back.dtype == dtype
+    np.testing.assert_array_equal(back[..., 0], grey)
+    np.testing.assert_array_equal(back[..., 3] == 0, grey == grey[1, 1])

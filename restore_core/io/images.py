@@ -208,6 +208,7 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
     if not data:
         raise ImageError(path, "empty file (0 bytes)")
     orientation, icc, exif, fmt, mode = 1, None, None, "", ""
+    transparent_grey = None  # a grey PNG's tRNS key: the one grey value that is see-through
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "Corrupt EXIF data": metadata is best-effort, pixels decide below
@@ -218,6 +219,8 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
                     raise ImageError(path, f"has {frames} frames (multi-page or animated); only single-frame images are supported")
                 _check_pixels(path, *header.size, max_pixels)
                 icc = header.info.get("icc_profile")
+                if fmt == "png" and mode in ("L", "I;16") and isinstance(header.info.get("transparency"), int):
+                    transparent_grey = header.info["transparency"]
                 exif_data = _png_exif(header, data) if fmt == "png" else header.getexif()
                 orientation = int(exif_data.get(_EXIF_ORIENTATION_TAG, 1) or 1)
                 if fmt == "tiff":
@@ -250,7 +253,10 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
         if icc is not None and _icc_colour_space(icc) == "CMYK":
             icc, read_note = None, read_note + "; its CMYK ICC profile dropped (it does not describe RGB pixels)"
     alpha = None
-    if array.ndim == 2:
+    if array.ndim == 2 and transparent_grey is not None:  # OpenCV drops a grey PNG's tRNS key: made an alpha plane
+        layout, alpha = "grey+alpha", np.where(array == transparent_grey, 0, np.iinfo(array.dtype).max).astype(array.dtype)
+        rgb = _grey_to_rgb(array)
+    elif array.ndim == 2:
         layout = "grey"
         rgb = _grey_to_rgb(array)
     elif array.shape[2] == 1:
