@@ -358,3 +358,21 @@ def test_a_grey_pngs_transparent_key_becomes_its_alpha(tmp_path, dtype):
     assert back.dtype == dtype
     np.testing.assert_array_equal(back[..., 0], grey)
     np.testing.assert_array_equal(back[..., 3] == 0, grey == grey[1, 1])
+
+
+def test_samples_deeper_than_the_output_format_are_said(tmp_path, rng):
+    """A 16-bit scan written as JPEG, or a float TIFF as PNG, loses depth: the note says
+    so (the --json line and the run's warning carry it); formats that keep it say nothing."""
+    from restore_core.io.images import lost_on_write
+
+    array = rng.integers(0, 65536, size=(6, 7, 3), dtype=np.uint16)
+    cv2.imwrite(str(tmp_path / "scan.png"), array)
+    sixteen = read_image(tmp_path / "scan.png")
+    assert lost_on_write(sixteen, ".jpg") == "16-bit samples written as 8-bit: jpg holds no more (png and tif keep 16 bits)"
+    assert lost_on_write(sixteen, ".PNG") is None and lost_on_write(sixteen, ".tif") is None
+    cv2.imwrite(str(tmp_path / "f.tif"), rng.random((6, 7, 3)).astype(np.float32))
+    floating = read_image(tmp_path / "f.tif")
+    assert lost_on_write(floating, ".png") == "float samples written as 16-bit: png holds no more (tif keeps float)"
+    assert lost_on_write(floating, ".tiff") is None
+    write_image(tmp_path / "f.png", floating.rgb, floating)
+    assert cv2.imread(str(tmp_path / "f.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16  # what the note says

@@ -457,10 +457,17 @@ def encode_grey_alpha_png(pixels: np.ndarray) -> bytes:
 def lost_on_write(like: LoadedImage, extension: str) -> str | None:
     """What an output in ``extension`` cannot keep of the image ``like`` and that nobody
     would expect to lose: an alpha channel in a JPEG (:func:`encode_image` drops it),
-    and what reading already changed (``like.read_note``)."""
+    or samples deeper than the format holds (:func:`stored_depth`), and what reading
+    already changed (``like.read_note``)."""
+    extension = extension.lower()
     notes = [like.read_note] if like.read_note else []
-    if like.alpha is not None and extension.lower() in (".jpg", ".jpeg"):
+    if like.alpha is not None and extension in (".jpg", ".jpeg"):
         notes.append("alpha channel dropped: JPEG has none (png, webp, tif or bmp keep it)")
+    kept = stored_depth(like.bit_depth, extension)
+    if kept < like.bit_depth:
+        source = "float" if like.bit_depth == 32 else f"{like.bit_depth}-bit"
+        keeps = "tif keeps float" if like.bit_depth == 32 else "png and tif keep 16 bits"
+        notes.append(f"{source} samples written as {kept}-bit: {extension.lstrip('.')} holds no more ({keeps})")
     return "; ".join(notes) or None
 
 
