@@ -36,10 +36,9 @@ def thumbnail(image: np.ndarray) -> np.ndarray:
     return cv2.resize(grey.astype(np.float32), (32, 32), interpolation=cv2.INTER_AREA)
 
 
-def is_near_duplicate(image: np.ndarray, references: Sequence[np.ndarray], tolerance: float = 0.03) -> bool:
-    """True when ``image``'s thumbnail is within ``tolerance`` (mean abs, [0, 1]) of a reference
-    thumbnail: used to keep validation images (and crops of them) out of training."""
-    thumb = thumbnail(image)
+def is_near_duplicate(thumb: np.ndarray, references: Sequence[np.ndarray], tolerance: float = 0.03) -> bool:
+    """True when the :func:`thumbnail` ``thumb`` is within ``tolerance`` (mean abs, [0, 1])
+    of a reference thumbnail: used to keep validation images (and crops of them) out of training."""
     return any(float(np.abs(thumb - ref).mean()) < tolerance for ref in references)
 
 

@@ -12,9 +12,13 @@ or on disk (:mod:`.pool`); 8-bit validation pairs are held as uint8.
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
@@ -29,6 +33,9 @@ from restore_core.training import data as D
 from restore_core.training.errors import TrainingError
 from restore_core.training.pool import choose_pool, image_bytes, make_pool
 from restore_core.training.recipes import Recipe
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 # Synthetic degradations a recipe can name for its clean images:
 # name -> (config dataclass, function(clean, rng, config)).
@@ -103,6 +110,43 @@ def _read_pair(degraded_path: Path, clean_path: Path) -> tuple[np.ndarray, np.nd
     return degraded, clean
 
 
+READ_THREADS = min(8, os.cpu_count() or 1)  # decoders run outside the GIL: training images are read this many at a time
+
+
+def read_ahead(items: Iterable[T], read: Callable[[T], R], threads: int = READ_THREADS) -> Iterator[R]:
+    """``read(item)`` for every item, in order, with ``threads`` threads reading at most
+    ``2 * threads`` items ahead of the consumer, so memory stays bounded. An error is
+    raised when its item's turn comes, as a plain loop would raise it."""
+    if threads <= 1:
+        yield from map(read, items)
+        return
+    remaining = iter(items)
+    with ThreadPoolExecutor(threads, thread_name_prefix="restore-train-read") as executor:
+        pending = deque(executor.submit(read, item) for item in itertools.islice(remaining, 2 * threads))
+        try:
+            while pending:
+                result = pending.popleft().result()
+                pending.extend(executor.submit(read, item) for item in itertools.islice(remaining, 1))
+                yield result
+        finally:
+            for future in pending:  # the consumer stopped early (an error, a break): read no further
+                future.cancel()
+
+
+def _pool_image(image: np.ndarray | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(8-bit copy, thumbnail) of an image or of the image file at a path: what the
+    pool keeps and what the leakage check compares. Runs in the reading threads."""
+    if isinstance(image, Path):
+        image = D.read_rgb(image)
+    return D.to_uint8(image), D.thumbnail(image)
+
+
+def _pool_pair(paths: tuple[Path, Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(8-bit degraded, 8-bit clean, clean thumbnail) of a training pair."""
+    degraded, clean = _read_pair(*paths)
+    return D.to_uint8(degraded), D.to_uint8(clean), D.thumbnail(clean)
+
+
 def prepare_data(recipe: Recipe, pool: str = "memory", pool_folder: Path | None = None) -> TrainingData:
     """Read every folder the recipe names, apply hold-out and leakage filters.
 
@@ -117,7 +161,7 @@ def prepare_data(recipe: Recipe, pool: str = "memory", pool_folder: Path | None 
             targets = [t for _, t in list_training_pairs(Path(folder))]
         except ValueError:
             targets = list_images(Path(folder))
-        excluded_refs.extend(D.thumbnail(D.read_rgb(t)) for t in targets)
+        excluded_refs.extend(read_ahead(targets, lambda path: D.thumbnail(D.read_rgb(path))))
 
     summary: dict = {"paired": {}, "clean": {}, "excluded_near_duplicates": 0, "excluded": []}
     splits = {folder: D.split_holdout(list_training_pairs(Path(folder)), cfg.holdout_every) for folder in cfg.paired}
@@ -125,8 +169,7 @@ def prepare_data(recipe: Recipe, pool: str = "memory", pool_folder: Path | None 
     held_out: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     for folder, (_, held) in splits.items():
         held_out[folder] = []
-        for degraded_path, clean_path in held:
-            degraded, clean = _read_pair(degraded_path, clean_path)
+        for degraded, clean in read_ahead(held, lambda pair: _read_pair(*pair)):
             excluded_refs.append(D.thumbnail(clean))
             held_out[folder].append((D.compact_8bit(degraded), D.compact_8bit(clean)))
     clean_files = {folder: list_images(Path(folder)) for folder in cfg.clean}
@@ -138,39 +181,36 @@ def prepare_data(recipe: Recipe, pool: str = "memory", pool_folder: Path | None 
     validation: list[ValidationSet] = []
     for folder, (train_pairs, held) in splits.items():
         kept = 0
-        for inp, tgt in train_pairs:
-            clean = D.read_rgb(tgt)
-            if excluded_refs and D.is_near_duplicate(clean, excluded_refs):
+        for (_, target), (degraded, clean, thumb) in zip(train_pairs, read_ahead(train_pairs, _pool_pair)):
+            if excluded_refs and D.is_near_duplicate(thumb, excluded_refs):
                 summary["excluded_near_duplicates"] += 1
-                summary["excluded"].append(str(tgt))
+                summary["excluded"].append(str(target))
                 continue
-            degraded = D.read_rgb(inp)
-            _same_size(degraded, clean, inp, tgt)
-            paired.append(D.PairedImage(store.keep(D.to_uint8(degraded)), store.keep(D.to_uint8(clean))))
+            paired.append(D.PairedImage(store.keep(degraded), store.keep(clean)))
             kept += 1
         summary["paired"][folder] = {"train": kept, "held_out": [p[0].name for p in held]}
         if held:
             validation.append(ValidationSet(f"{Path(folder).name}:holdout", held_out[folder]))
 
-    # Clean images are read one at a time and kept as 8-bit: a folder never sits in memory
+    # Clean images are read a few at a time and kept as 8-bit: a folder never sits in memory
     # as float32 (60 1024x768 PNGs peaked at +692 MiB that way, for a 135 MiB pool).
     clean_pool: list[D.PairedImage] = []
-    sources: list[tuple[str, list, Iterable[np.ndarray]]] = [(folder, files, (D.read_rgb(f) for f in files)) for folder, files in clean_files.items()]
+    sources: list[tuple[str, list, Sequence[Path | np.ndarray]]] = [(folder, files, files) for folder, files in clean_files.items()]
     if photos:
         sources.append(("skimage.data", [f"skimage.data#{i}" for i in range(len(photos))], photos))
     for name, names, images in sources:
         kept = 0
-        for image_name, image in zip(names, images):
-            if excluded_refs and D.is_near_duplicate(image, excluded_refs):
+        for image_name, (image, thumb) in zip(names, read_ahead(images, _pool_image)):
+            if excluded_refs and D.is_near_duplicate(thumb, excluded_refs):
                 summary["excluded_near_duplicates"] += 1
                 summary["excluded"].append(str(image_name))
                 continue
-            clean_pool.append(D.PairedImage(None, store.keep(D.to_uint8(image))))
+            clean_pool.append(D.PairedImage(None, store.keep(image)))
             kept += 1
         summary["clean"][name] = kept
 
     for folder in cfg.validation:
-        pairs = (_read_pair(a, b) for a, b in list_training_pairs(Path(folder)))
+        pairs = read_ahead(list_training_pairs(Path(folder)), lambda pair: _read_pair(*pair))
         validation.append(ValidationSet(Path(folder).name, [(D.compact_8bit(degraded), D.compact_8bit(clean)) for degraded, clean in pairs]))
 
     degrade = make_degradation(recipe.degradation, recipe.degradation_options) if clean_pool else None

@@ -1,0 +1,60 @@
+"""Training data sources: the ordered, bounded read-ahead that decodes training images."""
+
+import threading
+import time
+
+import pytest
+
+from restore_core.training.sources import read_ahead
+
+
+def test_read_ahead_keeps_the_order_and_stays_a_bounded_distance_ahead():
+    consumed = []
+    ahead = []
+
+    def read(item):
+        ahead.append(item - len(consumed))  # how far ahead of the consumer this read is
+        time.sleep(0.002 * (item % 3))  # reads finish out of order
+        return item * 10
+
+    for value in read_ahead(range(40), read, threads=3):
+        consumed.append(value)
+    assert consumed == [i * 10 for i in range(40)]
+    assert max(ahead) <= 2 * 3
+
+
+def test_read_ahead_runs_reads_in_parallel():
+    active, peak, lock = [0], [0], threading.Lock()
+
+    def read(item):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.02)
+        with lock:
+            active[0] -= 1
+        return item
+
+    assert list(read_ahead(range(12), read, threads=4)) == list(range(12))
+    assert peak[0] > 1
+
+
+def test_an_error_comes_at_its_items_turn_and_later_items_are_not_read():
+    read_items = []
+
+    def read(item):
+        read_items.append(item)
+        if item == 5:
+            raise ValueError("bad image 5")
+        return item
+
+    got = []
+    with pytest.raises(ValueError, match="bad image 5"):
+        for value in read_ahead(range(100), read, threads=2):
+            got.append(value)
+    assert got == [0, 1, 2, 3, 4]
+    assert max(read_items) < 5 + 2 * 2 + 1  # at most the read-ahead window past the error
+
+
+def test_one_thread_reads_in_the_loop():
+    assert list(read_ahead("abc", str.upper, threads=1)) == ["A", "B", "C"]
