@@ -189,7 +189,7 @@ def train(
         log("hint: this CPU has bf16 units (AMX/AVX512-BF16): --precision bf16 trained the shipped denoiser about 2x faster "
             "(weights stay fp32; --precision fp32 hides this line)")
     try:
-        training_data = prepare_data(chosen, pool, out)
+        training_data = prepare_data(chosen, pool, out, dist_info)
     except (TrainingError, ValueError, OSError) as exc:
         fail(str(exc), code=2)
     log(f"data: {training_data.summary}")

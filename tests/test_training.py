@@ -349,6 +349,40 @@ def test_torchrun_two_cpu_ranks_hold_identical_weights(tmp_path):
     assert loaded.recipe["trained_steps"] == 4
 
 
+def test_torchrun_ranks_share_one_disk_pool_and_a_reading_failure_stops_them_all(tmp_path):
+    """--pool disk under torchrun: the machine's first rank reads the images into a named
+    file, the other maps it; both train the same weights as a memory-pool run, and no
+    pool file is left. A bad image seen by the reading rank is every rank's error."""
+    import os
+    import subprocess
+    import sys
+
+    clean, recipe_file = _tiny_run_files(tmp_path, steps=4, checkpoint_every=2, val_every=1000)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "OMP_NUM_THREADS": "1"}
+
+    def run(out: Path, pool: str, ranks: int = 2):
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks), "-m", "cli.main"]
+        return subprocess.run(command + ["train", "--recipe", str(recipe_file), "--clean", str(clean), "--no-builtin-photographs",
+                                         "--out", str(out), "--pool", pool, "-q"], capture_output=True, text=True, env=env, timeout=300)
+
+    shared, alone = run(tmp_path / "shared", "disk"), run(tmp_path / "memory", "memory")
+    for result in (shared, alone):
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "weights identical on 2 ranks at step 4" in result.stderr
+    assert "'pool': 'disk, shared by 2 ranks'" in shared.stderr
+    assert not [p.name for p in (tmp_path / "shared").iterdir() if p.name.startswith(".restore-pool")]
+    a = load_checkpoint(tmp_path / "shared" / "model.safetensors").model.state_dict()
+    b = load_checkpoint(tmp_path / "memory" / "model.safetensors").model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    (clean / "broken.png").write_bytes(b"not a png")
+    failed = run(tmp_path / "failed", "disk")
+    assert failed.returncode != 0, failed.stderr[-3000:]
+    assert "error: " + str(clean / "broken.png") + ": cannot decode image" in failed.stderr, failed.stderr[-3000:]
+    assert "error: rank 0, which reads the training data for this machine, failed: " in failed.stderr, failed.stderr[-3000:]
+    assert not [p.name for p in (tmp_path / "failed").iterdir() if p.name.startswith(".restore-pool")]
+
+
 def test_gopro_scene_layout_is_a_training_folder(tmp_path):
     from restore_core.io.folders import list_training_pairs
 

@@ -30,6 +30,12 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    local_world_size: int = 1  # ranks on this machine
+
+    @property
+    def first_on_machine(self) -> int:
+        """The global rank of this machine's local rank 0 (torchrun numbers a machine's ranks in a row)."""
+        return self.rank - self.local_rank
 
     @property
     def is_main(self) -> bool:
@@ -48,7 +54,24 @@ def init_from_env(device_type: str) -> DistInfo:
         return DistInfo()
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
-    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")),
+                    int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
+
+def barrier(info: DistInfo) -> None:
+    """Wait until every rank gets here (nothing to wait for in a single process)."""
+    if info.enabled:
+        dist.barrier()
+
+
+def rank_zeros_choice(value: str, info: DistInfo) -> str:
+    """Rank 0's ``value`` on every rank: a decision each rank could take a little
+    differently (from the free memory of the moment) must be taken once."""
+    if not info.enabled:
+        return value
+    chosen = [value]
+    dist.broadcast_object_list(chosen, src=0)
+    return chosen[0]
 
 
 def average_gradients(module: nn.Module, info: DistInfo) -> None:

@@ -57,19 +57,27 @@ class MemoryPool:
 class DiskPool:
     """Images appended to an unlinked file in ``folder``, returned as read-only views of
     its memory mapping. Segments are mapped writable while being filled; the returned
-    views are marked read-only."""
+    views are marked read-only.
+
+    With ``path`` the file keeps that name, so that other processes can map it
+    (:func:`map_pool_file`, with :attr:`entries`); whoever made it removes the name.
+    """
 
     kind = "disk"
     segment_bytes = _GIB
 
-    def __init__(self, folder: Path) -> None:
-        descriptor, name = tempfile.mkstemp(prefix=".restore-pool-", suffix=".u8", dir=folder)
-        self._file = os.fdopen(descriptor, "r+b")
-        try:
-            os.unlink(name)  # POSIX: the open file lives on without a name until the run ends
-        except OSError:  # Windows keeps open files' names: remove it at exit instead
-            atexit.register(_remove_quietly, name)
-        self.folder = folder
+    def __init__(self, folder: Path, path: Path | None = None) -> None:
+        if path is not None:
+            self._file = open(path, "w+b")  # noqa: SIM115 - open for the pool's life
+        else:
+            descriptor, name = tempfile.mkstemp(prefix=".restore-pool-", suffix=".u8", dir=folder)
+            self._file = os.fdopen(descriptor, "r+b")
+            try:
+                os.unlink(name)  # POSIX: the open file lives on without a name until the run ends
+            except OSError:  # Windows keeps open files' names: remove it at exit instead
+                atexit.register(_remove_quietly, name)
+        self.folder, self.path = folder, path
+        self.entries: list[tuple[int, tuple[int, ...]]] = []  # (file offset, shape) of each image, in the order kept
         self._segments: list[mmap.mmap] = []
         self._segment_start = 0  # file offset of the current segment
         self._used = 0  # bytes used in the current segment
@@ -90,12 +98,21 @@ class DiskPool:
         view = np.ndarray(image.shape, np.uint8, buffer=self._segments[-1], offset=self._used)
         view[...] = image  # a full disk here would be SIGBUS: make_pool checks the free space first
         view.flags.writeable = False
+        self.entries.append((self._segment_start + self._used, image.shape))
         self._used += image.nbytes
         self.stored_bytes += image.nbytes
         return view
 
 
-def _remove_quietly(name: str) -> None:
+def map_pool_file(path: Path, entries: list[tuple[int, tuple[int, ...]]]) -> list[np.ndarray]:
+    """The images a :class:`DiskPool` with a named file kept, mapped read-only by another
+    process (one mapping for all of them): ``entries`` is that pool's :attr:`~DiskPool.entries`."""
+    with open(path, "rb") as file:
+        mapping = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    return [np.ndarray(tuple(shape), np.uint8, buffer=mapping, offset=offset) for offset, shape in entries]
+
+
+def _remove_quietly(name: str | os.PathLike) -> None:
     with contextlib.suppress(OSError):
         os.remove(name)
 
@@ -114,29 +131,34 @@ def image_bytes(paths: Iterable[Path]) -> int:
     return total
 
 
-def choose_pool(mode: str, needed_bytes: int, available_bytes: int | None) -> str:
+def choose_pool(mode: str, needed_bytes: int, available_bytes: int | None, copies: int = 1) -> str:
     """``memory`` or ``disk`` for ``mode`` (auto, memory, disk), given the bytes the
-    training images need and the memory available (None: unknown, as off Linux).
+    training images need, the memory available (None: unknown, as off Linux) and how
+    many processes on this machine would each hold a memory pool of their own (the
+    ranks of a ``torchrun`` job; they share one disk pool).
 
-    auto picks disk when the images would take more than half the available memory
-    (the model, its optimiser and the batches need the rest); an explicit memory pool
+    auto picks disk when the memory pools would take more than half the available
+    memory (the models, optimisers and batches need the rest); an explicit memory pool
     that cannot fit at all is refused before hours of decoding end in the OOM killer.
     """
     if mode not in POOL_MODES:
         raise ValueError(f"pool {mode!r}: expected one of {', '.join(POOL_MODES)}")
     if mode == "disk" or available_bytes is None:
         return "memory" if mode == "auto" else mode
+    total = needed_bytes * copies
     if mode == "memory":
-        if needed_bytes > available_bytes:
-            raise ValueError(f"the training images need {needed_bytes / _GIB:.1f} GiB as 8-bit pixels, more than the "
+        if total > available_bytes:
+            ranks = f" on each of {copies} ranks" if copies > 1 else ""
+            raise ValueError(f"the training images need {needed_bytes / _GIB:.1f} GiB as 8-bit pixels{ranks}, more than the "
                              f"{available_bytes / _GIB:.1f} GiB of memory available: --pool disk maps them from a file "
                              "in the run folder instead")
         return "memory"
-    return "disk" if needed_bytes > AUTO_DISK_SHARE * available_bytes else "memory"
+    return "disk" if total > AUTO_DISK_SHARE * available_bytes else "memory"
 
 
-def make_pool(kind: str, folder: Path | None, needed_bytes: int) -> ImagePool:
-    """The pool :func:`choose_pool` chose; a disk pool checks the free space of ``folder`` first."""
+def make_pool(kind: str, folder: Path | None, needed_bytes: int, shared_path: Path | None = None) -> ImagePool:
+    """The pool :func:`choose_pool` chose; a disk pool checks the free space of ``folder``
+    first. ``shared_path`` names a disk pool's file for other processes to map."""
     if kind == "memory":
         return MemoryPool()
     if folder is None:
@@ -146,4 +168,4 @@ def make_pool(kind: str, folder: Path | None, needed_bytes: int) -> ImagePool:
     if needed_bytes > free:
         raise ValueError(f"{folder}: the training images need {needed_bytes / _GIB:.1f} GiB for the disk pool, "
                          f"and only {free / _GIB:.1f} GiB is free there")
-    return DiskPool(folder)
+    return DiskPool(folder, shared_path)

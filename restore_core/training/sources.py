@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -29,9 +30,11 @@ from restore_core.degradations.noise import NoiseConfig, add_noise
 from restore_core.degradations.rain import RainConfig, add_rain
 from restore_core.engine.memory import available_memory_bytes
 from restore_core.io.folders import list_images, list_training_pairs
+from restore_core.io.images import atomic_write_bytes
 from restore_core.training import data as D
 from restore_core.training.errors import TrainingError
-from restore_core.training.pool import choose_pool, image_bytes, make_pool
+from restore_core.training.distributed import DistInfo, barrier, rank_zeros_choice
+from restore_core.training.pool import ImagePool, choose_pool, image_bytes, make_pool, map_pool_file
 from restore_core.training.recipes import Recipe
 
 T = TypeVar("T")
@@ -147,13 +150,109 @@ def _pool_pair(paths: tuple[Path, Path]) -> tuple[np.ndarray, np.ndarray, np.nda
     return D.to_uint8(degraded), D.to_uint8(clean), D.thumbnail(clean)
 
 
-def prepare_data(recipe: Recipe, pool: str = "memory", pool_folder: Path | None = None) -> TrainingData:
+@dataclass
+class _Listing:
+    """What a recipe's folders hold, known before any image is decoded."""
+
+    splits: dict[str, tuple[list, list]]  # paired folder -> (training pairs, held-out pairs)
+    clean_files: dict[str, list[Path]]
+    photos: list[np.ndarray]  # scikit-image's, when the recipe adds them
+    needed: int  # bytes the training images take as 8-bit RGB
+
+
+def _list_sources(recipe: Recipe) -> _Listing:
+    cfg = recipe.data
+    splits = {folder: D.split_holdout(list_training_pairs(Path(folder)), cfg.holdout_every) for folder in cfg.paired}
+    clean_files = {folder: list_images(Path(folder)) for folder in cfg.clean}
+    photos = D.builtin_photographs() if cfg.builtin_photographs else []
+    needed = image_bytes([path for train_pairs, _ in splits.values() for pair in train_pairs for path in pair]
+                         + [path for files in clean_files.values() for path in files]) + sum(3 * p.shape[0] * p.shape[1] for p in photos)
+    return _Listing(splits, clean_files, photos, needed)
+
+
+def prepare_data(recipe: Recipe, pool: str = "memory", pool_folder: Path | None = None, dist: DistInfo = DistInfo()) -> TrainingData:
     """Read every folder the recipe names, apply hold-out and leakage filters.
 
     The training images go to the ``pool`` :func:`~restore_core.training.pool.choose_pool`
     picks (memory, disk, or auto: disk when they would take more than half the available
-    memory); a disk pool's file lies in ``pool_folder``. Validation pairs stay in memory.
+    memory); a disk pool's file lies in ``pool_folder``. Validation pairs stay in memory,
+    on rank 0 alone under ``torchrun`` (the only rank that validates). There each rank
+    holds a memory pool of its own, while a disk pool is read once per machine and
+    shared (:func:`_share_disk_pool`).
     """
+    listing = _list_sources(recipe)
+    copies = dist.local_world_size if dist.enabled else 1
+    kind = rank_zeros_choice(choose_pool(pool, listing.needed, available_memory_bytes(), copies), dist)
+    if kind == "disk" and dist.enabled:
+        data = _share_disk_pool(recipe, listing, pool_folder, dist)
+    else:
+        data = _read_sources(recipe, listing, make_pool(kind, pool_folder, listing.needed))
+    if not dist.is_main:
+        data.validation = []
+    return data
+
+
+def _share_disk_pool(recipe: Recipe, listing: _Listing, folder: Path | None, dist: DistInfo) -> TrainingData:
+    """A disk pool under ``torchrun``: each machine's first rank reads the images into a
+    named pool file in ``folder`` and writes its index beside it; the machine's other
+    ranks wait, then map that file, so the page cache holds one copy for all of them
+    (eight memory pools were eight copies). The names are removed once every rank has
+    mapped the file. A failure of the reading rank is every rank's error."""
+    if folder is None:
+        raise ValueError("a disk pool needs a folder (the run folder) for its file")
+    path = folder / f".restore-pool-{dist.first_on_machine}.u8"
+    index_path = path.with_name(path.name + ".json")
+    reader = dist.local_rank == 0
+    failure: Exception | None = None
+    if reader:
+        try:
+            store = make_pool("disk", folder, listing.needed, shared_path=path)
+            data = _read_sources(recipe, listing, store)
+            index: dict = {"entries": store.entries, "paired": len(data.sampler.paired), "summary": data.summary}
+        except Exception as exc:  # noqa: BLE001 - said to the waiting ranks, then raised here
+            failure, index = exc, {"error": str(exc)}
+        atomic_write_bytes(index_path, json.dumps(index).encode())
+    barrier(dist)
+    if not reader:
+        index = json.loads(index_path.read_text())
+        if "error" not in index:
+            images = map_pool_file(path, index["entries"])
+    barrier(dist)  # every rank has read the index and mapped the file: the names can go
+    if reader:
+        path.unlink(missing_ok=True)
+        index_path.unlink(missing_ok=True)
+    if failure is not None:
+        raise failure
+    if "error" in index:
+        raise TrainingError(f"rank {dist.first_on_machine}, which reads the training data for this machine, failed: {index['error']}")
+    if not reader:
+        pairs = index["paired"]
+        paired = [D.PairedImage(images[2 * i], images[2 * i + 1]) for i in range(pairs)]
+        clean_pool = [D.PairedImage(None, image) for image in images[2 * pairs :]]
+        data = TrainingData(_make_sampler(recipe, paired, clean_pool), [], index["summary"])
+    data.summary["pool"] = f"disk, shared by {dist.local_world_size} ranks"
+    return data
+
+
+def _make_sampler(recipe: Recipe, paired: list[D.PairedImage], clean_pool: list[D.PairedImage]) -> D.PatchSampler:
+    degrade = make_degradation(recipe.degradation, recipe.degradation_options) if clean_pool else None
+    return D.PatchSampler(
+        paired,
+        clean_pool,
+        recipe.patch_size,
+        degrade,
+        recipe.data.paired_fraction,
+        colour_fraction=recipe.data.colour_fraction,
+        channel_shuffle=recipe.data.channel_shuffle,
+        transplant_fraction=recipe.data.transplant_fraction,
+        quarter_turns=recipe.data.quarter_turns,
+    )
+
+
+def _read_sources(recipe: Recipe, listing: _Listing, store: ImagePool) -> TrainingData:
+    """Decode the listed images: validation and leakage references first, then the
+    training images into ``store``, paired ones before clean ones (the order a shared
+    pool's index relies on)."""
     cfg = recipe.data
     excluded_refs: list[np.ndarray] = []
     for folder in cfg.exclude_near_duplicates_of + cfg.validation:
@@ -164,22 +263,16 @@ def prepare_data(recipe: Recipe, pool: str = "memory", pool_folder: Path | None 
         excluded_refs.extend(read_ahead(targets, lambda path: D.thumbnail(D.read_rgb(path))))
 
     summary: dict = {"paired": {}, "clean": {}, "excluded_near_duplicates": 0, "excluded": []}
-    splits = {folder: D.split_holdout(list_training_pairs(Path(folder)), cfg.holdout_every) for folder in cfg.paired}
     # Held-out pairs are validation data: read once, and keep their clean images out of every training source.
     held_out: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
-    for folder, (_, held) in splits.items():
+    for folder, (_, held) in listing.splits.items():
         held_out[folder] = []
         for degraded, clean in read_ahead(held, lambda pair: _read_pair(*pair)):
             excluded_refs.append(D.thumbnail(clean))
             held_out[folder].append((D.compact_8bit(degraded), D.compact_8bit(clean)))
-    clean_files = {folder: list_images(Path(folder)) for folder in cfg.clean}
-    photos = D.builtin_photographs() if cfg.builtin_photographs else []
-    needed = image_bytes([path for train_pairs, _ in splits.values() for pair in train_pairs for path in pair]
-                         + [path for files in clean_files.values() for path in files]) + sum(3 * p.shape[0] * p.shape[1] for p in photos)
-    store = make_pool(choose_pool(pool, needed, available_memory_bytes()), pool_folder, needed)
     paired: list[D.PairedImage] = []
     validation: list[ValidationSet] = []
-    for folder, (train_pairs, held) in splits.items():
+    for folder, (train_pairs, held) in listing.splits.items():
         kept = 0
         for (_, target), (degraded, clean, thumb) in zip(train_pairs, read_ahead(train_pairs, _pool_pair)):
             if excluded_refs and D.is_near_duplicate(thumb, excluded_refs):
@@ -195,9 +288,9 @@ def prepare_data(recipe: Recipe, pool: str = "memory", pool_folder: Path | None 
     # Clean images are read a few at a time and kept as 8-bit: a folder never sits in memory
     # as float32 (60 1024x768 PNGs peaked at +692 MiB that way, for a 135 MiB pool).
     clean_pool: list[D.PairedImage] = []
-    sources: list[tuple[str, list, Sequence[Path | np.ndarray]]] = [(folder, files, files) for folder, files in clean_files.items()]
-    if photos:
-        sources.append(("skimage.data", [f"skimage.data#{i}" for i in range(len(photos))], photos))
+    sources: list[tuple[str, list, Sequence[Path | np.ndarray]]] = [(folder, files, files) for folder, files in listing.clean_files.items()]
+    if listing.photos:
+        sources.append(("skimage.data", [f"skimage.data#{i}" for i in range(len(listing.photos))], listing.photos))
     for name, names, images in sources:
         kept = 0
         for image_name, (image, thumb) in zip(names, read_ahead(images, _pool_image)):
@@ -213,18 +306,7 @@ def prepare_data(recipe: Recipe, pool: str = "memory", pool_folder: Path | None 
         pairs = read_ahead(list_training_pairs(Path(folder)), lambda pair: _read_pair(*pair))
         validation.append(ValidationSet(Path(folder).name, [(D.compact_8bit(degraded), D.compact_8bit(clean)) for degraded, clean in pairs]))
 
-    degrade = make_degradation(recipe.degradation, recipe.degradation_options) if clean_pool else None
-    sampler = D.PatchSampler(
-        paired,
-        clean_pool,
-        recipe.patch_size,
-        degrade,
-        recipe.data.paired_fraction,
-        colour_fraction=recipe.data.colour_fraction,
-        channel_shuffle=recipe.data.channel_shuffle,
-        transplant_fraction=recipe.data.transplant_fraction,
-        quarter_turns=recipe.data.quarter_turns,
-    )
+    sampler = _make_sampler(recipe, paired, clean_pool)
     if clean_pool:
         summary["clean_colour_grey"] = [len(sampler.colour_indices), len(sampler.grey_indices)]
     held = [a for image in sampler.paired + sampler.clean for a in (image.degraded, image.clean) if a is not None]
