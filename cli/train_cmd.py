@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from cli.console import err_console, fail, os_cause, say
 from restore_core.configs import ConfigError, changed_fields, config_to_dict, override_many
@@ -188,10 +188,19 @@ def train(
     if torch_device.type == "cpu" and precision == "auto" and cpu_has_bf16_units():
         log("hint: this CPU has bf16 units (AMX/AVX512-BF16): --precision bf16 trained the shipped denoiser about 2x faster "
             "(weights stay fp32; --precision fp32 hides this line)")
-    try:
-        training_data = prepare_data(chosen, pool, out, dist_info)
-    except (TrainingError, ValueError, OSError) as exc:
-        fail(str(exc), code=2)
+    with Progress(TextColumn("[bold]read"), BarColumn(), MofNCompleteColumn(), TextColumn("training images"), TimeElapsedColumn(),
+                  console=err_console, disable=quiet or not err_console.is_terminal, transient=True) as bar:
+        reading = bar.add_task("read", total=None)
+
+        def images_read(done: int, total: int) -> None:
+            bar.update(reading, completed=done, total=total)
+            if done == 0 and not quiet and not err_console.is_terminal:  # a log file learns why nothing else is said for a while
+                log(f"reading {total} training images (or pairs)")
+
+        try:
+            training_data = prepare_data(chosen, pool, out, dist_info, images_read)
+        except (TrainingError, ValueError, OSError) as exc:
+            fail(str(exc), code=2)
     log(f"data: {training_data.summary}")
 
     # SIGTERM (a scheduler's stop, `kill`) and Ctrl-C finish the step in flight, checkpoint, exit 130.

@@ -58,3 +58,20 @@ def test_an_error_comes_at_its_items_turn_and_later_items_are_not_read():
 
 def test_one_thread_reads_in_the_loop():
     assert list(read_ahead("abc", str.upper, threads=1)) == ["A", "B", "C"]
+
+
+def test_prepare_data_tells_its_progress_over_the_training_images(tmp_path):
+    from dataclasses import replace
+
+    from conftest import write_random_pngs
+    from restore_core.training.recipes import RECIPES, DataConfig
+    from restore_core.training.sources import prepare_data
+
+    write_random_pngs(tmp_path / "pairs" / "input", 4, 32, 32, seed=1)
+    write_random_pngs(tmp_path / "pairs" / "target", 4, 32, 32, seed=2)
+    write_random_pngs(tmp_path / "clean", 3, 32, 32, seed=3)
+    recipe = replace(RECIPES["taylor-derain"], patch_size=32,
+                     data=DataConfig(paired=(str(tmp_path / "pairs"),), clean=(str(tmp_path / "clean"),), holdout_every=2))
+    calls = []
+    prepare_data(recipe, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(i, 5) for i in range(6)]  # 2 training pairs (2 held out) + 3 clean images

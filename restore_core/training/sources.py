@@ -170,7 +170,11 @@ def _list_sources(recipe: Recipe) -> _Listing:
     return _Listing(splits, clean_files, photos, needed)
 
 
-def prepare_data(recipe: Recipe, pool: str = "memory", pool_folder: Path | None = None, dist: DistInfo = DistInfo()) -> TrainingData:
+Progress = Callable[[int, int], None]  # (training images read, of how many)
+
+
+def prepare_data(recipe: Recipe, pool: str = "memory", pool_folder: Path | None = None, dist: DistInfo = DistInfo(),
+                 progress: Progress | None = None) -> TrainingData:
     """Read every folder the recipe names, apply hold-out and leakage filters.
 
     The training images go to the ``pool`` :func:`~restore_core.training.pool.choose_pool`
@@ -178,21 +182,22 @@ def prepare_data(recipe: Recipe, pool: str = "memory", pool_folder: Path | None 
     memory); a disk pool's file lies in ``pool_folder``. Validation pairs stay in memory,
     on rank 0 alone under ``torchrun`` (the only rank that validates). There each rank
     holds a memory pool of its own, while a disk pool is read once per machine and
-    shared (:func:`_share_disk_pool`).
+    shared (:func:`_share_disk_pool`). ``progress`` is told how many of the training
+    images (pairs count once) have been read, from (0, total) on.
     """
     listing = _list_sources(recipe)
     copies = dist.local_world_size if dist.enabled else 1
     kind = rank_zeros_choice(choose_pool(pool, listing.needed, available_memory_bytes(), copies), dist)
     if kind == "disk" and dist.enabled:
-        data = _share_disk_pool(recipe, listing, pool_folder, dist)
+        data = _share_disk_pool(recipe, listing, pool_folder, dist, progress)
     else:
-        data = _read_sources(recipe, listing, make_pool(kind, pool_folder, listing.needed))
+        data = _read_sources(recipe, listing, make_pool(kind, pool_folder, listing.needed), progress)
     if not dist.is_main:
         data.validation = []
     return data
 
 
-def _share_disk_pool(recipe: Recipe, listing: _Listing, folder: Path | None, dist: DistInfo) -> TrainingData:
+def _share_disk_pool(recipe: Recipe, listing: _Listing, folder: Path | None, dist: DistInfo, progress: Progress | None) -> TrainingData:
     """A disk pool under ``torchrun``: each machine's first rank reads the images into a
     named pool file in ``folder`` and writes its index beside it; the machine's other
     ranks wait, then map that file, so the page cache holds one copy for all of them
@@ -207,7 +212,7 @@ def _share_disk_pool(recipe: Recipe, listing: _Listing, folder: Path | None, dis
     if reader:
         try:
             store = make_pool("disk", folder, listing.needed, shared_path=path)
-            data = _read_sources(recipe, listing, store)
+            data = _read_sources(recipe, listing, store, progress)
             index: dict = {"entries": store.entries, "paired": len(data.sampler.paired), "summary": data.summary}
         except Exception as exc:  # noqa: BLE001 - said to the waiting ranks, then raised here
             failure, index = exc, {"error": str(exc)}
@@ -249,7 +254,7 @@ def _make_sampler(recipe: Recipe, paired: list[D.PairedImage], clean_pool: list[
     )
 
 
-def _read_sources(recipe: Recipe, listing: _Listing, store: ImagePool) -> TrainingData:
+def _read_sources(recipe: Recipe, listing: _Listing, store: ImagePool, progress: Progress | None = None) -> TrainingData:
     """Decode the listed images: validation and leakage references first, then the
     training images into ``store``, paired ones before clean ones (the order a shared
     pool's index relies on)."""
@@ -263,6 +268,11 @@ def _read_sources(recipe: Recipe, listing: _Listing, store: ImagePool) -> Traini
         excluded_refs.extend(read_ahead(targets, lambda path: D.thumbnail(D.read_rgb(path))))
 
     summary: dict = {"paired": {}, "clean": {}, "excluded_near_duplicates": 0, "excluded": []}
+    total = sum(len(train) for train, _ in listing.splits.values()) + sum(map(len, listing.clean_files.values())) + len(listing.photos)
+    read = itertools.count(1)
+    tell = (lambda: progress(next(read), total)) if progress else (lambda: None)
+    if progress:
+        progress(0, total)
     # Held-out pairs are validation data: read once, and keep their clean images out of every training source.
     held_out: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     for folder, (_, held) in listing.splits.items():
@@ -275,6 +285,7 @@ def _read_sources(recipe: Recipe, listing: _Listing, store: ImagePool) -> Traini
     for folder, (train_pairs, held) in listing.splits.items():
         kept = 0
         for (_, target), (degraded, clean, thumb) in zip(train_pairs, read_ahead(train_pairs, _pool_pair)):
+            tell()
             if excluded_refs and D.is_near_duplicate(thumb, excluded_refs):
                 summary["excluded_near_duplicates"] += 1
                 summary["excluded"].append(str(target))
@@ -294,6 +305,7 @@ def _read_sources(recipe: Recipe, listing: _Listing, store: ImagePool) -> Traini
     for name, names, images in sources:
         kept = 0
         for image_name, (image, thumb) in zip(names, read_ahead(images, _pool_image)):
+            tell()
             if excluded_refs and D.is_near_duplicate(thumb, excluded_refs):
                 summary["excluded_near_duplicates"] += 1
                 summary["excluded"].append(str(image_name))
