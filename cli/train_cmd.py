@@ -67,7 +67,7 @@ def train(
         restore train --calibrate runs/denoise/best.safetensors --clean ../shared/data/Train400
     """
     from restore_core.training.pool import POOL_MODES
-    from restore_core.training.sources import prepare_data
+    from restore_core.training.sources import describe, prepare_data
     from restore_core.training.trainer import Trainer, TrainingError, TrainingInterrupted
 
     if calibrate is not None:
@@ -201,7 +201,7 @@ def train(
             training_data = prepare_data(chosen, pool, out, dist_info, images_read)
         except (TrainingError, ValueError, OSError) as exc:
             fail(str(exc), code=2)
-    log(f"data: {training_data.summary}")
+    log(f"data: {describe(training_data.summary)} (all of it: {out / 'data.json'})")
 
     # SIGTERM (a scheduler's stop, `kill`) and Ctrl-C finish the step in flight, checkpoint, exit 130.
     stop = _StopFlag()

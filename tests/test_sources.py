@@ -75,3 +75,16 @@ def test_prepare_data_tells_its_progress_over_the_training_images(tmp_path):
     calls = []
     prepare_data(recipe, progress=lambda done, total: calls.append((done, total)))
     assert calls == [(i, 5) for i in range(6)]  # 2 training pairs (2 held out) + 3 clean images
+
+
+def test_the_log_line_counts_what_data_json_lists():
+    from restore_core.training.sources import describe
+
+    summary = {"paired": {"rain/": {"train": 45, "held_out": ["a.png"] * 5}}, "clean": {"photos/": 0, "skimage.data": 6},
+               "excluded_near_duplicates": 60, "excluded": [f"photos/{i}.png" for i in range(60)], "clean_colour_grey": [6, 0],
+               "pool": "disk", "pool_mib": 43.3, "validation_mib": 4.4}
+    line = describe(summary)
+    assert line == ("45 pairs from rain/, 5 held out; 0 clean images from photos/; 6 clean images from skimage.data; "
+                    "clean: 6 colour, 0 grey; 60 left out as near-duplicates of validation or --exclude-like images; "
+                    "pool disk 43.3 MiB; validation 4.4 MiB")
+    assert "photos/0.png" not in line  # every excluded file is named in data.json, not in the log

@@ -369,7 +369,7 @@ def test_torchrun_ranks_share_one_disk_pool_and_a_reading_failure_stops_them_all
     for result in (shared, alone):
         assert result.returncode == 0, result.stderr[-3000:]
         assert "weights identical on 2 ranks at step 4" in result.stderr
-    assert "'pool': 'disk, shared by 2 ranks'" in shared.stderr
+    assert "pool disk, shared by 2 ranks 0.0 MiB" in shared.stderr
     assert not [p.name for p in (tmp_path / "shared").iterdir() if p.name.startswith(".restore-pool")]
     a = load_checkpoint(tmp_path / "shared" / "model.safetensors").model.state_dict()
     b = load_checkpoint(tmp_path / "memory" / "model.safetensors").model.state_dict()

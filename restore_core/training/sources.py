@@ -239,6 +239,25 @@ def _share_disk_pool(recipe: Recipe, listing: _Listing, folder: Path | None, dis
     return data
 
 
+def describe(summary: dict) -> str:
+    """One line for the run's log from a :class:`TrainingData` summary (the whole of it,
+    every excluded file named, goes to the run's data.json)."""
+    parts = []
+    for folder, counts in summary.get("paired", {}).items():
+        held = f", {len(counts['held_out'])} held out" if counts["held_out"] else ""
+        parts.append(f"{counts['train']} pairs from {folder}{held}")
+    parts += [f"{count} clean images from {name}" for name, count in summary.get("clean", {}).items()]
+    if "clean_colour_grey" in summary:
+        colour, grey = summary["clean_colour_grey"]
+        parts.append(f"clean: {colour} colour, {grey} grey")
+    if summary.get("excluded_near_duplicates"):
+        parts.append(f"{summary['excluded_near_duplicates']} left out as near-duplicates of validation or --exclude-like images")
+    parts.append(f"pool {summary.get('pool', '?')} {summary.get('pool_mib', 0)} MiB")
+    if summary.get("validation_mib"):
+        parts.append(f"validation {summary['validation_mib']} MiB")
+    return "; ".join(parts)
+
+
 def _make_sampler(recipe: Recipe, paired: list[D.PairedImage], clean_pool: list[D.PairedImage]) -> D.PatchSampler:
     degrade = make_degradation(recipe.degradation, recipe.degradation_options) if clean_pool else None
     return D.PatchSampler(
