@@ -5,8 +5,10 @@ for its clean images (:data:`DEGRADATIONS`).
 Paired folders give real (degraded, clean) pairs, every ``holdout_every``-th kept
 aside for validation; clean folders (and scikit-image's bundled photographs) are
 degraded on the fly. Images near-identical to a validation or ``--exclude-like``
-image are left out of training. The training images go to an 8-bit pool in memory
-or on disk (:mod:`.pool`); 8-bit validation pairs are held as uint8.
+image are left out of training. Images are decoded by a few threads in order
+(:func:`read_ahead`); the training images go to an 8-bit pool in memory or on disk
+(:mod:`.pool`; under ``torchrun`` one disk pool per machine, shared by its ranks);
+8-bit validation pairs are held as uint8.
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ from restore_core.engine.memory import available_memory_bytes
 from restore_core.io.folders import list_images, list_training_pairs
 from restore_core.io.images import atomic_write_bytes
 from restore_core.training import data as D
-from restore_core.training.errors import TrainingError
 from restore_core.training.distributed import DistInfo, barrier, rank_zeros_choice
+from restore_core.training.errors import TrainingError
 from restore_core.training.pool import ImagePool, choose_pool, image_bytes, make_pool, map_pool_file
 from restore_core.training.recipes import Recipe
 
