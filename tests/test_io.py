@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from restore_core.io.images import ImageError, encode_grey_alpha_png, read_image, write_image
+from restore_core.io.containers import encode_grey_alpha_png
+from restore_core.io.images import ImageError, read_image, write_image
 
 
 def _round_trip(tmp_path, array_bgr, name):
@@ -217,7 +218,7 @@ def test_icc_profile_kept_in_png(tmp_path):
 def test_icc_profile_kept_in_16_bit_tiff(tmp_path, rng, channels):
     """OpenCV writes 16-bit TIFFs without metadata; the profile is added to its IFD
     (add_tiff_icc), pixels untouched. An odd length checks the padding to even offsets."""
-    from restore_core.io.images import add_tiff_icc
+    from restore_core.io.containers import add_tiff_icc
 
     icc = b"fake-icc-profile" * 8 + b"x"
     array = rng.integers(0, 65536, size=(9, 13, channels) if channels > 1 else (9, 13), dtype=np.uint16)
@@ -237,7 +238,8 @@ def test_icc_profile_kept_in_16_bit_tiff(tmp_path, rng, channels):
 def test_icc_profile_and_pixel_budget_of_float_tiffs(tmp_path, rng, channels):
     """Pillow cannot open RGB and RGBA float32 TIFFs: their profile was lost on read and
     their size checked only after decoding. The first IFD is read here instead."""
-    from restore_core.io.images import ImageError, add_tiff_icc
+    from restore_core.io.containers import add_tiff_icc
+    from restore_core.io.images import ImageError
 
     icc = b"fake-icc-profile" * 8 + b"x"
     array = rng.random((9, 13, channels) if channels > 1 else (9, 13)).astype(np.float32)

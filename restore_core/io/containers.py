@@ -1,0 +1,171 @@
+"""Byte-level metadata of image containers, which neither OpenCV (pixels) nor Pillow
+(headers) handles for every case this project meets: PNG chunks (iCCP, eXIf, the
+grey + alpha colour type), a classic TIFF's first IFD (size, ICC profile, pages;
+which of its tags lay out pixels rather than describe the picture), and the colour
+space an ICC profile names.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+from PIL import Image
+
+# A TIFF's "EXIF" as Pillow reads it is its first IFD: the tags that lay out its pixels
+# (size, samples, compression, strips, palette, ink set, ...) come with the metadata.
+# Written into another file they describe pixels it does not hold: a CMYK or palette
+# TIFF's copy became unreadable. Only the metadata tags travel (make, model, dates,
+# resolution, copyright, the EXIF/GPS sub-IFDs, XMP, IPTC).
+TIFF_LAYOUT_TAGS = frozenset(
+    {254, 255, 256, 257, 258, 259, 262, 263, 264, 265, 266, 273, 277, 278, 279, 280, 281, 284, 288, 289, 290, 291, 292,
+     293, 301, 317, 320, 321, 322, 323, 324, 325, 330, 332, 333, 334, 336, 337, 338, 339, 340, 341, 342, 347, 529, 530,
+     531, 532, 34675} | set(range(512, 522))
+)
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+def png_stores_grey_alpha(data: bytes, pillow_mode: str) -> bool:
+    """Whether the file holds grey + alpha (Pillow reports 16-bit PNGs of it as RGBA)."""
+    is_png_colour_type_4 = data.startswith(_PNG_SIGNATURE) and len(data) > 25 and data[25] == 4
+    return pillow_mode in ("LA", "La") or is_png_colour_type_4
+
+
+def _png_chunk_payload(data: bytes, kind: bytes) -> bytes | None:
+    """The payload of a PNG's first ``kind`` chunk, found by walking the chunk headers
+    (nothing is decompressed); None when there is none before IEND."""
+    offset = len(_PNG_SIGNATURE)
+    while offset + 8 <= len(data):
+        length, chunk_kind = struct.unpack_from(">I4s", data, offset)
+        if chunk_kind == kind:
+            return data[offset + 8 : offset + 8 + length]
+        if chunk_kind == b"IEND":
+            return None
+        offset += 12 + length  # length, type, payload, CRC
+    return None
+
+
+def png_exif(header: Image.Image, data: bytes) -> Image.Exif:
+    """A PNG's EXIF, wherever its eXIf chunk stands.
+
+    Pillow's ``PngImageFile.getexif()`` decodes all the pixels when the chunk is not
+    before the image data (it looks for it after IDAT), which doubled the time of
+    every PNG read here (OpenCV decodes the pixels anyway). The chunk headers are
+    walked instead, and the base class reads what Pillow's header pass collected
+    (eXIf, ImageMagick's raw EXIF text, XMP orientation).
+    """
+    if "exif" not in header.info:
+        trailing = _png_chunk_payload(data, b"eXIf")
+        if trailing is not None:
+            header.info["exif"] = trailing
+    return Image.Image.getexif(header)
+
+
+def icc_colour_space(profile: bytes) -> str:
+    """The data colour space an ICC profile's header names ("RGB", "GRAY", "CMYK", ...)."""
+    return profile[16:20].decode("latin-1").strip()
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
+
+
+def add_png_metadata(png: bytes, icc_profile: bytes | None, exif: bytes | None) -> bytes:
+    """Insert iCCP and eXIf chunks right after IHDR of an encoded PNG."""
+    if not icc_profile and not exif:
+        return png
+    ihdr_end = 8 + 4 + 4 + 13 + 4  # signature + IHDR chunk
+    chunks = b""
+    if icc_profile:
+        chunks += _png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(icc_profile))
+    if exif:
+        payload = exif[6:] if exif.startswith(b"Exif\x00\x00") else exif
+        chunks += _png_chunk(b"eXIf", payload)
+    return png[:ihdr_end] + chunks + png[ihdr_end:]
+
+
+_TIFF_ICC_TAG = 34675  # InterColorProfile, type UNDEFINED
+
+
+def add_tiff_icc(tiff: bytes, icc_profile: bytes) -> bytes:
+    """``tiff`` (one image, as OpenCV writes 16-bit and float TIFFs, without metadata) with
+    an ICC profile tag in its first IFD.
+
+    The profile and a copy of the IFD holding the new entry are appended, and the header
+    points at the copy: nothing already in the file moves, so every offset in it stays
+    valid (the old IFD is left unused). Pillow writes the profile of 8-bit TIFFs itself.
+    """
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if order is None or struct.unpack(order + "H", tiff[2:4])[0] != 42:
+        raise ValueError("not a classic TIFF")
+    (ifd_offset,) = struct.unpack(order + "I", tiff[4:8])
+    (count,) = struct.unpack(order + "H", tiff[ifd_offset : ifd_offset + 2])
+    entries = [tiff[ifd_offset + 2 + 12 * i : ifd_offset + 14 + 12 * i] for i in range(count)]
+    (next_ifd,) = struct.unpack(order + "I", tiff[ifd_offset + 2 + 12 * count : ifd_offset + 6 + 12 * count])
+    entries = [e for e in entries if struct.unpack(order + "H", e[:2])[0] != _TIFF_ICC_TAG]
+    body = tiff + b"\0" * (len(tiff) % 2)  # TIFF offsets are even
+    icc_offset = len(body)
+    body += icc_profile + b"\0" * (len(icc_profile) % 2)
+    entries.append(struct.pack(order + "HHII", _TIFF_ICC_TAG, 7, len(icc_profile), icc_offset))
+    entries.sort(key=lambda e: struct.unpack(order + "H", e[:2])[0])  # TIFF wants tags in ascending order
+    new_ifd = struct.pack(order + "H", len(entries)) + b"".join(entries) + struct.pack(order + "I", next_ifd)
+    return body[:4] + struct.pack(order + "I", len(body)) + body[8:] + new_ifd
+
+
+_TIFF_FIELD_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 6: 1, 7: 1, 8: 2, 9: 4, 11: 4, 12: 8, 16: 8, 17: 8, 18: 8}  # bytes per value, by type
+
+
+def tiff_header(data: bytes) -> tuple[int, int, bytes | None, bool] | None:
+    """(width, height, ICC profile or None, whether another page follows) from the first
+    IFD of a classic TIFF, or None when ``data`` is not one (or its header is broken: the
+    decoder reports that).
+
+    Pillow cannot open some TIFFs OpenCV decodes (three- and four-channel float32, as
+    this project writes them), so their size check and profile are read here.
+    """
+    order = {b"II": "<", b"MM": ">"}.get(data[:2])
+    try:
+        if order is None or struct.unpack(order + "H", data[2:4])[0] != 42:
+            return None
+        (ifd_offset,) = struct.unpack(order + "I", data[4:8])
+        (count,) = struct.unpack(order + "H", data[ifd_offset : ifd_offset + 2])
+        values: dict[int, bytes] = {}
+        for i in range(count):
+            entry = data[ifd_offset + 2 + 12 * i : ifd_offset + 14 + 12 * i]
+            tag, kind, n = struct.unpack(order + "HHI", entry[:8])
+            size = _TIFF_FIELD_SIZES.get(kind, 1) * n
+            if size <= 4:
+                values[tag] = entry[8 : 8 + size]
+            else:
+                (offset,) = struct.unpack(order + "I", entry[8:12])
+                values[tag] = data[offset : offset + size]
+
+        def number(tag: int) -> int:
+            raw = values[tag]
+            return struct.unpack(order + ("H" if len(raw) == 2 else "I"), raw)[0]
+
+        (next_ifd,) = struct.unpack(order + "I", data[ifd_offset + 2 + 12 * count : ifd_offset + 6 + 12 * count])
+        return number(256), number(257), values.get(_TIFF_ICC_TAG) or None, next_ifd != 0
+    except (struct.error, KeyError):
+        return None
+
+
+def encode_grey_alpha_png(pixels: np.ndarray) -> bytes:
+    """PNG colour type 4 (grey + alpha, 8 or 16 bits) from an H x W x 2 array.
+
+    OpenCV writes only 1, 3 or 4 channels and Pillow no 16-bit grey + alpha, so
+    this layout is encoded here: one IHDR, one IDAT of unfiltered rows, IEND.
+    """
+    height, width, _ = pixels.shape
+    depth = 16 if pixels.dtype == np.uint16 else 8
+    rows = pixels.astype(">u2" if depth == 16 else np.uint8).view(np.uint8).reshape(height, -1)
+    scanlines = np.hstack([np.zeros((height, 1), np.uint8), rows])  # filter type 0 per row
+    header = struct.pack(">IIBBBBB", width, height, depth, 4, 0, 0, 0)
+    return (
+        _PNG_SIGNATURE
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(scanlines.tobytes(), 6))
+        + _png_chunk(b"IEND", b"")
+    )
