@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from restore_core.io.containers import encode_grey_alpha_png
-from restore_core.io.images import ImageError, read_image, write_image
+from restore_core.io.images import SUPPORTED_EXTENSIONS, ImageError, read_image, write_image
 
 
 def _round_trip(tmp_path, array_bgr, name):
@@ -370,11 +370,47 @@ def test_samples_deeper_than_the_output_format_are_said(tmp_path, rng):
     array = rng.integers(0, 65536, size=(6, 7, 3), dtype=np.uint16)
     cv2.imwrite(str(tmp_path / "scan.png"), array)
     sixteen = read_image(tmp_path / "scan.png")
-    assert lost_on_write(sixteen, ".jpg") == "16-bit samples written as 8-bit: jpg holds no more (png and tif keep 16 bits)"
+    assert lost_on_write(sixteen, ".jpg") == "16-bit samples written as 8-bit jpg (png and tif keep 16 bits)"
     assert lost_on_write(sixteen, ".PNG") is None and lost_on_write(sixteen, ".tif") is None
     cv2.imwrite(str(tmp_path / "f.tif"), rng.random((6, 7, 3)).astype(np.float32))
     floating = read_image(tmp_path / "f.tif")
-    assert lost_on_write(floating, ".png") == "float samples written as 16-bit: png holds no more (tif keeps float)"
+    assert lost_on_write(floating, ".png") == "float samples written as 16-bit png (tif keeps float)"
     assert lost_on_write(floating, ".tiff") is None
     write_image(tmp_path / "f.png", floating.rgb, floating)
     assert cv2.imread(str(tmp_path / "f.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16  # what the note says
+
+
+avif = pytest.mark.skipif(".avif" not in SUPPORTED_EXTENSIONS, reason="this OpenCV/Pillow install has no AVIF codec")
+
+
+@avif
+@pytest.mark.parametrize("bits", [10, 12])
+def test_a_10_or_12_bit_avif_is_read_on_the_16_bit_scale(tmp_path, rng, bits):
+    """OpenCV hands 10/12-bit AVIF samples over in their own range (white = 1023 or
+    4095): read as if 16-bit they came out 64x or 16x too dark. The file's pixi box
+    says the depth."""
+    top = 2**bits - 1
+    samples = rng.integers(0, top + 1, size=(16, 18, 3)).astype(np.uint16)
+    samples[0, 0] = top
+    ok, buffer = cv2.imencode(".avif", samples, [cv2.IMWRITE_AVIF_DEPTH, bits, cv2.IMWRITE_AVIF_QUALITY, 100])
+    (tmp_path / "deep.avif").write_bytes(buffer.tobytes())
+    loaded = read_image(tmp_path / "deep.avif")
+    assert loaded.bit_depth == 16 and loaded.rgb[0, 0].tolist() == [1.0, 1.0, 1.0]
+    np.testing.assert_allclose(loaded.rgb, samples[..., ::-1] / top, atol=1 / 65535)
+
+
+@avif
+def test_avif_round_trip_keeps_profile_and_exif(tmp_path):
+    exif = Image.Exif()
+    exif[271] = "Phone maker"
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    smooth = cv2.GaussianBlur(np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8), (0, 0), 3)
+    Image.fromarray(smooth).save(tmp_path / "a.avif", quality=95, icc_profile=icc, exif=exif)
+    loaded = read_image(tmp_path / "a.avif")
+    assert loaded.bit_depth == 8 and loaded.icc_profile == icc
+    write_image(tmp_path / "b.avif", loaded.rgb, loaded)
+    with Image.open(tmp_path / "b.avif") as out:
+        assert out.format == "AVIF" and out.info.get("icc_profile") == icc and out.getexif()[271] == "Phone maker"
+        assert np.abs(np.asarray(out.convert("RGB")).astype(int) - smooth).mean() < 3  # lossy, close

@@ -169,3 +169,39 @@ def encode_grey_alpha_png(pixels: np.ndarray) -> bytes:
         + _png_chunk(b"IDAT", zlib.compress(scanlines.tobytes(), 6))
         + _png_chunk(b"IEND", b"")
     )
+
+
+def _boxes(data: bytes, start: int, end: int):
+    """(type, payload start, payload end) of each ISO-BMFF box between ``start`` and ``end``."""
+    while start + 8 <= end:
+        size, kind = struct.unpack(">I4s", data[start : start + 8])
+        header = 8
+        if size == 1:  # a 64-bit size follows the type
+            (size,) = struct.unpack(">Q", data[start + 8 : start + 16])
+            header = 16
+        elif size == 0:  # to the end of the enclosing box
+            size = end - start
+        if size < header or start + size > end:
+            return
+        yield kind, start + header, start + size
+        start += size
+
+
+def _child(data: bytes, start: int, end: int, kind: bytes) -> tuple[int, int] | None:
+    return next(((a, b) for k, a, b in _boxes(data, start, end) if k == kind), None)
+
+
+def avif_bit_depth(data: bytes) -> int | None:
+    """Bits per sample an AVIF file declares (8, 10 or 12), from the ``pixi`` property of
+    its ``meta`` box, or None. OpenCV decodes 10- and 12-bit AVIF to uint16 samples that
+    keep that range (a 10-bit white is 1023), so the reader must know it."""
+    path = [b"meta", b"iprp", b"ipco", b"pixi"]
+    start, end = 0, len(data)
+    for kind in path:
+        found = _child(data, start, end, kind)
+        if found is None:
+            return None
+        start, end = found
+        if kind == b"meta":
+            start += 4  # a full box: version and flags first
+    return data[start + 5] if end - start >= 6 else None  # version/flags (4), channels (1), bits of the first channel

@@ -30,6 +30,7 @@ from restore_core.io.containers import (
     TIFF_LAYOUT_TAGS,
     add_png_metadata,
     add_tiff_icc,
+    avif_bit_depth,
     encode_grey_alpha_png,
     icc_colour_space,
     png_exif,
@@ -42,7 +43,20 @@ try:  # OpenCV's own warnings ("PNG input buffer is incomplete") would duplicate
 except AttributeError:  # builds without the logging utilities
     pass
 
-SUPPORTED_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def _avif_works() -> bool:
+    """Whether this install reads and writes AVIF: OpenCV decodes it (5.x wheels have
+    libavif) and Pillow encodes it (11.3 and later), metadata included."""
+    try:
+        buffer = io.BytesIO()
+        Image.new("RGB", (2, 2)).save(buffer, format="AVIF")
+        return cv2.imdecode(np.frombuffer(buffer.getvalue(), np.uint8), cv2.IMREAD_UNCHANGED) is not None
+    except Exception:  # noqa: BLE001 - any missing codec means no AVIF
+        return False
+
+
+SUPPORTED_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp") + ((".avif",) if _avif_works() else ())
 DEFAULT_MAX_PIXELS = 200_000_000  # 200 MP, ~2.4 GB as float32 RGB
 
 # Formats that can store 16 bits per channel (others get 8-bit output).
@@ -142,7 +156,7 @@ def _to_unit_float(array: np.ndarray) -> tuple[np.ndarray, int]:
 
 # Pages and animation frames are content: restoring the first alone would lose the
 # rest. (A camera JPEG's extra MPO frames are previews or depth maps: not refused.)
-_FORMATS_WHOSE_FRAMES_ARE_IMAGES = {"tiff", "webp", "png", "gif"}
+_FORMATS_WHOSE_FRAMES_ARE_IMAGES = {"tiff", "webp", "png", "gif", "avif"}
 
 
 @lru_cache(maxsize=None)
@@ -208,6 +222,8 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
         raise ImageError(path, f"image has {array.shape[0] * array.shape[1]:,} pixels, over the limit of {max_pixels:,}")
     if not (fmt == "tiff" and _opencv_turns_tiffs()):
         array = _apply_orientation(array, orientation)
+    if fmt == "avif" and array.dtype == np.uint16 and (bits := avif_bit_depth(data) or 16) < 16:
+        array = np.round(array * (65535 / (2**bits - 1))).astype(np.uint16)  # 10/12-bit samples to the 16-bit range
     read_note = None
     if mode == "CMYK":  # OpenCV converts to RGB (without colour management); libtiff adds an opaque alpha
         if array.ndim == 3 and array.shape[2] == 4:
@@ -322,7 +338,7 @@ def lost_on_write(like: LoadedImage, extension: str) -> str | None:
     if kept < like.bit_depth:
         source = "float" if like.bit_depth == 32 else f"{like.bit_depth}-bit"
         keeps = "tif keeps float" if like.bit_depth == 32 else "png and tif keep 16 bits"
-        notes.append(f"{source} samples written as {kept}-bit: {extension.lstrip('.')} holds no more ({keeps})")
+        notes.append(f"{source} samples written as {kept}-bit {extension.lstrip('.')} ({keeps})")
     return "; ".join(notes) or None
 
 
@@ -340,7 +356,7 @@ def encode_image(rgb: np.ndarray, like: LoadedImage, extension: str, jpeg_qualit
             return add_png_metadata(encode_grey_alpha_png(pixels), like.icc_profile, like.exif)
         grey, alpha = pixels[..., :1], pixels[..., 1:]
         pixels = np.concatenate([grey, grey, grey, alpha], axis=2)  # other formats: RGBA with equal channels
-    if pixels.dtype == np.uint8 and extension in (".jpg", ".jpeg", ".webp", ".tif", ".tiff"):
+    if pixels.dtype == np.uint8 and extension in (".jpg", ".jpeg", ".webp", ".avif", ".tif", ".tiff"):
         # Pillow writes ICC and EXIF for these formats.
         pil = Image.fromarray(pixels)  # L, LA, RGB or RGBA inferred from the shape
         options: dict = {}
@@ -348,8 +364,8 @@ def encode_image(rgb: np.ndarray, like: LoadedImage, extension: str, jpeg_qualit
             options["icc_profile"] = like.icc_profile
         if like.exif:
             options["exif"] = like.exif
-        fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}[extension]
-        if fmt in ("JPEG", "WEBP"):
+        fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".avif": "AVIF", ".tif": "TIFF", ".tiff": "TIFF"}[extension]
+        if fmt in ("JPEG", "WEBP", "AVIF"):
             options["quality"] = jpeg_quality
         buffer = io.BytesIO()
         pil.save(buffer, format=fmt, **options)
