@@ -21,8 +21,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from cli.console import err_console, error, fail, print_json, say, warn
-from restore_core.engine.inputs import InputError, collect_inputs, names_output_file, parse_shard, plan_batch
-from restore_core.io.images import DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS
+from restore_core.engine.inputs import InputError, collect_inputs, describe_unreadable, names_output_file, parse_shard, plan_batch
+from restore_core.io.images import CONVERT_HINT, DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS, UNREADABLE_FORMATS
 from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task  # presets.py imports torch only when loading
 
 # Modules that import torch are imported where a command runs, not here: building
@@ -129,10 +129,15 @@ def run_restore(request: RestoreRequest) -> None:
         shard = parse_shard(request.shard) if request.shard else None
     except InputError as exc:
         fail(str(exc), code=2)
+    unreadable: list[Path] = []
     try:
-        jobs = collect_inputs(request.source, request.recursive, sys.stdin if request.source == "-" else None, request.out_dir)
+        jobs = collect_inputs(request.source, request.recursive, sys.stdin if request.source == "-" else None, request.out_dir, unreadable)
     except InputError as exc:
         fail(str(exc), code=2)
+    if shard is not None and shard[0] != 0:
+        unreadable = []  # shard 0 reports them: once for the whole job
+    if unreadable and not request.quiet:
+        warn(f"left out {len(unreadable)} file(s) in formats restore cannot read: {describe_unreadable(unreadable)}; {CONVERT_HINT}")
     plan = plan_batch(jobs, request.out_dir, request.suffix, ext, request.overwrite, request.skip_existing, shard, output_file)
     if plan.left_out and not request.quiet:
         shown = ", ".join(str(job.source) for job in plan.left_out[:3])
@@ -143,6 +148,7 @@ def run_restore(request: RestoreRequest) -> None:
     results += [ImageResult(job.source, job.output, "skipped", reason="output exists") for job in plan.skipped]
     results += [ImageResult(job.source, None, "skipped", reason="an output of this run") for job in plan.left_out]
     results += [ImageResult(job.source, None, "skipped", reason="listed twice") for job in plan.repeated]
+    results += [ImageResult(path, None, "skipped", reason=f"{UNREADABLE_FORMATS[path.suffix.lower()]}: a format restore cannot read") for path in unreadable]
     if existing:
         shown = ", ".join(str(p) for p in existing[:5])
         more = f" and {len(existing) - 5} more" if len(existing) > 5 else ""

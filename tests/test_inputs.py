@@ -116,3 +116,24 @@ def test_parse_shard_rejects_out_of_range():
     for text in ("4/4", "-1/2", "a/b", "1"):
         with pytest.raises(InputError):
             parse_shard(text)
+
+
+def test_files_in_formats_restore_cannot_read_are_named_not_skipped_in_silence(tmp_path):
+    """An iPhone folder of HEICs, or camera raws beside JPEGs, used to vanish from the
+    batch without a word ("no images in this folder" when nothing else was there)."""
+    from restore_core.engine.inputs import describe_unreadable
+
+    folder = tmp_path / "phone"
+    touch(folder, "a.jpg", "IMG_1.HEIC", "IMG_2.heic", "raw/b.CR2", "notes.txt", ".hidden.heic")
+    unreadable: list[Path] = []
+    assert sources(collect_inputs(str(folder), recursive=True, unreadable=unreadable)) == ["a.jpg"]
+    assert [p.name for p in unreadable] == ["IMG_1.HEIC", "IMG_2.heic", "b.CR2"]
+    assert describe_unreadable(unreadable) == "2 .heic (HEIC), 1 .cr2 (camera raw)"
+    unreadable.clear()
+    collect_inputs(str(folder / "*"), unreadable=unreadable)  # a glob reports them too
+    assert [p.name for p in unreadable] == ["IMG_1.HEIC", "IMG_2.heic"]
+
+    only = tmp_path / "only"
+    touch(only, "IMG_1.HEIC", "IMG_2.heic")
+    with pytest.raises(InputError, match=r"no images .* in this folder; it holds 2 \.heic \(HEIC\), which restore cannot read: convert"):
+        collect_inputs(str(only))

@@ -414,3 +414,10 @@ def test_avif_round_trip_keeps_profile_and_exif(tmp_path):
     with Image.open(tmp_path / "b.avif") as out:
         assert out.format == "AVIF" and out.info.get("icc_profile") == icc and out.getexif()[271] == "Phone maker"
         assert np.abs(np.asarray(out.convert("RGB")).astype(int) - smooth).mean() < 3  # lossy, close
+
+
+def test_a_file_in_a_format_restore_cannot_read_says_which(tmp_path):
+    path = tmp_path / "IMG_0001.HEIC"
+    path.write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(100))
+    with pytest.raises(ImageError, match="IMG_0001.HEIC: HEIC images cannot be read here: convert to PNG, TIFF or JPEG first"):
+        read_image(path)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import glob
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from restore_core.io.images import SUPPORTED_EXTENSIONS
+from restore_core.io.images import CONVERT_HINT, SUPPORTED_EXTENSIONS, UNREADABLE_FORMATS
 
 
 class InputError(ValueError):
@@ -32,19 +33,37 @@ def is_image_name(path: Path) -> bool:
     return path.suffix.lower() in SUPPORTED_EXTENSIONS and not path.name.startswith(".")
 
 
-def walk_folder(root: Path, recursive: bool, skip: Path | None = None) -> list[Path]:
+def is_unreadable_image_name(path: Path) -> bool:
+    """An image file in a format restore cannot read (HEIC, camera raw, ...)."""
+    return path.suffix.lower() in UNREADABLE_FORMATS and not path.name.startswith(".")
+
+
+def walk_folder(root: Path, recursive: bool, skip: Path | None = None, unreadable: list[Path] | None = None) -> list[Path]:
     """Image files under ``root`` in sorted order. Symbolic links to folders are not
     followed (a link loop cannot hang the walk); links to files are kept. The folder
     ``skip`` (the output folder, when it lies inside ``root``) is not entered, so a second
-    ``restore ... in in/restored -r`` does not restore the first run's outputs."""
+    ``restore ... in in/restored -r`` does not restore the first run's outputs. Files in
+    formats restore cannot read (HEIC, camera raw, ...) are added to ``unreadable``."""
     if not recursive:
-        return sorted(p for p in root.iterdir() if is_image_name(p))
+        entries = sorted(root.iterdir())
+        if unreadable is not None:
+            unreadable.extend(p for p in entries if is_unreadable_image_name(p))
+        return [p for p in entries if is_image_name(p)]
     skipped = skip.resolve() if skip is not None else None
-    found = []
+    found, others = [], []
     for folder, subdirs, files in os.walk(root, followlinks=False):
         subdirs[:] = sorted(d for d in subdirs if not d.startswith(".") and (skipped is None or (Path(folder) / d).resolve() != skipped))
         found.extend(Path(folder) / name for name in files if is_image_name(Path(name)))
+        others.extend(Path(folder) / name for name in files if is_unreadable_image_name(Path(name)))
+    if unreadable is not None:
+        unreadable.extend(sorted(others))
     return sorted(found)
+
+
+def describe_unreadable(unreadable: Iterable[Path]) -> str:
+    """``3 .heic (HEIC), 1 .cr2 (camera raw)``: what a folder held that restore cannot read."""
+    counts = Counter(path.suffix.lower() for path in unreadable)
+    return ", ".join(f"{count} {ext} ({UNREADABLE_FORMATS[ext]})" for ext, count in counts.most_common())
 
 
 def _is_inside(path: Path, folder: Path) -> bool:
@@ -68,10 +87,13 @@ def _glob_root(pattern: str) -> Path:
     return Path(*root) if root else Path(".")
 
 
-def collect_inputs(spec: str, recursive: bool = False, stdin_lines: Iterable[str] | None = None, out_dir: Path | None = None) -> list[Job]:
+def collect_inputs(spec: str, recursive: bool = False, stdin_lines: Iterable[str] | None = None, out_dir: Path | None = None,
+                   unreadable: list[Path] | None = None) -> list[Job]:
     """Expand an input spec into jobs (see module docstring). Images inside ``out_dir``
     are not inputs when ``out_dir`` is a sub-folder of a folder or glob root being
-    searched (paths named one by one, on stdin or as a file, always are)."""
+    searched (paths named one by one, on stdin or as a file, always are). Files a folder
+    or pattern holds in formats restore cannot read are added to ``unreadable``."""
+    unreadable = [] if unreadable is None else unreadable
     if spec == "-":
         if stdin_lines is None:
             raise InputError("'-' reads paths from stdin, but no stdin was given")
@@ -86,16 +108,20 @@ def collect_inputs(spec: str, recursive: bool = False, stdin_lines: Iterable[str
         return jobs
     path = Path(spec)
     if path.is_dir():
-        files = walk_folder(path, recursive, _output_folder_below(out_dir, path))
+        files = walk_folder(path, recursive, _output_folder_below(out_dir, path), unreadable)
         if not files:
             hint = "" if recursive else " (use --recursive for sub-folders)"
+            if unreadable:
+                hint = f"; it holds {describe_unreadable(unreadable)}, which restore cannot read: {CONVERT_HINT}"
             raise InputError(f"{spec}: no images ({', '.join(SUPPORTED_EXTENSIONS)}) in this folder{hint}")
         return [Job(f, f.relative_to(path)) for f in files]
     if path.exists() or os.path.lexists(path):
         return [Job(path, Path(path.name))]
     if glob.has_magic(spec):
         root = _glob_root(spec)
-        matches = sorted(Path(m) for m in glob.glob(spec, recursive=True) if is_image_name(Path(m)) and not Path(m).is_dir())
+        found = sorted(Path(m) for m in glob.glob(spec, recursive=True))
+        matches = [m for m in found if is_image_name(m) and not m.is_dir()]
+        unreadable.extend(m for m in found if is_unreadable_image_name(m) and not m.is_dir())
         skip = _output_folder_below(out_dir, root)
         if skip is not None:
             matches = [m for m in matches if not _is_inside(m, skip)]

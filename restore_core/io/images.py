@@ -57,6 +57,15 @@ def _avif_works() -> bool:
 
 
 SUPPORTED_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp") + ((".avif",) if _avif_works() else ())
+# Image files met in photo folders that this project cannot read: said, not skipped in silence.
+UNREADABLE_FORMATS = {
+    ".heic": "HEIC", ".heif": "HEIF", ".avif": "AVIF (no codec in this OpenCV/Pillow)", ".jxl": "JPEG XL", ".gif": "GIF",
+    ".jp2": "JPEG 2000", ".exr": "OpenEXR", ".psd": "Photoshop", ".dng": "camera raw", ".cr2": "camera raw",
+    ".cr3": "camera raw", ".nef": "camera raw", ".arw": "camera raw", ".raf": "camera raw", ".orf": "camera raw",
+    ".rw2": "camera raw",
+}
+UNREADABLE_FORMATS = {ext: name for ext, name in UNREADABLE_FORMATS.items() if ext not in SUPPORTED_EXTENSIONS}
+CONVERT_HINT = "convert to PNG, TIFF or JPEG first"
 DEFAULT_MAX_PIXELS = 200_000_000  # 200 MP, ~2.4 GB as float32 RGB
 
 # Formats that can store 16 bits per channel (others get 8-bit output).
@@ -217,6 +226,9 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
         _check_pixels(path, width, height, max_pixels)
     array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if array is None:
+        unreadable = UNREADABLE_FORMATS.get(Path(path).suffix.lower())
+        if unreadable:
+            raise ImageError(path, f"{unreadable} images cannot be read here: {CONVERT_HINT}")
         raise ImageError(path, "cannot decode image (corrupt, truncated or unsupported format)")
     if array.shape[0] * array.shape[1] > max_pixels:
         raise ImageError(path, f"image has {array.shape[0] * array.shape[1]:,} pixels, over the limit of {max_pixels:,}")
