@@ -13,7 +13,8 @@ the disk where the page cache falls short. Batches are the same either way.
 
 The file is unlinked as soon as it is made (POSIX): it holds no name in the run
 folder, needs no cleaning up, and its space is freed when the run ends, however it
-ends. It is filled in segments of :attr:`DiskPool.segment_bytes`, each mapped once,
+ends. (Under ``torchrun`` the file of a machine's first rank keeps a name until the
+machine's other ranks have mapped it: :func:`map_pool_file`.) It is filled in segments of :attr:`DiskPool.segment_bytes`, each mapped once,
 so thousands of images need a handful of mappings (and file descriptors).
 """
 
