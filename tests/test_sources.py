@@ -88,3 +88,28 @@ def test_the_log_line_counts_what_data_json_lists():
                     "clean: 6 colour, 0 grey; 60 left out as near-duplicates of validation or --exclude-like images; "
                     "pool disk 43.3 MiB; validation 4.4 MiB")
     assert "photos/0.png" not in line  # every excluded file is named in data.json, not in the log
+
+
+def test_greyness_is_found_while_reading_not_by_a_second_pass_over_the_pool(tmp_path, monkeypatch):
+    """The sampler's colour/grey split used to compare the channels of every pool image
+    at start-up: on a disk pool larger than memory, a read of the whole pool from disk."""
+    from dataclasses import replace
+
+    import cv2
+    import numpy as np
+
+    from restore_core.training import data as D
+    from restore_core.training.recipes import RECIPES, DataConfig
+    from restore_core.training.sources import prepare_data
+
+    folder = tmp_path / "clean"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(folder / "a.png"), rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
+    cv2.imwrite(str(folder / "b.png"), rng.integers(0, 256, (40, 40), dtype=np.uint8))
+    data = prepare_data(replace(RECIPES["taylor-derain"], patch_size=32, data=DataConfig(clean=(str(folder),))))
+    assert [item.grey for item in data.sampler.clean] == [False, True]
+    assert (data.sampler.colour_indices, data.sampler.grey_indices) == ([0], [1])
+    monkeypatch.setattr(D, "is_grey", lambda image: pytest.fail("the pool was read again"))
+    again = D.PatchSampler([], data.sampler.clean, 32, lambda x, r: x)
+    assert (again.colour_indices, again.grey_indices) == ([0], [1])

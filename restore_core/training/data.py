@@ -63,6 +63,7 @@ def unit_float(image: np.ndarray) -> np.ndarray:
 class PairedImage:
     degraded: np.ndarray | None  # uint8 H x W x 3, or None for clean-only images
     clean: np.ndarray  # uint8 H x W x 3
+    grey: bool | None = None  # whether ``clean`` is grey, when known (None: the sampler looks)
 
 
 def is_grey(image: np.ndarray) -> bool:
@@ -151,13 +152,16 @@ class PatchSampler:
         if clean and degrade is None:
             raise ValueError("clean-only training images need a synthetic degradation")
         self.paired = [PairedImage(_ensure_min_size(p.degraded, patch_size), _ensure_min_size(p.clean, patch_size)) for p in paired]
-        self.clean = [PairedImage(None, _ensure_min_size(c.clean, patch_size)) for c in clean]
+        # Greyness found while reading spares a pass over every pixel here: on a disk pool
+        # larger than memory that pass read the whole pool back from disk.
+        self.clean = [PairedImage(None, _ensure_min_size(c.clean, patch_size), c.grey if c.grey is not None else is_grey(c.clean))
+                      for c in clean]
         self.patch_size = patch_size
         self.degrade = degrade
         self.paired_fraction = paired_fraction if paired and clean else (1.0 if paired else 0.0)
         if colour_fraction is not None and not 0.0 <= colour_fraction <= 1.0:
             raise ValueError(f"colour_fraction must lie in [0, 1], got {colour_fraction}")
-        grey_flags = [is_grey(c.clean) for c in self.clean]
+        grey_flags = [c.grey for c in self.clean]
         self.grey_indices = [i for i, g in enumerate(grey_flags) if g]
         self.colour_indices = [i for i, g in enumerate(grey_flags) if not g]
         both_kinds = bool(self.grey_indices and self.colour_indices)

@@ -138,12 +138,14 @@ def read_ahead(items: Iterable[T], read: Callable[[T], R], threads: int = READ_T
                 future.cancel()
 
 
-def _pool_image(image: np.ndarray | Path) -> tuple[np.ndarray, np.ndarray]:
-    """(8-bit copy, thumbnail) of an image or of the image file at a path: what the
-    pool keeps and what the leakage check compares. Runs in the reading threads."""
+def _pool_image(image: np.ndarray | Path) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(8-bit copy, thumbnail, whether grey) of an image or of the image file at a path:
+    what the pool keeps, what the leakage check compares, and what the sampler's colour
+    mix needs. Runs in the reading threads."""
     if isinstance(image, Path):
         image = D.read_rgb(image)
-    return D.to_uint8(image), D.thumbnail(image)
+    small = D.to_uint8(image)
+    return small, D.thumbnail(image), D.is_grey(small)
 
 
 def _pool_pair(paths: tuple[Path, Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -215,7 +217,8 @@ def _share_disk_pool(recipe: Recipe, listing: _Listing, folder: Path | None, dis
         try:
             store = make_pool("disk", folder, listing.needed, shared_path=path)
             data = _read_sources(recipe, listing, store, progress)
-            index: dict = {"entries": store.entries, "paired": len(data.sampler.paired), "summary": data.summary}
+            index: dict = {"entries": store.entries, "paired": len(data.sampler.paired), "summary": data.summary,
+                           "grey": [item.grey for item in data.sampler.clean]}
         except Exception as exc:  # noqa: BLE001 - said to the waiting ranks, then raised here
             failure, index = exc, {"error": str(exc)}
         atomic_write_bytes(index_path, json.dumps(index).encode())
@@ -235,7 +238,7 @@ def _share_disk_pool(recipe: Recipe, listing: _Listing, folder: Path | None, dis
     if not reader:
         pairs = index["paired"]
         paired = [D.PairedImage(images[2 * i], images[2 * i + 1]) for i in range(pairs)]
-        clean_pool = [D.PairedImage(None, image) for image in images[2 * pairs :]]
+        clean_pool = [D.PairedImage(None, image, grey) for image, grey in zip(images[2 * pairs :], index["grey"])]
         data = TrainingData(_make_sampler(recipe, paired, clean_pool), [], index["summary"])
     data.summary["pool"] = f"disk, shared by {dist.local_world_size} ranks"
     return data
@@ -325,13 +328,13 @@ def _read_sources(recipe: Recipe, listing: _Listing, store: ImagePool, progress:
         sources.append(("skimage.data", [f"skimage.data#{i}" for i in range(len(listing.photos))], listing.photos))
     for name, names, images in sources:
         kept = 0
-        for image_name, (image, thumb) in zip(names, read_ahead(images, _pool_image)):
+        for image_name, (image, thumb, grey) in zip(names, read_ahead(images, _pool_image)):
             tell()
             if excluded_refs and D.is_near_duplicate(thumb, excluded_refs):
                 summary["excluded_near_duplicates"] += 1
                 summary["excluded"].append(str(image_name))
                 continue
-            clean_pool.append(D.PairedImage(None, store.keep(image)))
+            clean_pool.append(D.PairedImage(None, store.keep(image), grey))
             kept += 1
         summary["clean"][name] = kept
 
