@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cli.console import err_console, error, fail, print_json, say, warn
 from restore_core.engine.inputs import InputError, collect_inputs, describe_unreadable, names_output_file, parse_shard, plan_batch
-from restore_core.io.images import CONVERT_HINT, DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS, UNREADABLE_FORMATS
+from restore_core.io.images import DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS, UNREADABLE_FORMATS, how_to_read
 from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task  # presets.py imports torch only when loading
 
 # Modules that import torch are imported where a command runs, not here: building
@@ -137,7 +137,7 @@ def run_restore(request: RestoreRequest) -> None:
     if shard is not None and shard[0] != 0:
         unreadable = []  # shard 0 reports them: once for the whole job
     if unreadable and not request.quiet:
-        warn(f"left out {len(unreadable)} file(s) in formats restore cannot read: {describe_unreadable(unreadable)}; {CONVERT_HINT}")
+        warn(f"left out {len(unreadable)} file(s) in formats restore cannot read: {describe_unreadable(unreadable)}; {how_to_read(p.suffix.lower() for p in unreadable)}")
     plan = plan_batch(jobs, request.out_dir, request.suffix, ext, request.overwrite, request.skip_existing, shard, output_file)
     if plan.left_out and not request.quiet:
         shown = ", ".join(str(job.source) for job in plan.left_out[:3])

@@ -417,7 +417,43 @@ def test_avif_round_trip_keeps_profile_and_exif(tmp_path):
 
 
 def test_a_file_in_a_format_restore_cannot_read_says_which(tmp_path):
-    path = tmp_path / "IMG_0001.HEIC"
-    path.write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(100))
-    with pytest.raises(ImageError, match="IMG_0001.HEIC: HEIC images cannot be read here: convert to PNG, TIFF or JPEG first"):
+    path = tmp_path / "IMG_0001.CR2"
+    path.write_bytes(b"II*\x00\x10\x00\x00\x00CR" + bytes(100))
+    with pytest.raises(ImageError, match=r"IMG_0001.CR2: camera raw images cannot be read here: convert to PNG, TIFF or JPEG first$"):
         read_image(path)
+
+
+def test_heic_without_its_codec_says_how_to_get_it(tmp_path, monkeypatch):
+    from restore_core.io import images
+
+    monkeypatch.setitem(images.UNREADABLE_FORMATS, ".heic", "HEIC")
+    monkeypatch.setattr(images, "_HEIF_AVAILABLE", False)
+    path = tmp_path / "IMG_0002.HEIC"
+    path.write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(100))
+    with pytest.raises(ImageError, match=r"HEIC images cannot be read here: convert .* first \(HEIC/HEIF: pip install 'restore\[heic\]' adds them\)"):
+        read_image(path)
+
+
+heif = pytest.mark.skipif(".heic" not in SUPPORTED_EXTENSIONS, reason="pillow-heif is not installed (pip install 'restore[heic]')")
+
+
+@heif
+def test_a_heic_photo_is_read_turned_once_and_written_back_with_its_metadata(tmp_path):
+    """iPhone photos: libheif turns the pixels by the file's own rotation (and Pillow then
+    reports EXIF orientation 1), so the reader must not turn them again."""
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()  # to write the test file
+    exif = Image.Exif()
+    exif[0x0112], exif[271] = 6, "Apple"  # stored as a rotation of the picture
+    picture = np.zeros((20, 30, 3), np.uint8)
+    picture[:5, :10] = 255  # a white block, top left as shot
+    Image.fromarray(picture).save(tmp_path / "IMG_1.HEIC", format="HEIF", quality=95, exif=exif.tobytes())
+    loaded = read_image(tmp_path / "IMG_1.HEIC")
+    assert loaded.rgb.shape == (30, 20, 3) and loaded.bit_depth == 8  # turned a quarter, once
+    white = np.argwhere(loaded.rgb[..., 0] > 0.8)
+    assert white.min(0).tolist()[1] >= 14 and white.max(0).tolist()[0] <= 10  # top right after a clockwise turn
+    write_image(tmp_path / "out.heic", loaded.rgb, loaded)
+    with Image.open(tmp_path / "out.heic") as out:
+        assert out.format == "HEIF" and out.size == (20, 30) and out.getexif()[271] == "Apple"
+    assert read_image(tmp_path / "out.heic").rgb.shape == (30, 20, 3)  # not turned again on the way back

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from restore_core.io.images import CONVERT_HINT, SUPPORTED_EXTENSIONS, UNREADABLE_FORMATS
+from restore_core.io.images import SUPPORTED_EXTENSIONS, UNREADABLE_FORMATS, how_to_read
 
 
 class InputError(ValueError):
@@ -112,7 +112,7 @@ def collect_inputs(spec: str, recursive: bool = False, stdin_lines: Iterable[str
         if not files:
             hint = "" if recursive else " (use --recursive for sub-folders)"
             if unreadable:
-                hint = f"; it holds {describe_unreadable(unreadable)}, which restore cannot read: {CONVERT_HINT}"
+                hint = f"; it holds {describe_unreadable(unreadable)}, which restore cannot read: {how_to_read(p.suffix.lower() for p in unreadable)}"
             raise InputError(f"{spec}: no images ({', '.join(SUPPORTED_EXTENSIONS)}) in this folder{hint}")
         return [Job(f, f.relative_to(path)) for f in files]
     if path.exists() or os.path.lexists(path):

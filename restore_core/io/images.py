@@ -14,6 +14,7 @@ leaves a half-written image.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import tempfile
@@ -21,6 +22,7 @@ import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterable
 
 import cv2
 import numpy as np
@@ -56,7 +58,27 @@ def _avif_works() -> bool:
         return False
 
 
-SUPPORTED_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp") + ((".avif",) if _avif_works() else ())
+# HEIC/HEIF (iPhone photos) through the optional pillow-heif package (`pip install
+# 'restore[heic]'`): decoded and encoded by Pillow, since OpenCV has no HEVC image codec.
+_HEIF_AVAILABLE = importlib.util.find_spec("pillow_heif") is not None
+_HEIF_EXTENSIONS = (".heic", ".heif") if _HEIF_AVAILABLE else ()
+
+
+@lru_cache(maxsize=None)
+def _heif_ready() -> bool:
+    """Register pillow-heif's opener with Pillow (once, on first need: 27 ms of import)."""
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    return True
+
+
+def _looks_like_heif(data: bytes) -> bool:
+    """An ISO-BMFF file whose brand is one of HEIF's (``ftypheic``, ``ftypmif1``, ...)."""
+    return data[4:8] == b"ftyp" and data[8:12] in (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
+
+
+SUPPORTED_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp") + ((".avif",) if _avif_works() else ()) + _HEIF_EXTENSIONS
 # Image files met in photo folders that this project cannot read: said, not skipped in silence.
 UNREADABLE_FORMATS = {
     ".heic": "HEIC", ".heif": "HEIF", ".avif": "AVIF (no codec in this OpenCV/Pillow)", ".jxl": "JPEG XL", ".gif": "GIF",
@@ -65,7 +87,15 @@ UNREADABLE_FORMATS = {
     ".rw2": "camera raw",
 }
 UNREADABLE_FORMATS = {ext: name for ext, name in UNREADABLE_FORMATS.items() if ext not in SUPPORTED_EXTENSIONS}
-CONVERT_HINT = "convert to PNG, TIFF or JPEG first"
+
+
+def how_to_read(extensions: Iterable[str]) -> str:
+    """What to do about files of these unreadable ``extensions``."""
+    hint = "convert to PNG, TIFF or JPEG first"
+    if {".heic", ".heif"} & set(extensions):
+        hint += " (HEIC/HEIF: pip install 'restore[heic]' adds them)"
+    return hint
+
 DEFAULT_MAX_PIXELS = 200_000_000  # 200 MP, ~2.4 GB as float32 RGB
 
 # Formats that can store 16 bits per channel (others get 8-bit output).
@@ -183,6 +213,21 @@ def _opencv_turns_tiffs() -> bool:
     return decoded is not None and decoded.shape[:2] == (2, 1)
 
 
+def _decode_with_pillow(data: bytes) -> np.ndarray | None:
+    """8-bit pixels in OpenCV's layout (BGR, BGRA or grey) decoded by Pillow, or None."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            if image.mode not in ("L", "RGB", "RGBA"):
+                image = image.convert("RGBA" if "A" in image.mode else "RGB")
+            pixels = np.asarray(image)
+    except Exception:  # noqa: BLE001 - the caller reports an undecodable file
+        return None
+    if pixels.ndim == 3:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_RGBA2BGRA if pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR)
+    return pixels
+
+
 def _check_pixels(path: os.PathLike | str, width: int, height: int, max_pixels: int) -> None:
     """Refuse, from the header and before any decoding, an image over the pixel budget."""
     if width * height > max_pixels:
@@ -195,6 +240,8 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
         raise ImageError(path, "empty file (0 bytes)")
     orientation, icc, exif, fmt, mode = 1, None, None, "", ""
     transparent_grey = None  # a grey PNG's tRNS key: the one grey value that is see-through
+    if _HEIF_AVAILABLE and _looks_like_heif(data):
+        _heif_ready()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "Corrupt EXIF data": metadata is best-effort, pixels decide below
@@ -224,11 +271,14 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
         if more_pages:
             raise ImageError(path, "has more than one page (multi-page TIFF); only single-frame images are supported")
         _check_pixels(path, width, height, max_pixels)
-    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if fmt == "heif":  # OpenCV has no HEVC decoder; libheif hands the pixels over already turned
+        array, orientation = _decode_with_pillow(data), 1
+    else:
+        array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if array is None:
         unreadable = UNREADABLE_FORMATS.get(Path(path).suffix.lower())
         if unreadable:
-            raise ImageError(path, f"{unreadable} images cannot be read here: {CONVERT_HINT}")
+            raise ImageError(path, f"{unreadable} images cannot be read here: {how_to_read([Path(path).suffix.lower()])}")
         raise ImageError(path, "cannot decode image (corrupt, truncated or unsupported format)")
     if array.shape[0] * array.shape[1] > max_pixels:
         raise ImageError(path, f"image has {array.shape[0] * array.shape[1]:,} pixels, over the limit of {max_pixels:,}")
@@ -368,16 +418,19 @@ def encode_image(rgb: np.ndarray, like: LoadedImage, extension: str, jpeg_qualit
             return add_png_metadata(encode_grey_alpha_png(pixels), like.icc_profile, like.exif)
         grey, alpha = pixels[..., :1], pixels[..., 1:]
         pixels = np.concatenate([grey, grey, grey, alpha], axis=2)  # other formats: RGBA with equal channels
-    if pixels.dtype == np.uint8 and extension in (".jpg", ".jpeg", ".webp", ".avif", ".tif", ".tiff"):
+    if pixels.dtype == np.uint8 and extension in (".jpg", ".jpeg", ".webp", ".avif", ".heic", ".heif", ".tif", ".tiff"):
         # Pillow writes ICC and EXIF for these formats.
+        if extension in (".heic", ".heif"):
+            _heif_ready()
         pil = Image.fromarray(pixels)  # L, LA, RGB or RGBA inferred from the shape
         options: dict = {}
         if like.icc_profile:
             options["icc_profile"] = like.icc_profile
         if like.exif:
             options["exif"] = like.exif
-        fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".avif": "AVIF", ".tif": "TIFF", ".tiff": "TIFF"}[extension]
-        if fmt in ("JPEG", "WEBP", "AVIF"):
+        fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".avif": "AVIF", ".heic": "HEIF", ".heif": "HEIF", ".tif": "TIFF",
+               ".tiff": "TIFF"}[extension]
+        if fmt in ("JPEG", "WEBP", "AVIF", "HEIF"):
             options["quality"] = jpeg_quality
         buffer = io.BytesIO()
         pil.save(buffer, format=fmt, **options)
