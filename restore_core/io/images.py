@@ -234,45 +234,84 @@ def _check_pixels(path: os.PathLike | str, width: int, height: int, max_pixels: 
         raise ImageError(path, f"image is {width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,} (--max-pixels)")
 
 
-def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
-    """Decode encoded image ``data``; errors are :class:`ImageError` naming ``path``."""
-    if not data:
-        raise ImageError(path, "empty file (0 bytes)")
-    orientation, icc, exif, fmt, mode = 1, None, None, "", ""
-    transparent_grey = None  # a grey PNG's tRNS key: the one grey value that is see-through
+@dataclass
+class _Header:
+    """What the header pass learns before any pixel is decoded."""
+
+    fmt: str = ""  # Pillow's format name, lower case ("png", "tiff", "heif", ...); "" when unknown
+    mode: str = ""  # Pillow's mode ("RGB", "CMYK", "I;16", ...)
+    orientation: int = 1  # EXIF orientation, applied to the decoded pixels
+    icc: bytes | None = None
+    exif: bytes | None = None  # metadata to write back: orientation reset, TIFF layout tags left out
+    transparent_grey: int | None = None  # a grey PNG's tRNS key: the one grey value that is see-through
+
+
+def _read_header(data: bytes, path: os.PathLike | str, max_pixels: int) -> _Header:
+    """Pillow's header pass (format, size check, frames, profile, EXIF), or a TIFF's first
+    IFD read directly where Pillow cannot open the file (RGB float32)."""
+    header = _Header()
     if _HEIF_AVAILABLE and _looks_like_heif(data):
         _heif_ready()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "Corrupt EXIF data": metadata is best-effort, pixels decide below
-            with Image.open(io.BytesIO(data)) as header:
-                fmt, mode = (header.format or "").lower(), header.mode
-                frames = getattr(header, "n_frames", 1)
-                if frames > 1 and fmt in _FORMATS_WHOSE_FRAMES_ARE_IMAGES:
+            with Image.open(io.BytesIO(data)) as image:
+                header.fmt, header.mode = (image.format or "").lower(), image.mode
+                frames = getattr(image, "n_frames", 1)
+                if frames > 1 and header.fmt in _FORMATS_WHOSE_FRAMES_ARE_IMAGES:
                     raise ImageError(path, f"has {frames} frames (multi-page or animated); only single-frame images are supported")
-                _check_pixels(path, *header.size, max_pixels)
-                icc = header.info.get("icc_profile")
-                if fmt == "png" and mode in ("L", "I;16") and isinstance(header.info.get("transparency"), int):
-                    transparent_grey = header.info["transparency"]
-                exif_data = png_exif(header, data) if fmt == "png" else header.getexif()
-                orientation = int(exif_data.get(_EXIF_ORIENTATION_TAG, 1) or 1)
-                if fmt == "tiff":
-                    for tag in TIFF_LAYOUT_TAGS & set(exif_data):
-                        del exif_data[tag]
-                if exif_data:
-                    exif_data[_EXIF_ORIENTATION_TAG] = 1  # pixels are rotated on read
-                    exif = exif_data.tobytes()
+                _check_pixels(path, *image.size, max_pixels)
+                header.icc = image.info.get("icc_profile")
+                if header.fmt == "png" and image.mode in ("L", "I;16") and isinstance(image.info.get("transparency"), int):
+                    header.transparent_grey = image.info["transparency"]
+                exif = png_exif(image, data) if header.fmt == "png" else image.getexif()
+                header.orientation = int(exif.get(_EXIF_ORIENTATION_TAG, 1) or 1)
+                if header.fmt == "tiff":
+                    for tag in TIFF_LAYOUT_TAGS & set(exif):
+                        del exif[tag]
+                if exif:
+                    exif[_EXIF_ORIENTATION_TAG] = 1  # pixels are rotated on read
+                    header.exif = exif.tobytes()
     except ImageError:
         raise
     except Exception:
-        pass  # Pillow may not know the format; OpenCV decides below.
-    if not fmt and (tiff := tiff_header(data)) is not None:  # a TIFF Pillow cannot open (RGB float32)
-        (width, height, icc, more_pages), fmt = tiff, "tiff"
+        pass  # Pillow may not know the format; OpenCV decides.
+    if not header.fmt and (tiff := tiff_header(data)) is not None:
+        (width, height, header.icc, more_pages), header.fmt = tiff, "tiff"
         if more_pages:
             raise ImageError(path, "has more than one page (multi-page TIFF); only single-frame images are supported")
         _check_pixels(path, width, height, max_pixels)
-    if fmt == "heif":  # OpenCV has no HEVC decoder; libheif hands the pixels over already turned
-        array, orientation = _decode_with_pillow(data), 1
+    return header
+
+
+def _split_layout(array: np.ndarray, data: bytes, header: _Header) -> tuple[np.ndarray, str, np.ndarray | None]:
+    """(RGB samples, layout, alpha plane or None) of OpenCV-ordered pixels (grey, BGR or BGRA)."""
+    if array.ndim == 2 and header.transparent_grey is not None:  # OpenCV drops a grey PNG's tRNS key: made an alpha plane
+        alpha = np.where(array == header.transparent_grey, 0, np.iinfo(array.dtype).max).astype(array.dtype)
+        return _grey_to_rgb(array), "grey+alpha", alpha
+    if array.ndim == 2:
+        return _grey_to_rgb(array), "grey", None
+    channels = array.shape[2]
+    if channels == 1:
+        return _grey_to_rgb(array[..., 0]), "grey", None
+    if channels == 2:
+        return _grey_to_rgb(array[..., 0]), "grey+alpha", array[..., 1].copy()
+    if channels == 3:
+        return _bgr_to_rgb(array), "rgb", None
+    if channels == 4 and png_stores_grey_alpha(data, header.mode):  # OpenCV expands grey + alpha to BGRA
+        return _grey_to_rgb(array[..., 0]), "grey+alpha", array[..., 3].copy()
+    if channels == 4:
+        return _bgr_to_rgb(array), "rgba", array[..., 3].copy()
+    raise ValueError(f"unsupported channel count {channels}")
+
+
+def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    """Decode encoded image ``data``; errors are :class:`ImageError` naming ``path``."""
+    if not data:
+        raise ImageError(path, "empty file (0 bytes)")
+    header = _read_header(data, path, max_pixels)
+    if header.fmt == "heif":  # OpenCV has no HEVC decoder; libheif hands the pixels over already turned
+        array, header.orientation = _decode_with_pillow(data), 1
     else:
         array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if array is None:
@@ -282,46 +321,23 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
         raise ImageError(path, "cannot decode image (corrupt, truncated or unsupported format)")
     if array.shape[0] * array.shape[1] > max_pixels:
         raise ImageError(path, f"image has {array.shape[0] * array.shape[1]:,} pixels, over the limit of {max_pixels:,}")
-    if not (fmt == "tiff" and _opencv_turns_tiffs()):
-        array = _apply_orientation(array, orientation)
-    if fmt == "avif" and array.dtype == np.uint16 and (bits := avif_bit_depth(data) or 16) < 16:
+    if not (header.fmt == "tiff" and _opencv_turns_tiffs()):
+        array = _apply_orientation(array, header.orientation)
+    if header.fmt == "avif" and array.dtype == np.uint16 and (bits := avif_bit_depth(data) or 16) < 16:
         array = np.round(array * (65535 / (2**bits - 1))).astype(np.uint16)  # 10/12-bit samples to the 16-bit range
     read_note = None
-    if mode == "CMYK":  # OpenCV converts to RGB (without colour management); libtiff adds an opaque alpha
+    if header.mode == "CMYK":  # OpenCV converts to RGB (without colour management); libtiff adds an opaque alpha
         if array.ndim == 3 and array.shape[2] == 4:
             array = array[..., :3]
         read_note = "CMYK converted to RGB without colour management"
-        if icc is not None and icc_colour_space(icc) == "CMYK":
-            icc, read_note = None, read_note + "; its CMYK ICC profile dropped (it does not describe RGB pixels)"
-    alpha = None
-    if array.ndim == 2 and transparent_grey is not None:  # OpenCV drops a grey PNG's tRNS key: made an alpha plane
-        layout, alpha = "grey+alpha", np.where(array == transparent_grey, 0, np.iinfo(array.dtype).max).astype(array.dtype)
-        rgb = _grey_to_rgb(array)
-    elif array.ndim == 2:
-        layout = "grey"
-        rgb = _grey_to_rgb(array)
-    elif array.shape[2] == 1:
-        layout = "grey"
-        rgb = _grey_to_rgb(array[..., 0])
-    elif array.shape[2] == 2:
-        layout, alpha = "grey+alpha", array[..., 1].copy()
-        rgb = _grey_to_rgb(array[..., 0])
-    elif array.shape[2] == 3:
-        layout = "rgb"
-        rgb = _bgr_to_rgb(array)
-    elif array.shape[2] == 4 and png_stores_grey_alpha(data, mode):  # OpenCV expands grey + alpha to BGRA
-        layout, alpha = "grey+alpha", array[..., 3].copy()
-        rgb = _grey_to_rgb(array[..., 0])
-    elif array.shape[2] == 4:
-        layout, alpha = "rgba", array[..., 3].copy()
-        rgb = _bgr_to_rgb(array)
-    else:
-        raise ImageError(path, f"unsupported channel count {array.shape[2]}")
+        if header.icc is not None and icc_colour_space(header.icc) == "CMYK":
+            header.icc, read_note = None, read_note + "; its CMYK ICC profile dropped (it does not describe RGB pixels)"
     try:
+        rgb, layout, alpha = _split_layout(array, data, header)
         pixels, bit_depth = _to_unit_float(rgb)
     except ValueError as exc:
         raise ImageError(path, str(exc)) from None
-    return LoadedImage(pixels, layout, bit_depth, alpha, icc, exif, fmt, read_note)
+    return LoadedImage(pixels, layout, bit_depth, alpha, header.icc, header.exif, header.fmt, read_note)
 
 
 def read_image(path: os.PathLike | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
