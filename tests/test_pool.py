@@ -85,3 +85,18 @@ def test_disk_and_memory_pools_draw_the_same_batches(tmp_path):
         for step in range(4):
             assert all(np.array_equal(g, w) for g, w in zip(prefetcher.batch(step), in_memory.sampler.batch(0, step, 3))), step
     assert list(run.iterdir()) == []
+
+
+def test_auto_takes_the_disk_when_the_images_would_crowd_memory(tmp_path, monkeypatch):
+    from restore_core.training import sources
+
+    write_random_pngs(tmp_path / "clean", 3, 40, 56, seed=3)
+    recipe = replace(RECIPES["taylor-derain"], patch_size=32, data=DataConfig(clean=(str(tmp_path / "clean"),)))
+    needed = 3 * 40 * 56 * 3
+    monkeypatch.setattr(sources, "available_memory_bytes", lambda: 10 * needed)
+    assert prepare_data(recipe, "auto", tmp_path / "run").summary["pool"] == "memory"
+    monkeypatch.setattr(sources, "available_memory_bytes", lambda: int(1.5 * needed))
+    assert prepare_data(recipe, "auto", tmp_path / "run").summary["pool"] == "disk"
+    with pytest.raises(ValueError, match="--pool disk maps them from a file"):
+        monkeypatch.setattr(sources, "available_memory_bytes", lambda: needed // 2)
+        prepare_data(recipe, "memory", tmp_path / "run")
