@@ -47,7 +47,7 @@ def walk_folder(root: Path, recursive: bool, skip: Path | None = None, unreadabl
     if not recursive:
         entries = sorted(root.iterdir())
         if unreadable is not None:
-            unreadable.extend(p for p in entries if is_unreadable_image_name(p))
+            unreadable.extend(p for p in entries if is_unreadable_image_name(p) and p.is_file())
         return [p for p in entries if is_image_name(p)]
     skipped = skip.resolve() if skip is not None else None
     found, others = [], []
