@@ -113,3 +113,23 @@ def test_greyness_is_found_while_reading_not_by_a_second_pass_over_the_pool(tmp_
     monkeypatch.setattr(D, "is_grey", lambda image: pytest.fail("the pool was read again"))
     again = D.PatchSampler([], data.sampler.clean, 32, lambda x, r: x)
     assert (again.colour_indices, again.grey_indices) == ([0], [1])
+
+
+def test_clean_folders_say_what_they_hold_that_restore_cannot_read(tmp_path):
+    from dataclasses import replace
+
+    from conftest import write_random_pngs
+    from restore_core.training.errors import TrainingError
+    from restore_core.training.recipes import RECIPES, DataConfig
+    from restore_core.training.sources import describe, prepare_data
+
+    write_random_pngs(tmp_path / "clean", 2, 40, 40, seed=0)
+    (tmp_path / "clean" / "IMG_9.CR2").write_bytes(b"raw")
+    data = prepare_data(replace(RECIPES["taylor-derain"], patch_size=32, data=DataConfig(clean=(str(tmp_path / "clean"),))))
+    assert data.summary["unreadable"] == [str(tmp_path / "clean" / "IMG_9.CR2")]
+    assert "1 files in formats restore cannot read left out (1 .cr2 (camera raw))" in describe(data.summary)
+
+    (tmp_path / "raws").mkdir()
+    (tmp_path / "raws" / "a.nef").write_bytes(b"raw")
+    with pytest.raises(TrainingError, match=r"raws: no images restore can read; it holds 1 \.nef \(camera raw\): convert"):
+        prepare_data(replace(RECIPES["taylor-derain"], patch_size=32, data=DataConfig(clean=(str(tmp_path / "raws"),))))

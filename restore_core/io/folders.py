@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from restore_core.io.images import SUPPORTED_EXTENSIONS
+from restore_core.io.images import SUPPORTED_EXTENSIONS, UNREADABLE_FORMATS
 
 # (degraded folder, reference folder) names used by common paired datasets.
 PAIR_LAYOUTS = (("input", "target"), ("rainy", "norain"), ("rain", "norain"), ("hazy", "clear"), ("blur", "sharp"), ("noisy", "clean"))
@@ -39,6 +39,11 @@ def resolve_folder(path: Path) -> Path | None:
 def list_images(folder: Path) -> list[Path]:
     """Image files directly in ``folder`` (hidden files skipped), sorted by name."""
     return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in SUPPORTED_EXTENSIONS and p.is_file() and not p.name.startswith("."))
+
+
+def list_unreadable_images(folder: Path) -> list[Path]:
+    """Image files directly in ``folder`` in formats restore cannot read (camera raw, ...)."""
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in UNREADABLE_FORMATS and p.is_file() and not p.name.startswith("."))
 
 
 def natural_key(path: Path) -> tuple:

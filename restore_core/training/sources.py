@@ -30,9 +30,10 @@ from restore_core.degradations.blur import BlurConfig, add_motion_blur
 from restore_core.degradations.haze import HazeConfig, add_haze
 from restore_core.degradations.noise import NoiseConfig, add_noise
 from restore_core.degradations.rain import RainConfig, add_rain
+from restore_core.engine.inputs import describe_unreadable
 from restore_core.engine.memory import available_memory_bytes
-from restore_core.io.folders import list_images, list_training_pairs
-from restore_core.io.images import atomic_write_bytes
+from restore_core.io.folders import list_images, list_training_pairs, list_unreadable_images
+from restore_core.io.images import atomic_write_bytes, how_to_read
 from restore_core.training import data as D
 from restore_core.training.distributed import DistInfo, barrier, rank_zeros_choice
 from restore_core.training.errors import TrainingError
@@ -162,6 +163,7 @@ class _Listing:
     clean_files: dict[str, list[Path]]
     photos: list[np.ndarray]  # scikit-image's, when the recipe adds them
     needed: int  # bytes the training images take as 8-bit RGB
+    unreadable: list[Path] = field(default_factory=list)  # files of the clean folders in formats restore cannot read
 
 
 def _list_sources(recipe: Recipe) -> _Listing:
@@ -171,7 +173,14 @@ def _list_sources(recipe: Recipe) -> _Listing:
     photos = D.builtin_photographs() if cfg.builtin_photographs else []
     needed = image_bytes([path for train_pairs, _ in splits.values() for pair in train_pairs for path in pair]
                          + [path for files in clean_files.values() for path in files]) + sum(3 * p.shape[0] * p.shape[1] for p in photos)
-    return _Listing(splits, clean_files, photos, needed)
+    unreadable = []
+    for folder in cfg.clean:
+        found = list_unreadable_images(Path(folder))
+        if found and not clean_files[folder]:
+            raise TrainingError(f"{folder}: no images restore can read; it holds {describe_unreadable(found)}: "
+                                f"{how_to_read(p.suffix.lower() for p in found)}")
+        unreadable += found
+    return _Listing(splits, clean_files, photos, needed, unreadable)
 
 
 Progress = Callable[[int, int], None]  # (training images read, of how many)
@@ -255,6 +264,9 @@ def describe(summary: dict) -> str:
     if "clean_colour_grey" in summary:
         colour, grey = summary["clean_colour_grey"]
         parts.append(f"clean: {colour} colour, {grey} grey")
+    if summary.get("unreadable"):
+        parts.append(f"{len(summary['unreadable'])} files in formats restore cannot read left out "
+                     f"({describe_unreadable(map(Path, summary['unreadable']))})")
     if summary.get("excluded_near_duplicates"):
         parts.append(f"{summary['excluded_near_duplicates']} left out as near-duplicates of validation or --exclude-like images")
     parts.append(f"pool {summary.get('pool', '?')} {summary.get('pool_mib', 0)} MiB")
@@ -291,7 +303,8 @@ def _read_sources(recipe: Recipe, listing: _Listing, store: ImagePool, progress:
             targets = list_images(Path(folder))
         excluded_refs.extend(read_ahead(targets, lambda path: D.thumbnail(D.read_rgb(path))))
 
-    summary: dict = {"paired": {}, "clean": {}, "excluded_near_duplicates": 0, "excluded": []}
+    summary: dict = {"paired": {}, "clean": {}, "excluded_near_duplicates": 0, "excluded": [],
+                     "unreadable": [str(path) for path in listing.unreadable]}
     total = sum(len(train) for train, _ in listing.splits.values()) + sum(map(len, listing.clean_files.values())) + len(listing.photos)
     read = itertools.count(1)
     tell = (lambda: progress(next(read), total)) if progress else (lambda: None)
