@@ -204,9 +204,7 @@ def prepare_data(recipe: Recipe, pool: str = "memory", pool_folder: Path | None 
     if kind == "disk" and dist.enabled:
         data = _share_disk_pool(recipe, listing, pool_folder, dist, progress)
     else:
-        data = _read_sources(recipe, listing, make_pool(kind, pool_folder, listing.needed), progress)
-    if not dist.is_main:
-        data.validation = []
+        data = _read_sources(recipe, listing, make_pool(kind, pool_folder, listing.needed), progress, validation_sets=dist.is_main)
     return data
 
 
@@ -225,7 +223,7 @@ def _share_disk_pool(recipe: Recipe, listing: _Listing, folder: Path | None, dis
     if reader:
         try:
             store = make_pool("disk", folder, listing.needed, shared_path=path)
-            data = _read_sources(recipe, listing, store, progress)
+            data = _read_sources(recipe, listing, store, progress, validation_sets=dist.is_main)
             index: dict = {"entries": store.entries, "paired": len(data.sampler.paired), "summary": data.summary,
                            "grey": [item.grey for item in data.sampler.clean]}
         except Exception as exc:  # noqa: BLE001 - said to the waiting ranks, then raised here
@@ -290,10 +288,12 @@ def _make_sampler(recipe: Recipe, paired: list[D.PairedImage], clean_pool: list[
     )
 
 
-def _read_sources(recipe: Recipe, listing: _Listing, store: ImagePool, progress: Progress | None = None) -> TrainingData:
+def _read_sources(recipe: Recipe, listing: _Listing, store: ImagePool, progress: Progress | None = None,
+                  validation_sets: bool = True) -> TrainingData:
     """Decode the listed images: validation and leakage references first, then the
     training images into ``store``, paired ones before clean ones (the order a shared
-    pool's index relies on)."""
+    pool's index relies on). Without ``validation_sets`` (ranks that never validate)
+    validation images are read for the leakage check alone, not kept."""
     cfg = recipe.data
     excluded_refs: list[np.ndarray] = []
     for folder in cfg.exclude_near_duplicates_of + cfg.validation:
@@ -316,7 +316,8 @@ def _read_sources(recipe: Recipe, listing: _Listing, store: ImagePool, progress:
         held_out[folder] = []
         for degraded, clean in read_ahead(held, lambda pair: _read_pair(*pair)):
             excluded_refs.append(D.thumbnail(clean))
-            held_out[folder].append((D.compact_8bit(degraded), D.compact_8bit(clean)))
+            if validation_sets:
+                held_out[folder].append((D.compact_8bit(degraded), D.compact_8bit(clean)))
     paired: list[D.PairedImage] = []
     validation: list[ValidationSet] = []
     for folder, (train_pairs, held) in listing.splits.items():
@@ -330,7 +331,7 @@ def _read_sources(recipe: Recipe, listing: _Listing, store: ImagePool, progress:
             paired.append(D.PairedImage(store.keep(degraded), store.keep(clean)))
             kept += 1
         summary["paired"][folder] = {"train": kept, "held_out": [p[0].name for p in held]}
-        if held:
+        if held and validation_sets:
             validation.append(ValidationSet(f"{Path(folder).name}:holdout", held_out[folder]))
 
     # Clean images are read a few at a time and kept as 8-bit: a folder never sits in memory
@@ -351,7 +352,7 @@ def _read_sources(recipe: Recipe, listing: _Listing, store: ImagePool, progress:
             kept += 1
         summary["clean"][name] = kept
 
-    for folder in cfg.validation:
+    for folder in cfg.validation if validation_sets else ():
         pairs = read_ahead(list_training_pairs(Path(folder)), lambda pair: _read_pair(*pair))
         validation.append(ValidationSet(Path(folder).name, [(D.compact_8bit(degraded), D.compact_8bit(clean)) for degraded, clean in pairs]))
 
