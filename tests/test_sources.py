@@ -133,3 +133,32 @@ def test_clean_folders_say_what_they_hold_that_restore_cannot_read(tmp_path):
     (tmp_path / "raws" / "a.nef").write_bytes(b"raw")
     with pytest.raises(TrainingError, match=r"raws: no images restore can read; it holds 1 \.nef \(camera raw\): convert"):
         prepare_data(replace(RECIPES["taylor-derain"], patch_size=32, data=DataConfig(clean=(str(tmp_path / "raws"),))))
+
+
+def test_every_image_is_decoded_once(tmp_path, monkeypatch):
+    """Validation folders were decoded twice (a thumbnail pass for the leakage check, then
+    the pairs); training, held-out and validation images are now each decoded once."""
+    from collections import Counter
+    from dataclasses import replace
+
+    from conftest import write_random_pngs
+    from restore_core.training import data as D
+    from restore_core.training.recipes import RECIPES, DataConfig
+    from restore_core.training.sources import prepare_data
+
+    for name, seed in (("pairs", 1), ("val", 3)):
+        write_random_pngs(tmp_path / name / "input", 4, 32, 32, seed=seed)
+        write_random_pngs(tmp_path / name / "target", 4, 32, 32, seed=seed + 1)
+    write_random_pngs(tmp_path / "clean", 3, 32, 32, seed=5)
+    reads: Counter = Counter()
+    real_read = D.read_rgb
+
+    def counted(path):
+        reads[str(path)] += 1
+        return real_read(path)
+
+    monkeypatch.setattr(D, "read_rgb", counted)
+    data = prepare_data(replace(RECIPES["taylor-derain"], patch_size=32, data=DataConfig(
+        paired=(str(tmp_path / "pairs"),), clean=(str(tmp_path / "clean"),), validation=(str(tmp_path / "val"),), holdout_every=2)))
+    assert len(reads) == 8 + 8 + 3 and set(reads.values()) == {1}
+    assert [vset.name for vset in data.validation] == ["pairs:holdout", "val"]

@@ -139,6 +139,11 @@ def read_ahead(items: Iterable[T], read: Callable[[T], R], threads: int = READ_T
                 future.cancel()
 
 
+def _thumbnail_of(path: Path) -> np.ndarray:
+    """The leakage check's thumbnail of the image at ``path``. Runs in the reading threads."""
+    return D.thumbnail(D.read_rgb(path))
+
+
 def _pool_image(image: np.ndarray | Path) -> tuple[np.ndarray, np.ndarray, bool]:
     """(8-bit copy, thumbnail, whether grey) of an image or of the image file at a path:
     what the pool keeps, what the leakage check compares, and what the sampler's colour
@@ -296,12 +301,24 @@ def _read_sources(recipe: Recipe, listing: _Listing, store: ImagePool, progress:
     validation images are read for the leakage check alone, not kept."""
     cfg = recipe.data
     excluded_refs: list[np.ndarray] = []
-    for folder in cfg.exclude_near_duplicates_of + cfg.validation:
+    for folder in cfg.exclude_near_duplicates_of:
         try:
             targets = [t for _, t in list_training_pairs(Path(folder))]
         except ValueError:
             targets = list_images(Path(folder))
-        excluded_refs.extend(read_ahead(targets, lambda path: D.thumbnail(D.read_rgb(path))))
+        excluded_refs.extend(read_ahead(targets, _thumbnail_of))
+    # Validation folders are read once: kept as validation sets, their clean images kept out of training.
+    folder_sets: list[ValidationSet] = []
+    for folder in cfg.validation:
+        pairs = list_training_pairs(Path(folder))
+        if not validation_sets:
+            excluded_refs.extend(read_ahead([target for _, target in pairs], _thumbnail_of))
+            continue
+        kept = []
+        for degraded, clean in read_ahead(pairs, lambda pair: _read_pair(*pair)):
+            excluded_refs.append(D.thumbnail(clean))
+            kept.append((D.compact_8bit(degraded), D.compact_8bit(clean)))
+        folder_sets.append(ValidationSet(Path(folder).name, kept))
 
     summary: dict = {"paired": {}, "clean": {}, "excluded_near_duplicates": 0, "excluded": [],
                      "unreadable": [str(path) for path in listing.unreadable]}
@@ -352,9 +369,7 @@ def _read_sources(recipe: Recipe, listing: _Listing, store: ImagePool, progress:
             kept += 1
         summary["clean"][name] = kept
 
-    for folder in cfg.validation if validation_sets else ():
-        pairs = read_ahead(list_training_pairs(Path(folder)), lambda pair: _read_pair(*pair))
-        validation.append(ValidationSet(Path(folder).name, [(D.compact_8bit(degraded), D.compact_8bit(clean)) for degraded, clean in pairs]))
+    validation += folder_sets
 
     sampler = _make_sampler(recipe, paired, clean_pool)
     if clean_pool:
