@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Iterable
 
 from restore_core.io.images import SUPPORTED_EXTENSIONS, UNREADABLE_FORMATS
 
@@ -36,14 +37,20 @@ def resolve_folder(path: Path) -> Path | None:
     return None
 
 
+def _files_with(folder: Path, extensions: Iterable[str]) -> list[Path]:
+    """Files directly in ``folder`` with one of ``extensions`` (any case; hidden files skipped), sorted by name."""
+    wanted = set(extensions)
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in wanted and p.is_file() and not p.name.startswith("."))
+
+
 def list_images(folder: Path) -> list[Path]:
     """Image files directly in ``folder`` (hidden files skipped), sorted by name."""
-    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in SUPPORTED_EXTENSIONS and p.is_file() and not p.name.startswith("."))
+    return _files_with(folder, SUPPORTED_EXTENSIONS)
 
 
 def list_unreadable_images(folder: Path) -> list[Path]:
     """Image files directly in ``folder`` in formats restore cannot read (camera raw, ...)."""
-    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in UNREADABLE_FORMATS and p.is_file() and not p.name.startswith("."))
+    return _files_with(folder, UNREADABLE_FORMATS)
 
 
 def natural_key(path: Path) -> tuple:
