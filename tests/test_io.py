@@ -457,3 +457,21 @@ def test_a_heic_photo_is_read_turned_once_and_written_back_with_its_metadata(tmp
     with Image.open(tmp_path / "out.heic") as out:
         assert out.format == "HEIF" and out.size == (20, 30) and out.getexif()[271] == "Apple"
     assert read_image(tmp_path / "out.heic").rgb.shape == (30, 20, 3)  # not turned again on the way back
+
+
+@heif
+def test_a_10_bit_heic_keeps_its_depth_on_the_16_bit_scale(tmp_path):
+    """pillow-heif's default turns 10-bit HEICs (iPhone HDR) into 8 bits; they are read at
+    their depth, on the 16-bit scale (a 10-bit white is 1.0, not 65472 / 65535)."""
+    import pillow_heif
+
+    levels = np.linspace(0, 1023, 24 * 32).astype(np.uint16).reshape(24, 32)
+    samples = np.repeat(levels[..., None], 3, axis=2)  # grey: no chroma to subsample
+    samples[0, 0] = 1023
+    heif = pillow_heif.from_bytes(mode="RGB;16", size=(32, 24), data=(samples << 6).tobytes())
+    heif.save(tmp_path / "hdr.heic", quality=-1)
+    loaded = read_image(tmp_path / "hdr.heic")
+    assert loaded.bit_depth == 16 and loaded.rgb[0, 0].tolist() == [1.0, 1.0, 1.0]
+    assert np.abs(loaded.rgb - samples / 1023).mean() < 2 / 1023
+    write_image(tmp_path / "hdr.png", loaded.rgb, loaded)
+    assert cv2.imread(str(tmp_path / "hdr.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16  # the depth travels to PNG

@@ -213,18 +213,24 @@ def _opencv_turns_tiffs() -> bool:
     return decoded is not None and decoded.shape[:2] == (2, 1)
 
 
-def _decode_with_pillow(data: bytes) -> np.ndarray | None:
-    """8-bit pixels in OpenCV's layout (BGR, BGRA or grey) decoded by Pillow, or None."""
+def _decode_heif(data: bytes) -> np.ndarray | None:
+    """Pixels of a HEIC/HEIF in OpenCV's layout (grey, BGR or BGRA), or None: decoded by
+    libheif through pillow-heif, already turned upright (the file's own rotation), at the
+    file's depth: 8-bit, or 10/12-bit on the 16-bit scale (pillow-heif shifts them left,
+    so a 10-bit white arrives as 65472; here it is 65535)."""
+    import pillow_heif
+
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            if image.mode not in ("L", "RGB", "RGBA"):
-                image = image.convert("RGBA" if "A" in image.mode else "RGB")
-            pixels = np.asarray(image)
+        heif = pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=False)
+        pixels, bits = np.asarray(heif), int(heif.info.get("bit_depth", 8))
     except Exception:  # noqa: BLE001 - the caller reports an undecodable file
         return None
+    if pixels.dtype == np.uint16 and bits < 16:
+        pixels = np.round((pixels >> (16 - bits)) * (65535 / (2**bits - 1))).astype(np.uint16)
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[..., 0]
     if pixels.ndim == 3:
-        pixels = cv2.cvtColor(pixels, cv2.COLOR_RGBA2BGRA if pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR)
+        pixels = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGBA2BGRA if pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR)
     return pixels
 
 
@@ -311,7 +317,8 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
         raise ImageError(path, "empty file (0 bytes)")
     header = _read_header(data, path, max_pixels)
     if header.fmt == "heif":  # OpenCV has no HEVC decoder; libheif hands the pixels over already turned
-        array, header.orientation = _decode_with_pillow(data), 1
+        _heif_ready()
+        array, header.orientation = _decode_heif(data), 1
     else:
         array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if array is None:
