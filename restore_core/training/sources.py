@@ -89,7 +89,7 @@ def make_degradation(name: str, options: dict) -> D.Degrade:
 @dataclass
 class ValidationSet:
     name: str
-    pairs: list[tuple[np.ndarray, np.ndarray]]  # RGB (degraded, clean): uint8, or float32 in [0, 1] (see _compact)
+    pairs: list[tuple[np.ndarray, np.ndarray]]  # RGB (degraded, clean): uint8, or float32 in [0, 1] (data.compact_8bit)
 
 
 @dataclass
@@ -207,10 +207,8 @@ def prepare_data(recipe: Recipe, pool: str = "memory", pool_folder: Path | None 
     copies = dist.local_world_size if dist.enabled else 1
     kind = rank_zeros_choice(choose_pool(pool, listing.needed, available_memory_bytes(), copies), dist)
     if kind == "disk" and dist.enabled:
-        data = _share_disk_pool(recipe, listing, pool_folder, dist, progress)
-    else:
-        data = _read_sources(recipe, listing, make_pool(kind, pool_folder, listing.needed), progress, validation_sets=dist.is_main)
-    return data
+        return _share_disk_pool(recipe, listing, pool_folder, dist, progress)
+    return _read_sources(recipe, listing, make_pool(kind, pool_folder, listing.needed), progress, validation_sets=dist.is_main)
 
 
 def _share_disk_pool(recipe: Recipe, listing: _Listing, folder: Path | None, dist: DistInfo, progress: Progress | None) -> TrainingData:
@@ -307,49 +305,49 @@ def _read_sources(recipe: Recipe, listing: _Listing, store: ImagePool, progress:
         except ValueError:
             targets = list_images(Path(folder))
         excluded_refs.extend(read_ahead(targets, _thumbnail_of))
-    # Validation folders are read once: kept as validation sets, their clean images kept out of training.
-    folder_sets: list[ValidationSet] = []
-    for folder in cfg.validation:
-        pairs = list_training_pairs(Path(folder))
+
+    def read_validation(name: str, pairs: list[tuple[Path, Path]]) -> list[ValidationSet]:
+        """Validation pairs are read once: their clean images join the leakage references,
+        and the pairs are kept as a set (on a rank that validates; elsewhere only the
+        clean images are read, for their thumbnails)."""
         if not validation_sets:
             excluded_refs.extend(read_ahead([target for _, target in pairs], _thumbnail_of))
-            continue
+            return []
         kept = []
         for degraded, clean in read_ahead(pairs, lambda pair: _read_pair(*pair)):
             excluded_refs.append(D.thumbnail(clean))
             kept.append((D.compact_8bit(degraded), D.compact_8bit(clean)))
-        folder_sets.append(ValidationSet(Path(folder).name, kept))
+        return [ValidationSet(name, kept)] if kept else []
+
+    folder_sets = [vset for folder in cfg.validation for vset in read_validation(Path(folder).name, list_training_pairs(Path(folder)))]
+    validation = [vset for folder, (_, held) in listing.splits.items() for vset in read_validation(f"{Path(folder).name}:holdout", held)]
+    validation += folder_sets
 
     summary: dict = {"paired": {}, "clean": {}, "excluded_near_duplicates": 0, "excluded": [],
                      "unreadable": [str(path) for path in listing.unreadable]}
+
+    def left_out(thumb: np.ndarray, name: object) -> bool:
+        """Whether a training image is a near-duplicate of a validation or --exclude-like one (then counted)."""
+        if not (excluded_refs and D.is_near_duplicate(thumb, excluded_refs)):
+            return False
+        summary["excluded_near_duplicates"] += 1
+        summary["excluded"].append(str(name))
+        return True
+
     total = sum(len(train) for train, _ in listing.splits.values()) + sum(map(len, listing.clean_files.values())) + len(listing.photos)
     read = itertools.count(1)
     tell = (lambda: progress(next(read), total)) if progress else (lambda: None)
     if progress:
         progress(0, total)
-    # Held-out pairs are validation data: read once, and keep their clean images out of every training source.
-    held_out: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
-    for folder, (_, held) in listing.splits.items():
-        held_out[folder] = []
-        for degraded, clean in read_ahead(held, lambda pair: _read_pair(*pair)):
-            excluded_refs.append(D.thumbnail(clean))
-            if validation_sets:
-                held_out[folder].append((D.compact_8bit(degraded), D.compact_8bit(clean)))
     paired: list[D.PairedImage] = []
-    validation: list[ValidationSet] = []
     for folder, (train_pairs, held) in listing.splits.items():
         kept = 0
         for (_, target), (degraded, clean, thumb) in zip(train_pairs, read_ahead(train_pairs, _pool_pair)):
             tell()
-            if excluded_refs and D.is_near_duplicate(thumb, excluded_refs):
-                summary["excluded_near_duplicates"] += 1
-                summary["excluded"].append(str(target))
-                continue
-            paired.append(D.PairedImage(store.keep(degraded), store.keep(clean)))
-            kept += 1
+            if not left_out(thumb, target):
+                paired.append(D.PairedImage(store.keep(degraded), store.keep(clean)))
+                kept += 1
         summary["paired"][folder] = {"train": kept, "held_out": [p[0].name for p in held]}
-        if held and validation_sets:
-            validation.append(ValidationSet(f"{Path(folder).name}:holdout", held_out[folder]))
 
     # Clean images are read a few at a time and kept as 8-bit: a folder never sits in memory
     # as float32 (60 1024x768 PNGs peaked at +692 MiB that way, for a 135 MiB pool).
@@ -361,15 +359,10 @@ def _read_sources(recipe: Recipe, listing: _Listing, store: ImagePool, progress:
         kept = 0
         for image_name, (image, thumb, grey) in zip(names, read_ahead(images, _pool_image)):
             tell()
-            if excluded_refs and D.is_near_duplicate(thumb, excluded_refs):
-                summary["excluded_near_duplicates"] += 1
-                summary["excluded"].append(str(image_name))
-                continue
-            clean_pool.append(D.PairedImage(None, store.keep(image), grey))
-            kept += 1
+            if not left_out(thumb, image_name):
+                clean_pool.append(D.PairedImage(None, store.keep(image), grey))
+                kept += 1
         summary["clean"][name] = kept
-
-    validation += folder_sets
 
     sampler = _make_sampler(recipe, paired, clean_pool)
     if clean_pool:
