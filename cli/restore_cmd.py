@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cli.console import err_console, error, fail, print_json, say, warn
 from restore_core.engine.inputs import InputError, collect_inputs, describe_unreadable, names_output_file, parse_shard, plan_batch
-from restore_core.io.images import DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS, UNREADABLE_FORMATS, how_to_read
+from restore_core.io.images import DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS, how_to_read
 from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task  # presets.py imports torch only when loading
 
 # Modules that import torch are imported where a command runs, not here: building
@@ -92,7 +92,7 @@ def run_restore(request: RestoreRequest) -> None:
     from restore_core.device import cpu_has_bf16_units, pick_device, set_cpu_threads
     from restore_core.engine.ensemble import views_for_task
     from restore_core.engine.memory import MIN_AUTO_TILE
-    from restore_core.engine.runner import ImageResult, Restorer, RunOptions, restore_stream
+    from restore_core.engine.runner import ImageResult, Restorer, RunOptions, planned_results, restore_stream
 
     ext = request.ext
     if request.overwrite and request.skip_existing:
@@ -144,11 +144,7 @@ def run_restore(request: RestoreRequest) -> None:
         more = f" and {len(plan.left_out) - 3} more" if len(plan.left_out) > 3 else ""
         warn(f"left out {len(plan.left_out)} input(s) that are this run's outputs of other inputs: {shown}{more}")
     existing, runnable = plan.existing, plan.runnable
-    results = [ImageResult(job.source, None, "error", error=why) for job, why in plan.refused]
-    results += [ImageResult(job.source, job.output, "skipped", reason="output exists") for job in plan.skipped]
-    results += [ImageResult(job.source, None, "skipped", reason="an output of this run") for job in plan.left_out]
-    results += [ImageResult(job.source, None, "skipped", reason="listed twice") for job in plan.repeated]
-    results += [ImageResult(path, None, "skipped", reason=f"{UNREADABLE_FORMATS[path.suffix.lower()]}: a format restore cannot read") for path in unreadable]
+    results = planned_results(plan, unreadable)
     if existing:
         shown = ", ".join(str(p) for p in existing[:5])
         more = f" and {len(existing) - 5} more" if len(existing) > 5 else ""

@@ -216,12 +216,14 @@ def find_weights(file_name: str) -> Path | None:
     return None
 
 
-def resolve_model(spec: str | None, task: str, device: str = "cpu") -> ModelDescriptor:
+def resolve_model(spec: str | None, task: str | None, device: str = "cpu") -> ModelDescriptor:
     """Load the model named by ``spec`` (preset name or file), or the task's default."""
     from restore_core.checkpoint import CheckpointError, file_sha256, load_checkpoint
 
-    name = spec or DEFAULT_MODEL_FOR_TASK.get(task)
+    name = spec or DEFAULT_MODEL_FOR_TASK.get(task or "")
     if name is None:
+        if task is None:
+            raise CheckpointError("model", f"name a model (a preset: {', '.join(PRESETS)}; or a .safetensors file) or a task ({', '.join(DEFAULT_MODEL_FOR_TASK)})")
         raise CheckpointError(task, f"no default model for task {task!r}; pass --model")
     if name in PRESETS:
         preset = PRESETS[name]
@@ -242,10 +244,10 @@ def resolve_model(spec: str | None, task: str, device: str = "cpu") -> ModelDesc
     return load_checkpoint(path, device)
 
 
-def load_for_task(spec: str | None, task: str, device: str = "cpu") -> ModelDescriptor:
+def load_for_task(spec: str | None, task: str | None, device: str = "cpu") -> ModelDescriptor:
     """:func:`resolve_model`, then point an all-in-one model at ``task``: a task
-    command (``restore derain``) forces its degradation; ``auto`` lets the model
-    detect it per image, and needs a model that can."""
+    command (``restore derain``) forces its degradation; ``auto`` (or no task, from
+    the Python API) lets the model detect it per image, and ``auto`` needs a model that can."""
     from restore_core.checkpoint import CheckpointError
     from restore_core.models.adms import TASK_DEGRADATION
 
@@ -254,7 +256,7 @@ def load_for_task(spec: str | None, task: str, device: str = "cpu") -> ModelDesc
     if task == "auto" and not all_in_one:
         raise CheckpointError(descriptor.name, f"restore auto needs an all-in-one model that detects the degradation (adms); this one restores {descriptor.task} only")
     if all_in_one:
-        descriptor.model.set_degradation(TASK_DEGRADATION.get(task))
+        descriptor.model.set_degradation(TASK_DEGRADATION.get(task or "auto"))
     return descriptor
 
 

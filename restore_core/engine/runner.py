@@ -25,12 +25,14 @@ import torch
 from restore_core.checkpoint import ModelDescriptor
 from restore_core.device import pick_dtype
 from restore_core.engine.ensemble import self_ensemble
-from restore_core.engine.inputs import Job
+from restore_core.engine.inputs import BatchPlan, Job
 from restore_core.engine.memory import (
     MEMORY_BUDGET_SHARE, PIPELINE_BYTES_PER_PIXEL, activation_bytes_per_pixel, available_memory_bytes, tile_for_budget,
 )
 from restore_core.engine.tiling import central_crop, default_overlap, run_padded, run_tiled
-from restore_core.io.images import DEFAULT_MAX_PIXELS, ImageError, LoadedImage, lost_on_write, read_image, write_image
+from restore_core.io.images import (
+    DEFAULT_MAX_PIXELS, UNREADABLE_FORMATS, ImageError, LoadedImage, lost_on_write, read_image, write_image,
+)
 
 
 MIN_OOM_TILE = 64  # the smallest tile an out-of-memory retry goes down to
@@ -284,6 +286,19 @@ def _encode(job: Job, rgb: np.ndarray, like: LoadedImage, spent: float, degradat
         return ImageResult(job.source, None, "error", spent + time.perf_counter() - start, exc.cause, width, height, degradation)
     return ImageResult(job.source, job.output, "ok", spent + time.perf_counter() - start, None, width, height, degradation,
                        note=lost_on_write(like, job.output.suffix))
+
+
+def planned_results(plan: BatchPlan, unreadable: list[Path] = ()) -> list[ImageResult]:
+    """The results a batch has before anything runs: inputs refused (errors), skipped
+    because their output exists, found to be this run's own outputs, listed twice, or
+    in a format restore cannot read."""
+    results = [ImageResult(job.source, None, "error", error=why) for job, why in plan.refused]
+    results += [ImageResult(job.source, job.output, "skipped", reason="output exists") for job in plan.skipped]
+    results += [ImageResult(job.source, None, "skipped", reason="an output of this run") for job in plan.left_out]
+    results += [ImageResult(job.source, None, "skipped", reason="listed twice") for job in plan.repeated]
+    results += [ImageResult(path, None, "skipped", reason=f"{UNREADABLE_FORMATS[path.suffix.lower()]}: a format restore cannot read")
+                for path in unreadable]
+    return results
 
 
 def _has_colour(batch: torch.Tensor) -> bool:

@@ -19,7 +19,7 @@ import io
 import os
 import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
@@ -398,7 +398,11 @@ def stored_depth(bit_depth: int, extension: str) -> int:
 def to_stored_layout(rgb: np.ndarray, image: LoadedImage, extension: str) -> np.ndarray:
     """Array in ``image``'s layout (RGB order) and the depth ``extension`` allows:
     uint8, uint16, or float32 in [0, 1] (:func:`stored_depth`)."""
-    bit_depth = stored_depth(image.bit_depth, extension)
+    return _in_layout(rgb, image, stored_depth(image.bit_depth, extension))
+
+
+def _in_layout(rgb: np.ndarray, image: LoadedImage, bit_depth: int) -> np.ndarray:
+    """Restored float RGB put back in ``image``'s layout, with ``bit_depth`` samples."""
     if image.layout.startswith("grey"):
         # float64 sum for float outputs: the mean of three equal float32 values is then exactly that value
         pixels = _quantise(rgb.mean(axis=2, dtype=np.float64 if bit_depth == 32 else None), bit_depth)
@@ -516,6 +520,43 @@ def write_image(path: os.PathLike | str, rgb: np.ndarray, like: LoadedImage, jpe
         atomic_write_bytes(path, data)
     except OSError as exc:
         raise ImageError(path, f"cannot write: {exc.strerror or exc}") from None
+
+
+ARRAY_LAYOUTS = {1: "grey", 2: "grey+alpha", 3: "rgb", 4: "rgba"}  # channels -> layout of an in-memory image
+
+
+def from_array(array: np.ndarray) -> LoadedImage:
+    """An in-memory image as the model takes it: H x W (grey) or H x W x C with C = 1
+    (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA), in RGB order (OpenCV's BGR arrays
+    must be converted first); uint8, uint16, or float in [0, 1] (clipped to it).
+    The alpha plane travels untouched, as it does from a file; :func:`to_array`
+    puts the restored pixels back in the same layout and sample type."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"expected a NumPy array, got {type(array).__name__}")
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in ARRAY_LAYOUTS):
+        raise ValueError(f"expected H x W or H x W x C with C in 1-4, got shape {array.shape}")
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ValueError(f"empty image (shape {array.shape})")
+    if array.dtype not in (np.uint8, np.uint16, np.float32, np.float64):
+        raise ValueError(f"unsupported sample type {array.dtype}: use uint8, uint16, or float32/float64 in [0, 1]")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise ValueError("the image holds NaN or infinite values")
+    planes = array[..., None] if array.ndim == 2 else array
+    layout = ARRAY_LAYOUTS[planes.shape[2]]
+    colour = planes[..., :3] if layout.startswith("rgb") else _grey_to_rgb(planes[..., 0])
+    alpha = planes[..., -1].copy() if layout.endswith("alpha") or layout == "rgba" else None
+    pixels, bit_depth = _to_unit_float(np.ascontiguousarray(colour))
+    return LoadedImage(pixels, layout, bit_depth, alpha, source_format="array")
+
+
+def to_array(rgb: np.ndarray, like: LoadedImage, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """Restored float RGB in [0, 1] as an array of ``shape`` and ``dtype`` laid out like
+    ``like`` (the :func:`from_array` of the input): rounded to the input's integer
+    samples, or clipped floats of its float type; the alpha plane put back as it came."""
+    pixels = _in_layout(rgb, replace(like, alpha=None), like.bit_depth).astype(dtype, copy=False)
+    if like.alpha is not None:  # the input's own plane, in its own type: bit-exact even for float64
+        pixels = np.dstack([pixels, like.alpha])
+    return pixels.reshape(shape)
 
 
 def read_rgb(path: os.PathLike | str) -> np.ndarray:

@@ -1,0 +1,227 @@
+"""The Python interface: what the ``restore`` commands do, from a script or a notebook.
+
+::
+
+    import restore_core
+
+    derain = restore_core.load("taylor-derain")            # a preset, a .safetensors file, or task="derain"
+    clear = derain(rainy)                                   # NumPy H x W x 3 uint8 -> the same shape and type
+    derain.restore_file("storm.jpg", "clear.png")           # metadata, depth and alpha kept, atomic write
+    for result in derain.restore_files("photos/", "out/"):  # the CLI's streaming engine: one result per image
+        print(result.input, result.status, result.error)
+
+:func:`load` takes the options of ``restore derain`` and its siblings (device,
+precision, tiling, self-ensemble, strength, and the task's own settings such as
+``sigma=25`` or ``darken_only=False``) and returns an :class:`ImageRestorer`.
+Arrays go through the same tiling, padding and precision as files, so an array
+restored here equals the pixels ``restore derain`` writes for the same image.
+
+Errors: a model that cannot be loaded raises :class:`~restore_core.checkpoint.CheckpointError`,
+an unreadable file :class:`~restore_core.io.images.ImageError` (both name the file and
+the cause); bad arguments raise ``ValueError``. Warnings the CLI prints on stderr
+(a tile size retried after running out of memory, a grey-only model given colour)
+are ``RuntimeWarning`` here.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+import torch
+
+from restore_core.checkpoint import ModelDescriptor
+from restore_core.device import pick_device
+from restore_core.engine.ensemble import views_for_task
+from restore_core.engine.inputs import InputError, Job, collect_inputs, plan_batch
+from restore_core.engine.runner import ImageResult, Restorer, RunOptions, planned_results, restore_stream
+from restore_core.io.images import DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS, ImageError, from_array, to_array
+from restore_core.presets import load_for_task
+
+PathLike = str | os.PathLike
+
+
+def load(
+    model: str | os.PathLike | None = None,
+    task: str | None = None,
+    *,
+    device: str = "auto",
+    precision: str = "auto",
+    tile: int = 0,
+    tile_overlap: int | None = None,
+    self_ensemble: bool = False,
+    ensemble_views: int | None = None,
+    strength: float = 1.0,
+    compile: bool = False,
+    **settings: Any,
+) -> ImageRestorer:
+    """A model ready to restore images, with the options of the ``restore`` commands.
+
+    ``model`` is a preset name (``restore models`` lists them) or a ``.safetensors``
+    file; None takes ``task``'s default model. ``task`` (derain, deblur, denoise, dehaze,
+    auto) points an all-in-one model at one degradation, as ``restore derain`` does;
+    without it such a model detects the degradation of each image. ``settings`` are the
+    task options of the commands: ``sigma`` (denoise: a level on the 0-255 scale, or
+    ``"auto"``, ``"quick"``, ``"blind"``), ``darken_only`` (derain), ``iterations``
+    (deblur), ``recompose_radius`` (dehaze). A model without a setting refuses it.
+    """
+    if tile < 0 or (tile_overlap or 0) < 0:
+        raise ValueError(f"tile and tile_overlap must be >= 0, got {tile} and {tile_overlap}")
+    if tile and tile_overlap is not None and tile_overlap >= tile:
+        raise ValueError(f"tile_overlap ({tile_overlap}) must be smaller than tile ({tile})")
+    torch_device = pick_device(device)
+    descriptor = load_for_task(None if model is None else str(model), task, str(torch_device))
+    for name, value in settings.items():
+        descriptor.apply_setting(name, value)
+    if task is not None and descriptor.task not in (task, "any", "all"):
+        warnings.warn(f"model {descriptor.name} was trained for {descriptor.task}, not {task}", RuntimeWarning, stacklevel=2)
+    ensembled = self_ensemble or ensemble_views is not None
+    views = views_for_task(task or descriptor.task, ensemble_views) if ensembled else ()
+    restorer = Restorer(descriptor, torch_device, precision, tile, tile_overlap, views, compile, strength)
+    return ImageRestorer(restorer, task or descriptor.task)
+
+
+class ImageRestorer:
+    """A loaded model on its device: call it on an image, or let it restore files.
+
+    Calling it takes a NumPy array (H x W grey, or H x W x C with C = 1, 2, 3, 4 for
+    grey, grey + alpha, RGB, RGBA; RGB order; uint8, uint16, or float in [0, 1]) and
+    returns the restored image in the same shape and sample type, the alpha plane
+    untouched. A torch tensor (3 x H x W or N x 3 x H x W, float in [0, 1]) gives a
+    float32 tensor on the tensor's device. Not thread-safe: one call at a time.
+    """
+
+    def __init__(self, restorer: Restorer, task: str) -> None:
+        self.restorer = restorer
+        self.task = task
+
+    @property
+    def descriptor(self) -> ModelDescriptor:
+        """The loaded model and what it declares (architecture, config, task, metrics, ...)."""
+        return self.restorer.descriptor
+
+    @property
+    def name(self) -> str:
+        return self.descriptor.name
+
+    @property
+    def device(self) -> torch.device:
+        return self.restorer.device
+
+    @property
+    def degradation(self) -> dict[str, float] | None:
+        """What the model found in the last image it restored: an all-in-one model's
+        degradation probabilities, a denoiser's estimated noise level; else None."""
+        found = self.restorer.last_degradation
+        return found[-1] if found else None
+
+    def __repr__(self) -> str:
+        dtype = str(self.restorer.dtype).removeprefix("torch.")
+        return f"ImageRestorer({self.name!r}, task={self.task!r}, device={str(self.device)!r}, dtype={dtype})"
+
+    def __call__(self, image: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+        if isinstance(image, torch.Tensor):
+            return self._restore_tensor(image)
+        loaded = from_array(image)
+        batch = torch.from_numpy(loaded.rgb).permute(2, 0, 1).unsqueeze(0)
+        restored = self._run(batch)[0].cpu().numpy().transpose(1, 2, 0)
+        return to_array(restored, loaded, image.shape, image.dtype)
+
+    def _restore_tensor(self, image: torch.Tensor) -> torch.Tensor:
+        if image.ndim not in (3, 4) or image.shape[-3] != 3 or not image.is_floating_point():
+            raise ValueError(f"expected a float tensor 3 x H x W or N x 3 x H x W in [0, 1], got {tuple(image.shape)} {image.dtype}")
+        if not torch.isfinite(image).all():
+            raise ValueError("the image holds NaN or infinite values")
+        batch = image.unsqueeze(0) if image.ndim == 3 else image
+        restored = self._run(batch.detach().clamp(0, 1)).to(image.device)
+        return restored[0] if image.ndim == 3 else restored
+
+    def _run(self, batch: torch.Tensor) -> torch.Tensor:
+        try:
+            return self.restorer(batch)
+        finally:
+            self._warn_notices()
+
+    def _warn_notices(self) -> None:
+        while self.restorer.notices:
+            warnings.warn(self.restorer.notices.pop(0), RuntimeWarning, stacklevel=4)
+
+    def restore_file(self, source: PathLike, output: PathLike, *, overwrite: bool = False, quality: int = 95,
+                     max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageResult:
+        """Restore the image file ``source`` into the file ``output`` (format from its
+        extension), keeping depth, layout, alpha, ICC profile and EXIF where the format
+        allows, written atomically. Raises :class:`ImageError` when ``source`` cannot be
+        read or ``output`` written (nothing is left behind), ``FileExistsError`` when
+        ``output`` exists and ``overwrite`` is False."""
+        source, output = Path(source), Path(output)
+        if output.suffix.lower() not in SUPPORTED_EXTENSIONS:
+            raise ValueError(f"{output}: unsupported output format; use one of {', '.join(SUPPORTED_EXTENSIONS)}")
+        if output.exists() and not overwrite:
+            raise FileExistsError(f"{output}: exists; pass overwrite=True to replace it")
+        job = Job(source, Path(source.name), output)
+        [result] = self._stream([job], batch_size=1, quality=quality, max_pixels=max_pixels)
+        if result.status != "ok":
+            raise ImageError(source, result.error or "not restored")
+        return result
+
+    def restore_files(
+        self,
+        source: PathLike | Iterable[PathLike],
+        out_dir: PathLike,
+        *,
+        recursive: bool = False,
+        suffix: str = "",
+        ext: str | None = None,
+        overwrite: bool = False,
+        skip_existing: bool = False,
+        batch_size: int = 1,
+        quality: int = 95,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> Iterator[ImageResult]:
+        """Restore a file, a folder, a glob pattern, or a list of paths into ``out_dir``
+        (sub-folders mirrored), as ``restore derain IN OUT`` does: decoding and
+        encoding overlap the model, same-size images are batched, and each input yields
+        one :class:`ImageResult` in order (``status`` ok, error or skipped, with its
+        ``error``); a bad file does not stop the others.
+
+        Raises before restoring anything when an output exists and neither ``overwrite``
+        nor ``skip_existing`` is set (``FileExistsError``), and for inputs that name
+        nothing (``ValueError``).
+        """
+        if overwrite and skip_existing:
+            raise ValueError("overwrite and skip_existing contradict each other")
+        if batch_size < 1 or not 1 <= quality <= 100:
+            raise ValueError(f"batch_size must be >= 1 and quality 1-100, got {batch_size} and {quality}")
+        if ext is not None:
+            ext = ext if ext.startswith(".") else "." + ext
+            if ext.lower() not in SUPPORTED_EXTENSIONS:
+                raise ValueError(f"ext {ext}: unsupported; use one of {', '.join(SUPPORTED_EXTENSIONS)}")
+        out_dir = Path(out_dir)
+        unreadable: list[Path] = []
+        try:
+            if isinstance(source, (str, os.PathLike)):
+                jobs = collect_inputs(os.fspath(source), recursive, None, out_dir, unreadable)
+            else:  # a list of paths: as on the CLI's stdin
+                jobs = collect_inputs("-", stdin_lines=[os.fspath(path) for path in source])
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
+        plan = plan_batch(jobs, out_dir, suffix, ext, overwrite, skip_existing)
+        if plan.existing:
+            shown = ", ".join(str(path) for path in plan.existing[:5])
+            more = f" and {len(plan.existing) - 5} more" if len(plan.existing) > 5 else ""
+            raise FileExistsError(f"{len(plan.existing)} output(s) already exist: {shown}{more}; pass overwrite=True or skip_existing=True")
+        results = planned_results(plan, unreadable)
+        return self._chain(results, plan.runnable, batch_size, quality, max_pixels)  # checked above, run as iterated
+
+    def _chain(self, planned: list[ImageResult], jobs: list[Job], batch_size: int, quality: int, max_pixels: int) -> Iterator[ImageResult]:
+        yield from planned
+        yield from self._stream(jobs, batch_size, quality, max_pixels)
+
+    def _stream(self, jobs: list[Job], batch_size: int, quality: int, max_pixels: int) -> Iterator[ImageResult]:
+        options = RunOptions(batch_size=batch_size, max_pixels=max_pixels, jpeg_quality=quality)
+        for result in restore_stream(jobs, self.restorer, options):
+            self._warn_notices()
+            yield result
