@@ -46,7 +46,7 @@ def _emit(result: ImageResult, as_json: bool) -> None:
         print_json(result.as_dict())
     elif result.status == "ok":
         print(result.output, flush=True)
-    if result.status == "error":
+    if result.status == "error" and not result.abandoned:  # abandoned ones are counted in one line at the end
         error(f"{result.input}: {result.error}")
 
 
@@ -216,6 +216,11 @@ def run_restore(request: RestoreRequest) -> None:
     ok = sum(r.status == "ok" for r in done)
     failed = sum(r.status == "error" for r in done)
     skipped = sum(r.status == "skipped" for r in done)
+    abandoned = [r for r in done if r.abandoned]
+    if abandoned:  # even with --quiet: it is why the batch ended early
+        stopper = next(r for r in done if r.stops_batch)
+        error(f"stopped: {stopper.output or stopper.input}: {stopper.error}; {len(abandoned)} image(s) not restored "
+              "(free space or fix the output folder, then re-run with --skip-existing)")
     if not request.quiet:
         for note, count in Counter(r.note for r in done if r.note is not None).items():
             warn(f"{count} image(s): {note}")  # once per kind; each image's own line has it with --json

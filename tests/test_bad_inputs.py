@@ -194,3 +194,49 @@ def test_permission_error_is_reported_with_its_cause(tmp_path: Path, monkeypatch
     monkeypatch.setattr(Path, "read_bytes", denied)
     with pytest.raises(ImageError, match=r"locked\.png: Permission denied"):
         read_image(path)
+
+
+# Makes every write after the first two fail as a full disk does (mkstemp succeeds,
+# the bytes do not fit); loaded by the CLI subprocess through PYTHONPATH.
+FULL_DISK_HOOK = '''
+import errno, os
+import restore_core.io.images as images
+_real_fdopen, _opened = os.fdopen, []
+def _fdopen(fd, mode="r", *args, **kwargs):
+    handle = _real_fdopen(fd, mode, *args, **kwargs)
+    if "w" in mode:
+        _opened.append(fd)
+        if len(_opened) > 2:
+            real_write = handle.write
+            def write(data):
+                real_write(data[: len(data) // 2])
+                raise OSError(errno.ENOSPC, "No space left on device")
+            handle.write = write
+    return handle
+images.os.fdopen = _fdopen
+'''
+
+
+def test_a_full_disk_stops_the_batch_and_leaves_only_complete_files(tmp_path: Path, tiny_checkpoint: Path):
+    """The third write meets ENOSPC: that image is an error, the rest are reported as not
+    restored without running the model on all of them, one line says why, exit 1."""
+    folder = tmp_path / "in"
+    write_random_pngs(folder, 30, 32, 32, seed=3)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(FULL_DISK_HOOK)
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": f"{hook}{os.pathsep}{Path(__file__).resolve().parent.parent}"}
+    run = subprocess.run([sys.executable, "-m", "cli.main", "derain", str(folder), str(out), "--model", str(tiny_checkpoint), "--json"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1, run.stderr
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    assert len(lines) == 30  # every input has its line
+    assert [line["status"] for line in lines[:2]] == ["ok", "ok"]
+    assert lines[2]["status"] == "error" and "No space left on device" in lines[2]["error"]
+    not_restored = [line for line in lines if line["error"] and line["error"].startswith("not restored")]
+    assert len(not_restored) >= 15 and lines[-1] in not_restored  # the model stopped well before the end
+    assert sorted(p.name for p in out.iterdir()) == ["00.png", "01.png"]  # no partial or temporary file
+    stopped = [line for line in run.stderr.splitlines() if "stopped:" in line]
+    assert len(stopped) == 1 and f"{len(not_restored)} image(s) not restored" in stopped[0] and "--skip-existing" in stopped[0]
+    assert not any(line.count("not restored: an earlier output") for line in run.stderr.splitlines())  # one line, not one per image

@@ -12,6 +12,7 @@ only that image, and nothing is written for it.
 
 from __future__ import annotations
 
+import errno
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -35,6 +36,9 @@ from restore_core.io.images import (
 )
 
 
+# Write failures that every later image would meet too: a full disk, a full quota, a
+# file system mounted read-only. The stream stops restoring at the first one.
+BATCH_STOPPING_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 MIN_OOM_TILE = 64  # the smallest tile an out-of-memory retry goes down to
 MEMORY_CHECK_PIXELS = 512 * 512  # smaller images skip the CPU memory check
 
@@ -73,6 +77,10 @@ class ImageResult:
     degradation: dict[str, float] | None = None
     reason: str | None = None  # why a skipped input was skipped
     note: str | None = None  # what the written file could not keep (io.images.lost_on_write)
+    # A write failure every later image would meet too (BATCH_STOPPING_ERRNOS): the
+    # stream stops restoring, and the images after it are reported ``abandoned``.
+    stops_batch: bool = False
+    abandoned: bool = False
 
     def as_dict(self) -> dict:
         extra = {"degradation": self.degradation} if self.degradation is not None else {}
@@ -283,7 +291,8 @@ def _encode(job: Job, rgb: np.ndarray, like: LoadedImage, spent: float, degradat
     try:
         write_image(job.output, rgb, like, jpeg_quality)
     except ImageError as exc:
-        return ImageResult(job.source, None, "error", spent + time.perf_counter() - start, exc.cause, width, height, degradation)
+        return ImageResult(job.source, None, "error", spent + time.perf_counter() - start, exc.cause, width, height, degradation,
+                           stops_batch=exc.errno in BATCH_STOPPING_ERRNOS)
     return ImageResult(job.source, job.output, "ok", spent + time.perf_counter() - start, None, width, height, degradation,
                        note=lost_on_write(like, job.output.suffix))
 
@@ -310,16 +319,17 @@ def restore_stream(jobs: list[Job], restorer: Restorer, options: RunOptions = Ru
     """Restore every job (each with its ``output`` set); yields results in input order."""
     readers = ThreadPoolExecutor(max_workers=max(1, options.io_threads), thread_name_prefix="restore-read")
     writers = ThreadPoolExecutor(max_workers=max(1, options.io_threads), thread_name_prefix="restore-write")
-    pending_reads: deque[Future[_Decoded]] = deque()
+    pending_reads: deque[tuple[Job, Future[_Decoded]]] = deque()
     pending_results: deque[Future[ImageResult] | ImageResult] = deque()
     upcoming = iter(jobs)
+    halted: str | None = None  # why no output can be written any more (ImageResult.stops_batch)
 
     def refill() -> None:
         while len(pending_reads) < max(options.prefetch, options.batch_size):
             job = next(upcoming, None)
             if job is None:
                 return
-            pending_reads.append(readers.submit(_decode, job, options.max_pixels))
+            pending_reads.append((job, readers.submit(_decode, job, options.max_pixels)))
 
     # Back-pressure: when encoding and writing are slower than the model (a fast GPU, a
     # cheap model), wait for the oldest writes rather than hold every restored image in
@@ -330,6 +340,7 @@ def restore_stream(jobs: list[Job], restorer: Restorer, options: RunOptions = Ru
     def ready_results(until: int) -> Iterator[ImageResult]:
         """Results in input order: those already finished, then waiting for the oldest
         while more than ``until`` are pending (0: all of them)."""
+        nonlocal halted
         while pending_results:
             head = pending_results[0]
             if isinstance(head, Future):
@@ -337,12 +348,28 @@ def restore_stream(jobs: list[Job], restorer: Restorer, options: RunOptions = Ru
                     return
                 head = head.result()
             pending_results.popleft()
+            if head.stops_batch and halted is None:
+                halted = head.error
             yield head
+
+    def abandon_the_rest() -> None:
+        """After a write failure no later image can avoid: the rest are reported, not
+        decoded or restored (hours of compute for outputs a full disk cannot take)."""
+        why = f"not restored: an earlier output could not be written ({halted})"
+        for job, future in pending_reads:
+            future.cancel()
+            pending_results.append(ImageResult(job.source, None, "error", error=why, abandoned=True))
+        pending_reads.clear()
+        for job in upcoming:
+            pending_results.append(ImageResult(job.source, None, "error", error=why, abandoned=True))
 
     try:
         refill()
         while pending_reads:
-            first = pending_reads.popleft().result()
+            if halted is not None:
+                abandon_the_rest()
+                break
+            first = pending_reads.popleft()[1].result()
             refill()
             if first.image is None:
                 pending_results.append(ImageResult(first.job.source, None, "error", first.seconds, first.error))
@@ -351,10 +378,10 @@ def restore_stream(jobs: list[Job], restorer: Restorer, options: RunOptions = Ru
             batch = [first]
             shape = first.image.rgb.shape
             while len(batch) < options.batch_size and pending_reads:
-                nxt = pending_reads[0].result()
+                nxt = pending_reads[0][1].result()
                 if nxt.image is None or nxt.image.rgb.shape != shape:
                     break
-                batch.append(pending_reads.popleft().result())
+                batch.append(pending_reads.popleft()[1].result())
                 refill()
             start = time.perf_counter()
             try:

@@ -116,9 +116,10 @@ class ImageError(ValueError):
     attribute-filters) report it like any other bad-data error: one line, exit 2.
     """
 
-    def __init__(self, path: os.PathLike | str, cause: str) -> None:
+    def __init__(self, path: os.PathLike | str, cause: str, errno: int | None = None) -> None:
         self.path = Path(path)
         self.cause = cause
+        self.errno = errno  # the OS error behind a failed read or write, when there is one
         super().__init__(f"{path}: {cause}")
 
 
@@ -519,7 +520,7 @@ def write_image(path: os.PathLike | str, rgb: np.ndarray, like: LoadedImage, jpe
     try:
         atomic_write_bytes(path, data)
     except OSError as exc:
-        raise ImageError(path, f"cannot write: {exc.strerror or exc}") from None
+        raise ImageError(path, f"cannot write: {exc.strerror or exc}", exc.errno) from None
 
 
 ARRAY_LAYOUTS = {1: "grey", 2: "grey+alpha", 3: "rgb", 4: "rgba"}  # channels -> layout of an in-memory image
