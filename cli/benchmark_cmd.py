@@ -85,6 +85,7 @@ def benchmark(
     threads: int = typer.Option(0, "--threads", help="CPU threads for torch (0 = torch's default)."),
     self_ensemble: bool = typer.Option(False, "--self-ensemble", help="Also score each model averaged over the task's flipped/rotated views (rows <model>-xN, N views)."),
     ensemble_views: Optional[int] = typer.Option(None, "--ensemble-views", help="Self-ensemble over this many of the task's views (as restore denoise --ensemble-views); implies --self-ensemble."),
+    route: bool = typer.Option(False, "--route", help="All-in-one models (adms): also score routing each image to the single-task model of the degradation their classifier finds, as restore auto does (rows <model>-routed)."),
 ) -> None:
     """Score models on a paired dataset (with the input as a baseline row), or time them.
 
@@ -106,6 +107,7 @@ def benchmark(
     from restore_core.datasets import dataset_task
     from restore_core.device import pick_device, set_cpu_threads
     from restore_core.engine.ensemble import views_for_task
+    from restore_core.engine.routing import RoutedRestorer
     from restore_core.engine.runner import Restorer, RunOptions
     from restore_core.evaluation import Protocol, evaluate_samples
     from restore_core.io.images import ImageError, atomic_write_bytes
@@ -127,10 +129,11 @@ def benchmark(
                 for descriptor in descriptors:
                     descriptor.apply_setting(setting, value)
         views = views_for_task(task, ensemble_views) if self_ensemble or ensemble_views is not None else ()
+        # With --speed, --compile adds compiled rows beside the eager ones; otherwise it compiles the models.
+        restorers = [Restorer(d, torch_device, precision, tile, compile=compile_model and not speed) for d in descriptors]
+        routed = [RoutedRestorer(d, torch_device, precision, tile, compile=compile_model and not speed) for d in descriptors] if route else []
     except (CheckpointError, ValueError) as exc:
         fail(str(exc), code=2)
-    # With --speed, --compile adds compiled rows beside the eager ones; otherwise it compiles the models.
-    restorers = [Restorer(d, torch_device, precision, tile, compile=compile_model and not speed) for d in descriptors]
 
     if growth:
         from restore_core.engine.speed import measure_growth, measure_startup
@@ -197,6 +200,8 @@ def benchmark(
             if views:
                 ensembled = Restorer(restorer.descriptor, torch_device, precision, tile, ensemble=views)
                 summaries.append(evaluate_samples(samples, ensembled.restore_array, f"{restorer.descriptor.name}-x{len(views)}", protocol, save_images))
+        for router in routed:
+            summaries.append(evaluate_samples(samples, router.restore_array, f"{router.descriptor.name}-routed", protocol, save_images))
     except ImageError as exc:
         fail(str(exc), code=2)
     except ValueError as exc:  # e.g. images smaller than SSIM's window once --crop-border is taken off

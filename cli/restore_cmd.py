@@ -80,6 +80,7 @@ class RestoreRequest:
     threads: int = 0
     dry_run: bool = False
     strength: float = 1.0
+    route: bool = False  # restore auto: each image to the single-task model of what it suffers from
 
 
 def run_restore(request: RestoreRequest) -> None:
@@ -92,6 +93,7 @@ def run_restore(request: RestoreRequest) -> None:
     from restore_core.device import cpu_has_bf16_units, pick_device, set_cpu_threads
     from restore_core.engine.ensemble import views_for_task
     from restore_core.engine.memory import MIN_AUTO_TILE
+    from restore_core.engine.routing import RoutedRestorer
     from restore_core.engine.runner import ImageResult, Restorer, RunOptions, planned_results, restore_stream
 
     ext = request.ext
@@ -160,8 +162,14 @@ def run_restore(request: RestoreRequest) -> None:
                 if value is not None:
                     descriptor.apply_setting(name, value)
         ensembled = request.self_ensemble or request.ensemble_views is not None
-        views = views_for_task(request.task, request.ensemble_views) if ensembled else ()
-        restorer = Restorer(descriptor, torch_device, request.precision, request.tile, request.tile_overlap, views, request.compile_model, request.strength) if descriptor else None
+        if descriptor is None:
+            restorer = None
+        elif request.route:
+            restorer = RoutedRestorer(descriptor, torch_device, request.precision, request.tile, request.tile_overlap,
+                                      request.self_ensemble, request.ensemble_views, request.compile_model, request.strength)
+        else:
+            views = views_for_task(request.task, request.ensemble_views) if ensembled else ()
+            restorer = Restorer(descriptor, torch_device, request.precision, request.tile, request.tile_overlap, views, request.compile_model, request.strength)
     except (CheckpointError, ValueError) as exc:
         fail(str(exc), code=2)
     if descriptor is not None and descriptor.task not in (request.task, "any", "all") and not request.quiet:
@@ -226,6 +234,9 @@ def run_restore(request: RestoreRequest) -> None:
             warn(f"{count} image(s): {note}")  # once per kind; each image's own line has it with --json
     if not request.quiet:
         model_note = f" with {descriptor.name}" if descriptor else ""
+        routed = Counter(r.model for r in done if r.model is not None)
+        if routed:
+            model_note = f", routed by {descriptor.name}'s classifier to " + ", ".join(f"{name} ({count})" for name, count in routed.most_common())
         err_console.print(
             f"{ok} restored, {failed} failed, {skipped} skipped in {elapsed:.1f} s{model_note}", highlight=False
         )
@@ -273,6 +284,9 @@ TASK_OPTIONS: dict[str, list[tuple[str, Any, Any]]] = {
     ],
     "dehaze": [
         ("recompose_radius", typer.Option(None, "--recompose-radius", help="Rebuild the output from the input by the scattering model with the transmission the network implies, smoothed by a guided filter of this radius (pixels); 0 = the network's output as is. Default: the model's own (40 for the shipped one)."), Optional[int]),
+    ],
+    "auto": [
+        ("route", typer.Option(True, "--route/--no-route", help="Restore each image with the single-task model of the degradation the all-in-one model's classifier finds (taylor-derain, golf-deblur, infoflow-denoise, infoflow-dehaze: 2-6 dB better than the shipped ADMS network where the class is right; the JSON line names the model), or with the all-in-one model itself."), bool),
     ],
     "denoise": [
         ("sigma", typer.Option(None, "--sigma", callback=parse_sigma, help="Noise level of the input (standard deviation, 0-255 scale) for models with a noise-level input: told it, they are non-blind; 'auto' (their default) estimates it per image, from the image and then (calibrated checkpoints) from what the model removes from a central 256x256 crop; 'quick' from the image alone (one pass, less exact); 'blind' tells them nothing. Blind-only models refuse a level."), Optional[str]),
@@ -322,12 +336,13 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
         strength: float = typer.Option(1.0, "--strength", help="How much of the restoration to apply, 0-1: 1 = all of it, 0.7 = keep 30 % of what the model removes (grain, atmosphere), 0 = the input."),
         **settings: Any,
     ) -> None:
+        route = settings.pop("route", False)  # an engine choice, not a model setting
         run_restore(RestoreRequest(
             task=task, source=source, out_dir=out_dir, model=model, device=device, tile=tile, tile_overlap=tile_overlap,
             batch_size=batch_size, precision=precision, recursive=recursive, suffix=suffix, ext=ext, quality=quality, overwrite=overwrite,
             skip_existing=skip_existing, as_json=as_json, quiet=quiet, max_pixels=max_pixels, shard=shard,
             model_settings=settings, self_ensemble=self_ensemble, ensemble_views=ensemble_views, compile_model=compile_model, threads=threads, dry_run=dry_run,
-            strength=strength,
+            strength=strength, route=route,
         ))
 
     # Typer reads the signature: replace **settings by the task's own options.

@@ -37,6 +37,7 @@ from restore_core.checkpoint import ModelDescriptor
 from restore_core.device import pick_device
 from restore_core.engine.ensemble import views_for_task
 from restore_core.engine.inputs import InputError, Job, collect_inputs, plan_batch
+from restore_core.engine.routing import RoutedRestorer
 from restore_core.engine.runner import ImageResult, Restorer, RunOptions, planned_results, restore_stream
 from restore_core.io.images import DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS, ImageError, from_array, to_array
 from restore_core.presets import load_for_task
@@ -56,6 +57,7 @@ def load(
     ensemble_views: int | None = None,
     strength: float = 1.0,
     compile: bool = False,
+    route: bool | None = None,
     **settings: Any,
 ) -> ImageRestorer:
     """A model ready to restore images, with the options of the ``restore`` commands.
@@ -67,6 +69,8 @@ def load(
     task options of the commands: ``sigma`` (denoise: a level on the 0-255 scale, or
     ``"auto"``, ``"quick"``, ``"blind"``), ``darken_only`` (derain), ``iterations``
     (deblur), ``recompose_radius`` (dehaze). A model without a setting refuses it.
+    ``route`` (default: on for ``task="auto"``, as ``restore auto``) sends each image to
+    the single-task model of the degradation an all-in-one model's classifier finds.
     """
     if tile < 0 or (tile_overlap or 0) < 0:
         raise ValueError(f"tile and tile_overlap must be >= 0, got {tile} and {tile_overlap}")
@@ -78,6 +82,9 @@ def load(
         descriptor.apply_setting(name, value)
     if task is not None and descriptor.task not in (task, "any", "all"):
         warnings.warn(f"model {descriptor.name} was trained for {descriptor.task}, not {task}", RuntimeWarning, stacklevel=2)
+    if route if route is not None else task == "auto":
+        router = RoutedRestorer(descriptor, torch_device, precision, tile, tile_overlap, self_ensemble, ensemble_views, compile, strength)
+        return ImageRestorer(router, task or "auto")
     ensembled = self_ensemble or ensemble_views is not None
     views = views_for_task(task or descriptor.task, ensemble_views) if ensembled else ()
     restorer = Restorer(descriptor, torch_device, precision, tile, tile_overlap, views, compile, strength)
@@ -94,7 +101,7 @@ class ImageRestorer:
     float32 tensor on the tensor's device. Not thread-safe: one call at a time.
     """
 
-    def __init__(self, restorer: Restorer, task: str) -> None:
+    def __init__(self, restorer: Restorer | RoutedRestorer, task: str) -> None:
         self.restorer = restorer
         self.task = task
 
@@ -117,6 +124,12 @@ class ImageRestorer:
         degradation probabilities, a denoiser's estimated noise level; else None."""
         found = self.restorer.last_degradation
         return found[-1] if found else None
+
+    @property
+    def routed_to(self) -> str | None:
+        """The single-task model that restored the last image, when routing (``task="auto"``)."""
+        models = self.restorer.last_models
+        return models[-1] if models else None
 
     def __repr__(self) -> str:
         dtype = str(self.restorer.dtype).removeprefix("torch.")

@@ -18,7 +18,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -81,9 +81,12 @@ class ImageResult:
     # stream stops restoring, and the images after it are reported ``abandoned``.
     stops_batch: bool = False
     abandoned: bool = False
+    model: str | None = None  # the model that restored it, when a run routes images to several (restore auto)
 
     def as_dict(self) -> dict:
         extra = {"degradation": self.degradation} if self.degradation is not None else {}
+        if self.model is not None:
+            extra["model"] = self.model
         if self.reason is not None:
             extra["reason"] = self.reason
         if self.note is not None:
@@ -141,6 +144,7 @@ class Restorer:
         # recomposition) get it once per image, after tiling and self-ensemble.
         self.finishes_model = hasattr(self.model, "finish")
         self.last_degradation: list[dict[str, float]] | None = None
+        self.last_models: list[str] | None = None  # one model restores every image (engine.routing sets these)
         self._told_colour = False  # a grey-only model given colour images says so once
 
     @torch.inference_mode()
@@ -247,15 +251,20 @@ class Restorer:
         return self.model(x)
 
     def restore_array(self, rgb: np.ndarray) -> np.ndarray:
-        """One H x W x 3 float image in [0, 1] -> restored, same shape.
+        """One H x W x 3 float image in [0, 1] -> restored, same shape (:func:`restore_array`)."""
+        return restore_array(self, rgb)
 
-        Values outside [0, 1] (a noisy image of the float noise protocol, `restore
-        benchmark --float-noise`) are clipped first: every model here is trained on
-        images in [0, 1] and reads such values worse than their clipped versions."""
-        if rgb.size and (rgb.min() < 0.0 or rgb.max() > 1.0):
-            rgb = np.clip(rgb, 0.0, 1.0)
-        x = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0)  # a view: no copy of the image
-        return self(x)[0].cpu().numpy().transpose(1, 2, 0)
+
+def restore_array(restore: Callable[[torch.Tensor], torch.Tensor], rgb: np.ndarray) -> np.ndarray:
+    """One H x W x 3 float image in [0, 1] through ``restore`` (a batch in, a batch out).
+
+    Values outside [0, 1] (a noisy image of the float noise protocol, `restore
+    benchmark --float-noise`) are clipped first: every model here is trained on
+    images in [0, 1] and reads such values worse than their clipped versions."""
+    if rgb.size and (rgb.min() < 0.0 or rgb.max() > 1.0):
+        rgb = np.clip(rgb, 0.0, 1.0)
+    x = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0)  # a view: no copy of the image
+    return restore(x)[0].cpu().numpy().transpose(1, 2, 0)
 
 
 @dataclass
@@ -280,21 +289,22 @@ NON_FINITE_OUTPUT = ("the model's output holds NaN or infinite values (a broken 
                      "overflowing: try --precision fp32); nothing written")
 
 
-def _encode(job: Job, rgb: np.ndarray, like: LoadedImage, spent: float, degradation: dict | None, jpeg_quality: int) -> ImageResult:
+def _encode(job: Job, rgb: np.ndarray, like: LoadedImage, spent: float, degradation: dict | None, jpeg_quality: int,
+            model: str | None = None) -> ImageResult:
     """Write one restored image (in a writer thread); an output that is not finite is an
     error, not a black or speckled file."""
     start = time.perf_counter()
     height, width = rgb.shape[:2]
     assert job.output is not None
     if not np.isfinite(rgb).all():
-        return ImageResult(job.source, None, "error", spent + time.perf_counter() - start, NON_FINITE_OUTPUT, width, height, degradation)
+        return ImageResult(job.source, None, "error", spent + time.perf_counter() - start, NON_FINITE_OUTPUT, width, height, degradation, model=model)
     try:
         write_image(job.output, rgb, like, jpeg_quality)
     except ImageError as exc:
         return ImageResult(job.source, None, "error", spent + time.perf_counter() - start, exc.cause, width, height, degradation,
-                           stops_batch=exc.errno in BATCH_STOPPING_ERRNOS)
+                           stops_batch=exc.errno in BATCH_STOPPING_ERRNOS, model=model)
     return ImageResult(job.source, job.output, "ok", spent + time.perf_counter() - start, None, width, height, degradation,
-                       note=lost_on_write(like, job.output.suffix))
+                       note=lost_on_write(like, job.output.suffix), model=model)
 
 
 def planned_results(plan: BatchPlan, unreadable: list[Path] = ()) -> list[ImageResult]:
@@ -391,6 +401,7 @@ def restore_stream(jobs: list[Job], restorer: Restorer, options: RunOptions = Ru
                     stacked = torch.from_numpy(np.stack([d.image.rgb.transpose(2, 0, 1) for d in batch]))
                 restored = restorer(stacked).cpu().numpy().transpose(0, 2, 3, 1)
                 detected = restorer.last_degradation or [None] * len(batch)
+                models = restorer.last_models or [None] * len(batch)
                 model_error = None
             except (RuntimeError, ValueError) as exc:
                 restored, model_error = None, f"model failed: {str(exc).splitlines()[0]}"
@@ -400,7 +411,7 @@ def restore_stream(jobs: list[Job], restorer: Restorer, options: RunOptions = Ru
                     pending_results.append(ImageResult(decoded.job.source, None, "error", decoded.seconds + share, model_error))
                 else:
                     pending_results.append(
-                        writers.submit(_encode, decoded.job, restored[i], decoded.image, decoded.seconds + share, detected[i], options.jpeg_quality)
+                        writers.submit(_encode, decoded.job, restored[i], decoded.image, decoded.seconds + share, detected[i], options.jpeg_quality, models[i])
                     )
             yield from ready_results(until=write_backlog)
         yield from ready_results(until=0)

@@ -1,0 +1,98 @@
+"""``restore auto`` by routing: an all-in-one model's classifier says what each image
+suffers from, and the single-task model for that degradation restores it.
+
+ADMS (SPEC §2.3) restores with one network whose filters adapt to the classifier's
+ĉ; it carries +17 % parameters over its unified model instead of four networks. This
+project's single-task models are far stronger than its ADMS run (2.3-5.7 dB, see
+weights/adms.md), so by default ``restore auto`` keeps ADMS's classifier and hands each
+image to the specialist of its most probable degradation; ``--no-route`` restores
+with the ADMS network itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from restore_core.checkpoint import ModelDescriptor
+from restore_core.engine.ensemble import views_for_task
+from restore_core.engine.runner import Restorer, restore_array
+from restore_core.models.adms import TASK_DEGRADATION
+from restore_core.presets import load_for_task
+
+# Degradation the classifier names -> the task whose default model restores it.
+DEGRADATION_TASK = {degradation: task for task, degradation in TASK_DEGRADATION.items()}
+
+
+class RoutedRestorer:
+    """Restores like a :class:`Restorer` (same call, same ``last_degradation`` and
+    ``notices``), sending each image of a batch to the single-task model of the
+    degradation ``detector``'s classifier finds most probable in the whole image.
+
+    The specialists are the tasks' default models, loaded here (all four take about
+    0.4 s; a missing one is an error before any image), each run with the options
+    given here (tiling, precision, strength; ``ensemble_views`` per task).
+    ``last_models`` names the model that restored each image of the last batch.
+    """
+
+    def __init__(
+        self,
+        detector: ModelDescriptor,
+        device: torch.device,
+        precision: str = "auto",
+        tile: int = 0,
+        tile_overlap: int | None = None,
+        self_ensemble: bool = False,
+        ensemble_views: int | None = None,
+        compile: bool = False,
+        strength: float = 1.0,
+    ) -> None:
+        classifier = getattr(detector.model, "classifier", None)
+        if classifier is None:
+            raise ValueError(f"{detector.name} has no degradation classifier to route with (an all-in-one model such as adms has)")
+        unknown = [d for d in detector.model.degradations if d not in DEGRADATION_TASK]
+        if unknown:
+            raise ValueError(f"{detector.name} detects {', '.join(unknown)}, which no single-task model restores")
+        self.descriptor = detector
+        self.device = device
+        self.classifier = classifier.to(device=device, dtype=torch.float32).eval()
+        self.degradations = tuple(detector.model.degradations)
+        ensembled = self_ensemble or ensemble_views is not None
+        self.specialists: dict[str, Restorer] = {}
+        for degradation in self.degradations:
+            task = DEGRADATION_TASK[degradation]
+            views = views_for_task(task, ensemble_views) if ensembled else ()
+            self.specialists[task] = Restorer(load_for_task(None, task, str(device)), device, precision, tile, tile_overlap,
+                                              views, compile, strength)
+        self.notices: list[str] = []
+        self.last_degradation: list[dict[str, float]] | None = None
+        self.last_models: list[str] | None = None
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The precision the specialists run at (what ``precision`` picks on this device)."""
+        return next(iter(self.specialists.values())).dtype
+
+    @torch.inference_mode()
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        """Restore an N x 3 x H x W float batch in [0, 1]; returns float32 in [0, 1]."""
+        probabilities = self.classifier.probabilities(batch.to(self.device, torch.float32)).cpu()
+        tasks = [DEGRADATION_TASK[self.degradations[int(row.argmax())]] for row in probabilities]
+        restored: torch.Tensor | None = None
+        for task in dict.fromkeys(tasks):  # each specialist once per batch, in order of first use
+            chosen = [i for i, t in enumerate(tasks) if t == task]
+            restorer = self.specialists[task]
+            output = restorer(batch if len(chosen) == len(tasks) else batch[chosen])  # no copy of a lone image
+            self.notices.extend(restorer.notices)
+            restorer.notices.clear()
+            if restored is None:
+                restored = torch.empty((batch.shape[0], *output.shape[1:]), dtype=output.dtype, device=output.device)
+            restored[chosen] = output
+        self.last_degradation = [{d: round(float(p), 4) for d, p in zip(self.degradations, row)} for row in probabilities]
+        self.last_models = [self.specialists[task].descriptor.name for task in tasks]
+        assert restored is not None
+        return restored
+
+    def restore_array(self, rgb: np.ndarray) -> np.ndarray:
+        """One H x W x 3 float image in [0, 1] -> restored, same shape."""
+        return restore_array(self, rgb)

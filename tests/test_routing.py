@@ -1,0 +1,114 @@
+"""restore auto by routing (engine.routing): each image goes to the single-task model of
+the degradation the all-in-one model's classifier finds, and comes out exactly as that
+model restores it."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from conftest import SAMPLES
+from test_cli import restore
+
+from restore_core.engine.routing import DEGRADATION_TASK, RoutedRestorer
+from restore_core.engine.runner import Restorer
+from restore_core.presets import PRESETS, find_weights, load_for_task
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def adms():
+    if find_weights(PRESETS["adms"].weights) is None:
+        pytest.fail("shipped adms weights are missing from weights/")
+    return load_for_task(None, "auto", "cpu")
+
+
+def _batch(rng: np.random.Generator, count: int, size: int = 48) -> torch.Tensor:
+    return torch.from_numpy(rng.random((count, 3, size, size), dtype=np.float32))
+
+
+def test_each_image_goes_to_the_specialist_of_its_most_probable_degradation(adms, monkeypatch, rng):
+    """A classifier made to answer rain, noise, rain, haze: the batch is split by model,
+    and each image equals its specialist's own output for it alone."""
+    router = RoutedRestorer(adms, CPU, "fp32")
+    order = ["rain", "noise", "rain", "haze"]
+    answers = torch.tensor([[0.9 if d == wanted else 0.1 / 3 for d in router.degradations] for wanted in order])
+    monkeypatch.setattr(router.classifier, "probabilities", lambda x: answers[: x.shape[0]])
+    batch = _batch(rng, 4)
+    restored = router(batch)
+    expected_models = [load_for_task(None, DEGRADATION_TASK[d], "cpu").name for d in order]
+    assert router.last_models == expected_models == ["taylor-derain", "infoflow-denoise", "taylor-derain", "infoflow-dehaze"]
+    assert router.last_degradation[1]["noise"] == pytest.approx(0.9)
+    for i, degradation in enumerate(order):
+        alone = Restorer(load_for_task(None, DEGRADATION_TASK[degradation], "cpu"), CPU, "fp32")(batch[i : i + 1])
+        assert torch.allclose(restored[i], alone[0], atol=1e-5), degradation  # batched kernels may round differently
+
+
+def test_a_rainy_sample_is_routed_to_the_derainer_and_restored_exactly_as_by_it(adms):
+    rainy = cv2.cvtColor(cv2.imread(str(SAMPLES / "input" / "motorcycle.png")), cv2.COLOR_BGR2RGB).astype(np.float32) / 255
+    router = RoutedRestorer(adms, CPU, "fp32")
+    routed = router.restore_array(rainy)
+    assert router.last_models == ["taylor-derain"]
+    assert np.array_equal(routed, Restorer(load_for_task(None, "derain", "cpu"), CPU, "fp32").restore_array(rainy))
+
+
+def test_a_model_without_a_classifier_cannot_route(tiny_checkpoint):
+    with pytest.raises(ValueError, match="no degradation classifier"):
+        RoutedRestorer(load_for_task(str(tiny_checkpoint), "derain", "cpu"), CPU)
+
+
+def test_options_reach_every_specialist(adms):
+    router = RoutedRestorer(adms, CPU, "bf16", tile=256, tile_overlap=32, ensemble_views=2, strength=0.5)
+    assert set(router.specialists) == {"derain", "deblur", "denoise", "dehaze"}
+    for task, restorer in router.specialists.items():
+        assert (restorer.tile, restorer.tile_overlap, restorer.strength, restorer.dtype) == (256, 32, 0.5, torch.bfloat16)
+        assert len(restorer.ensemble) == 2, task
+
+
+def test_restore_auto_names_the_model_of_each_image_and_no_route_uses_adms(tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    cv2.imwrite(str(inputs / "rain.png"), cv2.imread(str(SAMPLES / "input" / "motorcycle.png")))
+    clean = cv2.imread(str(SAMPLES / "target" / "motorcycle.png")).astype(np.float64)
+    noisy = np.clip(clean + np.random.default_rng(5).normal(0, 25, clean.shape), 0, 255).round().astype(np.uint8)
+    cv2.imwrite(str(inputs / "noise.png"), noisy)
+
+    routed = restore("auto", str(inputs), str(tmp_path / "routed"), "--json")
+    assert routed.returncode == 0, routed.stderr
+    lines = {json.loads(line)["input"].rsplit("/", 1)[-1]: json.loads(line) for line in routed.stdout.splitlines()}
+    assert lines["rain.png"]["model"] == "taylor-derain" and lines["noise.png"]["model"] == "infoflow-denoise"
+    assert "routed by adms's classifier to" in routed.stderr
+    derained = restore("derain", str(inputs / "rain.png"), str(tmp_path / "derain"), "-q")
+    assert derained.returncode == 0, derained.stderr
+    assert np.array_equal(cv2.imread(str(tmp_path / "routed" / "rain.png")), cv2.imread(str(tmp_path / "derain" / "rain.png")))
+
+    plain = restore("auto", str(inputs), str(tmp_path / "adms"), "--json", "--no-route")
+    assert plain.returncode == 0, plain.stderr
+    assert all("model" not in json.loads(line) for line in plain.stdout.splitlines())
+    assert not np.array_equal(cv2.imread(str(tmp_path / "adms" / "rain.png")), cv2.imread(str(tmp_path / "routed" / "rain.png")))
+
+
+def test_benchmark_route_adds_a_routed_row_beside_the_model(tmp_path):
+    result = restore("benchmark", "--root", str(SAMPLES), "--task", "auto", "-m", "adms", "--route", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {row["label"]: row for row in json.loads(result.stdout)["results"]}
+    assert set(rows) == {"input", "adms", "adms-routed"}
+    assert rows["adms-routed"]["psnr_rgb"] != rows["adms"]["psnr_rgb"]  # scored through other models
+    assert rows["adms-routed"]["count"] == rows["adms"]["count"] == 3
+
+
+def test_python_load_routes_for_task_auto_only(rng):
+    import restore_core
+
+    image = (rng.random((40, 40, 3)) * 255).astype(np.uint8)
+    auto = restore_core.load(task="auto")
+    auto(image)
+    assert auto.routed_to in {"taylor-derain", "golf-deblur", "infoflow-denoise", "infoflow-dehaze"}
+    adms = restore_core.load("adms")
+    adms(image)
+    assert adms.routed_to is None and adms.degradation is not None
