@@ -46,7 +46,7 @@ def train(
     lr: Optional[float] = typer.Option(None, "--lr", help="Override the initial learning rate."),
     perceptual_weights: Optional[Path] = typer.Option(None, "--perceptual-weights", help="VGG-11-BN weights (.safetensors, or torchvision's .pth read safely) for recipes with a perceptual loss."),
     settings: list[str] = typer.Option([], "--set", help="Override any recipe field: --set model.order=2. Repeatable."),
-    init: Optional[Path] = typer.Option(None, "--init", help="Start from this checkpoint's weights (fine-tune); same architecture."),
+    init: Optional[Path] = typer.Option(None, "--init", help="Start from this checkpoint's weights (fine-tune); same architecture. Recipe adms: an ADMS model whose stages 1-3 are kept and whose classifier alone is trained anew."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)."),
@@ -93,10 +93,13 @@ def train(
         changes = {k: v for k, v in {"batch_size": batch_size, "patch_size": patch_size, "lr": lr,
                                      "init": str(init) if init else None,
                                      "perceptual_weights": str(perceptual_weights) if perceptual_weights else None}.items() if v is not None}
-        if isinstance(chosen, ADMSRecipe) and ({"init", "perceptual_weights"} & set(changes) or data or val or holdout_every):
+        if isinstance(chosen, ADMSRecipe) and ("perceptual_weights" in changes or val):
             raise ConfigError("recipe adms trains from clean folders (--clean, --builtin-photographs) with synthetic degradations; "
-                              "--data, --val, --holdout-every, --init and --perceptual-weights do not apply")
+                              "--val and --perceptual-weights do not apply")
         chosen = replace(chosen, **changes)
+        if isinstance(chosen, ADMSRecipe) and (data or holdout_every) and chosen.init is None:
+            raise ConfigError("recipe adms: --data pairs (and --holdout-every) feed only a classifier retrained on an existing "
+                              "model: give --init ADMS_MODEL and --set classifier_transplant_fraction=F")
         if steps is not None:
             chosen = chosen.with_steps(steps)
         data_changes: dict = {}

@@ -193,3 +193,43 @@ def test_adms_recipe_trains_every_stage_and_restore_auto_uses_it(tmp_path: Path)
     assert all(json.loads(line)["degradation"]["haze"] == 1.0 for line in forced.stdout.splitlines())
     refused = _restore("auto", str(SAMPLES / "input"), str(tmp_path / "x"), "-m", "taylor-derain", cwd=tmp_path)
     assert refused.returncode == 2 and "all-in-one" in refused.stderr and not (tmp_path / "x").exists()
+
+
+def test_a_classifier_retrained_with_init_keeps_the_models_stages(tmp_path: Path):
+    """`restore train --recipe adms --init OLD --data PAIRS`: stages 1-3 of OLD bit for bit,
+    a new classifier (here of another size) trained with real rain residuals, OLD's
+    classifier-free metrics carried and its source recorded."""
+    torch.manual_seed(4)
+    config = _config({"rain": {"head.weight": [0, 1]}, "haze": {"tail.weight": [2]}})
+    model = build_model("adms", config)
+    for p in model.deltas.values():
+        torch.nn.init.normal_(p)
+    metrics = {"synthetic/rain": {"adms_psnr": 20.0}, "Rain100H_dev50/auto/psnr_y": 19.3, "Rain100H_dev50/forced/psnr_y": 19.5,
+               "classifier_accuracy": {"Rain100H_dev50": 0.74}}
+    old = save_checkpoint(tmp_path / "old.safetensors", model, "adms", config, "all", metrics=metrics)
+    run = tmp_path / "run"
+    common = ["train", "--recipe", "adms", "--init", str(old), "--no-builtin-photographs", "--clean", str(SAMPLES / "target"),
+              "--set", "classifier_steps=3", "--set", "patch_size=48", "--set", "classifier.patch=40", "--set", "classifier.width=8",
+              "--set", "classifier_colour_fraction=0.5", "--set", "classifier_channel_shuffle=true", "--threads", "1", "-q"]
+    result = _restore(*common, "--data", str(SAMPLES), "--set", "classifier_transplant_fraction=0.5", "--out", str(run), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    new = load_checkpoint(run / "model.safetensors")
+    assert not (run / "unified").exists()  # no stage but the classifier ran
+    before, after = model.state_dict(), new.model.state_dict()
+    kept = [k for k in before if not k.startswith("classifier.")]
+    assert kept and all(torch.equal(before[k], after[k]) for k in kept)
+    assert new.config["classifier"] == {"width": 8, "stages": 4, "patch": 40}  # the recipe's, not the old model's
+    assert new.model.classifier.config.width == 8
+    assert new.metrics["synthetic/rain"] == {"adms_psnr": 20.0} and new.metrics["Rain100H_dev50/forced/psnr_y"] == 19.5
+    assert "Rain100H_dev50/auto/psnr_y" not in new.metrics and "classifier_accuracy" not in new.metrics  # measured with the old classifier
+    assert new.metrics["classifier_retrained_from"]["sha256"] == load_checkpoint(old).sha256
+    assert set(new.metrics["classifier_accuracy_synthetic"]) == set(DEGRADATIONS)
+    assert new.recipe["init"] == str(old) and new.recipe["classifier_transplant_fraction"] == 0.5
+
+    no_init = _restore("train", "--recipe", "adms", "--clean", str(SAMPLES / "target"), "--data", str(SAMPLES), "--out", str(tmp_path / "x"), cwd=tmp_path)
+    assert no_init.returncode == 2 and "--init ADMS_MODEL" in no_init.stderr and not (tmp_path / "x").exists()
+    unused = _restore(*common, "--data", str(SAMPLES), "--out", str(tmp_path / "y"), cwd=tmp_path)
+    assert unused.returncode != 0 and "classifier_transplant_fraction" in unused.stderr and "Traceback" not in unused.stderr
+    unet = save_checkpoint(tmp_path / "unet.safetensors", build_model("unet", BASE), "unet", BASE, "derain")
+    not_adms = _restore(*[str(unet) if a == str(old) else a for a in common], "--out", str(tmp_path / "z"), cwd=tmp_path)
+    assert not_adms.returncode != 0 and "must be an ADMS checkpoint" in not_adms.stderr and "Traceback" not in not_adms.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -24,6 +25,7 @@ from restore_core.configs import config_from_dict, config_to_dict
 from restore_core.models import ADMSConfig, build_model, count_parameters
 from restore_core.models.adms import ClassifierConfig, DegradationClassifier
 from restore_core.training import data as D
+from restore_core.training.errors import TrainingError
 from restore_core.training.recipes import ADMSRecipe, Recipe
 from restore_core.training.sources import TrainingData, make_degradation, prepare_data
 from restore_core.training.trainer import Trainer
@@ -35,6 +37,26 @@ StopFlag = Callable[[], bool]
 def degradation_samplers(recipe: ADMSRecipe, pool: D.PatchSampler) -> dict[str, D.PatchSampler]:
     """One patch sampler per degradation over the same clean images."""
     return {d: D.PatchSampler([], pool.clean, recipe.patch_size, make_degradation(d, {})) for d in recipe.degradations}
+
+
+def classifier_samplers(recipe: ADMSRecipe, pool: D.PatchSampler) -> dict[str, D.PatchSampler]:
+    """The classifier's patches: each degradation over the clean images, colour ones at
+    ``classifier_colour_fraction`` (channels shuffled with ``classifier_channel_shuffle``),
+    and ``classifier_transplant_fraction`` of the ``paired_degradation`` patches degraded
+    by a real pair's residual (:func:`data.transplant_residual`) from the ``--data`` pairs."""
+    if recipe.classifier_transplant_fraction > 0 and not pool.paired:
+        raise TrainingError(f"classifier_transplant_fraction needs pairs of real {recipe.paired_degradation} (--data FOLDER)")
+    if pool.paired and recipe.classifier_transplant_fraction == 0:
+        raise TrainingError("recipe adms uses --data pairs only as real residuals for its classifier: "
+                            "set classifier_transplant_fraction (e.g. --set classifier_transplant_fraction=0.5)")
+    samplers = {}
+    for d in recipe.degradations:
+        transplant = recipe.classifier_transplant_fraction if d == recipe.paired_degradation else 0.0
+        # paired_fraction 0: the pairs are residual sources only; every patch is a clean one, degraded.
+        samplers[d] = D.PatchSampler(pool.paired if transplant else [], pool.clean, recipe.patch_size, make_degradation(d, {}),
+                                     paired_fraction=0.0, colour_fraction=recipe.classifier_colour_fraction,
+                                     channel_shuffle=recipe.classifier_channel_shuffle, transplant_fraction=transplant)
+    return samplers
 
 
 def _train_stage(recipe: Recipe, run_dir: Path, sampler: D.PatchSampler, device: torch.device, log: Log, stop: StopFlag,
@@ -130,6 +152,12 @@ def train_adms(recipe: ADMSRecipe, run_dir: Path, device: torch.device, log: Log
     (run_dir / "data.json").write_text(json.dumps(data.summary, indent=2))
     log(f"data: {data.summary['clean']}")
     samplers = degradation_samplers(recipe, data.sampler)
+    for_classifier = classifier_samplers(recipe, data.sampler)
+    if recipe.init is not None:
+        return _retrain_classifier(recipe, run_dir, samplers, for_classifier, classifier_settings, device, log, started)
+    if data.sampler.paired:
+        raise TrainingError(f"recipe {recipe.name} trains its stages from clean folders; --data pairs feed only a classifier "
+                            "retrained with --init ADMS_MODEL")
 
     unified_path = _train_stage(recipe.unified_recipe(), run_dir / "unified", data.sampler, device, log, stop, precision, data_workers)
     finetuned_paths = {
@@ -160,7 +188,7 @@ def train_adms(recipe: ADMSRecipe, run_dir: Path, device: torch.device, log: Log
         classifier = DegradationClassifier(classifier_settings, len(recipe.degradations))
         classifier.load_state_dict(load_file(classifier_path))
     else:
-        classifier = train_classifier(recipe, classifier_settings, samplers, device, log).cpu()
+        classifier = train_classifier(recipe, classifier_settings, for_classifier, device, log).cpu()
         atomic_save_file({k: v.contiguous() for k, v in classifier.state_dict().items()}, classifier_path, {})
 
     config = ADMSConfig(recipe.base_architecture, recipe.base, recipe.degradations, filters, classifier_settings)
@@ -170,6 +198,35 @@ def train_adms(recipe: ADMSRecipe, run_dir: Path, device: torch.device, log: Log
     path = save_checkpoint(run_dir / "model.safetensors", model, "adms", config, "all",
                            recipe={**config_to_dict(recipe), "objective": "ADMS stages: unified L1, per-degradation L1 fine-tuning, FAIG, classifier"},
                            metrics=metrics)
+    return path, metrics
+
+
+def _retrain_classifier(recipe: ADMSRecipe, run_dir: Path, samplers: dict[str, D.PatchSampler],
+                        for_classifier: dict[str, D.PatchSampler], settings: ClassifierConfig, device: torch.device, log: Log,
+                        started: float) -> tuple[Path, dict]:
+    """``init`` given: the unified model, filters and deltas of that ADMS checkpoint, with
+    a classifier trained anew (stage 4 only). Its metrics are carried over, the
+    classifier's synthetic accuracy measured again, and the file it came from recorded."""
+    source = load_checkpoint(recipe.init)
+    if source.architecture != "adms":
+        raise TrainingError(f"{recipe.init}: --init for recipe {recipe.name} must be an ADMS checkpoint, not {source.architecture}")
+    old = config_from_dict(ADMSConfig, source.config, f"{recipe.init}: config")
+    if tuple(old.degradations) != tuple(recipe.degradations):
+        raise TrainingError(f"{recipe.init} tells apart {', '.join(old.degradations)}; the recipe names {', '.join(recipe.degradations)}")
+    log(f"classifier only: stages 1-3 from {recipe.init} ({source.sha256[:12]})")
+    classifier = train_classifier(recipe, settings, for_classifier, device, log).cpu()
+    config = replace(old, classifier=settings)
+    model = build_model("adms", config_to_dict(config))
+    state = {k: v for k, v in source.model.state_dict().items() if not k.startswith("classifier.")}
+    state.update({f"classifier.{k}": v for k, v in classifier.state_dict().items()})
+    model.load_state_dict(state)
+    kept = {k: v for k, v in source.metrics.items() if not k.startswith("classifier_accuracy") and "/auto/" not in k}
+    metrics = {**kept, "classifier_accuracy_synthetic": classifier_accuracy(classifier, samplers, recipe.seed + 2000, 32),
+               "classifier_retrained_from": {"file": Path(recipe.init).name, "sha256": source.sha256},
+               "train_seconds": round(time.time() - started, 1)}
+    objective = "classifier retrained on an existing ADMS model (stages 1-3 kept)"
+    path = save_checkpoint(run_dir / "model.safetensors", model.eval(), "adms", config, "all",
+                           recipe={**config_to_dict(recipe), "objective": objective}, metrics=metrics)
     return path, metrics
 
 

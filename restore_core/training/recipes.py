@@ -176,6 +176,13 @@ class ADMSRecipe:
        degradations' patches, ``faig_steps`` path steps; the top ``top_fraction``
        of filters is M_d and only Δθ_d ⊙ M_d is kept;
     4. the degradation classifier (cross-entropy on synthetic patches).
+
+    With ``init`` (an ADMS checkpoint) stages 1-3 are that model's, and only the
+    classifier is trained: a new detector for an existing model. The classifier's
+    patches can favour colour photographs (``classifier_colour_fraction``, with
+    ``classifier_channel_shuffle``), and ``classifier_transplant_fraction`` of the
+    ``paired_degradation`` patches carry a real pair's residual (``--data`` pairs, such
+    as Rain100H's streak layers) laid over a clean patch instead of the synthetic one.
     """
 
     name: str = "adms"
@@ -198,6 +205,11 @@ class ADMSRecipe:
     classifier_steps: int = 1000
     classifier_batch_size: int = 32
     classifier_lr: float = 1e-3
+    classifier_colour_fraction: float | None = None  # share of colour photographs among clean patches; None: drawn uniformly
+    classifier_channel_shuffle: bool = False
+    classifier_transplant_fraction: float = 0.0
+    paired_degradation: str = "rain"  # the degradation whose real residuals the --data pairs hold
+    init: str | None = None  # an ADMS checkpoint: keep its stages 1-3, train the classifier only
     seed: int = 0
     data: DataConfig = field(default_factory=lambda: DataConfig(builtin_photographs=True))
 
@@ -215,6 +227,10 @@ class ADMSRecipe:
             "faig_steps": (self.faig_steps, self.faig_steps >= 1, ">= 1"),
             "faig_images": (self.faig_images, self.faig_images >= 1, ">= 1"),
             "top_fraction": (self.top_fraction, 0 < self.top_fraction <= 1, "in (0, 1]"),
+            "classifier_colour_fraction": (self.classifier_colour_fraction,
+                                           self.classifier_colour_fraction is None or 0 <= self.classifier_colour_fraction <= 1, "in [0, 1] or null"),
+            "classifier_transplant_fraction": (self.classifier_transplant_fraction, 0 <= self.classifier_transplant_fraction <= 1, "in [0, 1]"),
+            "paired_degradation": (self.paired_degradation, self.paired_degradation in self.degradations, f"one of {', '.join(self.degradations)}"),
         })
 
     @property
