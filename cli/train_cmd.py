@@ -256,8 +256,11 @@ def _train_adms(recipe: ADMSRecipe, out: Path, device, resume: bool, quiet: bool
     if (out / "recipe.json").exists() and not resume:
         fail(f"{out} already holds a run; use --resume to continue it or another --out", code=2)
     log = (lambda s: None) if quiet else say
-    log(f"recipe {recipe.name}: {recipe.base_architecture} unified {recipe.unified_steps} steps, "
-        f"{len(recipe.degradations)} x {recipe.finetune_steps} fine-tuning steps, classifier {recipe.classifier_steps} steps, device {device}")
+    if recipe.init is not None:
+        log(f"recipe {recipe.name}: classifier {recipe.classifier_steps} steps on {recipe.init}, device {device}")
+    else:
+        log(f"recipe {recipe.name}: {recipe.base_architecture} unified {recipe.unified_steps} steps, "
+            f"{len(recipe.degradations)} x {recipe.finetune_steps} fine-tuning steps, classifier {recipe.classifier_steps} steps, device {device}")
     stop = _StopFlag()
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
