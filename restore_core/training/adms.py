@@ -27,7 +27,7 @@ from restore_core.models.adms import ClassifierConfig, DegradationClassifier
 from restore_core.training import data as D
 from restore_core.training.errors import TrainingError
 from restore_core.training.recipes import ADMSRecipe, Recipe
-from restore_core.training.sources import TrainingData, make_degradation, prepare_data
+from restore_core.training.sources import TrainingData, describe, make_degradation, prepare_data
 from restore_core.training.trainer import Trainer
 
 Log = Callable[[str], None]
@@ -150,7 +150,7 @@ def train_adms(recipe: ADMSRecipe, run_dir: Path, device: torch.device, log: Log
     (run_dir / "recipe.json").write_text(json.dumps(config_to_dict(recipe), indent=2))
     data = prepare_data(recipe.unified_recipe(), pool, run_dir)
     (run_dir / "data.json").write_text(json.dumps(data.summary, indent=2))
-    log(f"data: {data.summary['clean']}")
+    log(f"data: {describe(data.summary)} (all of it: {run_dir / 'data.json'})")
     samplers = degradation_samplers(recipe, data.sampler)
     for_classifier = classifier_samplers(recipe, data.sampler)
     if recipe.init is not None:
