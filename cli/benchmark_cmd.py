@@ -44,6 +44,27 @@ def _peak_memory_mib(device: torch.device) -> dict:
     return peak
 
 
+def _distinct_labels(specs: list[str], names: list[str]) -> list[str]:
+    """Row labels for the models compared: each model's name, unless two share it (two
+    runs' ``model.safetensors``), when those are labelled by the shortest tail of their
+    paths that tells them apart (``run-a/model``, never ``..`` or the root, so a label is
+    also a folder below ``--save-images``); a model given twice is numbered (``adms#2``).
+    Rows, ``--csv`` lines and saved images are keyed by label: one must not hide another."""
+    labels = list(names)
+    for name in set(names):
+        group = [i for i, n in enumerate(names) if n == name]
+        if len(group) < 2:
+            continue
+        parts = [[p for p in Path(specs[i].removesuffix(".safetensors")).parts if p not in ("/", "..", ".")] for i in group]
+        for depth in range(2, max(map(len, parts)) + 1):
+            tails = ["/".join(p[-depth:]) for p in parts]
+            if len(set(tails)) == len(tails):
+                for i, tail in zip(group, tails):
+                    labels[i] = tail
+                break
+    return [f"{label}#{labels[:i].count(label) + 1}" if labels.count(label) > 1 else label for i, label in enumerate(labels)]
+
+
 def _markdown(rows: list[Summary], header: dict) -> str:
     lines = [
         f"Dataset: {header['dataset']} at {header['root']} ({header['pairs']} pairs); {header['protocol']['mean']}; "
@@ -124,6 +145,8 @@ def benchmark(
         torch_device = pick_device(device)
         names = models or [DEFAULT_MODEL_FOR_TASK.get(task, "")]
         descriptors = [load_for_task(name, task, str(torch_device)) for name in names]
+        for descriptor, label in zip(descriptors, _distinct_labels(names, [d.name for d in descriptors])):
+            descriptor.name = label
         for setting, value in (("iterations", iterations), ("sigma", model_sigma), ("recompose_radius", recompose_radius), ("darken_only", darken_only)):
             if value is not None:
                 for descriptor in descriptors:

@@ -737,3 +737,23 @@ def test_train_calibrate_stores_a_noise_calibration_and_keeps_the_weights(tmp_pa
     assert hashlib.sha256(blind.read_bytes()).hexdigest() == digest
     nothing = restore("train", "--clean", str(clean))
     assert nothing.returncode == 2 and "--recipe" in nothing.stderr
+
+
+def test_benchmark_rows_of_models_with_the_same_name_stay_apart(tmp_path, tiny_checkpoint):
+    """Two runs' `model.safetensors` (and one model given twice) were all labelled
+    `model`: their JSON rows, `--csv` lines and `--save-images` folders fell together, the
+    second model's images written over the first's. Now labelled by path, then numbered."""
+    import shutil
+
+    for run in ("run-a", "run-b"):
+        (tmp_path / run).mkdir()
+        shutil.copy(tiny_checkpoint, tmp_path / run / "model.safetensors")
+    result = restore("benchmark", "-m", "run-a/model.safetensors", "-m", "run-b/model.safetensors", "-m", str(tiny_checkpoint),
+                     "-m", str(tiny_checkpoint), "--limit", "1", "--json", "--save-images", "saved", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    labels = [row["label"] for row in _strict_json(result.stdout)["results"]]
+    assert labels == ["input", "run-a/model", "run-b/model", "tiny#1", "tiny#2"]
+    saved = sorted(str(p.relative_to(tmp_path / "saved")) for p in (tmp_path / "saved").rglob("*.png"))
+    assert saved == ["run-a/model/camera.png", "run-b/model/camera.png", "tiny#1/camera.png", "tiny#2/camera.png"]
+    one = restore("benchmark", "-m", str(tiny_checkpoint), "--limit", "1", "--json", cwd=tmp_path)
+    assert [row["label"] for row in _strict_json(one.stdout)["results"]] == ["input", tiny_checkpoint.stem]
