@@ -171,7 +171,7 @@ PRESETS: dict[str, Preset] = {
         config={"base_architecture": "unet", "base": UNET_S},
         description="ADMS all-in-one (rain, blur, noise, haze) around unet-s: a short CPU run, below the single-task models, see its card",
         weights="adms.safetensors",
-        sha256="50e476d7233bdf5d5c4f440bd116a43cae65aff2e31fdadd139f40b43613a4cf",
+        sha256="32fa95afd30b1915208a01b7ba220dbeec942f8a1d1e0c4f2355a6354e31690a",
     ),
     "infoflow-paper": Preset(
         name="infoflow-paper",
