@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -211,7 +212,8 @@ def test_a_classifier_retrained_with_init_keeps_the_models_stages(tmp_path: Path
     common = ["train", "--recipe", "adms", "--init", str(old), "--no-builtin-photographs", "--clean", str(SAMPLES / "target"),
               "--set", "classifier_steps=3", "--set", "patch_size=48", "--set", "classifier.patch=40", "--set", "classifier.width=8",
               "--set", "classifier_colour_fraction=0.5", "--set", "classifier_channel_shuffle=true", "--threads", "1", "-q"]
-    result = _restore(*common, "--data", str(SAMPLES), "--set", "classifier_transplant_fraction=0.5", "--out", str(run), cwd=tmp_path)
+    photos = ["--set", f"classifier_photos={json.dumps([str(SAMPLES / 'input')])}", "--set", "classifier_photo_fraction=0.3"]
+    result = _restore(*common, "--data", str(SAMPLES), "--set", "classifier_transplant_fraction=0.5", *photos, "--out", str(run), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     new = load_checkpoint(run / "model.safetensors")
     assert not (run / "unified").exists()  # no stage but the classifier ran
@@ -225,6 +227,7 @@ def test_a_classifier_retrained_with_init_keeps_the_models_stages(tmp_path: Path
     assert new.metrics["classifier_retrained_from"]["sha256"] == load_checkpoint(old).sha256
     assert set(new.metrics["classifier_accuracy_synthetic"]) == set(DEGRADATIONS)
     assert new.recipe["init"] == str(old) and new.recipe["classifier_transplant_fraction"] == 0.5
+    assert new.recipe["classifier_photos"] == [str(SAMPLES / "input")]
 
     no_init = _restore("train", "--recipe", "adms", "--clean", str(SAMPLES / "target"), "--data", str(SAMPLES), "--out", str(tmp_path / "x"), cwd=tmp_path)
     assert no_init.returncode == 2 and "--init ADMS_MODEL" in no_init.stderr and not (tmp_path / "x").exists()
@@ -233,3 +236,31 @@ def test_a_classifier_retrained_with_init_keeps_the_models_stages(tmp_path: Path
     unet = save_checkpoint(tmp_path / "unet.safetensors", build_model("unet", BASE), "unet", BASE, "derain")
     not_adms = _restore(*[str(unet) if a == str(old) else a for a in common], "--out", str(tmp_path / "z"), cwd=tmp_path)
     assert not_adms.returncode != 0 and "must be an ADMS checkpoint" in not_adms.stderr and "Traceback" not in not_adms.stderr
+
+
+def test_classifier_photos_give_their_share_of_the_degradations_patches(tmp_path: Path):
+    """classifier_photos: real photographs with no clean version, cut as they are into
+    classifier_photo_fraction of the paired degradation's patches (the rest synthetic);
+    the other degradations are untouched; one setting without the other is refused."""
+    import cv2
+
+    from restore_core.training import data as D
+    from restore_core.training.adms import classifier_samplers
+    from restore_core.training.errors import TrainingError
+    from restore_core.training.recipes import RECIPES
+
+    (tmp_path / "rainy").mkdir()
+    cv2.imwrite(str(tmp_path / "rainy" / "a.png"), np.full((80, 90, 3), 200, np.uint8))
+    pool = D.PatchSampler([], [D.PairedImage(None, np.zeros((80, 90, 3), np.uint8))], 48, lambda x, rng: x)
+    recipe = replace(RECIPES["adms"], patch_size=48, classifier_photos=(str(tmp_path / "rainy"),), classifier_photo_fraction=0.3)
+    samplers = classifier_samplers(recipe, pool)
+    rng = np.random.default_rng(0)
+    from_photo = [bool((samplers["rain"].sample(rng)[0] == np.float32(200 / 255)).all()) for _ in range(400)]
+    assert 0.24 < np.mean(from_photo) < 0.36
+    assert not any((samplers["haze"].sample(rng)[0] == np.float32(200 / 255)).all() for _ in range(50))
+    for half in ({"classifier_photo_fraction": 0.0}, {"classifier_photos": ()}):
+        with pytest.raises(TrainingError, match="go together"):
+            classifier_samplers(replace(recipe, **half), pool)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(TrainingError, match="no images"):
+        classifier_samplers(replace(recipe, classifier_photos=(str(tmp_path / "empty"),)), pool)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -22,6 +22,7 @@ from torch.nn import functional as F
 from restore_core import attribution
 from restore_core.checkpoint import atomic_save_file, load_checkpoint, save_checkpoint
 from restore_core.configs import config_from_dict, config_to_dict
+from restore_core.io.folders import list_images
 from restore_core.models import ADMSConfig, build_model, count_parameters
 from restore_core.models.adms import ClassifierConfig, DegradationClassifier
 from restore_core.training import data as D
@@ -39,24 +40,56 @@ def degradation_samplers(recipe: ADMSRecipe, pool: D.PatchSampler) -> dict[str, 
     return {d: D.PatchSampler([], pool.clean, recipe.patch_size, make_degradation(d, {})) for d in recipe.degradations}
 
 
-def classifier_samplers(recipe: ADMSRecipe, pool: D.PatchSampler) -> dict[str, D.PatchSampler]:
+def classifier_samplers(recipe: ADMSRecipe, pool: D.PatchSampler) -> dict[str, D.PatchSampler | "OneOf"]:
     """The classifier's patches: each degradation over the clean images, colour ones at
     ``classifier_colour_fraction`` (channels shuffled with ``classifier_channel_shuffle``),
     and ``classifier_transplant_fraction`` of the ``paired_degradation`` patches degraded
-    by a real pair's residual (:func:`data.transplant_residual`) from the ``--data`` pairs."""
+    by a real pair's residual (:func:`data.transplant_residual`) from the ``--data`` pairs;
+    ``classifier_photo_fraction`` of that degradation's patches cropped from the
+    ``classifier_photos`` folders as they are."""
     if recipe.classifier_transplant_fraction > 0 and not pool.paired:
         raise TrainingError(f"classifier_transplant_fraction needs pairs of real {recipe.paired_degradation} (--data FOLDER)")
     if pool.paired and recipe.classifier_transplant_fraction == 0:
         raise TrainingError("recipe adms uses --data pairs only as real residuals for its classifier: "
                             "set classifier_transplant_fraction (e.g. --set classifier_transplant_fraction=0.5)")
-    samplers = {}
+    if bool(recipe.classifier_photos) != (recipe.classifier_photo_fraction > 0):
+        raise TrainingError("classifier_photos (folders of real photographs) and classifier_photo_fraction (the share of "
+                            f"{recipe.paired_degradation} patches cut from them) go together: set both")
+    samplers: dict[str, D.PatchSampler | OneOf] = {}
     for d in recipe.degradations:
         transplant = recipe.classifier_transplant_fraction if d == recipe.paired_degradation else 0.0
         # paired_fraction 0: the pairs are residual sources only; every patch is a clean one, degraded.
         samplers[d] = D.PatchSampler(pool.paired if transplant else [], pool.clean, recipe.patch_size, make_degradation(d, {}),
                                      paired_fraction=0.0, colour_fraction=recipe.classifier_colour_fraction,
                                      channel_shuffle=recipe.classifier_channel_shuffle, transplant_fraction=transplant)
+    if recipe.classifier_photos:
+        photos = D.PatchSampler(read_photos(recipe.classifier_photos), [], recipe.patch_size, None)
+        samplers[recipe.paired_degradation] = OneOf(samplers[recipe.paired_degradation], photos, recipe.classifier_photo_fraction)
     return samplers
+
+
+def read_photos(folders: tuple[str, ...]) -> list[D.PairedImage]:
+    """Every image of ``folders`` as 8-bit RGB, each its own "pair" (the classifier reads
+    only the degraded side of a patch, so a photograph needs no clean version)."""
+    images = []
+    for folder in folders:
+        files = list_images(Path(folder))
+        if not files:
+            raise TrainingError(f"{folder}: no images restore can read (classifier_photos)")
+        images += [D.to_uint8(D.read_rgb(path)) for path in files]
+    return [D.PairedImage(image, image) for image in images]
+
+
+@dataclass
+class OneOf:
+    """Draws a patch from ``other`` with probability ``fraction``, else from ``usual``."""
+
+    usual: D.PatchSampler
+    other: D.PatchSampler
+    fraction: float
+
+    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        return (self.other if rng.random() < self.fraction else self.usual).sample(rng)
 
 
 def _train_stage(recipe: Recipe, run_dir: Path, sampler: D.PatchSampler, device: torch.device, log: Log, stop: StopFlag,
@@ -98,7 +131,7 @@ def classifier_config(recipe: ADMSRecipe) -> ClassifierConfig:
     return config_from_dict(ClassifierConfig, recipe.classifier, f"recipe {recipe.name}: classifier")
 
 
-def train_classifier(recipe: ADMSRecipe, config: ClassifierConfig, samplers: dict[str, D.PatchSampler], device: torch.device,
+def train_classifier(recipe: ADMSRecipe, config: ClassifierConfig, samplers: dict[str, D.PatchSampler | OneOf], device: torch.device,
                      log: Log) -> DegradationClassifier:
     """Cross-entropy on synthetic patches, classes drawn uniformly per patch."""
     torch.manual_seed(recipe.seed)

@@ -183,6 +183,9 @@ class ADMSRecipe:
     ``classifier_channel_shuffle``), and ``classifier_transplant_fraction`` of the
     ``paired_degradation`` patches carry a real pair's residual (``--data`` pairs, such
     as Rain100H's streak layers) laid over a clean patch instead of the synthetic one.
+    ``classifier_photo_fraction`` of them are instead crops of real photographs of that
+    degradation that have no clean version (``classifier_photos`` folders: a user's own
+    rainy photos, SemiIRR's real rain).
     """
 
     name: str = "adms"
@@ -208,6 +211,8 @@ class ADMSRecipe:
     classifier_colour_fraction: float | None = None  # share of colour photographs among clean patches; None: drawn uniformly
     classifier_channel_shuffle: bool = False
     classifier_transplant_fraction: float = 0.0
+    classifier_photos: tuple[str, ...] = ()  # folders of real photographs of paired_degradation, no targets needed
+    classifier_photo_fraction: float = 0.0
     paired_degradation: str = "rain"  # the degradation whose real residuals the --data pairs hold
     init: str | None = None  # an ADMS checkpoint: keep its stages 1-3, train the classifier only
     seed: int = 0
@@ -230,6 +235,7 @@ class ADMSRecipe:
             "classifier_colour_fraction": (self.classifier_colour_fraction,
                                            self.classifier_colour_fraction is None or 0 <= self.classifier_colour_fraction <= 1, "in [0, 1] or null"),
             "classifier_transplant_fraction": (self.classifier_transplant_fraction, 0 <= self.classifier_transplant_fraction <= 1, "in [0, 1]"),
+            "classifier_photo_fraction": (self.classifier_photo_fraction, 0 <= self.classifier_photo_fraction <= 1, "in [0, 1]"),
             "paired_degradation": (self.paired_degradation, self.paired_degradation in self.degradations, f"one of {', '.join(self.degradations)}"),
         })
 
