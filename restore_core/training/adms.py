@@ -186,6 +186,10 @@ def train_adms(recipe: ADMSRecipe, run_dir: Path, device: torch.device, log: Log
     log(f"data: {describe(data.summary)} (all of it: {run_dir / 'data.json'})")
     samplers = degradation_samplers(recipe, data.sampler)
     for_classifier = classifier_samplers(recipe, data.sampler)
+    if recipe.classifier_photos:
+        photos = for_classifier[recipe.paired_degradation].other.paired
+        log(f"classifier photos: {len(photos)} real {recipe.paired_degradation} photographs from "
+            f"{', '.join(recipe.classifier_photos)}, {recipe.classifier_photo_fraction:.0%} of its patches")
     if recipe.init is not None:
         return _retrain_classifier(recipe, run_dir, samplers, for_classifier, classifier_settings, device, log, started)
     if data.sampler.paired:
