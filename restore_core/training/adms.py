@@ -40,7 +40,7 @@ def degradation_samplers(recipe: ADMSRecipe, pool: D.PatchSampler) -> dict[str, 
     return {d: D.PatchSampler([], pool.clean, recipe.patch_size, make_degradation(d, {})) for d in recipe.degradations}
 
 
-def classifier_samplers(recipe: ADMSRecipe, pool: D.PatchSampler) -> dict[str, D.PatchSampler | "OneOf"]:
+def classifier_samplers(recipe: ADMSRecipe, pool: D.PatchSampler) -> dict[str, D.PatchSampler | OneOf]:
     """The classifier's patches: each degradation over the clean images, colour ones at
     ``classifier_colour_fraction`` (channels shuffled with ``classifier_channel_shuffle``),
     and ``classifier_transplant_fraction`` of the ``paired_degradation`` patches degraded
