@@ -196,30 +196,35 @@ def test_permission_error_is_reported_with_its_cause(tmp_path: Path, monkeypatch
         read_image(path)
 
 
-# Makes every write after the first two fail as a full disk does (mkstemp succeeds,
-# the bytes do not fit); loaded by the CLI subprocess through PYTHONPATH.
+# Makes every output write but those of 00.png and 01.png fail as a full disk does
+# (mkstemp succeeds, the bytes do not fit), whatever order the writer threads run in;
+# other files (caches of a fresh environment) are left alone. Loaded by the CLI
+# subprocess through PYTHONPATH.
 FULL_DISK_HOOK = '''
-import errno, os
-import restore_core.io.images as images
-_real_fdopen, _opened = os.fdopen, []
+import errno, os, tempfile
+_real_mkstemp, _real_fdopen, _full = tempfile.mkstemp, os.fdopen, set()
+def _mkstemp(*args, **kwargs):
+    fd, name = _real_mkstemp(*args, **kwargs)
+    if kwargs.get("suffix") == ".part" and not os.path.basename(name).startswith((".00.png.", ".01.png.")):
+        _full.add(fd)
+    return fd, name
 def _fdopen(fd, mode="r", *args, **kwargs):
     handle = _real_fdopen(fd, mode, *args, **kwargs)
-    if "w" in mode:
-        _opened.append(fd)
-        if len(_opened) > 2:
-            real_write = handle.write
-            def write(data):
-                real_write(data[: len(data) // 2])
-                raise OSError(errno.ENOSPC, "No space left on device")
-            handle.write = write
+    if fd in _full:
+        _full.discard(fd)
+        real_write = handle.write
+        def write(data):
+            real_write(data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        handle.write = write
     return handle
-images.os.fdopen = _fdopen
+tempfile.mkstemp, os.fdopen = _mkstemp, _fdopen
 '''
 
 
 def test_a_full_disk_stops_the_batch_and_leaves_only_complete_files(tmp_path: Path, tiny_checkpoint: Path):
-    """The third write meets ENOSPC: that image is an error, the rest are reported as not
-    restored without running the model on all of them, one line says why, exit 1."""
+    """The third image's write meets ENOSPC: that image is an error, the rest are reported
+    as not restored without running the model on all of them, one line says why, exit 1."""
     folder = tmp_path / "in"
     write_random_pngs(folder, 30, 32, 32, seed=3)
     hook = tmp_path / "hook"
