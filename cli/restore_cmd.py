@@ -91,10 +91,9 @@ def run_restore(request: RestoreRequest) -> None:
     """
     from restore_core.checkpoint import CheckpointError
     from restore_core.device import cpu_has_bf16_units, pick_device, set_cpu_threads
-    from restore_core.engine.ensemble import views_for_task
     from restore_core.engine.memory import MIN_AUTO_TILE
-    from restore_core.engine.routing import RoutedRestorer
-    from restore_core.engine.runner import ImageResult, Restorer, RunOptions, planned_results, restore_stream
+    from restore_core.engine.routing import build_restorer
+    from restore_core.engine.runner import ImageResult, RunOptions, planned_results, restore_stream
 
     ext = request.ext
     if request.overwrite and request.skip_existing:
@@ -161,15 +160,9 @@ def run_restore(request: RestoreRequest) -> None:
             for name, value in request.model_settings.items():
                 if value is not None:
                     descriptor.apply_setting(name, value)
-        ensembled = request.self_ensemble or request.ensemble_views is not None
-        if descriptor is None:
-            restorer = None
-        elif request.route:
-            restorer = RoutedRestorer(descriptor, torch_device, request.precision, request.tile, request.tile_overlap,
-                                      request.self_ensemble, request.ensemble_views, request.compile_model, request.strength)
-        else:
-            views = views_for_task(request.task, request.ensemble_views) if ensembled else ()
-            restorer = Restorer(descriptor, torch_device, request.precision, request.tile, request.tile_overlap, views, request.compile_model, request.strength)
+        restorer = None if descriptor is None else build_restorer(
+            descriptor, torch_device, request.task, request.precision, request.tile, request.tile_overlap, request.self_ensemble,
+            request.ensemble_views, request.compile_model, request.strength, request.route)
     except (CheckpointError, ValueError) as exc:
         fail(str(exc), code=2)
     if descriptor is not None and descriptor.task not in (request.task, "any", "all") and not request.quiet:
@@ -286,7 +279,7 @@ TASK_OPTIONS: dict[str, list[tuple[str, Any, Any]]] = {
         ("recompose_radius", typer.Option(None, "--recompose-radius", help="Rebuild the output from the input by the scattering model with the transmission the network implies, smoothed by a guided filter of this radius (pixels); 0 = the network's output as is. Default: the model's own (40 for the shipped one)."), Optional[int]),
     ],
     "auto": [
-        ("route", typer.Option(True, "--route/--no-route", help="Restore each image with the single-task model of the degradation the all-in-one model's classifier finds (taylor-derain, golf-deblur, infoflow-denoise, infoflow-dehaze: 2.3-5.9 dB above the ADMS network on rain, blur and noise test sets, worse where the classifier errs, as on SOTS haze; the JSON line names the model), or with the all-in-one model itself."), bool),
+        ("route", typer.Option(True, "--route/--no-route", help="Restore each image with the single-task model of the degradation the all-in-one model's classifier finds (taylor-derain, golf-deblur, infoflow-denoise, infoflow-dehaze: 2.4-6.9 dB above the ADMS network on rain, blur, noise and haze test sets; little is done to an image the classifier gets wrong; the JSON line names the model), or with the all-in-one model itself."), bool),
     ],
     "denoise": [
         ("sigma", typer.Option(None, "--sigma", callback=parse_sigma, help="Noise level of the input (standard deviation, 0-255 scale) for models with a noise-level input: told it, they are non-blind; 'auto' (their default) estimates it per image, from the image and then (calibrated checkpoints) from what the model removes from a central 256x256 crop; 'quick' from the image alone (one pass, less exact); 'blind' tells them nothing. Blind-only models refuse a level."), Optional[str]),

@@ -35,9 +35,8 @@ import torch
 
 from restore_core.checkpoint import ModelDescriptor
 from restore_core.device import pick_device
-from restore_core.engine.ensemble import views_for_task
 from restore_core.engine.inputs import InputError, Job, collect_inputs, plan_batch
-from restore_core.engine.routing import RoutedRestorer
+from restore_core.engine.routing import RoutedRestorer, build_restorer
 from restore_core.engine.runner import ImageResult, Restorer, RunOptions, planned_results, restore_stream
 from restore_core.io.images import DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS, ImageError, from_array, to_array
 from restore_core.presets import load_for_task
@@ -82,13 +81,10 @@ def load(
         descriptor.apply_setting(name, value)
     if task is not None and descriptor.task not in (task, "any", "all"):
         warnings.warn(f"model {descriptor.name} was trained for {descriptor.task}, not {task}", RuntimeWarning, stacklevel=2)
-    if route if route is not None else task == "auto":
-        router = RoutedRestorer(descriptor, torch_device, precision, tile, tile_overlap, self_ensemble, ensemble_views, compile, strength)
-        return ImageRestorer(router, task or "auto")
-    ensembled = self_ensemble or ensemble_views is not None
-    views = views_for_task(task or descriptor.task, ensemble_views) if ensembled else ()
-    restorer = Restorer(descriptor, torch_device, precision, tile, tile_overlap, views, compile, strength)
-    return ImageRestorer(restorer, task or descriptor.task)
+    routed = route if route is not None else task == "auto"
+    restorer = build_restorer(descriptor, torch_device, task or descriptor.task, precision, tile, tile_overlap, self_ensemble,
+                              ensemble_views, compile, strength, routed)
+    return ImageRestorer(restorer, task or ("auto" if routed else descriptor.task))
 
 
 class ImageRestorer:

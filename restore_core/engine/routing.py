@@ -96,3 +96,17 @@ class RoutedRestorer:
     def restore_array(self, rgb: np.ndarray) -> np.ndarray:
         """One H x W x 3 float image in [0, 1] -> restored, same shape."""
         return restore_array(self, rgb)
+
+
+def build_restorer(descriptor: ModelDescriptor, device: torch.device, task: str, precision: str = "auto", tile: int = 0,
+                   tile_overlap: int | None = None, self_ensemble: bool = False, ensemble_views: int | None = None,
+                   compile: bool = False, strength: float = 1.0, route: bool = False) -> Restorer | RoutedRestorer:
+    """What restores a command's images (CLI and Python interface alike): ``descriptor``
+    itself with ``task``'s self-ensemble views, or, with ``route``, the single-task
+    models its classifier chooses between (each with its own task's views)."""
+    if route:
+        return RoutedRestorer(descriptor, device, precision, tile, tile_overlap, self_ensemble, ensemble_views, compile, strength)
+    ensembled = self_ensemble or ensemble_views is not None
+    views = views_for_task(task, ensemble_views) if ensembled else ()
+    return Restorer(descriptor, device, precision, tile, tile_overlap, views, compile, strength)
+
