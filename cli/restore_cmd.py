@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from cli.console import err_console, error, fail, print_json, say, warn
 from restore_core.engine.inputs import InputError, collect_inputs, describe_unreadable, names_output_file, parse_shard, plan_batch
 from restore_core.io.images import DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS, how_to_read
+from restore_core.io.video import VIDEO_EXTENSIONS
 from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task  # presets.py imports torch only when loading
 
 # Modules that import torch are imported where a command runs, not here: building
@@ -93,15 +94,16 @@ def run_restore(request: RestoreRequest) -> None:
     from restore_core.device import cpu_has_bf16_units, pick_device, set_cpu_threads
     from restore_core.engine.memory import MIN_AUTO_TILE
     from restore_core.engine.routing import build_restorer
-    from restore_core.engine.runner import ImageResult, RunOptions, planned_results, restore_stream
+    from restore_core.engine.runner import ImageResult, RunOptions, planned_results
+    from restore_core.engine.video import restore_jobs
 
     ext = request.ext
     if request.overwrite and request.skip_existing:
         fail("--overwrite and --skip-existing contradict each other", code=2)
     if ext is not None:
         ext = ext if ext.startswith(".") else "." + ext
-        if ext.lower() not in SUPPORTED_EXTENSIONS:
-            fail(f"--ext {ext}: unsupported; use one of {', '.join(SUPPORTED_EXTENSIONS)}", code=2)
+        if ext.lower() not in SUPPORTED_EXTENSIONS + VIDEO_EXTENSIONS:
+            fail(f"--ext {ext}: unsupported; use one of {', '.join(SUPPORTED_EXTENSIONS)} (images) or {', '.join(VIDEO_EXTENSIONS)} (videos)", code=2)
     try:
         set_cpu_threads(request.threads)
     except ValueError as exc:
@@ -131,14 +133,20 @@ def run_restore(request: RestoreRequest) -> None:
     except InputError as exc:
         fail(str(exc), code=2)
     unreadable: list[Path] = []
+    videos_left_out: list[Path] = []
     try:
-        jobs = collect_inputs(request.source, request.recursive, sys.stdin if request.source == "-" else None, request.out_dir, unreadable)
+        jobs = collect_inputs(request.source, request.recursive, sys.stdin if request.source == "-" else None, request.out_dir,
+                              unreadable, videos_left_out)
     except InputError as exc:
         fail(str(exc), code=2)
     if shard is not None and shard[0] != 0:
-        unreadable = []  # shard 0 reports them: once for the whole job
+        unreadable = videos_left_out = []  # shard 0 reports them: once for the whole job
     if unreadable and not request.quiet:
         warn(f"left out {len(unreadable)} file(s) in formats restore cannot read: {describe_unreadable(unreadable)}; {how_to_read(p.suffix.lower() for p in unreadable)}")
+    if videos_left_out and not request.quiet:
+        pattern = Path(request.source) / ("**/*" if request.recursive else "*")
+        warn(f"left out {len(videos_left_out)} video(s) in {request.source}: a folder's videos are restored only when named, "
+             f"e.g. '{pattern}{videos_left_out[0].suffix}'")
     plan = plan_batch(jobs, request.out_dir, request.suffix, ext, request.overwrite, request.skip_existing, shard, output_file)
     if plan.left_out and not request.quiet:
         shown = ", ".join(str(job.source) for job in plan.left_out[:3])
@@ -190,7 +198,7 @@ def run_restore(request: RestoreRequest) -> None:
     start = time.perf_counter()
     done: list[ImageResult] = list(results)
     with Progress(
-        TextColumn(f"[bold]{request.task}"),
+        TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -201,9 +209,18 @@ def run_restore(request: RestoreRequest) -> None:
         disable=request.quiet or not err_console.is_terminal,
     ) as bar:
         progress = bar.add_task(request.task, total=len(runnable))
+        frame_bars: dict[Path, Any] = {}  # a video's own line: its frames
+
+        def show_frames(job, count: int, total: int) -> None:
+            if job.source not in frame_bars:
+                frame_bars[job.source] = bar.add_task(f"  {job.source.name}", total=None)
+            bar.update(frame_bars[job.source], completed=count, total=total or None)
+
         try:
             if restorer is not None:
-                for result in restore_stream(runnable, restorer, options):
+                for result in restore_jobs(runnable, restorer, options, show_frames):
+                    if result.input in frame_bars:
+                        bar.remove_task(frame_bars.pop(result.input))
                     while restorer.notices:
                         warn(restorer.notices.pop(0))
                     done.append(result)
@@ -211,7 +228,7 @@ def run_restore(request: RestoreRequest) -> None:
                     bar.advance(progress)
         except KeyboardInterrupt:
             ok = sum(r.status == "ok" for r in done)
-            say(f"interrupted: {ok} of {len(runnable) + len(results)} image(s) written; re-run with --skip-existing to finish")
+            say(f"interrupted: {ok} of {len(runnable) + len(results)} input(s) written; re-run with --skip-existing to finish")
             raise typer.Exit(130)
     elapsed = time.perf_counter() - start
     ok = sum(r.status == "ok" for r in done)
@@ -303,8 +320,8 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
     extras = TASK_OPTIONS.get(task, [])
 
     def command(
-        source: str = typer.Argument(..., metavar="IN", help="Image file, folder, glob pattern, or '-' for paths on stdin."),
-        out_dir: Path = typer.Argument(..., metavar="OUT", help="Output folder (sub-folders of IN are mirrored); or, when IN is one image, the output file if OUT ends in an image extension and is not a folder."),
+        source: str = typer.Argument(..., metavar="IN", help="Image or video file, folder (its images), glob pattern, or '-' for paths on stdin."),
+        out_dir: Path = typer.Argument(..., metavar="OUT", help="Output folder (sub-folders of IN are mirrored); or, when IN is one image (video), the output file if OUT ends in an image (video) extension and is not a folder."),
         model: Optional[str] = typer.Option(None, "--model", "-m", help=f"Preset name or .safetensors file (default: {default_model})."),
         device: str = typer.Option("auto", "--device", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:1, ..."),
         tile: int = typer.Option(0, "--tile", help="Restore in tiles of this size (0 = whole image, tiled automatically on the CPU when it would not fit in free memory); bounds memory."),
@@ -313,8 +330,8 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
         precision: str = typer.Option("auto", "--precision", help="auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, fp16, bf16."),
         recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders of IN."),
         suffix: str = typer.Option("", "--suffix", help=f"Appended to each output file's stem, e.g. {EXAMPLE_SUFFIX.get(task, '_restored')}."),
-        ext: Optional[str] = typer.Option(None, "--ext", help="Output format (png, jpg, tif, webp, bmp; avif and heic where this install reads them); default: the input's."),
-        quality: int = typer.Option(95, "--quality", help="JPEG, WebP, AVIF and HEIC outputs: encoder quality, 1-100."),
+        ext: Optional[str] = typer.Option(None, "--ext", help="Output format of images (png, jpg, tif, webp, bmp; avif and heic where this install reads them) or of videos (mp4, mkv, mov, m4v, webm, avi); default: the input's."),
+        quality: int = typer.Option(95, "--quality", help="JPEG, WebP, AVIF and HEIC outputs, and videos (95 = H.264 CRF 18): encoder quality, 1-100."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
         skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave existing outputs alone and skip those inputs."),
         as_json: bool = typer.Option(False, "--json", help="One JSON object per image on stdout."),
@@ -352,6 +369,8 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
         restore {task} big.tif out/ --tile 512
 
         restore {task} shot.jpg shot-clear.png
+
+        restore {task} clip.mp4 clip-clear.mp4
 
         find /data -name '*.png' | restore {task} - out/ --json
 

@@ -7,6 +7,7 @@
     derain = restore_core.load("taylor-derain")            # a preset, a .safetensors file, or task="derain"
     clear = derain(rainy)                                   # NumPy H x W x 3 uint8 -> the same shape and type
     derain.restore_file("storm.jpg", "clear.png")           # metadata, depth and alpha kept, atomic write
+    derain.restore_file("drive.mp4", "drive-clear.mp4")     # a video: frame by frame, timing and sound kept
     for result in derain.restore_files("photos/", "out/"):  # the CLI's streaming engine: one result per image
         print(result.input, result.status, result.error)
 
@@ -37,8 +38,10 @@ from restore_core.checkpoint import ModelDescriptor
 from restore_core.device import pick_device
 from restore_core.engine.inputs import InputError, Job, collect_inputs, plan_batch
 from restore_core.engine.routing import RoutedRestorer, build_restorer
-from restore_core.engine.runner import ImageResult, Restorer, RunOptions, planned_results, restore_stream
+from restore_core.engine.runner import ImageResult, Restorer, RunOptions, planned_results
+from restore_core.engine.video import restore_jobs
 from restore_core.io.images import DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS, ImageError, from_array, to_array
+from restore_core.io.video import VIDEO_EXTENSIONS, is_video_name
 from restore_core.presets import load_for_task
 
 PathLike = str | os.PathLike
@@ -162,12 +165,15 @@ class ImageRestorer:
                      max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageResult:
         """Restore the image file ``source`` into the file ``output`` (format from its
         extension), keeping depth, layout, alpha, ICC profile and EXIF where the format
-        allows, written atomically. Raises :class:`ImageError` when ``source`` cannot be
-        read or ``output`` written (nothing is left behind), ``FileExistsError`` when
-        ``output`` exists and ``overwrite`` is False."""
+        allows, written atomically; or the video ``source`` into the video ``output``
+        (frame by frame, with its timing, colour tags and sound; needs PyAV). Raises
+        :class:`ImageError` when ``source`` cannot be read or ``output`` written (nothing
+        is left behind), ``FileExistsError`` when ``output`` exists and ``overwrite`` is
+        False."""
         source, output = Path(source), Path(output)
-        if output.suffix.lower() not in SUPPORTED_EXTENSIONS:
-            raise ValueError(f"{output}: unsupported output format; use one of {', '.join(SUPPORTED_EXTENSIONS)}")
+        formats = VIDEO_EXTENSIONS if is_video_name(source) else SUPPORTED_EXTENSIONS
+        if output.suffix.lower() not in formats:
+            raise ValueError(f"{output}: unsupported output format for {source.name}; use one of {', '.join(formats)}")
         if output.exists() and not overwrite:
             raise FileExistsError(f"{output}: exists; pass overwrite=True to replace it")
         job = Job(source, Path(source.name), output)
@@ -193,8 +199,8 @@ class ImageRestorer:
         """Restore a file, a folder, a glob pattern, or a list of paths into ``out_dir``
         (sub-folders mirrored), as ``restore derain IN OUT`` does: decoding and
         encoding overlap the model, same-size images are batched, and each input yields
-        one :class:`ImageResult` in order (``status`` ok, error or skipped, with its
-        ``error``); a bad file does not stop the others.
+        one :class:`ImageResult` (``status`` ok, error or skipped, with its ``error``),
+        in order, images first, then videos; a bad file does not stop the others.
 
         Raises before restoring anything when an output exists and neither ``overwrite``
         nor ``skip_existing`` is set (``FileExistsError``), and for inputs that name
@@ -206,8 +212,8 @@ class ImageRestorer:
             raise ValueError(f"batch_size must be >= 1 and quality 1-100, got {batch_size} and {quality}")
         if ext is not None:
             ext = ext if ext.startswith(".") else "." + ext
-            if ext.lower() not in SUPPORTED_EXTENSIONS:
-                raise ValueError(f"ext {ext}: unsupported; use one of {', '.join(SUPPORTED_EXTENSIONS)}")
+            if ext.lower() not in SUPPORTED_EXTENSIONS + VIDEO_EXTENSIONS:
+                raise ValueError(f"ext {ext}: unsupported; use one of {', '.join(SUPPORTED_EXTENSIONS + VIDEO_EXTENSIONS)}")
         out_dir = Path(out_dir)
         unreadable: list[Path] = []
         try:
@@ -231,6 +237,6 @@ class ImageRestorer:
 
     def _stream(self, jobs: list[Job], batch_size: int, quality: int, max_pixels: int) -> Iterator[ImageResult]:
         options = RunOptions(batch_size=batch_size, max_pixels=max_pixels, jpeg_quality=quality)
-        for result in restore_stream(jobs, self.restorer, options):
+        for result in restore_jobs(jobs, self.restorer, options):
             self._warn_notices()
             yield result

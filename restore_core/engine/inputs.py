@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterable
 
 from restore_core.io.images import SUPPORTED_EXTENSIONS, UNREADABLE_FORMATS, how_to_read
+from restore_core.io.video import is_video_name
 
 
 class InputError(ValueError):
@@ -38,25 +39,33 @@ def is_unreadable_image_name(path: Path) -> bool:
     return path.suffix.lower() in UNREADABLE_FORMATS and not path.name.startswith(".")
 
 
-def walk_folder(root: Path, recursive: bool, skip: Path | None = None, unreadable: list[Path] | None = None) -> list[Path]:
+def walk_folder(root: Path, recursive: bool, skip: Path | None = None, unreadable: list[Path] | None = None,
+                videos: list[Path] | None = None) -> list[Path]:
     """Image files under ``root`` in sorted order. Symbolic links to folders are not
     followed (a link loop cannot hang the walk); links to files are kept. The folder
     ``skip`` (the output folder, when it lies inside ``root``) is not entered, so a second
     ``restore ... in in/restored -r`` does not restore the first run's outputs. Files in
-    formats restore cannot read (HEIC, camera raw, ...) are added to ``unreadable``."""
+    formats restore cannot read (HEIC, camera raw, ...) are added to ``unreadable``,
+    videos to ``videos``: a folder of photos often holds clips (a phone's live photos),
+    and restoring each frame of them is hours of work nobody asked for by naming a folder."""
     if not recursive:
         entries = sorted(root.iterdir())
         if unreadable is not None:
             unreadable.extend(p for p in entries if is_unreadable_image_name(p) and p.is_file())
+        if videos is not None:
+            videos.extend(p for p in entries if is_video_name(p) and p.is_file())
         return [p for p in entries if is_image_name(p)]
     skipped = skip.resolve() if skip is not None else None
-    found, others = [], []
+    found, others, clips = [], [], []
     for folder, subdirs, files in os.walk(root, followlinks=False):
         subdirs[:] = sorted(d for d in subdirs if not d.startswith(".") and (skipped is None or (Path(folder) / d).resolve() != skipped))
         found.extend(Path(folder) / name for name in files if is_image_name(Path(name)))
         others.extend(Path(folder) / name for name in files if is_unreadable_image_name(Path(name)))
+        clips.extend(Path(folder) / name for name in files if is_video_name(name))
     if unreadable is not None:
         unreadable.extend(sorted(others))
+    if videos is not None:
+        videos.extend(sorted(clips))
     return sorted(found)
 
 
@@ -88,11 +97,13 @@ def _glob_root(pattern: str) -> Path:
 
 
 def collect_inputs(spec: str, recursive: bool = False, stdin_lines: Iterable[str] | None = None, out_dir: Path | None = None,
-                   unreadable: list[Path] | None = None) -> list[Job]:
+                   unreadable: list[Path] | None = None, videos: list[Path] | None = None) -> list[Job]:
     """Expand an input spec into jobs (see module docstring). Images inside ``out_dir``
     are not inputs when ``out_dir`` is a sub-folder of a folder or glob root being
     searched (paths named one by one, on stdin or as a file, always are). Files a folder
-    or pattern holds in formats restore cannot read are added to ``unreadable``."""
+    or pattern holds in formats restore cannot read are added to ``unreadable``.
+    Videos are inputs when named (as the file, on stdin, or matched by a pattern);
+    those a folder holds are added to ``videos`` instead (see :func:`walk_folder`)."""
     unreadable = [] if unreadable is None else unreadable
     if spec == "-":
         if stdin_lines is None:
@@ -108,10 +119,15 @@ def collect_inputs(spec: str, recursive: bool = False, stdin_lines: Iterable[str
         return jobs
     path = Path(spec)
     if path.is_dir():
-        files = walk_folder(path, recursive, _output_folder_below(out_dir, path), unreadable)
+        found_videos: list[Path] = []
+        files = walk_folder(path, recursive, _output_folder_below(out_dir, path), unreadable, found_videos)
+        if videos is not None:
+            videos.extend(found_videos)
         if not files:
             hint = "" if recursive else " (use --recursive for sub-folders)"
-            if unreadable:
+            if found_videos:
+                hint = f"; it holds {len(found_videos)} video(s): name them, e.g. '{path / ('*' + found_videos[0].suffix)}'"
+            elif unreadable:
                 hint = f"; it holds {describe_unreadable(unreadable)}, which restore cannot read: {how_to_read(p.suffix.lower() for p in unreadable)}"
             raise InputError(f"{spec}: no images ({', '.join(SUPPORTED_EXTENSIONS)}) in this folder{hint}")
         return [Job(f, f.relative_to(path)) for f in files]
@@ -120,7 +136,7 @@ def collect_inputs(spec: str, recursive: bool = False, stdin_lines: Iterable[str
     if glob.has_magic(spec):
         root = _glob_root(spec)
         found = sorted(Path(m) for m in glob.glob(spec, recursive=True))
-        matches = [m for m in found if is_image_name(m) and not m.is_dir()]
+        matches = [m for m in found if (is_image_name(m) or is_video_name(m)) and not m.is_dir()]
         unreadable.extend(m for m in found if is_unreadable_image_name(m) and not m.is_dir())
         skip = _output_folder_below(out_dir, root)
         if skip is not None:
@@ -134,22 +150,27 @@ def collect_inputs(spec: str, recursive: bool = False, stdin_lines: Iterable[str
 def names_output_file(spec: str, out: Path) -> bool:
     """Whether ``out`` is the output file of a single input rather than a folder: the
     spec is one existing image file and ``out`` has an image extension without being an
-    existing folder (``restore derain shot.jpg shot-clear.png``, as ``cp a b``). The
-    output's format is then ``out``'s extension."""
-    return spec != "-" and Path(spec).is_file() and is_image_name(out) and not out.is_dir()
+    existing folder (``restore derain shot.jpg shot-clear.png``, as ``cp a b``), or
+    the spec is a video and ``out`` has a video extension. The output's format is then
+    ``out``'s extension."""
+    if spec == "-" or not Path(spec).is_file() or out.is_dir():
+        return False
+    return is_video_name(out) if is_video_name(spec) else is_image_name(out)
 
 
 def plan_outputs(jobs: list[Job], out_dir: Path, suffix: str = "", ext: str | None = None) -> list[Job]:
     """Give every job its output path: ``out_dir/relative-folder/stem+suffix+ext``.
 
-    ``ext`` (".png", ".jpg", ...) changes the format; by default it is kept.
+    ``ext`` (".png", ".jpg", ...) changes the format of the images, a video extension
+    (".mkv", ...) that of the videos; by default each keeps its own.
     """
     planned = []
     for job in jobs:
-        extension = ext if ext else job.source.suffix
+        same_kind = ext is not None and is_video_name("x" + ext) == is_video_name(job.source)
+        extension = ext if ext and same_kind else job.source.suffix
         if not extension.startswith("."):
             extension = "." + extension
-        name = f"{job.relative.stem}{suffix}{extension.lower() if ext else extension}"
+        name = f"{job.relative.stem}{suffix}{extension.lower() if ext and same_kind else extension}"
         planned.append(Job(job.source, job.relative, out_dir / job.relative.parent / name))
     return planned
 

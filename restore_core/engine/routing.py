@@ -93,6 +93,16 @@ class RoutedRestorer:
         assert restored is not None
         return restored
 
+    @torch.inference_mode()
+    def specialist_for(self, frames: list[torch.Tensor]) -> tuple[Restorer, dict[str, float]]:
+        """The single-task model for a whole video, and the classifier's probabilities
+        averaged over ``frames`` (its first ones, each 1 x 3 x H x W): a clip routed
+        frame by frame could switch models, and its look, from one frame to the next."""
+        probabilities = torch.stack([self.classifier.probabilities(frame.to(self.device, torch.float32))[0].cpu()
+                                     for frame in frames]).mean(dim=0)
+        degradation = self.degradations[int(probabilities.argmax())]
+        return self.specialists[DEGRADATION_TASK[degradation]], {d: round(float(p), 4) for d, p in zip(self.degradations, probabilities)}
+
     def restore_array(self, rgb: np.ndarray) -> np.ndarray:
         """One H x W x 3 float image in [0, 1] -> restored, same shape."""
         return restore_array(self, rgb)

@@ -82,6 +82,7 @@ class ImageResult:
     stops_batch: bool = False
     abandoned: bool = False
     model: str | None = None  # the model that restored it, when a run routes images to several (restore auto)
+    frames: int | None = None  # a video: the frames restored (engine.video)
 
     def as_dict(self) -> dict:
         extra = {"degradation": self.degradation} if self.degradation is not None else {}
@@ -91,6 +92,8 @@ class ImageResult:
             extra["reason"] = self.reason
         if self.note is not None:
             extra["note"] = self.note
+        if self.frames is not None:
+            extra["frames"] = self.frames
         return {
             "input": str(self.input),
             "output": str(self.output) if self.output and self.status == "ok" else None,

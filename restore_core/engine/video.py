@@ -1,0 +1,201 @@
+"""Restoring a video: its frames through the model, the restored ones into a new video.
+
+Frames flow as images do in :mod:`.runner`::
+
+    decoder thread -> model on the calling thread (batches of same-size frames) -> encoder thread
+
+Each frame is restored on its own (no temporal model): a clip comes out as its frames
+would from ``restore derain`` one by one. The output is one file, written atomically
+(:class:`restore_core.io.video.VideoWriter`): a video that fails or is interrupted
+half-way leaves nothing under its output name. ``restore auto`` decides the
+degradation once per video, from its first frames, so a clip is not restored by
+different models from one frame to the next.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from restore_core.engine.inputs import Job
+from restore_core.engine.runner import BATCH_STOPPING_ERRNOS, NON_FINITE_OUTPUT, ImageResult, Restorer, RunOptions, restore_stream
+from restore_core.io.images import ImageError
+from restore_core.io.video import PYAV_MISSING, VideoReader, VideoWriter, is_video_name, pyav_available
+
+FrameProgress = Callable[[int, int], None]  # (frames restored, frames declared; 0 = unknown)
+JobFrameProgress = Callable[[Job, int, int], None]  # the same, for a batch: which video
+
+_END = object()
+ROUTING_FRAMES = 8  # restore auto: the first frames whose mean class probabilities choose a video's model
+
+
+class _Prefetched:
+    """Items of ``source`` produced ``depth`` ahead in a background thread (the
+    decoder); its errors are raised to the consumer. :meth:`close` stops and joins the
+    thread, so the video can be closed under it safely."""
+
+    def __init__(self, source: Iterator, depth: int) -> None:
+        self._slots: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, args=(source,), name="restore-video-read", daemon=True)
+        self._thread.start()
+
+    def _produce(self, source: Iterator) -> None:
+        try:
+            for item in source:
+                if not self._put(item):
+                    return
+            self._put(_END)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            self._put(exc)
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._slots.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator:
+        while True:
+            item = self._slots.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _batches(frames: Iterator[tuple[np.ndarray, int | None]], size: int) -> Iterator[list[tuple[np.ndarray, int | None]]]:
+    batch = []
+    for item in frames:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _as_batch(frames: list[np.ndarray]) -> torch.Tensor:
+    """H x W x 3 uint8 frames -> an N x 3 x H x W float batch in [0, 1]."""
+    return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def _to_uint8(restored: np.ndarray) -> np.ndarray:
+    return np.clip(restored * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def restore_video(job: Job, restorer: Restorer, options: RunOptions = RunOptions(),
+                  on_frames: FrameProgress | None = None) -> ImageResult:
+    """Restore the video ``job.source`` into ``job.output``; one result for the whole
+    clip (``frames`` restored, its ``degradation`` averaged over them, the ``model``
+    that restored it when ``restorer`` routes). Never raises for a bad video, a
+    failing model or a failed write: the result says what went wrong, and nothing is
+    left at the output name. ``on_frames`` hears the progress after each batch."""
+    start = time.perf_counter()
+    assert job.output is not None
+    if not pyav_available():
+        return ImageResult(job.source, None, "error", error=PYAV_MISSING)
+    try:
+        reader = VideoReader(job.source, options.max_pixels)
+    except ImageError as exc:
+        return ImageResult(job.source, None, "error", time.perf_counter() - start, exc.cause)
+    info = reader.info
+    encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="restore-video-write")  # frames must stay in order
+    writer: VideoWriter | None = None
+    decoded: _Prefetched | None = None
+    done = 0
+    totals: dict[str, float] = {}  # sums of what the model found per frame (all-in-one, --sigma auto)
+    decided: dict[str, float] | None = None  # routed: what the first frames showed, which chose the model
+    chosen_model: str | None = None
+
+    def fail(cause: str, stops_batch: bool = False) -> ImageResult:
+        return ImageResult(job.source, None, "error", time.perf_counter() - start, cause, info.width, info.height,
+                           stops_batch=stops_batch, frames=done)
+
+    try:
+        writer = VideoWriter(job.output, reader, options.jpeg_quality)
+        restore = restorer
+        decoded = _Prefetched(reader.frames(), options.prefetch)
+        frames: Iterator = iter(decoded)
+        if hasattr(restorer, "specialist_for"):  # routed: one model for the whole clip, chosen from its first frames
+            first = list(itertools.islice(frames, ROUTING_FRAMES))
+            if first:
+                restore, decided = restorer.specialist_for([_as_batch([frame]) for frame, _ in first])
+                chosen_model = restore.descriptor.name
+            frames = itertools.chain(first, frames)
+        pending: list[Future] = []
+        for batch in _batches(frames, options.batch_size):
+            restored = restore(_as_batch([frame for frame, _ in batch])).cpu().numpy().transpose(0, 2, 3, 1)
+            if restore is not restorer:  # the CLI reads the notices of the restorer it built
+                restorer.notices.extend(restore.notices)
+                restore.notices.clear()
+            if not np.isfinite(restored).all():
+                return fail(NON_FINITE_OUTPUT)
+            for found in (restore.last_degradation or ()) if decided is None else ():
+                for name, value in (found or {}).items():
+                    totals[name] = totals.get(name, 0.0) + value
+            for (_, pts), frame in zip(batch, restored):
+                pending.append(encoder.submit(writer.write, _to_uint8(frame), pts))
+            while pending and (pending[0].done() or len(pending) > 2 * options.batch_size + 2):
+                pending.pop(0).result()  # back-pressure, and write errors surface here
+            done += len(batch)
+            if on_frames is not None:
+                on_frames(done, info.frames)
+        for future in pending:
+            future.result()
+        if done == 0:
+            return fail("cannot read: the video holds no frames")
+        writer.commit()
+    except ImageError as exc:
+        return fail(exc.cause, exc.errno in BATCH_STOPPING_ERRNOS)
+    except (RuntimeError, ValueError) as exc:
+        return fail(f"model failed at frame {done + 1}: {str(exc).splitlines()[0]}")
+    finally:
+        encoder.shutdown(wait=True, cancel_futures=True)
+        if decoded is not None:
+            decoded.close()
+        if writer is not None and writer.container is not None:
+            writer.abort()
+        reader.close()
+    degradation = decided or {name: round(total / done, 4) for name, total in totals.items()} or None
+    notes = "; ".join(writer.notes) or None
+    return ImageResult(job.source, job.output, "ok", time.perf_counter() - start, None, info.width, info.height, degradation,
+                       note=notes, model=chosen_model, frames=done)
+
+
+def restore_jobs(jobs: list[Job], restorer: Restorer, options: RunOptions = RunOptions(),
+                 on_frames: JobFrameProgress | None = None) -> Iterator[ImageResult]:
+    """Restore a batch that may hold videos: the images first, streamed and batched
+    (:func:`~restore_core.engine.runner.restore_stream`), then each video; one result per
+    job. After a write failure that every later output would meet (a full disk), the
+    videos left are reported, not restored."""
+    halted: str | None = None
+    for result in restore_stream([job for job in jobs if not is_video_name(job.source)], restorer, options):
+        if result.stops_batch and halted is None:
+            halted = result.error
+        yield result
+    for job in (job for job in jobs if is_video_name(job.source)):
+        if halted is not None:
+            yield ImageResult(job.source, None, "error", error=f"not restored: an earlier output could not be written ({halted})",
+                              abandoned=True)
+            continue
+        progress = None if on_frames is None else (lambda count, total, job=job: on_frames(job, count, total))
+        result = restore_video(job, restorer, options, progress)
+        if result.stops_batch:
+            halted = result.error
+        yield result

@@ -1,0 +1,266 @@
+"""Videos (io.video, engine.video, the CLI): frames restored one by one into a new video
+that keeps the input's timing, colour tags and sound; nothing left behind on failure."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from conftest import SAMPLES
+from test_cli import restore
+
+av = pytest.importorskip("av")  # the optional restore[video] extra; the test extra installs it
+
+from restore_core.engine.inputs import Job, collect_inputs, plan_outputs  # noqa: E402
+from restore_core.engine.runner import RunOptions  # noqa: E402
+from restore_core.engine.video import restore_video  # noqa: E402
+from restore_core.io.video import PYAV_MISSING, VideoReader, VideoWriter, quality_to_crf, upright  # noqa: E402
+from restore_core.metrics import psnr  # noqa: E402
+
+FPS = 12
+
+
+def make_video(path: Path, frames: list[np.ndarray], audio: bool = True, rotation: int = 0, colorspace: int | None = None,
+               color_range: int | None = None) -> Path:
+    """An H.264 clip of ``frames`` (uint8 RGB) at CRF 4 (near lossless), with a 440 Hz AAC tone."""
+    height, width = frames[0].shape[:2]
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=FPS, options={"crf": "4"})
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        if colorspace is not None:
+            video.codec_context.colorspace = colorspace
+        if color_range is not None:
+            video.codec_context.color_range = color_range
+        if rotation:
+            video.set_display_rotation(rotation)
+        sound = container.add_stream("aac", rate=44100) if audio else None
+        if sound is not None:
+            sound.layout = "mono"
+        for i, rgb in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p", dst_colorspace=colorspace,
+                                                                              dst_color_range=color_range)
+            frame.pts, frame.time_base = i, Fraction(1, FPS)
+            for packet in video.encode(frame):
+                container.mux(packet)
+        for packet in video.encode(None):
+            container.mux(packet)
+        if sound is not None:
+            t = np.arange(44100 * len(frames) // FPS) / 44100
+            samples = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
+            for start in range(0, samples.shape[1], 1024):
+                chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, start:start + 1024]), format="fltp", layout="mono")
+                chunk.sample_rate, chunk.pts = 44100, start
+                for packet in sound.encode(chunk):
+                    container.mux(packet)
+            for packet in sound.encode(None):
+                container.mux(packet)
+    return path
+
+
+def read_video(path: Path) -> tuple[list[np.ndarray], list[float]]:
+    """The frames of a video, and when each is shown (seconds)."""
+    with VideoReader(path) as reader:
+        decoded = list(reader.frames())
+        time_base = reader.stream.time_base
+    return [frame for frame, _ in decoded], [round(float(pts * time_base), 4) for _, pts in decoded]
+
+
+def streams(path: Path) -> dict:
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        audio_packets = sum(1 for p in container.demux(container.streams.audio) if p.size) if container.streams.audio else 0
+        return {"codec": video.codec_context.name, "rate": video.average_rate, "colorspace": video.codec_context.colorspace,
+                "color_range": video.codec_context.color_range, "audio": len(container.streams.audio), "audio_packets": audio_packets}
+
+
+def moving_frames(rng: np.random.Generator, count: int = 6, height: int = 64, width: int = 96) -> list[np.ndarray]:
+    """A smooth random picture panning across: compresses well, changes every frame."""
+    base = cv2.GaussianBlur(rng.integers(0, 256, (height, 2 * width, 3), dtype=np.uint8), (0, 0), 3)
+    return [np.ascontiguousarray(base[:, 4 * i : 4 * i + width]) for i in range(count)]
+
+
+def test_copying_a_video_keeps_frames_timing_colour_tags_and_sound(tmp_path, rng):
+    """BT.709, limited-range tags as a camera writes them: the copy is converted and tagged
+    the same way (a BT.601 conversion of a BT.709 clip reads about 30 dB, with a colour cast)."""
+    source = make_video(tmp_path / "in.mp4", moving_frames(rng), colorspace=1, color_range=1)
+    frames, stamps = read_video(source)
+    for ext in (".mp4", ".mkv", ".avi"):
+        output = tmp_path / f"copy{ext}"
+        with VideoReader(source) as reader:
+            writer = VideoWriter(output, reader)
+            for frame, pts in reader.frames():
+                writer.write(frame, pts)
+            writer.commit()
+        copied, copied_stamps = read_video(output)
+        assert len(copied) == len(frames), ext
+        assert min(psnr(a, b) for a, b in zip(frames, copied)) > 38, ext
+        described = streams(output)
+        assert described["rate"] == FPS and described["audio"] == 1, ext
+        assert described["audio_packets"] == streams(source)["audio_packets"], ext
+        if ext != ".avi":  # AVI stores neither timestamps nor colour tags
+            assert described["colorspace"] == 1 and described["color_range"] == 1, ext
+            # Frame times kept (Matroska may start them all a few ms later, after the sound's priming samples)
+            # (and counts them in milliseconds)
+            assert np.allclose(np.subtract(copied_stamps, copied_stamps[0]), np.subtract(stamps, stamps[0]), atol=0.0011), ext
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.avi", "copy.mkv", "copy.mp4", "in.mp4"]  # no temporary left
+
+
+def test_a_rotated_phone_clip_is_restored_upright(tmp_path, rng):
+    frames = moving_frames(rng, count=3)
+    source = make_video(tmp_path / "portrait.mp4", frames, audio=False, rotation=-90)  # shown turned a quarter clockwise
+    with VideoReader(source) as reader:
+        assert (reader.info.width, reader.info.height, reader.info.rotation) == (64, 96, -90)
+        shown = [frame for frame, _ in reader.frames()]
+    assert all(psnr(np.rot90(original, -1), frame) > 38 for original, frame in zip(frames, shown))
+    assert np.array_equal(upright(frames[0], 90), np.rot90(frames[0]))
+
+
+def test_quality_maps_to_each_encoders_constant_quality():
+    assert quality_to_crf(95, "libx264") == 18 and quality_to_crf(100, "libx264") == 16 and quality_to_crf(1, "libx264") == 51
+    assert quality_to_crf(95, "libvpx-vp9") == 20 and quality_to_crf(95, "mpeg4") == 2
+
+
+@pytest.mark.slow
+def test_derain_a_rainy_clip_end_to_end(tmp_path):
+    """The bundled rainy samples as a clip with sound: ``restore derain clip.mp4 out/``
+    writes one video, every frame closer to the clean picture than the rainy one, the
+    sound kept, one JSON line for the clip with its frame count."""
+    rainy = cv2.cvtColor(cv2.imread(str(SAMPLES / "input" / "motorcycle.png")), cv2.COLOR_BGR2RGB)
+    clean = cv2.cvtColor(cv2.imread(str(SAMPLES / "target" / "motorcycle.png")), cv2.COLOR_BGR2RGB)
+    clip = make_video(tmp_path / "clip.mp4", [rainy, np.ascontiguousarray(rainy[:, ::-1]), rainy])
+    targets = [clean, clean[:, ::-1], clean]
+    run = restore("derain", str(clip), str(tmp_path / "out"), "--json", "--batch-size", "2")
+    assert run.returncode == 0, run.stderr
+    line = json.loads(run.stdout)
+    assert line["status"] == "ok" and line["frames"] == 3 and line["output"] == str(tmp_path / "out" / "clip.mp4")
+    restored, _ = read_video(tmp_path / "out" / "clip.mp4")
+    decoded_rainy, _ = read_video(clip)
+    gains = [psnr(out, target) - psnr(before, target) for out, before, target in zip(restored, decoded_rainy, targets)]
+    assert len(restored) == 3 and min(gains) > 1.0, gains
+    assert streams(tmp_path / "out" / "clip.mp4")["audio"] == 1
+
+
+def test_videos_are_restored_when_named_and_left_out_of_folders_with_a_warning(tmp_path, rng, tiny_checkpoint):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "a.png"), rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    make_video(photos / "live.mov", moving_frames(rng, count=2), audio=False)
+    run = restore("derain", str(photos), str(tmp_path / "out"), "-m", str(tiny_checkpoint))
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == [str(tmp_path / "out" / "a.png")]
+    assert "left out 1 video(s)" in run.stderr and "photos/*.mov" in run.stderr
+    run = restore("derain", str(photos / "*"), str(tmp_path / "all"), "-m", str(tiny_checkpoint), "--ext", "mkv")
+    assert run.returncode == 0, run.stderr
+    assert sorted(run.stdout.split()) == [str(tmp_path / "all" / "a.png"), str(tmp_path / "all" / "live.mkv")]
+    assert len(read_video(tmp_path / "all" / "live.mkv")[0]) == 2
+
+
+def test_an_output_file_name_for_one_video(tmp_path, rng, tiny_checkpoint):
+    clip = make_video(tmp_path / "clip.mp4", moving_frames(rng, count=2), audio=False)
+    run = restore("derain", str(clip), str(tmp_path / "clear.webm"), "-m", str(tiny_checkpoint))
+    assert run.returncode == 0, run.stderr
+    assert streams(tmp_path / "clear.webm")["codec"] == "vp9"
+
+
+def test_a_damaged_video_is_an_error_naming_it_and_the_batch_goes_on(tmp_path, rng, tiny_checkpoint):
+    good = make_video(tmp_path / "good.mp4", moving_frames(rng, count=2), audio=False)
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(rng.integers(0, 256, 3000, dtype=np.uint8)))
+    out = tmp_path / "out"
+    run = restore("derain", "-", str(out), "-m", str(tiny_checkpoint), "--json", stdin=f"{damaged}\n{good}\n")
+    assert run.returncode == 1
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [line["status"] for line in lines] == ["error", "ok"]
+    assert "not a video FFmpeg can decode" in lines[0]["error"]
+    assert f"{damaged}: cannot read" in run.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["good.mp4"]  # nothing for the damaged one, no temporary
+
+
+class FailsOnSecondBatch:
+    """A restorer that works once, then fails like a model running out of memory."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.notices: list[str] = []
+        self.last_degradation = None
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls == 2:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return batch
+
+
+def test_a_model_failing_half_way_leaves_no_output_and_no_temporary(tmp_path, rng):
+    clip = make_video(tmp_path / "clip.mp4", moving_frames(rng, count=4))
+    out = tmp_path / "out"
+    result = restore_video(Job(clip, Path("clip.mp4"), out / "clip.mp4"), FailsOnSecondBatch(), RunOptions(batch_size=2))
+    assert result.status == "error" and result.output is None
+    assert result.error == "model failed at frame 3: CUDA out of memory (simulated)"
+    assert list(out.iterdir()) == []
+
+
+def test_without_pyav_a_video_is_an_error_saying_how_to_add_it(tmp_path, rng, monkeypatch):
+    import restore_core.engine.video as engine_video
+
+    clip = make_video(tmp_path / "clip.mp4", moving_frames(rng, count=1), audio=False)
+    monkeypatch.setattr(engine_video, "pyav_available", lambda: False)
+    result = restore_video(Job(clip, Path("clip.mp4"), tmp_path / "out" / "clip.mp4"), FailsOnSecondBatch())
+    assert (result.status, result.error) == ("error", PYAV_MISSING)
+    assert "pip install" in PYAV_MISSING and not (tmp_path / "out").exists()
+
+
+def test_ext_changes_the_format_of_its_own_kind_only():
+    jobs = [Job(Path("a.png"), Path("a.png")), Job(Path("b.MP4"), Path("b.MP4"))]
+    assert [j.output.name for j in plan_outputs(jobs, Path("o"), ext=".jpg")] == ["a.jpg", "b.MP4"]
+    assert [j.output.name for j in plan_outputs(jobs, Path("o"), ext=".mkv")] == ["a.png", "b.mkv"]
+
+
+def test_a_pattern_finds_videos_and_a_folder_of_only_videos_says_how_to_name_them(tmp_path, rng):
+    make_video(tmp_path / "clip.mp4", moving_frames(rng, count=1), audio=False)
+    assert [job.source.name for job in collect_inputs(str(tmp_path / "*.mp4"))] == ["clip.mp4"]
+    with pytest.raises(ValueError, match=r"holds 1 video\(s\): name them"):
+        collect_inputs(str(tmp_path))
+
+
+def test_restore_auto_picks_one_model_for_a_whole_clip(tmp_path, rng, monkeypatch):
+    """A classifier that would send frames to different models frame by frame: the clip
+    goes to the model its first frames choose on average, all of it."""
+    from restore_core.engine.routing import RoutedRestorer
+    from restore_core.presets import load_for_task
+
+    router = RoutedRestorer(load_for_task(None, "auto", "cpu"), torch.device("cpu"), "fp32")
+    noise, rain = router.degradations.index("noise"), router.degradations.index("rain")
+    answers = iter([(noise, 0.6), (rain, 0.9), (noise, 0.6), (rain, 0.9)])  # frame by frame: noise, rain, noise, rain
+
+    def classify(x: torch.Tensor) -> torch.Tensor:
+        index, probability = next(answers)
+        row = torch.full((1, len(router.degradations)), 0.01)
+        row[0, index] = probability
+        return row
+
+    monkeypatch.setattr(router.classifier, "probabilities", classify)
+    clip = make_video(tmp_path / "clip.mp4", moving_frames(rng, count=4, height=48, width=48), audio=False)
+    result = restore_video(Job(clip, Path("clip.mp4"), tmp_path / "clip-out.mp4"), router)
+    assert result.status == "ok" and result.frames == 4
+    assert result.model == "taylor-derain"  # rain 0.9 twice against noise 0.6 twice
+    assert result.degradation["rain"] == pytest.approx(0.455, abs=1e-4)
+
+
+def test_the_python_interface_restores_a_video_file(tmp_path, rng, tiny_checkpoint):
+    import restore_core
+
+    clip = make_video(tmp_path / "clip.mp4", moving_frames(rng, count=3), audio=False)
+    restorer = restore_core.load(tiny_checkpoint, device="cpu")
+    result = restorer.restore_file(clip, tmp_path / "clip.mkv")
+    assert (result.status, result.frames) == ("ok", 3) and len(read_video(tmp_path / "clip.mkv")[0]) == 3
+    with pytest.raises(ValueError, match="unsupported output format for clip.mp4"):
+        restorer.restore_file(clip, tmp_path / "clip.png")
+    with pytest.raises(FileExistsError):
+        restorer.restore_file(clip, tmp_path / "clip.mkv")
