@@ -82,7 +82,7 @@ class VideoInfo:
 
     width: int  # upright, as shown
     height: int
-    frames: int  # as the container declares it; 0 when it does not say
+    frames: int  # as the container declares it, or duration x rate; 0 when neither says
     fps: Fraction
     rotation: int  # degrees counter-clockwise, from the display matrix
     pixel_format: str
@@ -126,10 +126,13 @@ class VideoReader:
         rotation = self._rotation()
         if round(rotation / 90) % 2:
             width, height = height, width
-        rate = self.stream.average_rate or self.stream.guessed_rate or Fraction(25)
+        rate = Fraction(self.stream.average_rate or self.stream.guessed_rate or Fraction(25))
+        frames = int(self.stream.frames or 0)
+        if not frames and self.container.duration:  # Matroska and WebM do not count frames: estimate
+            frames = round(self.container.duration / 1_000_000 * rate)
         streams = self.container.streams
         self.info = VideoInfo(
-            width, height, int(self.stream.frames or 0), Fraction(rate), rotation, context.format.name if context.format else "",
+            width, height, frames, rate, rotation, context.format.name if context.format else "",
             len(streams.audio), len(streams) - len(streams.video) - len(streams.audio),
         )
 
@@ -237,6 +240,7 @@ class VideoWriter:
                     setattr(stream.codec_context, name, value)
         self.stream = stream
         self._frames_written = 0
+        self._last_pts: int | None = None
 
     def _add_audio_streams(self) -> None:
         """Copy every audio stream whose codec the output container holds."""
@@ -286,6 +290,9 @@ class VideoWriter:
             pts = self._frames_written
         elif pts is None:  # an input without timestamps: the frame's place at the declared rate
             pts = round(self._frames_written / (self.reader.info.fps * self.stream.time_base))
+        if self._last_pts is not None and pts <= self._last_pts:  # a damaged file's repeated stamp: encoders refuse it
+            pts = self._last_pts + 1
+        self._last_pts = pts
         frame.pts = pts
         frame.time_base = self.stream.time_base
         self._frames_written += 1
