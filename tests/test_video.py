@@ -18,7 +18,7 @@ from test_cli import restore
 av = pytest.importorskip("av")  # the optional restore[video] extra; the test extra installs it
 
 from restore_core.engine.inputs import Job, collect_inputs, plan_outputs  # noqa: E402
-from restore_core.engine.runner import RunOptions  # noqa: E402
+from restore_core.engine.runner import ImageResult, RunOptions  # noqa: E402
 from restore_core.engine.video import restore_video  # noqa: E402
 from restore_core.io.video import PYAV_MISSING, VideoReader, VideoWriter, quality_to_crf, upright  # noqa: E402
 from restore_core.metrics import psnr  # noqa: E402
@@ -264,3 +264,19 @@ def test_the_python_interface_restores_a_video_file(tmp_path, rng, tiny_checkpoi
         restorer.restore_file(clip, tmp_path / "clip.png")
     with pytest.raises(FileExistsError):
         restorer.restore_file(clip, tmp_path / "clip.mkv")
+
+
+def test_after_a_full_disk_the_videos_left_are_reported_not_restored(tmp_path, rng, monkeypatch):
+    import restore_core.engine.video as engine_video
+
+    def full_disk(jobs, restorer, options):
+        for job in jobs:
+            yield ImageResult(job.source, None, "error", error="cannot write: No space left on device", stops_batch=True)
+
+    monkeypatch.setattr(engine_video, "restore_stream", full_disk)
+    monkeypatch.setattr(engine_video, "restore_video", lambda *args: pytest.fail("a video was restored after the disk filled"))
+    clip = make_video(tmp_path / "clip.mp4", moving_frames(rng, count=1), audio=False)
+    jobs = [Job(clip, Path("clip.mp4"), tmp_path / "out" / "clip.mp4"), Job(tmp_path / "a.png", Path("a.png"), tmp_path / "out" / "a.png")]
+    results = list(engine_video.restore_jobs(jobs, FailsOnSecondBatch()))
+    assert [(r.input.name, r.abandoned) for r in results] == [("a.png", False), ("clip.mp4", True)]
+    assert "No space left on device" in results[1].error

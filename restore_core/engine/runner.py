@@ -323,6 +323,12 @@ def planned_results(plan: BatchPlan, unreadable: list[Path] = ()) -> list[ImageR
     return results
 
 
+def abandoned_after(halted: str, job: Job) -> ImageResult:
+    """The result of an input left unrestored after a write failure that every later
+    output would meet too (``halted``: that failure's cause, ImageResult.stops_batch)."""
+    return ImageResult(job.source, None, "error", error=f"not restored: an earlier output could not be written ({halted})", abandoned=True)
+
+
 def _has_colour(batch: torch.Tensor) -> bool:
     """Whether an N x 3 x H x W batch holds a colour image (grey ones have three equal channels)."""
     return bool((batch[:, 0] != batch[:, 1]).any() or (batch[:, 1] != batch[:, 2]).any())
@@ -368,13 +374,12 @@ def restore_stream(jobs: list[Job], restorer: Restorer, options: RunOptions = Ru
     def abandon_the_rest() -> None:
         """After a write failure no later image can avoid: the rest are reported, not
         decoded or restored (hours of compute for outputs a full disk cannot take)."""
-        why = f"not restored: an earlier output could not be written ({halted})"
         for job, future in pending_reads:
             future.cancel()
-            pending_results.append(ImageResult(job.source, None, "error", error=why, abandoned=True))
+            pending_results.append(abandoned_after(halted, job))
         pending_reads.clear()
         for job in upcoming:
-            pending_results.append(ImageResult(job.source, None, "error", error=why, abandoned=True))
+            pending_results.append(abandoned_after(halted, job))
 
     try:
         refill()

@@ -25,7 +25,9 @@ import numpy as np
 import torch
 
 from restore_core.engine.inputs import Job
-from restore_core.engine.runner import BATCH_STOPPING_ERRNOS, NON_FINITE_OUTPUT, ImageResult, Restorer, RunOptions, restore_stream
+from restore_core.engine.runner import (
+    BATCH_STOPPING_ERRNOS, NON_FINITE_OUTPUT, ImageResult, Restorer, RunOptions, abandoned_after, restore_stream,
+)
 from restore_core.io.images import ImageError
 from restore_core.io.video import PYAV_MISSING, VideoReader, VideoWriter, is_video_name, pyav_available
 
@@ -191,8 +193,7 @@ def restore_jobs(jobs: list[Job], restorer: Restorer, options: RunOptions = RunO
         yield result
     for job in (job for job in jobs if is_video_name(job.source)):
         if halted is not None:
-            yield ImageResult(job.source, None, "error", error=f"not restored: an earlier output could not be written ({halted})",
-                              abandoned=True)
+            yield abandoned_after(halted, job)
             continue
         progress = None if on_frames is None else (lambda count, total, job=job: on_frames(job, count, total))
         result = restore_video(job, restorer, options, progress)
