@@ -21,19 +21,35 @@ app = typer.Typer(
 
 
 def _print_version(value: bool) -> None:
+    """The version, and what a bug report needs beside it: Python, torch (its build says
+    CPU or CUDA) and OpenCV, and the formats this install reads and writes."""
     if value:
+        import platform
         from importlib.metadata import PackageNotFoundError, version
 
-        try:
-            print(f"restore {version('restore')}")
-        except PackageNotFoundError:
-            print("restore (not installed)")
+        from restore_core.io.images import SUPPORTED_EXTENSIONS
+        from restore_core.io.video import VIDEO_EXTENSIONS, pyav_available
+
+        def installed(package: str) -> str:
+            try:
+                return version(package)
+            except PackageNotFoundError:
+                return "not installed"
+
+        print(f"restore {installed('restore')}")
+        print(f"python {platform.python_version()}, torch {installed('torch')}, opencv {installed('opencv-python-headless')}")
+        images = " ".join(ext.lstrip(".") for ext in SUPPORTED_EXTENSIONS)
+        if ".heic" not in SUPPORTED_EXTENSIONS:
+            images += " (heic: pip install 'restore[heic]')"
+        print(f"images: {images}")
+        videos = " ".join(ext.lstrip(".") for ext in VIDEO_EXTENSIONS)
+        print(f"videos: {videos} (PyAV {installed('av')})" if pyav_available() else "videos: none (pip install 'restore[video]')")
         raise typer.Exit()
 
 
 @app.callback()
 def _root(
-    show_version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    show_version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print the version, those of Python, torch and OpenCV, and the image and video formats this install handles; exit."),
 ) -> None:
     """Deep-learning image restoration for folders of photos."""
 

@@ -395,9 +395,16 @@ def test_shards_partition_the_input_without_overlap(folder, tmp_path, tiny_check
     assert bad.returncode == 2 and "0 <= I < N" in bad.stderr
 
 
-def test_version_flag():
+def test_version_flag_says_the_versions_and_formats_of_this_install():
+    from restore_core.io.images import SUPPORTED_EXTENSIONS
+    from restore_core.io.video import pyav_available
+
     result = restore("--version")
-    assert result.returncode == 0 and result.stdout.startswith("restore ")
+    lines = result.stdout.splitlines()
+    assert result.returncode == 0 and lines[0].startswith("restore ")
+    assert lines[1].startswith("python 3.") and ", torch 2." in lines[1]
+    assert lines[2].startswith("images: png jpg") and all(ext.lstrip(".") in lines[2] for ext in SUPPORTED_EXTENSIONS)
+    assert lines[3] == "videos: none (pip install 'restore[video]')" if not pyav_available() else lines[3].startswith("videos: mp4 ")
 
 
 HELP_PROBE = """
