@@ -280,3 +280,32 @@ def test_after_a_full_disk_the_videos_left_are_reported_not_restored(tmp_path, r
     results = list(engine_video.restore_jobs(jobs, FailsOnSecondBatch()))
     assert [(r.input.name, r.abandoned) for r in results] == [("a.png", False), ("clip.mp4", True)]
     assert "No space left on device" in results[1].error
+
+
+def test_cover_art_is_not_taken_for_the_video_and_its_loss_is_said(tmp_path):
+    path = tmp_path / "with-cover.mp4"
+    with av.open(str(path), "w") as container:
+        art = container.add_stream("mjpeg", rate=1)
+        art.width, art.height, art.pix_fmt = 32, 32, "yuvj420p"
+        art.disposition = av.stream.Disposition.attached_pic
+        video = container.add_stream("libx264", rate=FPS)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        for packet in art.encode(av.VideoFrame.from_ndarray(np.full((32, 32, 3), 200, np.uint8), format="rgb24").reformat(format="yuvj420p")):
+            container.mux(packet)
+        for packet in art.encode(None):
+            container.mux(packet)
+        for i in range(3):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 60 * i, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, FPS)
+            for packet in video.encode(frame):
+                container.mux(packet)
+        for packet in video.encode(None):
+            container.mux(packet)
+    with VideoReader(path) as reader:
+        assert (reader.info.width, reader.info.height, reader.info.other_streams) == (64, 48, 1)
+        writer = VideoWriter(tmp_path / "out.mp4", reader)
+        for frame, pts in reader.frames():
+            writer.write(frame, pts)
+        writer.commit()
+    assert writer.notes == ["1 stream(s) of cover art, subtitles or data not kept"]
+    assert len(read_video(tmp_path / "out.mp4")[0]) == 3

@@ -78,7 +78,7 @@ def upright(rgb: np.ndarray, rotation: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What a video's first video stream says of itself."""
+    """What a video's first video stream (cover art aside) says of itself."""
 
     width: int  # upright, as shown
     height: int
@@ -87,7 +87,7 @@ class VideoInfo:
     rotation: int  # degrees counter-clockwise, from the display matrix
     pixel_format: str
     audio_streams: int
-    other_streams: int  # subtitles, data: not kept
+    other_streams: int  # more video (cover art), subtitles, data: not kept
 
 
 def _open_input(path: Path) -> "av.container.InputContainer":
@@ -101,19 +101,28 @@ def _open_input(path: Path) -> "av.container.InputContainer":
         raise ImageError(path, f"cannot read: not a video FFmpeg can decode ({exc.strerror or exc})") from None
     except OSError as exc:
         raise ImageError(path, f"cannot read: {exc.strerror or exc}", exc.errno) from None
-    if not container.streams.video:
+    if not _moving_picture_streams(container):
         container.close()
         raise ImageError(path, "cannot read: the file holds no video stream")
     return container
 
 
+def _moving_picture_streams(container: "av.container.InputContainer") -> list:
+    """The video streams, less cover art (an MP4's or MKV's attached picture is a
+    one-frame "video" stream, and may come first)."""
+    import av
+
+    still = av.stream.Disposition.attached_pic | av.stream.Disposition.still_image
+    return [stream for stream in container.streams.video if not stream.disposition & still]
+
+
 class VideoReader:
-    """Decoded frames of a video's first video stream, upright, as H x W x 3 uint8 RGB."""
+    """Decoded frames of a video's first video stream (cover art aside), upright, as H x W x 3 uint8 RGB."""
 
     def __init__(self, path: os.PathLike | str, max_pixels: int | None = None) -> None:
         self.path = Path(path)
         self.container = _open_input(self.path)
-        self.stream = self.container.streams.video[0]
+        self.stream = _moving_picture_streams(self.container)[0]
         self.stream.thread_type = "AUTO"  # frame and slice threads in the decoder
         context = self.stream.codec_context
         width, height = context.width, context.height
@@ -133,7 +142,7 @@ class VideoReader:
         streams = self.container.streams
         self.info = VideoInfo(
             width, height, frames, rate, rotation, context.format.name if context.format else "",
-            len(streams.audio), len(streams) - len(streams.video) - len(streams.audio),
+            len(streams.audio), len(streams) - 1 - len(streams.audio),
         )
 
     def _rotation(self) -> int:
@@ -245,6 +254,8 @@ class VideoWriter:
     def _add_audio_streams(self) -> None:
         """Copy every audio stream whose codec the output container holds."""
         reader = self.reader
+        if reader.info.other_streams:
+            self.notes.append(f"{reader.info.other_streams} stream(s) of cover art, subtitles or data not kept")
         if not reader.info.audio_streams:
             self._audio_pairs: dict[int, object] = {}
             self._audio_packets = iter(())
@@ -258,8 +269,6 @@ class VideoWriter:
                 pairs[stream.index] = self.container.add_stream_from_template(stream)
             else:
                 self.notes.append(f"{codec} audio cannot go into {self.output.suffix.lower()}; not kept (use .mkv)")
-        if reader.info.other_streams:
-            self.notes.append("subtitle and data streams not kept")
         self._audio_pairs = pairs
         wanted = [s for s in self._audio_input.streams.audio if s.index in pairs]
         self._audio_packets = (p for p in self._audio_input.demux(wanted) if p.dts is not None) if wanted else iter(())
