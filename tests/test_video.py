@@ -20,6 +20,7 @@ av = pytest.importorskip("av")  # the optional restore[video] extra; the test ex
 from restore_core.engine.inputs import Job, collect_inputs, plan_outputs  # noqa: E402
 from restore_core.engine.runner import ImageResult, RunOptions  # noqa: E402
 from restore_core.engine.video import restore_video  # noqa: E402
+from restore_core.io.images import ImageError  # noqa: E402
 from restore_core.io.video import PYAV_MISSING, VideoReader, VideoWriter, quality_to_crf, upright  # noqa: E402
 from restore_core.metrics import psnr  # noqa: E402
 
@@ -309,3 +310,28 @@ def test_cover_art_is_not_taken_for_the_video_and_its_loss_is_said(tmp_path):
         writer.commit()
     assert writer.notes == ["1 stream(s) of cover art, subtitles or data not kept"]
     assert len(read_video(tmp_path / "out.mp4")[0]) == 3
+
+
+def test_odd_frame_sizes_keep_full_colour_and_avi_refuses_them_leaving_nothing(tmp_path, rng):
+    frames = [rng.integers(0, 256, (21, 33, 3), dtype=np.uint8) for _ in range(2)]
+    source = tmp_path / "odd.mkv"
+    with av.open(str(source), "w") as container:
+        stream = container.add_stream("ffv1", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = 33, 21, "yuv444p"
+        for i, rgb in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv444p")
+            frame.pts, frame.time_base = i, Fraction(1, FPS)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    with VideoReader(source) as reader:
+        writer = VideoWriter(tmp_path / "odd.mp4", reader)
+        for frame, pts in reader.frames():
+            writer.write(frame, pts)
+        writer.commit()
+        with pytest.raises(ImageError, match="AVI .* needs even frame sizes, not 33x21"):
+            VideoWriter(tmp_path / "odd.avi", reader)
+    with VideoReader(tmp_path / "odd.mp4") as copied:
+        assert (copied.info.width, copied.info.height, copied.info.pixel_format) == (33, 21, "yuv444p")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["odd.mkv", "odd.mp4"]

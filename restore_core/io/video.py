@@ -217,9 +217,10 @@ class VideoWriter:
     def _add_video_stream(self, suffix: str, quality: int) -> None:
         info, source = self.reader.info, self.reader.stream
         encoder = VIDEO_ENCODERS[suffix]
-        full_chroma = info.pixel_format in FULL_CHROMA_FORMATS or info.width % 2 or info.height % 2
-        if full_chroma and encoder == "mpeg4":
-            raise ImageError(self.output, "cannot write: AVI (MPEG-4 part 2) needs even frame sizes and 4:2:0 colour; use .mkv or .mp4")
+        odd_size = bool(info.width % 2 or info.height % 2)  # 4:2:0 needs even sizes
+        if odd_size and encoder == "mpeg4":
+            raise ImageError(self.output, f"cannot write: AVI (MPEG-4 part 2) needs even frame sizes, not {info.width}x{info.height}; use .mkv or .mp4")
+        full_chroma = encoder != "mpeg4" and (info.pixel_format in FULL_CHROMA_FORMATS or odd_size)
         level = quality_to_crf(quality, encoder)
         options = {"crf": str(level)} if encoder == "libx264" else {"crf": str(level), "b": "0", "row-mt": "1"} if encoder == "libvpx-vp9" else {}
         stream = self.container.add_stream(encoder, rate=info.fps, options=options)
