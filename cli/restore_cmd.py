@@ -241,7 +241,7 @@ def run_restore(request: RestoreRequest) -> None:
               "(free space or fix the output folder, then re-run with --skip-existing)")
     if not request.quiet:
         for note, count in Counter(r.note for r in done if r.note is not None).items():
-            warn(f"{count} image(s): {note}")  # once per kind; each image's own line has it with --json
+            warn(f"{count} input(s): {note}")  # once per kind; each input's own line has it with --json
     if not request.quiet:
         model_note = f" with {descriptor.name}" if descriptor else ""
         routed = Counter(r.model for r in done if r.model is not None)

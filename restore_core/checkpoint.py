@@ -62,6 +62,7 @@ class ModelDescriptor:
     metrics: dict[str, Any] = field(default_factory=dict)
     sha256: str = ""
     path: Path | None = None
+    settings: dict[str, Any] = field(default_factory=dict)  # run-time settings applied (apply_setting)
 
     @property
     def grey_only(self) -> bool:
@@ -85,6 +86,7 @@ class ModelDescriptor:
             setter(value)
         except ValueError as exc:
             raise CheckpointError(self.name, f"{flag}: {exc}") from None
+        self.settings[name] = value
 
 
 def file_sha256(path: os.PathLike | str) -> str:

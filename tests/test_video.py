@@ -18,7 +18,8 @@ from test_cli import restore
 av = pytest.importorskip("av")  # the optional restore[video] extra; the test extra installs it
 
 from restore_core.engine.inputs import Job, collect_inputs, plan_outputs  # noqa: E402
-from restore_core.engine.runner import ImageResult, RunOptions  # noqa: E402
+from restore_core.checkpoint import load_checkpoint  # noqa: E402
+from restore_core.engine.runner import ImageResult, Restorer, RunOptions  # noqa: E402
 from restore_core.engine.video import restore_video  # noqa: E402
 from restore_core.io.images import ImageError  # noqa: E402
 from restore_core.io.video import PYAV_MISSING, VideoReader, VideoWriter, quality_to_crf, upright  # noqa: E402
@@ -86,7 +87,7 @@ def moving_frames(rng: np.random.Generator, count: int = 6, height: int = 64, wi
     return [np.ascontiguousarray(base[:, 4 * i : 4 * i + width]) for i in range(count)]
 
 
-def test_copying_a_video_keeps_frames_timing_colour_tags_and_sound(tmp_path, rng):
+def test_copying_a_video_in_parts_keeps_frames_timing_colour_tags_and_sound(tmp_path, rng):
     """BT.709, limited-range tags as a camera writes them: the copy is converted and tagged
     the same way (a BT.601 conversion of a BT.709 clip reads about 30 dB, with a colour cast)."""
     source = make_video(tmp_path / "in.mp4", moving_frames(rng), colorspace=1, color_range=1)
@@ -95,8 +96,10 @@ def test_copying_a_video_keeps_frames_timing_colour_tags_and_sound(tmp_path, rng
         output = tmp_path / f"copy{ext}"
         with VideoReader(source) as reader:
             writer = VideoWriter(output, reader)
-            for frame, pts in reader.frames():
+            for i, (frame, pts) in enumerate(reader.frames()):
                 writer.write(frame, pts)
+                if i in (1, 3):
+                    writer.checkpoint()  # three parts, joined on commit (B-frames and all)
             writer.commit()
         copied, copied_stamps = read_video(output)
         assert len(copied) == len(frames), ext
@@ -183,28 +186,73 @@ def test_a_damaged_video_is_an_error_naming_it_and_the_batch_goes_on(tmp_path, r
     assert sorted(p.name for p in out.iterdir()) == ["good.mp4"]  # nothing for the damaged one, no temporary
 
 
-class FailsOnSecondBatch:
-    """A restorer that works once, then fails like a model running out of memory."""
+class Counting(Restorer):
+    """The tiny model, counting the frames it restores; ``fail_on`` makes that call
+    raise ``failure`` (a model running out of memory, Ctrl-C)."""
 
-    def __init__(self) -> None:
-        self.calls = 0
-        self.notices: list[str] = []
-        self.last_degradation = None
+    def __init__(self, checkpoint: Path, fail_on: int | None = None, failure: BaseException | None = None, strength: float = 1.0) -> None:
+        super().__init__(load_checkpoint(checkpoint), torch.device("cpu"), "fp32", strength=strength)
+        self.calls, self.frames, self.fail_on, self.failure = 0, 0, fail_on, failure
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         self.calls += 1
-        if self.calls == 2:
-            raise RuntimeError("CUDA out of memory (simulated)")
-        return batch
+        if self.calls == self.fail_on:
+            raise self.failure
+        self.frames += batch.shape[0]
+        return super().__call__(batch)
 
 
-def test_a_model_failing_half_way_leaves_no_output_and_no_temporary(tmp_path, rng):
-    clip = make_video(tmp_path / "clip.mp4", moving_frames(rng, count=4))
-    out = tmp_path / "out"
-    result = restore_video(Job(clip, Path("clip.mp4"), out / "clip.mp4"), FailsOnSecondBatch(), RunOptions(batch_size=2))
-    assert result.status == "error" and result.output is None
-    assert result.error == "model failed at frame 3: CUDA out of memory (simulated)"
-    assert list(out.iterdir()) == []
+EVERY_BATCH = RunOptions(batch_size=2, video_checkpoint_seconds=0)  # frames kept after every batch
+
+
+def test_a_model_failing_half_way_keeps_its_frames_and_the_same_call_continues(tmp_path, rng, tiny_checkpoint):
+    frames = moving_frames(rng, count=6)
+    clip = make_video(tmp_path / "clip.mp4", frames)
+    job = Job(clip, Path("clip.mp4"), tmp_path / "out" / "clip.mp4")
+    failing = Counting(tiny_checkpoint, fail_on=3, failure=RuntimeError("CUDA out of memory (simulated)"))
+    result = restore_video(job, failing, EVERY_BATCH)
+    assert result.status == "error" and result.output is None and not job.output.exists()
+    assert result.error == ("model failed at frame 5: CUDA out of memory (simulated); 4 restored frame(s) kept: "
+                            "the same command continues from there")
+    work = tmp_path / "out" / ".clip.mp4.restore-parts"
+    assert sorted(p.name for p in work.iterdir()) == ["lock", "part-00000.nut", "part-00001.nut", "progress.json"]
+
+    again = Counting(tiny_checkpoint)
+    result = restore_video(job, again, EVERY_BATCH)
+    assert result.status == "ok" and result.frames == 6 and again.frames == 2  # only the last two restored
+    assert result.note == "resumed after 4 frame(s) restored by an earlier run"
+    assert list((tmp_path / "out").iterdir()) == [job.output]  # the work folder is gone
+    continued, stamps = read_video(job.output)
+    straight = tmp_path / "straight.mp4"
+    assert restore_video(Job(clip, Path("clip.mp4"), straight), Counting(tiny_checkpoint), EVERY_BATCH).status == "ok"
+    in_one_go, straight_stamps = read_video(straight)
+    assert len(continued) == 6 and stamps == straight_stamps
+    assert np.allclose(stamps, read_video(clip)[1], atol=0.0011)  # the MP4 muxer may move a frame by under a millisecond
+    assert min(psnr(a, b) for a, b in zip(continued, in_one_go)) > 40  # the same frames (encoded in other parts)
+    assert streams(job.output)["audio_packets"] == streams(clip)["audio_packets"]
+
+
+def test_an_interrupted_video_keeps_its_frames_and_other_settings_start_over(tmp_path, rng, tiny_checkpoint):
+    clip = make_video(tmp_path / "clip.mp4", moving_frames(rng, count=6), audio=False)
+    job = Job(clip, Path("clip.mp4"), tmp_path / "out" / "clip.mp4")
+    with pytest.raises(KeyboardInterrupt):
+        restore_video(job, Counting(tiny_checkpoint, fail_on=2, failure=KeyboardInterrupt()), EVERY_BATCH)
+    assert (tmp_path / "out" / ".clip.mp4.restore-parts" / "part-00000.nut").is_file() and not job.output.exists()
+    other = Counting(tiny_checkpoint, strength=0.5)
+    result = restore_video(job, other, EVERY_BATCH)
+    assert result.status == "ok" and other.frames == 6
+    assert result.note == "an unfinished earlier run with another input or settings was discarded"
+
+
+def test_two_runs_cannot_write_one_video_at_once(tmp_path, rng):
+    clip = make_video(tmp_path / "clip.mp4", moving_frames(rng, count=1), audio=False)
+    with VideoReader(clip) as reader:
+        first = VideoWriter(tmp_path / "out.mp4", reader)
+        with pytest.raises(ImageError, match="another restore is writing this video now"):
+            VideoWriter(tmp_path / "out.mp4", reader)
+        first.abort()
+        VideoWriter(tmp_path / "out.mp4", reader).abort()  # free again
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
 
 
 def test_without_pyav_a_video_is_an_error_saying_how_to_add_it(tmp_path, rng, monkeypatch):
@@ -212,7 +260,7 @@ def test_without_pyav_a_video_is_an_error_saying_how_to_add_it(tmp_path, rng, mo
 
     clip = make_video(tmp_path / "clip.mp4", moving_frames(rng, count=1), audio=False)
     monkeypatch.setattr(engine_video, "pyav_available", lambda: False)
-    result = restore_video(Job(clip, Path("clip.mp4"), tmp_path / "out" / "clip.mp4"), FailsOnSecondBatch())
+    result = restore_video(Job(clip, Path("clip.mp4"), tmp_path / "out" / "clip.mp4"), None)
     assert (result.status, result.error) == ("error", PYAV_MISSING)
     assert "pip install" in PYAV_MISSING and not (tmp_path / "out").exists()
 
@@ -278,7 +326,7 @@ def test_after_a_full_disk_the_videos_left_are_reported_not_restored(tmp_path, r
     monkeypatch.setattr(engine_video, "restore_video", lambda *args: pytest.fail("a video was restored after the disk filled"))
     clip = make_video(tmp_path / "clip.mp4", moving_frames(rng, count=1), audio=False)
     jobs = [Job(clip, Path("clip.mp4"), tmp_path / "out" / "clip.mp4"), Job(tmp_path / "a.png", Path("a.png"), tmp_path / "out" / "a.png")]
-    results = list(engine_video.restore_jobs(jobs, FailsOnSecondBatch()))
+    results = list(engine_video.restore_jobs(jobs, None))
     assert [(r.input.name, r.abandoned) for r in results] == [("a.png", False), ("clip.mp4", True)]
     assert "No space left on device" in results[1].error
 

@@ -61,6 +61,12 @@ class RunOptions:
     jpeg_quality: int = 95  # JPEG and WebP outputs
     io_threads: int = 2
     prefetch: int = 4
+    # A video's restored frames are kept for a later run this often (engine.video), and
+    # whenever a run stops with Ctrl-C, SIGTERM or a failing model: the interval only
+    # bounds what a hard kill (SIGKILL, power loss) costs. Each keep starts a new part,
+    # whose first frame is a key frame: parts of 60 frames made a 240-frame H.264 clip
+    # 26 % larger than one part, of 120 frames 7.5 %.
+    video_checkpoint_seconds: float = 600.0
 
 
 @dataclass

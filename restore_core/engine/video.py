@@ -15,6 +15,7 @@ different models from one frame to the next.
 from __future__ import annotations
 
 import itertools
+import json
 import queue
 import threading
 import time
@@ -101,13 +102,32 @@ def _to_uint8(restored: np.ndarray) -> np.ndarray:
     return np.clip(restored * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
+def settings_key(restorer: Restorer, options: RunOptions) -> str:
+    """What a video's earlier, unfinished run must have used for its frames to be kept:
+    the model file, its run-time settings, precision, self-ensemble, strength, tiling
+    (a routing restorer: those of each model it may choose) and the output quality."""
+    def described(one: Restorer) -> dict:
+        model = one.descriptor
+        return {"model": model.name, "sha256": model.sha256 or str(model.path), "settings": model.settings, "dtype": str(one.dtype),
+                "ensemble": list(one.ensemble), "strength": one.strength, "tile": [one.tile, one.tile_overlap]}
+
+    specialists = getattr(restorer, "specialists", None)
+    chosen = {task: described(one) for task, one in specialists.items()} if specialists else described(restorer)
+    return json.dumps({"restorer": chosen, "router": restorer.descriptor.name if specialists else None,
+                       "quality": options.jpeg_quality}, sort_keys=True, default=str)
+
+
 def restore_video(job: Job, restorer: Restorer, options: RunOptions = RunOptions(),
                   on_frames: FrameProgress | None = None) -> ImageResult:
     """Restore the video ``job.source`` into ``job.output``; one result for the whole
     clip (``frames`` restored, its ``degradation`` averaged over them, the ``model``
     that restored it when ``restorer`` routes). Never raises for a bad video, a
     failing model or a failed write: the result says what went wrong, and nothing is
-    left at the output name. ``on_frames`` hears the progress after each batch."""
+    left at the output name. ``on_frames`` hears the progress after each batch.
+
+    Every ``options.video_checkpoint_seconds`` the frames encoded so far are kept
+    (:meth:`VideoWriter.checkpoint`), and again when the model fails or the run is
+    interrupted: the same call later restores only the frames after them."""
     start = time.perf_counter()
     assert job.output is not None
     if not pyav_available():
@@ -120,17 +140,35 @@ def restore_video(job: Job, restorer: Restorer, options: RunOptions = RunOptions
     encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="restore-video-write")  # frames must stay in order
     writer: VideoWriter | None = None
     decoded: _Prefetched | None = None
-    done = 0
+    pending: list[Future] = []
+    done = 0  # frames in the output so far, an earlier run's included
+    restored_now = 0  # frames this run restored
     totals: dict[str, float] = {}  # sums of what the model found per frame (all-in-one, --sigma auto)
     decided: dict[str, float] | None = None  # routed: what the first frames showed, which chose the model
     chosen_model: str | None = None
+    committed = False
+
+    def keep_what_is_done() -> None:
+        """After a failure or an interrupt: the frames already encoded become a part a
+        later run keeps (nothing, if writing itself is what failed)."""
+        try:
+            for future in pending:
+                future.result()
+            writer.checkpoint()
+        except Exception:  # noqa: BLE001 - the failure being reported matters more
+            pass
 
     def fail(cause: str, stops_batch: bool = False) -> ImageResult:
+        if writer is not None:
+            keep_what_is_done()
+            writer.abort()
+            if writer.kept:
+                cause += f"; {writer.frames_done} restored frame(s) kept: the same command continues from there"
         return ImageResult(job.source, None, "error", time.perf_counter() - start, cause, info.width, info.height,
                            stops_batch=stops_batch, frames=done)
 
     try:
-        writer = VideoWriter(job.output, reader, options.jpeg_quality)
+        writer = VideoWriter(job.output, reader, options.jpeg_quality, settings_key(restorer, options))
         restore = restorer
         decoded = _Prefetched(reader.frames(), options.prefetch)
         frames: Iterator = iter(decoded)
@@ -140,7 +178,9 @@ def restore_video(job: Job, restorer: Restorer, options: RunOptions = RunOptions
                 restore, decided = restorer.specialist_for([_as_batch([frame]) for frame, _ in first])
                 chosen_model = restore.descriptor.name
             frames = itertools.chain(first, frames)
-        pending: list[Future] = []
+        done = writer.frames_done
+        frames = itertools.islice(frames, done, None)  # decoded, not restored: an earlier run wrote them
+        last_checkpoint = time.perf_counter()
         for batch in _batches(frames, options.batch_size):
             restored = restore(_as_batch([frame for frame, _ in batch])).cpu().numpy().transpose(0, 2, 3, 1)
             if restore is not restorer:  # the CLI reads the notices of the restorer it built
@@ -153,28 +193,36 @@ def restore_video(job: Job, restorer: Restorer, options: RunOptions = RunOptions
                     totals[name] = totals.get(name, 0.0) + value
             for (_, pts), frame in zip(batch, restored):
                 pending.append(encoder.submit(writer.write, _to_uint8(frame), pts))
+            if time.perf_counter() - last_checkpoint >= options.video_checkpoint_seconds:
+                pending.append(encoder.submit(writer.checkpoint))
+                last_checkpoint = time.perf_counter()
             while pending and (pending[0].done() or len(pending) > 2 * options.batch_size + 2):
                 pending.pop(0).result()  # back-pressure, and write errors surface here
             done += len(batch)
+            restored_now += len(batch)
             if on_frames is not None:
                 on_frames(done, info.frames)
         for future in pending:
             future.result()
-        if done == 0:
-            return fail("cannot read: the video holds no frames")
+        pending.clear()
         writer.commit()
+        committed = True
     except ImageError as exc:
         return fail(exc.cause, exc.errno in BATCH_STOPPING_ERRNOS)
     except (RuntimeError, ValueError) as exc:
         return fail(f"model failed at frame {done + 1}: {str(exc).splitlines()[0]}")
+    except KeyboardInterrupt:
+        if writer is not None:
+            keep_what_is_done()
+        raise
     finally:
         encoder.shutdown(wait=True, cancel_futures=True)
         if decoded is not None:
             decoded.close()
-        if writer is not None and writer.container is not None:
+        if writer is not None and not committed:
             writer.abort()
         reader.close()
-    degradation = decided or {name: round(total / done, 4) for name, total in totals.items()} or None
+    degradation = decided or {name: round(total / restored_now, 4) for name, total in totals.items()} or None
     notes = "; ".join(writer.notes) or None
     return ImageResult(job.source, job.output, "ok", time.perf_counter() - start, None, info.width, info.height, degradation,
                        note=notes, model=chosen_model, frames=done)

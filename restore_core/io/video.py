@@ -15,11 +15,14 @@ timing. Here:
   container can hold their codec, and interleaved with the video by time.
 - Writes are atomic, as for images: a hidden temporary file in the output folder,
   renamed over the final name only once the whole video is written.
+- An interrupted video continues where it stopped: frames are encoded in parts kept
+  in a hidden work folder until the video is whole (:class:`VideoWriter`).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -177,188 +180,390 @@ class VideoReader:
         self.close()
 
 
-class VideoWriter:
-    """Encodes restored frames into ``output`` like ``reader``'s video, with its sound.
+@dataclass(frozen=True)
+class _VideoFormat:
+    """How one output's video stream is encoded: the same for each of its parts."""
 
-    Frames go to a hidden temporary file beside ``output``; :meth:`commit` finishes
-    it and renames it over ``output``; :meth:`abort` (or leaving a ``with`` block on
-    an exception) deletes it. ``notes`` says what the output could not keep.
+    suffix: str
+    encoder: str
+    options: dict[str, str]
+    pix_fmt: str
+    time_base: Fraction
+    numbered: bool  # AVI: no timestamps of its own, frames numbered at the frame rate
+    qscale: int | None
+    colour_tags: dict[str, int]  # colorspace, color_range, color_primaries, color_trc of the input
+
+
+class VideoWriter:
+    """Encodes restored frames into ``output`` like ``reader``'s video, with its sound;
+    an interrupted video continues where it stopped.
+
+    Frames are encoded into parts, each a complete video file in a hidden work folder
+    beside ``output`` (``.NAME.restore-parts/``). :meth:`checkpoint` closes the part being
+    written and records it, with the frames done, in the folder's ``progress.json``;
+    :meth:`commit` joins the parts' packets (not re-encoded) and the input's sound into
+    a temporary file, renames it over ``output`` and deletes the work folder.
+
+    A run that stops (Ctrl-C, a failing model, a full disk) loses only its current
+    part: the next writer for the same ``output``, input file (size and modification
+    time) and ``settings`` (the model and options, as the caller spells them) starts
+    with ``frames_done`` frames already written; anything else starts over. The work
+    folder is locked while in use. ``notes`` says what the output could not keep.
     """
 
-    def __init__(self, output: os.PathLike | str, reader: VideoReader, quality: int = 95) -> None:
+    def __init__(self, output: os.PathLike | str, reader: VideoReader, quality: int = 95, settings: str = "") -> None:
         import av
 
         self.output = Path(output)
         self.reader = reader
         self.notes: list[str] = []
-        suffix = self.output.suffix.lower()
-        if suffix not in VIDEO_ENCODERS:
-            raise ImageError(self.output, f"cannot write: {suffix or 'no extension'} is not a video format ({', '.join(VIDEO_EXTENSIONS)})")
+        self.format = _video_format(self.output, reader, quality)
+        info = reader.info
+        if "8" not in info.pixel_format and any(bits in info.pixel_format for bits in ("10", "12", "16")):
+            self.notes.append(f"{info.pixel_format} video written with 8 bits per sample")
+        if info.other_streams:
+            self.notes.append(f"{info.other_streams} stream(s) of cover art, subtitles or data not kept")
+        self.work = self.output.parent / f".{self.output.name}.restore-parts"
+        self._progress = {"source": _fingerprint(reader.path), "settings": settings, "frames": 0, "last_pts": None, "parts": []}
+        self._lock: int | None = None
+        self._part: av.container.OutputContainer | None = None
+        self._part_stream = None
+        self._part_frames = 0
         try:
-            self.output.parent.mkdir(parents=True, exist_ok=True)
-            fd, self.temporary = tempfile.mkstemp(prefix=f".{self.output.name}.", suffix=f".part{suffix}", dir=self.output.parent)
-            os.close(fd)
-            os.chmod(self.temporary, DEFAULT_FILE_MODE)
+            self.work.mkdir(parents=True, exist_ok=True)
+            self._lock = _lock_folder(self.work, self.output)
+            self._resume()
         except OSError as exc:
-            raise ImageError(self.output, f"cannot write: {exc.strerror or exc}", exc.errno) from None
-        self.container: av.container.OutputContainer | None = None
-        self._audio_input: av.container.InputContainer | None = None
-        try:
-            self.container = av.open(self.temporary, mode="w", format=_muxer_for(suffix))
-            self._add_video_stream(suffix, quality)
-            self._add_audio_streams()
-        except av.FFmpegError as exc:
             self.abort()
-            raise ImageError(self.output, f"cannot write: {exc.strerror or exc}") from None
+            raise ImageError(self.output, f"cannot write: {exc.strerror or exc}", exc.errno) from None
         except BaseException:
             self.abort()
             raise
 
-    def _add_video_stream(self, suffix: str, quality: int) -> None:
-        info, source = self.reader.info, self.reader.stream
-        encoder = VIDEO_ENCODERS[suffix]
-        odd_size = bool(info.width % 2 or info.height % 2)  # 4:2:0 needs even sizes
-        if odd_size and encoder == "mpeg4":
-            raise ImageError(self.output, f"cannot write: AVI (MPEG-4 part 2) needs even frame sizes, not {info.width}x{info.height}; use .mkv or .mp4")
-        full_chroma = encoder != "mpeg4" and (info.pixel_format in FULL_CHROMA_FORMATS or odd_size)
-        level = quality_to_crf(quality, encoder)
-        options = {"crf": str(level)} if encoder == "libx264" else {"crf": str(level), "b": "0", "row-mt": "1"} if encoder == "libvpx-vp9" else {}
-        stream = self.container.add_stream(encoder, rate=info.fps, options=options)
-        stream.width, stream.height = info.width, info.height
-        stream.pix_fmt = "yuv444p" if full_chroma else "yuv420p"
-        # AVI has no timestamps of its own, only a frame rate: frames are numbered at it
-        # (the input's time base there reads as hundreds of empty frames a second).
-        self._numbered = suffix == ".avi"
-        time_base = 1 / Fraction(info.fps) if self._numbered else source.time_base
-        stream.time_base = time_base
-        stream.codec_context.time_base = time_base
-        if encoder == "mpeg4":  # a fixed quantiser: MPEG-4's constant quality
-            stream.codec_context.qscale = level
-        if "8" not in info.pixel_format and any(bits in info.pixel_format for bits in ("10", "12", "16")):
-            self.notes.append(f"{info.pixel_format} video written with 8 bits per sample")
-        # Tag the output's colour as the input's, and convert to it (not to FFmpeg's default
-        # BT.601). AVI stores no colour tags: its frames are converted as players read
-        # untagged video (BT.601, limited range).
-        self._colorspace = self._color_range = None
-        if not self._numbered:
-            source_context = source.codec_context
-            self._colorspace = source_context.colorspace or None
-            self._color_range = source_context.color_range or None
-            for name in ("colorspace", "color_range", "color_primaries", "color_trc"):
-                value = getattr(source_context, name, None)
-                if value is not None:
-                    setattr(stream.codec_context, name, value)
-        self.stream = stream
-        self._frames_written = 0
-        self._last_pts: int | None = None
+    @property
+    def frames_done(self) -> int:
+        """Frames already in completed parts: the caller skips that many of the input."""
+        return self._progress["frames"]
 
-    def _add_audio_streams(self) -> None:
-        """Copy every audio stream whose codec the output container holds."""
-        reader = self.reader
-        if reader.info.other_streams:
-            self.notes.append(f"{reader.info.other_streams} stream(s) of cover art, subtitles or data not kept")
-        if not reader.info.audio_streams:
-            self._audio_pairs: dict[int, object] = {}
-            self._audio_packets = iter(())
-            return
-        self._audio_input = _open_input(reader.path)
-        supported = self.container.supported_codecs
-        pairs = {}
-        for stream in self._audio_input.streams.audio:
-            codec = stream.codec_context.name
-            if codec in supported:
-                pairs[stream.index] = self.container.add_stream_from_template(stream)
-            else:
-                self.notes.append(f"{codec} audio cannot go into {self.output.suffix.lower()}; not kept (use .mkv)")
-        self._audio_pairs = pairs
-        wanted = [s for s in self._audio_input.streams.audio if s.index in pairs]
-        self._audio_packets = (p for p in self._audio_input.demux(wanted) if p.dts is not None) if wanted else iter(())
-        self._pending_audio = None
+    @property
+    def _last_pts(self) -> int | None:
+        return self._progress["last_pts"]
 
-    def _mux_audio_until(self, seconds: float | None) -> None:
-        """Mux copied audio packets up to ``seconds`` (all of them when None)."""
-        if not self._audio_pairs:
+    def _resume(self) -> None:
+        """Keep the parts of an earlier run of the same input and settings; clear anything else."""
+        record = self.work / "progress.json"
+        try:
+            earlier = json.loads(record.read_text())
+        except (OSError, ValueError):
+            earlier = None
+        same = (isinstance(earlier, dict) and earlier.get("source") == self._progress["source"]
+                and earlier.get("settings") == self._progress["settings"]
+                and all((self.work / name).is_file() for name in earlier.get("parts", [])))
+        if same:
+            self._progress = earlier
+            if earlier["frames"]:
+                self.notes.append(f"resumed after {earlier['frames']} frame(s) restored by an earlier run")
             return
-        while True:
-            packet = self._pending_audio if self._pending_audio is not None else next(self._audio_packets, None)
-            self._pending_audio = None
-            if packet is None:
-                return
-            if seconds is not None and float(packet.dts * packet.time_base) > seconds:
-                self._pending_audio = packet
-                return
-            packet.stream = self._audio_pairs[packet.stream.index]
-            self.container.mux(packet)
+        if earlier is not None or any(entry.name != "lock" for entry in self.work.iterdir()):
+            self.notes.append("an unfinished earlier run with another input or settings was discarded")
+        for entry in self.work.iterdir():
+            if entry.name != "lock":
+                entry.unlink()
+
+    def _open_part(self) -> None:
+        import av
+
+        name = f"part-{len(self._progress['parts']):05d}.nut"
+        fmt, info = self.format, self.reader.info
+        # NUT, FFmpeg's own container, keeps every timestamp exactly in the stream's time
+        # base (MP4's edit lists round a part's start to the millisecond, Matroska all of them).
+        # Its muxer would move a part that starts decoding before 0 (B-frames) later in time:
+        # the times go in as the encoder gives them.
+        self._part = av.open(str(self.work / (name + ".writing")), mode="w", format="nut", options={"avoid_negative_ts": "disabled"})
+        self._part_name = name
+        stream = self._part.add_stream(fmt.encoder, rate=info.fps, options=dict(fmt.options))
+        stream.width, stream.height, stream.pix_fmt = info.width, info.height, fmt.pix_fmt
+        stream.time_base = stream.codec_context.time_base = fmt.time_base
+        if fmt.qscale is not None:
+            stream.codec_context.qscale = fmt.qscale
+        for name_, value in fmt.colour_tags.items():
+            setattr(stream.codec_context, name_, value)
+        self._part_stream = stream
+        self._part_frames = 0
 
     def write(self, rgb: np.ndarray, pts: int | None) -> None:
         """Encode one upright H x W x 3 uint8 RGB frame at ``pts`` (the input's timestamp)."""
         import av
 
-        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-        frame = frame.reformat(format=self.stream.pix_fmt, dst_colorspace=self._colorspace, dst_color_range=self._color_range)
-        if self._numbered:
-            pts = self._frames_written
-        elif pts is None:  # an input without timestamps: the frame's place at the declared rate
-            pts = round(self._frames_written / (self.reader.info.fps * self.stream.time_base))
-        if self._last_pts is not None and pts <= self._last_pts:  # a damaged file's repeated stamp: encoders refuse it
-            pts = self._last_pts + 1
-        self._last_pts = pts
-        frame.pts = pts
-        frame.time_base = self.stream.time_base
-        self._frames_written += 1
+        fmt = self.format
         try:
-            for packet in self.stream.encode(frame):
-                self._mux_audio_until(float(packet.pts * packet.time_base) if packet.pts is not None else None)
-                self.container.mux(packet)
+            if self._part is None:
+                self._open_part()
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame = frame.reformat(format=fmt.pix_fmt, dst_colorspace=fmt.colour_tags.get("colorspace"),
+                                   dst_color_range=fmt.colour_tags.get("color_range"))
+            done = self._progress["frames"] + self._part_frames
+            if fmt.numbered:
+                pts = done
+            elif pts is None:  # an input without timestamps: the frame's place at the declared rate
+                pts = round(done / (self.reader.info.fps * fmt.time_base))
+            last = self._part_last_pts if self._part_frames else self._last_pts
+            if last is not None and pts <= last:  # a damaged file's repeated stamp: encoders refuse it
+                pts = last + 1
+            self._part_last_pts = pts
+            frame.pts, frame.time_base = pts, fmt.time_base
+            for packet in self._part_stream.encode(frame):
+                self._part.mux(packet)
+            self._part_frames += 1
         except av.FFmpegError as exc:
-            raise ImageError(self.output, f"cannot write: {exc.strerror or exc}", getattr(exc, "errno", None)) from None
-
-    def commit(self) -> None:
-        """Flush the encoder, copy the rest of the sound, and rename into place."""
-        import av
-
-        try:
-            for packet in self.stream.encode(None):
-                self._mux_audio_until(float(packet.pts * packet.time_base) if packet.pts is not None else None)
-                self.container.mux(packet)
-            self._mux_audio_until(None)
-            self.container.close()
-            self.container = None
-            os.replace(self.temporary, self.output)
-        except av.FFmpegError as exc:
-            self.abort()
             raise ImageError(self.output, f"cannot write: {exc.strerror or exc}", getattr(exc, "errno", None)) from None
         except OSError as exc:
-            self.abort()
             raise ImageError(self.output, f"cannot write: {exc.strerror or exc}", exc.errno) from None
-        finally:
-            self._close_audio()
 
-    def abort(self) -> None:
-        """Delete the temporary file; the output name is left as it was."""
-        if self.container is not None:
-            try:
-                self.container.close()
-            except Exception:  # noqa: BLE001 - closing a half-written file may fail; it is deleted anyway
-                pass
-            self.container = None
-        self._close_audio()
+    def checkpoint(self) -> None:
+        """Finish the part being written and record it: what a later run keeps."""
+        import av
+
+        if self._part is None:
+            return
         try:
-            os.unlink(self.temporary)
-        except FileNotFoundError:
+            for packet in self._part_stream.encode(None):
+                self._part.mux(packet)
+            self._part.close()
+            self._part = None
+            os.replace(self.work / (self._part_name + ".writing"), self.work / self._part_name)
+            progress = {**self._progress, "frames": self._progress["frames"] + self._part_frames, "last_pts": self._part_last_pts,
+                        "parts": [*self._progress["parts"], self._part_name]}
+            _write_json(self.work / "progress.json", progress)
+            self._progress = progress
+        except av.FFmpegError as exc:
+            raise ImageError(self.output, f"cannot write: {exc.strerror or exc}", getattr(exc, "errno", None)) from None
+        except OSError as exc:
+            raise ImageError(self.output, f"cannot write: {exc.strerror or exc}", exc.errno) from None
+
+    def commit(self) -> None:
+        """Finish the last part, join every part with the input's sound into ``output``
+        (atomically), and remove the work folder."""
+        import av
+
+        self.checkpoint()
+        if not self._progress["parts"]:
+            raise ImageError(self.reader.path, "cannot read: the video holds no frames")
+        suffix = self.format.suffix
+        try:
+            fd, temporary = tempfile.mkstemp(prefix=f".{self.output.name}.", suffix=f".part{suffix}", dir=self.output.parent)
+            os.close(fd)
+            os.chmod(temporary, DEFAULT_FILE_MODE)
+        except OSError as exc:
+            raise ImageError(self.output, f"cannot write: {exc.strerror or exc}", exc.errno) from None
+        try:
+            # Times as the input has them: a sound track's priming samples before 0 must not
+            # move the video later (AVI would gain an empty frame, MP4 a shifted start).
+            with av.open(temporary, mode="w", format=_muxer_for(suffix), options={"avoid_negative_ts": "disabled"}) as joined:
+                self.notes.extend(_join(joined, [self.work / name for name in self._progress["parts"]], self.reader, self.format))
+            os.replace(temporary, self.output)
+        except av.FFmpegError as exc:
+            _unlink(temporary)
+            raise ImageError(self.output, f"cannot write: {exc.strerror or exc}", getattr(exc, "errno", None)) from None
+        except OSError as exc:
+            _unlink(temporary)
+            raise ImageError(self.output, f"cannot write: {exc.strerror or exc}", exc.errno) from None
+        except BaseException:
+            _unlink(temporary)
+            raise
+        for entry in self.work.iterdir():
+            _unlink(entry)
+        self._unlock()
+        try:
+            self.work.rmdir()
+        except OSError:
             pass
 
-    def _close_audio(self) -> None:
-        if self._audio_input is not None:
-            self._audio_input.close()
-            self._audio_input = None
+    def abort(self) -> None:
+        """Stop writing: the part in progress is deleted, the completed ones stay for a
+        later run (their work folder goes when it holds none); ``output`` is untouched."""
+        if self._part is not None:
+            try:
+                self._part.close()
+            except Exception:  # noqa: BLE001 - a half-written part is deleted anyway
+                pass
+            self._part = None
+            _unlink(self.work / (self._part_name + ".writing"))
+        if self.work.is_dir() and not self._progress["parts"]:
+            for entry in self.work.iterdir():
+                _unlink(entry)
+            self._unlock()
+            try:
+                self.work.rmdir()
+            except OSError:
+                pass
+        self._unlock()
+
+    @property
+    def kept(self) -> bool:
+        """Whether completed parts wait in the work folder for a later run."""
+        return bool(self._progress["parts"]) and self.work.is_dir()
+
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
     def __enter__(self) -> "VideoWriter":
         return self
 
     def __exit__(self, kind: type | None, *rest: object) -> None:
-        if kind is not None or self.container is not None:
+        if kind is not None:
             self.abort()
+
+
+def _video_format(output: Path, reader: VideoReader, quality: int) -> _VideoFormat:
+    """The encoder, pixel format, time base and colour of ``output``'s video stream."""
+    info, source = reader.info, reader.stream
+    suffix = output.suffix.lower()
+    if suffix not in VIDEO_ENCODERS:
+        raise ImageError(output, f"cannot write: {suffix or 'no extension'} is not a video format ({', '.join(VIDEO_EXTENSIONS)})")
+    encoder = VIDEO_ENCODERS[suffix]
+    odd_size = bool(info.width % 2 or info.height % 2)  # 4:2:0 needs even sizes
+    if odd_size and encoder == "mpeg4":
+        raise ImageError(output, f"cannot write: AVI (MPEG-4 part 2) needs even frame sizes, not {info.width}x{info.height}; use .mkv or .mp4")
+    full_chroma = encoder != "mpeg4" and (info.pixel_format in FULL_CHROMA_FORMATS or odd_size)
+    level = quality_to_crf(quality, encoder)
+    # Parts join end to end, B-frames included: each part's encoder has the same
+    # reordering delay, so its first decoding time follows the last one of the part before.
+    options = {"libx264": {"crf": str(level)}, "libvpx-vp9": {"crf": str(level), "b": "0", "row-mt": "1"}}.get(encoder, {})
+    numbered = suffix == ".avi"
+    # AVI stores no colour tags: its frames are converted as players read untagged
+    # video (BT.601, limited range). Elsewhere the output is tagged as the input is, and
+    # converted to those tags (not to FFmpeg's default BT.601).
+    tags = {}
+    if not numbered:
+        for name in ("colorspace", "color_range", "color_primaries", "color_trc"):
+            value = getattr(source.codec_context, name, None)
+            if value:
+                tags[name] = int(value)
+    return _VideoFormat(suffix, encoder, options, "yuv444p" if full_chroma else "yuv420p",
+                        1 / Fraction(info.fps) if numbered else Fraction(source.time_base), numbered,
+                        level if encoder == "mpeg4" else None, tags)
+
+
+def _join(joined: "av.container.OutputContainer", parts: list[Path], reader: VideoReader, fmt: _VideoFormat) -> list[str]:
+    """Mux the packets of ``parts`` (in order) and the audio of ``reader``'s file, by
+    time, into ``joined``; returns notes on audio that could not be kept."""
+    import av
+
+    notes: list[str] = []
+    inputs = [av.open(str(part)) for part in parts]
+    audio_input = _open_input(reader.path) if reader.info.audio_streams else None
+    try:
+        video = joined.add_stream_from_template(inputs[0].streams.video[0])
+        video.codec_context.framerate = reader.info.fps  # Matroska reads the template's as its time base
+        if fmt.numbered:
+            video.time_base = fmt.time_base  # AVI: one tick a frame
+        audio_streams = {}
+        for stream in audio_input.streams.audio if audio_input else ():
+            codec = stream.codec_context.name
+            if codec in joined.supported_codecs:
+                audio_streams[stream.index] = joined.add_stream_from_template(stream)
+            else:
+                notes.append(f"{codec} audio cannot go into {fmt.suffix}; not kept (use .mkv)")
+        wanted = [s for s in audio_input.streams.audio if s.index in audio_streams] if audio_input else []
+        audio = (p for p in audio_input.demux(wanted) if p.dts is not None) if wanted else iter(())
+        waiting = next(audio, None)
+        count = 0
+        previous_dts: int | None = None
+        for path, part in zip(parts, inputs):
+            leading = _leading_decode_times(path)
+            for packet in part.demux(part.streams.video[0]):
+                if not packet.size:  # the demuxer's end-of-stream marker
+                    continue
+                if fmt.numbered:  # AVI parts each count their frames from 0
+                    packet.pts = packet.dts = count
+                    packet.time_base = fmt.time_base
+                elif packet.dts is None:
+                    dts = leading.pop(0) if leading else packet.pts
+                    if previous_dts is not None and dts <= previous_dts:
+                        dts = previous_dts + 1
+                    packet.dts = min(dts, packet.pts)
+                previous_dts = packet.dts
+                shown = float(packet.dts * packet.time_base)
+                while waiting is not None and float(waiting.dts * waiting.time_base) <= shown:
+                    waiting.stream = audio_streams[waiting.stream.index]
+                    joined.mux(waiting)
+                    waiting = next(audio, None)
+                packet.stream = video
+                joined.mux(packet)
+                count += 1
+        while waiting is not None:
+            waiting.stream = audio_streams[waiting.stream.index]
+            joined.mux(waiting)
+            waiting = next(audio, None)
+    finally:
+        for part in inputs:
+            part.close()
+        if audio_input is not None:
+            audio_input.close()
+    return notes
+
+
+def _leading_decode_times(path: Path) -> list[int]:
+    """Decoding times for a part's first packets, which its demuxer leaves unknown.
+
+    With B-frames, a demuxer (NUT's, Matroska's) learns a packet's decoding time from
+    the showing times of the packets after it: the first ``delay`` packets come without
+    one. An encoder's decoding times are its sorted showing times moved back by a fixed
+    delay, and the first known one tells that delay; this reads the part once for its
+    showing times and gives the unknown ones by that rule."""
+    import av
+
+    shown, known_at, known = [], None, None
+    with av.open(str(path)) as part:
+        for packet in part.demux(part.streams.video[0]):
+            if not packet.size or packet.pts is None:
+                continue
+            if packet.dts is not None and known_at is None:
+                known_at, known = len(shown), packet.dts
+            shown.append(packet.pts)
+    if known_at is None or known_at == 0:
+        return []
+    ordered = sorted(shown)
+    delay = ordered[known_at] - known
+    return [ordered[j] - delay for j in range(known_at)]
+
+
+def _fingerprint(path: Path) -> dict:
+    """What identifies an input file between runs: its full path, size and modification time."""
+    stat = path.stat()
+    return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _lock_folder(folder: Path, output: Path) -> int | None:
+    """An exclusive lock on ``folder`` (released when the process ends, however it
+    ends), or an error when another process holds it. None where locks are unavailable."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        return None
+    handle = os.open(folder / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(handle)
+        raise ImageError(output, "another restore is writing this video now") from None
+    return handle
+
+
+def _write_json(path: Path, data: dict) -> None:
+    temporary = path.with_name(path.name + ".writing")
+    temporary.write_text(json.dumps(data))
+    os.replace(temporary, path)
+
+
+def _unlink(path: os.PathLike | str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _muxer_for(suffix: str) -> str:
