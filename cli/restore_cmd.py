@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from cli.console import err_console, error, fail, print_json, say, warn
 from restore_core.engine.inputs import InputError, collect_inputs, describe_unreadable, names_output_file, parse_shard, plan_batch
 from restore_core.io.images import DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS, how_to_read
-from restore_core.io.video import VIDEO_EXTENSIONS
+from restore_core.io.video import VIDEO_EXTENSIONS, is_video_name
 from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task  # presets.py imports torch only when loading
 
 # Modules that import torch are imported where a command runs, not here: building
@@ -228,7 +228,9 @@ def run_restore(request: RestoreRequest) -> None:
                     bar.advance(progress)
         except KeyboardInterrupt:
             ok = sum(r.status == "ok" for r in done)
-            say(f"interrupted: {ok} of {len(runnable) + len(results)} input(s) written; re-run with --skip-existing to finish")
+            videos = " (a video stopped part-way keeps the frames it restored and continues from them)" if any(
+                is_video_name(job.source) for job in runnable) else ""
+            say(f"interrupted: {ok} of {len(runnable) + len(results)} input(s) written; re-run with --skip-existing to finish{videos}")
             raise typer.Exit(130)
     elapsed = time.perf_counter() - start
     ok = sum(r.status == "ok" for r in done)
