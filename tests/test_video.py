@@ -22,7 +22,8 @@ from restore_core.checkpoint import load_checkpoint  # noqa: E402
 from restore_core.engine.runner import ImageResult, Restorer, RunOptions  # noqa: E402
 from restore_core.engine.video import restore_video  # noqa: E402
 from restore_core.io.images import ImageError  # noqa: E402
-from restore_core.io.video import PYAV_MISSING, VideoReader, VideoWriter, quality_to_crf, upright  # noqa: E402
+from restore_core.io.video import PYAV_MISSING, VideoReader, quality_to_crf, upright  # noqa: E402
+from restore_core.io.video_writer import VideoWriter  # noqa: E402
 from restore_core.metrics import psnr  # noqa: E402
 
 FPS = 12

@@ -6,7 +6,7 @@ Frames flow as images do in :mod:`.runner`::
 
 Each frame is restored on its own (no temporal model): a clip comes out as its frames
 would from ``restore derain`` one by one. The output is one file, written atomically
-(:class:`restore_core.io.video.VideoWriter`): a video that fails or is interrupted
+(:class:`restore_core.io.video_writer.VideoWriter`): a video that fails or is interrupted
 half-way leaves nothing under its output name. ``restore auto`` decides the
 degradation once per video, from its first frames, so a clip is not restored by
 different models from one frame to the next.
@@ -30,7 +30,8 @@ from restore_core.engine.runner import (
     BATCH_STOPPING_ERRNOS, NON_FINITE_OUTPUT, ImageResult, Restorer, RunOptions, abandoned_after, restore_stream,
 )
 from restore_core.io.images import ImageError
-from restore_core.io.video import PYAV_MISSING, VideoReader, VideoWriter, is_video_name, pyav_available
+from restore_core.io.video import PYAV_MISSING, VideoReader, is_video_name, pyav_available
+from restore_core.io.video_writer import VideoWriter
 
 FrameProgress = Callable[[int, int], None]  # (frames restored, frames declared; 0 = unknown)
 JobFrameProgress = Callable[[Job, int, int], None]  # the same, for a batch: which video

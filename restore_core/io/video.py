@@ -1,4 +1,4 @@
-"""Reading and writing videos: frames out of a clip, restored frames back in, sound kept.
+"""Videos: frames out of a clip upright, and how a restored one is encoded; sound kept.
 
 Through PyAV (FFmpeg's libraries, the optional ``restore[video]`` extra): OpenCV's
 own video writer offers only MPEG-4 part 2 at a bit rate it fixes (35.5 dB PSNR on a
@@ -13,18 +13,13 @@ timing. Here:
   VP9 in WebM, MPEG-4 part 2 in AVI.
 - Audio streams are copied packet by packet (not re-encoded) when the output
   container can hold their codec, and interleaved with the video by time.
-- Writes are atomic, as for images: a hidden temporary file in the output folder,
-  renamed over the final name only once the whole video is written.
-- An interrupted video continues where it stopped: frames are encoded in parts kept
-  in a hidden work folder until the video is whole (:class:`VideoWriter`).
+- Writing, in resumable parts joined at the end: :mod:`.video_writer`.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
-import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -32,7 +27,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
-from restore_core.io.images import DEFAULT_FILE_MODE, ImageError
+from restore_core.io.images import ImageError
 
 if TYPE_CHECKING:
     import av
@@ -93,7 +88,8 @@ class VideoInfo:
     other_streams: int  # more video (cover art), subtitles, data: not kept
 
 
-def _open_input(path: Path) -> "av.container.InputContainer":
+def open_video_file(path: Path) -> "av.container.InputContainer":
+    """``path`` opened for reading, or an ImageError naming it: not a video, no video stream."""
     import av
 
     try:
@@ -124,7 +120,7 @@ class VideoReader:
 
     def __init__(self, path: os.PathLike | str, max_pixels: int | None = None) -> None:
         self.path = Path(path)
-        self.container = _open_input(self.path)
+        self.container = open_video_file(self.path)
         self.stream = _moving_picture_streams(self.container)[0]
         self.stream.thread_type = "AUTO"  # frame and slice threads in the decoder
         context = self.stream.codec_context
@@ -181,7 +177,7 @@ class VideoReader:
 
 
 @dataclass(frozen=True)
-class _VideoFormat:
+class VideoFormat:
     """How one output's video stream is encoded: the same for each of its parts."""
 
     suffix: str
@@ -194,230 +190,7 @@ class _VideoFormat:
     colour_tags: dict[str, int]  # colorspace, color_range, color_primaries, color_trc of the input
 
 
-class VideoWriter:
-    """Encodes restored frames into ``output`` like ``reader``'s video, with its sound;
-    an interrupted video continues where it stopped.
-
-    Frames are encoded into parts, each a complete video file in a hidden work folder
-    beside ``output`` (``.NAME.restore-parts/``). :meth:`checkpoint` closes the part being
-    written and records it, with the frames done, in the folder's ``progress.json``;
-    :meth:`commit` joins the parts' packets (not re-encoded) and the input's sound into
-    a temporary file, renames it over ``output`` and deletes the work folder.
-
-    A run that stops (Ctrl-C, a failing model, a full disk) loses only its current
-    part: the next writer for the same ``output``, input file (size and modification
-    time) and ``settings`` (the model and options, as the caller spells them) starts
-    with ``frames_done`` frames already written; anything else starts over. The work
-    folder is locked while in use. ``notes`` says what the output could not keep.
-    """
-
-    def __init__(self, output: os.PathLike | str, reader: VideoReader, quality: int = 95, settings: str = "") -> None:
-        import av
-
-        self.output = Path(output)
-        self.reader = reader
-        self.notes: list[str] = []
-        self.format = _video_format(self.output, reader, quality)
-        info = reader.info
-        if "8" not in info.pixel_format and any(bits in info.pixel_format for bits in ("10", "12", "16")):
-            self.notes.append(f"{info.pixel_format} video written with 8 bits per sample")
-        if info.other_streams:
-            self.notes.append(f"{info.other_streams} stream(s) of cover art, subtitles or data not kept")
-        self.work = self.output.parent / f".{self.output.name}.restore-parts"
-        self._progress = {"source": _fingerprint(reader.path), "settings": settings, "frames": 0, "last_pts": None, "parts": []}
-        self._lock: int | None = None
-        self._part: av.container.OutputContainer | None = None
-        self._part_stream = None
-        self._part_frames = 0
-        try:
-            self.work.mkdir(parents=True, exist_ok=True)
-            self._lock = _lock_folder(self.work, self.output)
-            self._resume()
-        except OSError as exc:
-            self.abort()
-            raise ImageError(self.output, f"cannot write: {exc.strerror or exc}", exc.errno) from None
-        except BaseException:
-            self.abort()
-            raise
-
-    @property
-    def frames_done(self) -> int:
-        """Frames already in completed parts: the caller skips that many of the input."""
-        return self._progress["frames"]
-
-    @property
-    def _last_pts(self) -> int | None:
-        return self._progress["last_pts"]
-
-    def _resume(self) -> None:
-        """Keep the parts of an earlier run of the same input and settings; clear anything else."""
-        record = self.work / "progress.json"
-        try:
-            earlier = json.loads(record.read_text())
-        except (OSError, ValueError):
-            earlier = None
-        same = (isinstance(earlier, dict) and earlier.get("source") == self._progress["source"]
-                and earlier.get("settings") == self._progress["settings"]
-                and all((self.work / name).is_file() for name in earlier.get("parts", [])))
-        if same:
-            self._progress = earlier
-            if earlier["frames"]:
-                self.notes.append(f"resumed after {earlier['frames']} frame(s) restored by an earlier run")
-            return
-        if earlier is not None or any(entry.name != "lock" for entry in self.work.iterdir()):
-            self.notes.append("an unfinished earlier run with another input or settings was discarded")
-        for entry in self.work.iterdir():
-            if entry.name != "lock":
-                entry.unlink()
-
-    def _open_part(self) -> None:
-        import av
-
-        name = f"part-{len(self._progress['parts']):05d}.nut"
-        fmt, info = self.format, self.reader.info
-        # NUT, FFmpeg's own container, keeps every timestamp exactly in the stream's time
-        # base (MP4's edit lists round a part's start to the millisecond, Matroska all of them).
-        # Its muxer would move a part that starts decoding before 0 (B-frames) later in time:
-        # the times go in as the encoder gives them.
-        self._part = av.open(str(self.work / (name + ".writing")), mode="w", format="nut", options={"avoid_negative_ts": "disabled"})
-        self._part_name = name
-        stream = self._part.add_stream(fmt.encoder, rate=info.fps, options=dict(fmt.options))
-        stream.width, stream.height, stream.pix_fmt = info.width, info.height, fmt.pix_fmt
-        stream.time_base = stream.codec_context.time_base = fmt.time_base
-        if fmt.qscale is not None:
-            stream.codec_context.qscale = fmt.qscale
-        for name_, value in fmt.colour_tags.items():
-            setattr(stream.codec_context, name_, value)
-        self._part_stream = stream
-        self._part_frames = 0
-
-    def write(self, rgb: np.ndarray, pts: int | None) -> None:
-        """Encode one upright H x W x 3 uint8 RGB frame at ``pts`` (the input's timestamp)."""
-        import av
-
-        fmt = self.format
-        try:
-            if self._part is None:
-                self._open_part()
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame = frame.reformat(format=fmt.pix_fmt, dst_colorspace=fmt.colour_tags.get("colorspace"),
-                                   dst_color_range=fmt.colour_tags.get("color_range"))
-            done = self._progress["frames"] + self._part_frames
-            if fmt.numbered:
-                pts = done
-            elif pts is None:  # an input without timestamps: the frame's place at the declared rate
-                pts = round(done / (self.reader.info.fps * fmt.time_base))
-            last = self._part_last_pts if self._part_frames else self._last_pts
-            if last is not None and pts <= last:  # a damaged file's repeated stamp: encoders refuse it
-                pts = last + 1
-            self._part_last_pts = pts
-            frame.pts, frame.time_base = pts, fmt.time_base
-            for packet in self._part_stream.encode(frame):
-                self._part.mux(packet)
-            self._part_frames += 1
-        except av.FFmpegError as exc:
-            raise ImageError(self.output, f"cannot write: {exc.strerror or exc}", getattr(exc, "errno", None)) from None
-        except OSError as exc:
-            raise ImageError(self.output, f"cannot write: {exc.strerror or exc}", exc.errno) from None
-
-    def checkpoint(self) -> None:
-        """Finish the part being written and record it: what a later run keeps."""
-        import av
-
-        if self._part is None:
-            return
-        try:
-            for packet in self._part_stream.encode(None):
-                self._part.mux(packet)
-            self._part.close()
-            self._part = None
-            os.replace(self.work / (self._part_name + ".writing"), self.work / self._part_name)
-            progress = {**self._progress, "frames": self._progress["frames"] + self._part_frames, "last_pts": self._part_last_pts,
-                        "parts": [*self._progress["parts"], self._part_name]}
-            _write_json(self.work / "progress.json", progress)
-            self._progress = progress
-        except av.FFmpegError as exc:
-            raise ImageError(self.output, f"cannot write: {exc.strerror or exc}", getattr(exc, "errno", None)) from None
-        except OSError as exc:
-            raise ImageError(self.output, f"cannot write: {exc.strerror or exc}", exc.errno) from None
-
-    def commit(self) -> None:
-        """Finish the last part, join every part with the input's sound into ``output``
-        (atomically), and remove the work folder."""
-        import av
-
-        self.checkpoint()
-        if not self._progress["parts"]:
-            raise ImageError(self.reader.path, "cannot read: the video holds no frames")
-        suffix = self.format.suffix
-        try:
-            fd, temporary = tempfile.mkstemp(prefix=f".{self.output.name}.", suffix=f".part{suffix}", dir=self.output.parent)
-            os.close(fd)
-            os.chmod(temporary, DEFAULT_FILE_MODE)
-        except OSError as exc:
-            raise ImageError(self.output, f"cannot write: {exc.strerror or exc}", exc.errno) from None
-        try:
-            # Times as the input has them: a sound track's priming samples before 0 must not
-            # move the video later (AVI would gain an empty frame, MP4 a shifted start).
-            with av.open(temporary, mode="w", format=_muxer_for(suffix), options={"avoid_negative_ts": "disabled"}) as joined:
-                self.notes.extend(_join(joined, [self.work / name for name in self._progress["parts"]], self.reader, self.format))
-            os.replace(temporary, self.output)
-        except av.FFmpegError as exc:
-            _unlink(temporary)
-            raise ImageError(self.output, f"cannot write: {exc.strerror or exc}", getattr(exc, "errno", None)) from None
-        except OSError as exc:
-            _unlink(temporary)
-            raise ImageError(self.output, f"cannot write: {exc.strerror or exc}", exc.errno) from None
-        except BaseException:
-            _unlink(temporary)
-            raise
-        for entry in self.work.iterdir():
-            _unlink(entry)
-        self._unlock()
-        try:
-            self.work.rmdir()
-        except OSError:
-            pass
-
-    def abort(self) -> None:
-        """Stop writing: the part in progress is deleted, the completed ones stay for a
-        later run (their work folder goes when it holds none); ``output`` is untouched."""
-        if self._part is not None:
-            try:
-                self._part.close()
-            except Exception:  # noqa: BLE001 - a half-written part is deleted anyway
-                pass
-            self._part = None
-            _unlink(self.work / (self._part_name + ".writing"))
-        if self.work.is_dir() and not self._progress["parts"]:
-            for entry in self.work.iterdir():
-                _unlink(entry)
-            self._unlock()
-            try:
-                self.work.rmdir()
-            except OSError:
-                pass
-        self._unlock()
-
-    @property
-    def kept(self) -> bool:
-        """Whether completed parts wait in the work folder for a later run."""
-        return bool(self._progress["parts"]) and self.work.is_dir()
-
-    def _unlock(self) -> None:
-        if self._lock is not None:
-            os.close(self._lock)
-            self._lock = None
-
-    def __enter__(self) -> "VideoWriter":
-        return self
-
-    def __exit__(self, kind: type | None, *rest: object) -> None:
-        if kind is not None:
-            self.abort()
-
-
-def _video_format(output: Path, reader: VideoReader, quality: int) -> _VideoFormat:
+def video_format(output: Path, reader: VideoReader, quality: int) -> VideoFormat:
     """The encoder, pixel format, time base and colour of ``output``'s video stream."""
     info, source = reader.info, reader.stream
     suffix = output.suffix.lower()
@@ -442,131 +215,11 @@ def _video_format(output: Path, reader: VideoReader, quality: int) -> _VideoForm
             value = getattr(source.codec_context, name, None)
             if value:
                 tags[name] = int(value)
-    return _VideoFormat(suffix, encoder, options, "yuv444p" if full_chroma else "yuv420p",
+    return VideoFormat(suffix, encoder, options, "yuv444p" if full_chroma else "yuv420p",
                         1 / Fraction(info.fps) if numbered else Fraction(source.time_base), numbered,
                         level if encoder == "mpeg4" else None, tags)
 
 
-def _join(joined: "av.container.OutputContainer", parts: list[Path], reader: VideoReader, fmt: _VideoFormat) -> list[str]:
-    """Mux the packets of ``parts`` (in order) and the audio of ``reader``'s file, by
-    time, into ``joined``; returns notes on audio that could not be kept."""
-    import av
-
-    notes: list[str] = []
-    inputs = [av.open(str(part)) for part in parts]
-    audio_input = _open_input(reader.path) if reader.info.audio_streams else None
-    try:
-        video = joined.add_stream_from_template(inputs[0].streams.video[0])
-        video.codec_context.framerate = reader.info.fps  # Matroska reads the template's as its time base
-        if fmt.numbered:
-            video.time_base = fmt.time_base  # AVI: one tick a frame
-        audio_streams = {}
-        for stream in audio_input.streams.audio if audio_input else ():
-            codec = stream.codec_context.name
-            if codec in joined.supported_codecs:
-                audio_streams[stream.index] = joined.add_stream_from_template(stream)
-            else:
-                notes.append(f"{codec} audio cannot go into {fmt.suffix}; not kept (use .mkv)")
-        wanted = [s for s in audio_input.streams.audio if s.index in audio_streams] if audio_input else []
-        audio = (p for p in audio_input.demux(wanted) if p.dts is not None) if wanted else iter(())
-        waiting = next(audio, None)
-        count = 0
-        previous_dts: int | None = None
-        for path, part in zip(parts, inputs):
-            leading = _leading_decode_times(path)
-            for packet in part.demux(part.streams.video[0]):
-                if not packet.size:  # the demuxer's end-of-stream marker
-                    continue
-                if fmt.numbered:  # AVI parts each count their frames from 0
-                    packet.pts = packet.dts = count
-                    packet.time_base = fmt.time_base
-                elif packet.dts is None:
-                    dts = leading.pop(0) if leading else packet.pts
-                    if previous_dts is not None and dts <= previous_dts:
-                        dts = previous_dts + 1
-                    packet.dts = min(dts, packet.pts)
-                previous_dts = packet.dts
-                shown = float(packet.dts * packet.time_base)
-                while waiting is not None and float(waiting.dts * waiting.time_base) <= shown:
-                    waiting.stream = audio_streams[waiting.stream.index]
-                    joined.mux(waiting)
-                    waiting = next(audio, None)
-                packet.stream = video
-                joined.mux(packet)
-                count += 1
-        while waiting is not None:
-            waiting.stream = audio_streams[waiting.stream.index]
-            joined.mux(waiting)
-            waiting = next(audio, None)
-    finally:
-        for part in inputs:
-            part.close()
-        if audio_input is not None:
-            audio_input.close()
-    return notes
-
-
-def _leading_decode_times(path: Path) -> list[int]:
-    """Decoding times for a part's first packets, which its demuxer leaves unknown.
-
-    With B-frames, a demuxer (NUT's, Matroska's) learns a packet's decoding time from
-    the showing times of the packets after it: the first ``delay`` packets come without
-    one. An encoder's decoding times are its sorted showing times moved back by a fixed
-    delay, and the first known one tells that delay; this reads the part once for its
-    showing times and gives the unknown ones by that rule."""
-    import av
-
-    shown, known_at, known = [], None, None
-    with av.open(str(path)) as part:
-        for packet in part.demux(part.streams.video[0]):
-            if not packet.size or packet.pts is None:
-                continue
-            if packet.dts is not None and known_at is None:
-                known_at, known = len(shown), packet.dts
-            shown.append(packet.pts)
-    if known_at is None or known_at == 0:
-        return []
-    ordered = sorted(shown)
-    delay = ordered[known_at] - known
-    return [ordered[j] - delay for j in range(known_at)]
-
-
-def _fingerprint(path: Path) -> dict:
-    """What identifies an input file between runs: its full path, size and modification time."""
-    stat = path.stat()
-    return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
-
-def _lock_folder(folder: Path, output: Path) -> int | None:
-    """An exclusive lock on ``folder`` (released when the process ends, however it
-    ends), or an error when another process holds it. None where locks are unavailable."""
-    try:
-        import fcntl
-    except ImportError:  # Windows
-        return None
-    handle = os.open(folder / "lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(handle)
-        raise ImageError(output, "another restore is writing this video now") from None
-    return handle
-
-
-def _write_json(path: Path, data: dict) -> None:
-    temporary = path.with_name(path.name + ".writing")
-    temporary.write_text(json.dumps(data))
-    os.replace(temporary, path)
-
-
-def _unlink(path: os.PathLike | str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-def _muxer_for(suffix: str) -> str:
-    """FFmpeg's muxer for an output extension (the temporary name ends in .part.EXT, but
-    the format is named explicitly all the same)."""
+def muxer_for(suffix: str) -> str:
+    """FFmpeg's muxer for an output extension (named explicitly: temporary names end otherwise)."""
     return {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi"}[suffix]
