@@ -384,3 +384,17 @@ def test_odd_frame_sizes_keep_full_colour_and_avi_refuses_them_leaving_nothing(t
     with VideoReader(tmp_path / "odd.mp4") as copied:
         assert (copied.info.width, copied.info.height, copied.info.pixel_format) == (33, 21, "yuv444p")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["odd.mkv", "odd.mp4"]
+
+
+def test_a_stop_keeps_every_frame_restored_before_it_not_only_the_last_checkpoint(tmp_path, rng, tiny_checkpoint):
+    """No periodic checkpoint at all: Ctrl-C at the third batch still keeps the four frames
+    of the first two (closed into a part as the run stops)."""
+    clip = make_video(tmp_path / "clip.mp4", moving_frames(rng, count=6), audio=False)
+    job = Job(clip, Path("clip.mp4"), tmp_path / "out" / "clip.mp4")
+    never = RunOptions(batch_size=2, video_checkpoint_seconds=float("inf"))
+    with pytest.raises(KeyboardInterrupt):
+        restore_video(job, Counting(tiny_checkpoint, fail_on=3, failure=KeyboardInterrupt()), never)
+    progress = json.loads((tmp_path / "out" / ".clip.mp4.restore-parts" / "progress.json").read_text())
+    assert progress["frames"] == 4 and progress["parts"] == ["part-00000.nut"]
+    again = Counting(tiny_checkpoint)
+    assert restore_video(job, again, never).frames == 6 and again.frames == 2
