@@ -168,8 +168,9 @@ class ImageRestorer:
         allows, written atomically; or the video ``source`` into the video ``output``
         (frame by frame, with its timing, colour tags and sound; needs PyAV). Raises
         :class:`ImageError` when ``source`` cannot be read or ``output`` written (nothing
-        is left behind), ``FileExistsError`` when ``output`` exists and ``overwrite`` is
-        False."""
+        is left under ``output``; a video keeps the frames it restored in a hidden work
+        folder beside it, and the same call later continues from them),
+        ``FileExistsError`` when ``output`` exists and ``overwrite`` is False."""
         source, output = Path(source), Path(output)
         formats = VIDEO_EXTENSIONS if is_video_name(source) else SUPPORTED_EXTENSIONS
         if output.suffix.lower() not in formats:
