@@ -66,6 +66,26 @@ def make_video(path: Path, frames: list[np.ndarray], audio: bool = True, rotatio
     return path
 
 
+def encode(container, stream, frames: list[np.ndarray], pix_fmt: str) -> None:
+    """Encode uint8 RGB ``frames`` (frame i at time i / FPS) into ``stream`` and flush it."""
+    for i, rgb in enumerate(frames):
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=pix_fmt)
+        frame.pts, frame.time_base = i, Fraction(1, FPS)
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode(None):
+        container.mux(packet)
+
+
+def copy_through_writer(reader: VideoReader, output: Path) -> VideoWriter:
+    """Every frame of ``reader`` into ``output`` unchanged, in one part."""
+    writer = VideoWriter(output, reader)
+    for frame, pts in reader.frames():
+        writer.write(frame, pts)
+    writer.commit()
+    return writer
+
+
 def read_video(path: Path) -> tuple[list[np.ndarray], list[float]]:
     """The frames of a video, and when each is shown (seconds)."""
     with VideoReader(path) as reader:
@@ -340,23 +360,11 @@ def test_cover_art_is_not_taken_for_the_video_and_its_loss_is_said(tmp_path):
         art.disposition = av.stream.Disposition.attached_pic
         video = container.add_stream("libx264", rate=FPS)
         video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
-        for packet in art.encode(av.VideoFrame.from_ndarray(np.full((32, 32, 3), 200, np.uint8), format="rgb24").reformat(format="yuvj420p")):
-            container.mux(packet)
-        for packet in art.encode(None):
-            container.mux(packet)
-        for i in range(3):
-            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 60 * i, np.uint8), format="rgb24")
-            frame.pts, frame.time_base = i, Fraction(1, FPS)
-            for packet in video.encode(frame):
-                container.mux(packet)
-        for packet in video.encode(None):
-            container.mux(packet)
+        encode(container, art, [np.full((32, 32, 3), 200, np.uint8)], "yuvj420p")
+        encode(container, video, [np.full((48, 64, 3), 60 * i, np.uint8) for i in range(3)], "yuv420p")
     with VideoReader(path) as reader:
         assert (reader.info.width, reader.info.height, reader.info.other_streams) == (64, 48, 1)
-        writer = VideoWriter(tmp_path / "out.mp4", reader)
-        for frame, pts in reader.frames():
-            writer.write(frame, pts)
-        writer.commit()
+        writer = copy_through_writer(reader, tmp_path / "out.mp4")
     assert writer.notes == ["1 stream(s) of cover art, subtitles or data not kept"]
     assert len(read_video(tmp_path / "out.mp4")[0]) == 3
 
@@ -367,18 +375,9 @@ def test_odd_frame_sizes_keep_full_colour_and_avi_refuses_them_leaving_nothing(t
     with av.open(str(source), "w") as container:
         stream = container.add_stream("ffv1", rate=FPS)
         stream.width, stream.height, stream.pix_fmt = 33, 21, "yuv444p"
-        for i, rgb in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv444p")
-            frame.pts, frame.time_base = i, Fraction(1, FPS)
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
+        encode(container, stream, frames, "yuv444p")
     with VideoReader(source) as reader:
-        writer = VideoWriter(tmp_path / "odd.mp4", reader)
-        for frame, pts in reader.frames():
-            writer.write(frame, pts)
-        writer.commit()
+        copy_through_writer(reader, tmp_path / "odd.mp4")
         with pytest.raises(ImageError, match="AVI .* needs even frame sizes, not 33x21"):
             VideoWriter(tmp_path / "odd.avi", reader)
     with VideoReader(tmp_path / "odd.mp4") as copied:

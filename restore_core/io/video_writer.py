@@ -181,13 +181,7 @@ class VideoWriter:
             except BaseException:
                 _unlink(temporary)
                 raise
-        for entry in self.work.iterdir():
-            _unlink(entry)
-        self._unlock()
-        try:
-            self.work.rmdir()
-        except OSError:
-            pass
+        self._remove_work_folder()
 
     def abort(self) -> None:
         """Stop writing: the part in progress is deleted, the completed ones stay for a
@@ -200,14 +194,17 @@ class VideoWriter:
             self._part = None
             _unlink(self.work / (self._part_name + ".writing"))
         if self.work.is_dir() and not self._progress["parts"]:
-            for entry in self.work.iterdir():
-                _unlink(entry)
-            self._unlock()
-            try:
-                self.work.rmdir()
-            except OSError:
-                pass
+            self._remove_work_folder()
         self._unlock()
+
+    def _remove_work_folder(self) -> None:
+        for entry in self.work.iterdir():
+            _unlink(entry)
+        self._unlock()
+        try:
+            self.work.rmdir()
+        except OSError:  # another run created it again meanwhile
+            pass
 
     @property
     def kept(self) -> bool:
