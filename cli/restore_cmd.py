@@ -42,6 +42,44 @@ def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+VIDEO_PROGRESS_LINE_SECONDS = 60.0  # without a terminal, a video's progress line this often
+
+
+class VideoProgressLines:
+    """A video's progress as a plain line every ``every`` seconds, for stderr without a
+    terminal (a batch job's log, where the progress bar is off): an hours-long video
+    would otherwise say nothing until it is done. Called with each batch's count."""
+
+    def __init__(self, every: float = VIDEO_PROGRESS_LINE_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
+        self.every, self.clock = every, clock
+        self.started: dict[Path, tuple[float, int]] = {}  # video -> (when, frames done) at its first batch
+        self.last: dict[Path, float] = {}
+
+    def __call__(self, source: Path, count: int, total: int) -> str | None:
+        now = self.clock()
+        if source not in self.started:
+            self.started[source] = (now, count)
+            self.last[source] = now
+            return None
+        if now - self.last[source] < self.every:
+            return None
+        self.last[source] = now
+        since, first = self.started[source]
+        rate = (count - first) / max(now - since, 1e-9)
+        line = f"{source}: {count}" + (f" of {total}" if total else "") + f" frames, {rate:.2f} frames/s"
+        if total and rate > 0 and total > count:
+            line += f", about {_duration((total - count) / rate)} left"
+        return line
+
+
+def _duration(seconds: float) -> str:
+    """``1 h 05 min``, ``12 min``, ``40 s``."""
+    seconds = round(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    return f"{seconds // 60} min" if seconds >= 60 else f"{seconds} s"
+
+
 def _emit(result: ImageResult, as_json: bool) -> None:
     if as_json:
         print_json(result.as_dict())
@@ -210,11 +248,15 @@ def run_restore(request: RestoreRequest) -> None:
     ) as bar:
         progress = bar.add_task(request.task, total=len(runnable))
         frame_bars: dict[Path, Any] = {}  # a video's own line: its frames
+        progress_lines = VideoProgressLines() if not (request.quiet or err_console.is_terminal) else None
 
         def show_frames(job, count: int, total: int) -> None:
             if job.source not in frame_bars:
                 frame_bars[job.source] = bar.add_task(f"  {job.source.name}", total=None)
             bar.update(frame_bars[job.source], completed=count, total=total or None)
+            line = progress_lines(job.source, count, total) if progress_lines is not None else None
+            if line is not None:
+                say(line)
 
         try:
             if restorer is not None:

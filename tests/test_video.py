@@ -397,3 +397,21 @@ def test_a_stop_keeps_every_frame_restored_before_it_not_only_the_last_checkpoin
     assert progress["frames"] == 4 and progress["parts"] == ["part-00000.nut"]
     again = Counting(tiny_checkpoint)
     assert restore_video(job, again, never).frames == 6 and again.frames == 2
+
+
+def test_without_a_terminal_a_long_video_says_its_progress_every_minute():
+    from cli.restore_cmd import VideoProgressLines
+
+    now = [0.0]
+    lines = VideoProgressLines(every=60, clock=lambda: now[0])
+    clip = Path("long.mp4")
+    said = []
+    for seconds, count in [(0, 100), (30, 130), (61, 161), (90, 190), (125, 225)]:
+        now[0] = seconds
+        said.append(lines(clip, count, 3700))
+    assert said == [None, None, "long.mp4: 161 of 3700 frames, 1.00 frames/s, about 58 min left", None,
+                    "long.mp4: 225 of 3700 frames, 1.00 frames/s, about 57 min left"]
+    now[0] = 200
+    assert lines(Path("other.mkv"), 0, 0) is None  # each video timed on its own; no total: no estimate
+    now[0] = 270
+    assert lines(Path("other.mkv"), 140, 0) == "other.mkv: 140 frames, 2.00 frames/s"
