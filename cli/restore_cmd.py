@@ -120,6 +120,8 @@ class RestoreRequest:
     dry_run: bool = False
     strength: float = 1.0
     route: bool = False  # restore auto: each image to the single-task model of what it suffers from
+    start: Optional[str] = None  # videos: restore from this time (seconds, M:SS or H:MM:SS)
+    duration: Optional[str] = None  # videos: this long a span of them
 
 
 def run_restore(request: RestoreRequest) -> None:
@@ -154,6 +156,13 @@ def run_restore(request: RestoreRequest) -> None:
         fail(f"--quality must be between 1 and 100, got {request.quality}", code=2)
     if not 0.0 <= request.strength <= 1.0:
         fail(f"--strength must be between 0 and 1 (1 = the full restoration, 0 = the input), got {request.strength:g}", code=2)
+    try:
+        video_start = parse_time(request.start, "--start") if request.start is not None else 0.0
+        video_duration = parse_time(request.duration, "--duration") if request.duration is not None else None
+    except ValueError as exc:
+        fail(str(exc), code=2)
+    if video_duration is not None and video_duration <= 0:
+        fail(f"--duration must be more than 0 seconds, got {request.duration}", code=2)
     if request.tile < 0 or (request.tile_overlap or 0) < 0 or request.batch_size < 1:
         fail("--tile and --tile-overlap must be >= 0 and --batch-size >= 1", code=2)
     if request.tile and request.tile_overlap is not None and request.tile_overlap >= request.tile:
@@ -232,7 +241,10 @@ def run_restore(request: RestoreRequest) -> None:
     # SIGINT explicitly too: a process started in the background by a non-interactive
     # shell inherits SIGINT ignored, and `kill -INT` must still stop it cleanly.
     signal.signal(signal.SIGINT, _raise_interrupt)
-    options = RunOptions(batch_size=request.batch_size, precision=request.precision, max_pixels=request.max_pixels, jpeg_quality=request.quality)
+    options = RunOptions(batch_size=request.batch_size, precision=request.precision, max_pixels=request.max_pixels, jpeg_quality=request.quality,
+                         video_start=video_start, video_duration=video_duration)
+    if (request.start or request.duration) and not request.quiet and not any(is_video_name(job.source) for job in runnable):
+        warn("--start and --duration cut videos; there is none among the inputs")
     start = time.perf_counter()
     done: list[ImageResult] = list(results)
     with Progress(
@@ -316,6 +328,23 @@ def _report_dry_run(request: RestoreRequest, runnable: list, results: list[Image
         raise typer.Exit(1)
 
 
+def parse_time(text: str, flag: str) -> float:
+    """``90``, ``90.5``, ``1:30`` or ``1:02:03.5`` -> seconds (a time in a video)."""
+    parts = text.strip().split(":")
+    try:
+        if not 1 <= len(parts) <= 3 or any(not part for part in parts):
+            raise ValueError
+        values = [float(part) for part in parts]
+    except ValueError:
+        raise ValueError(f"{flag} {text!r}: expected seconds (90, 12.5) or M:SS / H:MM:SS (1:30, 1:02:03.5)") from None
+    if any(value < 0 for value in values) or any(value >= 60 for value in values[1:]):
+        raise ValueError(f"{flag} {text!r}: minutes and seconds after a colon are 0-59, and no part is negative")
+    seconds = 0.0
+    for value in values:
+        seconds = seconds * 60 + value
+    return seconds
+
+
 def parse_sigma(value: Optional[str]) -> float | str | None:
     """``--sigma``: a noise level on the 0-255 scale, ``auto`` (estimated per image, in
     two looks), ``quick`` (estimated in one look) or ``blind`` (not told)."""
@@ -388,6 +417,8 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
         threads: int = typer.Option(0, "--threads", help="CPU threads for torch (0 = torch's default, one per core)."),
         dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Plan only: list each input's output (status 'planned' with --json), refusals and skips, check the model; read and write no image."),
         strength: float = typer.Option(1.0, "--strength", help="How much of the restoration to apply, 0-1: 1 = all of it, 0.7 = keep 30 % of what the model removes (grain, atmosphere), 0 = the input."),
+        start: Optional[str] = typer.Option(None, "--start", help="Videos: restore from this time (seconds, M:SS or H:MM:SS); the output starts there, sound cut alike."),
+        duration: Optional[str] = typer.Option(None, "--duration", help="Videos: restore this long a span (seconds or M:SS): try settings on a few seconds before hours of frames."),
         **settings: Any,
     ) -> None:
         route = settings.pop("route", False)  # an engine choice, not a model setting
@@ -396,7 +427,7 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
             batch_size=batch_size, precision=precision, recursive=recursive, suffix=suffix, ext=ext, quality=quality, overwrite=overwrite,
             skip_existing=skip_existing, as_json=as_json, quiet=quiet, max_pixels=max_pixels, shard=shard,
             model_settings=settings, self_ensemble=self_ensemble, ensemble_views=ensemble_views, compile_model=compile_model, threads=threads, dry_run=dry_run,
-            strength=strength, route=route,
+            strength=strength, route=route, start=start, duration=duration,
         ))
 
     # Typer reads the signature: replace **settings by the task's own options.
@@ -415,6 +446,8 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
         restore {task} shot.jpg shot-clear.png
 
         restore {task} clip.mp4 clip-clear.mp4
+
+        restore {task} clip.mp4 try.mp4 --start 1:30 --duration 5
 
         find /data -name '*.png' | restore {task} - out/ --json
 

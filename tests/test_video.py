@@ -415,3 +415,39 @@ def test_without_a_terminal_a_long_video_says_its_progress_every_minute():
     assert lines(Path("other.mkv"), 0, 0) is None  # each video timed on its own; no total: no estimate
     now[0] = 270
     assert lines(Path("other.mkv"), 140, 0) == "other.mkv: 140 frames, 2.00 frames/s"
+
+
+def test_times_are_read_as_seconds_or_clock_notation():
+    from cli.restore_cmd import parse_time
+
+    assert [parse_time(t, "--start") for t in ("90", "12.5", "1:30", "1:02:03.5", "0:05")] == [90, 12.5, 90, 3723.5, 5]
+    for bad in ("", "1:", "a", "1:75", "-3", "1:2:3:4"):
+        with pytest.raises(ValueError, match="--start"):
+            parse_time(bad, "--start")
+
+
+def test_a_span_of_a_video_is_restored_from_its_start_with_its_sound(tmp_path, rng, tiny_checkpoint):
+    """Six frames at 12 per second (0, 0.083, ..., 0.417 s): --start 0.25 --duration 0.25
+    restores the three shown from 0.25 s, as the whole run does, starting the output at 0."""
+    clip = make_video(tmp_path / "clip.mp4", moving_frames(rng, count=6))
+    whole = Job(clip, Path("clip.mp4"), tmp_path / "whole.mp4")
+    assert restore_video(whole, Counting(tiny_checkpoint)).frames == 6
+    span = Job(clip, Path("clip.mp4"), tmp_path / "span.mp4")
+    result = restore_video(span, Counting(tiny_checkpoint), RunOptions(video_start=0.25, video_duration=0.25))
+    assert result.status == "ok" and result.frames == 3
+    cut, times = read_video(span.output)
+    all_frames, all_times = read_video(whole.output)
+    assert np.allclose(times, np.subtract(all_times[3:], 0.25), atol=0.0011)
+    assert min(psnr(a, b) for a, b in zip(cut, all_frames[3:])) > 38
+    with av.open(str(span.output)) as container:
+        sound = [float(p.pts * p.time_base) for p in container.demux(container.streams.audio) if p.size]
+    assert sound and min(sound) >= -0.001 and max(sound) < 0.25
+
+
+def test_cli_cuts_a_video_and_refuses_a_bad_time(tmp_path, rng, tiny_checkpoint):
+    clip = make_video(tmp_path / "clip.mp4", moving_frames(rng, count=6), audio=False)
+    run = restore("derain", str(clip), str(tmp_path / "try.mp4"), "-m", str(tiny_checkpoint), "--start", "0:00.25", "--json")
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["frames"] == 3
+    bad = restore("derain", str(clip), str(tmp_path / "bad.mp4"), "-m", str(tiny_checkpoint), "--duration", "1:75")
+    assert bad.returncode == 2 and "--duration '1:75'" in bad.stderr and not (tmp_path / "bad.mp4").exists()

@@ -67,6 +67,8 @@ class RunOptions:
     # whose first frame is a key frame: parts of 60 frames made a 240-frame H.264 clip
     # 26 % larger than one part, of 120 frames 7.5 %.
     video_checkpoint_seconds: float = 600.0
+    video_start: float = 0.0  # seconds: restore a video from there (its output starts at 0)
+    video_duration: float | None = None  # seconds of it to restore; None: to its end
 
 
 @dataclass

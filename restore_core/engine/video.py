@@ -103,6 +103,14 @@ def _to_uint8(restored: np.ndarray) -> np.ndarray:
     return np.clip(restored * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
+def _frames_in_span(info, start: float, duration: float | None) -> int:
+    """About how many frames a span of the video holds (for progress; 0 = unknown)."""
+    if not info.frames:
+        return 0
+    left = max(0, info.frames - round(start * info.fps))
+    return min(left, round(duration * info.fps)) if duration is not None else left
+
+
 def settings_key(restorer: Restorer, options: RunOptions) -> str:
     """What a video's earlier, unfinished run must have used for its frames to be kept:
     the model file, its run-time settings, precision, self-ensemble, strength, tiling
@@ -115,7 +123,8 @@ def settings_key(restorer: Restorer, options: RunOptions) -> str:
     specialists = getattr(restorer, "specialists", None)
     chosen = {task: described(one) for task, one in specialists.items()} if specialists else described(restorer)
     return json.dumps({"restorer": chosen, "router": restorer.descriptor.name if specialists else None,
-                       "quality": options.jpeg_quality}, sort_keys=True, default=str)
+                       "quality": options.jpeg_quality, "span": [options.video_start, options.video_duration]},
+                      sort_keys=True, default=str)
 
 
 def restore_video(job: Job, restorer: Restorer, options: RunOptions = RunOptions(),
@@ -169,9 +178,11 @@ def restore_video(job: Job, restorer: Restorer, options: RunOptions = RunOptions
                            stops_batch=stops_batch, frames=done)
 
     try:
-        writer = VideoWriter(job.output, reader, options.jpeg_quality, settings_key(restorer, options))
+        start, duration = options.video_start, options.video_duration
+        end = start + duration if duration is not None else None
+        writer = VideoWriter(job.output, reader, options.jpeg_quality, settings_key(restorer, options), start, end)
         restore = restorer
-        decoded = _Prefetched(reader.frames(), options.prefetch)
+        decoded = _Prefetched(reader.frames(start, end), options.prefetch)
         frames: Iterator = iter(decoded)
         if hasattr(restorer, "specialist_for"):  # routed: one model for the whole clip, chosen from its first frames
             first = list(itertools.islice(frames, ROUTING_FRAMES))
@@ -180,6 +191,7 @@ def restore_video(job: Job, restorer: Restorer, options: RunOptions = RunOptions
                 chosen_model = restore.descriptor.name
             frames = itertools.chain(first, frames)
         done = writer.frames_done
+        expected = _frames_in_span(info, start, duration)
         frames = itertools.islice(frames, done, None)  # decoded, not restored: an earlier run wrote them
         last_checkpoint = time.perf_counter()
         for batch in _batches(frames, options.batch_size):
@@ -202,7 +214,7 @@ def restore_video(job: Job, restorer: Restorer, options: RunOptions = RunOptions
             done += len(batch)
             restored_now += len(batch)
             if on_frames is not None:
-                on_frames(done, info.frames)
+                on_frames(done, expected)
         for future in pending:
             future.result()
         pending.clear()

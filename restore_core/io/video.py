@@ -154,13 +154,24 @@ class VideoReader:
         self.container.seek(0)
         return int(first.rotation) if first is not None else 0
 
-    def frames(self) -> Iterator[tuple[np.ndarray, int | None]]:
+    def frames(self, start: float = 0.0, end: float | None = None) -> Iterator[tuple[np.ndarray, int | None]]:
         """(upright RGB frame, presentation timestamp in the stream's time base) in
-        presentation order. The colour matrix and range are the stream's own."""
+        presentation order, for the frames shown from ``start`` up to ``end`` (seconds;
+        None: to the last). The colour matrix and range are the stream's own."""
         import av
 
+        if start > 0:  # to the key frame before it; the frames up to it are decoded and dropped
+            try:
+                self.container.seek(int(start / self.stream.time_base), stream=self.stream)
+            except av.FFmpegError:
+                self.container.seek(0)
         try:
             for frame in self.container.decode(self.stream):
+                shown = float(frame.pts * self.stream.time_base) if frame.pts is not None else None
+                if shown is not None and shown < start:
+                    continue
+                if shown is not None and end is not None and shown >= end:
+                    return
                 rgb = frame.to_ndarray(format="rgb24", src_color_range=frame.color_range or None)
                 yield upright(rgb, self.info.rotation), frame.pts
         except av.FFmpegError as exc:

@@ -14,6 +14,7 @@ import json
 import os
 import tempfile
 from contextlib import contextmanager
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
@@ -43,9 +44,14 @@ class VideoWriter:
     folder is locked while in use. ``notes`` says what the output could not keep.
     """
 
-    def __init__(self, output: os.PathLike | str, reader: VideoReader, quality: int = 95, settings: str = "") -> None:
+    def __init__(self, output: os.PathLike | str, reader: VideoReader, quality: int = 95, settings: str = "",
+                 start: float = 0.0, end: float | None = None) -> None:
         self.output = Path(output)
         self.reader = reader
+        # A span of the input (seconds): its frames come in with their own times, and
+        # the output starts at ``start`` = 0, its sound cut to the span and moved alike.
+        self.start, self.end = start, end
+        self._offset = round(Fraction(start) / Fraction(reader.stream.time_base)) if start else 0
         self.notes: list[str] = []
         self.format = video_format(self.output, reader, quality)
         info = reader.info
@@ -135,6 +141,8 @@ class VideoWriter:
                 pts = done
             elif pts is None:  # an input without timestamps: the frame's place at the declared rate
                 pts = round(done / (self.reader.info.fps * fmt.time_base))
+            else:
+                pts -= self._offset
             last = self._part_last_pts if self._part_frames else self._last_pts
             if last is not None and pts <= last:  # a damaged file's repeated stamp: encoders refuse it
                 pts = last + 1
@@ -176,7 +184,8 @@ class VideoWriter:
                 # Times as the input has them: a sound track's priming samples before 0 must not
                 # move the video later (AVI would gain an empty frame, MP4 a shifted start).
                 with av.open(temporary, mode="w", format=muxer_for(suffix), options={"avoid_negative_ts": "disabled"}) as joined:
-                    self.notes.extend(_join(joined, [self.work / name for name in self._progress["parts"]], self.reader, self.format))
+                    parts = [self.work / name for name in self._progress["parts"]]
+                    self.notes.extend(_join(joined, parts, self.reader, self.format, self.start, self.end))
                 os.replace(temporary, self.output)
             except BaseException:
                 _unlink(temporary)
@@ -238,9 +247,11 @@ def _writing(output: Path) -> Iterator[None]:
         raise ImageError(output, f"cannot write: {exc.strerror or exc}", exc.errno) from None
 
 
-def _join(joined: "av.container.OutputContainer", parts: list[Path], reader: VideoReader, fmt: VideoFormat) -> list[str]:
+def _join(joined: "av.container.OutputContainer", parts: list[Path], reader: VideoReader, fmt: VideoFormat,
+          start: float = 0.0, end: float | None = None) -> list[str]:
     """Mux the packets of ``parts`` (in order) and the audio of ``reader``'s file, by
-    time, into ``joined``; returns notes on audio that could not be kept."""
+    time, into ``joined``: of the audio, the packets from ``start`` up to ``end``
+    (seconds), moved ``start`` earlier; returns notes on audio that could not be kept."""
     import av
 
     notes: list[str] = []
@@ -259,7 +270,7 @@ def _join(joined: "av.container.OutputContainer", parts: list[Path], reader: Vid
             else:
                 notes.append(f"{codec} audio cannot go into {fmt.suffix}; not kept (use .mkv)")
         wanted = [s for s in audio_input.streams.audio if s.index in audio_streams] if audio_input else []
-        audio = (p for p in audio_input.demux(wanted) if p.dts is not None) if wanted else iter(())
+        audio = (_moved(p, start) for p in audio_input.demux(wanted) if p.dts is not None and _within(p, start, end)) if wanted else iter(())
         waiting = next(audio, None)
         count = 0
         previous_dts: int | None = None
@@ -295,6 +306,22 @@ def _join(joined: "av.container.OutputContainer", parts: list[Path], reader: Vid
         if audio_input is not None:
             audio_input.close()
     return notes
+
+
+def _within(packet: "av.Packet", start: float, end: float | None) -> bool:
+    """Whether ``packet`` is shown from ``start`` up to ``end`` (seconds); from the very
+    beginning when ``start`` is 0 (a sound track's priming samples come before 0)."""
+    shown = float(packet.pts * packet.time_base)
+    return (not start or shown >= start) and (end is None or shown < end)
+
+
+def _moved(packet: "av.Packet", seconds: float) -> "av.Packet":
+    """``packet`` shown ``seconds`` earlier (a span of the input starts the output)."""
+    if seconds:
+        ticks = round(Fraction(seconds) / Fraction(packet.time_base))
+        packet.pts -= ticks
+        packet.dts -= ticks
+    return packet
 
 
 def _leading_decode_times(path: Path) -> list[int]:
