@@ -451,3 +451,11 @@ def test_cli_cuts_a_video_and_refuses_a_bad_time(tmp_path, rng, tiny_checkpoint)
     assert json.loads(run.stdout)["frames"] == 3
     bad = restore("derain", str(clip), str(tmp_path / "bad.mp4"), "-m", str(tiny_checkpoint), "--duration", "1:75")
     assert bad.returncode == 2 and "--duration '1:75'" in bad.stderr and not (tmp_path / "bad.mp4").exists()
+
+
+def test_a_start_past_the_end_is_an_error_saying_how_long_the_video_is(tmp_path, rng, tiny_checkpoint):
+    clip = make_video(tmp_path / "clip.mp4", moving_frames(rng, count=6), audio=False)
+    job = Job(clip, Path("clip.mp4"), tmp_path / "out" / "clip.mp4")
+    result = restore_video(job, Counting(tiny_checkpoint), RunOptions(video_start=9))
+    assert result.status == "error" and result.error == "no frames from 9 s (--start, --duration): the video is 0.5 s long"
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []

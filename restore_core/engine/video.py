@@ -218,6 +218,9 @@ def restore_video(job: Job, restorer: Restorer, options: RunOptions = RunOptions
         for future in pending:
             future.result()
         pending.clear()
+        if done == 0 and (start or duration is not None):
+            return fail(f"no frames from {start:g} s{f' for {duration:g} s' if duration is not None else ''} "
+                        f"(--start, --duration): the video is {reader.duration_text()} long")
         writer.commit()
         committed = True
     except ImageError as exc:

@@ -177,6 +177,10 @@ class VideoReader:
         except av.FFmpegError as exc:
             raise ImageError(self.path, f"cannot read: the video is damaged ({exc.strerror or exc})") from None
 
+    def duration_text(self) -> str:
+        """``12.5 s``, as the container declares its length (``an unknown time``)."""
+        return f"{self.container.duration / 1_000_000:g} s" if self.container.duration else "an unknown time"
+
     def close(self) -> None:
         self.container.close()
 
