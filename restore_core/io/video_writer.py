@@ -98,9 +98,9 @@ class VideoWriter:
             if earlier["frames"]:
                 self.notes.append(f"resumed after {earlier['frames']} frame(s) restored by an earlier run")
             return
-        if earlier is not None or any(entry.name != "lock" for entry in self.work.iterdir()):
+        if earlier is not None:
             self.notes.append("an unfinished earlier run with another input or settings was discarded")
-        for entry in self.work.iterdir():
+        for entry in self.work.iterdir():  # and a part a killed run was writing
             if entry.name != "lock":
                 entry.unlink()
 
@@ -120,8 +120,8 @@ class VideoWriter:
         stream.time_base = stream.codec_context.time_base = fmt.time_base
         if fmt.qscale is not None:
             stream.codec_context.qscale = fmt.qscale
-        for name_, value in fmt.colour_tags.items():
-            setattr(stream.codec_context, name_, value)
+        for tag, value in fmt.colour_tags.items():
+            setattr(stream.codec_context, tag, value)
         self._part_stream = stream
         self._part_frames = 0
 
