@@ -178,11 +178,11 @@ def restore_video(job: Job, restorer: Restorer, options: RunOptions = RunOptions
                            stops_batch=stops_batch, frames=done)
 
     try:
-        start, duration = options.video_start, options.video_duration
-        end = start + duration if duration is not None else None
-        writer = VideoWriter(job.output, reader, options.jpeg_quality, settings_key(restorer, options), start, end)
+        span_start, span_duration = options.video_start, options.video_duration
+        span_end = span_start + span_duration if span_duration is not None else None
+        writer = VideoWriter(job.output, reader, options.jpeg_quality, settings_key(restorer, options), span_start, span_end)
         restore = restorer
-        decoded = _Prefetched(reader.frames(start, end), options.prefetch)
+        decoded = _Prefetched(reader.frames(span_start, span_end), options.prefetch)
         frames: Iterator = iter(decoded)
         if hasattr(restorer, "specialist_for"):  # routed: one model for the whole clip, chosen from its first frames
             first = list(itertools.islice(frames, ROUTING_FRAMES))
@@ -191,7 +191,7 @@ def restore_video(job: Job, restorer: Restorer, options: RunOptions = RunOptions
                 chosen_model = restore.descriptor.name
             frames = itertools.chain(first, frames)
         done = writer.frames_done
-        expected = _frames_in_span(info, start, duration)
+        expected = _frames_in_span(info, span_start, span_duration)
         frames = itertools.islice(frames, done, None)  # decoded, not restored: an earlier run wrote them
         last_checkpoint = time.perf_counter()
         for batch in _batches(frames, options.batch_size):
@@ -218,9 +218,9 @@ def restore_video(job: Job, restorer: Restorer, options: RunOptions = RunOptions
         for future in pending:
             future.result()
         pending.clear()
-        if done == 0 and (start or duration is not None):
-            return fail(f"no frames from {start:g} s{f' for {duration:g} s' if duration is not None else ''} "
-                        f"(--start, --duration): the video is {reader.duration_text()} long")
+        if done == 0 and (span_start or span_duration is not None):
+            for_how_long = f" for {span_duration:g} s" if span_duration is not None else ""
+            return fail(f"no frames from {span_start:g} s{for_how_long} (--start, --duration): the video is {reader.duration_text()} long")
         writer.commit()
         committed = True
     except ImageError as exc:
