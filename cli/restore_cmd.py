@@ -122,6 +122,7 @@ class RestoreRequest:
     route: bool = False  # restore auto: each image to the single-task model of what it suffers from
     start: Optional[str] = None  # videos: restore from this time (seconds, M:SS or H:MM:SS)
     duration: Optional[str] = None  # videos: this long a span of them
+    temporal: int = 0  # videos: smooth each restored frame with this many aligned neighbours on each side
 
 
 def run_restore(request: RestoreRequest) -> None:
@@ -135,6 +136,7 @@ def run_restore(request: RestoreRequest) -> None:
     from restore_core.engine.memory import MIN_AUTO_TILE
     from restore_core.engine.routing import build_restorer
     from restore_core.engine.runner import ImageResult, RunOptions, planned_results
+    from restore_core.engine.temporal import TemporalConfig
     from restore_core.engine.video import restore_jobs
 
     ext = request.ext
@@ -163,6 +165,10 @@ def run_restore(request: RestoreRequest) -> None:
         fail(str(exc), code=2)
     if video_duration is not None and video_duration <= 0:
         fail(f"--duration must be more than 0 seconds, got {request.duration}", code=2)
+    try:
+        temporal = TemporalConfig(radius=request.temporal)
+    except ValueError:
+        fail(f"--temporal must be between 0 (off) and 8 frames on each side, got {request.temporal}", code=2)
     if request.tile < 0 or (request.tile_overlap or 0) < 0 or request.batch_size < 1:
         fail("--tile and --tile-overlap must be >= 0 and --batch-size >= 1", code=2)
     if request.tile and request.tile_overlap is not None and request.tile_overlap >= request.tile:
@@ -242,9 +248,11 @@ def run_restore(request: RestoreRequest) -> None:
     # shell inherits SIGINT ignored, and `kill -INT` must still stop it cleanly.
     signal.signal(signal.SIGINT, _raise_interrupt)
     options = RunOptions(batch_size=request.batch_size, precision=request.precision, max_pixels=request.max_pixels, jpeg_quality=request.quality,
-                         video_start=video_start, video_duration=video_duration)
+                         video_start=video_start, video_duration=video_duration, temporal=temporal)
     if (request.start or request.duration) and not request.quiet and not any(is_video_name(job.source) for job in runnable):
         warn("--start and --duration cut videos; there is none among the inputs")
+    if request.temporal and not request.quiet and not any(is_video_name(job.source) for job in runnable):
+        warn("--temporal smooths the frames of videos; there is none among the inputs")
     start = time.perf_counter()
     done: list[ImageResult] = list(results)
     with Progress(
@@ -419,6 +427,7 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
         strength: float = typer.Option(1.0, "--strength", help="How much of the restoration to apply, 0-1: 1 = all of it, 0.7 = keep 30 % of what the model removes (grain, atmosphere), 0 = the input."),
         start: Optional[str] = typer.Option(None, "--start", help="Videos: restore from this time (seconds, M:SS or H:MM:SS); the output starts there, sound cut alike."),
         duration: Optional[str] = typer.Option(None, "--duration", help="Videos: restore this long a span (seconds or M:SS): try settings on a few seconds before hours of frames."),
+        temporal: int = typer.Option(0, "--temporal", help="Videos: average each restored frame with this many neighbours on each side, aligned by optical flow, where they agree (2 is a good start; 0 = off): less flicker, less residual noise."),
         **settings: Any,
     ) -> None:
         route = settings.pop("route", False)  # an engine choice, not a model setting
@@ -427,7 +436,7 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
             batch_size=batch_size, precision=precision, recursive=recursive, suffix=suffix, ext=ext, quality=quality, overwrite=overwrite,
             skip_existing=skip_existing, as_json=as_json, quiet=quiet, max_pixels=max_pixels, shard=shard,
             model_settings=settings, self_ensemble=self_ensemble, ensemble_views=ensemble_views, compile_model=compile_model, threads=threads, dry_run=dry_run,
-            strength=strength, route=route, start=start, duration=duration,
+            strength=strength, route=route, start=start, duration=duration, temporal=temporal,
         ))
 
     # Typer reads the signature: replace **settings by the task's own options.
@@ -448,6 +457,8 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
         restore {task} clip.mp4 clip-clear.mp4
 
         restore {task} clip.mp4 try.mp4 --start 1:30 --duration 5
+
+        restore {task} clip.mp4 clip-clear.mp4 --temporal 2
 
         find /data -name '*.png' | restore {task} - out/ --json
 

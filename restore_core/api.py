@@ -39,6 +39,7 @@ from restore_core.device import pick_device
 from restore_core.engine.inputs import InputError, Job, collect_inputs, plan_batch
 from restore_core.engine.routing import RoutedRestorer, build_restorer
 from restore_core.engine.runner import ImageResult, Restorer, RunOptions, planned_results
+from restore_core.engine.temporal import TemporalConfig
 from restore_core.engine.video import restore_jobs
 from restore_core.io.images import DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS, ImageError, from_array, to_array
 from restore_core.io.video import VIDEO_EXTENSIONS, is_video_name
@@ -162,7 +163,7 @@ class ImageRestorer:
             warnings.warn(self.restorer.notices.pop(0), RuntimeWarning, stacklevel=4)
 
     def restore_file(self, source: PathLike, output: PathLike, *, overwrite: bool = False, quality: int = 95,
-                     max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageResult:
+                     max_pixels: int = DEFAULT_MAX_PIXELS, temporal: int = 0) -> ImageResult:
         """Restore the image file ``source`` into the file ``output`` (format from its
         extension), keeping depth, layout, alpha, ICC profile and EXIF where the format
         allows, written atomically; or the video ``source`` into the video ``output``
@@ -170,7 +171,9 @@ class ImageRestorer:
         :class:`ImageError` when ``source`` cannot be read or ``output`` written (nothing
         is left under ``output``; a video keeps the frames it restored in a hidden work
         folder beside it, and the same call later continues from them),
-        ``FileExistsError`` when ``output`` exists and ``overwrite`` is False."""
+        ``FileExistsError`` when ``output`` exists and ``overwrite`` is False.
+        ``temporal`` (videos, as ``--temporal``): average each restored frame with this
+        many aligned neighbours on each side (:mod:`restore_core.engine.temporal`)."""
         source, output = Path(source), Path(output)
         formats = VIDEO_EXTENSIONS if is_video_name(source) else SUPPORTED_EXTENSIONS
         if output.suffix.lower() not in formats:
@@ -178,7 +181,7 @@ class ImageRestorer:
         if output.exists() and not overwrite:
             raise FileExistsError(f"{output}: exists; pass overwrite=True to replace it")
         job = Job(source, Path(source.name), output)
-        [result] = self._stream([job], batch_size=1, quality=quality, max_pixels=max_pixels)
+        [result] = self._stream([job], _run_options(1, quality, max_pixels, temporal))
         if result.status != "ok":
             raise ImageError(source, result.error or "not restored")
         return result
@@ -196,6 +199,7 @@ class ImageRestorer:
         batch_size: int = 1,
         quality: int = 95,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        temporal: int = 0,
     ) -> Iterator[ImageResult]:
         """Restore a file, a folder, a glob pattern, or a list of paths into ``out_dir``
         (sub-folders mirrored), as ``restore derain IN OUT`` does: decoding and
@@ -205,12 +209,11 @@ class ImageRestorer:
 
         Raises before restoring anything when an output exists and neither ``overwrite``
         nor ``skip_existing`` is set (``FileExistsError``), and for inputs that name
-        nothing (``ValueError``).
+        nothing (``ValueError``). ``temporal``: as in :meth:`restore_file`.
         """
         if overwrite and skip_existing:
             raise ValueError("overwrite and skip_existing contradict each other")
-        if batch_size < 1 or not 1 <= quality <= 100:
-            raise ValueError(f"batch_size must be >= 1 and quality 1-100, got {batch_size} and {quality}")
+        options = _run_options(batch_size, quality, max_pixels, temporal)
         if ext is not None:
             ext = ext if ext.startswith(".") else "." + ext
             if ext.lower() not in SUPPORTED_EXTENSIONS + VIDEO_EXTENSIONS:
@@ -230,14 +233,20 @@ class ImageRestorer:
             more = f" and {len(plan.existing) - 5} more" if len(plan.existing) > 5 else ""
             raise FileExistsError(f"{len(plan.existing)} output(s) already exist: {shown}{more}; pass overwrite=True or skip_existing=True")
         results = planned_results(plan, unreadable)
-        return self._chain(results, plan.runnable, batch_size, quality, max_pixels)  # checked above, run as iterated
+        return self._chain(results, plan.runnable, options)  # checked above, run as iterated
 
-    def _chain(self, planned: list[ImageResult], jobs: list[Job], batch_size: int, quality: int, max_pixels: int) -> Iterator[ImageResult]:
+    def _chain(self, planned: list[ImageResult], jobs: list[Job], options: RunOptions) -> Iterator[ImageResult]:
         yield from planned
-        yield from self._stream(jobs, batch_size, quality, max_pixels)
+        yield from self._stream(jobs, options)
 
-    def _stream(self, jobs: list[Job], batch_size: int, quality: int, max_pixels: int) -> Iterator[ImageResult]:
-        options = RunOptions(batch_size=batch_size, max_pixels=max_pixels, jpeg_quality=quality)
+    def _stream(self, jobs: list[Job], options: RunOptions) -> Iterator[ImageResult]:
         for result in restore_jobs(jobs, self.restorer, options):
             self._warn_notices()
             yield result
+
+
+def _run_options(batch_size: int, quality: int, max_pixels: int, temporal: int) -> RunOptions:
+    """The engine's options from the keyword arguments of the ``restore_*`` methods; ValueError if out of range."""
+    if batch_size < 1 or not 1 <= quality <= 100:
+        raise ValueError(f"batch_size must be >= 1 and quality 1-100, got {batch_size} and {quality}")
+    return RunOptions(batch_size=batch_size, max_pixels=max_pixels, jpeg_quality=quality, temporal=TemporalConfig(radius=temporal))

@@ -20,7 +20,8 @@ av = pytest.importorskip("av")  # the optional restore[video] extra; the test ex
 from restore_core.engine.inputs import Job, collect_inputs, plan_outputs  # noqa: E402
 from restore_core.checkpoint import load_checkpoint  # noqa: E402
 from restore_core.engine.runner import ImageResult, Restorer, RunOptions  # noqa: E402
-from restore_core.engine.video import restore_video  # noqa: E402
+from restore_core.engine.temporal import TemporalConfig  # noqa: E402
+from restore_core.engine.video import restore_video, settings_key  # noqa: E402
 from restore_core.io.images import ImageError  # noqa: E402
 from restore_core.io.video import PYAV_MISSING, VideoReader, quality_to_crf, upright  # noqa: E402
 from restore_core.io.video_writer import VideoWriter  # noqa: E402
@@ -334,6 +335,11 @@ def test_the_python_interface_restores_a_video_file(tmp_path, rng, tiny_checkpoi
         restorer.restore_file(clip, tmp_path / "clip.png")
     with pytest.raises(FileExistsError):
         restorer.restore_file(clip, tmp_path / "clip.mkv")
+    smoothed = restorer.restore_file(clip, tmp_path / "smooth.mkv", temporal=1)
+    assert smoothed.frames == 3 and len(read_video(tmp_path / "smooth.mkv")[0]) == 3
+    with pytest.raises(ValueError, match="temporal radius"):
+        restorer.restore_file(clip, tmp_path / "bad.mkv", temporal=-1)
+    assert [r.frames for r in restorer.restore_files([clip], tmp_path / "folder", temporal=2)] == [3]
 
 
 def test_after_a_full_disk_the_videos_left_are_reported_not_restored(tmp_path, rng, monkeypatch):
@@ -459,3 +465,66 @@ def test_a_start_past_the_end_is_an_error_saying_how_long_the_video_is(tmp_path,
     result = restore_video(job, Counting(tiny_checkpoint), RunOptions(video_start=9))
     assert result.status == "error" and result.error == "no frames from 9 s (--start, --duration): the video is 0.5 s long"
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def noisy_panning_clip(rng: np.random.Generator, count: int = 8) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """A textured picture with a photograph's contrast panning 4 pixels a frame, and the
+    same frames with Gaussian noise (sigma 10): clean, noisy."""
+    blurred = cv2.GaussianBlur(rng.normal(0, 1, (96, 160 + 4 * count, 3)).astype(np.float32), (0, 0), 2.5)
+    wide = np.clip(128 + 50 * blurred / blurred.std(), 0, 255).astype(np.uint8)
+    clean = [np.ascontiguousarray(wide[:, 4 * i : 4 * i + 160]) for i in range(count)]
+    return clean, [np.clip(frame + rng.normal(0, 10, frame.shape) + 0.5, 0, 255).astype(np.uint8) for frame in clean]
+
+
+SMOOTHED = RunOptions(temporal=TemporalConfig(radius=2), jpeg_quality=100)
+
+
+def test_temporal_smoothing_averages_aligned_neighbours_keeping_every_frame_and_its_time(tmp_path, rng, tiny_checkpoint):
+    """The model left out (strength 0: frames come out as they went in), so what changes
+    is the smoothing alone: each noisy frame closer to the clean one, none lost or moved."""
+    clean, frames = noisy_panning_clip(rng)
+    clip = make_video(tmp_path / "clip.mp4", frames)
+    as_is = restore_video(Job(clip, Path("clip.mp4"), tmp_path / "as-is.mp4"), Counting(tiny_checkpoint, strength=0.0),
+                          RunOptions(jpeg_quality=100))
+    result = restore_video(Job(clip, Path("clip.mp4"), tmp_path / "smooth.mp4"), Counting(tiny_checkpoint, strength=0.0), SMOOTHED)
+    assert as_is.status == result.status == "ok" and result.frames == 8
+    plain, plain_times = read_video(tmp_path / "as-is.mp4")
+    smooth, times = read_video(tmp_path / "smooth.mp4")
+    assert times == plain_times and len(smooth) == 8
+    gains = [psnr(a, c) - psnr(b, c) for a, b, c in zip(smooth, plain, clean)]
+    assert min(gains) > 1.0, gains
+    assert settings_key(Counting(tiny_checkpoint), SMOOTHED) != settings_key(Counting(tiny_checkpoint), RunOptions(jpeg_quality=100))
+
+
+def test_a_smoothed_video_resumes_with_the_frames_before_as_neighbours(tmp_path, rng, tiny_checkpoint):
+    """A failure after 3 batches of 2 frames keeps the frames written by then (the
+    smoothing holds 2 back); the same call restores the 2 frames before them again, as
+    neighbours only, and the clip comes out as an uninterrupted run's (without those
+    neighbours the first new frame differed: 34.5 dB)."""
+    _, frames = noisy_panning_clip(rng)
+    clip = make_video(tmp_path / "clip.mp4", frames, audio=False)
+    job = Job(clip, Path("clip.mp4"), tmp_path / "out" / "clip.mp4")
+    options = RunOptions(temporal=TemporalConfig(radius=2), jpeg_quality=100, batch_size=2, video_checkpoint_seconds=0)
+    failed = restore_video(job, Counting(tiny_checkpoint, fail_on=4, failure=RuntimeError("simulated")), options)
+    assert failed.status == "error" and "4 restored frame(s) kept" in failed.error
+    again = Counting(tiny_checkpoint)
+    result = restore_video(job, again, options)
+    assert result.status == "ok" and result.frames == 8 and again.frames == 2 + 4  # 2 neighbours, 4 new
+    straight = Job(clip, Path("clip.mp4"), tmp_path / "straight.mp4")
+    assert restore_video(straight, Counting(tiny_checkpoint), options).status == "ok"
+    resumed, times = read_video(job.output)
+    uninterrupted, straight_times = read_video(straight.output)
+    assert times == straight_times
+    assert min(psnr(a, b) for a, b in zip(resumed, uninterrupted)) > 40  # the same frames, in other parts
+
+
+def test_cli_temporal_is_bounded_and_says_when_there_is_no_video(tmp_path, rng, tiny_checkpoint):
+    clip = make_video(tmp_path / "clip.mp4", moving_frames(rng, count=4), audio=False)
+    bad = restore("derain", str(clip), str(tmp_path / "bad.mp4"), "-m", str(tiny_checkpoint), "--temporal", "9")
+    assert bad.returncode == 2 and "--temporal must be between 0 (off) and 8" in bad.stderr
+    cv2.imwrite(str(tmp_path / "a.png"), rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    run = restore("derain", str(tmp_path / "a.png"), str(tmp_path / "out"), "-m", str(tiny_checkpoint), "--temporal", "2")
+    assert run.returncode == 0 and "--temporal smooths the frames of videos; there is none among the inputs" in run.stderr
+    run = restore("derain", str(clip), str(tmp_path / "ok.mp4"), "-m", str(tiny_checkpoint), "--temporal", "2", "--json")
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["frames"] == 4 and len(read_video(tmp_path / "ok.mp4")[0]) == 4

@@ -27,6 +27,7 @@ from restore_core.checkpoint import ModelDescriptor
 from restore_core.device import pick_dtype
 from restore_core.engine.ensemble import self_ensemble
 from restore_core.engine.inputs import BatchPlan, Job
+from restore_core.engine.temporal import TemporalConfig
 from restore_core.engine.memory import (
     MEMORY_BUDGET_SHARE, PIPELINE_BYTES_PER_PIXEL, activation_bytes_per_pixel, available_memory_bytes, tile_for_budget,
 )
@@ -69,6 +70,7 @@ class RunOptions:
     video_checkpoint_seconds: float = 600.0
     video_start: float = 0.0  # seconds: restore a video from there (its output starts at 0)
     video_duration: float | None = None  # seconds of it to restore; None: to its end
+    temporal: TemporalConfig = TemporalConfig()  # videos: smoothing of each frame with its neighbours (engine.temporal)
 
 
 @dataclass

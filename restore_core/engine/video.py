@@ -4,8 +4,9 @@ Frames flow as images do in :mod:`.runner`::
 
     decoder thread -> model on the calling thread (batches of same-size frames) -> encoder thread
 
-Each frame is restored on its own (no temporal model): a clip comes out as its frames
-would from ``restore derain`` one by one. The output is one file, written atomically
+Each frame is restored on its own: a clip comes out as its frames would from
+``restore derain`` one by one, unless ``RunOptions.temporal`` (``--temporal R``) smooths
+each restored frame with its neighbours (:mod:`.temporal`; in the encoder thread). The output is one file, written atomically
 (:class:`restore_core.io.video_writer.VideoWriter`): a video that fails or is interrupted
 half-way leaves nothing under its output name. ``restore auto`` decides the
 degradation once per video, from its first frames, so a clip is not restored by
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 
 from restore_core.engine.inputs import Job
+from restore_core.engine.temporal import TemporalSmoother
 from restore_core.engine.runner import (
     BATCH_STOPPING_ERRNOS, NON_FINITE_OUTPUT, ImageResult, Restorer, RunOptions, abandoned_after, restore_stream,
 )
@@ -114,7 +116,8 @@ def _frames_in_span(info, start: float, duration: float | None) -> int:
 def settings_key(restorer: Restorer, options: RunOptions) -> str:
     """What a video's earlier, unfinished run must have used for its frames to be kept:
     the model file, its run-time settings, precision, self-ensemble, strength, tiling
-    (a routing restorer: those of each model it may choose) and the output quality."""
+    (a routing restorer: those of each model it may choose), the output quality, the span
+    and the temporal smoothing."""
     def described(one: Restorer) -> dict:
         model = one.descriptor
         return {"model": model.name, "sha256": model.sha256 or str(model.path), "settings": model.settings, "dtype": str(one.dtype),
@@ -122,9 +125,11 @@ def settings_key(restorer: Restorer, options: RunOptions) -> str:
 
     specialists = getattr(restorer, "specialists", None)
     chosen = {task: described(one) for task, one in specialists.items()} if specialists else described(restorer)
-    return json.dumps({"restorer": chosen, "router": restorer.descriptor.name if specialists else None,
-                       "quality": options.jpeg_quality, "span": [options.video_start, options.video_duration]},
-                      sort_keys=True, default=str)
+    key = {"restorer": chosen, "router": restorer.descriptor.name if specialists else None,
+           "quality": options.jpeg_quality, "span": [options.video_start, options.video_duration]}
+    if options.temporal.radius:
+        key["temporal"] = [options.temporal.radius, options.temporal.strength, options.temporal.patch]
+    return json.dumps(key, sort_keys=True, default=str)
 
 
 def restore_video(job: Job, restorer: Restorer, options: RunOptions = RunOptions(),
@@ -137,7 +142,8 @@ def restore_video(job: Job, restorer: Restorer, options: RunOptions = RunOptions
 
     Every ``options.video_checkpoint_seconds`` the frames encoded so far are kept
     (:meth:`VideoWriter.checkpoint`), and again when the model fails or the run is
-    interrupted: the same call later restores only the frames after them."""
+    interrupted: the same call later restores only the frames after them (with
+    ``options.temporal``, also the ``radius`` frames before them again, as neighbours)."""
     start = time.perf_counter()
     assert job.output is not None
     if not pyav_available():
@@ -153,6 +159,7 @@ def restore_video(job: Job, restorer: Restorer, options: RunOptions = RunOptions
     pending: list[Future] = []
     done = 0  # frames in the output so far, an earlier run's included
     restored_now = 0  # frames this run restored
+    smoother = TemporalSmoother(options.temporal) if options.temporal.radius else None
     totals: dict[str, float] = {}  # sums of what the model found per frame (all-in-one, --sigma auto)
     decided: dict[str, float] | None = None  # routed: what the first frames showed, which chose the model
     chosen_model: str | None = None
@@ -192,7 +199,16 @@ def restore_video(job: Job, restorer: Restorer, options: RunOptions = RunOptions
             frames = itertools.chain(first, frames)
         done = writer.frames_done
         expected = _frames_in_span(info, span_start, span_duration)
-        frames = itertools.islice(frames, done, None)  # decoded, not restored: an earlier run wrote them
+        context = min(options.temporal.radius, done) if smoother is not None else 0  # neighbours of the first new frame
+        frames = itertools.islice(frames, done - context, None)  # decoded, not restored: an earlier run wrote them
+
+        def smooth_and_write(frame: np.ndarray, pts: int | None, emit: bool) -> None:
+            for smoothed, stamp in smoother.push(frame, pts, emit):
+                writer.write(smoothed, stamp)
+
+        def flush_and_write() -> None:
+            for smoothed, stamp in smoother.flush():
+                writer.write(smoothed, stamp)
         last_checkpoint = time.perf_counter()
         for batch in _batches(frames, options.batch_size):
             restored = restore(_as_batch([frame for frame, _ in batch])).cpu().numpy().transpose(0, 2, 3, 1)
@@ -204,17 +220,25 @@ def restore_video(job: Job, restorer: Restorer, options: RunOptions = RunOptions
             for found in (restore.last_degradation or ()) if decided is None else ():
                 for name, value in (found or {}).items():
                     totals[name] = totals.get(name, 0.0) + value
+            new = 0
             for (_, pts), frame in zip(batch, restored):
-                pending.append(encoder.submit(writer.write, _to_uint8(frame), pts))
+                if smoother is None:
+                    pending.append(encoder.submit(writer.write, _to_uint8(frame), pts))
+                else:
+                    pending.append(encoder.submit(smooth_and_write, _to_uint8(frame), pts, context == 0))
+                new += context == 0
+                context = max(0, context - 1)
             if time.perf_counter() - last_checkpoint >= options.video_checkpoint_seconds:
                 pending.append(encoder.submit(writer.checkpoint))
                 last_checkpoint = time.perf_counter()
             while pending and (pending[0].done() or len(pending) > 2 * options.batch_size + 2):
                 pending.pop(0).result()  # back-pressure, and write errors surface here
-            done += len(batch)
+            done += new
             restored_now += len(batch)
             if on_frames is not None:
                 on_frames(done, expected)
+        if smoother is not None:
+            pending.append(encoder.submit(flush_and_write))
         for future in pending:
             future.result()
         pending.clear()

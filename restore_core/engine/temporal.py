@@ -1,0 +1,200 @@
+"""Motion-compensated temporal smoothing of restored video frames (``--temporal R``).
+
+A single-image model restores each frame on its own, so what it leaves behind (residual
+noise, faint streaks, its guesses under heavy rain) changes from frame to frame: the
+clip flickers. This stage averages each restored frame with its ``R`` neighbours on
+each side after aligning them to it, in the manner of motion-compensated temporal
+filters (MCTF) and flow-guided non-local means in time:
+
+1. Alignment. Dense optical flow (OpenCV's DIS) from the centre frame ``c`` to each
+   neighbour ``n`` gives, per pixel ``x``, where the same point lies in ``n``; the
+   neighbour is warped onto the centre: ``n~(x) = n(x + F(x))``.
+2. Patch distance. ``D(x)`` = the mean over a ``p x p`` patch around ``x`` and over the
+   colour channels of ``(n~ - c)^2`` (0-255 scale). Where the flow is right, ``D`` is
+   about twice the residual variance; where it is wrong (occlusions, new content, a
+   scene cut), it is far larger.
+3. Weights. ``w_n(x) = exp(-D_n(x) / h_n^2)`` and the output is
+   ``(c + sum_n w_n n~) / (1 + sum_n w_n)``. The bandwidth adapts to the clip and to
+   each neighbour: ``h_n^2 = strength * median_x D_n``, what that neighbour's distance
+   typically is where it is aligned, so residual noise is averaged gently and heavy
+   residual rain strongly, while the pixels far above the typical distance (occlusions,
+   flow errors) get little weight.
+4. Scenes. A neighbour whose aligned luma correlates with the centre's by less than
+   :data:`SAME_SCENE_CORRELATION` shows another scene (a cut, or motion the flow could
+   not follow) and is left out, so a cut never blends two shots.
+
+Measured (synthetic clips of this project's rain and of Gaussian noise, sigma 25, over
+a still scene and over a panning scene with an object crossing it; radius 2, strength
+4): denoised frames +1.6 dB (still) and +1.2 dB (moving) PSNR, derained +0.2 and +0.9
+dB, consecutive derained frames of the still scene differing by 6.0 levels on average
+instead of 18.1, and a clean moving clip through the derainer unchanged (+0.04 dB).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+# Step 4: below this correlation an aligned neighbour shows another scene. Measured on
+# 4x-reduced luma: same-scene neighbours 0.959-1.000 (heavy rain left by the derainer, an
+# object crossing), cuts between different shots 0.35-0.55.
+SAME_SCENE_CORRELATION = 0.8
+FLOW_MAX_SIDE = 1280  # optical flow is computed on frames scaled down to this long side, then scaled up
+
+
+@dataclass(frozen=True)
+class TemporalConfig:
+    """``radius``: neighbours used on each side (0 = off); ``strength``: the bandwidth
+    ``h^2`` in multiples of a well-aligned neighbour's median patch distance; ``patch``:
+    the side of the patch the distance is averaged over."""
+
+    radius: int = 0
+    strength: float = 4.0
+    patch: int = 7
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.radius <= 8:
+            raise ValueError(f"temporal radius must be between 0 (off) and 8 frames, got {self.radius}")
+        if self.strength <= 0 or self.patch < 1 or self.patch % 2 == 0:
+            raise ValueError(f"temporal strength must be > 0 and patch an odd size, got {self.strength} and {self.patch}")
+
+
+def flow_image(frame: np.ndarray) -> np.ndarray:
+    """What the optical flow looks at: the frame's luma (uint8), scaled down so that its
+    long side is at most :data:`FLOW_MAX_SIDE`."""
+    grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    scale = FLOW_MAX_SIDE / max(grey.shape)
+    return cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else grey
+
+
+def upscale_flow(flow: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A flow field computed at a smaller size, as displacements in pixels of a
+    ``height x width`` frame."""
+    if flow.shape[:2] == (height, width):
+        return flow
+    factor = np.array([width / flow.shape[1], height / flow.shape[0]], np.float32)
+    return cv2.resize(flow, (width, height), interpolation=cv2.INTER_LINEAR) * factor
+
+
+def warp(frame: np.ndarray, flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``frame`` sampled at ``x + flow(x)`` (bilinear, float32), and where that point
+    lies inside the frame."""
+    height, width = flow.shape[:2]
+    xs = np.arange(width, dtype=np.float32)[None, :] + flow[..., 0]
+    ys = np.arange(height, dtype=np.float32)[:, None] + flow[..., 1]
+    warped = cv2.remap(frame.astype(np.float32), xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    inside = (xs >= 0) & (xs <= width - 1) & (ys >= 0) & (ys <= height - 1)
+    return warped, inside
+
+
+def patch_distance(centre: np.ndarray, other: np.ndarray, patch: int) -> np.ndarray:
+    """Step 2: the mean of ``(other - centre)^2`` over channels and a ``patch x patch`` window."""
+    squared = (other - centre) ** 2
+    return cv2.boxFilter(squared.mean(axis=2) if squared.ndim == 3 else squared, -1, (patch, patch))
+
+
+def scene_correlation(centre: np.ndarray, aligned: np.ndarray, inside: np.ndarray) -> float:
+    """Step 4: the correlation of the centre's luma with the aligned neighbour's, both
+    scaled down 4x (rain, noise and small misalignments averaged away), over the pixels
+    that came from inside the neighbour; 0 where either is flat or nothing came from inside."""
+    def small(image: np.ndarray) -> np.ndarray:
+        grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
+        return cv2.resize(grey.astype(np.float32), None, fx=0.25, fy=0.25, interpolation=cv2.INTER_AREA)
+    keep = small(inside.astype(np.float32)) > 0.999
+    a, b = small(centre)[keep], small(aligned)[keep]
+    if a.size < 2 or a.std() < 1e-3 or b.std() < 1e-3:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def bandwidth(distance: np.ndarray, strength: float) -> float | None:
+    """``h^2`` of step 3 for one neighbour from its patch distances (outside pixels as
+    inf): ``strength`` times their median; None when no pixel is inside."""
+    inside = distance[np.isfinite(distance)]
+    return strength * max(float(np.median(inside)), 1.0) if inside.size else None
+
+
+def smooth_frame(centre: np.ndarray, aligned: list[np.ndarray], distances: list[np.ndarray], strength: float) -> np.ndarray:
+    """Step 3: the weighted mean of ``centre`` and its ``aligned`` neighbours (float32,
+    0-255), each weighted by ``exp(-distance / h^2)`` with its own ``h^2``."""
+    total = centre.astype(np.float32)
+    weight_sum = np.ones(centre.shape[:2], np.float32)
+    for neighbour, distance in zip(aligned, distances):
+        h2 = bandwidth(distance, strength)
+        if h2 is None:
+            continue
+        weight = np.exp(-distance / h2)  # 0 where distance is inf (outside the frame)
+        total += neighbour * (weight[..., None] if neighbour.ndim == 3 else weight)
+        weight_sum += weight
+    return total / (weight_sum[..., None] if centre.ndim == 3 else weight_sum)
+
+
+@dataclass
+class _Frame:
+    image: np.ndarray  # H x W x 3 uint8, as restored
+    flow_view: np.ndarray  # flow_image(image)
+    stamp: object  # the frame's timestamp, handed back with it
+    emit: bool  # False: context only (the frames before a resumed run's first new one)
+
+
+class TemporalSmoother:
+    """Frames in, smoothed frames out, ``radius`` frames later (each needs its following
+    neighbours): :meth:`push` each restored frame in order, then :meth:`flush` at the
+    end. A frame pushed with ``emit=False`` serves as a neighbour only: a resumed video
+    pushes the frames before its first new one this way, so that the join is smoothed
+    as an uninterrupted run would."""
+
+    def __init__(self, config: TemporalConfig) -> None:
+        if config.radius < 1:
+            raise ValueError("a TemporalSmoother needs a radius of at least 1")
+        self.config = config
+        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)  # one per smoother: not thread-safe
+        self._frames: deque[_Frame] = deque()
+        self._first = 0  # index of self._frames[0] in the stream
+        self._pushed = 0
+        self._next = 0  # index of the next frame to smooth
+
+    def push(self, image: np.ndarray, stamp: object = None, emit: bool = True) -> list[tuple[np.ndarray, object]]:
+        self._frames.append(_Frame(image, flow_image(image), stamp, emit))
+        self._pushed += 1
+        return self._smooth_up_to(self._pushed - self.config.radius)
+
+    def flush(self) -> list[tuple[np.ndarray, object]]:
+        return self._smooth_up_to(self._pushed)
+
+    def _smooth_up_to(self, end: int) -> list[tuple[np.ndarray, object]]:
+        out = []
+        while self._next < end:
+            frame = self._frames[self._next - self._first]
+            if frame.emit:
+                out.append((self._smoothed(self._next), frame.stamp))
+            self._next += 1
+            while self._first < self._next - self.config.radius:
+                self._frames.popleft()
+                self._first += 1
+        return out
+
+    def _smoothed(self, index: int) -> np.ndarray:
+        centre = self._frames[index - self._first]
+        height, width = centre.image.shape[:2]
+        centre_float = centre.image.astype(np.float32)
+        aligned, distances = [], []
+        for other_index in range(max(self._first, index - self.config.radius), min(self._pushed, index + self.config.radius + 1)):
+            if other_index == index:
+                continue
+            other = self._frames[other_index - self._first]
+            if other.image.shape != centre.image.shape:
+                continue
+            flow = upscale_flow(self._dis.calc(centre.flow_view, other.flow_view, None), height, width)
+            warped, inside = warp(other.image, flow)
+            if scene_correlation(centre.image, warped, inside) < SAME_SCENE_CORRELATION:
+                continue
+            distance = patch_distance(centre_float, warped, self.config.patch)
+            distance[~inside] = np.inf
+            aligned.append(warped)
+            distances.append(distance)
+        smoothed = smooth_frame(centre.image, aligned, distances, self.config.strength)
+        return np.clip(smoothed + 0.5, 0, 255).astype(np.uint8)
