@@ -23,13 +23,14 @@ def noisy(clean: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarr
     return np.clip(clean + rng.normal(0, sigma, clean.shape) + 0.5, 0, 255).astype(np.uint8)
 
 
-def smoothed(frames: list[np.ndarray], radius: int = 2, context: int = 0) -> list[np.ndarray]:
+def smoothed(frames: list[np.ndarray], radius: int = 2, context: int = 0, workers: int = 1) -> list[np.ndarray]:
     """Every frame through a smoother; the first ``context`` as neighbours only."""
-    smoother = TemporalSmoother(TemporalConfig(radius=radius))
+    smoother = TemporalSmoother(TemporalConfig(radius=radius), workers)
     out = []
     for index, frame in enumerate(frames):
         out += smoother.push(frame, index, emit=index >= context)
     out += smoother.flush()
+    smoother.close()
     assert [stamp for _, stamp in out] == list(range(context, len(frames)))  # each once, in order, with its stamp
     return [frame for frame, _ in out]
 
@@ -107,6 +108,14 @@ def test_context_frames_make_a_resumed_stream_equal_an_uninterrupted_one(rng):
     straight = smoothed(frames)
     resumed = smoothed(frames[3:], context=2)  # output 0-4 written earlier; frames 3-4 pushed again as neighbours
     assert all(np.array_equal(a, b) for a, b in zip(straight[5:], resumed))
+
+
+def test_frames_smoothed_in_threads_come_out_in_order_and_equal(rng):
+    wide = scene(rng, width=220)
+    frames = [noisy(np.ascontiguousarray(wide[:, 5 * i : 5 * i + 128]), rng, 10) for i in range(12)]
+    one_thread = smoothed(frames)
+    three = smoothed(frames, workers=3)  # the helper checks each frame comes once, in order
+    assert all(np.array_equal(a, b) for a, b in zip(one_thread, three))
 
 
 def test_the_radius_is_bounded():

@@ -33,6 +33,7 @@ instead of 18.1, and a clean moving clip through the derainer unchanged (+0.04 d
 from __future__ import annotations
 
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
@@ -80,20 +81,23 @@ def upscale_flow(flow: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def warp(frame: np.ndarray, flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``frame`` sampled at ``x + flow(x)`` (bilinear, float32), and where that point
-    lies inside the frame."""
+    """``frame`` sampled at ``x + flow(x)`` (bilinear; float32, whatever ``frame``'s type),
+    and where that point lies inside the frame."""
     height, width = flow.shape[:2]
     xs = np.arange(width, dtype=np.float32)[None, :] + flow[..., 0]
     ys = np.arange(height, dtype=np.float32)[:, None] + flow[..., 1]
-    warped = cv2.remap(frame.astype(np.float32), xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    warped = cv2.remap(frame, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     inside = (xs >= 0) & (xs <= width - 1) & (ys >= 0) & (ys <= height - 1)
-    return warped, inside
+    return warped.astype(np.float32, copy=False), inside
 
 
 def patch_distance(centre: np.ndarray, other: np.ndarray, patch: int) -> np.ndarray:
     """Step 2: the mean of ``(other - centre)^2`` over channels and a ``patch x patch`` window."""
-    squared = (other - centre) ** 2
-    return cv2.boxFilter(squared.mean(axis=2) if squared.ndim == 3 else squared, -1, (patch, patch))
+    difference = cv2.subtract(other, centre)
+    squared = cv2.multiply(difference, difference)
+    if squared.ndim == 3:  # the channels' mean (cv2.transform: one pass, unlike NumPy's strided mean)
+        squared = cv2.transform(squared, np.full((1, squared.shape[2]), 1 / squared.shape[2], np.float32))
+    return cv2.boxFilter(squared, -1, (patch, patch))
 
 
 def scene_correlation(centre: np.ndarray, aligned: np.ndarray, inside: np.ndarray) -> float:
@@ -112,8 +116,10 @@ def scene_correlation(centre: np.ndarray, aligned: np.ndarray, inside: np.ndarra
 
 def bandwidth(distance: np.ndarray, strength: float) -> float | None:
     """``h^2`` of step 3 for one neighbour from its patch distances (outside pixels as
-    inf): ``strength`` times their median; None when no pixel is inside."""
-    inside = distance[np.isfinite(distance)]
+    inf): ``strength`` times their median (over every 4th row and column: the patch
+    mean has smoothed the distances already); None when no pixel is inside."""
+    sample = distance[::4, ::4] if min(distance.shape[:2]) >= 64 else distance
+    inside = sample[np.isfinite(sample)]
     return strength * max(float(np.median(inside)), 1.0) if inside.size else None
 
 
@@ -140,61 +146,88 @@ class _Frame:
     emit: bool  # False: context only (the frames before a resumed run's first new one)
 
 
-class TemporalSmoother:
-    """Frames in, smoothed frames out, ``radius`` frames later (each needs its following
-    neighbours): :meth:`push` each restored frame in order, then :meth:`flush` at the
-    end. A frame pushed with ``emit=False`` serves as a neighbour only: a resumed video
-    pushes the frames before its first new one this way, so that the join is smoothed
-    as an uninterrupted run would."""
+def _smooth_in_window(centre: _Frame, neighbours: list[_Frame], config: TemporalConfig) -> np.ndarray:
+    """Steps 1-4 for one frame: ``centre`` smoothed with those of its ``neighbours`` that
+    show its scene; uint8."""
+    height, width = centre.image.shape[:2]
+    centre_float = centre.image.astype(np.float32)
+    flow_engine = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)  # not thread-safe; 7 us to make
+    aligned, distances = [], []
+    for other in neighbours:
+        if other.image.shape != centre.image.shape:
+            continue
+        flow = upscale_flow(flow_engine.calc(centre.flow_view, other.flow_view, None), height, width)
+        warped, inside = warp(other.image, flow)
+        if scene_correlation(centre.image, warped, inside) < SAME_SCENE_CORRELATION:
+            continue
+        distance = patch_distance(centre_float, warped, config.patch)
+        distance[~inside] = np.inf
+        aligned.append(warped)
+        distances.append(distance)
+    smoothed = smooth_frame(centre.image, aligned, distances, config.strength)
+    return np.clip(smoothed + 0.5, 0, 255).astype(np.uint8)
 
-    def __init__(self, config: TemporalConfig) -> None:
+
+class TemporalSmoother:
+    """Frames in, smoothed frames out, in order, ``radius`` frames later (each needs its
+    following neighbours): :meth:`push` each restored frame, then :meth:`flush` at the
+    end, and :meth:`close`. A frame pushed with ``emit=False`` serves as a neighbour only:
+    a resumed video pushes the frames before its first new one this way, so that the join
+    is smoothed as an uninterrupted run's.
+
+    With ``workers`` > 1, frames are smoothed in that many threads (OpenCV releases the
+    GIL): :meth:`push` returns the frames finished so far, in order, holding at most
+    ``2 * workers`` unfinished, so a fast model (a GPU) is not held to one CPU core's pace."""
+
+    def __init__(self, config: TemporalConfig, workers: int = 1) -> None:
         if config.radius < 1:
             raise ValueError("a TemporalSmoother needs a radius of at least 1")
         self.config = config
-        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)  # one per smoother: not thread-safe
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="restore-temporal") if workers > 1 else None
+        self._limit = 2 * workers
         self._frames: deque[_Frame] = deque()
         self._first = 0  # index of self._frames[0] in the stream
         self._pushed = 0
         self._next = 0  # index of the next frame to smooth
+        self._out: deque[tuple[Future | np.ndarray, object]] = deque()  # smoothed or being smoothed, in order
 
     def push(self, image: np.ndarray, stamp: object = None, emit: bool = True) -> list[tuple[np.ndarray, object]]:
         self._frames.append(_Frame(image, flow_image(image), stamp, emit))
         self._pushed += 1
-        return self._smooth_up_to(self._pushed - self.config.radius)
+        self._start_up_to(self._pushed - self.config.radius)
+        return self._finished(wait_all=False)
 
     def flush(self) -> list[tuple[np.ndarray, object]]:
-        return self._smooth_up_to(self._pushed)
+        self._start_up_to(self._pushed)
+        return self._finished(wait_all=True)
 
-    def _smooth_up_to(self, end: int) -> list[tuple[np.ndarray, object]]:
-        out = []
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _start_up_to(self, end: int) -> None:
+        """Start smoothing the frames before index ``end``; forget the frames no later one needs."""
+        radius = self.config.radius
         while self._next < end:
             frame = self._frames[self._next - self._first]
             if frame.emit:
-                out.append((self._smoothed(self._next), frame.stamp))
+                window = range(max(self._first, self._next - radius), min(self._pushed, self._next + radius + 1))
+                neighbours = [self._frames[i - self._first] for i in window if i != self._next]
+                if self._pool is None:
+                    self._out.append((_smooth_in_window(frame, neighbours, self.config), frame.stamp))
+                else:
+                    self._out.append((self._pool.submit(_smooth_in_window, frame, neighbours, self.config), frame.stamp))
             self._next += 1
-            while self._first < self._next - self.config.radius:
+            while self._first < self._next - radius:
                 self._frames.popleft()
                 self._first += 1
-        return out
 
-    def _smoothed(self, index: int) -> np.ndarray:
-        centre = self._frames[index - self._first]
-        height, width = centre.image.shape[:2]
-        centre_float = centre.image.astype(np.float32)
-        aligned, distances = [], []
-        for other_index in range(max(self._first, index - self.config.radius), min(self._pushed, index + self.config.radius + 1)):
-            if other_index == index:
-                continue
-            other = self._frames[other_index - self._first]
-            if other.image.shape != centre.image.shape:
-                continue
-            flow = upscale_flow(self._dis.calc(centre.flow_view, other.flow_view, None), height, width)
-            warped, inside = warp(other.image, flow)
-            if scene_correlation(centre.image, warped, inside) < SAME_SCENE_CORRELATION:
-                continue
-            distance = patch_distance(centre_float, warped, self.config.patch)
-            distance[~inside] = np.inf
-            aligned.append(warped)
-            distances.append(distance)
-        smoothed = smooth_frame(centre.image, aligned, distances, self.config.strength)
-        return np.clip(smoothed + 0.5, 0, 255).astype(np.uint8)
+    def _finished(self, wait_all: bool) -> list[tuple[np.ndarray, object]]:
+        out = []
+        while self._out:
+            result, stamp = self._out[0]
+            if isinstance(result, Future) and not (wait_all or result.done() or len(self._out) > self._limit):
+                break
+            self._out.popleft()
+            out.append((result.result() if isinstance(result, Future) else result, stamp))
+        return out
