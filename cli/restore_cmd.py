@@ -123,6 +123,7 @@ class RestoreRequest:
     start: Optional[str] = None  # videos: restore from this time (seconds, M:SS or H:MM:SS)
     duration: Optional[str] = None  # videos: this long a span of them
     temporal: int = 0  # videos: smooth each restored frame with this many aligned neighbours on each side
+    temporal_strength: float = 4.0  # how strongly (engine.temporal: h^2 in multiples of a neighbour's median distance)
 
 
 def run_restore(request: RestoreRequest) -> None:
@@ -165,10 +166,11 @@ def run_restore(request: RestoreRequest) -> None:
         fail(str(exc), code=2)
     if video_duration is not None and video_duration <= 0:
         fail(f"--duration must be more than 0 seconds, got {request.duration}", code=2)
-    try:
-        temporal = TemporalConfig(radius=request.temporal)
-    except ValueError:
+    if not 0 <= request.temporal <= 8:
         fail(f"--temporal must be between 0 (off) and 8 frames on each side, got {request.temporal}", code=2)
+    if not 0 < request.temporal_strength <= 100:
+        fail(f"--temporal-strength must be more than 0 and at most 100, got {request.temporal_strength:g}", code=2)
+    temporal = TemporalConfig(radius=request.temporal, strength=request.temporal_strength)
     if request.tile < 0 or (request.tile_overlap or 0) < 0 or request.batch_size < 1:
         fail("--tile and --tile-overlap must be >= 0 and --batch-size >= 1", code=2)
     if request.tile and request.tile_overlap is not None and request.tile_overlap >= request.tile:
@@ -428,6 +430,7 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
         start: Optional[str] = typer.Option(None, "--start", help="Videos: restore from this time (seconds, M:SS or H:MM:SS); the output starts there, sound cut alike."),
         duration: Optional[str] = typer.Option(None, "--duration", help="Videos: restore this long a span (seconds or M:SS): try settings on a few seconds before hours of frames."),
         temporal: int = typer.Option(0, "--temporal", help="Videos: average each restored frame with this many neighbours on each side, aligned by optical flow, where they agree (2 is a good start; 0 = off): less flicker, less residual noise."),
+        temporal_strength: float = typer.Option(4.0, "--temporal-strength", help="Videos, with --temporal: how much of a neighbour is taken where it agrees less than usual; lower keeps more detail in motion (2 suited denoising), higher removes more flicker (8 suited heavy rain)."),
         **settings: Any,
     ) -> None:
         route = settings.pop("route", False)  # an engine choice, not a model setting
@@ -436,7 +439,7 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
             batch_size=batch_size, precision=precision, recursive=recursive, suffix=suffix, ext=ext, quality=quality, overwrite=overwrite,
             skip_existing=skip_existing, as_json=as_json, quiet=quiet, max_pixels=max_pixels, shard=shard,
             model_settings=settings, self_ensemble=self_ensemble, ensemble_views=ensemble_views, compile_model=compile_model, threads=threads, dry_run=dry_run,
-            strength=strength, route=route, start=start, duration=duration, temporal=temporal,
+            strength=strength, route=route, start=start, duration=duration, temporal=temporal, temporal_strength=temporal_strength,
         ))
 
     # Typer reads the signature: replace **settings by the task's own options.

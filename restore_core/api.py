@@ -163,7 +163,8 @@ class ImageRestorer:
             warnings.warn(self.restorer.notices.pop(0), RuntimeWarning, stacklevel=4)
 
     def restore_file(self, source: PathLike, output: PathLike, *, overwrite: bool = False, quality: int = 95,
-                     max_pixels: int = DEFAULT_MAX_PIXELS, temporal: int = 0) -> ImageResult:
+                     max_pixels: int = DEFAULT_MAX_PIXELS, temporal: int = 0,
+                     temporal_strength: float = 4.0) -> ImageResult:
         """Restore the image file ``source`` into the file ``output`` (format from its
         extension), keeping depth, layout, alpha, ICC profile and EXIF where the format
         allows, written atomically; or the video ``source`` into the video ``output``
@@ -172,8 +173,9 @@ class ImageRestorer:
         is left under ``output``; a video keeps the frames it restored in a hidden work
         folder beside it, and the same call later continues from them),
         ``FileExistsError`` when ``output`` exists and ``overwrite`` is False.
-        ``temporal`` (videos, as ``--temporal``): average each restored frame with this
-        many aligned neighbours on each side (:mod:`restore_core.engine.temporal`)."""
+        ``temporal`` and ``temporal_strength`` (videos, as ``--temporal`` and
+        ``--temporal-strength``): average each restored frame with this many aligned
+        neighbours on each side (:mod:`restore_core.engine.temporal`)."""
         source, output = Path(source), Path(output)
         formats = VIDEO_EXTENSIONS if is_video_name(source) else SUPPORTED_EXTENSIONS
         if output.suffix.lower() not in formats:
@@ -181,7 +183,7 @@ class ImageRestorer:
         if output.exists() and not overwrite:
             raise FileExistsError(f"{output}: exists; pass overwrite=True to replace it")
         job = Job(source, Path(source.name), output)
-        [result] = self._stream([job], _run_options(1, quality, max_pixels, temporal))
+        [result] = self._stream([job], _run_options(1, quality, max_pixels, temporal, temporal_strength))
         if result.status != "ok":
             raise ImageError(source, result.error or "not restored")
         return result
@@ -200,6 +202,7 @@ class ImageRestorer:
         quality: int = 95,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         temporal: int = 0,
+        temporal_strength: float = 4.0,
     ) -> Iterator[ImageResult]:
         """Restore a file, a folder, a glob pattern, or a list of paths into ``out_dir``
         (sub-folders mirrored), as ``restore derain IN OUT`` does: decoding and
@@ -209,11 +212,11 @@ class ImageRestorer:
 
         Raises before restoring anything when an output exists and neither ``overwrite``
         nor ``skip_existing`` is set (``FileExistsError``), and for inputs that name
-        nothing (``ValueError``). ``temporal``: as in :meth:`restore_file`.
+        nothing (``ValueError``). ``temporal``, ``temporal_strength``: as in :meth:`restore_file`.
         """
         if overwrite and skip_existing:
             raise ValueError("overwrite and skip_existing contradict each other")
-        options = _run_options(batch_size, quality, max_pixels, temporal)
+        options = _run_options(batch_size, quality, max_pixels, temporal, temporal_strength)
         if ext is not None:
             ext = ext if ext.startswith(".") else "." + ext
             if ext.lower() not in SUPPORTED_EXTENSIONS + VIDEO_EXTENSIONS:
@@ -245,8 +248,8 @@ class ImageRestorer:
             yield result
 
 
-def _run_options(batch_size: int, quality: int, max_pixels: int, temporal: int) -> RunOptions:
+def _run_options(batch_size: int, quality: int, max_pixels: int, temporal: int, temporal_strength: float) -> RunOptions:
     """The engine's options from the keyword arguments of the ``restore_*`` methods; ValueError if out of range."""
     if batch_size < 1 or not 1 <= quality <= 100:
         raise ValueError(f"batch_size must be >= 1 and quality 1-100, got {batch_size} and {quality}")
-    return RunOptions(batch_size=batch_size, max_pixels=max_pixels, jpeg_quality=quality, temporal=TemporalConfig(radius=temporal))
+    return RunOptions(batch_size=batch_size, max_pixels=max_pixels, jpeg_quality=quality, temporal=TemporalConfig(radius=temporal, strength=temporal_strength))

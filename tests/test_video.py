@@ -335,7 +335,7 @@ def test_the_python_interface_restores_a_video_file(tmp_path, rng, tiny_checkpoi
         restorer.restore_file(clip, tmp_path / "clip.png")
     with pytest.raises(FileExistsError):
         restorer.restore_file(clip, tmp_path / "clip.mkv")
-    smoothed = restorer.restore_file(clip, tmp_path / "smooth.mkv", temporal=1)
+    smoothed = restorer.restore_file(clip, tmp_path / "smooth.mkv", temporal=1, temporal_strength=2.0)
     assert smoothed.frames == 3 and len(read_video(tmp_path / "smooth.mkv")[0]) == 3
     with pytest.raises(ValueError, match="temporal radius"):
         restorer.restore_file(clip, tmp_path / "bad.mkv", temporal=-1)
@@ -522,6 +522,8 @@ def test_cli_temporal_is_bounded_and_says_when_there_is_no_video(tmp_path, rng, 
     clip = make_video(tmp_path / "clip.mp4", moving_frames(rng, count=4), audio=False)
     bad = restore("derain", str(clip), str(tmp_path / "bad.mp4"), "-m", str(tiny_checkpoint), "--temporal", "9")
     assert bad.returncode == 2 and "--temporal must be between 0 (off) and 8" in bad.stderr
+    bad = restore("derain", str(clip), str(tmp_path / "bad.mp4"), "-m", str(tiny_checkpoint), "--temporal", "2", "--temporal-strength", "0")
+    assert bad.returncode == 2 and "--temporal-strength must be more than 0" in bad.stderr and not (tmp_path / "bad.mp4").exists()
     cv2.imwrite(str(tmp_path / "a.png"), rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
     run = restore("derain", str(tmp_path / "a.png"), str(tmp_path / "out"), "-m", str(tiny_checkpoint), "--temporal", "2")
     assert run.returncode == 0 and "--temporal smooths the frames of videos; there is none among the inputs" in run.stderr
