@@ -530,3 +530,28 @@ def test_cli_temporal_is_bounded_and_says_when_there_is_no_video(tmp_path, rng, 
     run = restore("derain", str(clip), str(tmp_path / "ok.mp4"), "-m", str(tiny_checkpoint), "--temporal", "2", "--json")
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["frames"] == 4 and len(read_video(tmp_path / "ok.mp4")[0]) == 4
+
+
+def test_a_stream_that_changes_frame_size_comes_out_at_its_first_size_with_a_note(tmp_path, rng, tiny_checkpoint):
+    """Two H.264 streams of 64x48 and 96x64 one after the other in one Matroska track (a
+    camera switching modes): every frame restored, the later ones scaled to 64x48, said."""
+    streams_in = []
+    for index, (width, height) in enumerate([(64, 48), (96, 64)]):
+        raw = tmp_path / f"{index}.h264"
+        with av.open(str(raw), "w", format="h264") as container:
+            stream = container.add_stream("libx264", rate=FPS)
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            encode(container, stream, moving_frames(rng, count=3, height=height, width=width), "yuv420p")
+        streams_in.append(raw.read_bytes())
+    (tmp_path / "both.h264").write_bytes(b"".join(streams_in))
+    clip = tmp_path / "switch.mkv"
+    with av.open(str(tmp_path / "both.h264")) as source, av.open(str(clip), "w") as target:
+        out = target.add_stream_from_template(source.streams.video[0])
+        for index, packet in enumerate(p for p in source.demux(source.streams.video[0]) if p.size):
+            packet.stream, packet.pts, packet.dts, packet.time_base = out, index, index, Fraction(1, FPS)
+            target.mux(packet)
+    result = restore_video(Job(clip, Path("switch.mkv"), tmp_path / "out.mkv"), Counting(tiny_checkpoint))
+    assert result.status == "ok" and result.frames == 6
+    assert result.note == "the frame size changed from 64x48 to 96x64 at frame 4; such frames were scaled to 64x48"
+    frames, _ = read_video(tmp_path / "out.mkv")
+    assert [frame.shape for frame in frames] == [(48, 64, 3)] * 6

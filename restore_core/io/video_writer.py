@@ -18,6 +18,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
+import cv2
 import numpy as np
 
 from restore_core.io.images import DEFAULT_FILE_MODE, ImageError
@@ -65,6 +66,7 @@ class VideoWriter:
         self._part: av.container.OutputContainer | None = None
         self._part_stream = None
         self._part_frames = 0
+        self._resized = False  # a frame of another size has been scaled (and noted)
         try:
             with _writing(self.output):
                 self.work.mkdir(parents=True, exist_ok=True)
@@ -133,6 +135,13 @@ class VideoWriter:
         with _writing(self.output):
             if self._part is None:
                 self._open_part()
+            width, height = self.reader.info.width, self.reader.info.height
+            if rgb.shape[:2] != (height, width):  # a stream that changes size half-way: one size per output
+                if not self._resized:
+                    self.notes.append(f"the frame size changed from {width}x{height} to {rgb.shape[1]}x{rgb.shape[0]} at frame "
+                                      f"{self._progress['frames'] + self._part_frames + 1}; such frames were scaled to {width}x{height}")
+                    self._resized = True
+                rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             frame = frame.reformat(format=fmt.pix_fmt, dst_colorspace=fmt.colour_tags.get("colorspace"),
                                    dst_color_range=fmt.colour_tags.get("color_range"))
