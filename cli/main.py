@@ -28,7 +28,7 @@ def _print_version(value: bool) -> None:
         from importlib.metadata import PackageNotFoundError, version
 
         from restore_core.io.images import SUPPORTED_EXTENSIONS
-        from restore_core.io.video import VIDEO_EXTENSIONS, pyav_available
+        from restore_core.io.video import READ_ONLY_VIDEO_EXTENSIONS, WRITABLE_VIDEO_EXTENSIONS, pyav_available
 
         def installed(package: str) -> str:
             try:
@@ -42,7 +42,8 @@ def _print_version(value: bool) -> None:
         if ".heic" not in SUPPORTED_EXTENSIONS:
             images += " (heic: pip install 'restore[heic]')"
         print(f"images: {images}")
-        videos = " ".join(ext.lstrip(".") for ext in VIDEO_EXTENSIONS)
+        videos = " ".join(ext.lstrip(".") for ext in WRITABLE_VIDEO_EXTENSIONS)
+        videos += " (read only: " + " ".join(ext.lstrip(".") for ext in READ_ONLY_VIDEO_EXTENSIONS) + ")"
         print(f"videos: {videos} (PyAV {installed('av')})" if pyav_available() else "videos: none (pip install 'restore[video]')")
         raise typer.Exit()
 

@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from cli.console import err_console, error, fail, print_json, say, warn
 from restore_core.engine.inputs import InputError, collect_inputs, describe_unreadable, names_output_file, parse_shard, plan_batch
 from restore_core.io.images import DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS, how_to_read
-from restore_core.io.video import VIDEO_EXTENSIONS, is_video_name
+from restore_core.io.video import WRITABLE_VIDEO_EXTENSIONS, is_video_name
 from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task  # presets.py imports torch only when loading
 
 # Modules that import torch are imported where a command runs, not here: building
@@ -145,8 +145,8 @@ def run_restore(request: RestoreRequest) -> None:
         fail("--overwrite and --skip-existing contradict each other", code=2)
     if ext is not None:
         ext = ext if ext.startswith(".") else "." + ext
-        if ext.lower() not in SUPPORTED_EXTENSIONS + VIDEO_EXTENSIONS:
-            fail(f"--ext {ext}: unsupported; use one of {', '.join(SUPPORTED_EXTENSIONS)} (images) or {', '.join(VIDEO_EXTENSIONS)} (videos)", code=2)
+        if ext.lower() not in SUPPORTED_EXTENSIONS + WRITABLE_VIDEO_EXTENSIONS:
+            fail(f"--ext {ext}: unsupported; use one of {', '.join(SUPPORTED_EXTENSIONS)} (images) or {', '.join(WRITABLE_VIDEO_EXTENSIONS)} (videos)", code=2)
     try:
         set_cpu_threads(request.threads)
     except ValueError as exc:
@@ -413,7 +413,7 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
         precision: str = typer.Option("auto", "--precision", help="auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, fp16, bf16."),
         recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders of IN."),
         suffix: str = typer.Option("", "--suffix", help=f"Appended to each output file's stem, e.g. {EXAMPLE_SUFFIX.get(task, '_restored')}."),
-        ext: Optional[str] = typer.Option(None, "--ext", help="Output format of images (png, jpg, tif, webp, bmp; avif and heic where this install reads them) or of videos (mp4, mkv, mov, m4v, webm, avi); default: the input's."),
+        ext: Optional[str] = typer.Option(None, "--ext", help="Output format of images (png, jpg, tif, webp, bmp; avif and heic where this install reads them) or of videos (mp4, mkv, mov, m4v, webm, avi, ts, mts, m2ts); default: the input's (mkv for mpg, 3gp, wmv, flv)."),
         quality: int = typer.Option(95, "--quality", help="JPEG, WebP, AVIF and HEIC outputs, and videos (95 = H.264 CRF 18): encoder quality, 1-100."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
         skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave existing outputs alone and skip those inputs."),

@@ -42,7 +42,7 @@ from restore_core.engine.runner import ImageResult, Restorer, RunOptions, planne
 from restore_core.engine.temporal import TemporalConfig
 from restore_core.engine.video import restore_jobs
 from restore_core.io.images import DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS, ImageError, from_array, to_array
-from restore_core.io.video import VIDEO_EXTENSIONS, is_video_name
+from restore_core.io.video import WRITABLE_VIDEO_EXTENSIONS, is_video_name
 from restore_core.presets import load_for_task
 
 PathLike = str | os.PathLike
@@ -177,7 +177,7 @@ class ImageRestorer:
         ``--temporal-strength``): average each restored frame with this many aligned
         neighbours on each side (:mod:`restore_core.engine.temporal`)."""
         source, output = Path(source), Path(output)
-        formats = VIDEO_EXTENSIONS if is_video_name(source) else SUPPORTED_EXTENSIONS
+        formats = WRITABLE_VIDEO_EXTENSIONS if is_video_name(source) else SUPPORTED_EXTENSIONS
         if output.suffix.lower() not in formats:
             raise ValueError(f"{output}: unsupported output format for {source.name}; use one of {', '.join(formats)}")
         if output.exists() and not overwrite:
@@ -219,8 +219,8 @@ class ImageRestorer:
         options = _run_options(batch_size, quality, max_pixels, temporal, temporal_strength)
         if ext is not None:
             ext = ext if ext.startswith(".") else "." + ext
-            if ext.lower() not in SUPPORTED_EXTENSIONS + VIDEO_EXTENSIONS:
-                raise ValueError(f"ext {ext}: unsupported; use one of {', '.join(SUPPORTED_EXTENSIONS + VIDEO_EXTENSIONS)}")
+            if ext.lower() not in SUPPORTED_EXTENSIONS + WRITABLE_VIDEO_EXTENSIONS:
+                raise ValueError(f"ext {ext}: unsupported; use one of {', '.join(SUPPORTED_EXTENSIONS + WRITABLE_VIDEO_EXTENSIONS)}")
         out_dir = Path(out_dir)
         unreadable: list[Path] = []
         try:

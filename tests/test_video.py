@@ -555,3 +555,36 @@ def test_a_stream_that_changes_frame_size_comes_out_at_its_first_size_with_a_not
     assert result.note == "the frame size changed from 64x48 to 96x64 at frame 4; such frames were scaled to 64x48"
     frames, _ = read_video(tmp_path / "out.mkv")
     assert [frame.shape for frame in frames] == [(48, 64, 3)] * 6
+
+
+def test_dashcam_transport_streams_stay_ts_and_read_only_containers_become_mkv(tmp_path, rng, tiny_checkpoint):
+    """A dashcam's .ts (H.264, AAC) comes out as .ts with its sound and frame times; an
+    old .mpg (MPEG-2, MP2 sound) is read and written as .mkv, which takes its sound; .mpg
+    is not offered as an output."""
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    dashcam = make_video(clips / "dash.ts", moving_frames(rng, count=6))
+    with av.open(str(clips / "old.mpg"), "w") as container:
+        video = container.add_stream("mpeg2video", rate=25)
+        video.width, video.height, video.pix_fmt = 96, 64, "yuv420p"
+        sound = container.add_stream("mp2", rate=44100)
+        sound.layout = "mono"
+        encode(container, video, moving_frames(rng, count=6), "yuv420p")
+        tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(44100 // 4) / 44100)).astype(np.float32)[None]
+        for start in range(0, tone.shape[1] - 1152, 1152):
+            chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, start : start + 1152]), format="fltp", layout="mono")
+            chunk.sample_rate, chunk.pts = 44100, start
+            for packet in sound.encode(chunk):
+                container.mux(packet)
+        for packet in sound.encode(None):
+            container.mux(packet)
+    run = restore("derain", str(clips / "*"), str(tmp_path / "out"), "-m", str(tiny_checkpoint), "--json")
+    assert run.returncode == 0, run.stderr
+    assert sorted(json.loads(line)["output"] for line in run.stdout.splitlines()) == [
+        str(tmp_path / "out" / "dash.ts"), str(tmp_path / "out" / "old.mkv")]
+    assert "not kept" not in run.stderr
+    assert read_video(tmp_path / "out" / "dash.ts")[1] == read_video(dashcam)[1]
+    assert streams(tmp_path / "out" / "dash.ts")["audio_packets"] == streams(dashcam)["audio_packets"] > 0
+    assert streams(tmp_path / "out" / "old.mkv")["audio"] == 1 and len(read_video(tmp_path / "out" / "old.mkv")[0]) == 6
+    refused = restore("derain", str(dashcam), str(tmp_path / "again"), "-m", str(tiny_checkpoint), "--ext", "mpg")
+    assert refused.returncode == 2 and "--ext .mpg: unsupported" in refused.stderr

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterable
 
 from restore_core.io.images import SUPPORTED_EXTENSIONS, UNREADABLE_FORMATS, how_to_read
-from restore_core.io.video import is_video_name
+from restore_core.io.video import WRITABLE_VIDEO_EXTENSIONS, is_video_name, output_video_suffix
 
 
 class InputError(ValueError):
@@ -151,23 +151,25 @@ def names_output_file(spec: str, out: Path) -> bool:
     """Whether ``out`` is the output file of a single input rather than a folder: the
     spec is one existing image file and ``out`` has an image extension without being an
     existing folder (``restore derain shot.jpg shot-clear.png``, as ``cp a b``), or
-    the spec is a video and ``out`` has a video extension. The output's format is then
-    ``out``'s extension."""
+    the spec is a video and ``out`` has the extension of a video format restore writes.
+    The output's format is then ``out``'s extension."""
     if spec == "-" or not Path(spec).is_file() or out.is_dir():
         return False
-    return is_video_name(out) if is_video_name(spec) else is_image_name(out)
+    return out.suffix.lower() in WRITABLE_VIDEO_EXTENSIONS if is_video_name(spec) else is_image_name(out)
 
 
 def plan_outputs(jobs: list[Job], out_dir: Path, suffix: str = "", ext: str | None = None) -> list[Job]:
     """Give every job its output path: ``out_dir/relative-folder/stem+suffix+ext``.
 
     ``ext`` (".png", ".jpg", ...) changes the format of the images, a video extension
-    (".mkv", ...) that of the videos; by default each keeps its own.
+    (".mkv", ...) that of the videos; by default each keeps its own (a video in a
+    container restore only reads becomes ``.mkv``).
     """
     planned = []
     for job in jobs:
-        same_kind = ext is not None and is_video_name("x" + ext) == is_video_name(job.source)
-        extension = ext if ext and same_kind else job.source.suffix
+        is_video = is_video_name(job.source)
+        same_kind = ext is not None and is_video_name("x" + ext) == is_video
+        extension = ext if ext and same_kind else output_video_suffix(job.source) if is_video else job.source.suffix
         if not extension.startswith("."):
             extension = "." + extension
         name = f"{job.relative.stem}{suffix}{extension.lower() if ext and same_kind else extension}"

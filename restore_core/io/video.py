@@ -32,11 +32,16 @@ from restore_core.io.images import ImageError
 if TYPE_CHECKING:
     import av
 
-VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")
-
 # Output container -> video encoder. H.264 plays everywhere; WebM holds only VP8/VP9/AV1.
+# MPEG transport streams (.ts of dashcams, .mts/.m2ts of AVCHD camcorders) take H.264 too.
 VIDEO_ENCODERS = {".mp4": "libx264", ".m4v": "libx264", ".mov": "libx264", ".mkv": "libx264", ".webm": "libvpx-vp9",
-                  ".avi": "mpeg4"}
+                  ".avi": "mpeg4", ".ts": "libx264", ".mts": "libx264", ".m2ts": "libx264"}
+WRITABLE_VIDEO_EXTENSIONS = tuple(VIDEO_ENCODERS)
+# Read, not written (old or closed containers): their videos come out as Matroska, which
+# takes whatever sound they carry (MP2, WMA, ...).
+READ_ONLY_VIDEO_EXTENSIONS = (".mpg", ".mpeg", ".3gp", ".wmv", ".flv")
+VIDEO_EXTENSIONS = WRITABLE_VIDEO_EXTENSIONS + READ_ONLY_VIDEO_EXTENSIONS
+READ_ONLY_VIDEO_OUTPUT = ".mkv"
 
 # Input chroma layouts kept as they are; every other one (4:2:0, 4:2:2, 10-bit, ...) is
 # written as 8-bit 4:2:0, the layout every player takes.
@@ -52,6 +57,12 @@ def pyav_available() -> bool:
 def is_video_name(path: Path | str) -> bool:
     path = Path(path)
     return path.suffix.lower() in VIDEO_EXTENSIONS and not path.name.startswith(".")
+
+
+def output_video_suffix(source: Path) -> str:
+    """The extension a video restored from ``source`` gets by default: its own, or
+    :data:`READ_ONLY_VIDEO_OUTPUT` for a container that is read, not written."""
+    return source.suffix if source.suffix.lower() in WRITABLE_VIDEO_EXTENSIONS else READ_ONLY_VIDEO_OUTPUT
 
 
 def quality_to_crf(quality: int, encoder: str) -> int:
@@ -210,7 +221,7 @@ def video_format(output: Path, reader: VideoReader, quality: int) -> VideoFormat
     info, source = reader.info, reader.stream
     suffix = output.suffix.lower()
     if suffix not in VIDEO_ENCODERS:
-        raise ImageError(output, f"cannot write: {suffix or 'no extension'} is not a video format ({', '.join(VIDEO_EXTENSIONS)})")
+        raise ImageError(output, f"cannot write: {suffix or 'no extension'} is not a video format restore writes ({', '.join(WRITABLE_VIDEO_EXTENSIONS)})")
     encoder = VIDEO_ENCODERS[suffix]
     odd_size = bool(info.width % 2 or info.height % 2)  # 4:2:0 needs even sizes
     if odd_size and encoder == "mpeg4":
@@ -237,4 +248,5 @@ def video_format(output: Path, reader: VideoReader, quality: int) -> VideoFormat
 
 def muxer_for(suffix: str) -> str:
     """FFmpeg's muxer for an output extension (named explicitly: temporary names end otherwise)."""
-    return {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi"}[suffix]
+    return {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi",
+            ".ts": "mpegts", ".mts": "mpegts", ".m2ts": "mpegts"}[suffix]

@@ -274,7 +274,7 @@ def _join(joined: "av.container.OutputContainer", parts: list[Path], reader: Vid
         audio_streams = {}
         for stream in audio_input.streams.audio if audio_input else ():
             codec = stream.codec_context.name
-            if codec in joined.supported_codecs:
+            if codec in joined.supported_codecs or (joined.format.name == "mpegts" and codec in MPEG_TS_AUDIO):
                 audio_streams[stream.index] = joined.add_stream_from_template(stream)
             else:
                 notes.append(f"{codec} audio cannot go into {fmt.suffix}; not kept (use .mkv)")
@@ -356,6 +356,11 @@ def _leading_decode_times(path: Path) -> list[int]:
     ordered = sorted(shown)
     delay = ordered[known_at] - known
     return [ordered[j] - delay for j in range(known_at)]
+
+
+# FFmpeg's MPEG-TS muxer answers no query of what it takes (its supported_codecs misses
+# AAC): the sound it carries in dashcam and camcorder files and broadcasts.
+MPEG_TS_AUDIO = frozenset({"aac", "mp3", "mp2", "ac3", "eac3", "opus", "dts", "truehd"})
 
 
 def _fingerprint(path: Path) -> dict:
