@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from cli.console import err_console, error, fail, print_json, say, warn
 from restore_core.engine.inputs import InputError, collect_inputs, describe_unreadable, names_output_file, parse_shard, plan_batch
 from restore_core.io.images import DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS, how_to_read
-from restore_core.io.video import WRITABLE_VIDEO_EXTENSIONS, is_video_name
+from restore_core.io.video import READ_ONLY_VIDEO_OUTPUT, WRITABLE_VIDEO_EXTENSIONS, is_video_name
 from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task  # presets.py imports torch only when loading
 
 # Modules that import torch are imported where a command runs, not here: building
@@ -179,6 +179,10 @@ def run_restore(request: RestoreRequest) -> None:
         warn(f"--tile {request.tile}: tiles under {MIN_AUTO_TILE} pixels see too little around them "
              f"(128-pixel tiles moved the shipped derainer's PSNR by up to 0.15 dB) and run slower; use {MIN_AUTO_TILE} or more")
     output_file = request.out_dir if names_output_file(request.source, request.out_dir) else None
+    if (output_file is None and is_video_name(request.source) and is_video_name(request.out_dir) and not request.out_dir.is_dir()
+            and Path(request.source).is_file()):
+        fail(f"{request.out_dir}: restore reads {request.out_dir.suffix} videos but does not write them; name the output "
+             f"{request.out_dir.stem}{READ_ONLY_VIDEO_OUTPUT} (or use one of {', '.join(WRITABLE_VIDEO_EXTENSIONS)})", code=2)
     if output_file is not None and (request.suffix or ext):
         fail(f"--suffix and --ext name outputs in a folder; {output_file} is the output file itself (its extension sets the format)", code=2)
     if output_file is None and request.out_dir.exists() and not request.out_dir.is_dir():

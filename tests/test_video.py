@@ -588,3 +588,6 @@ def test_dashcam_transport_streams_stay_ts_and_read_only_containers_become_mkv(t
     assert streams(tmp_path / "out" / "old.mkv")["audio"] == 1 and len(read_video(tmp_path / "out" / "old.mkv")[0]) == 6
     refused = restore("derain", str(dashcam), str(tmp_path / "again"), "-m", str(tiny_checkpoint), "--ext", "mpg")
     assert refused.returncode == 2 and "--ext .mpg: unsupported" in refused.stderr
+    refused = restore("derain", str(clips / "old.mpg"), str(tmp_path / "new.mpg"), "-m", str(tiny_checkpoint))
+    assert refused.returncode == 2 and "restore reads .mpg videos but does not write them; name the output new.mkv" in refused.stderr
+    assert not (tmp_path / "new.mpg").exists()
