@@ -591,3 +591,16 @@ def test_dashcam_transport_streams_stay_ts_and_read_only_containers_become_mkv(t
     refused = restore("derain", str(clips / "old.mpg"), str(tmp_path / "new.mpg"), "-m", str(tiny_checkpoint))
     assert refused.returncode == 2 and "restore reads .mpg videos but does not write them; name the output new.mkv" in refused.stderr
     assert not (tmp_path / "new.mpg").exists()
+
+
+def test_an_interlaced_video_is_restored_with_a_note_on_its_fields(tmp_path, rng, tiny_checkpoint):
+    clip = tmp_path / "camcorder.mts"
+    with av.open(str(clip), "w", format="mpegts") as container:
+        video = container.add_stream("libx264", rate=25, options={"x264-params": "interlaced=1:tff=1"})
+        video.width, video.height, video.pix_fmt = 96, 64, "yuv420p"
+        encode(container, video, moving_frames(rng, count=4), "yuv420p")
+    result = restore_video(Job(clip, Path("camcorder.mts"), tmp_path / "out.mts"), Counting(tiny_checkpoint))
+    assert result.status == "ok" and result.frames == 4
+    assert result.note.startswith("interlaced video (two fields a frame) restored as whole frames")
+    progressive = make_video(tmp_path / "progressive.mp4", moving_frames(rng, count=2), audio=False)
+    assert restore_video(Job(progressive, Path("p.mp4"), tmp_path / "p.mp4"), Counting(tiny_checkpoint)).note is None

@@ -40,6 +40,8 @@ FrameProgress = Callable[[int, int], None]  # (frames restored, frames declared;
 JobFrameProgress = Callable[[Job, int, int], None]  # the same, for a batch: which video
 
 _END = object()
+INTERLACED_NOTE = ("interlaced video (two fields a frame) restored as whole frames: the combing of moving edges "
+                   "stays; deinterlace it first for a better result (e.g. ffmpeg -i IN -vf bwdif OUT)")
 ROUTING_FRAMES = 8  # restore auto: the first frames whose mean class probabilities choose a video's model
 
 
@@ -273,6 +275,8 @@ def restore_video(job: Job, restorer: Restorer, options: RunOptions = RunOptions
             writer.abort()
         reader.close()
     degradation = decided or {name: round(total / restored_now, 4) for name, total in totals.items()} or None
+    if reader.interlaced:
+        writer.notes.append(INTERLACED_NOTE)
     notes = "; ".join(writer.notes) or None
     return ImageResult(job.source, job.output, "ok", time.perf_counter() - start, None, info.width, info.height, degradation,
                        note=notes, model=chosen_model, frames=done)

@@ -143,6 +143,7 @@ class VideoReader:
             self.close()
             raise ImageError(self.path, f"frames of {width}x{height} exceed --max-pixels {max_pixels}")
         rotation = self._rotation()
+        self.interlaced = False  # whether a frame read so far was coded as two fields (frames())
         if round(rotation / 90) % 2:
             width, height = height, width
         rate = Fraction(self.stream.average_rate or self.stream.guessed_rate or Fraction(25))
@@ -184,6 +185,7 @@ class VideoReader:
                 if shown is not None and end is not None and shown >= end:
                     return
                 rgb = frame.to_ndarray(format="rgb24", src_color_range=frame.color_range or None)
+                self.interlaced = self.interlaced or frame.interlaced_frame
                 yield upright(rgb, self.info.rotation), frame.pts
         except av.FFmpegError as exc:
             raise ImageError(self.path, f"cannot read: the video is damaged ({exc.strerror or exc})") from None
