@@ -51,6 +51,7 @@ import numpy as np
 # object crossing), cuts between different shots 0.35-0.55.
 SAME_SCENE_CORRELATION = 0.8
 FLOW_MAX_SIDE = 1280  # optical flow is computed on frames scaled down to this long side, then scaled up
+EXPOSURE_SIGMA = 40.0  # pixels: the scale above which each frame keeps its own brightness (match_exposure)
 
 
 @dataclass(frozen=True)
@@ -96,9 +97,6 @@ def warp(frame: np.ndarray, flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     warped = cv2.remap(frame, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     inside = (xs >= 0) & (xs <= width - 1) & (ys >= 0) & (ys <= height - 1)
     return warped.astype(np.float32, copy=False), inside
-
-
-EXPOSURE_SIGMA = 40.0  # pixels: the scale above which the centre's brightness is kept (match_exposure)
 
 
 def low_pass(image: np.ndarray, sigma: float = EXPOSURE_SIGMA) -> np.ndarray:
