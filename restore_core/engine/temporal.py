@@ -42,6 +42,7 @@ from __future__ import annotations
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -146,12 +147,14 @@ def bandwidth(distance: np.ndarray, strength: float) -> float | None:
     return strength * max(float(np.median(inside)), 1.0) if inside.size else None
 
 
-def smooth_frame(centre: np.ndarray, aligned: list[np.ndarray], distances: list[np.ndarray], strength: float) -> np.ndarray:
-    """Step 3: the weighted mean of ``centre`` and its ``aligned`` neighbours (float32,
-    0-255), each weighted by ``exp(-distance / h^2)`` with its own ``h^2``."""
+def smooth_frame(centre: np.ndarray, neighbours: Iterable[tuple[np.ndarray, np.ndarray]], strength: float) -> np.ndarray:
+    """Step 3: the weighted mean of ``centre`` and its aligned neighbours (float32,
+    0-255), given as (aligned neighbour, its patch distances) pairs, each weighted by
+    ``exp(-distance / h^2)`` with its own ``h^2``. A generator of pairs keeps one
+    neighbour in memory at a time (a 4K frame is 100 MB in float32)."""
     total = centre.astype(np.float32)
     weight_sum = np.ones(centre.shape[:2], np.float32)
-    for neighbour, distance in zip(aligned, distances):
+    for neighbour, distance in neighbours:
         h2 = bandwidth(distance, strength)
         if h2 is None:
             continue
@@ -176,20 +179,21 @@ def _smooth_in_window(centre: _Frame, neighbours: list[_Frame], config: Temporal
     centre_float = centre.image.astype(np.float32)
     centre_low = low_pass(centre_float)
     flow_engine = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)  # not thread-safe; 7 us to make
-    aligned, distances = [], []
-    for other in neighbours:
-        if other.image.shape != centre.image.shape:
-            continue
-        flow = upscale_flow(flow_engine.calc(centre.flow_view, other.flow_view, None), height, width)
-        warped, inside = warp(other.image, flow)
-        if scene_correlation(centre.image, warped, inside) < SAME_SCENE_CORRELATION:
-            continue
-        warped = match_exposure(centre_low, warped)
-        distance = patch_distance(centre_float, warped, config.patch)
-        distance[~inside] = np.inf
-        aligned.append(warped)
-        distances.append(distance)
-    smoothed = smooth_frame(centre.image, aligned, distances, config.strength)
+
+    def aligned() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for other in neighbours:
+            if other.image.shape != centre.image.shape:
+                continue
+            flow = upscale_flow(flow_engine.calc(centre.flow_view, other.flow_view, None), height, width)
+            warped, inside = warp(other.image, flow)
+            if scene_correlation(centre.image, warped, inside) < SAME_SCENE_CORRELATION:
+                continue
+            warped = match_exposure(centre_low, warped)
+            distance = patch_distance(centre_float, warped, config.patch)
+            distance[~inside] = np.inf
+            yield warped, distance
+
+    smoothed = smooth_frame(centre.image, aligned(), config.strength)
     return np.clip(smoothed + 0.5, 0, 255).astype(np.uint8)
 
 
