@@ -55,16 +55,21 @@ def make_video(path: Path, frames: list[np.ndarray], audio: bool = True, rotatio
         for packet in video.encode(None):
             container.mux(packet)
         if sound is not None:
-            t = np.arange(44100 * len(frames) // FPS) / 44100
-            samples = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
-            for start in range(0, samples.shape[1], 1024):
-                chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, start:start + 1024]), format="fltp", layout="mono")
-                chunk.sample_rate, chunk.pts = 44100, start
-                for packet in sound.encode(chunk):
-                    container.mux(packet)
-            for packet in sound.encode(None):
-                container.mux(packet)
+            encode_tone(container, sound, len(frames) / FPS, 1024)
     return path
+
+
+def encode_tone(container, stream, seconds: float, frame_size: int) -> None:
+    """A 440 Hz mono tone of ``seconds`` at 44.1 kHz into ``stream``, in chunks of
+    ``frame_size`` samples (AAC takes 1024, MP2 1152), then flush it."""
+    samples = (0.3 * np.sin(2 * np.pi * 440 * np.arange(int(44100 * seconds)) / 44100)).astype(np.float32)[None]
+    for start in range(0, samples.shape[1] - frame_size + 1, frame_size):
+        chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, start : start + frame_size]), format="fltp", layout="mono")
+        chunk.sample_rate, chunk.pts = 44100, start
+        for packet in stream.encode(chunk):
+            container.mux(packet)
+    for packet in stream.encode(None):
+        container.mux(packet)
 
 
 def encode(container, stream, frames: list[np.ndarray], pix_fmt: str) -> None:
@@ -570,14 +575,7 @@ def test_dashcam_transport_streams_stay_ts_and_read_only_containers_become_mkv(t
         sound = container.add_stream("mp2", rate=44100)
         sound.layout = "mono"
         encode(container, video, moving_frames(rng, count=6), "yuv420p")
-        tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(44100 // 4) / 44100)).astype(np.float32)[None]
-        for start in range(0, tone.shape[1] - 1152, 1152):
-            chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, start : start + 1152]), format="fltp", layout="mono")
-            chunk.sample_rate, chunk.pts = 44100, start
-            for packet in sound.encode(chunk):
-                container.mux(packet)
-        for packet in sound.encode(None):
-            container.mux(packet)
+        encode_tone(container, sound, 0.25, 1152)
     run = restore("derain", str(clips / "*"), str(tmp_path / "out"), "-m", str(tiny_checkpoint), "--json")
     assert run.returncode == 0, run.stderr
     assert sorted(json.loads(line)["output"] for line in run.stdout.splitlines()) == [
