@@ -27,10 +27,10 @@ from restore_core.checkpoint import ModelDescriptor
 from restore_core.device import pick_dtype
 from restore_core.engine.ensemble import self_ensemble
 from restore_core.engine.inputs import BatchPlan, Job
-from restore_core.engine.temporal import TemporalConfig
 from restore_core.engine.memory import (
     MEMORY_BUDGET_SHARE, PIPELINE_BYTES_PER_PIXEL, activation_bytes_per_pixel, available_memory_bytes, tile_for_budget,
 )
+from restore_core.engine.temporal import TemporalConfig
 from restore_core.engine.tiling import central_crop, default_overlap, run_padded, run_tiled
 from restore_core.io.images import (
     DEFAULT_MAX_PIXELS, UNREADABLE_FORMATS, ImageError, LoadedImage, lost_on_write, read_image, write_image,

@@ -6,7 +6,8 @@ Frames flow as images do in :mod:`.runner`::
 
 Each frame is restored on its own: a clip comes out as its frames would from
 ``restore derain`` one by one, unless ``RunOptions.temporal`` (``--temporal R``) smooths
-each restored frame with its neighbours (:mod:`.temporal`; in the encoder thread). The output is one file, written atomically
+each restored frame with its neighbours (:mod:`.temporal`, in the encoder thread). The
+output is one file, written atomically
 (:class:`restore_core.io.video_writer.VideoWriter`): a video that fails or is interrupted
 half-way leaves nothing under its output name. ``restore auto`` decides the
 degradation once per video, from its first frames, so a clip is not restored by
@@ -28,10 +29,10 @@ import numpy as np
 import torch
 
 from restore_core.engine.inputs import Job
-from restore_core.engine.temporal import TemporalSmoother
 from restore_core.engine.runner import (
     BATCH_STOPPING_ERRNOS, NON_FINITE_OUTPUT, ImageResult, Restorer, RunOptions, abandoned_after, restore_stream,
 )
+from restore_core.engine.temporal import TemporalSmoother
 from restore_core.io.images import ImageError
 from restore_core.io.video import PYAV_MISSING, VideoReader, is_video_name, pyav_available
 from restore_core.io.video_writer import VideoWriter
@@ -232,12 +233,15 @@ def restore_video(job: Job, restorer: Restorer, options: RunOptions = RunOptions
                     totals[name] = totals.get(name, 0.0) + value
             new = 0
             for (_, pts), frame in zip(batch, restored):
+                is_new = context == 0  # not one of the neighbours a resumed run restores again
                 if smoother is None:
                     pending.append(encoder.submit(writer.write, _to_uint8(frame), pts))
                 else:
-                    pending.append(encoder.submit(smooth_and_write, _to_uint8(frame), pts, context == 0))
-                new += context == 0
-                context = max(0, context - 1)
+                    pending.append(encoder.submit(smooth_and_write, _to_uint8(frame), pts, is_new))
+                if is_new:
+                    new += 1
+                else:
+                    context -= 1
             if time.perf_counter() - last_checkpoint >= options.video_checkpoint_seconds:
                 pending.append(encoder.submit(writer.checkpoint))
                 last_checkpoint = time.perf_counter()
