@@ -41,8 +41,7 @@ FrameProgress = Callable[[int, int], None]  # (frames restored, frames declared;
 JobFrameProgress = Callable[[Job, int, int], None]  # the same, for a batch: which video
 
 _END = object()
-INTERLACED_NOTE = ("interlaced video (two fields a frame) restored as whole frames: the combing of moving edges "
-                   "stays; deinterlace it first for a better result (e.g. ffmpeg -i IN -vf bwdif OUT)")
+INTERLACED_NOTE = "interlaced video (two fields a frame) deinterlaced before restoring (bwdif); written progressive"
 ROUTING_FRAMES = 8  # restore auto: the first frames whose mean class probabilities choose a video's model
 
 
