@@ -116,6 +116,17 @@ def _frames_in_span(info, start: float, duration: float | None) -> int:
     return min(left, round(duration * info.fps)) if duration is not None else left
 
 
+def _split_lead(frames: Iterator, time_base, start: float) -> tuple[list, Iterator]:
+    """(the frames shown before ``start`` seconds, the rest): what ``VideoReader.frames``
+    puts first when asked for a ``lead``."""
+    leading = []
+    for item in frames:
+        if item[1] is None or item[1] * time_base >= start:
+            return leading, itertools.chain([item], frames)
+        leading.append(item)
+    return leading, iter(())
+
+
 def smoothing_threads() -> int:
     """Threads for ``--temporal``: half the cores, at most 8 (the model and the codecs
     use the rest); one on a 2-core machine, where two sped it up 1.1-1.4x alone and the
@@ -199,8 +210,9 @@ def restore_video(job: Job, restorer: Restorer, options: RunOptions = RunOptions
         span_end = span_start + span_duration if span_duration is not None else None
         writer = VideoWriter(job.output, reader, options.jpeg_quality, settings_key(restorer, options), span_start, span_end)
         restore = restorer
-        decoded = _Prefetched(reader.frames(span_start, span_end), options.prefetch)
-        frames: Iterator = iter(decoded)
+        lead = options.temporal.radius if smoother is not None and span_start > 0 else 0  # neighbours before a span
+        decoded = _Prefetched(reader.frames(span_start, span_end, lead), options.prefetch)
+        leading, frames = _split_lead(iter(decoded), reader.stream.time_base, span_start) if lead else ([], iter(decoded))
         if hasattr(restorer, "specialist_for"):  # routed: one model for the whole clip, chosen from its first frames
             first = list(itertools.islice(frames, ROUTING_FRAMES))
             if first:
@@ -211,6 +223,8 @@ def restore_video(job: Job, restorer: Restorer, options: RunOptions = RunOptions
         expected = _frames_in_span(info, span_start, span_duration)
         context = min(options.temporal.radius, done) if smoother is not None else 0  # neighbours of the first new frame
         frames = itertools.islice(frames, done - context, None)  # decoded, not restored: an earlier run wrote them
+        if done == 0 and leading:  # a span's first frames: the frames just before it as their neighbours
+            frames, context = itertools.chain(leading, frames), len(leading)
 
         def smooth_and_write(frame: np.ndarray, pts: int | None, emit: bool) -> None:
             for smoothed, stamp in smoother.push(frame, pts, emit):

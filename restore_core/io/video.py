@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+from collections import deque
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -167,28 +168,40 @@ class VideoReader:
         self.container.seek(0)
         return int(first.rotation) if first is not None else 0
 
-    def frames(self, start: float = 0.0, end: float | None = None) -> Iterator[tuple[np.ndarray, int | None]]:
+    def frames(self, start: float = 0.0, end: float | None = None, lead: int = 0) -> Iterator[tuple[np.ndarray, int | None]]:
         """(upright RGB frame, presentation timestamp in the stream's time base) in
         presentation order, for the frames shown from ``start`` up to ``end`` (seconds;
-        None: to the last). The colour matrix and range are the stream's own."""
+        None: to the last). The colour matrix and range are the stream's own. With
+        ``lead``, the ``lead`` frames shown just before ``start`` come first (neighbours
+        for ``--temporal``; fewer near the video's beginning), once a frame of the span
+        has been found."""
         import av
 
-        if start > 0:  # to the key frame before it; the frames up to it are decoded and dropped
+        seek_to = max(0.0, start - (lead + 1) / float(self.info.fps)) if lead else start
+        if seek_to > 0:  # to the key frame before it; the frames up to it are decoded and dropped
             try:
-                self.container.seek(int(start / self.stream.time_base), stream=self.stream)
+                self.container.seek(int(seek_to / self.stream.time_base), stream=self.stream)
             except av.FFmpegError:
                 self.container.seek(0)
+        before: deque = deque(maxlen=lead)
         try:
             for frame in self._progressive(self.container.decode(self.stream)):
                 shown = float(frame.pts * self.stream.time_base) if frame.pts is not None else None
                 if shown is not None and shown < start:
+                    if lead:
+                        before.append(frame)
                     continue
                 if shown is not None and end is not None and shown >= end:
                     return
-                rgb = frame.to_ndarray(format="rgb24", src_color_range=frame.color_range or None)
-                yield upright(rgb, self.info.rotation), frame.pts
+                while before:
+                    yield self._rgb(before.popleft())
+                yield self._rgb(frame)
         except av.FFmpegError as exc:
             raise ImageError(self.path, f"cannot read: the video is damaged ({exc.strerror or exc})") from None
+
+    def _rgb(self, frame: "av.VideoFrame") -> tuple[np.ndarray, int | None]:
+        rgb = frame.to_ndarray(format="rgb24", src_color_range=frame.color_range or None)
+        return upright(rgb, self.info.rotation), frame.pts
 
     def _progressive(self, decoded: Iterator["av.VideoFrame"]) -> Iterator["av.VideoFrame"]:
         """The decoded frames, deinterlaced when the first is coded as two fields (1080i
