@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
-from collections import deque
 import os
+from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
