@@ -5,12 +5,14 @@ own video writer offers only MPEG-4 part 2 at a bit rate it fixes (35.5 dB PSNR 
 640x480 test clip, whatever is asked), cannot copy a sound track, and drops frame
 timing. Here:
 
-- Frames are decoded in presentation order as 8-bit RGB, turned upright when the
-  stream carries a display rotation (phone videos), like EXIF orientation on photos.
+- Frames are decoded in presentation order as 8-bit RGB, deinterlaced when coded as
+  two fields (bwdif), turned upright when the stream carries a display rotation
+  (phone videos), like EXIF orientation on photos.
 - The output is encoded with the input's timestamps (variable frame rates survive),
   its colour matrix, range and primaries tagged as the input's, at a constant quality
-  set by ``quality`` (1-100, as for JPEG): H.264 (libx264) in MP4, MOV, M4V and MKV,
-  VP9 in WebM, MPEG-4 part 2 in AVI.
+  set by ``quality`` (1-100, as for JPEG): H.264 (libx264) in MP4, MOV, M4V, MKV and
+  MPEG-TS, VP9 in WebM, MPEG-4 part 2 in AVI; containers only read (MPEG-PS, 3GP, WMV,
+  FLV) come out as MKV.
 - Audio streams are copied packet by packet (not re-encoded) when the output
   container can hold their codec, and interleaved with the video by time.
 - Writing, in resumable parts joined at the end: :mod:`.video_writer`.
