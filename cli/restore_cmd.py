@@ -21,7 +21,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from cli.console import err_console, error, fail, print_json, say, warn
-from restore_core.engine.inputs import InputError, collect_inputs, describe_unreadable, names_output_file, parse_shard, plan_batch
+from restore_core.engine.inputs import (
+    InputError, collect_inputs, describe_unreadable, names_output_file, parse_shard, plan_batch, with_neighbour_frames,
+)
 from restore_core.io.images import DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS, how_to_read
 from restore_core.io.video import READ_ONLY_VIDEO_OUTPUT, WRITABLE_VIDEO_EXTENSIONS, is_video_name
 from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task  # presets.py imports torch only when loading
@@ -122,7 +124,7 @@ class RestoreRequest:
     route: bool = False  # restore auto: each image to the single-task model of what it suffers from
     start: Optional[str] = None  # videos: restore from this time (seconds, M:SS or H:MM:SS)
     duration: Optional[str] = None  # videos: this long a span of them
-    temporal: int = 0  # videos: smooth each restored frame with this many aligned neighbours on each side
+    temporal: int = 0  # videos and image sequences: smooth each restored frame with this many aligned neighbours on each side
     temporal_strength: float = 4.0  # how strongly (engine.temporal: h^2 in multiples of a neighbour's median distance)
 
 
@@ -206,7 +208,8 @@ def run_restore(request: RestoreRequest) -> None:
         pattern = Path(request.source) / ("**/*" if request.recursive else "*")
         warn(f"left out {len(videos_left_out)} video(s) in {request.source}: a folder's videos are restored only when named, "
              f"e.g. '{pattern}{videos_left_out[0].suffix}'")
-    plan = plan_batch(jobs, request.out_dir, request.suffix, ext, request.overwrite, request.skip_existing, shard, output_file)
+    plan = plan_batch(jobs, request.out_dir, request.suffix, ext, request.overwrite, request.skip_existing, shard, output_file,
+                      frames=request.temporal > 0)
     if plan.left_out and not request.quiet:
         shown = ", ".join(str(job.source) for job in plan.left_out[:3])
         more = f" and {len(plan.left_out) - 3} more" if len(plan.left_out) > 3 else ""
@@ -257,8 +260,15 @@ def run_restore(request: RestoreRequest) -> None:
                          video_start=video_start, video_duration=video_duration, temporal=temporal)
     if (request.start or request.duration) and not request.quiet and not any(is_video_name(job.source) for job in runnable):
         warn("--start and --duration cut videos; there is none among the inputs")
-    if request.temporal and not request.quiet and not any(is_video_name(job.source) for job in runnable):
-        warn("--temporal smooths the frames of videos; there is none among the inputs")
+    frames = runnable
+    if request.temporal:
+        frames = with_neighbour_frames(runnable, jobs, request.temporal)  # image sequences, with the neighbours they need
+        images = sum(not is_video_name(job.source) for job in runnable)
+        if not request.quiet and images > 1:
+            say(f"--temporal {request.temporal}: the images of each folder are smoothed as the frames of one sequence, "
+                "in name order (frame_9 before frame_10)")
+        elif not request.quiet and runnable and images == len(runnable):
+            warn("--temporal smooths the frames of videos and image sequences; there is none among the inputs")
     start = time.perf_counter()
     done: list[ImageResult] = list(results)
     with Progress(
@@ -286,7 +296,7 @@ def run_restore(request: RestoreRequest) -> None:
 
         try:
             if restorer is not None:
-                for result in restore_jobs(runnable, restorer, options, show_frames):
+                for result in restore_jobs(frames, restorer, options, show_frames):
                     if result.input in frame_bars:
                         bar.remove_task(frame_bars.pop(result.input))
                     while restorer.notices:
@@ -433,8 +443,8 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
         strength: float = typer.Option(1.0, "--strength", help="How much of the restoration to apply, 0-1: 1 = all of it, 0.7 = keep 30 % of what the model removes (grain, atmosphere), 0 = the input."),
         start: Optional[str] = typer.Option(None, "--start", help="Videos: restore from this time (seconds, M:SS or H:MM:SS); the output starts there, sound cut alike."),
         duration: Optional[str] = typer.Option(None, "--duration", help="Videos: restore this long a span (seconds or M:SS): try settings on a few seconds before hours of frames."),
-        temporal: int = typer.Option(0, "--temporal", help="Videos: average each restored frame with this many neighbours on each side, aligned by optical flow, where they agree (2 is a good start; 0 = off): less flicker, less residual noise."),
-        temporal_strength: float = typer.Option(4.0, "--temporal-strength", help="Videos, with --temporal: how much of a neighbour is taken where it agrees less than usual; lower keeps more detail in motion (2 suited denoising), higher removes more flicker (8 suited heavy rain)."),
+        temporal: int = typer.Option(0, "--temporal", help="Videos, and image sequences (the images of each folder, in name order): average each restored frame with this many neighbours on each side, aligned by optical flow, where they agree (2 is a good start; 0 = off): less flicker, less residual noise."),
+        temporal_strength: float = typer.Option(4.0, "--temporal-strength", help="With --temporal: how much of a neighbour is taken where it agrees less than usual; lower keeps more detail in motion (2 suited denoising), higher removes more flicker (8 suited heavy rain)."),
         **settings: Any,
     ) -> None:
         route = settings.pop("route", False)  # an engine choice, not a model setting

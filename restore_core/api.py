@@ -36,7 +36,7 @@ import torch
 
 from restore_core.checkpoint import ModelDescriptor
 from restore_core.device import pick_device
-from restore_core.engine.inputs import InputError, Job, collect_inputs, plan_batch
+from restore_core.engine.inputs import InputError, Job, collect_inputs, plan_batch, with_neighbour_frames
 from restore_core.engine.routing import RoutedRestorer, build_restorer
 from restore_core.engine.runner import ImageResult, Restorer, RunOptions, planned_results
 from restore_core.engine.temporal import TemporalConfig
@@ -212,7 +212,9 @@ class ImageRestorer:
 
         Raises before restoring anything when an output exists and neither ``overwrite``
         nor ``skip_existing`` is set (``FileExistsError``), and for inputs that name
-        nothing (``ValueError``). ``temporal``, ``temporal_strength``: as in :meth:`restore_file`.
+        nothing (``ValueError``). ``temporal``, ``temporal_strength``: as in :meth:`restore_file`,
+        for videos and for image sequences: the images of each folder, in name order
+        (``frame_9`` before ``frame_10``), are smoothed as one sequence's frames.
         """
         if overwrite and skip_existing:
             raise ValueError("overwrite and skip_existing contradict each other")
@@ -230,13 +232,14 @@ class ImageRestorer:
                 jobs = collect_inputs("-", stdin_lines=[os.fspath(path) for path in source])
         except InputError as exc:
             raise ValueError(str(exc)) from None
-        plan = plan_batch(jobs, out_dir, suffix, ext, overwrite, skip_existing)
+        plan = plan_batch(jobs, out_dir, suffix, ext, overwrite, skip_existing, frames=temporal > 0)
         if plan.existing:
             shown = ", ".join(str(path) for path in plan.existing[:5])
             more = f" and {len(plan.existing) - 5} more" if len(plan.existing) > 5 else ""
             raise FileExistsError(f"{len(plan.existing)} output(s) already exist: {shown}{more}; pass overwrite=True or skip_existing=True")
         results = planned_results(plan, unreadable)
-        return self._chain(results, plan.runnable, options)  # checked above, run as iterated
+        runnable = with_neighbour_frames(plan.runnable, jobs, temporal) if temporal else plan.runnable
+        return self._chain(results, runnable, options)  # checked above, run as iterated
 
     def _chain(self, planned: list[ImageResult], jobs: list[Job], options: RunOptions) -> Iterator[ImageResult]:
         yield from planned

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,9 @@ class Job:
     source: Path
     relative: Path  # mirrored under the output folder
     output: Path | None = None
+    # A frame restored only as a neighbour of others (--temporal on an image sequence):
+    # its output exists or another shard writes it; nothing is written or reported for it.
+    context: bool = False
 
 
 def is_image_name(path: Path) -> bool:
@@ -213,11 +217,54 @@ def parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
-def select_shard(jobs: list[Job], index: int, count: int) -> list[Job]:
+def select_shard(jobs: list[Job], index: int, count: int, frames: bool = False) -> list[Job]:
     """Shard ``index`` of ``count``: every ``count``-th job of the list sorted by source
-    path, so N machines split one input with no coordination and no overlap."""
+    path, so N machines split one input with no coordination and no overlap. With
+    ``frames`` (image sequences smoothed in time), the ``index``-th of ``count`` runs of
+    consecutive jobs in :func:`frame_order` instead, so that a shard's frames are each
+    other's neighbours and only those at its two ends need frames of other shards."""
+    if frames:
+        ordered = frame_order(jobs)
+        return ordered[len(ordered) * index // count:len(ordered) * (index + 1) // count]
     ordered = sorted(jobs, key=lambda job: str(job.source))
     return ordered[index::count]
+
+
+def _name_key(name: str) -> tuple:
+    """``frame_2.png`` before ``frame_10.png``: runs of digits compared as numbers."""
+    parts = re.split(r"(\d+)", name.lower())  # text, digits, text, ...: like types meet like
+    return tuple(int(part) if i % 2 else part for i, part in enumerate(parts)), name
+
+
+def frame_order(jobs: Iterable[Job]) -> list[Job]:
+    """Jobs as the frames of image sequences: folder by folder, each folder's images
+    by name with numbers in names compared as numbers (``frame_9`` before ``frame_10``)."""
+    return sorted(jobs, key=lambda job: (str(job.source.parent), _name_key(job.source.name)))
+
+
+def with_neighbour_frames(runnable: list[Job], every: list[Job], radius: int) -> list[Job]:
+    """The image jobs of ``runnable`` as sequences (``--temporal``): in :func:`frame_order`,
+    each folder's images one sequence, with the images of ``every`` (the inputs of the
+    whole run, whatever this run writes) that lie within ``radius`` frames of one of them
+    in its folder and that this run does not write (an earlier run wrote them: resumed
+    with ``--skip-existing``; or another ``--shard`` does) added as context jobs, restored
+    only as neighbours: a resumed or sharded sequence is smoothed as one run would. Videos
+    are returned after the images, as they are."""
+    images = frame_order(job for job in every if not is_video_name(job.source))
+    positions = {job.source: i for i, job in enumerate(images)}
+    wanted: set[int] = set()
+    for job in runnable:
+        if job.source not in positions:
+            continue
+        i = positions[job.source]
+        for j in range(max(0, i - radius), min(len(images), i + radius + 1)):
+            if images[j].source.parent == job.source.parent:
+                wanted.add(j)
+    by_source = {job.source: job for job in runnable}
+    ordered = [by_source.get(images[j].source) or Job(images[j].source, images[j].relative, context=True)
+               for j in sorted(wanted)]
+    listed = {job.source for job in ordered}
+    return ordered + [job for job in runnable if job.source not in listed]
 
 
 @dataclass
@@ -241,13 +288,15 @@ def plan_batch(
     skip_existing: bool = False,
     shard: tuple[int, int] | None = None,
     output_file: Path | None = None,
+    frames: bool = False,
 ) -> BatchPlan:
     """Name every output (:func:`plan_outputs`; ``output_file``: the one job's output is
     that file, see :func:`names_output_file`), leave out the run's own earlier outputs
     (with a suffix, :func:`split_own_outputs`), take the ``shard``, then sort each job:
     refused when two inputs write one file or an output would replace an input (its own
     or another of the run, in any shard), skipped or in the way when its output exists,
-    else runnable. Nothing on disk is changed."""
+    else runnable. ``frames``: shards are runs of consecutive frames (:func:`select_shard`).
+    Nothing on disk is changed."""
     plan = BatchPlan()
     # The same file listed twice (paths on stdin) is restored once, not refused as two
     # inputs writing one output.
@@ -270,7 +319,7 @@ def plan_batch(
     sources = {job.source.resolve() for job in jobs}
     collisions = {source for sources_of_one in find_collisions(jobs).values() for source in sources_of_one[1:]}
     if shard is not None:
-        jobs = select_shard(jobs, *shard)
+        jobs = select_shard(jobs, *shard, frames=frames)
     for job in jobs:
         assert job.output is not None
         output = job.output.resolve()

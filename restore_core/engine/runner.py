@@ -8,6 +8,11 @@ Decoding and encoding release the GIL inside OpenCV/Pillow, so they overlap
 the model's forward pass. Consecutive images of the same size are batched.
 Each image yields one :class:`ImageResult` in input order; a failure affects
 only that image, and nothing is written for it.
+
+With ``RunOptions.temporal`` (``--temporal R``) the images of each folder are the frames
+of one sequence (the jobs come in :func:`~restore_core.engine.inputs.frame_order`): each
+restored frame waits for the ``R`` after it, then a writer thread smooths it with its
+neighbours (:mod:`.temporal`) before encoding it.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from restore_core.engine.inputs import BatchPlan, Job
 from restore_core.engine.memory import (
     MEMORY_BUDGET_SHARE, PIPELINE_BYTES_PER_PIXEL, activation_bytes_per_pixel, available_memory_bytes, tile_for_budget,
 )
-from restore_core.engine.temporal import TemporalConfig
+from restore_core.engine.temporal import Frame, FrameWindow, TemporalConfig, smooth_in_window
 from restore_core.engine.tiling import central_crop, default_overlap, run_padded, run_tiled
 from restore_core.io.images import (
     DEFAULT_MAX_PIXELS, UNREADABLE_FORMATS, ImageError, LoadedImage, lost_on_write, read_image, write_image,
@@ -70,7 +75,8 @@ class RunOptions:
     video_checkpoint_seconds: float = 600.0
     video_start: float = 0.0  # seconds: restore a video from there (its output starts at 0)
     video_duration: float | None = None  # seconds of it to restore; None: to its end
-    temporal: TemporalConfig = TemporalConfig()  # videos: smoothing of each frame with its neighbours (engine.temporal)
+    # Videos and image sequences: smoothing of each frame with its neighbours (engine.temporal).
+    temporal: TemporalConfig = TemporalConfig()
 
 
 @dataclass
@@ -320,6 +326,34 @@ def _encode(job: Job, rgb: np.ndarray, like: LoadedImage, spent: float, degradat
                        note=lost_on_write(like, job.output.suffix), model=model)
 
 
+@dataclass
+class _Restored:
+    """A restored image of a sequence on its way to the writer (``Frame.stamp``)."""
+
+    job: Job
+    like: LoadedImage
+    spent: float
+    degradation: dict | None
+    model: str | None
+    write: "_AwaitingNeighbours | None"  # None: a context frame, never written
+
+
+@dataclass
+class _AwaitingNeighbours:
+    """The place in the results of a frame that waits for its following neighbours; then its write's future."""
+
+    future: Future[ImageResult] | None = None
+
+
+def _smooth_and_encode(centre: Frame, neighbours: list[Frame], config: TemporalConfig, jpeg_quality: int) -> ImageResult:
+    """Smooth one frame of an image sequence with its neighbours, then write it (in a writer thread)."""
+    start = time.perf_counter()
+    restored: _Restored = centre.stamp
+    rgb = smooth_in_window(centre, neighbours, config) / np.float32(255.0)
+    return _encode(restored.job, rgb, restored.like, restored.spent + time.perf_counter() - start, restored.degradation,
+                   jpeg_quality, restored.model)
+
+
 def planned_results(plan: BatchPlan, unreadable: list[Path] = ()) -> list[ImageResult]:
     """The results a batch has before anything runs: inputs refused (errors), skipped
     because their output exists, found to be this run's own outputs, listed twice, or
@@ -345,13 +379,17 @@ def _has_colour(batch: torch.Tensor) -> bool:
 
 
 def restore_stream(jobs: list[Job], restorer: Restorer, options: RunOptions = RunOptions()) -> Iterator[ImageResult]:
-    """Restore every job (each with its ``output`` set); yields results in input order."""
+    """Restore every job (each with its ``output`` set, or a ``context`` job: restored
+    as a neighbour of the frames around it only); yields results in input order, none
+    for context jobs."""
     readers = ThreadPoolExecutor(max_workers=max(1, options.io_threads), thread_name_prefix="restore-read")
     writers = ThreadPoolExecutor(max_workers=max(1, options.io_threads), thread_name_prefix="restore-write")
     pending_reads: deque[tuple[Job, Future[_Decoded]]] = deque()
-    pending_results: deque[Future[ImageResult] | ImageResult] = deque()
+    pending_results: deque[Future[ImageResult] | ImageResult | _AwaitingNeighbours] = deque()
     upcoming = iter(jobs)
     halted: str | None = None  # why no output can be written any more (ImageResult.stops_batch)
+    window: FrameWindow | None = None  # --temporal: the frames of the sequence being restored
+    sequence: Path | None = None  # its folder
 
     def refill() -> None:
         while len(pending_reads) < max(options.prefetch, options.batch_size):
@@ -368,10 +406,15 @@ def restore_stream(jobs: list[Job], restorer: Restorer, options: RunOptions = Ru
 
     def ready_results(until: int) -> Iterator[ImageResult]:
         """Results in input order: those already finished, then waiting for the oldest
-        while more than ``until`` are pending (0: all of them)."""
+        while more than ``until`` are pending (0: all of them). A frame waiting for its
+        following neighbours is never waited for: they come from this thread."""
         nonlocal halted
         while pending_results:
             head = pending_results[0]
+            if isinstance(head, _AwaitingNeighbours):
+                if head.future is None:
+                    return
+                head = head.future
             if isinstance(head, Future):
                 if not head.done() and len(pending_results) <= until:
                     return
@@ -381,15 +424,49 @@ def restore_stream(jobs: list[Job], restorer: Restorer, options: RunOptions = Ru
                 halted = head.error
             yield head
 
+    def write_smoothed(ready: list[tuple[Frame, list[Frame]]]) -> None:
+        for centre, neighbours in ready:
+            centre.stamp.write.future = writers.submit(_smooth_and_encode, centre, neighbours, options.temporal, options.jpeg_quality)
+
+    def end_sequence() -> None:
+        nonlocal window
+        if window is not None:
+            write_smoothed(window.flush())
+            window = None
+
+    def add_restored(decoded: _Decoded, rgb: np.ndarray, spent: float, degradation: dict | None, model: str | None) -> None:
+        """Queue the write of one restored image: at once, or as a frame of its sequence."""
+        nonlocal window, sequence
+        job = decoded.job
+        if not options.temporal.radius:
+            pending_results.append(writers.submit(_encode, job, rgb, decoded.image, spent, degradation, options.jpeg_quality, model))
+            return
+        if not np.isfinite(rgb).all():  # an error, and kept out of its neighbours' averages
+            if not job.context:
+                height, width = rgb.shape[:2]
+                pending_results.append(ImageResult(job.source, None, "error", spent, NON_FINITE_OUTPUT, width, height, degradation, model=model))
+            return
+        if window is None or job.source.parent != sequence:
+            end_sequence()
+            window, sequence = FrameWindow(options.temporal.radius), job.source.parent
+        slot = None if job.context else _AwaitingNeighbours()
+        if slot is not None:
+            pending_results.append(slot)
+        frame = Frame.of(rgb * np.float32(255.0), _Restored(job, decoded.image, spent, degradation, model, slot), emit=slot is not None)
+        write_smoothed(window.push(frame))
+
     def abandon_the_rest() -> None:
         """After a write failure no later image can avoid: the rest are reported, not
         decoded or restored (hours of compute for outputs a full disk cannot take)."""
+        end_sequence()
         for job, future in pending_reads:
             future.cancel()
-            pending_results.append(abandoned_after(halted, job))
+            if not job.context:
+                pending_results.append(abandoned_after(halted, job))
         pending_reads.clear()
         for job in upcoming:
-            pending_results.append(abandoned_after(halted, job))
+            if not job.context:
+                pending_results.append(abandoned_after(halted, job))
 
     try:
         refill()
@@ -400,7 +477,8 @@ def restore_stream(jobs: list[Job], restorer: Restorer, options: RunOptions = Ru
             first = pending_reads.popleft()[1].result()
             refill()
             if first.image is None:
-                pending_results.append(ImageResult(first.job.source, None, "error", first.seconds, first.error))
+                if not first.job.context:
+                    pending_results.append(ImageResult(first.job.source, None, "error", first.seconds, first.error))
                 yield from ready_results(until=write_backlog)
                 continue
             batch = [first]
@@ -425,13 +503,12 @@ def restore_stream(jobs: list[Job], restorer: Restorer, options: RunOptions = Ru
                 restored, model_error = None, f"model failed: {str(exc).splitlines()[0]}"
             share = (time.perf_counter() - start) / len(batch)
             for i, decoded in enumerate(batch):
-                if restored is None:
+                if restored is not None:
+                    add_restored(decoded, restored[i], decoded.seconds + share, detected[i], models[i])
+                elif not decoded.job.context:
                     pending_results.append(ImageResult(decoded.job.source, None, "error", decoded.seconds + share, model_error))
-                else:
-                    pending_results.append(
-                        writers.submit(_encode, decoded.job, restored[i], decoded.image, decoded.seconds + share, detected[i], options.jpeg_quality, models[i])
-                    )
             yield from ready_results(until=write_backlog)
+        end_sequence()
         yield from ready_results(until=0)
     finally:
         readers.shutdown(wait=True, cancel_futures=True)

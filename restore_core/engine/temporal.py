@@ -1,4 +1,4 @@
-"""Motion-compensated temporal smoothing of restored video frames (``--temporal R``).
+"""Motion-compensated temporal smoothing of restored video frames and image sequences (``--temporal R``).
 
 A single-image model restores each frame on its own, so what it leaves behind (residual
 noise, faint streaks, its guesses under heavy rain) changes from frame to frame: the
@@ -73,9 +73,11 @@ class TemporalConfig:
 
 
 def flow_image(frame: np.ndarray) -> np.ndarray:
-    """What the optical flow looks at: the frame's luma (uint8), scaled down so that its
-    long side is at most :data:`FLOW_MAX_SIDE`."""
+    """What the optical flow looks at: the frame's luma (uint8; a float frame is on the
+    0-255 scale), scaled down so that its long side is at most :data:`FLOW_MAX_SIDE`."""
     grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    if grey.dtype != np.uint8:
+        grey = np.clip(grey + 0.5, 0, 255).astype(np.uint8)
     scale = FLOW_MAX_SIDE / max(grey.shape)
     return cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else grey
 
@@ -165,18 +167,24 @@ def smooth_frame(centre: np.ndarray, neighbours: Iterable[tuple[np.ndarray, np.n
 
 
 @dataclass
-class _Frame:
-    image: np.ndarray  # H x W x 3 uint8, as restored
+class Frame:
+    """One restored frame in a :class:`FrameWindow`."""
+
+    image: np.ndarray  # H x W x 3 on the 0-255 scale: uint8 (videos) or float32 (16-bit images keep their precision)
     flow_view: np.ndarray  # flow_image(image)
-    stamp: object  # the frame's timestamp, handed back with it
-    emit: bool  # False: context only (the frames before a resumed run's first new one)
+    stamp: object  # what the caller needs back with it (a timestamp, the image's job)
+    emit: bool = True  # False: a neighbour only (a frame an earlier run or another shard writes)
+
+    @classmethod
+    def of(cls, image: np.ndarray, stamp: object = None, emit: bool = True) -> "Frame":
+        return cls(image, flow_image(image), stamp, emit)
 
 
-def _smooth_in_window(centre: _Frame, neighbours: list[_Frame], config: TemporalConfig) -> np.ndarray:
+def smooth_in_window(centre: Frame, neighbours: list[Frame], config: TemporalConfig) -> np.ndarray:
     """Steps 1-4 for one frame: ``centre`` smoothed with those of its ``neighbours`` that
-    show its scene; uint8."""
+    show its scene; uint8 for a uint8 frame, else float32 on the 0-255 scale."""
     height, width = centre.image.shape[:2]
-    centre_float = centre.image.astype(np.float32)
+    centre_float = centre.image.astype(np.float32, copy=False)
     centre_low = low_pass(centre_float)
     flow_engine = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)  # not thread-safe; 7 us to make
 
@@ -193,8 +201,45 @@ def _smooth_in_window(centre: _Frame, neighbours: list[_Frame], config: Temporal
             distance[~inside] = np.inf
             yield warped, distance
 
-    smoothed = smooth_frame(centre.image, aligned(), config.strength)
-    return np.clip(smoothed + 0.5, 0, 255).astype(np.uint8)
+    smoothed = np.clip(smooth_frame(centre_float, aligned(), config.strength), 0, 255)
+    return (smoothed + 0.5).astype(np.uint8) if centre.image.dtype == np.uint8 else smoothed
+
+
+class FrameWindow:
+    """The frames of one stream, each handed back with its ``radius`` neighbours on each
+    side once the frames after it are in (:meth:`push`), or at the stream's end
+    (:meth:`flush`). Frames pushed with ``emit=False`` serve as neighbours only. Holds
+    ``2 * radius + 1`` frames at most: what :func:`smooth_in_window` needs next."""
+
+    def __init__(self, radius: int) -> None:
+        self.radius = radius
+        self._frames: deque[Frame] = deque()
+        self._first = 0  # index of self._frames[0] in the stream
+        self._pushed = 0
+        self._next = 0  # index of the next frame to hand back
+
+    def push(self, frame: Frame) -> list[tuple[Frame, list[Frame]]]:
+        self._frames.append(frame)
+        self._pushed += 1
+        return self._ready_up_to(self._pushed - self.radius)
+
+    def flush(self) -> list[tuple[Frame, list[Frame]]]:
+        return self._ready_up_to(self._pushed)
+
+    def _ready_up_to(self, end: int) -> list[tuple[Frame, list[Frame]]]:
+        """The frames before index ``end`` not handed back yet, with their neighbours;
+        forgets the frames no later one needs."""
+        ready = []
+        while self._next < end:
+            frame = self._frames[self._next - self._first]
+            if frame.emit:
+                window = range(max(self._first, self._next - self.radius), min(self._pushed, self._next + self.radius + 1))
+                ready.append((frame, [self._frames[i - self._first] for i in window if i != self._next]))
+            self._next += 1
+            while self._first < self._next - self.radius:
+                self._frames.popleft()
+                self._first += 1
+        return ready
 
 
 class TemporalSmoother:
@@ -214,42 +259,27 @@ class TemporalSmoother:
         self.config = config
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="restore-temporal") if workers > 1 else None
         self._limit = 2 * workers
-        self._frames: deque[_Frame] = deque()
-        self._first = 0  # index of self._frames[0] in the stream
-        self._pushed = 0
-        self._next = 0  # index of the next frame to smooth
+        self._window = FrameWindow(config.radius)
         self._out: deque[tuple[Future | np.ndarray, object]] = deque()  # smoothed or being smoothed, in order
 
     def push(self, image: np.ndarray, stamp: object = None, emit: bool = True) -> list[tuple[np.ndarray, object]]:
-        self._frames.append(_Frame(image, flow_image(image), stamp, emit))
-        self._pushed += 1
-        self._start_up_to(self._pushed - self.config.radius)
+        self._start(self._window.push(Frame.of(image, stamp, emit)))
         return self._finished(wait_all=False)
 
     def flush(self) -> list[tuple[np.ndarray, object]]:
-        self._start_up_to(self._pushed)
+        self._start(self._window.flush())
         return self._finished(wait_all=True)
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def _start_up_to(self, end: int) -> None:
-        """Start smoothing the frames before index ``end``; forget the frames no later one needs."""
-        radius = self.config.radius
-        while self._next < end:
-            frame = self._frames[self._next - self._first]
-            if frame.emit:
-                window = range(max(self._first, self._next - radius), min(self._pushed, self._next + radius + 1))
-                neighbours = [self._frames[i - self._first] for i in window if i != self._next]
-                if self._pool is None:
-                    self._out.append((_smooth_in_window(frame, neighbours, self.config), frame.stamp))
-                else:
-                    self._out.append((self._pool.submit(_smooth_in_window, frame, neighbours, self.config), frame.stamp))
-            self._next += 1
-            while self._first < self._next - radius:
-                self._frames.popleft()
-                self._first += 1
+    def _start(self, ready: list[tuple[Frame, list[Frame]]]) -> None:
+        for frame, neighbours in ready:
+            if self._pool is None:
+                self._out.append((smooth_in_window(frame, neighbours, self.config), frame.stamp))
+            else:
+                self._out.append((self._pool.submit(smooth_in_window, frame, neighbours, self.config), frame.stamp))
 
     def _finished(self, wait_all: bool) -> list[tuple[np.ndarray, object]]:
         out = []
