@@ -9,6 +9,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 import torch
 
 from test_cli import restore
@@ -195,3 +196,30 @@ def test_a_frame_the_model_turns_to_nan_is_an_error_and_spoils_no_neighbour(tmp_
     assert [r.status for r in results] == ["ok", "ok", "error", "ok", "ok", "ok"] and "NaN" in results[2].error
     for i in (0, 1, 3, 4, 5):
         assert psnr(read_rgb(tmp_path / "out" / paths[i].name), clean[i]) > psnr(noisy[i], clean[i]) + 1.0
+
+
+def test_restore_auto_picks_one_model_per_sequence(tmp_path, rng, monkeypatch):
+    """A classifier that would send frames to different models frame by frame: each
+    folder's frames go to the model its first frames choose on average, all of them."""
+    from restore_core.engine.routing import RoutedRestorer
+    from restore_core.presets import load_for_task
+
+    router = RoutedRestorer(load_for_task(None, "auto", "cpu"), torch.device("cpu"), "fp32")
+    noise, rain, haze = (router.degradations.index(d) for d in ("noise", "rain", "haze"))
+    # folder a frame by frame: noise, rain, noise, rain (rain on average); folder b: haze, noise, haze, noise
+    answers = iter([(noise, 0.6), (rain, 0.9), (noise, 0.6), (rain, 0.9), (haze, 0.9), (noise, 0.6), (haze, 0.9), (noise, 0.6)])
+
+    def classify(x: torch.Tensor) -> torch.Tensor:
+        index, probability = next(answers)
+        row = torch.full((1, len(router.degradations)), 0.01)
+        row[0, index] = probability
+        return row
+
+    monkeypatch.setattr(router.classifier, "probabilities", classify)
+    _, frames = panning_frames(rng, count=8)
+    paths = write_frames(tmp_path / "in" / "a", frames[:4]) + write_frames(tmp_path / "in" / "b", frames[4:])
+    jobs = frame_order(jobs_for(paths, tmp_path / "in", tmp_path / "out"))
+    results = list(restore_stream(jobs, router, RunOptions(temporal=TemporalConfig(radius=1), batch_size=3)))
+    assert all(r.status == "ok" for r in results)
+    assert [r.model for r in results] == ["taylor-derain"] * 4 + ["infoflow-dehaze"] * 4
+    assert results[0].degradation["rain"] == pytest.approx(0.455, abs=1e-4)

@@ -12,7 +12,8 @@ only that image, and nothing is written for it.
 With ``RunOptions.temporal`` (``--temporal R``) the images of each folder are the frames
 of one sequence (the jobs come in :func:`~restore_core.engine.inputs.frame_order`): each
 restored frame waits for the ``R`` after it, then a writer thread smooths it with its
-neighbours (:mod:`.temporal`) before encoding it.
+neighbours (:mod:`.temporal`) before encoding it. ``restore auto`` then picks one model
+per sequence from its first frames, as per video, not one per frame.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ from restore_core.io.images import (
 # Write failures that every later image would meet too: a full disk, a full quota, a
 # file system mounted read-only. The stream stops restoring at the first one.
 BATCH_STOPPING_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+# restore auto: the first frames of a video or an image sequence whose mean class
+# probabilities choose its one model (engine.routing.RoutedRestorer.specialist_for).
+ROUTING_FRAMES = 8
 MIN_OOM_TILE = 64  # the smallest tile an out-of-memory retry goes down to
 MEMORY_CHECK_PIXELS = 512 * 512  # smaller images skip the CPU memory check
 
@@ -390,9 +394,12 @@ def restore_stream(jobs: list[Job], restorer: Restorer, options: RunOptions = Ru
     halted: str | None = None  # why no output can be written any more (ImageResult.stops_batch)
     window: FrameWindow | None = None  # --temporal: the frames of the sequence being restored
     sequence: Path | None = None  # its folder
+    # restore auto with --temporal: the folder whose model was chosen, that model, and what its first frames showed
+    routes_sequences = bool(options.temporal.radius) and hasattr(restorer, "specialist_for")
+    routed: tuple[Path, Restorer, dict[str, float]] | None = None
 
-    def refill() -> None:
-        while len(pending_reads) < max(options.prefetch, options.batch_size):
+    def refill(depth: int = 0) -> None:
+        while len(pending_reads) < max(options.prefetch, options.batch_size, depth):
             job = next(upcoming, None)
             if job is None:
                 return
@@ -423,6 +430,24 @@ def restore_stream(jobs: list[Job], restorer: Restorer, options: RunOptions = Ru
             if head.stops_batch and halted is None:
                 halted = head.error
             yield head
+
+    def model_for_sequence(batch: list[_Decoded]) -> tuple[Restorer, dict[str, float]]:
+        """restore auto, image sequences: one model for each folder's frames, chosen
+        from its first :data:`ROUTING_FRAMES` (the batch, then those decoded after it)."""
+        nonlocal routed
+        folder = batch[0].job.source.parent
+        if routed is None or routed[0] != folder:
+            refill(ROUTING_FRAMES)
+            sample = [decoded.image.rgb for decoded in batch]
+            for _, future in pending_reads:
+                upcoming_frame = future.result()
+                if len(sample) >= ROUTING_FRAMES or upcoming_frame.job.source.parent != folder:
+                    break
+                if upcoming_frame.image is not None:
+                    sample.append(upcoming_frame.image.rgb)
+            chosen, decided = restorer.specialist_for([torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0) for rgb in sample])
+            routed = (folder, chosen, decided)
+        return routed[1], routed[2]
 
     def write_smoothed(ready: list[tuple[Frame, list[Frame]]]) -> None:
         for centre, neighbours in ready:
@@ -487,6 +512,8 @@ def restore_stream(jobs: list[Job], restorer: Restorer, options: RunOptions = Ru
                 nxt = pending_reads[0][1].result()
                 if nxt.image is None or nxt.image.rgb.shape != shape:
                     break
+                if routes_sequences and nxt.job.source.parent != first.job.source.parent:
+                    break  # another sequence: its own model
                 batch.append(pending_reads.popleft()[1].result())
                 refill()
             start = time.perf_counter()
@@ -495,9 +522,16 @@ def restore_stream(jobs: list[Job], restorer: Restorer, options: RunOptions = Ru
                     stacked = torch.from_numpy(batch[0].image.rgb).permute(2, 0, 1).unsqueeze(0)
                 else:
                     stacked = torch.from_numpy(np.stack([d.image.rgb.transpose(2, 0, 1) for d in batch]))
-                restored = restorer(stacked).cpu().numpy().transpose(0, 2, 3, 1)
-                detected = restorer.last_degradation or [None] * len(batch)
-                models = restorer.last_models or [None] * len(batch)
+                if routes_sequences:
+                    restore, decided = model_for_sequence(batch)
+                    restored = restore(stacked).cpu().numpy().transpose(0, 2, 3, 1)
+                    restorer.notices.extend(restore.notices)  # the caller reads the notices of the restorer it built
+                    restore.notices.clear()
+                    detected, models = [decided] * len(batch), [restore.descriptor.name] * len(batch)
+                else:
+                    restored = restorer(stacked).cpu().numpy().transpose(0, 2, 3, 1)
+                    detected = restorer.last_degradation or [None] * len(batch)
+                    models = restorer.last_models or [None] * len(batch)
                 model_error = None
             except (RuntimeError, ValueError) as exc:
                 restored, model_error = None, f"model failed: {str(exc).splitlines()[0]}"

@@ -30,7 +30,7 @@ import torch
 
 from restore_core.engine.inputs import Job
 from restore_core.engine.runner import (
-    BATCH_STOPPING_ERRNOS, NON_FINITE_OUTPUT, ImageResult, Restorer, RunOptions, abandoned_after, restore_stream,
+    BATCH_STOPPING_ERRNOS, NON_FINITE_OUTPUT, ROUTING_FRAMES, ImageResult, Restorer, RunOptions, abandoned_after, restore_stream,
 )
 from restore_core.engine.temporal import TemporalSmoother
 from restore_core.io.images import ImageError
@@ -42,7 +42,6 @@ JobFrameProgress = Callable[[Job, int, int], None]  # the same, for a batch: whi
 
 _END = object()
 INTERLACED_NOTE = "interlaced video (two fields a frame) deinterlaced before restoring (bwdif); written progressive"
-ROUTING_FRAMES = 8  # restore auto: the first frames whose mean class probabilities choose a video's model
 
 
 class _Prefetched:
