@@ -28,7 +28,7 @@ def _print_version(value: bool) -> None:
         from importlib.metadata import PackageNotFoundError, version
 
         from restore_core.io.images import SUPPORTED_EXTENSIONS
-        from restore_core.io.video import READ_ONLY_VIDEO_EXTENSIONS, WRITABLE_VIDEO_EXTENSIONS, pyav_available
+        from restore_core.io.video import DEEP_ENCODER, READ_ONLY_VIDEO_EXTENSIONS, WRITABLE_VIDEO_EXTENSIONS, encoder_available, pyav_available
 
         def installed(package: str) -> str:
             try:
@@ -44,7 +44,11 @@ def _print_version(value: bool) -> None:
         print(f"images: {images}")
         videos = " ".join(ext.lstrip(".") for ext in WRITABLE_VIDEO_EXTENSIONS)
         videos += " (read only: " + " ".join(ext.lstrip(".") for ext in READ_ONLY_VIDEO_EXTENSIONS) + ")"
-        print(f"videos: {videos} (PyAV {installed('av')})" if pyav_available() else "videos: none (pip install 'restore[video]')")
+        if pyav_available():
+            deep = "10-bit HEVC" if encoder_available(DEEP_ENCODER) else f"8 bits only: no {DEEP_ENCODER}"
+            print(f"videos: {videos} (PyAV {installed('av')}; videos of 10 bits and more written as {deep})")
+        else:
+            print("videos: none (pip install 'restore[video]')")
         raise typer.Exit()
 
 

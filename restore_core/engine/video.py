@@ -99,12 +99,29 @@ def _batches(frames: Iterator[tuple[np.ndarray, int | None]], size: int) -> Iter
 
 
 def _as_batch(frames: list[np.ndarray]) -> torch.Tensor:
-    """H x W x 3 uint8 frames -> an N x 3 x H x W float batch in [0, 1]."""
-    return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float().div_(255.0)
+    """H x W x 3 uint8 (or uint16: a video of more than 8 bits) frames -> an N x 3 x H x W float batch in [0, 1]."""
+    top = 65535.0 if frames[0].dtype == np.uint16 else 255.0
+    return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float().div_(top)
 
 
-def _to_uint8(restored: np.ndarray) -> np.ndarray:
+def _as_frame(restored: np.ndarray, deep: bool) -> np.ndarray:
+    """A restored frame in [0, 1] at the video's depth: uint8, or uint16 when ``deep``."""
+    if deep:
+        return np.clip(restored * 65535.0 + 0.5, 0, 65535).astype(np.uint16)
     return np.clip(restored * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _for_smoother(restored: np.ndarray, deep: bool) -> np.ndarray:
+    """A restored frame in [0, 1] as the temporal smoothing takes it: uint8, or float32 on
+    the 0-255 scale for a deep video (10 bits and more kept)."""
+    return restored * np.float32(255.0) if deep else _as_frame(restored, False)
+
+
+def _from_smoother(smoothed: np.ndarray) -> np.ndarray:
+    """A smoothed frame as the writer takes it: uint8 as it is, float32 (0-255) as uint16."""
+    if smoothed.dtype == np.uint8:
+        return smoothed
+    return np.clip(smoothed * 257.0 + 0.5, 0, 65535).astype(np.uint16)
 
 
 def _frames_in_span(info, start: float, duration: float | None) -> int:
@@ -173,6 +190,7 @@ def restore_video(job: Job, restorer: Restorer, options: RunOptions = RunOptions
     except ImageError as exc:
         return ImageResult(job.source, None, "error", time.perf_counter() - start, exc.cause)
     info = reader.info
+    deep = info.bits > 8  # frames come as uint16 and are written at 16 bits (the writer keeps 10)
     encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="restore-video-write")  # frames must stay in order
     writer: VideoWriter | None = None
     decoded: _Prefetched | None = None
@@ -227,11 +245,11 @@ def restore_video(job: Job, restorer: Restorer, options: RunOptions = RunOptions
 
         def smooth_and_write(frame: np.ndarray, pts: int | None, emit: bool) -> None:
             for smoothed, stamp in smoother.push(frame, pts, emit):
-                writer.write(smoothed, stamp)
+                writer.write(_from_smoother(smoothed), stamp)
 
         def flush_and_write() -> None:
             for smoothed, stamp in smoother.flush():
-                writer.write(smoothed, stamp)
+                writer.write(_from_smoother(smoothed), stamp)
         last_checkpoint = time.perf_counter()
         for batch in _batches(frames, options.batch_size):
             restored = restore(_as_batch([frame for frame, _ in batch])).cpu().numpy().transpose(0, 2, 3, 1)
@@ -247,9 +265,9 @@ def restore_video(job: Job, restorer: Restorer, options: RunOptions = RunOptions
             for (_, pts), frame in zip(batch, restored):
                 is_new = context == 0  # not one of the neighbours a resumed run restores again
                 if smoother is None:
-                    pending.append(encoder.submit(writer.write, _to_uint8(frame), pts))
+                    pending.append(encoder.submit(writer.write, _as_frame(frame, deep), pts))
                 else:
-                    pending.append(encoder.submit(smooth_and_write, _to_uint8(frame), pts, is_new))
+                    pending.append(encoder.submit(smooth_and_write, _for_smoother(frame, deep), pts, is_new))
                 if is_new:
                     new += 1
                 else:

@@ -22,7 +22,9 @@ import cv2
 import numpy as np
 
 from restore_core.io.images import DEFAULT_FILE_MODE, ImageError
-from restore_core.io.video import VideoFormat, VideoReader, muxer_for, open_video_file, video_format
+from restore_core.io.video import (
+    DEEP_ENCODER, DEEP_VIDEO_CONTAINERS, VideoFormat, VideoReader, muxer_for, open_video_file, video_format,
+)
 
 if TYPE_CHECKING:
     import av
@@ -56,11 +58,18 @@ class VideoWriter:
         self.notes: list[str] = []
         self.format = video_format(self.output, reader, quality)
         info = reader.info
-        if "8" not in info.pixel_format and any(bits in info.pixel_format for bits in ("10", "12", "16")):
-            self.notes.append(f"{info.pixel_format} video written with 8 bits per sample")
+        written_bits = 10 if self.format.pix_fmt.endswith("10le") else 8
+        if info.bits > written_bits:
+            hint = ""
+            if written_bits == 8:
+                hint = (f" ({DEEP_ENCODER}, the HEVC encoder, is missing from this install's FFmpeg)" if self.format.suffix in DEEP_VIDEO_CONTAINERS
+                        else f" ({self.format.suffix} takes no 10-bit video here: use .mp4 or .mkv)")
+            self.notes.append(f"{info.pixel_format} video written with {written_bits} bits per sample{hint}")
         if info.other_streams:
             self.notes.append(f"{info.other_streams} stream(s) of cover art, subtitles or data not kept")
         self.work = self.output.parent / f".{self.output.name}.restore-parts"
+        # The encoding goes with the settings: parts of another codec or depth cannot be joined.
+        settings = json.dumps([settings, self.format.encoder, self.format.pix_fmt])
         self._progress = {"source": _fingerprint(reader.path), "settings": settings, "frames": 0, "last_pts": None, "parts": []}
         self._lock: int | None = None
         self._part: av.container.OutputContainer | None = None
@@ -128,7 +137,8 @@ class VideoWriter:
         self._part_frames = 0
 
     def write(self, rgb: np.ndarray, pts: int | None) -> None:
-        """Encode one upright H x W x 3 uint8 RGB frame at ``pts`` (the input's timestamp)."""
+        """Encode one upright H x W x 3 RGB frame (uint8, or uint16 from a video of more
+        than 8 bits) at ``pts`` (the input's timestamp)."""
         import av
 
         fmt = self.format
@@ -142,7 +152,7 @@ class VideoWriter:
                                       f"{self._progress['frames'] + self._part_frames + 1}; such frames were scaled to {width}x{height}")
                     self._resized = True
                 rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb48le" if rgb.dtype == np.uint16 else "rgb24")
             frame = frame.reformat(format=fmt.pix_fmt, dst_colorspace=fmt.colour_tags.get("colorspace"),
                                    dst_color_range=fmt.colour_tags.get("color_range"))
             done = self._progress["frames"] + self._part_frames
@@ -269,6 +279,8 @@ def _join(joined: "av.container.OutputContainer", parts: list[Path], reader: Vid
     try:
         video = joined.add_stream_from_template(inputs[0].streams.video[0])
         video.codec_context.framerate = reader.info.fps  # Matroska reads the template's as its time base
+        if fmt.encoder == DEEP_ENCODER and joined.format.name in ("mp4", "mov"):
+            video.codec_tag = "hvc1"  # parameter sets in the header: Apple's players take no other HEVC
         if fmt.numbered:
             video.time_base = fmt.time_base  # AVI: one tick a frame
         audio_streams = {}
