@@ -648,14 +648,20 @@ def test_a_smoothed_span_takes_the_frames_before_it_as_neighbours(tmp_path, rng,
     assert closeness[0] > np.median(closeness[1:]) - 0.5, closeness
 
 
-def make_deep_video(path: Path, frames: list[np.ndarray]) -> Path:
-    """A 10-bit HEVC clip (as a phone records HDR: BT.2020, HLG) of uint16 RGB ``frames``, near lossless."""
+HDR10_MASTERING = "master-display=G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1):max-cll=1000,400"
+
+
+def make_deep_video(path: Path, frames: list[np.ndarray], hdr10: bool = False) -> Path:
+    """A 10-bit HEVC clip (as a phone records HDR: BT.2020, HLG; with ``hdr10``, PQ and
+    a mastering display's static metadata) of uint16 RGB ``frames``, near lossless."""
     height, width = frames[0].shape[:2]
+    params = "log-level=error" + (":hdr10=1:" + HDR10_MASTERING if hdr10 else "")
     with av.open(str(path), "w") as container:
-        video = container.add_stream("libx265", rate=FPS, options={"crf": "2", "x265-params": "log-level=error"})
+        video = container.add_stream("libx265", rate=FPS, options={"crf": "2", "x265-params": params})
         video.width, video.height, video.pix_fmt = width, height, "yuv420p10le"
         context = video.codec_context
-        context.color_primaries, context.color_trc, context.colorspace = 9, 18, 9  # BT.2020, HLG, BT.2020 non-constant
+        # BT.2020 primaries, HLG (18) or PQ (16), BT.2020 non-constant luminance matrix
+        context.color_primaries, context.color_trc, context.colorspace = 9, 16 if hdr10 else 18, 9
         for i, rgb in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb48le").reformat(format="yuv420p10le", dst_colorspace=9)
             frame.pts, frame.time_base = i, Fraction(1, FPS)
@@ -717,3 +723,24 @@ def test_a_ten_bit_video_is_smoothed_at_its_depth(tmp_path, rng, tiny_checkpoint
     assert smooth[0].dtype == np.uint16
     gains = [psnr(s / 257.0, c) - psnr(p / 257.0, c) for s, p, c in zip(smooth, plain, clean)]
     assert min(gains) > 1.0, gains
+
+
+def hdr10_side_data(path: Path) -> dict[str, bytes]:
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0))
+        return {data.type.name: bytes(data) for data in frame.side_data if data.type.name in ("MASTERING_DISPLAY_METADATA", "CONTENT_LIGHT_LEVEL")}
+
+
+@needs_hevc
+def test_an_hdr10_video_keeps_its_mastering_display_and_light_levels(tmp_path, tiny_checkpoint):
+    """ST 2086 / CTA-861.3 metadata (a display of 1000 cd/m2, MaxCLL 1000, MaxFALL 400)
+    tells the screen the brightness range: the restored video carries the same."""
+    frames = [np.full((64, 96, 3), 20000 + 500 * i, np.uint16) for i in range(3)]
+    clip = make_deep_video(tmp_path / "hdr10.mp4", frames, hdr10=True)
+    with VideoReader(clip) as reader:
+        assert reader.info.hdr10 == "hdr10=1:" + HDR10_MASTERING
+    result = restore_video(Job(clip, Path("hdr10.mp4"), tmp_path / "out.mp4"), Counting(tiny_checkpoint, strength=0.0))
+    assert result.status == "ok"
+    original, restored = hdr10_side_data(clip), hdr10_side_data(tmp_path / "out.mp4")
+    assert set(original) == {"MASTERING_DISPLAY_METADATA", "CONTENT_LIGHT_LEVEL"} and restored == original
+    assert streams(tmp_path / "out.mp4")["colorspace"] == 9

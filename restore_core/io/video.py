@@ -26,6 +26,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import os
+import struct
 from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
@@ -109,6 +110,33 @@ def quality_to_crf(quality: int, encoder: str) -> int:
     return max(0, min(51, round(51 - 0.35 * quality)))
 
 
+def hdr10_parameters(frame: "av.VideoFrame") -> str:
+    """A frame's HDR10 static metadata (SMPTE ST 2086 mastering display, CTA-861.3 light
+    levels) as x265 parameters, so that a restored HDR10 video tells a display the same
+    brightness range; "" when it carries none. FFmpeg's side data structures: the
+    display's primaries (red, green, blue), white point, minimum and maximum luminance as
+    rationals, then two flags (88 bytes); MaxCLL and MaxFALL (8 bytes). x265 counts
+    chromaticity in 0.00002 and luminance in 0.0001 cd/m2, primaries green, blue, red."""
+    params = []
+    for side_data in frame.side_data:
+        data = bytes(side_data)
+        if side_data.type.name == "MASTERING_DISPLAY_METADATA" and len(data) == 88:
+            values = struct.unpack("<22i", data)
+            ratio = [values[i] / values[i + 1] if values[i + 1] else 0.0 for i in range(0, 20, 2)]
+            (rx, ry, gx, gy, bx, by, wx, wy, low, high), has_primaries, has_luminance = ratio, values[20], values[21]
+            if has_primaries and has_luminance:
+                params.append(f"master-display=G{_xy(gx, gy)}B{_xy(bx, by)}R{_xy(rx, ry)}WP{_xy(wx, wy)}"
+                              f"L({round(high * 10000)},{round(low * 10000)})")
+        elif side_data.type.name == "CONTENT_LIGHT_LEVEL" and len(data) == 8:
+            params.append("max-cll={},{}".format(*struct.unpack("<2I", data)))
+    return ":".join(["hdr10=1", *params]) if params else ""
+
+
+def _xy(x: float, y: float) -> str:
+    """A CIE 1931 chromaticity in x265's units of 0.00002."""
+    return f"({round(x * 50000)},{round(y * 50000)})"
+
+
 def upright(rgb: np.ndarray, rotation: int) -> np.ndarray:
     """A decoded frame as it is shown: FFmpeg's display matrix rotates the stored frame
     ``rotation`` degrees counter-clockwise (PyAV's ``VideoFrame.rotation``)."""
@@ -129,6 +157,7 @@ class VideoInfo:
     audio_streams: int
     other_streams: int  # more video (cover art), subtitles, data: not kept
     bits: int = 8  # per sample, of the pixel format; frames() gives uint16 RGB when more than 8
+    hdr10: str = ""  # HDR10 static metadata of the first frame, as x265 parameters (hdr10_parameters)
 
 
 def open_video_file(path: Path) -> "av.container.InputContainer":
@@ -175,7 +204,8 @@ class VideoReader:
         if max_pixels is not None and width * height > max_pixels:
             self.close()
             raise ImageError(self.path, f"frames of {width}x{height} exceed --max-pixels {max_pixels}")
-        rotation = self._rotation()
+        first = self._first_frame()
+        rotation = int(first.rotation) if first is not None else 0
         self.interlaced = False  # whether frames() found the video coded as two fields a frame (and deinterlaced it)
         if round(rotation / 90) % 2:
             width, height = height, width
@@ -188,17 +218,18 @@ class VideoReader:
         self.info = VideoInfo(
             width, height, frames, rate, rotation, context.format.name if context.format else "",
             len(streams.audio), len(streams) - 1 - len(streams.audio), bits,
+            hdr10_parameters(first) if first is not None and bits > 8 else "",
         )
 
-    def _rotation(self) -> int:
-        """The display rotation, read off the first frame (PyAV exposes it per frame);
-        the container is then rewound."""
+    def _first_frame(self) -> "av.VideoFrame | None":
+        """The first frame, for what PyAV tells only per frame (the display rotation, HDR10
+        metadata); the container is then rewound."""
         try:
             first = next(self.container.decode(self.stream), None)
         except Exception:  # noqa: BLE001 - the error comes back, with the file's name, in frames()
             first = None
         self.container.seek(0)
-        return int(first.rotation) if first is not None else 0
+        return first
 
     def frames(self, start: float = 0.0, end: float | None = None, lead: int = 0) -> Iterator[tuple[np.ndarray, int | None]]:
         """(upright RGB frame, presentation timestamp in the stream's time base) in
@@ -321,7 +352,7 @@ def video_format(output: Path, reader: VideoReader, quality: int) -> VideoFormat
     # Parts join end to end, B-frames included: each part's encoder has the same
     # reordering delay, so its first decoding time follows the last one of the part before.
     options = {"libx264": {"crf": str(level)}, "libvpx-vp9": {"crf": str(level), "b": "0", "row-mt": "1"},
-               DEEP_ENCODER: {"crf": str(level), "x265-params": "log-level=error"}}.get(encoder, {})
+               DEEP_ENCODER: {"crf": str(level), "x265-params": ":".join(filter(None, ["log-level=error", info.hdr10]))}}.get(encoder, {})
     numbered = suffix == ".avi"
     # AVI stores no colour tags: its frames are converted as players read untagged
     # video (BT.601, limited range). Elsewhere the output is tagged as the input is, and
