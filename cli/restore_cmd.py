@@ -126,6 +126,7 @@ class RestoreRequest:
     duration: Optional[str] = None  # videos: this long a span of them
     temporal: int = 0  # videos and image sequences: smooth each restored frame with this many aligned neighbours on each side
     temporal_strength: float = 4.0  # how strongly (engine.temporal: h^2 in multiples of a neighbour's median distance)
+    frames: Optional[str] = None  # videos: write each one's frames as numbered images of this format into a folder
 
 
 def run_restore(request: RestoreRequest) -> None:
@@ -168,6 +169,13 @@ def run_restore(request: RestoreRequest) -> None:
         fail(str(exc), code=2)
     if video_duration is not None and video_duration <= 0:
         fail(f"--duration must be more than 0 seconds, got {request.duration}", code=2)
+    video_frames = None
+    if request.frames is not None:
+        video_frames = request.frames if request.frames.startswith(".") else "." + request.frames
+        if video_frames.lower() not in SUPPORTED_EXTENSIONS:
+            fail(f"--frames {request.frames}: not an image format; use one of {', '.join(SUPPORTED_EXTENSIONS)} (png or tif keep 16 bits)", code=2)
+        if ext is not None and ext.lower() in WRITABLE_VIDEO_EXTENSIONS:
+            fail(f"--frames writes videos as folders of images; --ext {ext} names a video format", code=2)
     if not 0 <= request.temporal <= 8:
         fail(f"--temporal must be between 0 (off) and 8 frames on each side, got {request.temporal}", code=2)
     if not 0 < request.temporal_strength <= 100:
@@ -181,6 +189,8 @@ def run_restore(request: RestoreRequest) -> None:
         warn(f"--tile {request.tile}: tiles under {MIN_AUTO_TILE} pixels see too little around them "
              f"(128-pixel tiles moved the shipped derainer's PSNR by up to 0.15 dB) and run slower; use {MIN_AUTO_TILE} or more")
     output_file = request.out_dir if names_output_file(request.source, request.out_dir) else None
+    if output_file is not None and video_frames and is_video_name(request.source):
+        fail(f"--frames writes a folder of images, and {request.out_dir} names a video file; give a folder", code=2)
     if (output_file is None and is_video_name(request.source) and is_video_name(request.out_dir) and not request.out_dir.is_dir()
             and Path(request.source).is_file()):
         fail(f"{request.out_dir}: restore reads {request.out_dir.suffix} videos but does not write them; name the output "
@@ -209,7 +219,7 @@ def run_restore(request: RestoreRequest) -> None:
         warn(f"left out {len(videos_left_out)} video(s) in {request.source}: a folder's videos are restored only when named, "
              f"e.g. '{pattern}{videos_left_out[0].suffix}'")
     plan = plan_batch(jobs, request.out_dir, request.suffix, ext, request.overwrite, request.skip_existing, shard, output_file,
-                      frames=request.temporal > 0)
+                      frames=request.temporal > 0, video_frames=video_frames is not None)
     if plan.left_out and not request.quiet:
         shown = ", ".join(str(job.source) for job in plan.left_out[:3])
         more = f" and {len(plan.left_out) - 3} more" if len(plan.left_out) > 3 else ""
@@ -257,9 +267,9 @@ def run_restore(request: RestoreRequest) -> None:
     # shell inherits SIGINT ignored, and `kill -INT` must still stop it cleanly.
     signal.signal(signal.SIGINT, _raise_interrupt)
     options = RunOptions(batch_size=request.batch_size, precision=request.precision, max_pixels=request.max_pixels, jpeg_quality=request.quality,
-                         video_start=video_start, video_duration=video_duration, temporal=temporal)
-    if (request.start or request.duration) and not request.quiet and not any(is_video_name(job.source) for job in runnable):
-        warn("--start and --duration cut videos; there is none among the inputs")
+                         video_start=video_start, video_duration=video_duration, temporal=temporal, video_frames=video_frames)
+    if (request.start or request.duration or video_frames) and not request.quiet and not any(is_video_name(job.source) for job in runnable):
+        warn(f"{'--frames applies' if video_frames else '--start and --duration apply'} to videos; there is none among the inputs")
     frames = runnable
     if request.temporal:
         frames = with_neighbour_frames(runnable, jobs, request.temporal)  # image sequences, with the neighbours they need
@@ -445,6 +455,7 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
         duration: Optional[str] = typer.Option(None, "--duration", help="Videos: restore this long a span (seconds or M:SS): try settings on a few seconds before hours of frames."),
         temporal: int = typer.Option(0, "--temporal", help="Videos, and image sequences (the images of each folder, in name order): average each restored frame with this many neighbours on each side, aligned by optical flow, where they agree (2 is a good start; 0 = off): less flicker, less residual noise."),
         temporal_strength: float = typer.Option(4.0, "--temporal-strength", help="With --temporal: how much of a neighbour is taken where it agrees less than usual; lower keeps more detail in motion (2 suited denoising), higher removes more flicker (8 suited heavy rain)."),
+        frames: Optional[str] = typer.Option(None, "--frames", help="Videos: write each one's restored frames as numbered images of this format (png; tif or png keep 10-bit video at 16 bits) into the folder OUT/NAME/ (000001.png, ...), not a video: lossless, for editing or scoring frame by frame."),
         **settings: Any,
     ) -> None:
         route = settings.pop("route", False)  # an engine choice, not a model setting
@@ -454,6 +465,7 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
             skip_existing=skip_existing, as_json=as_json, quiet=quiet, max_pixels=max_pixels, shard=shard,
             model_settings=settings, self_ensemble=self_ensemble, ensemble_views=ensemble_views, compile_model=compile_model, threads=threads, dry_run=dry_run,
             strength=strength, route=route, start=start, duration=duration, temporal=temporal, temporal_strength=temporal_strength,
+            frames=frames,
         ))
 
     # Typer reads the signature: replace **settings by the task's own options.
@@ -476,6 +488,8 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
         restore {task} clip.mp4 try.mp4 --start 1:30 --duration 5
 
         restore {task} clip.mp4 clip-clear.mp4 --temporal 2
+
+        restore {task} clip.mp4 frames/ --frames png
 
         find /data -name '*.png' | restore {task} - out/ --json
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -203,6 +204,7 @@ class ImageRestorer:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         temporal: int = 0,
         temporal_strength: float = 4.0,
+        frames: str | None = None,
     ) -> Iterator[ImageResult]:
         """Restore a file, a folder, a glob pattern, or a list of paths into ``out_dir``
         (sub-folders mirrored), as ``restore derain IN OUT`` does: decoding and
@@ -214,11 +216,18 @@ class ImageRestorer:
         nor ``skip_existing`` is set (``FileExistsError``), and for inputs that name
         nothing (``ValueError``). ``temporal``, ``temporal_strength``: as in :meth:`restore_file`,
         for videos and for image sequences: the images of each folder, in name order
-        (``frame_9`` before ``frame_10``), are smoothed as one sequence's frames.
+        (``frame_9`` before ``frame_10``), are smoothed as one sequence's frames. ``frames``
+        (``"png"``, ...; ``--frames``): each video's restored frames as numbered images in
+        the folder ``out_dir/NAME/`` instead of a video.
         """
         if overwrite and skip_existing:
             raise ValueError("overwrite and skip_existing contradict each other")
         options = _run_options(batch_size, quality, max_pixels, temporal, temporal_strength)
+        if frames is not None:
+            frames = frames if frames.startswith(".") else "." + frames
+            if frames.lower() not in SUPPORTED_EXTENSIONS:
+                raise ValueError(f"frames {frames}: not an image format; use one of {', '.join(SUPPORTED_EXTENSIONS)}")
+            options = replace(options, video_frames=frames)
         if ext is not None:
             ext = ext if ext.startswith(".") else "." + ext
             if ext.lower() not in SUPPORTED_EXTENSIONS + WRITABLE_VIDEO_EXTENSIONS:
@@ -232,7 +241,7 @@ class ImageRestorer:
                 jobs = collect_inputs("-", stdin_lines=[os.fspath(path) for path in source])
         except InputError as exc:
             raise ValueError(str(exc)) from None
-        plan = plan_batch(jobs, out_dir, suffix, ext, overwrite, skip_existing, frames=temporal > 0)
+        plan = plan_batch(jobs, out_dir, suffix, ext, overwrite, skip_existing, frames=temporal > 0, video_frames=frames is not None)
         if plan.existing:
             shown = ", ".join(str(path) for path in plan.existing[:5])
             more = f" and {len(plan.existing) - 5} more" if len(plan.existing) > 5 else ""

@@ -345,6 +345,10 @@ def test_the_python_interface_restores_a_video_file(tmp_path, rng, tiny_checkpoi
     with pytest.raises(ValueError, match="temporal radius"):
         restorer.restore_file(clip, tmp_path / "bad.mkv", temporal=-1)
     assert [r.frames for r in restorer.restore_files([clip], tmp_path / "folder", temporal=2)] == [3]
+    [frames] = restorer.restore_files(clip, tmp_path / "frames", frames="png")
+    assert frames.output == tmp_path / "frames" / "clip" and len(list(frames.output.glob("*.png"))) == 3
+    with pytest.raises(ValueError, match="not an image format"):
+        restorer.restore_files(clip, tmp_path / "frames", frames="mkv")
 
 
 def test_after_a_full_disk_the_videos_left_are_reported_not_restored(tmp_path, rng, monkeypatch):
@@ -744,3 +748,54 @@ def test_an_hdr10_video_keeps_its_mastering_display_and_light_levels(tmp_path, t
     original, restored = hdr10_side_data(clip), hdr10_side_data(tmp_path / "out.mp4")
     assert set(original) == {"MASTERING_DISPLAY_METADATA", "CONTENT_LIGHT_LEVEL"} and restored == original
     assert streams(tmp_path / "out.mp4")["colorspace"] == 9
+
+
+FRAMES = RunOptions(batch_size=2, video_checkpoint_seconds=0, video_frames=".png")
+
+
+def test_frames_of_a_video_can_be_written_as_numbered_images_and_continue_after_a_failure(tmp_path, rng, tiny_checkpoint):
+    """--frames png: the model left out, each frame comes out as the decoder gave it,
+    exactly (lossless), as out/clip/000001.png on; a failure keeps the frames written, and
+    the same call writes the rest."""
+    clip = make_video(tmp_path / "clip.mp4", moving_frames(rng, count=6))
+    decoded, _ = read_video(clip)
+    job = Job(clip, Path("clip.mp4"), tmp_path / "out" / "clip")
+    failing = Counting(tiny_checkpoint, fail_on=3, failure=RuntimeError("simulated"), strength=0.0)
+    result = restore_video(job, failing, FRAMES)
+    assert result.status == "error" and "4 restored frame(s) kept" in result.error and not job.output.exists()
+    again = Counting(tiny_checkpoint, strength=0.0)
+    result = restore_video(job, again, FRAMES)
+    assert result.status == "ok" and result.frames == 6 and again.frames == 2 and result.output == job.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip"]  # the work folder is gone
+    assert sorted(p.name for p in job.output.iterdir()) == [f"{i:06d}.png" for i in range(1, 7)]
+    for i, frame in enumerate(decoded):
+        assert np.array_equal(cv2.cvtColor(cv2.imread(str(job.output / f"{i + 1:06d}.png")), cv2.COLOR_BGR2RGB), frame)
+
+
+def test_cli_frames_option_plans_a_folder_per_video_and_refuses_a_video_output(tmp_path, rng, tiny_checkpoint):
+    clip = make_video(tmp_path / "clip.mp4", moving_frames(rng, count=3), audio=False)
+    run = restore("derain", str(clip), str(tmp_path / "out"), "-m", str(tiny_checkpoint), "--frames", "png", "--json")
+    assert run.returncode == 0, run.stderr
+    line = json.loads(run.stdout)
+    assert line["output"] == str(tmp_path / "out" / "clip") and line["frames"] == 3
+    assert sorted(p.name for p in (tmp_path / "out" / "clip").iterdir()) == ["000001.png", "000002.png", "000003.png"]
+    again = restore("derain", str(clip), str(tmp_path / "out"), "-m", str(tiny_checkpoint), "--frames", "png")
+    assert again.returncode == 2 and "already exist" in again.stderr
+    bad = restore("derain", str(clip), str(tmp_path / "x.mp4"), "-m", str(tiny_checkpoint), "--frames", "png")
+    assert bad.returncode == 2 and "--frames writes a folder of images" in bad.stderr
+    bad = restore("derain", str(clip), str(tmp_path / "o"), "-m", str(tiny_checkpoint), "--frames", "mkv")
+    assert bad.returncode == 2 and "--frames mkv: not an image format" in bad.stderr
+
+
+@needs_hevc
+def test_frames_of_a_ten_bit_video_are_written_at_sixteen_bits(tmp_path, tiny_checkpoint):
+    ramp = np.linspace(0.30, 0.55, 256)[None, :, None] * np.ones((64, 1, 3))
+    clip = make_deep_video(tmp_path / "hdr.mov", [np.round(ramp * 65535).astype(np.uint16)] * 2)
+    decoded, _ = read_video(clip)
+    png = restore_video(Job(clip, Path("hdr.mov"), tmp_path / "png"), Counting(tiny_checkpoint, strength=0.0), FRAMES)
+    assert png.status == "ok" and png.note is None
+    frame = cv2.imread(str(tmp_path / "png" / "000001.png"), cv2.IMREAD_UNCHANGED)
+    assert frame.dtype == np.uint16 and np.array_equal(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), decoded[0])
+    jpeg = restore_video(Job(clip, Path("hdr.mov"), tmp_path / "jpg"), Counting(tiny_checkpoint, strength=0.0),
+                         RunOptions(video_frames=".jpg"))
+    assert jpeg.status == "ok" and "16-bit samples written as 8-bit jpg" in jpeg.note

@@ -162,16 +162,20 @@ def names_output_file(spec: str, out: Path) -> bool:
     return out.suffix.lower() in WRITABLE_VIDEO_EXTENSIONS if is_video_name(spec) else is_image_name(out)
 
 
-def plan_outputs(jobs: list[Job], out_dir: Path, suffix: str = "", ext: str | None = None) -> list[Job]:
+def plan_outputs(jobs: list[Job], out_dir: Path, suffix: str = "", ext: str | None = None, video_frames: bool = False) -> list[Job]:
     """Give every job its output path: ``out_dir/relative-folder/stem+suffix+ext``.
 
     ``ext`` (".png", ".jpg", ...) changes the format of the images, a video extension
     (".mkv", ...) that of the videos; by default each keeps its own (a video in a
-    container restore only reads becomes ``.mkv``).
+    container restore only reads becomes ``.mkv``). With ``video_frames`` (``--frames``),
+    a video's output is the folder ``out_dir/relative-folder/stem+suffix`` of its frames.
     """
     planned = []
     for job in jobs:
         is_video = is_video_name(job.source)
+        if is_video and video_frames:
+            planned.append(Job(job.source, job.relative, out_dir / job.relative.parent / f"{job.relative.stem}{suffix}"))
+            continue
         same_kind = ext is not None and is_video_name("x" + ext) == is_video
         extension = ext if ext and same_kind else output_video_suffix(job.source) if is_video else job.source.suffix
         if not extension.startswith("."):
@@ -289,14 +293,16 @@ def plan_batch(
     shard: tuple[int, int] | None = None,
     output_file: Path | None = None,
     frames: bool = False,
+    video_frames: bool = False,
 ) -> BatchPlan:
     """Name every output (:func:`plan_outputs`; ``output_file``: the one job's output is
     that file, see :func:`names_output_file`), leave out the run's own earlier outputs
     (with a suffix, :func:`split_own_outputs`), take the ``shard``, then sort each job:
     refused when two inputs write one file or an output would replace an input (its own
     or another of the run, in any shard), skipped or in the way when its output exists,
-    else runnable. ``frames``: shards are runs of consecutive frames (:func:`select_shard`).
-    Nothing on disk is changed."""
+    else runnable. ``frames``: shards are runs of consecutive frames (:func:`select_shard`);
+    ``video_frames``: videos write folders of frames (:func:`plan_outputs`). Nothing on
+    disk is changed."""
     plan = BatchPlan()
     # The same file listed twice (paths on stdin) is restored once, not refused as two
     # inputs writing one output.
@@ -312,7 +318,7 @@ def plan_batch(
             raise InputError(f"{output_file}: an output file takes one input, not {len(jobs)}")
         jobs = [Job(jobs[0].source, jobs[0].relative, output_file)]
     else:
-        jobs = plan_outputs(jobs, out_dir, suffix, ext)
+        jobs = plan_outputs(jobs, out_dir, suffix, ext, video_frames)
     if suffix:
         jobs, plan.left_out = split_own_outputs(jobs)
     # Both checks look at every input before the shard is taken, so shards agree.

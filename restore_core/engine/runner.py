@@ -79,6 +79,7 @@ class RunOptions:
     video_checkpoint_seconds: float = 600.0
     video_start: float = 0.0  # seconds: restore a video from there (its output starts at 0)
     video_duration: float | None = None  # seconds of it to restore; None: to its end
+    video_frames: str | None = None  # ".png", ...: each video's frames as numbered images in a folder (io.video_writer.FrameFolderWriter)
     # Videos and image sequences: smoothing of each frame with its neighbours (engine.temporal).
     temporal: TemporalConfig = TemporalConfig()
 

@@ -35,7 +35,7 @@ from restore_core.engine.runner import (
 from restore_core.engine.temporal import TemporalSmoother
 from restore_core.io.images import ImageError
 from restore_core.io.video import PYAV_MISSING, VideoReader, is_video_name, pyav_available
-from restore_core.io.video_writer import VideoWriter
+from restore_core.io.video_writer import FrameFolderWriter, VideoWriter
 
 FrameProgress = Callable[[int, int], None]  # (frames restored, frames declared; 0 = unknown)
 JobFrameProgress = Callable[[Job, int, int], None]  # the same, for a batch: which video
@@ -192,7 +192,7 @@ def restore_video(job: Job, restorer: Restorer, options: RunOptions = RunOptions
     info = reader.info
     deep = info.bits > 8  # frames come as uint16 and are written at 16 bits (the writer keeps 10)
     encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="restore-video-write")  # frames must stay in order
-    writer: VideoWriter | None = None
+    writer: VideoWriter | FrameFolderWriter | None = None
     decoded: _Prefetched | None = None
     pending: list[Future] = []
     done = 0  # frames in the output so far, an earlier run's included
@@ -225,7 +225,10 @@ def restore_video(job: Job, restorer: Restorer, options: RunOptions = RunOptions
     try:
         span_start, span_duration = options.video_start, options.video_duration
         span_end = span_start + span_duration if span_duration is not None else None
-        writer = VideoWriter(job.output, reader, options.jpeg_quality, settings_key(restorer, options), span_start, span_end)
+        if options.video_frames:
+            writer = FrameFolderWriter(job.output, reader, options.video_frames, options.jpeg_quality, settings_key(restorer, options))
+        else:
+            writer = VideoWriter(job.output, reader, options.jpeg_quality, settings_key(restorer, options), span_start, span_end)
         restore = restorer
         lead = options.temporal.radius if smoother is not None and span_start > 0 else 0  # neighbours before a span
         decoded = _Prefetched(reader.frames(span_start, span_end, lead), options.prefetch)

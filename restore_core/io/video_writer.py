@@ -5,7 +5,8 @@ every timestamp exactly) in a hidden work folder beside the output, with a recor
 frames done. A run that stops keeps its parts; the next run for the same input and
 settings continues after them. When every frame is in, the parts' packets are joined,
 not re-encoded, with the input's sound, into a temporary file renamed over the output:
-atomic, as for images.
+atomic, as for images. :class:`FrameFolderWriter` writes the frames as numbered images
+instead (``--frames png``), resumable the same way.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Iterator
 import cv2
 import numpy as np
 
-from restore_core.io.images import DEFAULT_FILE_MODE, ImageError
+from restore_core.io.images import DEFAULT_FILE_MODE, ImageError, LoadedImage, lost_on_write, write_image
 from restore_core.io.video import (
     DEEP_ENCODER, DEEP_VIDEO_CONTAINERS, VideoFormat, VideoReader, muxer_for, open_video_file, video_format,
 )
@@ -30,7 +31,97 @@ if TYPE_CHECKING:
     import av
 
 
-class VideoWriter:
+class _ResumableOutput:
+    """What both ways of writing a restored video share: a hidden work folder beside
+    ``output`` (``.NAME`` + ``work_suffix``), locked while in use, holding the finished
+    pieces (``record["parts"]``) and a ``progress.json`` record of them and of the frames
+    done. A later writer for the same output, input file (size and modification time)
+    and ``settings`` continues after them; anything else starts over."""
+
+    def __init__(self, output: Path, reader: VideoReader, settings: str, work_suffix: str, record: dict) -> None:
+        self.output = output
+        self.reader = reader
+        self.notes: list[str] = []
+        self.work = output.parent / f".{output.name}{work_suffix}"
+        self._progress = {"source": _fingerprint(reader.path), "settings": settings, "frames": 0, "parts": [], **record}
+        self._lock: int | None = None
+
+    def _open_work_folder(self) -> None:
+        """Create and lock the work folder, keeping an earlier run's pieces when they match."""
+        with _writing(self.output):
+            self.work.mkdir(parents=True, exist_ok=True)
+            self._lock = _lock_folder(self.work, self.output)
+            self._resume()
+
+    @property
+    def frames_done(self) -> int:
+        """Frames already in completed pieces: the caller skips that many of the input."""
+        return self._progress["frames"]
+
+    def _resume(self) -> None:
+        """Keep the pieces of an earlier run of the same input and settings; clear anything else."""
+        record = self.work / "progress.json"
+        try:
+            earlier = json.loads(record.read_text())
+        except (OSError, ValueError):
+            earlier = None
+        same = (isinstance(earlier, dict) and earlier.get("source") == self._progress["source"]
+                and earlier.get("settings") == self._progress["settings"]
+                and all((self.work / name).is_file() for name in earlier.get("parts", [])))
+        if same:
+            self._progress = earlier
+            if earlier["frames"]:
+                self.notes.append(f"resumed after {earlier['frames']} frame(s) restored by an earlier run")
+            return
+        if earlier is not None:
+            self.notes.append("an unfinished earlier run with another input or settings was discarded")
+        for entry in self.work.iterdir():  # and a piece a killed run was writing
+            if entry.name != "lock":
+                entry.unlink()
+
+    def _record(self, **changes: object) -> None:
+        """Update the progress record, on disk first."""
+        progress = {**self._progress, **changes}
+        _write_json(self.work / "progress.json", progress)
+        self._progress = progress
+
+    def _remove_work_folder(self) -> None:
+        for entry in self.work.iterdir():
+            _unlink(entry)
+        self._unlock()
+        try:
+            self.work.rmdir()
+        except OSError:  # another run created it again meanwhile
+            pass
+
+    def _release(self) -> None:
+        """After a stop: the work folder goes when it holds nothing a later run keeps."""
+        if self.work.is_dir() and not self._progress["parts"]:
+            self._remove_work_folder()
+        self._unlock()
+
+    @property
+    def kept(self) -> bool:
+        """Whether completed pieces wait in the work folder for a later run."""
+        return bool(self._progress["parts"]) and self.work.is_dir()
+
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    def abort(self) -> None:
+        self._release()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind: type | None, *rest: object) -> None:
+        if kind is not None:
+            self.abort()
+
+
+class VideoWriter(_ResumableOutput):
     """Encodes restored frames into ``output`` like ``reader``'s video, with its sound;
     an interrupted video continues where it stopped.
 
@@ -49,14 +140,15 @@ class VideoWriter:
 
     def __init__(self, output: os.PathLike | str, reader: VideoReader, quality: int = 95, settings: str = "",
                  start: float = 0.0, end: float | None = None) -> None:
-        self.output = Path(output)
-        self.reader = reader
+        output = Path(output)
+        self.format = video_format(output, reader, quality)
+        # The encoding goes with the settings: parts of another codec or depth cannot be joined.
+        super().__init__(output, reader, json.dumps([settings, self.format.encoder, self.format.pix_fmt]), ".restore-parts",
+                         {"last_pts": None})
         # A span of the input (seconds): its frames come in with their own times, and
         # the output starts at ``start`` = 0, its sound cut to the span and moved alike.
         self.start, self.end = start, end
         self._offset = round(Fraction(start) / Fraction(reader.stream.time_base)) if start else 0
-        self.notes: list[str] = []
-        self.format = video_format(self.output, reader, quality)
         info = reader.info
         written_bits = 10 if self.format.pix_fmt.endswith("10le") else 8
         if info.bits > written_bits:
@@ -67,53 +159,19 @@ class VideoWriter:
             self.notes.append(f"{info.pixel_format} video written with {written_bits} bits per sample{hint}")
         if info.other_streams:
             self.notes.append(f"{info.other_streams} stream(s) of cover art, subtitles or data not kept")
-        self.work = self.output.parent / f".{self.output.name}.restore-parts"
-        # The encoding goes with the settings: parts of another codec or depth cannot be joined.
-        settings = json.dumps([settings, self.format.encoder, self.format.pix_fmt])
-        self._progress = {"source": _fingerprint(reader.path), "settings": settings, "frames": 0, "last_pts": None, "parts": []}
-        self._lock: int | None = None
         self._part: av.container.OutputContainer | None = None
         self._part_stream = None
         self._part_frames = 0
         self._resized = False  # a frame of another size has been scaled (and noted)
         try:
-            with _writing(self.output):
-                self.work.mkdir(parents=True, exist_ok=True)
-                self._lock = _lock_folder(self.work, self.output)
-                self._resume()
+            self._open_work_folder()
         except BaseException:
             self.abort()
             raise
 
     @property
-    def frames_done(self) -> int:
-        """Frames already in completed parts: the caller skips that many of the input."""
-        return self._progress["frames"]
-
-    @property
     def _last_pts(self) -> int | None:
         return self._progress["last_pts"]
-
-    def _resume(self) -> None:
-        """Keep the parts of an earlier run of the same input and settings; clear anything else."""
-        record = self.work / "progress.json"
-        try:
-            earlier = json.loads(record.read_text())
-        except (OSError, ValueError):
-            earlier = None
-        same = (isinstance(earlier, dict) and earlier.get("source") == self._progress["source"]
-                and earlier.get("settings") == self._progress["settings"]
-                and all((self.work / name).is_file() for name in earlier.get("parts", [])))
-        if same:
-            self._progress = earlier
-            if earlier["frames"]:
-                self.notes.append(f"resumed after {earlier['frames']} frame(s) restored by an earlier run")
-            return
-        if earlier is not None:
-            self.notes.append("an unfinished earlier run with another input or settings was discarded")
-        for entry in self.work.iterdir():  # and a part a killed run was writing
-            if entry.name != "lock":
-                entry.unlink()
 
     def _open_part(self) -> None:
         import av
@@ -181,10 +239,8 @@ class VideoWriter:
             self._part.close()
             self._part = None
             os.replace(self.work / (self._part_name + ".writing"), self.work / self._part_name)
-            progress = {**self._progress, "frames": self._progress["frames"] + self._part_frames, "last_pts": self._part_last_pts,
-                        "parts": [*self._progress["parts"], self._part_name]}
-            _write_json(self.work / "progress.json", progress)
-            self._progress = progress
+            self._record(frames=self._progress["frames"] + self._part_frames, last_pts=self._part_last_pts,
+                         parts=[*self._progress["parts"], self._part_name])
 
     def commit(self) -> None:
         """Finish the last part, join every part with the input's sound into ``output``
@@ -221,35 +277,65 @@ class VideoWriter:
                 pass
             self._part = None
             _unlink(self.work / (self._part_name + ".writing"))
-        if self.work.is_dir() and not self._progress["parts"]:
-            self._remove_work_folder()
-        self._unlock()
+        self._release()
 
-    def _remove_work_folder(self) -> None:
-        for entry in self.work.iterdir():
-            _unlink(entry)
-        self._unlock()
+
+class FrameFolderWriter(_ResumableOutput):
+    """Restored frames as numbered images, ``000001.png`` on, in the folder ``output``
+    (lossless, for an editor or a compositor, or to score frame by frame): what
+    :class:`VideoWriter` does, with the same interface, without a codec. 16-bit PNG or
+    TIFF keep a video of more than 8 bits at 16; timestamps and sound are not kept.
+
+    Frames go into the hidden work folder (``.NAME.restore-frames/``), each written
+    atomically; :meth:`checkpoint` records them; :meth:`commit` moves them into ``output``
+    (created; same-named files replaced) and removes the work folder. A later run for the
+    same input and settings continues after the recorded frames."""
+
+    def __init__(self, output: os.PathLike | str, reader: VideoReader, extension: str = ".png", quality: int = 95,
+                 settings: str = "") -> None:
+        super().__init__(Path(output), reader, json.dumps([settings, extension]), ".restore-frames", {})
+        self.extension = extension.lower()
+        self.quality = quality
+        bits = 16 if reader.info.bits > 8 else 8
+        self._like = LoadedImage(np.empty((0, 0, 3), np.float32), "rgb", bits)
+        lost = lost_on_write(self._like, self.extension)
+        if lost:
+            self.notes.append(f"{reader.info.pixel_format} video: {lost}")
+        self._written = 0  # frames written since the last checkpoint
         try:
-            self.work.rmdir()
-        except OSError:  # another run created it again meanwhile
-            pass
-
-    @property
-    def kept(self) -> bool:
-        """Whether completed parts wait in the work folder for a later run."""
-        return bool(self._progress["parts"]) and self.work.is_dir()
-
-    def _unlock(self) -> None:
-        if self._lock is not None:
-            os.close(self._lock)
-            self._lock = None
-
-    def __enter__(self) -> "VideoWriter":
-        return self
-
-    def __exit__(self, kind: type | None, *rest: object) -> None:
-        if kind is not None:
+            self._open_work_folder()
+        except BaseException:
             self.abort()
+            raise
+
+    def _name(self, index: int) -> str:
+        return f"{index + 1:06d}{self.extension}"
+
+    def write(self, rgb: np.ndarray, pts: int | None) -> None:
+        """Write one upright H x W x 3 RGB frame (uint8, or uint16) as the next image."""
+        top = 65535.0 if rgb.dtype == np.uint16 else 255.0
+        write_image(self.work / self._name(self._progress["frames"] + self._written), rgb / np.float32(top), self._like, self.quality)
+        self._written += 1
+
+    def checkpoint(self) -> None:
+        """Record the frames written so far: what a later run keeps."""
+        if self._written:
+            done = self._progress["frames"] + self._written
+            with _writing(self.output):
+                self._record(frames=done, parts=[self._name(i) for i in range(done)])
+            self._written = 0
+
+    def commit(self) -> None:
+        """Move every frame into ``output`` and remove the work folder."""
+        self.checkpoint()
+        if not self._progress["parts"]:
+            raise ImageError(self.reader.path, "cannot read: the video holds no frames")
+        with _writing(self.output):
+            self.output.mkdir(parents=True, exist_ok=True)
+            for name in self._progress["parts"]:
+                os.replace(self.work / name, self.output / name)
+        self._progress = {**self._progress, "parts": []}
+        self._remove_work_folder()
 
 
 @contextmanager
