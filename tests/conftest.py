@@ -51,3 +51,24 @@ def write_random_pngs(folder: Path, count: int, height: int, width: int, seed: i
         cv2.imwrite(str(path), rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
         paths.append(path)
     return paths
+
+
+def router_with_scripted_classifier(monkeypatch, answers: list[tuple[str, float]]):
+    """``restore auto``'s router whose classifier answers, call by call (one frame each),
+    ``(degradation, probability)`` from ``answers``, the other degradations 0.01 each."""
+    import torch
+
+    from restore_core.engine.routing import RoutedRestorer
+    from restore_core.presets import load_for_task
+
+    router = RoutedRestorer(load_for_task(None, "auto", "cpu"), torch.device("cpu"), "fp32")
+    upcoming = iter(answers)
+
+    def classify(x: torch.Tensor) -> torch.Tensor:
+        degradation, probability = next(upcoming)
+        row = torch.full((1, len(router.degradations)), 0.01)
+        row[0, router.degradations.index(degradation)] = probability
+        return row
+
+    monkeypatch.setattr(router.classifier, "probabilities", classify)
+    return router

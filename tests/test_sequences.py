@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import router_with_scripted_classifier
 from test_cli import restore
 
 from restore_core.checkpoint import load_checkpoint
@@ -201,21 +202,9 @@ def test_a_frame_the_model_turns_to_nan_is_an_error_and_spoils_no_neighbour(tmp_
 def test_restore_auto_picks_one_model_per_sequence(tmp_path, rng, monkeypatch):
     """A classifier that would send frames to different models frame by frame: each
     folder's frames go to the model its first frames choose on average, all of them."""
-    from restore_core.engine.routing import RoutedRestorer
-    from restore_core.presets import load_for_task
-
-    router = RoutedRestorer(load_for_task(None, "auto", "cpu"), torch.device("cpu"), "fp32")
-    noise, rain, haze = (router.degradations.index(d) for d in ("noise", "rain", "haze"))
     # folder a frame by frame: noise, rain, noise, rain (rain on average); folder b: haze, noise, haze, noise
-    answers = iter([(noise, 0.6), (rain, 0.9), (noise, 0.6), (rain, 0.9), (haze, 0.9), (noise, 0.6), (haze, 0.9), (noise, 0.6)])
-
-    def classify(x: torch.Tensor) -> torch.Tensor:
-        index, probability = next(answers)
-        row = torch.full((1, len(router.degradations)), 0.01)
-        row[0, index] = probability
-        return row
-
-    monkeypatch.setattr(router.classifier, "probabilities", classify)
+    router = router_with_scripted_classifier(monkeypatch, [("noise", 0.6), ("rain", 0.9), ("noise", 0.6), ("rain", 0.9),
+                                                           ("haze", 0.9), ("noise", 0.6), ("haze", 0.9), ("noise", 0.6)])
     _, frames = panning_frames(rng, count=8)
     paths = write_frames(tmp_path / "in" / "a", frames[:4]) + write_frames(tmp_path / "in" / "b", frames[4:])
     jobs = frame_order(jobs_for(paths, tmp_path / "in", tmp_path / "out"))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SAMPLES
+from conftest import SAMPLES, router_with_scripted_classifier
 from test_cli import restore
 
 av = pytest.importorskip("av")  # the optional restore[video] extra; the test extra installs it
@@ -308,20 +308,8 @@ def test_a_pattern_finds_videos_and_a_folder_of_only_videos_says_how_to_name_the
 def test_restore_auto_picks_one_model_for_a_whole_clip(tmp_path, rng, monkeypatch):
     """A classifier that would send frames to different models frame by frame: the clip
     goes to the model its first frames choose on average, all of it."""
-    from restore_core.engine.routing import RoutedRestorer
-    from restore_core.presets import load_for_task
-
-    router = RoutedRestorer(load_for_task(None, "auto", "cpu"), torch.device("cpu"), "fp32")
-    noise, rain = router.degradations.index("noise"), router.degradations.index("rain")
-    answers = iter([(noise, 0.6), (rain, 0.9), (noise, 0.6), (rain, 0.9)])  # frame by frame: noise, rain, noise, rain
-
-    def classify(x: torch.Tensor) -> torch.Tensor:
-        index, probability = next(answers)
-        row = torch.full((1, len(router.degradations)), 0.01)
-        row[0, index] = probability
-        return row
-
-    monkeypatch.setattr(router.classifier, "probabilities", classify)
+    # frame by frame: noise, rain, noise, rain
+    router = router_with_scripted_classifier(monkeypatch, [("noise", 0.6), ("rain", 0.9), ("noise", 0.6), ("rain", 0.9)])
     clip = make_video(tmp_path / "clip.mp4", moving_frames(rng, count=4, height=48, width=48), audio=False)
     result = restore_video(Job(clip, Path("clip.mp4"), tmp_path / "clip-out.mp4"), router)
     assert result.status == "ok" and result.frames == 4
