@@ -19,6 +19,7 @@ per sequence from its first frames, as per video, not one per frame.
 from __future__ import annotations
 
 import errno
+import itertools
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -359,6 +360,75 @@ def _smooth_and_encode(centre: Frame, neighbours: list[Frame], config: TemporalC
                    jpeg_quality, restored.model)
 
 
+class _SequenceWrites:
+    """``--temporal`` on images: each folder's restored frames go through a
+    :class:`FrameWindow`; a frame's write (smoothing, then encoding) goes to the writer
+    threads once the frames after it are in, or its folder's sequence ends (:meth:`end`)."""
+
+    def __init__(self, config: TemporalConfig, writers: ThreadPoolExecutor, jpeg_quality: int) -> None:
+        self.config, self.writers, self.jpeg_quality = config, writers, jpeg_quality
+        self.window: FrameWindow | None = None
+        self.folder: Path | None = None  # the folder whose frames the window holds
+
+    def add(self, decoded: _Decoded, rgb: np.ndarray, spent: float, degradation: dict | None,
+            model: str | None) -> ImageResult | _AwaitingNeighbours | None:
+        """Take one restored image; returns what stands in its place among the results: an
+        error, a place its write fills later, or nothing (a context frame)."""
+        job = decoded.job
+        if not np.isfinite(rgb).all():  # an error, and kept out of its neighbours' averages
+            height, width = rgb.shape[:2]
+            return None if job.context else ImageResult(job.source, None, "error", spent, NON_FINITE_OUTPUT, width, height,
+                                                        degradation, model=model)
+        if self.window is None or job.source.parent != self.folder:
+            self.end()
+            self.window, self.folder = FrameWindow(self.config.radius), job.source.parent
+        place = None if job.context else _AwaitingNeighbours()
+        frame = Frame.of(rgb * np.float32(255.0), _Restored(job, decoded.image, spent, degradation, model, place), emit=place is not None)
+        self._write(self.window.push(frame))
+        return place
+
+    def end(self) -> None:
+        """The sequence is over: its last frames are written with the neighbours they have."""
+        if self.window is not None:
+            self._write(self.window.flush())
+            self.window = None
+
+    def _write(self, ready: list[tuple[Frame, list[Frame]]]) -> None:
+        for centre, neighbours in ready:
+            centre.stamp.write.future = self.writers.submit(_smooth_and_encode, centre, neighbours, self.config, self.jpeg_quality)
+
+
+class _SequenceRouting:
+    """``restore auto`` with ``--temporal`` on images: one model for each folder's frames,
+    chosen from its first :data:`ROUTING_FRAMES` (as per video), not one per frame: a frame
+    routed on its own could switch models, and look, from its neighbours."""
+
+    def __init__(self, router) -> None:
+        self.router = router  # engine.routing.RoutedRestorer
+        self.folder: Path | None = None
+        self.chosen: Restorer | None = None
+        self.decided: dict[str, float] = {}
+
+    def __call__(self, stacked: torch.Tensor, batch: list[_Decoded], decoded_ahead: Callable[[int], list[_Decoded]]):
+        """Restore ``stacked`` (the images of ``batch``, of one folder); ``decoded_ahead(n)``:
+        the n decoded images after them. Returns (restored, what was found, model names)."""
+        folder = batch[0].job.source.parent
+        if folder != self.folder:
+            sample = [decoded.image.rgb for decoded in batch]
+            for decoded in decoded_ahead(ROUTING_FRAMES):
+                if len(sample) >= ROUTING_FRAMES or decoded.job.source.parent != folder:
+                    break
+                if decoded.image is not None:
+                    sample.append(decoded.image.rgb)
+            frames = [torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0) for rgb in sample]
+            self.chosen, self.decided = self.router.specialist_for(frames)
+            self.folder = folder
+        restored = self.chosen(stacked)
+        self.router.notices.extend(self.chosen.notices)  # the caller reads the notices of the restorer it built
+        self.chosen.notices.clear()
+        return restored, [self.decided] * len(batch), [self.chosen.descriptor.name] * len(batch)
+
+
 def planned_results(plan: BatchPlan, unreadable: list[Path] = ()) -> list[ImageResult]:
     """The results a batch has before anything runs: inputs refused (errors), skipped
     because their output exists, found to be this run's own outputs, listed twice, or
@@ -393,11 +463,8 @@ def restore_stream(jobs: list[Job], restorer: Restorer, options: RunOptions = Ru
     pending_results: deque[Future[ImageResult] | ImageResult | _AwaitingNeighbours] = deque()
     upcoming = iter(jobs)
     halted: str | None = None  # why no output can be written any more (ImageResult.stops_batch)
-    window: FrameWindow | None = None  # --temporal: the frames of the sequence being restored
-    sequence: Path | None = None  # its folder
-    # restore auto with --temporal: the folder whose model was chosen, that model, and what its first frames showed
-    routes_sequences = bool(options.temporal.radius) and hasattr(restorer, "specialist_for")
-    routed: tuple[Path, Restorer, dict[str, float]] | None = None
+    sequences = _SequenceWrites(options.temporal, writers, options.jpeg_quality) if options.temporal.radius else None
+    routing = _SequenceRouting(restorer) if sequences is not None and hasattr(restorer, "specialist_for") else None
 
     def refill(depth: int = 0) -> None:
         while len(pending_reads) < max(options.prefetch, options.batch_size, depth):
@@ -432,59 +499,16 @@ def restore_stream(jobs: list[Job], restorer: Restorer, options: RunOptions = Ru
                 halted = head.error
             yield head
 
-    def model_for_sequence(batch: list[_Decoded]) -> tuple[Restorer, dict[str, float]]:
-        """restore auto, image sequences: one model for each folder's frames, chosen
-        from its first :data:`ROUTING_FRAMES` (the batch, then those decoded after it)."""
-        nonlocal routed
-        folder = batch[0].job.source.parent
-        if routed is None or routed[0] != folder:
-            refill(ROUTING_FRAMES)
-            sample = [decoded.image.rgb for decoded in batch]
-            for _, future in pending_reads:
-                upcoming_frame = future.result()
-                if len(sample) >= ROUTING_FRAMES or upcoming_frame.job.source.parent != folder:
-                    break
-                if upcoming_frame.image is not None:
-                    sample.append(upcoming_frame.image.rgb)
-            chosen, decided = restorer.specialist_for([torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0) for rgb in sample])
-            routed = (folder, chosen, decided)
-        return routed[1], routed[2]
-
-    def write_smoothed(ready: list[tuple[Frame, list[Frame]]]) -> None:
-        for centre, neighbours in ready:
-            centre.stamp.write.future = writers.submit(_smooth_and_encode, centre, neighbours, options.temporal, options.jpeg_quality)
-
-    def end_sequence() -> None:
-        nonlocal window
-        if window is not None:
-            write_smoothed(window.flush())
-            window = None
-
-    def add_restored(decoded: _Decoded, rgb: np.ndarray, spent: float, degradation: dict | None, model: str | None) -> None:
-        """Queue the write of one restored image: at once, or as a frame of its sequence."""
-        nonlocal window, sequence
-        job = decoded.job
-        if not options.temporal.radius:
-            pending_results.append(writers.submit(_encode, job, rgb, decoded.image, spent, degradation, options.jpeg_quality, model))
-            return
-        if not np.isfinite(rgb).all():  # an error, and kept out of its neighbours' averages
-            if not job.context:
-                height, width = rgb.shape[:2]
-                pending_results.append(ImageResult(job.source, None, "error", spent, NON_FINITE_OUTPUT, width, height, degradation, model=model))
-            return
-        if window is None or job.source.parent != sequence:
-            end_sequence()
-            window, sequence = FrameWindow(options.temporal.radius), job.source.parent
-        slot = None if job.context else _AwaitingNeighbours()
-        if slot is not None:
-            pending_results.append(slot)
-        frame = Frame.of(rgb * np.float32(255.0), _Restored(job, decoded.image, spent, degradation, model, slot), emit=slot is not None)
-        write_smoothed(window.push(frame))
+    def decoded_ahead(count: int) -> list[_Decoded]:
+        """The next ``count`` images decoded (fewer at the end), waiting for them."""
+        refill(count)
+        return [future.result() for _, future in itertools.islice(pending_reads, count)]
 
     def abandon_the_rest() -> None:
         """After a write failure no later image can avoid: the rest are reported, not
         decoded or restored (hours of compute for outputs a full disk cannot take)."""
-        end_sequence()
+        if sequences is not None:
+            sequences.end()
         for job, future in pending_reads:
             future.cancel()
             if not job.context:
@@ -513,7 +537,7 @@ def restore_stream(jobs: list[Job], restorer: Restorer, options: RunOptions = Ru
                 nxt = pending_reads[0][1].result()
                 if nxt.image is None or nxt.image.rgb.shape != shape:
                     break
-                if routes_sequences and nxt.job.source.parent != first.job.source.parent:
+                if routing is not None and nxt.job.source.parent != first.job.source.parent:
                     break  # another sequence: its own model
                 batch.append(pending_reads.popleft()[1].result())
                 refill()
@@ -523,27 +547,29 @@ def restore_stream(jobs: list[Job], restorer: Restorer, options: RunOptions = Ru
                     stacked = torch.from_numpy(batch[0].image.rgb).permute(2, 0, 1).unsqueeze(0)
                 else:
                     stacked = torch.from_numpy(np.stack([d.image.rgb.transpose(2, 0, 1) for d in batch]))
-                if routes_sequences:
-                    restore, decided = model_for_sequence(batch)
-                    restored = restore(stacked).cpu().numpy().transpose(0, 2, 3, 1)
-                    restorer.notices.extend(restore.notices)  # the caller reads the notices of the restorer it built
-                    restore.notices.clear()
-                    detected, models = [decided] * len(batch), [restore.descriptor.name] * len(batch)
+                if routing is not None:
+                    output, detected, models = routing(stacked, batch, decoded_ahead)
                 else:
-                    restored = restorer(stacked).cpu().numpy().transpose(0, 2, 3, 1)
+                    output = restorer(stacked)
                     detected = restorer.last_degradation or [None] * len(batch)
                     models = restorer.last_models or [None] * len(batch)
-                model_error = None
+                restored, model_error = output.cpu().numpy().transpose(0, 2, 3, 1), None
             except (RuntimeError, ValueError) as exc:
                 restored, model_error = None, f"model failed: {str(exc).splitlines()[0]}"
             share = (time.perf_counter() - start) / len(batch)
             for i, decoded in enumerate(batch):
-                if restored is not None:
-                    add_restored(decoded, restored[i], decoded.seconds + share, detected[i], models[i])
+                if restored is not None and sequences is None:
+                    pending_results.append(writers.submit(_encode, decoded.job, restored[i], decoded.image, decoded.seconds + share,
+                                                          detected[i], options.jpeg_quality, models[i]))
+                elif restored is not None:
+                    place = sequences.add(decoded, restored[i], decoded.seconds + share, detected[i], models[i])
+                    if place is not None:
+                        pending_results.append(place)
                 elif not decoded.job.context:
                     pending_results.append(ImageResult(decoded.job.source, None, "error", decoded.seconds + share, model_error))
             yield from ready_results(until=write_backlog)
-        end_sequence()
+        if sequences is not None:
+            sequences.end()
         yield from ready_results(until=0)
     finally:
         readers.shutdown(wait=True, cancel_futures=True)
