@@ -270,9 +270,9 @@ def run_restore(request: RestoreRequest) -> None:
                          video_start=video_start, video_duration=video_duration, temporal=temporal, video_frames=video_frames)
     if (request.start or request.duration or video_frames) and not request.quiet and not any(is_video_name(job.source) for job in runnable):
         warn(f"{'--frames applies' if video_frames else '--start and --duration apply'} to videos; there is none among the inputs")
-    frames = runnable
+    to_restore = runnable
     if request.temporal:
-        frames = with_neighbour_frames(runnable, jobs, request.temporal)  # image sequences, with the neighbours they need
+        to_restore = with_neighbour_frames(runnable, jobs, request.temporal)  # image sequences, with the neighbours they need
         images = sum(not is_video_name(job.source) for job in runnable)
         if not request.quiet and images > 1:
             say(f"--temporal {request.temporal}: the images of each folder are smoothed as the frames of one sequence, "
@@ -306,7 +306,7 @@ def run_restore(request: RestoreRequest) -> None:
 
         try:
             if restorer is not None:
-                for result in restore_jobs(frames, restorer, options, show_frames):
+                for result in restore_jobs(to_restore, restorer, options, show_frames):
                     if result.input in frame_bars:
                         bar.remove_task(frame_bars.pop(result.input))
                     while restorer.notices:
