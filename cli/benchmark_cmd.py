@@ -107,6 +107,8 @@ def benchmark(
     self_ensemble: bool = typer.Option(False, "--self-ensemble", help="Also score each model averaged over the task's flipped/rotated views (rows <model>-xN, N views)."),
     ensemble_views: Optional[int] = typer.Option(None, "--ensemble-views", help="Self-ensemble over this many of the task's views (as restore denoise --ensemble-views); implies --self-ensemble."),
     route: bool = typer.Option(False, "--route", help="All-in-one models (adms): also score routing each image to the single-task model of the degradation their classifier finds, as restore auto does (rows <model>-routed)."),
+    temporal: int = typer.Option(0, "--temporal", help="The pairs are frames of sequences (each folder of names one, in name order: GoPro's scenes): also score each model's frames smoothed with this many neighbours on each side, as restore --temporal does (rows <model>-tR), from the same pass of the model."),
+    temporal_strength: float = typer.Option(4.0, "--temporal-strength", help="With --temporal: as restore --temporal-strength."),
 ) -> None:
     """Score models on a paired dataset (with the input as a baseline row), or time them.
 
@@ -121,6 +123,8 @@ def benchmark(
         restore benchmark --speed --sizes 480x320,1280x720 --count 10
 
         restore benchmark --growth --model unet-s.safetensors
+
+        restore benchmark --dataset gopro --root /datasets/GoPro --task deblur --temporal 2
     """
     import torch
 
@@ -130,7 +134,8 @@ def benchmark(
     from restore_core.engine.ensemble import views_for_task
     from restore_core.engine.routing import RoutedRestorer
     from restore_core.engine.runner import Restorer, RunOptions
-    from restore_core.evaluation import Protocol, evaluate_samples
+    from restore_core.engine.temporal import TemporalConfig
+    from restore_core.evaluation import Protocol, evaluate_samples, evaluate_sequences
     from restore_core.io.images import ImageError, atomic_write_bytes
 
     for value, rule, ok in ((count, "--count must be >= 1", count >= 1), (limit, "--limit must be >= 0 (0 = all)", limit >= 0),
@@ -138,6 +143,10 @@ def benchmark(
                             (sigma, "--sigma must be between 0 and 255", 0 <= sigma <= 255)):
         if not ok:
             fail(f"{rule}, got {value}", code=2)
+    try:
+        sequences = TemporalConfig(radius=temporal, strength=temporal_strength) if temporal else None
+    except ValueError as exc:
+        fail(str(exc), code=2)
     speed_sizes = [_parse_size(size) for size in sizes.split(",")]  # checked before any model loads
     task = task or dataset_task(dataset) or "derain"
     try:
@@ -219,7 +228,10 @@ def benchmark(
     try:  # a pair that cannot be read stops the benchmark: means over fewer pairs would not compare
         summaries = [evaluate_samples(samples, None, "input", protocol)]
         for restorer in restorers:
-            summaries.append(evaluate_samples(samples, restorer.restore_array, restorer.descriptor.name, protocol, save_images))
+            if sequences is not None:
+                summaries += evaluate_sequences(samples, restorer.restore_array, restorer.descriptor.name, sequences, protocol, save_images)
+            else:
+                summaries.append(evaluate_samples(samples, restorer.restore_array, restorer.descriptor.name, protocol, save_images))
             if views:
                 ensembled = Restorer(restorer.descriptor, torch_device, precision, tile, ensemble=views)
                 summaries.append(evaluate_samples(samples, ensembled.restore_array, f"{restorer.descriptor.name}-x{len(views)}", protocol, save_images))
@@ -243,6 +255,7 @@ def benchmark(
         "recompose_radius": recompose_radius,
         "darken_only": darken_only,
         "self_ensemble": list(views) if views else None,
+        "temporal": {"radius": sequences.radius, "strength": sequences.strength, "patch": sequences.patch} if sequences else None,
         "models": [{"name": d.name, "architecture": d.architecture, "sha256": d.sha256, "parameters": d.parameters} for d in descriptors],
         "wall_seconds": round(time.perf_counter() - start, 2),
         "images_per_second": {s.label: (1.0 / s.seconds_per_image if s.seconds_per_image else None) for s in summaries[1:]},

@@ -4,18 +4,22 @@
 baseline row) over (degraded, target) samples and scores each output as the
 8-bit PNG a user would get: PSNR and SSIM on Y (BT.601, MATLAB convention) and
 on RGB, per image, then the mean over images (:mod:`restore_core.metrics`).
+:func:`evaluate_sequences` scores frames of image sequences as they come from the model
+and smoothed in time (``--temporal``), from one pass.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from restore_core.io.images import LoadedImage, read_image
+from restore_core.engine.inputs import frame_sort_key
+from restore_core.engine.temporal import Frame, FrameWindow, TemporalConfig, smooth_in_window
+from restore_core.io.images import LoadedImage, read_image, write_image
 from restore_core.metrics import psnr, ssim, to_uint8_range
 
 RestoreFn = Callable[[np.ndarray], np.ndarray]
@@ -99,6 +103,18 @@ def summarise(label: str, scores: Sequence[PairScore]) -> Summary:
     return Summary(label, len(scores), mean("psnr_y"), mean("ssim_y"), mean("psnr_rgb"), mean("ssim_rgb"), mean("seconds"), list(scores))
 
 
+def _score_sample(sample: Sample, degraded: LoadedImage, output: np.ndarray, seconds: float, protocol: Protocol,
+                  save_to: Path | None) -> PairScore:
+    """Score one output against its sample's target (the sample's own target crop, if
+    any); with ``save_to`` (a folder), write it there as PNG."""
+    sample_protocol = protocol if sample.target_crop is None else replace(protocol, target_crop=sample.target_crop)
+    pair_score = score(output, sample.load_target(), sample_protocol, sample.name, grey=degraded.layout.startswith("grey"))
+    pair_score.seconds = seconds
+    if save_to is not None:
+        write_image(save_to / f"{Path(sample.name).with_suffix('')}.png", output, degraded)
+    return pair_score
+
+
 def evaluate_samples(
     samples: Sequence[Sample],
     restore: RestoreFn | None,
@@ -108,21 +124,55 @@ def evaluate_samples(
 ) -> Summary:
     """Score ``restore`` (None = the degraded input itself) over dataset samples
     (:class:`Sample`); restored images go to ``save_dir/label/``."""
-    from dataclasses import replace
-
-    from restore_core.io.images import write_image
-
     scores = []
     for sample in samples:
         degraded = sample.load_degraded()
-        target = sample.load_target()
         start = time.perf_counter()
         output = degraded.rgb if restore is None else restore(degraded.rgb)
-        seconds = time.perf_counter() - start
-        sample_protocol = protocol if sample.target_crop is None else replace(protocol, target_crop=sample.target_crop)
-        pair_score = score(output, target, sample_protocol, sample.name, grey=degraded.layout.startswith("grey"))
-        pair_score.seconds = seconds
-        scores.append(pair_score)
-        if save_dir is not None and restore is not None:
-            write_image(Path(save_dir) / label / f"{Path(sample.name).with_suffix('')}.png", output, degraded)
+        save_to = Path(save_dir) / label if save_dir is not None and restore is not None else None
+        scores.append(_score_sample(sample, degraded, output, time.perf_counter() - start, protocol, save_to))
     return summarise(label, scores)
+
+
+def evaluate_sequences(
+    samples: Sequence[Sample],
+    restore: RestoreFn,
+    label: str,
+    temporal: TemporalConfig,
+    protocol: Protocol = Protocol(),
+    save_dir: Path | None = None,
+) -> tuple[Summary, Summary]:
+    """Score ``restore`` over samples that are the frames of image sequences (the samples
+    of each folder of names one sequence, in :func:`frame_sort_key` order, as GoPro's
+    scenes): as the model gives them (``label``), and smoothed with their neighbours as
+    ``--temporal`` smooths them (``label-tR``), from one pass of the model. The smoothed
+    row's seconds include the smoothing."""
+    ordered = sorted(samples, key=lambda sample: frame_sort_key(Path(sample.name)))
+    plain: list[PairScore] = []
+    smoothed: list[PairScore] = []
+    smoothed_label = f"{label}-t{temporal.radius}"
+    window: FrameWindow | None = None
+    folder: Path | None = None
+
+    def score_smoothed(ready: list[tuple[Frame, list[Frame]]]) -> None:
+        for centre, neighbours in ready:
+            sample, degraded, seconds = centre.stamp
+            start = time.perf_counter()
+            output = smooth_in_window(centre, neighbours, temporal) / np.float32(255.0)
+            save_to = Path(save_dir) / smoothed_label if save_dir is not None else None
+            smoothed.append(_score_sample(sample, degraded, output, seconds + time.perf_counter() - start, protocol, save_to))
+
+    for sample in ordered:
+        degraded = sample.load_degraded()
+        start = time.perf_counter()
+        output = restore(degraded.rgb)
+        seconds = time.perf_counter() - start
+        plain.append(_score_sample(sample, degraded, output, seconds, protocol, Path(save_dir) / label if save_dir is not None else None))
+        if window is None or Path(sample.name).parent != folder:
+            if window is not None:
+                score_smoothed(window.flush())
+            window, folder = FrameWindow(temporal.radius), Path(sample.name).parent
+        score_smoothed(window.push(Frame.of(np.clip(output, 0, 1) * np.float32(255.0), (sample, degraded, seconds))))
+    if window is not None:
+        score_smoothed(window.flush())
+    return summarise(label, plain), summarise(smoothed_label, smoothed)

@@ -234,16 +234,17 @@ def select_shard(jobs: list[Job], index: int, count: int, frames: bool = False) 
     return ordered[index::count]
 
 
-def _name_key(name: str) -> tuple:
-    """``frame_2.png`` before ``frame_10.png``: runs of digits compared as numbers."""
-    parts = re.split(r"(\d+)", name.lower())  # text, digits, text, ...: like types meet like
-    return tuple(int(part) if i % 2 else part for i, part in enumerate(parts)), name
+def frame_sort_key(path: Path) -> tuple:
+    """Where ``path`` goes among the frames of image sequences: folder by folder, each
+    folder's images by name with runs of digits compared as numbers (``frame_9`` before
+    ``frame_10``)."""
+    parts = re.split(r"(\d+)", path.name.lower())  # text, digits, text, ...: like types meet like
+    return str(path.parent), tuple(int(part) if i % 2 else part for i, part in enumerate(parts)), path.name
 
 
 def frame_order(jobs: Iterable[Job]) -> list[Job]:
-    """Jobs as the frames of image sequences: folder by folder, each folder's images
-    by name with numbers in names compared as numbers (``frame_9`` before ``frame_10``)."""
-    return sorted(jobs, key=lambda job: (str(job.source.parent), _name_key(job.source.name)))
+    """Jobs as the frames of image sequences (:func:`frame_sort_key`)."""
+    return sorted(jobs, key=lambda job: frame_sort_key(job.source))
 
 
 def with_neighbour_frames(runnable: list[Job], every: list[Job], radius: int) -> list[Job]:
