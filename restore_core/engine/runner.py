@@ -23,7 +23,7 @@ import itertools
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -360,6 +360,9 @@ def _smooth_and_encode(centre: Frame, neighbours: list[Frame], config: TemporalC
                    jpeg_quality, restored.model)
 
 
+_NO_PIXELS = np.empty((0, 0, 3), np.float32)
+
+
 class _SequenceWrites:
     """``--temporal`` on images: each folder's restored frames go through a
     :class:`FrameWindow`; a frame's write (smoothing, then encoding) goes to the writer
@@ -383,7 +386,8 @@ class _SequenceWrites:
             self.end()
             self.window, self.folder = FrameWindow(self.config.radius), job.source.parent
         place = None if job.context else _AwaitingNeighbours()
-        frame = Frame.of(rgb * np.float32(255.0), _Restored(job, decoded.image, spent, degradation, model, place), emit=place is not None)
+        like = replace(decoded.image, rgb=_NO_PIXELS)  # how to write it: the input's pixels need not wait with it
+        frame = Frame.of(rgb * np.float32(255.0), _Restored(job, like, spent, degradation, model, place), emit=place is not None)
         self._write(self.window.push(frame))
         return place
 
