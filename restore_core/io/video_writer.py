@@ -47,11 +47,16 @@ class _ResumableOutput:
         self._lock: int | None = None
 
     def _open_work_folder(self) -> None:
-        """Create and lock the work folder, keeping an earlier run's pieces when they match."""
-        with _writing(self.output):
-            self.work.mkdir(parents=True, exist_ok=True)
-            self._lock = _lock_folder(self.work, self.output)
-            self._resume()
+        """Create and lock the work folder, keeping an earlier run's pieces when they
+        match; on failure (another run holds it, a read-only disk) nothing is left held."""
+        try:
+            with _writing(self.output):
+                self.work.mkdir(parents=True, exist_ok=True)
+                self._lock = _lock_folder(self.work, self.output)
+                self._resume()
+        except BaseException:
+            self.abort()
+            raise
 
     @property
     def frames_done(self) -> int:
@@ -163,11 +168,7 @@ class VideoWriter(_ResumableOutput):
         self._part_stream = None
         self._part_frames = 0
         self._resized = False  # a frame of another size has been scaled (and noted)
-        try:
-            self._open_work_folder()
-        except BaseException:
-            self.abort()
-            raise
+        self._open_work_folder()
 
     @property
     def _last_pts(self) -> int | None:
@@ -302,11 +303,7 @@ class FrameFolderWriter(_ResumableOutput):
         if lost:
             self.notes.append(f"{reader.info.pixel_format} video: {lost}")
         self._written = 0  # frames written since the last checkpoint
-        try:
-            self._open_work_folder()
-        except BaseException:
-            self.abort()
-            raise
+        self._open_work_folder()
 
     def _name(self, index: int) -> str:
         return f"{index + 1:06d}{self.extension}"
