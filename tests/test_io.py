@@ -217,14 +217,14 @@ def test_icc_profile_kept_in_png(tmp_path):
 @pytest.mark.parametrize("channels", [1, 3])
 def test_icc_profile_kept_in_16_bit_tiff(tmp_path, rng, channels):
     """OpenCV writes 16-bit TIFFs without metadata; the profile is added to its IFD
-    (add_tiff_icc), pixels untouched. An odd length checks the padding to even offsets."""
-    from restore_core.io.containers import add_tiff_icc
+    (add_tiff_metadata), pixels untouched. An odd length checks the padding to even offsets."""
+    from restore_core.io.containers import add_tiff_metadata
 
     icc = b"fake-icc-profile" * 8 + b"x"
     array = rng.integers(0, 65536, size=(9, 13, channels) if channels > 1 else (9, 13), dtype=np.uint16)
     ok, buffer = cv2.imencode(".tif", array)
     src = tmp_path / "a.tif"
-    src.write_bytes(add_tiff_icc(buffer.tobytes(), icc))
+    src.write_bytes(add_tiff_metadata(buffer.tobytes(), icc))
     loaded = read_image(src)
     assert loaded.icc_profile == icc and loaded.bit_depth == 16
     dst = tmp_path / "b.tif"
@@ -238,14 +238,14 @@ def test_icc_profile_kept_in_16_bit_tiff(tmp_path, rng, channels):
 def test_icc_profile_and_pixel_budget_of_float_tiffs(tmp_path, rng, channels):
     """Pillow cannot open RGB and RGBA float32 TIFFs: their profile was lost on read and
     their size checked only after decoding. The first IFD is read here instead."""
-    from restore_core.io.containers import add_tiff_icc
+    from restore_core.io.containers import add_tiff_metadata
     from restore_core.io.images import ImageError
 
     icc = b"fake-icc-profile" * 8 + b"x"
     array = rng.random((9, 13, channels) if channels > 1 else (9, 13)).astype(np.float32)
     ok, buffer = cv2.imencode(".tif", array)
     src = tmp_path / "f.tif"
-    src.write_bytes(add_tiff_icc(buffer.tobytes(), icc))
+    src.write_bytes(add_tiff_metadata(buffer.tobytes(), icc))
     loaded = read_image(src)
     assert loaded.icc_profile == icc and loaded.bit_depth == 32 and loaded.source_format == "tiff"
     dst = tmp_path / "g.tif"
@@ -475,3 +475,32 @@ def test_a_10_bit_heic_keeps_its_depth_on_the_16_bit_scale(tmp_path):
     assert np.abs(loaded.rgb - samples / 1023).mean() < 2 / 1023
     write_image(tmp_path / "hdr.png", loaded.rgb, loaded)
     assert cv2.imread(str(tmp_path / "hdr.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16  # the depth travels to PNG
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32])
+def test_exif_kept_in_16_bit_and_float_tiffs(tmp_path, rng, dtype):
+    """OpenCV writes 16-bit and float TIFFs without metadata: their make, model, dates, the
+    EXIF sub-IFD (exposure, time taken) and GPS were lost on the way through restore. They
+    are added to the written file's IFD beside the profile; pixels untouched."""
+    from restore_core.io.containers import add_tiff_metadata
+
+    exif = Image.Exif()
+    exif[271], exif[272], exif[306] = "Maker", "Model X", "2026:12:05 10:00:00"
+    exif[0x8769] = {0x829A: 0.004, 0x9003: "2026:12:05 09:59:58"}  # exposure time, time taken
+    exif[0x8825] = {1: "N", 2: (52.0, 22.0, 30.0)}  # GPS latitude
+    icc = b"fake-icc-profile" * 8 + b"x"
+    array = (rng.integers(0, 65536, (9, 13, 3), dtype=np.uint16) if dtype == np.uint16 else rng.random((9, 13, 3)).astype(np.float32))
+    ok, buffer = cv2.imencode(".tif", array)
+    src = tmp_path / "a.tif"
+    src.write_bytes(add_tiff_metadata(buffer.tobytes(), icc, exif.tobytes()))
+    loaded = read_image(src)
+    dst = tmp_path / "b.tif"
+    write_image(dst, loaded.rgb, loaded)
+    written = Image.Exif()
+    written.load(dst.read_bytes())
+    assert (written[271], written[272], written[306]) == ("Maker", "Model X", "2026:12:05 10:00:00")
+    assert float(written.get_ifd(0x8769)[0x829A]) == 0.004 and written.get_ifd(0x8769)[0x9003] == "2026:12:05 09:59:58"
+    assert written.get_ifd(0x8825)[1] == "N" and tuple(map(float, written.get_ifd(0x8825)[2])) == (52.0, 22.0, 30.0)
+    assert written[256] == 13 and written[258] in (16, 32, (16, 16, 16), (32, 32, 32))  # the image's own layout tags
+    assert read_image(dst).icc_profile == icc
+    np.testing.assert_array_equal(cv2.imread(str(dst), cv2.IMREAD_UNCHANGED), array)

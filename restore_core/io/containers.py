@@ -89,28 +89,43 @@ def add_png_metadata(png: bytes, icc_profile: bytes | None, exif: bytes | None) 
 _TIFF_ICC_TAG = 34675  # InterColorProfile, type UNDEFINED
 
 
-def add_tiff_icc(tiff: bytes, icc_profile: bytes) -> bytes:
+def add_tiff_metadata(tiff: bytes, icc_profile: bytes | None = None, exif: bytes | None = None) -> bytes:
     """``tiff`` (one image, as OpenCV writes 16-bit and float TIFFs, without metadata) with
-    an ICC profile tag in its first IFD.
+    an ICC profile and the tags of an ``exif`` block (make, model, dates, the EXIF and GPS
+    sub-IFDs; as Pillow's ``Exif.tobytes`` gives it) in its first IFD.
 
-    The profile and a copy of the IFD holding the new entry are appended, and the header
-    points at the copy: nothing already in the file moves, so every offset in it stays
-    valid (the old IFD is left unused). Pillow writes the profile of 8-bit TIFFs itself.
+    The profile, the EXIF tags (serialised by Pillow for the place they land in, in the
+    file's byte order) and a copy of the IFD holding the new entries are appended, and the
+    header points at the copy: nothing already in the file moves, so every offset in it
+    stays valid (the old IFD is left unused). The image's own tags win over the EXIF's;
+    its layout tags are never taken from the EXIF. Pillow writes both for 8-bit TIFFs.
     """
     order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
     if order is None or struct.unpack(order + "H", tiff[2:4])[0] != 42:
         raise ValueError("not a classic TIFF")
     (ifd_offset,) = struct.unpack(order + "I", tiff[4:8])
     (count,) = struct.unpack(order + "H", tiff[ifd_offset : ifd_offset + 2])
-    entries = [tiff[ifd_offset + 2 + 12 * i : ifd_offset + 14 + 12 * i] for i in range(count)]
+    entries = {struct.unpack(order + "H", e[:2])[0]: e for e in (tiff[ifd_offset + 2 + 12 * i : ifd_offset + 14 + 12 * i] for i in range(count))}
     (next_ifd,) = struct.unpack(order + "I", tiff[ifd_offset + 2 + 12 * count : ifd_offset + 6 + 12 * count])
-    entries = [e for e in entries if struct.unpack(order + "H", e[:2])[0] != _TIFF_ICC_TAG]
     body = tiff + b"\0" * (len(tiff) % 2)  # TIFF offsets are even
-    icc_offset = len(body)
-    body += icc_profile + b"\0" * (len(icc_profile) % 2)
-    entries.append(struct.pack(order + "HHII", _TIFF_ICC_TAG, 7, len(icc_profile), icc_offset))
-    entries.sort(key=lambda e: struct.unpack(order + "H", e[:2])[0])  # TIFF wants tags in ascending order
-    new_ifd = struct.pack(order + "H", len(entries)) + b"".join(entries) + struct.pack(order + "I", next_ifd)
+    if exif:
+        tags = Image.Exif()
+        tags.load(exif)
+        for tag in (TIFF_LAYOUT_TAGS | {_TIFF_ICC_TAG}) & set(tags):
+            del tags[tag]
+        if len(tags):
+            tags.endian = order
+            block = tags.tobytes(len(body))[6 + 8 :]  # the IFD as if it stood at len(body): after "Exif\0\0" and a TIFF header
+            (exif_count,) = struct.unpack(order + "H", block[:2])
+            for i in range(exif_count):
+                entry = block[2 + 12 * i : 14 + 12 * i]
+                entries.setdefault(struct.unpack(order + "H", entry[:2])[0], entry)
+            body += block + b"\0" * (len(block) % 2)
+    if icc_profile:
+        entries[_TIFF_ICC_TAG] = struct.pack(order + "HHII", _TIFF_ICC_TAG, 7, len(icc_profile), len(body))
+        body += icc_profile + b"\0" * (len(icc_profile) % 2)
+    ordered = [entries[tag] for tag in sorted(entries)]  # TIFF wants tags in ascending order
+    new_ifd = struct.pack(order + "H", len(ordered)) + b"".join(ordered) + struct.pack(order + "I", next_ifd)
     return body[:4] + struct.pack(order + "I", len(body)) + body[8:] + new_ifd
 
 

@@ -31,7 +31,7 @@ from PIL import Image
 from restore_core.io.containers import (
     TIFF_LAYOUT_TAGS,
     add_png_metadata,
-    add_tiff_icc,
+    add_tiff_metadata,
     avif_bit_depth,
     encode_grey_alpha_png,
     icc_colour_space,
@@ -271,24 +271,37 @@ def _read_header(data: bytes, path: os.PathLike | str, max_pixels: int) -> _Head
                 header.icc = image.info.get("icc_profile")
                 if header.fmt == "png" and image.mode in ("L", "I;16") and isinstance(image.info.get("transparency"), int):
                     header.transparent_grey = image.info["transparency"]
-                exif = png_exif(image, data) if header.fmt == "png" else image.getexif()
-                header.orientation = int(exif.get(_EXIF_ORIENTATION_TAG, 1) or 1)
-                if header.fmt == "tiff":
-                    for tag in TIFF_LAYOUT_TAGS & set(exif):
-                        del exif[tag]
-                if exif:
-                    exif[_EXIF_ORIENTATION_TAG] = 1  # pixels are rotated on read
-                    header.exif = exif.tobytes()
+                header.orientation, header.exif = _metadata_to_keep(png_exif(image, data) if header.fmt == "png" else image.getexif(), header.fmt)
     except ImageError:
         raise
     except Exception:
         pass  # Pillow may not know the format; OpenCV decides.
     if not header.fmt and (tiff := tiff_header(data)) is not None:
         (width, height, header.icc, more_pages), header.fmt = tiff, "tiff"
+        try:
+            exif = Image.Exif()
+            exif.load(data)
+            header.orientation, header.exif = _metadata_to_keep(exif, "tiff")
+        except Exception:  # noqa: BLE001 - metadata is best-effort; the pixels decide
+            pass
         if more_pages:
             raise ImageError(path, "has more than one page (multi-page TIFF); only single-frame images are supported")
         _check_pixels(path, width, height, max_pixels)
     return header
+
+
+def _metadata_to_keep(exif: Image.Exif, fmt: str) -> tuple[int, bytes | None]:
+    """(EXIF orientation, EXIF bytes to write back): the orientation reset to 1, since the
+    pixels are turned on read, and a TIFF's layout tags left out (they describe its strips,
+    not the restored copy's)."""
+    orientation = int(exif.get(_EXIF_ORIENTATION_TAG, 1) or 1)
+    if fmt == "tiff":
+        for tag in TIFF_LAYOUT_TAGS & set(exif):
+            del exif[tag]
+    if not exif:
+        return orientation, None
+    exif[_EXIF_ORIENTATION_TAG] = 1
+    return orientation, exif.tobytes()
 
 
 def _split_layout(array: np.ndarray, data: bytes, header: _Header) -> tuple[np.ndarray, str, np.ndarray | None]:
@@ -472,8 +485,8 @@ def encode_image(rgb: np.ndarray, like: LoadedImage, extension: str, jpeg_qualit
     data = buffer.tobytes()
     if extension == ".png":
         data = add_png_metadata(data, like.icc_profile, like.exif)
-    elif extension in (".tif", ".tiff") and like.icc_profile:
-        data = add_tiff_icc(data, like.icc_profile)
+    elif extension in (".tif", ".tiff") and (like.icc_profile or like.exif):
+        data = add_tiff_metadata(data, like.icc_profile, like.exif)
     return data
 
 
