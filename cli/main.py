@@ -27,7 +27,7 @@ def _print_version(value: bool) -> None:
         import platform
         from importlib.metadata import PackageNotFoundError, version
 
-        from restore_core.io.images import SUPPORTED_EXTENSIONS
+        from restore_core.io.images import READ_ONLY_EXTENSIONS, SUPPORTED_EXTENSIONS
         from restore_core.io.video import DEEP_ENCODER, READ_ONLY_VIDEO_EXTENSIONS, WRITABLE_VIDEO_EXTENSIONS, encoder_available, pyav_available
 
         def installed(package: str) -> str:
@@ -41,6 +41,10 @@ def _print_version(value: bool) -> None:
         images = " ".join(ext.lstrip(".") for ext in SUPPORTED_EXTENSIONS)
         if ".heic" not in SUPPORTED_EXTENSIONS:
             images += " (heic: pip install 'restore[heic]')"
+        if READ_ONLY_EXTENSIONS:
+            images += f" (read only, developed by LibRaw, rawpy {installed('rawpy')}: camera raw, " + " ".join(ext.lstrip(".") for ext in READ_ONLY_EXTENSIONS) + ")"
+        else:
+            images += " (camera raw: pip install 'restore[raw]')"
         print(f"images: {images}")
         videos = " ".join(ext.lstrip(".") for ext in WRITABLE_VIDEO_EXTENSIONS)
         videos += " (read only: " + " ".join(ext.lstrip(".") for ext in READ_ONLY_VIDEO_EXTENSIONS) + ")"

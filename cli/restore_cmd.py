@@ -24,7 +24,8 @@ from cli.console import err_console, error, fail, print_json, say, warn
 from restore_core.engine.inputs import (
     InputError, collect_inputs, describe_unreadable, names_output_file, parse_shard, plan_batch, with_neighbour_frames,
 )
-from restore_core.io.images import DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS, how_to_read
+from restore_core.io.camera_raw import RAW_OUTPUT
+from restore_core.io.images import DEFAULT_MAX_PIXELS, READ_ONLY_EXTENSIONS, SUPPORTED_EXTENSIONS, how_to_read
 from restore_core.io.video import READ_ONLY_VIDEO_OUTPUT, WRITABLE_VIDEO_EXTENSIONS, is_video_name
 from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task  # presets.py imports torch only when loading
 
@@ -195,6 +196,9 @@ def run_restore(request: RestoreRequest) -> None:
             and Path(request.source).is_file()):
         fail(f"{request.out_dir}: restore reads {request.out_dir.suffix} videos but does not write them; name the output "
              f"{request.out_dir.stem}{READ_ONLY_VIDEO_OUTPUT} (or use one of {', '.join(WRITABLE_VIDEO_EXTENSIONS)})", code=2)
+    if output_file is not None and output_file.suffix.lower() in READ_ONLY_EXTENSIONS:
+        fail(f"{output_file}: restore reads {output_file.suffix} images (camera raw) but does not write them; name the output "
+             f"{output_file.stem}{RAW_OUTPUT} (16 bits) or give another image format", code=2)
     if output_file is not None and (request.suffix or ext):
         fail(f"--suffix and --ext name outputs in a folder; {output_file} is the output file itself (its extension sets the format)", code=2)
     if output_file is None and request.out_dir.exists() and not request.out_dir.is_dir():
@@ -437,7 +441,7 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
         precision: str = typer.Option("auto", "--precision", help="auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, fp16, bf16."),
         recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders of IN."),
         suffix: str = typer.Option("", "--suffix", help=f"Appended to each output file's stem, e.g. {EXAMPLE_SUFFIX.get(task, '_restored')}."),
-        ext: Optional[str] = typer.Option(None, "--ext", help="Output format of images (png, jpg, tif, webp, bmp; avif and heic where this install reads them) or of videos (mp4, mkv, mov, m4v, webm, avi, ts, mts, m2ts); default: the input's (mkv for mpg, 3gp, wmv, flv)."),
+        ext: Optional[str] = typer.Option(None, "--ext", help="Output format of images (png, jpg, tif, webp, bmp; avif and heic where this install reads them) or of videos (mp4, mkv, mov, m4v, webm, avi, ts, mts, m2ts); default: the input's (tif for camera raw; mkv for mpg, 3gp, wmv, flv)."),
         quality: int = typer.Option(95, "--quality", help="JPEG, WebP, AVIF and HEIC outputs, and videos (95 = H.264 CRF 18): encoder quality, 1-100."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
         skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave existing outputs alone and skip those inputs."),

@@ -70,13 +70,13 @@ def test_files_restore_cannot_read_get_a_skipped_line_and_one_warning(tmp_path, 
     src = tmp_path / "camera"
     src.mkdir()
     cv2.imwrite(str(src / "a.png"), rng.integers(0, 256, (24, 32, 3), dtype=np.uint8))
-    (src / "IMG_1.CR2").write_bytes(b"II*\x00\x10\x00\x00\x00CR" + bytes(64))
+    (src / "IMG_1.JXL").write_bytes(b"\xff\x0a" + bytes(64))  # JPEG XL: read by neither OpenCV nor Pillow
     result = restore("derain", str(src), str(tmp_path / "out"), "--json", "--model", str(tiny_checkpoint))
     assert result.returncode == 0, result.stderr
     lines = {Path(row["input"]).name: row for row in map(json.loads, result.stdout.splitlines())}
     assert lines["a.png"]["status"] == "ok"
-    assert lines["IMG_1.CR2"]["status"] == "skipped" and lines["IMG_1.CR2"]["reason"] == "camera raw: a format restore cannot read"
-    assert result.stderr.count("left out 1 file(s) in formats restore cannot read: 1 .cr2 (camera raw)") == 1
+    assert lines["IMG_1.JXL"]["status"] == "skipped" and lines["IMG_1.JXL"]["reason"] == "JPEG XL: a format restore cannot read"
+    assert result.stderr.count("left out 1 file(s) in formats restore cannot read: 1 .jxl (JPEG XL)") == 1
     assert "1 restored, 0 failed, 1 skipped" in result.stderr
 
 

@@ -119,22 +119,23 @@ def test_parse_shard_rejects_out_of_range():
 
 
 def test_files_in_formats_restore_cannot_read_are_named_not_skipped_in_silence(tmp_path):
-    """Camera raws beside JPEGs, or a folder of them, used to vanish from the batch
+    """Files restore cannot read (JPEG XL, Photoshop, GIF; camera raws without rawpy:
+    test_camera_raw.py) beside JPEGs, or a folder of them, used to vanish from the batch
     without a word ("no images in this folder" when nothing else was there)."""
     from restore_core.engine.inputs import describe_unreadable
 
     folder = tmp_path / "camera"
-    touch(folder, "a.jpg", "IMG_1.CR2", "IMG_2.cr2", "raw/b.NEF", "notes.txt", ".hidden.cr2")
+    touch(folder, "a.jpg", "IMG_1.JXL", "IMG_2.jxl", "layers/b.PSD", "notes.txt", ".hidden.jxl")
     unreadable: list[Path] = []
     assert sources(collect_inputs(str(folder), recursive=True, unreadable=unreadable)) == ["a.jpg"]
-    assert [p.name for p in unreadable] == ["IMG_1.CR2", "IMG_2.cr2", "b.NEF"]
-    assert describe_unreadable(unreadable) == "2 .cr2 (camera raw), 1 .nef (camera raw)"
+    assert [p.name for p in unreadable] == ["IMG_1.JXL", "IMG_2.jxl", "b.PSD"]
+    assert describe_unreadable(unreadable) == "2 .jxl (JPEG XL), 1 .psd (Photoshop)"
     unreadable.clear()
     collect_inputs(str(folder / "*"), unreadable=unreadable)  # a glob reports them too
-    assert [p.name for p in unreadable] == ["IMG_1.CR2", "IMG_2.cr2"]
+    assert [p.name for p in unreadable] == ["IMG_1.JXL", "IMG_2.jxl"]
 
     only = tmp_path / "only"
-    touch(only, "IMG_1.CR2", "IMG_2.jxl")
-    with pytest.raises(InputError, match=r"no images .* in this folder; it holds 1 \.cr2 \(camera raw\), 1 \.jxl \(JPEG XL\), "
+    touch(only, "IMG_1.gif", "IMG_2.jxl")
+    with pytest.raises(InputError, match=r"no images .* in this folder; it holds 1 \.gif \(GIF\), 1 \.jxl \(JPEG XL\), "
                                          r"which restore cannot read: convert to PNG, TIFF or JPEG first$"):
         collect_inputs(str(only))

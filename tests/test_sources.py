@@ -124,15 +124,15 @@ def test_clean_folders_say_what_they_hold_that_restore_cannot_read(tmp_path):
     from restore_core.training.sources import describe, prepare_data
 
     write_random_pngs(tmp_path / "clean", 2, 40, 40, seed=0)
-    (tmp_path / "clean" / "IMG_9.CR2").write_bytes(b"raw")
+    (tmp_path / "clean" / "IMG_9.JXL").write_bytes(b"jxl")
     data = prepare_data(replace(RECIPES["taylor-derain"], patch_size=32, data=DataConfig(clean=(str(tmp_path / "clean"),))))
-    assert data.summary["unreadable"] == [str(tmp_path / "clean" / "IMG_9.CR2")]
-    assert "1 files in formats restore cannot read left out (1 .cr2 (camera raw))" in describe(data.summary)
+    assert data.summary["unreadable"] == [str(tmp_path / "clean" / "IMG_9.JXL")]
+    assert "1 files in formats restore cannot read left out (1 .jxl (JPEG XL))" in describe(data.summary)
 
-    (tmp_path / "raws").mkdir()
-    (tmp_path / "raws" / "a.nef").write_bytes(b"raw")
-    with pytest.raises(TrainingError, match=r"raws: no images restore can read; it holds 1 \.nef \(camera raw\): convert"):
-        prepare_data(replace(RECIPES["taylor-derain"], patch_size=32, data=DataConfig(clean=(str(tmp_path / "raws"),))))
+    (tmp_path / "layers").mkdir()
+    (tmp_path / "layers" / "a.psd").write_bytes(b"psd")
+    with pytest.raises(TrainingError, match=r"layers: no images restore can read; it holds 1 \.psd \(Photoshop\): convert"):
+        prepare_data(replace(RECIPES["taylor-derain"], patch_size=32, data=DataConfig(clean=(str(tmp_path / "layers"),))))
 
 
 def test_every_image_is_decoded_once(tmp_path, monkeypatch):

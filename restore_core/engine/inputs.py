@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from restore_core.io.images import SUPPORTED_EXTENSIONS, UNREADABLE_FORMATS, how_to_read
+from restore_core.io.images import READABLE_EXTENSIONS, UNREADABLE_FORMATS, how_to_read, output_suffix
 from restore_core.io.video import WRITABLE_VIDEO_EXTENSIONS, is_video_name, output_video_suffix
 
 
@@ -35,7 +35,8 @@ class Job:
 
 
 def is_image_name(path: Path) -> bool:
-    return path.suffix.lower() in SUPPORTED_EXTENSIONS and not path.name.startswith(".")
+    """An image file restore reads (camera raw files too, where rawpy is installed)."""
+    return path.suffix.lower() in READABLE_EXTENSIONS and not path.name.startswith(".")
 
 
 def is_unreadable_image_name(path: Path) -> bool:
@@ -133,7 +134,7 @@ def collect_inputs(spec: str, recursive: bool = False, stdin_lines: Iterable[str
                 hint = f"; it holds {len(found_videos)} video(s): name them, e.g. '{path / ('*' + found_videos[0].suffix)}'"
             elif unreadable:
                 hint = f"; it holds {describe_unreadable(unreadable)}, which restore cannot read: {how_to_read(p.suffix.lower() for p in unreadable)}"
-            raise InputError(f"{spec}: no images ({', '.join(SUPPORTED_EXTENSIONS)}) in this folder{hint}")
+            raise InputError(f"{spec}: no images ({', '.join(READABLE_EXTENSIONS)}) in this folder{hint}")
         return [Job(f, f.relative_to(path)) for f in files]
     if path.exists() or os.path.lexists(path):
         return [Job(path, Path(path.name))]
@@ -167,7 +168,7 @@ def plan_outputs(jobs: list[Job], out_dir: Path, suffix: str = "", ext: str | No
 
     ``ext`` (".png", ".jpg", ...) changes the format of the images, a video extension
     (".mkv", ...) that of the videos; by default each keeps its own (a video in a
-    container restore only reads becomes ``.mkv``). With ``video_frames`` (``--frames``),
+    container restore only reads becomes ``.mkv``, a camera raw file a 16-bit ``.tif``). With ``video_frames`` (``--frames``),
     a video's output is the folder ``out_dir/relative-folder/stem+suffix`` of its frames.
     """
     planned = []
@@ -177,7 +178,7 @@ def plan_outputs(jobs: list[Job], out_dir: Path, suffix: str = "", ext: str | No
             planned.append(Job(job.source, job.relative, out_dir / job.relative.parent / f"{job.relative.stem}{suffix}"))
             continue
         same_kind = ext is not None and is_video_name("x" + ext) == is_video
-        extension = ext if ext and same_kind else output_video_suffix(job.source) if is_video else job.source.suffix
+        extension = ext if ext and same_kind else output_video_suffix(job.source) if is_video else output_suffix(job.source)
         if not extension.startswith("."):
             extension = "." + extension
         name = f"{job.relative.stem}{suffix}{extension.lower() if ext and same_kind else extension}"

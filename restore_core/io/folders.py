@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Iterable
 
-from restore_core.io.images import SUPPORTED_EXTENSIONS, UNREADABLE_FORMATS
+from restore_core.io.images import READABLE_EXTENSIONS, UNREADABLE_FORMATS
 
 # (degraded folder, reference folder) names used by common paired datasets.
 PAIR_LAYOUTS = (("input", "target"), ("rainy", "norain"), ("rain", "norain"), ("hazy", "clear"), ("blur", "sharp"), ("noisy", "clean"))
@@ -45,7 +45,7 @@ def _files_with(folder: Path, extensions: Iterable[str]) -> list[Path]:
 
 def list_images(folder: Path) -> list[Path]:
     """Image files directly in ``folder`` (hidden files skipped), sorted by name."""
-    return _files_with(folder, SUPPORTED_EXTENSIONS)
+    return _files_with(folder, READABLE_EXTENSIONS)
 
 
 def list_unreadable_images(folder: Path) -> list[Path]:

@@ -5,7 +5,9 @@ truncates); Pillow reads only the header, for the size check, EXIF orientation,
 ICC profile and EXIF bytes (what neither covers is read and written byte by byte
 in :mod:`.containers`). The model always sees float32 RGB in [0, 1]; the
 alpha channel, bit depth and channel layout travel beside it in
-:class:`LoadedImage` and are put back by :func:`encode_image`.
+:class:`LoadedImage` and are put back by :func:`encode_image`. Camera raw files are
+developed by LibRaw instead (:mod:`.camera_raw`) and read only: their restored copies
+are TIFFs (:func:`output_suffix`).
 
 Writes are atomic: bytes go to a temporary file in the destination folder, which
 is then renamed over the final name, so a crash or a concurrent writer never
@@ -28,6 +30,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from restore_core.io import camera_raw
 from restore_core.io.containers import (
     TIFF_LAYOUT_TAGS,
     add_png_metadata,
@@ -78,23 +81,34 @@ def _looks_like_heif(data: bytes) -> bool:
     return data[4:8] == b"ftyp" and data[8:12] in (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
 
 
+# Formats read and written.
 SUPPORTED_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp") + ((".avif",) if _avif_works() else ()) + _HEIF_EXTENSIONS
+# Formats read, never written: camera raw files, developed on read (restored copies are TIFFs).
+READ_ONLY_EXTENSIONS = camera_raw.RAW_EXTENSIONS if camera_raw.AVAILABLE else ()
+READABLE_EXTENSIONS = SUPPORTED_EXTENSIONS + READ_ONLY_EXTENSIONS
 # Image files met in photo folders that this project cannot read: said, not skipped in silence.
 UNREADABLE_FORMATS = {
     ".heic": "HEIC", ".heif": "HEIF", ".avif": "AVIF (no codec in this OpenCV/Pillow)", ".jxl": "JPEG XL", ".gif": "GIF",
-    ".jp2": "JPEG 2000", ".exr": "OpenEXR", ".psd": "Photoshop", ".dng": "camera raw", ".cr2": "camera raw",
-    ".cr3": "camera raw", ".nef": "camera raw", ".arw": "camera raw", ".raf": "camera raw", ".orf": "camera raw",
-    ".rw2": "camera raw",
-}
-UNREADABLE_FORMATS = {ext: name for ext, name in UNREADABLE_FORMATS.items() if ext not in SUPPORTED_EXTENSIONS}
+    ".jp2": "JPEG 2000", ".exr": "OpenEXR", ".psd": "Photoshop",
+} | dict.fromkeys(camera_raw.RAW_EXTENSIONS, "camera raw")
+UNREADABLE_FORMATS = {ext: name for ext, name in UNREADABLE_FORMATS.items() if ext not in READABLE_EXTENSIONS}
 
 
 def how_to_read(extensions: Iterable[str]) -> str:
     """What to do about files of these unreadable ``extensions``."""
-    hint = "convert to PNG, TIFF or JPEG first"
-    if {".heic", ".heif"} & set(extensions):
+    extensions, hint = set(extensions), "convert to PNG, TIFF or JPEG first"
+    if {".heic", ".heif"} & extensions:
         hint += " (HEIC/HEIF: pip install 'restore[heic]' adds them)"
+    if set(camera_raw.RAW_EXTENSIONS) & extensions:
+        hint += " (camera raw: pip install 'restore[raw]' develops them)"
     return hint
+
+
+def output_suffix(source: Path) -> str:
+    """The extension of ``source``'s restored copy when none is asked for: its own, or
+    :data:`camera_raw.RAW_OUTPUT` (16-bit TIFF) for a format read but not written."""
+    return camera_raw.RAW_OUTPUT if source.suffix.lower() in READ_ONLY_EXTENSIONS else source.suffix
+
 
 DEFAULT_MAX_PIXELS = 200_000_000  # 200 MP, ~2.4 GB as float32 RGB
 
@@ -329,6 +343,8 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
     """Decode encoded image ``data``; errors are :class:`ImageError` naming ``path``."""
     if not data:
         raise ImageError(path, "empty file (0 bytes)")
+    if Path(path).suffix.lower() in READ_ONLY_EXTENSIONS:
+        return _develop_camera_raw(data, path, max_pixels)
     header = _read_header(data, path, max_pixels)
     if header.fmt == "heif":  # OpenCV has no HEVC decoder; libheif hands the pixels over already turned
         _heif_ready()
@@ -359,6 +375,17 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
     except ValueError as exc:
         raise ImageError(path, str(exc)) from None
     return LoadedImage(pixels, layout, bit_depth, alpha, header.icc, header.exif, header.fmt, read_note)
+
+
+def _develop_camera_raw(data: bytes, path: os.PathLike | str, max_pixels: int) -> LoadedImage:
+    """A camera raw file developed by LibRaw (:mod:`restore_core.io.camera_raw`): 16-bit
+    sRGB, upright, with the make, model, date, exposure and GPS of its EXIF."""
+    try:
+        developed = camera_raw.develop(data, lambda width, height: _check_pixels(path, width, height, max_pixels))
+    except camera_raw.RawError as exc:
+        raise ImageError(path, str(exc)) from None
+    pixels, bit_depth = _to_unit_float(developed)
+    return LoadedImage(pixels, "rgb", bit_depth, exif=camera_raw.exif_of(data), source_format="camera raw")
 
 
 def read_image(path: os.PathLike | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:

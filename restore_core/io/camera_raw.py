@@ -1,0 +1,98 @@
+"""Camera raw photographs (DNG, CR2, CR3, NEF, ARW, RAF, ORF, RW2, ...), developed by
+LibRaw through the optional rawpy package (``pip install 'restore[raw]'``).
+
+A raw file holds the sensor's colour mosaic, not an image. It is developed here once,
+the way dcraw develops it by default, with two choices made for restoration: the
+camera's own white balance (dcraw ``-w``) and 16 bits per sample (``-6``); then AHD
+demosaicing, the camera's colour matrix into sRGB primaries, the sRGB tone curve
+(``-g 2.4 12.92``, so that an untagged 16-bit output reads correctly as sRGB) and
+LibRaw's automatic brightness, turned upright by the file's own rotation. No format
+restore writes is a raw file: the restored copy is a 16-bit TIFF by default
+(:data:`RAW_OUTPUT`), or what ``--ext`` names.
+
+The noise a denoiser meets in a developed raw file is the sensor's, shaped by
+demosaicing (correlated between neighbouring pixels, stronger in the shadows), not the
+white Gaussian noise the shipped denoisers were trained on.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+AVAILABLE = importlib.util.find_spec("rawpy") is not None
+
+RAW_EXTENSIONS = (
+    ".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".orf", ".rw2", ".rwl",
+    ".pef", ".srw", ".3fr", ".fff", ".iiq", ".mos", ".erf", ".kdc", ".dcr", ".mrw", ".x3f",
+)
+RAW_OUTPUT = ".tif"  # 16 bits per sample, like the development
+
+# Metadata worth carrying from a raw file's first IFD to the restored copy: who, what
+# camera, when, where. Its layout tags, DNG tags and sub-IFDs describe the mosaic, not the
+# developed image, and are left behind.
+_KEPT_IFD0_TAGS = frozenset({270, 271, 272, 306, 315, 33432})  # description, make, model, date, artist, copyright
+_EXIF_IFD, _GPS_IFD = 0x8769, 0x8825
+_EXIF_TAGS_LEFT_OUT = frozenset({0x927C, 0xA005})  # maker note (offsets into the raw file), interoperability IFD
+
+
+class RawError(ValueError):
+    """LibRaw could not open or develop the file; the message says why."""
+
+
+def develop(data: bytes, check_size: Callable[[int, int], None]) -> np.ndarray:
+    """The developed photograph: uint16 H x W x 3, sRGB, upright.
+
+    ``check_size(width, height)`` is called with the developed size before any
+    development (LibRaw has read the header only), so that an over-large photograph can
+    be refused first (it raises)."""
+    import rawpy
+
+    try:
+        with rawpy.imread(io.BytesIO(data)) as raw:
+            sizes = raw.sizes
+            turned = sizes.flip in (5, 6)  # LibRaw's flips 5 and 6 are quarter turns
+            check_size(sizes.height if turned else sizes.width, sizes.width if turned else sizes.height)
+            return raw.postprocess(use_camera_wb=True, output_bps=16, gamma=(2.4, 12.92), no_auto_bright=True)
+    except rawpy.LibRawError as error:  # every LibRaw failure (unsupported camera, truncated data, ...)
+        raise RawError(f"cannot develop camera raw: {_cause(error)}") from None
+
+
+def _cause(error: Exception) -> str:
+    """LibRaw's failure in words: what it means for the file, then LibRaw's own message."""
+    import rawpy
+
+    meaning = (
+        "not a raw format or camera LibRaw knows" if isinstance(error, rawpy.LibRawFileUnsupportedError)
+        else "truncated or unreadable file" if isinstance(error, rawpy.LibRawIOError)
+        else "corrupt raw data" if isinstance(error, rawpy.LibRawDataError)
+        else "LibRaw failed"
+    )
+    detail = error.args[0] if error.args else ""
+    detail = detail.decode(errors="replace") if isinstance(detail, bytes) else str(detail)
+    return f"{meaning} (LibRaw: {detail})" if detail else meaning
+
+
+def exif_of(data: bytes) -> bytes | None:
+    """EXIF for the restored copy, read from a TIFF-based raw file's first IFD (DNG, NEF,
+    CR2, ARW, PEF, ...): description, make, model, date, artist, copyright, the EXIF
+    sub-IFD (exposure, lens, time taken; without the maker note) and GPS; None where the
+    file is not TIFF-based (CR3, RAF, ORF, RW2) or holds none of them."""
+    if data[:4] not in (b"II*\0", b"MM\0*"):
+        return None
+    try:
+        source = Image.Exif()
+        source.load(data)
+        kept = Image.Exif()
+        for tag in _KEPT_IFD0_TAGS & set(source):
+            kept[tag] = source[tag]
+        for pointer, left_out in ((_EXIF_IFD, _EXIF_TAGS_LEFT_OUT), (_GPS_IFD, frozenset())):
+            if pointer in source and (entries := {tag: v for tag, v in source.get_ifd(pointer).items() if tag not in left_out}):
+                kept[pointer] = entries  # Pillow writes a dict under a pointer tag as that sub-IFD
+        return kept.tobytes() if len(kept) else None
+    except Exception:  # noqa: BLE001 - metadata is best-effort; the pixels decide whether the file is read
+        return None
