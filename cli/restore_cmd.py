@@ -256,6 +256,10 @@ def run_restore(request: RestoreRequest) -> None:
             and not model.needs_first_pass and not request.quiet):
         say(f"note: {descriptor.name} has no noise calibration, so --sigma auto reads each level from the image alone "
             f"('restore train --calibrate {descriptor.path or descriptor.name} --clean PHOTOS/' adds the second look)")
+    if (model is not None and getattr(model, "takes_noise_level", False) and model.estimates_sigma and not request.quiet
+            and any(job.source.suffix.lower() in READ_ONLY_EXTENSIONS for job in runnable)):
+        say("note: a camera raw file's noise, demosaiced and strongest in the shadows, reads low to --sigma auto: "
+            "--sigma blind restored raw files better in every case measured (README, camera raw)")
     if (restorer is not None and restorer.device.type == "cpu" and request.precision == "auto" and not request.quiet
             and len(runnable) >= BF16_HINT_MIN_IMAGES and cpu_has_bf16_units()):
         say("hint: this CPU has bf16 units (AMX/AVX512-BF16): --precision bf16 restores 1.2-3.6x faster, "
