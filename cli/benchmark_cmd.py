@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 from rich.table import Table
 
+from cli import completion
 from cli.console import cell, err_console, fail, os_cause, print_json, say, warn
 from cli.restore_cmd import parse_sigma
 from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task  # presets.py imports torch only when loading
@@ -79,17 +80,17 @@ def _markdown(rows: list[Summary], header: dict) -> str:
 
 
 def benchmark(
-    dataset: str = typer.Option("paired", "--dataset", "-d", help="Dataset layout: paired, rain100h, rain100l, test100, rain1200, gopro, hide, realblur-j, realblur-r, sidd, sots-indoor, sots-outdoor, cbsd68, kodak24, mcmaster, bsd68, set12."),
+    dataset: str = typer.Option("paired", "--dataset", "-d", autocompletion=completion.datasets, help="Dataset layout: paired, rain100h, rain100l, test100, rain1200, gopro, hide, realblur-j, realblur-r, sidd, sots-indoor, sots-outdoor, cbsd68, kodak24, mcmaster, bsd68, set12."),
     root: Optional[Path] = typer.Option(None, "--root", help="Dataset folder. Default: the bundled samples (a small synthetic set)."),
     sigma: float = typer.Option(25.0, "--sigma", help="Noise level (0-255 scale) for the clean-only denoising sets."),
     float_noise: bool = typer.Option(False, "--float-noise", help="Clean-only denoising sets: keep the noisy image in floating point, neither rounded to 8 bits nor clipped (most papers' protocol; the models see it clipped to [0, 1])."),
-    models: list[str] = typer.Option([], "--model", "-m", help="Preset or .safetensors file; repeat to compare side by side."),
-    task: Optional[str] = typer.Option(None, "--task", help="derain, deblur, denoise, dehaze or auto: picks the default model, the self-ensemble's views and, without --root, the embedded synthetic set; an all-in-one model (adms) restores this degradation, or detects it per image with auto. Default: the --dataset's task (denoise for cbsd68, ...), else derain."),
+    models: list[str] = typer.Option([], "--model", "-m", autocompletion=completion.models, help="Preset or .safetensors file; repeat to compare side by side."),
+    task: Optional[str] = typer.Option(None, "--task", autocompletion=completion.tasks, help="derain, deblur, denoise, dehaze or auto: picks the default model, the self-ensemble's views and, without --root, the embedded synthetic set; an all-in-one model (adms) restores this degradation, or detects it per image with auto. Default: the --dataset's task (denoise for cbsd68, ...), else derain."),
     limit: int = typer.Option(0, "--limit", help="Only the first N pairs (0 = all)."),
     crop_border: int = typer.Option(0, "--crop-border", help="Pixels cropped from every border before scoring."),
     save_images: Optional[Path] = typer.Option(None, "--save-images", help="Write restored images to DIR/<model>/."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, ..."),
-    precision: str = typer.Option("auto", "--precision", help="auto, fp32, fp16, bf16."),
+    device: str = typer.Option("auto", "--device", autocompletion=completion.devices, help="auto, cpu, cuda, ..."),
+    precision: str = typer.Option("auto", "--precision", autocompletion=completion.precisions, help="auto, fp32, fp16, bf16."),
     tile: int = typer.Option(0, "--tile", help="Tile size (0 = whole images)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object on stdout."),
     csv_path: Optional[Path] = typer.Option(None, "--csv", help="Write per-image rows to this CSV file."),
@@ -98,7 +99,7 @@ def benchmark(
     sizes: str = typer.Option("480x320,1280x720", "--sizes", help="With --speed: image sizes, WIDTHxHEIGHT,..."),
     count: int = typer.Option(8, "--count", help="With --speed: images per size."),
     iterations: Optional[int] = typer.Option(None, "--iterations", help="Golf Optimizer models: taps of G (as restore deblur --iterations)."),
-    model_sigma: Optional[str] = typer.Option(None, "--model-sigma", callback=parse_sigma, help="Denoisers with a noise-level input: the level they are told, auto, quick or blind (as restore denoise --sigma); default: auto."),
+    model_sigma: Optional[str] = typer.Option(None, "--model-sigma", callback=parse_sigma, autocompletion=completion.noise_levels, help="Denoisers with a noise-level input: the level they are told, auto, quick or blind (as restore denoise --sigma); default: auto."),
     recompose_radius: Optional[int] = typer.Option(None, "--recompose-radius", help="Dehazers: scattering-model recomposition radius (as restore dehaze --recompose-radius; 0 = off)."),
     darken_only: Optional[bool] = typer.Option(None, "--darken-only/--no-darken-only", help="Derainers: output never brighter than the input, or not (as restore derain --darken-only)."),
     growth: bool = typer.Option(False, "--growth", help="Measure cost growth: wall time vs number of images (10/100/1000) and vs pixels per image, plus start-up."),

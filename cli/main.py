@@ -15,7 +15,7 @@ app = typer.Typer(
     name="restore",
     help="Deep-learning image restoration for folders of photos: derain, deblur, denoise, dehaze or detect (auto); train and benchmark models.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 

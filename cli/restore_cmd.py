@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from cli import completion
 from cli.console import err_console, error, fail, print_json, say, warn
 from restore_core.engine.inputs import (
     InputError, collect_inputs, describe_unreadable, names_output_file, parse_shard, plan_batch, with_neighbour_frames,
@@ -414,7 +415,7 @@ TASK_OPTIONS: dict[str, list[tuple[str, Any, Any]]] = {
         ("route", typer.Option(True, "--route/--no-route", help="Restore each image with the single-task model of the degradation the all-in-one model's classifier finds (taylor-derain, golf-deblur, infoflow-denoise, infoflow-dehaze: 2.4-6.9 dB above the ADMS network on rain, blur, noise and haze test sets; little is done to an image the classifier gets wrong; the JSON line names the model), or with the all-in-one model itself."), bool),
     ],
     "denoise": [
-        ("sigma", typer.Option(None, "--sigma", callback=parse_sigma, help="Noise level of the input (standard deviation, 0-255 scale) for models with a noise-level input: told it, they are non-blind; 'auto' (their default) estimates it per image, from the image and then (calibrated checkpoints) from what the model removes from a central 256x256 crop; 'quick' from the image alone (one pass, less exact); 'blind' tells them nothing. Blind-only models refuse a level."), Optional[str]),
+        ("sigma", typer.Option(None, "--sigma", callback=parse_sigma, autocompletion=completion.noise_levels, help="Noise level of the input (standard deviation, 0-255 scale) for models with a noise-level input: told it, they are non-blind; 'auto' (their default) estimates it per image, from the image and then (calibrated checkpoints) from what the model removes from a central 256x256 crop; 'quick' from the image alone (one pass, less exact); 'blind' tells them nothing. Blind-only models refuse a level."), Optional[str]),
     ],
 }
 
@@ -437,15 +438,15 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
     def command(
         source: str = typer.Argument(..., metavar="IN", help="Image or video file, folder (its images), glob pattern, or '-' for paths on stdin."),
         out_dir: Path = typer.Argument(..., metavar="OUT", help="Output folder (sub-folders of IN are mirrored); or, when IN is one image (video), the output file if OUT ends in an image (video) extension and is not a folder."),
-        model: Optional[str] = typer.Option(None, "--model", "-m", help=f"Preset name or .safetensors file (default: {default_model})."),
-        device: str = typer.Option("auto", "--device", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:1, ..."),
+        model: Optional[str] = typer.Option(None, "--model", "-m", autocompletion=completion.models, help=f"Preset name or .safetensors file (default: {default_model})."),
+        device: str = typer.Option("auto", "--device", autocompletion=completion.devices, help="auto (CUDA if present, else CPU), cpu, cuda, cuda:1, ..."),
         tile: int = typer.Option(0, "--tile", help="Restore in tiles of this size (0 = whole image, tiled automatically on the CPU when it would not fit in free memory); bounds memory."),
         tile_overlap: Optional[int] = typer.Option(None, "--tile-overlap", help="Pixels shared by neighbouring tiles (blended); default half the tile, at most 96."),
         batch_size: int = typer.Option(1, "--batch-size", help="Images of the same size restored together."),
-        precision: str = typer.Option("auto", "--precision", help="auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, fp16, bf16."),
+        precision: str = typer.Option("auto", "--precision", autocompletion=completion.precisions, help="auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, fp16, bf16."),
         recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders of IN."),
         suffix: str = typer.Option("", "--suffix", help=f"Appended to each output file's stem, e.g. {EXAMPLE_SUFFIX.get(task, '_restored')}."),
-        ext: Optional[str] = typer.Option(None, "--ext", help="Output format of images (png, jpg, tif, webp, bmp; avif and heic where this install reads them) or of videos (mp4, mkv, mov, m4v, webm, avi, ts, mts, m2ts); default: the input's (tif for camera raw; mkv for mpg, 3gp, wmv, flv)."),
+        ext: Optional[str] = typer.Option(None, "--ext", autocompletion=completion.output_formats, help="Output format of images (png, jpg, tif, webp, bmp; avif and heic where this install reads them) or of videos (mp4, mkv, mov, m4v, webm, avi, ts, mts, m2ts); default: the input's (tif for camera raw; mkv for mpg, 3gp, wmv, flv)."),
         quality: int = typer.Option(95, "--quality", help="JPEG, WebP, AVIF and HEIC outputs, and videos (95 = H.264 CRF 18): encoder quality, 1-100."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
         skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave existing outputs alone and skip those inputs."),
@@ -463,7 +464,7 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
         duration: Optional[str] = typer.Option(None, "--duration", help="Videos: restore this long a span (seconds or M:SS): try settings on a few seconds before hours of frames."),
         temporal: int = typer.Option(0, "--temporal", help="Videos, and image sequences (the images of each folder, in name order): average each restored frame with this many neighbours on each side, aligned by optical flow, where they agree (2 is a good start; 0 = off): less flicker, less residual noise."),
         temporal_strength: float = typer.Option(4.0, "--temporal-strength", help="With --temporal: how much of a neighbour is taken where it agrees less than usual; lower keeps more detail in motion (2 suited denoising), higher removes more flicker (8 suited heavy rain)."),
-        frames: Optional[str] = typer.Option(None, "--frames", help="Videos: write each one's restored frames as numbered images of this format (png; tif or png keep 10-bit video at 16 bits) into the folder OUT/NAME/ (000001.png, ...), not a video: lossless, for editing or scoring frame by frame."),
+        frames: Optional[str] = typer.Option(None, "--frames", autocompletion=completion.frame_formats, help="Videos: write each one's restored frames as numbered images of this format (png; tif or png keep 10-bit video at 16 bits) into the folder OUT/NAME/ (000001.png, ...), not a video: lossless, for editing or scoring frame by frame."),
         **settings: Any,
     ) -> None:
         route = settings.pop("route", False)  # an engine choice, not a model setting
