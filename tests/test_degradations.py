@@ -173,3 +173,35 @@ def test_residual_noise_level_of_a_perfect_denoiser_is_the_true_level():
     level = residual_noise_level(as_batch(noisy), as_batch(photo), [(0.0, 0.0), (100.0, 100.0)])
     assert torch.allclose(level, measured_noise_level(as_batch(noisy), as_batch(photo)))
     assert level.item() == pytest.approx(20, rel=0.05)
+
+
+def test_camera_noise_is_correlated_strongest_in_the_shadows_and_seeded():
+    """The camera pipeline's noise, unlike white noise: correlated between neighbours
+    (demosaicing), stronger in the shadows than in the light (the tone curve), the same
+    for the same seed; without noise only demosaicing's error remains; JPEG gives 8-bit
+    values; grey images keep their shape; odd sizes are refused (the mosaic's 2 x 2)."""
+    from skimage import data
+
+    from restore_core.degradations.noise import camera_noise
+    from restore_core.metrics import psnr
+
+    dark, light = np.full((128, 128, 3), 0.05, np.float32), np.full((128, 128, 3), 0.8, np.float32)
+    in_dark = camera_noise(dark, 0.003, 0.002, np.random.default_rng(0)) - dark
+    in_light = camera_noise(light, 0.003, 0.002, np.random.default_rng(0)) - light
+
+    def neighbour_correlation(noise: np.ndarray) -> float:
+        return float(np.corrcoef(noise[:, :-1, 1].ravel(), noise[:, 1:, 1].ravel())[0, 1])
+
+    assert in_dark.std() > 1.3 * in_light.std()  # measured 7.2 against 5.1 levels
+    assert neighbour_correlation(in_light) > 0.25  # measured 0.36
+    assert abs(neighbour_correlation(gaussian_noise(light, 10, np.random.default_rng(0)) - light)) < 0.05
+    photo = data.astronaut()[:256, :256].astype(np.float32) / 255
+    again = camera_noise(photo, 0.003, 0.002, np.random.default_rng(5), 80, (1, 2, 0, 1), edge_aware=False)
+    np.testing.assert_array_equal(again, camera_noise(photo, 0.003, 0.002, np.random.default_rng(5), 80, (1, 2, 0, 1), edge_aware=False))
+    assert np.abs(again * 255 - np.round(again * 255)).max() < 1e-4  # through JPEG
+    assert psnr(camera_noise(photo, 0.0, 0.0, np.random.default_rng(0)) * 255, photo * 255) > 30  # demosaicing alone: 30.8 dB
+    assert camera_noise(np.full((32, 32), 0.3, np.float32), 0.003, 0.002, np.random.default_rng(0)).shape == (32, 32)
+    with pytest.raises(ValueError, match="even sizes"):
+        camera_noise(photo[:255], 0.003, 0.002, np.random.default_rng(0))
+    drawn = add_noise(photo, np.random.default_rng(1), NoiseConfig(kinds=("camera",)))
+    assert drawn.shape == photo.shape and drawn.dtype == np.float32 and 20 < psnr(drawn * 255, photo * 255) < 45
