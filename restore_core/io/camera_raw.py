@@ -2,13 +2,14 @@
 LibRaw through the optional rawpy package (``pip install 'restore[raw]'``).
 
 A raw file holds the sensor's colour mosaic, not an image. It is developed here once,
-the way dcraw develops it by default, with two choices made for restoration: the
-camera's own white balance (dcraw ``-w``) and 16 bits per sample (``-6``); then AHD
-demosaicing, the camera's colour matrix into sRGB primaries, the sRGB tone curve
-(``-g 2.4 12.92``, so that an untagged 16-bit output reads correctly as sRGB) and
-LibRaw's automatic brightness, turned upright by the file's own rotation. No format
-restore writes is a raw file: the restored copy is a 16-bit TIFF by default
-(:data:`RAW_OUTPUT`), or what ``--ext`` names.
+the way dcraw develops it by default but for the choices made for restoration: the
+camera's own white balance (dcraw ``-w``), 16 bits per sample (``-6``), the exposure as
+recorded (``-W``: no automatic brightening, which would depend on each picture's
+histogram and develop the frames of a burst or a time-lapse differently) and the sRGB
+tone curve (``-g 2.4 12.92``, so that an untagged 16-bit output reads correctly as
+sRGB); AHD demosaicing and the camera's colour matrix into sRGB primaries; turned
+upright by the file's own rotation. No format restore writes is a raw file: the
+restored copy is a 16-bit TIFF by default (:data:`RAW_OUTPUT`), or what ``--ext`` names.
 
 The noise a denoiser meets in a developed raw file is the sensor's, shaped by
 demosaicing (correlated between neighbouring pixels, stronger in the shadows), not the
