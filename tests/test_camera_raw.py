@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from restore_core.degradations.noise import srgb_to_linear as linear
 from restore_core.metrics import psnr
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,10 +74,6 @@ def write_dng(path: Path, linear_rgb: np.ndarray, noise: float = 0.0, seed: int 
     path.parent.mkdir(parents=True, exist_ok=True)
     tifffile.imwrite(path, samples, photometric=32803, extratags=tags, datetime="2026:12:05 10:00:00", metadata=None)
     return path
-
-
-def linear(srgb: np.ndarray) -> np.ndarray:
-    return np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
 
 
 def read_rgb16(path: Path) -> np.ndarray:

@@ -168,8 +168,9 @@ def plan_outputs(jobs: list[Job], out_dir: Path, suffix: str = "", ext: str | No
 
     ``ext`` (".png", ".jpg", ...) changes the format of the images, a video extension
     (".mkv", ...) that of the videos; by default each keeps its own (a video in a
-    container restore only reads becomes ``.mkv``, a camera raw file a 16-bit ``.tif``). With ``video_frames`` (``--frames``),
-    a video's output is the folder ``out_dir/relative-folder/stem+suffix`` of its frames.
+    container restore only reads becomes ``.mkv``, a camera raw file a 16-bit ``.tif``).
+    With ``video_frames`` (``--frames``), a video's output is the folder
+    ``out_dir/relative-folder/stem+suffix`` of its frames.
     """
     planned = []
     for job in jobs:
