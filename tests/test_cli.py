@@ -432,16 +432,23 @@ def test_help_and_version_do_not_import_torch():
 
 @pytest.mark.slow
 def test_tiled_12_megapixel_image_stays_under_1_5_gib(tmp_path):
-    """4000x3000 with --tile 512: peak RSS measured 0.85 GiB when written; bound 1.5 GiB."""
-    import resource
-
+    """4000x3000 with --tile 512: peak RSS measured 0.85 GiB when written, 1.18 GiB in
+    session 36 (the same before and after that session's changes); bound 1.5 GiB. The
+    peak is this one process's (os.wait4's usage of that child), not the largest of every
+    child the test run has waited for (RUSAGE_CHILDREN), which other tests' subprocesses
+    set: a fresh-clone run failed once on 1.51 GiB that way."""
     from restore_core.engine.speed import synthetic_photos
 
     _shipped_model()
     synthetic_photos(tmp_path / "in", 1, 4000, 3000)
-    result = restore("derain", str(tmp_path / "in"), str(tmp_path / "out"), "--tile", "512", "-q")
-    assert result.returncode == 0, result.stderr
-    peak_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+    with open(tmp_path / "stderr.txt", "wb") as stderr:
+        child = subprocess.Popen([sys.executable, "-m", "cli.main", "derain", str(tmp_path / "in"), str(tmp_path / "out"), "--tile", "512", "-q"],
+                                 stdout=subprocess.DEVNULL, stderr=stderr,
+                                 env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+        _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, so Popen must not wait again
+    assert child.returncode == 0, (tmp_path / "stderr.txt").read_text()
+    peak_gib = usage.ru_maxrss / 2**20
     assert peak_gib < 1.5, f"peak RSS {peak_gib:.2f} GiB"
 
 
