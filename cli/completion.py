@@ -73,7 +73,10 @@ def noise_levels(incomplete: str) -> Choices:
 
 
 def tasks(incomplete: str) -> Choices:
-    return _starting_with(incomplete, [("derain", ""), ("deblur", ""), ("denoise", ""), ("dehaze", ""), ("auto", "detect per image")])
+    """``--task``: the tasks of the preset table, each with its default model."""
+    from restore_core.presets import DEFAULT_MODEL_FOR_TASK
+
+    return _starting_with(incomplete, [(task, f"default model {model}") for task, model in DEFAULT_MODEL_FOR_TASK.items()])
 
 
 def recipes(incomplete: str) -> Choices:
