@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,19 @@ def shared_dataset(name: str) -> Path:
     if not path.is_dir():
         pytest.skip(f"{path} is not present")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _torch_thread_count_given_back():
+    """Tests that pin torch to one thread (bit-exact resume checks) give the count back
+    afterwards. Float convolutions round differently at another thread count, so a later
+    test that compares an in-process result with a CLI subprocess's (which uses every
+    core) failed when it ran after one of them (test_infoflow.py before test_api.py)."""
+    torch = sys.modules.get("torch")  # not imported yet: nothing to give back
+    threads = torch.get_num_threads() if torch is not None else None
+    yield
+    if threads is not None:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture
