@@ -257,10 +257,6 @@ def run_restore(request: RestoreRequest) -> None:
             and not model.needs_first_pass and not request.quiet):
         say(f"note: {descriptor.name} has no noise calibration, so --sigma auto reads each level from the image alone "
             f"('restore train --calibrate {descriptor.path or descriptor.name} --clean PHOTOS/' adds the second look)")
-    if (model is not None and getattr(model, "takes_noise_level", False) and model.estimates_sigma and not request.quiet
-            and any(job.source.suffix.lower() in READ_ONLY_EXTENSIONS for job in runnable)):
-        say("note: a camera raw file's noise, demosaiced and strongest in the shadows, reads low to --sigma auto: "
-            "--sigma blind restored raw files better in every case measured (README, camera raw)")
     if (restorer is not None and restorer.device.type == "cpu" and request.precision == "auto" and not request.quiet
             and len(runnable) >= BF16_HINT_MIN_IMAGES and cpu_has_bf16_units()):
         say("hint: this CPU has bf16 units (AMX/AVX512-BF16): --precision bf16 restores 1.2-3.6x faster, "
@@ -415,7 +411,7 @@ TASK_OPTIONS: dict[str, list[tuple[str, Any, Any]]] = {
         ("route", typer.Option(True, "--route/--no-route", help="Restore each image with the single-task model of the degradation the all-in-one model's classifier finds (taylor-derain, golf-deblur, infoflow-denoise, infoflow-dehaze: 2.4-6.9 dB above the ADMS network on rain, blur, noise and haze test sets; little is done to an image the classifier gets wrong; the JSON line names the model), or with the all-in-one model itself."), bool),
     ],
     "denoise": [
-        ("sigma", typer.Option(None, "--sigma", callback=parse_sigma, autocompletion=completion.noise_levels, help="Noise level of the input (standard deviation, 0-255 scale) for models with a noise-level input: told it, they are non-blind; 'auto' (their default) estimates it per image, from the image and then (calibrated checkpoints) from what the model removes from a central 256x256 crop; 'quick' from the image alone (one pass, less exact); 'blind' tells them nothing. Blind-only models refuse a level."), Optional[str]),
+        ("sigma", typer.Option(None, "--sigma", callback=parse_sigma, autocompletion=completion.noise_levels, help="Noise level of the input (standard deviation, 0-255 scale) for models with a noise-level input: told it, they are non-blind; 'auto' (their default) estimates it per image, from the image and then (calibrated checkpoints) from what the model removes from a central 256x256 crop, or measures it from a camera raw file's own sensor data; 'quick' from the image alone (one pass, less exact); 'blind' tells them nothing. Blind-only models refuse a level."), Optional[str]),
     ],
 }
 

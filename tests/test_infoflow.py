@@ -359,6 +359,46 @@ def test_engine_runs_the_first_look_on_a_central_crop_then_tells_every_tile():
     assert torch.equal(out, restorer(image))
 
 
+def test_a_level_measured_from_the_file_is_told_instead_of_either_look():
+    """Levels given with the batch (camera raw files' sensor data) are told as they are,
+    without the first-look crop pass when every image has one, and reported as
+    ``noise_sigma_from_raw``; in a batch mixing such an image with another, the other
+    gets its two looks. Under --sigma quick the engine asks for no measured levels."""
+    from restore_core.checkpoint import ModelDescriptor
+    from restore_core.engine.runner import Restorer
+
+    torch.manual_seed(0)
+    config = InfoFlowConfig(levels=2, base_filters=4, info_accum=None, norm="none", residual=True, noise_level=True,
+                            noise_calibration=((1.0, 0.0), (20.0, 25.0), (40.0, 50.0)))
+    model = InfoFlowGenerator(config)
+    with torch.no_grad():
+        model.noise_level_embedding.mlp[-1].weight.normal_(0, 0.5)
+    calls = []
+    model.register_forward_hook(lambda module, args, output: calls.append(tuple(args[0].shape)))
+    restorer = Restorer(ModelDescriptor(model=model, architecture="infoflow", config={}, task="denoise", name="n", size_multiple=4),
+                        torch.device("cpu"), "fp32")
+    assert restorer.takes_measured_noise
+    images = (0.5 + 0.1 * torch.randn(2, 3, 64, 64)).clamp(0, 1)
+    out = restorer(images, [17.5, 30.0])
+    assert calls == [(2, 3, 64, 64)]  # no crop pass: both levels known
+    assert restorer.last_degradation == [{"noise_sigma": 17.5, "noise_sigma_from_raw": 17.5},
+                                         {"noise_sigma": 30.0, "noise_sigma_from_raw": 30.0}]
+    assert torch.equal(out, model(images, noise_level=torch.tensor([17.5, 30.0])).clamp(0, 1))
+
+    calls.clear()
+    mixed = restorer(images, [17.5, None])
+    assert len(calls) == 2  # the crop pass for the image without a measured level, then the batch
+    measured, looked = restorer.last_degradation
+    assert measured == {"noise_sigma": 17.5, "noise_sigma_from_raw": 17.5}
+    assert "noise_sigma_first_look" in looked and "noise_sigma_from_raw" not in looked
+    assert torch.equal(mixed[:1], out[:1])
+
+    model.set_sigma("quick")
+    assert not restorer.takes_measured_noise
+    model.set_sigma("blind")
+    assert not restorer.takes_measured_noise
+
+
 @pytest.mark.slow
 def test_shipped_grey_denoiser_reads_the_noise_of_textured_photos_better_in_two_looks():
     """On heavily textured photographs (grass, gravel) the wavelet first look takes

@@ -25,7 +25,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -172,9 +172,18 @@ class Restorer:
         self.last_models: list[str] | None = None  # one model restores every image (engine.routing sets these)
         self._told_colour = False  # a grey-only model given colour images says so once
 
+    @property
+    def takes_measured_noise(self) -> bool:
+        """Whether images should come with the noise level their file lets one measure
+        (camera raw files: :attr:`LoadedImage.noise_level`), told to the model instead of
+        its own estimate: a denoiser told ``--sigma auto`` (``quick`` reads the image alone)."""
+        return bool(getattr(self.model, "estimates_sigma", False) and getattr(self.model, "second_look", False))
+
     @torch.inference_mode()
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+    def __call__(self, batch: torch.Tensor, noise_levels: Sequence[float | None] | None = None) -> torch.Tensor:
         """Restore an N x 3 x H x W float batch in [0, 1]; returns float32 in [0, 1].
+        ``noise_levels``: per image, a level measured from its file, or None
+        (:attr:`takes_measured_noise`).
 
         Out of GPU memory, the same image is retried in tiles of half the size
         (down to :data:`MIN_OOM_TILE`), and the new tile size is kept for later images.
@@ -184,9 +193,12 @@ class Restorer:
             self.notices.append(f"{self.descriptor.name} was trained on grey images only: colour inputs restore much "
                                 "worse with it than with a colour-trained model")
         x = batch.to(self.device, dtype=self.dtype, non_blocking=True)
+        measured = None
+        if noise_levels is not None and any(level is not None for level in noise_levels):
+            measured = torch.tensor([float("nan") if level is None else level for level in noise_levels])
         while True:
             try:
-                return self._run(x, self.tile or self._memory_safe_tile(x))
+                return self._run(x, self.tile or self._memory_safe_tile(x), measured)
             except torch.OutOfMemoryError:
                 smaller = (self.tile or max(x.shape[-2:])) // 2
                 smaller -= smaller % self.multiple
@@ -231,9 +243,9 @@ class Restorer:
         """The overlap asked for, or :func:`default_overlap` of this tile size."""
         return default_overlap(tile) if self.tile_overlap is None else self.tile_overlap
 
-    def _run(self, x: torch.Tensor, tile: int) -> torch.Tensor:
+    def _run(self, x: torch.Tensor, tile: int, measured: torch.Tensor | None = None) -> torch.Tensor:
         if self.conditions_model:
-            self.last_degradation = self.model.condition(x)
+            self.last_degradation = self.model.condition(x) if measured is None else self.model.condition(x, measured)
             if getattr(self.model, "needs_first_pass", False):
                 # Two looks (restore denoise --sigma auto): restore a central crop told the
                 # first estimate; the model reads its level again off what it removed there.
@@ -300,10 +312,10 @@ class _Decoded:
     seconds: float
 
 
-def _decode(job: Job, max_pixels: int) -> _Decoded:
+def _decode(job: Job, max_pixels: int, measure_noise: bool = False) -> _Decoded:
     start = time.perf_counter()
     try:
-        return _Decoded(job, read_image(job.source, max_pixels), None, time.perf_counter() - start)
+        return _Decoded(job, read_image(job.source, max_pixels, measure_noise), None, time.perf_counter() - start)
     except ImageError as exc:
         return _Decoded(job, None, exc.cause, time.perf_counter() - start)
     except Exception as exc:  # a decoder bug must not stop the batch
@@ -469,13 +481,14 @@ def restore_stream(jobs: list[Job], restorer: Restorer, options: RunOptions = Ru
     halted: str | None = None  # why no output can be written any more (ImageResult.stops_batch)
     sequences = _SequenceWrites(options.temporal, writers, options.jpeg_quality) if options.temporal.radius else None
     routing = _SequenceRouting(restorer) if sequences is not None and hasattr(restorer, "specialist_for") else None
+    measure_noise = getattr(restorer, "takes_measured_noise", False)  # camera raw files' own noise, for a denoiser
 
     def refill(depth: int = 0) -> None:
         while len(pending_reads) < max(options.prefetch, options.batch_size, depth):
             job = next(upcoming, None)
             if job is None:
                 return
-            pending_reads.append((job, readers.submit(_decode, job, options.max_pixels)))
+            pending_reads.append((job, readers.submit(_decode, job, options.max_pixels, measure_noise)))
 
     # Back-pressure: when encoding and writing are slower than the model (a fast GPU, a
     # cheap model), wait for the oldest writes rather than hold every restored image in
@@ -554,7 +567,7 @@ def restore_stream(jobs: list[Job], restorer: Restorer, options: RunOptions = Ru
                 if routing is not None:
                     output, detected, models = routing(stacked, batch, decoded_ahead)
                 else:
-                    output = restorer(stacked)
+                    output = restorer(stacked, [d.image.noise_level for d in batch]) if measure_noise else restorer(stacked)
                     detected = restorer.last_degradation or [None] * len(batch)
                     models = restorer.last_models or [None] * len(batch)
                 restored, model_error = output.cpu().numpy().transpose(0, 2, 3, 1), None

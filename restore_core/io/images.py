@@ -146,6 +146,8 @@ class LoadedImage:
     ``bit_depth`` is 8 or 16 for integer samples, 32 for floating-point ones (TIFF),
     whose values the model sees clipped to [0, 1]. ``read_note`` says what reading
     changed that the restored copy cannot give back (a CMYK image comes out RGB).
+    ``noise_level`` is the level (0-255 scale) to tell a denoiser, measured from a camera
+    raw file's own sensor data when the reader was asked to (``measure_noise``).
     """
 
     rgb: np.ndarray
@@ -156,6 +158,7 @@ class LoadedImage:
     exif: bytes | None = None
     source_format: str = ""
     read_note: str | None = None
+    noise_level: float | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -339,12 +342,15 @@ def _split_layout(array: np.ndarray, data: bytes, header: _Header) -> tuple[np.n
     raise ValueError(f"unsupported channel count {channels}")
 
 
-def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
-    """Decode encoded image ``data``; errors are :class:`ImageError` naming ``path``."""
+def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS,
+                 measure_noise: bool = False) -> LoadedImage:
+    """Decode encoded image ``data``; errors are :class:`ImageError` naming ``path``.
+    ``measure_noise``: measure a camera raw file's noise level from its sensor data
+    (:attr:`LoadedImage.noise_level`; a second development); other formats have none."""
     if not data:
         raise ImageError(path, "empty file (0 bytes)")
     if Path(path).suffix.lower() in READ_ONLY_EXTENSIONS:
-        return _develop_camera_raw(data, path, max_pixels)
+        return _develop_camera_raw(data, path, max_pixels, measure_noise)
     header = _read_header(data, path, max_pixels)
     if header.fmt == "heif":  # OpenCV has no HEVC decoder; libheif hands the pixels over already turned
         _heif_ready()
@@ -377,19 +383,21 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
     return LoadedImage(pixels, layout, bit_depth, alpha, header.icc, header.exif, header.fmt, read_note)
 
 
-def _develop_camera_raw(data: bytes, path: os.PathLike | str, max_pixels: int) -> LoadedImage:
+def _develop_camera_raw(data: bytes, path: os.PathLike | str, max_pixels: int, measure_noise: bool) -> LoadedImage:
     """A camera raw file developed by LibRaw (:mod:`restore_core.io.camera_raw`): 16-bit
     sRGB, upright, with the make, model, date, exposure and GPS of its EXIF."""
     try:
-        developed = camera_raw.develop(data, lambda width, height: _check_pixels(path, width, height, max_pixels))
+        developed = camera_raw.develop(data, lambda width, height: _check_pixels(path, width, height, max_pixels), measure_noise)
     except camera_raw.RawError as exc:
         raise ImageError(path, str(exc)) from None
-    pixels, bit_depth = _to_unit_float(developed)
-    return LoadedImage(pixels, "rgb", bit_depth, exif=camera_raw.exif_of(data), source_format="camera raw")
+    pixels, bit_depth = _to_unit_float(developed.pixels)
+    return LoadedImage(pixels, "rgb", bit_depth, exif=camera_raw.exif_of(data), source_format="camera raw",
+                       noise_level=developed.noise_level)
 
 
-def read_image(path: os.PathLike | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
-    """Read and decode the image at ``path`` (EXIF orientation applied)."""
+def read_image(path: os.PathLike | str, max_pixels: int = DEFAULT_MAX_PIXELS, measure_noise: bool = False) -> LoadedImage:
+    """Read and decode the image at ``path`` (EXIF orientation applied); ``measure_noise``
+    as :func:`decode_image`."""
     path = Path(path)
     try:
         if path.is_dir():
@@ -399,7 +407,7 @@ def read_image(path: os.PathLike | str, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         raise
     except OSError as exc:
         raise ImageError(path, exc.strerror or str(exc)) from None
-    return decode_image(data, path, max_pixels)
+    return decode_image(data, path, max_pixels, measure_noise)
 
 
 def _quantise(unit: np.ndarray, bit_depth: int) -> np.ndarray:

@@ -51,6 +51,7 @@ Eqs. 16-18) are in :mod:`restore_core.training.losses`.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import torch
@@ -209,6 +210,7 @@ class InfoFlowGenerator(nn.Module):
         self.estimates_sigma = config.noise_level
         self.second_look = True  # --sigma auto (not quick): look twice when the checkpoint is calibrated
         self.estimated_levels: torch.Tensor | None = None  # of the whole images condition() saw last
+        self.measured_levels: torch.Tensor | None = None  # given to condition() (camera raw files), NaN where none
         self.recompose = config.recompose
         self.finish_in_forward = True  # the engine turns it off to call finish() on whole images after tiling
         if self.refine is not None and not config.residual:
@@ -221,13 +223,6 @@ class InfoFlowGenerator(nn.Module):
     @property
     def takes_noise_level(self) -> bool:
         return self.noise_level_embedding is not None
-
-    @property
-    def needs_first_pass(self) -> bool:
-        """Whether the engine should run a first pass on a crop and hand it to
-        :meth:`condition_on_first_pass` before restoring (``--sigma auto`` with a
-        calibration table)."""
-        return self.estimates_sigma and self.second_look and bool(self.config.noise_calibration)
 
     def set_sigma(self, sigma: float | str | None) -> None:
         """The noise level (0-255 scale) of the images to come; ``"auto"`` = estimated per
@@ -248,14 +243,41 @@ class InfoFlowGenerator(nn.Module):
             raise ValueError(f"sigma must be between 0 and 255, got {sigma}")
         self.sigma, self.estimates_sigma = float(sigma), False
 
-    def condition(self, y: torch.Tensor) -> list[dict[str, float]] | None:
+    def condition(self, y: torch.Tensor, measured: torch.Tensor | None = None) -> list[dict[str, float]] | None:
         """With ``--sigma auto``: estimate the level of each whole (untiled) image, for the
         ``forward`` calls that follow (one per tile, so every tile is told the same level);
-        returns the estimates (``{"noise_sigma": level}`` per image, for ``--json``)."""
-        self.estimated_levels = estimate_noise_level(y) if self.estimates_sigma else None
-        if self.estimated_levels is None:
+        returns the estimates (``{"noise_sigma": level}`` per image, for ``--json``).
+        ``measured``: levels measured outside the image (a camera raw file's sensor data,
+        :func:`restore_core.io.camera_raw.noise_level_to_tell`), NaN where there is none;
+        where there is one it is told instead of either look's estimate."""
+        self.measured_levels = measured if self.estimates_sigma else None
+        if not self.estimates_sigma:
+            self.estimated_levels = None
             return None
-        return [{"noise_sigma": round(float(level), 2)} for level in self.estimated_levels.tolist()]
+        if measured is not None and not torch.isnan(measured).any():
+            self.estimated_levels = measured.to(y.device)
+        else:
+            self.estimated_levels = _prefer_measured(estimate_noise_level(y), measured)
+        return self._reported_levels()
+
+    def _reported_levels(self, first_look: torch.Tensor | None = None) -> list[dict[str, float]]:
+        reports = []
+        for i, level in enumerate(self.estimated_levels.tolist()):
+            if self.measured_levels is not None and not math.isnan(float(self.measured_levels[i])):
+                reports.append({"noise_sigma": round(level, 2), "noise_sigma_from_raw": round(level, 2)})
+            elif first_look is not None:
+                reports.append({"noise_sigma": round(level, 2), "noise_sigma_first_look": round(float(first_look[i]), 2)})
+            else:
+                reports.append({"noise_sigma": round(level, 2)})
+        return reports
+
+    @property
+    def needs_first_pass(self) -> bool:
+        """Whether the engine should run a first pass on a crop and hand it to
+        :meth:`condition_on_first_pass` before restoring (``--sigma auto`` with a
+        calibration table, for images whose level was not measured)."""
+        measured_all = self.measured_levels is not None and not torch.isnan(self.measured_levels).any()
+        return self.estimates_sigma and self.second_look and bool(self.config.noise_calibration) and not measured_all
 
     def condition_on_first_pass(self, y: torch.Tensor, restored: torch.Tensor) -> list[dict[str, float]]:
         """The second look of ``--sigma auto``: ``restored`` is this model's output for
@@ -265,11 +287,9 @@ class InfoFlowGenerator(nn.Module):
         first = self.estimated_levels
         second = residual_noise_level(y, restored, self.config.noise_calibration)
         # An image too small for the first look (NaN: unknown) stays unknown.
-        self.estimated_levels = second if first is None else torch.where(torch.isnan(first), first, second.to(first.dtype))
-        return [
-            {"noise_sigma": round(float(level), 2), "noise_sigma_first_look": round(float(before), 2)}
-            for level, before in zip(self.estimated_levels.tolist(), first.tolist() if first is not None else [float("nan")] * len(y))
-        ]
+        second = second if first is None else torch.where(torch.isnan(first), first, second.to(first.dtype))
+        self.estimated_levels = _prefer_measured(second, self.measured_levels)
+        return self._reported_levels(first_look=first if first is not None else torch.full((len(y),), float("nan")))
 
     def set_recompose_radius(self, radius: int) -> None:
         """Switch the scattering-model recomposition on with this guided-filter radius
@@ -317,6 +337,14 @@ class InfoFlowGenerator(nn.Module):
         off and calls this once on the whole image, so tiling cannot cut the guided
         filter's windows."""
         return recompose(y, out, self.recompose) if self.recompose is not None else out
+
+
+def _prefer_measured(estimated: torch.Tensor, measured: torch.Tensor | None) -> torch.Tensor:
+    """Per image, the ``measured`` level where there is one (not NaN), else the ``estimated``."""
+    if measured is None:
+        return estimated
+    measured = measured.to(estimated.device, estimated.dtype)
+    return torch.where(torch.isnan(measured), estimated, measured)
 
 
 @dataclass(frozen=True)
