@@ -23,7 +23,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from cli import completion
 from cli.console import err_console, error, fail, print_json, say, warn
 from restore_core.engine.inputs import (
-    InputError, collect_inputs, describe_unreadable, names_output_file, parse_shard, plan_batch, with_neighbour_frames,
+    InputError, collect_inputs, describe_unreadable, names_output_file, parse_shard, plan_batch, raw_plus_jpeg_pairs,
+    with_neighbour_frames,
 )
 from restore_core.io.camera_raw import RAW_OUTPUT
 from restore_core.io.images import DEFAULT_MAX_PIXELS, READ_ONLY_EXTENSIONS, SUPPORTED_EXTENSIONS, how_to_read
@@ -219,6 +220,12 @@ def run_restore(request: RestoreRequest) -> None:
         unreadable = videos_left_out = []  # shard 0 reports them: once for the whole job
     if unreadable and not request.quiet:
         warn(f"left out {len(unreadable)} file(s) in formats restore cannot read: {describe_unreadable(unreadable)}; {how_to_read(p.suffix.lower() for p in unreadable)}")
+    shot_twice = raw_plus_jpeg_pairs(jobs) if shard is None or shard[0] == 0 else []
+    if shot_twice and not request.quiet:
+        raw, rendition = shot_twice[0]
+        warn(f"{len(shot_twice)} photo(s) are here twice, as camera raw and as the camera's own "
+             f"{rendition.suffix[1:].upper()} (e.g. {raw.name} and {rendition.name}): both are restored; name one kind "
+             f"to restore it alone, e.g. '{raw.parent / ('*' + raw.suffix)}'")
     if videos_left_out and not request.quiet:
         pattern = Path(request.source) / ("**/*" if request.recursive else "*")
         warn(f"left out {len(videos_left_out)} video(s) in {request.source}: a folder's videos are restored only when named, "

@@ -185,3 +185,27 @@ def test_without_rawpy_raw_files_are_left_out_saying_how_to_add_them(tmp_path, t
     assert direct.returncode == 1
     assert json.loads(direct.stdout)["error"] == ("camera raw images cannot be read here: convert to PNG, TIFF or JPEG first "
                                                  "(camera raw: pip install 'restore[raw]' develops them)")
+
+
+def test_a_shot_saved_as_raw_and_jpeg_is_restored_twice_and_said_once(tmp_path, tiny_checkpoint):
+    """A camera set to raw + JPEG writes IMG_1.DNG beside IMG_1.JPG: both are restored
+    (their outputs differ: IMG_1.tif, IMG_1.JPG), and one warning names the pair and the
+    pattern that restores one kind alone; a photo without a twin is not counted;
+    --quiet hides it."""
+    pytest.importorskip("rawpy")
+    folder = tmp_path / "card"
+    for name in ("IMG_1", "IMG_2"):
+        write_dng(folder / f"{name}.DNG", linear(scene(32)))
+        cv2.imwrite(str(folder / f"{name}.JPG"), (scene(32) * 255).astype(np.uint8))
+    cv2.imwrite(str(folder / "IMG_3.JPG"), (scene(32) * 255).astype(np.uint8))
+    result = restore("derain", str(folder), str(tmp_path / "out"), "--model", str(tiny_checkpoint))
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["IMG_1.JPG", "IMG_1.tif", "IMG_2.JPG", "IMG_2.tif", "IMG_3.JPG"]
+    said = [line for line in result.stderr.splitlines() if "are here twice" in line]
+    assert len(said) == 1 and "2 photo(s) are here twice, as camera raw and as the camera's own JPG" in said[0], result.stderr
+    assert "IMG_1.DNG and IMG_1.JPG" in said[0] and f"'{folder / '*.DNG'}'" in said[0]
+    pattern = restore("derain", str(folder / "*.DNG"), str(tmp_path / "raws"), "--model", str(tiny_checkpoint))
+    assert pattern.returncode == 0 and "are here twice" not in pattern.stderr
+    assert sorted(p.name for p in (tmp_path / "raws").iterdir()) == ["IMG_1.tif", "IMG_2.tif"]
+    quiet = restore("derain", str(folder), str(tmp_path / "q"), "--model", str(tiny_checkpoint), "--quiet")
+    assert quiet.returncode == 0 and "are here twice" not in quiet.stderr

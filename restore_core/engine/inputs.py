@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from restore_core.io.camera_raw import RAW_EXTENSIONS
 from restore_core.io.images import READABLE_EXTENSIONS, UNREADABLE_FORMATS, how_to_read, output_suffix
 from restore_core.io.video import WRITABLE_VIDEO_EXTENSIONS, is_video_name, output_video_suffix
 
@@ -78,6 +79,25 @@ def describe_unreadable(unreadable: Iterable[Path]) -> str:
     """``3 .heic (HEIC), 1 .cr2 (camera raw)``: what a folder held that restore cannot read."""
     counts = Counter(path.suffix.lower() for path in unreadable)
     return ", ".join(f"{count} {ext} ({UNREADABLE_FORMATS[ext]})" for ext, count in counts.most_common())
+
+
+# What a camera (or a phone) set to raw + JPEG writes beside each raw file.
+CAMERA_RENDITIONS = frozenset({".jpg", ".jpeg", ".heic", ".heif", ".hif"})
+
+
+def raw_plus_jpeg_pairs(jobs: Iterable[Job]) -> list[tuple[Path, Path]]:
+    """``(raw file, the camera's JPEG or HEIF of it)`` for each shot found twice among
+    the inputs: a camera set to raw + JPEG writes both into one folder under one name
+    (``IMG_0001.CR2``, ``IMG_0001.JPG``), and a folder given as IN holds both."""
+    renditions: dict[tuple[Path, str], Path] = {}
+    raws: list[tuple[tuple[Path, str], Path]] = []
+    for job in jobs:
+        key, suffix = (job.source.parent, job.source.stem.lower()), job.source.suffix.lower()
+        if suffix in RAW_EXTENSIONS:
+            raws.append((key, job.source))
+        elif suffix in CAMERA_RENDITIONS:
+            renditions.setdefault(key, job.source)
+    return [(raw, renditions[key]) for key, raw in raws if key in renditions]
 
 
 def _is_inside(path: Path, folder: Path) -> bool:

@@ -32,8 +32,6 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from restore_core.degradations.sensor_noise import draw_sensor_noise, estimate_sensor_noise
-
 AVAILABLE = importlib.util.find_spec("rawpy") is not None
 
 RAW_EXTENSIONS = (
@@ -100,6 +98,8 @@ def noise_level_to_tell(raw, developed: np.ndarray) -> float | None:
     difference, on the 0-255 scale, times :data:`TOLD_PER_DEVELOPED_STD`. None for
     mosaics other than 2 x 2 Bayer ones (Fujifilm's X-Trans, Foveon, linear DNGs) and
     images too small or too uniform to fit. ``raw``'s mosaic is changed in place."""
+    from restore_core.degradations.sensor_noise import draw_sensor_noise, estimate_sensor_noise  # torch: not for --help
+
     if raw.raw_pattern is None or raw.raw_pattern.shape != (2, 2) or raw.raw_image_visible.ndim != 2:
         return None
     samples = raw.raw_image_visible
