@@ -332,6 +332,18 @@ def test_auto_sigma_looks_twice_only_when_calibrated():
         assert torch.equal(model(image), model(image, noise_level=second))
 
 
+def _calibrated_tiny_denoiser() -> InfoFlowGenerator:
+    """A small noise-level-taking generator with a calibration table, whose level input
+    is made to matter (its embedding's last layer drawn large), seeded."""
+    torch.manual_seed(0)
+    config = InfoFlowConfig(levels=2, base_filters=4, info_accum=None, norm="none", residual=True, noise_level=True,
+                            noise_calibration=((1.0, 0.0), (20.0, 25.0), (40.0, 50.0)))
+    model = InfoFlowGenerator(config)
+    with torch.no_grad():
+        model.noise_level_embedding.mlp[-1].weight.normal_(0, 0.5)
+    return model
+
+
 def test_engine_runs_the_first_look_on_a_central_crop_then_tells_every_tile():
     """Under --sigma auto with a calibrated checkpoint the engine restores the central
     256 x 256 crop first (one extra forward call, no tiling), and every tile of the real
@@ -339,12 +351,7 @@ def test_engine_runs_the_first_look_on_a_central_crop_then_tells_every_tile():
     from restore_core.checkpoint import ModelDescriptor
     from restore_core.engine.runner import Restorer
 
-    torch.manual_seed(0)
-    config = InfoFlowConfig(levels=2, base_filters=4, info_accum=None, norm="none", residual=True, noise_level=True,
-                            noise_calibration=((1.0, 0.0), (20.0, 25.0), (40.0, 50.0)))
-    model = InfoFlowGenerator(config)
-    with torch.no_grad():
-        model.noise_level_embedding.mlp[-1].weight.normal_(0, 0.5)
+    model = _calibrated_tiny_denoiser()
     shapes = []
     model.register_forward_hook(lambda module, args, output: shapes.append(tuple(args[0].shape[-2:])))
     restorer = Restorer(ModelDescriptor(model=model, architecture="infoflow", config={}, task="denoise", name="n", size_multiple=4),
@@ -367,12 +374,7 @@ def test_a_level_measured_from_the_file_is_told_instead_of_either_look():
     from restore_core.checkpoint import ModelDescriptor
     from restore_core.engine.runner import Restorer
 
-    torch.manual_seed(0)
-    config = InfoFlowConfig(levels=2, base_filters=4, info_accum=None, norm="none", residual=True, noise_level=True,
-                            noise_calibration=((1.0, 0.0), (20.0, 25.0), (40.0, 50.0)))
-    model = InfoFlowGenerator(config)
-    with torch.no_grad():
-        model.noise_level_embedding.mlp[-1].weight.normal_(0, 0.5)
+    model = _calibrated_tiny_denoiser()
     calls = []
     model.register_forward_hook(lambda module, args, output: calls.append(tuple(args[0].shape)))
     restorer = Restorer(ModelDescriptor(model=model, architecture="infoflow", config={}, task="denoise", name="n", size_multiple=4),
