@@ -209,3 +209,22 @@ def test_a_shot_saved_as_raw_and_jpeg_is_restored_twice_and_said_once(tmp_path, 
     assert sorted(p.name for p in (tmp_path / "raws").iterdir()) == ["IMG_1.tif", "IMG_2.tif"]
     quiet = restore("derain", str(folder), str(tmp_path / "q"), "--model", str(tiny_checkpoint), "--quiet")
     assert quiet.returncode == 0 and "are here twice" not in quiet.stderr
+
+
+def test_restore_auto_tells_the_denoiser_a_raw_files_own_level(tmp_path, monkeypatch):
+    """`restore auto` measures raw files' noise too: a raw photo its classifier routes to
+    the denoiser is told the level of its sensor, as `restore denoise` tells it."""
+    pytest.importorskip("rawpy")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from conftest import router_with_scripted_classifier
+
+    from restore_core.engine.inputs import Job
+    from restore_core.engine.runner import restore_stream
+
+    raw = write_dng(tmp_path / "IMG_1.DNG", linear(scene()), noise=0.005, shot=0.006, neutral=(0.5, 1.0, 0.65))
+    router = router_with_scripted_classifier(monkeypatch, [("noise", 0.9)])
+    assert router.takes_measured_noise
+    [result] = restore_stream([Job(raw, Path(raw.name), tmp_path / "out" / "IMG_1.tif")], router)
+    assert result.status == "ok" and result.model == "infoflow-denoise", result
+    told = router.specialists["denoise"].last_degradation[0]
+    assert told["noise_sigma"] == told["noise_sigma_from_raw"] and 10 < told["noise_sigma"] < 40, told

@@ -73,16 +73,28 @@ class RoutedRestorer:
         """The precision the specialists run at (what ``precision`` picks on this device)."""
         return next(iter(self.specialists.values())).dtype
 
+    @property
+    def takes_measured_noise(self) -> bool:
+        """Whether a specialist takes levels measured from the files (the denoiser under
+        ``--sigma auto``): a camera raw file routed to it is told its sensor's level."""
+        return any(restorer.takes_measured_noise for restorer in self.specialists.values())
+
     @torch.inference_mode()
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        """Restore an N x 3 x H x W float batch in [0, 1]; returns float32 in [0, 1]."""
+    def __call__(self, batch: torch.Tensor, noise_levels: list[float | None] | None = None) -> torch.Tensor:
+        """Restore an N x 3 x H x W float batch in [0, 1]; returns float32 in [0, 1].
+        ``noise_levels``: per image, a level measured from its file, or None
+        (:attr:`takes_measured_noise`), handed to the specialist that takes them."""
         probabilities = self.classifier.probabilities(batch.to(self.device, torch.float32)).cpu()
         tasks = [DEGRADATION_TASK[self.degradations[int(row.argmax())]] for row in probabilities]
         restored: torch.Tensor | None = None
         for task in dict.fromkeys(tasks):  # each specialist once per batch, in order of first use
             chosen = [i for i, t in enumerate(tasks) if t == task]
             restorer = self.specialists[task]
-            output = restorer(batch if len(chosen) == len(tasks) else batch[chosen])  # no copy of a lone image
+            images = batch if len(chosen) == len(tasks) else batch[chosen]  # no copy of a lone image
+            if noise_levels is not None and restorer.takes_measured_noise:
+                output = restorer(images, [noise_levels[i] for i in chosen])
+            else:
+                output = restorer(images)
             self.notices.extend(restorer.notices)
             restorer.notices.clear()
             if restored is None:
