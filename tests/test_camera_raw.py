@@ -228,3 +228,22 @@ def test_restore_auto_tells_the_denoiser_a_raw_files_own_level(tmp_path, monkeyp
     assert result.status == "ok" and result.model == "infoflow-denoise", result
     told = router.specialists["denoise"].last_degradation[0]
     assert told["noise_sigma"] == told["noise_sigma_from_raw"] and 10 < told["noise_sigma"] < 40, told
+
+
+def test_a_failed_noise_measurement_still_develops_the_photo(tmp_path, monkeypatch):
+    """Where measuring a raw file's noise fails (a camera's quirk), the photograph is
+    still developed, with no level: the denoiser then estimates it from the image."""
+    pytest.importorskip("rawpy")
+    from restore_core.io import camera_raw
+    from restore_core.io.images import read_image
+
+    raw = write_dng(tmp_path / "IMG_1.DNG", linear(scene()), noise=0.005)
+    assert read_image(raw, measure_noise=True).noise_level > 0
+
+    def quirk(raw, developed):
+        raise IndexError("an unexpected mosaic")
+
+    monkeypatch.setattr(camera_raw, "noise_level_to_tell", quirk)
+    developed = read_image(raw, measure_noise=True)
+    assert developed.noise_level is None and developed.rgb.shape == (192, 192, 3)
+    assert np.array_equal(developed.rgb, read_image(raw).rgb)

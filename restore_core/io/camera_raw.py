@@ -86,9 +86,18 @@ def develop(data: bytes, check_size: Callable[[int, int], None], measure_noise: 
             turned = sizes.flip in (5, 6)  # LibRaw's flips 5 and 6 are quarter turns
             check_size(sizes.height if turned else sizes.width, sizes.width if turned else sizes.height)
             pixels = raw.postprocess(**_DEVELOPMENT)
-            return Developed(pixels, noise_level_to_tell(raw, pixels) if measure_noise else None)
+            return Developed(pixels, _measured_noise_level(raw, pixels) if measure_noise else None)
     except rawpy.LibRawError as error:  # every LibRaw failure (unsupported camera, truncated data, ...)
         raise RawError(f"cannot develop camera raw: {_cause(error)}") from None
+
+
+def _measured_noise_level(raw, developed: np.ndarray) -> float | None:
+    """:func:`noise_level_to_tell`, or None where it fails: the measurement is a better
+    guess at the level, never a reason not to restore a photograph that developed."""
+    try:
+        return noise_level_to_tell(raw, developed)
+    except Exception:  # noqa: BLE001 - a LibRaw quirk of one camera; the denoiser then estimates the level itself
+        return None
 
 
 def noise_level_to_tell(raw, developed: np.ndarray) -> float | None:
