@@ -112,16 +112,27 @@ def noise_level_to_tell(raw, developed: np.ndarray) -> float | None:
     if raw.raw_pattern is None or raw.raw_pattern.shape != (2, 2) or raw.raw_image_visible.ndim != 2:
         return None
     samples = raw.raw_image_visible
-    colours = raw.raw_colors_visible
-    black = np.asarray(raw.black_level_per_channel, dtype=np.float32)[colours]
-    scale = np.float32(raw.white_level) - black
-    mosaic = (samples.astype(np.float32) - black) / scale
+    corner = raw.raw_colors_visible[:2, :2]
+    black_of = np.asarray(raw.black_level_per_channel, dtype=np.float32)
+    # (rows, columns, black, white - black) of each of the four colour-filter positions;
+    # done phase by phase, in place, so that a 24-megapixel file needs no per-sample copies of them.
+    phases = [(slice(dy, None, 2), slice(dx, None, 2), black_of[corner[dy, dx]], np.float32(raw.white_level) - black_of[corner[dy, dx]])
+              for dy in (0, 1) for dx in (0, 1)]
+    mosaic = samples.astype(np.float32)
+    for rows, cols, black, scale in phases:
+        mosaic[rows, cols] -= black
+        mosaic[rows, cols] /= scale
     noise = estimate_sensor_noise(mosaic)
     if noise is None:
         return None
-    extra = draw_sensor_noise(mosaic, noise) * scale
-    samples[:] = np.clip(np.rint(samples + extra), 0, np.iinfo(samples.dtype).max).astype(samples.dtype)
-    del mosaic, extra, black, scale
+    extra = draw_sensor_noise(mosaic, noise)
+    del mosaic
+    for rows, cols, _, scale in phases:
+        extra[rows, cols] *= scale
+    extra += samples
+    np.clip(np.rint(extra, out=extra), 0, np.iinfo(samples.dtype).max, out=extra)
+    samples[:] = extra
+    del extra
     again = raw.postprocess(**_DEVELOPMENT)
     deviations = [np.std(again[..., c].astype(np.float32) - developed[..., c].astype(np.float32)) for c in range(3)]
     return TOLD_PER_DEVELOPED_STD * float(np.sqrt(np.mean(np.square(deviations)))) * 255.0 / 65535.0
