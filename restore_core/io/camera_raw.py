@@ -50,11 +50,11 @@ _EXIF_TAGS_LEFT_OUT = frozenset({0x927C, 0xA005})  # maker note (offsets into th
 _DEVELOPMENT = dict(use_camera_wb=True, output_bps=16, gamma=(2.4, 12.92), no_auto_bright=True)
 # The level (0-255) to tell a denoiser trained on white Gaussian noise, per unit of the
 # standard deviation (0-255) of a developed raw file's noise. Correlated noise needs a
-# level above its per-pixel deviation: on 49 DNGs made from McMaster and CBSD68
+# level above its per-pixel deviation: on 37 DNGs made from 4 McMaster and 3 CBSD68
 # photographs (white balance gains 2 and 1.54 for red and blue; Poisson-Gaussian noise of
-# gain 0.0005 to 0.015, or Gaussian of 0.3 to 2 % of the white level), the factor that
-# served `infoflow-denoise` best was 2.2 measured from the photographs and 1.8 from the
-# noiseless developments; 2.0 is within 0.02 dB of either (session 37).
+# gain 0.0005 to 0.015, or Gaussian of 1 or 2 % of the white level), the factor that
+# served `infoflow-denoise` best was 2.25 measured from the photographs and 1.85 from the
+# noiseless developments; 2.0 is within 0.03 dB of either (session 37).
 TOLD_PER_DEVELOPED_STD = 2.0
 
 
