@@ -11,6 +11,8 @@ with the ADMS network itself.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import torch
 
@@ -80,7 +82,7 @@ class RoutedRestorer:
         return any(restorer.takes_measured_noise for restorer in self.specialists.values())
 
     @torch.inference_mode()
-    def __call__(self, batch: torch.Tensor, noise_levels: list[float | None] | None = None) -> torch.Tensor:
+    def __call__(self, batch: torch.Tensor, noise_levels: Sequence[float | None] | None = None) -> torch.Tensor:
         """Restore an N x 3 x H x W float batch in [0, 1]; returns float32 in [0, 1].
         ``noise_levels``: per image, a level measured from its file, or None
         (:attr:`takes_measured_noise`), handed to the specialist that takes them."""
