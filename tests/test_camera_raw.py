@@ -215,7 +215,6 @@ def test_restore_auto_tells_the_denoiser_a_raw_files_own_level(tmp_path, monkeyp
     """`restore auto` measures raw files' noise too: a raw photo its classifier routes to
     the denoiser is told the level of its sensor, as `restore denoise` tells it."""
     pytest.importorskip("rawpy")
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from conftest import router_with_scripted_classifier
 
     from restore_core.engine.inputs import Job
