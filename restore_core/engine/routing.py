@@ -85,7 +85,7 @@ class RoutedRestorer:
     def __call__(self, batch: torch.Tensor, noise_levels: Sequence[float | None] | None = None) -> torch.Tensor:
         """Restore an N x 3 x H x W float batch in [0, 1]; returns float32 in [0, 1].
         ``noise_levels``: per image, a level measured from its file, or None
-        (:attr:`takes_measured_noise`), handed to the specialist that takes them."""
+        (:attr:`takes_measured_noise`); the specialist that takes them is told them."""
         probabilities = self.classifier.probabilities(batch.to(self.device, torch.float32)).cpu()
         tasks = [DEGRADATION_TASK[self.degradations[int(row.argmax())]] for row in probabilities]
         restored: torch.Tensor | None = None
@@ -93,10 +93,7 @@ class RoutedRestorer:
             chosen = [i for i, t in enumerate(tasks) if t == task]
             restorer = self.specialists[task]
             images = batch if len(chosen) == len(tasks) else batch[chosen]  # no copy of a lone image
-            if noise_levels is not None and restorer.takes_measured_noise:
-                output = restorer(images, [noise_levels[i] for i in chosen])
-            else:
-                output = restorer(images)
+            output = restorer(images, None if noise_levels is None else [noise_levels[i] for i in chosen])
             self.notices.extend(restorer.notices)
             restorer.notices.clear()
             if restored is None:

@@ -182,8 +182,8 @@ class Restorer:
     @torch.inference_mode()
     def __call__(self, batch: torch.Tensor, noise_levels: Sequence[float | None] | None = None) -> torch.Tensor:
         """Restore an N x 3 x H x W float batch in [0, 1]; returns float32 in [0, 1].
-        ``noise_levels``: per image, a level measured from its file, or None
-        (:attr:`takes_measured_noise`).
+        ``noise_levels``: per image, a level measured from its file, or None; ignored
+        unless :attr:`takes_measured_noise`.
 
         Out of GPU memory, the same image is retried in tiles of half the size
         (down to :data:`MIN_OOM_TILE`), and the new tile size is kept for later images.
@@ -193,8 +193,8 @@ class Restorer:
             self.notices.append(f"{self.descriptor.name} was trained on grey images only: colour inputs restore much "
                                 "worse with it than with a colour-trained model")
         x = batch.to(self.device, dtype=self.dtype, non_blocking=True)
-        measured = None
-        if noise_levels is not None and any(level is not None for level in noise_levels):
+        measured = None  # levels are told only to a model that takes them (takes_measured_noise)
+        if noise_levels is not None and self.takes_measured_noise and any(level is not None for level in noise_levels):
             measured = torch.tensor([float("nan") if level is None else level for level in noise_levels])
         while True:
             try:
