@@ -207,6 +207,44 @@ def test_camera_noise_is_correlated_strongest_in_the_shadows_and_seeded():
     assert drawn.shape == photo.shape and drawn.dtype == np.float32 and 20 < psnr(drawn * 255, photo * 255) < 45
 
 
+def test_the_first_looks_tell_a_cameras_demosaiced_noise_from_white_noise_and_texture():
+    """A camera's noise, demosaiced, is correlated between neighbours: its colour reads
+    far higher at half resolution than at full, and the level told is raised to twice
+    the image's half-resolution look. White noise and clean photographs (texture is
+    mostly brightness) keep their level exactly; so do grey images (no colour) and
+    images too small to look at."""
+    import torch
+    from skimage import data
+
+    from restore_core.degradations.noise import TOLD_PER_CORRELATED_STD, camera_noise, correlated_noise_weight, first_looks, level_for_correlated_noise
+
+    as_batch = lambda a: torch.from_numpy(a.transpose(2, 0, 1)[None].copy())  # noqa: E731
+    for photo in (data.astronaut()[:256, :256], data.chelsea()[:256, :256]):
+        photo = photo.astype(np.float32) / 255
+        for sigma in (0, 5, 15):
+            looks = first_looks(as_batch(gaussian_noise(photo, sigma, np.random.default_rng(0)) if sigma else photo))
+            if sigma:
+                assert looks.chroma_coarse.item() < 1.2 * looks.chroma_fine.item()  # measured 1.04-1.14 x
+            else:
+                assert looks.chroma_coarse.item() < 1.5  # a photograph's colour has little texture: 0.7, 1.15
+            assert correlated_noise_weight(looks).item() == 0
+            assert torch.equal(level_for_correlated_noise(looks.fine, looks), looks.fine)
+        for shot, read in ((0.002, 0.002), (0.006, 0.005)):
+            camera = camera_noise(photo, shot, read, np.random.default_rng(0))
+            looks = first_looks(as_batch(camera))
+            assert looks.chroma_coarse.item() > 2.2 * looks.chroma_fine.item()  # measured 2.4-2.8 x
+            assert correlated_noise_weight(looks).item() == 1
+            told = level_for_correlated_noise(looks.fine, looks)
+            assert told.item() == pytest.approx(TOLD_PER_CORRELATED_STD * looks.coarse.item())
+            assert told.item() > 3 * looks.fine.item()  # measured 6.2-6.6 x
+    grey = camera_noise(photo, 0.006, 0.005, np.random.default_rng(0)).mean(axis=2, keepdims=True)
+    looks = first_looks(as_batch(np.repeat(grey, 3, axis=2)))
+    assert correlated_noise_weight(looks).item() == 0 and correlated_noise_weight(first_looks(as_batch(grey))).item() == 0
+    tiny = first_looks(torch.rand(1, 3, 3, 3))
+    assert torch.isnan(tiny.coarse).all() and correlated_noise_weight(tiny).item() == 0
+    assert torch.equal(level_for_correlated_noise(tiny.fine, tiny), tiny.fine)
+
+
 def test_a_sensors_noise_is_read_off_its_mosaic():
     """Foi's Poisson-Gaussian model (variance = gain * x + floor) fitted on RGGB mosaics of
     three photographs with known noise: the standard deviation it predicts at dark, mid

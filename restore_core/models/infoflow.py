@@ -40,7 +40,10 @@ before tiling) and, when the checkpoint carries a calibration table
 (``noise_calibration``), a second look at what the model removes from a central
 crop told that first estimate
 (:func:`~restore_core.degradations.noise.residual_noise_level`, in
-:meth:`condition_on_first_pass`). ``--sigma quick`` stops at the first look;
+:meth:`condition_on_first_pass`); where the first look, read at half resolution too,
+finds the noise correlated between neighbours (a camera's, demosaiced), the level is
+raised (:func:`~restore_core.degradations.noise.level_for_correlated_noise`).
+``--sigma quick`` stops at the first look;
 ``--sigma blind`` runs the learned blind path.
 
 The discriminator is pix2pix's 5-layer fully convolutional PatchGAN (70x70
@@ -57,7 +60,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from restore_core.degradations.noise import estimate_noise_level, residual_noise_level
+from restore_core.degradations.noise import (
+    FirstLooks,
+    correlated_noise_weight,
+    estimate_noise_level,
+    first_looks,
+    level_for_correlated_noise,
+    residual_noise_level,
+)
 from restore_core.models.scattering import RecomposeConfig, recompose
 from restore_core.models.unet import refinement_head
 
@@ -210,6 +220,7 @@ class InfoFlowGenerator(nn.Module):
         self.estimates_sigma = config.noise_level
         self.second_look = True  # --sigma auto (not quick): look twice when the checkpoint is calibrated
         self.estimated_levels: torch.Tensor | None = None  # of the whole images condition() saw last
+        self.looks: FirstLooks | None = None  # their first looks
         self.measured_levels: torch.Tensor | None = None  # given to condition() (camera raw files), NaN where none
         self.recompose = config.recompose
         self.finish_in_forward = True  # the engine turns it off to call finish() on whole images after tiling
@@ -247,28 +258,43 @@ class InfoFlowGenerator(nn.Module):
         """With ``--sigma auto``: estimate the level of each whole (untiled) image, for the
         ``forward`` calls that follow (one per tile, so every tile is told the same level);
         returns the estimates (``{"noise_sigma": level}`` per image, for ``--json``).
-        ``measured``: levels measured outside the image (a camera raw file's sensor data,
-        :func:`restore_core.io.camera_raw.noise_level_to_tell`), NaN where there is none;
-        where there is one it is told instead of either look's estimate."""
+        The first look reads the image, and its colour, at full resolution and at half
+        (:func:`first_looks`); where they say the noise is correlated between neighbours
+        (a camera's, demosaiced), the level told is raised
+        (:func:`level_for_correlated_noise`), after the second look when there is one. ``measured``: levels measured outside the image (a camera raw file's
+        sensor data, :func:`restore_core.io.camera_raw.noise_level_to_tell`), NaN where
+        there is none; where there is one it is told instead of either look's estimate."""
         self.measured_levels = measured if self.estimates_sigma else None
+        self.looks = None
         if not self.estimates_sigma:
             self.estimated_levels = None
             return None
         if measured is not None and not torch.isnan(measured).any():
             self.estimated_levels = measured.to(y.device)
-        else:
-            self.estimated_levels = _prefer_measured(estimate_noise_level(y), measured)
+            return self._reported_levels()
+        self.looks = first_looks(y)
+        # The crop pass of the second look is told the fine look, as its calibration was measured.
+        first = self.looks.fine if self._looks_twice else level_for_correlated_noise(self.looks.fine, self.looks)
+        self.estimated_levels = _prefer_measured(first, measured)
         return self._reported_levels()
 
+    @property
+    def _looks_twice(self) -> bool:
+        return self.second_look and bool(self.config.noise_calibration)
+
     def _reported_levels(self, first_look: torch.Tensor | None = None) -> list[dict[str, float]]:
+        weights = correlated_noise_weight(self.looks).tolist() if self.looks is not None else [0.0] * len(self.estimated_levels)
         reports = []
         for i, level in enumerate(self.estimated_levels.tolist()):
             if self.measured_levels is not None and not math.isnan(float(self.measured_levels[i])):
                 reports.append({"noise_sigma": round(level, 2), "noise_sigma_from_raw": round(level, 2)})
-            elif first_look is not None:
-                reports.append({"noise_sigma": round(level, 2), "noise_sigma_first_look": round(float(first_look[i]), 2)})
-            else:
-                reports.append({"noise_sigma": round(level, 2)})
+                continue
+            report = {"noise_sigma": round(level, 2)}
+            if first_look is not None:
+                report["noise_sigma_first_look"] = round(float(first_look[i]), 2)
+            if weights[i] > 0 and (first_look is not None or not self._looks_twice):
+                report["noise_sigma_coarse_look"] = round(float(self.looks.coarse[i]), 2)
+            reports.append(report)
         return reports
 
     @property
@@ -277,15 +303,18 @@ class InfoFlowGenerator(nn.Module):
         :meth:`condition_on_first_pass` before restoring (``--sigma auto`` with a
         calibration table, for images whose level was not measured)."""
         measured_all = self.measured_levels is not None and not torch.isnan(self.measured_levels).any()
-        return self.estimates_sigma and self.second_look and bool(self.config.noise_calibration) and not measured_all
+        return self.estimates_sigma and self._looks_twice and not measured_all
 
     def condition_on_first_pass(self, y: torch.Tensor, restored: torch.Tensor) -> list[dict[str, float]]:
         """The second look of ``--sigma auto``: ``restored`` is this model's output for
         ``y`` (a crop of each image, told the first look's level); the level it removed,
-        through the checkpoint's calibration table
-        (:func:`residual_noise_level`), is what the ``forward`` calls that follow are told."""
+        through the checkpoint's calibration table (:func:`residual_noise_level`), raised
+        where the first looks found the noise correlated
+        (:func:`level_for_correlated_noise`), is what the ``forward`` calls that follow are told."""
         first = self.estimated_levels
         second = residual_noise_level(y, restored, self.config.noise_calibration)
+        if self.looks is not None:
+            second = level_for_correlated_noise(second.to(self.looks.fine), self.looks)
         # An image too small for the first look (NaN: unknown) stays unknown.
         second = second if first is None else torch.where(torch.isnan(first), first, second.to(first.dtype))
         self.estimated_levels = _prefer_measured(second, self.measured_levels)
