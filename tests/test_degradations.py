@@ -1,5 +1,6 @@
 """Noise, motion blur and haze: the formulas hold and randomness is seeded."""
 
+import cv2
 import numpy as np
 import pytest
 
@@ -237,6 +238,13 @@ def test_the_first_looks_tell_a_cameras_demosaiced_noise_from_white_noise_and_te
             told = level_for_correlated_noise(looks.fine, looks)
             assert told.item() == pytest.approx(TOLD_PER_CORRELATED_STD * looks.coarse.item())
             assert told.item() > 3 * looks.fine.item()  # measured 6.2-6.6 x
+        # White noise saved as a JPEG with 4:2:0 chroma: its colour's fine detail is gone
+        # (so the colour looks read "correlated"), its brightness's is not.
+        noisy = np.round(gaussian_noise(photo, 25, np.random.default_rng(0))[..., ::-1] * 255).astype(np.uint8)
+        jpeg = cv2.imdecode(cv2.imencode(".jpg", noisy, [cv2.IMWRITE_JPEG_QUALITY, 90])[1], cv2.IMREAD_COLOR)
+        looks = first_looks(as_batch(jpeg[..., ::-1].astype(np.float32) / 255))
+        assert looks.chroma_coarse.item() > 3 * looks.chroma_fine.item() and looks.coarse.item() < 1.3 * looks.fine.item()
+        assert correlated_noise_weight(looks).item() == 0
     grey = camera_noise(photo, 0.006, 0.005, np.random.default_rng(0)).mean(axis=2, keepdims=True)
     looks = first_looks(as_batch(np.repeat(grey, 3, axis=2)))
     assert correlated_noise_weight(looks).item() == 0 and correlated_noise_weight(first_looks(as_batch(grey))).item() == 0

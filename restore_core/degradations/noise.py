@@ -260,6 +260,10 @@ CORRELATED_CHROMA_RATIO_RAMP = (1.5, 2.0)
 # ... and its colour at half resolution reads at least this much (0-255 scale), which a
 # clean photograph's colour does not (0-2.6, mostly under 1.5): texture is mostly brightness.
 CORRELATED_CHROMA_LEVEL_RAMP = (2.0, 3.5)
+# ... while the image itself reads at least this much higher at half resolution too
+# (2.25-4.2 on those developments; under 1.2 for white noise of level 15-40 saved as a
+# 4:2:0 JPEG, whose colour at full resolution is gone and so reads "correlated").
+CORRELATED_RATIO_RAMP = (1.4, 1.8)
 # A denoiser that learnt white noise removes a demosaiced noise of standard deviation s
 # best told about 2 s: the factor restore_core.io.camera_raw measured on developed raw
 # files (TOLD_PER_DEVELOPED_STD), and here too (best level / 2 x the coarse look: 0.8-1.5).
@@ -301,14 +305,22 @@ def first_looks(images: torch.Tensor) -> FirstLooks:
 
 def correlated_noise_weight(looks: FirstLooks) -> torch.Tensor:
     """How sure the first looks are that each image's noise is a camera's, correlated
-    between neighbouring pixels, 0-1: the product of a ramp on the colour's coarse look
-    over its fine look (:data:`CORRELATED_CHROMA_RATIO_RAMP`) and one on the colour's
-    coarse look itself (:data:`CORRELATED_CHROMA_LEVEL_RAMP`). Read on colour, not
+    between neighbouring pixels, 0-1: the product of ramps on the colour's coarse look
+    over its fine look (:data:`CORRELATED_CHROMA_RATIO_RAMP`), on the colour's coarse
+    look itself (:data:`CORRELATED_CHROMA_LEVEL_RAMP`) and on the image's coarse look
+    over its fine look (:data:`CORRELATED_RATIO_RAMP`). Read mainly on colour, not
     brightness: a textured photograph's brightness reads 2-4x higher at half resolution
     too, its colour far less. 0 where a look is unknown (NaN)."""
-    ratio = looks.chroma_coarse / looks.chroma_fine.clamp(min=0.3)
-    (ratio_low, ratio_high), (level_low, level_high) = CORRELATED_CHROMA_RATIO_RAMP, CORRELATED_CHROMA_LEVEL_RAMP
-    weight = ((ratio - ratio_low) / (ratio_high - ratio_low)).clamp(0, 1) * ((looks.chroma_coarse - level_low) / (level_high - level_low)).clamp(0, 1)
+
+    def ramp(value: torch.Tensor, low_high: tuple[float, float]) -> torch.Tensor:
+        low, high = low_high
+        return ((value - low) / (high - low)).clamp(0, 1)
+
+    weight = (
+        ramp(looks.chroma_coarse / looks.chroma_fine.clamp(min=0.3), CORRELATED_CHROMA_RATIO_RAMP)
+        * ramp(looks.chroma_coarse, CORRELATED_CHROMA_LEVEL_RAMP)
+        * ramp(looks.coarse / looks.fine.clamp(min=0.5), CORRELATED_RATIO_RAMP)
+    )
     return torch.nan_to_num(weight, nan=0.0)
 
 
