@@ -261,9 +261,10 @@ class InfoFlowGenerator(nn.Module):
         The first look reads the image, and its colour, at full resolution and at half
         (:func:`first_looks`); where they say the noise is correlated between neighbours
         (a camera's, demosaiced), the level told is raised
-        (:func:`level_for_correlated_noise`), after the second look when there is one. ``measured``: levels measured outside the image (a camera raw file's
-        sensor data, :func:`restore_core.io.camera_raw.noise_level_to_tell`), NaN where
-        there is none; where there is one it is told instead of either look's estimate."""
+        (:func:`level_for_correlated_noise`), after the second look when there is one.
+        ``measured``: levels measured outside the image (a camera raw file's sensor data,
+        :func:`restore_core.io.camera_raw.noise_level_to_tell`), NaN where there is none;
+        where there is one it is told instead of either look's estimate."""
         self.measured_levels = measured if self.estimates_sigma else None
         self.looks = None
         if not self.estimates_sigma:
@@ -292,7 +293,7 @@ class InfoFlowGenerator(nn.Module):
             report = {"noise_sigma": round(level, 2)}
             if first_look is not None:
                 report["noise_sigma_first_look"] = round(float(first_look[i]), 2)
-            if weights[i] > 0 and (first_look is not None or not self._looks_twice):
+            if weights[i] > 0:  # the level was raised for correlated noise
                 report["noise_sigma_coarse_look"] = round(float(self.looks.coarse[i]), 2)
             reports.append(report)
         return reports
