@@ -14,9 +14,10 @@
   ``restore denoise --sigma auto``, and all of ``--sigma quick``).
 * :func:`residual_noise_level` — the level read off what a denoiser removed, through
   the denoiser's calibration table (the second look of ``--sigma auto``).
-* :func:`estimate_coarse_noise_level`, :func:`level_for_correlated_noise` — the same
-  first look at half resolution, and the level to tell for noise that is correlated
-  between neighbouring pixels (a camera's, demosaiced), which both looks read low.
+* :func:`first_looks`, :func:`level_for_correlated_noise` — the first look at full and
+  half resolution, of the image and of its colour, and the level to tell for noise that
+  is correlated between neighbouring pixels (a camera's, demosaiced), which both looks
+  read low.
 """
 
 from __future__ import annotations
@@ -252,10 +253,9 @@ def residual_noise_level(noisy: torch.Tensor, denoised: torch.Tensor, calibratio
     return calibrated_noise_level(measured_noise_level(noisy, denoised.to(noisy.dtype)), calibration)
 
 
-
 # A camera's noise, demosaiced, is correlated between neighbouring pixels, in colour as
 # in brightness. White noise's colour reads alike at full and half resolution; a camera's
-# reads over 1.8x higher at half (2.2-4.2 on the photographs measured) ...
+# reads over 1.8x higher at half (1.8-4.2 on the photographs the ramps were set on) ...
 CORRELATED_CHROMA_RATIO_RAMP = (1.5, 2.0)
 # ... and its colour at half resolution reads at least this much (0-255 scale), which a
 # clean photograph's colour does not (0-2.6, mostly under 1.5): texture is mostly brightness.
@@ -287,6 +287,7 @@ class FirstLooks:
 
 
 def _half_resolution_level(images: torch.Tensor) -> torch.Tensor:
+    """:func:`estimate_noise_level` of the 2 x 2 averages, times 2 (NaN under 4 x 4 pixels)."""
     if min(images.shape[-2:]) < 4:
         return images.new_full((images.shape[0],), float("nan"))
     return 2.0 * estimate_noise_level(torch.nn.functional.avg_pool2d(images, 2))
