@@ -155,6 +155,11 @@ def test_a_raw_photo_developed_elsewhere_is_told_a_level_for_its_camera_noise(tm
     told = restorer(developed)
     report = restorer.last_degradation[0]
     assert 15 < report["noise_sigma"] < 35 and report["noise_sigma"] > 3 * report["noise_sigma_first_look"], report
+    descriptor.model.set_sigma("quick")  # the first look alone is raised alike
+    restorer(developed)
+    quick = restorer.last_degradation[0]
+    assert quick["noise_sigma"] == pytest.approx(2 * quick["noise_sigma_coarse_look"], abs=0.02), quick
+    descriptor.model.set_sigma("auto")
     monkeypatch.setattr(infoflow, "level_for_correlated_noise", lambda level, looks: level)
     second_look_alone = restorer(developed)
     assert restorer.last_degradation[0]["noise_sigma"] < 10
