@@ -418,7 +418,7 @@ TASK_OPTIONS: dict[str, list[tuple[str, Any, Any]]] = {
         ("route", typer.Option(True, "--route/--no-route", help="Restore each image with the single-task model of the degradation the all-in-one model's classifier finds (taylor-derain, golf-deblur, infoflow-denoise, infoflow-dehaze: 2.4-6.9 dB above the ADMS network on rain, blur, noise and haze test sets; little is done to an image the classifier gets wrong; the JSON line names the model), or with the all-in-one model itself."), bool),
     ],
     "denoise": [
-        ("sigma", typer.Option(None, "--sigma", callback=parse_sigma, autocompletion=completion.noise_levels, help="Noise level of the input (standard deviation, 0-255 scale) for models with a noise-level input: told it, they are non-blind; 'auto' (their default) estimates it per image, from the image and then (calibrated checkpoints) from what the model removes from a central 256x256 crop, or measures it from a camera raw file's own sensor data; 'quick' from the image alone (one pass, less exact); 'blind' tells them nothing. Blind-only models refuse a level."), Optional[str]),
+        ("sigma", typer.Option(None, "--sigma", callback=parse_sigma, autocompletion=completion.noise_levels, help="Noise level of the input (standard deviation, 0-255 scale) for models with a noise-level input: told it, they are non-blind; 'auto' (their default) estimates it per image, from the image and then (calibrated checkpoints) from what the model removes from a central 256x256 crop, raised where the image's colour shows a camera's demosaiced noise, or measures it from a camera raw file's own sensor data; 'quick' from the image alone (one pass, less exact); 'blind' tells them nothing. Blind-only models refuse a level."), Optional[str]),
     ],
 }
 
