@@ -79,6 +79,16 @@ def tasks(incomplete: str) -> Choices:
     return _starting_with(incomplete, [(task, f"default model {model}") for task, model in DEFAULT_MODEL_FOR_TASK.items()])
 
 
+# The names of restore_core.degradations.table.DEGRADATIONS (a test keeps them equal),
+# spelled out here because that table imports torch and a Tab press must not.
+DEGRADATION_NAMES = ("rain", "noise", "motion-blur", "haze", "mixed")
+
+
+def degradations(incomplete: str) -> Choices:
+    """``restore make-pairs --degradation``."""
+    return _starting_with(incomplete, [(name, "synthetic degradation") for name in DEGRADATION_NAMES])
+
+
 def recipes(incomplete: str) -> Choices:
     from restore_core.training.recipes import RECIPES
 

@@ -8,6 +8,7 @@ from cli.attribute_cmd import attribute_filters
 from cli.benchmark_cmd import benchmark
 from cli.convert_cmd import convert
 from cli.models_cmd import models
+from cli.pairs_cmd import make_pairs_command
 from cli.restore_cmd import make_restore_command
 from cli.train_cmd import train
 
@@ -71,6 +72,7 @@ app.command("auto")(make_restore_command("auto", "Detect the degradation of each
 app.command("train")(train)
 app.command("models")(models)
 app.command("benchmark")(benchmark)
+app.command("make-pairs")(make_pairs_command)
 app.command("convert")(convert)
 app.command("attribute-filters")(attribute_filters)
 

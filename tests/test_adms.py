@@ -22,7 +22,7 @@ from restore_core.engine.runner import Restorer
 from restore_core.metrics import psnr
 from restore_core.models import build_model
 from restore_core.training.adms import assemble
-from restore_core.training.sources import MixedConfig, add_one_of
+from restore_core.degradations.table import MixedConfig, add_one_of
 
 BASE = {"width": 4, "levels": 2, "blocks_per_level": [1, 1], "bottleneck_blocks": 1}
 DEGRADATIONS = ["rain", "motion-blur", "noise", "haze"]

@@ -34,6 +34,14 @@ def test_values_are_completed_from_the_projects_own_tables(tmp_path):
     assert values(completion.recipes("golf")) == ["golf-deblur"]
     assert values(completion.datasets("sots")) == ["sots-indoor", "sots-outdoor"]
     assert values(completion.precisions("")) == ["auto", "fp32", "fp16", "bf16"]
+    assert values(completion.degradations("m")) == ["motion-blur", "mixed"]
+
+
+def test_the_degradation_names_completed_are_the_tables():
+    """Spelled out in cli/completion.py (the table imports torch); kept equal here."""
+    from restore_core.degradations.table import DEGRADATIONS
+
+    assert completion.DEGRADATION_NAMES == tuple(DEGRADATIONS)
 
 
 def test_bash_completes_subcommands_and_option_values_without_loading_torch(tmp_path):

@@ -167,11 +167,20 @@ def test_a_recipe_out_of_range_is_refused_by_name(field, value):
 @pytest.mark.parametrize("name, options", [("noise", {"sigma": [50, 0]}), ("rain", {"layers": [3, 1]}), ("haze", {"beta": [2.0, 0.5]})])
 def test_a_degradation_range_given_high_then_low_is_refused(name, options):
     """numpy's uniform(50, 0) raised deep in the first batch ("high - low < 0")."""
-    from restore_core.training.sources import make_degradation
+    from restore_core.configs import ConfigError
+    from restore_core.degradations.table import make_degradation
 
-    with pytest.raises(TrainingError, match=r"is a \(low, high\) range"):
+    with pytest.raises(ConfigError, match=r"is a \(low, high\) range"):
         make_degradation(name, options)
     make_degradation(name, {})  # the defaults are ranges in order
+
+
+def test_a_single_number_fixes_a_degradation_range():
+    from restore_core.degradations.table import degradation_config
+
+    assert degradation_config("noise", {"sigma": 25}).sigma == (25.0, 25.0)
+    assert degradation_config("rain", {"layers": 2}).layers == (2, 2)
+    assert degradation_config("noise", {"kinds": ["gaussian"], "sigma": [5, 50]}).sigma == (5.0, 50.0)
 
 
 def test_every_table_recipe_trains_patches_its_model_takes():

@@ -49,45 +49,14 @@ def make_rain_samples(out_dir: Path, seed: int = 2024) -> list[Path]:
     return written
 
 
-def write_png(path: Path, pixels: np.ndarray) -> Path:
-    """Float RGB/grey in [0, 1] -> 8-bit PNG, written atomically."""
-    arr = np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8)
-    if arr.ndim == 3:
-        arr = arr[..., ::-1]
-    ok, buf = cv2.imencode(".png", arr)
-    if not ok:
-        raise ValueError(f"{path}: PNG encoding failed")
-    atomic_write_bytes(path, buf.tobytes())
-    return path
-
-
-def make_synthetic_pairs(clean_folder: Path, out_dir: Path, degrade, seed: int) -> list[Path]:
-    """A paired ``input/`` + ``target/`` set from a folder of clean images:
-    image i is degraded with ``numpy.random.default_rng([seed, i])``, so the set
-    is reproducible from (folder, degradation, seed) alone."""
-    from restore_core.io.folders import list_images, resolve_folder
-    from restore_core.io.images import read_rgb
-
-    folder = resolve_folder(Path(clean_folder))
-    if folder is None:
-        raise ValueError(f"{clean_folder}: no such folder")
-    written = []
-    for index, path in enumerate(list_images(folder)):
-        clean = read_rgb(path)
-        degraded = degrade(clean, np.random.default_rng([seed, index]))
-        written.append(write_png(Path(out_dir) / "input" / f"{path.stem}.png", degraded))
-        write_png(Path(out_dir) / "target" / f"{path.stem}.png", clean)
-    return written
-
-
-if __name__ == "__main__":
-    for p in make_rain_samples(Path(sys.argv[1] if len(sys.argv) > 1 else "samples/rain")):
-        print(p)
-
-
 def bundled_samples(task: str = "rain") -> Path | None:
     """The folder of bundled sample pairs for ``task`` (source checkout or installed copy)."""
     for root in (Path(__file__).resolve().parents[2] / "samples", Path(sys.prefix) / "share" / "restore" / "samples"):
         if (root / task / "input").is_dir():
             return root / task
     return None
+
+
+if __name__ == "__main__":
+    for p in make_rain_samples(Path(sys.argv[1] if len(sys.argv) > 1 else "samples/rain")):
+        print(p)

@@ -9,14 +9,13 @@ batches the uninterrupted run would have seen, with no sampler state to save.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import cv2
 import numpy as np
 
+from restore_core.degradations.table import Degrade, as_grey_camera
 from restore_core.io.images import read_rgb  # noqa: F401 (sources.py reads every training image through data.read_rgb)
-
-Degrade = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 
 def split_holdout(pairs: Sequence, every: int) -> tuple[list, list]:
@@ -202,10 +201,7 @@ class PatchSampler:
             return transplant_residual(clean, degraded_src, clean_src), clean
         degraded = self.degrade(clean, rng)
         if grey:
-            # A grey photograph is degraded as a grey camera records it: one channel's
-            # degradation for all three. Independent noise per channel would teach colour
-            # noise that grey inputs (BSD68, Set12) never have.
-            degraded = np.ascontiguousarray(np.repeat(degraded[..., :1], 3, axis=2))
+            degraded = as_grey_camera(degraded)
         return degraded, clean
 
     def batch(self, seed: int, step: int, batch_size: int, rank: int = 0) -> tuple[np.ndarray, np.ndarray]:

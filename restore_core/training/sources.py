@@ -1,6 +1,6 @@
 """Training data sources: the folders a recipe names, read into a patch sampler and
-validation sets (:func:`prepare_data`), and the synthetic degradations it can name
-for its clean images (:data:`DEGRADATIONS`).
+validation sets (:func:`prepare_data`); clean images get the synthetic degradation
+the recipe names (:mod:`restore_core.degradations.table`).
 
 Paired folders give real (degraded, clean) pairs, every ``holdout_every``-th kept
 aside for validation; clean folders (and scikit-image's bundled photographs) are
@@ -13,7 +13,6 @@ image are left out of training. Images are decoded by a few threads in order
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import json
 import os
@@ -25,11 +24,8 @@ from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
-from restore_core.configs import ConfigError, config_from_dict
-from restore_core.degradations.blur import BlurConfig, add_motion_blur
-from restore_core.degradations.haze import HazeConfig, add_haze
-from restore_core.degradations.noise import NoiseConfig, add_noise
-from restore_core.degradations.rain import RainConfig, add_rain
+from restore_core.configs import ConfigError
+from restore_core.degradations.table import make_degradation
 from restore_core.engine.inputs import describe_unreadable
 from restore_core.engine.memory import available_memory_bytes
 from restore_core.io.folders import list_images, list_training_pairs, list_unreadable_images
@@ -42,49 +38,6 @@ from restore_core.training.recipes import Recipe
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-# Synthetic degradations a recipe can name for its clean images:
-# name -> (config dataclass, function(clean, rng, config)).
-DEGRADATIONS: dict[str, tuple[type, Callable]] = {
-    "rain": (RainConfig, add_rain),
-    "noise": (NoiseConfig, add_noise),
-    "motion-blur": (BlurConfig, add_motion_blur),
-    "haze": (HazeConfig, add_haze),
-}
-
-
-@dataclass(frozen=True)
-class MixedConfig:
-    """Each patch gets one of ``degradations``, uniformly (ADMS's unified model)."""
-
-    degradations: tuple[str, ...] = ("rain", "motion-blur", "noise", "haze")
-
-
-def add_one_of(clean: np.ndarray, rng: np.random.Generator, config: MixedConfig = MixedConfig()) -> np.ndarray:
-    name = config.degradations[int(rng.integers(len(config.degradations)))]
-    config_class, function = DEGRADATIONS[name]
-    return function(clean, rng, config_class())
-
-
-DEGRADATIONS["mixed"] = (MixedConfig, add_one_of)
-
-
-def make_degradation(name: str, options: dict) -> D.Degrade:
-    """The recipe's synthetic degradation with its config overrides (validated)."""
-    if name not in DEGRADATIONS:
-        raise TrainingError(f"unknown degradation {name!r}; known: {', '.join(DEGRADATIONS)}")
-    config_class, function = DEGRADATIONS[name]
-    try:
-        config = config_from_dict(config_class, options, f"degradation_options ({name})")
-    except ConfigError as exc:
-        raise TrainingError(str(exc)) from None
-    # Every pair field of the degradation configs is a (low, high) range drawn from uniformly.
-    for spec in dataclasses.fields(config):
-        value = getattr(config, spec.name)
-        if str(spec.type) in ("tuple[float, float]", "tuple[int, int]") and value[0] > value[1]:
-            raise TrainingError(f"degradation_options ({name}): {spec.name} is a (low, high) range, got {list(value)}")
-    return lambda clean, rng: function(clean, rng, config)
-
 
 @dataclass
 class ValidationSet:
@@ -277,7 +230,10 @@ def describe(summary: dict) -> str:
 
 
 def _make_sampler(recipe: Recipe, paired: list[D.PairedImage], clean_pool: list[D.PairedImage]) -> D.PatchSampler:
-    degrade = make_degradation(recipe.degradation, recipe.degradation_options) if clean_pool else None
+    try:
+        degrade = make_degradation(recipe.degradation, recipe.degradation_options) if clean_pool else None
+    except ConfigError as exc:
+        raise TrainingError(str(exc)) from None
     return D.PatchSampler(
         paired,
         clean_pool,

@@ -1,0 +1,136 @@
+"""`restore make-pairs`: paired test sets made from clean images, reproducibly."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+from restore_core.io.folders import list_pairs
+from restore_core.metrics import psnr
+
+
+def restore(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+
+
+@pytest.fixture
+def clean(tmp_path: Path) -> Path:
+    """Two colour photographs and a grey one."""
+    folder = tmp_path / "clean"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "astronaut.png"), cv2.cvtColor(data.astronaut()[::4, ::4], cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(folder / "coffee.jpg"), cv2.cvtColor(data.coffee()[::4, ::4], cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(folder / "camera.png"), data.camera()[::4, ::4])
+    return folder
+
+
+def pixels(path: Path) -> np.ndarray:
+    return cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+
+
+def test_a_noise_set_has_the_noise_asked_for_and_is_made_again_bit_for_bit(clean: Path, tmp_path: Path):
+    out = tmp_path / "noise25"
+    result = restore("make-pairs", str(clean), str(out), "-d", "noise", "--set", "sigma=25", "--seed", "3")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(out / "input" / n) for n in ("astronaut.png", "camera.png", "coffee.png")]
+    assert "3 pair(s) made" in result.stderr
+    # the layout restore benchmark and restore train --val read
+    assert [(i.name, t.name) for i, t in list_pairs(out)] == [(n, n) for n in ("astronaut.png", "camera.png", "coffee.png")]
+    for name in ("astronaut.png", "camera.png", "coffee.png"):
+        noisy, target = pixels(out / "input" / name), pixels(out / "target" / name)
+        residual = noisy.astype(np.float64) - target
+        middle = (target > 40) & (target < 215)  # where clipping hardly cuts the noise
+        assert 23.5 < residual[middle].std() < 26.5, name
+    assert pixels(out / "input" / "camera.png").ndim == 2 and pixels(out / "target" / "camera.png").ndim == 2  # grey stays grey
+    assert np.array_equal(pixels(out / "target" / "camera.png"), data.camera()[::4, ::4])
+    assert np.array_equal(pixels(out / "target" / "astronaut.png")[..., ::-1], data.astronaut()[::4, ::4])
+    record = json.loads((out / "degradation.json").read_text())
+    assert record["degradation"] == "noise" and record["settings"]["sigma"] == [25.0, 25.0] and record["seed"] == 3
+    assert record["images"] == ["astronaut.png", "camera.png", "coffee.jpg"]
+
+    again = tmp_path / "again"
+    assert restore("make-pairs", str(clean), str(again), "-d", "noise", "--set", "sigma=25", "--seed", "3").returncode == 0
+    other_seed = tmp_path / "seed4"
+    assert restore("make-pairs", str(clean), str(other_seed), "-d", "noise", "--set", "sigma=25", "--seed", "4").returncode == 0
+    for name in ("astronaut.png", "camera.png", "coffee.png"):
+        assert (again / "input" / name).read_bytes() == (out / "input" / name).read_bytes()
+        assert (other_seed / "input" / name).read_bytes() != (out / "input" / name).read_bytes()
+        assert (other_seed / "target" / name).read_bytes() == (out / "target" / name).read_bytes()
+
+
+def test_blur_and_grey_sets_are_degraded_as_asked(clean: Path, tmp_path: Path):
+    blur = tmp_path / "blur"
+    result = restore("make-pairs", str(clean), str(blur), "-d", "motion-blur", "--set", "length=[15,15]", "--set", "noise_sigma=0", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["status"] for r in rows] == ["ok"] * 3 and [r["grey"] for r in rows] == [False, True, False]
+    for name in ("astronaut.png", "coffee.png"):
+        blurred, sharp = pixels(blur / "input" / name), pixels(blur / "target" / name)
+        assert 12 < psnr(blurred, sharp) < 30  # changed, and not beyond recognition
+        assert cv2.Laplacian(blurred, cv2.CV_64F).var() < 0.5 * cv2.Laplacian(sharp, cv2.CV_64F).var()
+
+    grey = tmp_path / "grey"
+    assert restore("make-pairs", str(clean), str(grey), "-d", "noise", "--set", "sigma=15", "--grey").returncode == 0
+    target = pixels(grey / "target" / "astronaut.png")
+    assert target.ndim == 2
+    expected = cv2.cvtColor(data.astronaut()[::4, ::4].astype(np.float32) / 255, cv2.COLOR_RGB2GRAY)
+    assert np.abs(target.astype(np.float64) - np.round(expected * 255)).max() <= 1
+    assert pixels(grey / "input" / "astronaut.png").ndim == 2
+
+
+def test_bad_images_and_name_clashes_are_reported_and_the_set_goes_on(clean: Path, tmp_path: Path):
+    (clean / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\ntruncated")
+    cv2.imwrite(str(clean / "coffee.png"), cv2.cvtColor(data.coffee()[::4, ::4], cv2.COLOR_RGB2BGR))  # beside coffee.jpg
+    out = tmp_path / "set"
+    result = restore("make-pairs", str(clean), str(out), "-d", "rain", "--json")
+    assert result.returncode == 1
+    rows = {Path(r["input"]).name: r for r in map(json.loads, result.stdout.splitlines())}
+    assert rows["broken.png"]["status"] == "error" and "cannot decode" in rows["broken.png"]["error"]
+    assert rows["coffee.png"]["status"] == "error" and "coffee.jpg" in rows["coffee.png"]["error"]  # the name its pair would take
+    assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [
+        f"error: {clean / 'broken.png'}: cannot decode image (corrupt, truncated or unsupported format)",
+        f"error: {clean / 'coffee.png'}: its pair would be named like that of {clean / 'coffee.jpg'} (coffee.png)"]
+    assert sorted(p.name for p in (out / "input").iterdir()) == ["astronaut.png", "camera.png", "coffee.png"]
+    assert sorted(p.name for p in (out / "target").iterdir()) == ["astronaut.png", "camera.png", "coffee.png"]
+    assert not (out / "input" / "broken.png").exists()
+
+
+def test_a_set_is_finished_by_running_it_again_and_never_mixed_with_other_settings(clean: Path, tmp_path: Path):
+    out = tmp_path / "set"
+    command = ["make-pairs", str(clean), str(out), "-d", "haze", "--seed", "1"]
+    assert restore(*command).returncode == 0
+    made = {p.name: p.read_bytes() for p in (out / "input").iterdir()}
+    (out / "input" / "camera.png").unlink()  # as if stopped there
+    finished = restore(*command, "--json")
+    assert finished.returncode == 0, finished.stderr
+    assert [json.loads(line)["status"] for line in finished.stdout.splitlines()] == ["skipped", "ok", "skipped"]
+    assert {p.name: p.read_bytes() for p in (out / "input").iterdir()} == made
+
+    other = restore("make-pairs", str(clean), str(out), "-d", "haze", "--seed", "2")
+    assert other.returncode == 2 and "made with other settings or images" in other.stderr and "--overwrite" in other.stderr
+    assert {p.name: p.read_bytes() for p in (out / "input").iterdir()} == made
+    assert json.loads((out / "degradation.json").read_text())["seed"] == 1
+    replaced = restore("make-pairs", str(clean), str(out), "-d", "haze", "--seed", "2", "--overwrite")
+    assert replaced.returncode == 0 and json.loads((out / "degradation.json").read_text())["seed"] == 2
+    assert (out / "input" / "camera.png").read_bytes() != made["camera.png"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-d", "fog"], "unknown degradation 'fog'; known: rain, noise, motion-blur, haze, mixed"),
+    (["-d", "noise", "--set", "sigmas=25"], "unknown key(s) sigmas"),
+    (["-d", "noise", "--set", "sigma=[40,10]"], "sigma is a (low, high) range, got [40.0, 10.0]"),
+    (["-d", "noise", "--set", "sigma"], "--set expects KEY=VALUE"),
+])
+def test_a_bad_degradation_or_setting_is_refused_before_any_image(clean: Path, tmp_path: Path, args, message):
+    result = restore("make-pairs", str(clean), str(tmp_path / "set"), *args)
+    assert result.returncode == 2 and message in result.stderr and len(result.stderr.splitlines()) == 1
+    assert not (tmp_path / "set").exists()
