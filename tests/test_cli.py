@@ -203,6 +203,8 @@ def test_corrupt_file_in_batch_reports_it_and_continues(folder, tmp_path, tiny_c
     assert bad["input"].endswith("broken.png") and bad["output"] is None and "cannot decode" in bad["error"]
     assert not (out / "broken.png").exists()
     assert f"{folder / 'broken.png'}: cannot decode" in result.stderr
+    assert [line for line in result.stderr.splitlines() if "broken.png" in line or "IHDR" in line] == [
+        f"error: {folder / 'broken.png'}: cannot decode image (corrupt, truncated or unsupported format)"]  # no OpenCV log line beside it
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
 
 

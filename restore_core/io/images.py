@@ -43,8 +43,8 @@ from restore_core.io.containers import (
     tiff_header,
 )
 
-try:  # OpenCV's own warnings ("PNG input buffer is incomplete") would duplicate our one-line errors
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+try:  # OpenCV's own messages ("PNG input buffer is incomplete", "IHDR chunk shall be first") would duplicate our one-line errors
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 except AttributeError:  # builds without the logging utilities
     pass
 
