@@ -118,7 +118,7 @@ PRESETS: dict[str, Preset] = {
         config={**GOLF_FAST, "iterations": 0},
         description="Golf Optimizer (golf-fast: U-Net F and G) trained for camera-shake motion blur; default N = 0 taps (see its card)",
         weights="golf-deblur.safetensors",
-        sha256="2208ccc96aef4b2431747a2eb78632c2bf5230b772162203eb38c4463a86428b",
+        sha256="4c4cb82a5792f08777fe48393b7d5325428124b097963632eaa35baa02965b0c",
     ),
     "golf-paper": Preset(
         name="golf-paper",
