@@ -109,10 +109,8 @@ def make_pairs(images: Sequence[Path], out_dir: Path, recipe: PairRecipe, overwr
     record_path = out_dir / RECORD_NAME
     try:
         same_set = json.loads(record_path.read_text()) == record
-    except FileNotFoundError:
+    except (OSError, ValueError):  # no record yet, or an unreadable one: not this set
         same_set = False
-    except (OSError, ValueError):
-        same_set = None  # unreadable: made another way, as far as anyone can tell
     if not same_set and not overwrite and (record_path.exists() or any(pair_paths(Path(i), out_dir)[0].exists() for i in images)):
         raise PairSetError(f"{out_dir} holds pairs made with other settings or images ({RECORD_NAME}); "
                            "--overwrite replaces them, or choose another folder")
