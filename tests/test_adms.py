@@ -138,6 +138,29 @@ def test_mixed_degradation_draws_each_kind():
     assert np.abs(only_noise - clean).std() > 0.005
 
 
+def test_the_fine_tuned_copies_draw_patches_as_the_unified_model_does():
+    """Stage 2's samplers follow the recipe's data settings: with ``colour_fraction=1``
+    a pool of grey and colour photographs gives stage 2 colour patches only."""
+    from restore_core.training import data as D
+    from restore_core.training.adms import degradation_samplers
+    from restore_core.training.recipes import RECIPES, DataConfig
+
+    rng = np.random.default_rng(0)
+    grey = np.repeat(rng.integers(0, 256, (64, 64, 1), dtype=np.uint8), 3, axis=2)
+    colour = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    pool = D.PatchSampler([], [D.PairedImage(None, grey)] * 9 + [D.PairedImage(None, colour)], 32, lambda image, rng: image)
+
+    def colour_patches(recipe) -> int:
+        samplers = degradation_samplers(recipe, pool)
+        assert list(samplers) == DEGRADATIONS
+        _, clean = samplers["noise"].batch(1, 0, 40)
+        return sum(not D.is_grey(patch.transpose(1, 2, 0)) for patch in clean)
+
+    recipe = replace(RECIPES["adms"], patch_size=32)
+    assert colour_patches(replace(recipe, data=DataConfig(colour_fraction=1.0))) == 40
+    assert colour_patches(recipe) < 20  # by image count: about 1 in 10
+
+
 def _restore(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True, cwd=cwd, timeout=600,
                           env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})

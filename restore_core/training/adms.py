@@ -36,8 +36,12 @@ StopFlag = Callable[[], bool]
 
 
 def degradation_samplers(recipe: ADMSRecipe, pool: D.PatchSampler) -> dict[str, D.PatchSampler]:
-    """One patch sampler per degradation over the same clean images."""
-    return {d: D.PatchSampler([], pool.clean, recipe.patch_size, make_degradation(d, {})) for d in recipe.degradations}
+    """One patch sampler per degradation over the same clean images, drawn as stage 1
+    draws them (``data.colour_fraction``, ``data.channel_shuffle``, ``data.quarter_turns``),
+    for the fine-tuned copies, FAIG's patches and the synthetic measurements."""
+    return {d: D.PatchSampler([], pool.clean, recipe.patch_size, make_degradation(d, {}), colour_fraction=recipe.data.colour_fraction,
+                              channel_shuffle=recipe.data.channel_shuffle, quarter_turns=recipe.data.quarter_turns)
+            for d in recipe.degradations}
 
 
 def classifier_samplers(recipe: ADMSRecipe, pool: D.PatchSampler) -> dict[str, D.PatchSampler | OneOf]:
