@@ -161,6 +161,38 @@ def test_the_fine_tuned_copies_draw_patches_as_the_unified_model_does():
     assert colour_patches(recipe) < 20  # by image count: about 1 in 10
 
 
+def test_retraining_the_faig_filters_moves_only_them_and_lowers_the_loss():
+    """Stage 3b (FAIG's "re-train the discovered filters"): only the filters named move,
+    from the fine-tuned copy's values; every other weight stays θ_um's, bit for bit."""
+    from restore_core.attribution import mean_psnr
+    from restore_core.training import data as D
+    from restore_core.training.adms import retrain_filters
+    from restore_core.degradations.table import make_degradation
+
+    torch.manual_seed(0)
+    base = build_model("unet", BASE)
+    unified = {k: v.detach().clone() for k, v in base.named_parameters()}
+    finetuned = {k: v + 0.01 * torch.randn_like(v) for k, v in unified.items()}
+    layer = filter_params(base)[1]
+    chosen, others = torch.tensor([0, 2]), torch.tensor([i for i in range(layer.filters) if i not in (0, 2)])
+    ramp = np.linspace(0, 255, 64, dtype=np.float32)
+    clean = np.stack([np.add.outer(ramp, ramp) / 2, np.add.outer(ramp, 255 - ramp) / 2, np.tile(ramp, (64, 1))], axis=-1)
+    sampler = D.PatchSampler([], [D.PairedImage(None, clean.astype(np.uint8))], 32, make_degradation("noise", {"sigma": 25}))
+
+    trained = retrain_filters(base, unified, finetuned, {layer.name: [0, 2]}, sampler, steps=40, lr=1e-2, batch_size=4, seed=0,
+                              device=torch.device("cpu"))
+    assert list(trained) == [layer.name]
+    assert all(torch.equal(v, unified[k]) for k, v in base.named_parameters())  # the model given is not changed
+    weight = trained[layer.name]
+    assert torch.equal(weight.index_select(layer.axis, others), unified[layer.name].index_select(layer.axis, others))
+    started = unified[layer.name].clone()
+    started.index_copy_(layer.axis, chosen, finetuned[layer.name].index_select(layer.axis, chosen))
+    assert not torch.equal(weight, started)
+    degraded, target = sampler.batch(99, 0, 4)
+    held_out = [(torch.from_numpy(degraded[i : i + 1]), torch.from_numpy(target[i : i + 1])) for i in range(4)]
+    assert mean_psnr(base, {**unified, **trained}, held_out) > mean_psnr(base, {**unified, layer.name: started}, held_out) + 0.1
+
+
 def _restore(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True, cwd=cwd, timeout=600,
                           env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
@@ -182,11 +214,13 @@ def test_adms_recipe_trains_every_stage_and_restore_auto_uses_it(tmp_path: Path)
     run = tmp_path / "run"
     common = ["train", "--recipe", "adms", "--no-builtin-photographs", "--clean", str(SAMPLES / "target"), "--steps", "6",
               "--set", "base.width=4", "--set", "faig_steps=3", "--set", "faig_images=2", "--set", "patch_size=48",
-              "--set", "classifier.patch=48", "--batch-size", "2", "--threads", "1", "-q", "--out", str(run)]
+              "--set", "classifier.patch=48", "--set", "masked_finetune_steps=2", "--batch-size", "2", "--threads", "1", "-q",
+              "--out", str(run)]
     result = _restore(*common, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     for stage in ["unified", *(f"finetune-{d}" for d in DEGRADATIONS)]:
         assert (run / stage / "model.safetensors").is_file()
+    assert all((run / f"masked-{d}.safetensors").is_file() for d in DEGRADATIONS)  # stage 3b
     descriptor = load_checkpoint(run / "model.safetensors")
     metrics = descriptor.metrics
     assert descriptor.architecture == "adms" and descriptor.task == "all"
@@ -204,7 +238,7 @@ def test_adms_recipe_trains_every_stage_and_restore_auto_uses_it(tmp_path: Path)
         plain, workers = (load_checkpoint(r / stage / "model.safetensors").model.state_dict() for r in (run, tmp_path / "run-workers"))
         assert all(torch.equal(plain[k], workers[k]) for k in plain), stage
     resumed = _restore(*[a for a in common if a != "-q"], "--resume", cwd=tmp_path)
-    assert resumed.returncode == 0 and resumed.stderr.count("done earlier") == 5  # no stage trained twice
+    assert resumed.returncode == 0 and resumed.stderr.count("done earlier") == 9  # no stage trained twice
 
     auto = _restore("auto", str(SAMPLES / "input"), str(tmp_path / "auto"), "-m", str(run / "model.safetensors"), "--json", "-q", cwd=tmp_path)
     assert auto.returncode == 0, auto.stderr

@@ -1,13 +1,15 @@
 """Training an ADMS all-in-one model (SPEC §2.3): the stages of :class:`ADMSRecipe`.
 
-Every stage writes into its own sub-folder of the run (``unified/``,
-``finetune-<d>/``, ``classifier.safetensors``), and a stage whose result exists
+Every stage writes into its own sub-folder or file of the run (``unified/``,
+``finetune-<d>/``, ``filters.json``, ``masked-<d>.safetensors``,
+``classifier.safetensors``), and a stage whose result exists
 is not run again: an interrupted run is continued by running it again with
 ``--resume``. The assembled model is ``model.safetensors`` (architecture ``adms``).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from dataclasses import dataclass, replace
@@ -22,6 +24,7 @@ from torch.nn import functional as F
 from restore_core import attribution
 from restore_core.checkpoint import atomic_save_file, load_checkpoint, save_checkpoint
 from restore_core.configs import config_from_dict, config_to_dict
+from restore_core.device import training_autocast_dtype
 from restore_core.io.folders import list_images
 from restore_core.models import ADMSConfig, build_model, count_parameters
 from restore_core.models.adms import ClassifierConfig, DegradationClassifier
@@ -130,6 +133,83 @@ def select_filters(
     return {name: torch.nonzero(mask).flatten().tolist() for name, mask in masks.items() if mask.any()}
 
 
+def retrain_filters(
+    base: torch.nn.Module,
+    unified: dict[str, torch.Tensor],
+    start: dict[str, torch.Tensor],
+    filters: dict[str, list[int]],
+    sampler: D.PatchSampler,
+    steps: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    device: torch.device,
+    autocast_dtype: torch.dtype | None = None,
+    log: Log = print,
+) -> dict[str, torch.Tensor]:
+    """Train the filters M_d alone, θ_um frozen around them (FAIG's "re-train the
+    discovered filters"; stage 3b of :class:`ADMSRecipe`).
+
+    A copy of ``base`` holds θ_um (``unified``) except the output filters ``filters``
+    (layer -> filter indices), which start from ``start`` (the fine-tuned θ_d) and are
+    the only weights that move: L1 on ``sampler``'s patches, Adam at ``lr`` x0.3 at
+    50/75/90 % of ``steps``, gradient norm clipped at 1. Biases and every other weight
+    stay θ_um's, as in the ADMS kernel (SPEC §2.3), so the network trained is the one
+    ADMS runs when told d. Returns the trained weights of the layers in ``filters``.
+    """
+    model = copy.deepcopy(base).to(device).train()
+    params = dict(model.named_parameters())
+    axes = {p.name: p.axis for p in attribution.filter_params(model)}
+    trainable = []
+    with torch.no_grad():
+        for name, param in params.items():
+            param.requires_grad_(name in filters)
+        for name, indices in filters.items():
+            param = params[name]
+            shape = [1] * param.ndim
+            shape[axes[name]] = -1
+            mask = torch.zeros(param.shape[axes[name]], dtype=param.dtype, device=device)
+            mask[indices] = 1
+            mask = mask.view(shape)
+            param.copy_(unified[name].to(device) * (1 - mask) + start[name].to(device) * mask)
+            param.register_hook(lambda grad, mask=mask: grad * mask)  # Adam's moments stay 0 outside M_d: no step there
+            trainable.append(param)
+    optimizer = torch.optim.Adam(trainable, lr=lr)
+    milestones = {round(steps * f) for f in (0.5, 0.75, 0.9)}
+    for step in range(steps):
+        degraded, clean = (torch.from_numpy(a).to(device) for a in sampler.batch(seed, step, batch_size))
+        with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+            restored = model(degraded)
+        loss = F.l1_loss(restored.float(), clean)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        optimizer.step()
+        if step + 1 in milestones:
+            for group in optimizer.param_groups:
+                group["lr"] *= 0.3
+        if (step + 1) % 250 == 0:
+            log(f"masked filters step {step + 1}/{steps}: L1 {loss.item():.4f}")
+    return {name: params[name].detach().cpu() for name in filters}
+
+
+def _masked_stage(recipe: ADMSRecipe, path: Path, unified_model: torch.nn.Module, unified: dict[str, torch.Tensor],
+                  finetuned: dict[str, torch.Tensor], filters: dict[str, list[int]], sampler: D.PatchSampler, seed: int,
+                  device: torch.device, precision: str, log: Log) -> dict[str, torch.Tensor]:
+    """θ_um with degradation d's filters trained again (:func:`retrain_filters`), kept in ``path``."""
+    if path.exists():
+        log(f"{path.stem}: done earlier ({path})")
+        trained = load_file(path)
+    else:
+        log(f"{path.stem}: {recipe.masked_finetune_steps} steps on {sum(map(len, filters.values()))} filters")
+        dtype = training_autocast_dtype(precision, device)
+        trained = retrain_filters(unified_model, unified, finetuned, filters, sampler, recipe.masked_finetune_steps,
+                                  recipe.finetune_lr, recipe.batch_size, seed, device,
+                                  dtype if dtype == torch.bfloat16 else None, log)  # fp16 would need loss scaling: fp32
+        atomic_save_file({k: v.contiguous() for k, v in trained.items()}, path, {})
+    return {**unified, **trained}
+
+
 def classifier_config(recipe: ADMSRecipe) -> ClassifierConfig:
     """The recipe's classifier settings, validated (the recipe keeps them as a plain dict)."""
     return config_from_dict(ClassifierConfig, recipe.classifier, f"recipe {recipe.name}: classifier")
@@ -224,6 +304,13 @@ def train_adms(recipe: ADMSRecipe, run_dir: Path, device: torch.device, log: Log
             log(f"FAIG {d}: {sum(len(v) for v in filters[d].values())} filters in {len(filters[d])} layers")
         filters_path.write_text(json.dumps(filters, indent=1))
 
+    # Δθ_d ⊙ M_d: cut from θ_d as it is, or (stage 3b) the filters M_d trained again on d.
+    sources = finetuned
+    if recipe.masked_finetune_steps:
+        sources = {d: _masked_stage(recipe, run_dir / f"masked-{d}.safetensors", unified_model, unified, finetuned[d], filters[d],
+                                    samplers[d], recipe.seed + 10 + i, device, precision, log)
+                   for i, d in enumerate(recipe.degradations)}
+
     classifier_path = run_dir / "classifier.safetensors"
     if classifier_path.exists():
         classifier = DegradationClassifier(classifier_settings, len(recipe.degradations))
@@ -233,11 +320,12 @@ def train_adms(recipe: ADMSRecipe, run_dir: Path, device: torch.device, log: Log
         atomic_save_file({k: v.contiguous() for k, v in classifier.state_dict().items()}, classifier_path, {})
 
     config = ADMSConfig(recipe.base_architecture, recipe.base, recipe.degradations, filters, classifier_settings)
-    model = assemble(config, unified_model.state_dict(), finetuned, classifier.state_dict())
+    model = assemble(config, unified_model.state_dict(), sources, classifier.state_dict())
     metrics = measure(model, unified, finetuned, samplers, recipe, classifier, filters)
     metrics["train_seconds"] = round(time.time() - started, 1)
     path = save_checkpoint(run_dir / "model.safetensors", model, "adms", config, "all",
-                           recipe={**config_to_dict(recipe), "objective": "ADMS stages: unified L1, per-degradation L1 fine-tuning, FAIG, classifier"},
+                           recipe={**config_to_dict(recipe), "objective": "ADMS stages: unified L1, per-degradation L1 fine-tuning, FAIG"
+                                   + (", L1 re-training of the FAIG filters alone" if recipe.masked_finetune_steps else "") + ", classifier"},
                            metrics=metrics)
     return path, metrics
 

@@ -175,6 +175,9 @@ class ADMSRecipe:
     3. FAIG between θ_um and θ_d on ``faig_images`` patches of d minus the other
        degradations' patches, ``faig_steps`` path steps; the top ``top_fraction``
        of filters is M_d and only Δθ_d ⊙ M_d is kept;
+       with ``masked_finetune_steps`` > 0, the filters M_d are then trained again on d
+       alone, θ_um frozen around them, starting from θ_d's values (FAIG's "re-train the
+       discovered filters"): Δθ_d ⊙ M_d is what this trained, not a cut from θ_d;
     4. the degradation classifier (cross-entropy on synthetic patches).
 
     With ``init`` (an ADMS checkpoint) stages 1-3 are that model's, and only the
@@ -202,6 +205,7 @@ class ADMSRecipe:
     faig_steps: int = 32
     faig_images: int = 8
     top_fraction: float = 0.05
+    masked_finetune_steps: int = 0  # stage 3b per degradation; 0: Δθ_d ⊙ M_d cut from θ_d as it is (versions 1-2)
     # ClassifierConfig fields (models/adms.py); empty = its defaults. A plain dict, like
     # ``base``, so that recipes (and `restore train --help`) load without torch.
     classifier: dict[str, Any] = field(default_factory=dict)
@@ -232,6 +236,7 @@ class ADMSRecipe:
             "faig_steps": (self.faig_steps, self.faig_steps >= 1, ">= 1"),
             "faig_images": (self.faig_images, self.faig_images >= 1, ">= 1"),
             "top_fraction": (self.top_fraction, 0 < self.top_fraction <= 1, "in (0, 1]"),
+            "masked_finetune_steps": (self.masked_finetune_steps, self.masked_finetune_steps >= 0, ">= 0 (0 = none)"),
             "classifier_colour_fraction": (self.classifier_colour_fraction,
                                            self.classifier_colour_fraction is None or 0 <= self.classifier_colour_fraction <= 1, "in [0, 1] or null"),
             "classifier_transplant_fraction": (self.classifier_transplant_fraction, 0 <= self.classifier_transplant_fraction <= 1, "in [0, 1]"),
@@ -241,7 +246,7 @@ class ADMSRecipe:
 
     @property
     def steps(self) -> int:
-        return self.unified_steps + len(self.degradations) * self.finetune_steps + self.classifier_steps
+        return self.unified_steps + len(self.degradations) * (self.finetune_steps + self.masked_finetune_steps) + self.classifier_steps
 
     def with_steps(self, steps: int) -> "ADMSRecipe":
         """``steps`` for the unified model; fine-tuning and the classifier scale with it."""
