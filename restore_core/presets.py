@@ -169,9 +169,9 @@ PRESETS: dict[str, Preset] = {
         task="all",
         architecture="adms",
         config={"base_architecture": "unet", "base": UNET_S},
-        description="ADMS all-in-one (rain, blur, noise, haze) around unet-s: a short CPU run, below the single-task models, see its card",
+        description="ADMS all-in-one (rain, blur, noise, haze) around unet-s: above its unified model, below the single-task models, see its card",
         weights="adms.safetensors",
-        sha256="32fa95afd30b1915208a01b7ba220dbeec942f8a1d1e0c4f2355a6354e31690a",
+        sha256="a43ba541e1de08c0bc535935e9f456ea02c6e9a6011e0cd1b36630652ae558dd",
     ),
     "infoflow-paper": Preset(
         name="infoflow-paper",
