@@ -198,6 +198,27 @@ def _restore(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
 
 
+def test_the_unified_model_can_start_from_an_earlier_one(tmp_path: Path):
+    """``unified_init``: stage 1 starts from a checkpoint's weights (a second cycle of
+    the schedule), not from fresh ones; it cannot go with ``init``, which trains no stage 1."""
+    from restore_core.configs import ConfigError
+    from restore_core.training.recipes import ADMSRecipe
+    from restore_core.training.trainer import Trainer
+
+    earlier = build_model("unet", BASE)
+    with torch.no_grad():
+        for param in earlier.parameters():
+            param.uniform_(-0.1, 0.1)
+    path = save_checkpoint(tmp_path / "unified.safetensors", earlier, "unet", BASE, "all")
+    recipe = ADMSRecipe(base=BASE, unified_init=str(path))
+    started = Trainer(recipe.unified_recipe(), tmp_path / "run", torch.device("cpu"), log=lambda s: None).model.state_dict()
+    assert all(torch.equal(started[k], v) for k, v in earlier.state_dict().items())
+    fresh = Trainer(replace(recipe, unified_init=None).unified_recipe(), tmp_path / "fresh", torch.device("cpu"), log=lambda s: None)
+    assert not any(torch.equal(fresh.model.state_dict()[k], v) for k, v in earlier.state_dict().items() if v.ndim > 1)
+    with pytest.raises(ConfigError, match="unified_init"):
+        replace(recipe, init=str(tmp_path / "adms.safetensors"))
+
+
 def test_a_mistyped_classifier_setting_is_refused_before_training(tmp_path: Path):
     """The recipe keeps the classifier's settings as a plain dict (so recipes load
     without torch); they are still checked before the first of the four stages."""

@@ -180,7 +180,10 @@ class ADMSRecipe:
        discovered filters"): Δθ_d ⊙ M_d is what this trained, not a cut from θ_d;
     4. the degradation classifier (cross-entropy on synthetic patches).
 
-    With ``init`` (an ADMS checkpoint) stages 1-3 are that model's, and only the
+    With ``unified_init`` (a checkpoint of the base architecture, such as an earlier
+    run's ``unified/model.safetensors``) stage 1 starts from its weights instead of a
+    fresh initialisation: a second cycle of the schedule, at ``lr``, for a unified model
+    trained further. With ``init`` (an ADMS checkpoint) stages 1-3 are that model's, and only the
     classifier is trained: a new detector for an existing model. The classifier's
     patches can favour colour photographs (``classifier_colour_fraction``, with
     ``classifier_channel_shuffle``), and ``classifier_transplant_fraction`` of the
@@ -219,6 +222,7 @@ class ADMSRecipe:
     classifier_photo_fraction: float = 0.0
     paired_degradation: str = "rain"  # the degradation whose real residuals the --data pairs hold
     init: str | None = None  # an ADMS checkpoint: keep its stages 1-3, train the classifier only
+    unified_init: str | None = None  # a base-architecture checkpoint stage 1 starts from (None: fresh weights)
     seed: int = 0
     data: DataConfig = field(default_factory=lambda: DataConfig(builtin_photographs=True))
 
@@ -242,6 +246,8 @@ class ADMSRecipe:
             "classifier_transplant_fraction": (self.classifier_transplant_fraction, 0 <= self.classifier_transplant_fraction <= 1, "in [0, 1]"),
             "classifier_photo_fraction": (self.classifier_photo_fraction, 0 <= self.classifier_photo_fraction <= 1, "in [0, 1]"),
             "paired_degradation": (self.paired_degradation, self.paired_degradation in self.degradations, f"one of {', '.join(self.degradations)}"),
+            "unified_init": (self.unified_init, self.unified_init is None or self.init is None,
+                             "unset with --init (which keeps an ADMS model's stages 1-3 and trains no unified model)"),
         })
 
     @property
@@ -253,11 +259,12 @@ class ADMSRecipe:
         return replace(self, unified_steps=steps, finetune_steps=max(1, steps // 5), classifier_steps=max(1, steps // 3))
 
     def unified_recipe(self) -> Recipe:
-        """Stage 1 as a plain recipe: L1, Adam, x0.3 at 50/75/90 %, EMA."""
+        """Stage 1 as a plain recipe: L1, Adam, x0.3 at 50/75/90 %, EMA; from ``unified_init``'s weights if set."""
         return Recipe(name=f"{self.name}:unified", task="all", architecture=self.base_architecture, model=self.base,
                       degradation="mixed", degradation_options={"degradations": list(self.degradations)},
                       steps=self.unified_steps, batch_size=self.batch_size, patch_size=self.patch_size, lr=self.lr,
-                      milestones=(0.5, 0.75, 0.9), gamma=0.3, grad_clip=1.0, seed=self.seed, data=self.data)
+                      milestones=(0.5, 0.75, 0.9), gamma=0.3, grad_clip=1.0, seed=self.seed, data=self.data,
+                      init=self.unified_init)
 
     def finetune_recipe(self, degradation: str, init: str) -> Recipe:
         """Stage 2 for one degradation: θ_d fine-tuned from θ_um at a lower rate."""
