@@ -171,7 +171,7 @@ PRESETS: dict[str, Preset] = {
         config={"base_architecture": "unet", "base": UNET_S},
         description="ADMS all-in-one (rain, blur, noise, haze) around unet-s: above its unified model, below the single-task models, see its card",
         weights="adms.safetensors",
-        sha256="a43ba541e1de08c0bc535935e9f456ea02c6e9a6011e0cd1b36630652ae558dd",
+        sha256="7b38030879ac9bbd6ac9b6f24ce19bc57d47fd5d98d419a2248619713830ccba",
     ),
     "infoflow-paper": Preset(
         name="infoflow-paper",
