@@ -18,10 +18,13 @@ from conftest import SAMPLES
 
 from restore_core.attribution import filter_params
 from restore_core.checkpoint import load_checkpoint, save_checkpoint
+from restore_core.configs import ConfigError
 from restore_core.engine.runner import Restorer
 from restore_core.metrics import psnr
 from restore_core.models import build_model
 from restore_core.training.adms import assemble
+from restore_core.training.recipes import ADMSRecipe
+from restore_core.training.trainer import Trainer
 from restore_core.degradations.table import MixedConfig, add_one_of
 
 BASE = {"width": 4, "levels": 2, "blocks_per_level": [1, 1], "bottleneck_blocks": 1}
@@ -201,10 +204,6 @@ def _restore(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_the_unified_model_can_start_from_an_earlier_one(tmp_path: Path):
     """``unified_init``: stage 1 starts from a checkpoint's weights (a second cycle of
     the schedule), not from fresh ones; it cannot go with ``init``, which trains no stage 1."""
-    from restore_core.configs import ConfigError
-    from restore_core.training.recipes import ADMSRecipe
-    from restore_core.training.trainer import Trainer
-
     earlier = build_model("unet", BASE)
     with torch.no_grad():
         for param in earlier.parameters():
