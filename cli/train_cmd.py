@@ -47,7 +47,7 @@ def train(
     lr: Optional[float] = typer.Option(None, "--lr", help="Override the initial learning rate."),
     perceptual_weights: Optional[Path] = typer.Option(None, "--perceptual-weights", help="VGG-11-BN weights (.safetensors, or torchvision's .pth read safely) for recipes with a perceptual loss."),
     settings: list[str] = typer.Option([], "--set", help="Override any recipe field: --set model.order=2. Repeatable."),
-    init: Optional[Path] = typer.Option(None, "--init", help="Start from this checkpoint's weights (fine-tune); same architecture. Recipe adms: an ADMS model whose stages 1-3 are kept and whose classifier alone is trained anew."),
+    init: Optional[Path] = typer.Option(None, "--init", help="Start from this checkpoint's weights (fine-tune); same architecture, or an ADMS model's unified network. Recipe adms: an ADMS model whose stages 1-3 are kept and whose classifier alone is trained anew."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     device: str = typer.Option("auto", "--device", autocompletion=completion.devices, help="auto, cpu, cuda, cuda:1, ..."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)."),

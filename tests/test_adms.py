@@ -24,6 +24,7 @@ from restore_core.metrics import psnr
 from restore_core.models import build_model
 from restore_core.training.adms import assemble
 from restore_core.training.recipes import ADMSRecipe
+from restore_core.training.errors import TrainingError
 from restore_core.training.trainer import Trainer
 from restore_core.degradations.table import MixedConfig, add_one_of
 
@@ -216,6 +217,25 @@ def test_the_unified_model_can_start_from_an_earlier_one(tmp_path: Path):
     assert not any(torch.equal(fresh.model.state_dict()[k], v) for k, v in earlier.state_dict().items() if v.ndim > 1)
     with pytest.raises(ConfigError, match="unified_init"):
         replace(recipe, init=str(tmp_path / "adms.safetensors"))
+
+
+def test_the_unified_model_can_start_from_an_adms_checkpoint(tmp_path: Path):
+    """An ADMS file as ``unified_init`` (or ``--init``) gives its unified network θ_um,
+    not θ_um plus a degradation's deltas: a further cycle straight from shipped weights."""
+    torch.manual_seed(4)
+    config = _config({"noise": {"head.weight": [0, 3]}})
+    adms = build_model("adms", config)
+    with torch.no_grad():
+        for p in [*adms.base.parameters(), *adms.deltas.values()]:
+            p.uniform_(-0.1, 0.1)
+    path = save_checkpoint(tmp_path / "adms.safetensors", adms, "adms", config, "all")
+    started = Trainer(ADMSRecipe(base=BASE, unified_init=str(path)).unified_recipe(), tmp_path / "run", torch.device("cpu"),
+                      log=lambda s: None).model.state_dict()
+    assert started.keys() == adms.base.state_dict().keys()
+    assert all(torch.equal(started[k], v) for k, v in adms.base.state_dict().items())
+    other_base = ADMSRecipe(base={**BASE, "width": 8}, unified_init=str(path)).unified_recipe()
+    with pytest.raises(TrainingError, match="do not fit"):
+        Trainer(other_base, tmp_path / "wide", torch.device("cpu"), log=lambda s: None)
 
 
 def test_a_mistyped_classifier_setting_is_refused_before_training(tmp_path: Path):

@@ -181,7 +181,8 @@ class ADMSRecipe:
     4. the degradation classifier (cross-entropy on synthetic patches).
 
     With ``unified_init`` (a checkpoint of the base architecture, such as an earlier
-    run's ``unified/model.safetensors``) stage 1 starts from its weights instead of a
+    run's ``unified/model.safetensors``, or an ADMS checkpoint, whose θ_um is taken)
+    stage 1 starts from its weights instead of a
     fresh initialisation: a second cycle of the schedule, at ``lr``, for a unified model
     trained further. With ``init`` (an ADMS checkpoint) stages 1-3 are that model's, and only the
     classifier is trained: a new detector for an existing model. The classifier's
@@ -222,7 +223,7 @@ class ADMSRecipe:
     classifier_photo_fraction: float = 0.0
     paired_degradation: str = "rain"  # the degradation whose real residuals the --data pairs hold
     init: str | None = None  # an ADMS checkpoint: keep its stages 1-3, train the classifier only
-    unified_init: str | None = None  # a base-architecture checkpoint stage 1 starts from (None: fresh weights)
+    unified_init: str | None = None  # a base-architecture (or ADMS: its θ_um) checkpoint stage 1 starts from (None: fresh weights)
     seed: int = 0
     data: DataConfig = field(default_factory=lambda: DataConfig(builtin_photographs=True))
 

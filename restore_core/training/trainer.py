@@ -225,22 +225,28 @@ class Trainer:
         self.noise_calibration: tuple[tuple[float, float], ...] = ()
 
     def _load_init(self, path: Path) -> None:
-        """Start from the weights of a restore checkpoint of the same architecture (fine-tuning)."""
+        """Start from the weights of a restore checkpoint of the same architecture (fine-tuning),
+        or from the unified network θ_um inside an ADMS checkpoint built around it."""
         from restore_core.checkpoint import CheckpointError, load_checkpoint
 
         try:
             source = load_checkpoint(path)
         except CheckpointError as exc:
             raise TrainingError(str(exc)) from None
-        if source.architecture != self.recipe.architecture:
+        source_architecture, source_config, source_model = source.architecture, source.config, source.model
+        if source_architecture == "adms" and source_config.get("base_architecture") == self.recipe.architecture:
+            # An ADMS network's base is its unified model θ_um (SPEC §2.3): start from that.
+            source_architecture, source_config, source_model = source_config["base_architecture"], source_config["base"], source_model.base
+            self.log(f"--init {path}: the ADMS model's unified network θ_um ({source_architecture})")
+        if source_architecture != self.recipe.architecture:
             raise TrainingError(f"{path}: --init checkpoint is {source.architecture}, the recipe's model is {self.recipe.architecture}")
-        if source.config == json.loads(json.dumps(self.recipe.model)):
-            self.model.load_state_dict(source.model.state_dict())
+        if source_config == json.loads(json.dumps(self.recipe.model)):
+            self.model.load_state_dict(source_model.state_dict())
             return
         # Growing a model (e.g. infoflow's refine head): every tensor of the source must
         # land on a tensor of the same shape; tensors the source lacks keep their fresh init.
         target = self.model.state_dict()
-        source_state = source.model.state_dict()
+        source_state = source_model.state_dict()
         misfits = [k for k, v in source_state.items() if k not in target or target[k].shape != v.shape]
         if misfits:
             raise TrainingError(
