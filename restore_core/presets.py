@@ -171,7 +171,7 @@ PRESETS: dict[str, Preset] = {
         config={"base_architecture": "unet", "base": UNET_S},
         description="ADMS all-in-one (rain, blur, noise, haze) around unet-s: above its unified model, below the single-task models, see its card",
         weights="adms.safetensors",
-        sha256="7b38030879ac9bbd6ac9b6f24ce19bc57d47fd5d98d419a2248619713830ccba",
+        sha256="61df461734ac34fb4ac9802a620253c1b9bc36970b9d65d03ebbfd1d3843f1b8",
     ),
     "infoflow-paper": Preset(
         name="infoflow-paper",
