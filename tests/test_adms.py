@@ -23,8 +23,8 @@ from restore_core.engine.runner import Restorer
 from restore_core.metrics import psnr
 from restore_core.models import build_model
 from restore_core.training.adms import assemble
-from restore_core.training.recipes import ADMSRecipe
 from restore_core.training.errors import TrainingError
+from restore_core.training.recipes import ADMSRecipe
 from restore_core.training.trainer import Trainer
 from restore_core.degradations.table import MixedConfig, add_one_of
 
