@@ -142,7 +142,7 @@ def run_restore(request: RestoreRequest) -> None:
     from restore_core.device import cpu_has_bf16_units, pick_device, set_cpu_threads
     from restore_core.engine.memory import MIN_AUTO_TILE
     from restore_core.engine.routing import build_restorer
-    from restore_core.engine.runner import ImageResult, RunOptions, planned_results
+    from restore_core.engine.runner import ImageResult, RunOptions, finish_interrupted, planned_results
     from restore_core.engine.temporal import TemporalConfig
     from restore_core.engine.video import restore_jobs
 
@@ -316,17 +316,22 @@ def run_restore(request: RestoreRequest) -> None:
             if line is not None:
                 say(line)
 
+        def report(result: ImageResult) -> None:
+            if result.input in frame_bars:
+                bar.remove_task(frame_bars.pop(result.input))
+            while restorer.notices:
+                warn(restorer.notices.pop(0))
+            done.append(result)
+            _emit(result, request.as_json)
+            bar.advance(progress)
+
+        stream = restore_jobs(to_restore, restorer, options, show_frames) if restorer is not None else iter(())
         try:
-            if restorer is not None:
-                for result in restore_jobs(to_restore, restorer, options, show_frames):
-                    if result.input in frame_bars:
-                        bar.remove_task(frame_bars.pop(result.input))
-                    while restorer.notices:
-                        warn(restorer.notices.pop(0))
-                    done.append(result)
-                    _emit(result, request.as_json)
-                    bar.advance(progress)
+            for result in stream:
+                report(result)
         except KeyboardInterrupt:
+            for result in finish_interrupted(stream):  # writes that finished after the signal: named too
+                report(result)
             ok = sum(r.status == "ok" for r in done)
             videos = " (a video stopped part-way keeps the frames it restored and continues from them)" if any(
                 is_video_name(job.source) for job in runnable) else ""

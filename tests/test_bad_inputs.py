@@ -176,9 +176,51 @@ def test_interrupt_leaves_no_partial_file_and_skip_existing_finishes(tmp_path: P
     assert 1 <= len(written) < 40
     for name in written:
         assert cv2.imread(str(out / name)).shape == (256, 256, 3)  # every file left is complete
+    # stdout names every file the run wrote, those whose writes finished after the signal too
+    assert sorted(Path(line).name for line in (first + stdout).splitlines()) == written
+    assert f"interrupted: {len(written)} of 40 input(s) written" in stderr
     finish = subprocess.run([*command, "--skip-existing", "-q"], env=env, capture_output=True, text=True, timeout=300)
     assert finish.returncode == 0, finish.stderr
     assert sorted(p.name for p in out.iterdir()) == [f"{i:02d}.png" for i in range(40)]
+
+
+@pytest.mark.parametrize("via", ["restore_stream", "restore_jobs"])
+def test_an_interrupt_in_the_caller_still_reports_the_writes_that_finished(tmp_path: Path, tiny_checkpoint: Path, via: str,
+                                                                            monkeypatch):
+    """Ctrl-C while the caller handles a result (not inside the stream): the stream,
+    told of it, reports each image whose write finished, and every file on disk is one
+    of the results reported."""
+    import time
+
+    import torch
+
+    from restore_core.checkpoint import load_checkpoint
+    from restore_core.engine import runner
+    from restore_core.engine.inputs import Job
+    from restore_core.engine.runner import Restorer, RunOptions, finish_interrupted, restore_stream
+    from restore_core.engine.video import restore_jobs
+
+    write_image = runner.write_image
+
+    def slow_write(*args, **kwargs):  # writes slower than the model: some are under way at any time
+        time.sleep(0.2)
+        return write_image(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "write_image", slow_write)
+
+    paths = write_random_pngs(tmp_path / "in", 12, 96, 96, seed=3)
+    out = tmp_path / "out"
+    jobs = [Job(p, Path(p.name), out / p.name) for p in paths]
+    restorer = Restorer(load_checkpoint(tiny_checkpoint), torch.device("cpu"), "fp32")
+    stream = restore_stream(jobs, restorer, RunOptions()) if via == "restore_stream" else restore_jobs(jobs, restorer, RunOptions())
+    reported = [next(stream)]
+    reported += list(finish_interrupted(stream))  # the interrupt delivered at the stream's yield
+    assert len(reported) >= 2  # the image restored after the first was being written: it finishes and is named
+    assert all(r.status == "ok" for r in reported)
+    assert sorted(p.name for p in out.iterdir()) == sorted(r.output.name for r in reported)
+    assert list(finish_interrupted(stream)) == []  # a stream that ended has nothing more
+    with pytest.raises(StopIteration):
+        next(stream)
 
 
 def test_permission_error_is_reported_with_its_cause(tmp_path: Path, monkeypatch):

@@ -25,7 +25,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -588,6 +588,45 @@ def restore_stream(jobs: list[Job], restorer: Restorer, options: RunOptions = Ru
         if sequences is not None:
             sequences.end()
         yield from ready_results(until=0)
+    except KeyboardInterrupt:
+        # Ctrl-C or SIGTERM, here or in the caller (``finish_interrupted``): the writes
+        # under way finish (atomic either way), then every result that exists is
+        # reported, so that the caller names each file this run wrote.
+        readers.shutdown(wait=True, cancel_futures=True)
+        writers.shutdown(wait=True, cancel_futures=True)
+        yield from _finished(pending_results)
+        raise
     finally:
         readers.shutdown(wait=True, cancel_futures=True)
         writers.shutdown(wait=True, cancel_futures=True)
+
+
+def _finished(pending: Iterable[Future[ImageResult] | ImageResult | _AwaitingNeighbours]) -> Iterator[ImageResult]:
+    """The results among ``pending`` that exist once the writers have stopped: images
+    written (or failed) before an interrupt, in input order; writes that never started
+    (cancelled) and frames still waiting for their neighbours are left out."""
+    for item in pending:
+        if isinstance(item, _AwaitingNeighbours):
+            item = item.future
+        if isinstance(item, Future):
+            if item.cancelled() or not item.done() or item.exception() is not None:
+                continue
+            item = item.result()
+        if item is not None:
+            yield item
+
+
+def finish_interrupted(results: Iterator[ImageResult]) -> Iterator[ImageResult]:
+    """After an interrupt reached the caller of :func:`restore_stream` (or of a generator
+    that passes interrupts on to it): the results of the writes that finished, which
+    the stream reports once the interrupt is delivered to it. Nothing when the
+    interrupt was raised inside the stream, which reported them itself."""
+    if not hasattr(results, "throw"):  # not a generator: nothing under way
+        return
+    try:
+        result = results.throw(KeyboardInterrupt())
+        while True:
+            yield result
+            result = next(results)
+    except (KeyboardInterrupt, StopIteration):
+        return

@@ -30,7 +30,8 @@ import torch
 
 from restore_core.engine.inputs import Job
 from restore_core.engine.runner import (
-    BATCH_STOPPING_ERRNOS, NON_FINITE_OUTPUT, ROUTING_FRAMES, ImageResult, Restorer, RunOptions, abandoned_after, restore_stream,
+    BATCH_STOPPING_ERRNOS, NON_FINITE_OUTPUT, ROUTING_FRAMES, ImageResult, Restorer, RunOptions, abandoned_after, finish_interrupted,
+    restore_stream,
 )
 from restore_core.engine.temporal import TemporalSmoother
 from restore_core.io.images import ImageError
@@ -326,10 +327,15 @@ def restore_jobs(jobs: list[Job], restorer: Restorer, options: RunOptions = RunO
     job. After a write failure that every later output would meet (a full disk), the
     videos left are reported, not restored."""
     halted: str | None = None
-    for result in restore_stream([job for job in jobs if not is_video_name(job.source)], restorer, options):
-        if result.stops_batch and halted is None:
-            halted = result.error
-        yield result
+    images = restore_stream([job for job in jobs if not is_video_name(job.source)], restorer, options)
+    try:
+        for result in images:
+            if result.stops_batch and halted is None:
+                halted = result.error
+            yield result
+    except KeyboardInterrupt:  # thrown in here by the caller: the image stream reports the writes it finished
+        yield from finish_interrupted(images)
+        raise
     for job in (job for job in jobs if is_video_name(job.source)):
         if halted is not None:
             yield abandoned_after(halted, job)
