@@ -223,6 +223,10 @@ def benchmark(
     except DatasetError as exc:
         fail(str(exc), code=2)
     root = data.root
+    if data.unpaired:  # scored over fewer images than the folders hold: say which, before the numbers
+        shown = ", ".join(_relative(path, root) for path in data.unpaired[:5])
+        more = f" and {len(data.unpaired) - 5} more" if len(data.unpaired) > 5 else ""
+        warn(f"{root}: {len(data.unpaired)} image(s) pair with no other and are left out: {shown}{more}")
     samples = data.samples[:limit] if limit else data.samples
     protocol = Protocol(crop_border=crop_border)
     start = time.perf_counter()
@@ -246,6 +250,7 @@ def benchmark(
         "dataset": data.name,
         "root": str(root),
         "pairs": len(samples),
+        "unpaired": [_relative(path, root) for path in data.unpaired],
         "note": data.note,
         "protocol": {**protocol.__dict__, "target_crop": "per dataset (see note)" if data.note else None},
         "device": str(torch_device) + (f" ({torch.cuda.get_device_name(torch_device)})" if torch_device.type == "cuda" else ""),
@@ -286,3 +291,11 @@ def benchmark(
             atomic_write_bytes(path, text.encode())
         except OSError as exc:
             fail(f"{path}: cannot write: {os_cause(exc)}", code=1)
+
+
+def _relative(path: Path, root: Path) -> str:
+    """``path`` as shown to the user: under ``root`` when it is, else as it is."""
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)

@@ -26,6 +26,7 @@ from restore_core.evaluation import Protocol, Sample, file_sample
 from restore_core.io.images import LoadedImage, decode_image, read_image
 from restore_core.io.folders import (
     PAIR_LAYOUTS, describe_layouts, list_images, list_pairs, list_scene_pairs, match_folders, match_prefixed, natural_key, resolve_folder,
+    unpaired_images,
 )
 
 
@@ -41,6 +42,7 @@ class Dataset:
     samples: list[Sample]
     protocol: Protocol = field(default_factory=Protocol)
     note: str = ""
+    unpaired: list[Path] = field(default_factory=list)  # images of its folders in no pair: left out
 
 
 def _expect(condition: bool, root: Path, expected: str, found: int = 0) -> None:
@@ -55,7 +57,7 @@ def paired(root: Path, layouts=PAIR_LAYOUTS, task: str = "any", name: str = "pai
         pairs = list_pairs(root, layouts)
     except ValueError as exc:
         raise DatasetError(str(exc)) from None
-    return Dataset(name, root, task, [file_sample(p.name, p, t) for p, t in pairs])
+    return Dataset(name, root, task, [file_sample(p.name, p, t) for p, t in pairs], unpaired=unpaired_images(pairs))
 
 
 def rain(root: Path) -> Dataset:
@@ -71,9 +73,10 @@ def rain(root: Path) -> Dataset:
 
 def gopro(root: Path) -> Dataset:
     """GoPro: test/<scene>/blur/*.png + test/<scene>/sharp/*.png (or <scene>/... or input/+target/)."""
-    samples = [file_sample(f"{b.parent.parent.name}/{b.name}", b, s) for b, s in list_scene_pairs(root, "test")]
+    pairs = list_scene_pairs(root, "test")
+    samples = [file_sample(f"{b.parent.parent.name}/{b.name}", b, s) for b, s in pairs]
     if samples:
-        return Dataset("gopro", root, "deblur", samples)
+        return Dataset("gopro", root, "deblur", samples, unpaired=unpaired_images(pairs))
     if (root / "input").is_dir() or (root / "blur").is_dir():
         return paired(root, (("input", "target"), ("blur", "sharp")), "deblur", "gopro")
     _expect(False, root, "test/<scene>/blur/ + test/<scene>/sharp/, or input/ + target/")

@@ -697,6 +697,19 @@ def test_benchmark_json_is_strict_when_input_equals_target(tmp_path, rng, tiny_c
     assert rows[tiny_checkpoint.stem]["psnr_rgb"] < 40
 
 
+def test_benchmark_says_which_images_it_left_out(tmp_path, rng, tiny_checkpoint):
+    for side in ("input", "target"):
+        (tmp_path / "set" / side).mkdir(parents=True)
+    for name in ("1.png", "2.png"):
+        cv2.imwrite(str(tmp_path / "set" / "input" / name), rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    cv2.imwrite(str(tmp_path / "set" / "target" / "1.png"), rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    result = restore("benchmark", "--root", str(tmp_path / "set"), "-m", str(tiny_checkpoint), "--json")
+    assert result.returncode == 0, result.stderr
+    assert "1 image(s) pair with no other and are left out: input/2.png" in result.stderr
+    header = _strict_json(result.stdout)
+    assert header["pairs"] == 1 and header["unpaired"] == ["input/2.png"]
+
+
 def test_benchmark_reports_go_to_new_folders_and_a_bad_path_is_one_line(tmp_path, tiny_checkpoint):
     """--csv and --markdown into folders that do not exist yet are written (they ended the
     run in a FileNotFoundError traceback, after the whole benchmark); an unwritable path is

@@ -64,6 +64,23 @@ def test_prenet_layout_pairs_rain_and_norain_side_by_side(tmp_path):
     assert len(list_training_pairs(tmp_path / "Rain100H")) == 3  # restore train --data reads it too
 
 
+def test_images_in_no_pair_are_listed_as_left_out(tmp_path):
+    """An input whose reference is missing (or the other way round) is not scored; the
+    dataset lists it, so the benchmark can say so instead of scoring fewer images quietly."""
+    for name in ("1.png", "2.png", "3.png"):
+        _img(tmp_path / "input" / name, 10)
+    for name in ("1.png", "3.png", "4.png"):
+        _img(tmp_path / "target" / name, 20)
+    data = load_dataset("paired", tmp_path)
+    assert [s.name for s in data.samples] == ["1.png", "3.png"]
+    assert [p.relative_to(tmp_path).as_posix() for p in data.unpaired] == ["input/2.png", "target/4.png"]
+    for scene in ("a", "b"):
+        _img(tmp_path / "gopro" / "test" / scene / "blur" / "1.png", 10)
+        _img(tmp_path / "gopro" / "test" / scene / "sharp" / "1.png", 20)
+    _img(tmp_path / "gopro" / "test" / "b" / "blur" / "2.png", 10)
+    assert [p.relative_to(tmp_path / "gopro").as_posix() for p in load_dataset("gopro", tmp_path / "gopro").unpaired] == ["test/b/blur/2.png"]
+
+
 def test_jorder_scale_tag_does_not_pair_every_input_with_one_reference(tmp_path):
     """JORDER's Rain100L names inputs norain-1x2.png against norain-1.png: the x2 is a
     scale tag, not the image's number."""

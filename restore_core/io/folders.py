@@ -150,6 +150,15 @@ def list_pairs(root: Path, layouts=PAIR_LAYOUTS) -> list[tuple[Path, Path]]:
     raise ValueError(f"{root}: not a paired folder (expected {describe_layouts(layouts)})")
 
 
+def unpaired_images(pairs: list[tuple[Path, Path]]) -> list[Path]:
+    """The images of the pairs' folders that are in no pair (an input whose reference is
+    missing, a reference without its input), in natural order: what a benchmark over
+    ``pairs`` leaves out, to be said rather than scored silently over fewer images."""
+    used = {path for pair in pairs for path in pair}
+    folders = sorted({path.parent for path in used})
+    return sorted((path for folder in folders for path in list_images(folder) if path not in used), key=natural_key)
+
+
 def list_scene_pairs(root: Path, split: str = "train") -> list[tuple[Path, Path]]:
     """GoPro-style scene folders: ``<split>/<scene>/blur|sharp`` (or ``<scene>/blur|sharp``
     directly under ``root``), paired by name within each scene."""
