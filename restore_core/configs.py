@@ -9,6 +9,7 @@ config read from a file is never trusted blindly.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from typing import Any, TypeVar
@@ -136,12 +137,27 @@ def override_many(config: T, settings: list[tuple[str, str]]) -> T:
         parts = dotted_key.split(".")
         for part in parts[:-1]:
             if not isinstance(node, dict) or part not in node:
-                raise ConfigError(f"unknown setting {dotted_key!r}")
+                raise ConfigError(_unknown_setting(dotted_key, data))
             node = node[part]
         if not isinstance(node, dict) or (parts[-1] not in node and not _is_free_dict(config, parts)):
-            raise ConfigError(f"unknown setting {dotted_key!r}")
+            raise ConfigError(_unknown_setting(dotted_key, data))
         node[parts[-1]] = value
     return config_from_dict(type(config), data)
+
+
+def _unknown_setting(dotted_key: str, data: dict[str, Any]) -> str:
+    """The error for a setting the config lacks, with the closest dotted keys it has."""
+    known = list(_dotted_keys(data))
+    close = difflib.get_close_matches(dotted_key, known, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown setting {dotted_key!r}{hint} (every setting: --print-recipe)"
+
+
+def _dotted_keys(data: dict[str, Any], prefix: str = "") -> typing.Iterator[str]:
+    for key, value in data.items():
+        yield prefix + key
+        if isinstance(value, dict):
+            yield from _dotted_keys(value, f"{prefix}{key}.")
 
 
 def _is_free_dict(config: Any, parts: list[str]) -> bool:

@@ -144,6 +144,10 @@ def test_settings_that_must_change_together_are_validated_together():
     assert both.steps == 5000 and both.stages == (5000, 0) and both.model["iterations"] == 0
     with pytest.raises(ConfigError, match="unknown setting"):
         override_many(golf, [("steps", "10"), ("no_such", "1")])
+    with pytest.raises(ConfigError, match=r"unknown setting 'sed'; did you mean 'seed'\?"):
+        override(golf, "sed", "3")
+    with pytest.raises(ConfigError, match=r"did you mean 'data.colour_fraction'"):
+        override(golf, "data.color_fraction", "0.5")
 
 
 @pytest.mark.parametrize("field, value", [("steps", 0), ("batch_size", 0), ("patch_size", -1), ("lr", -1.0), ("ema_decay", 1.0),
