@@ -171,7 +171,7 @@ PRESETS: dict[str, Preset] = {
         config={"base_architecture": "unet", "base": UNET_S},
         description="ADMS all-in-one (rain, blur, noise, haze) around unet-s: above its unified model, below the single-task models, see its card",
         weights="adms.safetensors",
-        sha256="61df461734ac34fb4ac9802a620253c1b9bc36970b9d65d03ebbfd1d3843f1b8",
+        sha256="59fb8ecbf8a741c501cc60ff100bdf66cca9f7995dc66f520d96994416057214",
     ),
     "infoflow-paper": Preset(
         name="infoflow-paper",
