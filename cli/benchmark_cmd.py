@@ -100,6 +100,7 @@ def benchmark(
     count: int = typer.Option(8, "--count", help="With --speed: images per size."),
     iterations: Optional[int] = typer.Option(None, "--iterations", help="Golf Optimizer models: taps of G (as restore deblur --iterations)."),
     model_sigma: Optional[str] = typer.Option(None, "--model-sigma", callback=parse_sigma, autocompletion=completion.noise_levels, help="Denoisers with a noise-level input: the level they are told, auto, quick or blind (as restore denoise --sigma); default: auto."),
+    blend_temperature: Optional[float] = typer.Option(None, "--blend-temperature", help="ADMS models: how sharply the classifier's probabilities weight the filters (as restore auto --no-route --blend-temperature)."),
     recompose_radius: Optional[int] = typer.Option(None, "--recompose-radius", help="Dehazers: scattering-model recomposition radius (as restore dehaze --recompose-radius; 0 = off)."),
     darken_only: Optional[bool] = typer.Option(None, "--darken-only/--no-darken-only", help="Derainers: output never brighter than the input, or not (as restore derain --darken-only)."),
     growth: bool = typer.Option(False, "--growth", help="Measure cost growth: wall time vs number of images (10/100/1000) and vs pixels per image, plus start-up."),
@@ -157,7 +158,8 @@ def benchmark(
         descriptors = [load_for_task(name, task, str(torch_device)) for name in names]
         for descriptor, label in zip(descriptors, _distinct_labels(names, [d.name for d in descriptors])):
             descriptor.name = label
-        for setting, value in (("iterations", iterations), ("sigma", model_sigma), ("recompose_radius", recompose_radius), ("darken_only", darken_only)):
+        for setting, value in (("iterations", iterations), ("sigma", model_sigma), ("recompose_radius", recompose_radius), ("darken_only", darken_only),
+                               ("blend_temperature", blend_temperature)):
             if value is not None:
                 for descriptor in descriptors:
                     descriptor.apply_setting(setting, value)
@@ -259,6 +261,7 @@ def benchmark(
         "iterations": iterations,
         "model_sigma": model_sigma,
         "recompose_radius": recompose_radius,
+        "blend_temperature": blend_temperature,
         "darken_only": darken_only,
         "self_ensemble": list(views) if views else None,
         "temporal": {"radius": sequences.radius, "strength": sequences.strength, "patch": sequences.patch} if sequences else None,

@@ -421,6 +421,7 @@ TASK_OPTIONS: dict[str, list[tuple[str, Any, Any]]] = {
     ],
     "auto": [
         ("route", typer.Option(True, "--route/--no-route", help="Restore each image with the single-task model of the degradation the all-in-one model's classifier finds (taylor-derain, golf-deblur, infoflow-denoise, infoflow-dehaze: 2.4-6.9 dB above the ADMS network on rain, blur, noise and haze test sets; little is done to an image the classifier gets wrong; the JSON line names the model), or with the all-in-one model itself."), bool),
+        ("blend_temperature", typer.Option(None, "--blend-temperature", help="With --no-route: how sharply the classifier's probabilities p weight each degradation's filters, ĉ ∝ p^(1/T): 1 = as the ADMS paper, below 1 more of the most probable degradation's filters. Default: the model's own (0.25 for the shipped one)."), Optional[float]),
     ],
     "denoise": [
         ("sigma", typer.Option(None, "--sigma", callback=parse_sigma, autocompletion=completion.noise_levels, help="Noise level of the input (standard deviation, 0-255 scale) for models with a noise-level input: told it, they are non-blind; 'auto' (their default) estimates it per image, from the image and then (calibrated checkpoints) from what the model removes from a central 256x256 crop, raised where the image's colour shows a camera's demosaiced noise, or measures it from a camera raw file's own sensor data; 'quick' from the image alone (one pass, less exact); 'blind' tells them nothing. Blind-only models refuse a level."), Optional[str]),
@@ -476,6 +477,8 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
         **settings: Any,
     ) -> None:
         route = settings.pop("route", False)  # an engine choice, not a model setting
+        if route and settings.get("blend_temperature") is not None:
+            fail("--blend-temperature weights the ADMS network's filters, which only --no-route runs", code=2)
         run_restore(RestoreRequest(
             task=task, source=source, out_dir=out_dir, model=model, device=device, tile=tile, tile_overlap=tile_overlap,
             batch_size=batch_size, precision=precision, recursive=recursive, suffix=suffix, ext=ext, quality=quality, overwrite=overwrite,

@@ -72,7 +72,8 @@ def load(
     without it such a model detects the degradation of each image. ``settings`` are the
     task options of the commands: ``sigma`` (denoise: a level on the 0-255 scale, or
     ``"auto"``, ``"quick"``, ``"blind"``), ``darken_only`` (derain), ``iterations``
-    (deblur), ``recompose_radius`` (dehaze). A model without a setting refuses it.
+    (deblur), ``recompose_radius`` (dehaze), ``blend_temperature`` (an all-in-one model
+    run without routing). A model without a setting refuses it.
     ``route`` (default: on for ``task="auto"``, as ``restore auto``) sends each image to
     the single-task model of the degradation an all-in-one model's classifier finds.
     """

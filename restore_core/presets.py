@@ -171,7 +171,7 @@ PRESETS: dict[str, Preset] = {
         config={"base_architecture": "unet", "base": UNET_S},
         description="ADMS all-in-one (rain, blur, noise, haze) around unet-s: above its unified model, below the single-task models, see its card",
         weights="adms.safetensors",
-        sha256="59fb8ecbf8a741c501cc60ff100bdf66cca9f7995dc66f520d96994416057214",
+        sha256="db048453f8518c8487c7c44235121ca5bc51cadfac56969af01390f62d2cf604",
     ),
     "infoflow-paper": Preset(
         name="infoflow-paper",

@@ -61,6 +61,49 @@ def test_adaptive_kernel_matches_the_formula_by_hand():
     assert model.merged_parameters(torch.tensor([0.0, 1.0, 0.0, 0.0])) == {}  # motion-blur keeps no filters: θ_um
 
 
+def test_sharpened_weights_are_the_softmax_at_a_temperature():
+    """ĉ ∝ p^(1/T) (models.adms.sharpen): for one crop softmax(logits / T); T = 1 as the
+    paper; a low T is the argmax; rows still sum to 1."""
+    from restore_core.models.adms import sharpen
+
+    logits = torch.tensor([[2.0, 1.0, 0.5, -1.0], [0.1, 0.2, 0.3, 0.4]])
+    p = logits.softmax(dim=1)
+    assert sharpen(p, 1.0) is p
+    assert torch.allclose(sharpen(p, 0.25), (logits / 0.25).softmax(dim=1), atol=1e-6)
+    assert torch.allclose(sharpen(p, 0.25).sum(dim=1), torch.ones(2))
+    assert torch.equal(sharpen(p, 1e-3).argmax(dim=1), p.argmax(dim=1)) and bool((sharpen(p, 1e-3).max(dim=1).values > 0.999).all())
+    assert torch.allclose(sharpen(torch.tensor([[1.0, 0.0, 0.0, 0.0]]), 0.5), torch.tensor([[1.0, 0.0, 0.0, 0.0]]))  # a zero stays zero
+    with pytest.raises(ConfigError, match="blend_temperature"):
+        build_model("adms", {**_config({}), "blend_temperature": 0})
+
+
+def test_blend_temperature_reweights_the_filters_of_a_classified_image():
+    """The network's ĉ follows its temperature, set in the config or at run time
+    (``--blend-temperature``); forced degradations are one-hot whatever it is."""
+    torch.manual_seed(0)
+    model = build_model("adms", _config({"rain": {"head.weight": [0]}, "haze": {"head.weight": [1]}})).eval()
+    for p in model.deltas.values():
+        torch.nn.init.normal_(p)
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        p = model.classifier.probabilities(x)[0]
+        paper = model.condition(x)[0]
+        model.set_blend_temperature(0.1)
+        sharp = model.condition(x)[0]
+        out_sharp = model(x)
+        model.set_blend_temperature(1e-4)
+        model.condition(x)
+        out_argmax = model(x)
+        model.set_degradation(model.degradations[int(p.argmax())])
+        out_forced = model(x)
+    assert [paper[d] for d in model.degradations] == pytest.approx(p.tolist(), abs=1e-4)
+    top = model.degradations[int(p.argmax())]
+    assert sharp[top] > paper[top] and sum(sharp.values()) == pytest.approx(1, abs=1e-3)
+    assert torch.allclose(out_argmax, out_forced, atol=1e-5) and not torch.allclose(out_sharp, out_forced, atol=1e-5)
+    with pytest.raises(ValueError, match="above 0"):
+        model.set_blend_temperature(-1)
+
+
 def test_forced_degradation_with_every_filter_kept_is_the_finetuned_model():
     """With M_d = all filters and only conv weights fine-tuned, forcing d gives θ_d's output."""
     torch.manual_seed(1)
@@ -200,6 +243,27 @@ def test_retraining_the_faig_filters_moves_only_them_and_lowers_the_loss():
 def _restore(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True, cwd=cwd, timeout=600,
                           env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+
+
+def test_blend_temperature_on_the_command_line(tmp_path: Path):
+    """``restore auto --no-route --blend-temperature T`` runs the shipped network at T
+    (its JSON weights move toward the top degradation as T falls); with routing, where
+    no filters are blended, the option is refused; a model without ADMS filters refuses it."""
+    image = sorted((SAMPLES / "input").iterdir())[0]
+
+    def weights(temperature: str) -> dict[str, float]:
+        result = _restore("auto", str(image), str(tmp_path / f"t{temperature}"), "--no-route", "--blend-temperature", temperature,
+                          "--json", "--threads", "2", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)["degradation"]
+
+    paper, sharp = weights("1"), weights("0.1")
+    top = max(paper, key=paper.get)
+    assert max(sharp, key=sharp.get) == top and sharp[top] > paper[top] and sum(sharp.values()) == pytest.approx(1, abs=1e-3)
+    routed = _restore("auto", str(image), str(tmp_path / "routed"), "--blend-temperature", "0.5", cwd=tmp_path)
+    assert routed.returncode == 2 and "--no-route" in routed.stderr and not (tmp_path / "routed").exists()
+    other = _restore("benchmark", "-m", "taylor-derain", "--limit", "1", "--blend-temperature", "0.5", cwd=tmp_path)
+    assert other.returncode == 2 and "--blend-temperature does not apply" in other.stderr
 
 
 def test_the_unified_model_can_start_from_an_earlier_one(tmp_path: Path):

@@ -75,6 +75,11 @@ class ADMSConfig:
     degradations: tuple[str, ...] = ("rain", "motion-blur", "noise", "haze")
     filters: dict[str, Any] = field(default_factory=dict)
     classifier: ClassifierConfig = ClassifierConfig()
+    blend_temperature: float = 1.0  # ĉ ∝ p^(1/T): 1 = the paper's softmax, below 1 sharper (models.adms.sharpen)
+
+    def __post_init__(self) -> None:
+        if not self.blend_temperature > 0:
+            raise ConfigError(f"adms: blend_temperature must be above 0, got {self.blend_temperature}")
 
 
 def _build_adms(config: ADMSConfig) -> ADMSNet:
@@ -96,7 +101,7 @@ def _build_adms(config: ADMSConfig) -> ADMSNet:
             if not isinstance(indices, list) or not all(isinstance(i, int) and 0 <= i < sizes[name] for i in indices) or len(set(indices)) != len(indices):
                 raise ConfigError(f"adms: filters[{degradation!r}][{name!r}] must be distinct indices below {sizes[name]}")
     classifier = DegradationClassifier(config.classifier, len(config.degradations))
-    return ADMSNet(base, classifier, config.degradations, config.filters, axes)
+    return ADMSNet(base, classifier, config.degradations, config.filters, axes, config.blend_temperature)
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,18 @@ class DegradationClassifier(nn.Module):
         return probs.mean(dim=0)
 
 
+def sharpen(probabilities: torch.Tensor, temperature: float) -> torch.Tensor:
+    """ĉ_d = p_d^(1/T) / Σ_k p_k^(1/T) over the last axis: the classifier's softmax at
+    temperature T (for one crop, exactly softmax(logits / T)). T = 1 leaves ĉ as the
+    paper has it; T < 1 moves weight to the most probable degradation, so an image the
+    classifier ranks right but hesitates on (SOTS haze at 0.6, blur 0.35) gets more of
+    that degradation's filters; T → 0 is its one-hot argmax."""
+    if temperature == 1.0:
+        return probabilities
+    logs = probabilities.clamp_min(torch.finfo(probabilities.dtype).tiny).log() / temperature
+    return logs.softmax(dim=-1)
+
+
 def delta_key(degradation: str, parameter: str) -> str:
     """Name of a stored delta tensor (module names cannot contain dots)."""
     return f"{degradation}__{parameter.replace('.', '__')}"
@@ -101,9 +113,11 @@ class ADMSNet(nn.Module):
         degradations: Sequence[str],
         filters: dict[str, dict[str, list[int]]],
         axes: dict[str, int],
+        blend_temperature: float = 1.0,
     ) -> None:
         super().__init__()
         self.base = base
+        self.blend_temperature = blend_temperature
         self.classifier = classifier
         self.degradations = tuple(degradations)
         base_params = dict(base.named_parameters())
@@ -135,15 +149,27 @@ class ADMSNet(nn.Module):
             raise ValueError(f"unknown degradation {degradation!r}; this model knows {', '.join(self.degradations)}")
         self.forced = degradation
 
+    def set_blend_temperature(self, temperature: float) -> None:
+        """``--blend-temperature``: how sharply ĉ follows the classifier (:func:`sharpen`)."""
+        if not temperature > 0:
+            raise ValueError(f"must be above 0, got {temperature}")
+        self.blend_temperature = float(temperature)
+        self.conditions = None
+
     def condition(self, x: torch.Tensor) -> list[dict[str, float]]:
         """Decide ĉ for each image of a whole (untiled) batch and keep it for the
         ``forward`` calls that follow (one per tile); returns ĉ per image."""
         if self.forced is not None:
             weights = self._one_hot(x.shape[0], x)
         else:
-            weights = self.classifier.probabilities(x)
+            weights = self.blend_weights(x)
         self.conditions = weights
         return [{d: round(float(p), 4) for d, p in zip(self.degradations, row)} for row in weights]
+
+    def blend_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """ĉ per image of a batch: the classifier's probabilities, sharpened by the
+        config's ``blend_temperature`` (:func:`sharpen`; 1 = as the paper)."""
+        return sharpen(self.classifier.probabilities(x), self.blend_temperature)
 
     def _one_hot(self, count: int, like: torch.Tensor) -> torch.Tensor:
         weights = torch.zeros(count, len(self.degradations), device=like.device, dtype=like.dtype)
@@ -185,7 +211,7 @@ class ADMSNet(nn.Module):
         elif self.conditions is not None and self.conditions.shape[0] == x.shape[0]:
             weights = self.conditions
         else:
-            weights = self.classifier.probabilities(x)
+            weights = self.blend_weights(x)
         merged = self._merged_for(weights)
         if len(merged) == 1:
             return functional_call(self.base, merged[0], (x,), strict=False)
