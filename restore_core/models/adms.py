@@ -9,7 +9,10 @@ the degradation probabilities ĉ of each image and the network runs with
     θ_ads = θ_um + Σ_d ĉ_d · Δθ_d ⊙ M_d,      Δθ_d = θ_d − θ_um
 
 (the slides' adaptive kernel; ĉ sums to 1). The extra parameters are the masked
-filter deltas and the classifier.
+filter deltas and the classifier. ĉ is the classifier's softmax p as the paper has it,
+or, with the config's ``blend_temperature`` T below 1, p sharpened to ĉ ∝ p^(1/T)
+(:func:`sharpen`), so an image the classifier ranks right but hesitates on gets more
+of its degradation's filters.
 
 Which filters are stored is part of the architecture config (indices per
 degradation and layer), so a checkpoint's tensor shapes are fully checked on load.
