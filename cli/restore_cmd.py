@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import inspect
 from collections import Counter
+from contextlib import contextmanager
 import signal
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -43,8 +44,30 @@ BF16_HINT_MIN_IMAGES = 10  # batches this large on a bf16-capable CPU get a hint
 EXAMPLE_SUFFIX = {"derain": "_derained", "deblur": "_deblurred", "denoise": "_denoised", "dehaze": "_dehazed", "auto": "_restored"}
 
 
-def _raise_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
+class _Interrupts:
+    """SIGINT and SIGTERM as KeyboardInterrupt, except inside :meth:`held`, which they
+    end instead: a result is reported whole (counted and listed) or not at all."""
+
+    def __init__(self) -> None:
+        self.holding = False
+        self.pending = False
+
+    def handle(self, signum, frame) -> None:
+        if self.holding:
+            self.pending = True
+            return
+        raise KeyboardInterrupt
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        self.holding = True
+        try:
+            yield
+        finally:
+            self.holding = False
+            if self.pending:
+                self.pending = False
+                raise KeyboardInterrupt
 
 
 VIDEO_PROGRESS_LINE_SECONDS = 60.0  # without a terminal, a video's progress line this often
@@ -274,10 +297,11 @@ def run_restore(request: RestoreRequest) -> None:
 
     # SIGTERM (a batch scheduler's stop) ends the run like Ctrl-C: the image in flight
     # is abandoned before its atomic rename, so no partial file is left.
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    interrupts = _Interrupts()
+    signal.signal(signal.SIGTERM, interrupts.handle)
     # SIGINT explicitly too: a process started in the background by a non-interactive
     # shell inherits SIGINT ignored, and `kill -INT` must still stop it cleanly.
-    signal.signal(signal.SIGINT, _raise_interrupt)
+    signal.signal(signal.SIGINT, interrupts.handle)
     options = RunOptions(batch_size=request.batch_size, precision=request.precision, max_pixels=request.max_pixels, jpeg_quality=request.quality,
                          video_start=video_start, video_duration=video_duration, temporal=temporal, video_frames=video_frames)
     if (request.start or request.duration or video_frames) and not request.quiet and not any(is_video_name(job.source) for job in runnable):
@@ -326,10 +350,14 @@ def run_restore(request: RestoreRequest) -> None:
             bar.advance(progress)
 
         stream = restore_jobs(to_restore, restorer, options, show_frames) if restorer is not None else iter(())
+        result = None
         try:
             for result in stream:
-                report(result)
+                with interrupts.held():
+                    report(result)
         except KeyboardInterrupt:
+            if result is not None and (not done or done[-1] is not result):  # the signal came before its report began
+                report(result)
             for result in finish_interrupted(stream):  # writes that finished after the signal: named too
                 report(result)
             ok = sum(r.status == "ok" for r in done)

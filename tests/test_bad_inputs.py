@@ -12,6 +12,7 @@ import signal
 import struct
 import subprocess
 import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -165,8 +166,11 @@ def test_interrupt_leaves_no_partial_file_and_skip_existing_finishes(tmp_path: P
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     command = [sys.executable, "-m", "cli.main", "derain", str(folder), str(out), "--model", str(model_path)]
     run = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    first = run.stdout.readline()  # the first image is written: the batch is under way
-    assert first.strip().endswith("00.png")
+    # The first output on disk: the batch is under way. (Not a readline of stdout: its
+    # buffer may hold the next lines too, which communicate() would then not return.)
+    deadline = time.monotonic() + 120
+    while not (out / "00.png").exists() and time.monotonic() < deadline and run.poll() is None:
+        time.sleep(0.02)
     run.send_signal(signal_number)
     stdout, stderr = run.communicate(timeout=120)
     assert run.returncode == 130, stderr
@@ -177,7 +181,7 @@ def test_interrupt_leaves_no_partial_file_and_skip_existing_finishes(tmp_path: P
     for name in written:
         assert cv2.imread(str(out / name)).shape == (256, 256, 3)  # every file left is complete
     # stdout names every file the run wrote, those whose writes finished after the signal too
-    assert sorted(Path(line).name for line in (first + stdout).splitlines()) == written
+    assert sorted(Path(line).name for line in stdout.splitlines()) == written
     assert f"interrupted: {len(written)} of 40 input(s) written" in stderr
     finish = subprocess.run([*command, "--skip-existing", "-q"], env=env, capture_output=True, text=True, timeout=300)
     assert finish.returncode == 0, finish.stderr
