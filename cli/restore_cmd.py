@@ -295,8 +295,9 @@ def run_restore(request: RestoreRequest) -> None:
         _report_dry_run(request, runnable, results, descriptor.name if descriptor else None)
         return
 
-    # SIGTERM (a batch scheduler's stop) ends the run like Ctrl-C: the image in flight
-    # is abandoned before its atomic rename, so no partial file is left.
+    # SIGTERM (a batch scheduler's stop) ends the run like Ctrl-C: the image being
+    # restored is abandoned, writes under way finish (atomic renames: no partial file)
+    # and are reported; a signal during a report waits for its end (_Interrupts).
     interrupts = _Interrupts()
     signal.signal(signal.SIGTERM, interrupts.handle)
     # SIGINT explicitly too: a process started in the background by a non-interactive

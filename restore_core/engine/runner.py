@@ -624,9 +624,7 @@ def finish_interrupted(results: Iterator[ImageResult]) -> Iterator[ImageResult]:
     if not hasattr(results, "throw"):  # not a generator: nothing under way
         return
     try:
-        result = results.throw(KeyboardInterrupt())
-        while True:
-            yield result
-            result = next(results)
-    except (KeyboardInterrupt, StopIteration):
+        yield results.throw(KeyboardInterrupt())
+        yield from results
+    except (KeyboardInterrupt, StopIteration):  # the stream re-raises once it has reported them
         return
