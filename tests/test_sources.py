@@ -135,6 +135,38 @@ def test_clean_folders_say_what_they_hold_that_restore_cannot_read(tmp_path):
         prepare_data(replace(RECIPES["taylor-derain"], patch_size=32, data=DataConfig(clean=(str(tmp_path / "layers"),))))
 
 
+def test_pairs_smaller_than_the_patch_are_left_out_and_clean_images_enlarged_both_named(tmp_path):
+    """Enlarging a pair resizes its degradation too (noise grains, streak widths): such a
+    pair used to be enlarged silently; now it is left out and named, and a clean image,
+    degraded after enlarging, is kept and named."""
+    from dataclasses import replace
+
+    from conftest import write_random_pngs
+    from restore_core.training.errors import TrainingError
+    from restore_core.training.recipes import RECIPES, DataConfig
+    from restore_core.training.sources import describe, prepare_data
+
+    for side, name in ((48, "big"), (24, "small")):
+        write_random_pngs(tmp_path / name / "input", 1, side, side + 4, seed=side)
+        write_random_pngs(tmp_path / name / "target", 1, side, side + 4, seed=side + 1)
+    write_random_pngs(tmp_path / "clean", 1, 20, 40, seed=5)
+    recipe = replace(RECIPES["taylor-derain"], patch_size=32,
+                     data=DataConfig(paired=(str(tmp_path / "big"), str(tmp_path / "small")), clean=(str(tmp_path / "clean"),)))
+    data = prepare_data(recipe)
+    assert [pair.clean.shape[:2] for pair in data.sampler.paired] == [(48, 52)]
+    assert data.summary["pairs_smaller_than_patch"] == [f"{tmp_path / 'small' / 'target' / '00.png'} (28x24)"]
+    assert [image.clean.shape[:2] for image in data.sampler.clean] == [(32, 64)]
+    assert data.summary["clean_enlarged"] == [f"{tmp_path / 'clean' / '00.png'} (40x20)"]
+    line = describe(data.summary)
+    assert "1 pairs smaller than the 32-pixel patch left out (" in line
+    assert "1 clean images smaller than the 32-pixel patch enlarged to it (" in line
+
+    only_small = replace(recipe, data=DataConfig(paired=(str(tmp_path / "small"),)))
+    with pytest.raises(TrainingError, match=r"every training pair is smaller than the 32-pixel patch .*00\.png \(28x24\)\); pass a smaller --patch-size"):
+        prepare_data(only_small)
+    assert len(prepare_data(replace(only_small, patch_size=24)).sampler.paired) == 1
+
+
 def test_every_image_is_decoded_once(tmp_path, monkeypatch):
     """Validation folders were decoded twice (a thumbnail pass for the leakage check, then
     the pairs); training, held-out and validation images are now each decoded once."""

@@ -407,7 +407,7 @@ def test_gopro_scene_layout_is_a_training_folder(tmp_path):
                 cv2.imwrite(str(tmp_path / "GoPro" / "train" / scene / kind / f"{i:06d}.png"), rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
     pairs = list_training_pairs(tmp_path / "GoPro")
     assert len(pairs) == 4 and all(b.parent.name == "blur" and s.parent.name == "sharp" and b.name == s.name for b, s in pairs)
-    recipe = replace(RECIPES["golf-deblur"], data=DataConfig(paired=(str(tmp_path / "GoPro"),)))
+    recipe = replace(RECIPES["golf-deblur"], patch_size=32, data=DataConfig(paired=(str(tmp_path / "GoPro"),)))
     assert prepare_data(recipe).summary["paired"][str(tmp_path / "GoPro")]["train"] == 4
     with pytest.raises(ValueError, match="nor GoPro-style"):
         list_training_pairs(tmp_path / "GoPro" / "train" / "GOPR0372_07_00" / "blur")

@@ -102,6 +102,9 @@ def transplant_residual(clean: np.ndarray, source_degraded: np.ndarray, source_c
 
 
 def _ensure_min_size(image: np.ndarray, size: int) -> np.ndarray:
+    """``image`` enlarged (bicubic) so that a ``size`` x ``size`` patch fits. Meant for
+    clean images, degraded after this; training data leaves out pairs that would need it
+    (:mod:`~restore_core.training.sources`): resizing a pair resizes its degradation."""
     h, w = image.shape[:2]
     if h >= size and w >= size:
         return image

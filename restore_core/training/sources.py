@@ -221,12 +221,22 @@ def describe(summary: dict) -> str:
     if summary.get("unreadable"):
         parts.append(f"{len(summary['unreadable'])} files in formats restore cannot read left out "
                      f"({describe_unreadable(map(Path, summary['unreadable']))})")
+    patch = summary.get("patch_size")
+    if small := summary.get("pairs_smaller_than_patch"):
+        parts.append(f"{len(small)} pairs smaller than the {patch}-pixel patch left out ({_first_few(small)})")
+    if enlarged := summary.get("clean_enlarged"):
+        parts.append(f"{len(enlarged)} clean images smaller than the {patch}-pixel patch enlarged to it ({_first_few(enlarged)})")
     if summary.get("excluded_near_duplicates"):
         parts.append(f"{summary['excluded_near_duplicates']} left out as near-duplicates of validation or --exclude-like images")
     parts.append(f"pool {summary.get('pool', '?')} {summary.get('pool_mib', 0)} MiB")
     if summary.get("validation_mib"):
         parts.append(f"validation {summary['validation_mib']} MiB")
     return "; ".join(parts)
+
+
+def _first_few(names: list[str], shown: int = 2) -> str:
+    more = f", and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def _make_sampler(recipe: Recipe, paired: list[D.PairedImage], clean_pool: list[D.PairedImage]) -> D.PatchSampler:
@@ -280,7 +290,13 @@ def _read_sources(recipe: Recipe, listing: _Listing, store: ImagePool, progress:
     validation += folder_sets
 
     summary: dict = {"paired": {}, "clean": {}, "excluded_near_duplicates": 0, "excluded": [],
-                     "unreadable": [str(path) for path in listing.unreadable]}
+                     "unreadable": [str(path) for path in listing.unreadable],
+                     "patch_size": recipe.patch_size, "pairs_smaller_than_patch": [], "clean_enlarged": []}
+
+    def smaller_than_patch(image: np.ndarray) -> str | None:
+        """``"WxH"`` when a side of ``image`` is shorter than the training patch."""
+        h, w = image.shape[:2]
+        return f"{w}x{h}" if min(h, w) < recipe.patch_size else None
 
     def left_out(thumb: np.ndarray, name: object) -> bool:
         """Whether a training image is a near-duplicate of a validation or --exclude-like one (then counted)."""
@@ -300,7 +316,11 @@ def _read_sources(recipe: Recipe, listing: _Listing, store: ImagePool, progress:
         kept = 0
         for (_, target), (degraded, clean, thumb) in zip(train_pairs, read_ahead(train_pairs, _pool_pair)):
             tell()
-            if not left_out(thumb, target):
+            # A pair smaller than the patch is left out, not enlarged: resizing would change
+            # its degradation (noise grains, streak widths), which is what the pair is for.
+            if size := smaller_than_patch(degraded):
+                summary["pairs_smaller_than_patch"].append(f"{target} ({size})")
+            elif not left_out(thumb, target):
                 paired.append(D.PairedImage(store.keep(degraded), store.keep(clean)))
                 kept += 1
         summary["paired"][folder] = {"train": kept, "held_out": [p[0].name for p in held]}
@@ -316,10 +336,17 @@ def _read_sources(recipe: Recipe, listing: _Listing, store: ImagePool, progress:
         for image_name, (image, thumb, grey) in zip(names, read_ahead(images, _pool_image)):
             tell()
             if not left_out(thumb, image_name):
+                # A clean image is enlarged to the patch instead (D.PatchSampler): its
+                # degradation is synthesized afterwards, at the training scale.
+                if size := smaller_than_patch(image):
+                    summary["clean_enlarged"].append(f"{image_name} ({size})")
                 clean_pool.append(D.PairedImage(None, store.keep(image), grey))
                 kept += 1
         summary["clean"][name] = kept
 
+    if not paired and not clean_pool and summary["pairs_smaller_than_patch"]:
+        raise TrainingError(f"every training pair is smaller than the {recipe.patch_size}-pixel patch "
+                            f"(e.g. {summary['pairs_smaller_than_patch'][0]}); pass a smaller --patch-size")
     sampler = _make_sampler(recipe, paired, clean_pool)
     if clean_pool:
         summary["clean_colour_grey"] = [len(sampler.colour_indices), len(sampler.grey_indices)]
