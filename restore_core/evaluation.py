@@ -19,6 +19,7 @@ import numpy as np
 
 from restore_core.engine.inputs import frame_sort_key
 from restore_core.engine.temporal import Frame, FrameWindow, TemporalConfig, smooth_in_window
+from restore_core.io.folders import reference_border
 from restore_core.io.images import LoadedImage, read_image, write_image
 from restore_core.metrics import psnr, ssim, to_uint8_range
 
@@ -79,16 +80,23 @@ class Summary:
         return data
 
 
-def score(restored: np.ndarray, target: np.ndarray, protocol: Protocol = Protocol(), name: str = "", grey: bool = False) -> PairScore:
+def score(restored: np.ndarray, target: np.ndarray, protocol: Protocol = Protocol(), name: str = "", grey: bool = False,
+          role: str = "output") -> PairScore:
     """Score one float [0, 1] RGB output against its float [0, 1] RGB target.
 
     ``grey``: the images are grey (stored with one channel): both "Y" and "RGB"
-    scores are then computed on that one channel, as grey benchmarks report."""
+    scores are then computed on that one channel, as grey benchmarks report.
+    ``role`` names what ``restored`` is in the error a size mismatch raises ("input"
+    for the baseline row)."""
     if protocol.target_crop is not None:
         top, bottom, left, right = protocol.target_crop
         target = target[top:bottom, left:right]
-    if restored.shape != target.shape:
-        raise ValueError(f"{name}: output is {restored.shape[1]}x{restored.shape[0]} but the target is {target.shape[1]}x{target.shape[0]}")
+    if restored.shape[:2] != target.shape[:2]:
+        border = reference_border(restored.shape[:2], target.shape[:2])
+        hint = (f" (the reference has a {border}-pixel border: --dataset sots-indoor crops SOTS indoor's 10-pixel one)"
+                if border else "")
+        raise ValueError(f"{name}: the {role} is {restored.shape[1]}x{restored.shape[0]} but its reference is "
+                         f"{target.shape[1]}x{target.shape[0]}{hint}")
     a, b = to_uint8_range(restored), to_uint8_range(target)
     if grey:
         a, b = a.mean(axis=2), b.mean(axis=2)
@@ -108,7 +116,8 @@ def _score_sample(sample: Sample, degraded: LoadedImage, output: np.ndarray, sec
     """Score one output against its sample's target (the sample's own target crop, if
     any); with ``save_to`` (a folder), write it there as PNG."""
     sample_protocol = protocol if sample.target_crop is None else replace(protocol, target_crop=sample.target_crop)
-    pair_score = score(output, sample.load_target(), sample_protocol, sample.name, grey=degraded.layout.startswith("grey"))
+    role = "input" if output is degraded.rgb else "output"
+    pair_score = score(output, sample.load_target(), sample_protocol, sample.name, grey=degraded.layout.startswith("grey"), role=role)
     pair_score.seconds = seconds
     if save_to is not None:
         write_image(save_to / f"{Path(sample.name).with_suffix('')}.png", output, degraded)

@@ -153,6 +153,22 @@ def test_sots_many_hazy_per_clear_and_indoor_crop(tmp_path):
     assert summary.count == 2  # shapes agree after the crop
 
 
+def test_a_pair_of_two_sizes_names_the_input_or_the_output_and_a_border(tmp_path):
+    """The size check said "output is" on the input row, where no model had run."""
+    _img(tmp_path / "input" / "short.png", 10, size=(6, 12))
+    _img(tmp_path / "target" / "short.png", 20)
+    _img(tmp_path / "input" / "framed.png", 10, size=(4, 8))
+    _img(tmp_path / "target" / "framed.png", 20)
+    samples = {s.name: s for s in load_dataset("paired", tmp_path).samples}
+    with pytest.raises(ValueError, match=r"^short.png: the input is 12x6 but its reference is 12x8$"):
+        evaluate_samples([samples["short.png"]], None, "input")
+    with pytest.raises(ValueError, match=r"^framed.png: the input is 8x4 but its reference is 12x8 \(the reference has a 2-pixel border"):
+        evaluate_samples([samples["framed.png"]], None, "input")
+    with pytest.raises(ValueError, match=r"^framed.png: the output is 12x8 but its reference is 8x4$"):
+        evaluate_samples([samples["framed.png"]], lambda image: np.zeros((8, 12, 3), np.float32), "model",
+                         Protocol(target_crop=(2, 6, 2, 10)))
+
+
 def test_sidd_mat_blocks(tmp_path):
     from scipy.io import savemat
 

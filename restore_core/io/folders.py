@@ -159,6 +159,15 @@ def unpaired_images(pairs: list[tuple[Path, Path]]) -> list[Path]:
     return sorted((path for folder in folders for path in list_images(folder) if path not in used), key=natural_key)
 
 
+def reference_border(size: tuple[int, int], reference_size: tuple[int, int]) -> int | None:
+    """The width of the border a reference image has around its degraded image, when the
+    two sizes (height, width) differ by the same even margin on both axes: SOTS indoor's
+    640x480 ground truths frame its 620x460 hazy images with 10 pixels. None otherwise."""
+    margins = {reference_size[0] - size[0], reference_size[1] - size[1]}
+    margin = margins.pop() if len(margins) == 1 else 0
+    return margin // 2 if margin > 0 and margin % 2 == 0 else None
+
+
 def list_scene_pairs(root: Path, split: str = "train") -> list[tuple[Path, Path]]:
     """GoPro-style scene folders: ``<split>/<scene>/blur|sharp`` (or ``<scene>/blur|sharp``
     directly under ``root``), paired by name within each scene."""

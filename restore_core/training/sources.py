@@ -28,7 +28,7 @@ from restore_core.configs import ConfigError
 from restore_core.degradations.table import make_degradation
 from restore_core.engine.inputs import describe_unreadable
 from restore_core.engine.memory import available_memory_bytes
-from restore_core.io.folders import list_images, list_training_pairs, list_unreadable_images
+from restore_core.io.folders import list_images, list_training_pairs, list_unreadable_images, reference_border
 from restore_core.io.images import atomic_write_bytes, how_to_read
 from restore_core.training import data as D
 from restore_core.training.distributed import DistInfo, barrier, rank_zeros_choice
@@ -55,9 +55,8 @@ class TrainingData:
 def _same_size(degraded: np.ndarray, clean: np.ndarray, degraded_path: Path, clean_path: Path) -> None:
     """A pair must match pixel for pixel: patches are cut at the same place from both."""
     if degraded.shape[:2] != clean.shape[:2]:
-        margins = {clean.shape[0] - degraded.shape[0], clean.shape[1] - degraded.shape[1]}
-        border = len(margins) == 1 and min(margins) > 0 and min(margins) % 2 == 0
-        hint = (f" (the reference has a {min(margins) // 2}-pixel border, as SOTS indoor's ground truth does: crop it off first;"
+        border = reference_border(degraded.shape[:2], clean.shape[:2])
+        hint = (f" (the reference has a {border}-pixel border, as SOTS indoor's ground truth does: crop it off first;"
                 " restore benchmark --dataset sots-indoor crops it when scoring)") if border else ""
         raise ValueError(f"{degraded_path} is {degraded.shape[1]}x{degraded.shape[0]} but its reference {clean_path} is "
                          f"{clean.shape[1]}x{clean.shape[0]}: the images of a training or validation pair must be the same size{hint}")
