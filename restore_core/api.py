@@ -220,6 +220,10 @@ class ImageRestorer:
         (``frame_9`` before ``frame_10``), are smoothed as one sequence's frames. ``frames``
         (``"png"``, ...; ``--frames``): each video's restored frames as numbered images in
         the folder ``out_dir/NAME/`` instead of a video.
+
+        Leaving the loop early (``break``, an exception) stops the engine when the
+        iterator is closed or collected; writes already under way finish, so ``out_dir``
+        may hold an image or two beyond the last result seen, never a partial file.
         """
         if overwrite and skip_existing:
             raise ValueError("overwrite and skip_existing contradict each other")
