@@ -121,6 +121,25 @@ def test_restore_files_streams_a_folder_and_reports_a_corrupt_file(tiny, tmp_pat
     assert sorted(r.status for r in again) == ["error", "skipped", "skipped"]
 
 
+def test_leaving_restore_files_early_stops_the_engine_and_leaves_only_whole_files(tiny, tmp_path, rng):
+    import gc
+    import threading
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(12):
+        cv2.imwrite(str(src / f"{i:02d}.png"), rng.integers(0, 256, (64, 96, 3), dtype=np.uint8))
+    threads_before = set(threading.enumerate())
+    results = tiny.restore_files(src, tmp_path / "out")
+    seen = [next(results).output, next(results).output]
+    del results
+    gc.collect()
+    on_disk = sorted((tmp_path / "out").iterdir())
+    assert set(seen) <= set(on_disk) and len(on_disk) < 12  # stopped, perhaps a write or two past the last result
+    assert all(path.suffix == ".png" and read_image(path).rgb.shape == (64, 96, 3) for path in on_disk)  # no .part, none partial
+    assert set(threading.enumerate()) <= threads_before  # the engine's threads ended
+
+
 def test_restore_files_takes_a_list_of_paths(tiny, tmp_path, rng):
     paths = []
     for name in ("x.png", "y.jpg"):
