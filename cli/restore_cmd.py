@@ -28,7 +28,7 @@ from restore_core.engine.inputs import (
     with_neighbour_frames,
 )
 from restore_core.io.camera_raw import RAW_OUTPUT
-from restore_core.io.images import DEFAULT_MAX_PIXELS, READ_ONLY_EXTENSIONS, SUPPORTED_EXTENSIONS, how_to_read
+from restore_core.io.images import DEFAULT_MAX_PIXELS, READ_ONLY_EXTENSIONS, SUPPORTED_EXTENSIONS, how_to_read, remove_stale_temporaries
 from restore_core.io.video import READ_ONLY_VIDEO_OUTPUT, WRITABLE_VIDEO_EXTENSIONS, is_video_name
 from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task  # presets.py imports torch only when loading
 
@@ -294,6 +294,12 @@ def run_restore(request: RestoreRequest) -> None:
     if request.dry_run:
         _report_dry_run(request, runnable, results, descriptor.name if descriptor else None)
         return
+    # A run killed without warning (kill -9, a node lost) leaves its temporary files; a
+    # later run for the same outputs clears them (skipped ones too: --overwrite runs leave some).
+    stale = remove_stale_temporaries(job.output for job in runnable + plan.skipped if job.output is not None)
+    if stale and not request.quiet:
+        more = f" and {len(stale) - 2} more" if len(stale) > 2 else ""
+        say(f"note: removed {len(stale)} temporary file(s) that an interrupted run left: {', '.join(map(str, stale[:2]))}{more}")
 
     # SIGTERM (a batch scheduler's stop) ends the run like Ctrl-C: the image being
     # restored is abandoned, writes under way finish (atomic renames: no partial file)

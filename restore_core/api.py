@@ -42,7 +42,7 @@ from restore_core.engine.routing import RoutedRestorer, build_restorer
 from restore_core.engine.runner import ImageResult, Restorer, RunOptions, planned_results
 from restore_core.engine.temporal import TemporalConfig
 from restore_core.engine.video import restore_jobs
-from restore_core.io.images import DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS, ImageError, from_array, to_array
+from restore_core.io.images import DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS, ImageError, from_array, remove_stale_temporaries, to_array
 from restore_core.io.video import WRITABLE_VIDEO_EXTENSIONS, is_video_name
 from restore_core.presets import load_for_task
 
@@ -185,6 +185,7 @@ class ImageRestorer:
         if output.exists() and not overwrite:
             raise FileExistsError(f"{output}: exists; pass overwrite=True to replace it")
         job = Job(source, Path(source.name), output)
+        remove_stale_temporaries([output])
         [result] = self._stream([job], _run_options(1, quality, max_pixels, temporal, temporal_strength))
         if result.status != "ok":
             raise ImageError(source, result.error or "not restored")
@@ -219,7 +220,8 @@ class ImageRestorer:
         for videos and for image sequences: the images of each folder, in name order
         (``frame_9`` before ``frame_10``), are smoothed as one sequence's frames. ``frames``
         (``"png"``, ...; ``--frames``): each video's restored frames as numbered images in
-        the folder ``out_dir/NAME/`` instead of a video.
+        the folder ``out_dir/NAME/`` instead of a video. Temporary files that a killed
+        run left beside these outputs, untouched for an hour, are removed.
 
         Leaving the loop early (``break``, an exception) stops the engine when the
         iterator is closed or collected; writes already under way finish, so ``out_dir``
@@ -252,6 +254,7 @@ class ImageRestorer:
             more = f" and {len(plan.existing) - 5} more" if len(plan.existing) > 5 else ""
             raise FileExistsError(f"{len(plan.existing)} output(s) already exist: {shown}{more}; pass overwrite=True or skip_existing=True")
         results = planned_results(plan, unreadable)
+        remove_stale_temporaries(job.output for job in plan.runnable + plan.skipped if job.output is not None)
         runnable = with_neighbour_frames(plan.runnable, jobs, temporal) if temporal else plan.runnable
         return self._chain(results, runnable, options)  # checked above, run as iterated
 

@@ -248,6 +248,22 @@ def test_existing_outputs_are_not_overwritten_by_default(folder, tmp_path, tiny_
     assert forced.returncode == 0 and (out / "a.png").read_bytes() != b"keep me"
 
 
+def test_a_run_clears_the_temporary_files_a_killed_run_left_for_its_outputs(folder, tmp_path, tiny_checkpoint):
+    import time
+
+    out = tmp_path / "out"
+    out.mkdir()
+    left = out / ".a.png.k1ll3d_9.part"  # as mkstemp names a write to a.png
+    left.write_bytes(b"half an image")
+    os.utime(left, (time.time() - 7200, time.time() - 7200))
+    dry = restore("derain", str(folder), str(out), "--dry-run", "--model", str(tiny_checkpoint))
+    assert dry.returncode == 0 and left.exists()  # a dry run changes nothing
+    result = restore("derain", str(folder), str(out), "--model", str(tiny_checkpoint))
+    assert result.returncode == 0, result.stderr
+    assert f"note: removed 1 temporary file(s) that an interrupted run left: {left}" in result.stderr
+    assert not left.exists() and (out / "a.png").is_file()
+
+
 def test_usage_errors_exit_2(tmp_path, tiny_checkpoint):
     missing = restore("derain", str(tmp_path / "nope"), str(tmp_path / "out"), "--model", str(tiny_checkpoint))
     assert missing.returncode == 2 and "no such file or folder" in missing.stderr

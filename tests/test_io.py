@@ -1,6 +1,9 @@
 """Image I/O: depth, layout, orientation and metadata survive a round trip."""
 
 
+import os
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -291,6 +294,37 @@ def test_failed_write_leaves_no_file(tmp_path, rng, monkeypatch):
     with pytest.raises(ImageError, match="No space left"):
         write_image(out_dir / "x.png", loaded.rgb, loaded)
     assert not out_dir.exists() or list(out_dir.iterdir()) == []  # no final file, no temporary left
+
+
+def test_temporary_files_a_killed_run_left_are_removed_when_stale_and_named_for_an_output(tmp_path):
+    """kill -9 during a write leaves mkstemp's file: hidden, so it piled up unseen (a
+    whole video's size for a join). Only files named for the given outputs and
+    untouched for the hour go: a fresh one may be another shard's write under way."""
+    import tempfile
+    import time
+
+    from restore_core.io.images import remove_stale_temporaries, temporary_prefix
+
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def left_by_a_killed_write(output: Path, suffix: str = ".part", age_s: float = 7200) -> Path:
+        fd, name = tempfile.mkstemp(prefix=temporary_prefix(output), suffix=suffix, dir=output.parent)
+        os.close(fd)
+        os.utime(name, (time.time() - age_s, time.time() - age_s))
+        return Path(name)
+
+    old_image = left_by_a_killed_write(out / "a.png")
+    old_video = left_by_a_killed_write(out / "clip.mp4", suffix=".part.mp4")
+    fresh = left_by_a_killed_write(out / "a.png", age_s=60)
+    someone_elses = left_by_a_killed_write(out / "other.png")
+    not_ours = out / ".a.png.notes"
+    not_ours.write_text("x")
+    os.utime(not_ours, (time.time() - 7200, time.time() - 7200))
+
+    removed = remove_stale_temporaries([out / "a.png", out / "clip.mp4", tmp_path / "not-made-yet" / "b.png"])
+    assert sorted(removed) == sorted([old_image, old_video])
+    assert sorted(out.iterdir()) == sorted([fresh, someone_elses, not_ours])
 
 
 def test_outputs_get_normal_file_permissions(tmp_path, rng):

@@ -11,7 +11,8 @@ are TIFFs (:func:`output_suffix`).
 
 Writes are atomic: bytes go to a temporary file in the destination folder, which
 is then renamed over the final name, so a crash or a concurrent writer never
-leaves a half-written image.
+leaves a half-written image. A run killed without warning (``kill -9``, a power cut)
+leaves its temporary file behind; :func:`remove_stale_temporaries` clears those.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from __future__ import annotations
 import importlib.util
 import io
 import os
+import re
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -535,6 +538,48 @@ def _current_umask() -> int:
 DEFAULT_FILE_MODE = 0o666 & ~_current_umask()
 
 
+def temporary_prefix(path: Path) -> str:
+    """How the temporary file of a write to ``path`` begins: hidden, then ``path``'s
+    name; ``tempfile.mkstemp`` adds 8 random characters and the suffix ``.part``
+    (video writers: ``.part.mp4`` and the like)."""
+    return f".{path.name}."
+
+
+# What tempfile.mkstemp makes of temporary_prefix(path) + 8 random characters + ".part[.ext]".
+_TEMPORARY_NAME = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.part(\.[A-Za-z0-9]+)?$")
+STALE_AFTER_S = 3600.0  # a temporary file untouched this long belongs to no write under way
+
+
+def remove_stale_temporaries(outputs: Iterable[Path], min_age_s: float = STALE_AFTER_S) -> list[Path]:
+    """Delete the temporary files that killed runs left beside ``outputs``: those named
+    for one of them and untouched for ``min_age_s`` seconds. The age is what keeps a
+    write under way safe, in this process or in another one writing to the same folder
+    (a shard of the same job): mkstemp's files are written as soon as they are made,
+    never left waiting. (A video's work folder clears its own: :mod:`.video_writer`.)
+    Returns the files removed; one that cannot be removed is left alone."""
+    names_by_folder: dict[Path, set[str]] = {}
+    for output in outputs:
+        names_by_folder.setdefault(output.parent, set()).add(output.name)
+    removed = []
+    now = time.time()
+    for folder, names in names_by_folder.items():
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:  # not made yet: nothing was left there
+            continue
+        for entry in entries:
+            match = _TEMPORARY_NAME.match(entry.name)
+            if match is None or match["name"] not in names:
+                continue
+            try:
+                if entry.is_file(follow_symlinks=False) and now - entry.stat(follow_symlinks=False).st_mtime >= min_age_s:
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+            except OSError:
+                pass
+    return removed
+
+
 def atomic_write_bytes(path: os.PathLike | str, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder and a rename.
 
@@ -543,7 +588,7 @@ def atomic_write_bytes(path: os.PathLike | str, data: bytes) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=".part", dir=path.parent)
     try:
         os.fchmod(fd, DEFAULT_FILE_MODE)  # mkstemp creates 0600; give outputs the usual permissions
         with os.fdopen(fd, "wb") as handle:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Iterator
 import cv2
 import numpy as np
 
-from restore_core.io.images import DEFAULT_FILE_MODE, ImageError, LoadedImage, lost_on_write, write_image
+from restore_core.io.images import DEFAULT_FILE_MODE, ImageError, LoadedImage, lost_on_write, temporary_prefix, write_image
 from restore_core.io.video import (
     DEEP_ENCODER, DEEP_VIDEO_CONTAINERS, VideoFormat, VideoReader, muxer_for, open_video_file, video_format,
 )
@@ -253,7 +253,7 @@ class VideoWriter(_ResumableOutput):
             raise ImageError(self.reader.path, "cannot read: the video holds no frames")
         suffix = self.format.suffix
         with _writing(self.output):
-            fd, temporary = tempfile.mkstemp(prefix=f".{self.output.name}.", suffix=f".part{suffix}", dir=self.output.parent)
+            fd, temporary = tempfile.mkstemp(prefix=temporary_prefix(self.output), suffix=f".part{suffix}", dir=self.output.parent)
             os.close(fd)
             try:
                 os.chmod(temporary, DEFAULT_FILE_MODE)
