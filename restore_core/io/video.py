@@ -51,10 +51,6 @@ READ_ONLY_VIDEO_EXTENSIONS = (".mpg", ".mpeg", ".3gp", ".wmv", ".flv")
 VIDEO_EXTENSIONS = WRITABLE_VIDEO_EXTENSIONS + READ_ONLY_VIDEO_EXTENSIONS
 READ_ONLY_VIDEO_OUTPUT = ".mkv"
 
-# Input chroma layouts kept as they are; every other one (4:2:0, 4:2:2, ...) is written
-# as 4:2:0, the layout every player takes.
-FULL_CHROMA_FORMATS = ("yuv444p", "yuvj444p", "gbrp", "rgb24", "bgr24", "yuv444p10le", "yuv444p12le", "gbrp10le", "gbrp12le",
-                       "rgb48le", "rgb48be")
 # Videos of more than 8 bits per sample: 10-bit HEVC in these containers (WebM holds
 # VP9, 8-bit only in PyAV's FFmpeg; AVI holds MPEG-4 part 2).
 DEEP_VIDEO_CONTAINERS = (".mp4", ".m4v", ".mov", ".mkv", ".ts", ".mts", ".m2ts")
@@ -92,6 +88,22 @@ def output_video_suffix(source: Path) -> str:
     """The extension a video restored from ``source`` gets by default: its own, or
     :data:`READ_ONLY_VIDEO_OUTPUT` for a container that is read, not written."""
     return source.suffix if source.suffix.lower() in WRITABLE_VIDEO_EXTENSIONS else READ_ONLY_VIDEO_OUTPUT
+
+
+def has_full_chroma(pixel_format: str) -> bool:
+    """Whether frames of ``pixel_format`` hold colour at every pixel: RGB in any order,
+    depth or padding (``bgr0``, ``gbrp10le``, ``rgba``), a palette, or YUV 4:4:4 (``yuv444p``,
+    ``nv24``). Such videos are written 4:4:4; every other layout (4:2:0, 4:2:2, grey) as
+    4:2:0, the one every player takes. Read from FFmpeg's own description of the format:
+    a list of names missed ``bgr0`` (FFV1's RGB) and ``rgba``, and halved their colour."""
+    import av
+
+    try:
+        layout = av.VideoFormat(pixel_format, 16, 16)
+    except (ValueError, TypeError):  # a name this FFmpeg does not know
+        return False
+    planes = layout.components
+    return bool(layout.has_palette) or (len(planes) >= 3 and all(plane.width == 16 and plane.height == 16 for plane in planes))
 
 
 def quality_to_crf(quality: int, encoder: str) -> int:
@@ -347,7 +359,7 @@ def video_format(output: Path, reader: VideoReader, quality: int) -> VideoFormat
     odd_size = bool(info.width % 2 or info.height % 2)  # 4:2:0 needs even sizes
     if odd_size and encoder == "mpeg4":
         raise ImageError(output, f"cannot write: AVI (MPEG-4 part 2) needs even frame sizes, not {info.width}x{info.height}; use .mkv or .mp4")
-    full_chroma = encoder != "mpeg4" and (info.pixel_format in FULL_CHROMA_FORMATS or odd_size)
+    full_chroma = encoder != "mpeg4" and (has_full_chroma(info.pixel_format) or odd_size)
     level = quality_to_crf(quality, encoder)
     # Parts join end to end, B-frames included: each part's encoder has the same
     # reordering delay, so its first decoding time follows the last one of the part before.
