@@ -388,9 +388,10 @@ def test_odd_frame_sizes_keep_full_colour_and_avi_refuses_them_leaving_nothing(t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["odd.mkv", "odd.mp4"]
 
 
-@pytest.mark.parametrize("pixel_format, written", [("bgr0", "yuv444p"), ("yuv422p", "yuv420p")])
+@pytest.mark.parametrize("pixel_format, written", [("bgr0", "yuv444p"), ("yuv422p", "yuv420p"), ("bgra", "yuv444p")])
 def test_rgb_videos_of_any_channel_order_keep_full_colour(tmp_path, rng, pixel_format, written):
-    """FFV1's RGB is bgr0, which a list of 4:4:4 names missed: its colour was halved to 4:2:0."""
+    """FFV1's RGB is bgr0, which a list of 4:4:4 names missed: its colour was halved to 4:2:0.
+    An alpha channel, which restore does not keep, used to go without a word."""
     frames = [rng.integers(0, 256, (24, 32, 3), dtype=np.uint8) for _ in range(2)]
     source = tmp_path / "master.mkv"
     with av.open(str(source), "w") as container:
@@ -399,9 +400,11 @@ def test_rgb_videos_of_any_channel_order_keep_full_colour(tmp_path, rng, pixel_f
         encode(container, stream, frames, pixel_format)
     with VideoReader(source) as reader:
         assert reader.info.pixel_format == pixel_format
-        copy_through_writer(reader, tmp_path / "out.mkv")
+        writer = copy_through_writer(reader, tmp_path / "out.mkv")
     with VideoReader(tmp_path / "out.mkv") as copied:
         assert copied.info.pixel_format == written
+    assert writer.notes == (["bgra video: its alpha channel is not kept (frames are restored as colour alone)"]
+                            if pixel_format == "bgra" else [])
 
 
 def test_a_stop_keeps_every_frame_restored_before_it_not_only_the_last_checkpoint(tmp_path, rng, tiny_checkpoint):

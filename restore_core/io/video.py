@@ -106,6 +106,17 @@ def has_full_chroma(pixel_format: str) -> bool:
     return bool(layout.has_palette) or (len(planes) >= 3 and all(plane.width == 16 and plane.height == 16 for plane in planes))
 
 
+def has_alpha(pixel_format: str) -> bool:
+    """Whether frames of ``pixel_format`` carry an alpha channel (``rgba``, ``yuva444p``,
+    ProRes 4444's ``yuva444p10le``): restore reads colour alone, so it is not kept."""
+    import av
+
+    try:
+        return any(plane.is_alpha for plane in av.VideoFormat(pixel_format, 16, 16).components)
+    except (ValueError, TypeError):
+        return False
+
+
 def quality_to_crf(quality: int, encoder: str) -> int:
     """``--quality`` (1-100, 95 by default) as a constant-quality level of ``encoder``.
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from restore_core.io.images import DEFAULT_FILE_MODE, ImageError, LoadedImage, lost_on_write, temporary_prefix, write_image
 from restore_core.io.video import (
-    DEEP_ENCODER, DEEP_VIDEO_CONTAINERS, VideoFormat, VideoReader, muxer_for, open_video_file, video_format,
+    DEEP_ENCODER, DEEP_VIDEO_CONTAINERS, VideoFormat, VideoReader, has_alpha, muxer_for, open_video_file, video_format,
 )
 
 if TYPE_CHECKING:
@@ -45,6 +45,8 @@ class _ResumableOutput:
         self.work = output.parent / f".{output.name}{work_suffix}"
         self._progress = {"source": _fingerprint(reader.path), "settings": settings, "frames": 0, "parts": [], **record}
         self._lock: int | None = None
+        if has_alpha(reader.info.pixel_format):
+            self.notes.append(f"{reader.info.pixel_format} video: its alpha channel is not kept (frames are restored as colour alone)")
 
     def _open_work_folder(self) -> None:
         """Create and lock the work folder, keeping an earlier run's pieces when they
