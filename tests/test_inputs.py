@@ -81,6 +81,18 @@ def test_collect_skips_an_output_folder_inside_the_input_folder(tmp_path):
     assert len(collect_inputs(str(folder), recursive=True, out_dir=folder)) == 4
 
 
+def test_a_pattern_in_a_folder_whose_name_has_brackets_finds_its_images(tmp_path):
+    """glob reads "Trip [2024]" as "Trip " and one of 0, 2, 4: a pattern inside that
+    folder matched nothing (or another folder). A folder named as written is that folder."""
+    touch(tmp_path / "Trip [2024]", "a.jpg", "sub/b.jpg", "c.png")
+    touch(tmp_path, "Trip 2/x.jpg")  # what the bracket reading matches
+    jobs = collect_inputs(f"{tmp_path}/Trip [2024]/**/*.jpg")
+    assert [(job.source.name, str(job.relative)) for job in jobs] == [("a.jpg", "a.jpg"), ("b.jpg", "sub/b.jpg")]
+    assert sources(collect_inputs(f"{tmp_path}/Trip [2]/*.jpg")) == ["x.jpg"]
+    with pytest.raises(InputError, match="the pattern matches no images"):
+        collect_inputs(f"{tmp_path}/Trip [2024]/*.tif")
+
+
 def test_out_names_a_file_only_for_one_image_and_an_image_name(tmp_path):
     touch(tmp_path, "in/a.png", "in/b.png")
     (tmp_path / "folder.png").mkdir()

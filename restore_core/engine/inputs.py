@@ -121,6 +121,19 @@ def _glob_root(pattern: str) -> Path:
     return Path(*root) if root else Path(".")
 
 
+def _literal_folder_pattern(pattern: str) -> tuple[str, Path] | None:
+    """For a pattern whose folder part names an existing folder literally, brackets and
+    all (``Trip [2024]/*.jpg``, where glob reads ``[2024]`` as one character of 0, 2 or
+    4, and matched nothing): the pattern with that part escaped, and the folder. None
+    when no such folder exists."""
+    parts = Path(pattern).parts
+    for end in range(len(parts) - 1, 0, -1):
+        folder = Path(*parts[:end])
+        if glob.has_magic(str(folder)) and folder.is_dir():
+            return os.path.join(glob.escape(str(folder)), *parts[end:]), folder
+    return None
+
+
 def collect_inputs(spec: str, recursive: bool = False, stdin_lines: Iterable[str] | None = None, out_dir: Path | None = None,
                    unreadable: list[Path] | None = None, videos: list[Path] | None = None) -> list[Job]:
     """Expand an input spec into jobs (see module docstring). Images inside ``out_dir``
@@ -159,8 +172,11 @@ def collect_inputs(spec: str, recursive: bool = False, stdin_lines: Iterable[str
     if path.exists() or os.path.lexists(path):
         return [Job(path, Path(path.name))]
     if glob.has_magic(spec):
-        root = _glob_root(spec)
-        found = sorted(Path(m) for m in glob.glob(spec, recursive=True))
+        # A folder that exists under the name as written is that folder, brackets and all
+        # ("Album [2019]" is a common name, a bracket pattern over folder names a rare one).
+        literal = _literal_folder_pattern(spec)
+        pattern, root = literal if literal is not None else (spec, _glob_root(spec))
+        found = sorted(Path(m) for m in glob.glob(pattern, recursive=True))
         matches = [m for m in found if (is_image_name(m) or is_video_name(m)) and not m.is_dir()]
         unreadable.extend(m for m in found if is_unreadable_image_name(m) and not m.is_dir())
         skip = _output_folder_below(out_dir, root)
