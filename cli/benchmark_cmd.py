@@ -145,6 +145,10 @@ def benchmark(
                             (sigma, "--sigma must be between 0 and 255", 0 <= sigma <= 255)):
         if not ok:
             fail(f"{rule}, got {value}", code=2)
+    # Outputs written after the scoring: a path that cannot be one is refused before it.
+    for flag, path, wanted in (("--csv", csv_path, "file"), ("--markdown", markdown_path, "file"), ("--save-images", save_images, "folder")):
+        if path is not None and path.exists() and path.is_dir() != (wanted == "folder"):
+            fail(f"{flag} {path}: is a {'folder' if path.is_dir() else 'file'}; name a {wanted}", code=2)
     try:
         sequences = TemporalConfig(radius=temporal, strength=temporal_strength) if temporal else None
     except ValueError as exc:

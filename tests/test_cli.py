@@ -740,6 +740,10 @@ def test_benchmark_reports_go_to_new_folders_and_a_bad_path_is_one_line(tmp_path
     bad = restore("benchmark", "-m", str(tiny_checkpoint), "--limit", "1", "--json", "--csv", str(tmp_path / "a-file" / "x.csv"))
     assert bad.returncode == 1 and "cannot write" in bad.stderr and "Traceback" not in bad.stderr
     assert _strict_json(bad.stdout)["results"]  # the scores were printed first
+    # A path that names a folder where a file goes (or the reverse) is refused before scoring.
+    for flag, path in (("--csv", tmp_path / "new"), ("--markdown", tmp_path / "new"), ("--save-images", tmp_path / "a-file")):
+        refused = restore("benchmark", "-m", str(tiny_checkpoint), "--limit", "1", "--json", flag, str(path))
+        assert refused.returncode == 2 and f"error: {flag} {path}: is a " in refused.stderr and refused.stdout == ""
 
 
 def test_benchmark_takes_its_task_from_the_dataset(tmp_path, rng, tiny_checkpoint):
