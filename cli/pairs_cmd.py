@@ -14,7 +14,7 @@ from cli.console import error, fail, os_cause, print_json, say
 
 
 def make_pairs_command(
-    source: str = typer.Argument(..., metavar="IN", help="Clean images: a folder (its images, sorted by name), a glob pattern, one file, or '-' for paths on stdin."),
+    source: str = typer.Argument(..., metavar="IN", help="Clean images: a folder (its images, sorted by name), a glob pattern, one file, or '-' for paths on stdin (one a line, or NUL-separated as find -print0 writes them)."),
     out: Path = typer.Argument(..., metavar="OUT", help="Output folder: OUT/input/NAME.png (degraded) beside OUT/target/NAME.png (the clean image), 8-bit PNGs."),
     degradation: str = typer.Option(..., "--degradation", "-d", autocompletion=completion.degradations,
                                     help=f"Which synthetic degradation: {', '.join(completion.DEGRADATION_NAMES)} (the training recipes' own; mixed: one of the four per image)."),
@@ -39,7 +39,7 @@ def make_pairs_command(
     """
     from restore_core.configs import ConfigError
     from restore_core.degradations.pairs import PairRecipe, PairSetError, make_pairs
-    from restore_core.engine.inputs import InputError, collect_inputs
+    from restore_core.engine.inputs import InputError, collect_inputs, paths_from_stdin
 
     options = {}
     for item in settings:
@@ -52,7 +52,7 @@ def make_pairs_command(
             options[key] = value
     try:
         recipe = PairRecipe.from_options(degradation, options, seed, grey)
-        jobs = collect_inputs(source, stdin_lines=sys.stdin if source == "-" else None, out_dir=out)
+        jobs = collect_inputs(source, stdin_lines=paths_from_stdin(sys.stdin.buffer.read()) if source == "-" else None, out_dir=out)
     except (ConfigError, InputError) as exc:
         fail(str(exc), code=2)
 

@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from cli import completion
 from cli.console import err_console, error, fail, print_json, say, warn
 from restore_core.engine.inputs import (
-    InputError, collect_inputs, describe_unreadable, names_output_file, parse_shard, plan_batch, raw_plus_jpeg_pairs,
+    InputError, collect_inputs, describe_unreadable, names_output_file, parse_shard, paths_from_stdin, plan_batch, raw_plus_jpeg_pairs,
     with_neighbour_frames,
 )
 from restore_core.io.camera_raw import RAW_OUTPUT
@@ -235,7 +235,8 @@ def run_restore(request: RestoreRequest) -> None:
     unreadable: list[Path] = []
     videos_left_out: list[Path] = []
     try:
-        jobs = collect_inputs(request.source, request.recursive, sys.stdin if request.source == "-" else None, request.out_dir,
+        stdin = paths_from_stdin(sys.stdin.buffer.read()) if request.source == "-" else None
+        jobs = collect_inputs(request.source, request.recursive, stdin, request.out_dir,
                               unreadable, videos_left_out)
     except InputError as exc:
         fail(str(exc), code=2)
@@ -480,7 +481,7 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
     extras = TASK_OPTIONS.get(task, [])
 
     def command(
-        source: str = typer.Argument(..., metavar="IN", help="Image or video file, folder (its images), glob pattern, or '-' for paths on stdin."),
+        source: str = typer.Argument(..., metavar="IN", help="Image or video file, folder (its images), glob pattern, or '-' for paths on stdin (one a line, or NUL-separated as find -print0 writes them)."),
         out_dir: Path = typer.Argument(..., metavar="OUT", help="Output folder (sub-folders of IN are mirrored); or, when IN is one image (video), the output file if OUT ends in an image (video) extension and is not a folder."),
         model: Optional[str] = typer.Option(None, "--model", "-m", autocompletion=completion.models, help=f"Preset name or .safetensors file (default: {default_model})."),
         device: str = typer.Option("auto", "--device", autocompletion=completion.devices, help="auto (CUDA if present, else CPU), cpu, cuda, cuda:1, ..."),

@@ -232,6 +232,17 @@ def test_stdin_paths_and_json_fields(folder, tmp_path, tiny_checkpoint):
     assert set(rows[0]) >= {"input", "output", "seconds", "status", "error"}
 
 
+def test_nul_separated_stdin_paths_as_find_print0_gives_them(folder, tmp_path, tiny_checkpoint):
+    odd = folder / "two\nlines.png"
+    odd.write_bytes((folder / "a.png").read_bytes())
+    result = subprocess.run([sys.executable, "-m", "cli.main", "derain", "-", str(tmp_path / "out"), "--json", "--model", str(tiny_checkpoint)],
+                            input=f"{folder / 'a.png'}\0{odd}\0".encode(), capture_output=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    assert result.returncode == 0, result.stderr.decode()
+    assert sorted(json.loads(line)["output"] for line in result.stdout.decode().splitlines()) == [
+        str(tmp_path / "out" / "a.png"), str(tmp_path / "out" / "two\nlines.png")]
+
+
 def test_existing_outputs_are_not_overwritten_by_default(folder, tmp_path, tiny_checkpoint):
     out = tmp_path / "out"
     out.mkdir()

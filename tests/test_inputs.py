@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from restore_core.engine.inputs import InputError, collect_inputs, names_output_file, parse_shard, plan_batch
+from restore_core.engine.inputs import InputError, collect_inputs, names_output_file, parse_shard, paths_from_stdin, plan_batch
 
 
 def touch(folder: Path, *names: str) -> None:
@@ -111,6 +111,15 @@ def test_out_names_a_file_only_for_one_image_and_an_image_name(tmp_path):
     assert existing.existing == [tmp_path / "in" / "b.png"]
     with pytest.raises(InputError, match="one input"):
         plan_batch(collect_inputs(str(tmp_path / "in")), tmp_path / "x.png", output_file=tmp_path / "x.png")
+
+
+def test_stdin_paths_one_a_line_or_nul_separated():
+    """`find -print0 | restore derain - out/` ended in a ValueError traceback (a path
+    with an embedded NUL); NUL-separated input is now read as such, names with newlines too."""
+    assert paths_from_stdin(b"a.png\r\nsub/b c.png\n\n") == ["a.png", "sub/b c.png", "", ""]
+    assert paths_from_stdin(b"./a.png\0two\nlines.png\0") == ["./a.png", "two\nlines.png"]
+    assert paths_from_stdin(b"caf\xe9.png\n") == ["caf\udce9.png", ""]  # Latin-1 bytes, as os.listdir gives them
+    assert collect_inputs("-", stdin_lines=paths_from_stdin(b"a.png\n\n"))[0].source == Path("a.png")
 
 
 def test_a_file_listed_twice_is_restored_once(tmp_path):

@@ -1,7 +1,8 @@
 """What to restore and where to write it: input expansion and output naming.
 
 An input spec is a file, a folder (``recursive`` descends into sub-folders), a
-glob pattern, or ``-`` for newline-separated paths on stdin. Each found image
+glob pattern, or ``-`` for paths on stdin, one a line or NUL-separated
+(:func:`paths_from_stdin`). Each found image
 becomes a :class:`Job` whose ``relative`` path is mirrored under the output
 folder, so ``in/a/b.png`` -> ``out/a/b.png``.
 """
@@ -134,6 +135,17 @@ def _literal_folder_pattern(pattern: str) -> tuple[str, Path] | None:
     return None
 
 
+def paths_from_stdin(data: bytes) -> list[str]:
+    """The paths piped to ``-``: NUL-separated when the bytes hold a NUL (``find -print0``,
+    the one form that carries names with newlines; no path holds a NUL), else one a line
+    (``\r\n`` endings too). Decoded as the file system's names are (``os.fsdecode``), so
+    names that are not UTF-8 come through as well."""
+    text = os.fsdecode(data)
+    if "\0" in text:
+        return [entry for entry in text.split("\0") if entry]
+    return [line.rstrip("\r") for line in text.split("\n")]
+
+
 def collect_inputs(spec: str, recursive: bool = False, stdin_lines: Iterable[str] | None = None, out_dir: Path | None = None,
                    unreadable: list[Path] | None = None, videos: list[Path] | None = None) -> list[Job]:
     """Expand an input spec into jobs (see module docstring). Images inside ``out_dir``
@@ -147,10 +159,9 @@ def collect_inputs(spec: str, recursive: bool = False, stdin_lines: Iterable[str
         if stdin_lines is None:
             raise InputError("'-' reads paths from stdin, but no stdin was given")
         jobs = []
-        for line in stdin_lines:
-            line = line.rstrip("\r\n")
-            if line.strip():
-                path = Path(line)
+        for entry in stdin_lines:  # paths as given (paths_from_stdin has taken the line endings off)
+            if entry.strip():
+                path = Path(entry)
                 jobs.append(Job(path, Path(path.name)))
         if not jobs:
             raise InputError("no paths on stdin")
