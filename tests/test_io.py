@@ -327,6 +327,29 @@ def test_temporary_files_a_killed_run_left_are_removed_when_stale_and_named_for_
     assert sorted(out.iterdir()) == sorted([fresh, someone_elses, not_ours])
 
 
+def test_a_name_near_the_file_systems_limit_is_written_and_its_temporary_file_found(tmp_path, rng):
+    """83 CJK characters are 249 bytes, a valid name; the temporary name added 15 bytes
+    to it and every write failed with "File name too long"."""
+    import tempfile
+    import time
+
+    from restore_core.io.images import remove_stale_temporaries, temporary_prefix
+
+    src = tmp_path / "x.png"
+    cv2.imwrite(str(src), rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+    loaded = read_image(src)
+    long_name = tmp_path / "out" / ("雨" * 82 + ".png")
+    assert len(os.fsencode(long_name.name)) == 250
+    write_image(long_name, loaded.rgb, loaded)
+    assert read_image(long_name).rgb.shape == (8, 8, 3)
+    fd, left = tempfile.mkstemp(prefix=temporary_prefix(long_name), suffix=".part.mp4", dir=long_name.parent)
+    os.close(fd)
+    assert len(os.fsencode(Path(left).name)) <= 255
+    os.utime(left, (time.time() - 7200, time.time() - 7200))
+    assert remove_stale_temporaries([long_name.with_name("雨" * 81 + "x.png")]) == []  # cut alike, told apart by the hash
+    assert remove_stale_temporaries([long_name]) == [Path(left)]
+
+
 def test_outputs_get_normal_file_permissions(tmp_path, rng):
     import os
     import stat

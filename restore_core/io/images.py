@@ -17,6 +17,7 @@ leaves its temporary file behind; :func:`remove_stale_temporaries` clears those.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import io
 import os
@@ -538,38 +539,55 @@ def _current_umask() -> int:
 DEFAULT_FILE_MODE = 0o666 & ~_current_umask()
 
 
+# File names are limited to 255 bytes (NAME_MAX of ext4, XFS, btrfs, APFS): the temporary
+# name adds the prefix's dot, mkstemp's 8 characters and up to ".part.m2ts".
+_NAME_MAX = 255
+_TEMPORARY_EXTRA = len(".") + 8 + len(".part.m2ts")
+
+
 def temporary_prefix(path: Path) -> str:
     """How the temporary file of a write to ``path`` begins: hidden, then ``path``'s
     name; ``tempfile.mkstemp`` adds 8 random characters and the suffix ``.part``
-    (video writers: ``.part.mp4`` and the like)."""
-    return f".{path.name}."
+    (video writers: ``.part.mp4`` and the like). A name too long to take those (80
+    CJK characters are 240 bytes) is cut and tagged with a hash of the whole, so that
+    the temporary name stays within the file system's limit and still tells which
+    output it was for."""
+    name = path.name
+    room = _NAME_MAX - _TEMPORARY_EXTRA - len(".")
+    if len(os.fsencode(name)) <= room:
+        return f".{name}."
+    tag = hashlib.sha1(os.fsencode(name)).hexdigest()[:8]
+    cut = name
+    while len(os.fsencode(cut)) > room - len(tag) - 1:
+        cut = cut[:-1]
+    return f".{cut}~{tag}."
 
 
-# What tempfile.mkstemp makes of temporary_prefix(path) + 8 random characters + ".part[.ext]".
-_TEMPORARY_NAME = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.part(\.[A-Za-z0-9]+)?$")
+# What tempfile.mkstemp adds to temporary_prefix(path): 8 random characters, ".part[.ext]".
+_TEMPORARY_TAIL = re.compile(r"[a-z0-9_]{8}\.part(\.[A-Za-z0-9]+)?$")
 STALE_AFTER_S = 3600.0  # a temporary file untouched this long belongs to no write under way
 
 
 def remove_stale_temporaries(outputs: Iterable[Path], min_age_s: float = STALE_AFTER_S) -> list[Path]:
     """Delete the temporary files that killed runs left beside ``outputs``: those named
-    for one of them and untouched for ``min_age_s`` seconds. The age is what keeps a
-    write under way safe, in this process or in another one writing to the same folder
-    (a shard of the same job): mkstemp's files are written as soon as they are made,
-    never left waiting. (A video's work folder clears its own: :mod:`.video_writer`.)
-    Returns the files removed; one that cannot be removed is left alone."""
-    names_by_folder: dict[Path, set[str]] = {}
+    for one of them (:func:`temporary_prefix`) and untouched for ``min_age_s`` seconds.
+    The age is what keeps a write under way safe, in this process or in another one
+    writing to the same folder (a shard of the same job): mkstemp's files are written as
+    soon as they are made, never left waiting. (A video's work folder clears its own:
+    :mod:`.video_writer`.) Returns the files removed; one that cannot be removed is left alone."""
+    prefixes_by_folder: dict[Path, set[str]] = {}
     for output in outputs:
-        names_by_folder.setdefault(output.parent, set()).add(output.name)
+        prefixes_by_folder.setdefault(output.parent, set()).add(temporary_prefix(output))
     removed = []
     now = time.time()
-    for folder, names in names_by_folder.items():
+    for folder, prefixes in prefixes_by_folder.items():
         try:
             entries = list(os.scandir(folder))
         except OSError:  # not made yet: nothing was left there
             continue
         for entry in entries:
-            match = _TEMPORARY_NAME.match(entry.name)
-            if match is None or match["name"] not in names:
+            tail = _TEMPORARY_TAIL.search(entry.name)
+            if not entry.name.startswith(".") or tail is None or entry.name[: tail.start()] not in prefixes:
                 continue
             try:
                 if entry.is_file(follow_symlinks=False) and now - entry.stat(follow_symlinks=False).st_mtime >= min_age_s:
