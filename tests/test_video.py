@@ -407,6 +407,16 @@ def test_rgb_videos_of_any_channel_order_keep_full_colour(tmp_path, rng, pixel_f
                             if pixel_format == "bgra" else [])
 
 
+def test_a_video_named_near_the_file_systems_limit_is_written(tmp_path, rng):
+    """Its hidden work folder's name added 14 bytes to a valid 245-byte name: the write
+    failed, and the clean-up after it ended in a traceback."""
+    clip = make_video(tmp_path / "clip.mp4", [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(2)], audio=False)
+    output = tmp_path / "out" / ("v" * 241 + ".mp4")
+    with VideoReader(clip) as reader:
+        copy_through_writer(reader, output)
+    assert len(read_video(output)[0]) == 2 and sorted(p.name for p in output.parent.iterdir()) == [output.name]
+
+
 def test_a_stop_keeps_every_frame_restored_before_it_not_only_the_last_checkpoint(tmp_path, rng, tiny_checkpoint):
     """No periodic checkpoint at all: Ctrl-C at the third batch still keeps the four frames
     of the first two (closed into a part as the run stops)."""

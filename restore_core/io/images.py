@@ -539,28 +539,31 @@ def _current_umask() -> int:
 DEFAULT_FILE_MODE = 0o666 & ~_current_umask()
 
 
-# File names are limited to 255 bytes (NAME_MAX of ext4, XFS, btrfs, APFS): the temporary
-# name adds the prefix's dot, mkstemp's 8 characters and up to ".part.m2ts".
+# File names are limited to 255 bytes (NAME_MAX of ext4, XFS, btrfs, APFS).
 _NAME_MAX = 255
-_TEMPORARY_EXTRA = len(".") + 8 + len(".part.m2ts")
 
 
-def temporary_prefix(path: Path) -> str:
-    """How the temporary file of a write to ``path`` begins: hidden, then ``path``'s
-    name; ``tempfile.mkstemp`` adds 8 random characters and the suffix ``.part``
-    (video writers: ``.part.mp4`` and the like). A name too long to take those (80
-    CJK characters are 240 bytes) is cut and tagged with a hash of the whole, so that
-    the temporary name stays within the file system's limit and still tells which
-    output it was for."""
+def hidden_name(path: Path, extra: int) -> str:
+    """``"." + path.name``, for a hidden file or folder beside ``path`` whose name adds
+    ``extra`` bytes to that. A name too long to take them (80 CJK characters are 240
+    bytes) is cut and tagged with a hash of the whole, so that the result stays within
+    the file system's limit and still tells which output it belongs to."""
     name = path.name
-    room = _NAME_MAX - _TEMPORARY_EXTRA - len(".")
+    room = _NAME_MAX - extra - len(".")
     if len(os.fsencode(name)) <= room:
-        return f".{name}."
+        return f".{name}"
     tag = hashlib.sha1(os.fsencode(name)).hexdigest()[:8]
     cut = name
     while len(os.fsencode(cut)) > room - len(tag) - 1:
         cut = cut[:-1]
-    return f".{cut}~{tag}."
+    return f".{cut}~{tag}"
+
+
+def temporary_prefix(path: Path) -> str:
+    """How the temporary file of a write to ``path`` begins: hidden, then ``path``'s
+    name (:func:`hidden_name`) and a dot; ``tempfile.mkstemp`` adds 8 random characters
+    and the suffix ``.part`` (video writers: ``.part.mp4`` and the like)."""
+    return hidden_name(path, len(".") + 8 + len(".part.m2ts")) + "."
 
 
 # What tempfile.mkstemp adds to temporary_prefix(path): 8 random characters, ".part[.ext]".

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Iterator
 import cv2
 import numpy as np
 
-from restore_core.io.images import DEFAULT_FILE_MODE, ImageError, LoadedImage, lost_on_write, temporary_prefix, write_image
+from restore_core.io.images import DEFAULT_FILE_MODE, ImageError, LoadedImage, hidden_name, lost_on_write, temporary_prefix, write_image
 from restore_core.io.video import (
     DEEP_ENCODER, DEEP_VIDEO_CONTAINERS, VideoFormat, VideoReader, has_alpha, muxer_for, open_video_file, video_format,
 )
@@ -42,7 +42,7 @@ class _ResumableOutput:
         self.output = output
         self.reader = reader
         self.notes: list[str] = []
-        self.work = output.parent / f".{output.name}{work_suffix}"
+        self.work = output.parent / (hidden_name(output, len(work_suffix)) + work_suffix)
         self._progress = {"source": _fingerprint(reader.path), "settings": settings, "frames": 0, "parts": [], **record}
         self._lock: int | None = None
         if has_alpha(reader.info.pixel_format):
@@ -103,8 +103,11 @@ class _ResumableOutput:
 
     def _release(self) -> None:
         """After a stop: the work folder goes when it holds nothing a later run keeps."""
-        if self.work.is_dir() and not self._progress["parts"]:
-            self._remove_work_folder()
+        try:
+            if self.work.is_dir() and not self._progress["parts"]:
+                self._remove_work_folder()
+        except OSError:  # a folder that cannot even be looked at: the error that stopped the run is the one to tell
+            pass
         self._unlock()
 
     @property
