@@ -52,6 +52,21 @@ def test_float_tiff_stays_float(tmp_path, rng, channels):
     np.testing.assert_array_equal(back, array)
 
 
+def test_a_float_tiff_with_nan_is_refused_naming_it_and_infinities_are_clipped(tmp_path, rng):
+    """A NaN reached the model, and the error blamed the checkpoint ("the model's output
+    holds NaN ... a broken checkpoint")."""
+    import imageio.v3 as iio
+
+    array = rng.random((9, 13, 3)).astype(np.float32)
+    array[2, 3, 1] = np.inf
+    iio.imwrite(tmp_path / "hdr.tif", array)
+    assert read_image(tmp_path / "hdr.tif").rgb[2, 3, 1] == 1.0
+    array[4, 5, 0] = array[6, 7, 2] = np.nan
+    iio.imwrite(tmp_path / "nan.tif", array)
+    with pytest.raises(ImageError, match=r"nan.tif: 2 sample\(s\) are NaN \(not a number\)"):
+        read_image(tmp_path / "nan.tif")
+
+
 def test_float_tiff_written_as_png_becomes_16_bit(tmp_path, rng):
     array = rng.random((9, 13, 3)).astype(np.float32)
     assert cv2.imwrite(str(tmp_path / "f.tif"), array)

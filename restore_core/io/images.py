@@ -211,7 +211,13 @@ def _to_unit_float(array: np.ndarray) -> tuple[np.ndarray, int]:
     if array.dtype == np.uint16:
         return np.divide(array, 65535.0, dtype=np.float32), 16
     if array.dtype in (np.float32, np.float64):
-        return np.clip(array.astype(np.float32), 0.0, 1.0), 32
+        # Values beyond [0, 1] are clipped (an HDR float TIFF: infinities too); a NaN has
+        # no value to clip to, and reached the model, whose output was then blamed.
+        unit = np.clip(array.astype(np.float32), 0.0, 1.0)
+        missing = int(np.count_nonzero(np.isnan(unit)))
+        if missing:
+            raise ValueError(f"{missing} sample(s) are NaN (not a number): no value to restore them from")
+        return unit, 32
     raise ValueError(f"unsupported sample type {array.dtype}")
 
 
