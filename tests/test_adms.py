@@ -155,6 +155,21 @@ def test_each_image_is_classified_whole_before_tiling_and_reports_its_probabilit
     assert psnr(whole * 255, tiled * 255) > 40  # the tiles ran with the whole image's kernel
 
 
+def test_an_image_too_small_for_the_classifiers_deviation_is_classified_not_nan():
+    """Under 16 pixels the classifier's last features are 1 x 1, whose sample standard
+    deviation is NaN: such images were routed at random and, blended, came out as NaN."""
+    import warnings
+
+    torch.manual_seed(4)
+    model = build_model("adms", _config({"rain": {"head.weight": [1]}}))
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("error")  # torch's "degrees of freedom is <= 0" reached the user's terminal
+        for side in (1, 3, 15):
+            probabilities = model.classifier.probabilities(torch.rand(1, 3, side, side))
+            assert torch.isfinite(probabilities).all() and abs(float(probabilities.sum()) - 1) < 1e-5
+        assert torch.isfinite(model(torch.rand(1, 3, 4, 4))).all()
+
+
 def test_checkpoint_round_trip_and_invalid_filter_indices(tmp_path: Path):
     torch.manual_seed(3)
     config = _config({"noise": {"head.weight": [0, 3]}})

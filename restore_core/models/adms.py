@@ -61,7 +61,10 @@ class DegradationClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits, N x classes."""
         f = self.features(x)
-        pooled = torch.cat([f.mean(dim=(2, 3)), f.std(dim=(2, 3))], dim=1)
+        # An image under 16 pixels leaves one feature per channel, whose sample deviation
+        # is NaN (it routed such images at random and blended them into NaN): 0 there.
+        spread = f.std(dim=(2, 3)) if f.shape[-2] * f.shape[-1] > 1 else torch.zeros_like(f[..., 0, 0])
+        pooled = torch.cat([f.mean(dim=(2, 3)), spread], dim=1)
         return self.head(pooled)
 
     def probabilities(self, x: torch.Tensor, grid: int = 4) -> torch.Tensor:
