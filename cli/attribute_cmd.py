@@ -13,7 +13,10 @@ from cli.console import cell, fail, os_cause, print_json, say, table_console
 
 
 def _parse_fraction(text: str) -> float:
-    value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        value = float("nan")  # not a number: refused below, with the option named
     if not 0 < value <= 1:
         raise ValueError(f"--top {text}: give a fraction in (0, 1] or a percentage like 1%")
     return value

@@ -135,3 +135,12 @@ def test_attribute_filters_cli_writes_masks_plot_and_json(trained, tmp_path):
     assert report["ranking"][0]["score"] >= report["ranking"][-1]["score"]
     assert {r["method"].split(" ")[0] for r in report["validation"]} == {"FAIG", "|θ−θ̄|", "IG", "random"}
     assert cv2.imread(str(tmp_path / "spread.png")) is not None
+
+
+@pytest.mark.parametrize("text", ["abc", "five%", "0%", "1.5", "-1"])
+def test_a_bad_top_share_names_the_option(text):
+    from cli.attribute_cmd import _parse_fraction
+
+    with pytest.raises(ValueError, match=rf"^--top {text}: give a fraction in \(0, 1\] or a percentage like 1%$"):
+        _parse_fraction(text)
+    assert _parse_fraction("5%") == 0.05 and _parse_fraction("0.01") == 0.01
