@@ -131,6 +131,12 @@ def test_recipe_file_overrides_a_base(tmp_path):
     path.write_text('base = "taylor-derain"\nsteps = 10\n[model]\norder = 1\n')
     recipe = load_recipe(str(path))
     assert recipe.steps == 10 and recipe.model["order"] == 1 and recipe.lr == 1e-3
+    from restore_core.configs import ConfigError
+
+    with pytest.raises(ConfigError, match=r"r2.toml: no such recipe file$"):  # not "unknown recipe; known: ..."
+        load_recipe(str(tmp_path / "r2.toml"))
+    with pytest.raises(ConfigError, match=r"unknown recipe 'taylor-deraim'; known: taylor-derain"):
+        load_recipe("taylor-deraim")
 
 
 def test_settings_that_must_change_together_are_validated_together():

@@ -344,6 +344,8 @@ def load_recipe(name_or_path: str) -> Recipe | ADMSRecipe:
         return RECIPES[name_or_path]
     path = Path(name_or_path)
     if not path.is_file():
+        if path.suffix.lower() in (".toml", ".json"):
+            raise ConfigError(f"{path}: no such recipe file")
         raise ConfigError(f"unknown recipe {name_or_path!r}; known: {', '.join(RECIPES)} (or a .toml/.json file)")
     try:
         data = _read_file(path)
