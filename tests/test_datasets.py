@@ -229,6 +229,9 @@ def test_mismatched_layout_names_what_was_expected(tmp_path):
         load_dataset("paired", tmp_path)
     with pytest.raises(DatasetError, match=r"rain-N \+ norain-N side by side \(optionally under test/\)"):
         load_dataset("rain100h", tmp_path)
+    _img(tmp_path / "inputs_only" / "blur" / "1.png", 10)  # test samples without ground truth (GoPro_DMPHN_blur20)
+    with pytest.raises(DatasetError, match=r"inputs_only: holds blur/ but no sharp/ beside it: a benchmark or a training pair needs both"):
+        load_dataset("paired", tmp_path / "inputs_only")
 
 
 @pytest.mark.parametrize("noisy_set, clean_set", [("McMaster_sigma25", "McMaster"), ("BSD68_sigma25", "BSD68")])
