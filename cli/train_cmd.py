@@ -183,6 +183,14 @@ def train(
             trainer.resume()
         except TrainingError as exc:
             fail(str(exc), code=2)
+        final = out / "model.safetensors"
+        if trainer.step >= chosen.steps and final.exists() and final.stat().st_mtime >= trainer.state_path.stat().st_mtime:
+            # Resubmitting a finished job (a scheduler's retry) costs nothing: no data read, no calibration again.
+            log(f"{out}: the run is complete ({trainer.step} of {chosen.steps} steps); nothing to resume")
+            shutdown(dist_info)
+            if dist_info.is_main:
+                print(final)
+            return
     elif (out / "state.safetensors").exists():
         fail(f"{out} already holds a run; use --resume to continue it or another --out", code=2)
     ranks = f" x {dist_info.world_size} ranks" if dist_info.enabled else ""

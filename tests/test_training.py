@@ -460,6 +460,14 @@ def test_resume_continues_the_recorded_recipe_and_refuses_changes(tmp_path):
     resumed = train("--resume")  # no data flags: the recorded ones are used
     assert resumed.returncode == 0, resumed.stderr
     assert str(clean) in (run_dir / "recipe.json").read_text()
+    # A finished run resumed again (a scheduler's retry) is complete: nothing read or rewritten.
+    final = run_dir / "model.safetensors"
+    written = (final.read_bytes(), final.stat().st_mtime_ns)
+    again = train("--resume")
+    assert again.returncode == 0 and f"{run_dir}: the run is complete (4 of 4 steps); nothing to resume" in again.stderr
+    assert again.stdout.strip() == str(final) and (final.read_bytes(), final.stat().st_mtime_ns) == written
+    final.unlink()  # killed before its final model was written: resuming writes it
+    assert train("--resume").returncode == 0 and final.exists()
     changed = train("--resume", "--steps", "8")
     assert changed.returncode == 2
     message = " ".join(changed.stderr.split())
