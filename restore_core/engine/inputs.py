@@ -124,9 +124,9 @@ def _glob_root(pattern: str) -> Path:
 
 def _literal_folder_pattern(pattern: str) -> tuple[str, Path] | None:
     """For a pattern whose folder part names an existing folder literally, brackets and
-    all (``Trip [2024]/*.jpg``, where glob reads ``[2024]`` as one character of 0, 2 or
-    4, and matched nothing): the pattern with that part escaped, and the folder. None
-    when no such folder exists."""
+    all (``Trip [2024]/*.jpg``, where glob alone reads ``[2024]`` as one character of 0,
+    2 or 4): the pattern with that part escaped, and the folder. None when no such
+    folder exists."""
     parts = Path(pattern).parts
     for end in range(len(parts) - 1, 0, -1):
         folder = Path(*parts[:end])
