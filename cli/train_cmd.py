@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from cli import completion
 from cli.console import err_console, fail, os_cause, say
 from restore_core.configs import ConfigError, changed_fields, config_to_dict, override_many
+from restore_core.io.folders import not_a_folder
 from restore_core.training.recipes import RECIPES, ADMSRecipe, Recipe, load_recipe, load_recorded_recipe
 
 
@@ -135,7 +136,7 @@ def train(
                                   f"{'; '.join(altered)}{why}. To train on with other settings, start a new run with --init {out / 'last.safetensors'}")
         for folder in chosen.data.paired + chosen.data.clean + chosen.data.validation + chosen.data.exclude_near_duplicates_of:
             if not Path(folder).is_dir():
-                raise ConfigError(f"{folder}: no such folder")
+                raise ConfigError(not_a_folder(Path(folder)))
         if pool not in POOL_MODES:
             raise ConfigError(f"--pool {pool!r}: expected one of {', '.join(POOL_MODES)}")
         if workers > (os.cpu_count() or 1):
@@ -299,7 +300,7 @@ def _calibrate(path: Path, clean: list[Path], builtin_photographs: bool, device:
     sources: list = []  # image files, then photographs already in memory
     for folder in clean:
         if not folder.is_dir():
-            fail(f"{folder}: no such folder", code=2)
+            fail(not_a_folder(folder), code=2)
         sources.extend(list_images(folder))
     if builtin_photographs:
         sources.extend(D.builtin_photographs())

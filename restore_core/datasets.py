@@ -25,8 +25,8 @@ import numpy as np
 from restore_core.evaluation import Protocol, Sample, file_sample
 from restore_core.io.images import LoadedImage, decode_image, read_image
 from restore_core.io.folders import (
-    PAIR_LAYOUTS, describe_layouts, list_images, list_pairs, list_scene_pairs, match_folders, match_prefixed, natural_key, resolve_folder,
-    unpaired_images,
+    PAIR_LAYOUTS, describe_layouts, list_images, list_pairs, list_scene_pairs, match_folders, match_prefixed, natural_key, not_a_folder,
+    resolve_folder, unpaired_images,
 )
 
 
@@ -246,7 +246,7 @@ def load_dataset(name: str, root: Path, sigma: float = 25.0, float_noise: bool =
     if name not in DATASETS:
         raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
     if not root.is_dir():
-        raise DatasetError(f"{root}: no such folder")
+        raise DatasetError(not_a_folder(root))
     adapter = DATASETS[name][0]
     if adapter is synthetic_noise:
         return synthetic_noise(root, sigma, name, float_noise)

@@ -230,6 +230,10 @@ def test_mismatched_layout_names_what_was_expected(tmp_path):
     with pytest.raises(DatasetError, match=r"rain-N \+ norain-N side by side \(optionally under test/\)"):
         load_dataset("rain100h", tmp_path)
     _img(tmp_path / "inputs_only" / "blur" / "1.png", 10)  # test samples without ground truth (GoPro_DMPHN_blur20)
+    with pytest.raises(DatasetError, match=r"1.png: is a file, not a folder$"):  # it said "no such folder"
+        load_dataset("paired", tmp_path / "inputs_only" / "blur" / "1.png")
+    with pytest.raises(DatasetError, match=r"nope: no such folder$"):
+        load_dataset("paired", tmp_path / "nope")
     with pytest.raises(DatasetError, match=r"inputs_only: holds blur/ but no sharp/ beside it: a benchmark or a training pair needs both"):
         load_dataset("paired", tmp_path / "inputs_only")
 

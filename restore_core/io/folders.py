@@ -37,6 +37,11 @@ def resolve_folder(path: Path) -> Path | None:
     return None
 
 
+def not_a_folder(path: Path) -> str:
+    """Why ``path``, given as a folder, is not one: the message names it."""
+    return f"{path}: is a file, not a folder" if path.exists() else f"{path}: no such folder"
+
+
 def _files_with(folder: Path, extensions: Iterable[str]) -> list[Path]:
     """Files directly in ``folder`` with one of ``extensions`` (any case; hidden files skipped), sorted by name."""
     wanted = set(extensions)
