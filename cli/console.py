@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import sys
 from typing import Any, NoReturn
 
 import typer
@@ -69,8 +71,26 @@ def _finite_or_null(value: Any) -> Any:
     return value
 
 
+class StdoutClosed(Exception):
+    """stdout's reader went away (``restore derain in/ out/ | head -3``): the run stops,
+    as Unix tools stop on SIGPIPE, with exit status 141."""
+
+
+STDOUT_CLOSED_STATUS = 141  # 128 + SIGPIPE, what a shell reports for a tool its reader left
+
+
+def emit(text: str) -> None:
+    """Print one result line on stdout, flushed; :class:`StdoutClosed` once its reader has
+    gone (stdout then writes to /dev/null, so that nothing fails again at exit)."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise StdoutClosed from None
+
+
 def print_json(value: Any, indent: int | None = None) -> None:
     """Print ``value`` as strict JSON on stdout: a number that is not finite (the PSNR
     of identical images, the noise level of a 1-pixel-high image) becomes null, since
     NaN and Infinity are not JSON and strict readers (jq, JavaScript) refuse them."""
-    print(json.dumps(_finite_or_null(value), indent=indent, allow_nan=False), flush=True)
+    emit(json.dumps(_finite_or_null(value), indent=indent, allow_nan=False))

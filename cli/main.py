@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from cli.attribute_cmd import attribute_filters
 from cli.benchmark_cmd import benchmark
+from cli.console import STDOUT_CLOSED_STATUS, StdoutClosed
 from cli.convert_cmd import convert
 from cli.models_cmd import models
 from cli.pairs_cmd import make_pairs_command
@@ -80,13 +83,14 @@ app.command("attribute-filters")(attribute_filters)
 def main() -> None:
     try:
         app()
+    except StdoutClosed:  # before the batch began (the planned lines of --dry-run, skipped inputs)
+        sys.exit(STDOUT_CLOSED_STATUS)
     except BrokenPipeError:
-        # stdout closed early (e.g. `restore derain ... | head`): exit quietly like other Unix tools.
+        # stdout closed early by another command's print: exit quietly like other Unix tools.
         import os
-        import sys
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(141)
+        sys.exit(STDOUT_CLOSED_STATUS)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from cli import completion
-from cli.console import err_console, error, fail, print_json, say, warn
+from cli.console import STDOUT_CLOSED_STATUS, StdoutClosed, emit, err_console, error, fail, print_json, say, warn
 from restore_core.engine.inputs import (
     InputError, collect_inputs, describe_unreadable, names_output_file, parse_shard, paths_from_stdin, plan_batch, raw_plus_jpeg_pairs,
     with_neighbour_frames,
@@ -112,7 +112,7 @@ def _emit(result: ImageResult, as_json: bool) -> None:
     if as_json:
         print_json(result.as_dict())
     elif result.status == "ok":
-        print(result.output, flush=True)
+        emit(str(result.output))
     if result.status == "error" and not result.abandoned:  # abandoned ones are counted in one line at the end
         error(f"{result.input}: {result.error}")
 
@@ -373,6 +373,17 @@ def run_restore(request: RestoreRequest) -> None:
                 is_video_name(job.source) for job in runnable) else ""
             say(f"interrupted: {ok} of {len(runnable) + len(results)} input(s) written; re-run with --skip-existing to finish{videos}")
             raise typer.Exit(130)
+        except StdoutClosed:
+            # Stopped as an interrupt stops the engine: writes under way finish (atomic: no
+            # partial file) and are counted, though stdout can no longer name them.
+            done.extend(finish_interrupted(stream))
+            ok = sum(r.status == "ok" for r in done)
+            try:
+                say(f"stopped: stdout was closed by its reader; {ok} of {len(runnable) + len(results)} input(s) written; "
+                    "re-run with --skip-existing to finish")
+            except OSError:  # stderr went with it (2>&1 | head)
+                pass
+            raise typer.Exit(STDOUT_CLOSED_STATUS)
     elapsed = time.perf_counter() - start
     ok = sum(r.status == "ok" for r in done)
     failed = sum(r.status == "error" for r in done)
@@ -405,7 +416,7 @@ def _report_dry_run(request: RestoreRequest, runnable: list, results: list[Image
         if request.as_json:
             print_json({"input": str(job.source), "output": str(job.output), "status": "planned"})
         else:
-            print(job.output, flush=True)
+            emit(str(job.output))
     refused = sum(r.status == "error" for r in results)
     skipped = sum(r.status == "skipped" for r in results)
     if not request.quiet:

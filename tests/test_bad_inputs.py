@@ -188,6 +188,32 @@ def test_interrupt_leaves_no_partial_file_and_skip_existing_finishes(tmp_path: P
     assert sorted(p.name for p in out.iterdir()) == [f"{i:02d}.png" for i in range(40)]
 
 
+def test_a_reader_that_leaves_stops_the_batch_with_status_141_and_only_whole_files(tmp_path: Path):
+    """`restore derain in/ out/ | head -1`: typer turned the broken pipe into a silent exit
+    status 1, though the batch had stopped part-way. Now it stops like a Unix tool (141),
+    says on stderr how many were written, and leaves only whole files."""
+    from restore_core.checkpoint import save_checkpoint
+    from restore_core.models import build_model
+
+    config = {"width": 16, "levels": 2, "blocks_per_level": [2, 2], "bottleneck_blocks": 2}
+    model_path = save_checkpoint(tmp_path / "m.safetensors", build_model("unet", config), "unet", config, "derain")
+    folder = tmp_path / "in"
+    write_random_pngs(folder, 40, 256, 256, seed=2)
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    command = [sys.executable, "-m", "cli.main", "derain", str(folder), str(out), "--model", str(model_path)]
+    run = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = run.stdout.readline()
+    run.stdout.close()  # as `head -1` does
+    stderr = run.stderr.read()
+    assert run.wait(timeout=120) == 141, stderr
+    written = sorted(p.name for p in out.iterdir())
+    assert Path(first.strip()).name == "00.png" and 1 <= len(written) < 40
+    assert all(cv2.imread(str(out / name)).shape == (256, 256, 3) for name in written)  # no temporary file, none partial
+    assert f"stopped: stdout was closed by its reader; {len(written)} of 40 input(s) written" in stderr
+    assert "Traceback" not in stderr
+
+
 @pytest.mark.parametrize("via", ["restore_stream", "restore_jobs"])
 def test_an_interrupt_in_the_caller_still_reports_the_writes_that_finished(tmp_path: Path, tiny_checkpoint: Path, via: str,
                                                                             monkeypatch):
