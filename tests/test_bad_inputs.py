@@ -153,18 +153,23 @@ def test_two_processes_writing_one_folder_leave_only_complete_files(tmp_path: Pa
         assert cv2.imread(str(out / name)).shape == (64, 64, 3)
 
 
-@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
-def test_interrupt_leaves_no_partial_file_and_skip_existing_finishes(tmp_path: Path, signal_number):
+def _batch_of_40(tmp_path: Path) -> tuple[list[str], dict, Path]:
+    """A `restore derain` command over 40 256x256 images with a small random U-Net (long
+    enough to stop part-way), its environment, and its output folder."""
     from restore_core.checkpoint import save_checkpoint
     from restore_core.models import build_model
 
     config = {"width": 16, "levels": 2, "blocks_per_level": [2, 2], "bottleneck_blocks": 2}
     model_path = save_checkpoint(tmp_path / "m.safetensors", build_model("unet", config), "unet", config, "derain")
-    folder = tmp_path / "in"
-    write_random_pngs(folder, 40, 256, 256, seed=2)
+    write_random_pngs(tmp_path / "in", 40, 256, 256, seed=2)
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    command = [sys.executable, "-m", "cli.main", "derain", str(folder), str(out), "--model", str(model_path)]
+    return [sys.executable, "-m", "cli.main", "derain", str(tmp_path / "in"), str(out), "--model", str(model_path)], env, out
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
+def test_interrupt_leaves_no_partial_file_and_skip_existing_finishes(tmp_path: Path, signal_number):
+    command, env, out = _batch_of_40(tmp_path)
     run = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # The first output on disk: the batch is under way. (Not a readline of stdout: its
     # buffer may hold the next lines too, which communicate() would then not return.)
@@ -192,16 +197,7 @@ def test_a_reader_that_leaves_stops_the_batch_with_status_141_and_only_whole_fil
     """`restore derain in/ out/ | head -1`: typer turned the broken pipe into a silent exit
     status 1, though the batch had stopped part-way. Now it stops like a Unix tool (141),
     says on stderr how many were written, and leaves only whole files."""
-    from restore_core.checkpoint import save_checkpoint
-    from restore_core.models import build_model
-
-    config = {"width": 16, "levels": 2, "blocks_per_level": [2, 2], "bottleneck_blocks": 2}
-    model_path = save_checkpoint(tmp_path / "m.safetensors", build_model("unet", config), "unet", config, "derain")
-    folder = tmp_path / "in"
-    write_random_pngs(folder, 40, 256, 256, seed=2)
-    out = tmp_path / "out"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    command = [sys.executable, "-m", "cli.main", "derain", str(folder), str(out), "--model", str(model_path)]
+    command, env, out = _batch_of_40(tmp_path)
     run = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first = run.stdout.readline()
     run.stdout.close()  # as `head -1` does
