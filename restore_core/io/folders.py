@@ -152,12 +152,12 @@ def list_pairs(root: Path, layouts=PAIR_LAYOUTS) -> list[tuple[Path, Path]]:
     pairs = match_prefixed(root) if root.is_dir() else []
     if pairs:
         return pairs
-    one_side = [f"{a}/" if resolve_folder(root / a) is not None else f"{b}/" for a, b in layouts
-                if (resolve_folder(root / a) is None) != (resolve_folder(root / b) is None)]
-    if one_side:  # an input-only set (test samples without ground truth): say so first
-        missing = {f"{a}/": f"{b}/" for a, b in layouts} | {f"{b}/": f"{a}/" for a, b in layouts}
-        raise ValueError(f"{root}: holds {one_side[0]} but no {missing[one_side[0]]} beside it: a benchmark or a training "
-                         f"pair needs both (expected {describe_layouts(layouts)})")
+    for degraded, reference in layouts:  # one side alone (test samples without ground truth): say which is missing
+        has_degraded, has_reference = resolve_folder(root / degraded) is not None, resolve_folder(root / reference) is not None
+        if has_degraded != has_reference:
+            have, lack = (degraded, reference) if has_degraded else (reference, degraded)
+            raise ValueError(f"{root}: holds {have}/ but no {lack}/ beside it: a benchmark or a training "
+                             f"pair needs both (expected {describe_layouts(layouts)})")
     raise ValueError(f"{root}: not a paired folder (expected {describe_layouts(layouts)})")
 
 
