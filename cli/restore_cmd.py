@@ -314,6 +314,11 @@ def run_restore(request: RestoreRequest) -> None:
                          video_start=video_start, video_duration=video_duration, temporal=temporal, video_frames=video_frames)
     if (request.start or request.duration or video_frames) and not request.quiet and not any(is_video_name(job.source) for job in runnable):
         warn(f"{'--frames applies' if video_frames else '--start and --duration apply'} to videos; there is none among the inputs")
+    if ext is not None and runnable and not request.quiet:  # a video format changes videos alone, an image format images alone
+        for_videos = ext.lower() in WRITABLE_VIDEO_EXTENSIONS
+        if not any(is_video_name(job.source) == for_videos for job in runnable):
+            warn(f"--ext {ext} applies to {'videos' if for_videos else 'images'}; there is none among the inputs, "
+                 "which keep their own format")
     to_restore = runnable
     if request.temporal:
         to_restore = with_neighbour_frames(runnable, jobs, request.temporal)  # image sequences, with the neighbours they need

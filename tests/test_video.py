@@ -816,3 +816,17 @@ def test_frames_of_a_ten_bit_video_are_written_at_sixteen_bits(tmp_path, tiny_ch
     jpeg = restore_video(Job(clip, Path("hdr.mov"), tmp_path / "jpg"), Counting(tiny_checkpoint, strength=0.0),
                          RunOptions(video_frames=".jpg"))
     assert jpeg.status == "ok" and "16-bit samples written as 8-bit jpg" in jpeg.note
+
+
+def test_an_ext_of_the_other_kind_is_said_to_change_nothing(tmp_path, rng, tiny_checkpoint):
+    """`--ext mp4` on photos (or `--ext png` on a video) changed nothing without a word."""
+    clip = make_video(tmp_path / "clip.mp4", moving_frames(rng, count=2), audio=False)
+    cv2.imwrite(str(tmp_path / "a.png"), rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    photo = restore("derain", str(tmp_path / "a.png"), str(tmp_path / "out"), "-m", str(tiny_checkpoint), "--ext", "mp4")
+    assert photo.returncode == 0 and (tmp_path / "out" / "a.png").is_file()
+    assert "warning: --ext .mp4 applies to videos; there is none among the inputs, which keep their own format" in photo.stderr
+    video = restore("derain", str(clip), str(tmp_path / "out"), "-m", str(tiny_checkpoint), "--ext", "png")
+    assert video.returncode == 0 and (tmp_path / "out" / "clip.mp4").is_file()
+    assert "--ext .png applies to images; there is none among the inputs" in video.stderr
+    fitting = restore("derain", str(tmp_path / "out" / "a.png"), str(tmp_path / "jpg"), "-m", str(tiny_checkpoint), "--ext", "jpg")
+    assert fitting.returncode == 0 and "--ext" not in fitting.stderr
