@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from cli import completion
-from cli.console import cell, err_console, fail, os_cause, print_json, say, warn
+from cli.console import cell, err_console, fail, first_few, os_cause, print_json, say, warn
 from cli.restore_cmd import parse_sigma
 from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task  # presets.py imports torch only when loading
 
@@ -230,9 +230,8 @@ def benchmark(
         fail(str(exc), code=2)
     root = data.root
     if data.unpaired:  # scored over fewer images than the folders hold: say which, before the numbers
-        shown = ", ".join(_relative(path, root) for path in data.unpaired[:5])
-        more = f" and {len(data.unpaired) - 5} more" if len(data.unpaired) > 5 else ""
-        warn(f"{root}: {len(data.unpaired)} image(s) pair with no other and are left out: {shown}{more}")
+        warn(f"{root}: {len(data.unpaired)} image(s) pair with no other and are left out: "
+             f"{first_few((_relative(path, root) for path in data.unpaired), 5)}")
     samples = data.samples[:limit] if limit else data.samples
     protocol = Protocol(crop_border=crop_border)
     start = time.perf_counter()

@@ -56,6 +56,13 @@ def os_cause(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+def first_few(items, shown: int) -> str:
+    """``a, b, c and 4 more``: the first ``shown`` of ``items`` named, the rest counted."""
+    items = [str(item) for item in items]
+    more = f" and {len(items) - shown} more" if len(items) > shown else ""
+    return ", ".join(items[:shown]) + more
+
+
 def cell(value: object) -> Text:
     """A table cell shown verbatim (model names and paths may contain brackets)."""
     return Text(str(value))

@@ -83,13 +83,7 @@ app.command("attribute-filters")(attribute_filters)
 def main() -> None:
     try:
         app()
-    except StdoutClosed:  # before the batch began (the planned lines of --dry-run, skipped inputs)
-        sys.exit(STDOUT_CLOSED_STATUS)
-    except BrokenPipeError:
-        # stdout closed early by another command's print: exit quietly like other Unix tools.
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except StdoutClosed:  # a result line met a closed stdout outside the batch loop (--dry-run, skipped inputs, --json)
         sys.exit(STDOUT_CLOSED_STATUS)
 
 

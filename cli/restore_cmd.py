@@ -22,7 +22,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from cli import completion
-from cli.console import STDOUT_CLOSED_STATUS, StdoutClosed, emit, err_console, error, fail, print_json, say, warn
+from cli.console import STDOUT_CLOSED_STATUS, StdoutClosed, emit, err_console, error, fail, first_few, print_json, say, warn
 from restore_core.engine.inputs import (
     InputError, collect_inputs, describe_unreadable, names_output_file, parse_shard, paths_from_stdin, plan_batch, raw_plus_jpeg_pairs,
     with_neighbour_frames,
@@ -257,15 +257,12 @@ def run_restore(request: RestoreRequest) -> None:
     plan = plan_batch(jobs, request.out_dir, request.suffix, ext, request.overwrite, request.skip_existing, shard, output_file,
                       frames=request.temporal > 0, video_frames=video_frames is not None)
     if plan.left_out and not request.quiet:
-        shown = ", ".join(str(job.source) for job in plan.left_out[:3])
-        more = f" and {len(plan.left_out) - 3} more" if len(plan.left_out) > 3 else ""
-        warn(f"left out {len(plan.left_out)} input(s) that are this run's outputs of other inputs: {shown}{more}")
+        warn(f"left out {len(plan.left_out)} input(s) that are this run's outputs of other inputs: "
+             f"{first_few((job.source for job in plan.left_out), 3)}")
     existing, runnable = plan.existing, plan.runnable
     results = planned_results(plan, unreadable)
     if existing:
-        shown = ", ".join(str(p) for p in existing[:5])
-        more = f" and {len(existing) - 5} more" if len(existing) > 5 else ""
-        fail(f"{len(existing)} output(s) already exist: {shown}{more}; pass --overwrite or --skip-existing", code=2)
+        fail(f"{len(existing)} output(s) already exist: {first_few(existing, 5)}; pass --overwrite or --skip-existing", code=2)
 
     for result in results:
         _emit(result, request.as_json)
@@ -299,8 +296,7 @@ def run_restore(request: RestoreRequest) -> None:
     # later run for the same outputs clears them (skipped ones too: --overwrite runs leave some).
     stale = remove_stale_temporaries(job.output for job in runnable + plan.skipped if job.output is not None)
     if stale and not request.quiet:
-        more = f" and {len(stale) - 2} more" if len(stale) > 2 else ""
-        say(f"note: removed {len(stale)} temporary file(s) that an interrupted run left: {', '.join(map(str, stale[:2]))}{more}")
+        say(f"note: removed {len(stale)} temporary file(s) that an interrupted run left: {first_few(stale, 2)}")
 
     # SIGTERM (a batch scheduler's stop) ends the run like Ctrl-C: the image being
     # restored is abandoned, writes under way finish (atomic renames: no partial file)
