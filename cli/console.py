@@ -18,13 +18,25 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-err_console = Console(stderr=True)
+
+class _Console(Console):
+    """A console whose reader going away (``restore ... 2>&1 | head``) stops the run as a
+    closed stdout does (:class:`OutputClosed`, exit status 141), where Rich would exit
+    with status 1 and say nothing."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        os.dup2(os.open(os.devnull, os.O_WRONLY), self.file.fileno())  # nothing fails again at exit
+        raise OutputClosed
+
+
+err_console = _Console(stderr=True)
 
 
 def table_console() -> Console:
     """A stdout console for tables: the terminal's width, or a wide one when piped."""
-    console = Console()
-    return console if console.is_terminal else Console(width=160)
+    console = _Console()
+    return console if console.is_terminal else _Console(width=160)
 
 
 def say(message: object) -> None:
@@ -78,22 +90,22 @@ def _finite_or_null(value: Any) -> Any:
     return value
 
 
-class StdoutClosed(Exception):
-    """stdout's reader went away (``restore derain in/ out/ | head -3``): the run stops,
-    as Unix tools stop on SIGPIPE, with exit status 141."""
+class OutputClosed(Exception):
+    """stdout's (or stderr's) reader went away (``restore derain in/ out/ | head -3``): the
+    run stops, as Unix tools stop on SIGPIPE, with exit status 141."""
 
 
-STDOUT_CLOSED_STATUS = 141  # 128 + SIGPIPE, what a shell reports for a tool its reader left
+OUTPUT_CLOSED_STATUS = 141  # 128 + SIGPIPE, what a shell reports for a tool its reader left
 
 
 def emit(text: str) -> None:
-    """Print one result line on stdout, flushed; :class:`StdoutClosed` once its reader has
+    """Print one result line on stdout, flushed; :class:`OutputClosed` once its reader has
     gone (stdout then writes to /dev/null, so that nothing fails again at exit)."""
     try:
         print(text, flush=True)
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise StdoutClosed from None
+        raise OutputClosed from None
 
 
 def print_json(value: Any, indent: int | None = None) -> None:

@@ -8,7 +8,7 @@ import typer
 
 from cli.attribute_cmd import attribute_filters
 from cli.benchmark_cmd import benchmark
-from cli.console import STDOUT_CLOSED_STATUS, StdoutClosed
+from cli.console import OUTPUT_CLOSED_STATUS, OutputClosed
 from cli.convert_cmd import convert
 from cli.models_cmd import models
 from cli.pairs_cmd import make_pairs_command
@@ -83,8 +83,8 @@ app.command("attribute-filters")(attribute_filters)
 def main() -> None:
     try:
         app()
-    except StdoutClosed:  # a result line met a closed stdout outside the batch loop (--dry-run, skipped inputs, --json)
-        sys.exit(STDOUT_CLOSED_STATUS)
+    except OutputClosed:  # stdout or stderr met a closed pipe outside the batch loop (--dry-run, --json, the summary)
+        sys.exit(OUTPUT_CLOSED_STATUS)
 
 
 if __name__ == "__main__":

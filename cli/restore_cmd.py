@@ -22,7 +22,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from cli import completion
-from cli.console import STDOUT_CLOSED_STATUS, StdoutClosed, emit, err_console, error, fail, first_few, print_json, say, warn
+from cli.console import OUTPUT_CLOSED_STATUS, OutputClosed, emit, err_console, error, fail, first_few, print_json, say, warn
 from restore_core.engine.inputs import (
     InputError, collect_inputs, describe_unreadable, names_output_file, parse_shard, paths_from_stdin, plan_batch, raw_plus_jpeg_pairs,
     with_neighbour_frames,
@@ -374,7 +374,7 @@ def run_restore(request: RestoreRequest) -> None:
                 is_video_name(job.source) for job in runnable) else ""
             say(f"interrupted: {ok} of {len(runnable) + len(results)} input(s) written; re-run with --skip-existing to finish{videos}")
             raise typer.Exit(130)
-        except StdoutClosed:
+        except OutputClosed:
             # Stopped as an interrupt stops the engine: writes under way finish (atomic: no
             # partial file) and are counted, though stdout can no longer name them.
             done.extend(finish_interrupted(stream))
@@ -382,9 +382,9 @@ def run_restore(request: RestoreRequest) -> None:
             try:
                 say(f"stopped: stdout was closed by its reader; {ok} of {len(runnable) + len(results)} input(s) written; "
                     "re-run with --skip-existing to finish")
-            except OSError:  # stderr went with it (2>&1 | head)
+            except (OutputClosed, OSError):  # stderr went with it (2>&1 | head)
                 pass
-            raise typer.Exit(STDOUT_CLOSED_STATUS)
+            raise typer.Exit(OUTPUT_CLOSED_STATUS)
     elapsed = time.perf_counter() - start
     ok = sum(r.status == "ok" for r in done)
     failed = sum(r.status == "error" for r in done)
