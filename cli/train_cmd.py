@@ -254,7 +254,16 @@ def train(
         return
     print(out / "model.safetensors")
     if metrics:
-        err_console.print(config_to_dict(metrics))
+        log(final_validation_line(metrics, trainer.best, trainer.best_step, out / "best.safetensors"))
+
+
+def final_validation_line(metrics: dict, best: float | None, best_step: int | None, best_path: Path) -> str:
+    """The run's last validation, and where its best one is kept, on one line."""
+    scores = ", ".join(f"{key} {value:.3f}" for key, value in metrics.items() if key != "step")
+    line = f"validation at the end (step {metrics.get('step')}): {scores}"
+    if best is not None and best_step is not None and best_step != metrics.get("step"):
+        line += f"; best at step {best_step} (mean PSNR-Y {best:.3f}): {best_path}"
+    return line
 
 
 def _train_adms(recipe: ADMSRecipe, out: Path, device, resume: bool, quiet: bool, precision: str = "auto", workers: int = 0,

@@ -677,3 +677,30 @@ def test_validation_pairs_of_8_bit_images_are_held_as_8_bit_and_score_the_same(t
     model = build_model(recipe.architecture, recipe.model).eval()
     as_floats = ValidationSet(held.name, [(read_rgb(eight / "input" / f"{i:02d}.png"), read_rgb(eight / "target" / f"{i:02d}.png")) for i in (1, 3)])
     assert evaluate(model, [held], torch.device("cpu"), 16) == evaluate(model, [as_floats], torch.device("cpu"), 16)
+
+
+def test_the_best_validation_step_is_recorded_and_survives_resume(tmp_path):
+    """best.safetensors holds the best mean PSNR-Y's weights; the trainer records the step
+    it came from (and keeps it across --resume), so the CLI's last line can name it."""
+    from cli.train_cmd import final_validation_line
+    from restore_core.checkpoint import read_metadata
+
+    torch.set_num_threads(1)
+    recipe = _recipe(tmp_path, steps=6)
+    pairs = tmp_path / "val"
+    write_random_pngs(pairs / "input", 2, 32, 32, seed=3)
+    write_random_pngs(pairs / "target", 2, 32, 32, seed=4)
+    recipe = replace(recipe, val_every=1, data=replace(recipe.data, validation=(str(pairs),)))
+    data = prepare_data(recipe)
+    trainer = Trainer(recipe, tmp_path / "run", torch.device("cpu"), log=lambda s: None)
+    trainer.train(data, until=4)
+    best = read_metadata(tmp_path / "run" / "best.safetensors")["metrics"]
+    assert trainer.best_step == best["step"] and trainer.best == pytest.approx(best["val/psnr_y"])
+    resumed = Trainer(recipe, tmp_path / "run", torch.device("cpu"), log=lambda s: None)
+    resumed.resume()
+    assert (resumed.best, resumed.best_step) == (trainer.best, trainer.best_step)
+
+    metrics = {"val/psnr_y": 30.0, "val/ssim_y": 0.9, "step": 6}
+    line = final_validation_line(metrics, 31.25, 4, Path("run/best.safetensors"))
+    assert line == "validation at the end (step 6): val/psnr_y 30.000, val/ssim_y 0.900; best at step 4 (mean PSNR-Y 31.250): run/best.safetensors"
+    assert final_validation_line(metrics, 30.0, 6, Path("b")) == "validation at the end (step 6): val/psnr_y 30.000, val/ssim_y 0.900"

@@ -218,7 +218,8 @@ class Trainer:
             self.d_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=recipe.discriminator_lr or recipe.lr, betas=recipe.betas)
         self.ema = EMA(self.model, recipe.ema_decay) if recipe.ema_decay > 0 else None
         self.step = 0
-        self.best: float | None = None
+        self.best: float | None = None  # the best mean validation PSNR-Y so far (best.safetensors)
+        self.best_step: int | None = None
         self.metrics: dict[str, float] = {}
         # A model with a noise-level input: its --sigma auto calibration, measured at the
         # end of the run and stored in the final checkpoint's config.
@@ -274,6 +275,7 @@ class Trainer:
             raise TrainingError(f"{self.state_path}: cannot resume from it ({cause}); its last.safetensors, if whole, "
                                 f"can start a new run with --init") from None
         self.best = extra.get("best")
+        self.best_step = extra.get("best_step")
         self.metrics = extra.get("metrics", {})
         self.log(f"resumed {self.run_dir} at step {self.step}")
 
@@ -375,13 +377,13 @@ class Trainer:
         if self.ema is not None:
             first = {k[len("first."):]: v for k, v in self.ema.shadow.items() if k.startswith("first.")}
             self.model.first.load_state_dict(first)
-        self.best = None  # stage 2 is scored as the whole optimiser, not comparable to stage 1
+        self.best = self.best_step = None  # stage 2 is scored as the whole optimiser, not comparable to stage 1
         self.log(f"step {self.step}: Golf stage 2, F frozen, training G")
 
     def checkpoint(self) -> None:
         if not self.dist.is_main:
             return
-        save_state(self.state_path, self._modules(), self._optimizers(), self.ema, self.step, {"best": self.best, "metrics": self.metrics})
+        save_state(self.state_path, self._modules(), self._optimizers(), self.ema, self.step, {"best": self.best, "best_step": self.best_step, "metrics": self.metrics})
         self.save("last.safetensors", self.metrics)
 
     def train(
@@ -484,7 +486,7 @@ class Trainer:
                     row_metrics = self.metrics
                     score = float(np.mean([v for k, v in self.metrics.items() if k.endswith("/psnr_y")]))
                     if self.best is None or score > self.best:
-                        self.best = score
+                        self.best, self.best_step = score, self.step
                         self.save("best.safetensors", self.metrics)
                     self.log(f"step {self.step}: " + ", ".join(f"{k} {v:.3f}" for k, v in self.metrics.items() if k != "step"))
                 if self.step % recipe.checkpoint_every == 0 or self.step in (stop, recipe.steps) or row_metrics:
