@@ -49,6 +49,20 @@ from restore_core.presets import load_for_task
 PathLike = str | os.PathLike
 
 
+# Float samples this far outside [0, 1] are not rounding: a 0-255 image, or one
+# normalised to [-1, 1] or by ImageNet's mean and deviation.
+UNIT_RANGE_SLACK = 0.01
+
+
+def _warn_outside_unit_range(low: float, high: float, stacklevel: int) -> None:
+    """A RuntimeWarning when float samples lie well outside [0, 1], where they are clipped:
+    what the model would see is then mostly white or black, silently."""
+    if low < -UNIT_RANGE_SLACK or high > 1 + UNIT_RANGE_SLACK:
+        warnings.warn(f"float samples span [{low:.3g}, {high:.3g}] and are clipped to [0, 1], the range float images are "
+                      "taken in (a 0-255 image: divide by 255 or pass uint8; a normalised one: undo the normalisation)",
+                      RuntimeWarning, stacklevel=stacklevel + 1)
+
+
 def load(
     model: str | os.PathLike | None = None,
     task: str | None = None,
@@ -100,7 +114,8 @@ class ImageRestorer:
     grey, grey + alpha, RGB, RGBA; RGB order; uint8, uint16, or float in [0, 1]) and
     returns the restored image in the same shape and sample type, the alpha plane
     untouched. A torch tensor (3 x H x W or N x 3 x H x W, float in [0, 1]) gives a
-    float32 tensor on the tensor's device. Not thread-safe: one call at a time.
+    float32 tensor on the tensor's device. Floats are clipped to [0, 1], with a
+    RuntimeWarning when they lie well outside it. Not thread-safe: one call at a time.
     """
 
     def __init__(self, restorer: Restorer | RoutedRestorer, task: str) -> None:
@@ -141,6 +156,8 @@ class ImageRestorer:
         if isinstance(image, torch.Tensor):
             return self._restore_tensor(image)
         loaded = from_array(image)
+        if image.dtype.kind == "f":
+            _warn_outside_unit_range(float(image.min()), float(image.max()), stacklevel=2)
         batch = torch.from_numpy(loaded.rgb).permute(2, 0, 1).unsqueeze(0)
         restored = self._run(batch)[0].cpu().numpy().transpose(1, 2, 0)
         return to_array(restored, loaded, image.shape, image.dtype)
@@ -150,6 +167,7 @@ class ImageRestorer:
             raise ValueError(f"expected a float tensor 3 x H x W or N x 3 x H x W in [0, 1], got {tuple(image.shape)} {image.dtype}")
         if not torch.isfinite(image).all():
             raise ValueError("the image holds NaN or infinite values")
+        _warn_outside_unit_range(float(image.min()), float(image.max()), stacklevel=3)
         batch = image.unsqueeze(0) if image.ndim == 3 else image
         restored = self._run(batch.detach().clamp(0, 1)).to(image.device)
         return restored[0] if image.ndim == 3 else restored

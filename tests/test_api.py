@@ -91,6 +91,24 @@ def test_tensors_batch_and_single(tiny):
         tiny(torch.rand(1, 4, 16, 16))
 
 
+def test_floats_well_outside_0_1_are_clipped_with_a_warning_naming_the_range(tiny, rng):
+    """A 0-255 float image (cv2's uint8 array .astype(float32)) or a normalised tensor
+    was clipped to white or black without a word; it now warns. Values at the edges of
+    [0, 1], or a rounding step beyond them, do not."""
+    image = rng.random((16, 24, 3)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tiny(image)
+        tiny(np.clip(image * 1.005 - 0.002, -0.002, 1.004))
+        tiny(torch.from_numpy(image).permute(2, 0, 1))
+    with pytest.warns(RuntimeWarning, match=r"span \[0\.\d+, 2\d\d\] and are clipped to \[0, 1\].*divide by 255") as caught:
+        tiny(image * 255)
+    assert caught[0].filename == __file__  # points at the caller's line
+    with pytest.warns(RuntimeWarning, match=r"span \[-1, 1\].*undo the normalisation") as caught:
+        tiny(torch.linspace(-1, 1, 3 * 16 * 16).reshape(3, 16, 16))
+    assert caught[0].filename == __file__
+
+
 @pytest.mark.parametrize("bad, message", [
     (np.zeros((8, 8, 5), np.uint8), "C in 1-4"),
     (np.zeros((8,), np.uint8), "H x W"),
