@@ -13,7 +13,7 @@ from restore_core.presets import PRESETS
 
 
 def convert(
-    source: Path = typer.Argument(..., metavar="IN", help="A .pth/.pt/.ckpt state dict (read with torch.load(weights_only=True))."),
+    source: Path = typer.Argument(..., metavar="IN", help="A .pth/.pt/.ckpt state dict (read with torch.load(weights_only=True)), or a .safetensors file of bare tensors."),
     out: Path = typer.Argument(..., metavar="OUT", help="The .safetensors checkpoint to write."),
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help=f"Architecture and config of a preset ({', '.join(PRESETS)})."),
     architecture: Optional[str] = typer.Option(None, "--architecture", help="Architecture name, with --config, instead of --preset."),

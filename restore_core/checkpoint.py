@@ -159,7 +159,8 @@ def read_metadata(path: os.PathLike | str) -> dict[str, Any]:
         raise CheckpointError(path, f"not a valid safetensors file ({str(exc).splitlines()[0]})") from None
     missing = [key for key in REQUIRED_KEYS if key not in raw]
     if missing:
-        raise CheckpointError(path, f"missing metadata {', '.join(missing)}; not a restore checkpoint")
+        bare = " (tensors without metadata: import them with restore convert FILE OUT.safetensors --preset NAME)" if len(missing) == len(REQUIRED_KEYS) else ""
+        raise CheckpointError(path, f"missing metadata {', '.join(missing)}; not a restore checkpoint{bare}")
     if raw["format"] != FORMAT:
         raise CheckpointError(path, f"metadata format is {raw['format']!r}, expected {FORMAT!r}")
     if raw["format_version"] != FORMAT_VERSION:

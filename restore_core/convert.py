@@ -11,10 +11,14 @@ came from.
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 from restore_core.checkpoint import CheckpointError, describe_key_mismatch, file_sha256, save_checkpoint
 from restore_core.configs import ConfigError
@@ -26,13 +30,52 @@ WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "net", "generator
 PREFIXES = ("module.", "_orig_mod.", "model.", "net.")
 
 
+NOT_TORCH = "not a PyTorch file (neither torch.save's zip archive nor its older pickle format)"
+
+
+def refusal_cause(exc: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in one line: the class a pickled
+    object needs (a whole ``torch.save(model)``, a training script's own objects), a damaged
+    or foreign file, else the first line of torch's message without its colour codes."""
+    message = str(exc)
+    needed = re.search(r"Unsupported global: GLOBAL ([\w.]+)", message)
+    if needed:
+        return (f"it holds a pickled object ({needed.group(1)}), not only tensors, and unpickling it could run code; "
+                "if you trust the file, load it in Python with torch.load(weights_only=False) and torch.save its "
+                "state_dict(), then convert that")
+    if "Weights only load failed" in message:
+        detail = re.search(r"WeightsUnpickler error:\s*([^\n]+)", message)
+        return ("a pickle holding more than tensors and plain containers, refused unread: unpickling it could run code"
+                + (f" ({detail.group(1).strip()})" if detail else ""))
+    if "PytorchStreamReader failed" in message:
+        return "a damaged PyTorch file: its zip archive is truncated or corrupt"
+    if isinstance(exc, KeyError) or "invalid load key" in message:  # the legacy reader's magic number is missing
+        return NOT_TORCH
+    first = re.sub(r"\x1b\[[0-9;]*m", "", message).strip().splitlines()
+    return f"not loadable as plain tensors ({first[0] if first else type(exc).__name__})"
+
+
 def read_foreign_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a ``.pth``/``.pt``/``.ckpt`` file, read safely, unwrapped and de-prefixed."""
-    try:
-        obj: Any = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # the safe unpickler refuses anything that is not plain data
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(path, f"not loadable as plain tensors (weights_only=True refused it: {first})") from None
+    """The tensors of a ``.pth``/``.pt``/``.ckpt`` file (read safely) or of a bare
+    ``.safetensors`` file, unwrapped and de-prefixed."""
+    with path.open("rb") as handle:
+        head = handle.read(2)
+    if not head:
+        raise CheckpointError(path, "empty file (0 bytes)")
+    if path.suffix.lower() == ".safetensors":
+        try:
+            obj: Any = load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CheckpointError(path, f"not a valid safetensors file ({str(exc).splitlines()[0]})") from None
+    elif head != b"PK" and head[:1] != b"\x80":  # torch.save writes a zip archive, or (before 1.6) a protocol-2 pickle
+        raise CheckpointError(path, NOT_TORCH)
+    else:
+        try:
+            with warnings.catch_warnings():  # torch's notes on pickle protocols: the refusal below says what matters
+                warnings.simplefilter("ignore")
+                obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as exc:  # the safe unpickler refuses anything that is not plain data
+            raise CheckpointError(path, refusal_cause(exc)) from None
     for key in WRAPPER_KEYS:
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]

@@ -141,9 +141,26 @@ def test_convert_imports_a_state_dict_safely(tmp_path):
             return (open, (str(marker), "w"))
 
     (tmp_path / "evil.pth").write_bytes(pickle.dumps({"w": Evil()}))
-    with pytest.raises(CheckpointError, match="weights_only=True refused it"):
+    with pytest.raises(CheckpointError, match="evil.pth: .*could run code") as refused:
         convert(tmp_path / "evil.pth", tmp_path / "e.safetensors", "unet", config, "denoise")
     assert not marker.exists() and not (tmp_path / "e.safetensors").exists()
+    assert "\x1b" not in str(refused.value)  # torch's message carries terminal colour codes
+
+    # what else people hand to convert: one line each, naming the cause
+    torch.save(model, tmp_path / "whole.pth")
+    (tmp_path / "empty.pth").write_bytes(b"")
+    (tmp_path / "cut.pth").write_bytes((tmp_path / "net.pth").read_bytes()[:3000])
+    (tmp_path / "text.pth").write_text("not a checkpoint")
+    for name, cause in [("whole", r"it holds a pickled object \(restore_core.models.unet.UNet\).*state_dict\(\)"), ("empty", "empty file"),
+                        ("cut", "a damaged PyTorch file"), ("text", "not a PyTorch file")]:
+        with pytest.raises(CheckpointError, match=f"{name}.pth: {cause}") as refused:
+            convert(tmp_path / f"{name}.pth", tmp_path / "x.safetensors", "unet", config, "denoise")
+        assert "\n" not in str(refused.value)
+    # bare tensors in a .safetensors file: convert reads them; as a model, the refusal says how
+    save_file(model.state_dict(), tmp_path / "bare.safetensors")
+    with pytest.raises(CheckpointError, match="not a restore checkpoint .*restore convert"):
+        load_checkpoint(tmp_path / "bare.safetensors")
+    assert load_checkpoint(convert(tmp_path / "bare.safetensors", tmp_path / "b.safetensors", "unet", config, "denoise")).task == "denoise"
 
     cli = subprocess.run([sys.executable, "-m", "cli.main", "convert", str(tmp_path / "net.pth"), str(tmp_path / "c.safetensors"),
                           "--architecture", "unet", "--config", json.dumps(config), "--task", "derain"],
