@@ -328,6 +328,25 @@ def test_a_mistyped_classifier_setting_is_refused_before_training(tmp_path: Path
     assert not run.exists()
 
 
+def test_the_degradations_are_checked_and_a_run_without_images_leaves_nothing_to_resume(tmp_path: Path):
+    """``degradations=[]`` was refused as "paired_degradation must be one of , got 'rain'";
+    an unknown one passed the recipe and wrote recipe.json before failing. A run that found
+    no images left recipe.json too, so the corrected command was refused ("already holds a
+    run") and --resume replayed the recorded, image-less data settings."""
+    for degradations, message in [([], r"got \[\]"), (["rain", "fog"], r"got \['rain', 'fog'\]"),
+                                    (["rain", "rain"], r"got \['rain', 'rain'\]")]:
+        with pytest.raises(ConfigError, match=f"degradations must be one or more of rain, noise, motion-blur, haze, each once, {message}"):
+            ADMSRecipe(degradations=tuple(degradations))
+    empty, run = tmp_path / "empty", tmp_path / "run"
+    empty.mkdir()
+    command = ("train", "--recipe", "adms", "--steps", "6", "--threads", "1", "-q", "--out", str(run),
+               "--no-builtin-photographs", "--clean", str(empty))
+    for attempt in range(2):  # the second is not refused as a run to --resume: it fails for its own cause again
+        failed = _restore(*command, cwd=tmp_path)
+        assert failed.returncode == 1 and failed.stderr.strip() == "error: no training images", failed.stderr
+        assert not (run / "recipe.json").exists()
+
+
 def test_adms_recipe_trains_every_stage_and_restore_auto_uses_it(tmp_path: Path):
     """A tiny `restore train --recipe adms`, then `restore auto --json` and the forced commands."""
     run = tmp_path / "run"

@@ -129,6 +129,14 @@ def test_a_set_is_finished_by_running_it_again_and_never_mixed_with_other_settin
     (["-d", "noise", "--set", "sigmas=25"], "unknown key(s) sigmas"),
     (["-d", "noise", "--set", "sigma=[40,10]"], "sigma is a (low, high) range, got [40.0, 10.0]"),
     (["-d", "noise", "--set", "sigma"], "--set expects KEY=VALUE"),
+    # these ended in tracebacks (numpy's "scale < 0", "high <= 0", a KeyError) or made nonsense pairs
+    (["-d", "noise", "--set", "sigma=-5"], "sigma must be >= 0, got [-5.0, -5.0]"),
+    (["-d", "noise", "--set", "kinds=[]"], "kinds must name one or more of gaussian, poisson-gaussian, jpeg, camera, got none"),
+    (["-d", "noise", "--set", 'kinds=["jpeg", "salt"]'], "kinds must name one or more of gaussian, poisson-gaussian, jpeg, camera; unknown: salt"),
+    (["-d", "mixed", "--set", 'degradations=["rain", "fog"]'], "degradations must name one or more of rain, noise, motion-blur, haze; unknown: fog"),
+    (["-d", "haze", "--set", "beta=-1"], "beta must be >= 0"),
+    (["-d", "rain", "--set", "density=[0, 2]"], "density must be in [0, 1], got [0.0, 2.0]"),
+    (["-d", "noise", "--set", "jpeg_quality=[50, 120]"], "jpeg_quality must be in [0, 100]"),
 ])
 def test_a_bad_degradation_or_setting_is_refused_before_any_image(clean: Path, tmp_path: Path, args, message):
     result = restore("make-pairs", str(clean), str(tmp_path / "set"), *args)

@@ -11,6 +11,7 @@ adds Gaussian noise, as the McMaster_motion set of ../shared/data was made.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -84,6 +85,9 @@ class BlurConfig:
     length: tuple[float, float] = (7.0, 31.0)
     curvature: tuple[float, float] = (0.0, 1.0)
     noise_sigma: tuple[float, float] = (0.0, 2.0 / 255)
+
+    # (lowest, highest) a field (each end of a range) may take; None: no bound
+    LIMITS: ClassVar[dict] = {"length": (0, None), "curvature": (0, None), "noise_sigma": (0, None)}
 
 
 def add_motion_blur(clean: np.ndarray, rng: np.random.Generator, config: BlurConfig = BlurConfig()) -> np.ndarray:

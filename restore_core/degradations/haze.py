@@ -12,6 +12,7 @@ gradient (far at the top), a smooth random field, and an image-derived cue
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -63,6 +64,10 @@ class HazeConfig:
     airlight_tint: float = 0.05  # max per-channel deviation of A
     depth_offset: tuple[float, float] = (0.0, 0.4)
     depth_span: tuple[float, float] = (0.2, 0.8)
+
+    # (lowest, highest) a field (each end of a range) may take; None: no bound
+    LIMITS: ClassVar[dict] = {"beta": (0, None), "airlight": (0, 1), "airlight_tint": (0, 1), "depth_offset": (0, None),
+                              "depth_span": (0, None)}
 
 
 def add_haze(clean: np.ndarray, rng: np.random.Generator, config: HazeConfig = HazeConfig()) -> np.ndarray:

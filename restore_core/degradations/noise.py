@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -110,6 +111,9 @@ def camera_noise(clean: np.ndarray, shot: float, read: float, rng: np.random.Gen
     return noisy.reshape(clean.shape).astype(np.float32)
 
 
+NOISE_KINDS = ("gaussian", "poisson-gaussian", "jpeg", "camera")
+
+
 @dataclass(frozen=True)
 class NoiseConfig:
     """Ranges for :func:`add_noise`; ``kinds`` are drawn with equal probability."""
@@ -126,6 +130,13 @@ class NoiseConfig:
     camera_jpeg_probability: float = 0.5
     camera_jpeg_quality: tuple[int, int] = (60, 95)
 
+    # (lowest, highest) a field (each end of a range) may take; None: no bound
+    LIMITS: ClassVar[dict] = {
+        "sigma": (0, None), "shot": (0, None), "read": (0, None), "jpeg_quality": (0, 100), "camera_shot": (0, None),
+        "camera_read": (0, None), "camera_jpeg_probability": (0, 1), "camera_jpeg_quality": (0, 100),
+    }
+    CHOICES: ClassVar[dict] = {"kinds": NOISE_KINDS}
+
 
 def add_noise(clean: np.ndarray, rng: np.random.Generator, config: NoiseConfig = NoiseConfig()) -> np.ndarray:
     kind = config.kinds[int(rng.integers(len(config.kinds)))]
@@ -141,7 +152,7 @@ def add_noise(clean: np.ndarray, rng: np.random.Generator, config: NoiseConfig =
         pattern = list(_BAYER_PATTERNS)[int(rng.integers(len(_BAYER_PATTERNS)))]
         return camera_noise(clean, float(shot), float(read), rng, quality if rng.random() < config.camera_jpeg_probability else None,
                             pattern, edge_aware=bool(rng.random() < 0.5))
-    raise ValueError(f"unknown noise kind {kind!r}; use gaussian, poisson-gaussian, jpeg or camera")
+    raise ValueError(f"unknown noise kind {kind!r}; use {', '.join(NOISE_KINDS)}")
 
 
 def measured_noise_level(degraded: torch.Tensor, clean: torch.Tensor, margin: float = 0.1) -> torch.Tensor:

@@ -22,6 +22,7 @@ Images are float32 arrays in [0, 1], H x W x C (RGB) or H x W.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -56,6 +57,13 @@ class RainConfig:
     sheet_probability: float = 0.0
     sheet: tuple[float, float] = (0.05, 0.45)  # its peak added intensity
     sheet_scale: tuple[float, float] = (24.0, 96.0)  # pixels over which its strength changes
+
+    # (lowest, highest) a field (each end of a range) may take; None: no bound
+    LIMITS: ClassVar[dict] = {
+        "layers": (0, None), "density": (0, 1), "length": (0, None), "angle_spread": (0, None), "width": (0, None),
+        "brightness": (0, 1), "heavy_probability": (0, 1), "veil": (0, 1), "veil_light": (0, 1),
+        "sheet_probability": (0, 1), "sheet": (0, 1), "sheet_scale": (1, None),
+    }
 
 
 @dataclass(frozen=True)

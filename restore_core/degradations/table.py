@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, ClassVar
 
 import numpy as np
 
@@ -28,12 +28,16 @@ DEGRADATIONS: dict[str, tuple[type, Callable]] = {
     "haze": (HazeConfig, add_haze),
 }
 
+SINGLE_DEGRADATIONS = tuple(DEGRADATIONS)  # what "mixed" draws from
+
 
 @dataclass(frozen=True)
 class MixedConfig:
     """Each patch gets one of ``degradations``, uniformly (ADMS's unified model)."""
 
     degradations: tuple[str, ...] = ("rain", "motion-blur", "noise", "haze")
+
+    CHOICES: ClassVar[dict] = {"degradations": SINGLE_DEGRADATIONS}
 
 
 def add_one_of(clean: np.ndarray, rng: np.random.Generator, config: MixedConfig = MixedConfig()) -> np.ndarray:
@@ -67,11 +71,24 @@ def degradation_config(name: str, options: dict):
     ranges = {spec.name for spec in dataclasses.fields(config_class) if str(spec.type) in _RANGE_TYPES}
     options = {key: [value, value] if key in ranges and isinstance(value, (int, float)) and not isinstance(value, bool) else value
                for key, value in options.items()}
-    config = config_from_dict(config_class, options, f"degradation_options ({name})")
+    where = f"degradation_options ({name})"
+    config = config_from_dict(config_class, options, where)
     for key in ranges:
         value = getattr(config, key)
         if value[0] > value[1]:
-            raise ConfigError(f"degradation_options ({name}): {key} is a (low, high) range, got {list(value)}")
+            raise ConfigError(f"{where}: {key} is a (low, high) range, got {list(value)}")
+    for key, (lowest, highest) in getattr(config_class, "LIMITS", {}).items():
+        value = getattr(config, key)
+        for end in value if isinstance(value, tuple) else (value,):
+            if (lowest is not None and end < lowest) or (highest is not None and end > highest):
+                bounds = f"in [{lowest}, {highest}]" if highest is not None else f">= {lowest}"
+                raise ConfigError(f"{where}: {key} must be {bounds}, got {list(value) if isinstance(value, tuple) else value}")
+    for key, known in getattr(config_class, "CHOICES", {}).items():
+        value = getattr(config, key)
+        unknown = [item for item in value if item not in known]
+        if not value or unknown:
+            raise ConfigError(f"{where}: {key} must name one or more of {', '.join(known)}"
+                              + (f"; unknown: {', '.join(map(str, unknown))}" if unknown else ", got none"))
     return config
 
 

@@ -264,8 +264,9 @@ def train_adms(recipe: ADMSRecipe, run_dir: Path, device: torch.device, log: Log
     started = time.time()
     classifier_settings = classifier_config(recipe)  # a mistyped setting stops the run here, not at stage 4
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "recipe.json").write_text(json.dumps(config_to_dict(recipe), indent=2))
     data = prepare_data(recipe.unified_recipe(), pool, run_dir)
+    # Recorded once the data is read: a run that found no images is no run to --resume.
+    (run_dir / "recipe.json").write_text(json.dumps(config_to_dict(recipe), indent=2))
     (run_dir / "data.json").write_text(json.dumps(data.summary, indent=2))
     log(f"data: {describe(data.summary)} (all of it: {run_dir / 'data.json'})")
     samplers = degradation_samplers(recipe, data.sampler)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from restore_core.configs import ConfigError, config_from_dict
+from restore_core.degradations.table import SINGLE_DEGRADATIONS
 from restore_core.presets import GOLF_FAST, INFOFLOW_DEHAZE, INFOFLOW_DENOISE, INFOFLOW_S, TAYLOR_DERAIN, UNET_S
 
 
@@ -246,6 +247,8 @@ class ADMSRecipe:
                                            self.classifier_colour_fraction is None or 0 <= self.classifier_colour_fraction <= 1, "in [0, 1] or null"),
             "classifier_transplant_fraction": (self.classifier_transplant_fraction, 0 <= self.classifier_transplant_fraction <= 1, "in [0, 1]"),
             "classifier_photo_fraction": (self.classifier_photo_fraction, 0 <= self.classifier_photo_fraction <= 1, "in [0, 1]"),
+            "degradations": (list(self.degradations), bool(self.degradations) and len(set(self.degradations)) == len(self.degradations)
+                             and set(self.degradations) <= set(SINGLE_DEGRADATIONS), f"one or more of {', '.join(SINGLE_DEGRADATIONS)}, each once"),
             "paired_degradation": (self.paired_degradation, self.paired_degradation in self.degradations, f"one of {', '.join(self.degradations)}"),
             "unified_init": (self.unified_init, self.unified_init is None or self.init is None,
                              "unset with --init (which keeps an ADMS model's stages 1-3 and trains no unified model)"),
