@@ -104,6 +104,30 @@ def test_bad_images_and_name_clashes_are_reported_and_the_set_goes_on(clean: Pat
     assert not (out / "input" / "broken.png").exists()
 
 
+def test_camera_noise_takes_odd_sizes_and_an_image_a_degradation_refuses_is_one_error(clean: Path, tmp_path: Path, monkeypatch):
+    """`make-pairs -d noise --set kinds=["camera"]` on a photo with an odd side ended the
+    whole set in a traceback ("camera noise needs even sizes"); now it is made. Any image a
+    degradation cannot take is that image's error line, and the set goes on."""
+    cv2.imwrite(str(clean / "odd.png"), cv2.cvtColor(data.astronaut()[:101:4, :87:4], cv2.COLOR_RGB2BGR))  # 26 x 22
+    result = restore("make-pairs", str(clean), str(tmp_path / "set"), "-d", "noise", "--set", 'kinds=["camera"]')
+    assert result.returncode == 0, result.stderr
+    assert pixels(tmp_path / "set" / "input" / "odd.png").shape == (26, 22, 3)
+
+    from restore_core.degradations import pairs
+    from restore_core.degradations.pairs import PairRecipe, make_pairs
+
+    def refuse_wide(clean_image, rng, config):
+        if clean_image.shape[1] > 128:  # coffee.jpg alone
+            raise ValueError("too wide for this degradation")
+        return clean_image * 0.5
+
+    monkeypatch.setitem(pairs.DEGRADATIONS, "noise", (pairs.DEGRADATIONS["noise"][0], refuse_wide))
+    made = list(make_pairs(sorted(clean.iterdir()), tmp_path / "other", PairRecipe.from_options("noise", {})))
+    errors = {pair.source.name: pair.error for pair in made if pair.error}
+    assert errors == {"coffee.jpg": f"{clean / 'coffee.jpg'}: cannot degrade: too wide for this degradation"}
+    assert sorted(p.name for p in (tmp_path / "other" / "input").iterdir()) == ["astronaut.png", "camera.png", "odd.png"]
+
+
 def test_a_set_is_finished_by_running_it_again_and_never_mixed_with_other_settings(clean: Path, tmp_path: Path):
     out = tmp_path / "set"
     command = ["make-pairs", str(clean), str(out), "-d", "haze", "--seed", "1"]

@@ -81,7 +81,7 @@ _BAYER_PATTERNS = {
 
 def camera_noise(clean: np.ndarray, shot: float, read: float, rng: np.random.Generator, jpeg_quality: int | None = None,
                  pattern: tuple[int, int, int, int] = (0, 1, 1, 2), edge_aware: bool = True) -> np.ndarray:
-    """A camera's noise on a clean sRGB photograph (H x W x 3 in [0, 1]; even sizes): the
+    """A camera's noise on a clean sRGB photograph (H x W x 3 in [0, 1]): the
     photograph taken back to linear light, sampled through the colour filter ``pattern``
     (the colours at the top-left 2 x 2 block, 0 R, 1 G, 2 B: RGGB by default), given
     Poisson-Gaussian noise there, ``N(0, shot * x + read^2)`` on the sensor's [0, 1] scale
@@ -96,16 +96,17 @@ def camera_noise(clean: np.ndarray, shot: float, read: float, rng: np.random.Gen
     if grey:
         noisy = linear_to_srgb(poisson_gaussian_noise(linear, shot, read, rng))
     else:
-        height, width = clean.shape[0] // 2 * 2, clean.shape[1] // 2 * 2
-        if (height, width) != clean.shape[:2]:
-            raise ValueError(f"camera noise needs even sizes, got {clean.shape[1]}x{clean.shape[0]}")
+        # An odd side gets its last row or column repeated (the mosaic tiles 2 x 2 blocks),
+        # cut off again below.
+        linear = np.pad(linear, ((0, clean.shape[0] % 2), (0, clean.shape[1] % 2), (0, 0)), mode="edge")
+        height, width = linear.shape[:2]
         mosaic = np.empty((height, width), np.float32)
         for index, (row, col) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
             mosaic[row::2, col::2] = linear[row::2, col::2, pattern[index]]
         mosaic = poisson_gaussian_noise(mosaic, shot, read, rng)
         bilinear, edge = _BAYER_PATTERNS[tuple(pattern)]
         demosaiced = cv2.demosaicing(np.round(mosaic * 65535).astype(np.uint16), edge if edge_aware else bilinear)
-        noisy = linear_to_srgb(demosaiced.astype(np.float32) / 65535)
+        noisy = linear_to_srgb(demosaiced.astype(np.float32) / 65535)[: clean.shape[0], : clean.shape[1]]
     if jpeg_quality is not None:
         noisy = jpeg_noise(noisy, jpeg_quality)
     return noisy.reshape(clean.shape).astype(np.float32)

@@ -133,7 +133,11 @@ def make_pairs(images: Sequence[Path], out_dir: Path, recipe: PairRecipe, overwr
         stored_grey = image.layout.startswith("grey")
         is_grey = recipe.grey or stored_grey
         clean = to_grey(image.rgb) if is_grey and not stored_grey else image.rgb
-        degraded = recipe.degrade(clean, np.random.default_rng([recipe.seed, index]))
+        try:
+            degraded = recipe.degrade(clean, np.random.default_rng([recipe.seed, index]))
+        except ValueError as exc:  # a degradation that cannot take this image: its own line, the set goes on
+            yield MadePair(source, degraded_path, target_path, error=f"{source}: cannot degrade: {exc}")
+            continue
         if is_grey:
             degraded = as_grey_camera(degraded)
         try:
