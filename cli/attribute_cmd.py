@@ -22,8 +22,9 @@ def _parse_fraction(text: str) -> float:
     return value
 
 
-def _load_pairs(folder: Path, limit: int, crop: int):
-    """Centre crops (crop x crop, 0 = whole image) of up to ``limit`` pairs of a paired folder, as tensors."""
+def _load_pairs(folder: Path, limit: int, crop: int, multiple: int):
+    """Centre crops of up to ``limit`` pairs of a paired folder, as tensors: crop x crop, or
+    (crop 0) the whole image cut down to a multiple of ``multiple``, the model's size multiple."""
     import torch
 
     from restore_core.io.folders import list_pairs
@@ -32,13 +33,28 @@ def _load_pairs(folder: Path, limit: int, crop: int):
     pairs = []
     for degraded_path, clean_path in list_pairs(folder)[:limit]:
         degraded, clean = read_rgb(degraded_path), read_rgb(clean_path)
-        if crop:
-            h, w = degraded.shape[:2]
-            top, left = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
-            degraded, clean = degraded[top : top + crop, left : left + crop], clean[top : top + crop, left : left + crop]
+        h, w = degraded.shape[:2]
+        height, width = (min(h, crop), min(w, crop)) if crop else (h, w)
+        height, width = height // multiple * multiple, width // multiple * multiple
+        if not height or not width:
+            raise ValueError(f"{degraded_path}: {w}x{h} is smaller than the model's size multiple ({multiple} pixels)")
+        top, left = (h - height) // 2, (w - width) // 2
+        degraded, clean = degraded[top : top + height, left : left + width], clean[top : top + height, left : left + width]
         as_tensor = [torch.from_numpy(a.transpose(2, 0, 1).copy())[None] for a in (degraded, clean)]
         pairs.append((as_tensor[0], as_tensor[1]))
     return pairs
+
+
+def _check_output_name(flag: str, path: Path | None, suffix: str) -> None:
+    """Refuse a --out/--plot that cannot be written as asked, before minutes of FAIG."""
+    if path is None:
+        return
+    if path.suffix.lower() != suffix:
+        fail(f"{flag} {path}: name a {suffix} file", code=2)
+    if path.is_dir():
+        fail(f"{flag} {path}: is a folder; name a {suffix} file", code=2)
+    if not path.parent.is_dir():
+        fail(f"{flag} {path}: its folder {path.parent} does not exist", code=2)
 
 
 def attribute_filters(
@@ -49,7 +65,7 @@ def attribute_filters(
     steps: int = typer.Option(100, "--steps", help="N points on the straight path from θ̄ to θ."),
     top: str = typer.Option("1%", "--top", help="Share of all filters selected: 1%, 5%, or a fraction like 0.01."),
     limit: int = typer.Option(8, "--limit", help="Images read from each folder."),
-    crop: int = typer.Option(128, "--crop", help="Centre crop of each image in pixels (0 = whole image; slower)."),
+    crop: int = typer.Option(128, "--crop", help="Centre crop of each image in pixels, a multiple of the model's size multiple (0 = whole image, cut to that multiple; slower)."),
     show: int = typer.Option(20, "--show", help="Rows of the ranked table printed."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write one boolean mask per layer to this .safetensors file."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG bar chart of the top filters per layer."),
@@ -75,8 +91,10 @@ def attribute_filters(
         fraction = _parse_fraction(top)
     except ValueError as exc:
         fail(str(exc), code=2)
-    if steps < 1 or limit < 1 or crop < 0:
-        fail("--steps and --limit must be >= 1, --crop >= 0", code=2)
+    if steps < 1 or limit < 1 or crop < 0 or show < 0:
+        fail("--steps and --limit must be >= 1, --crop and --show >= 0", code=2)
+    _check_output_name("--out", out, ".safetensors")
+    _check_output_name("--plot", plot, ".png")
     try:
         base = load_checkpoint(baseline, device)
         tuned = load_checkpoint(target, device)
@@ -84,9 +102,13 @@ def attribute_filters(
         fail(str(exc), code=2)
     if (base.architecture, base.config) != (tuned.architecture, tuned.config):
         fail(f"{target}: not the same architecture and config as {baseline}; FAIG needs a model fine-tuned from the baseline", code=2)
+    multiple = tuned.size_multiple
+    if crop % multiple:
+        below, above = crop // multiple * multiple, (crop // multiple + 1) * multiple
+        fail(f"--crop {crop}: give a multiple of {multiple} (the model's size multiple), e.g. {f'{below} or ' if below else ''}{above}", code=2)
     try:
-        target_images = [(a.to(device), b.to(device)) for a, b in _load_pairs(data, limit, crop)]
-        other_images = [(a.to(device), b.to(device)) for folder in others for a, b in _load_pairs(folder, limit, crop)]
+        target_images = [(a.to(device), b.to(device)) for a, b in _load_pairs(data, limit, crop, multiple)]
+        other_images = [(a.to(device), b.to(device)) for folder in others for a, b in _load_pairs(folder, limit, crop, multiple)]
     except (ValueError, OSError) as exc:
         fail(str(exc), code=2)
 

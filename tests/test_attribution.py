@@ -144,3 +144,36 @@ def test_a_bad_top_share_names_the_option(text):
     with pytest.raises(ValueError, match=rf"^--top {text}: give a fraction in \(0, 1\] or a percentage like 1%$"):
         _parse_fraction(text)
     assert _parse_fraction("5%") == 0.05 and _parse_fraction("0.01") == 0.01
+
+
+def test_crops_and_output_names_are_checked_before_faig_and_whole_images_fit_the_model(tmp_path):
+    """`--crop 7` (under the model's size multiple) and whole images of odd sizes ended in
+    a convolution's RuntimeError traceback; `--out x.png` or `--plot x.txt` wrote what was
+    asked under the wrong name, and an --out in a missing folder failed after the whole run."""
+    from cli.attribute_cmd import _load_pairs
+
+    model = build_model("unet", {**CONFIG, "levels": 2, "blocks_per_level": [1, 1]})  # size multiple 4
+    base_path = save_checkpoint(tmp_path / "base.safetensors", model, "unet", {**CONFIG, "levels": 2, "blocks_per_level": [1, 1]}, "any")
+    for folder in ("input", "target"):
+        (tmp_path / "set" / folder).mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / "set" / folder / "a.png"), np.full((29, 37, 3), 90, np.uint8))
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "cli.main", "attribute-filters", "--baseline", str(base_path),
+                               "--target", str(base_path), "--data", str(tmp_path / "set"), "--steps", "2", *args],
+                              capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+                              timeout=300)
+
+    for args, message in [(["--crop", "7"], "--crop 7: give a multiple of 4 (the model's size multiple), e.g. 4 or 8"),
+                          (["--crop", "2"], "--crop 2: give a multiple of 4 (the model's size multiple), e.g. 4"),
+                          (["--out", str(tmp_path / "m.png")], f"--out {tmp_path / 'm.png'}: name a .safetensors file"),
+                          (["--plot", str(tmp_path / "p.txt")], f"--plot {tmp_path / 'p.txt'}: name a .png file"),
+                          (["--plot", str(tmp_path / "no" / "p.png")], f"--plot {tmp_path / 'no' / 'p.png'}: its folder {tmp_path / 'no'} does not exist")]:
+        result = run(*args)
+        assert result.returncode == 2 and result.stderr.strip() == f"error: {message}", result.stderr
+    assert run("--crop", "0", "--json").returncode == 0  # a 37 x 29 image, cut to 36 x 28
+    degraded, clean = _load_pairs(tmp_path / "set", 1, 0, 4)[0]
+    assert degraded.shape == clean.shape == (1, 3, 28, 36)
+    assert _load_pairs(tmp_path / "set", 1, 16, 4)[0][0].shape == (1, 3, 16, 16)
+    with pytest.raises(ValueError, match="37x29 is smaller than the model's size multiple \\(64 pixels\\)"):
+        _load_pairs(tmp_path / "set", 1, 0, 64)
