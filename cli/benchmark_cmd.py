@@ -142,6 +142,7 @@ def benchmark(
 
     for value, rule, ok in ((count, "--count must be >= 1", count >= 1), (limit, "--limit must be >= 0 (0 = all)", limit >= 0),
                             (crop_border, "--crop-border must be >= 0", crop_border >= 0),
+                            (tile, "--tile must be >= 0 (0 = whole images)", tile >= 0),
                             (sigma, "--sigma must be between 0 and 255", 0 <= sigma <= 255)):
         if not ok:
             fail(f"{rule}, got {value}", code=2)
