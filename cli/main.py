@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -80,7 +81,25 @@ app.command("convert")(convert)
 app.command("attribute-filters")(attribute_filters)
 
 
+def open_closed_standard_streams() -> None:
+    """A standard stream closed by the caller (`restore derain - out/ <&-`, a daemon's
+    `>&-`) is opened on /dev/null: Python leaves ``sys.stdin`` None (reading it was an
+    AttributeError traceback), and a file opened later would take the free number 0, 1
+    or 2, where a child process (FFmpeg) or a library would then write."""
+    for number, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(number)
+        except OSError:
+            opened = os.open(os.devnull, os.O_RDWR)  # the lowest free number: this one, unless a lower one is free too
+            if opened != number:
+                os.dup2(opened, number)
+                os.close(opened)
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(number, "r" if number == 0 else "w", closefd=False))
+
+
 def main() -> None:
+    open_closed_standard_streams()
     try:
         app()
     except OutputClosed:  # stdout or stderr met a closed pipe outside the batch loop (--dry-run, --json, the summary)

@@ -243,6 +243,22 @@ def test_nul_separated_stdin_paths_as_find_print0_gives_them(folder, tmp_path, t
         str(tmp_path / "out" / "a.png"), str(tmp_path / "out" / "two\nlines.png")]
 
 
+def test_closed_standard_streams_are_a_clear_error_or_nothing_lost(folder, tmp_path, tiny_checkpoint):
+    """`restore derain - out/ <&-` (stdin closed, not empty) ended in an AttributeError
+    traceback; a closed stdout (`>&-`) left fd 1 free for the next opened file."""
+    def run(redirect: str, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", "-c", f'exec "$@" {redirect}', "_", sys.executable, "-m", "cli.main", "derain", *args,
+                               "--model", str(tiny_checkpoint)], capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+
+    no_stdin = run("<&-", "-", str(tmp_path / "out"))
+    assert no_stdin.returncode == 2 and no_stdin.stderr.strip() == "error: no paths on stdin", no_stdin.stderr
+    no_stdout = run(">&-", str(folder), str(tmp_path / "out"))
+    assert no_stdout.returncode == 0 and "2 restored" in no_stdout.stderr, no_stdout.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png"]
+    assert all(cv2.imread(str(p)) is not None for p in (tmp_path / "out").iterdir())
+
+
 def test_existing_outputs_are_not_overwritten_by_default(folder, tmp_path, tiny_checkpoint):
     out = tmp_path / "out"
     out.mkdir()
