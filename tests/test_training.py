@@ -186,7 +186,10 @@ def test_a_degradation_range_given_high_then_low_is_refused(name, options):
 
 
 def test_a_single_number_fixes_a_degradation_range():
-    from restore_core.degradations.table import degradation_config
+    from restore_core.degradations import SINGLE_DEGRADATIONS
+    from restore_core.degradations.table import DEGRADATIONS, degradation_config
+
+    assert (*SINGLE_DEGRADATIONS, "mixed") == tuple(DEGRADATIONS)  # the light list of names is the table's
 
     assert degradation_config("noise", {"sigma": 25}).sigma == (25.0, 25.0)
     assert degradation_config("rain", {"layers": 2}).layers == (2, 2)

@@ -1,0 +1,6 @@
+"""Synthetic degradations: rain, noise, motion blur and haze (one module each), and the
+table that names them (:mod:`restore_core.degradations.table`)."""
+
+# The table's single degradations by name, in its order: here so that recipes check
+# names without importing the table (which imports torch, and `--help` should not).
+SINGLE_DEGRADATIONS = ("rain", "noise", "motion-blur", "haze")

@@ -14,6 +14,7 @@ from typing import Callable, ClassVar
 import numpy as np
 
 from restore_core.configs import ConfigError, config_from_dict
+from restore_core.degradations import SINGLE_DEGRADATIONS
 from restore_core.degradations.blur import BlurConfig, add_motion_blur
 from restore_core.degradations.haze import HazeConfig, add_haze
 from restore_core.degradations.noise import NoiseConfig, add_noise
@@ -27,8 +28,6 @@ DEGRADATIONS: dict[str, tuple[type, Callable]] = {
     "motion-blur": (BlurConfig, add_motion_blur),
     "haze": (HazeConfig, add_haze),
 }
-
-SINGLE_DEGRADATIONS = tuple(DEGRADATIONS)  # what "mixed" draws from
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from restore_core.configs import ConfigError, config_from_dict
-from restore_core.degradations.table import SINGLE_DEGRADATIONS
+from restore_core.degradations import SINGLE_DEGRADATIONS
 from restore_core.presets import GOLF_FAST, INFOFLOW_DEHAZE, INFOFLOW_DENOISE, INFOFLOW_S, TAYLOR_DERAIN, UNET_S
 
 
