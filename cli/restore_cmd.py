@@ -271,8 +271,9 @@ def run_restore(request: RestoreRequest) -> None:
         descriptor = load_for_task(request.model, request.task, str(torch_device)) if runnable else None
         if descriptor is not None:
             for name, value in request.model_settings.items():
-                if value is not None:
-                    descriptor.apply_setting(name, value)
+                caution = descriptor.apply_setting(name, value) if value is not None else None
+                if caution and not request.quiet:
+                    warn(caution)
         restorer = None if descriptor is None else build_restorer(
             descriptor, torch_device, request.task, request.precision, request.tile, request.tile_overlap, request.self_ensemble,
             request.ensemble_views, request.compile_model, request.strength, request.route)
@@ -462,7 +463,7 @@ TASK_OPTIONS: dict[str, list[tuple[str, Any, Any]]] = {
         ("darken_only", typer.Option(None, "--darken-only/--no-darken-only", help="Never brighter than the input (min of the network's output and the input: rain only adds light), or the network's output as is. Default: the model's own (on for the shipped one)."), Optional[bool]),
     ],
     "deblur": [
-        ("iterations", typer.Option(None, "--iterations", help="Golf Optimizer: taps N of G after F's first shot (default: the model's own, 3 for the shipped one)."), Optional[int]),
+        ("iterations", typer.Option(None, "--iterations", help="Golf Optimizer: taps N of G after F's first shot (default: the model's own; 0 for the shipped golf-deblur, whose G gained nothing measurable). More taps than G was trained over drift: warned."), Optional[int]),
     ],
     "dehaze": [
         ("recompose_radius", typer.Option(None, "--recompose-radius", help="Rebuild the output from the input by the scattering model with the transmission the network implies, smoothed by a guided filter of this radius (pixels); 0 = the network's output as is. Default: the model's own (40 for the shipped one)."), Optional[int]),
@@ -480,7 +481,7 @@ TASK_OPTIONS: dict[str, list[tuple[str, Any, Any]]] = {
 # One more help example for the tasks that have options of their own.
 TASK_EXAMPLES = {
     "derain": "restore derain storm/ clear/ --no-darken-only",
-    "deblur": "restore deblur shaky/ sharp/ --iterations 5",
+    "deblur": "restore deblur shaky/ sharp/ --iterations 3",
     "denoise": "restore denoise scans/ clean/ --sigma 15\n\n        restore denoise photos/ clean/ --sigma auto --strength 0.8",
     "dehaze": "restore dehaze foggy/ clear/ --recompose-radius 0",
 }

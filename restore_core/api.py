@@ -98,7 +98,9 @@ def load(
     torch_device = pick_device(device)
     descriptor = load_for_task(None if model is None else str(model), task, str(torch_device))
     for name, value in settings.items():
-        descriptor.apply_setting(name, value)
+        caution = descriptor.apply_setting(name, value)
+        if caution:
+            warnings.warn(caution, RuntimeWarning, stacklevel=2)
     if task is not None and descriptor.task not in (task, "any", "all"):
         warnings.warn(f"model {descriptor.name} was trained for {descriptor.task}, not {task}", RuntimeWarning, stacklevel=2)
     routed = route if route is not None else task == "auto"
