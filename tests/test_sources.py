@@ -194,3 +194,23 @@ def test_every_image_is_decoded_once(tmp_path, monkeypatch):
         paired=(str(tmp_path / "pairs"),), clean=(str(tmp_path / "clean"),), validation=(str(tmp_path / "val"),), holdout_every=2)))
     assert len(reads) == 8 + 8 + 3 and set(reads.values()) == {1}
     assert [vset.name for vset in data.validation] == ["pairs:holdout", "val"]
+
+
+def test_images_in_no_pair_are_named_in_the_data_line_and_data_json(tmp_path):
+    """An input whose target is missing (or the reverse) was dropped from training and
+    validation without a word, while `restore benchmark` warned about the same folder."""
+    from dataclasses import replace
+
+    from conftest import write_random_pngs
+    from restore_core.training.recipes import RECIPES, DataConfig
+    from restore_core.training.sources import describe, prepare_data
+
+    for name, seed in (("train", 1), ("val", 7)):
+        write_random_pngs(tmp_path / name / "input", 3, 40, 40, seed=seed)
+        write_random_pngs(tmp_path / name / "target", 2, 40, 40, seed=seed + 1)
+    recipe = replace(RECIPES["taylor-derain"], patch_size=32,
+                     data=DataConfig(paired=(str(tmp_path / "train"),), validation=(str(tmp_path / "val"),)))
+    data = prepare_data(recipe)
+    assert len(data.sampler.paired) == 2 and [len(vset.pairs) for vset in data.validation] == [2]
+    assert data.summary["unpaired"] == [str(tmp_path / "train" / "input" / "02.png"), str(tmp_path / "val" / "input" / "02.png")]
+    assert f"2 images in no pair (input or target missing) left out ({tmp_path / 'train' / 'input' / '02.png'}, " in describe(data.summary)

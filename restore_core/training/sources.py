@@ -28,7 +28,7 @@ from restore_core.configs import ConfigError
 from restore_core.degradations.table import make_degradation
 from restore_core.engine.inputs import describe_unreadable
 from restore_core.engine.memory import available_memory_bytes
-from restore_core.io.folders import list_images, list_training_pairs, list_unreadable_images, reference_border
+from restore_core.io.folders import list_images, list_training_pairs, list_unreadable_images, reference_border, unpaired_images
 from restore_core.io.images import atomic_write_bytes, how_to_read
 from restore_core.training import data as D
 from restore_core.training.distributed import DistInfo, barrier, rank_zeros_choice
@@ -121,11 +121,14 @@ class _Listing:
     photos: list[np.ndarray]  # scikit-image's, when the recipe adds them
     needed: int  # bytes the training images take as 8-bit RGB
     unreadable: list[Path] = field(default_factory=list)  # files of the clean folders in formats restore cannot read
+    unpaired: list[Path] = field(default_factory=list)  # images of the paired folders in no pair (a missing input or target)
 
 
 def _list_sources(recipe: Recipe) -> _Listing:
     cfg = recipe.data
-    splits = {folder: D.split_holdout(list_training_pairs(Path(folder)), cfg.holdout_every) for folder in cfg.paired}
+    listed = {folder: list_training_pairs(Path(folder)) for folder in (*cfg.paired, *cfg.validation)}
+    splits = {folder: D.split_holdout(listed[folder], cfg.holdout_every) for folder in cfg.paired}
+    unpaired = [path for pairs in listed.values() for path in unpaired_images(pairs)]
     clean_files = {folder: list_images(Path(folder)) for folder in cfg.clean}
     photos = D.builtin_photographs() if cfg.builtin_photographs else []
     needed = image_bytes([path for train_pairs, _ in splits.values() for pair in train_pairs for path in pair]
@@ -137,7 +140,7 @@ def _list_sources(recipe: Recipe) -> _Listing:
             raise TrainingError(f"{folder}: no images restore can read; it holds {describe_unreadable(found)}: "
                                 f"{how_to_read(p.suffix.lower() for p in found)}")
         unreadable += found
-    return _Listing(splits, clean_files, photos, needed, unreadable)
+    return _Listing(splits, clean_files, photos, needed, unreadable, unpaired)
 
 
 Progress = Callable[[int, int], None]  # (training images read, of how many)
@@ -220,6 +223,8 @@ def describe(summary: dict) -> str:
     if summary.get("unreadable"):
         parts.append(f"{len(summary['unreadable'])} files in formats restore cannot read left out "
                      f"({describe_unreadable(map(Path, summary['unreadable']))})")
+    if unpaired := summary.get("unpaired"):
+        parts.append(f"{len(unpaired)} images in no pair (input or target missing) left out ({_first_few(unpaired)})")
     patch = summary.get("patch_size")
     if small := summary.get("pairs_smaller_than_patch"):
         parts.append(f"{len(small)} pairs smaller than the {patch}-pixel patch left out ({_first_few(small)})")
@@ -290,6 +295,7 @@ def _read_sources(recipe: Recipe, listing: _Listing, store: ImagePool, progress:
 
     summary: dict = {"paired": {}, "clean": {}, "excluded_near_duplicates": 0, "excluded": [],
                      "unreadable": [str(path) for path in listing.unreadable],
+                     "unpaired": [str(path) for path in listing.unpaired],
                      "patch_size": recipe.patch_size, "pairs_smaller_than_patch": [], "clean_enlarged": []}
 
     def smaller_than_patch(image: np.ndarray) -> str | None:
