@@ -153,6 +153,7 @@ def train(
 
     from restore_core.device import cpu_has_bf16_units, pick_device, set_cpu_threads, training_autocast_dtype
     from restore_core.training.distributed import init_from_env, shutdown
+    from restore_core.training.state import lock_run
 
     try:
         set_cpu_threads(threads or 0)
@@ -167,6 +168,11 @@ def train(
         torch.cuda.set_device(torch_device)
     if not dist_info.is_main:
         quiet = True
+    else:
+        try:
+            lock_run(out)  # an open descriptor: held until the process ends
+        except TrainingError as exc:
+            fail(str(exc), code=2)
 
     def log(message: str) -> None:  # rank 0 speaks for every rank
         if dist_info.is_main:

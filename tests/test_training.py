@@ -707,3 +707,32 @@ def test_the_best_validation_step_is_recorded_and_survives_resume(tmp_path):
     line = final_validation_line(metrics, 31.25, 4, Path("run/best.safetensors"))
     assert line == "validation at the end (step 6): val/psnr_y 30.000, val/ssim_y 0.900; best at step 4 (mean PSNR-Y 31.250): run/best.safetensors"
     assert final_validation_line(metrics, 30.0, 6, Path("b")) == "validation at the end (step 6): val/psnr_y 30.000, val/ssim_y 0.900"
+
+
+def test_a_second_train_into_a_running_runs_folder_is_refused(tmp_path):
+    """Two `restore train` into one --out (a scheduler's retry with --resume while the first
+    job still runs, or two fresh starts) wrote their checkpoints over each other; the run
+    folder is now locked for the life of the process that trains in it."""
+    import os
+    import subprocess
+    import sys
+
+    from restore_core.training.state import lock_run
+
+    clean, recipe_file = _tiny_run_files(tmp_path, steps=2, checkpoint_every=1, val_every=100)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    command = [sys.executable, "-m", "cli.main", "train", "--recipe", str(recipe_file), "--clean", str(clean),
+               "--no-builtin-photographs", "--out", str(run_dir), "--threads", "1", "-q"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    held = lock_run(run_dir)  # as a training process holds it
+    for extra in ((), ("--resume",)):
+        refused = subprocess.run([*command, *extra], env=env, capture_output=True, text=True, timeout=300)
+        assert refused.returncode == 2, refused.stderr
+        assert refused.stderr.strip() == (f"error: {run_dir}: a restore train is running in this folder now (process {os.getpid()}); "
+                                          "wait for it, stop it, or use another --out")
+    assert not (run_dir / "state.safetensors").exists()
+    os.close(held)  # the process ended
+    finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    assert (run_dir / "model.safetensors").exists()

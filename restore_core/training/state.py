@@ -6,7 +6,9 @@ Everything is safetensors: a run folder never holds a pickle.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -14,6 +16,33 @@ from safetensors import safe_open
 from torch import nn
 
 from restore_core.checkpoint import atomic_save_file
+from restore_core.training.errors import TrainingError
+
+
+def lock_run(run_dir: Path) -> int | None:
+    """Hold ``run_dir/.lock`` for as long as this process lives (released however it ends):
+    a second ``restore train`` into the same run folder, fresh or ``--resume``, would
+    interleave its checkpoints with this one's. Raises :class:`TrainingError` naming the
+    process that holds it; None where file locks are unavailable (Windows, some network
+    file systems)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    handle = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):  # a file system without locks
+            os.close(handle)
+            return None
+        holder = os.read(handle, 32).decode(errors="replace").strip() or "another process"
+        os.close(handle)
+        raise TrainingError(f"{run_dir}: a restore train is running in this folder now (process {holder}); "
+                            "wait for it, stop it, or use another --out") from None
+    os.ftruncate(handle, 0)
+    os.write(handle, str(os.getpid()).encode())
+    return handle
 
 
 def ema_decay_at(decay: float, updates: int) -> float:
