@@ -214,3 +214,31 @@ def test_images_in_no_pair_are_named_in_the_data_line_and_data_json(tmp_path):
     assert len(data.sampler.paired) == 2 and [len(vset.pairs) for vset in data.validation] == [2]
     assert data.summary["unpaired"] == [str(tmp_path / "train" / "input" / "02.png"), str(tmp_path / "val" / "input" / "02.png")]
     assert f"2 images in no pair (input or target missing) left out ({tmp_path / 'train' / 'input' / '02.png'}, " in describe(data.summary)
+
+
+def test_when_no_training_image_is_left_the_error_says_what_took_them(tmp_path):
+    """"no training images" when --holdout-every 1 held out every pair, or --val named the
+    training folder (its pairs all near-duplicates of validation), said nothing of why; a
+    --holdout-every larger than a folder's pairs held none out without a word."""
+    from dataclasses import replace
+
+    from conftest import write_random_pngs
+    from restore_core.training.errors import TrainingError
+    from restore_core.training.recipes import RECIPES, DataConfig
+    from restore_core.training.sources import describe, prepare_data
+
+    write_random_pngs(tmp_path / "set" / "input", 3, 40, 40, seed=1)
+    write_random_pngs(tmp_path / "set" / "target", 3, 40, 40, seed=2)
+    (tmp_path / "empty").mkdir()
+    recipe = replace(RECIPES["taylor-derain"], patch_size=32)
+    folder = str(tmp_path / "set")
+    for data, message in [
+        (DataConfig(paired=(folder,), holdout_every=1), r"no training images left: 3 pairs held out for validation \(--holdout-every 1\)$"),
+        (DataConfig(paired=(folder,), validation=(folder,)),
+         r"no training images left: 3 left out as near-duplicates of validation or --exclude-like images \(.*00\.png, .*01\.png, and 1 more\)$"),
+        (DataConfig(clean=(str(tmp_path / "empty"),)), r"^no training images in the folders given$"),
+    ]:
+        with pytest.raises(TrainingError, match=message):
+            prepare_data(replace(recipe, data=data))
+    few = prepare_data(replace(recipe, data=DataConfig(paired=(folder,), holdout_every=5)))
+    assert f"3 pairs from {folder}, none held out (fewer than --holdout-every 5 pairs)" in describe(few.summary)

@@ -209,12 +209,27 @@ def _share_disk_pool(recipe: Recipe, listing: _Listing, folder: Path | None, dis
     return data
 
 
+def nothing_left(summary: dict) -> str:
+    """Why no training image is left, from a summary: what took them (hold-out, the
+    near-duplicate check), or that the folders held none."""
+    held_out = sum(len(counts["held_out"]) for counts in summary.get("paired", {}).values())
+    why = []
+    if held_out:
+        why.append(f"{held_out} pairs held out for validation (--holdout-every {summary.get('holdout_every')})")
+    if excluded := summary.get("excluded"):
+        why.append(f"{len(excluded)} left out as near-duplicates of validation or --exclude-like images ({_first_few(excluded)})")
+    if unpaired := summary.get("unpaired"):
+        why.append(f"{len(unpaired)} images in no pair ({_first_few(unpaired)})")
+    return "no training images left: " + "; ".join(why) if why else "no training images in the folders given"
+
+
 def describe(summary: dict) -> str:
     """One line for the run's log from a :class:`TrainingData` summary (the whole of it,
     every excluded file named, goes to the run's data.json)."""
     parts = []
     for folder, counts in summary.get("paired", {}).items():
-        held = f", {len(counts['held_out'])} held out" if counts["held_out"] else ""
+        held = f", {len(counts['held_out'])} held out" if counts["held_out"] else (
+            f", none held out (fewer than --holdout-every {summary['holdout_every']} pairs)" if summary.get("holdout_every") else "")
         parts.append(f"{counts['train']} pairs from {folder}{held}")
     parts += [f"{count} clean images from {name}" for name, count in summary.get("clean", {}).items()]
     if "clean_colour_grey" in summary:
@@ -296,7 +311,8 @@ def _read_sources(recipe: Recipe, listing: _Listing, store: ImagePool, progress:
     summary: dict = {"paired": {}, "clean": {}, "excluded_near_duplicates": 0, "excluded": [],
                      "unreadable": [str(path) for path in listing.unreadable],
                      "unpaired": [str(path) for path in listing.unpaired],
-                     "patch_size": recipe.patch_size, "pairs_smaller_than_patch": [], "clean_enlarged": []}
+                     "patch_size": recipe.patch_size, "pairs_smaller_than_patch": [], "clean_enlarged": [],
+                     "holdout_every": cfg.holdout_every}
 
     def smaller_than_patch(image: np.ndarray) -> str | None:
         """``"WxH"`` when a side of ``image`` is shorter than the training patch."""
@@ -352,6 +368,8 @@ def _read_sources(recipe: Recipe, listing: _Listing, store: ImagePool, progress:
     if not paired and not clean_pool and summary["pairs_smaller_than_patch"]:
         raise TrainingError(f"every training pair is smaller than the {recipe.patch_size}-pixel patch "
                             f"(e.g. {summary['pairs_smaller_than_patch'][0]}); pass a smaller --patch-size")
+    if not paired and not clean_pool:
+        raise TrainingError(nothing_left(summary))
     sampler = _make_sampler(recipe, paired, clean_pool)
     if clean_pool:
         summary["clean_colour_grey"] = [len(sampler.colour_indices), len(sampler.grey_indices)]
