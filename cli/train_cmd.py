@@ -13,7 +13,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from cli import completion
-from cli.console import err_console, fail, os_cause, say
+from cli.console import err_console, fail, first_few, os_cause, say
 from restore_core.configs import ConfigError, changed_fields, config_to_dict, override_many
 from restore_core.io.folders import not_a_folder
 from restore_core.training.recipes import RECIPES, ADMSRecipe, Recipe, load_recipe, load_recorded_recipe
@@ -320,7 +320,8 @@ def _calibrate(path: Path, clean: list[Path], builtin_photographs: bool, device:
     if builtin_photographs:
         sources.extend(D.builtin_photographs())
     if not sources:
-        fail("--calibrate needs clean images: give --clean FOLDER or --builtin-photographs", code=2)
+        given = f"no images in {first_few(clean, 3)}; " if clean else ""
+        fail(f"--calibrate needs clean images: {given}give --clean FOLDER or --builtin-photographs", code=2)
     try:
         # Only the images calibrated on are read, not every file of the folders.
         picks = [D.read_rgb(s) if isinstance(s, Path) else s for s in evenly_spread(sources)]

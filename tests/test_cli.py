@@ -835,6 +835,10 @@ def test_train_calibrate_stores_a_noise_calibration_and_keeps_the_weights(tmp_pa
     assert hashlib.sha256(blind.read_bytes()).hexdigest() == digest
     nothing = restore("train", "--clean", str(clean))
     assert nothing.returncode == 2 and "--recipe" in nothing.stderr
+    (tmp_path / "empty").mkdir()
+    no_images = restore("train", "--calibrate", str(told), "--clean", str(tmp_path / "empty"), "--no-builtin-photographs")
+    assert no_images.returncode == 2 and no_images.stderr.strip() == (
+        f"error: --calibrate needs clean images: no images in {tmp_path / 'empty'}; give --clean FOLDER or --builtin-photographs")
 
 
 def test_benchmark_rows_of_models_with_the_same_name_stay_apart(tmp_path, tiny_checkpoint):
