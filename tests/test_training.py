@@ -736,3 +736,33 @@ def test_a_second_train_into_a_running_runs_folder_is_refused(tmp_path):
     finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr
     assert (run_dir / "model.safetensors").exists()
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads through Linux's /proc")
+def test_a_rank_leaves_no_gloo_thread_running_into_interpreter_shutdown(tmp_path):
+    """A rank aborted at exit now and then ("terminate called without an active
+    exception", 1 torchrun run in ~30 under load): torch._dynamo, first imported by the
+    optimiser while the process group existed, kept references to it past
+    destroy_process_group, so gloo's worker threads ran on into interpreter shutdown and
+    one, releasing a finished all_gather's tensors there, could not take the GIL. With
+    the import done before the group exists, shutdown() leaves no gloo thread."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "rank.py"
+    script.write_text(
+        "import os, torch\n"
+        "from restore_core.training.distributed import init_from_env, shutdown, weights_agree\n"
+        "info = init_from_env('cpu')\n"
+        "model = torch.nn.Conv2d(3, 3, 3)\n"
+        "torch.optim.Adam(model.parameters())  # imports torch._dynamo if nothing did before\n"
+        "assert weights_agree(model, info) in (True, False)\n"
+        "shutdown(info)\n"
+        "print('threads left', len(os.listdir('/proc/self/task')), flush=True)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(line for line in result.stdout.splitlines() if line.startswith("threads left")) == ["threads left 1"] * 2, result.stdout

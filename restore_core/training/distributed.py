@@ -17,6 +17,7 @@ constraints.
 
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass
 
@@ -53,6 +54,12 @@ def init_from_env(device_type: str) -> DistInfo:
     if world <= 1:
         return DistInfo()
     if not dist.is_initialized():
+        # Imported before the process group exists: imported later (the first optimiser
+        # does), torch._dynamo keeps 10 references to the default group that outlive
+        # destroy_process_group (torch 2.13), so gloo's threads run on into interpreter
+        # shutdown, where one releasing a finished collective's tensors aborted the rank
+        # ("terminate called without an active exception", 1 run in ~30).
+        importlib.import_module("torch._dynamo")
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")),
                     int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
