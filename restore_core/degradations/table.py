@@ -61,7 +61,8 @@ _RANGE_TYPES = ("tuple[float, float]", "tuple[int, int]")
 
 def degradation_config(name: str, options: dict):
     """The config of degradation ``name`` with its fields overridden by ``options``
-    (validated: unknown fields, wrong types and ranges given high then low are
+    (validated: unknown fields, wrong types, ranges given high then low, values outside
+    the config class's ``LIMITS`` and names outside its ``CHOICES`` are
     :class:`ConfigError`). A single number for a range field fixes it: ``sigma=25``
     is ``sigma=[25, 25]``."""
     if name not in DEGRADATIONS:
