@@ -759,10 +759,11 @@ def test_a_rank_leaves_no_gloo_thread_running_into_interpreter_shutdown(tmp_path
         "torch.optim.Adam(model.parameters())  # imports torch._dynamo if nothing did before\n"
         "assert weights_agree(model, info) in (True, False)\n"
         "shutdown(info)\n"
-        "print('threads left', len(os.listdir('/proc/self/task')), flush=True)\n"
+        "with open(os.path.join(os.path.dirname(__file__), f'rank{info.rank}.txt'), 'w') as out:  # not stdout: the ranks' lines interleave\n"
+        "    out.write(str(len(os.listdir('/proc/self/task'))))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)],
                             capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert sorted(line for line in result.stdout.splitlines() if line.startswith("threads left")) == ["threads left 1"] * 2, result.stdout
+    assert [(tmp_path / f"rank{rank}.txt").read_text() for rank in (0, 1)] == ["1", "1"]  # threads left on each rank
