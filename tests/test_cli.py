@@ -259,6 +259,28 @@ def test_closed_standard_streams_are_a_clear_error_or_nothing_lost(folder, tmp_p
     assert all(cv2.imread(str(p)) is not None for p in (tmp_path / "out").iterdir())
 
 
+def test_ctrl_c_while_the_command_line_is_still_importing_is_quiet():
+    """Ctrl-C in the first 0.2 s of `restore ...` (while cli.main was still importing)
+    printed a traceback through the import machinery; the console script's entry now
+    exits 130 without a word, as a later Ctrl-C does. Simulated: the import of cli.main
+    is interrupted."""
+    code = ("import sys, importlib.abc\n"
+            "class Interrupted(importlib.abc.MetaPathFinder):\n"
+            "    def find_spec(self, name, path, target=None):\n"
+            "        if name == 'cli.main':\n"
+            "            raise KeyboardInterrupt\n"
+            "sys.meta_path.insert(0, Interrupted())\n"
+            "from cli.launch import main\n"
+            "main()\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    assert (result.returncode, result.stderr) == (130, "")
+    import tomllib
+
+    scripts = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"restore": "cli.launch:main"}
+
+
 def test_existing_outputs_are_not_overwritten_by_default(folder, tmp_path, tiny_checkpoint):
     out = tmp_path / "out"
     out.mkdir()
