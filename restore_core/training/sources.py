@@ -210,8 +210,11 @@ def _share_disk_pool(recipe: Recipe, listing: _Listing, folder: Path | None, dis
 
 
 def nothing_left(summary: dict) -> str:
-    """Why no training image is left, from a summary: what took them (hold-out, the
-    near-duplicate check), or that the folders held none."""
+    """Why no training image is left, from a summary: every pair smaller than the patch,
+    what else took them (hold-out, the near-duplicate check), or that the folders held none."""
+    if small := summary.get("pairs_smaller_than_patch"):
+        return (f"every training pair is smaller than the {summary['patch_size']}-pixel patch "
+                f"(e.g. {small[0]}); pass a smaller --patch-size")
     held_out = sum(len(counts["held_out"]) for counts in summary.get("paired", {}).values())
     why = []
     if held_out:
@@ -365,9 +368,6 @@ def _read_sources(recipe: Recipe, listing: _Listing, store: ImagePool, progress:
                 kept += 1
         summary["clean"][name] = kept
 
-    if not paired and not clean_pool and summary["pairs_smaller_than_patch"]:
-        raise TrainingError(f"every training pair is smaller than the {recipe.patch_size}-pixel patch "
-                            f"(e.g. {summary['pairs_smaller_than_patch'][0]}); pass a smaller --patch-size")
     if not paired and not clean_pool:
         raise TrainingError(nothing_left(summary))
     sampler = _make_sampler(recipe, paired, clean_pool)
