@@ -24,8 +24,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from cli import completion
 from cli.console import OUTPUT_CLOSED_STATUS, OutputClosed, emit, err_console, error, fail, first_few, print_json, say, warn
 from restore_core.engine.inputs import (
-    InputError, collect_inputs, describe_unreadable, names_output_file, parse_shard, paths_from_stdin, plan_batch, raw_plus_jpeg_pairs,
-    with_neighbour_frames,
+    BatchPlan, InputError, Job, collect_inputs, describe_unreadable, names_output_file, parse_shard, paths_from_stdin, plan_batch,
+    raw_plus_jpeg_pairs, with_neighbour_frames,
 )
 from restore_core.io.camera_raw import RAW_OUTPUT
 from restore_core.io.images import DEFAULT_MAX_PIXELS, READ_ONLY_EXTENSIONS, SUPPORTED_EXTENSIONS, how_to_read, remove_stale_temporaries
@@ -35,7 +35,8 @@ from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task  # preset
 # Modules that import torch are imported where a command runs, not here: building
 # the app (and answering --help) then takes a fraction of a second.
 if TYPE_CHECKING:
-    from restore_core.engine.runner import ImageResult
+    from restore_core.checkpoint import ModelDescriptor
+    from restore_core.engine.runner import ImageResult, RunOptions
 
 
 BF16_HINT_MIN_IMAGES = 10  # batches this large on a bf16-capable CPU get a hint about --precision bf16
@@ -155,31 +156,74 @@ class RestoreRequest:
     frames: Optional[str] = None  # videos: write each one's frames as numbered images of this format into a folder
 
 
+@dataclass(frozen=True)
+class CheckedOptions:
+    """What :func:`_check_options` makes of a request's options: formats with their dot,
+    times in seconds, the shard as numbers, and the output file where OUT names one."""
+
+    ext: Optional[str]  # images' or videos' output format, e.g. ".png"
+    output_file: Optional[Path]  # OUT itself, when IN is one image (video) and OUT names a file
+    shard: Optional[tuple[int, int]]
+    video_start: float
+    video_duration: Optional[float]
+    video_frames: Optional[str]  # the image format of a video's frames (--frames), e.g. ".png"
+
+
 def run_restore(request: RestoreRequest) -> None:
-    """Shared body of every restoration command: plan, check, load, stream, report.
+    """Shared body of every restoration command: check the options, plan the outputs,
+    load the model, stream the images through it, report.
 
     ``model_settings`` are task options applied to the loaded model (e.g. the
     Golf Optimizer's ``iterations``); a model without that setting is a usage error.
     """
-    from restore_core.checkpoint import CheckpointError
-    from restore_core.device import cpu_has_bf16_units, pick_device, set_cpu_threads
-    from restore_core.engine.memory import MIN_AUTO_TILE
-    from restore_core.engine.routing import build_restorer
-    from restore_core.engine.runner import ImageResult, RunOptions, finish_interrupted, planned_results
+    from restore_core.device import set_cpu_threads
+    from restore_core.engine.runner import RunOptions
     from restore_core.engine.temporal import TemporalConfig
-    from restore_core.engine.video import restore_jobs
 
-    ext = request.ext
-    if request.overwrite and request.skip_existing:
-        fail("--overwrite and --skip-existing contradict each other", code=2)
-    if ext is not None:
-        ext = ext if ext.startswith(".") else "." + ext
-        if ext.lower() not in SUPPORTED_EXTENSIONS + WRITABLE_VIDEO_EXTENSIONS:
-            fail(f"--ext {ext}: unsupported; use one of {', '.join(SUPPORTED_EXTENSIONS)} (images) or {', '.join(WRITABLE_VIDEO_EXTENSIONS)} (videos)", code=2)
+    checked = _check_options(request)
     try:
         set_cpu_threads(request.threads)
     except ValueError as exc:
         fail(str(exc), code=2)
+    jobs, plan, results = _plan_outputs(request, checked)
+    for result in results:
+        _emit(result, request.as_json)
+    runnable = plan.runnable
+    descriptor, restorer = _load_restorer(request, runnable)
+    if request.dry_run:
+        _report_dry_run(request, runnable, results, descriptor.name if descriptor else None)
+        return
+    # A run killed without warning (kill -9, a node lost) leaves its temporary files; a
+    # later run for the same outputs clears them (skipped ones too: --overwrite runs leave some).
+    stale = remove_stale_temporaries(job.output for job in runnable + plan.skipped if job.output is not None)
+    if stale and not request.quiet:
+        say(f"note: removed {len(stale)} temporary file(s) that an interrupted run left: {first_few(stale, 2)}")
+    _warn_of_options_without_inputs(request, checked, runnable)
+    options = RunOptions(batch_size=request.batch_size, precision=request.precision, max_pixels=request.max_pixels,
+                         jpeg_quality=request.quality, video_start=checked.video_start, video_duration=checked.video_duration,
+                         temporal=TemporalConfig(radius=request.temporal, strength=request.temporal_strength),
+                         video_frames=checked.video_frames)
+    to_restore = runnable
+    if request.temporal:
+        to_restore = with_neighbour_frames(runnable, jobs, request.temporal)  # image sequences, with the neighbours they need
+    start = time.perf_counter()
+    done = _stream_with_progress(request, restorer, to_restore, options, results, len(runnable))
+    _report_summary(request, done, time.perf_counter() - start, descriptor)
+
+
+def _check_options(request: RestoreRequest) -> CheckedOptions:
+    """Every option on its own and against the others, before any input is looked at:
+    a usage error (exit 2) names the option and what it takes. ``--tile`` under the
+    automatic tiles' minimum is allowed, with a warning."""
+    from restore_core.engine.memory import MIN_AUTO_TILE
+
+    if request.overwrite and request.skip_existing:
+        fail("--overwrite and --skip-existing contradict each other", code=2)
+    ext = request.ext
+    if ext is not None:
+        ext = ext if ext.startswith(".") else "." + ext
+        if ext.lower() not in SUPPORTED_EXTENSIONS + WRITABLE_VIDEO_EXTENSIONS:
+            fail(f"--ext {ext}: unsupported; use one of {', '.join(SUPPORTED_EXTENSIONS)} (images) or {', '.join(WRITABLE_VIDEO_EXTENSIONS)} (videos)", code=2)
     if request.max_pixels < 1:
         fail(f"--max-pixels must be >= 1, got {request.max_pixels}", code=2)
     if any(sep in request.suffix for sep in ("/", "\\", "\0")):
@@ -206,7 +250,6 @@ def run_restore(request: RestoreRequest) -> None:
         fail(f"--temporal must be between 0 (off) and 8 frames on each side, got {request.temporal}", code=2)
     if not 0 < request.temporal_strength <= 100:
         fail(f"--temporal-strength must be more than 0 and at most 100, got {request.temporal_strength:g}", code=2)
-    temporal = TemporalConfig(radius=request.temporal, strength=request.temporal_strength)
     if request.tile < 0 or (request.tile_overlap or 0) < 0 or request.batch_size < 1:
         fail("--tile and --tile-overlap must be >= 0 and --batch-size >= 1", code=2)
     if request.tile and request.tile_overlap is not None and request.tile_overlap >= request.tile:
@@ -232,19 +275,28 @@ def run_restore(request: RestoreRequest) -> None:
         shard = parse_shard(request.shard) if request.shard else None
     except InputError as exc:
         fail(str(exc), code=2)
+    return CheckedOptions(ext, output_file, shard, video_start, video_duration, video_frames)
+
+
+def _plan_outputs(request: RestoreRequest, checked: CheckedOptions) -> tuple[list[Job], BatchPlan, list[ImageResult]]:
+    """The inputs IN names, each one's output, and what is already decided about them
+    (refused, skipped, left out; :func:`planned_results`). Warns once of what is left
+    out; existing outputs without ``--overwrite`` or ``--skip-existing`` are a usage error."""
+    from restore_core.engine.runner import planned_results
+
     unreadable: list[Path] = []
     videos_left_out: list[Path] = []
     try:
         stdin = paths_from_stdin(sys.stdin.buffer.read()) if request.source == "-" else None
-        jobs = collect_inputs(request.source, request.recursive, stdin, request.out_dir,
-                              unreadable, videos_left_out)
+        jobs = collect_inputs(request.source, request.recursive, stdin, request.out_dir, unreadable, videos_left_out)
     except InputError as exc:
         fail(str(exc), code=2)
-    if shard is not None and shard[0] != 0:
-        unreadable = videos_left_out = []  # shard 0 reports them: once for the whole job
+    reports_for_the_job = checked.shard is None or checked.shard[0] == 0  # shard 0 speaks for the whole job
+    if not reports_for_the_job:
+        unreadable = videos_left_out = []
     if unreadable and not request.quiet:
         warn(f"left out {len(unreadable)} file(s) in formats restore cannot read: {describe_unreadable(unreadable)}; {how_to_read(p.suffix.lower() for p in unreadable)}")
-    shot_twice = raw_plus_jpeg_pairs(jobs) if shard is None or shard[0] == 0 else []
+    shot_twice = raw_plus_jpeg_pairs(jobs) if reports_for_the_job else []
     if shot_twice and not request.quiet:
         raw, rendition = shot_twice[0]
         warn(f"{len(shot_twice)} photo(s) are here twice, as camera raw and as the camera's own "
@@ -254,79 +306,93 @@ def run_restore(request: RestoreRequest) -> None:
         pattern = Path(request.source) / ("**/*" if request.recursive else "*")
         warn(f"left out {len(videos_left_out)} video(s) in {request.source}: a folder's videos are restored only when named, "
              f"e.g. '{pattern}{videos_left_out[0].suffix}'")
-    plan = plan_batch(jobs, request.out_dir, request.suffix, ext, request.overwrite, request.skip_existing, shard, output_file,
-                      frames=request.temporal > 0, video_frames=video_frames is not None)
+    plan = plan_batch(jobs, request.out_dir, request.suffix, checked.ext, request.overwrite, request.skip_existing, checked.shard,
+                      checked.output_file, frames=request.temporal > 0, video_frames=checked.video_frames is not None)
     if plan.left_out and not request.quiet:
         warn(f"left out {len(plan.left_out)} input(s) that are this run's outputs of other inputs: "
              f"{first_few((job.source for job in plan.left_out), 3)}")
-    existing, runnable = plan.existing, plan.runnable
-    results = planned_results(plan, unreadable)
-    if existing:
-        fail(f"{len(existing)} output(s) already exist: {first_few(existing, 5)}; pass --overwrite or --skip-existing", code=2)
+    if plan.existing:
+        fail(f"{len(plan.existing)} output(s) already exist: {first_few(plan.existing, 5)}; pass --overwrite or --skip-existing", code=2)
+    return jobs, plan, planned_results(plan, unreadable)
 
-    for result in results:
-        _emit(result, request.as_json)
+
+def _load_restorer(request: RestoreRequest, runnable: list[Job]) -> tuple[Optional[ModelDescriptor], Any]:
+    """The model (None when nothing is left to restore) with the task's settings applied,
+    and what restores with it (a Restorer, or a RoutedRestorer for ``restore auto``).
+    A model that cannot be loaded, or a setting it does not take, is a usage error."""
+    from restore_core.checkpoint import CheckpointError
+    from restore_core.device import cpu_has_bf16_units, pick_device
+    from restore_core.engine.routing import build_restorer
+
     try:
         torch_device = pick_device(request.device)
         descriptor = load_for_task(request.model, request.task, str(torch_device)) if runnable else None
-        if descriptor is not None:
-            for name, value in request.model_settings.items():
-                caution = descriptor.apply_setting(name, value) if value is not None else None
-                if caution and not request.quiet:
-                    warn(caution)
-        restorer = None if descriptor is None else build_restorer(
+        if descriptor is None:
+            return None, None
+        for name, value in request.model_settings.items():
+            caution = descriptor.apply_setting(name, value) if value is not None else None
+            if caution and not request.quiet:
+                warn(caution)
+        restorer = build_restorer(
             descriptor, torch_device, request.task, request.precision, request.tile, request.tile_overlap, request.self_ensemble,
             request.ensemble_views, request.compile_model, request.strength, request.route)
     except (CheckpointError, ValueError) as exc:
         fail(str(exc), code=2)
-    if descriptor is not None and descriptor.task not in (request.task, "any", "all") and not request.quiet:
+    if request.quiet:
+        return descriptor, restorer
+    if descriptor.task not in (request.task, "any", "all"):
         warn(f"model {descriptor.name} was trained for {descriptor.task}, not {request.task}")
-    model = descriptor.model if descriptor is not None else None
-    if (model is not None and getattr(model, "takes_noise_level", False) and model.estimates_sigma and model.second_look
-            and not model.needs_first_pass and not request.quiet):
+    model = descriptor.model
+    if getattr(model, "takes_noise_level", False) and model.estimates_sigma and model.second_look and not model.needs_first_pass:
         say(f"note: {descriptor.name} has no noise calibration, so --sigma auto reads each level from the image alone "
             f"('restore train --calibrate {descriptor.path or descriptor.name} --clean PHOTOS/' adds the second look)")
-    if (restorer is not None and restorer.device.type == "cpu" and request.precision == "auto" and not request.quiet
-            and len(runnable) >= BF16_HINT_MIN_IMAGES and cpu_has_bf16_units()):
+    if (restorer.device.type == "cpu" and request.precision == "auto" and len(runnable) >= BF16_HINT_MIN_IMAGES
+            and cpu_has_bf16_units()):
         say("hint: this CPU has bf16 units (AMX/AVX512-BF16): --precision bf16 restores 1.2-3.6x faster, "
             "within 0.015 dB PSNR on the shipped models (--precision fp32 keeps this default and hides this line)")
-    if request.dry_run:
-        _report_dry_run(request, runnable, results, descriptor.name if descriptor else None)
-        return
-    # A run killed without warning (kill -9, a node lost) leaves its temporary files; a
-    # later run for the same outputs clears them (skipped ones too: --overwrite runs leave some).
-    stale = remove_stale_temporaries(job.output for job in runnable + plan.skipped if job.output is not None)
-    if stale and not request.quiet:
-        say(f"note: removed {len(stale)} temporary file(s) that an interrupted run left: {first_few(stale, 2)}")
+    return descriptor, restorer
 
-    # SIGTERM (a batch scheduler's stop) ends the run like Ctrl-C: the image being
-    # restored is abandoned, writes under way finish (atomic renames: no partial file)
-    # and are reported; a signal during a report waits for its end (_Interrupts).
-    interrupts = _Interrupts()
-    signal.signal(signal.SIGTERM, interrupts.handle)
-    # SIGINT explicitly too: a process started in the background by a non-interactive
-    # shell inherits SIGINT ignored, and `kill -INT` must still stop it cleanly.
-    signal.signal(signal.SIGINT, interrupts.handle)
-    options = RunOptions(batch_size=request.batch_size, precision=request.precision, max_pixels=request.max_pixels, jpeg_quality=request.quality,
-                         video_start=video_start, video_duration=video_duration, temporal=temporal, video_frames=video_frames)
-    if (request.start or request.duration or video_frames) and not request.quiet and not any(is_video_name(job.source) for job in runnable):
-        warn(f"{'--frames applies' if video_frames else '--start and --duration apply'} to videos; there is none among the inputs")
-    if ext is not None and runnable and not request.quiet:  # a video format changes videos alone, an image format images alone
-        for_videos = ext.lower() in WRITABLE_VIDEO_EXTENSIONS
+
+def _warn_of_options_without_inputs(request: RestoreRequest, checked: CheckedOptions, runnable: list[Job]) -> None:
+    """Options that apply to videos (or images) alone, given none: said, not refused.
+    ``--temporal`` over image sequences says how it orders their frames."""
+    if request.quiet:
+        return
+    videos = sum(is_video_name(job.source) for job in runnable)
+    if (request.start or request.duration or checked.video_frames) and not videos:
+        warn(f"{'--frames applies' if checked.video_frames else '--start and --duration apply'} to videos; there is none among the inputs")
+    if checked.ext is not None and runnable:  # a video format changes videos alone, an image format images alone
+        for_videos = checked.ext.lower() in WRITABLE_VIDEO_EXTENSIONS
         if not any(is_video_name(job.source) == for_videos for job in runnable):
-            warn(f"--ext {ext} applies to {'videos' if for_videos else 'images'}; there is none among the inputs, "
+            warn(f"--ext {checked.ext} applies to {'videos' if for_videos else 'images'}; there is none among the inputs, "
                  "which keep their own format")
-    to_restore = runnable
     if request.temporal:
-        to_restore = with_neighbour_frames(runnable, jobs, request.temporal)  # image sequences, with the neighbours they need
-        images = sum(not is_video_name(job.source) for job in runnable)
-        if not request.quiet and images > 1:
+        images = len(runnable) - videos
+        if images > 1:
             say(f"--temporal {request.temporal}: the images of each folder are smoothed as the frames of one sequence, "
                 "in name order (frame_9 before frame_10)")
-        elif not request.quiet and runnable and images == len(runnable):
+        elif runnable and images == len(runnable):
             warn("--temporal smooths the frames of videos and image sequences; there is none among the inputs")
-    start = time.perf_counter()
-    done: list[ImageResult] = list(results)
+
+
+def _stream_with_progress(request: RestoreRequest, restorer: Any, to_restore: list[Job], options: RunOptions,
+                          planned: list[ImageResult], runnable_count: int) -> list[ImageResult]:
+    """Restore ``to_restore`` and report each result as it comes (a path or a JSON line
+    on stdout, an error on stderr) under a progress bar; returns every result, the
+    ``planned`` ones first. Ctrl-C and SIGTERM end the run like a closed stdout: the
+    image being restored is abandoned, writes under way finish (atomic renames: no
+    partial file) and are reported, then the command exits 130 (141)."""
+    from restore_core.engine.runner import finish_interrupted
+    from restore_core.engine.video import restore_jobs
+
+    # A signal during a report waits for its end (_Interrupts). SIGINT explicitly too: a
+    # process started in the background by a non-interactive shell inherits SIGINT
+    # ignored, and `kill -INT` must still stop it cleanly.
+    interrupts = _Interrupts()
+    signal.signal(signal.SIGTERM, interrupts.handle)
+    signal.signal(signal.SIGINT, interrupts.handle)
+    inputs = runnable_count + len(planned)
+    done: list[ImageResult] = list(planned)
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -338,7 +404,7 @@ def run_restore(request: RestoreRequest) -> None:
         transient=True,
         disable=request.quiet or not err_console.is_terminal,
     ) as bar:
-        progress = bar.add_task(request.task, total=len(runnable))
+        progress = bar.add_task(request.task, total=runnable_count)
         frame_bars: dict[Path, Any] = {}  # a video's own line: its frames
         progress_lines = VideoProgressLines() if not (request.quiet or err_console.is_terminal) else None
 
@@ -372,8 +438,8 @@ def run_restore(request: RestoreRequest) -> None:
                 report(result)
             ok = sum(r.status == "ok" for r in done)
             videos = " (a video stopped part-way keeps the frames it restored and continues from them)" if any(
-                is_video_name(job.source) for job in runnable) else ""
-            say(f"interrupted: {ok} of {len(runnable) + len(results)} input(s) written; re-run with --skip-existing to finish{videos}")
+                is_video_name(job.source) for job in to_restore) else ""
+            say(f"interrupted: {ok} of {inputs} input(s) written; re-run with --skip-existing to finish{videos}")
             raise typer.Exit(130)
         except OutputClosed:
             # Stopped as an interrupt stops the engine: writes under way finish (atomic: no
@@ -381,12 +447,17 @@ def run_restore(request: RestoreRequest) -> None:
             done.extend(finish_interrupted(stream))
             ok = sum(r.status == "ok" for r in done)
             try:
-                say(f"stopped: stdout was closed by its reader; {ok} of {len(runnable) + len(results)} input(s) written; "
+                say(f"stopped: stdout was closed by its reader; {ok} of {inputs} input(s) written; "
                     "re-run with --skip-existing to finish")
             except (OutputClosed, OSError):  # stderr went with it (2>&1 | head)
                 pass
             raise typer.Exit(OUTPUT_CLOSED_STATUS)
-    elapsed = time.perf_counter() - start
+    return done
+
+
+def _report_summary(request: RestoreRequest, done: list[ImageResult], elapsed: float, descriptor: Optional[ModelDescriptor]) -> None:
+    """The run's last lines on stderr (a batch stopped early, notes once per kind, the
+    counts and the model) and its exit status: 1 when any image failed."""
     ok = sum(r.status == "ok" for r in done)
     failed = sum(r.status == "error" for r in done)
     skipped = sum(r.status == "skipped" for r in done)
@@ -398,7 +469,6 @@ def run_restore(request: RestoreRequest) -> None:
     if not request.quiet:
         for note, count in Counter(r.note for r in done if r.note is not None).items():
             warn(f"{count} input(s): {note}")  # once per kind; each input's own line has it with --json
-    if not request.quiet:
         model_note = f" with {descriptor.name}" if descriptor else ""
         routed = Counter(r.model for r in done if r.model is not None)
         if routed:
