@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
@@ -68,7 +68,6 @@ def train(
 
         restore train --calibrate runs/denoise/best.safetensors --clean ../shared/data/Train400
     """
-    from restore_core.training.pool import POOL_MODES
     from restore_core.training.sources import describe, prepare_data
     from restore_core.training.trainer import Trainer, TrainingError, TrainingInterrupted
 
@@ -78,71 +77,15 @@ def train(
     if recipe is None:
         fail("give --recipe (what to train), or --calibrate CHECKPOINT", code=2)
 
+    options = RecipeOptions(settings=settings, data=data, clean=clean, val=val, exclude_like=exclude_like,
+                            builtin_photographs=builtin_photographs, holdout_every=holdout_every, steps=steps,
+                            batch_size=batch_size, patch_size=patch_size, lr=lr, init=init, perceptual_weights=perceptual_weights)
     try:
-        named = load_recipe(recipe)
-        # --resume continues the run as recorded: its recipe.json (data included) is the base.
-        recorded = load_recorded_recipe(out, type(named)) if resume else None
-        if recorded is not None and recorded.name != named.name:
-            raise ConfigError(f"{out} was trained with recipe {recorded.name!r}, not {named.name!r}")
-        chosen = recorded or named
-        pairs = []
-        for item in settings:
-            if "=" not in item:
-                raise ConfigError(f"--set expects key=value, got {item!r}")
-            key, value = item.split("=", 1)
-            pairs.append((key.strip(), value.strip()))
-        chosen = override_many(chosen, pairs)
-        changes = {k: v for k, v in {"batch_size": batch_size, "patch_size": patch_size, "lr": lr,
-                                     "init": str(init) if init else None,
-                                     "perceptual_weights": str(perceptual_weights) if perceptual_weights else None}.items() if v is not None}
-        if isinstance(chosen, ADMSRecipe) and ("perceptual_weights" in changes or val):
-            raise ConfigError("recipe adms trains from clean folders (--clean, --builtin-photographs) with synthetic degradations; "
-                              "--val and --perceptual-weights do not apply")
-        chosen = replace(chosen, **changes)
-        if isinstance(chosen, ADMSRecipe) and (data or holdout_every) and chosen.init is None:
-            raise ConfigError("recipe adms: --data pairs (and --holdout-every) feed only a classifier retrained on an existing "
-                              "model: give --init ADMS_MODEL and --set classifier_transplant_fraction=F")
-        if steps is not None:
-            chosen = chosen.with_steps(steps)
-        data_changes: dict = {}
-        if data:
-            data_changes["paired"] = tuple(str(p) for p in data)
-        if clean:
-            data_changes["clean"] = tuple(str(p) for p in clean)
-        if val:
-            data_changes["validation"] = tuple(str(p) for p in val)
-        if exclude_like:
-            data_changes["exclude_near_duplicates_of"] = tuple(str(p) for p in exclude_like)
-        if builtin_photographs is not None:
-            data_changes["builtin_photographs"] = builtin_photographs
-        if holdout_every is not None:
-            data_changes["holdout_every"] = holdout_every
-        chosen = replace(chosen, data=replace(chosen.data, **data_changes))
-        if isinstance(chosen, ADMSRecipe):
-            from restore_core.training.adms import classifier_config
-
-            classifier_config(chosen)  # the recipe keeps these settings as a plain dict: a typo stops here
+        chosen, recorded = _assemble_recipe(recipe, out, resume, options)
         if print_recipe:
             print(json.dumps(config_to_dict(chosen), indent=2))
             return
-        if recorded is not None and (altered := changed_fields(recorded, chosen)):
-            if isinstance(chosen, Recipe) and chosen.lengthens(recorded):
-                say(f"--resume --steps {chosen.steps}: lengthening {out} from {recorded.steps} steps (the schedule of its steps is unchanged)")
-            else:
-                why = ("; --steps can lengthen a run only when its learning rate stays the same at every recorded step "
-                       "(milestones are fractions of steps: --set 'milestones=[]' keeps the rate constant)"
-                       if all(item.startswith(("steps:", "stages:")) for item in altered) else "")
-                raise ConfigError(f"--resume continues {out} as recorded in its recipe.json, and these options would change it: "
-                                  f"{'; '.join(altered)}{why}. To train on with other settings, start a new run with --init {out / 'last.safetensors'}")
-        for folder in chosen.data.paired + chosen.data.clean + chosen.data.validation + chosen.data.exclude_near_duplicates_of:
-            if not Path(folder).is_dir():
-                raise ConfigError(not_a_folder(Path(folder)))
-        if pool not in POOL_MODES:
-            raise ConfigError(f"--pool {pool!r}: expected one of {', '.join(POOL_MODES)}")
-        if workers > (os.cpu_count() or 1):
-            raise ConfigError(f"--workers {workers}: more batch-drawing processes than this machine's {os.cpu_count()} CPUs")
-        if not (chosen.data.paired or chosen.data.clean or chosen.data.builtin_photographs):
-            raise ConfigError("no training data: give --data, --clean or --builtin-photographs")
+        _check_trainable(chosen, recorded, out, pool, workers)
     except ConfigError as exc:
         fail(str(exc), code=2)
     try:
@@ -263,6 +206,96 @@ def train(
         log(final_validation_line(metrics, trainer.best, trainer.best_step, out / "best.safetensors"))
 
 
+@dataclass(frozen=True)
+class RecipeOptions:
+    """The options of ``restore train`` that change the recipe it trains (None or empty:
+    the recipe's own value)."""
+
+    settings: list[str]  # --set KEY=VALUE, any field
+    data: list[Path]
+    clean: list[Path]
+    val: list[Path]
+    exclude_like: list[Path]
+    builtin_photographs: Optional[bool]
+    holdout_every: Optional[int]
+    steps: Optional[int]
+    batch_size: Optional[int]
+    patch_size: Optional[int]
+    lr: Optional[float]
+    init: Optional[Path]
+    perceptual_weights: Optional[Path]
+
+
+def _assemble_recipe(name: str, out: Path, resume: bool, options: RecipeOptions) -> tuple[Recipe | ADMSRecipe, Recipe | ADMSRecipe | None]:
+    """The recipe to train and, with ``resume``, the one ``out`` recorded: the named (or
+    recorded) recipe with ``--set`` applied, then the dedicated options. Raises
+    ConfigError for a setting the recipe lacks or options that do not go together."""
+    named = load_recipe(name)
+    # --resume continues the run as recorded: its recipe.json (data included) is the base.
+    recorded = load_recorded_recipe(out, type(named)) if resume else None
+    if recorded is not None and recorded.name != named.name:
+        raise ConfigError(f"{out} was trained with recipe {recorded.name!r}, not {named.name!r}")
+    chosen = recorded or named
+    pairs = []
+    for item in options.settings:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        pairs.append((key.strip(), value.strip()))
+    chosen = override_many(chosen, pairs)
+    changes = {k: v for k, v in {"batch_size": options.batch_size, "patch_size": options.patch_size, "lr": options.lr,
+                                 "init": str(options.init) if options.init else None,
+                                 "perceptual_weights": str(options.perceptual_weights) if options.perceptual_weights else None}.items()
+               if v is not None}
+    if isinstance(chosen, ADMSRecipe) and ("perceptual_weights" in changes or options.val):
+        raise ConfigError("recipe adms trains from clean folders (--clean, --builtin-photographs) with synthetic degradations; "
+                          "--val and --perceptual-weights do not apply")
+    chosen = replace(chosen, **changes)
+    if isinstance(chosen, ADMSRecipe) and (options.data or options.holdout_every) and chosen.init is None:
+        raise ConfigError("recipe adms: --data pairs (and --holdout-every) feed only a classifier retrained on an existing "
+                          "model: give --init ADMS_MODEL and --set classifier_transplant_fraction=F")
+    if options.steps is not None:
+        chosen = chosen.with_steps(options.steps)
+    folders = {"paired": options.data, "clean": options.clean, "validation": options.val, "exclude_near_duplicates_of": options.exclude_like}
+    data_changes: dict = {field: tuple(str(p) for p in paths) for field, paths in folders.items() if paths}
+    if options.builtin_photographs is not None:
+        data_changes["builtin_photographs"] = options.builtin_photographs
+    if options.holdout_every is not None:
+        data_changes["holdout_every"] = options.holdout_every
+    chosen = replace(chosen, data=replace(chosen.data, **data_changes))
+    if isinstance(chosen, ADMSRecipe):
+        from restore_core.training.adms import classifier_config
+
+        classifier_config(chosen)  # the recipe keeps these settings as a plain dict: a typo stops here
+    return chosen, recorded
+
+
+def _check_trainable(chosen: Recipe | ADMSRecipe, recorded: Recipe | ADMSRecipe | None, out: Path, pool: str, workers: int) -> None:
+    """Raise ConfigError where ``chosen`` cannot be trained as asked: a resumed run whose
+    recorded recipe it would change (beyond lengthening a constant-rate run: said), a
+    data folder that is not one, an unknown ``--pool``, more ``--workers`` than CPUs, no data."""
+    from restore_core.training.pool import POOL_MODES
+
+    if recorded is not None and (altered := changed_fields(recorded, chosen)):
+        if isinstance(chosen, Recipe) and chosen.lengthens(recorded):
+            say(f"--resume --steps {chosen.steps}: lengthening {out} from {recorded.steps} steps (the schedule of its steps is unchanged)")
+        else:
+            why = ("; --steps can lengthen a run only when its learning rate stays the same at every recorded step "
+                   "(milestones are fractions of steps: --set 'milestones=[]' keeps the rate constant)"
+                   if all(item.startswith(("steps:", "stages:")) for item in altered) else "")
+            raise ConfigError(f"--resume continues {out} as recorded in its recipe.json, and these options would change it: "
+                              f"{'; '.join(altered)}{why}. To train on with other settings, start a new run with --init {out / 'last.safetensors'}")
+    for folder in chosen.data.paired + chosen.data.clean + chosen.data.validation + chosen.data.exclude_near_duplicates_of:
+        if not Path(folder).is_dir():
+            raise ConfigError(not_a_folder(Path(folder)))
+    if pool not in POOL_MODES:
+        raise ConfigError(f"--pool {pool!r}: expected one of {', '.join(POOL_MODES)}")
+    if workers > (os.cpu_count() or 1):
+        raise ConfigError(f"--workers {workers}: more batch-drawing processes than this machine's {os.cpu_count()} CPUs")
+    if not (chosen.data.paired or chosen.data.clean or chosen.data.builtin_photographs):
+        raise ConfigError("no training data: give --data, --clean or --builtin-photographs")
+
+
 def final_validation_line(metrics: dict, best: float | None, best_step: int | None, best_path: Path) -> str:
     """The run's last validation, and where its best one is kept, on one line."""
     scores = ", ".join(f"{key} {value:.3f}" for key, value in metrics.items() if key != "step")
@@ -270,6 +303,28 @@ def final_validation_line(metrics: dict, best: float | None, best_step: int | No
     if best is not None and best_step is not None and best_step != metrics.get("step"):
         line += f"; best at step {best_step} (mean PSNR-Y {best:.3f}): {best_path}"
     return line
+
+
+def adms_summary(metrics: dict) -> list[str]:
+    """An ADMS run's measurements in a few lines (all of them are in the checkpoint's
+    metadata): its size over the unified model, the classifier's accuracy and, per
+    degradation, PSNR on fresh synthetic patches of the unified, ADMS and fine-tuned models."""
+    lines = []
+    if "parameter_overhead_percent" in metrics:
+        kept = sum(metrics.get("filters_kept", {}).values())
+        lines.append(f"ADMS: {metrics['parameters_extra']:,} parameters over the unified model's {metrics['parameters_unified']:,} "
+                     f"(+{metrics['parameter_overhead_percent']:g} %) for {kept} of {metrics['filters_total']:,} filters")
+    accuracy = metrics.get("classifier_accuracy_synthetic", {})
+    if accuracy:
+        lines.append("classifier accuracy on fresh synthetic patches: " + ", ".join(f"{d} {a:.2f}" for d, a in accuracy.items()))
+    psnr = {key.split("/", 1)[1]: value for key, value in metrics.items() if key.startswith("synthetic/")}
+    if psnr:
+        def three(scores: dict) -> str:  # a file carried over from an older run may lack some ("-")
+            return " / ".join(f"{scores[key]:.2f}" if key in scores else "-" for key in ("unified_psnr", "adms_psnr", "finetuned_psnr"))
+
+        lines.append("PSNR on fresh synthetic patches, unified / ADMS / fine-tuned: "
+                     + ", ".join(f"{d} {three(scores)}" for d, scores in psnr.items()))
+    return lines
 
 
 def _train_adms(recipe: ADMSRecipe, out: Path, device, resume: bool, quiet: bool, precision: str = "auto", workers: int = 0,
@@ -297,7 +352,8 @@ def _train_adms(recipe: ADMSRecipe, out: Path, device, resume: bool, quiet: bool
         log(f"interrupted at step {exc.step} of a stage; checkpoint saved, continue with --resume")
         raise typer.Exit(130)
     print(path)
-    err_console.print(metrics)
+    for line in adms_summary(metrics):
+        log(line)
 
 
 def _calibrate(path: Path, clean: list[Path], builtin_photographs: bool, device: str, threads: Optional[int]) -> None:

@@ -372,6 +372,9 @@ def test_adms_recipe_trains_every_stage_and_restore_auto_uses_it(tmp_path: Path)
     with_workers = _restore(*[str(tmp_path / "run-workers") if a == str(run) else a for a in common if a != "-q"], "--workers", "2", cwd=tmp_path)
     assert with_workers.returncode == 0, with_workers.stderr
     assert with_workers.stderr.count("batches drawn ahead by 2 worker processes") == 1 + len(DEGRADATIONS)
+    # The run ends with its measurements in words, not a printed dict.
+    assert "classifier accuracy on fresh synthetic patches: " in with_workers.stderr
+    assert "unified / ADMS / fine-tuned: " in with_workers.stderr and "{" not in with_workers.stderr
     for stage in ["unified", *(f"finetune-{d}" for d in DEGRADATIONS)]:
         plain, workers = (load_checkpoint(r / stage / "model.safetensors").model.state_dict() for r in (run, tmp_path / "run-workers"))
         assert all(torch.equal(plain[k], workers[k]) for k in plain), stage
