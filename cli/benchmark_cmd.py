@@ -135,7 +135,7 @@ def benchmark(
     from restore_core.device import pick_device, set_cpu_threads
     from restore_core.engine.ensemble import views_for_task
     from restore_core.engine.routing import RoutedRestorer
-    from restore_core.engine.runner import Restorer, RunOptions
+    from restore_core.engine.runner import Restorer
     from restore_core.engine.temporal import TemporalConfig
     from restore_core.evaluation import Protocol, evaluate_samples, evaluate_sequences
     from restore_core.io.images import ImageError, atomic_write_bytes
@@ -176,49 +176,13 @@ def benchmark(
         fail(str(exc), code=2)
 
     if growth:
-        from restore_core.engine.speed import measure_growth, measure_startup
-
-        rows = []
-        for restorer, name in zip(restorers, names):
-            startup = measure_startup(str(restorer.descriptor.path or name), task)
-            for point in measure_growth(restorer, options=RunOptions(precision=precision)):
-                rows.append({"model": restorer.descriptor.name, "series": point.label, "images": point.images, "width": point.width,
-                             "height": point.height, "seconds": point.seconds, "seconds_per_megapixel": point.seconds_per_megapixel,
-                             "startup_seconds": startup})
-        table = Table("model", "series", "images", "size", "seconds", "s per MP")
-        for r in rows:
-            table.add_row(cell(r["model"]), r["series"], str(r["images"]), f"{r['width']}x{r['height']}", f"{r['seconds']:.2f}", f"{r['seconds_per_megapixel']:.3f}")
-        err_console.print(table)
-        for restorer in restorers:
-            startup = next(r["startup_seconds"] for r in rows if r["model"] == restorer.descriptor.name)
-            say(f"start-up of a fresh process ({restorer.descriptor.name}: imports, model load, one 64x64 image): {startup:.2f} s")
-        if as_json:
-            print_json(rows, indent=2)
+        _report_growth(restorers, names, task, precision, as_json)
         return
-
     if speed:
-        from restore_core.engine.speed import measure_speed
-
-        rows = []
         variants = [(r, r.descriptor.name) for r in restorers]
         if compile_model:
             variants += [(Restorer(r.descriptor, torch_device, precision, tile, compile=True), f"{r.descriptor.name}+compile") for r in restorers]
-        for restorer, label in variants:
-            for width, height in speed_sizes:
-                result = measure_speed(restorer, width, height, count, RunOptions(precision=precision))
-                rows.append({"model": label, "device": str(torch_device), "width": width, "height": height,
-                             "images": count, "bare_images_per_s": result.bare_images_per_s,
-                             "end_to_end_images_per_s": result.end_to_end_images_per_s, "ratio": result.ratio,
-                             "ms_per_megapixel": result.ms_per_megapixel})
-            for notice in restorer.notices:
-                warn(f"{label}: {notice}")
-        table = Table("model", "size", "bare img/s", "CLI img/s", "CLI / bare", "ms per MP")
-        for r in rows:
-            table.add_row(cell(r["model"]), f"{r['width']}x{r['height']}", f"{r['bare_images_per_s']:.3f}",
-                          f"{r['end_to_end_images_per_s']:.3f}", f"{r['ratio']:.3f}", f"{r['ms_per_megapixel']:.0f}")
-        err_console.print(table)
-        if as_json:
-            print_json(rows, indent=2)
+        _report_speed(variants, speed_sizes, count, precision, torch_device, as_json)
         return
 
     from restore_core.datasets import DatasetError, embedded_dataset, load_dataset
@@ -282,15 +246,7 @@ def benchmark(
     if as_json:
         print_json({**header, "results": [s.as_dict() for s in summaries]}, indent=2)
     # The files last, each written whole (parent folders made): a bad path costs a line, not the results above.
-    reports = []
-    if csv_path:
-        rows = io.StringIO(newline="")
-        writer = csv.writer(rows)
-        writer.writerow(["model", "image", "psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "seconds"])
-        for s in summaries:
-            for p in s.per_image:
-                writer.writerow([s.label, p.name, f"{p.psnr_y:.4f}", f"{p.ssim_y:.5f}", f"{p.psnr_rgb:.4f}", f"{p.ssim_rgb:.5f}", f"{p.seconds:.3f}"])
-        reports.append((csv_path, rows.getvalue()))
+    reports = [(csv_path, _csv_text(summaries))] if csv_path else []
     if markdown_path:
         reports.append((markdown_path, _markdown(summaries, header)))
     for path, text in reports:
@@ -298,6 +254,67 @@ def benchmark(
             atomic_write_bytes(path, text.encode())
         except OSError as exc:
             fail(f"{path}: cannot write: {os_cause(exc)}", code=1)
+
+
+def _report_growth(restorers: list, names: list[str], task: str, precision: str, as_json: bool) -> None:
+    """``--growth``: each model's wall time against the number of images and against
+    pixels per image (:func:`measure_growth`), and a fresh process's start-up."""
+    from restore_core.engine.runner import RunOptions
+    from restore_core.engine.speed import measure_growth, measure_startup
+
+    rows = []
+    for restorer, name in zip(restorers, names):
+        startup = measure_startup(str(restorer.descriptor.path or name), task)
+        for point in measure_growth(restorer, options=RunOptions(precision=precision)):
+            rows.append({"model": restorer.descriptor.name, "series": point.label, "images": point.images, "width": point.width,
+                         "height": point.height, "seconds": point.seconds, "seconds_per_megapixel": point.seconds_per_megapixel,
+                         "startup_seconds": startup})
+    table = Table("model", "series", "images", "size", "seconds", "s per MP")
+    for r in rows:
+        table.add_row(cell(r["model"]), r["series"], str(r["images"]), f"{r['width']}x{r['height']}", f"{r['seconds']:.2f}", f"{r['seconds_per_megapixel']:.3f}")
+    err_console.print(table)
+    for restorer in restorers:
+        startup = next(r["startup_seconds"] for r in rows if r["model"] == restorer.descriptor.name)
+        say(f"start-up of a fresh process ({restorer.descriptor.name}: imports, model load, one 64x64 image): {startup:.2f} s")
+    if as_json:
+        print_json(rows, indent=2)
+
+
+def _report_speed(variants: list, sizes: list[tuple[int, int]], count: int, precision: str, device: torch.device, as_json: bool) -> None:
+    """``--speed``: for each (restorer, label) of ``variants`` and each size, images per
+    second of the bare forward pass and of the whole CLI pipeline, measured in turn in
+    this process (:func:`measure_speed`), and their ratio."""
+    from restore_core.engine.runner import RunOptions
+    from restore_core.engine.speed import measure_speed
+
+    rows = []
+    for restorer, label in variants:
+        for width, height in sizes:
+            result = measure_speed(restorer, width, height, count, RunOptions(precision=precision))
+            rows.append({"model": label, "device": str(device), "width": width, "height": height,
+                         "images": count, "bare_images_per_s": result.bare_images_per_s,
+                         "end_to_end_images_per_s": result.end_to_end_images_per_s, "ratio": result.ratio,
+                         "ms_per_megapixel": result.ms_per_megapixel})
+        for notice in restorer.notices:
+            warn(f"{label}: {notice}")
+    table = Table("model", "size", "bare img/s", "CLI img/s", "CLI / bare", "ms per MP")
+    for r in rows:
+        table.add_row(cell(r["model"]), f"{r['width']}x{r['height']}", f"{r['bare_images_per_s']:.3f}",
+                      f"{r['end_to_end_images_per_s']:.3f}", f"{r['ratio']:.3f}", f"{r['ms_per_megapixel']:.0f}")
+    err_console.print(table)
+    if as_json:
+        print_json(rows, indent=2)
+
+
+def _csv_text(summaries: list[Summary]) -> str:
+    """``--csv``: one row per model and image."""
+    rows = io.StringIO(newline="")
+    writer = csv.writer(rows)
+    writer.writerow(["model", "image", "psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "seconds"])
+    for s in summaries:
+        for p in s.per_image:
+            writer.writerow([s.label, p.name, f"{p.psnr_y:.4f}", f"{p.ssim_y:.5f}", f"{p.psnr_rgb:.4f}", f"{p.ssim_rgb:.5f}", f"{p.seconds:.3f}"])
+    return rows.getvalue()
 
 
 def _relative(path: Path, root: Path) -> str:
