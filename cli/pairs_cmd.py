@@ -10,17 +10,18 @@ from pathlib import Path
 import typer
 
 from cli import completion
-from cli.console import error, fail, os_cause, print_json, say
+from cli.console import error, fail, os_cause, print_json, say, warn
 
 
 def make_pairs_command(
-    source: str = typer.Argument(..., metavar="IN", help="Clean images: a folder (its images, sorted by name), a glob pattern, one file, or '-' for paths on stdin (one a line, or NUL-separated as find -print0 writes them)."),
+    source: str = typer.Argument(..., metavar="IN", help="Clean images: a folder (its images, sorted by name; with --recursive, its sub-folders' too), a glob pattern, one file, or '-' for paths on stdin (one a line, or NUL-separated as find -print0 writes them)."),
     out: Path = typer.Argument(..., metavar="OUT", help="Output folder: OUT/input/NAME.png (degraded) beside OUT/target/NAME.png (the clean image), 8-bit PNGs."),
     degradation: str = typer.Option(..., "--degradation", "-d", autocompletion=completion.degradations,
                                     help=f"Which synthetic degradation: {', '.join(completion.DEGRADATION_NAMES)} (the training recipes' own; mixed: one of the four per image)."),
     settings: list[str] = typer.Option([], "--set", help="A field of the degradation's settings, KEY=VALUE (JSON value), e.g. sigma=25 or 'length=[9,25]'; a single number fixes a range. Repeatable."),
     seed: int = typer.Option(0, "--seed", help="Image i of the sorted inputs is degraded with numpy.random.default_rng([SEED, i])."),
     grey: bool = typer.Option(False, "--grey", help="Convert colour images to grey (BT.601 luma) first; grey images are always degraded and written grey."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders of IN. The pairs are written side by side (OUT/input/NAME.png): an image named like one before it in another sub-folder is refused."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing pairs."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per image on stdout."),
 ) -> None:
@@ -36,10 +37,13 @@ def make_pairs_command(
         restore make-pairs photos/ sets/blur -d motion-blur --set 'length=[9,25]' --set noise_sigma=0.0039 --seed 7
 
         restore make-pairs scans/ sets/grey15 -d noise --set sigma=15 --grey
+
+        restore make-pairs photos/ sets/haze -d haze --recursive
     """
     from restore_core.configs import ConfigError
     from restore_core.degradations.pairs import PairRecipe, PairSetError, make_pairs
-    from restore_core.engine.inputs import InputError, collect_inputs, paths_from_stdin
+    from restore_core.engine.inputs import InputError, collect_inputs, describe_unreadable, paths_from_stdin
+    from restore_core.io.images import how_to_read
 
     options = {}
     for item in settings:
@@ -52,9 +56,17 @@ def make_pairs_command(
             options[key] = value
     try:
         recipe = PairRecipe.from_options(degradation, options, seed, grey)
-        jobs = collect_inputs(source, stdin_lines=paths_from_stdin(sys.stdin.buffer.read()) if source == "-" else None, out_dir=out)
+        unreadable: list[Path] = []
+        videos: list[Path] = []
+        jobs = collect_inputs(source, recursive, paths_from_stdin(sys.stdin.buffer.read()) if source == "-" else None, out,
+                              unreadable, videos)
     except (ConfigError, InputError) as exc:
         fail(str(exc), code=2)
+    if unreadable:
+        warn(f"left out {len(unreadable)} file(s) in formats restore cannot read: {describe_unreadable(unreadable)}; "
+             f"{how_to_read(p.suffix.lower() for p in unreadable)}")
+    if videos:
+        warn(f"left out {len(videos)} video(s) in {source}: pairs are made from still images")
 
     made = failed = skipped = 0
     try:

@@ -104,6 +104,34 @@ def test_bad_images_and_name_clashes_are_reported_and_the_set_goes_on(clean: Pat
     assert not (out / "input" / "broken.png").exists()
 
 
+def test_sub_folders_with_recursive_and_videos_or_unreadable_files_said_not_mistaken(clean: Path, tmp_path: Path):
+    """--recursive takes the images of sub-folders (pairs side by side: a second image of one
+    name is refused); a folder's videos and unreadable files are named in a warning, and a
+    video given by name is refused as a video, not as a corrupt image."""
+    (clean / "2024").mkdir()
+    cv2.imwrite(str(clean / "2024" / "rocket.png"), cv2.cvtColor(data.rocket()[::4, ::4], cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(clean / "2024" / "camera.png"), data.camera()[::8, ::8])  # named like camera.png above it
+    (clean / "clip.mp4").write_bytes(b"\0\0\0\x18ftypmp42")
+    (clean / "anim.gif").write_bytes(b"GIF89a")
+    flat = restore("make-pairs", str(clean), str(tmp_path / "flat"), "-d", "noise")
+    assert flat.returncode == 0, flat.stderr
+    assert sorted(p.name for p in (tmp_path / "flat" / "input").iterdir()) == ["astronaut.png", "camera.png", "coffee.png"]
+    assert "left out 1 file(s) in formats restore cannot read: 1 .gif" in flat.stderr
+    assert "left out 1 video(s)" in flat.stderr
+
+    deep = restore("make-pairs", str(clean), str(tmp_path / "deep"), "-d", "noise", "--recursive", "--json")
+    assert deep.returncode == 1
+    rows = {str(Path(r["input"]).relative_to(clean)): r for r in map(json.loads, deep.stdout.splitlines())}
+    assert rows["2024/rocket.png"]["status"] == "ok" and (tmp_path / "deep" / "target" / "rocket.png").is_file()
+    # sorted by path, 2024/camera.png comes first: its pair is made, the other camera.png's refused
+    assert rows["camera.png"]["status"] == "error" and str(clean / "2024" / "camera.png") in rows["camera.png"]["error"]
+    assert np.array_equal(pixels(tmp_path / "deep" / "target" / "camera.png"), data.camera()[::8, ::8])
+
+    video = restore("make-pairs", str(clean / "clip.mp4"), str(tmp_path / "video"), "-d", "noise")
+    assert video.returncode == 1 and "clip.mp4: a video; pairs are made from still images" in video.stderr
+    assert "cannot decode" not in video.stderr and not list((tmp_path / "video").rglob("*.png"))
+
+
 def test_camera_noise_takes_odd_sizes_and_an_image_a_degradation_refuses_is_one_error(clean: Path, tmp_path: Path, monkeypatch):
     """`make-pairs -d noise --set kinds=["camera"]` on a photo with an odd side ended the
     whole set in a traceback ("camera noise needs even sizes"); now it is made. Any image a

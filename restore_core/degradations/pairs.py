@@ -23,6 +23,7 @@ import numpy as np
 from restore_core.configs import config_to_dict
 from restore_core.degradations.table import DEGRADATIONS, as_grey_camera, degradation_config
 from restore_core.io.images import ImageError, atomic_write_bytes, read_image
+from restore_core.io.video import is_video_name
 
 RECORD_NAME = "degradation.json"
 
@@ -100,8 +101,9 @@ def make_pairs(images: Sequence[Path], out_dir: Path, recipe: PairRecipe, overwr
     it already holds another recipe or list, :class:`PairSetError` is raised before any
     image unless ``overwrite``; where it holds the same, pairs already complete are
     skipped (``skipped``): they are what this run would write, so an interrupted run is
-    finished by running it again. An image that cannot be read, or whose pair would take
-    an earlier one's name (``a.jpg`` after ``a.png``), is reported (``error``) and the set
+    finished by running it again. An image that cannot be read (a video among them), or
+    whose pair would take an earlier one's name (``a.jpg`` after ``a.png``, or
+    ``2024/a.png`` after ``2023/a.png``), is reported (``error``) and the set
     goes on; nothing half-written is left (each file is written under a temporary name,
     and a pair whose second file fails loses its first)."""
     out_dir = Path(out_dir)
@@ -124,6 +126,10 @@ def make_pairs(images: Sequence[Path], out_dir: Path, recipe: PairRecipe, overwr
         taken[degraded_path] = Path(source)
         if same_set and not overwrite and degraded_path.exists() and target_path.exists():
             yield MadePair(source, degraded_path, target_path, skipped=True)
+            continue
+        if is_video_name(Path(source)):
+            yield MadePair(source, degraded_path, target_path, error=f"{source}: a video; pairs are made from still images "
+                           f"(write its frames as images first, e.g. ffmpeg -i {Path(source).name} frames/%06d.png)")
             continue
         try:
             image = read_image(source)
