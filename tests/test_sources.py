@@ -135,6 +135,36 @@ def test_clean_folders_say_what_they_hold_that_restore_cannot_read(tmp_path):
         prepare_data(replace(RECIPES["taylor-derain"], patch_size=32, data=DataConfig(clean=(str(tmp_path / "layers"),))))
 
 
+def test_a_clean_folder_that_gives_no_image_is_refused_with_what_to_give_instead(tmp_path):
+    """A --clean folder beside others that gives nothing was skipped silently; a paired
+    folder's degraded half must not become clean images, and sub-folders are not searched."""
+    from dataclasses import replace
+
+    from conftest import write_random_pngs
+    from restore_core.training.errors import TrainingError
+    from restore_core.training.recipes import RECIPES, DataConfig
+    from restore_core.training.sources import prepare_data
+
+    write_random_pngs(tmp_path / "photos", 2, 40, 40, seed=0)
+    write_random_pngs(tmp_path / "tree" / "2023", 1, 40, 40, seed=1)
+    write_random_pngs(tmp_path / "tree" / "2024" / "june", 1, 40, 40, seed=2)
+    write_random_pngs(tmp_path / "set" / "input", 2, 40, 40, seed=3)
+    write_random_pngs(tmp_path / "set" / "target", 2, 40, 40, seed=3)
+    (tmp_path / "empty").mkdir()
+
+    def with_clean(*folders: str):
+        return prepare_data(replace(RECIPES["taylor-derain"], patch_size=32, data=DataConfig(clean=tuple(str(tmp_path / f) for f in folders))))
+
+    assert with_clean("photos").summary["clean"] == {str(tmp_path / "photos"): 2}
+    with pytest.raises(TrainingError, match=r"tree: no images in it, only in its sub-folders \(2023/, 2024/june/\); give each as --clean"):
+        with_clean("photos", "tree")
+    with pytest.raises(TrainingError, match=r"set: a paired folder \(input/ beside target/\), not clean images: give it as --data, "
+                                            r"or its clean half as --clean .*set/target"):
+        with_clean("set", "photos")
+    with pytest.raises(TrainingError, match=r"empty: no images in it \(\.png, \.jpg"):
+        with_clean("photos", "empty")
+
+
 def test_pairs_smaller_than_the_patch_are_left_out_and_clean_images_enlarged_both_named(tmp_path):
     """Enlarging a pair resizes its degradation too (noise grains, streak widths): such a
     pair used to be enlarged silently; now it is left out and named, and a clean image,
@@ -236,7 +266,7 @@ def test_when_no_training_image_is_left_the_error_says_what_took_them(tmp_path):
         (DataConfig(paired=(folder,), holdout_every=1), r"no training images left: 3 pairs held out for validation \(--holdout-every 1\)$"),
         (DataConfig(paired=(folder,), validation=(folder,)),
          r"no training images left: 3 left out as near-duplicates of validation or --exclude-like images \(.*00\.png, .*01\.png, and 1 more\)$"),
-        (DataConfig(clean=(str(tmp_path / "empty"),)), r"^no training images in the folders given$"),
+        (DataConfig(clean=(str(tmp_path / "empty"),)), r"empty: no images in it \("),
     ]:
         with pytest.raises(TrainingError, match=message):
             prepare_data(replace(recipe, data=data))

@@ -29,7 +29,7 @@ from restore_core.degradations.table import make_degradation
 from restore_core.engine.inputs import describe_unreadable
 from restore_core.engine.memory import available_memory_bytes
 from restore_core.io.folders import list_images, list_training_pairs, list_unreadable_images, reference_border, unpaired_images
-from restore_core.io.images import atomic_write_bytes, how_to_read
+from restore_core.io.images import READABLE_EXTENSIONS, atomic_write_bytes, how_to_read
 from restore_core.training import data as D
 from restore_core.training.distributed import DistInfo, barrier, rank_zeros_choice
 from restore_core.training.errors import TrainingError
@@ -136,11 +136,32 @@ def _list_sources(recipe: Recipe) -> _Listing:
     unreadable = []
     for folder in cfg.clean:
         found = list_unreadable_images(Path(folder))
-        if found and not clean_files[folder]:
-            raise TrainingError(f"{folder}: no images restore can read; it holds {describe_unreadable(found)}: "
-                                f"{how_to_read(p.suffix.lower() for p in found)}")
+        if not clean_files[folder]:
+            raise TrainingError(_why_no_clean_images(Path(folder), found))
         unreadable += found
     return _Listing(splits, clean_files, photos, needed, unreadable, unpaired)
+
+
+def _why_no_clean_images(folder: Path, unreadable: list[Path]) -> str:
+    """Why a ``--clean`` folder gives no image, and what to give instead: one that
+    holds only formats restore cannot read, a paired folder (whose degraded half must
+    not be taken for clean images: sub-folders are never searched), one whose images
+    are in sub-folders, or an empty one. A folder given by mistake is said, not skipped."""
+    if unreadable:
+        return (f"{folder}: no images restore can read; it holds {describe_unreadable(unreadable)}: "
+                f"{how_to_read(p.suffix.lower() for p in unreadable)}")
+    try:
+        pairs = list_training_pairs(folder)
+    except ValueError:
+        pairs = []
+    if pairs:
+        return (f"{folder}: a paired folder ({pairs[0][0].parent.name}/ beside {pairs[0][1].parent.name}/), not clean images: "
+                f"give it as --data, or its clean half as --clean {pairs[0][1].parent}")
+    below = sorted(str(sub.relative_to(folder)) + "/" for sub in folder.rglob("*") if sub.is_dir() and list_images(sub))
+    if below:
+        names = ", ".join(below[:3]) + (", ..." if len(below) > 3 else "")
+        return f"{folder}: no images in it, only in its sub-folders ({names}); give each as --clean (sub-folders are not searched)"
+    return f"{folder}: no images in it ({', '.join(READABLE_EXTENSIONS)})"
 
 
 Progress = Callable[[int, int], None]  # (training images read, of how many)
