@@ -165,6 +165,32 @@ def test_a_clean_folder_that_gives_no_image_is_refused_with_what_to_give_instead
         with_clean("photos", "empty")
 
 
+def test_exclude_like_reads_targets_images_or_sub_folders_and_refuses_a_folder_with_none(tmp_path):
+    """--exclude-like of an empty folder, or of a test set kept in scene sub-folders, kept
+    nothing out of training without a word."""
+    from dataclasses import replace
+
+    from conftest import write_random_pngs
+    from restore_core.training.errors import TrainingError
+    from restore_core.training.recipes import RECIPES, DataConfig
+    from restore_core.training.sources import exclusion_references, prepare_data
+
+    write_random_pngs(tmp_path / "set" / "input", 2, 40, 40, seed=3)
+    targets = write_random_pngs(tmp_path / "set" / "target", 2, 40, 40, seed=4)
+    scenes = write_random_pngs(tmp_path / "test" / "scene1" / "sharp", 2, 40, 40, seed=5)
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    assert exclusion_references(tmp_path / "set") == targets
+    assert exclusion_references(tmp_path / "set" / "target") == targets
+    assert exclusion_references(tmp_path / "test") == scenes
+    with pytest.raises(TrainingError, match=r"empty: --exclude-like found no images in it or below it"):
+        exclusion_references(tmp_path / "empty")
+    # the scene images really are kept out: training on them with the scenes excluded leaves nothing
+    recipe = replace(RECIPES["taylor-derain"], patch_size=32)
+    with pytest.raises(TrainingError, match=r"2 left out as near-duplicates"):
+        prepare_data(replace(recipe, data=DataConfig(clean=(str(tmp_path / "test" / "scene1" / "sharp"),),
+                                                     exclude_near_duplicates_of=(str(tmp_path / "test"),))))
+
+
 def test_pairs_smaller_than_the_patch_are_left_out_and_clean_images_enlarged_both_named(tmp_path):
     """Enlarging a pair resizes its degradation too (noise grains, streak widths): such a
     pair used to be enlarged silently; now it is left out and named, and a clean image,

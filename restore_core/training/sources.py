@@ -122,6 +122,7 @@ class _Listing:
     needed: int  # bytes the training images take as 8-bit RGB
     unreadable: list[Path] = field(default_factory=list)  # files of the clean folders in formats restore cannot read
     unpaired: list[Path] = field(default_factory=list)  # images of the paired folders in no pair (a missing input or target)
+    exclusion_references: list[Path] = field(default_factory=list)  # the --exclude-like images training must not repeat
 
 
 def _list_sources(recipe: Recipe) -> _Listing:
@@ -139,7 +140,23 @@ def _list_sources(recipe: Recipe) -> _Listing:
         if not clean_files[folder]:
             raise TrainingError(_why_no_clean_images(Path(folder), found))
         unreadable += found
-    return _Listing(splits, clean_files, photos, needed, unreadable, unpaired)
+    references = [path for folder in cfg.exclude_near_duplicates_of for path in exclusion_references(Path(folder))]
+    return _Listing(splits, clean_files, photos, needed, unreadable, unpaired, references)
+
+
+def exclusion_references(folder: Path) -> list[Path]:
+    """The images of an ``--exclude-like`` folder that training images are compared with:
+    a paired folder's references (its targets), else the images in it, else every image
+    below it (a test set's scene folders: keeping too much out is the safe side). A folder
+    with none is an error: it would keep nothing out, silently."""
+    try:
+        return [target for _, target in list_training_pairs(folder)]
+    except ValueError:
+        pass
+    found = list_images(folder) or sorted(path for sub in folder.rglob("*") if sub.is_dir() for path in list_images(sub))
+    if not found:
+        raise TrainingError(f"{folder}: --exclude-like found no images in it or below it to keep out of training")
+    return found
 
 
 def _why_no_clean_images(folder: Path, unreadable: list[Path]) -> str:
@@ -307,13 +324,7 @@ def _read_sources(recipe: Recipe, listing: _Listing, store: ImagePool, progress:
     pool's index relies on). Without ``validation_sets`` (ranks that never validate)
     validation images are read for the leakage check alone, not kept."""
     cfg = recipe.data
-    excluded_refs: list[np.ndarray] = []
-    for folder in cfg.exclude_near_duplicates_of:
-        try:
-            targets = [t for _, t in list_training_pairs(Path(folder))]
-        except ValueError:
-            targets = list_images(Path(folder))
-        excluded_refs.extend(read_ahead(targets, _thumbnail_of))
+    excluded_refs: list[np.ndarray] = list(read_ahead(listing.exclusion_references, _thumbnail_of))
 
     def read_validation(name: str, pairs: list[tuple[Path, Path]]) -> list[ValidationSet]:
         """Validation pairs are read once: their clean images join the leakage references,
