@@ -155,6 +155,8 @@ def benchmark(
     except ValueError as exc:
         fail(str(exc), code=2)
     speed_sizes = [_parse_size(size) for size in sizes.split(",")]  # checked before any model loads
+    if task is not None and task not in DEFAULT_MODEL_FOR_TASK:
+        fail(f"--task {task!r}: expected one of {', '.join(DEFAULT_MODEL_FOR_TASK)}", code=2)
     task = task or dataset_task(dataset) or "derain"
     try:
         set_cpu_threads(threads)

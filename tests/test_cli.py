@@ -816,6 +816,10 @@ def test_benchmark_takes_its_task_from_the_dataset(tmp_path, rng, tiny_checkpoin
     told = restore(*common, "--task", "dehaze")
     assert told.returncode == 0, told.stderr
     assert _strict_json(told.stdout)["self_ensemble"] == [0, 4]
+    # A task that is none (a typo, a capital) is named as such, not as a task without a default model.
+    unknown = restore(*common, "--task", "Derain")
+    assert unknown.returncode == 2 and unknown.stderr.strip() == (
+        "error: --task 'Derain': expected one of derain, deblur, denoise, dehaze, auto")
 
 
 def test_train_calibrate_stores_a_noise_calibration_and_keeps_the_weights(tmp_path):
