@@ -159,6 +159,10 @@ def read_metadata(path: os.PathLike | str) -> dict[str, Any]:
             "pickle-based PyTorch files are not loaded (unpickling can run arbitrary code); "
             "use a .safetensors checkpoint",
         )
+    if path.is_dir():
+        inside = sorted(path.glob("*.safetensors"))
+        example = f", e.g. {inside[0]}" if inside else ""
+        raise CheckpointError(path, f"a folder, not a checkpoint file: give a .safetensors file{example}")
     if not path.is_file():
         raise CheckpointError(path, "no such checkpoint file")
     try:

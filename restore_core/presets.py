@@ -241,7 +241,14 @@ def resolve_model(spec: str | None, task: str | None, device: str = "cpu") -> Mo
     path = Path(name)
     if not path.exists() and not path.suffix:
         raise CheckpointError(name, f"unknown model; presets: {', '.join(PRESETS)}, or a path to a .safetensors file")
+    if not path.exists() and path.parent == Path(".") and (shipped := _preset_of_weights(path.name)):
+        raise CheckpointError(name, f"no such checkpoint file here; the shipped weights of that name are the preset: --model {shipped}")
     return load_checkpoint(path, device)
+
+
+def _preset_of_weights(file_name: str) -> str | None:
+    """The preset whose shipped weight file is called ``file_name``, if any."""
+    return next((name for name, preset in PRESETS.items() if preset.weights == file_name), None)
 
 
 def load_for_task(spec: str | None, task: str | None, device: str = "cpu") -> ModelDescriptor:

@@ -191,6 +191,12 @@ def test_load_errors_name_the_cause(tiny_checkpoint):
         restore_core.load("no-such-model")
     with pytest.raises(CheckpointError, match="name a model"):
         restore_core.load()
+    # A folder is said to be one (it was "no such checkpoint file"), with a file in it to give.
+    with pytest.raises(CheckpointError, match=rf"a folder, not a checkpoint file: give a \.safetensors file, e\.g\. {tiny_checkpoint}"):
+        restore_core.load(tiny_checkpoint.parent)
+    # The shipped file's name where no such file is: the preset it belongs to is named.
+    with pytest.raises(CheckpointError, match=r"the shipped weights of that name are the preset: --model taylor-derain"):
+        restore_core.load("taylor-derain.safetensors")
     with pytest.raises(CheckpointError, match="--sigma does not apply"):
         restore_core.load(tiny_checkpoint, sigma=25)
     with pytest.raises(ValueError, match="tile_overlap"):
