@@ -24,8 +24,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from cli import completion
 from cli.console import OUTPUT_CLOSED_STATUS, OutputClosed, emit, err_console, error, fail, first_few, print_json, say, warn
 from restore_core.engine.inputs import (
-    BatchPlan, InputError, Job, collect_inputs, describe_unreadable, names_output_file, parse_shard, paths_from_stdin, plan_batch,
-    raw_plus_jpeg_pairs, with_neighbour_frames,
+    BatchPlan, InputError, Job, collect_inputs, describe_unreadable, names_output_file, output_name_refusal, parse_shard,
+    paths_from_stdin, plan_batch, raw_plus_jpeg_pairs, with_neighbour_frames,
 )
 from restore_core.io.camera_raw import RAW_OUTPUT
 from restore_core.io.images import DEFAULT_MAX_PIXELS, READ_ONLY_EXTENSIONS, SUPPORTED_EXTENSIONS, how_to_read, remove_stale_temporaries
@@ -258,6 +258,9 @@ def _check_options(request: RestoreRequest) -> CheckedOptions:
         warn(f"--tile {request.tile}: tiles under {MIN_AUTO_TILE} pixels see too little around them "
              f"(128-pixel tiles moved the shipped derainer's PSNR by up to 0.15 dB) and run slower; use {MIN_AUTO_TILE} or more")
     output_file = request.out_dir if names_output_file(request.source, request.out_dir) else None
+    refusal = output_name_refusal(request.source, request.out_dir) if video_frames is None else None
+    if refusal is not None:
+        fail(refusal, code=2)
     if output_file is not None and video_frames and is_video_name(request.source):
         fail(f"--frames writes a folder of images, and {request.out_dir} names a video file; give a folder", code=2)
     if (output_file is None and is_video_name(request.source) and is_video_name(request.out_dir) and not request.out_dir.is_dir()

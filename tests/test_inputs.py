@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from restore_core.engine.inputs import InputError, collect_inputs, names_output_file, parse_shard, paths_from_stdin, plan_batch
+from restore_core.engine.inputs import (
+    InputError, collect_inputs, names_output_file, output_name_refusal, parse_shard, paths_from_stdin, plan_batch,
+)
 
 
 def touch(folder: Path, *names: str) -> None:
@@ -91,6 +93,25 @@ def test_a_pattern_in_a_folder_whose_name_has_brackets_finds_its_images(tmp_path
     assert sources(collect_inputs(f"{tmp_path}/Trip [2]/*.jpg")) == ["x.jpg"]
     with pytest.raises(InputError, match="the pattern matches no images"):
         collect_inputs(f"{tmp_path}/Trip [2024]/*.tif")
+
+
+def test_an_output_named_like_a_file_it_cannot_be_is_refused_not_made_a_folder(tmp_path):
+    """`restore derain a.png a.gif` made a folder a.gif/ holding a.png, as did a video name
+    for an image, an image name for a video, and a file name for a folder of inputs."""
+    touch(tmp_path, "in/a.png", "in/b.png", "clip.mp4")
+    (tmp_path / "made.png").mkdir()
+    one, clip, folder = str(tmp_path / "in" / "a.png"), str(tmp_path / "clip.mp4"), str(tmp_path / "in")
+    refusal = lambda spec, name: output_name_refusal(spec, tmp_path / name)  # noqa: E731
+    assert refusal(one, "a.gif") == f"{tmp_path / 'a.gif'}: restore does not write GIF; name it a.png or another image format"
+    assert "names a video, and" in refusal(one, "a.mp4") and "(a.png, ...) or a folder" in refusal(one, "a.mp4")
+    assert "names an image, and" in refusal(clip, "clip.png") and "--frames png" in refusal(clip, "clip.png")
+    for spec in (folder, f"{folder}/*.png", "-"):
+        assert "names a file, but the outputs of" in refusal(spec, "all.png")
+        assert refusal(spec, "made.png") is None  # an existing folder is one
+    # fine: what names_output_file writes, a folder without a media extension, a read-only
+    # video format (refused elsewhere with the format to use), an input that does not exist
+    for spec, name in ((one, "x.jpg"), (clip, "x.mkv"), (one, "out"), (folder, "out.d"), (clip, "x.wmv"), (str(tmp_path / "no.png"), "x.png")):
+        assert refusal(spec, name) is None, (spec, name)
 
 
 def test_out_names_a_file_only_for_one_image_and_an_image_name(tmp_path):

@@ -210,6 +210,33 @@ def names_output_file(spec: str, out: Path) -> bool:
     return out.suffix.lower() in WRITABLE_VIDEO_EXTENSIONS if is_video_name(spec) else is_image_name(out)
 
 
+def output_name_refusal(spec: str, out: Path) -> str | None:
+    """Why ``out`` cannot be the output of ``spec``, where its name says it is a file
+    that :func:`names_output_file` would not write (so it would become a folder of that
+    name): a video or GIF name for one image, an image name for one video, a file name
+    for a folder, glob or stdin of inputs. None where it is fine; an existing folder
+    always is. (Formats restore reads but does not write are refused elsewhere.)"""
+    suffix = out.suffix.lower()
+    media = suffix in READABLE_EXTENSIONS or suffix in UNREADABLE_FORMATS or is_video_name(out)
+    if out.is_dir() or not media or names_output_file(spec, out):
+        return None
+    if not (spec == "-" or Path(spec).exists() or glob.has_magic(spec)):
+        return None  # no such input: said as such when the inputs are collected
+    if spec == "-" or not Path(spec).is_file():
+        given = "paths on stdin" if spec == "-" else spec
+        return f"{out}: names a file, but the outputs of {given} go into a folder: give one (to use a folder of that name, make it first)"
+    if is_video_name(spec):
+        if is_video_name(out):
+            return None  # a read-only video format: refused with the format to use instead
+        return (f"{out}: names an image, and {spec} is a video: name a video file ({', '.join(WRITABLE_VIDEO_EXTENSIONS)}) "
+                "or a folder (--frames png writes its frames as images)")
+    if suffix in UNREADABLE_FORMATS:
+        return f"{out}: restore does not write {UNREADABLE_FORMATS[suffix]}; name it {out.stem}.png or another image format"
+    if is_video_name(out):
+        return f"{out}: names a video, and {spec} is an image: name an image file ({out.stem}.png, ...) or a folder"
+    return None
+
+
 def plan_outputs(jobs: list[Job], out_dir: Path, suffix: str = "", ext: str | None = None, video_frames: bool = False) -> list[Job]:
     """Give every job its output path: ``out_dir/relative-folder/stem+suffix+ext``.
 
