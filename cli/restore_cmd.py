@@ -257,6 +257,10 @@ def _check_options(request: RestoreRequest) -> CheckedOptions:
     if request.tile and request.tile < MIN_AUTO_TILE and not request.quiet:
         warn(f"--tile {request.tile}: tiles under {MIN_AUTO_TILE} pixels see too little around them "
              f"(128-pixel tiles moved the shipped derainer's PSNR by up to 0.15 dB) and run slower; use {MIN_AUTO_TILE} or more")
+    if request.tile and request.tile_overlap and request.tile_overlap > request.tile // 2 and not request.quiet:
+        times = (request.tile / (request.tile - request.tile_overlap)) ** 2
+        warn(f"--tile-overlap {request.tile_overlap} of --tile {request.tile}: each pixel is restored about {times:.0f} times "
+             f"(an overlap of half the tile or less keeps it at 4 or fewer)")
     output_file = request.out_dir if names_output_file(request.source, request.out_dir) else None
     refusal = output_name_refusal(request.source, request.out_dir) if video_frames is None else None
     if refusal is not None:

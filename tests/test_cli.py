@@ -139,6 +139,11 @@ def test_small_tiles_get_a_warning(folder, tmp_path, tiny_checkpoint):
     assert small.returncode == 0 and "--tile 128: tiles under 256 pixels" in small.stderr
     enough = restore("derain", str(folder), str(tmp_path / "out"), "-n", "--tile", "256", "--model", str(tiny_checkpoint))
     assert enough.returncode == 0 and "tiles under" not in enough.stderr
+    # an overlap of nearly the whole tile (a typo) multiplies the work: said, with the factor
+    costly = restore("derain", str(folder), str(tmp_path / "out"), "-n", "--tile", "256", "--tile-overlap", "240", "--model", str(tiny_checkpoint))
+    assert costly.returncode == 0 and "--tile-overlap 240 of --tile 256: each pixel is restored about 256 times" in costly.stderr
+    half = restore("derain", str(folder), str(tmp_path / "out"), "-n", "--tile", "256", "--tile-overlap", "128", "--model", str(tiny_checkpoint))
+    assert half.returncode == 0 and "each pixel" not in half.stderr
 
 
 def test_writing_into_the_input_folder_twice_leaves_earlier_outputs_alone(folder, tiny_checkpoint):
