@@ -216,8 +216,8 @@ def benchmark(
             summaries.append(evaluate_samples(samples, router.restore_array, f"{router.descriptor.name}-routed", protocol, save_images))
     except ImageError as exc:
         fail(str(exc), code=2)
-    except ValueError as exc:  # e.g. images smaller than SSIM's window once --crop-border is taken off
-        fail(f"{exc}" + (f" (after --crop-border {crop_border})" if crop_border else ""), code=2)
+    except ValueError as exc:  # e.g. images smaller than SSIM's window once --crop-border is taken off (said in the message)
+        fail(str(exc), code=2)
     header = {
         "dataset": data.name,
         "root": str(root),

@@ -21,7 +21,7 @@ from restore_core.engine.inputs import frame_sort_key
 from restore_core.engine.temporal import Frame, FrameWindow, TemporalConfig, smooth_in_window
 from restore_core.io.folders import reference_border
 from restore_core.io.images import LoadedImage, read_image, write_image
-from restore_core.metrics import psnr, ssim, to_uint8_range
+from restore_core.metrics import SSIM_MIN_SIZE, psnr, ssim, to_uint8_range
 
 RestoreFn = Callable[[np.ndarray], np.ndarray]
 
@@ -101,6 +101,11 @@ def score(restored: np.ndarray, target: np.ndarray, protocol: Protocol = Protoco
     if grey:
         a, b = a.mean(axis=2), b.mean(axis=2)
     border = protocol.crop_border
+    height, width = a.shape[:2]
+    if min(height, width) - 2 * border < SSIM_MIN_SIZE:  # before any metric: PSNR of nothing is NumPy's warning, not a score
+        kept = f", {max(width - 2 * border, 0)}x{max(height - 2 * border, 0)} once a {border}-pixel border is cropped" if border else ""
+        raise ValueError(f"{name}: {width}x{height} pixels{kept}; SSIM needs at least {SSIM_MIN_SIZE}x{SSIM_MIN_SIZE} "
+                         "(Gaussian window, sigma 1.5)")
     return PairScore(name, psnr(a, b, "y", border), ssim(a, b, "y", border), psnr(a, b, "rgb", border), ssim(a, b, "rgb", border))
 
 
