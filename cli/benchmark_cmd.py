@@ -168,7 +168,8 @@ def benchmark(
         for setting, value in (("iterations", iterations), ("sigma", model_sigma), ("recompose_radius", recompose_radius), ("darken_only", darken_only),
                                ("blend_temperature", blend_temperature)):
             if value is not None:
-                for caution in {descriptor.apply_setting(setting, value) for descriptor in descriptors} - {None}:
+                flag = "--model-sigma" if setting == "sigma" else None  # benchmark's --sigma is the noise it adds
+                for caution in {descriptor.apply_setting(setting, value, flag) for descriptor in descriptors} - {None}:
                     warn(caution)
         views = views_for_task(task, ensemble_views) if self_ensemble or ensemble_views is not None else ()
         # With --speed, --compile adds compiled rows beside the eager ones; otherwise it compiles the models.

@@ -74,15 +74,16 @@ class ModelDescriptor:
     def parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
-    def apply_setting(self, name: str, value: Any) -> str | None:
+    def apply_setting(self, name: str, value: Any, flag: str | None = None) -> str | None:
         """Apply a run-time setting of the model (``--iterations`` of a Golf
         Optimizer, ``--sigma`` of a non-blind denoiser) through its ``set_<name>``
         method; a model without one refuses it with a clear error. Returns a caution
         to pass on to the user, or None: more Golf taps than G was trained to take
         (its steps then drift away from the optimum; measured with the shipped
         golf-deblur, trained over 5 taps, on 4 McMaster_motion images: PSNR Y 22.92 dB
-        at 1 tap, 22.81 at 10, 21.87 at 30, 9.08 at 100 (the input: 21.45), NaN at 1000)."""
-        flag = "--" + name.replace("_", "-")
+        at 1 tap, 22.81 at 10, 21.87 at 30, 9.08 at 100 (the input: 21.45), NaN at 1000).
+        ``flag``: the option that gave the setting, for the messages (default ``--name``)."""
+        flag = flag or "--" + name.replace("_", "-")
         setter = getattr(self.model, f"set_{name}", None)
         if setter is None:
             raise CheckpointError(self.name, f"{flag} does not apply to this model ({self.architecture})")

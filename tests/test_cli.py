@@ -341,7 +341,8 @@ def test_usage_errors_exit_2(tmp_path, tiny_checkpoint):
         assert result.returncode == 2 and "--threads must be between 0" in result.stderr, (command, result.stderr)
     for flags, words in ((("--speed", "--count", "0"), "--count must be >= 1"), (("--speed", "--sizes", "0x0"), "must be >= 1"),
                          (("--limit", "-1"), "--limit must be >= 0"), (("--crop-border", "1000"), "0x0 once a 1000-pixel border is cropped; SSIM needs"),
-                         (("--tile", "-5"), "--tile must be >= 0 (0 = whole images), got -5")):
+                         (("--tile", "-5"), "--tile must be >= 0 (0 = whole images), got -5"),
+                         (("--model-sigma", "25"), "--model-sigma does not apply to this model")):
         result = restore("benchmark", "-m", str(tiny_checkpoint), *flags)
         assert result.returncode == 2 and words in result.stderr and "Traceback" not in result.stderr, (flags, result.stderr)
         assert "Warning" not in result.stderr, (flags, result.stderr)  # NumPy's, from a PSNR of nothing
