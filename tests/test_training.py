@@ -135,6 +135,12 @@ def test_recipe_file_overrides_a_base(tmp_path):
 
     with pytest.raises(ConfigError, match=r"r2.toml: no such recipe file$"):  # not "unknown recipe; known: ..."
         load_recipe(str(tmp_path / "r2.toml"))
+    # a file with some fields and no base: which are missing, and the two ways to write one
+    partial = tmp_path / "partial.toml"
+    partial.write_text('name = "mine"\nsteps = 10\n')
+    with pytest.raises(ConfigError, match=r"partial.toml: missing key\(s\) task, architecture, model: a recipe file gives every "
+                                          r"field .* or starts from a table recipe with base = \"NAME\""):
+        load_recipe(str(partial))
     with pytest.raises(ConfigError, match=r"unknown recipe 'taylor-deraim'; known: taylor-derain"):
         load_recipe("taylor-deraim")
 

@@ -371,7 +371,13 @@ def load_recipe(name_or_path: str) -> Recipe | ADMSRecipe:
         data = merged
         return config_from_dict(type(RECIPES[base_name]), data, str(path))
     kind = ADMSRecipe if "base_architecture" in data else Recipe  # a whole recipe, as --print-recipe writes it
-    return config_from_dict(kind, data, str(path))
+    try:
+        return config_from_dict(kind, data, str(path))
+    except ConfigError as exc:
+        if "missing key(s)" not in str(exc):
+            raise
+        raise ConfigError(f"{exc}: a recipe file gives every field (as 'restore train --recipe NAME --print-recipe' writes one), "
+                          f"or starts from a table recipe with base = \"NAME\" ({', '.join(RECIPES)}) and gives what changes") from None
 
 
 def load_recorded_recipe(run_dir: Path, kind: type) -> Recipe | ADMSRecipe | None:
