@@ -16,7 +16,7 @@ from cli import completion
 from cli.console import err_console, fail, first_few, os_cause, say
 from restore_core.configs import ConfigError, changed_fields, config_to_dict, override_many
 from restore_core.io.folders import not_a_folder
-from restore_core.training.recipes import RECIPES, ADMSRecipe, Recipe, load_recipe, load_recorded_recipe
+from restore_core.training.recipes import RECIPES, ADMSRecipe, Recipe, check_recipe, load_recipe, load_recorded_recipe
 
 
 class _StopFlag:
@@ -263,10 +263,7 @@ def _assemble_recipe(name: str, out: Path, resume: bool, options: RecipeOptions)
     if options.holdout_every is not None:
         data_changes["holdout_every"] = options.holdout_every
     chosen = replace(chosen, data=replace(chosen.data, **data_changes))
-    if isinstance(chosen, ADMSRecipe):
-        from restore_core.training.adms import classifier_config
-
-        classifier_config(chosen)  # the recipe keeps these settings as a plain dict: a typo stops here
+    check_recipe(chosen)  # what its code would refuse, before any image is read (and before --print-recipe shows it)
     return chosen, recorded
 
 

@@ -375,6 +375,14 @@ def test_print_recipe_writes_a_recipe_file_that_loads_back_unchanged(tmp_path):
     assert fields["base"]["width"] == 8
     denoise = json.loads((tmp_path / "infoflow-denoise.json").read_text())
     assert denoise["model"]["refine_more"] == [48] and denoise["steps"] == 10 and denoise["lr"] == 3e-4
+    # What the recipe's code would refuse is refused here too, before any data: the model's
+    # config, the discriminator's, the degradation (which training met only after reading every image).
+    for flags, words in ((("--set", "model.bogus=1"), "recipe taylor-derain: model: taylor: unknown key(s) bogus"),
+                         (("--set", "degradation=snow"), "recipe taylor-derain: unknown degradation 'snow'"),
+                         (("--set", "degradation_options.layers=[3, 1]"), "recipe taylor-derain: degradation_options (rain): layers is a (low, high) range"),
+                         (("--set", "adversarial=true", "--set", "discriminator.norm=3"), "recipe taylor-derain: discriminator: patchgan.norm")):
+        refused = restore("train", "--recipe", "taylor-derain", *flags, "--print-recipe")
+        assert refused.returncode == 2 and words in refused.stderr and not refused.stdout, (flags, refused.stderr)
 
 
 def test_every_command_help_has_an_example():

@@ -380,6 +380,37 @@ def load_recipe(name_or_path: str) -> Recipe | ADMSRecipe:
                           f"or starts from a table recipe with base = \"NAME\" ({', '.join(RECIPES)}) and gives what changes") from None
 
 
+def check_recipe(recipe: Recipe | ADMSRecipe) -> None:
+    """Raise ConfigError for what a recipe's fields hold that its code would refuse: the
+    model's (and discriminator's) config, the degradation and its options, an ADMS
+    recipe's classifier and base network. Training refuses them too, but the degradation
+    only once every training image is read; ``--print-recipe`` shows only recipes that pass."""
+    from restore_core.degradations.table import degradation_config
+    from restore_core.models import build_model
+
+    def builds(architecture: str, config: dict, what: str) -> None:
+        try:
+            build_model(architecture, config)
+        except ConfigError as exc:
+            raise ConfigError(f"recipe {recipe.name}: {what}: {exc}") from None
+        except ValueError as exc:  # a config its network refuses (order -1, ...)
+            raise ConfigError(f"recipe {recipe.name}: {what}: {exc}") from None
+
+    if isinstance(recipe, ADMSRecipe):
+        from restore_core.training.adms import classifier_config
+
+        classifier_config(recipe)
+        builds(recipe.base_architecture, recipe.base, "base")
+        return
+    builds(recipe.architecture, recipe.model, "model")
+    if recipe.adversarial:
+        builds("patchgan", recipe.discriminator, "discriminator")
+    try:
+        degradation_config(recipe.degradation, recipe.degradation_options)
+    except ConfigError as exc:
+        raise ConfigError(f"recipe {recipe.name}: {exc}") from None
+
+
 def load_recorded_recipe(run_dir: Path, kind: type) -> Recipe | ADMSRecipe | None:
     """The recipe a run folder was trained with (its ``recipe.json``, every field
     written out), or None when the folder has none. ``kind`` is the recipe class."""
