@@ -41,6 +41,7 @@ BAD = {  # name -> words the one-line error must contain
     "truncated.jpg": "cannot decode",
     "text.png": "cannot decode",
     "huge-header.png": "over the limit",
+    "gone.png": "a broken link (to",  # was "No such file or directory", of a file ls shows
 }
 
 
@@ -78,6 +79,7 @@ def corpus(tmp_path: Path) -> Path:
     (folder / "folder.png").mkdir()  # a directory named like an image
     (folder / "sub").mkdir()
     os.symlink("..", folder / "sub" / "loop")  # a symlink loop inside a recursive folder
+    os.symlink(folder / "moved-away.png", folder / "gone.png")  # a link whose file is gone
     if sys.platform != "darwin":  # macOS refuses non-UTF-8 file names
         with open(os.path.join(os.fsencode(folder), b"bytes\xffname.png"), "wb") as handle:
             handle.write(png)

@@ -416,6 +416,8 @@ def read_image(path: os.PathLike | str, max_pixels: int = DEFAULT_MAX_PIXELS, me
     except ImageError:
         raise
     except OSError as exc:
+        if path.is_symlink() and not path.exists():
+            raise ImageError(path, f"a broken link (to {os.readlink(path)}, which does not exist)") from None
         raise ImageError(path, exc.strerror or str(exc)) from None
     return decode_image(data, path, max_pixels, measure_noise)
 
