@@ -44,7 +44,7 @@ from restore_core.engine.temporal import TemporalConfig
 from restore_core.engine.video import restore_jobs
 from restore_core.io.images import DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS, ImageError, from_array, remove_stale_temporaries, to_array
 from restore_core.io.video import WRITABLE_VIDEO_EXTENSIONS, is_video_name
-from restore_core.presets import load_for_task
+from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task
 
 PathLike = str | os.PathLike
 
@@ -91,6 +91,8 @@ def load(
     ``route`` (default: on for ``task="auto"``, as ``restore auto``) sends each image to
     the single-task model of the degradation an all-in-one model's classifier finds.
     """
+    if task is not None and task not in DEFAULT_MODEL_FOR_TASK:
+        raise ValueError(f"unknown task {task!r}; one of {', '.join(DEFAULT_MODEL_FOR_TASK)}")
     if tile < 0 or (tile_overlap or 0) < 0:
         raise ValueError(f"tile and tile_overlap must be >= 0, got {tile} and {tile_overlap}")
     if tile and tile_overlap is not None and tile_overlap >= tile:

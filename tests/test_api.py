@@ -191,6 +191,8 @@ def test_load_errors_name_the_cause(tiny_checkpoint):
         restore_core.load("no-such-model")
     with pytest.raises(CheckpointError, match="name a model"):
         restore_core.load()
+    with pytest.raises(ValueError, match=r"unknown task 'Derain'; one of derain, deblur, denoise, dehaze, auto"):
+        restore_core.load(task="Derain")  # was "no default model for task 'Derain'; pass --model"
     # A folder is said to be one (it was "no such checkpoint file"), with a file in it to give.
     with pytest.raises(CheckpointError, match=rf"a folder, not a checkpoint file: give a \.safetensors file, e\.g\. {tiny_checkpoint}"):
         restore_core.load(tiny_checkpoint.parent)
