@@ -99,6 +99,38 @@ def test_out_of_memory_retries_with_half_the_tile():
         hopeless(torch.rand(1, 3, 100, 100))
 
 
+def test_validation_of_an_image_too_large_for_the_device_goes_on_in_tiles():
+    """Training's validation ran each image whole: one large image out of GPU memory
+    beside the training state ended the run. It is now retried in tiles."""
+    from restore_core.engine.tiling import run_whole_or_tiled
+    from restore_core.training.trainer import evaluate
+
+    seen = []
+
+    def small_memory(x):
+        seen.append(tuple(x.shape[-2:]))
+        if x.shape[-1] * x.shape[-2] > 80 * 80:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return x * 0.5
+
+    x = torch.rand(1, 3, 200, 300)
+    assert torch.allclose(run_whole_or_tiled(small_memory, x, 4), x * 0.5, atol=1e-6)
+    assert seen[0] == (200, 300) and max(h * w for h, w in seen[-4:]) <= 80 * 80  # whole first, then tiles that fit
+    with pytest.raises(torch.OutOfMemoryError):  # below the smallest tile the real error goes through
+        run_whole_or_tiled(lambda t: (_ for _ in ()).throw(torch.OutOfMemoryError("simulated")), x, 4)
+
+    class Halve(torch.nn.Module):
+        def forward(self, t):
+            return small_memory(t)
+
+    clean = (np.random.default_rng(0).random((120, 160, 3)) * 255).astype(np.uint8)
+    degraded = (clean // 2).astype(np.uint8)
+    from restore_core.training.sources import ValidationSet
+
+    metrics = evaluate(Halve(), [ValidationSet("big", [(clean, degraded)])], torch.device("cpu"), 4)
+    assert metrics["big/psnr_rgb"] > 40  # clean halved is the reference, to rounding
+
+
 def test_blend_toward_input_keeps_a_darken_only_output_below_its_input():
     """The blend is linear: an output never brighter than its input (the derainer's
     min(O, y)) stays so at every strength, and the ends are the two images exactly."""

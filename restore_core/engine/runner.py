@@ -38,7 +38,7 @@ from restore_core.engine.memory import (
     MEMORY_BUDGET_SHARE, PIPELINE_BYTES_PER_PIXEL, activation_bytes_per_pixel, available_memory_bytes, tile_for_budget,
 )
 from restore_core.engine.temporal import Frame, FrameWindow, TemporalConfig, smooth_in_window
-from restore_core.engine.tiling import central_crop, default_overlap, run_padded, run_tiled
+from restore_core.engine.tiling import MIN_OOM_TILE, central_crop, default_overlap, run_padded, run_tiled
 from restore_core.io.images import (
     DEFAULT_MAX_PIXELS, UNREADABLE_FORMATS, ImageError, LoadedImage, lost_on_write, read_image, write_image,
 )
@@ -50,7 +50,6 @@ BATCH_STOPPING_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 # restore auto: the first frames of a video or an image sequence whose mean class
 # probabilities choose its one model (engine.routing.RoutedRestorer.specialist_for).
 ROUTING_FRAMES = 8
-MIN_OOM_TILE = 64  # the smallest tile an out-of-memory retry goes down to
 MEMORY_CHECK_PIXELS = 512 * 512  # smaller images skip the CPU memory check
 
 

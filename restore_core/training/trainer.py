@@ -41,7 +41,7 @@ from restore_core.checkpoint import save_checkpoint
 from restore_core.configs import config_to_dict
 from restore_core.device import training_autocast_dtype, training_memory_format
 from restore_core.degradations.noise import measured_noise_level
-from restore_core.engine.tiling import run_padded
+from restore_core.engine.tiling import run_whole_or_tiled
 from restore_core.metrics import psnr, ssim, to_uint8_range
 from restore_core.models import build_model
 from restore_core.models.golf import GolfOptimizer
@@ -130,14 +130,16 @@ def restoration_loss(
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, sets: list[ValidationSet], device: torch.device, multiple: int) -> dict[str, float]:
-    """Mean PSNR/SSIM (RGB and Y, 8-bit outputs) per validation set."""
+    """Mean PSNR/SSIM (RGB and Y, 8-bit outputs) per validation set. An image the
+    device has no memory for beside the training state is restored in tiles
+    (:func:`run_whole_or_tiled`) rather than ending the run."""
     model.eval()
     metrics: dict[str, float] = {}
     for vset in sets:
         scores = {"psnr_rgb": [], "psnr_y": [], "ssim_y": []}
         for degraded, clean in vset.pairs:
             x = torch.from_numpy(D.unit_float(degraded).transpose(2, 0, 1)).unsqueeze(0).to(device)
-            out = run_padded(model, x, multiple)[0].float().clamp(0, 1).cpu().numpy().transpose(1, 2, 0)
+            out = run_whole_or_tiled(model, x, multiple)[0].float().clamp(0, 1).cpu().numpy().transpose(1, 2, 0)
             a, b = to_uint8_range(out), to_uint8_range(D.unit_float(clean))
             scores["psnr_rgb"].append(psnr(a, b, "rgb"))
             scores["psnr_y"].append(psnr(a, b, "y"))
