@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any, Optional
+
 import typer
 from rich.table import Table
 
-from cli.console import cell, print_json, say, table_console
+from cli import completion
+from cli.console import cell, fail, print_json, say, table_console
 from restore_core.presets import PRESETS, shipped_weights
 
 
@@ -15,7 +19,69 @@ def _headline(metrics: dict) -> str:
     return ", ".join(f"{k} {metrics[k]:.2f}" for k in sorted(keys)) or "-"
 
 
+def _flat(metrics: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested metrics as ``a/b/c`` keys."""
+    flat: dict[str, Any] = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}/"))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:,.0f}"
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _describe(spec: str, as_json: bool) -> None:
+    """``restore models MODEL``: one model, whole (core: presets.model_details)."""
+    from restore_core.checkpoint import CheckpointError
+    from restore_core.presets import model_details
+
+    try:
+        details = model_details(spec)
+    except CheckpointError as exc:
+        fail(str(exc), code=2)
+    if as_json:
+        print_json(details, indent=2)
+        return
+    recipe, data = details["recipe"], details["recipe"].get("data") or {}
+    rows = [
+        ("file", details["path"]), ("sha256", details["sha256"]), ("task", details["task"]),
+        ("architecture", f"{details['architecture']}, {details['parameters']:,} parameters; inputs padded to a multiple of "
+                         f"{details['size_multiple']}; half precision: {'yes' if details['supports_half'] else 'no'}"
+                         + ("; trained on grey images only" if details["grey_only"] else "")),
+        ("config", json.dumps(details["config"], separators=(", ", ": "))),
+    ]
+    if recipe:
+        steps = recipe.get("trained_steps", recipe.get("steps"))
+        rows.append(("recipe", f"{recipe.get('name', '?')}: {steps} steps of {recipe.get('batch_size', '?')} patches of "
+                               f"{recipe.get('patch_size', '?')} pixels, lr {recipe.get('lr', '?')}"
+                               + (f", {recipe['precision']}" if recipe.get("precision") else "")))
+        if recipe.get("objective"):
+            rows.append(("objective", recipe["objective"]))
+        for field, label in (("paired", "paired data"), ("clean", "clean data"), ("validation", "validation")):
+            if data.get(field):
+                rows.append((label, ", ".join(data[field])))
+    else:
+        rows.append(("recipe", "none recorded (imported weights, or a file written outside restore train)"))
+    rows += [(f"metric {key}", _value(value)) for key, value in _flat(details["metrics"]).items()]
+    if details["card"]:
+        rows.append(("model card", details["card"]))
+    table = Table(title=details["name"], show_header=False, box=None, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for label, value in rows:
+        table.add_row(label, cell(str(value)))
+    table_console().print(table)
+
+
 def models(
+    model: Optional[str] = typer.Argument(None, metavar="[MODEL]", autocompletion=completion.models,
+                                          help="One model to describe whole (a preset or a .safetensors file): its file, config, training recipe and metrics."),
     presets: bool = typer.Option(False, "--presets", help="List every architecture preset, trained or not."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
 ) -> None:
@@ -26,7 +92,14 @@ def models(
         restore models
 
         restore models --presets --json
+
+        restore models runs/derain/model.safetensors
     """
+    if model is not None:
+        if presets:
+            fail("--presets lists every preset; name no model with it", code=2)
+        _describe(model, as_json)
+        return
     out = table_console()
     if presets:
         rows = [

@@ -426,6 +426,26 @@ def test_models_lists_the_shipped_weights():
     assert Path(row["card"]).read_text().startswith("# Model card: `taylor-derain`")
 
 
+def test_models_describes_one_model_whole(tmp_path, tiny_checkpoint):
+    """`restore models MODEL`: a preset or a file, with its config, recipe and metrics (what
+    a checkpoint from a colleague or an old run is, without reading its header by hand)."""
+    _shipped_model()
+    shipped = restore("models", "taylor-derain", "--json")
+    assert shipped.returncode == 0, shipped.stderr
+    details = json.loads(shipped.stdout)
+    assert details["architecture"] == "taylor" and details["size_multiple"] == 16 and details["config"]["order"] >= 1
+    assert details["recipe"]["name"] == "taylor-derain" and details["metrics"]["SemiIRR_val20/psnr_y"] > 20
+    assert details["card"].endswith("taylor-derain.md")
+    text = restore("models", str(tiny_checkpoint))
+    assert text.returncode == 0, text.stderr
+    assert "unet, " in text.stdout and "parameters" in text.stdout and str(tiny_checkpoint) in text.stdout
+    assert "none recorded" in text.stdout  # no recipe in this file: said, not left blank
+    for args, words in ((("no-such-model",), "unknown model"), (("taylor-derain", "--presets"), "name no model with it"),
+                        ((str(tmp_path),), "a folder, not a checkpoint file")):
+        refused = restore("models", *args)
+        assert refused.returncode == 2 and words in refused.stderr, (args, refused.stderr)
+
+
 def test_models_headline_shows_grey_set_psnr_and_no_other_metrics():
     from cli.models_cmd import _headline
 
