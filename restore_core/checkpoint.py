@@ -78,11 +78,11 @@ class ModelDescriptor:
         """Apply a run-time setting of the model (``--iterations`` of a Golf
         Optimizer, ``--sigma`` of a non-blind denoiser) through its ``set_<name>``
         method; a model without one refuses it with a clear error. Returns a caution
-        to pass on to the user, or None: more Golf taps than G was trained to take
-        (its steps then drift away from the optimum; measured with the shipped
-        golf-deblur, trained over 5 taps, on 4 McMaster_motion images: PSNR Y 22.92 dB
-        at 1 tap, 22.81 at 10, 21.87 at 30, 9.08 at 100 (the input: 21.45), NaN at 1000).
-        ``flag``: the option that gave the setting, for the messages (default ``--name``)."""
+        to pass on to the user, or None: what the model's ``setting_caution(name,
+        value, recipe)`` finds wrong with a value it accepts against the recipe it was
+        trained with (more Golf taps than G was trained to take, a noise level beyond
+        the trained range). ``flag``: the option that gave the setting, for the messages
+        (default ``--name``)."""
         flag = flag or "--" + name.replace("_", "-")
         setter = getattr(self.model, f"set_{name}", None)
         if setter is None:
@@ -92,11 +92,9 @@ class ModelDescriptor:
         except ValueError as exc:
             raise CheckpointError(self.name, f"{flag}: {exc}") from None
         self.settings[name] = value
-        trained = self.recipe.get("train_iterations")
-        if name == "iterations" and isinstance(trained, int) and value > trained:
-            return (f"{flag} {value}: {self.name}'s G was trained to take {trained} taps; beyond them its steps drift away "
-                    "from the optimum (100 taps of the shipped golf-deblur fall far below the input)")
-        return None
+        caution = getattr(self.model, "setting_caution", None)
+        why = caution(name, value, self.recipe) if caution is not None else None
+        return f"{flag} {value}: {self.name} {why}" if why else None
 
 
 def file_sha256(path: os.PathLike | str) -> str:

@@ -595,12 +595,12 @@ def test_deblur_iterations_reach_the_golf_model(folder, tmp_path):
         assert result.returncode == 0, result.stderr
         outputs[n] = cv2.imread(str(tmp_path / f"out{n}" / "a.png"))
         # more taps than G was trained over drift from the optimum (the shipped G: far below the input at 100)
-        drift = "warning: --iterations 4: golf's G was trained to take 3 taps; beyond them its steps drift"
+        drift = "warning: --iterations 4: golf was trained with G taking 3 taps; beyond them its steps drift"
         assert (drift in result.stderr) == (n == 4), result.stderr
     assert np.abs(outputs[0].astype(int) - outputs[3]).max() > 0
     import restore_core
 
-    with pytest.warns(RuntimeWarning, match="trained to take 3 taps"):
+    with pytest.warns(RuntimeWarning, match="trained with G taking 3 taps"):
         restore_core.load(golf, iterations=4)
     bad = restore("deblur", str(folder / "a.png"), str(tmp_path / "bad"), "--model", str(golf), "--iterations", "-1")
     assert bad.returncode == 2 and "--iterations" in bad.stderr

@@ -260,6 +260,28 @@ def test_blind_generator_refuses_a_noise_level():
         told.set_sigma(-1)
 
 
+def test_a_level_told_beyond_the_trained_range_is_cautioned(tmp_path):
+    """--sigma 120 to a model trained on 0-50 ran without a word; inside the range, and
+    for the estimated modes, nothing is said."""
+    from restore_core.checkpoint import save_checkpoint
+
+    config = InfoFlowConfig(levels=2, base_filters=4, info_accum=None, norm="none", residual=True, noise_level=True)
+    from restore_core.configs import config_to_dict
+
+    path = save_checkpoint(tmp_path / "told.safetensors", InfoFlowGenerator(config), "infoflow", config_to_dict(config), "denoise",
+                           recipe={"degradation": "noise", "degradation_options": {"sigma": [0, 50]}})
+    descriptor = load_checkpoint(path)
+    assert descriptor.apply_setting("sigma", 120.0) == (
+        "--sigma 120.0: told was trained on noise levels 0-50; told a level outside them, it restores images unlike any "
+        "it learned from (not measured)")
+    for inside in (0.0, 25.0, 50.0, "auto", "quick", "blind"):
+        assert descriptor.apply_setting("sigma", inside) is None, inside
+    # no range recorded: the noise config's default range (5-50) is the one trained on
+    bare = save_checkpoint(tmp_path / "bare.safetensors", InfoFlowGenerator(config), "infoflow", config_to_dict(config), "denoise",
+                           recipe={"degradation": "noise"})
+    assert "trained on noise levels 5-50" in load_checkpoint(bare).apply_setting("sigma", 2.0, "--model-sigma")
+
+
 def test_training_tells_part_of_each_batch_its_measured_noise_level(tmp_path):
     from restore_core.training.trainer import training_forward
 

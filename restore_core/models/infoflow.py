@@ -62,6 +62,7 @@ from torch import nn
 
 from restore_core.degradations.noise import (
     FirstLooks,
+    NoiseConfig,
     correlated_noise_weight,
     estimate_noise_level,
     first_looks,
@@ -253,6 +254,18 @@ class InfoFlowGenerator(nn.Module):
         if not 0 <= sigma <= 255:
             raise ValueError(f"sigma must be between 0 and 255, got {sigma}")
         self.sigma, self.estimates_sigma = float(sigma), False
+
+    def setting_caution(self, name: str, value, recipe: dict) -> str | None:
+        """A level told beyond the range the recipe's noise was drawn from (its
+        ``degradation_options.sigma``, else :class:`NoiseConfig`'s): the model never saw
+        such noise, so what it does there was not measured."""
+        if name != "sigma" or isinstance(value, str) or value is None or recipe.get("degradation") != "noise":
+            return None
+        low, high = (recipe.get("degradation_options") or {}).get("sigma", NoiseConfig().sigma)
+        if low <= value <= high:
+            return None
+        return (f"was trained on noise levels {low:g}-{high:g}; told a level outside them, it restores images unlike any "
+                "it learned from (not measured)")
 
     def condition(self, y: torch.Tensor, measured: torch.Tensor | None = None) -> list[dict[str, float]] | None:
         """With ``--sigma auto``: estimate the level of each whole (untiled) image, for the
