@@ -111,6 +111,7 @@ def benchmark(
     route: bool = typer.Option(False, "--route", help="All-in-one models (adms): also score routing each image to the single-task model of the degradation their classifier finds, as restore auto does (rows <model>-routed)."),
     temporal: int = typer.Option(0, "--temporal", help="The pairs are frames of sequences (each folder of names one, in name order: GoPro's scenes): also score each model's frames smoothed with this many neighbours on each side, as restore --temporal does (rows <model>-tR), from the same pass of the model."),
     temporal_strength: float = typer.Option(4.0, "--temporal-strength", help="With --temporal: as restore --temporal-strength."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No tables or warnings on stderr (errors still): for --json, --csv and --markdown."),
 ) -> None:
     """Score models on a paired dataset (with the input as a baseline row), or time them.
 
@@ -170,7 +171,8 @@ def benchmark(
             if value is not None:
                 flag = "--model-sigma" if setting == "sigma" else None  # benchmark's --sigma is the noise it adds
                 for caution in {descriptor.apply_setting(setting, value, flag) for descriptor in descriptors} - {None}:
-                    warn(caution)
+                    if not quiet:
+                        warn(caution)
         views = views_for_task(task, ensemble_views) if self_ensemble or ensemble_views is not None else ()
         # With --speed, --compile adds compiled rows beside the eager ones; otherwise it compiles the models.
         restorers = [Restorer(d, torch_device, precision, tile, compile=compile_model and not speed) for d in descriptors]
@@ -179,13 +181,13 @@ def benchmark(
         fail(str(exc), code=2)
 
     if growth:
-        _report_growth(restorers, names, task, precision, as_json)
+        _report_growth(restorers, names, task, precision, as_json, quiet)
         return
     if speed:
         variants = [(r, r.descriptor.name) for r in restorers]
         if compile_model:
             variants += [(Restorer(r.descriptor, torch_device, precision, tile, compile=True), f"{r.descriptor.name}+compile") for r in restorers]
-        _report_speed(variants, speed_sizes, count, precision, torch_device, as_json)
+        _report_speed(variants, speed_sizes, count, precision, torch_device, as_json, quiet)
         return
 
     from restore_core.datasets import DatasetError, embedded_dataset, load_dataset
@@ -197,7 +199,7 @@ def benchmark(
     except DatasetError as exc:
         fail(str(exc), code=2)
     root = data.root
-    if data.unpaired:  # scored over fewer images than the folders hold: say which, before the numbers
+    if data.unpaired and not quiet:  # scored over fewer images than the folders hold: say which, before the numbers
         warn(f"{root}: {len(data.unpaired)} image(s) pair with no other and are left out: "
              f"{first_few((_relative(path, root) for path in data.unpaired), 5)}")
     samples = data.samples[:limit] if limit else data.samples
@@ -245,7 +247,8 @@ def benchmark(
     table = Table("model", "PSNR Y", "SSIM Y", "PSNR RGB", "SSIM RGB", "s/image", title=f"{root} ({len(pairs)} pairs)")
     for s in summaries:
         table.add_row(cell(s.label), f"{s.psnr_y:.3f}", f"{s.ssim_y:.4f}", f"{s.psnr_rgb:.3f}", f"{s.ssim_rgb:.4f}", f"{s.seconds_per_image:.2f}")
-    err_console.print(table)
+    if not quiet:
+        err_console.print(table)
     if as_json:
         print_json({**header, "results": [s.as_dict() for s in summaries]}, indent=2)
     # The files last, each written whole (parent folders made): a bad path costs a line, not the results above.
@@ -259,7 +262,7 @@ def benchmark(
             fail(f"{path}: cannot write: {os_cause(exc)}", code=1)
 
 
-def _report_growth(restorers: list, names: list[str], task: str, precision: str, as_json: bool) -> None:
+def _report_growth(restorers: list, names: list[str], task: str, precision: str, as_json: bool, quiet: bool = False) -> None:
     """``--growth``: each model's wall time against the number of images and against
     pixels per image (:func:`measure_growth`), and a fresh process's start-up."""
     from restore_core.engine.runner import RunOptions
@@ -275,15 +278,17 @@ def _report_growth(restorers: list, names: list[str], task: str, precision: str,
     table = Table("model", "series", "images", "size", "seconds", "s per MP")
     for r in rows:
         table.add_row(cell(r["model"]), r["series"], str(r["images"]), f"{r['width']}x{r['height']}", f"{r['seconds']:.2f}", f"{r['seconds_per_megapixel']:.3f}")
-    err_console.print(table)
-    for restorer in restorers:
-        startup = next(r["startup_seconds"] for r in rows if r["model"] == restorer.descriptor.name)
-        say(f"start-up of a fresh process ({restorer.descriptor.name}: imports, model load, one 64x64 image): {startup:.2f} s")
+    if not quiet:
+        err_console.print(table)
+        for restorer in restorers:
+            startup = next(r["startup_seconds"] for r in rows if r["model"] == restorer.descriptor.name)
+            say(f"start-up of a fresh process ({restorer.descriptor.name}: imports, model load, one 64x64 image): {startup:.2f} s")
     if as_json:
         print_json(rows, indent=2)
 
 
-def _report_speed(variants: list, sizes: list[tuple[int, int]], count: int, precision: str, device: torch.device, as_json: bool) -> None:
+def _report_speed(variants: list, sizes: list[tuple[int, int]], count: int, precision: str, device: torch.device, as_json: bool,
+                  quiet: bool = False) -> None:
     """``--speed``: for each (restorer, label) of ``variants`` and each size, images per
     second of the bare forward pass and of the whole CLI pipeline, measured in turn in
     this process (:func:`measure_speed`), and their ratio."""
@@ -298,13 +303,15 @@ def _report_speed(variants: list, sizes: list[tuple[int, int]], count: int, prec
                          "images": count, "bare_images_per_s": result.bare_images_per_s,
                          "end_to_end_images_per_s": result.end_to_end_images_per_s, "ratio": result.ratio,
                          "ms_per_megapixel": result.ms_per_megapixel})
-        for notice in restorer.notices:
-            warn(f"{label}: {notice}")
+        if not quiet:
+            for notice in restorer.notices:
+                warn(f"{label}: {notice}")
     table = Table("model", "size", "bare img/s", "CLI img/s", "CLI / bare", "ms per MP")
     for r in rows:
         table.add_row(cell(r["model"]), f"{r['width']}x{r['height']}", f"{r['bare_images_per_s']:.3f}",
                       f"{r['end_to_end_images_per_s']:.3f}", f"{r['ratio']:.3f}", f"{r['ms_per_megapixel']:.0f}")
-    err_console.print(table)
+    if not quiet:
+        err_console.print(table)
     if as_json:
         print_json(rows, indent=2)
 

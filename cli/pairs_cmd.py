@@ -24,6 +24,7 @@ def make_pairs_command(
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders of IN. The pairs are written side by side (OUT/input/NAME.png): an image named like one before it in another sub-folder is refused."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing pairs."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per image on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary or warnings on stderr (errors still)."),
 ) -> None:
     """Make a paired test set: degrade clean images with a synthetic degradation, reproducibly.
 
@@ -62,10 +63,10 @@ def make_pairs_command(
                               unreadable, videos)
     except (ConfigError, InputError) as exc:
         fail(str(exc), code=2)
-    if unreadable:
+    if unreadable and not quiet:
         warn(f"left out {len(unreadable)} file(s) in formats restore cannot read: {describe_unreadable(unreadable)}; "
              f"{how_to_read(p.suffix.lower() for p in unreadable)}")
-    if videos:
+    if videos and not quiet:
         warn(f"left out {len(videos)} video(s) in {source}: pairs are made from still images")
 
     made = failed = skipped = 0
@@ -91,7 +92,8 @@ def make_pairs_command(
         fail(str(exc), code=2)
     except OSError as exc:
         fail(f"{out}: cannot write: {os_cause(exc)}", code=1)
-    say(f"{made} pair(s) made in {out} ({degradation}, seed {seed})" + (f", {skipped} there already" if skipped else "")
-        + (f"; {failed} failed" if failed else ""))
+    if not quiet:
+        say(f"{made} pair(s) made in {out} ({degradation}, seed {seed})" + (f", {skipped} there already" if skipped else "")
+            + (f"; {failed} failed" if failed else ""))
     if failed:
         raise typer.Exit(1)

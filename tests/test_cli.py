@@ -857,6 +857,8 @@ def test_benchmark_takes_its_task_from_the_dataset(tmp_path, rng, tiny_checkpoin
     told = restore(*common, "--task", "dehaze")
     assert told.returncode == 0, told.stderr
     assert _strict_json(told.stdout)["self_ensemble"] == [0, 4]
+    quiet = restore(*common, "-q")
+    assert quiet.returncode == 0 and quiet.stderr == "" and _strict_json(quiet.stdout)["results"]  # JSON alone, no table
     # A task that is none (a typo, a capital) is named as such, not as a task without a default model.
     unknown = restore(*common, "--task", "Derain")
     assert unknown.returncode == 2 and unknown.stderr.strip() == (

@@ -127,6 +127,9 @@ def test_sub_folders_with_recursive_and_videos_or_unreadable_files_said_not_mist
     assert rows["camera.png"]["status"] == "error" and str(clean / "2024" / "camera.png") in rows["camera.png"]["error"]
     assert np.array_equal(pixels(tmp_path / "deep" / "target" / "camera.png"), data.camera()[::8, ::8])
 
+    quiet = restore("make-pairs", str(clean), str(tmp_path / "quiet"), "-d", "noise", "-q")
+    assert quiet.returncode == 0 and quiet.stderr == "" and len(quiet.stdout.split()) == 3  # the paths, no summary or warnings
+
     video = restore("make-pairs", str(clean / "clip.mp4"), str(tmp_path / "video"), "-d", "noise")
     assert video.returncode == 1 and "clip.mp4: a video; pairs are made from still images" in video.stderr
     assert "cannot decode" not in video.stderr and not list((tmp_path / "video").rglob("*.png"))
