@@ -30,7 +30,7 @@ from restore_core.models import ADMSConfig, build_model, count_parameters
 from restore_core.models.adms import ClassifierConfig, DegradationClassifier
 from restore_core.training import data as D
 from restore_core.training.errors import TrainingError
-from restore_core.training.recipes import ADMSRecipe, Recipe
+from restore_core.training.recipes import ADMSRecipe, Recipe, classifier_config
 from restore_core.training.sources import TrainingData, describe, make_degradation, prepare_data
 from restore_core.training.trainer import Trainer
 
@@ -208,11 +208,6 @@ def _masked_stage(recipe: ADMSRecipe, path: Path, unified_model: torch.nn.Module
                                   dtype if dtype == torch.bfloat16 else None, log)  # fp16 would need loss scaling: fp32
         atomic_save_file({k: v.contiguous() for k, v in trained.items()}, path, {})
     return {**unified, **trained}
-
-
-def classifier_config(recipe: ADMSRecipe) -> ClassifierConfig:
-    """The recipe's classifier settings, validated (the recipe keeps them as a plain dict)."""
-    return config_from_dict(ClassifierConfig, recipe.classifier, f"recipe {recipe.name}: classifier")
 
 
 def train_classifier(recipe: ADMSRecipe, config: ClassifierConfig, samplers: dict[str, D.PatchSampler | OneOf], device: torch.device,

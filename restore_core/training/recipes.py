@@ -380,6 +380,14 @@ def load_recipe(name_or_path: str) -> Recipe | ADMSRecipe:
                           f"or starts from a table recipe with base = \"NAME\" ({', '.join(RECIPES)}) and gives what changes") from None
 
 
+def classifier_config(recipe: ADMSRecipe):
+    """An ADMS recipe's classifier settings as the model's ``ClassifierConfig``,
+    validated (the recipe keeps them as a plain dict)."""
+    from restore_core.models.adms import ClassifierConfig
+
+    return config_from_dict(ClassifierConfig, recipe.classifier, f"recipe {recipe.name}: classifier")
+
+
 def check_recipe(recipe: Recipe | ADMSRecipe) -> None:
     """Raise ConfigError for what a recipe's fields hold that its code would refuse: the
     model's (and discriminator's) config, the degradation and its options, an ADMS
@@ -397,8 +405,6 @@ def check_recipe(recipe: Recipe | ADMSRecipe) -> None:
             raise ConfigError(f"recipe {recipe.name}: {what}: {exc}") from None
 
     if isinstance(recipe, ADMSRecipe):
-        from restore_core.training.adms import classifier_config
-
         classifier_config(recipe)
         builds(recipe.base_architecture, recipe.base, "base")
         return
