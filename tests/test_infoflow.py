@@ -280,6 +280,11 @@ def test_a_level_told_beyond_the_trained_range_is_cautioned(tmp_path):
     bare = save_checkpoint(tmp_path / "bare.safetensors", InfoFlowGenerator(config), "infoflow", config_to_dict(config), "denoise",
                            recipe={"degradation": "noise"})
     assert "trained on noise levels 5-50" in load_checkpoint(bare).apply_setting("sigma", 2.0, "--model-sigma")
+    # one level recorded (--set 'degradation_options={"sigma": 25}'): a range of one
+    single = save_checkpoint(tmp_path / "single.safetensors", InfoFlowGenerator(config), "infoflow", config_to_dict(config), "denoise",
+                             recipe={"degradation": "noise", "degradation_options": {"sigma": 25}})
+    assert "trained on noise levels 25-25" in load_checkpoint(single).apply_setting("sigma", 30.0)
+    assert load_checkpoint(single).apply_setting("sigma", 25.0) is None
 
 
 def test_training_tells_part_of_each_batch_its_measured_noise_level(tmp_path):

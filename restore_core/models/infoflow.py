@@ -261,7 +261,12 @@ class InfoFlowGenerator(nn.Module):
         such noise, so what it does there was not measured."""
         if name != "sigma" or isinstance(value, str) or value is None or recipe.get("degradation") != "noise":
             return None
-        low, high = (recipe.get("degradation_options") or {}).get("sigma", NoiseConfig().sigma)
+        trained = (recipe.get("degradation_options") or {}).get("sigma", NoiseConfig().sigma)
+        if isinstance(trained, (int, float)):
+            trained = (trained, trained)  # one level recorded: a range of one
+        if not (isinstance(trained, (list, tuple)) and len(trained) == 2):
+            return None  # a record this code did not write says nothing
+        low, high = trained
         if low <= value <= high:
             return None
         return (f"was trained on noise levels {low:g}-{high:g}; told a level outside them, it restores images unlike any "
