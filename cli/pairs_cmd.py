@@ -43,8 +43,7 @@ def make_pairs_command(
     """
     from restore_core.configs import ConfigError
     from restore_core.degradations.pairs import PairRecipe, PairSetError, make_pairs
-    from restore_core.engine.inputs import InputError, collect_inputs, describe_unreadable, paths_from_stdin
-    from restore_core.io.images import how_to_read
+    from restore_core.engine.inputs import InputError, collect_inputs, left_out_unreadable, paths_from_stdin
 
     options = {}
     for item in settings:
@@ -64,8 +63,7 @@ def make_pairs_command(
     except (ConfigError, InputError) as exc:
         fail(str(exc), code=2)
     if unreadable and not quiet:
-        warn(f"left out {len(unreadable)} file(s) in formats restore cannot read: {describe_unreadable(unreadable)}; "
-             f"{how_to_read(p.suffix.lower() for p in unreadable)}")
+        warn(left_out_unreadable(unreadable))
     if videos and not quiet:
         warn(f"left out {len(videos)} video(s) in {source}: pairs are made from still images")
 

@@ -24,11 +24,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from cli import completion
 from cli.console import OUTPUT_CLOSED_STATUS, OutputClosed, emit, err_console, error, fail, first_few, print_json, say, warn
 from restore_core.engine.inputs import (
-    BatchPlan, InputError, Job, collect_inputs, describe_unreadable, names_output_file, output_name_refusal, parse_shard,
+    BatchPlan, InputError, Job, collect_inputs, left_out_unreadable, names_output_file, output_name_refusal, parse_shard,
     paths_from_stdin, plan_batch, raw_plus_jpeg_pairs, with_neighbour_frames,
 )
 from restore_core.io.camera_raw import RAW_OUTPUT
-from restore_core.io.images import DEFAULT_MAX_PIXELS, READ_ONLY_EXTENSIONS, SUPPORTED_EXTENSIONS, how_to_read, remove_stale_temporaries
+from restore_core.io.images import DEFAULT_MAX_PIXELS, READ_ONLY_EXTENSIONS, SUPPORTED_EXTENSIONS, remove_stale_temporaries
 from restore_core.io.video import READ_ONLY_VIDEO_OUTPUT, WRITABLE_VIDEO_EXTENSIONS, is_video_name
 from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task  # presets.py imports torch only when loading
 
@@ -302,7 +302,7 @@ def _plan_outputs(request: RestoreRequest, checked: CheckedOptions) -> tuple[lis
     if not reports_for_the_job:
         unreadable = videos_left_out = []
     if unreadable and not request.quiet:
-        warn(f"left out {len(unreadable)} file(s) in formats restore cannot read: {describe_unreadable(unreadable)}; {how_to_read(p.suffix.lower() for p in unreadable)}")
+        warn(left_out_unreadable(unreadable))
     shot_twice = raw_plus_jpeg_pairs(jobs) if reports_for_the_job else []
     if shot_twice and not request.quiet:
         raw, rendition = shot_twice[0]

@@ -82,6 +82,13 @@ def describe_unreadable(unreadable: Iterable[Path]) -> str:
     return ", ".join(f"{count} {ext} ({UNREADABLE_FORMATS[ext]})" for ext, count in counts.most_common())
 
 
+def left_out_unreadable(unreadable: list[Path]) -> str:
+    """The one warning for the files of an input folder in formats restore cannot read:
+    how many, of which formats, and how to read them."""
+    return (f"left out {len(unreadable)} file(s) in formats restore cannot read: {describe_unreadable(unreadable)}; "
+            f"{how_to_read(p.suffix.lower() for p in unreadable)}")
+
+
 # What a camera (or a phone) set to raw + JPEG writes beside each raw file.
 CAMERA_RENDITIONS = frozenset({".jpg", ".jpeg", ".heic", ".heif", ".hif"})
 
