@@ -164,6 +164,9 @@ def train(
         except (TrainingError, ValueError, OSError) as exc:
             fail(str(exc), code=2)
     log(f"data: {describe(training_data.summary)} (all of it: {out / 'data.json'})")
+    if not training_data.validation:
+        log("no validation set: the run is not measured while it trains and keeps no best.safetensors "
+            "(--val FOLDER, or --holdout-every K to hold out pairs of --data)")
 
     # SIGTERM (a scheduler's stop, `kill`) and Ctrl-C finish the step in flight, checkpoint, exit 130.
     stop = _StopFlag()

@@ -730,6 +730,26 @@ def test_unreadable_data_image_stops_train_and_benchmark_with_one_line(tmp_path,
     assert "b.png: cannot decode image" in scored.stderr and "Traceback" not in scored.stderr
 
 
+def test_a_run_without_validation_says_so_once(tmp_path, rng):
+    """Without --val or --holdout-every a run is never measured and keeps no best
+    checkpoint: one line at the start says so, and how to add a validation set."""
+    clean, pairs = tmp_path / "clean", tmp_path / "pairs"
+    clean.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(clean / f"{i}.png"), rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
+    for side in ("input", "target"):
+        (pairs / side).mkdir(parents=True)
+        cv2.imwrite(str(pairs / side / "a.png"), rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    common = ("train", "--recipe", "taylor-derain", "--clean", str(clean), "--no-builtin-photographs", "--steps", "1", "--patch-size", "32",
+              "--batch-size", "1", "--set", "model.mapping.width=4", "--threads", "1")
+    blind = restore(*common, "--out", str(tmp_path / "blind"))
+    assert blind.returncode == 0, blind.stderr
+    assert blind.stderr.count("no validation set: the run is not measured while it trains") == 1
+    measured = restore(*common, "--val", str(pairs), "--out", str(tmp_path / "measured"))
+    assert measured.returncode == 0, measured.stderr
+    assert "no validation set" not in measured.stderr and (tmp_path / "measured" / "best.safetensors").is_file()
+
+
 def test_strength_blends_the_restoration_with_the_input(folder, tmp_path, tiny_checkpoint):
     """--strength 0 writes the input's pixels, 1 the model's output, 0.5 the pixel halfway
     between them (to the 8-bit rounding); outside 0-1 it is a usage error that writes nothing."""
