@@ -113,3 +113,11 @@ def print_json(value: Any, indent: int | None = None) -> None:
     of identical images, the noise level of a 1-pixel-high image) becomes null, since
     NaN and Infinity are not JSON and strict readers (jq, JavaScript) refuse them."""
     emit(json.dumps(_finite_or_null(value), indent=indent, allow_nan=False))
+
+
+def duration_words(seconds: float) -> str:
+    """``1 h 05 min``, ``12 min``, ``40 s``: a time left, for a log line."""
+    seconds = round(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    return f"{seconds // 60} min" if seconds >= 60 else f"{seconds} s"

@@ -22,7 +22,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from cli import completion
-from cli.console import OUTPUT_CLOSED_STATUS, OutputClosed, emit, err_console, error, fail, first_few, print_json, say, warn
+from cli.console import (
+    OUTPUT_CLOSED_STATUS, OutputClosed, duration_words, emit, err_console, error, fail, first_few, print_json, say, warn,
+)
 from restore_core.engine.inputs import (
     BatchPlan, InputError, Job, collect_inputs, left_out_unreadable, names_output_file, output_name_refusal, parse_shard,
     paths_from_stdin, plan_batch, raw_plus_jpeg_pairs, with_neighbour_frames,
@@ -97,16 +99,8 @@ class VideoProgressLines:
         rate = (count - first) / max(now - since, 1e-9)
         line = f"{source}: {count}" + (f" of {total}" if total else "") + f" frames, {rate:.2f} frames/s"
         if total and rate > 0 and total > count:
-            line += f", about {_duration((total - count) / rate)} left"
+            line += f", about {duration_words((total - count) / rate)} left"
         return line
-
-
-def _duration(seconds: float) -> str:
-    """``1 h 05 min``, ``12 min``, ``40 s``."""
-    seconds = round(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
-    return f"{seconds // 60} min" if seconds >= 60 else f"{seconds} s"
 
 
 def _emit(result: ImageResult, as_json: bool) -> None:

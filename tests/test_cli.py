@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -745,6 +746,10 @@ def test_a_run_without_validation_says_so_once(tmp_path, rng):
     blind = restore(*common, "--out", str(tmp_path / "blind"))
     assert blind.returncode == 0, blind.stderr
     assert blind.stderr.count("no validation set: the run is not measured while it trains") == 1
+    # A log file (no terminal) gets a line every 250 steps, with the rate and the time left.
+    longer = restore(*common, "--steps", "250", "--set", "checkpoint_every=1000", "--out", str(tmp_path / "longer"))
+    assert longer.returncode == 0, longer.stderr
+    assert re.search(r"step 250/250 loss [0-9.]+ lr \S+, [0-9.]+ steps/s, about \d+ (s|min) left", longer.stderr), longer.stderr
     measured = restore(*common, "--val", str(pairs), "--out", str(tmp_path / "measured"))
     assert measured.returncode == 0, measured.stderr
     assert "no validation set" not in measured.stderr and (tmp_path / "measured" / "best.safetensors").is_file()
