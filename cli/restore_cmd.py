@@ -73,31 +73,33 @@ class _Interrupts:
                 raise KeyboardInterrupt
 
 
-VIDEO_PROGRESS_LINE_SECONDS = 60.0  # without a terminal, a video's progress line this often
+PROGRESS_LINE_SECONDS = 60.0  # without a terminal, a progress line this often
 
 
-class VideoProgressLines:
-    """A video's progress as a plain line every ``every`` seconds, for stderr without a
-    terminal (a batch job's log, where the progress bar is off): an hours-long video
-    would otherwise say nothing until it is done. Called with each batch's count."""
+class ProgressLines:
+    """Progress as a plain line every ``every`` seconds, for stderr without a terminal
+    (a batch job's log, where the progress bar is off): an hours-long video, or a batch
+    of thousands of images, would otherwise say nothing until it is done. Each key (a
+    video, or the batch) is timed from its first call; ``unit`` names what is counted."""
 
-    def __init__(self, every: float = VIDEO_PROGRESS_LINE_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
-        self.every, self.clock = every, clock
-        self.started: dict[Path, tuple[float, int]] = {}  # video -> (when, frames done) at its first batch
-        self.last: dict[Path, float] = {}
+    def __init__(self, unit: str = "frames", every: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.unit, self.clock = unit, clock
+        self.every = PROGRESS_LINE_SECONDS if every is None else every
+        self.started: dict[object, tuple[float, int]] = {}  # key -> (when, count) at its first call
+        self.last: dict[object, float] = {}
 
-    def __call__(self, source: Path, count: int, total: int) -> str | None:
+    def __call__(self, key: object, count: int, total: int) -> str | None:
         now = self.clock()
-        if source not in self.started:
-            self.started[source] = (now, count)
-            self.last[source] = now
+        if key not in self.started:
+            self.started[key] = (now, count)
+            self.last[key] = now
             return None
-        if now - self.last[source] < self.every:
+        if now - self.last[key] < self.every:
             return None
-        self.last[source] = now
-        since, first = self.started[source]
+        self.last[key] = now
+        since, first = self.started[key]
         rate = (count - first) / max(now - since, 1e-9)
-        line = f"{source}: {count}" + (f" of {total}" if total else "") + f" frames, {rate:.2f} frames/s"
+        line = f"{key}: {count}" + (f" of {total}" if total else "") + f" {self.unit}, {rate:.2f} {self.unit}/s"
         if total and rate > 0 and total > count:
             line += f", about {duration_words((total - count) / rate)} left"
         return line
@@ -407,13 +409,17 @@ def _stream_with_progress(request: RestoreRequest, restorer: Any, to_restore: li
     ) as bar:
         progress = bar.add_task(request.task, total=runnable_count)
         frame_bars: dict[Path, Any] = {}  # a video's own line: its frames
-        progress_lines = VideoProgressLines() if not (request.quiet or err_console.is_terminal) else None
+        plain = not (request.quiet or err_console.is_terminal)  # a log file: lines now and then instead of bars
+        frame_lines = ProgressLines("frames") if plain else None
+        input_lines = ProgressLines("inputs") if plain else None
+        if input_lines is not None:
+            input_lines(request.task, 0, runnable_count)  # the batch is timed from its start
 
         def show_frames(job, count: int, total: int) -> None:
             if job.source not in frame_bars:
                 frame_bars[job.source] = bar.add_task(f"  {job.source.name}", total=None)
             bar.update(frame_bars[job.source], completed=count, total=total or None)
-            line = progress_lines(job.source, count, total) if progress_lines is not None else None
+            line = frame_lines(job.source, count, total) if frame_lines is not None else None
             if line is not None:
                 say(line)
 
@@ -425,6 +431,9 @@ def _stream_with_progress(request: RestoreRequest, restorer: Any, to_restore: li
             done.append(result)
             _emit(result, request.as_json)
             bar.advance(progress)
+            line = input_lines(request.task, len(done) - len(planned), runnable_count) if input_lines is not None else None
+            if line is not None:
+                say(line)
 
         stream = restore_jobs(to_restore, restorer, options, show_frames) if restorer is not None else iter(())
         result = None

@@ -755,6 +755,21 @@ def test_a_run_without_validation_says_so_once(tmp_path, rng):
     assert "no validation set" not in measured.stderr and (tmp_path / "measured" / "best.safetensors").is_file()
 
 
+def test_a_batch_in_a_log_file_gets_progress_lines(folder, tmp_path, tiny_checkpoint, monkeypatch, capsys):
+    """Without a terminal the progress bar is off, so a batch of thousands of images said
+    nothing on stderr until its end; now a line every minute (here: every image) with
+    the count, the rate and the time left. Run in this process to shorten the minute."""
+    import cli.restore_cmd as restore_cmd
+
+    monkeypatch.setattr(restore_cmd, "PROGRESS_LINE_SECONDS", 0.0)
+    monkeypatch.setattr(restore_cmd.signal, "signal", lambda *args: None)  # leave pytest's own handlers alone
+    request = restore_cmd.RestoreRequest(task="derain", source=str(folder), out_dir=tmp_path / "out", model=str(tiny_checkpoint))
+    restore_cmd.run_restore(request)
+    err = capsys.readouterr().err
+    assert re.search(r"derain: 1 of 2 inputs, [0-9.]+ inputs/s, about \d+ s left", err), err
+    assert "derain: 2 of 2 inputs" in err and "2 restored, 0 failed" in err
+
+
 def test_strength_blends_the_restoration_with_the_input(folder, tmp_path, tiny_checkpoint):
     """--strength 0 writes the input's pixels, 1 the model's output, 0.5 the pixel halfway
     between them (to the 8-bit rounding); outside 0-1 it is a usage error that writes nothing."""

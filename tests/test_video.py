@@ -432,10 +432,10 @@ def test_a_stop_keeps_every_frame_restored_before_it_not_only_the_last_checkpoin
 
 
 def test_without_a_terminal_a_long_video_says_its_progress_every_minute():
-    from cli.restore_cmd import VideoProgressLines
+    from cli.restore_cmd import ProgressLines
 
     now = [0.0]
-    lines = VideoProgressLines(every=60, clock=lambda: now[0])
+    lines = ProgressLines("frames", every=60, clock=lambda: now[0])
     clip = Path("long.mp4")
     said = []
     for seconds, count in [(0, 100), (30, 130), (61, 161), (90, 190), (125, 225)]:
