@@ -354,6 +354,11 @@ def test_usage_errors_exit_2(tmp_path, tiny_checkpoint):
     (tmp_path / "a-file").write_text("")
     under_a_file = restore("train", "--recipe", "taylor-derain", "--builtin-photographs", "--steps", "1", "--out", str(tmp_path / "a-file" / "run"))
     assert under_a_file.returncode == 2 and "a folder on this path is a file" in under_a_file.stderr, under_a_file.stderr
+    # the restore commands alike, before any image is restored (each was refused on write: "Not a directory", "File exists")
+    for out in (tmp_path / "a-file" / "out", tmp_path / "a-file" / "deep" / "x.png"):
+        source = SAMPLES / "input" / "camera.png" if out.suffix else SAMPLES / "input"
+        refused = restore("derain", str(source), str(out), "--model", str(tiny_checkpoint))
+        assert refused.returncode == 2 and refused.stderr.strip() == f"error: {out}: {tmp_path / 'a-file'} is a file, so no folder can be made there"
     import torch
 
     torch.save({"weight": torch.zeros(1)}, tmp_path / "x.pth")
