@@ -14,6 +14,7 @@ from rich.table import Table
 from cli import completion
 from cli.console import cell, err_console, fail, first_few, os_cause, print_json, say, warn
 from cli.restore_cmd import parse_sigma
+from restore_core.io.folders import file_in_the_way
 from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task  # presets.py imports torch only when loading
 
 if TYPE_CHECKING:  # imported where the command runs, so that --help does not load torch
@@ -151,6 +152,9 @@ def benchmark(
     for flag, path, wanted in (("--csv", csv_path, "file"), ("--markdown", markdown_path, "file"), ("--save-images", save_images, "folder")):
         if path is not None and path.exists() and path.is_dir() != (wanted == "folder"):
             fail(f"{flag} {path}: is a {'folder' if path.is_dir() else 'file'}; name a {wanted}", code=2)
+        blocking = file_in_the_way(path.parent) if path is not None else None
+        if blocking is not None:
+            fail(f"{flag} {path}: {blocking} is a file, so no folder can be made there", code=2)
     try:
         sequences = TemporalConfig(radius=temporal, strength=temporal_strength) if temporal else None
     except ValueError as exc:

@@ -30,6 +30,7 @@ from restore_core.engine.inputs import (
     paths_from_stdin, plan_batch, raw_plus_jpeg_pairs, with_neighbour_frames,
 )
 from restore_core.io.camera_raw import RAW_OUTPUT
+from restore_core.io.folders import file_in_the_way
 from restore_core.io.images import DEFAULT_MAX_PIXELS, READ_ONLY_EXTENSIONS, SUPPORTED_EXTENSIONS, remove_stale_temporaries
 from restore_core.io.video import READ_ONLY_VIDEO_OUTPUT, WRITABLE_VIDEO_EXTENSIONS, is_video_name
 from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task  # presets.py imports torch only when loading
@@ -274,8 +275,7 @@ def _check_options(request: RestoreRequest) -> CheckedOptions:
         fail(f"--suffix and --ext name outputs in a folder; {output_file} is the output file itself (its extension sets the format)", code=2)
     if output_file is None and request.out_dir.exists() and not request.out_dir.is_dir():
         fail(f"{request.out_dir}: the output folder exists and is not a folder", code=2)
-    folder = request.out_dir.parent if output_file is not None else request.out_dir
-    blocking = next((above for above in [folder, *folder.parents] if above.exists() and not above.is_dir()), None)
+    blocking = file_in_the_way(request.out_dir.parent if output_file is not None else request.out_dir)
     if blocking is not None:  # else every image is restored, then refused on write ("Not a directory")
         fail(f"{request.out_dir}: {blocking} is a file, so no folder can be made there", code=2)
     try:

@@ -359,6 +359,9 @@ def test_usage_errors_exit_2(tmp_path, tiny_checkpoint):
         source = SAMPLES / "input" / "camera.png" if out.suffix else SAMPLES / "input"
         refused = restore("derain", str(source), str(out), "--model", str(tiny_checkpoint))
         assert refused.returncode == 2 and refused.stderr.strip() == f"error: {out}: {tmp_path / 'a-file'} is a file, so no folder can be made there"
+    for flag, path in (("--save-images", tmp_path / "a-file" / "images"), ("--csv", tmp_path / "a-file" / "rows.csv")):
+        refused = restore("benchmark", "-m", str(tiny_checkpoint), flag, str(path))  # before scoring, not after
+        assert refused.returncode == 2 and f"{flag} {path}: {tmp_path / 'a-file'} is a file" in refused.stderr, refused.stderr
     import torch
 
     torch.save({"weight": torch.zeros(1)}, tmp_path / "x.pth")
@@ -880,9 +883,13 @@ def test_benchmark_reports_go_to_new_folders_and_a_bad_path_is_one_line(tmp_path
     assert rows[0] == "model,image,psnr_y,ssim_y,psnr_rgb,ssim_rgb,seconds" and len(rows) == 3  # input + model
     assert markdown_path.read_text().startswith("Dataset: ")
     (tmp_path / "a-file").write_text("")
-    bad = restore("benchmark", "-m", str(tiny_checkpoint), "--limit", "1", "--json", "--csv", str(tmp_path / "a-file" / "x.csv"))
-    assert bad.returncode == 1 and "cannot write" in bad.stderr and "Traceback" not in bad.stderr
-    assert _strict_json(bad.stdout)["results"]  # the scores were printed first
+    if Path("/proc/self").is_dir():  # Linux: a folder no file can be made in, found only on writing
+        bad = restore("benchmark", "-m", str(tiny_checkpoint), "--limit", "1", "--json", "--csv", "/proc/x.csv")
+        assert bad.returncode == 1 and "cannot write" in bad.stderr and "Traceback" not in bad.stderr
+        assert _strict_json(bad.stdout)["results"]  # the scores were printed first
+    # under a file: refused before scoring
+    under = restore("benchmark", "-m", str(tiny_checkpoint), "--limit", "1", "--json", "--csv", str(tmp_path / "a-file" / "x.csv"))
+    assert under.returncode == 2 and "is a file, so no folder can be made there" in under.stderr and under.stdout == ""
     # A path that names a folder where a file goes (or the reverse) is refused before scoring.
     for flag, path in (("--csv", tmp_path / "new"), ("--markdown", tmp_path / "new"), ("--save-images", tmp_path / "a-file")):
         refused = restore("benchmark", "-m", str(tiny_checkpoint), "--limit", "1", "--json", flag, str(path))

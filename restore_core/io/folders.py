@@ -42,6 +42,13 @@ def not_a_folder(path: Path) -> str:
     return f"{path}: is a file, not a folder" if path.exists() else f"{path}: no such folder"
 
 
+def file_in_the_way(folder: Path) -> Path | None:
+    """The file, if any, that stands where ``folder`` or one of the folders above it
+    would have to be made: outputs cannot go there, and it is better said before any
+    work than on each write ("Not a directory")."""
+    return next((above for above in [folder, *folder.parents] if above.exists() and not above.is_dir()), None)
+
+
 def _files_with(folder: Path, extensions: Iterable[str]) -> list[Path]:
     """Files directly in ``folder`` with one of ``extensions`` (any case; hidden files skipped), sorted by name."""
     wanted = set(extensions)
