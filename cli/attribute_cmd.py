@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from cli.console import cell, fail, os_cause, print_json, say, table_console
+from restore_core.io.folders import file_in_the_way
 
 
 def _parse_fraction(text: str) -> float:
@@ -53,6 +54,8 @@ def _check_output_name(flag: str, path: Path | None, suffix: str) -> None:
         fail(f"{flag} {path}: name a {suffix} file", code=2)
     if path.is_dir():
         fail(f"{flag} {path}: is a folder; name a {suffix} file", code=2)
+    if (blocking := file_in_the_way(path.parent)) is not None:
+        fail(f"{flag} {path}: {blocking} is a file, so no folder can be made there", code=2)
     if not path.parent.is_dir():
         fail(f"{flag} {path}: its folder {path.parent} does not exist", code=2)
 
