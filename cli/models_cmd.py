@@ -36,6 +36,14 @@ def _value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
+CONFIG_SHOWN = 600  # characters of a config shown as text (an ADMS file's filter lists run to 20,000)
+
+
+def _brief(text: str, limit: int = CONFIG_SHOWN) -> str:
+    """``text``, or its first ``limit`` characters and how much more there is."""
+    return text if len(text) <= limit else f"{text[:limit]} ... ({len(text):,} characters in all: --json shows them)"
+
+
 def _describe(spec: str, as_json: bool) -> None:
     """``restore models MODEL``: one model, whole (core: presets.model_details)."""
     from restore_core.checkpoint import CheckpointError
@@ -54,7 +62,7 @@ def _describe(spec: str, as_json: bool) -> None:
         ("architecture", f"{details['architecture']}, {details['parameters']:,} parameters; inputs padded to a multiple of "
                          f"{details['size_multiple']}; half precision: {'yes' if details['supports_half'] else 'no'}"
                          + ("; trained on grey images only" if details["grey_only"] else "")),
-        ("config", json.dumps(details["config"], separators=(", ", ": "))),
+        ("config", _brief(json.dumps(details["config"], separators=(", ", ": ")))),
     ]
     if recipe:
         steps = recipe.get("trained_steps", recipe.get("steps"))
