@@ -273,9 +273,9 @@ def _check_options(request: RestoreRequest) -> CheckedOptions:
              f"{output_file.stem}{RAW_OUTPUT} (16 bits) or give another image format", code=2)
     if output_file is not None and (request.suffix or ext):
         fail(f"--suffix and --ext name outputs in a folder; {output_file} is the output file itself (its extension sets the format)", code=2)
-    if output_file is None and request.out_dir.exists() and not request.out_dir.is_dir():
-        fail(f"{request.out_dir}: the output folder exists and is not a folder", code=2)
     blocking = file_in_the_way(request.out_dir.parent if output_file is not None else request.out_dir)
+    if blocking == request.out_dir:
+        fail(f"{request.out_dir}: the output folder exists and is not a folder", code=2)
     if blocking is not None:  # else every image is restored, then refused on write ("Not a directory")
         fail(f"{request.out_dir}: {blocking} is a file, so no folder can be made there", code=2)
     try:

@@ -308,17 +308,15 @@ def model_details(spec: str) -> dict[str, Any]:
     checkpoint file, loaded (so every tensor is checked) on the CPU, described by its
     file, its run-time properties (spandrel's descriptor: size multiple, half precision)
     and the metadata it carries: config, training recipe, measured metrics."""
-    from restore_core.checkpoint import read_metadata
     from restore_core.models import count_parameters
 
     descriptor = resolve_model(spec, None, "cpu")
     assert descriptor.path is not None
-    meta = read_metadata(descriptor.path)
     card = descriptor.path.with_suffix(".md")
     return {
         "name": descriptor.name, "path": str(descriptor.path), "sha256": descriptor.sha256, "task": descriptor.task,
         "architecture": descriptor.architecture, "parameters": count_parameters(descriptor.model),
         "size_multiple": descriptor.size_multiple, "supports_half": descriptor.supports_half,
         "grey_only": descriptor.grey_only, "card": str(card) if card.is_file() else None,
-        "config": meta["config"], "recipe": meta["recipe"], "metrics": meta["metrics"],
+        "config": descriptor.config, "recipe": descriptor.recipe, "metrics": descriptor.metrics,
     }
