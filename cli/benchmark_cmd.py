@@ -112,7 +112,7 @@ def benchmark(
     route: bool = typer.Option(False, "--route", help="All-in-one models (adms): also score routing each image to the single-task model of the degradation their classifier finds, as restore auto does (rows <model>-routed)."),
     temporal: int = typer.Option(0, "--temporal", help="The pairs are frames of sequences (each folder of names one, in name order: GoPro's scenes): also score each model's frames smoothed with this many neighbours on each side, as restore --temporal does (rows <model>-tR), from the same pass of the model."),
     temporal_strength: float = typer.Option(4.0, "--temporal-strength", help="With --temporal: as restore --temporal-strength."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No tables or warnings on stderr (errors still): for --json, --csv and --markdown."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No warnings on stderr (errors still), and no tables where --json, --csv or --markdown carry the results."),
 ) -> None:
     """Score models on a paired dataset (with the input as a baseline row), or time them.
 
@@ -148,6 +148,20 @@ def benchmark(
                             (sigma, "--sigma must be between 0 and 255", 0 <= sigma <= 255)):
         if not ok:
             fail(f"{rule}, got {value}", code=2)
+    timing = "--speed" if speed else "--growth" if growth else None
+    if speed and growth:
+        fail("--speed and --growth are two measurements: run one, then the other", code=2)
+    scoring_only = {"--root": root is not None, "--dataset": dataset != "paired", "--sigma": sigma != 25.0, "--float-noise": float_noise,
+                    "--limit": limit != 0, "--crop-border": crop_border != 0, "--save-images": save_images is not None,
+                    "--csv": csv_path is not None, "--markdown": markdown_path is not None, "--self-ensemble": self_ensemble,
+                    "--ensemble-views": ensemble_views is not None, "--route": route, "--temporal": temporal != 0}
+    if timing and (given := [flag for flag, on in scoring_only.items() if on]):
+        fail(f"{', '.join(given)}: for scoring on a dataset; {timing} times the models on synthetic images (--sizes, --count) "
+             "and scores nothing: run the two apart", code=2)
+    if not speed and (sizes != "480x320,1280x720" or count != 8):
+        fail(f"{'--sizes' if sizes != '480x320,1280x720' else '--count'} applies with --speed", code=2)
+    # --quiet hides the tables only where the results go elsewhere: alone, it would leave nothing to read.
+    quiet_tables = quiet and (as_json or csv_path is not None or markdown_path is not None)
     # Outputs written after the scoring: a path that cannot be one is refused before it.
     for flag, path, wanted in (("--csv", csv_path, "file"), ("--markdown", markdown_path, "file"), ("--save-images", save_images, "folder")):
         if path is not None and path.exists() and path.is_dir() != (wanted == "folder"):
@@ -185,13 +199,13 @@ def benchmark(
         fail(str(exc), code=2)
 
     if growth:
-        _report_growth(restorers, names, task, precision, as_json, quiet)
+        _report_growth(restorers, names, task, precision, as_json, quiet_tables)
         return
     if speed:
         variants = [(r, r.descriptor.name) for r in restorers]
         if compile_model:
             variants += [(Restorer(r.descriptor, torch_device, precision, tile, compile=True), f"{r.descriptor.name}+compile") for r in restorers]
-        _report_speed(variants, speed_sizes, count, precision, torch_device, as_json, quiet)
+        _report_speed(variants, speed_sizes, count, precision, torch_device, as_json, quiet, quiet_tables)
         return
 
     from restore_core.datasets import DatasetError, embedded_dataset, load_dataset
@@ -251,7 +265,7 @@ def benchmark(
     table = Table("model", "PSNR Y", "SSIM Y", "PSNR RGB", "SSIM RGB", "s/image", title=f"{root} ({len(pairs)} pairs)")
     for s in summaries:
         table.add_row(cell(s.label), f"{s.psnr_y:.3f}", f"{s.ssim_y:.4f}", f"{s.psnr_rgb:.3f}", f"{s.ssim_rgb:.4f}", f"{s.seconds_per_image:.2f}")
-    if not quiet:
+    if not quiet_tables:
         err_console.print(table)
     if as_json:
         print_json({**header, "results": [s.as_dict() for s in summaries]}, indent=2)
@@ -266,7 +280,7 @@ def benchmark(
             fail(f"{path}: cannot write: {os_cause(exc)}", code=1)
 
 
-def _report_growth(restorers: list, names: list[str], task: str, precision: str, as_json: bool, quiet: bool = False) -> None:
+def _report_growth(restorers: list, names: list[str], task: str, precision: str, as_json: bool, quiet_tables: bool = False) -> None:
     """``--growth``: each model's wall time against the number of images and against
     pixels per image (:func:`measure_growth`), and a fresh process's start-up."""
     from restore_core.engine.runner import RunOptions
@@ -282,7 +296,7 @@ def _report_growth(restorers: list, names: list[str], task: str, precision: str,
     table = Table("model", "series", "images", "size", "seconds", "s per MP")
     for r in rows:
         table.add_row(cell(r["model"]), r["series"], str(r["images"]), f"{r['width']}x{r['height']}", f"{r['seconds']:.2f}", f"{r['seconds_per_megapixel']:.3f}")
-    if not quiet:
+    if not quiet_tables:
         err_console.print(table)
         for restorer in restorers:
             startup = next(r["startup_seconds"] for r in rows if r["model"] == restorer.descriptor.name)
@@ -292,7 +306,7 @@ def _report_growth(restorers: list, names: list[str], task: str, precision: str,
 
 
 def _report_speed(variants: list, sizes: list[tuple[int, int]], count: int, precision: str, device: torch.device, as_json: bool,
-                  quiet: bool = False) -> None:
+                  quiet: bool = False, quiet_tables: bool = False) -> None:
     """``--speed``: for each (restorer, label) of ``variants`` and each size, images per
     second of the bare forward pass and of the whole CLI pipeline, measured in turn in
     this process (:func:`measure_speed`), and their ratio."""
@@ -314,7 +328,7 @@ def _report_speed(variants: list, sizes: list[tuple[int, int]], count: int, prec
     for r in rows:
         table.add_row(cell(r["model"]), f"{r['width']}x{r['height']}", f"{r['bare_images_per_s']:.3f}",
                       f"{r['end_to_end_images_per_s']:.3f}", f"{r['ratio']:.3f}", f"{r['ms_per_megapixel']:.0f}")
-    if not quiet:
+    if not quiet_tables:
         err_console.print(table)
     if as_json:
         print_json(rows, indent=2)

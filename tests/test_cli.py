@@ -372,7 +372,7 @@ def test_usage_errors_exit_2(tmp_path, tiny_checkpoint):
 def test_print_recipe_writes_a_recipe_file_that_loads_back_unchanged(tmp_path):
     """--print-recipe shows every field after the options (no data needed) and its output
     is a recipe file: passed back as --recipe it prints the same, for both recipe kinds."""
-    for name, flags in (("infoflow-denoise", ("--set", "model.refine_more=[48]", "--steps", "10", "--lr", "3e-4")), ("adms", ("--set", "base.width=8"))):
+    for name, flags in (("infoflow-denoise", ("--set", "model.refine_more=[48]", "--steps", "10", "--set", "pretrain_steps=2", "--lr", "3e-4")), ("adms", ("--set", "base.width=8"))):
         printed = restore("train", "--recipe", name, *flags, "--print-recipe")
         assert printed.returncode == 0, printed.stderr
         fields = json.loads(printed.stdout)
@@ -392,6 +392,11 @@ def test_print_recipe_writes_a_recipe_file_that_loads_back_unchanged(tmp_path):
                          (("--set", "adversarial=true", "--set", "discriminator.norm=3"), "recipe taylor-derain: discriminator: patchgan.norm")):
         refused = restore("train", "--recipe", "taylor-derain", *flags, "--print-recipe")
         assert refused.returncode == 2 and words in refused.stderr and not refused.stdout, (flags, refused.stderr)
+    # A run no longer than its reconstruction pre-training would never see a degraded image
+    # (infoflow-denoise pre-trains 100 steps; --steps 30 trained an autoencoder, silently).
+    short = restore("train", "--recipe", "infoflow-denoise", "--steps", "30", "--print-recipe")
+    assert short.returncode == 2 and "first 100 steps (pretrain_steps) reconstruct clean images" in short.stderr, short.stderr
+    assert "--set pretrain_steps=N with N < 30" in short.stderr and not short.stdout
 
 
 def test_every_command_help_has_an_example():
@@ -725,7 +730,7 @@ def test_unreadable_data_image_stops_train_and_benchmark_with_one_line(tmp_path,
     cv2.imwrite(str(clean / "good.png"), rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
     (clean / "broken.png").write_bytes(b"not an image")
     trained = restore("train", "--recipe", "infoflow-denoise", "--clean", str(clean), "--no-builtin-photographs",
-                      "--steps", "1", "--patch-size", "32", "--batch-size", "1", "--out", str(tmp_path / "run"))
+                      "--steps", "1", "--set", "pretrain_steps=0", "--patch-size", "32", "--batch-size", "1", "--out", str(tmp_path / "run"))
     assert trained.returncode == 2
     assert "broken.png: cannot decode image" in trained.stderr and "Traceback" not in trained.stderr
     assert not (tmp_path / "run" / "model.safetensors").exists()
@@ -896,6 +901,26 @@ def test_benchmark_reports_go_to_new_folders_and_a_bad_path_is_one_line(tmp_path
     for flag, path in (("--csv", tmp_path / "new"), ("--markdown", tmp_path / "new"), ("--save-images", tmp_path / "a-file")):
         refused = restore("benchmark", "-m", str(tiny_checkpoint), "--limit", "1", "--json", flag, str(path))
         assert refused.returncode == 2 and f"error: {flag} {path}: is a " in refused.stderr and refused.stdout == ""
+
+
+def test_benchmark_refuses_options_its_measurement_ignores_and_quiet_alone_keeps_the_table(tmp_path, tiny_checkpoint):
+    """--speed and --growth time synthetic images: scoring options beside them (--csv,
+    --root, --save-images, ...) were ignored silently, nothing written; --sizes/--count
+    without --speed alike. --quiet without --json/--csv/--markdown printed nothing at all."""
+    csv_path = tmp_path / "x.csv"
+    for flags, words in ((("--speed", "--csv", str(csv_path), "--limit", "2"), "--limit, --csv: for scoring on a dataset; --speed times"),
+                         (("--growth", "--root", str(tmp_path)), "--root: for scoring on a dataset; --growth times"),
+                         (("--speed", "--growth"), "--speed and --growth are two measurements"),
+                         (("--count", "3"), "--count applies with --speed"), (("--sizes", "64x64"), "--sizes applies with --speed")):
+        refused = restore("benchmark", "-m", str(tiny_checkpoint), *flags)
+        assert refused.returncode == 2 and words in refused.stderr and not refused.stdout, (flags, refused.stderr)
+    assert not csv_path.exists()
+    alone = restore("benchmark", "-m", str(tiny_checkpoint), "--limit", "1", "-q")
+    assert alone.returncode == 0 and "PSNR Y" in alone.stderr and tiny_checkpoint.stem in alone.stderr, alone.stderr
+    with_json = restore("benchmark", "-m", str(tiny_checkpoint), "--limit", "1", "-q", "--json")
+    assert with_json.returncode == 0 and with_json.stderr == "" and _strict_json(with_json.stdout)["results"], with_json.stderr
+    timed = restore("benchmark", "-m", str(tiny_checkpoint), "--speed", "--sizes", "32x32", "--count", "1", "-q")
+    assert timed.returncode == 0 and "CLI / bare" in timed.stderr, timed.stderr
 
 
 def test_benchmark_takes_its_task_from_the_dataset(tmp_path, rng, tiny_checkpoint):

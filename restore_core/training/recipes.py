@@ -108,6 +108,10 @@ class Recipe:
         })
         if self.stages and (len(self.stages) != 2 or sum(self.stages) != self.steps or min(self.stages) < 0):
             raise ConfigError(f"recipe {self.name}: stages must be two step counts (F, G) summing to steps={self.steps}, got {self.stages}")
+        if self.pretrain_steps and self.pretrain_steps >= self.steps:
+            raise ConfigError(f"recipe {self.name}: its first {self.pretrain_steps} steps (pretrain_steps) reconstruct clean images, "
+                              f"so in {self.steps} steps the model would never see a degraded one: train longer than "
+                              f"{self.pretrain_steps} steps, or --set pretrain_steps=N with N < {self.steps} (0 = no pre-training)")
         if self.loss not in ("l1", "mse"):
             raise ConfigError(f"recipe {self.name}: loss must be l1 or mse, got {self.loss!r}")
         if self.ssim_weight < 0:
