@@ -73,6 +73,15 @@ def train(
     from restore_core.training.trainer import Trainer, TrainingError, TrainingInterrupted
 
     if calibrate is not None:
+        training_only = {"--recipe": recipe is not None, "--out": out != Path("runs/train"), "--data": bool(data), "--val": bool(val),
+                         "--holdout-every": holdout_every is not None, "--exclude-like": bool(exclude_like), "--steps": steps is not None,
+                         "--batch-size": batch_size is not None, "--patch-size": patch_size is not None, "--lr": lr is not None,
+                         "--perceptual-weights": perceptual_weights is not None, "--set": bool(settings), "--init": init is not None,
+                         "--resume": resume, "--workers": workers != 0, "--pool": pool != "auto", "--precision": precision != "auto",
+                         "--print-recipe": print_recipe}
+        if given := [flag for flag, on in training_only.items() if on]:
+            fail(f"{', '.join(given)}: for training; --calibrate measures {calibrate} on --clean images (and "
+                 "--builtin-photographs) and trains nothing", code=2)
         _calibrate(calibrate, clean, bool(builtin_photographs), device, threads)
         return
     if recipe is None:

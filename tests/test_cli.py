@@ -987,6 +987,12 @@ def test_train_calibrate_stores_a_noise_calibration_and_keeps_the_weights(tmp_pa
     no_images = restore("train", "--calibrate", str(told), "--clean", str(tmp_path / "empty"), "--no-builtin-photographs")
     assert no_images.returncode == 2 and no_images.stderr.strip() == (
         f"error: --calibrate needs clean images: no images in {tmp_path / 'empty'}; give --clean FOLDER or --builtin-photographs")
+    # Training options beside --calibrate were ignored silently (--steps, --out: no run folder made).
+    told_digest = hashlib.sha256(told.read_bytes()).hexdigest()
+    ignored = restore("train", "--calibrate", str(told), "--clean", str(clean), "--steps", "500", "--out", str(tmp_path / "run"))
+    assert ignored.returncode == 2 and ignored.stderr.strip() == (
+        f"error: --out, --steps: for training; --calibrate measures {told} on --clean images (and --builtin-photographs) and trains nothing")
+    assert hashlib.sha256(told.read_bytes()).hexdigest() == told_digest and not (tmp_path / "run").exists()
 
 
 def test_benchmark_rows_of_models_with_the_same_name_stay_apart(tmp_path, tiny_checkpoint):
