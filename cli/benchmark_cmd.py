@@ -158,6 +158,8 @@ def benchmark(
     if timing and (given := [flag for flag, on in scoring_only.items() if on]):
         fail(f"{', '.join(given)}: for scoring on a dataset; {timing} times the models on synthetic images (--sizes, --count) "
              "and scores nothing: run the two apart", code=2)
+    if temporal_strength != 4.0 and not temporal:
+        fail("--temporal-strength applies with --temporal R (the neighbouring frames to smooth with, e.g. 2)", code=2)
     if not speed and (sizes != "480x320,1280x720" or count != 8):
         fail(f"{'--sizes' if sizes != '480x320,1280x720' else '--count'} applies with --speed", code=2)
     # --quiet hides the tables only where the results go elsewhere: alone, it would leave nothing to read.

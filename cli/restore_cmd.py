@@ -247,6 +247,8 @@ def _check_options(request: RestoreRequest) -> CheckedOptions:
         fail(f"--temporal must be between 0 (off) and 8 frames on each side, got {request.temporal}", code=2)
     if not 0 < request.temporal_strength <= 100:
         fail(f"--temporal-strength must be more than 0 and at most 100, got {request.temporal_strength:g}", code=2)
+    if request.temporal_strength != 4.0 and not request.temporal:
+        fail("--temporal-strength applies with --temporal R (the neighbouring frames to smooth with, e.g. 2)", code=2)
     if request.tile < 0 or (request.tile_overlap or 0) < 0 or request.batch_size < 1:
         fail("--tile and --tile-overlap must be >= 0 and --batch-size >= 1", code=2)
     if request.tile and request.tile_overlap is not None and request.tile_overlap >= request.tile:

@@ -517,7 +517,10 @@ def test_shards_partition_the_input_without_overlap(folder, tmp_path, tiny_check
     assert not outputs[0] & outputs[1]
     assert len(outputs[0] | outputs[1]) == 3
     bad = restore("derain", str(folder), str(tmp_path / "x"), "--shard", "2/2", "--model", str(tiny_checkpoint))
-    assert bad.returncode == 2 and "0 <= I < N" in bad.stderr
+    assert bad.returncode == 2 and "shards are numbered from 0, so I must be 0 to 1 (a 1-based array index: --shard $((I - 1))/2)" in bad.stderr
+    # --temporal-strength without --temporal changed nothing, silently
+    lone = restore("derain", str(folder), str(tmp_path / "y"), "--temporal-strength", "2", "--model", str(tiny_checkpoint))
+    assert lone.returncode == 2 and "--temporal-strength applies with --temporal R" in lone.stderr and not (tmp_path / "y").exists()
 
 
 def test_version_flag_says_the_versions_and_formats_of_this_install():
@@ -911,7 +914,8 @@ def test_benchmark_refuses_options_its_measurement_ignores_and_quiet_alone_keeps
     for flags, words in ((("--speed", "--csv", str(csv_path), "--limit", "2"), "--limit, --csv: for scoring on a dataset; --speed times"),
                          (("--growth", "--root", str(tmp_path)), "--root: for scoring on a dataset; --growth times"),
                          (("--speed", "--growth"), "--speed and --growth are two measurements"),
-                         (("--count", "3"), "--count applies with --speed"), (("--sizes", "64x64"), "--sizes applies with --speed")):
+                         (("--count", "3"), "--count applies with --speed"), (("--sizes", "64x64"), "--sizes applies with --speed"),
+                         (("--temporal-strength", "2"), "--temporal-strength applies with --temporal R")):
         refused = restore("benchmark", "-m", str(tiny_checkpoint), *flags)
         assert refused.returncode == 2 and words in refused.stderr and not refused.stdout, (flags, refused.stderr)
     assert not csv_path.exists()

@@ -3,6 +3,7 @@ no model, so these run in milliseconds."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -155,8 +156,9 @@ def test_a_file_listed_twice_is_restored_once(tmp_path):
 
 def test_parse_shard_rejects_out_of_range():
     assert parse_shard("1/4") == (1, 4)
-    for text in ("4/4", "-1/2", "a/b", "1"):
-        with pytest.raises(InputError):
+    for text, words in (("4/4", "I must be 0 to 3"), ("-1/2", "I must be 0 to 1"), ("a/b", "expected I/N"), ("1", "expected I/N"),
+                        ("0/0", "N, the number of shards, must be >= 1")):
+        with pytest.raises(InputError, match=re.escape(words)):
             parse_shard(text)
 
 

@@ -299,8 +299,11 @@ def parse_shard(text: str) -> tuple[int, int]:
         index, count = (int(part) for part in text.split("/"))
     except ValueError:
         raise InputError(f"--shard {text!r}: expected I/N, e.g. 0/4") from None
-    if count < 1 or not 0 <= index < count:
-        raise InputError(f"--shard {text!r}: need 0 <= I < N")
+    if count < 1:
+        raise InputError(f"--shard {text!r}: N, the number of shards, must be >= 1")
+    if not 0 <= index < count:
+        raise InputError(f"--shard {text!r}: shards are numbered from 0, so I must be 0 to {count - 1} "
+                         f"(a 1-based array index: --shard $((I - 1))/{count})")
     return index, count
 
 
