@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.table import Table
 
-from cli.console import cell, fail, os_cause, print_json, say, table_console
+from cli.console import cell, fail, os_cause, print_json, say, table_console, warn
 from restore_core.io.folders import file_in_the_way
 
 
@@ -103,8 +104,15 @@ def attribute_filters(
         tuned = load_checkpoint(target, device)
     except CheckpointError as exc:
         fail(str(exc), code=2)
-    if (base.architecture, base.config) != (tuned.architecture, tuned.config):
-        fail(f"{target}: not the same architecture and config as {baseline}; FAIG needs a model fine-tuned from the baseline", code=2)
+    # Fine-tuning keeps every tensor; settings without weights (a denoiser's noise calibration,
+    # measured anew at the end of each run) may differ and do not matter to the path from θ̄ to θ.
+    base_shapes = {k: tuple(v.shape) for k, v in base.model.named_parameters()}
+    tuned_shapes = {k: tuple(v.shape) for k, v in tuned.model.named_parameters()}
+    if base.architecture != tuned.architecture or base_shapes != tuned_shapes:
+        differing = next((k for k in sorted(base_shapes.keys() | tuned_shapes.keys()) if base_shapes.get(k) != tuned_shapes.get(k)), None)
+        what = (f"{tuned.architecture}, the baseline {base.architecture}" if base.architecture != tuned.architecture
+                else f"tensor {differing} is {tuned_shapes.get(differing, 'absent')} there, {base_shapes.get(differing, 'absent')} in the baseline")
+        fail(f"{target}: not the baseline's network ({what}); FAIG needs a model fine-tuned from {baseline}", code=2)
     multiple = tuned.size_multiple
     if crop % multiple:
         below, above = crop // multiple * multiple, (crop // multiple + 1) * multiple
@@ -119,6 +127,9 @@ def attribute_filters(
     theta_base = {k: v.detach() for k, v in base.model.named_parameters()}
     theta_target = {k: v.detach() for k, v in tuned.model.named_parameters()}
     say(f"FAIG over {len(target_images)} target and {len(other_images)} other images, {steps} steps")
+    if not other_images:
+        warn("no --others: the scores are the integrated gradients on the target degradation alone, not what is specific "
+             "to it (FAIG subtracts the other degradations' mean); give their paired folders with --others")
     scores = A.faig(model, theta_base, theta_target, target_images, other_images, steps)
     ranked = A.rank(scores)
     masks = A.top_masks(model, ranked, fraction)
@@ -170,5 +181,5 @@ def attribute_filters(
         for column in ("filters chosen by", "count", "target degradation", "other degradations"):
             check.add_column(column)
         for row in rows:
-            check.add_row(row.method, str(row.filters), f"{row.target_drop:.3f}", f"{row.others_drop:.3f}")
+            check.add_row(row.method, str(row.filters), f"{row.target_drop:.3f}", "-" if math.isnan(row.others_drop) else f"{row.others_drop:.3f}")
         console.print(check)

@@ -179,3 +179,42 @@ def test_crops_and_output_names_are_checked_before_faig_and_whole_images_fit_the
     assert _load_pairs(tmp_path / "set", 1, 16, 4)[0][0].shape == (1, 3, 16, 16)
     with pytest.raises(ValueError, match="37x29 is smaller than the model's size multiple \\(64 pixels\\)"):
         _load_pairs(tmp_path / "set", 1, 0, 64)
+
+
+def test_a_fine_tuned_denoiser_with_its_own_noise_calibration_is_the_baseline_s_network(tmp_path):
+    """Every denoiser run of restore train ends by measuring a noise calibration into its
+    config, so a model fine-tuned from a baseline never had the same config: FAIG refused
+    every such pair ("not the same architecture and config"). The tensors decide now; a
+    network with other tensors is refused naming the first that differs. Without --others
+    the scores are plain integrated gradients: said, and the others' column reads '-'."""
+    tiny = {"levels": 2, "base_filters": 4, "max_filters": 8, "info_accum": None, "norm": "none", "residual": True, "noise_level": True}
+    torch.manual_seed(0)
+    model = build_model("infoflow", tiny)
+    base_path = save_checkpoint(tmp_path / "base.safetensors", model, "infoflow", {**tiny, "noise_calibration": [[0.5, 0.0], [1.0, 25.0]]}, "denoise")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    tuned_path = save_checkpoint(tmp_path / "tuned.safetensors", model, "infoflow", {**tiny, "noise_calibration": [[0.6, 0.0], [1.1, 25.0]]}, "denoise")
+    wider = {**tiny, "base_filters": 8}
+    other_path = save_checkpoint(tmp_path / "other.safetensors", build_model("infoflow", wider), "infoflow", wider, "denoise")
+    for folder in ("input", "target"):
+        (tmp_path / "set" / folder).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    clean = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "set" / "target" / "a.png"), clean)
+    cv2.imwrite(str(tmp_path / "set" / "input" / "a.png"), np.clip(clean + rng.normal(0, 25, clean.shape), 0, 255).astype(np.uint8))
+
+    def run(target: Path):
+        return subprocess.run([sys.executable, "-m", "cli.main", "attribute-filters", "--baseline", str(base_path), "--target", str(target),
+                               "--data", str(tmp_path / "set"), "--steps", "2", "--crop", "0", "--validate"],
+                              capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+                              timeout=300)
+
+    tuned = run(tuned_path)
+    assert tuned.returncode == 0, tuned.stderr
+    assert "no --others: the scores are the integrated gradients on the target degradation alone" in tuned.stderr
+    assert "nan" not in tuned.stdout and "│ -" in tuned.stdout
+    refused = run(other_path)
+    assert refused.returncode == 2 and refused.stderr.strip() == (
+        f"error: {other_path}: not the baseline's network (tensor decoders.0.1.bias is (8,) there, (4,) in the baseline); "
+        f"FAIG needs a model fine-tuned from {base_path}"), refused.stderr
