@@ -64,7 +64,9 @@ def _describe(spec: str, as_json: bool) -> None:
                          + ("; trained on grey images only" if details["grey_only"] else "")),
         ("config", _brief(json.dumps(details["config"], separators=(", ", ": ")))),
     ]
-    if recipe:
+    if recipe.get("converted_from"):
+        rows.append(("recipe", f"none: imported by restore convert from {recipe['converted_from']} (sha256 {recipe.get('source_sha256', '?')})"))
+    elif recipe:
         steps = recipe.get("trained_steps", recipe.get("steps"))
         rows.append(("recipe", f"{recipe.get('name', '?')}: {steps} steps of {recipe.get('batch_size', '?')} patches of "
                                f"{recipe.get('patch_size', '?')} pixels, lr {recipe.get('lr', '?')}"

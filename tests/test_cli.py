@@ -454,6 +454,19 @@ def test_models_describes_one_model_whole(tmp_path, tiny_checkpoint):
     assert text.returncode == 0, text.stderr
     assert "unet, " in text.stdout and "parameters" in text.stdout and str(tiny_checkpoint) in text.stdout
     assert "none recorded" in text.stdout  # no recipe in this file: said, not left blank
+    import torch
+    from safetensors.torch import load_file
+
+    torch.save(load_file(str(tiny_checkpoint)), tmp_path / "net.pth")
+    from restore_core.checkpoint import read_metadata
+
+    meta = read_metadata(tiny_checkpoint)
+    converted = restore("convert", str(tmp_path / "net.pth"), str(tmp_path / "net.safetensors"), "--architecture", meta["architecture"],
+                        "--config", json.dumps(meta["config"]), "--task", "derain")
+    assert converted.returncode == 0, converted.stderr
+    imported = restore("models", str(tmp_path / "net.safetensors"))  # said "?: None steps of ? patches of ? pixels, lr ?"
+    assert imported.returncode == 0 and "none: imported by restore convert from net.pth (sha256 " in imported.stdout, imported.stdout
+    assert "None steps" not in imported.stdout
     adms = restore("models", "adms")  # its config lists every kept filter: cut, and said so
     assert adms.returncode == 0 and "characters in all" in adms.stdout, adms.stderr  # (the table may wrap the rest)
     for args, words in ((("no-such-model",), "unknown model"), (("taylor-derain", "--presets"), "name no model with it"),
