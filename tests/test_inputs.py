@@ -180,6 +180,20 @@ def test_files_in_formats_restore_cannot_read_are_named_not_skipped_in_silence(t
 
     only = tmp_path / "only"
     touch(only, "IMG_1.gif", "IMG_2.jxl")
-    with pytest.raises(InputError, match=r"no images .* in this folder; it holds 1 \.gif \(GIF\), 1 \.jxl \(JPEG XL\), "
+    with pytest.raises(InputError, match=r"no images in this folder; it holds 1 \.gif \(GIF\), 1 \.jxl \(JPEG XL\), "
                                          r"which restore cannot read: convert to PNG, TIFF or JPEG first$"):
         collect_inputs(str(only))
+
+
+def test_a_paired_folder_given_as_input_names_its_two_halves(tmp_path):
+    """`restore derain pairs/ out/` (or `make-pairs pairs/ ...`) on a folder holding input/
+    beside target/ said "no images (.png, .jpg, ... 34 extensions) in this folder (use
+    --recursive for sub-folders)", and --recursive would restore the clean half too."""
+    touch(tmp_path / "set", "input/1.png", "target/1.png")
+    with pytest.raises(InputError) as refused:
+        collect_inputs(str(tmp_path / "set"))
+    assert str(refused.value) == (f"{tmp_path / 'set'}: no images in this folder; it is a paired folder (input/ beside target/): "
+                                  f"name one half, {tmp_path / 'set' / 'input'} (the degraded images) or {tmp_path / 'set' / 'target'} (the clean ones)")
+    touch(tmp_path / "plain", "sub/1.png")
+    with pytest.raises(InputError, match=r"plain: no images in this folder \(use --recursive for sub-folders\)$"):
+        collect_inputs(str(tmp_path / "plain"))

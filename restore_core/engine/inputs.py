@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterable
 
 from restore_core.io.camera_raw import RAW_EXTENSIONS
+from restore_core.io.folders import PAIR_LAYOUTS
 from restore_core.io.images import READABLE_EXTENSIONS, UNREADABLE_FORMATS, how_to_read, output_suffix
 from restore_core.io.video import WRITABLE_VIDEO_EXTENSIONS, is_video_name, output_video_suffix
 
@@ -181,11 +182,16 @@ def collect_inputs(spec: str, recursive: bool = False, stdin_lines: Iterable[str
             videos.extend(found_videos)
         if not files:
             hint = "" if recursive else " (use --recursive for sub-folders)"
-            if found_videos:
+            halves = None if recursive else _paired_halves(path)
+            if halves is not None:
+                degraded, clean = halves
+                hint = (f"; it is a paired folder ({degraded.name}/ beside {clean.name}/): name one half, {degraded} "
+                        f"(the degraded images) or {clean} (the clean ones)")
+            elif found_videos:
                 hint = f"; it holds {len(found_videos)} video(s): name them, e.g. '{path / ('*' + found_videos[0].suffix)}'"
             elif unreadable:
                 hint = f"; it holds {describe_unreadable(unreadable)}, which restore cannot read: {how_to_read(p.suffix.lower() for p in unreadable)}"
-            raise InputError(f"{spec}: no images ({', '.join(READABLE_EXTENSIONS)}) in this folder{hint}")
+            raise InputError(f"{spec}: no images in this folder{hint}")
         return [Job(f, f.relative_to(path)) for f in files]
     if path.exists() or os.path.lexists(path):
         return [Job(path, Path(path.name))]
@@ -291,6 +297,15 @@ def find_collisions(jobs: list[Job]) -> dict[Path, list[Path]]:
         assert job.output is not None
         by_output.setdefault(job.output, []).append(job.source)
     return {out: sources for out, sources in by_output.items() if len(sources) > 1}
+
+
+def _paired_halves(folder: Path) -> tuple[Path, Path] | None:
+    """(degraded, clean) sub-folders of ``folder`` when it is a paired folder in one of
+    :data:`~restore_core.io.folders.PAIR_LAYOUTS` (``input/`` beside ``target/``, ...)."""
+    for degraded, clean in PAIR_LAYOUTS:
+        if (folder / degraded).is_dir() and (folder / clean).is_dir():
+            return folder / degraded, folder / clean
+    return None
 
 
 def parse_shard(text: str) -> tuple[int, int]:
