@@ -106,7 +106,10 @@ def config_from_dict(cls: type[T], data: dict[str, Any], where: str = "config") 
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        close = {key: difflib.get_close_matches(key, names, n=1) for key in unknown}
+        meant = [match[0] if len(unknown) == 1 else f"{match[0]} for {key}" for key, match in close.items() if match]
+        guess = f" (did you mean {', '.join(meant)}?)" if meant else ""
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}{guess}; known: {', '.join(sorted(names))}")
     required = [f.name for f in dataclasses.fields(cls)
                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.init]
     missing = [name for name in required if name not in data]

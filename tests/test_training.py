@@ -13,7 +13,7 @@ from safetensors import safe_open
 
 from conftest import write_random_pngs
 from restore_core.checkpoint import load_checkpoint
-from restore_core.training.recipes import RECIPES, DataConfig, load_recipe
+from restore_core.training.recipes import RECIPES, DataConfig, check_recipe, load_recipe
 from restore_core.training.sources import READ_THREADS, prepare_data
 from restore_core.training.trainer import Trainer, TrainingError
 
@@ -143,6 +143,17 @@ def test_recipe_file_overrides_a_base(tmp_path):
         load_recipe(str(partial))
     with pytest.raises(ConfigError, match=r"unknown recipe 'taylor-deraim'; known: taylor-derain"):
         load_recipe("taylor-deraim")
+    # a misspelt key of a recipe file (or of a model table) names the key it resembles; an unknown base lists the recipes
+    typo = tmp_path / "typo.toml"
+    typo.write_text('base = "taylor-derain"\nstepz = 10\n[model]\nordr = 2\n')
+    with pytest.raises(ConfigError, match=r"typo.toml: unknown key\(s\) stepz \(did you mean steps\?\); known: "):
+        load_recipe(str(typo))
+    typo.write_text('base = "taylor-derain"\n[model]\nordr = 2\nmappin = "unet"\n')
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) mappin, ordr \(did you mean mapping for mappin, order for ordr\?\)"):
+        check_recipe(load_recipe(str(typo)))
+    typo.write_text('base = "nope"\n')
+    with pytest.raises(ConfigError, match=r"typo.toml: unknown base recipe 'nope'; known: taylor-derain, golf-deblur"):
+        load_recipe(str(typo))
 
 
 def test_settings_that_must_change_together_are_validated_together():

@@ -363,7 +363,7 @@ def load_recipe(name_or_path: str) -> Recipe | ADMSRecipe:
     base_name = data.pop("base") if isinstance(data.get("base"), str) else None
     if base_name is not None:
         if base_name not in RECIPES:
-            raise ConfigError(f"{path}: unknown base recipe {base_name!r}")
+            raise ConfigError(f"{path}: unknown base recipe {base_name!r}; known: {', '.join(RECIPES)}")
         from restore_core.configs import config_to_dict
 
         merged = config_to_dict(RECIPES[base_name])
