@@ -70,6 +70,7 @@ def train(
         restore train --calibrate runs/denoise/best.safetensors --clean ../shared/data/Train400
     """
     from restore_core.training.sources import describe, prepare_data
+    from restore_core.training.state import files_a_run_would_replace, holds_run
     from restore_core.training.trainer import Trainer, TrainingError, TrainingInterrupted
 
     if calibrate is not None:
@@ -98,6 +99,8 @@ def train(
         _check_trainable(chosen, recorded, out, pool, workers)
     except ConfigError as exc:
         fail(str(exc), code=2)
+    if not resume and not holds_run(out) and (replaced := files_a_run_would_replace(out)):  # before the folder is touched
+        fail(f"{out} holds {', '.join(replaced)}, which a new run there would replace; choose another --out (a folder of its own)", code=2)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -126,6 +129,8 @@ def train(
             lock_run(out)  # an open descriptor: held until the process ends
         except TrainingError as exc:
             fail(str(exc), code=2)
+    if not resume and holds_run(out):  # on every rank: none may go on alone
+        fail(f"{out} already holds a run; use --resume to continue it or another --out", code=2)
 
     def log(message: str) -> None:  # rank 0 speaks for every rank
         if dist_info.is_main:
@@ -151,8 +156,6 @@ def train(
             if dist_info.is_main:
                 print(final)
             return
-    elif (out / "state.safetensors").exists():
-        fail(f"{out} already holds a run; use --resume to continue it or another --out", code=2)
     ranks = f" x {dist_info.world_size} ranks" if dist_info.enabled else ""
     log(f"recipe {chosen.name}: {chosen.architecture}, {chosen.steps} steps, batch {chosen.batch_size}{ranks}, patch {chosen.patch_size}, device {torch_device}, {trainer.precision_note()}")
     if trainer.perceptual_note:
@@ -351,8 +354,6 @@ def _train_adms(recipe: ADMSRecipe, out: Path, device, resume: bool, quiet: bool
     from restore_core.training.adms import train_adms
     from restore_core.training.trainer import TrainingError, TrainingInterrupted
 
-    if (out / "recipe.json").exists() and not resume:
-        fail(f"{out} already holds a run; use --resume to continue it or another --out", code=2)
     log = (lambda s: None) if quiet else say
     if recipe.init is not None:
         log(f"recipe {recipe.name}: classifier {recipe.classifier_steps} steps on {recipe.init}, device {device}")

@@ -753,6 +753,19 @@ def test_a_second_train_into_a_running_runs_folder_is_refused(tmp_path):
     finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr
     assert (run_dir / "model.safetensors").exists()
+    # A fresh run into a folder holding files of a run's names but no run (a model kept
+    # there as model.safetensors) replaced them silently; now refused, the folder untouched.
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "model.safetensors").write_bytes((run_dir / "model.safetensors").read_bytes())
+    (kept / "log.csv").write_text("mine\n")
+    before = {p.name: p.read_bytes() for p in kept.iterdir()}
+    replacing = subprocess.run([*command[:-4], str(kept), *command[-3:]], env=env, capture_output=True, text=True, timeout=300)
+    assert replacing.returncode == 2 and replacing.stderr.strip() == (
+        f"error: {kept} holds model.safetensors, log.csv, which a new run there would replace; choose another --out (a folder of its own)")
+    assert {p.name: p.read_bytes() for p in kept.iterdir()} == before  # no .lock either
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)  # the finished run: resumable, not replaced
+    assert again.returncode == 2 and "already holds a run; use --resume" in again.stderr
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads through Linux's /proc")

@@ -19,6 +19,23 @@ from restore_core.checkpoint import atomic_save_file
 from restore_core.training.errors import TrainingError
 
 
+# What a run writes at the top of its folder (ADMS runs: the last two too); a fresh run
+# replaces any of them, so a folder holding one is refused rather than overwritten.
+RUN_FILES = ("state.safetensors", "recipe.json", "last.safetensors", "best.safetensors", "model.safetensors", "log.csv", "data.json",
+             "filters.json", "classifier.safetensors")
+
+
+def holds_run(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a run (``--resume`` continues it; a fresh one may not start there)."""
+    return (run_dir / "state.safetensors").exists() or (run_dir / "recipe.json").exists()
+
+
+def files_a_run_would_replace(run_dir: Path) -> list[str]:
+    """The names of :data:`RUN_FILES` already in ``run_dir``: a fresh run there would
+    replace them (a model someone keeps there as ``model.safetensors``, a ``log.csv``)."""
+    return [name for name in RUN_FILES if (run_dir / name).exists()]
+
+
 def lock_run(run_dir: Path) -> int | None:
     """Hold ``run_dir/.lock`` for as long as this process lives (released however it ends):
     a second ``restore train`` into the same run folder, fresh or ``--resume``, would
