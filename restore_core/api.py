@@ -202,6 +202,9 @@ class ImageRestorer:
         neighbours on each side (:mod:`restore_core.engine.temporal`)."""
         source, output = Path(source), Path(output)
         formats = WRITABLE_VIDEO_EXTENSIONS if is_video_name(source) else SUPPORTED_EXTENSIONS
+        if output.is_dir():
+            raise ValueError(f"{output}: a folder; restore_file writes the file it names (e.g. {output / source.name}), "
+                             "restore_files fills a folder")
         if output.suffix.lower() not in formats:
             raise ValueError(f"{output}: unsupported output format for {source.name}; use one of {', '.join(formats)}")
         if output.exists() and not overwrite:

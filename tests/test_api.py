@@ -184,6 +184,10 @@ def test_restore_file_keeps_an_existing_output_unless_told(tiny, tmp_path, rng):
     assert (tmp_path / "out.png").read_bytes() == b"keep me"
     tiny.restore_file(tmp_path / "in.png", tmp_path / "out.png", overwrite=True)
     assert read_image(tmp_path / "out.png").size == (16, 16)
+    # a folder as the output said "unsupported output format"
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(ValueError, match=r"folder: a folder; restore_file writes the file it names \(e.g. .*folder/in.png\), restore_files fills"):
+        tiny.restore_file(tmp_path / "in.png", tmp_path / "folder")
 
 
 def test_load_errors_name_the_cause(tiny_checkpoint):
