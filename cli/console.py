@@ -12,7 +12,8 @@ import json
 import math
 import os
 import sys
-from typing import Any, NoReturn
+import time
+from typing import Any, Callable, NoReturn
 
 import typer
 from rich.console import Console
@@ -121,3 +122,63 @@ def duration_words(seconds: float) -> str:
     if seconds >= 3600:
         return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
     return f"{seconds // 60} min" if seconds >= 60 else f"{seconds} s"
+
+
+PROGRESS_LINE_SECONDS = 60.0  # without a terminal, a progress line this often
+
+
+class ProgressLines:
+    """Progress as a plain line every ``every`` seconds, for stderr without a terminal
+    (a batch job's log, where the progress bar is off): an hours-long video, or a batch
+    of thousands of images, would otherwise say nothing until it is done. Each key (a
+    video, or the batch) is timed from its first call; ``unit`` names what is counted."""
+
+    def __init__(self, unit: str = "frames", every: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.unit, self.clock = unit, clock
+        self.every = PROGRESS_LINE_SECONDS if every is None else every
+        self.started: dict[object, tuple[float, int]] = {}  # key -> (when, count) at its first call
+        self.last: dict[object, float] = {}
+
+    def __call__(self, key: object, count: int, total: int) -> str | None:
+        now = self.clock()
+        if key not in self.started:
+            self.started[key] = (now, count)
+            self.last[key] = now
+            return None
+        if now - self.last[key] < self.every:
+            return None
+        self.last[key] = now
+        since, first = self.started[key]
+        rate = (count - first) / max(now - since, 1e-9)
+        line = f"{key}: {count}" + (f" of {total}" if total else "") + f" {self.unit}, {rate:.2f} {self.unit}/s"
+        if total and rate > 0 and total > count:
+            line += f", about {duration_words((total - count) / rate)} left"
+        return line
+
+
+class StepLines:
+    """Training progress as a plain line for a log file (stderr without a terminal, where
+    the progress bar is off): at every ``every_steps``-th step, and in between whenever
+    ``every`` seconds have passed since the last line (a run of several seconds a step
+    said nothing for the better part of an hour). The rate is measured from the first
+    step this process trained, so a resumed run's rate is its own."""
+
+    def __init__(self, every_steps: int = 250, every: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.every_steps, self.clock = every_steps, clock
+        self.every = PROGRESS_LINE_SECONDS if every is None else every
+        self.started: tuple[float, int] | None = None  # (when, step) of the first call
+        self.last = 0.0
+
+    def __call__(self, step: int, total: int, loss: float, lr: float) -> str | None:
+        now = self.clock()
+        if self.started is None:
+            self.started, self.last = (now, step), now
+        if step % self.every_steps and now - self.last < self.every:
+            return None
+        self.last = now
+        line = f"step {step}/{total} loss {loss:.4f} lr {lr:.2g}"
+        since, first = self.started
+        if step > first:
+            rate = (step - first) / max(now - since, 1e-9)
+            line += f", {rate:.2f} steps/s, about {duration_words((total - step) / rate)} left"
+        return line

@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cli import completion
 from cli.console import (
-    OUTPUT_CLOSED_STATUS, OutputClosed, duration_words, emit, err_console, error, fail, first_few, print_json, say, warn,
+    OUTPUT_CLOSED_STATUS, OutputClosed, ProgressLines, emit, err_console, error, fail, first_few, print_json, say, warn,
 )
 from restore_core.engine.inputs import (
     BatchPlan, InputError, Job, collect_inputs, left_out_unreadable, names_output_file, output_name_refusal, parse_shard,
@@ -72,38 +72,6 @@ class _Interrupts:
             if self.pending:
                 self.pending = False
                 raise KeyboardInterrupt
-
-
-PROGRESS_LINE_SECONDS = 60.0  # without a terminal, a progress line this often
-
-
-class ProgressLines:
-    """Progress as a plain line every ``every`` seconds, for stderr without a terminal
-    (a batch job's log, where the progress bar is off): an hours-long video, or a batch
-    of thousands of images, would otherwise say nothing until it is done. Each key (a
-    video, or the batch) is timed from its first call; ``unit`` names what is counted."""
-
-    def __init__(self, unit: str = "frames", every: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
-        self.unit, self.clock = unit, clock
-        self.every = PROGRESS_LINE_SECONDS if every is None else every
-        self.started: dict[object, tuple[float, int]] = {}  # key -> (when, count) at its first call
-        self.last: dict[object, float] = {}
-
-    def __call__(self, key: object, count: int, total: int) -> str | None:
-        now = self.clock()
-        if key not in self.started:
-            self.started[key] = (now, count)
-            self.last[key] = now
-            return None
-        if now - self.last[key] < self.every:
-            return None
-        self.last[key] = now
-        since, first = self.started[key]
-        rate = (count - first) / max(now - since, 1e-9)
-        line = f"{key}: {count}" + (f" of {total}" if total else "") + f" {self.unit}, {rate:.2f} {self.unit}/s"
-        if total and rate > 0 and total > count:
-            line += f", about {duration_words((total - count) / rate)} left"
-        return line
 
 
 def _emit(result: ImageResult, as_json: bool) -> None:

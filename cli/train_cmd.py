@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
@@ -14,7 +13,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from cli import completion
-from cli.console import duration_words, err_console, fail, first_few, os_cause, say
+from cli.console import StepLines, err_console, fail, first_few, os_cause, say
 from restore_core.configs import ConfigError, changed_fields, config_to_dict, override_many
 from restore_core.io.folders import not_a_folder
 from restore_core.training.recipes import RECIPES, ADMSRecipe, Recipe, check_recipe, load_recipe, load_recorded_recipe
@@ -197,19 +196,11 @@ def train(
     ) as bar:
         task = bar.add_task("train", total=chosen.steps, completed=trainer.step, info="")
 
-        plain_log = not quiet and not err_console.is_terminal
-        first_seen: list[tuple[float, int]] = []  # (when, step) of the first step this process trained
+        step_lines = StepLines() if not quiet and not err_console.is_terminal else None  # a log file: lines instead of a bar
 
         def progress(step: int, total: int, info: dict) -> None:
             bar.update(task, completed=step, info=f"loss {info['loss']:.4f} lr {info['lr']:.2g}")
-            if not first_seen:
-                first_seen.append((time.monotonic(), step))
-            if plain_log and step % 250 == 0:  # a log file gets a line now and then instead of a bar
-                line = f"step {step}/{total} loss {info['loss']:.4f} lr {info['lr']:.2g}"
-                since, first = first_seen[0]
-                if step > first:
-                    rate = (step - first) / max(time.monotonic() - since, 1e-9)
-                    line += f", {rate:.2f} steps/s, about {duration_words((total - step) / rate)} left"
+            if step_lines is not None and (line := step_lines(step, total, info["loss"], info["lr"])):
                 say(line)
 
         try:

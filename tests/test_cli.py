@@ -786,13 +786,30 @@ def test_a_run_without_validation_says_so_once(tmp_path, rng):
     assert "no validation set" not in measured.stderr and (tmp_path / "measured" / "best.safetensors").is_file()
 
 
+def test_a_training_log_gets_a_line_every_250_steps_and_every_minute_between():
+    """A log file got a line every 250 steps only: a run of several seconds a step (the
+    Golf paper preset on a CPU) said nothing for the better part of an hour."""
+    from cli.console import StepLines
+
+    now = [0.0]
+    lines = StepLines(every_steps=250, every=60, clock=lambda: now[0])
+    said = []
+    for seconds, step in [(0, 1), (30, 11), (61, 21), (70, 24), (125, 41), (700, 250)]:
+        now[0] = seconds
+        said.append(lines(step, 1000, 0.01234, 5e-4))
+    assert said == [None, None, "step 21/1000 loss 0.0123 lr 0.0005, 0.33 steps/s, about 49 min left", None,
+                    "step 41/1000 loss 0.0123 lr 0.0005, 0.32 steps/s, about 49 min left",
+                    "step 250/1000 loss 0.0123 lr 0.0005, 0.36 steps/s, about 35 min left"]
+
+
 def test_a_batch_in_a_log_file_gets_progress_lines(folder, tmp_path, tiny_checkpoint, monkeypatch, capsys):
     """Without a terminal the progress bar is off, so a batch of thousands of images said
     nothing on stderr until its end; now a line every minute (here: every image) with
     the count, the rate and the time left. Run in this process to shorten the minute."""
+    import cli.console as console
     import cli.restore_cmd as restore_cmd
 
-    monkeypatch.setattr(restore_cmd, "PROGRESS_LINE_SECONDS", 0.0)
+    monkeypatch.setattr(console, "PROGRESS_LINE_SECONDS", 0.0)
     monkeypatch.setattr(restore_cmd.signal, "signal", lambda *args: None)  # leave pytest's own handlers alone
     request = restore_cmd.RestoreRequest(task="derain", source=str(folder), out_dir=tmp_path / "out", model=str(tiny_checkpoint))
     restore_cmd.run_restore(request)

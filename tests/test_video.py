@@ -432,7 +432,7 @@ def test_a_stop_keeps_every_frame_restored_before_it_not_only_the_last_checkpoin
 
 
 def test_without_a_terminal_a_long_video_says_its_progress_every_minute():
-    from cli.restore_cmd import ProgressLines
+    from cli.console import ProgressLines
 
     now = [0.0]
     lines = ProgressLines("frames", every=60, clock=lambda: now[0])
