@@ -31,7 +31,7 @@ from restore_core.engine.inputs import (
 )
 from restore_core.io.camera_raw import RAW_OUTPUT
 from restore_core.io.folders import file_in_the_way
-from restore_core.io.images import DEFAULT_MAX_PIXELS, READ_ONLY_EXTENSIONS, SUPPORTED_EXTENSIONS, remove_stale_temporaries
+from restore_core.io.images import DEFAULT_MAX_PIXELS, LOSSY_EXTENSIONS, READ_ONLY_EXTENSIONS, SUPPORTED_EXTENSIONS, remove_stale_temporaries
 from restore_core.io.video import READ_ONLY_VIDEO_OUTPUT, WRITABLE_VIDEO_EXTENSIONS, is_video_name
 from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task  # presets.py imports torch only when loading
 
@@ -343,6 +343,16 @@ def _warn_of_options_without_inputs(request: RestoreRequest, checked: CheckedOpt
         if not any(is_video_name(job.source) == for_videos for job in runnable):
             warn(f"--ext {checked.ext} applies to {'videos' if for_videos else 'images'}; there is none among the inputs, "
                  "which keep their own format")
+    if request.quality != 95 and runnable:
+        def written_as(job: Job) -> str:  # the format of what the job writes
+            if checked.video_frames and is_video_name(job.source):
+                return checked.video_frames.lower()
+            return "video" if is_video_name(job.output or job.source) else (job.output or job.source).suffix.lower()
+
+        formats = sorted({written_as(job) for job in runnable})
+        if not any(f == "video" or f in LOSSY_EXTENSIONS for f in formats):
+            warn(f"--quality applies to JPEG, WebP, AVIF and HEIC outputs and to videos; the outputs here are "
+                 f"{', '.join(formats)}, written losslessly ({'--frames' if checked.video_frames else '--ext'} jpg for JPEG)")
     if request.temporal:
         images = len(runnable) - videos
         if images > 1:

@@ -492,6 +492,10 @@ def lost_on_write(like: LoadedImage, extension: str) -> str | None:
     return "; ".join(notes) or None
 
 
+# Output formats whose encoder takes a quality (``--quality``); the others are lossless.
+LOSSY_EXTENSIONS = (".jpg", ".jpeg", ".webp", ".avif", ".heic", ".heif")
+
+
 def encode_image(rgb: np.ndarray, like: LoadedImage, extension: str, jpeg_quality: int = 95) -> bytes:
     """Encode restored ``rgb`` (float H x W x 3 in [0, 1]) in the layout, depth and
     metadata of ``like``, as the format of ``extension`` (".png", ".jpg", ...)."""
@@ -518,7 +522,7 @@ def encode_image(rgb: np.ndarray, like: LoadedImage, extension: str, jpeg_qualit
             options["exif"] = like.exif
         fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".avif": "AVIF", ".heic": "HEIF", ".heif": "HEIF", ".tif": "TIFF",
                ".tiff": "TIFF"}[extension]
-        if fmt in ("JPEG", "WEBP", "AVIF", "HEIF"):
+        if extension in LOSSY_EXTENSIONS:
             options["quality"] = jpeg_quality
         buffer = io.BytesIO()
         pil.save(buffer, format=fmt, **options)
