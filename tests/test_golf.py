@@ -137,6 +137,11 @@ def test_perceptual_loss_reads_vgg11_bn_files_safely(tmp_path):
     save_file({"features.0.weight": torch.zeros(8, 3, 3, 3)}, str(tmp_path / "other.safetensors"))
     with pytest.raises(ValueError, match="other.safetensors: not VGG-11-BN"):
         VGGPerceptualLoss(tmp_path / "other.safetensors")
+    # a file that is not PyTorch's said "KeyError: 174812789"; now the cause in words
+    (tmp_path / "junk.pth").write_text("junk\n")
+    with pytest.raises(ValueError, match=r"junk.pth: not a PyTorch file \(neither torch.save's zip archive nor its older pickle format\) "
+                                         r"\(--perceptual-weights takes VGG-11-BN weights\)$"):
+        VGGPerceptualLoss(tmp_path / "junk.pth")
 
 
 def test_recipe_with_perceptual_weights_records_them(tmp_path):

@@ -118,17 +118,13 @@ def read_vgg_weights(path: Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise PerceptualWeightsError(f"{path}: no such VGG-11-BN weights file")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    from restore_core.checkpoint import CheckpointError
+    from restore_core.convert import read_foreign_state_dict
 
-            state = load_file(str(path))
-        else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # any unreadable or unsafe file ends up here
-        raise PerceptualWeightsError(f"{path}: not a readable VGG-11-BN weights file ({type(exc).__name__}: {exc})") from None
-    if not isinstance(state, dict):
-        raise PerceptualWeightsError(f"{path}: expected a state dict of tensors")
+    try:
+        state = read_foreign_state_dict(path)  # what restore convert reads, with its causes in words
+    except CheckpointError as exc:
+        raise PerceptualWeightsError(f"{exc} (--perceptual-weights takes VGG-11-BN weights)") from None
     features = {}
     for key, value in state.items():
         name = key[len("features."):] if key.startswith("features.") else key
