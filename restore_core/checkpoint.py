@@ -155,8 +155,9 @@ def read_metadata(path: os.PathLike | str) -> dict[str, Any]:
     if path.suffix.lower() in PICKLE_SUFFIXES:
         raise CheckpointError(
             path,
-            "pickle-based PyTorch files are not loaded (unpickling can run arbitrary code); "
-            "use a .safetensors checkpoint",
+            "pickle-based PyTorch files are not loaded (unpickling can run arbitrary code); use a .safetensors "
+            f"checkpoint: restore convert {path} {path.with_suffix('.safetensors')} --preset NAME imports a state dict "
+            "of an architecture restore knows, reading it safely",
         )
     if path.is_dir():
         inside = sorted(path.glob("*.safetensors"))

@@ -61,8 +61,10 @@ def test_unknown_architecture_is_refused(tmp_path):
 def test_pickle_files_are_refused_without_unpickling(tmp_path):
     path = tmp_path / "model.pth"
     path.write_bytes(b"\x80\x04not really a pickle")
-    with pytest.raises(CheckpointError, match="pickle"):
+    with pytest.raises(CheckpointError, match="pickle") as refused:
         load_checkpoint(path)
+    # and the way on: restore convert reads a state dict safely
+    assert f"restore convert {path} {tmp_path / 'model.safetensors'} --preset NAME imports a state dict" in str(refused.value)
 
 
 def test_garbage_file_is_refused(tmp_path):
