@@ -219,6 +219,8 @@ def benchmark(
     except DatasetError as exc:
         fail(str(exc), code=2)
     root = data.root
+    if data.caution and not quiet:
+        warn(f"{root}: {data.caution}")
     if data.unpaired and not quiet:  # scored over fewer images than the folders hold: say which, before the numbers
         warn(f"{root}: {len(data.unpaired)} image(s) pair with no other and are left out: "
              f"{first_few((_relative(path, root) for path in data.unpaired), 5)}")
@@ -247,6 +249,7 @@ def benchmark(
         "pairs": len(samples),
         "unpaired": [_relative(path, root) for path in data.unpaired],
         "note": data.note,
+        "caution": data.caution or None,
         "protocol": {**protocol.__dict__, "target_crop": "per dataset (see note)" if data.note else None},
         "device": str(torch_device) + (f" ({torch.cuda.get_device_name(torch_device)})" if torch_device.type == "cuda" else ""),
         "precision": str(restorers[0].dtype).replace("torch.", "") if restorers else None,
@@ -264,7 +267,7 @@ def benchmark(
         "peak_memory_mib": _peak_memory_mib(torch_device),
     }
     pairs = samples
-    table = Table("model", "PSNR Y", "SSIM Y", "PSNR RGB", "SSIM RGB", "s/image", title=f"{root} ({len(pairs)} pairs)")
+    table = Table("model", "PSNR Y", "SSIM Y", "PSNR RGB", "SSIM RGB", "s/image", title=f"{root} ({len(pairs)} pair{'' if len(pairs) == 1 else 's'})")
     for s in summaries:
         table.add_row(cell(s.label), f"{s.psnr_y:.3f}", f"{s.ssim_y:.4f}", f"{s.psnr_rgb:.3f}", f"{s.ssim_rgb:.4f}", f"{s.seconds_per_image:.2f}")
     if not quiet_tables:

@@ -43,6 +43,7 @@ class Dataset:
     protocol: Protocol = field(default_factory=Protocol)
     note: str = ""
     unpaired: list[Path] = field(default_factory=list)  # images of its folders in no pair: left out
+    caution: str = ""  # what may make its scores other than its name suggests (said before them)
 
 
 def _expect(condition: bool, root: Path, expected: str, found: int = 0) -> None:
@@ -191,7 +192,8 @@ def synthetic_noise(root: Path, sigma: float, name: str = "noise", float_noise: 
 
         samples.append(Sample(path.name, load_degraded, lambda path=path: read_image(path).rgb))
     suffix, kind = ("-float", "float (not rounded, not clipped)") if float_noise else ("", "clipped, 8-bit")
-    return Dataset(f"{name}-sigma{sigma:g}{suffix}", root, "denoise", samples, note=f"Gaussian sigma {sigma:g}, seed 1000*sigma+i, {kind}")
+    return Dataset(f"{name}-sigma{sigma:g}{suffix}", root, "denoise", samples, note=f"Gaussian sigma {sigma:g}, seed 1000*sigma+i, {kind}",
+                   caution=_layout_caution(name, files[0]))
 
 
 def sidd(root: Path) -> Dataset:
@@ -214,6 +216,26 @@ def sidd(root: Path) -> Dataset:
 
 
 CLEAN_SETS = ("cbsd68", "kodak24", "mcmaster", "bsd68", "set12")
+GREY_SETS = ("bsd68", "set12")  # the others are colour sets
+
+
+def _layout_caution(name: str, first: Path) -> str:
+    """A named clean set whose images are not of its kind (``--dataset bsd68`` over
+    CBSD68's colour files, or ``cbsd68`` over grey ones): scored as they are, under a
+    name that says otherwise. Judged from the first image; empty when it fits."""
+    as_read = cv2.imread(str(first), cv2.IMREAD_UNCHANGED)
+    if name not in CLEAN_SETS or as_read is None:
+        return ""
+    colour = as_read.ndim == 3 and as_read.shape[2] >= 3 and not (
+        np.array_equal(as_read[..., 0], as_read[..., 1]) and np.array_equal(as_read[..., 1], as_read[..., 2]))
+    colour_sets = [n for n in CLEAN_SETS if n not in GREY_SETS]
+    if name in GREY_SETS and colour:
+        return (f"{name} names a grey set, but {first.name} is in colour: the images are noised and scored in colour, "
+                f"as a colour set ({', '.join(colour_sets)}) is")
+    if name not in GREY_SETS and not colour:
+        return (f"{name} names a colour set, but {first.name} is grey: the images are noised and scored in grey, "
+                f"as a grey set ({', '.join(GREY_SETS)}) is")
+    return ""
 
 # name -> (adapter, task, description). ``sigma`` is passed to the noise sets.
 DATASETS: dict[str, tuple[Callable[..., Dataset], str, str]] = {

@@ -187,6 +187,23 @@ def test_clean_set_with_noise_is_deterministic(tmp_path):
     assert np.array_equal(first, second) and 0.02 < np.std(first) < 0.1
 
 
+def test_a_named_clean_set_of_the_other_kind_of_images_is_said(tmp_path, rng):
+    """`--dataset bsd68 --root CBSD68/` scored colour images under a grey set's name (and
+    `cbsd68` over grey ones the reverse), without a word."""
+    colour, grey = tmp_path / "colour", tmp_path / "grey"
+    colour.mkdir()
+    grey.mkdir()
+    cv2.imwrite(str(colour / "a.png"), rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    cv2.imwrite(str(grey / "a.png"), rng.integers(0, 256, (16, 16), dtype=np.uint8))
+    cv2.imwrite(str(grey / "b.png"), np.repeat(rng.integers(0, 256, (16, 16, 1), dtype=np.uint8), 3, axis=2))  # grey saved as RGB
+    assert load_dataset("bsd68", colour).caution == ("bsd68 names a grey set, but a.png is in colour: the images are noised and scored "
+                                                     "in colour, as a colour set (cbsd68, kodak24, mcmaster) is")
+    assert load_dataset("cbsd68", grey).caution.startswith("cbsd68 names a colour set, but a.png is grey")
+    assert load_dataset("bsd68", grey).caution == load_dataset("cbsd68", colour).caution == ""
+    (grey / "a.png").unlink()  # three equal channels are grey too
+    assert load_dataset("set12", grey).caution == "" and load_dataset("kodak24", grey).caution.startswith("kodak24 names a colour set")
+
+
 def test_float_noise_is_the_same_noise_neither_rounded_nor_clipped(tmp_path):
     rng = np.random.default_rng(3)
     colour = rng.integers(0, 256, (16, 20, 3), dtype=np.uint8)
