@@ -95,6 +95,8 @@ def train(
         if print_recipe:
             print(json.dumps(config_to_dict(chosen), indent=2))
             return
+        if resume and recorded is None:  # said as such, not as the data the options lack
+            raise ConfigError(f"{out}: no run to resume there (no recipe.json); start one without --resume")
         _check_trainable(chosen, recorded, out, pool, workers)
     except ConfigError as exc:
         fail(str(exc), code=2)
@@ -142,7 +144,9 @@ def train(
         trainer = Trainer(chosen, out, torch_device, log=say, dist_info=dist_info, precision=precision, data_workers=workers)
     except (TrainingError, ValueError) as exc:  # ValueError: a model config its network refuses (order -1, ...)
         fail(str(exc), code=2)
-    if resume:
+    if resume and not trainer.state_path.exists():  # stopped before its first checkpoint (while reading data, say)
+        log(f"{out}: no checkpoint yet; the recorded run starts from step 0")
+    elif resume:
         try:
             trainer.resume()
         except TrainingError as exc:

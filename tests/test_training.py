@@ -768,6 +768,31 @@ def test_a_second_train_into_a_running_runs_folder_is_refused(tmp_path):
     assert again.returncode == 2 and "already holds a run; use --resume" in again.stderr
 
 
+def test_resume_of_a_run_stopped_before_its_first_checkpoint_starts_it_and_of_no_run_says_so(tmp_path):
+    """A run stopped before its first checkpoint (while reading its data, say) holds a
+    recipe.json and no state: a fresh start there was refused ("already holds a run")
+    and --resume too ("nothing to resume from"), so a scheduler's retry could never
+    succeed. --resume now starts the recorded run from step 0. --resume where no run is
+    said "no training data: give --data ..."; now that there is no run to resume."""
+    import os
+    import subprocess
+    import sys
+
+    clean, recipe_file = _tiny_run_files(tmp_path, steps=2, checkpoint_every=1, val_every=100)
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "cli.main", "train", "--recipe", str(recipe_file), "--out", str(run_dir), "--threads", "1", "-q"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    nowhere = subprocess.run([*command, "--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert nowhere.returncode == 2 and nowhere.stderr.strip() == f"error: {run_dir}: no run to resume there (no recipe.json); start one without --resume"
+    first = subprocess.run([*command, "--clean", str(clean), "--no-builtin-photographs"], env=env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    for name in ("state.safetensors", "last.safetensors", "model.safetensors", "log.csv"):  # as if stopped before step 1
+        (run_dir / name).unlink()
+    retried = subprocess.run([*command, "--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert retried.returncode == 0 and f"{run_dir}: no checkpoint yet; the recorded run starts from step 0" in retried.stderr, retried.stderr
+    assert load_checkpoint(run_dir / "model.safetensors").recipe["trained_steps"] == 2
+
+
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads through Linux's /proc")
 def test_a_rank_leaves_no_gloo_thread_running_into_interpreter_shutdown(tmp_path):
     """A rank aborted at exit now and then ("terminate called without an active
