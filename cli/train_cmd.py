@@ -310,6 +310,10 @@ def _check_trainable(chosen: Recipe | ADMSRecipe, recorded: Recipe | ADMSRecipe 
         raise ConfigError(f"--workers {workers}: more batch-drawing processes than this machine's {os.cpu_count()} CPUs")
     if not (chosen.data.paired or chosen.data.clean or chosen.data.builtin_photographs):
         raise ConfigError("no training data: give --data, --clean or --builtin-photographs")
+    if isinstance(chosen, Recipe) and chosen.data.holdout_every and not chosen.data.paired:
+        raise ConfigError(f"--holdout-every {chosen.data.holdout_every} holds out pairs of --data folders, and there is none: "
+                          "clean images are degraded anew at every step; validate on pairs with --val FOLDER "
+                          "(restore make-pairs makes them from clean images)")
 
 
 def final_validation_line(metrics: dict, best: float | None, best_step: int | None, best_path: Path) -> str:

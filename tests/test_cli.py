@@ -777,6 +777,10 @@ def test_a_run_without_validation_says_so_once(tmp_path, rng):
     blind = restore(*common, "--out", str(tmp_path / "blind"))
     assert blind.returncode == 0, blind.stderr
     assert blind.stderr.count("no validation set: the run is not measured while it trains") == 1
+    # --holdout-every without --data held nothing out, silently (then the line above suggested it)
+    holdout = restore(*common, "--holdout-every", "2", "--out", str(tmp_path / "holdout"))
+    assert holdout.returncode == 2 and "--holdout-every 2 holds out pairs of --data folders, and there is none" in holdout.stderr
+    assert not (tmp_path / "holdout").exists()
     # A log file (no terminal) gets a line every 250 steps, with the rate and the time left.
     longer = restore(*common, "--steps", "250", "--set", "checkpoint_every=1000", "--out", str(tmp_path / "longer"))
     assert longer.returncode == 0, longer.stderr
