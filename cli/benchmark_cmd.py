@@ -243,6 +243,10 @@ def benchmark(
         fail(str(exc), code=2)
     except ValueError as exc:  # e.g. images smaller than SSIM's window once --crop-border is taken off (said in the message)
         fail(str(exc), code=2)
+    if not quiet:  # what the restore commands would have said on the way (fp16 on a CPU, an out-of-memory retry, ...)
+        for restorer in [*restorers, *routed]:
+            for notice in dict.fromkeys(restorer.notices):
+                warn(f"{restorer.descriptor.name}: {notice}")
     header = {
         "dataset": data.name,
         "root": str(root),

@@ -159,6 +159,9 @@ class Restorer:
         # shape until shapes are marked dynamic; falls back to eager if compiling fails.
         self.compiled = torch.compile(self.model) if compile else None
         self.notices: list[str] = []  # things the user should hear about (e.g. an OOM retry)
+        if self.dtype == torch.float16 and device.type == "cpu":
+            self.notices.append("--precision fp16 on the CPU: CPUs have no fp16 arithmetic, so it runs several times slower "
+                                "than fp32; bf16 is the CPU's half precision (fast with AMX/AVX512-BF16 units)")
         self._bytes_per_pixel: float | None = None  # CPU memory per pixel, measured on first need
         self._announced: set[tuple[int, int, int]] = set()
         # All-in-one models decide per whole image what to restore, and denoisers told
