@@ -7,7 +7,7 @@ import os
 import signal
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -96,7 +96,7 @@ def train(
             print(json.dumps(config_to_dict(chosen), indent=2))
             return
         if resume and recorded is None:  # said as such, not as the data the options lack
-            raise ConfigError(f"{out}: no run to resume there (no recipe.json); start one without --resume")
+            _refuse_resume_without_a_run(out)
         _check_trainable(chosen, recorded, out, pool, workers)
     except ConfigError as exc:
         fail(str(exc), code=2)
@@ -284,6 +284,21 @@ def _assemble_recipe(name: str, out: Path, resume: bool, options: RecipeOptions)
     chosen = replace(chosen, data=replace(chosen.data, **data_changes))
     check_recipe(chosen)  # what its code would refuse, before any image is read (and before --print-recipe shows it)
     return chosen, recorded
+
+
+def _refuse_resume_without_a_run(out: Path) -> NoReturn:
+    """``--resume`` where no run has recorded its recipe: a run starting there now (it
+    writes recipe.json once its data is read) is said as running, else that there is
+    no run to resume."""
+    from restore_core.training.state import lock_run
+    from restore_core.training.trainer import TrainingError
+
+    if (out / ".lock").exists():
+        try:
+            lock_run(out)
+        except TrainingError as exc:
+            fail(str(exc), code=2)
+    fail(f"{out}: no run to resume there (no recipe.json); start one without --resume", code=2)
 
 
 def _check_trainable(chosen: Recipe | ADMSRecipe, recorded: Recipe | ADMSRecipe | None, out: Path, pool: str, workers: int) -> None:
