@@ -567,7 +567,7 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
         device: str = typer.Option("auto", "--device", autocompletion=completion.devices, help="auto (CUDA if present, else CPU), cpu, cuda, cuda:1, ..."),
         tile: int = typer.Option(0, "--tile", help="Restore in tiles of this size (0 = whole image, tiled automatically on the CPU when it would not fit in free memory); bounds memory."),
         tile_overlap: Optional[int] = typer.Option(None, "--tile-overlap", help="Pixels shared by neighbouring tiles (blended); default half the tile, at most 96."),
-        batch_size: int = typer.Option(1, "--batch-size", help="Images of the same size restored together."),
+        batch_size: int = typer.Option(1, "--batch-size", help="Images of the same size restored together (for GPUs: on a CPU, batches run slower than single images)."),
         precision: str = typer.Option("auto", "--precision", autocompletion=completion.precisions, help="auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, fp16, bf16."),
         recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders of IN."),
         suffix: str = typer.Option("", "--suffix", help=f"Appended to each output file's stem, e.g. {EXAMPLE_SUFFIX.get(task, '_restored')}."),
