@@ -197,3 +197,15 @@ def test_a_paired_folder_given_as_input_names_its_two_halves(tmp_path):
     touch(tmp_path / "plain", "sub/1.png")
     with pytest.raises(InputError, match=r"plain: no images in this folder \(use --recursive for sub-folders\)$"):
         collect_inputs(str(tmp_path / "plain"))
+
+
+def test_a_file_named_without_an_image_extension_is_written_as_png(tmp_path):
+    """`restore derain scan out/` read the file by its content, restored it, then failed
+    on writing "out/scan": OpenCV's "could not find encoder for the specified extension"
+    over three lines. Such a file's copy is a PNG (lossless, any depth) unless --ext says."""
+    from restore_core.engine.inputs import Job, plan_outputs
+
+    jobs = [Job(tmp_path / name, Path(name)) for name in ("scan", "photo.jfif", "a.JPG", "b.tif")]
+    planned = [job.output.name for job in plan_outputs(jobs, tmp_path / "out")]
+    assert planned == ["scan.png", "photo.png", "a.JPG", "b.tif"]
+    assert [job.output.name for job in plan_outputs(jobs[:1], tmp_path / "out", ext=".jpg")] == ["scan.jpg"]

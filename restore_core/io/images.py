@@ -109,9 +109,13 @@ def how_to_read(extensions: Iterable[str]) -> str:
 
 
 def output_suffix(source: Path) -> str:
-    """The extension of ``source``'s restored copy when none is asked for: its own, or
-    :data:`camera_raw.RAW_OUTPUT` (16-bit TIFF) for a format read but not written."""
-    return camera_raw.RAW_OUTPUT if source.suffix.lower() in READ_ONLY_EXTENSIONS else source.suffix
+    """The extension of ``source``'s restored copy when none is asked for: its own;
+    :data:`camera_raw.RAW_OUTPUT` (16-bit TIFF) for a format read but not written; PNG
+    (lossless, any depth) for a file named without an image extension, read by its
+    content (``scan``, ``photo.jfif``), whose own suffix names no encoder."""
+    if source.suffix.lower() in READ_ONLY_EXTENSIONS:
+        return camera_raw.RAW_OUTPUT
+    return source.suffix if source.suffix.lower() in SUPPORTED_EXTENSIONS else ".png"
 
 
 DEFAULT_MAX_PIXELS = 200_000_000  # 200 MP, ~2.4 GB as float32 RGB
