@@ -576,3 +576,15 @@ def test_exif_kept_in_16_bit_and_float_tiffs(tmp_path, rng, dtype):
     assert written[256] == 13 and written[258] in (16, 32, (16, 16, 16), (32, 32, 32))  # the image's own layout tags
     assert read_image(dst).icc_profile == icc
     np.testing.assert_array_equal(cv2.imread(str(dst), cv2.IMREAD_UNCHANGED), array)
+
+
+def test_an_encoder_failure_is_one_line_and_leaves_no_file(tmp_path):
+    """OpenCV's failures came as three lines (its version, source file and line, the
+    function); the cause alone is kept."""
+    from restore_core.io.images import from_array
+
+    image = from_array(np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(ImageError) as failed:
+        write_image(tmp_path / "x.xyz", np.zeros((8, 8, 3), np.float32), image)
+    assert str(failed.value) == f"{tmp_path / 'x.xyz'}: cannot encode: could not find encoder for the specified extension"
+    assert list(tmp_path.iterdir()) == []

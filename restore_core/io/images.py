@@ -639,6 +639,14 @@ def atomic_write_bytes(path: os.PathLike | str, data: bytes) -> None:
         raise
 
 
+def _in_one_line(exc: Exception) -> str:
+    """An encoder's failure as one line: OpenCV's ``OpenCV(5.1.0) /path/loadsave.cpp:1646:
+    error: (-2:Unspecified error) MESSAGE in function 'imencode'`` becomes MESSAGE."""
+    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    found = re.search(r"error: \(-?\d+:[^)]*\) (.*?)(?: in function '[^']*')?$", text)
+    return found.group(1) if found else text
+
+
 def write_image(path: os.PathLike | str, rgb: np.ndarray, like: LoadedImage, jpeg_quality: int = 95) -> None:
     """Encode ``rgb`` like ``like`` (format from ``path``'s extension; ``jpeg_quality``
     for JPEG and WebP) and write atomically."""
@@ -646,7 +654,7 @@ def write_image(path: os.PathLike | str, rgb: np.ndarray, like: LoadedImage, jpe
     try:
         data = encode_image(rgb, like, path.suffix, jpeg_quality)
     except Exception as exc:
-        raise ImageError(path, f"cannot encode: {exc}") from None
+        raise ImageError(path, f"cannot encode: {_in_one_line(exc)}") from None
     try:
         atomic_write_bytes(path, data)
     except OSError as exc:
