@@ -271,7 +271,7 @@ def benchmark(
         "peak_memory_mib": _peak_memory_mib(torch_device),
     }
     pairs = samples
-    table = Table("model", "PSNR Y", "SSIM Y", "PSNR RGB", "SSIM RGB", "s/image", title=f"{root} ({len(pairs)} pair{'' if len(pairs) == 1 else 's'})")
+    table = Table("model", "PSNR Y", "SSIM Y", "PSNR RGB", "SSIM RGB", "s/image", title=cell(f"{root} ({len(pairs)} pair{'' if len(pairs) == 1 else 's'})"))
     for s in summaries:
         table.add_row(cell(s.label), f"{s.psnr_y:.3f}", f"{s.ssim_y:.4f}", f"{s.psnr_rgb:.3f}", f"{s.ssim_rgb:.4f}", f"{s.seconds_per_image:.2f}")
     if not quiet_tables:

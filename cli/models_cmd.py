@@ -81,7 +81,7 @@ def _describe(spec: str, as_json: bool) -> None:
     rows += [(f"metric {key}", _value(value)) for key, value in _flat(details["metrics"]).items()]
     if details["card"]:
         rows.append(("model card", details["card"]))
-    table = Table(title=details["name"], show_header=False, box=None, title_justify="left")
+    table = Table(title=cell(details["name"]), show_header=False, box=None, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
     for label, value in rows:

@@ -470,9 +470,7 @@ def _report_summary(request: RestoreRequest, done: list[ImageResult], elapsed: f
         routed = Counter(r.model for r in done if r.model is not None)
         if routed:
             model_note = f", routed by {descriptor.name}'s classifier to " + ", ".join(f"{name} ({count})" for name, count in routed.most_common())
-        err_console.print(
-            f"{ok} restored, {failed} failed, {skipped} skipped in {elapsed:.1f} s{model_note}", highlight=False
-        )
+        say(f"{ok} restored, {failed} failed, {skipped} skipped in {elapsed:.1f} s{model_note}")  # plain: names may hold brackets
     if failed:
         raise typer.Exit(1)
 
@@ -490,7 +488,7 @@ def _report_dry_run(request: RestoreRequest, runnable: list, results: list[Image
     skipped = sum(r.status == "skipped" for r in results)
     if not request.quiet:
         model_note = f" with {model_name}" if model_name else ""
-        err_console.print(f"dry run: {len(runnable)} to restore{model_note}, {refused} refused, {skipped} skipped; nothing written", highlight=False)
+        say(f"dry run: {len(runnable)} to restore{model_note}, {refused} refused, {skipped} skipped; nothing written")
     if refused:
         raise typer.Exit(1)
 

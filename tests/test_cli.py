@@ -806,6 +806,27 @@ def test_a_training_log_gets_a_line_every_250_steps_and_every_minute_between():
                     "step 250/1000 loss 0.0123 lr 0.0005, 0.36 steps/s, about 35 min left"]
 
 
+def test_a_model_or_folder_name_with_brackets_is_printed_whole(folder, tmp_path, tiny_checkpoint):
+    """The summary line, the dry run's, a benchmark table's title and `models MODEL`'s
+    were printed with Rich markup on: a model file `net[bold].safetensors` was named
+    "net", a folder `b[bold]` "b"."""
+    import shutil
+
+    model = tmp_path / "net[bold].safetensors"
+    shutil.copy(tiny_checkpoint, model)
+    for extra in ((), ("--dry-run",)):
+        result = restore("derain", str(folder), str(tmp_path / "out"), "--model", str(model), "--overwrite", *extra)
+        assert result.returncode == 0 and result.stderr.rstrip().endswith(("with net[bold]", "with net[bold], 0 refused, 0 skipped; nothing written")), result.stderr
+    pairs = tmp_path / "b[bold]"
+    for side in ("input", "target"):
+        (pairs / side).mkdir(parents=True)
+        shutil.copy(next(folder.glob("*.png")), pairs / side / "a.png")
+    scored = restore("benchmark", "--root", str(pairs), "--model", str(model))
+    assert scored.returncode == 0 and "b[bold] (1 pair)" in scored.stderr and "│ net[bold] │" in scored.stderr, scored.stderr
+    described = restore("models", str(model))
+    assert described.returncode == 0 and described.stdout.lstrip().startswith("net[bold]"), described.stdout
+
+
 def test_batches_on_the_cpu_are_said_to_run_slower(folder, tmp_path, tiny_checkpoint):
     """--batch-size on a CPU ran 1.3-1.6x slower than single images with the shipped
     models (12 photos of 480x320 on 2 cores), without a word."""
