@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from cli import completion
@@ -404,7 +405,7 @@ def _stream_with_progress(request: RestoreRequest, restorer: Any, to_restore: li
 
         def show_frames(job, count: int, total: int) -> None:
             if job.source not in frame_bars:
-                frame_bars[job.source] = bar.add_task(f"  {job.source.name}", total=None)
+                frame_bars[job.source] = bar.add_task(f"  {escape(job.source.name)}", total=None)  # the column reads markup
             bar.update(frame_bars[job.source], completed=count, total=total or None)
             line = frame_lines(job.source, count, total) if frame_lines is not None else None
             if line is not None:
