@@ -13,6 +13,7 @@ from rich.table import Table
 
 from cli import completion
 from cli.console import cell, err_console, fail, first_few, os_cause, print_json, say, warn
+from cli.options import given_options
 from cli.restore_cmd import parse_sigma
 from restore_core.io.folders import file_in_the_way
 from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task  # presets.py imports torch only when loading
@@ -80,7 +81,13 @@ def _markdown(rows: list[Summary], header: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Options of a scoring run, which --speed and --growth (timings on synthetic images) refuse.
+SCORING_ONLY = ("--root", "--dataset", "--sigma", "--float-noise", "--limit", "--crop-border", "--save-images", "--csv", "--markdown",
+                "--self-ensemble", "--ensemble-views", "--route", "--temporal")
+
+
 def benchmark(
+    ctx: typer.Context,
     dataset: str = typer.Option("paired", "--dataset", "-d", autocompletion=completion.datasets, help="Dataset layout: paired, rain100h, rain100l, test100, rain1200, gopro, hide, realblur-j, realblur-r, sidd, sots-indoor, sots-outdoor, cbsd68, kodak24, mcmaster, bsd68, set12."),
     root: Optional[Path] = typer.Option(None, "--root", help="Dataset folder. Default: the bundled samples (a small synthetic set)."),
     sigma: float = typer.Option(25.0, "--sigma", help="Noise level (0-255 scale) for the clean-only denoising sets."),
@@ -148,20 +155,17 @@ def benchmark(
                             (sigma, "--sigma must be between 0 and 255", 0 <= sigma <= 255)):
         if not ok:
             fail(f"{rule}, got {value}", code=2)
+    given = given_options(ctx)
     timing = "--speed" if speed else "--growth" if growth else None
     if speed and growth:
         fail("--speed and --growth are two measurements: run one, then the other", code=2)
-    scoring_only = {"--root": root is not None, "--dataset": dataset != "paired", "--sigma": sigma != 25.0, "--float-noise": float_noise,
-                    "--limit": limit != 0, "--crop-border": crop_border != 0, "--save-images": save_images is not None,
-                    "--csv": csv_path is not None, "--markdown": markdown_path is not None, "--self-ensemble": self_ensemble,
-                    "--ensemble-views": ensemble_views is not None, "--route": route, "--temporal": temporal != 0}
-    if timing and (given := [flag for flag, on in scoring_only.items() if on]):
-        fail(f"{', '.join(given)}: for scoring on a dataset; {timing} times the models on synthetic images (--sizes, --count) "
+    if timing and (scoring := [flag for flag in given if flag in SCORING_ONLY]):
+        fail(f"{', '.join(scoring)}: for scoring on a dataset; {timing} times the models on synthetic images (--sizes, --count) "
              "and scores nothing: run the two apart", code=2)
-    if temporal_strength != 4.0 and not temporal:
+    if "--temporal-strength" in given and not temporal:
         fail("--temporal-strength applies with --temporal R (the neighbouring frames to smooth with, e.g. 2)", code=2)
-    if not speed and (sizes != "480x320,1280x720" or count != 8):
-        fail(f"{'--sizes' if sizes != '480x320,1280x720' else '--count'} applies with --speed", code=2)
+    if not speed and (timing_only := [flag for flag in given if flag in ("--sizes", "--count")]):
+        fail(f"{' and '.join(timing_only)} appl{'ies' if len(timing_only) == 1 else 'y'} with --speed", code=2)
     # --quiet hides the tables only where the results go elsewhere: alone, it would leave nothing to read.
     quiet_tables = quiet and (as_json or csv_path is not None or markdown_path is not None)
     # Outputs written after the scoring: a path that cannot be one is refused before it.

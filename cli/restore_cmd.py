@@ -26,6 +26,7 @@ from cli import completion
 from cli.console import (
     OUTPUT_CLOSED_STATUS, OutputClosed, ProgressLines, emit, err_console, error, fail, first_few, print_json, say, warn,
 )
+from cli.options import given_options
 from restore_core.engine.inputs import (
     BatchPlan, InputError, Job, collect_inputs, left_out_unreadable, names_output_file, output_name_refusal, parse_shard,
     paths_from_stdin, plan_batch, raw_plus_jpeg_pairs, with_neighbour_frames,
@@ -120,6 +121,7 @@ class RestoreRequest:
     temporal: int = 0  # videos and image sequences: smooth each restored frame with this many aligned neighbours on each side
     temporal_strength: float = 4.0  # how strongly (engine.temporal: h^2 in multiples of a neighbour's median distance)
     frames: Optional[str] = None  # videos: write each one's frames as numbered images of this format into a folder
+    given: tuple[str, ...] = ()  # the options given on the command line (cli.options), not left at their defaults
 
 
 @dataclass(frozen=True)
@@ -216,7 +218,7 @@ def _check_options(request: RestoreRequest) -> CheckedOptions:
         fail(f"--temporal must be between 0 (off) and 8 frames on each side, got {request.temporal}", code=2)
     if not 0 < request.temporal_strength <= 100:
         fail(f"--temporal-strength must be more than 0 and at most 100, got {request.temporal_strength:g}", code=2)
-    if request.temporal_strength != 4.0 and not request.temporal:
+    if "--temporal-strength" in request.given and not request.temporal:
         fail("--temporal-strength applies with --temporal R (the neighbouring frames to smooth with, e.g. 2)", code=2)
     if request.tile < 0 or (request.tile_overlap or 0) < 0 or request.batch_size < 1:
         fail("--tile and --tile-overlap must be >= 0 and --batch-size >= 1", code=2)
@@ -347,7 +349,7 @@ def _warn_of_options_without_inputs(request: RestoreRequest, checked: CheckedOpt
         if not any(is_video_name(job.source) == for_videos for job in runnable):
             warn(f"--ext {checked.ext} applies to {'videos' if for_videos else 'images'}; there is none among the inputs, "
                  "which keep their own format")
-    if request.quality != 95 and runnable:
+    if "--quality" in request.given and runnable:
         def written_as(job: Job) -> str:  # the format of what the job writes
             if checked.video_frames and is_video_name(job.source):
                 return checked.video_frames.lower()
@@ -560,6 +562,7 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
     extras = TASK_OPTIONS.get(task, [])
 
     def command(
+        ctx: typer.Context,
         source: str = typer.Argument(..., metavar="IN", help="Image or video file, folder (its images), glob pattern, or '-' for paths on stdin (one a line, or NUL-separated as find -print0 writes them)."),
         out_dir: Path = typer.Argument(..., metavar="OUT", help="Output folder (sub-folders of IN are mirrored); or, when IN is one image (video), the output file if OUT ends in an image (video) extension and is not a folder."),
         model: Optional[str] = typer.Option(None, "--model", "-m", autocompletion=completion.models, help=f"Preset name or .safetensors file (default: {default_model})."),
@@ -600,7 +603,7 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
             skip_existing=skip_existing, as_json=as_json, quiet=quiet, max_pixels=max_pixels, shard=shard,
             model_settings=settings, self_ensemble=self_ensemble, ensemble_views=ensemble_views, compile_model=compile_model, threads=threads, dry_run=dry_run,
             strength=strength, route=route, start=start, duration=duration, temporal=temporal, temporal_strength=temporal_strength,
-            frames=frames,
+            frames=frames, given=tuple(given_options(ctx)),
         ))
 
     # Typer reads the signature: replace **settings by the task's own options.

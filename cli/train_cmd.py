@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cli import completion
 from cli.console import StepLines, err_console, fail, first_few, os_cause, say
+from cli.options import given_options
 from restore_core.configs import ConfigError, changed_fields, config_to_dict, override_many
 from restore_core.io.folders import not_a_folder
 from restore_core.training.recipes import RECIPES, ADMSRecipe, Recipe, check_recipe, load_recipe, load_recorded_recipe
@@ -33,7 +34,12 @@ class _StopFlag:
         say("stopping after this step (signal again to stop at once)")
 
 
+# What --calibrate takes; any other option given beside it is for training.
+CALIBRATE_OPTIONS = ("--calibrate", "--clean", "--builtin-photographs", "--device", "--threads", "--quiet")
+
+
 def train(
+    ctx: typer.Context,
     recipe: Optional[str] = typer.Option(None, "--recipe", "-r", autocompletion=completion.recipes, help=f"Recipe name ({', '.join(RECIPES)}) or a .toml/.json file. Required unless --calibrate."),
     out: Path = typer.Option(Path("runs/train"), "--out", "-o", help="Run folder: checkpoints, log.csv, recipe.json."),
     data: list[Path] = typer.Option([], "--data", help="Paired folder (input/+target/, rainy/+norain/, blur/+sharp/, ..., or GoPro train/<scene>/blur+sharp). Repeatable."),
@@ -73,14 +79,8 @@ def train(
     from restore_core.training.trainer import Trainer, TrainingError, TrainingInterrupted
 
     if calibrate is not None:
-        training_only = {"--recipe": recipe is not None, "--out": out != Path("runs/train"), "--data": bool(data), "--val": bool(val),
-                         "--holdout-every": holdout_every is not None, "--exclude-like": bool(exclude_like), "--steps": steps is not None,
-                         "--batch-size": batch_size is not None, "--patch-size": patch_size is not None, "--lr": lr is not None,
-                         "--perceptual-weights": perceptual_weights is not None, "--set": bool(settings), "--init": init is not None,
-                         "--resume": resume, "--workers": workers != 0, "--pool": pool != "auto", "--precision": precision != "auto",
-                         "--print-recipe": print_recipe}
-        if given := [flag for flag, on in training_only.items() if on]:
-            fail(f"{', '.join(given)}: for training; --calibrate measures {calibrate} on --clean images (and "
+        if training_only := [flag for flag in given_options(ctx) if flag not in CALIBRATE_OPTIONS]:
+            fail(f"{', '.join(training_only)}: for training; --calibrate measures {calibrate} on --clean images (and "
                  "--builtin-photographs) and trains nothing", code=2)
         _calibrate(calibrate, clean, bool(builtin_photographs), device, threads)
         return

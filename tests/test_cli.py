@@ -979,7 +979,9 @@ def test_benchmark_refuses_options_its_measurement_ignores_and_quiet_alone_keeps
                          (("--growth", "--root", str(tmp_path)), "--root: for scoring on a dataset; --growth times"),
                          (("--speed", "--growth"), "--speed and --growth are two measurements"),
                          (("--count", "3"), "--count applies with --speed"), (("--sizes", "64x64"), "--sizes applies with --speed"),
-                         (("--temporal-strength", "2"), "--temporal-strength applies with --temporal R")):
+                         (("--temporal-strength", "2"), "--temporal-strength applies with --temporal R"),
+                         (("--temporal-strength", "4"), "--temporal-strength applies with --temporal R"),  # given, though the default
+                         (("--speed", "--sigma", "25"), "--sigma: for scoring on a dataset")):
         refused = restore("benchmark", "-m", str(tiny_checkpoint), *flags)
         assert refused.returncode == 2 and words in refused.stderr and not refused.stdout, (flags, refused.stderr)
     assert not csv_path.exists()
