@@ -21,6 +21,7 @@ from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task  # preset
 if TYPE_CHECKING:  # imported where the command runs, so that --help does not load torch
     import torch
 
+    from restore_core.datasets import Dataset
     from restore_core.evaluation import Summary
 
 
@@ -137,18 +138,13 @@ def benchmark(
 
         restore benchmark --dataset gopro --root /datasets/GoPro --task deblur --temporal 2
     """
-    import torch
-
-    from restore_core.checkpoint import CheckpointError
     from restore_core.datasets import dataset_task
-    from restore_core.device import pick_device, set_cpu_threads
-    from restore_core.engine.ensemble import views_for_task
-    from restore_core.engine.routing import RoutedRestorer
-    from restore_core.engine.runner import Restorer
+    from restore_core.device import check_cpu_threads
     from restore_core.engine.temporal import TemporalConfig
     from restore_core.evaluation import Protocol, evaluate_samples, evaluate_sequences
     from restore_core.io.images import ImageError, atomic_write_bytes
 
+    # Options and the dataset first, torch (1.5 s) and the models after: a mistake is answered at once.
     for value, rule, ok in ((count, "--count must be >= 1", count >= 1), (limit, "--limit must be >= 0 (0 = all)", limit >= 0),
                             (crop_border, "--crop-border must be >= 0", crop_border >= 0),
                             (tile, "--tile must be >= 0 (0 = whole images)", tile >= 0),
@@ -184,6 +180,20 @@ def benchmark(
         fail(f"--task {task!r}: expected one of {', '.join(DEFAULT_MODEL_FOR_TASK)}", code=2)
     task = task or dataset_task(dataset) or "derain"
     try:
+        check_cpu_threads(threads)
+    except ValueError as exc:
+        fail(str(exc), code=2)
+    data = None if timing else _read_dataset(task, dataset, root, sigma, float_noise, quiet)
+
+    import torch
+
+    from restore_core.checkpoint import CheckpointError
+    from restore_core.device import pick_device, set_cpu_threads
+    from restore_core.engine.ensemble import views_for_task
+    from restore_core.engine.routing import RoutedRestorer
+    from restore_core.engine.runner import Restorer
+
+    try:
         set_cpu_threads(threads)
         torch_device = pick_device(device)
         names = models or [DEFAULT_MODEL_FOR_TASK.get(task, "")]
@@ -214,20 +224,7 @@ def benchmark(
         _report_speed(variants, speed_sizes, count, precision, torch_device, as_json, quiet, quiet_tables)
         return
 
-    from restore_core.datasets import DatasetError, embedded_dataset, load_dataset
-
-    try:
-        if float_noise and root is None:
-            raise DatasetError("--float-noise needs --dataset and --root (a clean-only denoising set)")
-        data = embedded_dataset(task) if root is None else load_dataset(dataset, root, sigma, float_noise)
-    except DatasetError as exc:
-        fail(str(exc), code=2)
     root = data.root
-    if data.caution and not quiet:
-        warn(f"{root}: {data.caution}")
-    if data.unpaired and not quiet:  # scored over fewer images than the folders hold: say which, before the numbers
-        warn(f"{root}: {len(data.unpaired)} image(s) pair with no other and are left out: "
-             f"{first_few((_relative(path, root) for path in data.unpaired), 5)}")
     samples = data.samples[:limit] if limit else data.samples
     protocol = Protocol(crop_border=crop_border)
     start = time.perf_counter()
@@ -356,6 +353,26 @@ def _csv_text(summaries: list[Summary]) -> str:
         for p in s.per_image:
             writer.writerow([s.label, p.name, f"{p.psnr_y:.4f}", f"{p.ssim_y:.5f}", f"{p.psnr_rgb:.4f}", f"{p.ssim_rgb:.5f}", f"{p.seconds:.3f}"])
     return rows.getvalue()
+
+
+def _read_dataset(task: str, dataset: str, root: Optional[Path], sigma: float, float_noise: bool, quiet: bool) -> Dataset:
+    """The pairs to score (the task's embedded samples without ``--root``); a folder that
+    holds none is a usage error. Warns of a set read under another's name and of images
+    without a partner, before any number."""
+    from restore_core.datasets import DatasetError, embedded_dataset, load_dataset
+
+    try:
+        if float_noise and root is None:
+            raise DatasetError("--float-noise needs --dataset and --root (a clean-only denoising set)")
+        data = embedded_dataset(task) if root is None else load_dataset(dataset, root, sigma, float_noise)
+    except DatasetError as exc:
+        fail(str(exc), code=2)
+    if data.caution and not quiet:
+        warn(f"{data.root}: {data.caution}")
+    if data.unpaired and not quiet:  # scored over fewer images than the folders hold: say which, before the numbers
+        warn(f"{data.root}: {len(data.unpaired)} image(s) pair with no other and are left out: "
+             f"{first_few((_relative(path, data.root) for path in data.unpaired), 5)}")
+    return data
 
 
 def _relative(path: Path, root: Path) -> str:

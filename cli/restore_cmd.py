@@ -41,7 +41,8 @@ from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task  # preset
 # the app (and answering --help) then takes a fraction of a second.
 if TYPE_CHECKING:
     from restore_core.checkpoint import ModelDescriptor
-    from restore_core.engine.runner import ImageResult, RunOptions
+    from restore_core.engine.results import ImageResult
+    from restore_core.engine.runner import RunOptions
 
 
 BF16_HINT_MIN_IMAGES = 10  # batches this large on a bf16-capable CPU get a hint about --precision bf16
@@ -144,15 +145,7 @@ def run_restore(request: RestoreRequest) -> None:
     ``model_settings`` are task options applied to the loaded model (e.g. the
     Golf Optimizer's ``iterations``); a model without that setting is a usage error.
     """
-    from restore_core.device import set_cpu_threads
-    from restore_core.engine.runner import RunOptions
-    from restore_core.engine.temporal import TemporalConfig
-
     checked = _check_options(request)
-    try:
-        set_cpu_threads(request.threads)
-    except ValueError as exc:
-        fail(str(exc), code=2)
     jobs, plan, results = _plan_outputs(request, checked)
     for result in results:
         _emit(result, request.as_json)
@@ -167,23 +160,32 @@ def run_restore(request: RestoreRequest) -> None:
     if stale and not request.quiet:
         say(f"note: removed {len(stale)} temporary file(s) that an interrupted run left: {first_few(stale, 2)}")
     _warn_of_options_without_inputs(request, checked, runnable)
-    options = RunOptions(batch_size=request.batch_size, precision=request.precision, max_pixels=request.max_pixels,
-                         jpeg_quality=request.quality, video_start=checked.video_start, video_duration=checked.video_duration,
-                         temporal=TemporalConfig(radius=request.temporal, strength=request.temporal_strength),
-                         video_frames=checked.video_frames)
-    to_restore = runnable
-    if request.temporal:
-        to_restore = with_neighbour_frames(runnable, jobs, request.temporal)  # image sequences, with the neighbours they need
     start = time.perf_counter()
-    done = _stream_with_progress(request, restorer, to_restore, options, results, len(runnable))
+    done = results  # every output already there: nothing to restore, and torch never imported
+    if runnable:
+        to_restore = runnable
+        if request.temporal:
+            to_restore = with_neighbour_frames(runnable, jobs, request.temporal)  # image sequences, with the neighbours they need
+        done = _stream_with_progress(request, restorer, to_restore, _run_options(request, checked), results, len(runnable))
     _report_summary(request, done, time.perf_counter() - start, descriptor)
+
+
+def _run_options(request: RestoreRequest, checked: CheckedOptions) -> RunOptions:
+    """The engine's options of this run."""
+    from restore_core.engine.runner import RunOptions
+    from restore_core.engine.temporal import TemporalConfig
+
+    return RunOptions(batch_size=request.batch_size, precision=request.precision, max_pixels=request.max_pixels,
+                      jpeg_quality=request.quality, video_start=checked.video_start, video_duration=checked.video_duration,
+                      temporal=TemporalConfig(radius=request.temporal, strength=request.temporal_strength),
+                      video_frames=checked.video_frames)
 
 
 def _check_options(request: RestoreRequest) -> CheckedOptions:
     """Every option on its own and against the others, before any input is looked at:
-    a usage error (exit 2) names the option and what it takes. ``--tile`` under the
-    automatic tiles' minimum is allowed, with a warning."""
-    from restore_core.engine.memory import MIN_AUTO_TILE
+    a usage error (exit 2) names the option and what it takes. Nothing here imports
+    torch: a mistake is answered in a fraction of a second, not after torch's 1.5 s."""
+    from restore_core.device import check_cpu_threads
 
     if request.overwrite and request.skip_existing:
         fail("--overwrite and --skip-existing contradict each other", code=2)
@@ -224,13 +226,10 @@ def _check_options(request: RestoreRequest) -> CheckedOptions:
         fail("--tile and --tile-overlap must be >= 0 and --batch-size >= 1", code=2)
     if request.tile and request.tile_overlap is not None and request.tile_overlap >= request.tile:
         fail(f"--tile-overlap ({request.tile_overlap}) must be smaller than --tile ({request.tile})", code=2)
-    if request.tile and request.tile < MIN_AUTO_TILE and not request.quiet:
-        warn(f"--tile {request.tile}: tiles under {MIN_AUTO_TILE} pixels see too little around them "
-             f"(128-pixel tiles moved the shipped derainer's PSNR by up to 0.15 dB) and run slower; use {MIN_AUTO_TILE} or more")
-    if request.tile and request.tile_overlap and request.tile_overlap > request.tile // 2 and not request.quiet:
-        times = (request.tile / (request.tile - request.tile_overlap)) ** 2
-        warn(f"--tile-overlap {request.tile_overlap} of --tile {request.tile}: each pixel is restored about {times:.0f} times "
-             f"(an overlap of half the tile or less keeps it at 4 or fewer)")
+    try:
+        check_cpu_threads(request.threads)
+    except ValueError as exc:
+        fail(str(exc), code=2)
     output_file = request.out_dir if names_output_file(request.source, request.out_dir) else None
     refusal = output_name_refusal(request.source, request.out_dir) if video_frames is None else None
     if refusal is not None:
@@ -262,7 +261,7 @@ def _plan_outputs(request: RestoreRequest, checked: CheckedOptions) -> tuple[lis
     """The inputs IN names, each one's output, and what is already decided about them
     (refused, skipped, left out; :func:`planned_results`). Warns once of what is left
     out; existing outputs without ``--overwrite`` or ``--skip-existing`` are a usage error."""
-    from restore_core.engine.runner import planned_results
+    from restore_core.engine.results import planned_results
 
     unreadable: list[Path] = []
     videos_left_out: list[Path] = []
@@ -299,16 +298,20 @@ def _plan_outputs(request: RestoreRequest, checked: CheckedOptions) -> tuple[lis
 def _load_restorer(request: RestoreRequest, runnable: list[Job]) -> tuple[Optional[ModelDescriptor], Any]:
     """The model (None when nothing is left to restore) with the task's settings applied,
     and what restores with it (a Restorer, or a RoutedRestorer for ``restore auto``).
-    A model that cannot be loaded, or a setting it does not take, is a usage error."""
+    A model that cannot be loaded, or a setting it does not take, is a usage error.
+    Nothing left to restore (every output there already, with ``--skip-existing``):
+    no model is loaded, nor torch imported."""
+    if not runnable:
+        return None, None
     from restore_core.checkpoint import CheckpointError
-    from restore_core.device import cpu_has_bf16_units, pick_device
+    from restore_core.device import cpu_has_bf16_units, pick_device, set_cpu_threads
+    from restore_core.engine.memory import MIN_AUTO_TILE
     from restore_core.engine.routing import build_restorer
 
+    set_cpu_threads(request.threads)
     try:
         torch_device = pick_device(request.device)
-        descriptor = load_for_task(request.model, request.task, str(torch_device)) if runnable else None
-        if descriptor is None:
-            return None, None
+        descriptor = load_for_task(request.model, request.task, str(torch_device))
         for name, value in request.model_settings.items():
             caution = descriptor.apply_setting(name, value) if value is not None else None
             if caution and not request.quiet:
@@ -320,6 +323,13 @@ def _load_restorer(request: RestoreRequest, runnable: list[Job]) -> tuple[Option
         fail(str(exc), code=2)
     if request.quiet:
         return descriptor, restorer
+    if request.tile and request.tile < MIN_AUTO_TILE:
+        warn(f"--tile {request.tile}: tiles under {MIN_AUTO_TILE} pixels see too little around them "
+             f"(128-pixel tiles moved the shipped derainer's PSNR by up to 0.15 dB) and run slower; use {MIN_AUTO_TILE} or more")
+    if request.tile and request.tile_overlap and request.tile_overlap > request.tile // 2:
+        times = (request.tile / (request.tile - request.tile_overlap)) ** 2
+        warn(f"--tile-overlap {request.tile_overlap} of --tile {request.tile}: each pixel is restored about {times:.0f} times "
+             f"(an overlap of half the tile or less keeps it at 4 or fewer)")
     if descriptor.task not in (request.task, "any", "all"):
         warn(f"model {descriptor.name} was trained for {descriptor.task}, not {request.task}")
     if restorer.device.type == "cpu" and request.batch_size > 1:
@@ -425,7 +435,7 @@ def _stream_with_progress(request: RestoreRequest, restorer: Any, to_restore: li
             if line is not None:
                 say(line)
 
-        stream = restore_jobs(to_restore, restorer, options, show_frames) if restorer is not None else iter(())
+        stream = restore_jobs(to_restore, restorer, options, show_frames)
         result = None
         try:
             for result in stream:

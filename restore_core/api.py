@@ -39,7 +39,8 @@ from restore_core.checkpoint import ModelDescriptor
 from restore_core.device import pick_device
 from restore_core.engine.inputs import InputError, Job, collect_inputs, plan_batch, with_neighbour_frames
 from restore_core.engine.routing import RoutedRestorer, build_restorer
-from restore_core.engine.runner import ImageResult, Restorer, RunOptions, planned_results
+from restore_core.engine.results import ImageResult, planned_results
+from restore_core.engine.runner import Restorer, RunOptions
 from restore_core.engine.temporal import TemporalConfig
 from restore_core.engine.video import restore_jobs
 from restore_core.io.images import DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS, ImageError, from_array, remove_stale_temporaries, to_array

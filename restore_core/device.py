@@ -1,12 +1,19 @@
-"""Device and precision choice, in one place."""
+"""Device and precision choice, in one place.
+
+torch is imported by the functions that use it, not by this module: the command line
+checks ``--threads`` with :func:`check_cpu_threads` before anything imports torch
+(1.5 s), so that a mistyped option is answered at once.
+"""
 
 from __future__ import annotations
 
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 SUPPORTED_DEVICE_TYPES = ("cpu", "cuda", "mps")
@@ -15,6 +22,8 @@ SUPPORTED_DEVICE_TYPES = ("cpu", "cuda", "mps")
 def pick_device(requested: str = "auto") -> torch.device:
     """``auto`` = CUDA when present, else CPU; or ``cpu``, ``cuda``, ``cuda:N``, ``mps``.
     A device that is not there, or that torch does not know, is a ValueError naming it."""
+    import torch
+
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -33,18 +42,27 @@ def pick_device(requested: str = "auto") -> torch.device:
     return device
 
 
-def set_cpu_threads(threads: int) -> None:
-    """Give torch ``threads`` CPU threads (0 = torch's default, one per core). More than
-    this machine's CPUs is refused: torch crashes on absurd counts (100,000 segfaults)."""
+def check_cpu_threads(threads: int) -> None:
+    """A ValueError unless ``threads`` is 0 (torch's default, one per core) or at most
+    this machine's CPUs: torch crashes on absurd counts (100,000 segfaults)."""
     available = os.cpu_count() or 1
     if not 0 <= threads <= available:
         raise ValueError(f"--threads must be between 0 (torch's default) and this machine's {available} CPUs, got {threads}")
+
+
+def set_cpu_threads(threads: int) -> None:
+    """Give torch ``threads`` CPU threads (0 = torch's default); checked as :func:`check_cpu_threads`."""
+    import torch
+
+    check_cpu_threads(threads)
     if threads:
         torch.set_num_threads(threads)
 
 
 def pick_dtype(precision: str, device: torch.device, supports_half: bool = True) -> torch.dtype:
     """``auto`` = bf16 (or fp16) on CUDA, fp32 on CPU; or ``fp32``/``fp16``/``bf16``."""
+    import torch
+
     if precision == "auto":
         if device.type == "cuda" and supports_half:
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -67,6 +85,8 @@ def training_autocast_dtype(precision: str, device: torch.device, recipe_amp: bo
     denoiser; slower on CPUs without them); ``fp16`` = fp16 autocast (CUDA);
     ``fp32`` = no autocast. Weights, optimiser state and EMA stay fp32 in every case.
     """
+    import torch
+
     if precision not in TRAINING_PRECISIONS:
         raise ValueError(f"unknown training precision {precision!r}; use {', '.join(TRAINING_PRECISIONS)}")
     if precision == "auto":
@@ -111,6 +131,8 @@ def training_memory_format(model: torch.nn.Module, device: torch.device, autocas
     right). It cannot be probed safely, so such models avoid it: the shipped denoiser's
     bf16 step in the contiguous layout took 0.97 s against 1.2 s for fp32 channels_last.
     """
+    import torch
+
     if device.type == "cpu" and autocast_dtype == torch.bfloat16:
         dilated = any(isinstance(m, torch.nn.Conv2d) and max(m.dilation) > 1 for m in model.modules())
         if dilated:

@@ -325,6 +325,47 @@ def test_a_run_clears_the_temporary_files_a_killed_run_left_for_its_outputs(fold
     assert not left.exists() and (out / "a.png").is_file()
 
 
+# The CLI with torch made unimportable: what must not wait for torch's import (1.5 s).
+WITHOUT_TORCH = """
+import sys
+class NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch imported")
+sys.meta_path.insert(0, NoTorch())
+sys.argv = ["restore", *sys.argv[1:]]
+from cli.main import main
+main()
+"""
+
+
+def test_mistakes_and_finished_batches_are_answered_without_torch(folder, tmp_path, tiny_checkpoint):
+    """A usage error (a missing input, a bad option, outputs already there, a dataset
+    folder that is not one) and a re-run whose every output exists never import torch:
+    answered in about 0.4 s instead of 2 s (a sharded job's retries, a mistyped path)."""
+    def restore_without_torch(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", WITHOUT_TORCH, *args], capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+
+    out = tmp_path / "out"
+    assert restore("derain", str(folder), str(out), "--model", str(tiny_checkpoint), "-q").returncode == 0
+    for args, words in (((str(tmp_path / "nope"), str(out)), "no such file or folder"),
+                        ((str(folder), str(out)), "2 output(s) already exist"),
+                        ((str(folder), str(out), "--threads", "100000"), "--threads must be between 0"),
+                        ((str(folder), str(out), "--tile", "-1"), "--tile and --tile-overlap must be >= 0")):
+        refused = restore_without_torch("derain", *args, "--model", str(tiny_checkpoint))
+        assert refused.returncode == 2 and words in refused.stderr and "torch imported" not in refused.stderr, (args, refused.stderr)
+    finished = restore_without_torch("derain", str(folder), str(out), "--model", str(tiny_checkpoint), "--skip-existing")
+    assert finished.returncode == 0 and "0 restored, 0 failed, 2 skipped" in finished.stderr, finished.stderr
+    for args, words in ((("--root", str(tmp_path / "nope")), "no such folder"), (("--threads", "100000"), "--threads must be between 0"),
+                        (("--root", str(folder), "--dataset", "rain100h"), "layout does not match")):
+        refused = restore_without_torch("benchmark", *args)
+        assert refused.returncode == 2 and words in refused.stderr and "torch imported" not in refused.stderr, (args, refused.stderr)
+    # and where torch is needed, it is imported (the check above cannot pass by failing early)
+    needed = restore_without_torch("derain", str(folder / "a.png"), str(tmp_path / "again.png"), "--model", str(tiny_checkpoint))
+    assert needed.returncode != 0 and "torch imported" in needed.stderr
+
+
 def test_usage_errors_exit_2(tmp_path, tiny_checkpoint):
     missing = restore("derain", str(tmp_path / "nope"), str(tmp_path / "out"), "--model", str(tiny_checkpoint))
     assert missing.returncode == 2 and "no such file or folder" in missing.stderr

@@ -19,7 +19,8 @@ av = pytest.importorskip("av")  # the optional restore[video] extra; the test ex
 
 from restore_core.engine.inputs import Job, collect_inputs, plan_outputs  # noqa: E402
 from restore_core.checkpoint import load_checkpoint  # noqa: E402
-from restore_core.engine.runner import ImageResult, Restorer, RunOptions  # noqa: E402
+from restore_core.engine.results import ImageResult  # noqa: E402
+from restore_core.engine.runner import Restorer, RunOptions  # noqa: E402
 from restore_core.engine.temporal import TemporalConfig  # noqa: E402
 from restore_core.engine.video import restore_video, settings_key  # noqa: E402
 from restore_core.io.images import ImageError  # noqa: E402

@@ -33,14 +33,15 @@ import torch
 from restore_core.checkpoint import ModelDescriptor
 from restore_core.device import pick_dtype
 from restore_core.engine.ensemble import self_ensemble
-from restore_core.engine.inputs import BatchPlan, Job
+from restore_core.engine.inputs import Job
 from restore_core.engine.memory import (
     MEMORY_BUDGET_SHARE, PIPELINE_BYTES_PER_PIXEL, activation_bytes_per_pixel, available_memory_bytes, tile_for_budget,
 )
+from restore_core.engine.results import ImageResult, abandoned_after
 from restore_core.engine.temporal import Frame, FrameWindow, TemporalConfig, smooth_in_window
 from restore_core.engine.tiling import MIN_OOM_TILE, central_crop, default_overlap, run_padded, run_tiled
 from restore_core.io.images import (
-    DEFAULT_MAX_PIXELS, UNREADABLE_FORMATS, ImageError, LoadedImage, lost_on_write, read_image, write_image,
+    DEFAULT_MAX_PIXELS, ImageError, LoadedImage, lost_on_write, read_image, write_image,
 )
 
 
@@ -82,49 +83,6 @@ class RunOptions:
     video_frames: str | None = None  # ".png", ...: each video's frames as numbered images in a folder (io.video_writer.FrameFolderWriter)
     # Videos and image sequences: smoothing of each frame with its neighbours (engine.temporal).
     temporal: TemporalConfig = TemporalConfig()
-
-
-@dataclass
-class ImageResult:
-    input: Path
-    output: Path | None
-    status: str  # "ok" | "error" | "skipped"
-    seconds: float = 0.0
-    error: str | None = None
-    width: int = 0
-    height: int = 0
-    # What the model found in the whole image: all-in-one models the detected (or forced)
-    # probabilities, denoisers told --sigma auto the estimated noise level.
-    degradation: dict[str, float] | None = None
-    reason: str | None = None  # why a skipped input was skipped
-    note: str | None = None  # what the written file could not keep (io.images.lost_on_write)
-    # A write failure every later image would meet too (BATCH_STOPPING_ERRNOS): the
-    # stream stops restoring, and the images after it are reported ``abandoned``.
-    stops_batch: bool = False
-    abandoned: bool = False
-    model: str | None = None  # the model that restored it, when a run routes images to several (restore auto)
-    frames: int | None = None  # a video: the frames restored (engine.video)
-
-    def as_dict(self) -> dict:
-        extra = {"degradation": self.degradation} if self.degradation is not None else {}
-        if self.model is not None:
-            extra["model"] = self.model
-        if self.reason is not None:
-            extra["reason"] = self.reason
-        if self.note is not None:
-            extra["note"] = self.note
-        if self.frames is not None:
-            extra["frames"] = self.frames
-        return {
-            "input": str(self.input),
-            "output": str(self.output) if self.output and self.status == "ok" else None,
-            "status": self.status,
-            "seconds": round(self.seconds, 4),
-            "error": self.error,
-            "width": self.width,
-            "height": self.height,
-            **extra,
-        }
 
 
 class Restorer:
@@ -445,25 +403,6 @@ class _SequenceRouting:
         self.router.notices.extend(self.chosen.notices)  # the caller reads the notices of the restorer it built
         self.chosen.notices.clear()
         return restored, [self.decided] * len(batch), [self.chosen.descriptor.name] * len(batch)
-
-
-def planned_results(plan: BatchPlan, unreadable: list[Path] = ()) -> list[ImageResult]:
-    """The results a batch has before anything runs: inputs refused (errors), skipped
-    because their output exists, found to be this run's own outputs, listed twice, or
-    in a format restore cannot read."""
-    results = [ImageResult(job.source, None, "error", error=why) for job, why in plan.refused]
-    results += [ImageResult(job.source, job.output, "skipped", reason="output exists") for job in plan.skipped]
-    results += [ImageResult(job.source, None, "skipped", reason="an output of this run") for job in plan.left_out]
-    results += [ImageResult(job.source, None, "skipped", reason="listed twice") for job in plan.repeated]
-    results += [ImageResult(path, None, "skipped", reason=f"{UNREADABLE_FORMATS[path.suffix.lower()]}: a format restore cannot read")
-                for path in unreadable]
-    return results
-
-
-def abandoned_after(halted: str, job: Job) -> ImageResult:
-    """The result of an input left unrestored after a write failure that every later
-    output would meet too (``halted``: that failure's cause, ImageResult.stops_batch)."""
-    return ImageResult(job.source, None, "error", error=f"not restored: an earlier output could not be written ({halted})", abandoned=True)
 
 
 def _has_colour(batch: torch.Tensor) -> bool:

@@ -29,9 +29,9 @@ import numpy as np
 import torch
 
 from restore_core.engine.inputs import Job
+from restore_core.engine.results import ImageResult, abandoned_after
 from restore_core.engine.runner import (
-    BATCH_STOPPING_ERRNOS, NON_FINITE_OUTPUT, ROUTING_FRAMES, ImageResult, Restorer, RunOptions, abandoned_after, finish_interrupted,
-    restore_stream,
+    BATCH_STOPPING_ERRNOS, NON_FINITE_OUTPUT, ROUTING_FRAMES, Restorer, RunOptions, finish_interrupted, restore_stream,
 )
 from restore_core.engine.temporal import TemporalSmoother
 from restore_core.io.images import ImageError
