@@ -174,7 +174,7 @@ class ImageRestorer:
             raise ValueError("the image holds NaN or infinite values")
         _warn_outside_unit_range(float(image.min()), float(image.max()), stacklevel=3)
         batch = image.unsqueeze(0) if image.ndim == 3 else image
-        restored = self._run(batch.detach().clamp(0, 1)).to(image.device)
+        restored = self._run(batch.detach().clamp(0, 1)).to(image.device, image.dtype)  # in the caller's type, as arrays are
         return restored[0] if image.ndim == 3 else restored
 
     def _run(self, batch: torch.Tensor) -> torch.Tensor:

@@ -89,6 +89,10 @@ def test_tensors_batch_and_single(tiny):
     assert torch.allclose(tiny(batch[1]), restored[1], atol=1e-5)  # batched kernels may round differently
     with pytest.raises(ValueError, match="3 x H x W"):
         tiny(torch.rand(1, 4, 16, 16))
+    # a tensor comes back in its own type, as arrays do (a half tensor came back float32)
+    for dtype in (torch.float16, torch.bfloat16, torch.float64):
+        again = tiny(batch.to(dtype))
+        assert again.dtype == dtype and torch.allclose(again.float(), restored, atol=0.01), dtype
 
 
 def test_floats_well_outside_0_1_are_clipped_with_a_warning_naming_the_range(tiny, rng):
