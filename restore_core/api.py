@@ -26,6 +26,8 @@ are ``RuntimeWarning`` here.
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import os
 import warnings
 from dataclasses import replace
@@ -64,6 +66,24 @@ def _warn_outside_unit_range(low: float, high: float, stacklevel: int) -> None:
                       RuntimeWarning, stacklevel=stacklevel + 1)
 
 
+# The task options a model may take through ``load(**settings)``: each is a ``set_<name>``
+# method of the models that have it (``restore denoise --sigma`` and its siblings).
+MODEL_SETTINGS = ("sigma", "darken_only", "iterations", "recompose_radius", "blend_temperature")
+
+
+def _refuse_unknown_keywords(settings: dict[str, Any]) -> None:
+    """A TypeError, as Python's own for a misspelt keyword, for a setting no model takes
+    (``tiles=256``, ``sigm=25``), with the closest name ``load`` knows: it was reported
+    as a setting this one model lacked."""
+    known = [*MODEL_SETTINGS, *(name for name in inspect.signature(load).parameters if name != "settings")]
+    for name in settings:
+        if name not in MODEL_SETTINGS:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise TypeError(f"load() got an unexpected keyword argument {name!r}{hint}; "
+                            f"its model settings: {', '.join(MODEL_SETTINGS)}")
+
+
 def load(
     model: str | os.PathLike | None = None,
     task: str | None = None,
@@ -88,10 +108,12 @@ def load(
     task options of the commands: ``sigma`` (denoise: a level on the 0-255 scale, or
     ``"auto"``, ``"quick"``, ``"blind"``), ``darken_only`` (derain), ``iterations``
     (deblur), ``recompose_radius`` (dehaze), ``blend_temperature`` (an all-in-one model
-    run without routing). A model without a setting refuses it.
+    run without routing). A model without a setting refuses it (CheckpointError); a
+    keyword that is none of these is a TypeError.
     ``route`` (default: on for ``task="auto"``, as ``restore auto``) sends each image to
     the single-task model of the degradation an all-in-one model's classifier finds.
     """
+    _refuse_unknown_keywords(settings)
     if task is not None and task not in DEFAULT_MODEL_FOR_TASK:
         raise ValueError(f"unknown task {task!r}; one of {', '.join(DEFAULT_MODEL_FOR_TASK)}")
     if tile < 0 or (tile_overlap or 0) < 0:
@@ -101,7 +123,7 @@ def load(
     torch_device = pick_device(device)
     descriptor = load_for_task(None if model is None else str(model), task, str(torch_device))
     for name, value in settings.items():
-        caution = descriptor.apply_setting(name, value)
+        caution = descriptor.apply_setting(name, value, flag=name)
         if caution:
             warnings.warn(caution, RuntimeWarning, stacklevel=2)
     if task is not None and descriptor.task not in (task, "any", "all"):

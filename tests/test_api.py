@@ -207,8 +207,13 @@ def test_load_errors_name_the_cause(tiny_checkpoint):
     # The shipped file's name where no such file is: the preset it belongs to is named.
     with pytest.raises(CheckpointError, match=r"the shipped weights of that name are the preset: --model taylor-derain"):
         restore_core.load("taylor-derain.safetensors")
-    with pytest.raises(CheckpointError, match="--sigma does not apply"):
+    with pytest.raises(CheckpointError, match="sigma does not apply to this model"):
         restore_core.load(tiny_checkpoint, sigma=25)
+    # A keyword no model takes is Python's TypeError, with the name meant (it was
+    # "--tiles does not apply to this model": as if another model would take it).
+    for keyword, meant in (("tiles", "tile"), ("sigm", "sigma"), ("self_ensembl", "self_ensemble"), ("darken_onl", "darken_only")):
+        with pytest.raises(TypeError, match=rf"unexpected keyword argument '{keyword}' \(did you mean {meant}\?\)"):
+            restore_core.load(tiny_checkpoint, **{keyword: 1})
     with pytest.raises(ValueError, match="tile_overlap"):
         restore_core.load(tiny_checkpoint, tile=64, tile_overlap=64)
     with warnings.catch_warnings(record=True) as caught:
@@ -241,3 +246,20 @@ def test_importing_restore_core_does_not_import_torch():
     quiet = "import sys, restore_core, restore_core.presets; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", quiet], capture_output=True, text=True, check=True).stdout.strip() == "False"
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "True"
+
+
+def test_every_setting_a_model_takes_is_a_keyword_of_load():
+    """``load(**settings)`` takes what the models' ``set_<name>`` methods set (the list
+    that tells a misspelt keyword from a setting one model lacks), and nothing else."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import restore_core.models
+    from restore_core.api import MODEL_SETTINGS
+
+    modules = [importlib.import_module(f"restore_core.models.{info.name}") for info in pkgutil.iter_modules(restore_core.models.__path__)]
+    classes = [cls for module in modules for _, cls in inspect.getmembers(module, inspect.isclass) if issubclass(cls, torch.nn.Module)]
+    setters = {name.removeprefix("set_") for cls in classes for name, _ in inspect.getmembers(cls, inspect.isfunction)
+               if name.startswith("set_") and not hasattr(torch.nn.Module, name)}
+    assert setters - {"degradation"} == set(MODEL_SETTINGS)  # set_degradation: the task, given as load(task=...)
