@@ -28,7 +28,7 @@ from cli.console import (
 )
 from cli.options import given_options
 from restore_core.engine.inputs import (
-    BatchPlan, InputError, Job, collect_inputs, left_out_unreadable, names_output_file, output_name_refusal, parse_shard,
+    BatchPlan, InputError, Job, check_suffix, collect_inputs, left_out_unreadable, names_output_file, output_name_refusal, parse_shard,
     paths_from_stdin, plan_batch, raw_plus_jpeg_pairs, with_neighbour_frames,
 )
 from restore_core.io.camera_raw import RAW_OUTPUT
@@ -196,8 +196,10 @@ def _check_options(request: RestoreRequest) -> CheckedOptions:
             fail(f"--ext {ext}: unsupported; use one of {', '.join(SUPPORTED_EXTENSIONS)} (images) or {', '.join(WRITABLE_VIDEO_EXTENSIONS)} (videos)", code=2)
     if request.max_pixels < 1:
         fail(f"--max-pixels must be >= 1, got {request.max_pixels}", code=2)
-    if any(sep in request.suffix for sep in ("/", "\\", "\0")):
-        fail(f"--suffix {request.suffix!r}: a suffix is part of a file name and cannot hold a path separator", code=2)
+    try:
+        check_suffix(request.suffix)
+    except InputError as exc:
+        fail(f"--{exc}", code=2)
     if not 1 <= request.quality <= 100:
         fail(f"--quality must be between 1 and 100, got {request.quality}", code=2)
     if not 0.0 <= request.strength <= 1.0:

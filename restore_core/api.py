@@ -219,7 +219,8 @@ class ImageRestorer:
         :class:`ImageError` when ``source`` cannot be read or ``output`` written (nothing
         is left under ``output``; a video keeps the frames it restored in a hidden work
         folder beside it, and the same call later continues from them),
-        ``FileExistsError`` when ``output`` exists and ``overwrite`` is False.
+        ``FileExistsError`` when ``output`` exists and ``overwrite`` is False, ``ValueError``
+        when it is ``source`` itself.
         ``temporal`` and ``temporal_strength`` (videos, as ``--temporal`` and
         ``--temporal-strength``): average each restored frame with this many aligned
         neighbours on each side (:mod:`restore_core.engine.temporal`)."""
@@ -230,6 +231,8 @@ class ImageRestorer:
                              "restore_files fills a folder")
         if output.suffix.lower() not in formats:
             raise ValueError(f"{output}: unsupported output format for {source.name}; use one of {', '.join(formats)}")
+        if output.exists() and output.resolve() == source.resolve():  # as restore_files and the commands refuse it, overwrite or not
+            raise ValueError(f"{output}: the output would overwrite the input; write the restored copy to another file")
         if output.exists() and not overwrite:
             raise FileExistsError(f"{output}: exists; pass overwrite=True to replace it")
         job = Job(source, Path(source.name), output)

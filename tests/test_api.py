@@ -192,6 +192,22 @@ def test_restore_file_keeps_an_existing_output_unless_told(tiny, tmp_path, rng):
     (tmp_path / "folder").mkdir()
     with pytest.raises(ValueError, match=r"folder: a folder; restore_file writes the file it names \(e.g. .*folder/in.png\), restore_files fills"):
         tiny.restore_file(tmp_path / "in.png", tmp_path / "folder")
+    # the input itself, even with overwrite=True, is refused as restore_files and the commands refuse it (it was replaced)
+    before = (tmp_path / "in.png").read_bytes()
+    with pytest.raises(ValueError, match="the output would overwrite the input"):
+        tiny.restore_file(tmp_path / "in.png", tmp_path / "folder" / ".." / "in.png", overwrite=True)
+    assert (tmp_path / "in.png").read_bytes() == before
+
+
+def test_restore_files_keeps_outputs_in_the_output_folder(tiny, tmp_path, rng):
+    """A suffix with a path separator is refused before anything is written, as the
+    command's --suffix is: suffix="/../../x" wrote x.png two folders above out_dir."""
+    (tmp_path / "deep" / "in").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "deep" / "in" / "a.png"), rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    for suffix in ("/../../x", "_x/y", "\\x"):
+        with pytest.raises(ValueError, match="cannot hold a path separator"):
+            tiny.restore_files(tmp_path / "deep" / "in", tmp_path / "deep" / "out", suffix=suffix)
+    assert sorted(path.name for path in (tmp_path / "deep").rglob("*")) == ["a.png", "in"] and not (tmp_path / "x.png").exists()
 
 
 def test_load_errors_name_the_cause(tiny_checkpoint):

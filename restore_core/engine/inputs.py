@@ -250,8 +250,16 @@ def output_name_refusal(spec: str, out: Path) -> str | None:
     return None
 
 
+def check_suffix(suffix: str) -> None:
+    """An InputError for a suffix that is not part of a file name: one with a path
+    separator would put outputs outside the output folder (``_x/../../elsewhere``)."""
+    if any(separator in suffix for separator in ("/", "\\", "\0")):
+        raise InputError(f"suffix {suffix!r}: a suffix is part of a file name and cannot hold a path separator")
+
+
 def plan_outputs(jobs: list[Job], out_dir: Path, suffix: str = "", ext: str | None = None, video_frames: bool = False) -> list[Job]:
-    """Give every job its output path: ``out_dir/relative-folder/stem+suffix+ext``.
+    """Give every job its output path: ``out_dir/relative-folder/stem+suffix+ext``
+    (a ``suffix`` with a path separator is an InputError: :func:`check_suffix`).
 
     ``ext`` (".png", ".jpg", ...) changes the format of the images, a video extension
     (".mkv", ...) that of the videos; by default each keeps its own (a video in a
@@ -259,6 +267,7 @@ def plan_outputs(jobs: list[Job], out_dir: Path, suffix: str = "", ext: str | No
     With ``video_frames`` (``--frames``), a video's output is the folder
     ``out_dir/relative-folder/stem+suffix`` of its frames.
     """
+    check_suffix(suffix)
     planned = []
     for job in jobs:
         is_video = is_video_name(job.source)
