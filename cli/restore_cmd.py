@@ -32,7 +32,7 @@ from restore_core.engine.inputs import (
     paths_from_stdin, plan_batch, raw_plus_jpeg_pairs, with_neighbour_frames,
 )
 from restore_core.io.camera_raw import RAW_OUTPUT
-from restore_core.io.folders import file_in_the_way
+from restore_core.io.folders import output_refusal
 from restore_core.io.images import DEFAULT_MAX_PIXELS, LOSSY_EXTENSIONS, READ_ONLY_EXTENSIONS, SUPPORTED_EXTENSIONS, remove_stale_temporaries
 from restore_core.io.video import READ_ONLY_VIDEO_OUTPUT, WRITABLE_VIDEO_EXTENSIONS, is_video_name
 from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task  # presets.py imports torch only when loading
@@ -247,11 +247,9 @@ def _check_options(request: RestoreRequest) -> CheckedOptions:
              f"{output_file.stem}{RAW_OUTPUT} (16 bits) or give another image format", code=2)
     if output_file is not None and (request.suffix or ext):
         fail(f"--suffix and --ext name outputs in a folder; {output_file} is the output file itself (its extension sets the format)", code=2)
-    blocking = file_in_the_way(request.out_dir.parent if output_file is not None else request.out_dir)
-    if blocking == request.out_dir:
-        fail(f"{request.out_dir}: the output folder exists and is not a folder", code=2)
-    if blocking is not None:  # else every image is restored, then refused on write ("Not a directory")
-        fail(f"{request.out_dir}: {blocking} is a file, so no folder can be made there", code=2)
+    refusal = output_refusal(request.out_dir, request.out_dir.parent if output_file is not None else request.out_dir)
+    if refusal is not None:  # else every image is restored, then refused on write ("Not a directory")
+        fail(refusal, code=2)
     try:
         shard = parse_shard(request.shard) if request.shard else None
     except InputError as exc:

@@ -45,6 +45,7 @@ from restore_core.engine.results import ImageResult, planned_results
 from restore_core.engine.runner import Restorer, RunOptions
 from restore_core.engine.temporal import TemporalConfig
 from restore_core.engine.video import restore_jobs
+from restore_core.io.folders import output_refusal
 from restore_core.io.images import DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS, ImageError, from_array, remove_stale_temporaries, to_array
 from restore_core.io.video import WRITABLE_VIDEO_EXTENSIONS, is_video_name
 from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task
@@ -231,6 +232,8 @@ class ImageRestorer:
                              "restore_files fills a folder")
         if output.suffix.lower() not in formats:
             raise ValueError(f"{output}: unsupported output format for {source.name}; use one of {', '.join(formats)}")
+        if (refusal := output_refusal(output, output.parent)) is not None:
+            raise ValueError(refusal)
         if output.exists() and output.resolve() == source.resolve():  # as restore_files and the commands refuse it, overwrite or not
             raise ValueError(f"{output}: the output would overwrite the input; write the restored copy to another file")
         if output.exists() and not overwrite:
@@ -267,7 +270,7 @@ class ImageRestorer:
 
         Raises before restoring anything when an output exists and neither ``overwrite``
         nor ``skip_existing`` is set (``FileExistsError``), and for inputs that name
-        nothing (``ValueError``). ``temporal``, ``temporal_strength``: as in :meth:`restore_file`,
+        nothing or an ``out_dir`` that cannot be one (a file stands there: ``ValueError``). ``temporal``, ``temporal_strength``: as in :meth:`restore_file`,
         for videos and for image sequences: the images of each folder, in name order
         (``frame_9`` before ``frame_10``), are smoothed as one sequence's frames. ``frames``
         (``"png"``, ...; ``--frames``): each video's restored frames as numbered images in
@@ -291,6 +294,8 @@ class ImageRestorer:
             if ext.lower() not in SUPPORTED_EXTENSIONS + WRITABLE_VIDEO_EXTENSIONS:
                 raise ValueError(f"ext {ext}: unsupported; use one of {', '.join(SUPPORTED_EXTENSIONS + WRITABLE_VIDEO_EXTENSIONS)}")
         out_dir = Path(out_dir)
+        if (refusal := output_refusal(out_dir, out_dir)) is not None:
+            raise ValueError(refusal)
         unreadable: list[Path] = []
         try:
             if isinstance(source, (str, os.PathLike)):
@@ -323,4 +328,6 @@ def _run_options(batch_size: int, quality: int, max_pixels: int, temporal: int, 
     """The engine's options from the keyword arguments of the ``restore_*`` methods; ValueError if out of range."""
     if batch_size < 1 or not 1 <= quality <= 100:
         raise ValueError(f"batch_size must be >= 1 and quality 1-100, got {batch_size} and {quality}")
+    if max_pixels < 1:
+        raise ValueError(f"max_pixels must be >= 1, got {max_pixels}")
     return RunOptions(batch_size=batch_size, max_pixels=max_pixels, jpeg_quality=quality, temporal=TemporalConfig(radius=temporal, strength=temporal_strength))

@@ -279,3 +279,21 @@ def test_every_setting_a_model_takes_is_a_keyword_of_load():
     setters = {name.removeprefix("set_") for cls in classes for name, _ in inspect.getmembers(cls, inspect.isfunction)
                if name.startswith("set_") and not hasattr(torch.nn.Module, name)}
     assert setters - {"degradation"} == set(MODEL_SETTINGS)  # set_degradation: the task, given as load(task=...)
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_any_image(tiny, tmp_path, rng):
+    """An output folder that is a file, or lies under one, and max_pixels=0: refused
+    before anything runs, as the commands refuse them (each image was restored, then
+    failed on its own: "cannot write: File exists", "over the limit of 0")."""
+    (tmp_path / "in").mkdir()
+    cv2.imwrite(str(tmp_path / "in" / "a.png"), rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ValueError, match="the output folder exists and is not a folder"):
+        tiny.restore_files(tmp_path / "in", tmp_path / "a-file")
+    with pytest.raises(ValueError, match=rf"out: {tmp_path / 'a-file'} is a file, so no folder can be made there"):
+        tiny.restore_files(tmp_path / "in", tmp_path / "a-file" / "out")
+    with pytest.raises(ValueError, match=rf"x.png: {tmp_path / 'a-file'} is a file, so no folder can be made there"):
+        tiny.restore_file(tmp_path / "in" / "a.png", tmp_path / "a-file" / "x.png")
+    with pytest.raises(ValueError, match="max_pixels must be >= 1, got 0"):
+        tiny.restore_files(tmp_path / "in", tmp_path / "out", max_pixels=0)
+    assert (tmp_path / "a-file").read_text() == "" and not (tmp_path / "out").exists()

@@ -49,6 +49,18 @@ def file_in_the_way(folder: Path) -> Path | None:
     return next((above for above in [folder, *folder.parents] if above.exists() and not above.is_dir()), None)
 
 
+def output_refusal(output: Path, folder: Path) -> str | None:
+    """Why ``output`` (a file, or a folder of outputs) cannot be written in ``folder`` (the
+    folder itself, or its parent folder), or None: a file stands where a folder must be.
+    Every write would fail alike ("Not a directory", "File exists"), so it is refused first."""
+    blocking = file_in_the_way(folder)
+    if blocking is None:
+        return None
+    if blocking == output:
+        return f"{output}: the output folder exists and is not a folder"
+    return f"{output}: {blocking} is a file, so no folder can be made there"
+
+
 def _files_with(folder: Path, extensions: Iterable[str]) -> list[Path]:
     """Files directly in ``folder`` with one of ``extensions`` (any case; hidden files skipped), sorted by name."""
     wanted = set(extensions)
