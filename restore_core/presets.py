@@ -7,6 +7,7 @@ on load. ``--model`` takes a preset name or a path to a ``.safetensors`` file.
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
 from dataclasses import dataclass
@@ -240,7 +241,9 @@ def resolve_model(spec: str | None, task: str | None, device: str = "cpu") -> Mo
         return load_checkpoint(path, device, name=name)
     path = Path(name)
     if not path.exists() and not path.suffix:
-        raise CheckpointError(name, f"unknown model; presets: {', '.join(PRESETS)}, or a path to a .safetensors file")
+        close = difflib.get_close_matches(name, PRESETS, n=1)
+        meant = f" (did you mean {close[0]}?)" if close else ""
+        raise CheckpointError(name, f"unknown model{meant}; presets: {', '.join(PRESETS)}, or a path to a .safetensors file")
     if not path.exists() and path.parent == Path(".") and (shipped := _preset_of_weights(path.name)):
         raise CheckpointError(name, f"no such checkpoint file here; the shipped weights of that name are the preset: --model {shipped}")
     return load_checkpoint(path, device)

@@ -213,6 +213,8 @@ def test_restore_files_keeps_outputs_in_the_output_folder(tiny, tmp_path, rng):
 def test_load_errors_name_the_cause(tiny_checkpoint):
     with pytest.raises(CheckpointError, match="unknown model"):
         restore_core.load("no-such-model")
+    with pytest.raises(CheckpointError, match=r"unknown model \(did you mean infoflow-denoise-grey\?\); presets: taylor-derain"):
+        restore_core.load("infoflow-denoise-gray")
     with pytest.raises(CheckpointError, match="name a model"):
         restore_core.load()
     with pytest.raises(ValueError, match=r"unknown task 'Derain'; one of derain, deblur, denoise, dehaze, auto"):
