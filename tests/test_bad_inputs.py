@@ -43,6 +43,8 @@ BAD = {  # name -> words the one-line error must contain
     "huge-header.png": "over the limit",
     "gone.png": "a broken link (to",  # was "No such file or directory", of a file ls shows
 }
+if hasattr(os, "mkfifo"):
+    BAD["pipe.png"] = "is a named pipe (FIFO), not an image file"  # opening it waited for ever: the batch hung
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -80,6 +82,8 @@ def corpus(tmp_path: Path) -> Path:
     (folder / "sub").mkdir()
     os.symlink("..", folder / "sub" / "loop")  # a symlink loop inside a recursive folder
     os.symlink(folder / "moved-away.png", folder / "gone.png")  # a link whose file is gone
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(folder / "pipe.png")  # no writer: reading it would wait for ever
     if sys.platform != "darwin":  # macOS refuses non-UTF-8 file names
         with open(os.path.join(os.fsencode(folder), b"bytes\xffname.png"), "wb") as handle:
             handle.write(png)
@@ -109,6 +113,20 @@ def test_bad_input_corpus(corpus: Path, tmp_path: Path, tiny_checkpoint: Path):
     assert not (out / "sub").exists() or not any((out / "sub").rglob("*.png"))
     leftovers = [p.name for p in out.rglob("*") if p.name.startswith(".")]
     assert leftovers == []
+
+
+def test_a_folder_lists_no_folder_named_like_an_image_and_reports_special_files(corpus: Path):
+    """Without --recursive a folder's sub-folders are left alone, "folder.png" too (it was
+    an input, then an error); a named pipe is an input, refused unopened when read."""
+    from restore_core.engine.inputs import collect_inputs
+    from restore_core.io.images import ImageError, read_image
+
+    names = {job.source.name for job in collect_inputs(str(corpus))}
+    assert "folder.png" not in names and "good.png" in names
+    if hasattr(os, "mkfifo"):
+        assert "pipe.png" in names
+        with pytest.raises(ImageError, match="pipe.png: is a named pipe"):
+            read_image(corpus / "pipe.png")
 
 
 def test_directory_named_like_an_image_given_directly(corpus: Path, tmp_path: Path, tiny_checkpoint: Path):

@@ -62,7 +62,7 @@ def walk_folder(root: Path, recursive: bool, skip: Path | None = None, unreadabl
             unreadable.extend(p for p in entries if is_unreadable_image_name(p) and p.is_file())
         if videos is not None:
             videos.extend(p for p in entries if is_video_name(p) and p.is_file())
-        return [p for p in entries if is_image_name(p)]
+        return [p for p in entries if is_image_name(p) and not p.is_dir()]  # a folder named "x.png" is a folder
     skipped = skip.resolve() if skip is not None else None
     found, others, clips = [], [], []
     for folder, subdirs, files in os.walk(root, followlinks=False):

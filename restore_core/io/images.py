@@ -22,6 +22,7 @@ import importlib.util
 import io
 import os
 import re
+import stat
 import tempfile
 import time
 import warnings
@@ -409,13 +410,28 @@ def _develop_camera_raw(data: bytes, path: os.PathLike | str, max_pixels: int, m
                        noise_level=developed.noise_level)
 
 
+def _special_file_kind(mode: int) -> str | None:
+    """What a file that holds no data of its own is (a named pipe, a socket, a device),
+    or None for a regular file or a folder."""
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return None
+
+
 def read_image(path: os.PathLike | str, max_pixels: int = DEFAULT_MAX_PIXELS, measure_noise: bool = False) -> LoadedImage:
     """Read and decode the image at ``path`` (EXIF orientation applied); ``measure_noise``
-    as :func:`decode_image`."""
+    as :func:`decode_image`. A named pipe, socket or device is refused unopened: opening
+    a pipe with no writer waits for ever, and held the whole batch (Ctrl-C too)."""
     path = Path(path)
     try:
         if path.is_dir():
             raise ImageError(path, "is a directory, not an image file")
+        if (kind := _special_file_kind(path.stat().st_mode)) is not None:
+            raise ImageError(path, f"is {kind}, not an image file")
         data = path.read_bytes()
     except ImageError:
         raise
