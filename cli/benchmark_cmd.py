@@ -15,6 +15,7 @@ from cli import completion
 from cli.console import cell, err_console, fail, first_few, os_cause, print_json, say, warn
 from cli.options import given_options
 from cli.restore_cmd import parse_sigma
+from restore_core.device import check_cpu_threads  # device.py imports torch only in its functions
 from restore_core.io.folders import file_in_the_way
 from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task  # presets.py imports torch only when loading
 
@@ -139,7 +140,6 @@ def benchmark(
         restore benchmark --dataset gopro --root /datasets/GoPro --task deblur --temporal 2
     """
     from restore_core.datasets import dataset_task
-    from restore_core.device import check_cpu_threads
     from restore_core.engine.temporal import TemporalConfig
     from restore_core.evaluation import Protocol, evaluate_samples, evaluate_sequences
     from restore_core.io.images import ImageError, atomic_write_bytes

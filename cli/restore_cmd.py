@@ -27,6 +27,7 @@ from cli.console import (
     OUTPUT_CLOSED_STATUS, OutputClosed, ProgressLines, emit, err_console, error, fail, first_few, print_json, say, warn,
 )
 from cli.options import given_options
+from restore_core.device import check_cpu_threads  # device.py imports torch only in its functions
 from restore_core.engine.inputs import (
     BatchPlan, InputError, Job, check_suffix, collect_inputs, left_out_unreadable, names_output_file, output_name_refusal, parse_shard,
     paths_from_stdin, plan_batch, raw_plus_jpeg_pairs, with_neighbour_frames,
@@ -185,8 +186,6 @@ def _check_options(request: RestoreRequest) -> CheckedOptions:
     """Every option on its own and against the others, before any input is looked at:
     a usage error (exit 2) names the option and what it takes. Nothing here imports
     torch: a mistake is answered in a fraction of a second, not after torch's 1.5 s."""
-    from restore_core.device import check_cpu_threads
-
     if request.overwrite and request.skip_existing:
         fail("--overwrite and --skip-existing contradict each other", code=2)
     ext = request.ext
