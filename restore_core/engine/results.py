@@ -16,6 +16,9 @@ from restore_core.io.images import UNREADABLE_FORMATS
 
 @dataclass
 class ImageResult:
+    """One input's outcome: written (``ok``, with ``output``), failed (``error`` says why;
+    nothing written), or ``skipped`` (``reason``). ``as_dict`` is its ``--json`` line."""
+
     input: Path
     output: Path | None
     status: str  # "ok" | "error" | "skipped"
@@ -28,7 +31,7 @@ class ImageResult:
     degradation: dict[str, float] | None = None
     reason: str | None = None  # why a skipped input was skipped
     note: str | None = None  # what the written file could not keep (io.images.lost_on_write)
-    # A write failure every later image would meet too (BATCH_STOPPING_ERRNOS): the
+    # A write failure every later image would meet too (engine.runner.BATCH_STOPPING_ERRNOS): the
     # stream stops restoring, and the images after it are reported ``abandoned``.
     stops_batch: bool = False
     abandoned: bool = False
