@@ -238,11 +238,26 @@ def test_restorer_reads_a_float_protocol_image_as_its_clipped_version(tiny_check
     assert np.array_equal(noisy, before)  # the caller's array is not clipped in place
 
 
+@pytest.mark.parametrize("degraded", ["lq", "input", "hazy", "noisy"])
+def test_a_gt_folder_is_the_reference_of_the_degraded_folder_beside_it(tmp_path, degraded):
+    """BasicSR's lq/ + gt/, RESIDE's hazy/ + gt/, many papers' input/ + gt/: paired as
+    input/ + target/ is (they were "not a paired folder"), for benchmark and training alike."""
+    from restore_core.io.folders import list_training_pairs
+
+    for name, value in (("1.png", 10), ("2.png", 20)):
+        _img(tmp_path / degraded / name, value)
+        _img(tmp_path / "gt" / name, value + 5)
+    data = load_dataset("paired", tmp_path)
+    assert [s.name for s in data.samples] == ["1.png", "2.png"]
+    assert [(round(s.load_degraded().rgb.mean() * 255), round(s.load_target().mean() * 255)) for s in data.samples] == [(10, 15), (20, 25)]
+    assert [(a.name, b.parent.name) for a, b in list_training_pairs(tmp_path)] == [("1.png", "gt"), ("2.png", "gt")]
+
+
 def test_mismatched_layout_names_what_was_expected(tmp_path):
     (tmp_path / "stuff").mkdir()
     with pytest.raises(DatasetError, match=r"expected test/<scene>/blur/ .*found 0 pair"):
         load_dataset("gopro", tmp_path)
-    with pytest.raises(DatasetError, match="input/ \\+ target/"):
+    with pytest.raises(DatasetError, match="input/ \\+ target/, .*, input/, lq/, rainy/, rain/, hazy/, blur/ or noisy/ \\+ gt/, or rain-N"):
         load_dataset("paired", tmp_path)
     with pytest.raises(DatasetError, match=r"rain-N \+ norain-N side by side \(optionally under test/\)"):
         load_dataset("rain100h", tmp_path)

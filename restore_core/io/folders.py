@@ -12,8 +12,11 @@ from typing import Iterable
 
 from restore_core.io.images import READABLE_EXTENSIONS, UNREADABLE_FORMATS
 
-# (degraded folder, reference folder) names used by common paired datasets.
-PAIR_LAYOUTS = (("input", "target"), ("rainy", "norain"), ("rain", "norain"), ("hazy", "clear"), ("blur", "sharp"), ("noisy", "clean"))
+# (degraded folder, reference folder) names used by common paired datasets: each degraded
+# name with its own reference first (a folder holding one side alone is said with its
+# partner), then with gt/ (RESIDE's hazy/ + gt/, BasicSR's lq/ + gt/, many papers' input/ + gt/).
+_NAMED_PAIRS = (("input", "target"), ("rainy", "norain"), ("rain", "norain"), ("hazy", "clear"), ("blur", "sharp"), ("noisy", "clean"))
+PAIR_LAYOUTS = _NAMED_PAIRS + tuple((degraded, "gt") for degraded in ("input", "lq", "rainy", "rain", "hazy", "blur", "noisy"))
 # (degraded, reference) name prefixes of datasets that keep both in one folder: PReNet's
 # releases of Rain100H / Rain100L (rain-001.png beside norain-001.png) and of their
 # training sets RainTrainH / RainTrainL (rain-1.png beside norain-1.png).
@@ -134,9 +137,18 @@ def match_prefixed(folder: Path) -> list[tuple[Path, Path]]:
     return []
 
 
+def _one_of(names: list[str]) -> str:
+    """``a``, ``a or b``, ``a, b or c``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
 def describe_layouts(layouts=PAIR_LAYOUTS) -> str:
-    """The layouts :func:`list_pairs` reads, for error messages."""
-    folders = " or ".join(f"{a}/ + {b}/" for a, b in layouts)
+    """The layouts :func:`list_pairs` reads, for error messages: ``input/ + target/, ...,
+    input/, lq/ or hazy/ + gt/, or rain-N + norain-N side by side``."""
+    by_reference: dict[str, list[str]] = {}
+    for degraded, reference in layouts:
+        by_reference.setdefault(reference, []).append(f"{degraded}/")
+    folders = ", ".join(f"{_one_of(names)} + {reference}/" for reference, names in by_reference.items())
     prefixes = " or ".join(f"{a}N + {b}N side by side" for a, b in PREFIX_LAYOUTS)
     return f"{folders}, or {prefixes}"
 
