@@ -182,3 +182,14 @@ class StepLines:
             rate = (step - first) / max(now - since, 1e-9)
             line += f", {rate:.2f} steps/s, about {duration_words((total - step) / rate)} left"
         return line
+
+
+def stdin_paths(quiet: bool) -> list[str]:
+    """The paths on stdin, for IN ``-``. At a terminal (nothing piped in: a forgotten
+    ``find ... |``) a line says first what the command waits for; without it, it seemed
+    to hang."""
+    from restore_core.engine.inputs import paths_from_stdin
+
+    if sys.stdin.isatty() and not quiet:
+        say("reading image paths from the terminal, one a line (IN is '-'); Ctrl-D ends the list")
+    return paths_from_stdin(sys.stdin.buffer.read())

@@ -4,13 +4,12 @@ project's synthetic degradations (rain, motion blur, noise, haze), reproducibly.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import typer
 
 from cli import completion
-from cli.console import error, fail, os_cause, print_json, say, warn
+from cli.console import error, fail, os_cause, print_json, say, stdin_paths, warn
 
 
 def make_pairs_command(
@@ -43,7 +42,7 @@ def make_pairs_command(
     """
     from restore_core.configs import ConfigError
     from restore_core.degradations.pairs import PairRecipe, PairSetError, make_pairs
-    from restore_core.engine.inputs import InputError, collect_inputs, left_out_unreadable, paths_from_stdin
+    from restore_core.engine.inputs import InputError, collect_inputs, left_out_unreadable
 
     options = {}
     for item in settings:
@@ -58,7 +57,7 @@ def make_pairs_command(
         recipe = PairRecipe.from_options(degradation, options, seed, grey)
         unreadable: list[Path] = []
         videos: list[Path] = []
-        jobs = collect_inputs(source, recursive, paths_from_stdin(sys.stdin.buffer.read()) if source == "-" else None, out,
+        jobs = collect_inputs(source, recursive, stdin_paths(quiet) if source == "-" else None, out,
                               unreadable, videos)
     except (ConfigError, InputError) as exc:
         fail(str(exc), code=2)

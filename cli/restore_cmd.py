@@ -12,7 +12,6 @@ import inspect
 from collections import Counter
 from contextlib import contextmanager
 import signal
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,13 +23,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cli import completion
 from cli.console import (
-    OUTPUT_CLOSED_STATUS, OutputClosed, ProgressLines, emit, err_console, error, fail, first_few, print_json, say, warn,
+    OUTPUT_CLOSED_STATUS, OutputClosed, ProgressLines, emit, err_console, error, fail, first_few, print_json, say, stdin_paths, warn,
 )
 from cli.options import given_options
 from restore_core.device import check_cpu_threads  # device.py imports torch only in its functions
 from restore_core.engine.inputs import (
     BatchPlan, InputError, Job, check_suffix, collect_inputs, left_out_unreadable, names_output_file, output_name_refusal, parse_shard,
-    paths_from_stdin, plan_batch, raw_plus_jpeg_pairs, with_neighbour_frames,
+    plan_batch, raw_plus_jpeg_pairs, with_neighbour_frames,
 )
 from restore_core.io.camera_raw import RAW_OUTPUT
 from restore_core.io.folders import output_refusal
@@ -265,7 +264,7 @@ def _plan_outputs(request: RestoreRequest, checked: CheckedOptions) -> tuple[lis
     unreadable: list[Path] = []
     videos_left_out: list[Path] = []
     try:
-        stdin = paths_from_stdin(sys.stdin.buffer.read()) if request.source == "-" else None
+        stdin = stdin_paths(request.quiet) if request.source == "-" else None
         jobs = collect_inputs(request.source, request.recursive, stdin, request.out_dir, unreadable, videos_left_out)
     except InputError as exc:
         fail(str(exc), code=2)

@@ -366,6 +366,23 @@ def test_mistakes_and_finished_batches_are_answered_without_torch(folder, tmp_pa
     assert needed.returncode != 0 and "torch imported" in needed.stderr
 
 
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+def test_paths_read_from_a_terminal_are_asked_for(folder, tmp_path, tiny_checkpoint):
+    """IN '-' with nothing piped in (stdin a terminal): a line says what the command
+    waits for, then the typed paths are restored (it seemed to hang, silently)."""
+    leader, follower = os.openpty()
+    run = subprocess.Popen([sys.executable, "-m", "cli.main", "derain", "-", str(tmp_path / "out"), "--model", str(tiny_checkpoint)],
+                           stdin=follower, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    os.close(follower)
+    os.write(leader, f"{folder / 'a.png'}\n".encode() + b"\x04")  # a line typed, then Ctrl-D
+    stdout, stderr = run.communicate(timeout=300)
+    os.close(leader)
+    assert run.returncode == 0, stderr
+    assert stderr.startswith("reading image paths from the terminal, one a line (IN is '-'); Ctrl-D ends the list\n"), stderr
+    assert stdout.split() == [str(tmp_path / "out" / "a.png")]
+
+
 def test_usage_errors_exit_2(tmp_path, tiny_checkpoint):
     missing = restore("derain", str(tmp_path / "nope"), str(tmp_path / "out"), "--model", str(tiny_checkpoint))
     assert missing.returncode == 2 and "no such file or folder" in missing.stderr
