@@ -268,6 +268,12 @@ def test_mismatched_layout_names_what_was_expected(tmp_path):
         load_dataset("paired", tmp_path / "nope")
     with pytest.raises(DatasetError, match=r"inputs_only: holds blur/ but no sharp/ beside it: a benchmark or a training pair needs both"):
         load_dataset("paired", tmp_path / "inputs_only")
+    # one half of a pair named as the root: its parent is the folder to give (it was "not a paired folder")
+    _img(tmp_path / "set" / "input" / "1.png", 10)
+    _img(tmp_path / "set" / "target" / "1.png", 12)
+    for half in ("input", "target"):
+        with pytest.raises(DatasetError, match=rf"{half}: the {half}/ half of a paired folder; give the folder that holds input/ and target/: {tmp_path / 'set'}$"):
+            load_dataset("paired", tmp_path / "set" / half)
 
 
 @pytest.mark.parametrize("noisy_set, clean_set", [("McMaster_sigma25", "McMaster"), ("BSD68_sigma25", "BSD68")])

@@ -435,7 +435,11 @@ def test_gopro_scene_layout_is_a_training_folder(tmp_path):
     assert len(pairs) == 4 and all(b.parent.name == "blur" and s.parent.name == "sharp" and b.name == s.name for b, s in pairs)
     recipe = replace(RECIPES["golf-deblur"], patch_size=32, data=DataConfig(paired=(str(tmp_path / "GoPro"),)))
     assert prepare_data(recipe).summary["paired"][str(tmp_path / "GoPro")]["train"] == 4
+    (tmp_path / "neither").mkdir()
     with pytest.raises(ValueError, match="nor GoPro-style"):
+        list_training_pairs(tmp_path / "neither")
+    # a scene's blur/ half: the scene (a paired folder) is named as the one to give
+    with pytest.raises(ValueError, match=r"blur: the blur/ half of a paired folder; give the folder that holds blur/ and sharp/: .*GOPR0372_07_00$"):
         list_training_pairs(tmp_path / "GoPro" / "train" / "GOPR0372_07_00" / "blur")
 
 

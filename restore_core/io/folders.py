@@ -23,6 +23,10 @@ PAIR_LAYOUTS = _NAMED_PAIRS + tuple((degraded, "gt") for degraded in ("input", "
 PREFIX_LAYOUTS = (("rain-", "norain-"),)
 
 
+class HalfOfAPair(ValueError):
+    """A folder given for pairs is one half of a paired folder: its parent was meant."""
+
+
 def resolve_folder(path: Path) -> Path | None:
     """``path`` if it is a folder; or the folder a link *file* names (a checkout without
     symlink support stores ``target -> ../McMaster`` as a small text file holding
@@ -189,6 +193,10 @@ def list_pairs(root: Path, layouts=PAIR_LAYOUTS) -> list[tuple[Path, Path]]:
             have, lack = (degraded, reference) if has_degraded else (reference, degraded)
             raise ValueError(f"{root}: holds {have}/ but no {lack}/ beside it: a benchmark or a training "
                              f"pair needs both (expected {describe_layouts(layouts)})")
+    for degraded, reference in layouts:  # one half named instead of the pair's folder
+        if root.name in (degraded, reference) and resolve_folder(root.parent / degraded) and resolve_folder(root.parent / reference):
+            raise HalfOfAPair(f"{root}: the {root.name}/ half of a paired folder; give the folder that holds {degraded}/ and "
+                              f"{reference}/: {root.parent}")
     raise ValueError(f"{root}: not a paired folder (expected {describe_layouts(layouts)})")
 
 
@@ -227,6 +235,8 @@ def list_training_pairs(root: Path) -> list[tuple[Path, Path]]:
     GoPro's ``train/<scene>/blur|sharp`` scene layout."""
     try:
         return list_pairs(root)
+    except HalfOfAPair:
+        raise
     except ValueError as flat_error:
         scenes = list_scene_pairs(root, "train")
         if scenes:
