@@ -268,6 +268,11 @@ def test_mismatched_layout_names_what_was_expected(tmp_path):
         load_dataset("paired", tmp_path / "nope")
     with pytest.raises(DatasetError, match=r"inputs_only: holds blur/ but no sharp/ beside it: a benchmark or a training pair needs both"):
         load_dataset("paired", tmp_path / "inputs_only")
+    # clean images alone: said, with the ways to score them
+    _img(tmp_path / "clean" / "1.png", 10)
+    with pytest.raises(DatasetError, match=r"clean: holds 1 image\(s\) with no references beside them: not a paired folder .*; clean images are "
+                                           r"scored under synthetic noise as --dataset cbsd68 \(colour\) or bsd68 \(grey\) with --sigma, or made into pairs by restore make-pairs$"):
+        load_dataset("paired", tmp_path / "clean")
     # one half of a pair named as the root: its parent is the folder to give (it was "not a paired folder")
     _img(tmp_path / "set" / "input" / "1.png", 10)
     _img(tmp_path / "set" / "target" / "1.png", 12)

@@ -435,6 +435,13 @@ def test_gopro_scene_layout_is_a_training_folder(tmp_path):
     assert len(pairs) == 4 and all(b.parent.name == "blur" and s.parent.name == "sharp" and b.name == s.name for b, s in pairs)
     recipe = replace(RECIPES["golf-deblur"], patch_size=32, data=DataConfig(paired=(str(tmp_path / "GoPro"),)))
     assert prepare_data(recipe).summary["paired"][str(tmp_path / "GoPro")]["train"] == 4
+    # clean images as --data or --val: what takes them instead
+    for option, folders, use in (("--data", {"paired": (str(tmp_path / "clean"),)}, "clean images train with --clean FOLDER"),
+                                 ("--val", {"validation": (str(tmp_path / "clean"),), "builtin_photographs": True}, "restore make-pairs makes a validation set")):
+        (tmp_path / "clean").mkdir(exist_ok=True)
+        cv2.imwrite(str(tmp_path / "clean" / "1.png"), rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
+        with pytest.raises(ValueError, match=rf"^{option} .*clean: holds 1 image\(s\) with no references beside them: .*; {use}"):
+            prepare_data(replace(RECIPES["golf-deblur"], patch_size=32, data=DataConfig(**folders)))
     (tmp_path / "neither").mkdir()
     with pytest.raises(ValueError, match="nor GoPro-style"):
         list_training_pairs(tmp_path / "neither")

@@ -197,7 +197,8 @@ def list_pairs(root: Path, layouts=PAIR_LAYOUTS) -> list[tuple[Path, Path]]:
         if root.name in (degraded, reference) and resolve_folder(root.parent / degraded) and resolve_folder(root.parent / reference):
             raise HalfOfAPair(f"{root}: the {root.name}/ half of a paired folder; give the folder that holds {degraded}/ and "
                               f"{reference}/: {root.parent}")
-    raise ValueError(f"{root}: not a paired folder (expected {describe_layouts(layouts)})")
+    alone = f"holds {len(images)} image(s) with no references beside them: " if root.is_dir() and (images := list_images(root)) else ""
+    raise ValueError(f"{root}: {alone}not a paired folder (expected {describe_layouts(layouts)})")
 
 
 def unpaired_images(pairs: list[tuple[Path, Path]]) -> list[Path]:
