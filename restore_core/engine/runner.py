@@ -41,7 +41,7 @@ from restore_core.engine.results import ImageResult, abandoned_after
 from restore_core.engine.temporal import Frame, FrameWindow, TemporalConfig, smooth_in_window
 from restore_core.engine.tiling import MIN_OOM_TILE, central_crop, default_overlap, run_padded, run_tiled
 from restore_core.io.images import (
-    DEFAULT_MAX_PIXELS, ImageError, LoadedImage, lost_on_write, read_image, write_image,
+    DEFAULT_MAX_PIXELS, ImageError, LoadedImage, WriteError, lost_on_write, read_image, write_image,
 )
 
 
@@ -297,8 +297,9 @@ def _encode(job: Job, rgb: np.ndarray, like: LoadedImage, spent: float, degradat
         return ImageResult(job.source, None, "error", spent + time.perf_counter() - start, NON_FINITE_OUTPUT, width, height, degradation, model=model)
     try:
         write_image(job.output, rgb, like, jpeg_quality)
-    except ImageError as exc:
-        return ImageResult(job.source, None, "error", spent + time.perf_counter() - start, exc.cause, width, height, degradation,
+    except ImageError as exc:  # the result names the input; a failed write names the output too
+        cause = f"cannot write {job.output}: {exc.reason}" if isinstance(exc, WriteError) else exc.cause
+        return ImageResult(job.source, None, "error", spent + time.perf_counter() - start, cause, width, height, degradation,
                            stops_batch=exc.errno in BATCH_STOPPING_ERRNOS, model=model)
     return ImageResult(job.source, job.output, "ok", spent + time.perf_counter() - start, None, width, height, degradation,
                        note=lost_on_write(like, job.output.suffix), model=model)

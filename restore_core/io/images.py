@@ -146,6 +146,15 @@ class ImageError(ValueError):
         super().__init__(f"{path}: {cause}")
 
 
+class WriteError(ImageError):
+    """An encoded image could not be written (``reason``: the OS's word for why, e.g. "No
+    space left on device"); the message names the file."""
+
+    def __init__(self, path: os.PathLike | str, reason: str, errno: int | None = None) -> None:
+        super().__init__(path, f"cannot write: {reason}", errno)
+        self.reason = reason
+
+
 @dataclass
 class LoadedImage:
     """A decoded image: ``rgb`` is float32 H x W x 3 in [0, 1] for the model.
@@ -674,7 +683,7 @@ def write_image(path: os.PathLike | str, rgb: np.ndarray, like: LoadedImage, jpe
     try:
         atomic_write_bytes(path, data)
     except OSError as exc:
-        raise ImageError(path, f"cannot write: {exc.strerror or exc}", exc.errno) from None
+        raise WriteError(path, exc.strerror or str(exc), exc.errno) from None
 
 
 ARRAY_LAYOUTS = {1: "grey", 2: "grey+alpha", 3: "rgb", 4: "rgba"}  # channels -> layout of an in-memory image
