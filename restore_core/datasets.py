@@ -25,7 +25,7 @@ import numpy as np
 from restore_core.evaluation import Protocol, Sample, file_sample
 from restore_core.io.images import LoadedImage, decode_image, read_image
 from restore_core.io.folders import (
-    PAIR_LAYOUTS, HalfOfAPair, describe_layouts, list_images, list_pairs, list_scene_pairs, match_folders, match_prefixed, natural_key, not_a_folder,
+    PAIR_LAYOUTS, ImagesWithoutReferences, describe_layouts, list_images, list_pairs, list_scene_pairs, match_folders, match_prefixed, natural_key, not_a_folder,
     resolve_folder, unpaired_images,
 )
 
@@ -56,12 +56,11 @@ def paired(root: Path, layouts=PAIR_LAYOUTS, task: str = "any", name: str = "pai
     in one folder under the prefixes of :data:`PREFIX_LAYOUTS` (PReNet's rain-N/norain-N)."""
     try:
         pairs = list_pairs(root, layouts)
-    except HalfOfAPair as exc:
-        raise DatasetError(str(exc)) from None
+    except ImagesWithoutReferences as exc:
+        raise DatasetError(f"{exc}; clean images are scored under synthetic noise as --dataset cbsd68 (colour) or bsd68 (grey) "
+                           "with --sigma, or made into pairs by restore make-pairs") from None
     except ValueError as exc:
-        clean = ("; clean images are scored under synthetic noise as --dataset cbsd68 (colour) or bsd68 (grey) with --sigma, "
-                 "or made into pairs by restore make-pairs") if root.is_dir() and list_images(root) else ""
-        raise DatasetError(f"{exc}{clean}") from None
+        raise DatasetError(str(exc)) from None
     return Dataset(name, root, task, [file_sample(p.name, p, t) for p, t in pairs], unpaired=unpaired_images(pairs))
 
 

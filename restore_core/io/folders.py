@@ -27,6 +27,11 @@ class HalfOfAPair(ValueError):
     """A folder given for pairs is one half of a paired folder: its parent was meant."""
 
 
+class ImagesWithoutReferences(ValueError):
+    """A folder given for pairs holds images and no references: clean images, whose use
+    each command says (:func:`list_pairs`)."""
+
+
 def resolve_folder(path: Path) -> Path | None:
     """``path`` if it is a folder; or the folder a link *file* names (a checkout without
     symlink support stores ``target -> ../McMaster`` as a small text file holding
@@ -197,8 +202,10 @@ def list_pairs(root: Path, layouts=PAIR_LAYOUTS) -> list[tuple[Path, Path]]:
         if root.name in (degraded, reference) and resolve_folder(root.parent / degraded) and resolve_folder(root.parent / reference):
             raise HalfOfAPair(f"{root}: the {root.name}/ half of a paired folder; give the folder that holds {degraded}/ and "
                               f"{reference}/: {root.parent}")
-    alone = f"holds {len(images)} image(s) with no references beside them: " if root.is_dir() and (images := list_images(root)) else ""
-    raise ValueError(f"{root}: {alone}not a paired folder (expected {describe_layouts(layouts)})")
+    if root.is_dir() and (images := list_images(root)):
+        raise ImagesWithoutReferences(f"{root}: holds {len(images)} image(s) with no references beside them: not a paired folder "
+                                      f"(expected {describe_layouts(layouts)})")
+    raise ValueError(f"{root}: not a paired folder (expected {describe_layouts(layouts)})")
 
 
 def unpaired_images(pairs: list[tuple[Path, Path]]) -> list[Path]:
@@ -236,7 +243,7 @@ def list_training_pairs(root: Path) -> list[tuple[Path, Path]]:
     GoPro's ``train/<scene>/blur|sharp`` scene layout."""
     try:
         return list_pairs(root)
-    except HalfOfAPair:
+    except (HalfOfAPair, ImagesWithoutReferences):
         raise
     except ValueError as flat_error:
         scenes = list_scene_pairs(root, "train")

@@ -28,7 +28,7 @@ from restore_core.configs import ConfigError
 from restore_core.degradations.table import make_degradation
 from restore_core.engine.inputs import describe_unreadable
 from restore_core.engine.memory import available_memory_bytes
-from restore_core.io.folders import HalfOfAPair, list_images, list_training_pairs, list_unreadable_images, reference_border, unpaired_images
+from restore_core.io.folders import ImagesWithoutReferences, list_images, list_training_pairs, list_unreadable_images, reference_border, unpaired_images
 from restore_core.io.images import READABLE_EXTENSIONS, atomic_write_bytes, how_to_read
 from restore_core.training import data as D
 from restore_core.training.distributed import DistInfo, barrier, rank_zeros_choice
@@ -130,11 +130,7 @@ def _training_pairs(folder: Path, option: str) -> list[tuple[Path, Path]]:
     refused saying what takes it (``--clean``, or ``restore make-pairs`` for a validation set)."""
     try:
         return list_training_pairs(folder)
-    except HalfOfAPair:
-        raise
-    except ValueError as exc:
-        if not (folder.is_dir() and list_images(folder)):
-            raise
+    except ImagesWithoutReferences as exc:
         use = ("clean images train with --clean FOLDER (degraded anew at every step)" if option == "--data"
                else "restore make-pairs makes a validation set of clean images")
         raise ValueError(f"{option} {exc}; {use}") from None
