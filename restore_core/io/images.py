@@ -437,9 +437,10 @@ def read_image(path: os.PathLike | str, max_pixels: int = DEFAULT_MAX_PIXELS, me
     a pipe with no writer waits for ever, and held the whole batch (Ctrl-C too)."""
     path = Path(path)
     try:
-        if path.is_dir():
+        mode = path.stat().st_mode  # one look at the file for both refusals
+        if stat.S_ISDIR(mode):
             raise ImageError(path, "is a directory, not an image file")
-        if (kind := _special_file_kind(path.stat().st_mode)) is not None:
+        if (kind := _special_file_kind(mode)) is not None:
             raise ImageError(path, f"is {kind}, not an image file")
         data = path.read_bytes()
     except ImageError:
