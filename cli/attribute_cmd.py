@@ -126,6 +126,10 @@ def attribute_filters(
     model = tuned.model
     theta_base = {k: v.detach() for k, v in base.model.named_parameters()}
     theta_target = {k: v.detach() for k, v in tuned.model.named_parameters()}
+    if all(torch.equal(theta_base[k], theta_target[k]) for k in theta_base):
+        # The path from θ̄ to θ has length zero: every score is 0 and the ranking arbitrary.
+        fail(f"{target}: its weights are the baseline's ({baseline}), so every filter scores 0; "
+             "give the model fine-tuned from it", code=2)
     say(f"FAIG over {len(target_images)} target and {len(other_images)} other images, {steps} steps")
     if not other_images:
         warn("no --others: the scores are the integrated gradients on the target degradation alone, not what is specific "

@@ -149,18 +149,24 @@ def test_a_bad_top_share_names_the_option(text):
 def test_crops_and_output_names_are_checked_before_faig_and_whole_images_fit_the_model(tmp_path):
     """`--crop 7` (under the model's size multiple) and whole images of odd sizes ended in
     a convolution's RuntimeError traceback; `--out x.png` or `--plot x.txt` wrote what was
-    asked under the wrong name, and an --out in a missing folder failed after the whole run."""
+    asked under the wrong name, and an --out in a missing folder failed after the whole run;
+    the baseline given as its own target ranked filters that all scored 0."""
     from cli.attribute_cmd import _load_pairs
 
-    model = build_model("unet", {**CONFIG, "levels": 2, "blocks_per_level": [1, 1]})  # size multiple 4
-    base_path = save_checkpoint(tmp_path / "base.safetensors", model, "unet", {**CONFIG, "levels": 2, "blocks_per_level": [1, 1]}, "any")
+    small = {**CONFIG, "levels": 2, "blocks_per_level": [1, 1]}  # size multiple 4
+    model = build_model("unet", small)
+    base_path = save_checkpoint(tmp_path / "base.safetensors", model, "unet", small, "any")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01)
+    tuned_path = save_checkpoint(tmp_path / "tuned.safetensors", model, "unet", small, "any")
     for folder in ("input", "target"):
         (tmp_path / "set" / folder).mkdir(parents=True)
         cv2.imwrite(str(tmp_path / "set" / folder / "a.png"), np.full((29, 37, 3), 90, np.uint8))
 
-    def run(*args):
+    def run(*args, target=tuned_path):
         return subprocess.run([sys.executable, "-m", "cli.main", "attribute-filters", "--baseline", str(base_path),
-                               "--target", str(base_path), "--data", str(tmp_path / "set"), "--steps", "2", *args],
+                               "--target", str(target), "--data", str(tmp_path / "set"), "--steps", "2", *args],
                               capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
                               timeout=300)
 
@@ -174,6 +180,11 @@ def test_crops_and_output_names_are_checked_before_faig_and_whole_images_fit_the
         result = run(*args)
         assert result.returncode == 2 and result.stderr.strip() == f"error: {message}", result.stderr
     assert run("--crop", "0", "--json").returncode == 0  # a 37 x 29 image, cut to 36 x 28
+    # The baseline as its own target: every score was 0 and the table ranked filters arbitrarily.
+    same = run("--crop", "0", target=base_path)
+    assert same.returncode == 2 and same.stderr.strip() == (
+        f"error: {base_path}: its weights are the baseline's ({base_path}), so every filter scores 0; "
+        "give the model fine-tuned from it"), same.stderr
     degraded, clean = _load_pairs(tmp_path / "set", 1, 0, 4)[0]
     assert degraded.shape == clean.shape == (1, 3, 28, 36)
     assert _load_pairs(tmp_path / "set", 1, 16, 4)[0][0].shape == (1, 3, 16, 16)
