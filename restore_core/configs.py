@@ -52,6 +52,11 @@ def changed_fields(before: Any, after: Any) -> list[str]:
     return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)]
 
 
+def _shown(value: Any) -> str:
+    """A value as an error message shows it: scalars as written, containers by their type."""
+    return type(value).__name__ if isinstance(value, (dict, list, tuple)) else repr(value)
+
+
 def _coerce(tp: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
@@ -75,7 +80,11 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         return config_from_dict(tp, value, where)
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+            raise ConfigError(f"{where}: expected a list, got {_shown(value)}")
+        if origin is tuple and args and args[-1] is not Ellipsis:  # tuple[float, float]: that many items
+            if len(value) != len(args):
+                raise ConfigError(f"{where}: expected a list of {len(args)} values, got {list(value)}")
+            return tuple(_coerce(item_type, v, f"{where}[{i}]") for i, (item_type, v) in enumerate(zip(args, value)))
         item_type = args[0] if args else Any
         items = [_coerce(item_type, v, f"{where}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items

@@ -192,6 +192,13 @@ def test_a_set_is_finished_by_running_it_again_and_never_mixed_with_other_settin
     (["-d", "haze", "--set", "beta=-1"], "beta must be >= 0"),
     (["-d", "rain", "--set", "density=[0, 2]"], "density must be in [0, 1], got [0.0, 2.0]"),
     (["-d", "noise", "--set", "jpeg_quality=[50, 120]"], "jpeg_quality must be in [0, 100]"),
+    # a range of three ended in numpy's TypeError after degradation.json was written; a word
+    # for a number said "expected a list, got str"; a near miss of a name had no suggestion
+    (["-d", "noise", "--set", "sigma=[5, 15, 25]"], "degradation_options (noise).sigma: expected a list of 2 values, got [5, 15, 25]"),
+    (["-d", "rain", "--set", "layers=[2]"], "degradation_options (rain).layers: expected a list of 2 values, got [2]"),
+    (["-d", "noise", "--set", "sigma=high"], "sigma takes a number or a [low, high] range, got 'high'"),
+    (["-d", "nois"], "unknown degradation 'nois' (did you mean noise?); known:"),
+    (["-d", "blur"], "unknown degradation 'blur' (did you mean motion-blur?); known:"),
 ])
 def test_a_bad_degradation_or_setting_is_refused_before_any_image(clean: Path, tmp_path: Path, args, message):
     result = restore("make-pairs", str(clean), str(tmp_path / "set"), *args)

@@ -171,6 +171,12 @@ def test_settings_that_must_change_together_are_validated_together():
         override(golf, "sed", "3")
     with pytest.raises(ConfigError, match=r"did you mean 'data.colour_fraction'"):
         override(golf, "data.color_fraction", "0.5")
+    # A pair given one value (or three) reached Adam as it was.
+    with pytest.raises(ConfigError, match=r"^config.betas: expected a list of 2 values, got \[0.9\]$"):
+        override(golf, "betas", "[0.9]")
+    with pytest.raises(ConfigError, match=r"^config.betas: expected a list, got 0.9$"):
+        override(golf, "betas", "0.9")
+    assert override(golf, "betas", "[0.5, 0.99]").betas == (0.5, 0.99)
 
 
 @pytest.mark.parametrize("field, value", [("steps", 0), ("batch_size", 0), ("patch_size", -1), ("lr", -1.0), ("ema_decay", 1.0),

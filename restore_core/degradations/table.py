@@ -8,6 +8,7 @@ degraded image, so a degradation is reproducible from its seed alone.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import dataclass
 from typing import Callable, ClassVar
 
@@ -66,12 +67,17 @@ def degradation_config(name: str, options: dict):
     :class:`ConfigError`). A single number for a range field fixes it: ``sigma=25``
     is ``sigma=[25, 25]``."""
     if name not in DEGRADATIONS:
-        raise ConfigError(f"unknown degradation {name!r}; known: {', '.join(DEGRADATIONS)}")
+        close = difflib.get_close_matches(name, DEGRADATIONS, n=1) or [known for known in DEGRADATIONS if name and name in known][:1]
+        guess = f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(f"unknown degradation {name!r}{guess}; known: {', '.join(DEGRADATIONS)}")
     config_class = DEGRADATIONS[name][0]
     ranges = {spec.name for spec in dataclasses.fields(config_class) if str(spec.type) in _RANGE_TYPES}
-    options = {key: [value, value] if key in ranges and isinstance(value, (int, float)) and not isinstance(value, bool) else value
-               for key, value in options.items()}
     where = f"degradation_options ({name})"
+    for key, value in options.items():
+        if key in ranges and (isinstance(value, bool) or not isinstance(value, (int, float, list, tuple))):
+            raise ConfigError(f"{where}: {key} takes a number or a [low, high] range, got {value!r}")
+    options = {key: [value, value] if key in ranges and isinstance(value, (int, float)) else value
+               for key, value in options.items()}
     config = config_from_dict(config_class, options, where)
     for key in ranges:
         value = getattr(config, key)
