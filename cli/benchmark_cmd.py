@@ -192,6 +192,7 @@ def benchmark(
     from restore_core.engine.ensemble import views_for_task
     from restore_core.engine.routing import RoutedRestorer
     from restore_core.engine.runner import Restorer
+    from restore_core.engine.tiling import tile_cautions
 
     try:
         set_cpu_threads(threads)
@@ -207,6 +208,10 @@ def benchmark(
                 for caution in {descriptor.apply_setting(setting, value, flag) for descriptor in descriptors} - {None}:
                     if not quiet:
                         warn(caution)
+        if not quiet:  # as the restore commands warn: numbers scored so are easily misread
+            for caution in [*tile_cautions(tile), *([] if timing else [d.task_caution(task) for d in descriptors])]:
+                if caution:
+                    warn(caution)
         views = views_for_task(task, ensemble_views) if self_ensemble or ensemble_views is not None else ()
         # With --speed, --compile adds compiled rows beside the eager ones; otherwise it compiles the models.
         restorers = [Restorer(d, torch_device, precision, tile, compile=compile_model and not speed) for d in descriptors]

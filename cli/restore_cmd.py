@@ -303,8 +303,8 @@ def _load_restorer(request: RestoreRequest, runnable: list[Job]) -> tuple[Option
         return None, None
     from restore_core.checkpoint import CheckpointError
     from restore_core.device import cpu_has_bf16_units, pick_device, set_cpu_threads
-    from restore_core.engine.memory import MIN_AUTO_TILE
     from restore_core.engine.routing import build_restorer
+    from restore_core.engine.tiling import tile_cautions
 
     set_cpu_threads(request.threads)
     try:
@@ -321,15 +321,9 @@ def _load_restorer(request: RestoreRequest, runnable: list[Job]) -> tuple[Option
         fail(str(exc), code=2)
     if request.quiet:
         return descriptor, restorer
-    if request.tile and request.tile < MIN_AUTO_TILE:
-        warn(f"--tile {request.tile}: tiles under {MIN_AUTO_TILE} pixels see too little around them "
-             f"(128-pixel tiles moved the shipped derainer's PSNR by up to 0.15 dB) and run slower; use {MIN_AUTO_TILE} or more")
-    if request.tile and request.tile_overlap and request.tile_overlap > request.tile // 2:
-        times = (request.tile / (request.tile - request.tile_overlap)) ** 2
-        warn(f"--tile-overlap {request.tile_overlap} of --tile {request.tile}: each pixel is restored about {times:.0f} times "
-             f"(an overlap of half the tile or less keeps it at 4 or fewer)")
-    if descriptor.task not in (request.task, "any", "all"):
-        warn(f"model {descriptor.name} was trained for {descriptor.task}, not {request.task}")
+    for caution in [*tile_cautions(request.tile, request.tile_overlap), descriptor.task_caution(request.task)]:
+        if caution:
+            warn(caution)
     if restorer.device.type == "cpu" and request.batch_size > 1:
         warn(f"--batch-size {request.batch_size} on the CPU: batches run slower than one image at a time there (12 photos of "
              "480x320, batches of 4 on 2 cores: 1.3-1.6x the time with the shipped models); batching pays on GPUs")

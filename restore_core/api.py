@@ -127,8 +127,8 @@ def load(
         caution = descriptor.apply_setting(name, value, flag=name)
         if caution:
             warnings.warn(caution, RuntimeWarning, stacklevel=2)
-    if task is not None and descriptor.task not in (task, "any", "all"):
-        warnings.warn(f"model {descriptor.name} was trained for {descriptor.task}, not {task}", RuntimeWarning, stacklevel=2)
+    if caution := descriptor.task_caution(task):
+        warnings.warn(caution, RuntimeWarning, stacklevel=2)
     routed = route if route is not None else task == "auto"
     restorer = build_restorer(descriptor, torch_device, task or descriptor.task, precision, tile, tile_overlap, self_ensemble,
                               ensemble_views, compile, strength, routed)

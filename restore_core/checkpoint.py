@@ -74,6 +74,13 @@ class ModelDescriptor:
     def parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
+    def task_caution(self, task: str | None) -> str | None:
+        """A caution when the model is asked for a task it was not trained for (a dehazer
+        run by ``restore derain`` or scored by ``benchmark --task derain``), else None."""
+        if task is None or self.task in (task, "any", "all"):
+            return None
+        return f"model {self.name} was trained for {self.task}, not {task}"
+
     def apply_setting(self, name: str, value: Any, flag: str | None = None) -> str | None:
         """Apply a run-time setting of the model (``--iterations`` of a Golf
         Optimizer, ``--sigma`` of a non-blind denoiser) through its ``set_<name>``
