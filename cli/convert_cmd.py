@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 from pathlib import Path
 from typing import Optional
@@ -9,7 +10,7 @@ from typing import Optional
 import typer
 
 from cli.console import fail, os_cause, say
-from restore_core.presets import PRESETS
+from restore_core.presets import PRESETS, check_model_task
 
 
 def convert(
@@ -36,7 +37,9 @@ def convert(
         fail("give exactly one of --preset or --architecture", code=2)
     if preset is not None:
         if preset not in PRESETS:
-            fail(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}", code=2)
+            close = difflib.get_close_matches(preset, PRESETS, n=1)
+            meant = f" (did you mean {close[0]}?)" if close else ""
+            fail(f"unknown preset {preset!r}{meant}; known: {', '.join(PRESETS)}", code=2)
         arch, arch_config, default_task = PRESETS[preset].architecture, PRESETS[preset].config, PRESETS[preset].task
     else:
         try:
@@ -44,6 +47,11 @@ def convert(
         except json.JSONDecodeError as exc:
             fail(f"--config is not valid JSON: {exc}", code=2)
         arch, default_task = architecture, "any"
+    if task is not None:
+        try:
+            check_model_task(task, "--task")
+        except ValueError as exc:
+            fail(str(exc), code=2)
     if out.exists() and not overwrite:
         fail(f"{out} already exists; pass --overwrite", code=2)
     if out.suffix != ".safetensors":

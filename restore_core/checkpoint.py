@@ -32,6 +32,7 @@ from torch import nn
 from restore_core.configs import ConfigError, config_to_dict
 from restore_core.io.images import DEFAULT_FILE_MODE
 from restore_core.models import ARCHITECTURES, build_model, parse_config
+from restore_core.presets import check_model_task
 
 FORMAT = "restore-checkpoint"
 FORMAT_VERSION = "1"
@@ -126,6 +127,7 @@ def save_checkpoint(
     path = Path(path)
     config_dict = config if isinstance(config, dict) else config_to_dict(config)
     parse_config(architecture, config_dict)  # refuse to write what cannot be read back
+    check_model_task(task)
     recipe_dict = {} if recipe is None else (recipe if isinstance(recipe, dict) else config_to_dict(recipe))
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in (state_dict or model.state_dict()).items()}
     metadata = {

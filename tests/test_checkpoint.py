@@ -170,6 +170,19 @@ def test_convert_imports_a_state_dict_safely(tmp_path):
     assert cli.returncode == 0, cli.stderr
     assert load_checkpoint(tmp_path / "c.safetensors").task == "derain"
 
+    # A misspelt task was written into the checkpoint (then "trained for denoize, not denoise"
+    # at every use); a misspelt preset got no suggestion.
+    for args, message in [(["--architecture", "unet", "--config", json.dumps(config), "--task", "denoize"],
+                           "error: --task 'denoize' (did you mean denoise?): a model's task is one of derain, deblur, denoise, dehaze, all, any"),
+                          (["--preset", "unet-z"], "error: unknown preset 'unet-z' (did you mean unet-s?); known: ")]:
+        refused = subprocess.run([sys.executable, "-m", "cli.main", "convert", str(tmp_path / "net.pth"), str(tmp_path / "d.safetensors"), *args],
+                                 capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
+        assert refused.returncode == 2 and refused.stderr.startswith(message), refused.stderr
+        assert not (tmp_path / "d.safetensors").exists()
+    with pytest.raises(ValueError, match=r"^task 'denoize' \(did you mean denoise\?\)"):
+        save_checkpoint(tmp_path / "d.safetensors", model, "unet", config, "denoize")
+    assert not (tmp_path / "d.safetensors").exists()
+
 
 @pytest.mark.parametrize("name", ["taylor-derain", "golf-deblur", "infoflow-denoise", "infoflow-dehaze"])
 def test_each_shipped_recipe_trains_the_shape_of_its_shipped_weights(name):

@@ -171,6 +171,8 @@ def test_settings_that_must_change_together_are_validated_together():
         override(golf, "sed", "3")
     with pytest.raises(ConfigError, match=r"did you mean 'data.colour_fraction'"):
         override(golf, "data.color_fraction", "0.5")
+    with pytest.raises(ConfigError, match=r"^recipe golf-deblur: task 'deblurr' \(did you mean deblur\?\)"):
+        override(golf, "task", "deblurr")  # was written into every checkpoint of the run
     # A pair given one value (or three) reached Adam as it was.
     with pytest.raises(ConfigError, match=r"^config.betas: expected a list of 2 values, got \[0.9\]$"):
         override(golf, "betas", "[0.9]")

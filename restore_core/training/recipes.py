@@ -16,7 +16,7 @@ from typing import Any
 
 from restore_core.configs import ConfigError, config_from_dict
 from restore_core.degradations import SINGLE_DEGRADATIONS
-from restore_core.presets import GOLF_FAST, INFOFLOW_DEHAZE, INFOFLOW_DENOISE, INFOFLOW_S, TAYLOR_DERAIN, UNET_S
+from restore_core.presets import GOLF_FAST, INFOFLOW_DEHAZE, INFOFLOW_DENOISE, INFOFLOW_S, TAYLOR_DERAIN, UNET_S, check_model_task
 
 
 def _require(where: str, checks: dict[str, tuple[Any, bool, str]]) -> None:
@@ -90,6 +90,10 @@ class Recipe:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stages", tuple(int(s) for s in self.stages))
+        try:
+            check_model_task(self.task)
+        except ValueError as exc:
+            raise ConfigError(f"recipe {self.name}: {exc}") from None
         _require(f"recipe {self.name}", {
             "steps": (self.steps, self.steps >= 1, ">= 1"),
             "batch_size": (self.batch_size, self.batch_size >= 1, ">= 1"),
