@@ -17,7 +17,7 @@ from cli.console import StepLines, err_console, fail, first_few, os_cause, say
 from cli.options import given_options
 from restore_core.configs import ConfigError, changed_fields, config_to_dict, override_many
 from restore_core.io.folders import not_a_folder
-from restore_core.training.recipes import RECIPES, ADMSRecipe, Recipe, check_recipe, load_recipe, load_recorded_recipe
+from restore_core.training.recipes import RECIPES, ADMSRecipe, Recipe, check_recipe, load_recipe, load_recorded_recipe, resume_command
 
 
 class _StopFlag:
@@ -40,7 +40,7 @@ CALIBRATE_OPTIONS = ("--calibrate", "--clean", "--builtin-photographs", "--devic
 
 def train(
     ctx: typer.Context,
-    recipe: Optional[str] = typer.Option(None, "--recipe", "-r", autocompletion=completion.recipes, help=f"Recipe name ({', '.join(RECIPES)}) or a .toml/.json file. Required unless --calibrate."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", "-r", autocompletion=completion.recipes, help=f"Recipe name ({', '.join(RECIPES)}) or a .toml/.json file. Required unless --calibrate, or --resume (the run's own recipe.json)."),
     out: Path = typer.Option(Path("runs/train"), "--out", "-o", help="Run folder: checkpoints, log.csv, recipe.json."),
     data: list[Path] = typer.Option([], "--data", help="Paired folder (input/+target/, rainy/+norain/, blur/+sharp/, ..., or GoPro train/<scene>/blur+sharp). Repeatable."),
     clean: list[Path] = typer.Option([], "--clean", help="Folder of clean images degraded on the fly. Repeatable."),
@@ -84,8 +84,12 @@ def train(
                  "--builtin-photographs) and trains nothing", code=2)
         _calibrate(calibrate, clean, bool(builtin_photographs), device, threads)
         return
+    if recipe is None and resume:  # the run folder records its recipe: `restore train --out RUN --resume` is enough
+        if not (out / "recipe.json").is_file():
+            _refuse_resume_without_a_run(out)
+        recipe = str(out / "recipe.json")
     if recipe is None:
-        fail("give --recipe (what to train), or --calibrate CHECKPOINT", code=2)
+        fail("give --recipe (what to train), --resume with the --out of a run to continue, or --calibrate CHECKPOINT", code=2)
 
     options = RecipeOptions(settings=settings, data=data, clean=clean, val=val, exclude_like=exclude_like,
                             builtin_photographs=builtin_photographs, holdout_every=holdout_every, steps=steps,
@@ -212,10 +216,10 @@ def train(
         except TrainingError as exc:
             fail(str(exc), code=1)
         except TrainingInterrupted as exc:
-            log(f"interrupted at step {exc.step}; checkpoint saved, continue with --resume")
+            log(f"interrupted at step {exc.step}; checkpoint saved, continue with: {resume_command(out)}")
             raise typer.Exit(130)
         except KeyboardInterrupt:
-            say(f"stopped at once; resume continues from the last checkpoint in {out}")
+            say(f"stopped at once; continue from the last checkpoint in {out} with: {resume_command(out)}")
             raise typer.Exit(130)
     shutdown(dist_info)
     if not dist_info.is_main:
@@ -382,7 +386,7 @@ def _train_adms(recipe: ADMSRecipe, out: Path, device, resume: bool, quiet: bool
     except (TrainingError, ValueError, OSError) as exc:
         fail(str(exc), code=1)
     except TrainingInterrupted as exc:
-        log(f"interrupted at step {exc.step} of a stage; checkpoint saved, continue with --resume")
+        log(f"interrupted at step {exc.step} of a stage; checkpoint saved, continue with: {resume_command(out)}")
         raise typer.Exit(130)
     print(path)
     for line in adms_summary(metrics):

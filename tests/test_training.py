@@ -362,7 +362,7 @@ def test_sigterm_stops_training_after_a_whole_step_and_resume_continues(tmp_path
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
-    assert "interrupted at step" in stderr and "--resume" in stderr
+    assert "interrupted at step" in stderr and f"continue with: restore train --out {run_dir} --resume" in stderr
     with safe_open(str(run_dir / "state.safetensors"), "pt") as handle:
         saved_step = int(handle.metadata()["step"])
         saved_moment = {k: handle.get_tensor(k) for k in handle.keys() if k.startswith("optim.")}
@@ -506,7 +506,10 @@ def test_resume_continues_the_recorded_recipe_and_refuses_changes(tmp_path):
     assert again.returncode == 0 and f"{run_dir}: the run is complete (4 of 4 steps); nothing to resume" in again.stderr
     assert again.stdout.strip() == str(final) and (final.read_bytes(), final.stat().st_mtime_ns) == written
     final.unlink()  # killed before its final model was written: resuming writes it
-    assert train("--resume").returncode == 0 and final.exists()
+    # The run folder names its recipe: `--out RUN --resume` alone continues it (it asked for --recipe).
+    bare = subprocess.run([sys.executable, "-m", "cli.main", "train", "--out", str(run_dir), "--resume", "-q"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert bare.returncode == 0 and final.exists(), bare.stderr
     changed = train("--resume", "--steps", "8")
     assert changed.returncode == 2
     message = " ".join(changed.stderr.split())

@@ -9,6 +9,7 @@ override fields from a TOML/JSON file or ``--set key=value``.
 from __future__ import annotations
 
 import json
+import shlex
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -436,6 +437,11 @@ def load_recorded_recipe(run_dir: Path, kind: type) -> Recipe | ADMSRecipe | Non
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
     return config_from_dict(kind, data, str(path))
+
+
+def resume_command(run_dir: Path) -> str:
+    """The command that continues the run in ``run_dir``: its recipe.json holds the rest."""
+    return f"restore train --out {shlex.quote(str(run_dir))} --resume"
 
 
 def with_data(recipe: Recipe, **changes: Any) -> Recipe:

@@ -65,7 +65,7 @@ from restore_core.training.losses import (
     lsgan_generator_loss,
 )
 from restore_core.training.prefetch import BatchPrefetcher
-from restore_core.training.recipes import Recipe
+from restore_core.training.recipes import Recipe, resume_command
 from restore_core.training.sources import TrainingData, ValidationSet
 from restore_core.training.state import EMA, load_state, save_state
 
@@ -516,7 +516,7 @@ class Trainer:
                 raise TrainingError(f"ranks hold different weights at step {self.step}: data-parallel training went out of step")
             self.log(f"weights identical on {self.dist.world_size} ranks at step {self.step}")
         if self.step < recipe.steps:
-            self.log(f"paused at step {self.step} of {recipe.steps}; continue with --resume")
+            self.log(f"paused at step {self.step} of {recipe.steps}; continue with: {resume_command(self.run_dir)}")
             return self.metrics
         if main and getattr(self.model, "takes_noise_level", False):
             images = calibration_images(data.sampler)
