@@ -222,8 +222,10 @@ def _check_options(request: RestoreRequest) -> CheckedOptions:
         fail(f"--temporal-strength must be more than 0 and at most 100, got {request.temporal_strength:g}", code=2)
     if "--temporal-strength" in request.given and not request.temporal:
         fail("--temporal-strength applies with --temporal R (the neighbouring frames to smooth with, e.g. 2)", code=2)
-    if request.tile < 0 or (request.tile_overlap or 0) < 0 or request.batch_size < 1:
-        fail("--tile and --tile-overlap must be >= 0 and --batch-size >= 1", code=2)
+    for flag, value, least in (("--tile", request.tile, 0), ("--tile-overlap", request.tile_overlap or 0, 0),
+                               ("--batch-size", request.batch_size, 1)):
+        if value < least:  # the option that is wrong, alone
+            fail(f"{flag} must be >= {least}{' (0 = whole images)' if flag == '--tile' else ''}, got {value}", code=2)
     if request.tile and request.tile_overlap is not None and request.tile_overlap >= request.tile:
         fail(f"--tile-overlap ({request.tile_overlap}) must be smaller than --tile ({request.tile})", code=2)
     try:

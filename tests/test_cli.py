@@ -352,7 +352,9 @@ def test_mistakes_and_finished_batches_are_answered_without_torch(folder, tmp_pa
     for args, words in (((str(tmp_path / "nope"), str(out)), "no such file or folder"),
                         ((str(folder), str(out)), "2 output(s) already exist"),
                         ((str(folder), str(out), "--threads", "100000"), "--threads must be between 0"),
-                        ((str(folder), str(out), "--tile", "-1"), "--tile and --tile-overlap must be >= 0")):
+                        ((str(folder), str(out), "--tile", "-1"), "error: --tile must be >= 0 (0 = whole images), got -1"),
+                        ((str(folder), str(out), "--tile-overlap", "-2"), "error: --tile-overlap must be >= 0, got -2"),
+                        ((str(folder), str(out), "--batch-size", "0"), "error: --batch-size must be >= 1, got 0")):
         refused = restore_without_torch("derain", *args, "--model", str(tiny_checkpoint))
         assert refused.returncode == 2 and words in refused.stderr and "torch imported" not in refused.stderr, (args, refused.stderr)
     finished = restore_without_torch("derain", str(folder), str(out), "--model", str(tiny_checkpoint), "--skip-existing")
