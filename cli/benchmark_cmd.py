@@ -95,7 +95,7 @@ def benchmark(
     sigma: float = typer.Option(25.0, "--sigma", help="Noise level (0-255 scale) for the clean-only denoising sets."),
     float_noise: bool = typer.Option(False, "--float-noise", help="Clean-only denoising sets: keep the noisy image in floating point, neither rounded to 8 bits nor clipped (most papers' protocol; the models see it clipped to [0, 1])."),
     models: list[str] = typer.Option([], "--model", "-m", autocompletion=completion.models, help="Preset or .safetensors file; repeat to compare side by side."),
-    task: Optional[str] = typer.Option(None, "--task", autocompletion=completion.tasks, help="derain, deblur, denoise, dehaze or auto: picks the default model, the self-ensemble's views and, without --root, the embedded synthetic set; an all-in-one model (adms) restores this degradation, or detects it per image with auto. Default: the --dataset's task (denoise for cbsd68, ...), else derain."),
+    task: Optional[str] = typer.Option(None, "--task", autocompletion=completion.tasks, help="derain, deblur, denoise, dehaze or auto: picks the default model, the self-ensemble's views and, without --root, the embedded synthetic set; an all-in-one model (adms) restores this degradation, or detects it per image with auto. Default: the --dataset's task (denoise for cbsd68, ...), else the degradation a restore make-pairs set records, else the task the models share (auto for adms), else derain."),
     limit: int = typer.Option(0, "--limit", help="Only the first N pairs (0 = all)."),
     crop_border: int = typer.Option(0, "--crop-border", help="Pixels cropped from every border before scoring."),
     save_images: Optional[Path] = typer.Option(None, "--save-images", help="Write restored images to DIR/<model>/."),
@@ -139,7 +139,7 @@ def benchmark(
 
         restore benchmark --dataset gopro --root /datasets/GoPro --task deblur --temporal 2
     """
-    from restore_core.datasets import dataset_task
+    from restore_core.datasets import benchmark_task
     from restore_core.engine.temporal import TemporalConfig
     from restore_core.evaluation import Protocol, evaluate_samples, evaluate_sequences
     from restore_core.io.images import ImageError, atomic_write_bytes
@@ -178,7 +178,7 @@ def benchmark(
     speed_sizes = [_parse_size(size) for size in sizes.split(",")]  # checked before any model loads
     if task is not None and task not in DEFAULT_MODEL_FOR_TASK:
         fail(f"--task {task!r}: expected one of {', '.join(DEFAULT_MODEL_FOR_TASK)}", code=2)
-    task = task or dataset_task(dataset) or "derain"
+    task = task or benchmark_task(dataset, root, models)
     try:
         check_cpu_threads(threads)
     except ValueError as exc:
@@ -255,6 +255,7 @@ def benchmark(
                 warn(f"{restorer.descriptor.name}: {notice}")
     header = {
         "dataset": data.name,
+        "task": task,
         "root": str(root),
         "pairs": len(samples),
         "unpaired": [_relative(path, root) for path in data.unpaired],

@@ -15,6 +15,7 @@ OpenCV reads it (H x W x 3 in BGR order, or H x W), then
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -22,7 +23,9 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from restore_core.degradations import PAIR_RECORD_NAME, TASK_DEGRADATION
 from restore_core.evaluation import Protocol, Sample, file_sample
+from restore_core.presets import declared_task
 from restore_core.io.images import LoadedImage, decode_image, read_image
 from restore_core.io.folders import (
     PAIR_LAYOUTS, ImagesWithoutReferences, describe_layouts, list_images, list_pairs, list_scene_pairs, match_folders, match_prefixed, natural_key, not_a_folder,
@@ -263,6 +266,36 @@ def dataset_task(name: str) -> str | None:
     ``paired`` (any task) and unknown names."""
     entry = DATASETS.get(name)
     return None if entry is None or entry[1] == "any" else entry[1]
+
+
+def recorded_task(root: Path | None) -> str | None:
+    """The task of a paired set ``restore make-pairs`` made: its ``degradation.json``
+    names the degradation (``noise``: a denoising set; ``mixed``: ``auto``). None for
+    any other folder, or a record that cannot be read."""
+    if root is None:
+        return None
+    try:
+        degradation = json.loads((Path(root) / PAIR_RECORD_NAME).read_text()).get("degradation")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if degradation == "mixed":
+        return "auto"
+    return next((task for task, made in TASK_DEGRADATION.items() if made == degradation), None)
+
+
+def models_task(models: list[str]) -> str | None:
+    """The task every model of ``models`` declares (an all-in-one model's: ``auto``), or
+    None where they differ or one cannot be read (:func:`presets.declared_task`)."""
+    declared = {"auto" if task == "all" else task for task in map(declared_task, models)}
+    return declared.pop() if len(declared) == 1 and declared <= {"derain", "deblur", "denoise", "dehaze", "auto"} else None
+
+
+def benchmark_task(dataset: str, root: Path | None, models: list[str]) -> str:
+    """The task of a benchmark not told one, which picks the default model, the
+    self-ensemble's views and what an all-in-one model removes: the named dataset's
+    (``cbsd68``: denoise); else the degradation a ``make-pairs`` set records; else the
+    task all the given models share; else derain."""
+    return dataset_task(dataset) or recorded_task(root) or models_task(models) or "derain"
 
 
 def load_dataset(name: str, root: Path, sigma: float = 25.0, float_noise: bool = False) -> Dataset:

@@ -8,11 +8,14 @@ on load. ``--model`` takes a preset name or a path to a ``.safetensors`` file.
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from restore_core.degradations import TASK_DEGRADATION
 
 # The table below is plain data, and the CLI reads it to write its help: the
 # loaders import torch and the models when called, so that `restore --help`
@@ -213,6 +216,24 @@ def check_model_task(task: str, what: str = "task") -> None:
         raise ValueError(f"{what} {task!r}{meant}: a model's task is one of {', '.join(MODEL_TASKS)}")
 
 
+def declared_task(spec: str) -> str | None:
+    """The task model ``spec`` declares, read without loading it (nor importing torch):
+    a preset's from the table, a checkpoint's from the metadata in its safetensors header
+    (8 bytes of length, then JSON). None where it cannot be read: loading says why."""
+    if spec in PRESETS:
+        return PRESETS[spec].task
+    try:
+        with open(spec, "rb") as handle:
+            length = int.from_bytes(handle.read(8), "little")
+            if not 2 <= length <= 100 * 2**20:
+                return None
+            header = json.loads(handle.read(length))
+        task = header.get("__metadata__", {}).get("task")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return task if isinstance(task, str) else None
+
+
 def weights_dirs() -> list[Path]:
     """Where shipped weights are looked up, in order."""
     dirs = []
@@ -273,7 +294,6 @@ def load_for_task(spec: str | None, task: str | None, device: str = "cpu") -> Mo
     command (``restore derain``) forces its degradation; ``auto`` (or no task, from
     the Python API) lets the model detect it per image, and ``auto`` needs a model that can."""
     from restore_core.checkpoint import CheckpointError
-    from restore_core.models.adms import TASK_DEGRADATION
 
     descriptor = resolve_model(spec, task, device)
     all_in_one = hasattr(descriptor.model, "set_degradation")

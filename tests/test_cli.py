@@ -1081,6 +1081,43 @@ def test_benchmark_takes_its_task_from_the_dataset(tmp_path, rng, tiny_checkpoin
         "error: --task 'Derain': expected one of derain, deblur, denoise, dehaze, auto")
 
 
+def test_benchmark_takes_its_task_from_a_made_set_or_from_the_models(tmp_path, rng, tiny_checkpoint):
+    """A paired folder says no task: benchmark used derain's (its default model, its
+    self-ensemble views, an all-in-one model forced to remove rain) for a set that
+    make-pairs made with noise and for a dehazer given alone. The set's degradation.json,
+    then the task the models share, decide now; --task still overrides; the JSON says which."""
+    import torch
+
+    from restore_core.checkpoint import save_checkpoint
+    from restore_core.models import build_model
+    from restore_core.presets import declared_task
+
+    for half in ("input", "target"):
+        (tmp_path / "set" / half).mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / "set" / half / "1.png"), rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    config = {"width": 4, "levels": 1, "blocks_per_level": [1], "bottleneck_blocks": 1}
+    dehazer = save_checkpoint(tmp_path / "dehazer.safetensors", build_model("unet", config), "unet", config, "dehaze")
+
+    def task_of(*args: str) -> tuple[str, str]:
+        result = restore("benchmark", "--root", str(tmp_path / "set"), "--json", *args)
+        assert result.returncode == 0, result.stderr
+        return _strict_json(result.stdout)["task"], "".join(line for line in result.stderr.splitlines(True) if "warning" in line)
+
+    assert task_of("-m", str(dehazer)) == ("dehaze", "")  # it warned "trained for dehaze, not derain"
+    assert task_of("-m", str(tiny_checkpoint))[0] == "derain"
+    mixed, warned = task_of("-m", str(tiny_checkpoint), "-m", str(dehazer))  # no common task: derain, as before
+    assert mixed == "derain" and "trained for dehaze, not derain" in warned
+    (tmp_path / "set" / "degradation.json").write_text(json.dumps({"degradation": "haze", "seed": 0}))
+    assert task_of("-m", str(dehazer)) == ("dehaze", "") and task_of("-m", str(tiny_checkpoint))[0] == "dehaze"
+    (tmp_path / "set" / "degradation.json").write_text(json.dumps({"degradation": "mixed"}))
+    assert task_of("-m", str(dehazer), "--task", "deblur")[0] == "deblur"
+    # Read without torch from the header; what cannot be read is None (loading says why).
+    assert declared_task(str(dehazer)) == "dehaze" and declared_task("adms") == "all"
+    (tmp_path / "junk.safetensors").write_bytes(b"\xff" * 64)
+    assert declared_task(str(tmp_path / "junk.safetensors")) is None and declared_task(str(tmp_path / "nope")) is None
+    assert torch  # the models above were built in this process; the CLI ran in its own
+
+
 def test_train_calibrate_stores_a_noise_calibration_and_keeps_the_weights(tmp_path):
     """restore train --calibrate: the table lands in the checkpoint's config, every tensor
     and the rest of the metadata are unchanged, and the model then looks twice; a blind

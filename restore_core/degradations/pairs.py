@@ -21,11 +21,10 @@ import cv2
 import numpy as np
 
 from restore_core.configs import config_to_dict
+from restore_core.degradations import PAIR_RECORD_NAME
 from restore_core.degradations.table import DEGRADATIONS, as_grey_camera, degradation_config
 from restore_core.io.images import ImageError, atomic_write_bytes, read_image
 from restore_core.io.video import is_video_name
-
-RECORD_NAME = "degradation.json"
 
 
 @dataclass(frozen=True)
@@ -108,13 +107,13 @@ def make_pairs(images: Sequence[Path], out_dir: Path, recipe: PairRecipe, overwr
     and a pair whose second file fails loses its first)."""
     out_dir = Path(out_dir)
     record = recipe.record(images)
-    record_path = out_dir / RECORD_NAME
+    record_path = out_dir / PAIR_RECORD_NAME
     try:
         same_set = json.loads(record_path.read_text()) == record
     except (OSError, ValueError):  # no record yet, or an unreadable one: not this set
         same_set = False
     if not same_set and not overwrite and (record_path.exists() or any(pair_paths(Path(i), out_dir)[0].exists() for i in images)):
-        raise PairSetError(f"{out_dir} holds pairs made with other settings or images ({RECORD_NAME}); "
+        raise PairSetError(f"{out_dir} holds pairs made with other settings or images ({PAIR_RECORD_NAME}); "
                            "--overwrite replaces them, or choose another folder")
     atomic_write_bytes(record_path, (json.dumps(record, indent=2) + "\n").encode())
     taken: dict[Path, Path] = {}

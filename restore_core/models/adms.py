@@ -27,10 +27,6 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-# The degradations ADMS knows, by the names of the synthetic degradations that
-# train it; and which one each restoration command forces.
-TASK_DEGRADATION: dict[str, str] = {"derain": "rain", "deblur": "motion-blur", "denoise": "noise", "dehaze": "haze"}
-
 
 @dataclass(frozen=True)
 class ClassifierConfig:
