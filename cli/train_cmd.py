@@ -13,7 +13,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from cli import completion
-from cli.console import StepLines, err_console, fail, first_few, os_cause, say
+from cli.console import StepLines, err_console, fail, first_few, os_cause, say, warn
 from cli.options import given_options
 from restore_core.configs import ConfigError, changed_fields, config_to_dict, override_many
 from restore_core.io.folders import not_a_folder
@@ -104,6 +104,8 @@ def train(
         _check_trainable(chosen, recorded, out, pool, workers)
     except ConfigError as exc:
         fail(str(exc), code=2)
+    for caution in sets_of_another_task(chosen):
+        warn(caution)
     if not resume and not holds_run(out) and (replaced := files_a_run_would_replace(out)):  # before the folder is touched
         fail(f"{out} holds {', '.join(replaced)}, which a new run there would replace; choose another --out (a folder of its own)", code=2)
     try:
@@ -333,6 +335,25 @@ def _check_trainable(chosen: Recipe | ADMSRecipe, recorded: Recipe | ADMSRecipe 
         raise ConfigError(f"--holdout-every {chosen.data.holdout_every} holds out pairs of --data folders, and there is none: "
                           "clean images are degraded anew at every step; validate on pairs with --val FOLDER "
                           "(restore make-pairs makes them from clean images)")
+
+
+def sets_of_another_task(chosen: Recipe | ADMSRecipe) -> list[str]:
+    """A caution for each --data or --val folder that ``restore make-pairs`` made with a
+    degradation other than the one the recipe removes (its degradation.json says so):
+    training on, or measuring by, pairs of another task is rarely what was meant."""
+    from restore_core.datasets import recorded_degradation, recorded_task
+
+    if isinstance(chosen, ADMSRecipe):
+        return []
+    cautions = []
+    for flag, folders in (("--data", chosen.data.paired), ("--val", chosen.data.validation)):
+        for folder in folders:
+            made = recorded_task(Path(folder))
+            if made is not None and made != chosen.task:
+                degradation = recorded_degradation(Path(folder))
+                cautions.append(f"{flag} {folder}: its pairs were made with {'mixed degradations' if degradation == 'mixed' else degradation} "
+                                f"(its degradation.json), and recipe {chosen.name} trains {chosen.task}")
+    return cautions
 
 
 def final_validation_line(metrics: dict, best: float | None, best_step: int | None, best_path: Path) -> str:

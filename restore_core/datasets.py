@@ -268,16 +268,23 @@ def dataset_task(name: str) -> str | None:
     return None if entry is None or entry[1] == "any" else entry[1]
 
 
-def recorded_task(root: Path | None) -> str | None:
-    """The task of a paired set ``restore make-pairs`` made: its ``degradation.json``
-    names the degradation (``noise``: a denoising set; ``mixed``: ``auto``). None for
-    any other folder, or a record that cannot be read."""
+def recorded_degradation(root: Path | None) -> str | None:
+    """The degradation a paired set ``restore make-pairs`` made records in its
+    ``degradation.json`` (``noise``, ``mixed``, ...); None for any other folder, or a
+    record that cannot be read."""
     if root is None:
         return None
     try:
         degradation = json.loads((Path(root) / PAIR_RECORD_NAME).read_text()).get("degradation")
     except (OSError, ValueError, AttributeError):
         return None
+    return degradation if isinstance(degradation, str) else None
+
+
+def recorded_task(root: Path | None) -> str | None:
+    """The task of a paired set ``restore make-pairs`` made (:func:`recorded_degradation`
+    ``noise``: a denoising set; ``mixed``: ``auto``), else None."""
+    degradation = recorded_degradation(root)
     if degradation == "mixed":
         return "auto"
     return next((task for task, made in TASK_DEGRADATION.items() if made == degradation), None)

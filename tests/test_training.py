@@ -847,3 +847,25 @@ def test_a_rank_leaves_no_gloo_thread_running_into_interpreter_shutdown(tmp_path
     for rank in (0, 1):  # threads before the group was made, and left after shutdown()
         before, after = map(int, (tmp_path / f"rank{rank}.txt").read_text().split())
         assert after <= before, (rank, before, after)
+
+
+def test_a_made_set_of_another_task_given_as_data_or_val_is_said(tmp_path):
+    """A set `restore make-pairs -d noise` made, given to a derain recipe as --data or --val:
+    the run trained on (or was measured by) denoising pairs without a word. Its
+    degradation.json names the degradation; a warning says so for each such folder."""
+    import json
+
+    from cli.train_cmd import sets_of_another_task
+
+    for name, degradation in (("noise25", "noise"), ("rainy", "rain"), ("mixed", "mixed")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "degradation.json").write_text(json.dumps({"degradation": degradation, "seed": 0}))
+    (tmp_path / "plain").mkdir()  # no record: nothing to say
+    folders = tuple(str(tmp_path / name) for name in ("noise25", "rainy", "mixed", "plain"))
+    derain = replace(RECIPES["taylor-derain"], data=DataConfig(paired=folders[:2], validation=folders))
+    assert sets_of_another_task(derain) == [
+        f"--data {folders[0]}: its pairs were made with noise (its degradation.json), and recipe taylor-derain trains derain",
+        f"--val {folders[0]}: its pairs were made with noise (its degradation.json), and recipe taylor-derain trains derain",
+        f"--val {folders[2]}: its pairs were made with mixed degradations (its degradation.json), and recipe taylor-derain trains derain",
+    ]
+    assert sets_of_another_task(replace(RECIPES["adms"], data=DataConfig(validation=folders))) == []
