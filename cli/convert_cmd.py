@@ -10,7 +10,8 @@ from typing import Optional
 import typer
 
 from cli.console import fail, os_cause, say
-from restore_core.presets import PRESETS, check_model_task
+from restore_core.presets import PRESETS
+from restore_core.tasks import check_model_task
 
 
 def convert(

@@ -32,7 +32,7 @@ from torch import nn
 from restore_core.configs import ConfigError, config_to_dict
 from restore_core.io.images import DEFAULT_FILE_MODE
 from restore_core.models import ARCHITECTURES, build_model, parse_config
-from restore_core.presets import check_model_task
+from restore_core.tasks import check_model_task
 
 FORMAT = "restore-checkpoint"
 FORMAT_VERSION = "1"

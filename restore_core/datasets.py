@@ -23,14 +23,15 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from restore_core.degradations import PAIR_RECORD_NAME, TASK_DEGRADATION
+from restore_core.degradations import PAIR_RECORD_NAME
 from restore_core.evaluation import Protocol, Sample, file_sample
-from restore_core.presets import declared_task
 from restore_core.io.images import LoadedImage, decode_image, read_image
 from restore_core.io.folders import (
     PAIR_LAYOUTS, ImagesWithoutReferences, describe_layouts, list_images, list_pairs, list_scene_pairs, match_folders, match_prefixed, natural_key, not_a_folder,
     resolve_folder, unpaired_images,
 )
+from restore_core.presets import declared_task
+from restore_core.tasks import RESTORATION_TASKS, TASK_DEGRADATION
 
 
 class DatasetError(ValueError):
@@ -294,7 +295,7 @@ def models_task(models: list[str]) -> str | None:
     """The task every model of ``models`` declares (an all-in-one model's: ``auto``), or
     None where they differ or one cannot be read (:func:`presets.declared_task`)."""
     declared = {"auto" if task == "all" else task for task in map(declared_task, models)}
-    return declared.pop() if len(declared) == 1 and declared <= {"derain", "deblur", "denoise", "dehaze", "auto"} else None
+    return declared.pop() if len(declared) == 1 and declared <= {*RESTORATION_TASKS, "auto"} else None
 
 
 def benchmark_task(dataset: str, root: Path | None, models: list[str]) -> str:

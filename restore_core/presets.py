@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from restore_core.degradations import TASK_DEGRADATION
+from restore_core.tasks import TASK_DEGRADATION
 
 # The table below is plain data, and the CLI reads it to write its help: the
 # loaders import torch and the models when called, so that `restore --help`
@@ -200,21 +200,6 @@ DEFAULT_MODEL_FOR_TASK: dict[str, str] = {
     "dehaze": "infoflow-dehaze",
     "auto": "adms",
 }
-
-# What a checkpoint's ``task`` may say: one of the four restorations, "all" (an
-# all-in-one model, ADMS) or "any" (an architecture without a task of its own).
-MODEL_TASKS = ("derain", "deblur", "denoise", "dehaze", "all", "any")
-
-
-def check_model_task(task: str, what: str = "task") -> None:
-    """Raise ValueError unless ``task`` is one of :data:`MODEL_TASKS`: a checkpoint that
-    records "denoize" would be warned about ("trained for denoize") wherever it runs.
-    ``what``: how the message names the value (an option, such as ``--task``)."""
-    if task not in MODEL_TASKS:
-        close = difflib.get_close_matches(task, MODEL_TASKS, n=1)
-        meant = f" (did you mean {close[0]}?)" if close else ""
-        raise ValueError(f"{what} {task!r}{meant}: a model's task is one of {', '.join(MODEL_TASKS)}")
-
 
 def declared_task(spec: str) -> str | None:
     """The task model ``spec`` declares, read without loading it (nor importing torch):

@@ -17,7 +17,8 @@ from typing import Any
 
 from restore_core.configs import ConfigError, config_from_dict
 from restore_core.degradations import SINGLE_DEGRADATIONS
-from restore_core.presets import GOLF_FAST, INFOFLOW_DEHAZE, INFOFLOW_DENOISE, INFOFLOW_S, TAYLOR_DERAIN, UNET_S, check_model_task
+from restore_core.presets import GOLF_FAST, INFOFLOW_DEHAZE, INFOFLOW_DENOISE, INFOFLOW_S, TAYLOR_DERAIN, UNET_S
+from restore_core.tasks import check_model_task
 
 
 def _require(where: str, checks: dict[str, tuple[Any, bool, str]]) -> None:
