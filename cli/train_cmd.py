@@ -331,6 +331,10 @@ def _check_trainable(chosen: Recipe | ADMSRecipe, recorded: Recipe | ADMSRecipe 
         raise ConfigError(f"--workers {workers}: more batch-drawing processes than this machine's {os.cpu_count()} CPUs")
     if not (chosen.data.paired or chosen.data.clean or chosen.data.builtin_photographs):
         raise ConfigError("no training data: give --data, --clean or --builtin-photographs")
+    if isinstance(chosen, Recipe) and chosen.data.holdout_every == 1 and chosen.data.paired:
+        raise ConfigError("--holdout-every 1 holds out every pair, so no pair of --data would be trained on; to validate "
+                          f"on a folder without training on it, give it as --val (--val {chosen.data.paired[0]}), or hold out "
+                          "every k-th pair with k >= 2")
     if isinstance(chosen, Recipe) and chosen.data.holdout_every and not chosen.data.paired:
         raise ConfigError(f"--holdout-every {chosen.data.holdout_every} holds out pairs of --data folders, and there is none: "
                           "clean images are degraded anew at every step; validate on pairs with --val FOLDER "

@@ -841,6 +841,12 @@ def test_a_run_without_validation_says_so_once(tmp_path, rng):
     holdout = restore(*common, "--holdout-every", "2", "--out", str(tmp_path / "holdout"))
     assert holdout.returncode == 2 and "--holdout-every 2 holds out pairs of --data folders, and there is none" in holdout.stderr
     assert not (tmp_path / "holdout").exists()
+    # --holdout-every 1 held out every pair and trained on none of --data (said only as "0 pairs" on the data line)
+    every = restore(*common, "--data", str(pairs), "--holdout-every", "1", "--out", str(tmp_path / "every"))
+    assert every.returncode == 2 and every.stderr.strip() == (
+        "error: --holdout-every 1 holds out every pair, so no pair of --data would be trained on; to validate on a folder "
+        f"without training on it, give it as --val (--val {pairs}), or hold out every k-th pair with k >= 2")
+    assert not (tmp_path / "every").exists()
     # A log file (no terminal) gets a line every 250 steps, with the rate and the time left.
     longer = restore(*common, "--steps", "250", "--set", "checkpoint_every=1000", "--out", str(tmp_path / "longer"))
     assert longer.returncode == 0, longer.stderr
