@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from cli import completion
-from cli.console import cell, err_console, fail, first_few, os_cause, print_json, say, warn
+from cli.console import cell, err_console, fail, first_few, os_cause, print_json, say, table_console, warn
 from cli.options import given_options
 from cli.restore_cmd import parse_sigma
 from restore_core.device import check_cpu_threads  # device.py imports torch only in its functions
@@ -282,7 +282,7 @@ def benchmark(
     for s in summaries:
         table.add_row(cell(s.label), f"{s.psnr_y:.3f}", f"{s.ssim_y:.4f}", f"{s.psnr_rgb:.3f}", f"{s.ssim_rgb:.4f}", f"{s.seconds_per_image:.2f}")
     if not quiet_tables:
-        err_console.print(table)
+        _print_table(table, as_json)
     if as_json:
         print_json({**header, "results": [s.as_dict() for s in summaries]}, indent=2)
     # The files last, each written whole (parent folders made): a bad path costs a line, not the results above.
@@ -313,7 +313,7 @@ def _report_growth(restorers: list, names: list[str], task: str, precision: str,
     for r in rows:
         table.add_row(cell(r["model"]), r["series"], str(r["images"]), f"{r['width']}x{r['height']}", f"{r['seconds']:.2f}", f"{r['seconds_per_megapixel']:.3f}")
     if not quiet_tables:
-        err_console.print(table)
+        _print_table(table, as_json)
         for restorer in restorers:
             startup = next(r["startup_seconds"] for r in rows if r["model"] == restorer.descriptor.name)
             say(f"start-up of a fresh process ({restorer.descriptor.name}: imports, model load, one 64x64 image): {startup:.2f} s")
@@ -345,9 +345,15 @@ def _report_speed(variants: list, sizes: list[tuple[int, int]], count: int, prec
         table.add_row(cell(r["model"]), f"{r['width']}x{r['height']}", f"{r['bare_images_per_s']:.3f}",
                       f"{r['end_to_end_images_per_s']:.3f}", f"{r['ratio']:.3f}", f"{r['ms_per_megapixel']:.0f}")
     if not quiet_tables:
-        err_console.print(table)
+        _print_table(table, as_json)
     if as_json:
         print_json(rows, indent=2)
+
+
+def _print_table(table: Table, as_json: bool) -> None:
+    """A result table on stdout, where it can be piped or saved as the command's output;
+    on stderr when stdout carries the JSON report."""
+    (err_console if as_json else table_console()).print(table)
 
 
 def _csv_text(summaries: list[Summary]) -> str:

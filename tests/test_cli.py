@@ -888,7 +888,7 @@ def test_a_model_or_folder_name_with_brackets_is_printed_whole(folder, tmp_path,
         (pairs / side).mkdir(parents=True)
         shutil.copy(next(folder.glob("*.png")), pairs / side / "a.png")
     scored = restore("benchmark", "--root", str(pairs), "--model", str(model))
-    assert scored.returncode == 0 and "b[bold] (1 pair)" in scored.stderr and "│ net[bold] │" in scored.stderr, scored.stderr
+    assert scored.returncode == 0 and "b[bold] (1 pair)" in scored.stdout and "│ net[bold] │" in scored.stdout, scored.stderr
     described = restore("models", str(model))
     assert described.returncode == 0 and described.stdout.lstrip().startswith("net[bold]"), described.stdout
 
@@ -1052,11 +1052,15 @@ def test_benchmark_refuses_options_its_measurement_ignores_and_quiet_alone_keeps
         assert refused.returncode == 2 and words in refused.stderr and not refused.stdout, (flags, refused.stderr)
     assert not csv_path.exists()
     alone = restore("benchmark", "-m", str(tiny_checkpoint), "--limit", "1", "-q")
-    assert alone.returncode == 0 and "PSNR Y" in alone.stderr and tiny_checkpoint.stem in alone.stderr, alone.stderr
+    # The table is the command's output: on stdout (it was on stderr: `> results.txt` kept nothing), on
+    # stderr only where stdout carries the JSON report.
+    assert alone.returncode == 0 and "PSNR Y" in alone.stdout and tiny_checkpoint.stem in alone.stdout and alone.stderr == "", alone.stderr
     with_json = restore("benchmark", "-m", str(tiny_checkpoint), "--limit", "1", "-q", "--json")
     assert with_json.returncode == 0 and with_json.stderr == "" and _strict_json(with_json.stdout)["results"], with_json.stderr
     timed = restore("benchmark", "-m", str(tiny_checkpoint), "--speed", "--sizes", "32x32", "--count", "1", "-q")
-    assert timed.returncode == 0 and "CLI / bare" in timed.stderr, timed.stderr
+    assert timed.returncode == 0 and "CLI / bare" in timed.stdout, timed.stderr
+    timed_json = restore("benchmark", "-m", str(tiny_checkpoint), "--speed", "--sizes", "32x32", "--count", "1", "--json")
+    assert timed_json.returncode == 0 and "CLI / bare" in timed_json.stderr and json.loads(timed_json.stdout)[0]["images"] == 1
 
 
 def test_benchmark_takes_its_task_from_the_dataset(tmp_path, rng, tiny_checkpoint):
