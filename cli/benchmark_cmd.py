@@ -70,9 +70,18 @@ def _distinct_labels(specs: list[str], names: list[str]) -> list[str]:
     return [f"{label}#{labels[:i].count(label) + 1}" if labels.count(label) > 1 else label for i, label in enumerate(labels)]
 
 
+# The run's settings a --markdown table names when they were given (their JSON keys).
+MARKDOWN_SETTINGS = ("tile", "iterations", "model_sigma", "recompose_radius", "blend_temperature", "darken_only", "temporal")
+
+
 def _markdown(rows: list[Summary], header: dict) -> str:
+    """``--markdown``: the table, under one line that says what was scored and how (for a
+    model card: the dataset and its note, the task, the device and precision, the settings given)."""
+    pairs = f"{header['pairs']} pair{'' if header['pairs'] == 1 else 's'}" + (f"; {header['note']}" if header.get("note") else "")
+    given = [f"{key.replace('_', ' ')} {header[key]}" for key in MARKDOWN_SETTINGS if header.get(key) not in (None, 0)]
     lines = [
-        f"Dataset: {header['dataset']} at {header['root']} ({header['pairs']} pairs); {header['protocol']['mean']}; "
+        f"Dataset: {header['dataset']} at {header['root']} ({pairs}); task {header['task']}; {header['device']}, "
+        f"{header['precision']}{''.join(f'; {item}' for item in given)}; {header['protocol']['mean']}; "
         f"crop border {header['protocol']['crop_border']}; SSIM: {header['protocol']['ssim']}.",
         "",
         "| model | PSNR Y | SSIM Y | PSNR RGB | SSIM RGB | s/image |",

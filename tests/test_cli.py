@@ -1017,11 +1017,13 @@ def test_benchmark_reports_go_to_new_folders_and_a_bad_path_is_one_line(tmp_path
     run in a FileNotFoundError traceback, after the whole benchmark); an unwritable path is
     a one-line error, after the JSON results."""
     csv_path, markdown_path = tmp_path / "new" / "deep" / "scores.csv", tmp_path / "new" / "card.md"
-    result = restore("benchmark", "-m", str(tiny_checkpoint), "--limit", "1", "--csv", str(csv_path), "--markdown", str(markdown_path))
+    result = restore("benchmark", "-m", str(tiny_checkpoint), "--limit", "1", "--csv", str(csv_path), "--markdown", str(markdown_path),
+                     "--tile", "256", "-q")
     assert result.returncode == 0, result.stderr
     rows = csv_path.read_text().splitlines()
     assert rows[0] == "model,image,psnr_y,ssim_y,psnr_rgb,ssim_rgb,seconds" and len(rows) == 3  # input + model
-    assert markdown_path.read_text().startswith("Dataset: ")
+    # The line above a model card's table says what was scored and how (it named no task, device or setting)
+    assert markdown_path.read_text().startswith("Dataset: samples-rain at ") and "(1 pair); task derain; cpu, float32; tile 256; " in markdown_path.read_text()
     (tmp_path / "a-file").write_text("")
     if Path("/proc/self").is_dir():  # Linux: a folder no file can be made in, found only on writing
         bad = restore("benchmark", "-m", str(tiny_checkpoint), "--limit", "1", "--json", "--csv", "/proc/x.csv")
