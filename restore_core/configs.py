@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import types
 import typing
 from typing import Any, TypeVar
@@ -79,9 +80,12 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a table/object, got {type(value).__name__}")
         return config_from_dict(tp, value, where)
     if origin in (tuple, list):
+        fixed = origin is tuple and args and args[-1] is not Ellipsis  # tuple[float, float]: that many items
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {_shown(value)}")
-        if origin is tuple and args and args[-1] is not Ellipsis:  # tuple[float, float]: that many items
+            scalar = isinstance(value, (str, int, float)) and not isinstance(value, bool)
+            one = f" (a list of one: {json.dumps([value])})" if scalar and not fixed else ""
+            raise ConfigError(f"{where}: expected a list, got {_shown(value)}{one}")
+        if fixed:
             if len(value) != len(args):
                 raise ConfigError(f"{where}: expected a list of {len(args)} values, got {list(value)}")
             return tuple(_coerce(item_type, v, f"{where}[{i}]") for i, (item_type, v) in enumerate(zip(args, value)))
@@ -142,8 +146,6 @@ def override(config: T, dotted_key: str, raw_value: str) -> T:
 def override_many(config: T, settings: list[tuple[str, str]]) -> T:
     """Apply several ``a.b.c=value`` settings, then type-check and validate once, so
     settings that must change together (``steps`` and ``stages``) can be given together."""
-    import json
-
     data = config_to_dict(config)
     for dotted_key, raw_value in settings:
         try:

@@ -199,6 +199,7 @@ def test_a_set_is_finished_by_running_it_again_and_never_mixed_with_other_settin
     (["-d", "noise", "--set", "sigma=high"], "sigma takes a number or a [low, high] range, got 'high'"),
     (["-d", "nois"], "unknown degradation 'nois' (did you mean noise?); known:"),
     (["-d", "blur"], "unknown degradation 'blur' (did you mean motion-blur?); known:"),
+    (["-d", "noise", "--set", 'kinds="camera"'], """kinds: expected a list, got 'camera' (a list of one: ["camera"])"""),
 ])
 def test_a_bad_degradation_or_setting_is_refused_before_any_image(clean: Path, tmp_path: Path, args, message):
     result = restore("make-pairs", str(clean), str(tmp_path / "set"), *args)

@@ -171,6 +171,10 @@ def test_settings_that_must_change_together_are_validated_together():
         override(golf, "sed", "3")
     with pytest.raises(ConfigError, match=r"did you mean 'data.colour_fraction'"):
         override(golf, "data.color_fraction", "0.5")
+    with pytest.raises(ConfigError, match=r"^config.data.clean: expected a list, got 'photos' \(a list of one: \[\"photos\"\]\)$"):
+        override(golf, "data.clean", "photos")
+    with pytest.raises(ConfigError, match=r"^unknown recipe 'golf-debulr' \(did you mean golf-deblur\?\); known: "):
+        load_recipe("golf-debulr")
     with pytest.raises(ConfigError, match=r"^recipe golf-deblur: task 'deblurr' \(did you mean deblur\?\)"):
         override(golf, "task", "deblurr")  # was written into every checkpoint of the run
     # A pair given one value (or three) reached Adam as it was.

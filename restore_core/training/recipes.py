@@ -8,6 +8,7 @@ override fields from a TOML/JSON file or ``--set key=value``.
 
 from __future__ import annotations
 
+import difflib
 import json
 import shlex
 import tomllib
@@ -346,6 +347,12 @@ def _read_file(path: Path) -> dict[str, Any]:
     return tomllib.loads(text)
 
 
+def _did_you_mean(name: str) -> str:
+    """`` (did you mean taylor-derain?)`` for a near miss of a table recipe's name, else ''."""
+    close = difflib.get_close_matches(name, RECIPES, n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
 def load_recipe(name_or_path: str) -> Recipe | ADMSRecipe:
     """A recipe from the table, or from a TOML/JSON file.
 
@@ -359,7 +366,7 @@ def load_recipe(name_or_path: str) -> Recipe | ADMSRecipe:
     if not path.is_file():
         if path.suffix.lower() in (".toml", ".json"):
             raise ConfigError(f"{path}: no such recipe file")
-        raise ConfigError(f"unknown recipe {name_or_path!r}; known: {', '.join(RECIPES)} (or a .toml/.json file)")
+        raise ConfigError(f"unknown recipe {name_or_path!r}{_did_you_mean(name_or_path)}; known: {', '.join(RECIPES)} (or a .toml/.json file)")
     try:
         data = _read_file(path)
     except (ValueError, tomllib.TOMLDecodeError) as exc:
@@ -369,7 +376,7 @@ def load_recipe(name_or_path: str) -> Recipe | ADMSRecipe:
     base_name = data.pop("base") if isinstance(data.get("base"), str) else None
     if base_name is not None:
         if base_name not in RECIPES:
-            raise ConfigError(f"{path}: unknown base recipe {base_name!r}; known: {', '.join(RECIPES)}")
+            raise ConfigError(f"{path}: unknown base recipe {base_name!r}{_did_you_mean(base_name)}; known: {', '.join(RECIPES)}")
         from restore_core.configs import config_to_dict
 
         merged = config_to_dict(RECIPES[base_name])
