@@ -201,6 +201,7 @@ DEFAULT_MODEL_FOR_TASK: dict[str, str] = {
     "auto": "adms",
 }
 
+
 def declared_task(spec: str) -> str | None:
     """The task model ``spec`` declares, read without loading it (nor importing torch):
     a preset's from the table, a checkpoint's from the metadata in its safetensors header

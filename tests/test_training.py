@@ -141,7 +141,7 @@ def test_recipe_file_overrides_a_base(tmp_path):
     with pytest.raises(ConfigError, match=r"partial.toml: missing key\(s\) task, architecture, model: a recipe file gives every "
                                           r"field .* or starts from a table recipe with base = \"NAME\""):
         load_recipe(str(partial))
-    with pytest.raises(ConfigError, match=r"unknown recipe 'taylor-deraim'; known: taylor-derain"):
+    with pytest.raises(ConfigError, match=r"unknown recipe 'taylor-deraim' \(did you mean taylor-derain\?\); known: taylor-derain"):
         load_recipe("taylor-deraim")
     # a misspelt key of a recipe file (or of a model table) names the key it resembles; an unknown base lists the recipes
     typo = tmp_path / "typo.toml"
