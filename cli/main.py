@@ -12,6 +12,7 @@ from cli.benchmark_cmd import benchmark
 from cli.console import OUTPUT_CLOSED_STATUS, OutputClosed
 from cli.convert_cmd import convert
 from cli.models_cmd import models
+from cli.options import Command
 from cli.pairs_cmd import make_pairs_command
 from cli.restore_cmd import make_restore_command
 from cli.train_cmd import train
@@ -68,17 +69,17 @@ def _root(
     """Deep-learning image restoration for folders of photos."""
 
 
-app.command("derain")(make_restore_command("derain", "Remove rain streaks from"))
-app.command("deblur")(make_restore_command("deblur", "Remove motion blur from"))
-app.command("denoise")(make_restore_command("denoise", "Remove noise from"))
-app.command("dehaze")(make_restore_command("dehaze", "Remove haze from"))
-app.command("auto")(make_restore_command("auto", "Detect the degradation of each image (rain, blur, noise, haze) and restore"))
-app.command("train")(train)
-app.command("models")(models)
-app.command("benchmark")(benchmark)
-app.command("make-pairs")(make_pairs_command)
-app.command("convert")(convert)
-app.command("attribute-filters")(attribute_filters)
+app.command("derain", cls=Command)(make_restore_command("derain", "Remove rain streaks from"))
+app.command("deblur", cls=Command)(make_restore_command("deblur", "Remove motion blur from"))
+app.command("denoise", cls=Command)(make_restore_command("denoise", "Remove noise from"))
+app.command("dehaze", cls=Command)(make_restore_command("dehaze", "Remove haze from"))
+app.command("auto", cls=Command)(make_restore_command("auto", "Detect the degradation of each image (rain, blur, noise, haze) and restore"))
+app.command("train", cls=Command)(train)
+app.command("models", cls=Command)(models)
+app.command("benchmark", cls=Command)(benchmark)
+app.command("make-pairs", cls=Command)(make_pairs_command)
+app.command("convert", cls=Command)(convert)
+app.command("attribute-filters", cls=Command)(attribute_filters)
 
 
 def open_closed_standard_streams() -> None:

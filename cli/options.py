@@ -1,10 +1,11 @@
 """Which options the user gave a command, as opposed to their defaults: an option that
 does not apply to what was asked is refused (or said) when given, whatever its value,
-and never because its default changed."""
+and never because its default changed; and an option of another command, named as such."""
 
 from __future__ import annotations
 
 import typer
+from typer.core import TyperCommand
 
 
 def given_options(ctx: typer.Context) -> list[str]:
@@ -16,3 +17,21 @@ def given_options(ctx: typer.Context) -> list[str]:
         if source is not None and source.name == "COMMANDLINE" and any(opt.startswith("-") for opt in param.opts):
             flags.append(max(param.opts, key=len))
     return flags
+
+
+class Command(TyperCommand):
+    """A command whose unknown option is named as another command's where it is one
+    (`restore denoise --iterations`: "an option of restore deblur"), in place of Click's
+    spelling guesses among this command's own (it offered --duration for --iterations)."""
+
+    def parse_args(self, ctx, args):
+        try:
+            return super().parse_args(ctx, args)
+        except Exception as exc:  # Click's NoSuchOption: typer >= 0.29 vendors Click, so matched by its fields
+            name = getattr(exc, "option_name", None)
+            siblings = getattr(ctx.parent.command, "commands", {}) if ctx.parent is not None else {}
+            owners = [command for command, sibling in siblings.items() if any(name in param.opts for param in sibling.params)]
+            if name and owners and hasattr(exc, "possibilities"):
+                exc.possibilities = None
+                exc.message = f"No such option: {name} (an option of {', '.join('restore ' + owner for owner in owners)})"
+            raise

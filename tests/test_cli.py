@@ -385,6 +385,23 @@ def test_paths_read_from_a_terminal_are_asked_for(folder, tmp_path, tiny_checkpo
     assert stdout.split() == [str(tmp_path / "out" / "a.png")]
 
 
+def test_an_option_of_another_command_is_named_as_such(tmp_path):
+    """`restore denoise --iterations 2` was "No such option: --iterations (Possible
+    options: --duration)": Click's guess among denoise's own options. An option another
+    command has is named as that command's; a typo of this command's keeps Click's guess."""
+    def refusal(*args: str) -> str:
+        result = restore(*args, "-n")
+        assert result.returncode == 2 and not (tmp_path / "out").exists(), result.stderr
+        return " ".join(line.strip("│ ╭╮╰╯─") for line in result.stderr.splitlines() if line.strip("│ ╭╮╰╯─")).replace("  ", " ")
+
+    where = (str(SAMPLES / "input"), str(tmp_path / "out"))
+    assert "No such option: --iterations (an option of restore deblur, restore benchmark)" in refusal("denoise", *where, "--iterations", "2")
+    assert "No such option: --darken-only (an option of restore derain, restore benchmark)" in refusal("dehaze", *where, "--darken-only")
+    assert "No such option: --model-sigma (an option of restore benchmark)" in refusal("denoise", *where, "--model-sigma", "25")
+    assert "No such option: --tiles (Possible options:" in refusal("derain", *where, "--tiles", "3")  # a typo: Click's guess
+    assert "No such option: --bogus" in refusal("derain", *where, "--bogus")
+
+
 def test_usage_errors_exit_2(tmp_path, tiny_checkpoint):
     missing = restore("derain", str(tmp_path / "nope"), str(tmp_path / "out"), "--model", str(tiny_checkpoint))
     assert missing.returncode == 2 and "no such file or folder" in missing.stderr
