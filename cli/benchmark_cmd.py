@@ -127,7 +127,7 @@ def benchmark(
     threads: int = typer.Option(0, "--threads", help="CPU threads for torch (0 = torch's default)."),
     self_ensemble: bool = typer.Option(False, "--self-ensemble", help="Also score each model averaged over the task's flipped/rotated views (rows <model>-xN, N views)."),
     ensemble_views: Optional[int] = typer.Option(None, "--ensemble-views", help="Self-ensemble over this many of the task's views (as restore denoise --ensemble-views); implies --self-ensemble."),
-    route: bool = typer.Option(False, "--route", help="All-in-one models (adms): also score routing each image to the single-task model of the degradation their classifier finds, as restore auto does (rows <model>-routed)."),
+    route: bool = typer.Option(False, "--route", help="All-in-one models (adms): also score routing each image to the single-task model of the degradation their classifier finds, as restore auto does (rows <model>-routed); without --model, adms."),
     temporal: int = typer.Option(0, "--temporal", help="The pairs are frames of sequences (each folder of names one, in name order: GoPro's scenes): also score each model's frames smoothed with this many neighbours on each side, as restore --temporal does (rows <model>-tR), from the same pass of the model."),
     temporal_strength: float = typer.Option(4.0, "--temporal-strength", help="With --temporal: as restore --temporal-strength."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No warnings on stderr (errors still), and no tables where --json, --csv or --markdown carry the results."),
@@ -206,7 +206,8 @@ def benchmark(
     try:
         set_cpu_threads(threads)
         torch_device = pick_device(device)
-        names = models or [DEFAULT_MODEL_FOR_TASK.get(task, "")]
+        # --route scores an all-in-one model's routing: without -m, the shipped one (adms), whatever the task.
+        names = models or [DEFAULT_MODEL_FOR_TASK["auto" if route else task]]
         descriptors = [load_for_task(name, task, str(torch_device)) for name in names]
         for descriptor, label in zip(descriptors, _distinct_labels(names, [d.name for d in descriptors])):
             descriptor.name = label

@@ -100,6 +100,11 @@ def test_benchmark_route_adds_a_routed_row_beside_the_model(tmp_path):
     assert set(rows) == {"input", "adms", "adms-routed"}
     assert rows["adms-routed"]["psnr_rgb"] != rows["adms"]["psnr_rgb"]  # scored through other models
     assert rows["adms-routed"]["count"] == rows["adms"]["count"] == 3
+    # Without -m, --route scores the shipped all-in-one model: the task's single-task model
+    # (derain's, here) has no classifier, and --route alone was that error.
+    alone = restore("benchmark", "--root", str(SAMPLES), "--route", "--limit", "1", "--json")
+    assert alone.returncode == 0, alone.stderr
+    assert [row["label"] for row in json.loads(alone.stdout)["results"]] == ["input", "adms", "adms-routed"]
 
 
 def test_python_load_routes_for_task_auto_only(rng):
