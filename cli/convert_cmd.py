@@ -32,10 +32,15 @@ def convert(
         restore convert net.pth net.safetensors --architecture unet --config '{"width": 32}' --task derain
     """
     from restore_core.checkpoint import CheckpointError
+    from restore_core.configs import ConfigError
     from restore_core.convert import convert as convert_file
+    from restore_core.models import parse_config
 
     if (preset is None) == (architecture is None):
         fail("give exactly one of --preset or --architecture", code=2)
+    if preset is not None and config != "{}":  # it was ignored: the preset's own config was written
+        fail("--config goes with --architecture; --preset brings its preset's config (for another, give --architecture "
+             f"{PRESETS[preset].architecture if preset in PRESETS else 'NAME'} --config '{{...}}')", code=2)
     if preset is not None:
         if preset not in PRESETS:
             close = difflib.get_close_matches(preset, PRESETS, n=1)
@@ -48,6 +53,10 @@ def convert(
         except json.JSONDecodeError as exc:
             fail(f"--config is not valid JSON: {exc}", code=2)
         arch, default_task = architecture, "any"
+        try:  # the option that is wrong, before the file is read
+            parse_config(arch, arch_config)
+        except ConfigError as exc:
+            fail(f"--architecture/--config: {exc}", code=2)
     if task is not None:
         try:
             check_model_task(task, "--task")

@@ -174,7 +174,11 @@ def test_convert_imports_a_state_dict_safely(tmp_path):
     # at every use); a misspelt preset got no suggestion.
     for args, message in [(["--architecture", "unet", "--config", json.dumps(config), "--task", "denoize"],
                            "error: --task 'denoize' (did you mean denoise?): a model's task is one of derain, deblur, denoise, dehaze, all, any"),
-                          (["--preset", "unet-z"], "error: unknown preset 'unet-z' (did you mean unet-s?); known: ")]:
+                          (["--preset", "unet-z"], "error: unknown preset 'unet-z' (did you mean unet-s?); known: "),
+                          # --config beside --preset was ignored (the preset's config written); a bad one blamed the file
+                          (["--preset", "unet-s", "--config", json.dumps(config)], "error: --config goes with --architecture; --preset brings"),
+                          (["--architecture", "unte"], "error: --architecture/--config: unknown architecture 'unte' (did you mean unet?)"),
+                          (["--architecture", "unet", "--config", '{"width": "wide"}'], "error: --architecture/--config: unet.width: expected int")]:
         refused = subprocess.run([sys.executable, "-m", "cli.main", "convert", str(tmp_path / "net.pth"), str(tmp_path / "d.safetensors"), *args],
                                  capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
         assert refused.returncode == 2 and refused.stderr.startswith(message), refused.stderr

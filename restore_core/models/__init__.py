@@ -8,6 +8,7 @@ is the single place where a model comes from.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -125,9 +126,9 @@ ARCHITECTURES: dict[str, Architecture] = {
 def parse_config(architecture: str, config: dict[str, Any]) -> Any:
     """Validate ``config`` against the architecture's dataclass."""
     if architecture not in ARCHITECTURES:
-        raise ConfigError(
-            f"unknown architecture {architecture!r}; known: {', '.join(sorted(ARCHITECTURES))}"
-        )
+        close = difflib.get_close_matches(architecture, ARCHITECTURES, n=1)
+        meant = f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(f"unknown architecture {architecture!r}{meant}; known: {', '.join(sorted(ARCHITECTURES))}")
     return config_from_dict(ARCHITECTURES[architecture].config_class, config, architecture)
 
 
