@@ -27,7 +27,7 @@ from restore_core.degradations import PAIR_RECORD_NAME
 from restore_core.evaluation import Protocol, Sample, file_sample
 from restore_core.io.images import LoadedImage, decode_image, read_image
 from restore_core.io.folders import (
-    PAIR_LAYOUTS, ImagesWithoutReferences, describe_layouts, list_images, list_pairs, list_scene_pairs, match_folders, match_prefixed, natural_key, not_a_folder,
+    PAIR_LAYOUTS, PREFIX_LAYOUTS, ImagesWithoutReferences, describe_layouts, list_images, list_pairs, list_scene_pairs, match_folders, match_prefixed, natural_key, not_a_folder,
     resolve_folder, unpaired_images,
 )
 from restore_core.presets import declared_task
@@ -291,6 +291,24 @@ def recorded_task(root: Path | None) -> str | None:
     return next((task for task, made in TASK_DEGRADATION.items() if made == degradation), None)
 
 
+# The degraded half of a paired folder named after its degradation: rainy/ + norain/,
+# hazy/ + clear/ or gt/, ... (input/ and lq/ say nothing).
+_TASK_OF_DEGRADED_FOLDER = {"rainy": "derain", "rain": "derain", "hazy": "dehaze", "blur": "deblur", "noisy": "denoise"}
+
+
+def layout_task(root: Path | None) -> str | None:
+    """The task a paired folder's names give (``noisy/`` + ``clean/``: denoise; PReNet's
+    ``rain-N`` beside ``norain-N``: derain), or None (``input/`` + ``target/`` say nothing)."""
+    if root is None:
+        return None
+    named = [task for folder, task in _TASK_OF_DEGRADED_FOLDER.items() if (Path(root) / folder).is_dir()]
+    if any(any(Path(root).glob(f"{reference}*")) for _, reference in PREFIX_LAYOUTS):  # all of them rain sets
+        named.append("derain")
+    if len(set(named)) == 1:
+        return named[0]
+    return None
+
+
 def models_task(models: list[str]) -> str | None:
     """The task every model of ``models`` declares (an all-in-one model's: ``auto``), or
     None where they differ or one cannot be read (:func:`presets.declared_task`)."""
@@ -298,12 +316,17 @@ def models_task(models: list[str]) -> str | None:
     return declared.pop() if len(declared) == 1 and declared <= {*RESTORATION_TASKS, "auto"} else None
 
 
-def benchmark_task(dataset: str, root: Path | None, models: list[str]) -> str:
+def benchmark_task(dataset: str, root: Path | None, models: list[str]) -> tuple[str, str]:
     """The task of a benchmark not told one, which picks the default model, the
-    self-ensemble's views and what an all-in-one model removes: the named dataset's
-    (``cbsd68``: denoise); else the degradation a ``make-pairs`` set records; else the
-    task all the given models share; else derain."""
-    return dataset_task(dataset) or recorded_task(root) or models_task(models) or "derain"
+    self-ensemble's views and what an all-in-one model removes, and what gave it: the
+    named dataset's (``cbsd68``: denoise); else the degradation a ``make-pairs`` set
+    records; else its folders' names (``hazy/``: dehaze); else the task all the given
+    models share; else derain, for want of any sign (``"default"``)."""
+    for task, source in ((dataset_task(dataset), "--dataset"), (recorded_task(root), "its degradation.json"),
+                         (layout_task(root), "its folder names"), (models_task(models), "the models")):
+        if task is not None:
+            return task, source
+    return "derain", "default"
 
 
 def load_dataset(name: str, root: Path, sigma: float = 25.0, float_noise: bool = False) -> Dataset:

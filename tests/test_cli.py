@@ -1140,6 +1140,17 @@ def test_benchmark_takes_its_task_from_a_made_set_or_from_the_models(tmp_path, r
     assert task_of("-m", str(dehazer)) == ("dehaze", "") and task_of("-m", str(tiny_checkpoint))[0] == "dehaze"
     (tmp_path / "set" / "degradation.json").write_text(json.dumps({"degradation": "mixed"}))
     assert task_of("-m", str(dehazer), "--task", "deblur")[0] == "deblur"
+    # A folder whose halves name the degradation (noisy/ + clean/) is that task's set.
+    for old, new in (("input", "noisy"), ("target", "clean")):
+        (tmp_path / "set" / old).rename(tmp_path / "set" / new)
+    (tmp_path / "set" / "degradation.json").unlink()
+    assert task_of("-m", str(tiny_checkpoint))[0] == "denoise"
+    # Nothing to go by (input/ + target/, no -m): derain's model, with a note saying so.
+    for old, new in (("noisy", "input"), ("clean", "target")):
+        (tmp_path / "set" / old).rename(tmp_path / "set" / new)
+    guessed = restore("benchmark", "--root", str(tmp_path / "set"), "--limit", "1")
+    assert guessed.returncode == 0 and (f"note: nothing says which degradation {tmp_path / 'set'} holds, so it is scored as "
+                                        "deraining with taylor-derain") in " ".join(guessed.stderr.split()), guessed.stderr
     # Read without torch from the header; what cannot be read is None (loading says why).
     assert declared_task(str(dehazer)) == "dehaze" and declared_task("adms") == "all"
     (tmp_path / "junk.safetensors").write_bytes(b"\xff" * 64)
