@@ -158,6 +158,11 @@ def atomic_save_file(tensors: dict[str, torch.Tensor], path: os.PathLike | str, 
     return path
 
 
+# The models a `restore train` run folder holds (restore_core.training.trainer), by name.
+RUN_MODELS = (("model.safetensors", "the final model"), ("best.safetensors", "the best validation"),
+              ("last.safetensors", "the latest checkpoint"))
+
+
 def read_metadata(path: os.PathLike | str) -> dict[str, Any]:
     """Parse and validate a checkpoint's metadata without loading tensors."""
     path = Path(path)
@@ -169,6 +174,10 @@ def read_metadata(path: os.PathLike | str) -> dict[str, Any]:
             "of an architecture restore knows, reading it safely",
         )
     if path.is_dir():
+        # A `restore train` run folder: its models by what each is, the final one first.
+        run_models = [f"{path / name} ({what})" for name, what in RUN_MODELS if (path / name).is_file()]
+        if (path / "recipe.json").is_file() and run_models:
+            raise CheckpointError(path, f"a training run's folder, not a checkpoint file: give one of its models: {', '.join(run_models)}")
         inside = sorted(path.glob("*.safetensors"))
         example = f", e.g. {inside[0]}" if inside else ""
         raise CheckpointError(path, f"a folder, not a checkpoint file: give a .safetensors file{example}")

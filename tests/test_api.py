@@ -222,6 +222,15 @@ def test_load_errors_name_the_cause(tiny_checkpoint):
     # A folder is said to be one (it was "no such checkpoint file"), with a file in it to give.
     with pytest.raises(CheckpointError, match=rf"a folder, not a checkpoint file: give a \.safetensors file, e\.g\. {tiny_checkpoint}"):
         restore_core.load(tiny_checkpoint.parent)
+    # A training run's folder: its models, each by what it is.
+    run = tiny_checkpoint.parent / "run"
+    run.mkdir()
+    (run / "recipe.json").write_text("{}")
+    for name in ("last.safetensors", "model.safetensors"):
+        (run / name).write_bytes(tiny_checkpoint.read_bytes())
+    with pytest.raises(CheckpointError, match=rf"a training run's folder, not a checkpoint file: give one of its models: "
+                                              rf"{run / 'model.safetensors'} \(the final model\), {run / 'last.safetensors'} \(the latest checkpoint\)$"):
+        restore_core.load(run)
     # The shipped file's name where no such file is: the preset it belongs to is named.
     with pytest.raises(CheckpointError, match=r"the shipped weights of that name are the preset: --model taylor-derain"):
         restore_core.load("taylor-derain.safetensors")
