@@ -443,7 +443,8 @@ def test_usage_errors_exit_2(tmp_path, tiny_checkpoint):
 
     torch.save({"weight": torch.zeros(1)}, tmp_path / "x.pth")
     unknown = restore("convert", str(tmp_path / "x.pth"), str(tmp_path / "x.safetensors"), "--architecture", "nope", "--config", "{}")
-    assert unknown.returncode == 1 and "unknown architecture 'nope'" in unknown.stderr, unknown.stderr  # a KeyError traceback before
+    # A KeyError traceback once, then exit 1 blaming x.pth; a usage error naming the option now, before the file is read.
+    assert unknown.returncode == 2 and "error: --architecture/--config: unknown architecture 'nope'" in unknown.stderr, unknown.stderr
 
 
 def test_print_recipe_writes_a_recipe_file_that_loads_back_unchanged(tmp_path):
