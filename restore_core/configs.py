@@ -80,7 +80,7 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a table/object, got {type(value).__name__}")
         return config_from_dict(tp, value, where)
     if origin in (tuple, list):
-        fixed = origin is tuple and args and args[-1] is not Ellipsis  # tuple[float, float]: that many items
+        fixed = origin is tuple and bool(args) and args[-1] is not Ellipsis  # tuple[float, float]: that many items
         if not isinstance(value, (list, tuple)):
             scalar = isinstance(value, (str, int, float)) and not isinstance(value, bool)
             one = f" (a list of one: {json.dumps([value])})" if scalar and not fixed else ""
