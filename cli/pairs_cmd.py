@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from cli import completion
-from cli.console import error, fail, os_cause, print_json, say, stdin_paths, warn
+from cli.console import error, fail, first_few, os_cause, print_json, say, stdin_paths, warn
 
 
 def make_pairs_command(
@@ -67,6 +67,7 @@ def make_pairs_command(
         warn(f"left out {len(videos)} video(s) in {source}: pairs are made from still images")
 
     made = failed = skipped = 0
+    noted: list[Path] = []  # inputs whose alpha plane or deeper samples their pair left out
     try:
         for pair in make_pairs([job.source for job in jobs], out, recipe, overwrite):
             if pair.error is not None:
@@ -81,14 +82,20 @@ def make_pairs_command(
                     print_json({"input": str(pair.source), "status": "skipped", "reason": "pair exists, made with these settings"})
                 continue
             made += 1
+            if pair.note is not None:
+                noted.append(pair.source)
             if as_json:
-                print_json({"input": str(pair.source), "status": "ok", "degraded": str(pair.degraded), "target": str(pair.target), "grey": pair.grey})
+                print_json({"input": str(pair.source), "status": "ok", "degraded": str(pair.degraded), "target": str(pair.target), "grey": pair.grey,
+                            **({"note": pair.note} if pair.note else {})})
             else:
                 print(pair.degraded, flush=True)
     except PairSetError as exc:
         fail(str(exc), code=2)
     except OSError as exc:
         fail(f"{out}: cannot write: {os_cause(exc)}", code=1)
+    if noted and not quiet:
+        warn(f"pairs are 8-bit PNGs of the colour (or grey) planes: {len(noted)} input(s) lost an alpha plane or "
+             f"deeper samples in theirs ({first_few(noted, 3)}; --json notes each)")
     if not quiet:
         say(f"{made} pair(s) made in {out} ({degradation}, seed {seed})" + (f", {skipped} there already" if skipped else "")
             + (f"; {failed} failed" if failed else ""))

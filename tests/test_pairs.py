@@ -205,3 +205,21 @@ def test_a_bad_degradation_or_setting_is_refused_before_any_image(clean: Path, t
     result = restore("make-pairs", str(clean), str(tmp_path / "set"), *args)
     assert result.returncode == 2 and message in result.stderr and len(result.stderr.splitlines()) == 1
     assert not (tmp_path / "set").exists()
+
+
+def test_what_a_pair_leaves_out_of_its_clean_image_is_said(tmp_path: Path):
+    """Pairs are 8-bit PNGs of the colour (or grey) planes: an RGBA image lost its alpha
+    plane and a 16-bit one its depth without a word. Each is noted (--json), once warned."""
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(clean / "rgba.png"), np.dstack([rng.integers(0, 256, (24, 24, 3), dtype=np.uint8), np.full((24, 24), 128, np.uint8)]))
+    cv2.imwrite(str(clean / "deep.png"), rng.integers(0, 65536, (24, 24), dtype=np.uint16))
+    cv2.imwrite(str(clean / "plain.png"), rng.integers(0, 256, (24, 24, 3), dtype=np.uint8))
+    result = restore("make-pairs", str(clean), str(tmp_path / "set"), "-d", "noise", "--set", "sigma=10", "--json")
+    assert result.returncode == 0, result.stderr
+    notes = {Path(line["input"]).name: line.get("note") for line in map(json.loads, result.stdout.splitlines())}
+    assert notes == {"deep.png": "the pair leaves out 16-bit samples (written 8-bit)", "plain.png": None,
+                     "rgba.png": "the pair leaves out its alpha plane"}
+    assert result.stderr.count("warning: pairs are 8-bit PNGs of the colour (or grey) planes: 2 input(s) lost") == 1
+    assert cv2.imread(str(tmp_path / "set" / "target" / "rgba.png"), cv2.IMREAD_UNCHANGED).shape == (24, 24, 3)

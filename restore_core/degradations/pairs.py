@@ -23,7 +23,7 @@ import numpy as np
 from restore_core.configs import config_to_dict
 from restore_core.degradations import PAIR_RECORD_NAME
 from restore_core.degradations.table import DEGRADATIONS, as_grey_camera, degradation_config
-from restore_core.io.images import ImageError, atomic_write_bytes, read_image
+from restore_core.io.images import ImageError, LoadedImage, atomic_write_bytes, read_image
 from restore_core.io.video import is_video_name
 
 
@@ -64,6 +64,7 @@ class MadePair:
     grey: bool = False
     skipped: bool = False  # complete already, from the same recipe
     error: str | None = None
+    note: str | None = None  # what of the clean image the 8-bit PNG pair could not keep (alpha, depth)
 
 
 def pair_paths(source: Path, out_dir: Path) -> tuple[Path, Path]:
@@ -86,6 +87,13 @@ def to_grey(rgb: np.ndarray) -> np.ndarray:
     """BT.601 luma of float RGB, as three equal channels."""
     luma = cv2.cvtColor(np.ascontiguousarray(rgb, dtype=np.float32), cv2.COLOR_RGB2GRAY)
     return np.repeat(luma[..., None], 3, axis=2)
+
+
+def what_the_pair_leaves_out(image: LoadedImage) -> str | None:
+    """What of a clean image its pair does not keep, said (None when nothing): pairs are
+    8-bit PNGs of the colour (or grey) planes, so an alpha plane and deeper samples go."""
+    lost = (["its alpha plane"] if image.alpha is not None else []) + ([f"{image.bit_depth}-bit samples (written 8-bit)"] if image.bit_depth > 8 else [])
+    return f"the pair leaves out {' and '.join(lost)}" if lost else None
 
 
 class PairSetError(ValueError):
@@ -155,4 +163,4 @@ def make_pairs(images: Sequence[Path], out_dir: Path, recipe: PairRecipe, overwr
         except (OSError, ValueError) as exc:
             yield MadePair(source, degraded_path, target_path, error=f"{source}: cannot write its pair: {exc}")
             continue
-        yield MadePair(source, degraded_path, target_path, grey=is_grey)
+        yield MadePair(source, degraded_path, target_path, grey=is_grey, note=what_the_pair_leaves_out(image))
