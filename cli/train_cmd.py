@@ -74,10 +74,6 @@ def train(
 
         restore train --calibrate runs/denoise/best.safetensors --clean ../shared/data/Train400
     """
-    from restore_core.training.sources import describe, prepare_data
-    from restore_core.training.state import files_a_run_would_replace, holds_run
-    from restore_core.training.trainer import Trainer, TrainingError, TrainingInterrupted
-
     if calibrate is not None:
         if training_only := [flag for flag in given_options(ctx) if flag not in CALIBRATE_OPTIONS]:
             fail(f"{', '.join(training_only)}: for training; --calibrate measures {calibrate} on --clean images (and "
@@ -106,6 +102,11 @@ def train(
         fail(str(exc), code=2)
     for caution in sets_of_another_task(chosen):
         warn(caution)
+    # torch (1.5 s) from here on: a misspelt recipe or option above is answered at once.
+    from restore_core.training.sources import describe, prepare_data
+    from restore_core.training.state import files_a_run_would_replace, holds_run
+    from restore_core.training.trainer import Trainer, TrainingError, TrainingInterrupted
+
     if not resume and not holds_run(out) and (replaced := files_a_run_would_replace(out)):  # before the folder is touched
         fail(f"{out} holds {', '.join(replaced)}, which a new run there would replace; choose another --out (a folder of its own)", code=2)
     try:
@@ -296,10 +297,10 @@ def _refuse_resume_without_a_run(out: Path) -> NoReturn:
     """``--resume`` where no run has recorded its recipe: a run starting there now (it
     writes recipe.json once its data is read) is said as running, else that there is
     no run to resume."""
-    from restore_core.training.state import lock_run
-    from restore_core.training.trainer import TrainingError
-
     if (out / ".lock").exists():
+        from restore_core.training.state import lock_run
+        from restore_core.training.trainer import TrainingError
+
         try:
             lock_run(out)
         except TrainingError as exc:

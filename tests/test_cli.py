@@ -363,6 +363,10 @@ def test_mistakes_and_finished_batches_are_answered_without_torch(folder, tmp_pa
                         (("--root", str(folder), "--dataset", "rain100h"), "layout does not match")):
         refused = restore_without_torch("benchmark", *args)
         assert refused.returncode == 2 and words in refused.stderr and "torch imported" not in refused.stderr, (args, refused.stderr)
+    for args, words in ((("--recipe", "taylor-deraim"), "did you mean taylor-derain?"), (("--recipe", "taylor-derain", "--set", "sed=1"), "did you mean 'seed'?"),
+                        (("--out", str(tmp_path / "no-run"), "--resume"), "no run to resume there")):
+        refused = restore_without_torch("train", *args)
+        assert refused.returncode == 2 and words in refused.stderr and "torch imported" not in refused.stderr, (args, refused.stderr)
     # and where torch is needed, it is imported (the check above cannot pass by failing early)
     needed = restore_without_torch("derain", str(folder / "a.png"), str(tmp_path / "again.png"), "--model", str(tiny_checkpoint))
     assert needed.returncode != 0 and "torch imported" in needed.stderr
