@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 from pathlib import Path
 from typing import Optional
@@ -10,6 +9,7 @@ from typing import Optional
 import typer
 
 from cli.console import fail, os_cause, say
+from restore_core.configs import did_you_mean
 from restore_core.presets import PRESETS
 from restore_core.tasks import check_model_task
 
@@ -43,9 +43,7 @@ def convert(
              f"{PRESETS[preset].architecture if preset in PRESETS else 'NAME'} --config '{{...}}')", code=2)
     if preset is not None:
         if preset not in PRESETS:
-            close = difflib.get_close_matches(preset, PRESETS, n=1)
-            meant = f" (did you mean {close[0]}?)" if close else ""
-            fail(f"unknown preset {preset!r}{meant}; known: {', '.join(PRESETS)}", code=2)
+            fail(f"unknown preset {preset!r}{did_you_mean(preset, PRESETS)}; known: {', '.join(PRESETS)}", code=2)
         arch, arch_config, default_task = PRESETS[preset].architecture, PRESETS[preset].config, PRESETS[preset].task
     else:
         try:

@@ -26,7 +26,6 @@ are ``RuntimeWarning`` here.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import os
 import warnings
@@ -38,6 +37,7 @@ import numpy as np
 import torch
 
 from restore_core.checkpoint import ModelDescriptor
+from restore_core.configs import did_you_mean
 from restore_core.device import pick_device
 from restore_core.engine.inputs import InputError, Job, collect_inputs, plan_batch, with_neighbour_frames
 from restore_core.engine.routing import RoutedRestorer, build_restorer
@@ -79,9 +79,7 @@ def _refuse_unknown_keywords(settings: dict[str, Any]) -> None:
     known = [*MODEL_SETTINGS, *(name for name in inspect.signature(load).parameters if name != "settings")]
     for name in settings:
         if name not in MODEL_SETTINGS:
-            close = difflib.get_close_matches(name, known, n=1)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            raise TypeError(f"load() got an unexpected keyword argument {name!r}{hint}; "
+            raise TypeError(f"load() got an unexpected keyword argument {name!r}{did_you_mean(name, known)}; "
                             f"its model settings: {', '.join(MODEL_SETTINGS)}")
 
 

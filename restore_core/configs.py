@@ -13,7 +13,7 @@ import difflib
 import json
 import types
 import typing
-from typing import Any, TypeVar
+from typing import Any, Iterable, TypeVar
 
 T = TypeVar("T")
 
@@ -51,6 +51,14 @@ def changed_fields(before: Any, after: Any) -> list[str]:
 
     old, new = flatten(config_to_dict(before)), flatten(config_to_dict(after))
     return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)]
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """`` (did you mean X?)`` naming the one of ``known`` closest to a misspelt ``name``
+    (or, with none close, the first that contains it: ``blur`` in ``motion-blur``), else ''."""
+    known = list(known)
+    close = difflib.get_close_matches(name, known, n=1) or [item for item in known if name and name in item][:1]
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def _shown(value: Any) -> str:

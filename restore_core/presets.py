@@ -7,7 +7,6 @@ on load. ``--model`` takes a preset name or a path to a ``.safetensors`` file.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import sys
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from restore_core.configs import did_you_mean
 from restore_core.tasks import TASK_DEGRADATION
 
 # The table below is plain data, and the CLI reads it to write its help: the
@@ -262,9 +262,7 @@ def resolve_model(spec: str | None, task: str | None, device: str = "cpu") -> Mo
         return load_checkpoint(path, device, name=name)
     path = Path(name)
     if not path.exists() and not path.suffix:
-        close = difflib.get_close_matches(name, PRESETS, n=1)
-        meant = f" (did you mean {close[0]}?)" if close else ""
-        raise CheckpointError(name, f"unknown model{meant}; presets: {', '.join(PRESETS)}, or a path to a .safetensors file")
+        raise CheckpointError(name, f"unknown model{did_you_mean(name, PRESETS)}; presets: {', '.join(PRESETS)}, or a path to a .safetensors file")
     if not path.exists() and path.parent == Path(".") and (shipped := _preset_of_weights(path.name)):
         raise CheckpointError(name, f"no such checkpoint file here; the shipped weights of that name are the preset: --model {shipped}")
     return load_checkpoint(path, device)

@@ -5,7 +5,7 @@ Plain data, imported by the checkpoint format, the recipes and the CLI alike (no
 
 from __future__ import annotations
 
-import difflib
+from restore_core.configs import did_you_mean
 
 # Which degradation (of restore_core.degradations) each restoration task removes: ADMS
 # forces it for a task command; a set made by `restore make-pairs -d noise` is a denoising set.
@@ -22,6 +22,4 @@ def check_model_task(task: str, what: str = "task") -> None:
     records "denoize" would be warned about ("trained for denoize") wherever it runs.
     ``what``: how the message names the value (an option, such as ``--task``)."""
     if task not in MODEL_TASKS:
-        close = difflib.get_close_matches(task, MODEL_TASKS, n=1)
-        meant = f" (did you mean {close[0]}?)" if close else ""
-        raise ValueError(f"{what} {task!r}{meant}: a model's task is one of {', '.join(MODEL_TASKS)}")
+        raise ValueError(f"{what} {task!r}{did_you_mean(task, MODEL_TASKS)}: a model's task is one of {', '.join(MODEL_TASKS)}")

@@ -8,13 +8,12 @@ degraded image, so a degradation is reproducible from its seed alone.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass
 from typing import Callable, ClassVar
 
 import numpy as np
 
-from restore_core.configs import ConfigError, config_from_dict
+from restore_core.configs import ConfigError, config_from_dict, did_you_mean
 from restore_core.degradations import SINGLE_DEGRADATIONS
 from restore_core.degradations.blur import BlurConfig, add_motion_blur
 from restore_core.degradations.haze import HazeConfig, add_haze
@@ -67,9 +66,7 @@ def degradation_config(name: str, options: dict):
     :class:`ConfigError`). A single number for a range field fixes it: ``sigma=25``
     is ``sigma=[25, 25]``."""
     if name not in DEGRADATIONS:
-        close = difflib.get_close_matches(name, DEGRADATIONS, n=1) or [known for known in DEGRADATIONS if name and name in known][:1]
-        guess = f" (did you mean {close[0]}?)" if close else ""
-        raise ConfigError(f"unknown degradation {name!r}{guess}; known: {', '.join(DEGRADATIONS)}")
+        raise ConfigError(f"unknown degradation {name!r}{did_you_mean(name, DEGRADATIONS)}; known: {', '.join(DEGRADATIONS)}")
     config_class = DEGRADATIONS[name][0]
     ranges = {spec.name for spec in dataclasses.fields(config_class) if str(spec.type) in _RANGE_TYPES}
     where = f"degradation_options ({name})"

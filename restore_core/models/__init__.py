@@ -8,13 +8,12 @@ is the single place where a model comes from.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from torch import nn
 
-from restore_core.configs import ConfigError, config_from_dict
+from restore_core.configs import ConfigError, config_from_dict, did_you_mean
 from restore_core.models.adms import ADMSNet, ClassifierConfig, DegradationClassifier
 from restore_core.models.golf import GolfNet, GolfNetConfig, GolfOptimizer
 from restore_core.models.infoflow import InfoFlowConfig, InfoFlowGenerator, PatchDiscriminator, PatchGANConfig
@@ -126,9 +125,7 @@ ARCHITECTURES: dict[str, Architecture] = {
 def parse_config(architecture: str, config: dict[str, Any]) -> Any:
     """Validate ``config`` against the architecture's dataclass."""
     if architecture not in ARCHITECTURES:
-        close = difflib.get_close_matches(architecture, ARCHITECTURES, n=1)
-        meant = f" (did you mean {close[0]}?)" if close else ""
-        raise ConfigError(f"unknown architecture {architecture!r}{meant}; known: {', '.join(sorted(ARCHITECTURES))}")
+        raise ConfigError(f"unknown architecture {architecture!r}{did_you_mean(architecture, ARCHITECTURES)}; known: {', '.join(sorted(ARCHITECTURES))}")
     return config_from_dict(ARCHITECTURES[architecture].config_class, config, architecture)
 
 

@@ -8,7 +8,6 @@ override fields from a TOML/JSON file or ``--set key=value``.
 
 from __future__ import annotations
 
-import difflib
 import json
 import shlex
 import tomllib
@@ -16,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from restore_core.configs import ConfigError, config_from_dict
+from restore_core.configs import ConfigError, config_from_dict, did_you_mean
 from restore_core.degradations import SINGLE_DEGRADATIONS
 from restore_core.presets import GOLF_FAST, INFOFLOW_DEHAZE, INFOFLOW_DENOISE, INFOFLOW_S, TAYLOR_DERAIN, UNET_S
 from restore_core.tasks import check_model_task
@@ -347,12 +346,6 @@ def _read_file(path: Path) -> dict[str, Any]:
     return tomllib.loads(text)
 
 
-def _did_you_mean(name: str) -> str:
-    """`` (did you mean taylor-derain?)`` for a near miss of a table recipe's name, else ''."""
-    close = difflib.get_close_matches(name, RECIPES, n=1)
-    return f" (did you mean {close[0]}?)" if close else ""
-
-
 def load_recipe(name_or_path: str) -> Recipe | ADMSRecipe:
     """A recipe from the table, or from a TOML/JSON file.
 
@@ -366,7 +359,7 @@ def load_recipe(name_or_path: str) -> Recipe | ADMSRecipe:
     if not path.is_file():
         if path.suffix.lower() in (".toml", ".json"):
             raise ConfigError(f"{path}: no such recipe file")
-        raise ConfigError(f"unknown recipe {name_or_path!r}{_did_you_mean(name_or_path)}; known: {', '.join(RECIPES)} (or a .toml/.json file)")
+        raise ConfigError(f"unknown recipe {name_or_path!r}{did_you_mean(name_or_path, RECIPES)}; known: {', '.join(RECIPES)} (or a .toml/.json file)")
     try:
         data = _read_file(path)
     except (ValueError, tomllib.TOMLDecodeError) as exc:
@@ -376,7 +369,7 @@ def load_recipe(name_or_path: str) -> Recipe | ADMSRecipe:
     base_name = data.pop("base") if isinstance(data.get("base"), str) else None
     if base_name is not None:
         if base_name not in RECIPES:
-            raise ConfigError(f"{path}: unknown base recipe {base_name!r}{_did_you_mean(base_name)}; known: {', '.join(RECIPES)}")
+            raise ConfigError(f"{path}: unknown base recipe {base_name!r}{did_you_mean(base_name, RECIPES)}; known: {', '.join(RECIPES)}")
         from restore_core.configs import config_to_dict
 
         merged = config_to_dict(RECIPES[base_name])
