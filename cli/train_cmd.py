@@ -346,16 +346,16 @@ def sets_of_another_task(chosen: Recipe | ADMSRecipe) -> list[str]:
     """A caution for each --data or --val folder that ``restore make-pairs`` made with a
     degradation other than the one the recipe removes (its degradation.json says so):
     training on, or measuring by, pairs of another task is rarely what was meant."""
-    from restore_core.datasets import recorded_degradation, recorded_task
+    from restore_core.datasets import recorded_degradation
+    from restore_core.tasks import task_of_degradation
 
     if isinstance(chosen, ADMSRecipe):
         return []
     cautions = []
     for flag, folders in (("--data", chosen.data.paired), ("--val", chosen.data.validation)):
         for folder in folders:
-            made = recorded_task(Path(folder))
-            if made is not None and made != chosen.task:
-                degradation = recorded_degradation(Path(folder))
+            degradation = recorded_degradation(Path(folder))
+            if task_of_degradation(degradation) not in (None, chosen.task):
                 cautions.append(f"{flag} {folder}: its pairs were made with {'mixed degradations' if degradation == 'mixed' else degradation} "
                                 f"(its degradation.json), and recipe {chosen.name} trains {chosen.task}")
     return cautions

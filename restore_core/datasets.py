@@ -31,7 +31,7 @@ from restore_core.io.folders import (
     resolve_folder, unpaired_images,
 )
 from restore_core.presets import declared_task
-from restore_core.tasks import RESTORATION_TASKS, TASK_DEGRADATION
+from restore_core.tasks import RESTORATION_TASKS, task_of_degradation
 
 
 class DatasetError(ValueError):
@@ -285,10 +285,7 @@ def recorded_degradation(root: Path | None) -> str | None:
 def recorded_task(root: Path | None) -> str | None:
     """The task of a paired set ``restore make-pairs`` made (:func:`recorded_degradation`
     ``noise``: a denoising set; ``mixed``: ``auto``), else None."""
-    degradation = recorded_degradation(root)
-    if degradation == "mixed":
-        return "auto"
-    return next((task for task, made in TASK_DEGRADATION.items() if made == degradation), None)
+    return task_of_degradation(recorded_degradation(root))
 
 
 # The degraded half of a paired folder named after its degradation: rainy/ + norain/,

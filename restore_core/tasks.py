@@ -12,6 +12,15 @@ from restore_core.configs import did_you_mean
 TASK_DEGRADATION: dict[str, str] = {"derain": "rain", "deblur": "motion-blur", "denoise": "noise", "dehaze": "haze"}
 RESTORATION_TASKS = tuple(TASK_DEGRADATION)
 
+
+def task_of_degradation(degradation: str | None) -> str | None:
+    """The task that removes ``degradation`` (``noise``: denoise; ``mixed``, one of the
+    four per image: auto), or None for a name that is none of them."""
+    if degradation == "mixed":
+        return "auto"
+    return next((task for task, removed in TASK_DEGRADATION.items() if removed == degradation), None)
+
+
 # What a checkpoint's ``task`` may say: one of the four restorations, "all" (an
 # all-in-one model, ADMS) or "any" (an architecture without a task of its own).
 MODEL_TASKS = (*RESTORATION_TASKS, "all", "any")
