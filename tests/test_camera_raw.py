@@ -99,7 +99,7 @@ def test_a_noisy_raw_photo_comes_out_a_16_bit_tiff_denoised_at_its_sensors_level
     nearer the photograph than that estimate told, and than the blind path (measured:
     noisy 26.07 dB, measured level 31.13, image's own estimate told 28.41, blind 28.78)."""
     pytest.importorskip("rawpy")
-    from restore_core.degradations.noise import estimate_noise_level
+    from restore_core.degradations.noise_level import estimate_noise_level
     from restore_core.io.images import read_image
 
     photo = scene()

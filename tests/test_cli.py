@@ -363,6 +363,9 @@ def test_mistakes_and_finished_batches_are_answered_without_torch(folder, tmp_pa
                         (("--root", str(folder), "--dataset", "rain100h"), "layout does not match")):
         refused = restore_without_torch("benchmark", *args)
         assert refused.returncode == 2 and words in refused.stderr and "torch imported" not in refused.stderr, (args, refused.stderr)
+    # make-pairs is NumPy work: a whole set is made without torch (noise_level.py holds the torch half of noise).
+    made = restore_without_torch("make-pairs", str(folder), str(tmp_path / "pairs"), "-d", "mixed")
+    assert made.returncode == 0 and "torch imported" not in made.stderr and len(list((tmp_path / "pairs" / "input").iterdir())) == 2, made.stderr
     for args, words in ((("--recipe", "taylor-deraim"), "did you mean taylor-derain?"), (("--recipe", "taylor-derain", "--set", "sed=1"), "did you mean 'seed'?"),
                         (("--out", str(tmp_path / "no-run"), "--resume"), "no run to resume there")):
         refused = restore_without_torch("train", *args)

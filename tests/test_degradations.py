@@ -6,7 +6,8 @@ import pytest
 
 from restore_core.degradations.blur import add_motion_blur, blur_image, motion_blur_kernel, trajectory
 from restore_core.degradations.haze import add_haze, depth_proxy, render_haze
-from restore_core.degradations.noise import NoiseConfig, add_noise, estimate_noise_level, gaussian_noise, jpeg_noise, measured_noise_level, poisson_gaussian_noise
+from restore_core.degradations.noise import NoiseConfig, add_noise, gaussian_noise, jpeg_noise, poisson_gaussian_noise
+from restore_core.degradations.noise_level import estimate_noise_level, measured_noise_level
 
 
 def test_gaussian_noise_has_the_requested_sigma():
@@ -69,7 +70,7 @@ def test_estimate_noise_level_leaves_out_clipped_areas():
     median reads the level a third low, the block estimate leaves those blocks out."""
     import torch
 
-    from restore_core.degradations.noise import MAD_TO_SIGMA, _diagonal_detail
+    from restore_core.degradations.noise_level import MAD_TO_SIGMA, _diagonal_detail
 
     image = np.full((256, 256, 3), 0.5, np.float32)
     image[:, :128] = 1.0
@@ -149,7 +150,7 @@ def test_calibrated_noise_level_follows_the_table():
     beyond the last pair; the table's order does not matter."""
     import torch
 
-    from restore_core.degradations.noise import calibrated_noise_level
+    from restore_core.degradations.noise_level import calibrated_noise_level
 
     table = [(10.0, 11.0), (1.0, 0.0), (5.0, 5.0)]
     residual = torch.tensor([0.5, 1.0, 3.0, 5.0, 7.5, 10.0, 20.0])
@@ -166,7 +167,7 @@ def test_residual_noise_level_of_a_perfect_denoiser_is_the_true_level():
     import torch
     from skimage import data
 
-    from restore_core.degradations.noise import residual_noise_level
+    from restore_core.degradations.noise_level import residual_noise_level
 
     photo = data.astronaut().astype(np.float32)[:128, :128] / 255.0
     noisy = gaussian_noise(photo, 20, np.random.default_rng(0))
@@ -219,7 +220,8 @@ def test_the_first_looks_tell_a_cameras_demosaiced_noise_from_white_noise_and_te
     import torch
     from skimage import data
 
-    from restore_core.degradations.noise import TOLD_PER_CORRELATED_STD, camera_noise, correlated_noise_weight, first_looks, level_for_correlated_noise
+    from restore_core.degradations.noise import camera_noise
+    from restore_core.degradations.noise_level import TOLD_PER_CORRELATED_STD, correlated_noise_weight, first_looks, level_for_correlated_noise
 
     as_batch = lambda a: torch.from_numpy(a.transpose(2, 0, 1)[None].copy())  # noqa: E731
     for photo in (data.astronaut()[:256, :256], data.chelsea()[:256, :256]):

@@ -219,7 +219,7 @@ def test_auto_sigma_tells_every_tile_the_whole_image_estimate():
     """A model with a noise-level input estimates each image's level when not told one
     (the default, --sigma auto): condition() estimates it on the whole image and every
     later forward call (one per tile) is told that level; 'blind' tells nothing."""
-    from restore_core.degradations.noise import estimate_noise_level
+    from restore_core.degradations.noise_level import estimate_noise_level
 
     torch.manual_seed(0)
     model = InfoFlowGenerator(InfoFlowConfig(levels=2, base_filters=4, info_accum=None, norm="none", residual=True, noise_level=True))
@@ -335,7 +335,7 @@ def test_auto_sigma_looks_twice_only_when_calibrated():
     --sigma auto (not under quick, blind or a told level, nor without a table); the
     second look's level, read off what the model removed, is what every later forward
     call is told."""
-    from restore_core.degradations.noise import residual_noise_level
+    from restore_core.degradations.noise_level import residual_noise_level
 
     table = ((1.0, 0.0), (20.0, 25.0), (40.0, 50.0))
     config = dict(levels=2, base_filters=4, info_accum=None, norm="none", residual=True, noise_level=True)
@@ -437,7 +437,7 @@ def test_shipped_grey_denoiser_reads_the_noise_of_textured_photos_better_in_two_
     from skimage import data
 
     from restore_core.checkpoint import load_checkpoint
-    from restore_core.degradations.noise import measured_noise_level
+    from restore_core.degradations.noise_level import measured_noise_level
     from restore_core.engine.runner import Restorer
     from restore_core.metrics import psnr, to_uint8_range
     from restore_core.presets import PRESETS, find_weights

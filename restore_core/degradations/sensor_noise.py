@@ -9,7 +9,7 @@ varies with
 
 (``gain``: photon shot noise through the sensor's conversion gain; ``floor``: read
 noise). On the mosaic the noise is white, so Donoho and Johnstone's estimator applies
-there as on a photograph (:func:`restore_core.degradations.noise.estimate_noise_level`),
+there as on a photograph (:func:`restore_core.degradations.noise_level.estimate_noise_level`),
 per colour plane and per brightness: the fit below is Foi's, simplified (blocks binned
 by their mean, the flattest fifth of each bin speaking for its variance, a straight
 line through the bins). After demosaicing, white balance, the colour matrix and the
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from restore_core.degradations.noise import MAD_TO_SIGMA
+from restore_core.degradations.noise_level import MAD_TO_SIGMA
 
 BLOCK = 8  # Haar coefficients a side per block (16 x 16 samples of one colour plane)
 BRIGHTNESS_BINS = 10

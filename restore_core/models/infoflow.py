@@ -35,14 +35,14 @@ that one denoiser runs blind (told nothing) or non-blind when told the level
 :class:`NoiseLevelEmbedding`; it too starts as an exact no-op. Told nothing at
 inference, such a model estimates each whole image's level itself and is told that
 (``--sigma auto``, the default): a first look from the image alone
-(:func:`~restore_core.degradations.noise.estimate_noise_level`, in :meth:`condition`
+(:func:`~restore_core.degradations.noise_level.estimate_noise_level`, in :meth:`condition`
 before tiling) and, when the checkpoint carries a calibration table
 (``noise_calibration``), a second look at what the model removes from a central
 crop told that first estimate
-(:func:`~restore_core.degradations.noise.residual_noise_level`, in
+(:func:`~restore_core.degradations.noise_level.residual_noise_level`, in
 :meth:`condition_on_first_pass`); where the first look, read at half resolution too,
 finds the noise correlated between neighbours (a camera's, demosaiced), the level is
-raised (:func:`~restore_core.degradations.noise.level_for_correlated_noise`).
+raised (:func:`~restore_core.degradations.noise_level.level_for_correlated_noise`).
 ``--sigma quick`` stops at the first look;
 ``--sigma blind`` runs the learned blind path.
 
@@ -60,9 +60,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from restore_core.degradations.noise import (
+from restore_core.degradations.noise import NoiseConfig
+from restore_core.degradations.noise_level import (
     FirstLooks,
-    NoiseConfig,
     correlated_noise_weight,
     estimate_noise_level,
     first_looks,

@@ -1,9 +1,9 @@
 """Noise-level calibration of a denoiser with a noise-level input.
 
 ``restore denoise --sigma auto`` looks twice: a first estimate from the image alone
-(:func:`~restore_core.degradations.noise.estimate_noise_level`), then the level the
+(:func:`~restore_core.degradations.noise_level.estimate_noise_level`), then the level the
 model removes from a central crop told that estimate
-(:func:`~restore_core.degradations.noise.residual_noise_level`). A denoiser leaves a
+(:func:`~restore_core.degradations.noise_level.residual_noise_level`). A denoiser leaves a
 little of the noise in (more of it at light noise), so the removed level reads a few
 percent under the truth, by an amount that belongs to each model. This module measures
 that: it noises clean images at known levels, runs exactly the first look the engine
@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from restore_core.checkpoint import load_checkpoint, update_config
-from restore_core.degradations.noise import estimate_noise_level, gaussian_noise, measured_noise_level
+from restore_core.degradations.noise import gaussian_noise
+from restore_core.degradations.noise_level import estimate_noise_level, measured_noise_level
 from restore_core.engine.tiling import central_crop, run_padded
 from restore_core.training.data import is_grey
 
