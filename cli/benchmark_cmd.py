@@ -187,7 +187,9 @@ def benchmark(
     speed_sizes = [_parse_size(size) for size in sizes.split(",")]  # checked before any model loads
     if task is not None and task not in DEFAULT_MODEL_FOR_TASK:
         fail(f"--task {task!r}: expected one of {', '.join(DEFAULT_MODEL_FOR_TASK)}", code=2)
-    task, task_source = (task, "--task") if task is not None else benchmark_task(dataset, root, models)
+    inferred = benchmark_task(dataset, root, models) if task is None else None
+    guessed = task is None and inferred is None  # nothing says which: derain's, said below
+    task = task or inferred or "derain"
     try:
         check_cpu_threads(threads)
     except ValueError as exc:
@@ -218,7 +220,7 @@ def benchmark(
                 for caution in {descriptor.apply_setting(setting, value, flag) for descriptor in descriptors} - {None}:
                     if not quiet:
                         warn(caution)
-        if task_source == "default" and not (models or route or timing or quiet) and root is not None:
+        if guessed and not (models or route or timing or quiet) and root is not None:
             say(f"note: nothing says which degradation {root} holds, so it is scored as deraining with {names[0]} "
                 "(--task derain, deblur, denoise, dehaze or auto, or -m MODEL, to choose)")
         if not quiet:  # as the restore commands warn: numbers scored so are easily misread

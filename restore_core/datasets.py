@@ -313,17 +313,13 @@ def models_task(models: list[str]) -> str | None:
     return declared.pop() if len(declared) == 1 and declared <= {*RESTORATION_TASKS, "auto"} else None
 
 
-def benchmark_task(dataset: str, root: Path | None, models: list[str]) -> tuple[str, str]:
+def benchmark_task(dataset: str, root: Path | None, models: list[str]) -> str | None:
     """The task of a benchmark not told one, which picks the default model, the
-    self-ensemble's views and what an all-in-one model removes, and what gave it: the
-    named dataset's (``cbsd68``: denoise); else the degradation a ``make-pairs`` set
-    records; else its folders' names (``hazy/``: dehaze); else the task all the given
-    models share; else derain, for want of any sign (``"default"``)."""
-    for task, source in ((dataset_task(dataset), "--dataset"), (recorded_task(root), "its degradation.json"),
-                         (layout_task(root), "its folder names"), (models_task(models), "the models")):
-        if task is not None:
-            return task, source
-    return "derain", "default"
+    self-ensemble's views and what an all-in-one model removes: the named dataset's
+    (``cbsd68``: denoise); else the degradation a ``make-pairs`` set records; else its
+    folders' names (``hazy/``: dehaze); else the task all the given models share; None
+    where nothing says (the caller falls back on derain, and says so)."""
+    return dataset_task(dataset) or recorded_task(root) or layout_task(root) or models_task(models)
 
 
 def load_dataset(name: str, root: Path, sigma: float = 25.0, float_noise: bool = False) -> Dataset:
