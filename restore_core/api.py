@@ -137,7 +137,7 @@ class ImageRestorer:
     """A loaded model on its device: call it on an image, or let it restore files.
 
     Calling it takes a NumPy array (H x W grey, or H x W x C with C = 1, 2, 3, 4 for
-    grey, grey + alpha, RGB, RGBA; RGB order; uint8, uint16, or float in [0, 1]) and
+    grey, grey + alpha, RGB, RGBA; RGB order; uint8, uint16, or float16/32/64 in [0, 1]) and
     returns the restored image in the same shape and sample type, the alpha plane
     untouched. A torch tensor (3 x H x W or N x 3 x H x W, float in [0, 1]) gives a
     float32 tensor on the tensor's device. Floats are clipped to [0, 1], with a
@@ -191,11 +191,14 @@ class ImageRestorer:
     def _restore_tensor(self, image: torch.Tensor) -> torch.Tensor:
         if image.ndim not in (3, 4) or image.shape[-3] != 3 or not image.is_floating_point():
             raise ValueError(f"expected a float tensor 3 x H x W or N x 3 x H x W in [0, 1], got {tuple(image.shape)} {image.dtype}")
+        if image.numel() == 0:
+            raise ValueError(f"empty image (shape {tuple(image.shape)})")
+        image = image.detach()  # restoring is not differentiated through
         if not torch.isfinite(image).all():
             raise ValueError("the image holds NaN or infinite values")
         _warn_outside_unit_range(float(image.min()), float(image.max()), stacklevel=3)
         batch = image.unsqueeze(0) if image.ndim == 3 else image
-        restored = self._run(batch.detach().clamp(0, 1)).to(image.device, image.dtype)  # in the caller's type, as arrays are
+        restored = self._run(batch.clamp(0, 1)).to(image.device, image.dtype)  # in the caller's type, as arrays are
         return restored[0] if image.ndim == 3 else restored
 
     def _run(self, batch: torch.Tensor) -> torch.Tensor:

@@ -52,6 +52,7 @@ def test_shipped_derainer_from_python_improves_the_samples_and_equals_the_cli(tm
     ((20, 28, 4), np.uint8),       # RGBA
     ((20, 28, 3), np.float32),
     ((20, 28, 4), np.float64),
+    ((20, 28, 3), np.float16),     # was refused, though half tensors were taken
 ])
 def test_arrays_come_back_in_their_shape_and_type_with_alpha_untouched(tiny, shape, dtype, rng):
     if np.dtype(dtype).kind == "f":
@@ -111,6 +112,18 @@ def test_floats_well_outside_0_1_are_clipped_with_a_warning_naming_the_range(tin
     with pytest.warns(RuntimeWarning, match=r"span \[-1, 1\].*undo the normalisation") as caught:
         tiny(torch.linspace(-1, 1, 3 * 16 * 16).reshape(3, 16, 16))
     assert caught[0].filename == __file__
+
+
+def test_an_empty_tensor_is_refused_and_a_tensor_needing_gradients_is_taken_without_torchs_warning(tiny):
+    """An empty tensor ended in torch's RuntimeError from min(); a tensor with
+    requires_grad drew torch's 'Converting a tensor with requires_grad=True to a
+    scalar' UserWarning from the range check."""
+    with pytest.raises(ValueError, match=r"empty image \(shape \(3, 0, 5\)\)"):
+        tiny(torch.rand(3, 0, 5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        restored = tiny(torch.rand(3, 16, 16, requires_grad=True))
+    assert not restored.requires_grad
 
 
 @pytest.mark.parametrize("bad, message", [

@@ -224,7 +224,7 @@ def _to_unit_float(array: np.ndarray) -> tuple[np.ndarray, int]:
         return np.divide(array, 255.0, dtype=np.float32), 8
     if array.dtype == np.uint16:
         return np.divide(array, 65535.0, dtype=np.float32), 16
-    if array.dtype in (np.float32, np.float64):
+    if array.dtype in (np.float16, np.float32, np.float64):
         # Values beyond [0, 1] are clipped (an HDR float TIFF: infinities too); a NaN has
         # no value to clip to, and reached the model, whose output was then blamed.
         unit = np.clip(array.astype(np.float32), 0.0, 1.0)
@@ -693,7 +693,7 @@ ARRAY_LAYOUTS = {1: "grey", 2: "grey+alpha", 3: "rgb", 4: "rgba"}  # channels ->
 def from_array(array: np.ndarray) -> LoadedImage:
     """An in-memory image as the model takes it: H x W (grey) or H x W x C with C = 1
     (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA), in RGB order (OpenCV's BGR arrays
-    must be converted first); uint8, uint16, or float in [0, 1] (clipped to it).
+    must be converted first); uint8, uint16, or float (16, 32 or 64 bits) in [0, 1], clipped to it.
     The alpha plane travels untouched, as it does from a file; :func:`to_array`
     puts the restored pixels back in the same layout and sample type."""
     if not isinstance(array, np.ndarray):
@@ -702,8 +702,8 @@ def from_array(array: np.ndarray) -> LoadedImage:
         raise ValueError(f"expected H x W or H x W x C with C in 1-4, got shape {array.shape}")
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise ValueError(f"empty image (shape {array.shape})")
-    if array.dtype not in (np.uint8, np.uint16, np.float32, np.float64):
-        raise ValueError(f"unsupported sample type {array.dtype}: use uint8, uint16, or float32/float64 in [0, 1]")
+    if array.dtype not in (np.uint8, np.uint16, np.float16, np.float32, np.float64):
+        raise ValueError(f"unsupported sample type {array.dtype}: use uint8, uint16, or float16/32/64 in [0, 1]")
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise ValueError("the image holds NaN or infinite values")
     planes = array[..., None] if array.ndim == 2 else array
