@@ -302,7 +302,10 @@ class ImageRestorer:
             if isinstance(source, (str, os.PathLike)):
                 jobs = collect_inputs(os.fspath(source), recursive, None, out_dir, unreadable)
             else:  # a list of paths: as on the CLI's stdin
-                jobs = collect_inputs("-", stdin_lines=[os.fspath(path) for path in source])
+                paths = [os.fspath(path) for path in source]
+                if not any(path.strip() for path in paths):
+                    raise InputError(f"no paths in the list given ({len(paths)} empty)" if paths else "an empty list of paths")
+                jobs = collect_inputs("-", stdin_lines=paths)
         except InputError as exc:
             raise ValueError(str(exc)) from None
         plan = plan_batch(jobs, out_dir, suffix, ext, overwrite, skip_existing, frames=temporal > 0, video_frames=frames is not None)

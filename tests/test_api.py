@@ -138,6 +138,14 @@ def test_bad_arrays_are_refused_with_the_cause(tiny, bad, message):
         tiny(bad)
 
 
+def test_an_empty_list_of_paths_is_refused_as_such(tiny, tmp_path):
+    """It was refused as "no paths on stdin", the CLI's words."""
+    with pytest.raises(ValueError, match="^an empty list of paths$"):
+        tiny.restore_files([], tmp_path / "out")
+    with pytest.raises(ValueError, match=r"^no paths in the list given \(2 empty\)$"):
+        tiny.restore_files(["", " "], tmp_path / "out")
+
+
 def test_restore_files_streams_a_folder_and_reports_a_corrupt_file(tiny, tmp_path, rng):
     src = tmp_path / "in"
     (src / "sub").mkdir(parents=True)
