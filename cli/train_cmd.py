@@ -186,6 +186,8 @@ def train(
             training_data = prepare_data(chosen, pool, out, dist_info, images_read)
         except (TrainingError, ValueError, OSError) as exc:
             fail(str(exc), code=2)
+    for undecodable in training_data.summary.get("undecodable", []) if dist_info.is_main else []:  # each, as a restore command says a bad input
+        warn(f"{undecodable['path']}: {undecodable['cause']}; left out of training")
     log(f"data: {describe(training_data.summary)} (all of it: {out / 'data.json'})")
     if not training_data.validation:
         log("no validation set: the run is not measured while it trains and keeps no best.safetensors "

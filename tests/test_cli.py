@@ -824,17 +824,31 @@ def test_shipped_default_models_improve_their_embedded_sets(task, model, gain):
     assert rows[model]["psnr_y"] > rows["input"]["psnr_y"] + gain
 
 
-def test_unreadable_data_image_stops_train_and_benchmark_with_one_line(tmp_path, tiny_checkpoint, rng):
-    """Training and benchmark data must all be readable: a corrupt file is named, exit 2, no traceback."""
+def test_a_corrupt_training_image_is_named_and_left_out_and_a_corrupt_benchmark_pair_stops_the_score(tmp_path, tiny_checkpoint, rng):
+    """A training folder's corrupt file (one truncated JPEG among thousands of photos)
+    stopped the run before its first step, naming only the first such file: each is now
+    a warning, left out (data.json lists them) and training goes on. A benchmark still
+    stops with one line, exit 2: a score over part of a set is not the set's score."""
     clean = tmp_path / "clean"
     clean.mkdir()
     cv2.imwrite(str(clean / "good.png"), rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
     (clean / "broken.png").write_bytes(b"not an image")
+    (clean / "cut.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     trained = restore("train", "--recipe", "infoflow-denoise", "--clean", str(clean), "--no-builtin-photographs",
                       "--steps", "1", "--set", "pretrain_steps=0", "--patch-size", "32", "--batch-size", "1", "--out", str(tmp_path / "run"))
-    assert trained.returncode == 2
-    assert "broken.png: cannot decode image" in trained.stderr and "Traceback" not in trained.stderr
-    assert not (tmp_path / "run" / "model.safetensors").exists()
+    assert trained.returncode == 0, trained.stderr
+    for name in ("broken.png", "cut.jpg"):
+        assert f"warning: {clean / name}: cannot decode image (corrupt, truncated or unsupported format); left out of training" in trained.stderr
+    assert f"2 files that could not be decoded left out ({clean / 'broken.png'}, {clean / 'cut.jpg'})" in trained.stderr
+    assert "Traceback" not in trained.stderr
+    recorded = json.loads((tmp_path / "run" / "data.json").read_text())
+    assert [entry["path"] for entry in recorded["undecodable"]] == [str(clean / "broken.png"), str(clean / "cut.jpg")]
+    assert recorded["clean"] == {str(clean): 1} and (tmp_path / "run" / "model.safetensors").is_file()
+
+    (clean / "good.png").unlink()  # nothing left to train on: said as such
+    again = restore("train", "--recipe", "infoflow-denoise", "--clean", str(clean), "--no-builtin-photographs",
+                    "--steps", "1", "--set", "pretrain_steps=0", "--patch-size", "32", "--out", str(tmp_path / "run2"))
+    assert again.returncode == 2 and "no training images left: 2 files that could not be decoded (" in again.stderr
 
     pairs = tmp_path / "pairs"
     for side in ("input", "target"):

@@ -286,6 +286,25 @@ def test_a_pair_of_two_sizes_is_refused_before_training(tmp_path, role):
         prepare_data(replace(recipe, data=data))
 
 
+def test_a_corrupt_training_pair_is_left_out_and_a_corrupt_validation_pair_stops(tmp_path):
+    """Either half of a --data pair that cannot be decoded leaves the pair out (named in
+    the summary); the same file in a --val folder is an error, as a score over part of
+    a validation set would change what the run's best checkpoint means."""
+    folder = tmp_path / "pairs"
+    for name in ("input", "target"):
+        (folder / name).mkdir(parents=True)
+        for i in range(3):
+            cv2.imwrite(str(folder / name / f"{i}.png"), np.full((40, 40, 3), 50 * i, np.uint8))
+    (folder / "target" / "1.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
+    recipe = _recipe(tmp_path, steps=1)
+    data = prepare_data(replace(recipe, data=replace(recipe.data, clean=(), builtin_photographs=False, paired=(str(folder),))))
+    assert data.summary["paired"][str(folder)]["train"] == 2 and len(data.sampler.paired) == 2
+    assert data.summary["undecodable"] == [{"path": str(folder / "target" / "1.png"),
+                                            "cause": "cannot decode image (corrupt, truncated or unsupported format)"}]
+    with pytest.raises(ValueError, match=r"target/1.png: cannot decode image"):
+        prepare_data(replace(recipe, data=replace(recipe.data, validation=(str(folder),))))
+
+
 def test_a_corrupt_state_file_is_a_training_error_not_a_traceback(tmp_path):
     recipe = _recipe(tmp_path, steps=2)
     trainer = Trainer(recipe, tmp_path / "run", torch.device("cpu"), log=lambda s: None)
@@ -411,10 +430,10 @@ def test_torchrun_ranks_share_one_disk_pool_and_a_reading_failure_stops_them_all
     clean, recipe_file = _tiny_run_files(tmp_path, steps=4, checkpoint_every=2, val_every=1000)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "OMP_NUM_THREADS": "1"}
 
-    def run(out: Path, pool: str, ranks: int = 2):
+    def run(out: Path, pool: str, ranks: int = 2, *more: str):
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks), "-m", "cli.main"]
         return subprocess.run(command + ["train", "--recipe", str(recipe_file), "--clean", str(clean), "--no-builtin-photographs",
-                                         "--out", str(out), "--pool", pool, "-q"], capture_output=True, text=True, env=env, timeout=300)
+                                         "--out", str(out), "--pool", pool, "-q", *more], capture_output=True, text=True, env=env, timeout=300)
 
     shared, alone = run(tmp_path / "shared", "disk"), run(tmp_path / "memory", "memory")
     for result in (shared, alone):
@@ -426,10 +445,13 @@ def test_torchrun_ranks_share_one_disk_pool_and_a_reading_failure_stops_them_all
     b = load_checkpoint(tmp_path / "memory" / "model.safetensors").model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
 
-    (clean / "broken.png").write_bytes(b"not a png")
-    failed = run(tmp_path / "failed", "disk")
+    pairs = tmp_path / "pairs"  # a pair of two sizes: an error of the reading rank (a corrupt image is only left out)
+    for name, size in (("input", (48, 40)), ("target", (40, 40))):
+        (pairs / name).mkdir(parents=True)
+        cv2.imwrite(str(pairs / name / "1.png"), np.zeros((*size, 3), np.uint8))
+    failed = run(tmp_path / "failed", "disk", 2, "--data", str(pairs))
     assert failed.returncode != 0, failed.stderr[-3000:]
-    assert "error: " + str(clean / "broken.png") + ": cannot decode image" in failed.stderr, failed.stderr[-3000:]
+    assert "error: " + str(pairs / "input" / "1.png") + " is 40x48 but its reference" in failed.stderr, failed.stderr[-3000:]
     assert "error: rank 0, which reads the training data for this machine, failed: " in failed.stderr, failed.stderr[-3000:]
     assert not [p.name for p in (tmp_path / "failed").iterdir() if p.name.startswith(".restore-pool")]
 

@@ -29,7 +29,7 @@ from restore_core.degradations.table import make_degradation
 from restore_core.engine.inputs import describe_unreadable
 from restore_core.engine.memory import available_memory_bytes
 from restore_core.io.folders import ImagesWithoutReferences, list_images, list_training_pairs, list_unreadable_images, reference_border, unpaired_images
-from restore_core.io.images import READABLE_EXTENSIONS, atomic_write_bytes, how_to_read
+from restore_core.io.images import READABLE_EXTENSIONS, ImageError, atomic_write_bytes, how_to_read
 from restore_core.training import data as D
 from restore_core.training.distributed import DistInfo, barrier, rank_zeros_choice
 from restore_core.training.errors import TrainingError
@@ -96,19 +96,28 @@ def _thumbnail_of(path: Path) -> np.ndarray:
     return D.thumbnail(D.read_rgb(path))
 
 
-def _pool_image(image: np.ndarray | Path) -> tuple[np.ndarray, np.ndarray, bool]:
+def _pool_image(image: np.ndarray | Path) -> tuple[np.ndarray, np.ndarray, bool] | ImageError:
     """(8-bit copy, thumbnail, whether grey) of an image or of the image file at a path:
     what the pool keeps, what the leakage check compares, and what the sampler's colour
-    mix needs. Runs in the reading threads."""
+    mix needs; or the ImageError of a file that cannot be decoded (a training image is
+    left out for it, not the run). Runs in the reading threads."""
     if isinstance(image, Path):
-        image = D.read_rgb(image)
+        try:
+            image = D.read_rgb(image)
+        except ImageError as exc:
+            return exc
     small = D.to_uint8(image)
     return small, D.thumbnail(image), D.is_grey(small)
 
 
-def _pool_pair(paths: tuple[Path, Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(8-bit degraded, 8-bit clean, clean thumbnail) of a training pair."""
-    degraded, clean = _read_pair(*paths)
+def _pool_pair(paths: tuple[Path, Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | ImageError:
+    """(8-bit degraded, 8-bit clean, clean thumbnail) of a training pair, or the
+    ImageError of a half that cannot be decoded (a pair of other sizes stays an error:
+    a folder's layout mistake, not one broken file)."""
+    try:
+        degraded, clean = _read_pair(*paths)
+    except ImageError as exc:
+        return exc
     return D.to_uint8(degraded), D.to_uint8(clean), D.thumbnail(clean)
 
 
@@ -272,6 +281,9 @@ def nothing_left(summary: dict) -> str:
         why.append(f"{len(excluded)} left out as near-duplicates of validation or --exclude-like images ({_first_few(excluded)})")
     if unpaired := summary.get("unpaired"):
         why.append(f"{len(unpaired)} images in no pair ({_first_few(unpaired)})")
+    if undecodable := summary.get("undecodable"):
+        first = undecodable[0]
+        why.append(f"{_files(len(undecodable))} that could not be decoded ({first['path']}: {first['cause']}" + (", ..." if len(undecodable) > 1 else "") + ")")
     return "no training images left: " + "; ".join(why) if why else "no training images in the folders given"
 
 
@@ -292,6 +304,8 @@ def describe(summary: dict) -> str:
                      f"({describe_unreadable(map(Path, summary['unreadable']))})")
     if unpaired := summary.get("unpaired"):
         parts.append(f"{len(unpaired)} images in no pair (input or target missing) left out ({_first_few(unpaired)})")
+    if undecodable := summary.get("undecodable"):
+        parts.append(f"{_files(len(undecodable))} that could not be decoded left out ({_first_few([entry['path'] for entry in undecodable])})")
     patch = summary.get("patch_size")
     if small := summary.get("pairs_smaller_than_patch"):
         parts.append(f"{len(small)} pairs smaller than the {patch}-pixel patch left out ({_first_few(small)})")
@@ -303,6 +317,10 @@ def describe(summary: dict) -> str:
     if summary.get("validation_mib"):
         parts.append(f"validation {summary['validation_mib']} MiB")
     return "; ".join(parts)
+
+
+def _files(count: int) -> str:
+    return f"{count} file" if count == 1 else f"{count} files"
 
 
 def _first_few(names: list[str], shown: int = 2) -> str:
@@ -357,6 +375,7 @@ def _read_sources(recipe: Recipe, listing: _Listing, store: ImagePool, progress:
     summary: dict = {"paired": {}, "clean": {}, "excluded_near_duplicates": 0, "excluded": [],
                      "unreadable": [str(path) for path in listing.unreadable],
                      "unpaired": [str(path) for path in listing.unpaired],
+                     "undecodable": [],  # {"path", "cause"} of training files that could not be decoded (corrupt, truncated), left out
                      "patch_size": recipe.patch_size, "pairs_smaller_than_patch": [], "clean_enlarged": [],
                      "holdout_every": cfg.holdout_every}
 
@@ -381,8 +400,12 @@ def _read_sources(recipe: Recipe, listing: _Listing, store: ImagePool, progress:
     paired: list[D.PairedImage] = []
     for folder, (train_pairs, held) in listing.splits.items():
         kept = 0
-        for (_, target), (degraded, clean, thumb) in zip(train_pairs, read_ahead(train_pairs, _pool_pair)):
+        for (_, target), loaded in zip(train_pairs, read_ahead(train_pairs, _pool_pair)):
             tell()
+            if isinstance(loaded, ImageError):
+                summary["undecodable"].append({"path": str(loaded.path), "cause": loaded.cause})
+                continue
+            degraded, clean, thumb = loaded
             # A pair smaller than the patch is left out, not enlarged: resizing would change
             # its degradation (noise grains, streak widths), which is what the pair is for.
             if size := smaller_than_patch(degraded):
@@ -400,8 +423,12 @@ def _read_sources(recipe: Recipe, listing: _Listing, store: ImagePool, progress:
         sources.append(("skimage.data", [f"skimage.data#{i}" for i in range(len(listing.photos))], listing.photos))
     for name, names, images in sources:
         kept = 0
-        for image_name, (image, thumb, grey) in zip(names, read_ahead(images, _pool_image)):
+        for image_name, loaded in zip(names, read_ahead(images, _pool_image)):
             tell()
+            if isinstance(loaded, ImageError):
+                summary["undecodable"].append({"path": str(loaded.path), "cause": loaded.cause})
+                continue
+            image, thumb, grey = loaded
             if not left_out(thumb, image_name):
                 # A clean image is enlarged to the patch instead (D.PatchSampler): its
                 # degradation is synthesized afterwards, at the training scale.
