@@ -97,40 +97,47 @@ SCORING_ONLY = ("--root", "--dataset", "--sigma", "--float-noise", "--limit", "-
                 "--self-ensemble", "--ensemble-views", "--route", "--temporal")
 
 
+# --help panels (the models and their settings stay under "Options").
+DATA_PANEL = "Data and scoring"
+OUTPUT_PANEL = "Output"
+DEVICE_PANEL = "Device and memory"
+TIMING_PANEL = "Timing instead of scoring"
+
+
 def benchmark(
     ctx: typer.Context,
-    dataset: str = typer.Option("paired", "--dataset", "-d", autocompletion=completion.datasets, help="Dataset layout: paired, rain100h, rain100l, test100, rain1200, gopro, hide, realblur-j, realblur-r, sidd, sots-indoor, sots-outdoor, cbsd68, kodak24, mcmaster, bsd68, set12."),
-    root: Optional[Path] = typer.Option(None, "--root", help="Dataset folder. Default: the bundled samples (a small synthetic set)."),
-    sigma: float = typer.Option(25.0, "--sigma", help="Noise level (0-255 scale) for the clean-only denoising sets."),
-    float_noise: bool = typer.Option(False, "--float-noise", help="Clean-only denoising sets: keep the noisy image in floating point, neither rounded to 8 bits nor clipped (most papers' protocol; the models see it clipped to [0, 1])."),
+    dataset: str = typer.Option("paired", "--dataset", "-d", autocompletion=completion.datasets, help="Dataset layout: paired, rain100h, rain100l, test100, rain1200, gopro, hide, realblur-j, realblur-r, sidd, sots-indoor, sots-outdoor, cbsd68, kodak24, mcmaster, bsd68, set12.", rich_help_panel=DATA_PANEL),
+    root: Optional[Path] = typer.Option(None, "--root", help="Dataset folder. Default: the bundled samples (a small synthetic set).", rich_help_panel=DATA_PANEL),
+    sigma: float = typer.Option(25.0, "--sigma", help="Noise level (0-255 scale) for the clean-only denoising sets.", rich_help_panel=DATA_PANEL),
+    float_noise: bool = typer.Option(False, "--float-noise", help="Clean-only denoising sets: keep the noisy image in floating point, neither rounded to 8 bits nor clipped (most papers' protocol; the models see it clipped to [0, 1]).", rich_help_panel=DATA_PANEL),
     models: list[str] = typer.Option([], "--model", "-m", autocompletion=completion.models, help="Preset or .safetensors file; repeat to compare side by side."),
     task: Optional[str] = typer.Option(None, "--task", autocompletion=completion.tasks, help="derain, deblur, denoise, dehaze or auto: picks the default model, the self-ensemble's views and, without --root, the embedded synthetic set; an all-in-one model (adms) restores this degradation, or detects it per image with auto. Default: the --dataset's task (denoise for cbsd68, ...), else the degradation a restore make-pairs set records, else its folders' names (noisy/, hazy/, blur/, rainy/), else the task the models share (auto for adms), else derain."),
-    limit: int = typer.Option(0, "--limit", help="Only the first N pairs (0 = all)."),
-    crop_border: int = typer.Option(0, "--crop-border", help="Pixels cropped from every border before scoring."),
-    save_images: Optional[Path] = typer.Option(None, "--save-images", help="Write restored images to DIR/<model>/."),
-    device: str = typer.Option("auto", "--device", autocompletion=completion.devices, help="auto, cpu, cuda, ..."),
-    precision: str = typer.Option("auto", "--precision", autocompletion=completion.precisions, help="auto, fp32, fp16, bf16."),
-    tile: int = typer.Option(0, "--tile", help="Tile size (0 = whole images)."),
-    as_json: bool = typer.Option(False, "--json", help="One JSON object on stdout."),
-    csv_path: Optional[Path] = typer.Option(None, "--csv", help="Write per-image rows to this CSV file."),
-    markdown_path: Optional[Path] = typer.Option(None, "--markdown", help="Write a Markdown table (for model cards)."),
-    speed: bool = typer.Option(False, "--speed", help="Measure throughput instead: end-to-end CLI vs bare forward pass."),
-    sizes: str = typer.Option("480x320,1280x720", "--sizes", help="With --speed: image sizes, WIDTHxHEIGHT,..."),
-    count: int = typer.Option(8, "--count", help="With --speed: images per size."),
+    limit: int = typer.Option(0, "--limit", help="Only the first N pairs (0 = all).", rich_help_panel=DATA_PANEL),
+    crop_border: int = typer.Option(0, "--crop-border", help="Pixels cropped from every border before scoring.", rich_help_panel=DATA_PANEL),
+    save_images: Optional[Path] = typer.Option(None, "--save-images", help="Write restored images to DIR/<model>/.", rich_help_panel=OUTPUT_PANEL),
+    device: str = typer.Option("auto", "--device", autocompletion=completion.devices, help="auto, cpu, cuda, ...", rich_help_panel=DEVICE_PANEL),
+    precision: str = typer.Option("auto", "--precision", autocompletion=completion.precisions, help="auto, fp32, fp16, bf16.", rich_help_panel=DEVICE_PANEL),
+    tile: int = typer.Option(0, "--tile", help="Tile size (0 = whole images).", rich_help_panel=DEVICE_PANEL),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object on stdout.", rich_help_panel=OUTPUT_PANEL),
+    csv_path: Optional[Path] = typer.Option(None, "--csv", help="Write per-image rows to this CSV file.", rich_help_panel=OUTPUT_PANEL),
+    markdown_path: Optional[Path] = typer.Option(None, "--markdown", help="Write a Markdown table (for model cards).", rich_help_panel=OUTPUT_PANEL),
+    speed: bool = typer.Option(False, "--speed", help="Measure throughput instead: end-to-end CLI vs bare forward pass.", rich_help_panel=TIMING_PANEL),
+    sizes: str = typer.Option("480x320,1280x720", "--sizes", help="With --speed: image sizes, WIDTHxHEIGHT,...", rich_help_panel=TIMING_PANEL),
+    count: int = typer.Option(8, "--count", help="With --speed: images per size.", rich_help_panel=TIMING_PANEL),
     iterations: Optional[int] = typer.Option(None, "--iterations", help="Golf Optimizer models: taps of G (as restore deblur --iterations)."),
     model_sigma: Optional[str] = typer.Option(None, "--model-sigma", callback=parse_sigma, autocompletion=completion.noise_levels, help="Denoisers with a noise-level input: the level they are told, auto, quick or blind (as restore denoise --sigma); default: auto."),
     blend_temperature: Optional[float] = typer.Option(None, "--blend-temperature", help="ADMS models: how sharply the classifier's probabilities weight the filters (as restore auto --no-route --blend-temperature)."),
     recompose_radius: Optional[int] = typer.Option(None, "--recompose-radius", help="Dehazers: scattering-model recomposition radius (as restore dehaze --recompose-radius; 0 = off)."),
     darken_only: Optional[bool] = typer.Option(None, "--darken-only/--no-darken-only", help="Derainers: output never brighter than the input, or not (as restore derain --darken-only)."),
-    growth: bool = typer.Option(False, "--growth", help="Measure cost growth: wall time vs number of images (10/100/1000) and vs pixels per image, plus start-up."),
-    compile_model: bool = typer.Option(False, "--compile", help="torch.compile the models (with --speed: compare against eager)."),
-    threads: int = typer.Option(0, "--threads", help="CPU threads for torch (0 = torch's default)."),
+    growth: bool = typer.Option(False, "--growth", help="Measure cost growth: wall time vs number of images (10/100/1000) and vs pixels per image, plus start-up.", rich_help_panel=TIMING_PANEL),
+    compile_model: bool = typer.Option(False, "--compile", help="torch.compile the models (with --speed: compare against eager).", rich_help_panel=DEVICE_PANEL),
+    threads: int = typer.Option(0, "--threads", help="CPU threads for torch (0 = torch's default).", rich_help_panel=DEVICE_PANEL),
     self_ensemble: bool = typer.Option(False, "--self-ensemble", help="Also score each model averaged over the task's flipped/rotated views (rows <model>-xN, N views)."),
     ensemble_views: Optional[int] = typer.Option(None, "--ensemble-views", help="Self-ensemble over this many of the task's views (as restore denoise --ensemble-views); implies --self-ensemble."),
     route: bool = typer.Option(False, "--route", help="All-in-one models (adms): also score routing each image to the single-task model of the degradation their classifier finds, as restore auto does (rows <model>-routed); without --model, adms."),
-    temporal: int = typer.Option(0, "--temporal", help="The pairs are frames of sequences (each folder of names one, in name order: GoPro's scenes): also score each model's frames smoothed with this many neighbours on each side, as restore --temporal does (rows <model>-tR), from the same pass of the model."),
-    temporal_strength: float = typer.Option(4.0, "--temporal-strength", help="With --temporal: as restore --temporal-strength."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No warnings on stderr (errors still), and no tables where --json, --csv or --markdown carry the results."),
+    temporal: int = typer.Option(0, "--temporal", help="The pairs are frames of sequences (each folder of names one, in name order: GoPro's scenes): also score each model's frames smoothed with this many neighbours on each side, as restore --temporal does (rows <model>-tR), from the same pass of the model.", rich_help_panel=DATA_PANEL),
+    temporal_strength: float = typer.Option(4.0, "--temporal-strength", help="With --temporal: as restore --temporal-strength.", rich_help_panel=DATA_PANEL),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No warnings on stderr (errors still), and no tables where --json, --csv or --markdown carry the results.", rich_help_panel=OUTPUT_PANEL),
 ) -> None:
     """Score models on a paired dataset (with the input as a baseline row), or time them.
 

@@ -559,6 +559,13 @@ TASK_EXAMPLES = {
 }
 
 
+# The --help panels of the restore commands' options (the model and what it does stay under "Options").
+OUTPUT_PANEL = "Output"
+BATCH_PANEL = "Inputs and batch jobs"
+SPEED_PANEL = "Speed and memory"
+VIDEO_PANEL = "Videos and image sequences"
+
+
 def make_restore_command(task: str, verb: str) -> Callable[..., None]:
     """Build the Typer command for ``task`` (e.g. derain) with the shared options,
     plus the task's own options from :data:`TASK_OPTIONS`."""
@@ -571,31 +578,31 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
         out_dir: Path = typer.Argument(..., metavar="OUT", help="Output folder (sub-folders of IN are mirrored); or, when IN is one image (video), the output file if OUT ends in an image (video) extension and is not a folder."),
         model: Optional[str] = typer.Option(None, "--model", "-m", autocompletion=completion.models, help=f"Preset name or .safetensors file (default: {default_model})."),
         device: str = typer.Option("auto", "--device", autocompletion=completion.devices, help="auto (CUDA if present, else CPU), cpu, cuda, cuda:1, ..."),
-        tile: int = typer.Option(0, "--tile", help="Restore in tiles of this size (0 = whole image, tiled automatically on the CPU when it would not fit in free memory); bounds memory."),
-        tile_overlap: Optional[int] = typer.Option(None, "--tile-overlap", help="Pixels shared by neighbouring tiles (blended); default half the tile, at most 96."),
-        batch_size: int = typer.Option(1, "--batch-size", help="Images of the same size restored together (for GPUs: on a CPU, batches run slower than single images)."),
-        precision: str = typer.Option("auto", "--precision", autocompletion=completion.precisions, help="auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, fp16, bf16."),
-        recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders of IN."),
-        suffix: str = typer.Option("", "--suffix", help=f"Appended to each output file's stem, e.g. {EXAMPLE_SUFFIX.get(task, '_restored')}."),
-        ext: Optional[str] = typer.Option(None, "--ext", autocompletion=completion.output_formats, help="Output format of images (png, jpg, tif, webp, bmp; avif and heic where this install reads them) or of videos (mp4, mkv, mov, m4v, webm, avi, ts, mts, m2ts); default: the input's (tif for camera raw; mkv for mpg, 3gp, wmv, flv)."),
-        quality: int = typer.Option(95, "--quality", help="JPEG, WebP, AVIF and HEIC outputs, and videos (95 = H.264 CRF 18): encoder quality, 1-100."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
-        skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave existing outputs alone and skip those inputs."),
-        as_json: bool = typer.Option(False, "--json", help="One JSON object per image on stdout."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary on stderr."),
-        max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", help="Refuse images larger than this many pixels."),
-        shard: Optional[str] = typer.Option(None, "--shard", help="I/N: process only shard I of N of the sorted inputs (split a job over N machines)."),
         self_ensemble: bool = typer.Option(False, "--self-ensemble", help="Average the model over flipped/rotated views of each image (those the task's models handle: 2 to 8): a little better, 2-8x slower."),
         ensemble_views: Optional[int] = typer.Option(None, "--ensemble-views", help="Self-ensemble over this many of the task's views (identity, mirror, half turn, upside-down mirror, then quarter turns): 4 of denoising's 8 give most of the gain at half the time. Implies --self-ensemble."),
-        compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model (Inductor; needs a C++ compiler): slower start, then faster on many same-size images."),
-        threads: int = typer.Option(0, "--threads", help="CPU threads for torch (0 = torch's default, one per core)."),
-        dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Plan only: list each input's output (status 'planned' with --json), refusals and skips, check the model; read and write no image."),
         strength: float = typer.Option(1.0, "--strength", help="How much of the restoration to apply, 0-1: 1 = all of it, 0.7 = keep 30 % of what the model removes (grain, atmosphere), 0 = the input."),
-        start: Optional[str] = typer.Option(None, "--start", help="Videos: restore from this time (seconds, M:SS or H:MM:SS); the output starts there, sound cut alike."),
-        duration: Optional[str] = typer.Option(None, "--duration", help="Videos: restore this long a span (seconds or M:SS): try settings on a few seconds before hours of frames."),
-        temporal: int = typer.Option(0, "--temporal", help="Videos, and image sequences (the images of each folder, in name order): average each restored frame with this many neighbours on each side, aligned by optical flow, where they agree (2 is a good start; 0 = off): less flicker, less residual noise."),
-        temporal_strength: float = typer.Option(4.0, "--temporal-strength", help="With --temporal: how much of a neighbour is taken where it agrees less than usual; lower keeps more detail in motion (2 suited denoising), higher removes more flicker (8 suited heavy rain)."),
-        frames: Optional[str] = typer.Option(None, "--frames", autocompletion=completion.frame_formats, help="Videos: write each one's restored frames as numbered images of this format (png; tif or png keep 10-bit video at 16 bits) into the folder OUT/NAME/ (000001.png, ...), not a video: lossless, for editing or scoring frame by frame."),
+        suffix: str = typer.Option("", "--suffix", help=f"Appended to each output file's stem, e.g. {EXAMPLE_SUFFIX.get(task, '_restored')}.", rich_help_panel=OUTPUT_PANEL),
+        ext: Optional[str] = typer.Option(None, "--ext", autocompletion=completion.output_formats, help="Output format of images (png, jpg, tif, webp, bmp; avif and heic where this install reads them) or of videos (mp4, mkv, mov, m4v, webm, avi, ts, mts, m2ts); default: the input's (tif for camera raw; mkv for mpg, 3gp, wmv, flv).", rich_help_panel=OUTPUT_PANEL),
+        quality: int = typer.Option(95, "--quality", help="JPEG, WebP, AVIF and HEIC outputs, and videos (95 = H.264 CRF 18): encoder quality, 1-100.", rich_help_panel=OUTPUT_PANEL),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs.", rich_help_panel=OUTPUT_PANEL),
+        skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave existing outputs alone and skip those inputs.", rich_help_panel=OUTPUT_PANEL),
+        as_json: bool = typer.Option(False, "--json", help="One JSON object per image on stdout.", rich_help_panel=OUTPUT_PANEL),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary on stderr.", rich_help_panel=OUTPUT_PANEL),
+        dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Plan only: list each input's output (status 'planned' with --json), refusals and skips, check the model; read and write no image.", rich_help_panel=OUTPUT_PANEL),
+        recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders of IN.", rich_help_panel=BATCH_PANEL),
+        max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", help="Refuse images larger than this many pixels.", rich_help_panel=BATCH_PANEL),
+        shard: Optional[str] = typer.Option(None, "--shard", help="I/N: process only shard I of N of the sorted inputs (split a job over N machines).", rich_help_panel=BATCH_PANEL),
+        tile: int = typer.Option(0, "--tile", help="Restore in tiles of this size (0 = whole image, tiled automatically on the CPU when it would not fit in free memory); bounds memory.", rich_help_panel=SPEED_PANEL),
+        tile_overlap: Optional[int] = typer.Option(None, "--tile-overlap", help="Pixels shared by neighbouring tiles (blended); default half the tile, at most 96.", rich_help_panel=SPEED_PANEL),
+        batch_size: int = typer.Option(1, "--batch-size", help="Images of the same size restored together (for GPUs: on a CPU, batches run slower than single images).", rich_help_panel=SPEED_PANEL),
+        precision: str = typer.Option("auto", "--precision", autocompletion=completion.precisions, help="auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, fp16, bf16.", rich_help_panel=SPEED_PANEL),
+        compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model (Inductor; needs a C++ compiler): slower start, then faster on many same-size images.", rich_help_panel=SPEED_PANEL),
+        threads: int = typer.Option(0, "--threads", help="CPU threads for torch (0 = torch's default, one per core).", rich_help_panel=SPEED_PANEL),
+        start: Optional[str] = typer.Option(None, "--start", help="Videos: restore from this time (seconds, M:SS or H:MM:SS); the output starts there, sound cut alike.", rich_help_panel=VIDEO_PANEL),
+        duration: Optional[str] = typer.Option(None, "--duration", help="Videos: restore this long a span (seconds or M:SS): try settings on a few seconds before hours of frames.", rich_help_panel=VIDEO_PANEL),
+        temporal: int = typer.Option(0, "--temporal", help="Videos, and image sequences (the images of each folder, in name order): average each restored frame with this many neighbours on each side, aligned by optical flow, where they agree (2 is a good start; 0 = off): less flicker, less residual noise.", rich_help_panel=VIDEO_PANEL),
+        temporal_strength: float = typer.Option(4.0, "--temporal-strength", help="With --temporal: how much of a neighbour is taken where it agrees less than usual; lower keeps more detail in motion (2 suited denoising), higher removes more flicker (8 suited heavy rain).", rich_help_panel=VIDEO_PANEL),
+        frames: Optional[str] = typer.Option(None, "--frames", autocompletion=completion.frame_formats, help="Videos: write each one's restored frames as numbered images of this format (png; tif or png keep 10-bit video at 16 bits) into the folder OUT/NAME/ (000001.png, ...), not a video: lossless, for editing or scoring frame by frame.", rich_help_panel=VIDEO_PANEL),
         **settings: Any,
     ) -> None:
         route = settings.pop("route", False)  # an engine choice, not a model setting

@@ -38,29 +38,35 @@ class _StopFlag:
 CALIBRATE_OPTIONS = ("--calibrate", "--clean", "--builtin-photographs", "--device", "--threads", "--quiet")
 
 
+# --help panels (what to train, where, and the other modes stay under "Options").
+DATA_PANEL = "Data"
+RECIPE_PANEL = "Recipe overrides"
+RUNTIME_PANEL = "Device and data loading"
+
+
 def train(
     ctx: typer.Context,
     recipe: Optional[str] = typer.Option(None, "--recipe", "-r", autocompletion=completion.recipes, help=f"Recipe name ({', '.join(RECIPES)}) or a .toml/.json file. Required unless --calibrate, or --resume (the run's own recipe.json)."),
     out: Path = typer.Option(Path("runs/train"), "--out", "-o", help="Run folder: checkpoints, log.csv, recipe.json."),
-    data: list[Path] = typer.Option([], "--data", help="Paired folder (input/+target/, rainy/+norain/, blur/+sharp/, ..., or GoPro train/<scene>/blur+sharp). Repeatable."),
-    clean: list[Path] = typer.Option([], "--clean", help="Folder of clean images degraded on the fly. Repeatable."),
-    builtin_photographs: Optional[bool] = typer.Option(None, "--builtin-photographs/--no-builtin-photographs", help="Add scikit-image's bundled photographs as clean images."),
-    val: list[Path] = typer.Option([], "--val", help="Paired validation folder. Repeatable."),
-    holdout_every: Optional[int] = typer.Option(None, "--holdout-every", help="Hold out every k-th pair of each --data folder for validation."),
-    exclude_like: list[Path] = typer.Option([], "--exclude-like", help="Keep images near-identical to this folder's out of training. Repeatable."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Override the recipe's number of steps; with --resume, lengthens a run whose learning rate is constant (milestones=[])."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Override the batch size."),
-    patch_size: Optional[int] = typer.Option(None, "--patch-size", help="Override the patch size."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Override the initial learning rate."),
-    perceptual_weights: Optional[Path] = typer.Option(None, "--perceptual-weights", help="VGG-11-BN weights (.safetensors, or torchvision's .pth read safely) for recipes with a perceptual loss."),
-    settings: list[str] = typer.Option([], "--set", help="Override any recipe field: --set model.order=2. Repeatable."),
-    init: Optional[Path] = typer.Option(None, "--init", help="Start from this checkpoint's weights (fine-tune); same architecture, or an ADMS model's unified network. Recipe adms: an ADMS model whose stages 1-3 are kept and whose classifier alone is trained anew."),
+    data: list[Path] = typer.Option([], "--data", help="Paired folder (input/+target/, rainy/+norain/, blur/+sharp/, ..., or GoPro train/<scene>/blur+sharp). Repeatable.", rich_help_panel=DATA_PANEL),
+    clean: list[Path] = typer.Option([], "--clean", help="Folder of clean images degraded on the fly. Repeatable.", rich_help_panel=DATA_PANEL),
+    builtin_photographs: Optional[bool] = typer.Option(None, "--builtin-photographs/--no-builtin-photographs", help="Add scikit-image's bundled photographs as clean images.", rich_help_panel=DATA_PANEL),
+    val: list[Path] = typer.Option([], "--val", help="Paired validation folder. Repeatable.", rich_help_panel=DATA_PANEL),
+    holdout_every: Optional[int] = typer.Option(None, "--holdout-every", help="Hold out every k-th pair of each --data folder for validation.", rich_help_panel=DATA_PANEL),
+    exclude_like: list[Path] = typer.Option([], "--exclude-like", help="Keep images near-identical to this folder's out of training. Repeatable.", rich_help_panel=DATA_PANEL),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Override the recipe's number of steps; with --resume, lengthens a run whose learning rate is constant (milestones=[]).", rich_help_panel=RECIPE_PANEL),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Override the batch size.", rich_help_panel=RECIPE_PANEL),
+    patch_size: Optional[int] = typer.Option(None, "--patch-size", help="Override the patch size.", rich_help_panel=RECIPE_PANEL),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Override the initial learning rate.", rich_help_panel=RECIPE_PANEL),
+    perceptual_weights: Optional[Path] = typer.Option(None, "--perceptual-weights", help="VGG-11-BN weights (.safetensors, or torchvision's .pth read safely) for recipes with a perceptual loss.", rich_help_panel=RECIPE_PANEL),
+    settings: list[str] = typer.Option([], "--set", help="Override any recipe field: --set model.order=2. Repeatable.", rich_help_panel=RECIPE_PANEL),
+    init: Optional[Path] = typer.Option(None, "--init", help="Start from this checkpoint's weights (fine-tune); same architecture, or an ADMS model's unified network. Recipe adms: an ADMS model whose stages 1-3 are kept and whose classifier alone is trained anew.", rich_help_panel=RECIPE_PANEL),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
-    device: str = typer.Option("auto", "--device", autocompletion=completion.devices, help="auto, cpu, cuda, cuda:1, ..."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)."),
-    workers: int = typer.Option(0, "--workers", min=0, help="Processes that draw training batches ahead of the loop (0: drawn in the loop). Same batches, faster steps where the loop waits for data (on an H200, 3-6 per run kept the card busy)."),
-    pool: str = typer.Option("auto", "--pool", help="Where the training images are held: memory, disk (a memory-mapped file in --out, gone when the run ends: datasets larger than RAM train, at the disk's speed where the page cache falls short) or auto (disk when they would take over half the available memory). Same batches either way."),
-    precision: str = typer.Option("auto", "--precision", autocompletion=completion.precisions, help="auto (the recipe's mixed precision on CUDA, fp32 on the CPU), fp32, bf16 (autocast on any device: about 2x faster steps on CPUs with AMX/AVX512-BF16), fp16 (CUDA). Weights stay fp32; may change on --resume."),
+    device: str = typer.Option("auto", "--device", autocompletion=completion.devices, help="auto, cpu, cuda, cuda:1, ...", rich_help_panel=RUNTIME_PANEL),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice).", rich_help_panel=RUNTIME_PANEL),
+    workers: int = typer.Option(0, "--workers", min=0, help="Processes that draw training batches ahead of the loop (0: drawn in the loop). Same batches, faster steps where the loop waits for data (on an H200, 3-6 per run kept the card busy).", rich_help_panel=RUNTIME_PANEL),
+    pool: str = typer.Option("auto", "--pool", help="Where the training images are held: memory, disk (a memory-mapped file in --out, gone when the run ends: datasets larger than RAM train, at the disk's speed where the page cache falls short) or auto (disk when they would take over half the available memory). Same batches either way.", rich_help_panel=RUNTIME_PANEL),
+    precision: str = typer.Option("auto", "--precision", autocompletion=completion.precisions, help="auto (the recipe's mixed precision on CUDA, fp32 on the CPU), fp32, bf16 (autocast on any device: about 2x faster steps on CPUs with AMX/AVX512-BF16), fp16 (CUDA). Weights stay fp32; may change on --resume.", rich_help_panel=RUNTIME_PANEL),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     calibrate: Optional[Path] = typer.Option(None, "--calibrate", help="Instead of training: measure this denoiser checkpoint's noise calibration (the second look of restore denoise --sigma auto) on the --clean folders (and --builtin-photographs), store it in the checkpoint and exit. Training runs do this at their end."),
     print_recipe: bool = typer.Option(False, "--print-recipe", help="Print the recipe these options make (every field, JSON) and exit; save it to edit and pass back as --recipe FILE.json."),
