@@ -18,6 +18,7 @@ from cli.restore_cmd import parse_sigma
 from restore_core.device import check_cpu_threads  # device.py imports torch only in its functions
 from restore_core.io.folders import file_in_the_way
 from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task  # presets.py imports torch only when loading
+from restore_core.tasks import TASK_DEGRADATION
 
 if TYPE_CHECKING:  # imported where the command runs, so that --help does not load torch
     import torch
@@ -74,9 +75,10 @@ def _distinct_labels(specs: list[str], names: list[str]) -> list[str]:
 MARKDOWN_SETTINGS = ("tile", "iterations", "model_sigma", "recompose_radius", "blend_temperature", "darken_only", "temporal")
 
 
-def _markdown(rows: list[Summary], header: dict) -> str:
+def _markdown(rows: list[Summary], header: dict, groups: list[tuple[str, str, Summary]] = ()) -> str:
     """``--markdown``: the table, under one line that says what was scored and how (for a
-    model card: the dataset and its note, the task, the device and precision, the settings given)."""
+    model card: the dataset and its note, the task, the device and precision, the settings given);
+    a mixed set's scores per degradation (``groups``, :func:`_by_degradation`) below it."""
     pairs = f"{header['pairs']} pair{'' if header['pairs'] == 1 else 's'}" + (f"; {header['note']}" if header.get("note") else "")
     given = [f"{key.replace('_', ' ')} {header[key]}" for key in MARKDOWN_SETTINGS if header.get(key) not in (None, 0)]
     lines = [
@@ -89,7 +91,23 @@ def _markdown(rows: list[Summary], header: dict) -> str:
     ]
     for r in rows:
         lines.append(f"| {r.label} | {r.psnr_y:.3f} | {r.ssim_y:.4f} | {r.psnr_rgb:.3f} | {r.ssim_rgb:.4f} | {r.seconds_per_image:.2f} |")
+    if groups:
+        lines += ["", "By degradation (the set's degradation.json):", "",
+                  "| degradation | model | pairs | PSNR Y | SSIM Y | PSNR RGB | SSIM RGB |", "|---|---|---|---|---|---|---|"]
+        for degradation, label, g in groups:
+            lines.append(f"| {degradation} | {label} | {g.count} | {g.psnr_y:.3f} | {g.ssim_y:.4f} | {g.psnr_rgb:.3f} | {g.ssim_rgb:.4f} |")
     return "\n".join(lines) + "\n"
+
+
+def _by_degradation(summaries: list[Summary], labels: dict[str, str]) -> list[tuple[str, str, Summary]]:
+    """(degradation, model, its scores there) for a mixed set's labelled images: each
+    degradation's rows together, the models in their order."""
+    from restore_core.evaluation import summarise_by_label
+
+    grouped = [(s.label, summarise_by_label(s, labels)) for s in summaries]
+    order = list(TASK_DEGRADATION.values())  # rain, motion-blur, noise, haze; any other after them
+    degradations = sorted(dict.fromkeys(name for _, groups in grouped for name in groups), key=lambda name: order.index(name) if name in order else len(order))
+    return [(name, label, groups[name]) for name in degradations for label, groups in grouped if name in groups]
 
 
 # Options of a scoring run, which --speed and --growth (timings on synthetic images) refuse.
@@ -303,14 +321,25 @@ def benchmark(
     table = Table("model", "PSNR Y", "SSIM Y", "PSNR RGB", "SSIM RGB", "s/image", title=cell(f"{root} ({len(pairs)} pair{'' if len(pairs) == 1 else 's'})"))
     for s in summaries:
         table.add_row(cell(s.label), f"{s.psnr_y:.3f}", f"{s.ssim_y:.4f}", f"{s.psnr_rgb:.3f}", f"{s.ssim_rgb:.4f}", f"{s.seconds_per_image:.2f}")
+    groups = _by_degradation(summaries, data.labels) if data.labels else []
     if not quiet_tables:
         _print_table(table, as_json)
+        if groups:
+            by_degradation = Table("degradation", "model", "pairs", "PSNR Y", "SSIM Y", "PSNR RGB", "SSIM RGB",
+                                   title="by degradation (the set's degradation.json)")
+            for degradation, label, g in groups:
+                by_degradation.add_row(degradation, cell(label), str(g.count), f"{g.psnr_y:.3f}", f"{g.ssim_y:.4f}", f"{g.psnr_rgb:.3f}", f"{g.ssim_rgb:.4f}")
+            _print_table(by_degradation, as_json)
     if as_json:
-        print_json({**header, "results": [s.as_dict() for s in summaries]}, indent=2)
+        results = [s.as_dict() for s in summaries]
+        for result in results if groups else []:
+            result["by_degradation"] = {degradation: {key: value for key, value in g.as_dict().items() if key not in ("label", "seconds_per_image")}
+                                        for degradation, label, g in groups if label == result["label"]}
+        print_json({**header, "results": results}, indent=2)
     # The files last, each written whole (parent folders made): a bad path costs a line, not the results above.
     reports = [(csv_path, _csv_text(summaries))] if csv_path else []
     if markdown_path:
-        reports.append((markdown_path, _markdown(summaries, header)))
+        reports.append((markdown_path, _markdown(summaries, header, groups)))
     for path, text in reports:
         try:
             atomic_write_bytes(path, text.encode())

@@ -86,7 +86,7 @@ def make_pairs_command(
                 noted.append(pair.source)
             if as_json:
                 print_json({"input": str(pair.source), "status": "ok", "degraded": str(pair.degraded), "target": str(pair.target), "grey": pair.grey,
-                            **({"note": pair.note} if pair.note else {})})
+                            **({"degradation": pair.degradation} if pair.degradation else {}), **({"note": pair.note} if pair.note else {})})
             else:
                 print(pair.degraded, flush=True)
     except PairSetError as exc:

@@ -48,6 +48,7 @@ class Dataset:
     note: str = ""
     unpaired: list[Path] = field(default_factory=list)  # images of its folders in no pair: left out
     caution: str = ""  # what may make its scores other than its name suggests (said before them)
+    labels: dict[str, str] = field(default_factory=dict)  # sample name -> its degradation, in a mixed set (scored apart too)
 
 
 def _expect(condition: bool, root: Path, expected: str, found: int = 0) -> None:
@@ -269,17 +270,33 @@ def dataset_task(name: str) -> str | None:
     return None if entry is None or entry[1] == "any" else entry[1]
 
 
+def _pair_record(root: Path | None) -> dict:
+    """The ``degradation.json`` of a paired set ``restore make-pairs`` made; {} for any
+    other folder, or a record that cannot be read."""
+    if root is None:
+        return {}
+    try:
+        record = json.loads((Path(root) / PAIR_RECORD_NAME).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
 def recorded_degradation(root: Path | None) -> str | None:
     """The degradation a paired set ``restore make-pairs`` made records in its
     ``degradation.json`` (``noise``, ``mixed``, ...); None for any other folder, or a
     record that cannot be read."""
-    if root is None:
-        return None
-    try:
-        degradation = json.loads((Path(root) / PAIR_RECORD_NAME).read_text()).get("degradation")
-    except (OSError, ValueError, AttributeError):
-        return None
+    degradation = _pair_record(root).get("degradation")
     return degradation if isinstance(degradation, str) else None
+
+
+def recorded_labels(root: Path | None) -> dict[str, str]:
+    """For a mixed set ``restore make-pairs`` made: each pair's file name -> the
+    degradation it got (its record's ``per_image``); {} for any other folder."""
+    labels = _pair_record(root).get("per_image")
+    if not isinstance(labels, dict):
+        return {}
+    return {name: label for name, label in labels.items() if isinstance(name, str) and isinstance(label, str)}
 
 
 def recorded_task(root: Path | None) -> str | None:
@@ -335,11 +352,14 @@ def load_dataset(name: str, root: Path, sigma: float = 25.0, float_noise: bool =
     if float_noise:
         raise DatasetError(f"--float-noise applies to the clean-only denoising sets ({', '.join(CLEAN_SETS)}), not {name}")
     try:
-        return adapter(root)
+        data = adapter(root)
     except DatasetError:
         raise
     except ValueError as exc:  # an ambiguous pairing (io.folders)
         raise DatasetError(str(exc)) from None
+    if labels := recorded_labels(root):
+        data.labels = {sample.name: labels[sample.name] for sample in data.samples if sample.name in labels}
+    return data
 
 
 def embedded_dataset(task: str) -> Dataset:

@@ -116,6 +116,17 @@ def summarise(label: str, scores: Sequence[PairScore]) -> Summary:
     return Summary(label, len(scores), mean("psnr_y"), mean("ssim_y"), mean("psnr_rgb"), mean("ssim_rgb"), mean("seconds"), list(scores))
 
 
+def summarise_by_label(summary: Summary, labels: dict[str, str]) -> dict[str, Summary]:
+    """``summary``'s images grouped by their label (a mixed set's degradation: rain,
+    noise, ...), each group's scores averaged as :func:`summarise` does; images without
+    a label are left out. Groups in the order their labels first appear."""
+    groups: dict[str, list[PairScore]] = {}
+    for pair_score in summary.per_image:
+        if (label := labels.get(pair_score.name)) is not None:
+            groups.setdefault(label, []).append(pair_score)
+    return {label: summarise(label, scores) for label, scores in groups.items()}
+
+
 def _score_sample(sample: Sample, degraded: LoadedImage, output: np.ndarray, seconds: float, protocol: Protocol,
                   save_to: Path | None) -> PairScore:
     """Score one output against its sample's target (the sample's own target crop, if

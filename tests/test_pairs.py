@@ -223,3 +223,52 @@ def test_what_a_pair_leaves_out_of_its_clean_image_is_said(tmp_path: Path):
                      "rgba.png": "the pair leaves out its alpha plane"}
     assert result.stderr.count("warning: pairs are 8-bit PNGs of the colour (or grey) planes: 2 input(s) lost") == 1
     assert cv2.imread(str(tmp_path / "set" / "target" / "rgba.png"), cv2.IMREAD_UNCHANGED).shape == (24, 24, 3)
+
+
+def test_a_mixed_set_records_each_pairs_degradation_and_benchmark_scores_each_apart(clean: Path, tmp_path: Path):
+    """A mixed set (one of rain, motion-blur, noise, haze per image) recorded no image's
+    degradation, so its scores could not be told apart per degradation (the all-in-one
+    model's per-task numbers). degradation.json's per_image, the --json lines and the
+    pixels agree; benchmark adds a table and a by_degradation entry per result, each the
+    mean of that degradation's per-image scores. A set made before per_image was recorded
+    is finished by running the same command again, not refused as another set."""
+    from restore_core.degradations.table import DEGRADATIONS, as_grey_camera, draw_one_of
+    from restore_core.degradations.pairs import encode_png
+    from restore_core.io.images import read_image
+
+    out = tmp_path / "mixed"
+    made = restore("make-pairs", str(clean), str(out), "-d", "mixed", "--seed", "5", "--json")
+    assert made.returncode == 0, made.stderr
+    lines = [json.loads(line) for line in made.stdout.splitlines()]
+    record = json.loads((out / "degradation.json").read_text())
+    labels = record["per_image"]
+    assert labels == {Path(line["degraded"]).name: line["degradation"] for line in lines}
+    for index, name in enumerate(record["images"]):
+        rng = np.random.default_rng([5, index])
+        assert draw_one_of(rng) == labels[Path(name).stem + ".png"]
+        target = read_image(out / "target" / (Path(name).stem + ".png"))
+        config_class, degrade = DEGRADATIONS[labels[Path(name).stem + ".png"]]
+        degraded = degrade(target.rgb, rng, config_class())
+        grey = target.layout.startswith("grey")
+        expected = encode_png(as_grey_camera(degraded) if grey else degraded, grey)
+        assert (out / "input" / (Path(name).stem + ".png")).read_bytes() == expected, name
+
+    del record["per_image"]  # as a set made before it was recorded
+    (out / "degradation.json").write_text(json.dumps(record, indent=2) + "\n")
+    (out / "input" / "camera.png").unlink()
+    again = restore("make-pairs", str(clean), str(out), "-d", "mixed", "--seed", "5", "--json")
+    assert again.returncode == 0, again.stderr
+    assert [json.loads(line)["status"] for line in again.stdout.splitlines()] == ["skipped", "ok", "skipped"]
+    assert json.loads((out / "degradation.json").read_text())["per_image"] == labels
+
+    scored = restore("benchmark", "--root", str(out), "--json", "--csv", str(tmp_path / "rows.csv"))
+    assert scored.returncode == 0, scored.stderr
+    report = json.loads(scored.stdout)
+    assert report["task"] == "auto" and "by degradation" in scored.stderr
+    rows = [line.split(",") for line in (tmp_path / "rows.csv").read_text().splitlines()[1:]]
+    for result in report["results"]:
+        groups = result["by_degradation"]
+        assert sorted(groups) == sorted(set(labels.values()))
+        for degradation, group in groups.items():
+            mine = [float(row[2]) for row in rows if row[0] == result["label"] and labels[row[1]] == degradation]
+            assert group["count"] == len(mine) and group["psnr_y"] == pytest.approx(np.mean(mine), abs=1e-3)

@@ -22,7 +22,7 @@ import numpy as np
 
 from restore_core.configs import config_to_dict
 from restore_core.degradations import PAIR_RECORD_NAME
-from restore_core.degradations.table import DEGRADATIONS, as_grey_camera, degradation_config
+from restore_core.degradations.table import DEGRADATIONS, MixedConfig, as_grey_camera, degradation_config, draw_one_of
 from restore_core.io.images import ImageError, LoadedImage, atomic_write_bytes, read_image
 from restore_core.io.video import is_video_name
 
@@ -45,12 +45,26 @@ class PairRecipe:
     def degrade(self, clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return DEGRADATIONS[self.degradation][1](clean, rng, self.config)
 
+    def drawn(self, index: int) -> str | None:
+        """The degradation image ``index`` of a mixed set gets (None for a single one)."""
+        if not isinstance(self.config, MixedConfig):
+            return None
+        return draw_one_of(np.random.default_rng([self.seed, index]), self.config)
+
     def record(self, images: Sequence[Path]) -> dict:
         """What ``OUT/degradation.json`` holds: enough to make the set again from the
-        same images (named, in order; where they live is the maker's business)."""
-        return {"degradation": self.degradation, "settings": config_to_dict(self.config), "seed": self.seed,
-                "grey": self.grey, "images": [Path(path).name for path in images],
-                "rule": "image i of 'images' (in this order) degraded with numpy.random.default_rng([seed, i]); 8-bit PNG pairs"}
+        same images (named, in order; where they live is the maker's business), and for a
+        mixed set the degradation each pair got (``per_image``, keyed by the pair's file
+        name), which ``restore benchmark`` scores apart."""
+        record = {"degradation": self.degradation, "settings": config_to_dict(self.config), "seed": self.seed,
+                  "grey": self.grey, "images": [Path(path).name for path in images],
+                  "rule": "image i of 'images' (in this order) degraded with numpy.random.default_rng([seed, i]); 8-bit PNG pairs"}
+        if isinstance(self.config, MixedConfig):
+            per_image: dict[str, str] = {}
+            for index, path in enumerate(images):  # a later image named like an earlier pair is refused: the first keeps the name
+                per_image.setdefault(pair_paths(Path(path), Path())[0].name, self.drawn(index))
+            record["per_image"] = per_image
+        return record
 
 
 @dataclass(frozen=True)
@@ -65,6 +79,7 @@ class MadePair:
     skipped: bool = False  # complete already, from the same recipe
     error: str | None = None
     note: str | None = None  # what of the clean image the 8-bit PNG pair could not keep (alpha, depth)
+    degradation: str | None = None  # in a mixed set, the one this pair got
 
 
 def pair_paths(source: Path, out_dir: Path) -> tuple[Path, Path]:
@@ -100,6 +115,10 @@ class PairSetError(ValueError):
     """The output folder holds a set made another way."""
 
 
+def _without_labels(record: dict) -> dict:
+    return {key: value for key, value in record.items() if key != "per_image"}
+
+
 def make_pairs(images: Sequence[Path], out_dir: Path, recipe: PairRecipe, overwrite: bool = False) -> Iterator[MadePair]:
     """Degrade each of ``images`` (image ``i`` with ``default_rng([recipe.seed, i])``) and
     write the pair under ``out_dir``; yields one :class:`MadePair` per image, in order.
@@ -116,9 +135,9 @@ def make_pairs(images: Sequence[Path], out_dir: Path, recipe: PairRecipe, overwr
     out_dir = Path(out_dir)
     record = recipe.record(images)
     record_path = out_dir / PAIR_RECORD_NAME
-    try:
-        same_set = json.loads(record_path.read_text()) == record
-    except (OSError, ValueError):  # no record yet, or an unreadable one: not this set
+    try:  # per_image follows from the rest (and sets made before it was recorded lack it)
+        same_set = _without_labels(json.loads(record_path.read_text())) == _without_labels(record)
+    except (OSError, ValueError, AttributeError):  # no record yet, or an unreadable one: not this set
         same_set = False
     if not same_set and not overwrite and (record_path.exists() or any(pair_paths(Path(i), out_dir)[0].exists() for i in images)):
         raise PairSetError(f"{out_dir} holds pairs made with other settings or images ({PAIR_RECORD_NAME}); "
@@ -163,4 +182,4 @@ def make_pairs(images: Sequence[Path], out_dir: Path, recipe: PairRecipe, overwr
         except (OSError, ValueError) as exc:
             yield MadePair(source, degraded_path, target_path, error=f"{source}: cannot write its pair: {exc}")
             continue
-        yield MadePair(source, degraded_path, target_path, grey=is_grey, note=what_the_pair_leaves_out(image))
+        yield MadePair(source, degraded_path, target_path, grey=is_grey, note=what_the_pair_leaves_out(image), degradation=recipe.drawn(index))

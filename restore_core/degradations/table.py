@@ -39,9 +39,14 @@ class MixedConfig:
     CHOICES: ClassVar[dict] = {"degradations": SINGLE_DEGRADATIONS}
 
 
+def draw_one_of(rng: np.random.Generator, config: MixedConfig = MixedConfig()) -> str:
+    """Which of ``config.degradations`` a mixed draw applies: ``rng``'s first draw, so a
+    set made with ``default_rng([seed, i])`` knows image i's before degrading it."""
+    return config.degradations[int(rng.integers(len(config.degradations)))]
+
+
 def add_one_of(clean: np.ndarray, rng: np.random.Generator, config: MixedConfig = MixedConfig()) -> np.ndarray:
-    name = config.degradations[int(rng.integers(len(config.degradations)))]
-    config_class, function = DEGRADATIONS[name]
+    config_class, function = DEGRADATIONS[draw_one_of(rng, config)]
     return function(clean, rng, config_class())
 
 
