@@ -6,7 +6,7 @@ import csv
 import io
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, NamedTuple, Optional, Sequence
 
 import typer
 from rich.table import Table
@@ -75,7 +75,7 @@ def _distinct_labels(specs: list[str], names: list[str]) -> list[str]:
 MARKDOWN_SETTINGS = ("tile", "iterations", "model_sigma", "recompose_radius", "blend_temperature", "darken_only", "temporal")
 
 
-def _markdown(rows: list[Summary], header: dict, groups: list[tuple[str, str, Summary]] = ()) -> str:
+def _markdown(rows: list[Summary], header: dict, groups: Sequence[Group] = ()) -> str:
     """``--markdown``: the table, under one line that says what was scored and how (for a
     model card: the dataset and its note, the task, the device and precision, the settings given);
     a mixed set's scores per degradation (``groups``, :func:`_by_degradation`) below it."""
@@ -92,22 +92,54 @@ def _markdown(rows: list[Summary], header: dict, groups: list[tuple[str, str, Su
     for r in rows:
         lines.append(f"| {r.label} | {r.psnr_y:.3f} | {r.ssim_y:.4f} | {r.psnr_rgb:.3f} | {r.ssim_rgb:.4f} | {r.seconds_per_image:.2f} |")
     if groups:
-        lines += ["", "By degradation (the set's degradation.json):", "",
-                  "| degradation | model | pairs | PSNR Y | SSIM Y | PSNR RGB | SSIM RGB |", "|---|---|---|---|---|---|---|"]
-        for degradation, label, g in groups:
-            lines.append(f"| {degradation} | {label} | {g.count} | {g.psnr_y:.3f} | {g.ssim_y:.4f} | {g.psnr_rgb:.3f} | {g.ssim_rgb:.4f} |")
+        lines += ["", "By degradation (the set's degradation.json; classified: how many the model's classifier named so):", "",
+                  "| degradation | model | pairs | classified | PSNR Y | SSIM Y | PSNR RGB | SSIM RGB |", "|---|---|---|---|---|---|---|---|"]
+        for group in groups:
+            g = group.scores
+            lines.append(f"| {group.degradation} | {group.model} | {g.count} | {_classified_cell(group)} | {g.psnr_y:.3f} | {g.ssim_y:.4f} | "
+                         f"{g.psnr_rgb:.3f} | {g.ssim_rgb:.4f} |")
     return "\n".join(lines) + "\n"
 
 
-def _by_degradation(summaries: list[Summary], labels: dict[str, str]) -> list[tuple[str, str, Summary]]:
-    """(degradation, model, its scores there) for a mixed set's labelled images: each
-    degradation's rows together, the models in their order."""
+def _most_probable(restorer):
+    """What ``restorer``'s classifier found most probable in the image it last restored
+    (an all-in-one model's degradation probabilities), or None for a model without one."""
+    def classified() -> str | None:
+        found = restorer.last_degradation[-1] if restorer.last_degradation else None
+        if not found or not set(found) <= set(TASK_DEGRADATION.values()):  # a denoiser's noise level is no classification
+            return None
+        return max(found, key=found.get)
+    return classified
+
+
+class Group(NamedTuple):
+    """One model's scores over the images of one degradation of a mixed set."""
+
+    degradation: str
+    model: str
+    scores: Summary
+    classified: int | None  # of them, how many its classifier found to be of this degradation (None: no classifier)
+
+
+def _by_degradation(summaries: list[Summary], labels: dict[str, str]) -> list[Group]:
+    """A mixed set's labelled images scored per degradation: each degradation's rows
+    together, the models in their order."""
     from restore_core.evaluation import summarise_by_label
 
     grouped = [(s.label, summarise_by_label(s, labels)) for s in summaries]
     order = list(TASK_DEGRADATION.values())  # rain, motion-blur, noise, haze; any other after them
     degradations = sorted(dict.fromkeys(name for _, groups in grouped for name in groups), key=lambda name: order.index(name) if name in order else len(order))
-    return [(name, label, groups[name]) for name in degradations for label, groups in grouped if name in groups]
+    rows = []
+    for name in degradations:
+        for label, groups in grouped:
+            if name in groups:
+                found = [p.classified for p in groups[name].per_image]
+                rows.append(Group(name, label, groups[name], None if None in found else found.count(name)))
+    return rows
+
+
+def _classified_cell(group: Group) -> str:
+    return "-" if group.classified is None else f"{group.classified}/{group.scores.count}"
 
 
 # Options of a scoring run, which --speed and --growth (timings on synthetic images) refuse.
@@ -279,12 +311,14 @@ def benchmark(
             if sequences is not None:
                 summaries += evaluate_sequences(samples, restorer.restore_array, restorer.descriptor.name, sequences, protocol, save_images)
             else:
-                summaries.append(evaluate_samples(samples, restorer.restore_array, restorer.descriptor.name, protocol, save_images))
+                summaries.append(evaluate_samples(samples, restorer.restore_array, restorer.descriptor.name, protocol, save_images,
+                                                  _most_probable(restorer)))
             if views:
                 ensembled = Restorer(restorer.descriptor, torch_device, precision, tile, ensemble=views)
                 summaries.append(evaluate_samples(samples, ensembled.restore_array, f"{restorer.descriptor.name}-x{len(views)}", protocol, save_images))
         for router in routed:
-            summaries.append(evaluate_samples(samples, router.restore_array, f"{router.descriptor.name}-routed", protocol, save_images))
+            summaries.append(evaluate_samples(samples, router.restore_array, f"{router.descriptor.name}-routed", protocol, save_images,
+                                              _most_probable(router)))
     except ImageError as exc:
         fail(str(exc), code=2)
     except ValueError as exc:  # e.g. images smaller than SSIM's window once --crop-border is taken off (said in the message)
@@ -325,16 +359,20 @@ def benchmark(
     if not quiet_tables:
         _print_table(table, as_json)
         if groups:
-            by_degradation = Table("degradation", "model", "pairs", "PSNR Y", "SSIM Y", "PSNR RGB", "SSIM RGB",
-                                   title="by degradation (the set's degradation.json)")
-            for degradation, label, g in groups:
-                by_degradation.add_row(degradation, cell(label), str(g.count), f"{g.psnr_y:.3f}", f"{g.ssim_y:.4f}", f"{g.psnr_rgb:.3f}", f"{g.ssim_rgb:.4f}")
+            by_degradation = Table("degradation", "model", "pairs", "classified", "PSNR Y", "SSIM Y", "PSNR RGB", "SSIM RGB",
+                                   title="by degradation (classified: how many the model's classifier named so)")
+            for group in groups:
+                g = group.scores
+                by_degradation.add_row(group.degradation, cell(group.model), str(g.count), _classified_cell(group),
+                                       f"{g.psnr_y:.3f}", f"{g.ssim_y:.4f}", f"{g.psnr_rgb:.3f}", f"{g.ssim_rgb:.4f}")
             _print_table(by_degradation, as_json)
     if as_json:
         results = [s.as_dict() for s in summaries]
         for result in results if groups else []:
-            result["by_degradation"] = {degradation: {key: value for key, value in g.as_dict().items() if key not in ("label", "seconds_per_image")}
-                                        for degradation, label, g in groups if label == result["label"]}
+            result["by_degradation"] = {
+                group.degradation: {**{key: value for key, value in group.scores.as_dict().items() if key not in ("label", "seconds_per_image")},
+                                    **({"classified": group.classified} if group.classified is not None else {})}
+                for group in groups if group.model == result["label"]}
         print_json({**header, "results": results}, indent=2)
     # The files last, each written whole (parent folders made): a bad path costs a line, not the results above.
     reports = [(csv_path, _csv_text(summaries))] if csv_path else []

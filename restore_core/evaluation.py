@@ -60,6 +60,7 @@ class PairScore:
     psnr_rgb: float
     ssim_rgb: float
     seconds: float = 0.0
+    classified: str | None = None  # the degradation the model's classifier found most probable (all-in-one models)
 
 
 @dataclass
@@ -146,16 +147,21 @@ def evaluate_samples(
     label: str,
     protocol: Protocol = Protocol(),
     save_dir: Path | None = None,
+    classified: Callable[[], str | None] | None = None,
 ) -> Summary:
     """Score ``restore`` (None = the degraded input itself) over dataset samples
-    (:class:`Sample`); restored images go to ``save_dir/label/``."""
+    (:class:`Sample`); restored images go to ``save_dir/label/``. ``classified``, asked
+    after each image, names the degradation the model's classifier found in it (kept
+    in each :class:`PairScore`)."""
     scores = []
     for sample in samples:
         degraded = sample.load_degraded()
         start = time.perf_counter()
         output = degraded.rgb if restore is None else restore(degraded.rgb)
         save_to = Path(save_dir) / label if save_dir is not None and restore is not None else None
-        scores.append(_score_sample(sample, degraded, output, time.perf_counter() - start, protocol, save_to))
+        pair_score = _score_sample(sample, degraded, output, time.perf_counter() - start, protocol, save_to)
+        pair_score.classified = classified() if classified is not None else None
+        scores.append(pair_score)
     return summarise(label, scores)
 
 

@@ -272,3 +272,11 @@ def test_a_mixed_set_records_each_pairs_degradation_and_benchmark_scores_each_ap
         for degradation, group in groups.items():
             mine = [float(row[2]) for row in rows if row[0] == result["label"] and labels[row[1]] == degradation]
             assert group["count"] == len(mine) and group["psnr_y"] == pytest.approx(np.mean(mine), abs=1e-3)
+    # classified: how many of a degradation's images the all-in-one model's classifier named so, as restore auto finds them
+    detected = restore("auto", str(out / "input"), str(tmp_path / "auto"), "--no-route", "--json")
+    named = {Path(line["input"]).name: max(line["degradation"], key=line["degradation"].get)
+             for line in map(json.loads, detected.stdout.splitlines())}
+    by_model = {result["label"]: result["by_degradation"] for result in report["results"]}
+    assert all("classified" not in group for group in by_model["input"].values())
+    for degradation, group in by_model["adms"].items():
+        assert group["classified"] == sum(named[name] == degradation for name, label in labels.items() if label == degradation)
