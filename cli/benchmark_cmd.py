@@ -6,7 +6,7 @@ import csv
 import io
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, NamedTuple, Optional, Sequence
 
 import typer
 from rich.table import Table
@@ -24,6 +24,8 @@ if TYPE_CHECKING:  # imported where the command runs, so that --help does not lo
     import torch
 
     from restore_core.datasets import Dataset
+    from restore_core.engine.routing import RoutedRestorer
+    from restore_core.engine.runner import Restorer
     from restore_core.evaluation import Summary
 
 
@@ -101,7 +103,7 @@ def _markdown(rows: list[Summary], header: dict, groups: Sequence[Group] = ()) -
     return "\n".join(lines) + "\n"
 
 
-def _most_probable(restorer):
+def _most_probable(restorer: Restorer | RoutedRestorer) -> Callable[[], str | None]:
     """What ``restorer``'s classifier found most probable in the image it last restored
     (an all-in-one model's degradation probabilities), or None for a model without one."""
     def classified() -> str | None:
@@ -356,6 +358,8 @@ def benchmark(
     for s in summaries:
         table.add_row(cell(s.label), f"{s.psnr_y:.3f}", f"{s.ssim_y:.4f}", f"{s.psnr_rgb:.3f}", f"{s.ssim_rgb:.4f}", f"{s.seconds_per_image:.2f}")
     groups = _by_degradation(summaries, data.labels) if data.labels else []
+    if len(set(data.labels.values())) == 1 and all(group.classified is None for group in groups):
+        groups = []  # one degradation and no classifier: the table above says it all
     if not quiet_tables:
         _print_table(table, as_json)
         if groups:

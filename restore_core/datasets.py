@@ -31,7 +31,7 @@ from restore_core.io.folders import (
     resolve_folder, unpaired_images,
 )
 from restore_core.presets import declared_task
-from restore_core.tasks import RESTORATION_TASKS, task_of_degradation
+from restore_core.tasks import RESTORATION_TASKS, TASK_DEGRADATION, task_of_degradation
 
 
 class DatasetError(ValueError):
@@ -48,7 +48,7 @@ class Dataset:
     note: str = ""
     unpaired: list[Path] = field(default_factory=list)  # images of its folders in no pair: left out
     caution: str = ""  # what may make its scores other than its name suggests (said before them)
-    labels: dict[str, str] = field(default_factory=dict)  # sample name -> its degradation, in a mixed set (scored apart too)
+    labels: dict[str, str] = field(default_factory=dict)  # sample name -> its degradation, where the set says (_degradation_labels)
 
 
 def _expect(condition: bool, root: Path, expected: str, found: int = 0) -> None:
@@ -336,7 +336,13 @@ def benchmark_task(dataset: str, root: Path | None, models: list[str]) -> str | 
     (``cbsd68``: denoise); else the degradation a ``make-pairs`` set records; else its
     folders' names (``hazy/``: dehaze); else the task all the given models share; None
     where nothing says (the caller falls back on derain, and says so)."""
-    return dataset_task(dataset) or recorded_task(root) or layout_task(root) or models_task(models)
+    return set_task(dataset, root) or models_task(models)
+
+
+def set_task(dataset: str, root: Path | None) -> str | None:
+    """The task a set itself declares: the named dataset's, a ``make-pairs`` record's, or
+    its folders' names' (:func:`benchmark_task` without the models); None where it does not."""
+    return dataset_task(dataset) or recorded_task(root) or layout_task(root)
 
 
 def load_dataset(name: str, root: Path, sigma: float = 25.0, float_noise: bool = False) -> Dataset:
@@ -348,18 +354,27 @@ def load_dataset(name: str, root: Path, sigma: float = 25.0, float_noise: bool =
         raise DatasetError(not_a_folder(root))
     adapter = DATASETS[name][0]
     if adapter is synthetic_noise:
-        return synthetic_noise(root, sigma, name, float_noise)
-    if float_noise:
+        data = synthetic_noise(root, sigma, name, float_noise)
+    elif float_noise:
         raise DatasetError(f"--float-noise applies to the clean-only denoising sets ({', '.join(CLEAN_SETS)}), not {name}")
-    try:
-        data = adapter(root)
-    except DatasetError:
-        raise
-    except ValueError as exc:  # an ambiguous pairing (io.folders)
-        raise DatasetError(str(exc)) from None
-    if labels := recorded_labels(root):
-        data.labels = {sample.name: labels[sample.name] for sample in data.samples if sample.name in labels}
+    else:
+        try:
+            data = adapter(root)
+        except DatasetError:
+            raise
+        except ValueError as exc:  # an ambiguous pairing (io.folders)
+            raise DatasetError(str(exc)) from None
+    data.labels = _degradation_labels(data, name, root)
     return data
+
+
+def _degradation_labels(data: Dataset, name: str, root: Path) -> dict[str, str]:
+    """Each sample's degradation, where the set says: a mixed ``make-pairs`` set's record,
+    or the one degradation of a set whose task is known (:func:`set_task`); else {}."""
+    if labels := recorded_labels(root):
+        return {sample.name: labels[sample.name] for sample in data.samples if sample.name in labels}
+    degradation = TASK_DEGRADATION.get(set_task(name, root) or "")
+    return {sample.name: degradation for sample in data.samples} if degradation else {}
 
 
 def embedded_dataset(task: str) -> Dataset:

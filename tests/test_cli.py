@@ -1249,3 +1249,23 @@ def test_benchmark_rows_of_models_with_the_same_name_stay_apart(tmp_path, tiny_c
     assert saved == ["run-a/model/camera.png", "run-b/model/camera.png", "tiny#1/camera.png", "tiny#2/camera.png"]
     one = restore("benchmark", "-m", str(tiny_checkpoint), "--limit", "1", "--json", cwd=tmp_path)
     assert [row["label"] for row in _strict_json(one.stdout)["results"]] == ["input", tiny_checkpoint.stem]
+
+
+def test_benchmark_scores_an_all_in_one_models_classifier_on_a_set_of_one_degradation(tmp_path, rng):
+    """A hazy/ + clear/ set scored with --task auto: the by-degradation table counts the
+    images adms's classifier named haze; scored as dehazing (the set's own task) no
+    classifier runs and no second table is printed."""
+    for name in ("a.png", "b.png"):
+        clear = rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)
+        for side, image in (("clear", clear), ("hazy", (clear * 0.5 + 110).astype(np.uint8))):
+            (tmp_path / "set" / side).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(tmp_path / "set" / side / name), image)
+    auto = restore("benchmark", "--root", str(tmp_path / "set"), "--task", "auto", "--json")
+    assert auto.returncode == 0, auto.stderr
+    groups = {result["label"]: result["by_degradation"] for result in json.loads(auto.stdout)["results"]}
+    assert list(groups["adms"]) == ["haze"] and 0 <= groups["adms"]["haze"]["classified"] <= 2
+    assert groups["adms"]["haze"]["count"] == 2 and "classified" not in groups["input"]["haze"]
+    assert "by degradation" in auto.stderr
+    plain = restore("benchmark", "--root", str(tmp_path / "set"), "--json")
+    assert plain.returncode == 0 and json.loads(plain.stdout)["task"] == "dehaze"
+    assert all("by_degradation" not in result for result in json.loads(plain.stdout)["results"]) and "by degradation" not in plain.stderr

@@ -337,3 +337,17 @@ def test_embedded_dataset_per_task_is_deterministic(task):
     assert np.array_equal(a, b)
     summary = evaluate_samples(first.samples, None, "input")
     assert 8 < summary.psnr_rgb < 35  # degraded, but not destroyed
+
+
+def test_each_sample_carries_the_degradation_its_set_declares(tmp_path):
+    """A set's own task (a named dataset, a make-pairs record, degradation-named folders)
+    labels every sample with its degradation, which benchmark scores an all-in-one
+    model's classifier against; input/ + target/ say nothing."""
+    for side, value in (("hazy", 10), ("clear", 20)):
+        for name in ("a.png", "b.png"):
+            _img(tmp_path / "hazy-set" / side / name, value)
+    assert load_dataset("paired", tmp_path / "hazy-set").labels == {"a.png": "haze", "b.png": "haze"}
+    for side, value in (("input", 10), ("target", 20)):
+        _img(tmp_path / "plain" / side / "a.png", value)
+    assert load_dataset("paired", tmp_path / "plain").labels == {}
+    assert load_dataset("rain100h", tmp_path / "plain").labels == {"a.png": "rain"}
