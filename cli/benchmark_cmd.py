@@ -16,7 +16,7 @@ from cli.console import cell, err_console, fail, first_few, os_cause, print_json
 from cli.options import given_options
 from cli.restore_cmd import parse_sigma
 from restore_core.device import check_cpu_threads  # device.py imports torch only in its functions
-from restore_core.io.folders import file_in_the_way
+from restore_core.io.folders import file_in_the_way, not_a_folder
 from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task  # presets.py imports torch only when loading
 from restore_core.tasks import TASK_DEGRADATION
 
@@ -146,7 +146,7 @@ def _classified_cell(group: Group) -> str:
 
 # Options of a scoring run, which --speed and --growth (timings on synthetic images) refuse.
 SCORING_ONLY = ("--root", "--dataset", "--sigma", "--float-noise", "--limit", "--crop-border", "--save-images", "--csv", "--markdown",
-                "--self-ensemble", "--ensemble-views", "--route", "--temporal")
+                "--self-ensemble", "--ensemble-views", "--route", "--temporal", "--outputs")
 
 
 # --help panels (the models and their settings stay under "Options").
@@ -163,6 +163,7 @@ def benchmark(
     sigma: float = typer.Option(25.0, "--sigma", help="Noise level (0-255 scale) for the clean-only denoising sets.", rich_help_panel=DATA_PANEL),
     float_noise: bool = typer.Option(False, "--float-noise", help="Clean-only denoising sets: keep the noisy image in floating point, neither rounded to 8 bits nor clipped (most papers' protocol; the models see it clipped to [0, 1]).", rich_help_panel=DATA_PANEL),
     models: list[str] = typer.Option([], "--model", "-m", autocompletion=completion.models, help="Preset or .safetensors file; repeat to compare side by side."),
+    outputs: list[Path] = typer.Option([], "--outputs", help="A folder of images another method restored from this set (matched by name, any image format), scored as a row of its own under the same protocol. Repeatable; without -m only these are scored."),
     task: Optional[str] = typer.Option(None, "--task", autocompletion=completion.tasks, help="derain, deblur, denoise, dehaze or auto: picks the default model, the self-ensemble's views and, without --root, the embedded synthetic set; an all-in-one model (adms) restores this degradation, or detects it per image with auto. Default: the --dataset's task (denoise for cbsd68, ...), else the degradation a restore make-pairs set records, else its folders' names (noisy/, hazy/, blur/, rainy/), else the task the models share (auto for adms), else derain."),
     limit: int = typer.Option(0, "--limit", help="Only the first N pairs (0 = all).", rich_help_panel=DATA_PANEL),
     crop_border: int = typer.Option(0, "--crop-border", help="Pixels cropped from every border before scoring.", rich_help_panel=DATA_PANEL),
@@ -209,7 +210,7 @@ def benchmark(
     """
     from restore_core.datasets import benchmark_task
     from restore_core.engine.temporal import TemporalConfig
-    from restore_core.evaluation import Protocol, evaluate_samples, evaluate_sequences
+    from restore_core.evaluation import Protocol, evaluate_outputs, evaluate_samples, evaluate_sequences
     from restore_core.io.images import ImageError, atomic_write_bytes
 
     # Options and the dataset first, torch (1.5 s) and the models after: a mistake is answered at once.
@@ -239,6 +240,9 @@ def benchmark(
         blocking = file_in_the_way(path.parent) if path is not None else None
         if blocking is not None:
             fail(f"{flag} {path}: {blocking} is a file, so no folder can be made there", code=2)
+    for folder in outputs:
+        if not folder.is_dir():
+            fail(f"--outputs {not_a_folder(folder)}", code=2)
     try:
         sequences = TemporalConfig(radius=temporal, strength=temporal_strength) if temporal else None
     except ValueError as exc:
@@ -268,7 +272,8 @@ def benchmark(
         set_cpu_threads(threads)
         torch_device = pick_device(device)
         # --route scores an all-in-one model's routing: without -m, the shipped one (adms), whatever the task.
-        names = models or [DEFAULT_MODEL_FOR_TASK["auto" if route else task]]
+        # --outputs alone scores those folders, no model.
+        names = models or ([] if outputs and not route else [DEFAULT_MODEL_FOR_TASK["auto" if route else task]])
         descriptors = [load_for_task(name, task, str(torch_device)) for name in names]
         for descriptor, label in zip(descriptors, _distinct_labels(names, [d.name for d in descriptors])):
             descriptor.name = label
@@ -279,7 +284,7 @@ def benchmark(
                 for caution in {descriptor.apply_setting(setting, value, flag) for descriptor in descriptors} - {None}:
                     if not quiet:
                         warn(caution)
-        if guessed and not (models or route or timing or quiet) and root is not None:
+        if guessed and not (models or route or timing or quiet or outputs) and root is not None:
             say(f"note: nothing says which degradation {root} holds, so it is scored as deraining with {names[0]} "
                 "(--task derain, deblur, denoise, dehaze or auto, or -m MODEL, to choose)")
         if not quiet:  # as the restore commands warn: numbers scored so are easily misread
@@ -321,6 +326,10 @@ def benchmark(
         for router in routed:
             summaries.append(evaluate_samples(samples, router.restore_array, f"{router.descriptor.name}-routed", protocol, save_images,
                                               _most_probable(router)))
+        taken = {summary.label for summary in summaries}
+        for folder in outputs:  # labelled by the folder's name, or its path where a row has that name
+            summaries.append(evaluate_outputs(samples, folder, folder.name if folder.name not in taken else str(folder), protocol))
+            taken.add(summaries[-1].label)
     except ImageError as exc:
         fail(str(exc), code=2)
     except ValueError as exc:  # e.g. images smaller than SSIM's window once --crop-border is taken off (said in the message)
@@ -349,6 +358,7 @@ def benchmark(
         "self_ensemble": list(views) if views else None,
         "temporal": {"radius": sequences.radius, "strength": sequences.strength, "patch": sequences.patch} if sequences else None,
         "models": [{"name": d.name, "architecture": d.architecture, "sha256": d.sha256, "parameters": d.parameters} for d in descriptors],
+        "outputs": [str(folder) for folder in outputs],
         "wall_seconds": round(time.perf_counter() - start, 2),
         "images_per_second": {s.label: (1.0 / s.seconds_per_image if s.seconds_per_image else None) for s in summaries[1:]},
         "peak_memory_mib": _peak_memory_mib(torch_device),

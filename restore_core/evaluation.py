@@ -20,7 +20,7 @@ import numpy as np
 from restore_core.engine.inputs import frame_sort_key
 from restore_core.engine.temporal import Frame, FrameWindow, TemporalConfig, smooth_in_window
 from restore_core.io.folders import reference_border
-from restore_core.io.images import LoadedImage, read_image, write_image
+from restore_core.io.images import READABLE_EXTENSIONS, LoadedImage, read_image, write_image
 from restore_core.metrics import SSIM_MIN_SIZE, psnr, ssim, to_uint8_range
 
 RestoreFn = Callable[[np.ndarray], np.ndarray]
@@ -162,6 +162,41 @@ def evaluate_samples(
         pair_score = _score_sample(sample, degraded, output, time.perf_counter() - start, protocol, save_to)
         pair_score.classified = classified() if classified is not None else None
         scores.append(pair_score)
+    return summarise(label, scores)
+
+
+def find_output(folder: Path, sample_name: str) -> Path | None:
+    """The file of ``folder`` that another tool restored from the sample ``sample_name``
+    (a path relative to its set, ``scene/000001.png``): the same relative name, else the
+    one image of that stem (a ``.jpg`` input's ``.png`` output); None when there is none.
+    Several of that stem and no exact name: ValueError."""
+    exact = Path(folder) / sample_name
+    if exact.is_file():
+        return exact
+    stem = exact.with_suffix("")
+    found = sorted(path for path in stem.parent.glob(f"{stem.name}.*")
+                   if path.suffix.lower() in READABLE_EXTENSIONS and path.is_file()) if stem.parent.is_dir() else []
+    if len(found) > 1:
+        raise ValueError(f"{folder}: {', '.join(path.name for path in found)} could each be the output for {sample_name}; keep one")
+    return found[0] if found else None
+
+
+def evaluate_outputs(samples: Sequence[Sample], folder: Path, label: str, protocol: Protocol = Protocol()) -> Summary:
+    """Score the images another method wrote to ``folder`` (one per sample, matched by
+    :func:`find_output`) as :func:`evaluate_samples` scores a model's: a published
+    method's results, scored under exactly this protocol. Every sample must have its
+    output (a mean over fewer images would not compare): ValueError naming the missing."""
+    outputs = [find_output(folder, sample.name) for sample in samples]
+    missing = [sample.name for sample, output in zip(samples, outputs) if output is None]
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise ValueError(f"{folder}: no output for {len(missing)} of the {len(samples)} pair(s): {shown} "
+                         "(outputs are matched by name, any image format)")
+    scores = []
+    for sample, path in zip(samples, outputs):
+        degraded = sample.load_degraded()  # its layout: a grey set is scored on one channel
+        assert path is not None
+        scores.append(_score_sample(sample, degraded, read_image(path).rgb, 0.0, protocol, None))
     return summarise(label, scores)
 
 

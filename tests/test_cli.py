@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -1269,3 +1270,41 @@ def test_benchmark_scores_an_all_in_one_models_classifier_on_a_set_of_one_degrad
     plain = restore("benchmark", "--root", str(tmp_path / "set"), "--json")
     assert plain.returncode == 0 and json.loads(plain.stdout)["task"] == "dehaze"
     assert all("by_degradation" not in result for result in json.loads(plain.stdout)["results"]) and "by degradation" not in plain.stderr
+
+
+def test_benchmark_scores_another_methods_output_folder_as_its_own_row(tmp_path, tiny_checkpoint, rng):
+    """--outputs scores images another tool wrote (a published method's results) under
+    the same protocol: a folder of this model's own outputs scores exactly as the model's
+    row; outputs are matched by name in any format; a missing one stops the score, naming
+    it; two files that could each be an image's output are refused."""
+    for name in ("a.png", "b.png"):
+        for side in ("input", "target"):
+            (tmp_path / "set" / side).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(tmp_path / "set" / side / name), rng.integers(0, 256, (40, 48, 3), dtype=np.uint8))
+    assert restore("derain", str(tmp_path / "set" / "input"), str(tmp_path / "mine"), "-m", str(tiny_checkpoint), "-q").returncode == 0
+    assert restore("derain", str(tmp_path / "set" / "input"), str(tmp_path / "mine-jpg"), "-m", str(tiny_checkpoint), "--ext", "jpg", "-q").returncode == 0
+    scored = restore("benchmark", "--root", str(tmp_path / "set"), "--task", "derain", "-m", str(tiny_checkpoint),
+                     "--outputs", str(tmp_path / "mine"), "--outputs", str(tmp_path / "mine-jpg"), "--json")
+    assert scored.returncode == 0, scored.stderr
+    report = json.loads(scored.stdout)
+    rows = {row["label"]: row for row in report["results"]}
+    assert report["outputs"] == [str(tmp_path / "mine"), str(tmp_path / "mine-jpg")]
+    for key in ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb"):
+        assert rows["mine"][key] == rows["tiny"][key]
+    assert rows["mine-jpg"]["count"] == 2 and rows["mine-jpg"]["psnr_rgb"] != rows["mine"]["psnr_rgb"]  # the JPEG's own pixels
+
+    alone = restore("benchmark", "--root", str(tmp_path / "set"), "--outputs", str(tmp_path / "mine"), "--json")
+    assert alone.returncode == 0, alone.stderr
+    assert [row["label"] for row in json.loads(alone.stdout)["results"]] == ["input", "mine"]  # no model run
+    assert json.loads(alone.stdout)["models"] == [] and "note:" not in alone.stderr
+
+    (tmp_path / "mine" / "b.png").unlink()
+    missing = restore("benchmark", "--root", str(tmp_path / "set"), "--outputs", str(tmp_path / "mine"))
+    assert missing.returncode == 2
+    assert f"error: {tmp_path / 'mine'}: no output for 1 of the 2 pair(s): b.png (outputs are matched by name, any image format)" in missing.stderr
+    shutil.copy(tmp_path / "mine-jpg" / "a.jpg", tmp_path / "mine-jpg" / "b.png")
+    clash = restore("benchmark", "--root", str(tmp_path / "set"), "--outputs", str(tmp_path / "mine-jpg"))
+    assert clash.returncode == 0  # b.png, named exactly, wins over b.jpg
+    (tmp_path / "mine-jpg" / "b.png").rename(tmp_path / "mine-jpg" / "b.tif")
+    clash = restore("benchmark", "--root", str(tmp_path / "set"), "--outputs", str(tmp_path / "mine-jpg"))
+    assert clash.returncode == 2 and "b.jpg, b.tif could each be the output for b.png; keep one" in clash.stderr
