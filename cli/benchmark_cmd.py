@@ -92,7 +92,7 @@ def _markdown(rows: list[Summary], header: dict, groups: Sequence[Group] = ()) -
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r.label} | {r.psnr_y:.3f} | {r.ssim_y:.4f} | {r.psnr_rgb:.3f} | {r.ssim_rgb:.4f} | {r.seconds_per_image:.2f} |")
+        lines.append(f"| {r.label} | {r.psnr_y:.3f} | {r.ssim_y:.4f} | {r.psnr_rgb:.3f} | {r.ssim_rgb:.4f} | {_seconds(r)} |")
     if groups:
         lines += ["", "By degradation (the set's degradation.json; classified: how many the model's classifier named so):", "",
                   "| degradation | model | pairs | classified | PSNR Y | SSIM Y | PSNR RGB | SSIM RGB |", "|---|---|---|---|---|---|---|---|"]
@@ -121,6 +121,11 @@ class Group(NamedTuple):
     model: str
     scores: Summary
     classified: int | None  # of them, how many its classifier found to be of this degradation (None: no classifier)
+
+
+def _seconds(summary: Summary) -> str:
+    """The s/image cell: "-" for a row where nothing ran (the input, another method's outputs)."""
+    return "-" if summary.seconds_per_image is None else f"{summary.seconds_per_image:.2f}"
 
 
 def _by_degradation(summaries: list[Summary], labels: dict[str, str]) -> list[Group]:
@@ -366,7 +371,7 @@ def benchmark(
     pairs = samples
     table = Table("model", "PSNR Y", "SSIM Y", "PSNR RGB", "SSIM RGB", "s/image", title=cell(f"{root} ({len(pairs)} pair{'' if len(pairs) == 1 else 's'})"))
     for s in summaries:
-        table.add_row(cell(s.label), f"{s.psnr_y:.3f}", f"{s.ssim_y:.4f}", f"{s.psnr_rgb:.3f}", f"{s.ssim_rgb:.4f}", f"{s.seconds_per_image:.2f}")
+        table.add_row(cell(s.label), f"{s.psnr_y:.3f}", f"{s.ssim_y:.4f}", f"{s.psnr_rgb:.3f}", f"{s.ssim_rgb:.4f}", _seconds(s))
     groups = _by_degradation(summaries, data.labels) if data.labels else []
     if len(set(data.labels.values())) == 1 and all(group.classified is None for group in groups):
         groups = []  # one degradation and no classifier: the table above says it all

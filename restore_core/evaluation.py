@@ -71,7 +71,7 @@ class Summary:
     ssim_y: float
     psnr_rgb: float
     ssim_rgb: float
-    seconds_per_image: float
+    seconds_per_image: float | None  # None where nothing was run (the input row, another method's outputs)
     per_image: list[PairScore] = field(default_factory=list)
 
     def as_dict(self, with_images: bool = False) -> dict:
@@ -110,11 +110,14 @@ def score(restored: np.ndarray, target: np.ndarray, protocol: Protocol = Protoco
     return PairScore(name, psnr(a, b, "y", border), ssim(a, b, "y", border), psnr(a, b, "rgb", border), ssim(a, b, "rgb", border))
 
 
-def summarise(label: str, scores: Sequence[PairScore]) -> Summary:
+def summarise(label: str, scores: Sequence[PairScore], timed: bool = True) -> Summary:
+    """The mean of each score over ``scores``; ``timed`` False (the input row, another
+    method's outputs) leaves ``seconds_per_image`` None: nothing ran here to time."""
     def mean(attr: str) -> float:
         return float(np.mean([getattr(s, attr) for s in scores])) if scores else float("nan")
 
-    return Summary(label, len(scores), mean("psnr_y"), mean("ssim_y"), mean("psnr_rgb"), mean("ssim_rgb"), mean("seconds"), list(scores))
+    return Summary(label, len(scores), mean("psnr_y"), mean("ssim_y"), mean("psnr_rgb"), mean("ssim_rgb"),
+                   mean("seconds") if timed else None, list(scores))
 
 
 def summarise_by_label(summary: Summary, labels: dict[str, str]) -> dict[str, Summary]:
@@ -162,7 +165,7 @@ def evaluate_samples(
         pair_score = _score_sample(sample, degraded, output, time.perf_counter() - start, protocol, save_to)
         pair_score.classified = classified() if classified is not None else None
         scores.append(pair_score)
-    return summarise(label, scores)
+    return summarise(label, scores, timed=restore is not None)
 
 
 def find_output(folder: Path, sample_name: str) -> Path | None:
@@ -197,7 +200,7 @@ def evaluate_outputs(samples: Sequence[Sample], folder: Path, label: str, protoc
         degraded = sample.load_degraded()  # its layout: a grey set is scored on one channel
         assert path is not None
         scores.append(_score_sample(sample, degraded, read_image(path).rgb, 0.0, protocol, None))
-    return summarise(label, scores)
+    return summarise(label, scores, timed=False)
 
 
 def evaluate_sequences(
