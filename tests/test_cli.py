@@ -1294,7 +1294,7 @@ def test_benchmark_scores_another_methods_output_folder_as_its_own_row(tmp_path,
     assert rows["mine-jpg"]["count"] == 2 and rows["mine-jpg"]["psnr_rgb"] != rows["mine"]["psnr_rgb"]  # the JPEG's own pixels
     # nothing ran for the input row or the folders: no time (it read 0.00 s/image)
     assert rows["input"]["seconds_per_image"] is None and rows["mine"]["seconds_per_image"] is None and rows["tiny"]["seconds_per_image"] > 0
-    assert re.search(r"│ mine +│ [\d.]+ +│ [\d.]+ +│ [\d.]+ +│ [\d.]+ +│ - +│", scored.stderr)
+    assert re.search(r"│ mine +│ [-\d.]+ +│ [-\d.]+ +│ [-\d.]+ +│ [-\d.]+ +│ - +│", scored.stderr)
 
     alone = restore("benchmark", "--root", str(tmp_path / "set"), "--outputs", str(tmp_path / "mine"), "--json")
     assert alone.returncode == 0, alone.stderr
