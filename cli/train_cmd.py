@@ -326,8 +326,9 @@ def _check_trainable(chosen: Recipe | ADMSRecipe, recorded: Recipe | ADMSRecipe 
         if isinstance(chosen, Recipe) and chosen.lengthens(recorded):
             say(f"--resume --steps {chosen.steps}: lengthening {out} from {recorded.steps} steps (the schedule of its steps is unchanged)")
         else:
-            why = ("; --steps can lengthen a run only when its learning rate stays the same at every recorded step "
-                   "(milestones are fractions of steps: --set 'milestones=[]' keeps the rate constant)"
+            how = ("a cosine schedule spreads over all the steps" if isinstance(chosen, Recipe) and chosen.schedule == "cosine"
+                   else "milestones are fractions of steps: --set 'milestones=[]' keeps the rate constant")
+            why = (f"; --steps can lengthen a run only when its learning rate stays the same at every recorded step ({how})"
                    if all(item.startswith(("steps:", "stages:")) for item in altered) else "")
             raise ConfigError(f"--resume continues {out} as recorded in its recipe.json, and these options would change it: "
                               f"{'; '.join(altered)}{why}. To train on with other settings, start a new run with --init {out / 'last.safetensors'}")

@@ -320,6 +320,29 @@ def test_paper_schedule_decays_by_0_2_at_30_50_80_percent():
     assert [recipe.lr_at(s) for s in (0, 29, 30, 50, 80, 99)] == pytest.approx([1e-3, 1e-3, 2e-4, 4e-5, 8e-6, 8e-6])
 
 
+def test_cosine_schedule_and_warm_up_follow_their_formulas():
+    """schedule = cosine: lr at the first step after the warm-up, min_lr at the last,
+    halfway between them at the middle; the warm-up climbs linearly to lr. Golf's two
+    stages each get the whole schedule. Bad values are refused naming the field."""
+    from restore_core.configs import ConfigError
+
+    recipe = replace(RECIPES["taylor-derain"], steps=101, schedule="cosine", min_lr=1e-5, warmup_steps=0)
+    assert recipe.lr_at(0) == pytest.approx(1e-3) and recipe.lr_at(100) == pytest.approx(1e-5)
+    assert recipe.lr_at(50) == pytest.approx((1e-3 + 1e-5) / 2)
+    assert all(recipe.lr_at(s) > recipe.lr_at(s + 1) for s in range(100))
+    warm = replace(recipe, warmup_steps=10)
+    assert [warm.lr_at(s) for s in (0, 4, 9)] == pytest.approx([1e-4, 5e-4, 1e-3])
+    assert warm.lr_at(10) == pytest.approx(1e-3) and warm.lr_at(100) == pytest.approx(1e-5)
+    stepped = replace(RECIPES["taylor-derain"], steps=100, warmup_steps=5)  # a warm-up before the paper's milestones
+    assert [stepped.lr_at(s) for s in (0, 4, 5, 30)] == pytest.approx([2e-4, 1e-3, 1e-3, 2e-4])
+    golf = replace(RECIPES["golf-deblur"], steps=200, stages=(100, 100), lr=1.0, schedule="cosine")
+    assert golf.lr_at(0) == golf.lr_at(100) == 1.0 and golf.lr_at(99) == golf.lr_at(199) == pytest.approx(0.0)
+    for field, value, message in (("schedule", "cos", "schedule must be step or cosine"), ("min_lr", 1.0, "min_lr must be >= 0 and at most lr"),
+                                  ("warmup_steps", 101, "warmup_steps must be >= 0 and fewer than steps")):
+        with pytest.raises(ConfigError, match=message):
+            replace(recipe, **{field: value})
+
+
 def test_fine_tune_from_init_and_degradation_options(tmp_path):
     from restore_core.configs import override
 

@@ -9,6 +9,7 @@ override fields from a TOML/JSON file or ``--set key=value``.
 from __future__ import annotations
 
 import json
+import math
 import shlex
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -26,6 +27,28 @@ def _require(where: str, checks: dict[str, tuple[Any, bool, str]]) -> None:
     for field_name, (value, ok, rule) in checks.items():
         if not ok:
             raise ConfigError(f"{where}: {field_name} must be {rule}, got {value!r}")
+
+
+SCHEDULES = ("step", "cosine")
+
+
+def scheduled_lr(lr: float, step: int, length: int, schedule: str = "step", milestones: tuple[float, ...] = (),
+                 gamma: float = 1.0, min_lr: float = 0.0, warmup_steps: int = 0) -> float:
+    """The learning rate at ``step`` (0-based) of a stage ``length`` steps long.
+
+    The first ``warmup_steps`` climb linearly to ``lr``: ``lr * (step + 1) / warmup_steps``.
+    Then ``step``: ``lr * gamma^k``, k the ``milestones`` (fractions of ``length``)
+    passed (the Taylor paper: x0.2 at 30, 50 and 80 %); or ``cosine``: from ``lr`` down
+    to ``min_lr`` along half a cosine over the steps after the warm-up,
+    ``min_lr + (lr - min_lr) * (1 + cos(pi * t)) / 2`` with t from 0 to 1 (SGDR,
+    Loshchilov & Hutter 2017, without restarts; Restormer's and NAFNet's schedule)."""
+    if step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    if schedule == "cosine":
+        t = (step - warmup_steps) / max(length - warmup_steps - 1, 1)
+        return min_lr + (lr - min_lr) * (1 + math.cos(math.pi * min(t, 1.0))) / 2
+    passed = sum(step >= round(m * length) for m in milestones)
+    return lr * gamma**passed
 
 
 @dataclass(frozen=True)
@@ -67,8 +90,11 @@ class Recipe:
     patch_size: int = 100
     lr: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.999)
-    milestones: tuple[float, ...] = (0.3, 0.5, 0.8)  # fractions of ``steps``
-    gamma: float = 0.2
+    schedule: str = "step"  # step (milestones, gamma) or cosine (lr down to min_lr): scheduled_lr
+    milestones: tuple[float, ...] = (0.3, 0.5, 0.8)  # fractions of ``steps`` (step schedule)
+    gamma: float = 0.2  # lr factor at each milestone (step schedule)
+    min_lr: float = 0.0  # where the cosine schedule ends
+    warmup_steps: int = 0  # linear warm-up to lr over the first steps of each stage (0 = none)
     mapping_loss_weight: float = 1.0  # lambda of Eq. 21 (Taylor models)
     loss: str = "l1"  # pixel loss: l1 or mse (Taylor models always use Eq. 21)
     ssim_weight: float = 0.0  # adds w * (1 - SSIM on luma) to the pixel loss (not in the papers; 0 = off)
@@ -111,6 +137,9 @@ class Recipe:
             "betas": (list(self.betas), len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "two numbers in [0, 1)"),
             "milestones": (list(self.milestones), all(0 <= m <= 1 for m in self.milestones), "fractions of steps, in [0, 1]"),
             "seed": (self.seed, self.seed >= 0, ">= 0"),
+            "schedule": (self.schedule, self.schedule in SCHEDULES, " or ".join(SCHEDULES)),
+            "min_lr": (self.min_lr, 0 <= self.min_lr <= self.lr, f">= 0 and at most lr ({self.lr})"),
+            "warmup_steps": (self.warmup_steps, 0 <= self.warmup_steps < self.steps, f">= 0 and fewer than steps ({self.steps})"),
         })
         if self.stages and (len(self.stages) != 2 or sum(self.stages) != self.steps or min(self.stages) < 0):
             raise ConfigError(f"recipe {self.name}: stages must be two step counts (F, G) summing to steps={self.steps}, got {self.stages}")
@@ -135,11 +164,9 @@ class Recipe:
         return 2, self.stages[0], self.stages[1]
 
     def lr_at(self, step: int) -> float:
-        """Step schedule within the current stage: ``lr * gamma^(milestones passed)``
-        (Taylor paper: x0.2 at 30/50/80 %)."""
+        """The learning rate at ``step``, scheduled within its stage (:func:`scheduled_lr`)."""
         _, start, length = self.stage_at(step)
-        passed = sum(step - start >= round(m * length) for m in self.milestones)
-        return self.lr * self.gamma**passed
+        return scheduled_lr(self.lr, step - start, length, self.schedule, self.milestones, self.gamma, self.min_lr, self.warmup_steps)
 
     def with_steps(self, steps: int) -> "Recipe":
         """This recipe with ``steps`` in all; Golf stages keep their proportions."""
