@@ -380,10 +380,9 @@ def _degradation_labels(data: Dataset, name: str, root: Path) -> dict[str, str]:
 def embedded_dataset(task: str) -> Dataset:
     """A small deterministic set for ``task`` that needs no data: the bundled sample
     pairs for derain; for the other tasks the bundled clean photographs with this
-    project's synthetic degradation under a fixed seed."""
-    from restore_core.degradations.blur import add_motion_blur
-    from restore_core.degradations.haze import add_haze
-    from restore_core.degradations.noise import gaussian_noise
+    project's synthetic degradation under a fixed seed; for ``auto`` all four of them
+    (``rain/camera.png``, ``noise/camera.png``, ...), each sample labelled with its
+    degradation."""
     from restore_core.degradations.samples import bundled_samples
 
     root = bundled_samples()
@@ -391,6 +390,24 @@ def embedded_dataset(task: str) -> Dataset:
         raise DatasetError("the bundled samples are not installed; pass --root")
     if task == "derain":
         return paired(root, task="derain", name="samples-rain")
+    if task == "auto":
+        samples = [Sample(f"rain/{sample.name}", sample.load_degraded, sample.load_target)
+                   for sample in paired(root, task="derain").samples]
+        for other in ("deblur", "denoise", "dehaze"):
+            samples += _synthetic_samples(root / "target", _embedded_degradation(other), folder_name=TASK_DEGRADATION[other])
+        return Dataset("samples-auto", root, task, samples, labels={s.name: s.name.split("/")[0] for s in samples},
+                       note="bundled photographs with each of the four degradations: rain as bundled, the others synthetic, seed [7, i]")
+    degrade = _embedded_degradation(task)
+    return Dataset(f"samples-{task}", root / "target", task, _synthetic_samples(root / "target", degrade),
+                   note=f"bundled photographs with synthetic {task} degradation, seed [7, i]")
+
+
+def _embedded_degradation(task: str) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
+    """The synthetic degradation of ``task``'s embedded set."""
+    from restore_core.degradations.blur import add_motion_blur
+    from restore_core.degradations.haze import add_haze
+    from restore_core.degradations.noise import gaussian_noise
+
     degrade = {
         "denoise": lambda img, rng: gaussian_noise(img, 25, rng),
         "deblur": add_motion_blur,
@@ -398,12 +415,18 @@ def embedded_dataset(task: str) -> Dataset:
     }.get(task)
     if degrade is None:
         raise DatasetError(f"no embedded dataset for task {task!r}; pass --root")
+    return degrade
+
+
+def _synthetic_samples(folder: Path, degrade: Callable[[np.ndarray, np.random.Generator], np.ndarray], folder_name: str = "") -> list[Sample]:
+    """The images of ``folder`` as samples degraded on load, image i with
+    ``default_rng([7, i])``; named ``folder_name/NAME`` when given."""
     samples = []
-    for index, path in enumerate(list_images(root / "target")):
+    for index, path in enumerate(list_images(folder)):
         def load_degraded(path=path, index=index) -> LoadedImage:
             clean = read_image(path)
             rng = np.random.default_rng([7, index])
             return LoadedImage(degrade(clean.rgb, rng), clean.layout, clean.bit_depth)
 
-        samples.append(Sample(path.name, load_degraded, lambda path=path: read_image(path).rgb))
-    return Dataset(f"samples-{task}", root / "target", task, samples, note=f"bundled photographs with synthetic {task} degradation, seed [7, i]")
+        samples.append(Sample(f"{folder_name}/{path.name}" if folder_name else path.name, load_degraded, lambda path=path: read_image(path).rgb))
+    return samples

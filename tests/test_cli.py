@@ -825,6 +825,23 @@ def test_shipped_default_models_improve_their_embedded_sets(task, model, gain):
     assert rows[model]["psnr_y"] > rows["input"]["psnr_y"] + gain
 
 
+def test_the_embedded_auto_set_holds_each_degradation_as_the_single_task_sets_do():
+    """restore benchmark --task auto (it had no embedded set: "pass --root"): the bundled
+    photographs under each of the four degradations, scored per degradation, each group's
+    input row that of the task's own embedded set; adms improves every group."""
+    result = restore("benchmark", "--task", "auto", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["pairs"] == 12 and report["dataset"] == "samples-auto"
+    rows = {row["label"]: row["by_degradation"] for row in report["results"]}
+    assert list(rows["input"]) == ["rain", "motion-blur", "noise", "haze"] and all(g["count"] == 3 for g in rows["input"].values())
+    for degradation in rows["input"]:
+        assert rows["adms"][degradation]["psnr_y"] > rows["input"][degradation]["psnr_y"]
+    for task, degradation in (("derain", "rain"), ("denoise", "noise"), ("dehaze", "haze")):
+        alone = json.loads(restore("benchmark", "--task", task, "--json").stdout)["results"][0]
+        assert alone["label"] == "input" and alone["psnr_y"] == pytest.approx(rows["input"][degradation]["psnr_y"], abs=1e-9)
+
+
 def test_a_corrupt_training_image_is_named_and_left_out_and_a_corrupt_benchmark_pair_stops_the_score(tmp_path, tiny_checkpoint, rng):
     """A training folder's corrupt file (one truncated JPEG among thousands of photos)
     stopped the run before its first step, naming only the first such file: each is now
