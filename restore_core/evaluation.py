@@ -10,6 +10,7 @@ and smoothed in time (``--temporal``), from one pass.
 
 from __future__ import annotations
 
+import glob
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -177,7 +178,7 @@ def find_output(folder: Path, sample_name: str) -> Path | None:
     if exact.is_file():
         return exact
     stem = exact.with_suffix("")
-    found = sorted(path for path in stem.parent.glob(f"{stem.name}.*")
+    found = sorted(path for path in stem.parent.glob(f"{glob.escape(stem.name)}.*")
                    if path.suffix.lower() in READABLE_EXTENSIONS and path.is_file()) if stem.parent.is_dir() else []
     if len(found) > 1:
         raise ValueError(f"{folder}: {', '.join(path.name for path in found)} could each be the output for {sample_name}; keep one")

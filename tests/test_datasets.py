@@ -351,3 +351,17 @@ def test_each_sample_carries_the_degradation_its_set_declares(tmp_path):
         _img(tmp_path / "plain" / side / "a.png", value)
     assert load_dataset("paired", tmp_path / "plain").labels == {}
     assert load_dataset("rain100h", tmp_path / "plain").labels == {"a.png": "rain"}
+
+
+def test_an_output_is_found_by_its_name_or_its_stem_even_with_glob_characters(tmp_path):
+    from restore_core.evaluation import find_output
+
+    (tmp_path / "scene").mkdir()
+    for name in ("a[1].jpg", "b.png", "b.tif", "scene/c.webp"):
+        (tmp_path / name).write_bytes(b"")
+    assert find_output(tmp_path, "a[1].png") == tmp_path / "a[1].jpg"  # the stem was read as a glob pattern
+    assert find_output(tmp_path, "b.png") == tmp_path / "b.png"
+    assert find_output(tmp_path, "scene/c.png") == tmp_path / "scene" / "c.webp"
+    assert find_output(tmp_path, "d.png") is None
+    with pytest.raises(ValueError, match=r"b.png, b.tif could each be the output for b.jpg; keep one"):
+        find_output(tmp_path, "b.jpg")
