@@ -31,11 +31,7 @@ def convert(
 
         restore convert net.pth net.safetensors --architecture unet --config '{"width": 32}' --task derain
     """
-    from restore_core.checkpoint import CheckpointError
-    from restore_core.configs import ConfigError
-    from restore_core.convert import convert as convert_file
-    from restore_core.models import parse_config
-
+    # The options and the paths first, torch (about 1 s) after: a mistake is answered at once.
     if (preset is None) == (architecture is None):
         fail("give exactly one of --preset or --architecture", code=2)
     if preset is not None and config != "{}":  # it was ignored: the preset's own config was written
@@ -51,10 +47,6 @@ def convert(
         except json.JSONDecodeError as exc:
             fail(f"--config is not valid JSON: {exc}", code=2)
         arch, default_task = architecture, "any"
-        try:  # the option that is wrong, before the file is read
-            parse_config(arch, arch_config)
-        except ConfigError as exc:
-            fail(f"--architecture/--config: {exc}", code=2)
     if task is not None:
         try:
             check_model_task(task, "--task")
@@ -64,6 +56,19 @@ def convert(
         fail(f"{out} already exists; pass --overwrite", code=2)
     if out.suffix != ".safetensors":
         fail(f"{out}: the output must be a .safetensors file", code=2)
+    if not source.is_file():
+        fail(f"{source}: no such file" if not source.exists() else f"{source}: a folder, not a weights file", code=1)
+
+    from restore_core.checkpoint import CheckpointError
+    from restore_core.configs import ConfigError
+    from restore_core.convert import convert as convert_file
+    from restore_core.models import parse_config
+
+    if architecture is not None:
+        try:  # the option that is wrong, before the file is read
+            parse_config(arch, arch_config)
+        except ConfigError as exc:
+            fail(f"--architecture/--config: {exc}", code=2)
     try:
         written = convert_file(source, out, arch, arch_config, task or default_task)
     except CheckpointError as exc:

@@ -371,6 +371,11 @@ def test_mistakes_and_finished_batches_are_answered_without_torch(folder, tmp_pa
                         (("--out", str(tmp_path / "no-run"), "--resume"), "no run to resume there")):
         refused = restore_without_torch("train", *args)
         assert refused.returncode == 2 and words in refused.stderr and "torch imported" not in refused.stderr, (args, refused.stderr)
+    for args, words, code in (((str(tmp_path / "nope.pth"), str(tmp_path / "x.safetensors"), "-p", "unet-s"), "nope.pth: no such file", 1),
+                              ((str(tiny_checkpoint), str(tmp_path / "x.bin"), "-p", "unet-s"), "the output must be a .safetensors file", 2),
+                              ((str(tiny_checkpoint), str(tmp_path / "x.safetensors"), "-p", "unet-z"), "unknown preset 'unet-z'", 2)):
+        refused = restore_without_torch("convert", *args)
+        assert refused.returncode == code and words in refused.stderr and "torch imported" not in refused.stderr, (args, refused.stderr)
     # and where torch is needed, it is imported (the check above cannot pass by failing early)
     needed = restore_without_torch("derain", str(folder / "a.png"), str(tmp_path / "again.png"), "--model", str(tiny_checkpoint))
     assert needed.returncode != 0 and "torch imported" in needed.stderr
