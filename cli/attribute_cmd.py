@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from cli.console import cell, fail, os_cause, print_json, say, table_console, warn
-from restore_core.io.folders import file_in_the_way
+from restore_core.io.folders import file_in_the_way, not_a_folder
 
 
 def _parse_fraction(text: str) -> float:
@@ -85,12 +85,7 @@ def attribute_filters(
 
         restore attribute-filters --baseline u.safetensors --target r.safetensors --data rain/ --top 5% --out masks.safetensors --validate
     """
-    import torch
-
-    from restore_core import attribution as A
-    from restore_core.checkpoint import CheckpointError, atomic_save_file, load_checkpoint
-    from restore_core.io.images import atomic_write_bytes
-
+    # The options and the paths first, torch (about 1 s) and the models after: a mistake is answered at once.
     try:
         fraction = _parse_fraction(top)
     except ValueError as exc:
@@ -99,6 +94,19 @@ def attribute_filters(
         fail("--steps and --limit must be >= 1, --crop and --show >= 0", code=2)
     _check_output_name("--out", out, ".safetensors")
     _check_output_name("--plot", plot, ".png")
+    for flag, checkpoint in (("--baseline", baseline), ("--target", target)):
+        if not checkpoint.is_file():
+            fail(f"{flag} {checkpoint}: {'no such checkpoint file' if not checkpoint.exists() else 'a folder, not a checkpoint file'}", code=2)
+    for flag, folder in [("--data", data), *(("--others", other) for other in others)]:
+        if not folder.is_dir():
+            fail(f"{flag} {not_a_folder(folder)}", code=2)
+
+    import torch
+
+    from restore_core import attribution as A
+    from restore_core.checkpoint import CheckpointError, atomic_save_file, load_checkpoint
+    from restore_core.io.images import atomic_write_bytes
+
     try:
         base = load_checkpoint(baseline, device)
         tuned = load_checkpoint(target, device)

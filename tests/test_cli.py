@@ -376,6 +376,10 @@ def test_mistakes_and_finished_batches_are_answered_without_torch(folder, tmp_pa
                               ((str(tiny_checkpoint), str(tmp_path / "x.safetensors"), "-p", "unet-z"), "unknown preset 'unet-z'", 2)):
         refused = restore_without_torch("convert", *args)
         assert refused.returncode == code and words in refused.stderr and "torch imported" not in refused.stderr, (args, refused.stderr)
+    for args, words in (((str(tmp_path / "a.safetensors"), str(tiny_checkpoint), str(folder)), "--baseline " + str(tmp_path / "a.safetensors") + ": no such checkpoint file"),
+                        ((str(tiny_checkpoint), str(tiny_checkpoint), str(tmp_path / "nope")), "--data " + str(tmp_path / "nope") + ": no such folder")):
+        refused = restore_without_torch("attribute-filters", "--baseline", args[0], "--target", args[1], "--data", args[2])
+        assert refused.returncode == 2 and words in refused.stderr and "torch imported" not in refused.stderr, (args, refused.stderr)
     # and where torch is needed, it is imported (the check above cannot pass by failing early)
     needed = restore_without_torch("derain", str(folder / "a.png"), str(tmp_path / "again.png"), "--model", str(tiny_checkpoint))
     assert needed.returncode != 0 and "torch imported" in needed.stderr
