@@ -80,7 +80,7 @@ MARKDOWN_SETTINGS = ("tile", "iterations", "model_sigma", "recompose_radius", "b
 def _markdown(rows: list[Summary], header: dict, groups: Sequence[Group] = ()) -> str:
     """``--markdown``: the table, under one line that says what was scored and how (for a
     model card: the dataset and its note, the task, the device and precision, the settings given);
-    a mixed set's scores per degradation (``groups``, :func:`_by_degradation`) below it."""
+    the scores per degradation (``groups``, :func:`_by_degradation`) below it."""
     pairs = f"{header['pairs']} pair{'' if header['pairs'] == 1 else 's'}" + (f"; {header['note']}" if header.get("note") else "")
     given = [f"{key.replace('_', ' ')} {header[key]}" for key in MARKDOWN_SETTINGS if header.get(key) not in (None, 0)]
     lines = [
@@ -115,7 +115,8 @@ def _most_probable(restorer: Restorer | RoutedRestorer) -> Callable[[], str | No
 
 
 class Group(NamedTuple):
-    """One model's scores over the images of one degradation of a mixed set."""
+    """One model's scores over the images of one degradation of the set (its labels: a
+    mixed set's record, or the one degradation a set declares)."""
 
     degradation: str
     model: str
@@ -129,7 +130,7 @@ def _seconds(summary: Summary) -> str:
 
 
 def _by_degradation(summaries: list[Summary], labels: dict[str, str]) -> list[Group]:
-    """A mixed set's labelled images scored per degradation: each degradation's rows
+    """The set's labelled images scored per degradation: each degradation's rows
     together, the models in their order."""
     from restore_core.evaluation import summarise_by_label
 
