@@ -189,6 +189,9 @@ def test_a_set_is_finished_by_running_it_again_and_never_mixed_with_other_settin
     (["-d", "noise", "--set", "kinds=[]"], "kinds must name one or more of gaussian, poisson-gaussian, jpeg, camera, got none"),
     (["-d", "noise", "--set", 'kinds=["jpeg", "salt"]'], "kinds must name one or more of gaussian, poisson-gaussian, jpeg, camera; unknown: salt"),
     (["-d", "mixed", "--set", 'degradations=["rain", "fog"]'], "degradations must name one or more of rain, noise, motion-blur, haze; unknown: fog"),
+    (["-d", "mixed", "--set", 'settings={"noise": {"sigm": 50}}'], "degradation_options (noise): unknown key(s) sigm (did you mean sigma?)"),
+    (["-d", "mixed", "--set", 'settings={"haze": {}}', "--set", 'degradations=["noise"]'], "settings for 'haze', which is not among degradations (noise)"),
+    (["-d", "mixed", "--set", 'settings={"noise": 5}'], 'settings of noise must be an object of its fields, e.g. {"sigma": 25}, got 5'),
     (["-d", "haze", "--set", "beta=-1"], "beta must be >= 0"),
     (["-d", "rain", "--set", "density=[0, 2]"], "density must be in [0, 1], got [0.0, 2.0]"),
     (["-d", "noise", "--set", "jpeg_quality=[50, 120]"], "jpeg_quality must be in [0, 100]"),
@@ -253,7 +256,8 @@ def test_a_mixed_set_records_each_pairs_degradation_and_benchmark_scores_each_ap
         expected = encode_png(as_grey_camera(degraded) if grey else degraded, grey)
         assert (out / "input" / (Path(name).stem + ".png")).read_bytes() == expected, name
 
-    del record["per_image"]  # as a set made before it was recorded
+    del record["per_image"]  # as a set made before it was recorded, and before mixed sets took settings of their own
+    del record["settings"]["settings"]
     (out / "degradation.json").write_text(json.dumps(record, indent=2) + "\n")
     (out / "input" / "camera.png").unlink()
     again = restore("make-pairs", str(clean), str(out), "-d", "mixed", "--seed", "5", "--json")
@@ -280,3 +284,16 @@ def test_a_mixed_set_records_each_pairs_degradation_and_benchmark_scores_each_ap
     assert all("classified" not in group for group in by_model["input"].values())
     for degradation, group in by_model["adms"].items():
         assert group["classified"] == sum(named[name] == degradation for name, label in labels.items() if label == degradation)
+
+
+def test_a_mixed_sets_degradations_take_their_own_settings(clean: Path, tmp_path: Path):
+    """--set 'settings={"noise": {"sigma": 50}}': the mixed set's noise pairs carry sigma
+    50 (they could only take each degradation's defaults), recorded in degradation.json."""
+    out = tmp_path / "mixed50"
+    made = restore("make-pairs", str(clean), str(out), "-d", "mixed", "--set", 'degradations=["noise"]', "--set", 'settings={"noise": {"sigma": 50}}')
+    assert made.returncode == 0, made.stderr
+    assert json.loads((out / "degradation.json").read_text())["settings"]["settings"] == {"noise": {"sigma": 50}}
+    for name in ("astronaut.png", "camera.png", "coffee.png"):
+        noisy, target = pixels(out / "input" / name), pixels(out / "target" / name)
+        middle = (target > 60) & (target < 195)
+        assert 46 < (noisy.astype(np.float64) - target)[middle].std() < 54, name

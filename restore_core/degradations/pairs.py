@@ -115,8 +115,12 @@ class PairSetError(ValueError):
     """The output folder holds a set made another way."""
 
 
-def _without_labels(record: dict) -> dict:
-    return {key: value for key, value in record.items() if key != "per_image"}
+def _comparable(record: dict) -> dict:
+    """A ``degradation.json`` as compared with this run's: its settings with every field
+    (one added to a config since it was written takes its default), without
+    ``per_image`` (which follows from the rest, and older sets lack)."""
+    settings = config_to_dict(degradation_config(record["degradation"], record["settings"]))
+    return {key: value for key, value in record.items() if key != "per_image"} | {"settings": settings}
 
 
 def make_pairs(images: Sequence[Path], out_dir: Path, recipe: PairRecipe, overwrite: bool = False) -> Iterator[MadePair]:
@@ -135,9 +139,9 @@ def make_pairs(images: Sequence[Path], out_dir: Path, recipe: PairRecipe, overwr
     out_dir = Path(out_dir)
     record = recipe.record(images)
     record_path = out_dir / PAIR_RECORD_NAME
-    try:  # per_image follows from the rest (and sets made before it was recorded lack it)
-        same_set = _without_labels(json.loads(record_path.read_text())) == _without_labels(record)
-    except (OSError, ValueError, AttributeError):  # no record yet, or an unreadable one: not this set
+    try:
+        same_set = _comparable(json.loads(record_path.read_text())) == _comparable(record)
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):  # no record yet, or an unreadable one (ConfigError is a ValueError): not this set
         same_set = False
     if not same_set and not overwrite and (record_path.exists() or any(pair_paths(Path(i), out_dir)[0].exists() for i in images)):
         raise PairSetError(f"{out_dir} holds pairs made with other settings or images ({PAIR_RECORD_NAME}); "

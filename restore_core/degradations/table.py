@@ -32,9 +32,12 @@ DEGRADATIONS: dict[str, tuple[type, Callable]] = {
 
 @dataclass(frozen=True)
 class MixedConfig:
-    """Each patch gets one of ``degradations``, uniformly (ADMS's unified model)."""
+    """Each patch gets one of ``degradations``, uniformly (ADMS's unified model), with
+    that degradation's own ``settings`` where given (``{"noise": {"sigma": 25}}``:
+    fields of its config, as ``--set`` gives them to it alone); its defaults otherwise."""
 
     degradations: tuple[str, ...] = ("rain", "motion-blur", "noise", "haze")
+    settings: dict[str, dict] = dataclasses.field(default_factory=dict)
 
     CHOICES: ClassVar[dict] = {"degradations": SINGLE_DEGRADATIONS}
 
@@ -46,8 +49,8 @@ def draw_one_of(rng: np.random.Generator, config: MixedConfig = MixedConfig()) -
 
 
 def add_one_of(clean: np.ndarray, rng: np.random.Generator, config: MixedConfig = MixedConfig()) -> np.ndarray:
-    config_class, function = DEGRADATIONS[draw_one_of(rng, config)]
-    return function(clean, rng, config_class())
+    name = draw_one_of(rng, config)
+    return DEGRADATIONS[name][1](clean, rng, degradation_config(name, config.settings.get(name, {})))
 
 
 DEGRADATIONS["mixed"] = (MixedConfig, add_one_of)
@@ -97,6 +100,13 @@ def degradation_config(name: str, options: dict):
         if not value or unknown:
             raise ConfigError(f"{where}: {key} must name one or more of {', '.join(known)}"
                               + (f"; unknown: {', '.join(map(str, unknown))}" if unknown else ", got none"))
+    if isinstance(config, MixedConfig):  # each degradation's own settings, checked as its own would be
+        for other, settings in config.settings.items():
+            if other not in config.degradations:
+                raise ConfigError(f"{where}: settings for {other!r}, which is not among degradations ({', '.join(config.degradations)})")
+            if not isinstance(settings, dict):
+                raise ConfigError(f"{where}: settings of {other} must be an object of its fields, e.g. {{\"sigma\": 25}}, got {settings!r}")
+            degradation_config(other, settings)
     return config
 
 
