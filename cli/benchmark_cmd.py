@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import time
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, NamedTuple, Optional, Sequence
 
@@ -121,7 +122,12 @@ class Group(NamedTuple):
     degradation: str
     model: str
     scores: Summary
-    classified: int | None  # of them, how many its classifier found to be of this degradation (None: no classifier)
+    classified_as: dict[str, int] | None  # what its classifier named these images, and how many each (None: no classifier)
+
+    @property
+    def classified(self) -> int | None:
+        """How many of them its classifier named right (None: no classifier)."""
+        return None if self.classified_as is None else self.classified_as.get(self.degradation, 0)
 
 
 def _seconds(summary: Summary) -> str:
@@ -142,12 +148,16 @@ def _by_degradation(summaries: list[Summary], labels: dict[str, str]) -> list[Gr
         for label, groups in grouped:
             if name in groups:
                 found = [p.classified for p in groups[name].per_image]
-                rows.append(Group(name, label, groups[name], None if None in found else found.count(name)))
+                rows.append(Group(name, label, groups[name], None if None in found else dict(Counter(found).most_common())))
     return rows
 
 
 def _classified_cell(group: Group) -> str:
-    return "-" if group.classified is None else f"{group.classified}/{group.scores.count}"
+    """``2/3 (1 haze)``: named right, of how many, and what the others were taken for."""
+    if group.classified_as is None:
+        return "-"
+    wrong = ", ".join(f"{count} {name}" for name, count in group.classified_as.items() if name != group.degradation)
+    return f"{group.classified}/{group.scores.count}" + (f" ({wrong})" if wrong else "")
 
 
 # Options of a scoring run, which --speed and --growth (timings on synthetic images) refuse.
@@ -391,7 +401,7 @@ def benchmark(
         for result in results if groups else []:
             result["by_degradation"] = {
                 group.degradation: {**{key: value for key, value in group.scores.as_dict().items() if key not in ("label", "seconds_per_image")},
-                                    **({"classified": group.classified} if group.classified is not None else {})}
+                                    **({"classified": group.classified, "classified_as": group.classified_as} if group.classified_as is not None else {})}
                 for group in groups if group.model == result["label"]}
         print_json({**header, "results": results}, indent=2)
     # The files last, each written whole (parent folders made): a bad path costs a line, not the results above.

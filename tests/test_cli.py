@@ -846,6 +846,9 @@ def test_the_embedded_auto_set_holds_each_degradation_as_the_single_task_sets_do
     assert list(rows["input"]) == ["rain", "motion-blur", "noise", "haze"] and all(g["count"] == 3 for g in rows["input"].values())
     for degradation in rows["input"]:
         assert rows["adms"][degradation]["psnr_y"] > rows["input"][degradation]["psnr_y"]
+        named = rows["adms"][degradation]["classified_as"]  # what the classifier took each image for
+        assert sum(named.values()) == 3 and named.get(degradation, 0) == rows["adms"][degradation]["classified"]
+        assert set(named) <= {"rain", "motion-blur", "noise", "haze"}
     for task, degradation in (("derain", "rain"), ("denoise", "noise"), ("dehaze", "haze")):
         alone = json.loads(restore("benchmark", "--task", task, "--json").stdout)["results"][0]
         assert alone["label"] == "input" and alone["psnr_y"] == pytest.approx(rows["input"][degradation]["psnr_y"], abs=1e-9)
