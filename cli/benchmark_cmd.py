@@ -227,7 +227,7 @@ def benchmark(
     from restore_core.datasets import benchmark_task
     from restore_core.engine.temporal import TemporalConfig
     from restore_core.evaluation import Protocol, evaluate_outputs, evaluate_samples, evaluate_sequences
-    from restore_core.io.images import ImageError, atomic_write_bytes
+    from restore_core.io.images import ImageError
 
     # Options and the dataset first, torch (1.5 s) and the models after: a mistake is answered at once.
     for value, rule, ok in ((count, "--count must be >= 1", count >= 1), (limit, "--limit must be >= 0 (0 = all)", limit >= 0),
@@ -379,12 +379,22 @@ def benchmark(
         "images_per_second": {s.label: (1.0 / s.seconds_per_image if s.seconds_per_image else None) for s in summaries[1:]},
         "peak_memory_mib": _peak_memory_mib(torch_device),
     }
-    pairs = samples
-    table = Table("model", "PSNR Y", "SSIM Y", "PSNR RGB", "SSIM RGB", "s/image", title=cell(f"{root} ({len(pairs)} pair{'' if len(pairs) == 1 else 's'})"))
+    _report_scores(summaries, data.labels, header, f"{root} ({len(samples)} pair{'' if len(samples) == 1 else 's'})",
+                   as_json, quiet_tables, csv_path, markdown_path)
+
+
+def _report_scores(summaries: list[Summary], labels: dict[str, str], header: dict, title: str, as_json: bool, quiet_tables: bool,
+                   csv_path: Optional[Path], markdown_path: Optional[Path]) -> None:
+    """A scoring run's results: the table (and, where the set labels its images with
+    several degradations or a model classifies them, the table per degradation), the
+    JSON report, then the ``--csv`` and ``--markdown`` files."""
+    from restore_core.io.images import atomic_write_bytes
+
+    table = Table("model", "PSNR Y", "SSIM Y", "PSNR RGB", "SSIM RGB", "s/image", title=cell(title))
     for s in summaries:
         table.add_row(cell(s.label), f"{s.psnr_y:.3f}", f"{s.ssim_y:.4f}", f"{s.psnr_rgb:.3f}", f"{s.ssim_rgb:.4f}", _seconds(s))
-    groups = _by_degradation(summaries, data.labels) if data.labels else []
-    if len(set(data.labels.values())) == 1 and all(group.classified is None for group in groups):
+    groups = _by_degradation(summaries, labels) if labels else []
+    if len(set(labels.values())) == 1 and all(group.classified is None for group in groups):
         groups = []  # one degradation and no classifier: the table above says it all
     if not quiet_tables:
         _print_table(table, as_json)
