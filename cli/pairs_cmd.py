@@ -50,9 +50,16 @@ def make_pairs_command(
             fail(f"--set expects KEY=VALUE, got {item!r}", code=2)
         key, value = (part.strip() for part in item.split("=", 1))
         try:
-            options[key] = json.loads(value)
+            parsed = json.loads(value)
         except json.JSONDecodeError:
-            options[key] = value
+            parsed = value
+        *outer, last = key.split(".")  # settings.noise.sigma=25: a field of a field, as restore train's --set
+        into = options
+        for part in outer:
+            into = into.setdefault(part, {})
+            if not isinstance(into, dict):
+                fail(f"--set {key}: {part} is already given a value ({json.dumps(into)}), not fields", code=2)
+        into[last] = parsed
     try:
         recipe = PairRecipe.from_options(degradation, options, seed, grey)
         unreadable: list[Path] = []

@@ -293,6 +293,9 @@ def test_a_mixed_sets_degradations_take_their_own_settings(clean: Path, tmp_path
     made = restore("make-pairs", str(clean), str(out), "-d", "mixed", "--set", 'degradations=["noise"]', "--set", 'settings={"noise": {"sigma": 50}}')
     assert made.returncode == 0, made.stderr
     assert json.loads((out / "degradation.json").read_text())["settings"]["settings"] == {"noise": {"sigma": 50}}
+    dotted = restore("make-pairs", str(clean), str(tmp_path / "dotted"), "-d", "mixed", "--set", 'degradations=["noise"]', "--set", "settings.noise.sigma=50")
+    assert dotted.returncode == 0, dotted.stderr  # the same set, field by field as restore train's --set
+    assert (tmp_path / "dotted" / "degradation.json").read_text() == (out / "degradation.json").read_text()
     for name in ("astronaut.png", "camera.png", "coffee.png"):
         noisy, target = pixels(out / "input" / name), pixels(out / "target" / name)
         middle = (target > 60) & (target < 195)
