@@ -347,7 +347,7 @@ def benchmark(
             summaries.append(evaluate_outputs(samples, folder, folder.name if folder.name not in taken else str(folder), protocol))
             taken.add(summaries[-1].label)
     except ImageError as exc:
-        fail(str(exc), code=2)
+        fail(f"{exc} (every pair is scored, or the mean would not be the set's: mend or remove it)", code=2)
     except ValueError as exc:  # e.g. images smaller than SSIM's window once --crop-border is taken off (said in the message)
         fail(str(exc), code=2)
     if not quiet:  # what the restore commands would have said on the way (fp16 on a CPU, an out-of-memory retry, ...)

@@ -109,6 +109,7 @@ def train(
     for caution in sets_of_another_task(chosen):
         warn(caution)
     # torch (1.5 s) from here on: a misspelt recipe or option above is answered at once.
+    from restore_core.io.images import ImageError
     from restore_core.training.sources import describe, prepare_data
     from restore_core.training.state import files_a_run_would_replace, holds_run
     from restore_core.training.trainer import Trainer, TrainingError, TrainingInterrupted
@@ -190,6 +191,8 @@ def train(
 
         try:
             training_data = prepare_data(chosen, pool, out, dist_info, images_read)
+        except ImageError as exc:  # a validation pair or an --exclude-like image: training images are left out instead
+            fail(f"{exc} (a validation or --exclude-like image: each is needed, or the run's measure changes: mend or remove it)", code=2)
         except (TrainingError, ValueError, OSError) as exc:
             fail(str(exc), code=2)
     for undecodable in training_data.summary.get("undecodable", []) if dist_info.is_main else []:  # each, as a restore command says a bad input

@@ -889,6 +889,11 @@ def test_a_corrupt_training_image_is_named_and_left_out_and_a_corrupt_benchmark_
     scored = restore("benchmark", "--root", str(pairs), "-m", str(tiny_checkpoint), "--task", "derain")
     assert scored.returncode == 2
     assert "b.png: cannot decode image" in scored.stderr and "Traceback" not in scored.stderr
+    assert "(every pair is scored, or the mean would not be the set's: mend or remove it)" in scored.stderr
+    validated = restore("train", "--recipe", "infoflow-denoise", "--builtin-photographs", "--val", str(pairs), "--steps", "1",
+                        "--set", "pretrain_steps=0", "--patch-size", "32", "--out", str(tmp_path / "run3"))
+    assert validated.returncode == 2 and "b.png: cannot decode image" in validated.stderr
+    assert "(a validation or --exclude-like image: each is needed, or the run's measure changes: mend or remove it)" in validated.stderr
 
 
 def test_a_run_without_validation_says_so_once(tmp_path, rng):
