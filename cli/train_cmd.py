@@ -436,6 +436,7 @@ def _calibrate(path: Path, clean: list[Path], builtin_photographs: bool, device:
     from restore_core.checkpoint import CheckpointError
     from restore_core.device import pick_device, set_cpu_threads
     from restore_core.io.folders import list_images
+    from restore_core.io.images import ImageError
     from restore_core.training import data as D
     from restore_core.training.calibration import calibrate_checkpoint, evenly_spread
 
@@ -453,9 +454,15 @@ def _calibrate(path: Path, clean: list[Path], builtin_photographs: bool, device:
     if not sources:
         given = f"no images in {first_few(clean, 3)}; " if clean else ""
         fail(f"--calibrate needs clean images: {given}give --clean FOLDER or --builtin-photographs", code=2)
+    picks = []  # only the images calibrated on are read, not every file of the folders
+    for source in evenly_spread(sources):
+        try:
+            picks.append(D.read_rgb(source) if isinstance(source, Path) else source)
+        except ImageError as exc:  # as in training: named, left out
+            warn(f"{exc}; left out of the calibration")
+    if not picks:
+        fail("--calibrate: none of the images picked could be decoded (see above)", code=2)
     try:
-        # Only the images calibrated on are read, not every file of the folders.
-        picks = [D.read_rgb(s) if isinstance(s, Path) else s for s in evenly_spread(sources)]
         table = calibrate_checkpoint(path, picks, device=pick_device(device))
     except (CheckpointError, ValueError) as exc:
         fail(f"{path}: {exc}" if not str(exc).startswith(str(path)) else str(exc), code=2)

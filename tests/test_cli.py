@@ -1258,6 +1258,12 @@ def test_train_calibrate_stores_a_noise_calibration_and_keeps_the_weights(tmp_pa
     no_images = restore("train", "--calibrate", str(told), "--clean", str(tmp_path / "empty"), "--no-builtin-photographs")
     assert no_images.returncode == 2 and no_images.stderr.strip() == (
         f"error: --calibrate needs clean images: no images in {tmp_path / 'empty'}; give --clean FOLDER or --builtin-photographs")
+    # a corrupt image among them is named and left out, as in training (its error was put under the checkpoint's name)
+    (clean / "2.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
+    again = restore("train", "--calibrate", str(told), "--clean", str(clean))
+    assert again.returncode == 0, again.stderr
+    assert f"warning: {clean / '2.png'}: cannot decode image (corrupt, truncated or unsupported format); left out of the calibration" in again.stderr
+    assert "noise calibration on 2 clean images" in again.stderr
     # Training options beside --calibrate were ignored silently (--steps, --out: no run folder made).
     told_digest = hashlib.sha256(told.read_bytes()).hexdigest()
     ignored = restore("train", "--calibrate", str(told), "--clean", str(clean), "--steps", "500", "--out", str(tmp_path / "run"))
