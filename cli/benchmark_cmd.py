@@ -223,6 +223,8 @@ def benchmark(
         restore benchmark --growth --model unet-s.safetensors
 
         restore benchmark --dataset gopro --root /datasets/GoPro --task deblur --temporal 2
+
+        restore benchmark --root ../shared/data/Rain100H_dev50 -m taylor-derain --outputs prenet-results/
     """
     from restore_core.datasets import benchmark_task
     from restore_core.engine.temporal import TemporalConfig
