@@ -417,7 +417,7 @@ def _report_scores(summaries: list[Summary], labels: dict[str, str], header: dic
                 for group in groups if group.model == result["label"]}
         print_json({**header, "results": results}, indent=2)
     # The files last, each written whole (parent folders made): a bad path costs a line, not the results above.
-    reports = [(csv_path, _csv_text(summaries))] if csv_path else []
+    reports = [(csv_path, _csv_text(summaries, labels))] if csv_path else []
     if markdown_path:
         reports.append((markdown_path, _markdown(summaries, header, groups)))
     for path, text in reports:
@@ -487,14 +487,18 @@ def _print_table(table: Table, as_json: bool) -> None:
     (err_console if as_json else table_console()).print(table)
 
 
-def _csv_text(summaries: list[Summary]) -> str:
-    """``--csv``: one row per model and image."""
+def _csv_text(summaries: list[Summary], labels: dict[str, str]) -> str:
+    """``--csv``: one row per model and image; ``seconds`` empty where nothing ran (the
+    input, another method's outputs), ``degradation`` the image's where the set says
+    (``labels``), ``classified`` what an all-in-one model's classifier named it."""
     rows = io.StringIO(newline="")
     writer = csv.writer(rows)
-    writer.writerow(["model", "image", "psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "seconds"])
+    writer.writerow(["model", "image", "psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "seconds", "degradation", "classified"])
     for s in summaries:
         for p in s.per_image:
-            writer.writerow([s.label, p.name, f"{p.psnr_y:.4f}", f"{p.ssim_y:.5f}", f"{p.psnr_rgb:.4f}", f"{p.ssim_rgb:.5f}", f"{p.seconds:.3f}"])
+            seconds = "" if s.seconds_per_image is None else f"{p.seconds:.3f}"
+            writer.writerow([s.label, p.name, f"{p.psnr_y:.4f}", f"{p.ssim_y:.5f}", f"{p.psnr_rgb:.4f}", f"{p.ssim_rgb:.5f}", seconds,
+                             labels.get(p.name, ""), p.classified or ""])
     return rows.getvalue()
 
 

@@ -1095,7 +1095,7 @@ def test_benchmark_reports_go_to_new_folders_and_a_bad_path_is_one_line(tmp_path
                      "--tile", "256", "-q")
     assert result.returncode == 0, result.stderr
     rows = csv_path.read_text().splitlines()
-    assert rows[0] == "model,image,psnr_y,ssim_y,psnr_rgb,ssim_rgb,seconds" and len(rows) == 3  # input + model
+    assert rows[0] == "model,image,psnr_y,ssim_y,psnr_rgb,ssim_rgb,seconds,degradation,classified" and len(rows) == 3  # input + model
     # The line above a model card's table says what was scored and how (it named no task, device or setting)
     assert markdown_path.read_text().startswith("Dataset: samples-rain at ") and "(1 pair); task derain; cpu, float32; tile 256; " in markdown_path.read_text()
     (tmp_path / "a-file").write_text("")

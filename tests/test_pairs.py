@@ -284,6 +284,10 @@ def test_a_mixed_set_records_each_pairs_degradation_and_benchmark_scores_each_ap
     assert all("classified" not in group for group in by_model["input"].values())
     for degradation, group in by_model["adms"].items():
         assert group["classified"] == sum(named[name] == degradation for name, label in labels.items() if label == degradation)
+    # --csv: each image's degradation and, for adms, what its classifier named it; no time where nothing ran
+    assert all(row[7] == labels[row[1]] for row in rows)
+    assert {row[1]: row[8] for row in rows if row[0] == "adms"} == named
+    assert all(row[6] == "" and row[8] == "" for row in rows if row[0] == "input")
 
 
 def test_a_mixed_sets_degradations_take_their_own_settings(clean: Path, tmp_path: Path):
