@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from cli import completion
 from cli.console import cell, fail, os_cause, print_json, say, table_console, warn
 from restore_core.io.folders import file_in_the_way, not_a_folder
 
@@ -75,7 +76,7 @@ def attribute_filters(
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG bar chart of the top filters per layer."),
     validate: bool = typer.Option(False, "--validate", help="Revert the top filters to the baseline and compare with random, |θ−θ̄| and IG filters."),
     as_json: bool = typer.Option(False, "--json", help="Print the ranking (and validation) as JSON on stdout."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, ..."),
+    device: str = typer.Option("cpu", "--device", autocompletion=completion.devices, help="cpu, cuda, cuda:1, ... (auto: CUDA if present)."),
 ) -> None:
     """Find the filters that make a fine-tuned model specific to one degradation (FAIG).
 
@@ -105,8 +106,13 @@ def attribute_filters(
 
     from restore_core import attribution as A
     from restore_core.checkpoint import CheckpointError, atomic_save_file, load_checkpoint
+    from restore_core.device import pick_device
     from restore_core.io.images import atomic_write_bytes
 
+    try:  # a device torch does not know, or one this machine lacks: one line (it was torch's traceback)
+        device = str(pick_device(device))
+    except ValueError as exc:
+        fail(str(exc), code=2)
     try:
         base = load_checkpoint(baseline, device)
         tuned = load_checkpoint(target, device)

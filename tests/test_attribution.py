@@ -176,7 +176,9 @@ def test_crops_and_output_names_are_checked_before_faig_and_whole_images_fit_the
                           (["--plot", str(tmp_path / "p.txt")], f"--plot {tmp_path / 'p.txt'}: name a .png file"),
                           (["--plot", str(tmp_path / "no" / "p.png")], f"--plot {tmp_path / 'no' / 'p.png'}: its folder {tmp_path / 'no'} does not exist"),
                           (["--out", str(base_path / "x.safetensors")],
-                           f"--out {base_path / 'x.safetensors'}: {base_path} is a file, so no folder can be made there")]:
+                           f"--out {base_path / 'x.safetensors'}: {base_path} is a file, so no folder can be made there"),
+                          # torch's RuntimeError traceback from model.to(device), as the other commands refuse it
+                          (["--device", "gpu"], "unknown device 'gpu'; use auto, cpu, cuda, cuda:N or mps")]:
         result = run(*args)
         assert result.returncode == 2 and result.stderr.strip() == f"error: {message}", result.stderr
     assert run("--crop", "0", "--json").returncode == 0  # a 37 x 29 image, cut to 36 x 28
