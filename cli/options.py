@@ -4,6 +4,9 @@ and never because its default changed; and an option of another command, named a
 
 from __future__ import annotations
 
+import typing
+from pathlib import Path
+
 import typer
 from typer.core import TyperCommand
 
@@ -19,14 +22,25 @@ def given_options(ctx: typer.Context) -> list[str]:
     return flags
 
 
+def _takes_a_path(param) -> bool:
+    """Whether ``param`` is an argument (IN, OUT, ...) or an option of a path type."""
+    if param.param_type_name == "argument":
+        return True
+    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    return annotation is Path or Path in typing.get_args(annotation)
+
+
 class Command(TyperCommand):
     """A command whose unknown option is named as another command's where it is one
     (`restore denoise --iterations`: "an option of restore deblur"), in place of Click's
-    spelling guesses among this command's own (it offered --duration for --iterations)."""
+    spelling guesses among this command's own (it offered --duration for --iterations);
+    and that refuses an empty path, which Python reads as the current folder: `restore
+    derain in/ "$OUT"` with OUT unset wrote into the folder the job ran in."""
 
     def parse_args(self, ctx, args):
+        raw = list(args)
         try:
-            return super().parse_args(ctx, args)
+            rest = super().parse_args(ctx, args)
         except Exception as exc:  # Click's NoSuchOption: typer >= 0.29 vendors Click, so matched by its fields
             name = getattr(exc, "option_name", None)
             siblings = getattr(ctx.parent.command, "commands", {}) if ctx.parent is not None else {}
@@ -35,3 +49,17 @@ class Command(TyperCommand):
                 exc.possibilities = None
                 exc.message = f"No such option: {name} (an option of {', '.join('restore ' + owner for owner in owners)})"
             raise
+        self._refuse_empty_paths(ctx, raw)  # once parsed: --help and the like have exited
+        return rest
+
+    def _refuse_empty_paths(self, ctx, args: list[str]) -> None:
+        if ctx.resilient_parsing:  # Tab completion
+            return
+        try:  # the raw values, before Path("") becomes Path(".")
+            given, _, _ = self.make_parser(ctx).parse_args(args=list(args))
+        except Exception:  # noqa: BLE001 - a malformed command line: the real parse says how
+            return
+        for param in self.get_params(ctx):
+            value = given.get(param.name)
+            if _takes_a_path(param) and "" in (value if isinstance(value, (list, tuple)) else [value]):
+                raise typer.BadParameter("an empty path (an unset shell variable?); '.' names the current folder", ctx=ctx, param=param)

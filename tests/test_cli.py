@@ -1351,3 +1351,20 @@ def test_benchmark_scores_another_methods_output_folder_as_its_own_row(tmp_path,
     (tmp_path / "mine-jpg" / "b.png").rename(tmp_path / "mine-jpg" / "b.tif")
     clash = restore("benchmark", "--root", str(tmp_path / "set"), "--outputs", str(tmp_path / "mine-jpg"))
     assert clash.returncode == 2 and "b.jpg, b.tif could each be the output for b.png; keep one" in clash.stderr
+
+
+@pytest.mark.parametrize("args, named", [
+    (("derain", str(SAMPLES / "input" / "camera.png"), ""), "'OUT'"),
+    (("denoise", "", "out"), "'IN'"),
+    (("train", "--recipe", "taylor-derain", "--builtin-photographs", "--out", ""), "'--out' / '-o'"),
+    (("benchmark", "--root", ""), "'--root'"),
+    (("make-pairs", str(SAMPLES / "target"), "", "-d", "noise"), "'OUT'"),
+])
+def test_an_empty_path_is_refused_not_read_as_the_current_folder(tmp_path, args, named):
+    """Python reads Path("") as ".", so `restore derain in/ "$OUT"` with OUT unset wrote its
+    outputs into the folder the job ran in (and train --out "" trained there)."""
+    result = restore(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    flat = " ".join(result.stderr.replace("│", " ").split())
+    assert f"Invalid value for {named}: an empty path (an unset shell variable?); '.' names the current folder" in flat
+    assert list(tmp_path.iterdir()) == []  # nothing written where it ran

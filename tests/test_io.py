@@ -2,6 +2,7 @@
 
 
 import os
+import stat
 from pathlib import Path
 
 import cv2
@@ -588,3 +589,28 @@ def test_an_encoder_failure_is_one_line_and_leaves_no_file(tmp_path):
         write_image(tmp_path / "x.xyz", np.zeros((8, 8, 3), np.float32), image)
     assert str(failed.value) == f"{tmp_path / 'x.xyz'}: cannot encode: could not find encoder for the specified extension"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_device_or_pipe_is_written_through_not_replaced_by_a_file(tmp_path):
+    """`restore benchmark --csv /dev/null`, run as root, renamed its temporary file over
+    /dev/null, which became a plain file (everything sent there then piled up in it).
+    A pipe (and /dev/stdout, /dev/null) is written through; a regular file is still
+    replaced whole, by a rename."""
+    import threading
+
+    from restore_core.io.images import _written_in_place, atomic_write_bytes
+
+    fifo = tmp_path / "report.csv"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    atomic_write_bytes(fifo, b"model,image\n")
+    reader.join(timeout=30)
+    assert received == [b"model,image\n"] and stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert _written_in_place(Path("/dev/null")) and _written_in_place(Path("/dev/stdout"))
+    plain = tmp_path / "plain.csv"
+    plain.write_bytes(b"old")
+    assert not _written_in_place(plain) and not _written_in_place(tmp_path / "new.csv")
+    atomic_write_bytes(plain, b"new")
+    assert plain.read_bytes() == b"new"

@@ -643,13 +643,29 @@ def remove_stale_temporaries(outputs: Iterable[Path], min_age_s: float = STALE_A
     return removed
 
 
+def _written_in_place(path: Path) -> bool:
+    """Whether ``path`` is a device, a pipe or a socket, or a name under /dev or /proc
+    (``/dev/null``, ``/dev/stdout``): written through, since a rename over it would put a
+    plain file in its place (``--csv /dev/null`` run as root replaced /dev/null itself)."""
+    try:
+        special = not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:  # not there (or a broken link): a file of our own to make
+        return False
+    return special or os.path.realpath(path.parent).split(os.sep)[1:2] in (["dev"], ["proc"])
+
+
 def atomic_write_bytes(path: os.PathLike | str, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder and a rename.
 
     The final name either does not exist or holds the complete file; the
-    temporary file is removed on any failure.
+    temporary file is removed on any failure. A device or pipe (``/dev/stdout``) is
+    written through instead (:func:`_written_in_place`).
     """
     path = Path(path)
+    if _written_in_place(path):
+        with open(path, "wb") as handle:
+            handle.write(data)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=".part", dir=path.parent)
     try:
