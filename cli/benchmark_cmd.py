@@ -19,7 +19,7 @@ from cli.restore_cmd import parse_sigma
 from restore_core.device import check_cpu_threads  # device.py imports torch only in its functions
 from restore_core.io.folders import file_in_the_way, not_a_folder
 from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task  # presets.py imports torch only when loading
-from restore_core.tasks import TASK_DEGRADATION
+from restore_core.tasks import CLEAN, TASK_DEGRADATION
 
 if TYPE_CHECKING:  # imported where the command runs, so that --help does not load torch
     import torch
@@ -109,7 +109,7 @@ def _most_probable(restorer: Restorer | RoutedRestorer) -> Callable[[], str | No
     (an all-in-one model's degradation probabilities), or None for a model without one."""
     def classified() -> str | None:
         found = restorer.last_degradation[-1] if restorer.last_degradation else None
-        if not found or not set(found) <= set(TASK_DEGRADATION.values()):  # a denoiser's noise level is no classification
+        if not found or not set(found) <= {*TASK_DEGRADATION.values(), CLEAN}:  # a denoiser's noise level is no classification
             return None
         return max(found, key=found.get)
     return classified

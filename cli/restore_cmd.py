@@ -476,7 +476,14 @@ def _report_summary(request: RestoreRequest, done: list[ImageResult], elapsed: f
         model_note = f" with {descriptor.name}" if descriptor else ""
         routed = Counter(r.model for r in done if r.model is not None)
         if routed:
-            model_note = f", routed by {descriptor.name}'s classifier to " + ", ".join(f"{name} ({count})" for name, count in routed.most_common())
+            from restore_core.engine.routing import UNCHANGED
+
+            clean = routed.pop(UNCHANGED, 0)
+            if routed:
+                model_note = f", routed by {descriptor.name}'s classifier to " + ", ".join(f"{name} ({count})" for name, count in routed.most_common())
+                model_note += f"; {clean} found clean, written unchanged" if clean else ""
+            else:
+                model_note = f"; {descriptor.name}'s classifier found every one clean: written unchanged"
         say(f"{ok} restored, {failed} failed, {skipped} skipped in {elapsed:.1f} s{model_note}")  # plain: names may hold brackets
     if failed:
         raise typer.Exit(1)

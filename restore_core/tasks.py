@@ -11,6 +11,9 @@ from restore_core.configs import did_you_mean
 # forces it for a task command; a set made by `restore make-pairs -d noise` is a denoising set.
 TASK_DEGRADATION: dict[str, str] = {"derain": "rain", "deblur": "motion-blur", "denoise": "noise", "dehaze": "haze"}
 RESTORATION_TASKS = tuple(TASK_DEGRADATION)
+# What an all-in-one model's classifier with a clean class (models.adms.ClassifierConfig)
+# names an image with none of the degradations; `restore auto` writes such an image unchanged.
+CLEAN = "clean"
 
 
 def task_of_degradation(degradation: str | None) -> str | None:

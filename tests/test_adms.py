@@ -17,7 +17,7 @@ import torch
 from conftest import SAMPLES
 
 from restore_core.attribution import filter_params
-from restore_core.checkpoint import load_checkpoint, save_checkpoint
+from restore_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from restore_core.configs import ConfigError
 from restore_core.engine.runner import Restorer
 from restore_core.metrics import psnr
@@ -418,7 +418,7 @@ def test_a_classifier_retrained_with_init_keeps_the_models_stages(tmp_path: Path
     before, after = model.state_dict(), new.model.state_dict()
     kept = [k for k in before if not k.startswith("classifier.")]
     assert kept and all(torch.equal(before[k], after[k]) for k in kept)
-    assert new.config["classifier"] == {"width": 8, "stages": 4, "patch": 40}  # the recipe's, not the old model's
+    assert new.config["classifier"] == {"width": 8, "stages": 4, "patch": 40, "clean_class": False}  # the recipe's, not the old model's
     assert new.model.classifier.config.width == 8
     assert new.metrics["synthetic/rain"] == {"adms_psnr": 20.0} and new.metrics["Rain100H_dev50/forced/psnr_y"] == 19.5
     assert "Rain100H_dev50/auto/psnr_y" not in new.metrics and "classifier_accuracy" not in new.metrics  # measured with the old classifier
@@ -462,3 +462,61 @@ def test_classifier_photos_give_their_share_of_the_degradations_patches(tmp_path
     (tmp_path / "empty").mkdir()
     with pytest.raises(TrainingError, match="no images"):
         classifier_samplers(replace(recipe, classifier_photos=(str(tmp_path / "empty"),)), pool)
+
+
+def test_a_clean_class_is_a_last_output_that_the_filter_blend_leaves_out(tmp_path: Path):
+    """``clean_class``: the classifier has K + 1 outputs, ``classes`` names the last
+    ``clean``, ĉ is the degradations' probabilities renormalised (no filters stand for
+    clean), and the shape is checked on load like any other."""
+    torch.manual_seed(6)
+    config = _config({"rain": {"head.weight": [1]}, "haze": {"tail.weight": [0]}})
+    config["classifier"]["clean_class"] = True
+    model = build_model("adms", config).eval()
+    assert model.classes == (*DEGRADATIONS, "clean")
+    assert model.classifier.head.out_features == 5
+    x = torch.rand(2, 3, 40, 40)
+    with torch.no_grad():
+        p = model.classifier.probabilities(x)
+        assert p.shape == (2, 5) and torch.allclose(p.sum(dim=1), torch.ones(2))
+        assert torch.allclose(model.blend_weights(x), p[:, :4] / p[:, :4].sum(dim=1, keepdim=True), atol=1e-6)
+        reported = model.condition(x)
+    assert list(reported[0]) == DEGRADATIONS  # the filters' weights: degradations only
+    path = save_checkpoint(tmp_path / "clean.safetensors", model, "adms", config, "all")
+    loaded = load_checkpoint(path).model
+    assert loaded.classes == model.classes
+    four = _config({"rain": {"head.weight": [1]}, "haze": {"tail.weight": [0]}})  # metadata without the clean class
+    mislabelled = save_checkpoint(tmp_path / "four.safetensors", model, "adms", four, "all")
+    with pytest.raises(CheckpointError, match="classifier.head"):
+        load_checkpoint(mislabelled)
+
+
+def test_the_clean_class_trains_on_clean_patches_as_stored_and_is_measured():
+    """With ``classifier.clean_class`` the classifier's samplers gain ``clean``: each patch
+    the clean patch itself or (about half) a JPEG of it at a camera's quality, nothing
+    else; the classifier trains five classes, and its accuracy is measured on all five."""
+    from restore_core.training import data as D
+    from restore_core.training.adms import accuracy_samplers, classifier_accuracy, classifier_samplers, degradation_samplers, train_classifier
+    from restore_core.training.recipes import RECIPES, classifier_config
+
+    import cv2
+
+    photo = cv2.GaussianBlur((np.random.default_rng(1).random((80, 90, 3)) * 255).astype(np.uint8), (0, 0), 3)
+    pool = D.PatchSampler([], [D.PairedImage(None, photo)], 48, lambda x, rng: x)
+    recipe = replace(RECIPES["adms"], patch_size=48, classifier={"width": 4, "stages": 2, "patch": 48, "clean_class": True},
+                     classifier_steps=3, classifier_batch_size=5)
+    samplers = classifier_samplers(recipe, pool)
+    assert list(samplers) == [*DEGRADATIONS, "clean"]
+    rng = np.random.default_rng(0)
+    untouched = 0
+    for _ in range(60):
+        rng_state = np.random.default_rng(int(rng.integers(1 << 30)))
+        patch, clean = samplers["clean"].sample(rng_state)
+        untouched += bool(np.array_equal(patch, clean))
+        assert psnr(patch * 255, clean * 255) > 35  # a JPEG at quality 75-95, or the patch itself
+    assert 15 < untouched < 45
+    assert "clean" not in classifier_samplers(replace(recipe, classifier={"width": 4, "stages": 2, "patch": 48}), pool)
+    config = classifier_config(recipe)
+    classifier = train_classifier(recipe, config, samplers, torch.device("cpu"), log=lambda s: None)
+    assert classifier.head.out_features == 5
+    accuracy = classifier_accuracy(classifier, accuracy_samplers(degradation_samplers(recipe, pool), samplers, config), 9, 2)
+    assert list(accuracy) == [*DEGRADATIONS, "clean"]

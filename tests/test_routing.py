@@ -14,7 +14,9 @@ import torch
 from conftest import SAMPLES
 from test_cli import restore
 
-from restore_core.engine.routing import DEGRADATION_TASK, RoutedRestorer
+from restore_core.checkpoint import load_checkpoint, save_checkpoint
+from restore_core.engine.routing import DEGRADATION_TASK, UNCHANGED, RoutedRestorer
+from restore_core.models import build_model
 from restore_core.engine.runner import Restorer
 from restore_core.presets import PRESETS, find_weights, load_for_task
 
@@ -26,6 +28,21 @@ def adms():
     if find_weights(PRESETS["adms"].weights) is None:
         pytest.fail("shipped adms weights are missing from weights/")
     return load_for_task(None, "auto", "cpu")
+
+
+@pytest.fixture(scope="module")
+def adms_finding_clean(tmp_path_factory):
+    """The shipped adms with a clean class added to its classifier (the rest of its
+    weights as shipped), the classifier's head set to find every image clean."""
+    shipped = load_checkpoint(find_weights(PRESETS["adms"].weights))
+    config = {**shipped.config, "classifier": {**shipped.config["classifier"], "clean_class": True}}
+    model = build_model("adms", config)
+    state = {k: v for k, v in shipped.model.state_dict().items() if not k.startswith("classifier.head")}
+    model.load_state_dict(state, strict=False)
+    with torch.no_grad():
+        model.classifier.head.weight.zero_()
+        model.classifier.head.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 0.0, 5.0]))
+    return save_checkpoint(tmp_path_factory.mktemp("clean") / "adms-clean.safetensors", model, "adms", config, "all")
 
 
 def _batch(rng: np.random.Generator, count: int, size: int = 48) -> torch.Tensor:
@@ -117,3 +134,27 @@ def test_python_load_routes_for_task_auto_only(rng):
     adms = restore_core.load("adms")
     adms(image)
     assert adms.routed_to is None and adms.degradation is not None
+
+
+def test_an_image_found_clean_is_left_as_it_is_and_the_others_routed(adms_finding_clean, monkeypatch, rng):
+    router = RoutedRestorer(load_for_task(str(adms_finding_clean), "auto", "cpu"), CPU, "fp32")
+    assert router.classes == ("rain", "motion-blur", "noise", "haze", "clean")
+    answers = torch.tensor([[0.05, 0.05, 0.05, 0.05, 0.8], [0.8, 0.05, 0.05, 0.05, 0.05]])
+    monkeypatch.setattr(router.classifier, "probabilities", lambda x: answers[: x.shape[0]])
+    batch = _batch(rng, 2)
+    restored = router(batch)
+    assert router.last_models == [UNCHANGED, "taylor-derain"]
+    assert router.last_degradation[0]["clean"] == pytest.approx(0.8)
+    assert torch.equal(restored[0], batch[0])
+    derained = Restorer(load_for_task(None, "derain", "cpu"), CPU, "fp32")(batch[1:])
+    assert torch.allclose(restored[1], derained[0], atol=1e-5) and not torch.equal(restored[1], batch[1])
+
+
+def test_restore_auto_writes_images_found_clean_unchanged_and_says_so(adms_finding_clean, tmp_path):
+    rainy = SAMPLES / "input" / "motorcycle.png"
+    result = restore("auto", str(rainy), str(tmp_path / "out"), "--json", "-m", str(adms_finding_clean))
+    assert result.returncode == 0, result.stderr
+    line = json.loads(result.stdout)
+    assert line["model"] == UNCHANGED and max(line["degradation"], key=line["degradation"].get) == "clean"
+    assert np.array_equal(cv2.imread(str(tmp_path / "out" / "motorcycle.png")), cv2.imread(str(rainy)))
+    assert "found every one clean: written unchanged" in result.stderr

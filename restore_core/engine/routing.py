@@ -6,7 +6,10 @@ ADMS (SPEC §2.3) restores with one network whose filters adapt to the classifie
 project's single-task models are far stronger than its ADMS run (2.3-5.7 dB, see
 weights/adms.md), so by default ``restore auto`` keeps ADMS's classifier and hands each
 image to the specialist of its most probable degradation; ``--no-route`` restores
-with the ADMS network itself.
+with the ADMS network itself. A classifier with a clean class
+(:attr:`ClassifierConfig.clean_class`) may also find an image clean: it is then
+written as it is (:class:`LeaveUnchanged`), not handed to a model made for a
+degradation it does not have.
 """
 
 from __future__ import annotations
@@ -19,11 +22,31 @@ import torch
 from restore_core.checkpoint import ModelDescriptor
 from restore_core.engine.ensemble import views_for_task
 from restore_core.engine.runner import Restorer, restore_array
+from restore_core.models.adms import CLEAN
 from restore_core.tasks import TASK_DEGRADATION
 from restore_core.presets import load_for_task
 
 # Degradation the classifier names -> the task whose default model restores it.
 DEGRADATION_TASK = {degradation: task for task, degradation in TASK_DEGRADATION.items()}
+
+
+# The model name routing reports for an image its classifier finds clean (no model ran).
+UNCHANGED = "unchanged"
+
+
+class LeaveUnchanged:
+    """Where routing sends an image its classifier finds clean: the image itself, as
+    float32 on ``device``. Has what routing reads of a specialist (call, ``name``,
+    ``notices``)."""
+
+    name = UNCHANGED
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.notices: list[str] = []
+
+    def __call__(self, batch: torch.Tensor, noise_levels: Sequence[float | None] | None = None) -> torch.Tensor:
+        return batch.to(self.device, torch.float32)
 
 
 class RoutedRestorer:
@@ -34,7 +57,8 @@ class RoutedRestorer:
     The specialists are the tasks' default models, loaded here (all four take about
     0.4 s; a missing one is an error before any image), each run with the options
     given here (tiling, precision, strength; ``ensemble_views`` per task).
-    ``last_models`` names the model that restored each image of the last batch.
+    ``last_models`` names the model that restored each image of the last batch
+    (:data:`UNCHANGED` for one the classifier found clean, when it has that class).
     """
 
     def __init__(
@@ -59,6 +83,8 @@ class RoutedRestorer:
         self.device = device
         self.classifier = classifier.to(device=device, dtype=torch.float32).eval()
         self.degradations = tuple(detector.model.degradations)
+        self.classes = tuple(getattr(detector.model, "classes", self.degradations))  # + CLEAN with a clean class
+        self.unchanged = LeaveUnchanged(device)
         ensembled = self_ensemble or ensemble_views is not None
         self.specialists: dict[str, Restorer] = {}
         for degradation in self.degradations:
@@ -87,32 +113,35 @@ class RoutedRestorer:
         ``noise_levels``: per image, a level measured from its file, or None
         (:attr:`takes_measured_noise`); the specialist that takes them is told them."""
         probabilities = self.classifier.probabilities(batch.to(self.device, torch.float32)).cpu()
-        tasks = [DEGRADATION_TASK[self.degradations[int(row.argmax())]] for row in probabilities]
+        routes = [self._route(self.classes[int(row.argmax())]) for row in probabilities]
         restored: torch.Tensor | None = None
-        for task in dict.fromkeys(tasks):  # each specialist once per batch, in order of first use
-            chosen = [i for i, t in enumerate(tasks) if t == task]
-            restorer = self.specialists[task]
-            images = batch if len(chosen) == len(tasks) else batch[chosen]  # no copy of a lone image
+        for restorer in dict.fromkeys(routes):  # each specialist once per batch, in order of first use
+            chosen = [i for i, r in enumerate(routes) if r is restorer]
+            images = batch if len(chosen) == len(routes) else batch[chosen]  # no copy of a lone image
             output = restorer(images, None if noise_levels is None else [noise_levels[i] for i in chosen])
             self.notices.extend(restorer.notices)
             restorer.notices.clear()
             if restored is None:
                 restored = torch.empty((batch.shape[0], *output.shape[1:]), dtype=output.dtype, device=output.device)
             restored[chosen] = output
-        self.last_degradation = [{d: round(float(p), 4) for d, p in zip(self.degradations, row)} for row in probabilities]
-        self.last_models = [self.specialists[task].descriptor.name for task in tasks]
+        self.last_degradation = [{c: round(float(p), 4) for c, p in zip(self.classes, row)} for row in probabilities]
+        self.last_models = [restorer.name for restorer in routes]
         assert restored is not None
         return restored
 
+    def _route(self, found: str) -> Restorer | LeaveUnchanged:
+        """What restores an image whose most probable class is ``found``."""
+        return self.unchanged if found == CLEAN else self.specialists[DEGRADATION_TASK[found]]
+
     @torch.inference_mode()
-    def specialist_for(self, frames: list[torch.Tensor]) -> tuple[Restorer, dict[str, float]]:
+    def specialist_for(self, frames: list[torch.Tensor]) -> tuple[Restorer | LeaveUnchanged, dict[str, float]]:
         """The single-task model for a whole video, and the classifier's probabilities
         averaged over ``frames`` (its first ones, each 1 x 3 x H x W): a clip routed
         frame by frame could switch models, and its look, from one frame to the next."""
         probabilities = torch.stack([self.classifier.probabilities(frame.to(self.device, torch.float32))[0].cpu()
                                      for frame in frames]).mean(dim=0)
-        degradation = self.degradations[int(probabilities.argmax())]
-        return self.specialists[DEGRADATION_TASK[degradation]], {d: round(float(p), 4) for d, p in zip(self.degradations, probabilities)}
+        found = self.classes[int(probabilities.argmax())]
+        return self._route(found), {c: round(float(p), 4) for c, p in zip(self.classes, probabilities)}
 
     def restore_array(self, rgb: np.ndarray) -> np.ndarray:
         """One H x W x 3 float image in [0, 1] -> restored, same shape."""

@@ -133,6 +133,11 @@ class Restorer:
         self._told_colour = False  # a grey-only model given colour images says so once
 
     @property
+    def name(self) -> str:
+        """The model's name (a preset's, or its file's)."""
+        return self.descriptor.name
+
+    @property
     def takes_measured_noise(self) -> bool:
         """Whether images should come with the noise level their file lets one measure
         (camera raw files: :attr:`LoadedImage.noise_level`), told to the model instead of
@@ -403,7 +408,7 @@ class _SequenceRouting:
         restored = self.chosen(stacked)
         self.router.notices.extend(self.chosen.notices)  # the caller reads the notices of the restorer it built
         self.chosen.notices.clear()
-        return restored, [self.decided] * len(batch), [self.chosen.descriptor.name] * len(batch)
+        return restored, [self.decided] * len(batch), [self.chosen.name] * len(batch)
 
 
 def _has_colour(batch: torch.Tensor) -> bool:

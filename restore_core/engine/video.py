@@ -238,7 +238,7 @@ def restore_video(job: Job, restorer: Restorer, options: RunOptions = RunOptions
             first = list(itertools.islice(frames, ROUTING_FRAMES))
             if first:
                 restore, decided = restorer.specialist_for([_as_batch([frame]) for frame, _ in first])
-                chosen_model = restore.descriptor.name
+                chosen_model = restore.name
             frames = itertools.chain(first, frames)
         done = writer.frames_done
         expected = _frames_in_span(info, span_start, span_duration)

@@ -27,6 +27,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from restore_core.tasks import CLEAN
+
 
 @dataclass(frozen=True)
 class ClassifierConfig:
@@ -34,15 +36,26 @@ class ClassifierConfig:
     thin streaks live in the finest scale), ``stages`` stride-2 convolutions, then
     global average and standard-deviation pooling (haze and blur are global
     statistics) and a linear layer. ``patch`` is its training crop size; a large
-    image is classified on a grid of such crops (:meth:`DegradationClassifier.probabilities`)."""
+    image is classified on a grid of such crops (:meth:`DegradationClassifier.probabilities`).
+
+    ``clean_class`` adds a last class, :data:`CLEAN`, for images with none of the
+    degradations: trained on undegraded patches, it lets ``restore auto`` leave a clean
+    photograph as it is instead of handing it to the specialist of whichever degradation
+    it resembles most (the four-class classifier must name one). It is this project's
+    addition, not the paper's: the network's filters are blended over the degradations
+    alone (:meth:`ADMSNet.blend_weights`)."""
 
     width: int = 16
     stages: int = 4
     patch: int = 128
+    clean_class: bool = False
 
 
 class DegradationClassifier(nn.Module):
-    def __init__(self, config: ClassifierConfig, classes: int) -> None:
+    """Probabilities of ``degradations`` classes per image, plus :data:`CLEAN` last
+    with ``config.clean_class``."""
+
+    def __init__(self, config: ClassifierConfig, degradations: int) -> None:
         super().__init__()
         self.config = config
         layers: list[nn.Module] = [nn.Conv2d(3, config.width, 3, padding=1), nn.ReLU(inplace=True)]
@@ -52,7 +65,7 @@ class DegradationClassifier(nn.Module):
             layers += [nn.Conv2d(channels, out, 3, stride=2, padding=1), nn.ReLU(inplace=True)]
             channels = out
         self.features = nn.Sequential(*layers)
-        self.head = nn.Linear(2 * channels, classes)
+        self.head = nn.Linear(2 * channels, degradations + int(config.clean_class))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits, N x classes."""
@@ -168,10 +181,21 @@ class ADMSNet(nn.Module):
         self.conditions = weights
         return [{d: round(float(p), 4) for d, p in zip(self.degradations, row)} for row in weights]
 
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """What the classifier's probabilities are of: the degradations, then :data:`CLEAN`
+        when it has that class."""
+        return self.degradations + ((CLEAN,) if self.classifier.config.clean_class else ())
+
     def blend_weights(self, x: torch.Tensor) -> torch.Tensor:
-        """ĉ per image of a batch: the classifier's probabilities, sharpened by the
-        config's ``blend_temperature`` (:func:`sharpen`; 1 = as the paper)."""
-        return sharpen(self.classifier.probabilities(x), self.blend_temperature)
+        """ĉ per image of a batch: the classifier's probabilities of the degradations
+        (renormalised to sum to 1 when it also has a clean class: no filters stand for
+        "clean"), sharpened by the config's ``blend_temperature`` (:func:`sharpen`; 1 =
+        as the paper)."""
+        probabilities = self.classifier.probabilities(x)
+        if self.classifier.config.clean_class:
+            probabilities = probabilities[:, :-1] / probabilities[:, :-1].sum(dim=1, keepdim=True).clamp(min=1e-12)
+        return sharpen(probabilities, self.blend_temperature)
 
     def _one_hot(self, count: int, like: torch.Tensor) -> torch.Tensor:
         weights = torch.zeros(count, len(self.degradations), device=like.device, dtype=like.dtype)

@@ -27,7 +27,8 @@ from restore_core.configs import config_from_dict, config_to_dict
 from restore_core.device import training_autocast_dtype
 from restore_core.io.folders import list_images
 from restore_core.models import ADMSConfig, build_model, count_parameters
-from restore_core.models.adms import ClassifierConfig, DegradationClassifier
+from restore_core.degradations.noise import jpeg_noise
+from restore_core.models.adms import CLEAN, ClassifierConfig, DegradationClassifier
 from restore_core.training import data as D
 from restore_core.training.errors import TrainingError
 from restore_core.training.recipes import ADMSRecipe, Recipe, classifier_config
@@ -53,7 +54,8 @@ def classifier_samplers(recipe: ADMSRecipe, pool: D.PatchSampler) -> dict[str, D
     and ``classifier_transplant_fraction`` of the ``paired_degradation`` patches degraded
     by a real pair's residual (:func:`data.transplant_residual`) from the ``--data`` pairs;
     ``classifier_photo_fraction`` of that degradation's patches cropped from the
-    ``classifier_photos`` folders as they are."""
+    ``classifier_photos`` folders as they are; with the classifier's ``clean_class``,
+    one more entry, :data:`CLEAN`: the clean patches as they are (:func:`as_stored`)."""
     if recipe.classifier_transplant_fraction > 0 and not pool.paired:
         raise TrainingError(f"classifier_transplant_fraction needs pairs of real {recipe.paired_degradation} (--data FOLDER)")
     if pool.paired and recipe.classifier_transplant_fraction == 0:
@@ -72,7 +74,35 @@ def classifier_samplers(recipe: ADMSRecipe, pool: D.PatchSampler) -> dict[str, D
     if recipe.classifier_photos:
         photos = D.PatchSampler(read_photos(recipe.classifier_photos), [], recipe.patch_size, None)
         samplers[recipe.paired_degradation] = OneOf(samplers[recipe.paired_degradation], photos, recipe.classifier_photo_fraction)
+    if classifier_config(recipe).clean_class:
+        samplers[CLEAN] = D.PatchSampler([], pool.clean, recipe.patch_size, as_stored, paired_fraction=0.0,
+                                         colour_fraction=recipe.classifier_colour_fraction, channel_shuffle=recipe.classifier_channel_shuffle)
     return samplers
+
+
+# The JPEG qualities of the clean class's compressed patches: a camera's or a phone's
+# (75-95), well above the noise degradation's JPEG kind (20-70).
+STORED_JPEG_QUALITY = (75, 95)
+
+
+def as_stored(clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A patch of the clean class: the clean patch itself, or (half of them) JPEG-compressed
+    at a quality in :data:`STORED_JPEG_QUALITY`, as most photographs are stored, so that
+    a camera's JPEG is not taken for noise."""
+    if rng.random() < 0.5:
+        return jpeg_noise(clean, int(rng.integers(STORED_JPEG_QUALITY[0], STORED_JPEG_QUALITY[1] + 1)))
+    return clean
+
+
+def classifier_classes(recipe: ADMSRecipe, config: ClassifierConfig) -> tuple[str, ...]:
+    """The classifier's classes in the order of its outputs."""
+    return tuple(recipe.degradations) + ((CLEAN,) if config.clean_class else ())
+
+
+def accuracy_samplers(samplers: dict[str, D.PatchSampler], for_classifier: dict, config: ClassifierConfig) -> dict:
+    """What :func:`classifier_accuracy` measures on: each degradation as stage 1 draws it,
+    and the clean class's patches when the classifier has one."""
+    return {**samplers, CLEAN: for_classifier[CLEAN]} if config.clean_class else samplers
 
 
 def read_photos(folders: tuple[str, ...]) -> list[D.PairedImage]:
@@ -216,7 +246,7 @@ def train_classifier(recipe: ADMSRecipe, config: ClassifierConfig, samplers: dic
     torch.manual_seed(recipe.seed)
     classifier = DegradationClassifier(config, len(recipe.degradations)).to(device)
     optimizer = torch.optim.Adam(classifier.parameters(), lr=recipe.classifier_lr)
-    sampler_list = [samplers[d] for d in recipe.degradations]
+    sampler_list = [samplers[c] for c in classifier_classes(recipe, config)]
     size = config.patch
     for step in range(recipe.classifier_steps):
         rng = np.random.default_rng([recipe.seed, 7, step])
@@ -244,7 +274,8 @@ def _crop(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
 
 @torch.inference_mode()
 def classifier_accuracy(classifier: DegradationClassifier, samplers: dict[str, D.PatchSampler], seed: int, per_class: int) -> dict[str, float]:
-    """Accuracy per degradation on fresh synthetic patches (a seed never trained on)."""
+    """Accuracy per class (each degradation, and :data:`CLEAN` when ``samplers`` has it)
+    on fresh synthetic patches (a seed never trained on)."""
     result = {}
     for label, (degradation, sampler) in enumerate(samplers.items()):
         degraded, _ = sampler.batch(seed, label, per_class)
@@ -317,7 +348,8 @@ def train_adms(recipe: ADMSRecipe, run_dir: Path, device: torch.device, log: Log
 
     config = ADMSConfig(recipe.base_architecture, recipe.base, recipe.degradations, filters, classifier_settings)
     model = assemble(config, unified_model.state_dict(), sources, classifier.state_dict())
-    metrics = measure(model, unified, finetuned, samplers, recipe, classifier, filters)
+    metrics = measure(model, unified, finetuned, samplers, recipe, classifier, filters,
+                      accuracy_samplers(samplers, for_classifier, classifier_settings))
     metrics["train_seconds"] = round(time.time() - started, 1)
     path = save_checkpoint(run_dir / "model.safetensors", model, "adms", config, "all",
                            recipe={**config_to_dict(recipe), "objective": "ADMS stages: unified L1, per-degradation L1 fine-tuning, FAIG"
@@ -346,7 +378,8 @@ def _retrain_classifier(recipe: ADMSRecipe, run_dir: Path, samplers: dict[str, D
     state.update({f"classifier.{k}": v for k, v in classifier.state_dict().items()})
     model.load_state_dict(state)
     kept = {k: v for k, v in source.metrics.items() if not k.startswith("classifier_accuracy") and "/auto/" not in k}
-    metrics = {**kept, "classifier_accuracy_synthetic": classifier_accuracy(classifier, samplers, recipe.seed + 2000, 32),
+    measured_on = accuracy_samplers(samplers, for_classifier, settings)
+    metrics = {**kept, "classifier_accuracy_synthetic": classifier_accuracy(classifier, measured_on, recipe.seed + 2000, 32),
                "classifier_retrained_from": {"file": Path(recipe.init).name, "sha256": source.sha256},
                "train_seconds": round(time.time() - started, 1)}
     objective = "classifier retrained on an existing ADMS model (stages 1-3 kept)"
@@ -370,9 +403,11 @@ def assemble(config: ADMSConfig, unified_state: dict, finetuned: dict[str, dict[
 
 
 @torch.inference_mode()
-def measure(model, unified: dict, finetuned: dict, samplers: dict, recipe: ADMSRecipe, classifier, filters: dict) -> dict:
-    """Parameter overhead, classifier accuracy, and PSNR on fresh synthetic patches of
-    each degradation: unified θ_um vs ADMS (forced to d) vs the full fine-tuned θ_d."""
+def measure(model, unified: dict, finetuned: dict, samplers: dict, recipe: ADMSRecipe, classifier, filters: dict,
+            accuracy_on: dict) -> dict:
+    """Parameter overhead, classifier accuracy (on ``accuracy_on``), and PSNR on fresh
+    synthetic patches of each degradation: unified θ_um vs ADMS (forced to d) vs the
+    full fine-tuned θ_d."""
     base_params = count_parameters(model.base)
     extra = model.extra_parameters()
     metrics: dict = {
@@ -382,7 +417,7 @@ def measure(model, unified: dict, finetuned: dict, samplers: dict, recipe: ADMSR
         "parameters_single_task_copies": base_params * len(recipe.degradations),
         "filters_kept": {d: sum(len(v) for v in per_layer.values()) for d, per_layer in filters.items()},
         "filters_total": sum(p.filters for p in attribution.filter_params(model.base)),
-        "classifier_accuracy_synthetic": classifier_accuracy(classifier, samplers, recipe.seed + 2000, 32),
+        "classifier_accuracy_synthetic": classifier_accuracy(classifier, accuracy_on, recipe.seed + 2000, 32),
     }
     for d_index, (d, sampler) in enumerate(samplers.items()):
         images = _patches(sampler, recipe.seed + 3000, 8)
