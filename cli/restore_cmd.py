@@ -548,7 +548,7 @@ TASK_OPTIONS: dict[str, list[tuple[str, Any, Any]]] = {
         ("recompose_radius", typer.Option(None, "--recompose-radius", help="Rebuild the output from the input by the scattering model with the transmission the network implies, smoothed by a guided filter of this radius (pixels); 0 = the network's output as is. Default: the model's own (40 for the shipped one)."), Optional[int]),
     ],
     "auto": [
-        ("route", typer.Option(True, "--route/--no-route", help="Restore each image with the single-task model of the degradation the all-in-one model's classifier finds (taylor-derain, golf-deblur, infoflow-denoise, infoflow-dehaze: 2.4-6.9 dB above the ADMS network on rain, blur, noise and haze test sets; little is done to an image the classifier gets wrong; the JSON line names the model), or with the all-in-one model itself."), bool),
+        ("route", typer.Option(True, "--route/--no-route", help="Restore each image with the single-task model of the degradation the all-in-one model's classifier finds (taylor-derain, golf-deblur, infoflow-denoise, infoflow-dehaze: 2.4-6.9 dB above the ADMS network on rain, blur, noise and haze test sets; little is done to an image the classifier gets wrong; an image a classifier trained with a clean class finds clean is written unchanged; the JSON line names the model), or with the all-in-one model itself."), bool),
         ("blend_temperature", typer.Option(None, "--blend-temperature", help="With --no-route: how sharply the classifier's probabilities p weight each degradation's filters, ĉ ∝ p^(1/T): 1 = as the ADMS paper, below 1 more of the most probable degradation's filters. Default: the model's own (0.25 for the shipped one)."), Optional[float]),
     ],
     "denoise": [

@@ -170,7 +170,8 @@ class ImageRestorer:
 
     @property
     def routed_to(self) -> str | None:
-        """The single-task model that restored the last image, when routing (``task="auto"``)."""
+        """The single-task model that restored the last image, when routing (``task="auto"``);
+        ``"unchanged"`` for an image a classifier with a clean class found clean."""
         models = self.restorer.last_models
         return models[-1] if models else None
 
