@@ -162,7 +162,7 @@ def _classified_cell(group: Group) -> str:
 
 # Options of a scoring run, which --speed and --growth (timings on synthetic images) refuse.
 SCORING_ONLY = ("--root", "--dataset", "--sigma", "--float-noise", "--limit", "--crop-border", "--save-images", "--csv", "--markdown",
-                "--self-ensemble", "--ensemble-views", "--route", "--temporal", "--outputs")
+                "--self-ensemble", "--ensemble-views", "--route", "--leave-clean", "--temporal", "--outputs")
 
 
 # --help panels (the models and their settings stay under "Options").
@@ -204,6 +204,7 @@ def benchmark(
     self_ensemble: bool = typer.Option(False, "--self-ensemble", help="Also score each model averaged over the task's flipped/rotated views (rows <model>-xN, N views)."),
     ensemble_views: Optional[int] = typer.Option(None, "--ensemble-views", help="Self-ensemble over this many of the task's views (as restore denoise --ensemble-views); implies --self-ensemble."),
     route: bool = typer.Option(False, "--route", help="All-in-one models (adms): also score routing each image to the single-task model of the degradation their classifier finds, as restore auto does (rows <model>-routed); without --model, adms."),
+    leave_clean: bool = typer.Option(False, "--leave-clean", help="All-in-one models with a clean-aware classifier: also score routing by it, as restore auto --leave-clean does (rows <model>-leave-clean; an image found clean is scored as it is); without --model, adms."),
     temporal: int = typer.Option(0, "--temporal", help="The pairs are frames of sequences (each folder of names one, in name order: GoPro's scenes): also score each model's frames smoothed with this many neighbours on each side, as restore --temporal does (rows <model>-tR), from the same pass of the model.", rich_help_panel=DATA_PANEL),
     temporal_strength: float = typer.Option(4.0, "--temporal-strength", help="With --temporal: as restore --temporal-strength.", rich_help_panel=DATA_PANEL),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No warnings on stderr (errors still), and no tables where --json, --csv or --markdown carry the results.", rich_help_panel=OUTPUT_PANEL),
@@ -291,7 +292,8 @@ def benchmark(
         torch_device = pick_device(device)
         # --route scores an all-in-one model's routing: without -m, the shipped one (adms), whatever the task.
         # --outputs alone scores those folders, no model.
-        names = models or ([] if outputs and not route else [DEFAULT_MODEL_FOR_TASK["auto" if route else task]])
+        routes = route or leave_clean
+        names = models or ([] if outputs and not routes else [DEFAULT_MODEL_FOR_TASK["auto" if routes else task]])
         descriptors = [load_for_task(name, task, str(torch_device)) for name in names]
         for descriptor, label in zip(descriptors, _distinct_labels(names, [d.name for d in descriptors])):
             descriptor.name = label
@@ -302,7 +304,7 @@ def benchmark(
                 for caution in {descriptor.apply_setting(setting, value, flag) for descriptor in descriptors} - {None}:
                     if not quiet:
                         warn(caution)
-        if guessed and not (models or route or timing or quiet or outputs) and root is not None:
+        if guessed and not (models or routes or timing or quiet or outputs) and root is not None:
             say(f"note: nothing says which degradation {root} holds, so it is scored as deraining with {names[0]} "
                 "(--task derain, deblur, denoise, dehaze or auto, or -m MODEL, to choose)")
         if not quiet:  # as the restore commands warn: numbers scored so are easily misread
@@ -312,7 +314,10 @@ def benchmark(
         views = views_for_task(task, ensemble_views) if self_ensemble or ensemble_views is not None else ()
         # With --speed, --compile adds compiled rows beside the eager ones; otherwise it compiles the models.
         restorers = [Restorer(d, torch_device, precision, tile, compile=compile_model and not speed) for d in descriptors]
-        routed = [RoutedRestorer(d, torch_device, precision, tile, compile=compile_model and not speed) for d in descriptors] if route else []
+        routed = [(RoutedRestorer(d, torch_device, precision, tile, compile=compile_model and not speed), f"{d.name}-routed")
+                  for d in descriptors] if route else []
+        routed += [(RoutedRestorer(d, torch_device, precision, tile, compile=compile_model and not speed, leave_clean=True), f"{d.name}-leave-clean")
+                   for d in descriptors] if leave_clean else []
     except (CheckpointError, ValueError) as exc:
         fail(str(exc), code=2)
 
@@ -341,9 +346,8 @@ def benchmark(
             if views:
                 ensembled = Restorer(restorer.descriptor, torch_device, precision, tile, ensemble=views)
                 summaries.append(evaluate_samples(samples, ensembled.restore_array, f"{restorer.descriptor.name}-x{len(views)}", protocol, save_images))
-        for router in routed:
-            summaries.append(evaluate_samples(samples, router.restore_array, f"{router.descriptor.name}-routed", protocol, save_images,
-                                              _most_probable(router)))
+        for router, label in routed:
+            summaries.append(evaluate_samples(samples, router.restore_array, label, protocol, save_images, _most_probable(router)))
         taken = {summary.label for summary in summaries}
         for folder in outputs:  # labelled by the folder's name, or its path where a row has that name
             summaries.append(evaluate_outputs(samples, folder, folder.name if folder.name not in taken else str(folder), protocol))
@@ -353,7 +357,7 @@ def benchmark(
     except ValueError as exc:  # e.g. images smaller than SSIM's window once --crop-border is taken off (said in the message)
         fail(str(exc), code=2)
     if not quiet:  # what the restore commands would have said on the way (fp16 on a CPU, an out-of-memory retry, ...)
-        for restorer in [*restorers, *routed]:
+        for restorer in [*restorers, *(router for router, _ in routed)]:
             for notice in dict.fromkeys(restorer.notices):
                 warn(f"{restorer.descriptor.name}: {notice}")
     header = {

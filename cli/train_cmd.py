@@ -394,6 +394,9 @@ def adms_summary(metrics: dict) -> list[str]:
     accuracy = metrics.get("classifier_accuracy_synthetic", {})
     if accuracy:
         lines.append("classifier accuracy on fresh synthetic patches: " + ", ".join(f"{d} {a:.2f}" for d, a in accuracy.items()))
+    clean_aware = metrics.get("clean_classifier_accuracy_synthetic", {})
+    if clean_aware:
+        lines.append("clean-aware classifier's accuracy on fresh synthetic patches: " + ", ".join(f"{d} {a:.2f}" for d, a in clean_aware.items()))
     psnr = {key.split("/", 1)[1]: value for key, value in metrics.items() if key.startswith("synthetic/")}
     if psnr:
         def three(scores: dict) -> str:  # a file carried over from an older run may lack some ("-")

@@ -96,6 +96,7 @@ def load(
     strength: float = 1.0,
     compile: bool = False,
     route: bool | None = None,
+    leave_clean: bool = False,
     **settings: Any,
 ) -> ImageRestorer:
     """A model ready to restore images, with the options of the ``restore`` commands.
@@ -110,7 +111,9 @@ def load(
     run without routing). A model without a setting refuses it (CheckpointError); a
     keyword that is none of these is a TypeError.
     ``route`` (default: on for ``task="auto"``, as ``restore auto``) sends each image to
-    the single-task model of the degradation an all-in-one model's classifier finds.
+    the single-task model of the degradation an all-in-one model's classifier finds;
+    ``leave_clean`` routes by the model's clean-aware classifier instead (``restore auto
+    --leave-clean``): an image it finds clean comes back unchanged.
     """
     _refuse_unknown_keywords(settings)
     if task is not None and task not in DEFAULT_MODEL_FOR_TASK:
@@ -129,7 +132,7 @@ def load(
         warnings.warn(caution, RuntimeWarning, stacklevel=2)
     routed = route if route is not None else task == "auto"
     restorer = build_restorer(descriptor, torch_device, task or descriptor.task, precision, tile, tile_overlap, self_ensemble,
-                              ensemble_views, compile, strength, routed)
+                              ensemble_views, compile, strength, routed, leave_clean)
     return ImageRestorer(restorer, task or ("auto" if routed else descriptor.task))
 
 

@@ -520,3 +520,42 @@ def test_the_clean_class_trains_on_clean_patches_as_stored_and_is_measured():
     assert classifier.head.out_features == 5
     accuracy = classifier_accuracy(classifier, accuracy_samplers(degradation_samplers(recipe, pool), samplers, config), 9, 2)
     assert list(accuracy) == [*DEGRADATIONS, "clean"]
+
+
+def test_a_clean_aware_classifier_is_trained_beside_the_models_own_with_keep_classifier(tmp_path: Path):
+    """`--set classifier.clean_class=true --set keep_classifier=true` with --init: every
+    tensor of OLD (its classifier too) and its metrics and recipe kept bit for bit; the new
+    classifier, with its clean class, stored as ``clean_classifier``; the filter blend
+    and default routing unchanged. Without --init, or without a clean class: refused."""
+    torch.manual_seed(5)
+    config = _config({"rain": {"head.weight": [0, 1]}})
+    model = build_model("adms", config)
+    old = save_checkpoint(tmp_path / "old.safetensors", model, "adms", config, "all", recipe={"name": "adms", "unified_steps": 7},
+                          metrics={"Rain100H_dev50/auto/psnr_y": 19.3, "train_seconds": 5.0})
+    common = ["train", "--recipe", "adms", "--no-builtin-photographs", "--clean", str(SAMPLES / "target"),
+              "--set", "classifier_steps=3", "--set", "patch_size=48", "--set", "classifier.patch=40", "--set", "classifier.width=8",
+              "--set", "classifier.clean_class=true", "--threads", "1", "-q"]
+    result = _restore(*common, "--init", str(old), "--set", "keep_classifier=true", "--out", str(tmp_path / "run"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    new = load_checkpoint(tmp_path / "run" / "model.safetensors")
+    before, after = model.state_dict(), new.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert sorted(set(after) - set(before)) and all(k.startswith("clean_classifier.") for k in set(after) - set(before))
+    assert new.config["classifier"] == config["classifier"] | {"clean_class": False}
+    assert new.config["clean_classifier"] == {"width": 8, "stages": 4, "patch": 40, "clean_class": True}
+    assert new.model.clean_classifier.head.out_features == 5
+    assert new.metrics["Rain100H_dev50/auto/psnr_y"] == 19.3 and new.metrics["train_seconds"] == 5.0  # the model's own, kept
+    assert set(new.metrics["clean_classifier_accuracy_synthetic"]) == {*DEGRADATIONS, "clean"}
+    assert new.recipe["unified_steps"] == 7 and new.recipe["clean_classifier"]["keep_classifier"] is True
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(new.model(x), model.eval()(x))  # the filters are blended by the paper's classifier still
+
+    no_init = _restore(*common, "--set", "keep_classifier=true", "--out", str(tmp_path / "x"), cwd=tmp_path)
+    assert no_init.returncode != 0 and "give --init ADMS_MODEL" in no_init.stderr and "Traceback" not in no_init.stderr
+    at = common.index("classifier.clean_class=true")
+    four = common[: at - 1] + common[at + 1 :]  # without that --set
+    no_clean = _restore(*four, "--init", str(old), "--set", "keep_classifier=true", "--out", str(tmp_path / "y"), cwd=tmp_path)
+    assert no_clean.returncode == 2 and "keep_classifier" in no_clean.stderr and not (tmp_path / "y").exists()
+    with pytest.raises(ConfigError, match="clean_class"):
+        build_model("adms", {**config, "clean_classifier": {"width": 4, "stages": 2, "patch": 32}})

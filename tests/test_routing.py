@@ -45,6 +45,32 @@ def adms_finding_clean(tmp_path_factory):
     return save_checkpoint(tmp_path_factory.mktemp("clean") / "adms-clean.safetensors", model, "adms", config, "all")
 
 
+def _save_variant(folder, clean_classifier: bool):
+    """The shipped adms without a clean-aware classifier, or with one whose head finds
+    every image clean (its paper's classifier as shipped either way)."""
+    shipped = load_checkpoint(find_weights(PRESETS["adms"].weights))
+    clean_config = {**shipped.config["classifier"], "clean_class": True} if clean_classifier else None
+    config = {**shipped.config, "clean_classifier": clean_config}
+    model = build_model("adms", config)
+    state = {k: v for k, v in shipped.model.state_dict().items() if not k.startswith("clean_classifier.")}
+    if clean_classifier:
+        state.update({k.replace("classifier.", "clean_classifier.", 1): v for k, v in state.items()
+                      if k.startswith("classifier.") and not k.startswith("classifier.head")})
+    model.load_state_dict(state, strict=False)
+    if clean_classifier:
+        with torch.no_grad():
+            model.clean_classifier.head.weight.zero_()
+            model.clean_classifier.head.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 0.0, 5.0]))
+    name = "adms-leave-clean.safetensors" if clean_classifier else "adms-four.safetensors"
+    return save_checkpoint(folder / name, model, "adms", config, "all")
+
+
+@pytest.fixture(scope="module")
+def adms_variants(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("variants")
+    return _save_variant(folder, True), _save_variant(folder, False)
+
+
 def _batch(rng: np.random.Generator, count: int, size: int = 48) -> torch.Tensor:
     return torch.from_numpy(rng.random((count, 3, size, size), dtype=np.float32))
 
@@ -158,3 +184,49 @@ def test_restore_auto_writes_images_found_clean_unchanged_and_says_so(adms_findi
     assert line["model"] == UNCHANGED and max(line["degradation"], key=line["degradation"].get) == "clean"
     assert np.array_equal(cv2.imread(str(tmp_path / "out" / "motorcycle.png")), cv2.imread(str(rainy)))
     assert "found every one clean: written unchanged" in result.stderr
+
+
+def test_leave_clean_asks_the_clean_aware_classifier_and_only_then(adms_variants, rng):
+    """A model with a clean-aware classifier beside its own: routing asks its own (the
+    paper's) unless told ``leave_clean``; a model without one refuses ``leave_clean``."""
+    with_clean, without = adms_variants
+    descriptor = load_for_task(str(with_clean), "auto", "cpu")
+    batch = _batch(rng, 1, 64)
+    default = RoutedRestorer(descriptor, CPU, "fp32")
+    assert default.classes == ("rain", "motion-blur", "noise", "haze") and not default.asks_clean_classifier
+    assert not torch.equal(default(batch), batch) and default.last_models != [UNCHANGED]
+    leaving = RoutedRestorer(descriptor, CPU, "fp32", leave_clean=True)
+    assert leaving.classes[-1] == "clean" and leaving.asks_clean_classifier
+    assert torch.equal(leaving(batch), batch) and leaving.last_models == [UNCHANGED]
+    with pytest.raises(ValueError, match="no classifier that knows clean photographs"):
+        RoutedRestorer(load_for_task(str(without), "auto", "cpu"), CPU, leave_clean=True)
+
+
+def test_restore_auto_leave_clean_on_the_command_line(adms_variants, tmp_path):
+    with_clean, without = adms_variants
+    rainy = SAMPLES / "input" / "motorcycle.png"
+    result = restore("auto", str(rainy), str(tmp_path / "out"), "--json", "-m", str(with_clean), "--leave-clean")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["model"] == UNCHANGED
+    assert np.array_equal(cv2.imread(str(tmp_path / "out" / "motorcycle.png")), cv2.imread(str(rainy)))
+    refused = restore("auto", str(rainy), str(tmp_path / "no"), "-m", str(without), "--leave-clean")
+    assert refused.returncode == 2 and "no classifier that knows clean photographs" in refused.stderr
+    assert not (tmp_path / "no").exists()
+    unrouted = restore("auto", str(rainy), str(tmp_path / "no"), "-m", str(with_clean), "--leave-clean", "--no-route")
+    assert unrouted.returncode == 2 and "--no-route restores every image" in unrouted.stderr
+    scored = restore("benchmark", "--root", str(SAMPLES), "--task", "auto", "-m", str(with_clean), "--route", "--leave-clean", "--limit", "1", "--json")
+    assert scored.returncode == 0, scored.stderr
+    rows = {row["label"]: row for row in json.loads(scored.stdout)["results"]}
+    assert rows["adms-leave-clean-leave-clean"]["psnr_rgb"] == rows["input"]["psnr_rgb"]  # every image found clean: scored as it is
+    assert rows["adms-leave-clean-routed"]["psnr_rgb"] != rows["input"]["psnr_rgb"]
+
+
+def test_python_load_takes_leave_clean(adms_variants, rng):
+    import restore_core
+
+    with_clean, _ = adms_variants
+    image = (rng.random((40, 40, 3)) * 255).astype(np.uint8)
+    auto = restore_core.load(str(with_clean), task="auto", leave_clean=True)
+    assert np.array_equal(auto(image), image) and auto.routed_to == UNCHANGED
+    with pytest.raises(ValueError, match="--no-route"):
+        restore_core.load(str(with_clean), task="auto", route=False, leave_clean=True)

@@ -59,6 +59,8 @@ class RoutedRestorer:
     given here (tiling, precision, strength; ``ensemble_views`` per task).
     ``last_models`` names the model that restored each image of the last batch
     (:data:`UNCHANGED` for one the classifier found clean, when it has that class).
+    ``leave_clean`` asks the model's clean-aware classifier (``clean_classifier``)
+    instead of its own, when its own has no clean class.
     """
 
     def __init__(
@@ -72,18 +74,26 @@ class RoutedRestorer:
         ensemble_views: int | None = None,
         compile: bool = False,
         strength: float = 1.0,
+        leave_clean: bool = False,
     ) -> None:
         classifier = getattr(detector.model, "classifier", None)
         if classifier is None:
             raise ValueError(f"{detector.name} has no degradation classifier to route with (an all-in-one model such as adms has)")
+        if leave_clean and not classifier.config.clean_class:
+            classifier = getattr(detector.model, "clean_classifier", None)
+            if classifier is None:
+                raise ValueError(f"{detector.name} has no classifier that knows clean photographs, which --leave-clean asks "
+                                 "(train one: restore train --recipe adms --init MODEL --set classifier.clean_class=true "
+                                 "--set keep_classifier=true ...)")
         unknown = [d for d in detector.model.degradations if d not in DEGRADATION_TASK]
         if unknown:
             raise ValueError(f"{detector.name} detects {', '.join(unknown)}, which no single-task model restores")
         self.descriptor = detector
         self.device = device
+        self.asks_clean_classifier = classifier is not detector.model.classifier  # --leave-clean: the model's second classifier
         self.classifier = classifier.to(device=device, dtype=torch.float32).eval()
         self.degradations = tuple(detector.model.degradations)
-        self.classes = tuple(getattr(detector.model, "classes", self.degradations))  # + CLEAN with a clean class
+        self.classes = self.degradations + ((CLEAN,) if classifier.config.clean_class else ())
         self.unchanged = LeaveUnchanged(device)
         ensembled = self_ensemble or ensemble_views is not None
         self.specialists: dict[str, Restorer] = {}
@@ -150,12 +160,16 @@ class RoutedRestorer:
 
 def build_restorer(descriptor: ModelDescriptor, device: torch.device, task: str, precision: str = "auto", tile: int = 0,
                    tile_overlap: int | None = None, self_ensemble: bool = False, ensemble_views: int | None = None,
-                   compile: bool = False, strength: float = 1.0, route: bool = False) -> Restorer | RoutedRestorer:
+                   compile: bool = False, strength: float = 1.0, route: bool = False, leave_clean: bool = False) -> Restorer | RoutedRestorer:
     """What restores a command's images (CLI and Python interface alike): ``descriptor``
     itself with ``task``'s self-ensemble views, or, with ``route``, the single-task
-    models its classifier chooses between (each with its own task's views)."""
+    models its classifier chooses between (each with its own task's views); with
+    ``leave_clean`` too, the classifier asked is the model's clean-aware one."""
+    if leave_clean and not route:
+        raise ValueError("--leave-clean chooses what routing asks; without routing (--no-route) every image is restored")
     if route:
-        return RoutedRestorer(descriptor, device, precision, tile, tile_overlap, self_ensemble, ensemble_views, compile, strength)
+        return RoutedRestorer(descriptor, device, precision, tile, tile_overlap, self_ensemble, ensemble_views, compile, strength,
+                              leave_clean)
     ensembled = self_ensemble or ensemble_views is not None
     views = views_for_task(task, ensemble_views) if ensembled else ()
     return Restorer(descriptor, device, precision, tile, tile_overlap, views, compile, strength)

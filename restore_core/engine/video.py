@@ -165,6 +165,8 @@ def settings_key(restorer: Restorer, options: RunOptions) -> str:
     chosen = {task: described(one) for task, one in specialists.items()} if specialists else described(restorer)
     key = {"restorer": chosen, "router": restorer.descriptor.name if specialists else None,
            "quality": options.jpeg_quality, "span": [options.video_start, options.video_duration]}
+    if getattr(restorer, "asks_clean_classifier", False):  # --leave-clean: another classifier may choose another model
+        key["leave_clean"] = True
     if options.temporal.radius:
         key["temporal"] = [options.temporal.radius, options.temporal.strength, options.temporal.patch]
     return json.dumps(key, sort_keys=True, default=str)

@@ -68,7 +68,10 @@ class ADMSConfig:
     """ADMS (SPEC §2.3) around any base architecture of this table: the unified
     model's architecture and config, the degradations it tells apart, the
     FAIG-selected filter indices kept per degradation (``filters[d][parameter]``)
-    and the degradation classifier."""
+    and the degradation classifier. ``clean_classifier`` (optional, this project's
+    addition) is a second classifier, with a clean class, that routing may ask instead
+    (``restore auto --leave-clean``): the paper's classifier keeps deciding the filter
+    blend and the default routing."""
 
     base_architecture: str = "unet"
     base: dict[str, Any] = field(default_factory=dict)
@@ -76,10 +79,13 @@ class ADMSConfig:
     filters: dict[str, Any] = field(default_factory=dict)
     classifier: ClassifierConfig = ClassifierConfig()
     blend_temperature: float = 1.0  # ĉ ∝ p^(1/T): 1 = the paper's softmax, below 1 sharper (models.adms.sharpen)
+    clean_classifier: ClassifierConfig | None = None
 
     def __post_init__(self) -> None:
         if not self.blend_temperature > 0:
             raise ConfigError(f"adms: blend_temperature must be above 0, got {self.blend_temperature}")
+        if self.clean_classifier is not None and not self.clean_classifier.clean_class:
+            raise ConfigError("adms: clean_classifier must have clean_class = true (it is asked whether an image is clean)")
 
 
 def _build_adms(config: ADMSConfig) -> ADMSNet:
@@ -101,7 +107,8 @@ def _build_adms(config: ADMSConfig) -> ADMSNet:
             if not isinstance(indices, list) or not all(isinstance(i, int) and 0 <= i < sizes[name] for i in indices) or len(set(indices)) != len(indices):
                 raise ConfigError(f"adms: filters[{degradation!r}][{name!r}] must be distinct indices below {sizes[name]}")
     classifier = DegradationClassifier(config.classifier, len(config.degradations))
-    return ADMSNet(base, classifier, config.degradations, config.filters, axes, config.blend_temperature)
+    clean = DegradationClassifier(config.clean_classifier, len(config.degradations)) if config.clean_classifier else None
+    return ADMSNet(base, classifier, config.degradations, config.filters, axes, config.blend_temperature, clean)
 
 
 @dataclass(frozen=True)

@@ -129,11 +129,17 @@ class ADMSNet(nn.Module):
         filters: dict[str, dict[str, list[int]]],
         axes: dict[str, int],
         blend_temperature: float = 1.0,
+        clean_classifier: DegradationClassifier | None = None,
     ) -> None:
         super().__init__()
         self.base = base
         self.blend_temperature = blend_temperature
         self.classifier = classifier
+        # A second classifier with a clean class, asked by routing on request only
+        # (restore auto --leave-clean); None: the model has none.
+        self.clean_classifier = clean_classifier
+        if clean_classifier is not None and not clean_classifier.config.clean_class:
+            raise ValueError("clean_classifier must have a clean class")
         self.degradations = tuple(degradations)
         base_params = dict(base.named_parameters())
         self.deltas = nn.ParameterDict()
@@ -244,5 +250,6 @@ class ADMSNet(nn.Module):
         return torch.cat([functional_call(self.base, params, (x[i : i + 1],), strict=False) for i, params in enumerate(merged)])
 
     def extra_parameters(self) -> int:
-        """Parameters beyond the unified model: masked filter deltas + classifier."""
-        return sum(p.numel() for p in self.deltas.parameters()) + sum(p.numel() for p in self.classifier.parameters())
+        """Parameters beyond the unified model: masked filter deltas + classifier(s)."""
+        classifiers = [self.classifier] + ([self.clean_classifier] if self.clean_classifier is not None else [])
+        return sum(p.numel() for p in self.deltas.parameters()) + sum(p.numel() for c in classifiers for p in c.parameters())

@@ -301,6 +301,8 @@ def train_adms(recipe: ADMSRecipe, run_dir: Path, device: torch.device, log: Log
         photos = for_classifier[recipe.paired_degradation].other.paired
         log(f"classifier photos: {len(photos)} real {recipe.paired_degradation} photographs from "
             f"{', '.join(recipe.classifier_photos)}, {recipe.classifier_photo_fraction:.0%} of its patches")
+    if recipe.keep_classifier and recipe.init is None:
+        raise TrainingError("keep_classifier stores a clean-aware classifier beside an existing model's: give --init ADMS_MODEL")
     if recipe.init is not None:
         return _retrain_classifier(recipe, run_dir, samplers, for_classifier, classifier_settings, device, log, started)
     if data.sampler.paired:
@@ -363,7 +365,10 @@ def _retrain_classifier(recipe: ADMSRecipe, run_dir: Path, samplers: dict[str, D
                         started: float) -> tuple[Path, dict]:
     """``init`` given: the unified model, filters and deltas of that ADMS checkpoint, with
     a classifier trained anew (stage 4 only). Its metrics are carried over, the
-    classifier's synthetic accuracy measured again, and the file it came from recorded."""
+    classifier's synthetic accuracy measured again, and the file it came from recorded.
+    With ``keep_classifier`` the checkpoint's classifier stays as it is (and with it every
+    metric) and the new one, which has a clean class, is stored beside it as the model's
+    ``clean_classifier``."""
     source = load_checkpoint(recipe.init)
     if source.architecture != "adms":
         raise TrainingError(f"{recipe.init}: --init for recipe {recipe.name} must be an ADMS checkpoint, not {source.architecture}")
@@ -372,19 +377,33 @@ def _retrain_classifier(recipe: ADMSRecipe, run_dir: Path, samplers: dict[str, D
         raise TrainingError(f"{recipe.init} tells apart {', '.join(old.degradations)}; the recipe names {', '.join(recipe.degradations)}")
     log(f"classifier only: stages 1-3 from {recipe.init} ({source.sha256[:12]})")
     classifier = train_classifier(recipe, settings, for_classifier, device, log).cpu()
-    config = replace(old, classifier=settings)
+    slot = "clean_classifier" if recipe.keep_classifier else "classifier"
+    config = replace(old, **{slot: settings})
     model = build_model("adms", config_to_dict(config))
-    state = {k: v for k, v in source.model.state_dict().items() if not k.startswith("classifier.")}
-    state.update({f"classifier.{k}": v for k, v in classifier.state_dict().items()})
+    state = {k: v for k, v in source.model.state_dict().items() if not k.startswith(f"{slot}.")}
+    state.update({f"{slot}.{k}": v for k, v in classifier.state_dict().items()})
     model.load_state_dict(state)
-    kept = {k: v for k, v in source.metrics.items() if not k.startswith("classifier_accuracy") and "/auto/" not in k}
     measured_on = accuracy_samplers(samplers, for_classifier, settings)
-    metrics = {**kept, "classifier_accuracy_synthetic": classifier_accuracy(classifier, measured_on, recipe.seed + 2000, 32),
-               "classifier_retrained_from": {"file": Path(recipe.init).name, "sha256": source.sha256},
-               "train_seconds": round(time.time() - started, 1)}
-    objective = "classifier retrained on an existing ADMS model (stages 1-3 kept)"
-    path = save_checkpoint(run_dir / "model.safetensors", model.eval(), "adms", config, "all",
-                           recipe={**config_to_dict(recipe), "objective": objective}, metrics=metrics)
+    accuracy = classifier_accuracy(classifier, measured_on, recipe.seed + 2000, 32)
+    if recipe.keep_classifier:
+        kept = {k: v for k, v in source.metrics.items() if not k.startswith("clean_classifier") and k != "train_seconds"}
+        metrics = {**kept, "clean_classifier_accuracy_synthetic": accuracy,
+                   "clean_classifier_parameters": sum(p.numel() for p in classifier.parameters()),
+                   "clean_classifier_trained_on": {"file": Path(recipe.init).name, "sha256": source.sha256},
+                   "clean_classifier_train_seconds": round(time.time() - started, 1)}
+        if "train_seconds" in source.metrics:
+            metrics["train_seconds"] = source.metrics["train_seconds"]
+        objective = "clean-aware classifier trained beside an existing ADMS model's (stages 1-4 kept)"
+        # The model's own recipe stays what trained it; this run's is recorded under it.
+        recorded = {**source.recipe, "clean_classifier": {**config_to_dict(recipe), "objective": objective}}
+    else:
+        kept = {k: v for k, v in source.metrics.items() if not k.startswith("classifier_accuracy") and "/auto/" not in k}
+        metrics = {**kept, "classifier_accuracy_synthetic": accuracy,
+                   "classifier_retrained_from": {"file": Path(recipe.init).name, "sha256": source.sha256},
+                   "train_seconds": round(time.time() - started, 1)}
+        objective = "classifier retrained on an existing ADMS model (stages 1-3 kept)"
+        recorded = {**config_to_dict(recipe), "objective": objective}
+    path = save_checkpoint(run_dir / "model.safetensors", model.eval(), "adms", config, "all", recipe=recorded, metrics=metrics)
     return path, metrics
 
 

@@ -261,6 +261,9 @@ class ADMSRecipe:
     classifier_photo_fraction: float = 0.0
     paired_degradation: str = "rain"  # the degradation whose real residuals the --data pairs hold
     init: str | None = None  # an ADMS checkpoint: keep its stages 1-3, train the classifier only
+    # With init and classifier.clean_class: keep init's classifier too, and store the one
+    # trained here beside it as the clean-aware classifier routing asks on request.
+    keep_classifier: bool = False
     unified_init: str | None = None  # a base-architecture (or ADMS: its θ_um) checkpoint stage 1 starts from (None: fresh weights)
     seed: int = 0
     data: DataConfig = field(default_factory=lambda: DataConfig(builtin_photographs=True))
@@ -289,6 +292,9 @@ class ADMSRecipe:
             "paired_degradation": (self.paired_degradation, self.paired_degradation in self.degradations, f"one of {', '.join(self.degradations)}"),
             "unified_init": (self.unified_init, self.unified_init is None or self.init is None,
                              "unset with --init (which keeps an ADMS model's stages 1-3 and trains no unified model)"),
+            "keep_classifier": (self.keep_classifier, not self.keep_classifier or bool(self.classifier.get("clean_class")),
+                                "true only with classifier.clean_class = true (the classifier trained, with its clean class, is "
+                                "stored beside the --init model's own)"),
         })
 
     @property
