@@ -22,8 +22,7 @@ import torch
 from restore_core.checkpoint import ModelDescriptor
 from restore_core.engine.ensemble import views_for_task
 from restore_core.engine.runner import Restorer, restore_array
-from restore_core.models.adms import CLEAN
-from restore_core.tasks import TASK_DEGRADATION
+from restore_core.tasks import CLEAN, TASK_DEGRADATION
 from restore_core.presets import load_for_task
 
 # Degradation the classifier names -> the task whose default model restores it.

@@ -386,13 +386,11 @@ def _retrain_classifier(recipe: ADMSRecipe, run_dir: Path, samplers: dict[str, D
     measured_on = accuracy_samplers(samplers, for_classifier, settings)
     accuracy = classifier_accuracy(classifier, measured_on, recipe.seed + 2000, 32)
     if recipe.keep_classifier:
-        kept = {k: v for k, v in source.metrics.items() if not k.startswith("clean_classifier") and k != "train_seconds"}
+        kept = {k: v for k, v in source.metrics.items() if not k.startswith("clean_classifier")}  # train_seconds too: the model's
         metrics = {**kept, "clean_classifier_accuracy_synthetic": accuracy,
                    "clean_classifier_parameters": sum(p.numel() for p in classifier.parameters()),
                    "clean_classifier_trained_on": {"file": Path(recipe.init).name, "sha256": source.sha256},
                    "clean_classifier_train_seconds": round(time.time() - started, 1)}
-        if "train_seconds" in source.metrics:
-            metrics["train_seconds"] = source.metrics["train_seconds"]
         objective = "clean-aware classifier trained beside an existing ADMS model's (stages 1-4 kept)"
         # The model's own recipe stays what trained it; this run's is recorded under it.
         recorded = {**source.recipe, "clean_classifier": {**config_to_dict(recipe), "objective": objective}}
