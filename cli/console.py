@@ -34,18 +34,10 @@ class _Console(Console):
 err_console = _Console(stderr=True)
 
 
-# The width of tables written to a file or pipe, unless COLUMNS says otherwise.
-PIPED_TABLE_WIDTH = 160
-
-
 def table_console() -> Console:
-    """A stdout console for tables: the terminal's width, or, piped, ``COLUMNS`` when set
-    (``COLUMNS=100 restore models > models.txt``) and else a wide one."""
+    """A stdout console for tables: the terminal's width, or a wide one when piped."""
     console = _Console()
-    if console.is_terminal:
-        return console
-    columns = os.environ.get("COLUMNS", "")
-    return _Console(width=int(columns) if columns.isdigit() and int(columns) > 0 else PIPED_TABLE_WIDTH)
+    return console if console.is_terminal else _Console(width=160)
 
 
 def say(message: object) -> None:

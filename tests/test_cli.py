@@ -1368,19 +1368,3 @@ def test_an_empty_path_is_refused_not_read_as_the_current_folder(tmp_path, args,
     flat = " ".join(result.stderr.replace("│", " ").split())
     assert f"Invalid value for {named}: an empty path (an unset shell variable?); '.' names the current folder" in flat
     assert list(tmp_path.iterdir()) == []  # nothing written where it ran
-
-
-def test_a_piped_table_takes_the_width_columns_gives():
-    """Piped, tables are 160 columns wide, unless COLUMNS says otherwise (it was ignored)."""
-    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
-
-    def widest(columns: str | None) -> int:
-        run_env = env if columns is None else {**env, "COLUMNS": columns}
-        result = subprocess.run([sys.executable, "-m", "cli.main", "models"], capture_output=True, text=True, env=run_env, timeout=300)
-        assert result.returncode == 0, result.stderr
-        return max(len(line) for line in result.stdout.splitlines())
-
-    assert widest(None) == 160
-    assert widest("90") == 90
-    assert widest("0") == 160  # not a width: the default
