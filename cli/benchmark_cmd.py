@@ -314,10 +314,9 @@ def benchmark(
         views = views_for_task(task, ensemble_views) if self_ensemble or ensemble_views is not None else ()
         # With --speed, --compile adds compiled rows beside the eager ones; otherwise it compiles the models.
         restorers = [Restorer(d, torch_device, precision, tile, compile=compile_model and not speed) for d in descriptors]
-        routed = [(RoutedRestorer(d, torch_device, precision, tile, compile=compile_model and not speed), f"{d.name}-routed")
-                  for d in descriptors] if route else []
-        routed += [(RoutedRestorer(d, torch_device, precision, tile, compile=compile_model and not speed, leave_clean=True), f"{d.name}-leave-clean")
-                   for d in descriptors] if leave_clean else []
+        ways = [(False, "routed")] * route + [(True, "leave-clean")] * leave_clean  # which classifier routing asks: row suffix
+        routed = [(RoutedRestorer(d, torch_device, precision, tile, compile=compile_model and not speed, leave_clean=clean), f"{d.name}-{suffix}")
+                  for clean, suffix in ways for d in descriptors]
     except (CheckpointError, ValueError) as exc:
         fail(str(exc), code=2)
 
