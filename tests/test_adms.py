@@ -464,6 +464,31 @@ def test_classifier_photos_give_their_share_of_the_degradations_patches(tmp_path
         classifier_samplers(replace(recipe, classifier_photos=(str(tmp_path / "empty"),)), pool)
 
 
+def test_classifier_degradation_options_change_the_classifiers_synthetic_patches_alone():
+    """``classifier_degradation_options``: a degradation's config overridden for the
+    classifier's patches (here noise at sigma 50 exactly), the other degradations and the
+    stage-1 samplers untouched; an unknown degradation or field is refused on load."""
+    from restore_core.configs import ConfigError
+    from restore_core.training import data as D
+    from restore_core.training.adms import classifier_samplers, degradation_samplers
+    from restore_core.training.recipes import RECIPES, check_recipe
+
+    pool = D.PatchSampler([], [D.PairedImage(None, np.full((80, 90, 3), 128, np.uint8))], 48, lambda x, rng: x)
+    recipe = replace(RECIPES["adms"], patch_size=48, classifier_degradation_options={"noise": {"sigma": [50, 50]}})
+
+    def noise_level(sampler) -> float:
+        degraded, clean = sampler.sample(np.random.default_rng(3))
+        return float((degraded - clean).std() * 255)
+
+    assert 45 < noise_level(classifier_samplers(recipe, pool)["noise"]) < 55
+    assert noise_level(classifier_samplers(replace(recipe, classifier_degradation_options={}), pool)["noise"]) < 45
+    assert noise_level(degradation_samplers(recipe, pool)["noise"]) < 45  # stage 1's draws: the config's own range
+    with pytest.raises(ConfigError, match="classifier_degradation_options must be"):
+        replace(recipe, classifier_degradation_options={"snow": {}})
+    with pytest.raises(ConfigError, match="did you mean sheet_probability"):
+        check_recipe(replace(recipe, classifier_degradation_options={"rain": {"sheet_prob": 0.3}}))
+
+
 def test_a_clean_class_is_a_last_output_that_the_filter_blend_leaves_out(tmp_path: Path):
     """``clean_class``: the classifier has K + 1 outputs, ``classes`` names the last
     ``clean``, ĉ is the degradations' probabilities renormalised (no filters stand for

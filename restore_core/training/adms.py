@@ -54,7 +54,8 @@ def classifier_samplers(recipe: ADMSRecipe, pool: D.PatchSampler) -> dict[str, D
     and ``classifier_transplant_fraction`` of the ``paired_degradation`` patches degraded
     by a real pair's residual (:func:`data.transplant_residual`) from the ``--data`` pairs;
     ``classifier_photo_fraction`` of that degradation's patches cropped from the
-    ``classifier_photos`` folders as they are; with the classifier's ``clean_class``,
+    ``classifier_photos`` folders as they are. ``classifier_degradation_options`` change
+    a degradation's synthetic draws for these patches alone. With the classifier's ``clean_class``,
     one more entry, :data:`CLEAN`: the clean patches as they are (:func:`as_stored`)."""
     if recipe.classifier_transplant_fraction > 0 and not pool.paired:
         raise TrainingError(f"classifier_transplant_fraction needs pairs of real {recipe.paired_degradation} (--data FOLDER)")
@@ -68,7 +69,8 @@ def classifier_samplers(recipe: ADMSRecipe, pool: D.PatchSampler) -> dict[str, D
     for d in recipe.degradations:
         transplant = recipe.classifier_transplant_fraction if d == recipe.paired_degradation else 0.0
         # paired_fraction 0: the pairs are residual sources only; every patch is a clean one, degraded.
-        samplers[d] = D.PatchSampler(pool.paired if transplant else [], pool.clean, recipe.patch_size, make_degradation(d, {}),
+        degrade = make_degradation(d, recipe.classifier_degradation_options.get(d, {}))
+        samplers[d] = D.PatchSampler(pool.paired if transplant else [], pool.clean, recipe.patch_size, degrade,
                                      paired_fraction=0.0, colour_fraction=recipe.classifier_colour_fraction,
                                      channel_shuffle=recipe.classifier_channel_shuffle, transplant_fraction=transplant)
     if recipe.classifier_photos:

@@ -259,6 +259,9 @@ class ADMSRecipe:
     classifier_transplant_fraction: float = 0.0
     classifier_photos: tuple[str, ...] = ()  # folders of real photographs of paired_degradation, no targets needed
     classifier_photo_fraction: float = 0.0
+    # Per degradation, overrides of its config for the classifier's synthetic patches only
+    # ({"rain": {"sheet_probability": 0.3}}: some rain patches carry a sheet, as SemiIRR's do).
+    classifier_degradation_options: dict[str, Any] = field(default_factory=dict)
     paired_degradation: str = "rain"  # the degradation whose real residuals the --data pairs hold
     init: str | None = None  # an ADMS checkpoint: keep its stages 1-3, train the classifier only
     # With init and classifier.clean_class: keep init's classifier too, and store the one
@@ -290,6 +293,10 @@ class ADMSRecipe:
             "degradations": (list(self.degradations), bool(self.degradations) and len(set(self.degradations)) == len(self.degradations)
                              and set(self.degradations) <= set(SINGLE_DEGRADATIONS), f"one or more of {', '.join(SINGLE_DEGRADATIONS)}, each once"),
             "paired_degradation": (self.paired_degradation, self.paired_degradation in self.degradations, f"one of {', '.join(self.degradations)}"),
+            "classifier_degradation_options": (self.classifier_degradation_options,
+                                               set(self.classifier_degradation_options) <= set(self.degradations)
+                                               and all(isinstance(v, dict) for v in self.classifier_degradation_options.values()),
+                                               f"a table of {', '.join(self.degradations)} (each a table of its config's fields)"),
             "unified_init": (self.unified_init, self.unified_init is None or self.init is None,
                              "unset with --init (which keeps an ADMS model's stages 1-3 and trains no unified model)"),
             "keep_classifier": (self.keep_classifier, not self.keep_classifier or bool(self.classifier.get("clean_class")),
@@ -450,6 +457,11 @@ def check_recipe(recipe: Recipe | ADMSRecipe) -> None:
     if isinstance(recipe, ADMSRecipe):
         classifier_config(recipe)
         builds(recipe.base_architecture, recipe.base, "base")
+        for name, options in recipe.classifier_degradation_options.items():
+            try:
+                degradation_config(name, options)
+            except ConfigError as exc:
+                raise ConfigError(f"recipe {recipe.name}: classifier_degradation_options: {exc}") from None
         return
     builds(recipe.architecture, recipe.model, "model")
     if recipe.adversarial:
