@@ -175,7 +175,7 @@ PRESETS: dict[str, Preset] = {
         config={"base_architecture": "unet", "base": UNET_S},
         description="ADMS all-in-one (rain, blur, noise, haze) around unet-s: above its unified model, below the single-task models, see its card",
         weights="adms.safetensors",
-        sha256="376a7ad98b0f0df026a7f7c194ce205d22e429d0c81e2a6a1273535b2dd7b87f",
+        sha256="3431f23b4babb9ce3300ff813a07397ecf3fac4e79b5b2bc9aa47277b279c160",
     ),
     "infoflow-paper": Preset(
         name="infoflow-paper",

@@ -221,6 +221,30 @@ def test_restore_auto_leave_clean_on_the_command_line(adms_variants, tmp_path):
     assert rows["adms-leave-clean-routed"]["psnr_rgb"] != rows["input"]["psnr_rgb"]
 
 
+def test_the_shipped_clean_aware_classifier_leaves_clean_photographs_and_derains_rain(tmp_path):
+    """The shipped adms with ``--leave-clean``: the bundled samples' clean photographs are
+    written bit for bit as they were, their rainy versions go to the derainer and come
+    out closer to the clean photographs than they went in."""
+    from restore_core.metrics import psnr
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("camera.png", "motorcycle.png"):
+        cv2.imwrite(str(inputs / f"clean-{name}"), cv2.imread(str(SAMPLES / "target" / name)))
+        cv2.imwrite(str(inputs / f"rain-{name}"), cv2.imread(str(SAMPLES / "input" / name)))
+    result = restore("auto", str(inputs), str(tmp_path / "out"), "--json", "--leave-clean")
+    assert result.returncode == 0, result.stderr
+    lines = {json.loads(line)["input"].rsplit("/", 1)[-1]: json.loads(line) for line in result.stdout.splitlines()}
+    assert "2 found clean, written unchanged" in result.stderr
+    for name in ("camera.png", "motorcycle.png"):
+        assert lines[f"clean-{name}"]["model"] == UNCHANGED
+        assert np.array_equal(cv2.imread(str(tmp_path / "out" / f"clean-{name}")), cv2.imread(str(inputs / f"clean-{name}")))
+        assert lines[f"rain-{name}"]["model"] == "taylor-derain"
+        target = cv2.imread(str(SAMPLES / "target" / name))
+        before, after = (psnr(cv2.imread(str(path)), target) for path in (inputs / f"rain-{name}", tmp_path / "out" / f"rain-{name}"))
+        assert after > before + 3, (name, before, after)
+
+
 def test_python_load_takes_leave_clean(adms_variants, rng):
     import restore_core
 
