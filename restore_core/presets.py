@@ -175,7 +175,7 @@ PRESETS: dict[str, Preset] = {
         config={"base_architecture": "unet", "base": UNET_S},
         description="ADMS all-in-one (rain, blur, noise, haze) around unet-s: above its unified model, below the single-task models, see its card",
         weights="adms.safetensors",
-        sha256="3431f23b4babb9ce3300ff813a07397ecf3fac4e79b5b2bc9aa47277b279c160",
+        sha256="8cff1d9d057b0fe5b43fe22363824c5f064f94f884f2f3e8f3bc7aa05f0bfa4d",
     ),
     "infoflow-paper": Preset(
         name="infoflow-paper",
