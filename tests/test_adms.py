@@ -466,8 +466,8 @@ def test_classifier_photos_give_their_share_of_the_degradations_patches(tmp_path
 
 def test_classifier_degradation_options_change_the_classifiers_synthetic_patches_alone():
     """``classifier_degradation_options``: a degradation's config overridden for the
-    classifier's patches (here noise at sigma 50 exactly), the other degradations and the
-    stage-1 samplers untouched; an unknown degradation or field is refused on load."""
+    classifier's patches (here noise at sigma 50 exactly), stage 1's samplers keeping the
+    config's own range; an unknown degradation or field is refused before training."""
     from restore_core.configs import ConfigError
     from restore_core.training import data as D
     from restore_core.training.adms import classifier_samplers, degradation_samplers
