@@ -245,6 +245,7 @@ def test_an_interrupt_in_the_caller_still_reports_the_writes_that_finished(tmp_p
     """Ctrl-C while the caller handles a result (not inside the stream): the stream,
     told of it, reports each image whose write finished, and every file on disk is one
     of the results reported."""
+    import threading
     import time
 
     import torch
@@ -256,8 +257,18 @@ def test_an_interrupt_in_the_caller_still_reports_the_writes_that_finished(tmp_p
     from restore_core.engine.video import restore_jobs
 
     write_image = runner.write_image
+    writes_begun = []
+    second_write_begun = threading.Event()
 
-    def slow_write(*args, **kwargs):  # writes slower than the model: some are under way at any time
+    def slow_write(*args, **kwargs):
+        """Writes slower than the model, and the first finishes only once the second has
+        begun (two writer threads): the second is under way when the first is reported,
+        however slowly a loaded machine runs the model (it failed once, the model starved)."""
+        writes_begun.append(1)
+        if len(writes_begun) == 1:
+            second_write_begun.wait(timeout=30)
+        else:
+            second_write_begun.set()
         time.sleep(0.2)
         return write_image(*args, **kwargs)
 
