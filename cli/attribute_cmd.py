@@ -76,7 +76,7 @@ def attribute_filters(
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG bar chart of the top filters per layer."),
     validate: bool = typer.Option(False, "--validate", help="Revert the top filters to the baseline and compare with random, |θ−θ̄| and IG filters."),
     as_json: bool = typer.Option(False, "--json", help="Print the ranking (and validation) as JSON on stdout."),
-    device: str = typer.Option("cpu", "--device", autocompletion=completion.devices, help="cpu, cuda, cuda:1, ... (auto: CUDA if present)."),
+    device: str = typer.Option("auto", "--device", autocompletion=completion.devices, help="auto (CUDA if present, else CPU), cpu, cuda, cuda:1, ..."),
 ) -> None:
     """Find the filters that make a fine-tuned model specific to one degradation (FAIG).
 

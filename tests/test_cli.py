@@ -666,6 +666,20 @@ def test_help_and_version_do_not_import_torch():
     assert "torch loaded: False" in result.stderr, result.stderr
 
 
+def test_every_device_option_defaults_to_cuda_when_present():
+    """Every command with --device takes CUDA when there is one (``auto``): one
+    default across the app (attribute-filters once defaulted to the CPU)."""
+    import typer
+
+    from cli.main import app
+
+    group = typer.main.get_command(app)
+    defaults = {name: param.default for name, command in group.commands.items()
+                for param in command.params if "--device" in param.opts}
+    assert set(defaults) >= {"derain", "auto", "train", "benchmark", "attribute-filters"}
+    assert set(defaults.values()) == {"auto"}, defaults
+
+
 # Run before the CLI in a child process: at exit it writes the child's peak resident
 # memory (VmHWM, kB) to $PEAK_FILE. That is this program's own peak: Linux's ru_maxrss
 # of a child (os.wait4, RUSAGE_CHILDREN) also counts the parent's resident memory at the
