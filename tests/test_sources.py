@@ -298,3 +298,20 @@ def test_when_no_training_image_is_left_the_error_says_what_took_them(tmp_path):
             prepare_data(replace(recipe, data=data))
     few = prepare_data(replace(recipe, data=DataConfig(paired=(folder,), holdout_every=5)))
     assert f"3 pairs from {folder}, none held out (fewer than --holdout-every 5 pairs)" in describe(few.summary)
+
+
+def test_the_builtin_photographs_are_distinct_and_none_is_a_bundled_samples_source():
+    """--builtin-photographs adds each of scikit-image's photographs once (``data.cat`` is
+    ``data.chelsea``: it once doubled that photograph's weight), and not the stereo
+    motorcycle the bundled samples are cut from (``degradations.samples``): the demo
+    restores them as unseen images."""
+    import numpy as np
+    from skimage import data
+
+    from restore_core.training.data import builtin_photographs
+
+    photos = [np.round(photo * 255).astype(np.uint8) for photo in builtin_photographs()]
+    assert len(photos) >= 4
+    left, right = data.stereo_motorcycle()[:2]
+    for i, photo in enumerate(photos):
+        assert not any(photo.shape == other.shape and np.array_equal(photo, other) for other in [*photos[i + 1:], left, right])
