@@ -289,6 +289,50 @@ def test_an_interrupt_in_the_caller_still_reports_the_writes_that_finished(tmp_p
         next(stream)
 
 
+@pytest.mark.parametrize("via", ["restore_stream", "restore_jobs"])
+def test_an_interrupt_right_after_a_result_leaves_the_queue_still_names_it(tmp_path: Path, tiny_checkpoint: Path, via: str,
+                                                                          monkeypatch):
+    """A signal handled just as the stream takes a finished write off its queue (the
+    moment its file appears on disk, when a user presses Ctrl-C): the result is still
+    named. It was lost when the stream took it off before handing it over (a file on
+    disk that stdout never named: the SIGINT and SIGTERM interrupt tests failed so twice
+    on a loaded machine)."""
+    import torch
+
+    from restore_core.checkpoint import load_checkpoint
+    from restore_core.engine import runner
+    from restore_core.engine.inputs import Job
+    from restore_core.engine.runner import Restorer, RunOptions, finish_interrupted, restore_stream
+    from restore_core.engine.video import restore_jobs
+
+    class SignalAfterFirstResult(runner.deque):
+        """The queues of the stream; the first result taken off raises KeyboardInterrupt
+        right after, as Python runs a signal handler once the C call has returned."""
+        signalled = False
+
+        def popleft(self):
+            item = super().popleft()
+            if not isinstance(item, tuple) and not SignalAfterFirstResult.signalled:  # a result, not a (job, read)
+                SignalAfterFirstResult.signalled = True
+                raise KeyboardInterrupt
+            return item
+
+    monkeypatch.setattr(runner, "deque", SignalAfterFirstResult)
+    paths = write_random_pngs(tmp_path / "in", 4, 64, 64, seed=4)
+    out = tmp_path / "out"
+    jobs = [Job(p, Path(p.name), out / p.name) for p in paths]
+    restorer = Restorer(load_checkpoint(tiny_checkpoint), torch.device("cpu"), "fp32")
+    stream = restore_stream(jobs, restorer, RunOptions()) if via == "restore_stream" else restore_jobs(jobs, restorer, RunOptions())
+    reported = []
+    with pytest.raises(KeyboardInterrupt):
+        for result in stream:  # as the command's loop: report each, and on an interrupt the writes that finished
+            reported.append(result)
+    reported += finish_interrupted(stream)
+    assert SignalAfterFirstResult.signalled
+    written = sorted(p.name for p in out.iterdir())
+    assert written and sorted(r.output.name for r in reported) == written
+
+
 def test_permission_error_is_reported_with_its_cause(tmp_path: Path, monkeypatch):
     """Runs as root too (where chmod 0 does not stop reads): the OS error is simulated."""
     from restore_core.io.images import ImageError, read_image

@@ -458,10 +458,15 @@ def restore_stream(jobs: list[Job], restorer: Restorer, options: RunOptions = Ru
                 if not head.done() and len(pending_results) <= until:
                     return
                 head = head.result()
-            pending_results.popleft()
             if head.stops_batch and halted is None:
                 halted = head.error
-            yield head
+            # Popped once the caller has it: an interrupt just after a pop and before the
+            # yield lost the result (a file written and never named; seen under load), and
+            # one thrown in at the yield finds it popped, as the caller reports it itself.
+            try:
+                yield head
+            finally:
+                pending_results.popleft()
 
     def decoded_ahead(count: int) -> list[_Decoded]:
         """The next ``count`` images decoded (fewer at the end), waiting for them."""
