@@ -261,7 +261,8 @@ def _check_options(request: RestoreRequest) -> CheckedOptions:
 def _plan_outputs(request: RestoreRequest, checked: CheckedOptions) -> tuple[list[Job], BatchPlan, list[ImageResult]]:
     """The inputs IN names, each one's output, and what is already decided about them
     (refused, skipped, left out; :func:`planned_results`). Warns once of what is left
-    out; existing outputs without ``--overwrite`` or ``--skip-existing`` are a usage error."""
+    out; outputs that would replace inputs, and existing outputs without ``--overwrite`` or
+    ``--skip-existing``, are usage errors."""
     from restore_core.engine.results import planned_results
 
     unreadable: list[Path] = []
@@ -291,6 +292,9 @@ def _plan_outputs(request: RestoreRequest, checked: CheckedOptions) -> tuple[lis
     if plan.left_out and not request.quiet:
         warn(f"left out {len(plan.left_out)} input(s) that are this run's outputs of other inputs: "
              f"{first_few((job.source for job in plan.left_out), 3)}")
+    if plan.onto_inputs:
+        fail(f"{len(plan.onto_inputs)} output(s) would replace inputs of this run: {first_few(plan.onto_inputs, 5)}; "
+             "choose another output folder or --suffix", code=2)
     if plan.existing:
         fail(f"{len(plan.existing)} output(s) already exist: {first_few(plan.existing, 5)}; pass --overwrite or --skip-existing", code=2)
     return jobs, plan, planned_results(plan, unreadable)

@@ -275,7 +275,8 @@ class ImageRestorer:
 
         Raises before restoring anything when an output exists and neither ``overwrite``
         nor ``skip_existing`` is set (``FileExistsError``), and for inputs that name
-        nothing or an ``out_dir`` that cannot be one (a file stands there: ``ValueError``). ``temporal``, ``temporal_strength``: as in :meth:`restore_file`,
+        nothing, an ``out_dir`` that cannot be one (a file stands there) or outputs that
+        would replace inputs (``out_dir`` is the inputs' folder: ``ValueError``). ``temporal``, ``temporal_strength``: as in :meth:`restore_file`,
         for videos and for image sequences: the images of each folder, in name order
         (``frame_9`` before ``frame_10``), are smoothed as one sequence's frames. ``frames``
         (``"png"``, ...; ``--frames``): each video's restored frames as numbered images in
@@ -313,6 +314,10 @@ class ImageRestorer:
         except InputError as exc:
             raise ValueError(str(exc)) from None
         plan = plan_batch(jobs, out_dir, suffix, ext, overwrite, skip_existing, frames=temporal > 0, video_frames=frames is not None)
+        if plan.onto_inputs:
+            shown = ", ".join(str(path) for path in plan.onto_inputs[:5])
+            more = f" and {len(plan.onto_inputs) - 5} more" if len(plan.onto_inputs) > 5 else ""
+            raise ValueError(f"{len(plan.onto_inputs)} output(s) would replace inputs: {shown}{more}; choose another out_dir or a suffix")
         if plan.existing:
             shown = ", ".join(str(path) for path in plan.existing[:5])
             more = f" and {len(plan.existing) - 5} more" if len(plan.existing) > 5 else ""

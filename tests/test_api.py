@@ -218,6 +218,10 @@ def test_restore_file_keeps_an_existing_output_unless_told(tiny, tmp_path, rng):
     with pytest.raises(ValueError, match="the output would overwrite the input"):
         tiny.restore_file(tmp_path / "in.png", tmp_path / "folder" / ".." / "in.png", overwrite=True)
     assert (tmp_path / "in.png").read_bytes() == before
+    # restore_files into the inputs' own folder: refused before anything is restored
+    with pytest.raises(ValueError, match=r"1 output\(s\) would replace inputs: .*in.png; choose another out_dir"):
+        list(tiny.restore_files(tmp_path / "in.png", tmp_path, overwrite=True))
+    assert (tmp_path / "in.png").read_bytes() == before
 
 
 def test_restore_files_keeps_outputs_in_the_output_folder(tiny, tmp_path, rng):

@@ -131,7 +131,8 @@ def test_dry_run_lists_the_plan_and_writes_nothing(folder, tmp_path, tiny_checkp
     planned_json = restore("derain", str(folder), str(out), "-r", "-n", "--skip-existing", "--json", "--model", str(tiny_checkpoint))
     assert [json.loads(line)["status"] for line in planned_json.stdout.splitlines()] == ["skipped"] * 3 + ["planned"]
     refused = restore("derain", str(folder), str(folder), "-n", "--model", str(tiny_checkpoint))
-    assert refused.returncode == 1 and "would overwrite the input" in refused.stderr
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr  # one line, not one per image
+    assert f"output(s) would replace inputs of this run: {folder / 'a.png'}" in refused.stderr and "--suffix" in refused.stderr
     assert restore("derain", str(folder), str(out), "-r", "-n", "--overwrite", "--model", "no-such-model").returncode == 2
     assert sorted(p.name for p in out.rglob("*")) == before
 
@@ -169,8 +170,8 @@ def test_writing_into_the_input_folder_twice_leaves_earlier_outputs_alone(folder
     cv2.imwrite(str(second_picture), np.full((24, 32, 3), 90, dtype=np.uint8))
     before = (folder / "a.png").read_bytes()
     clash = restore("derain", str(folder), str(folder), "--ext", "png", "--overwrite", "--model", str(tiny_checkpoint))
-    assert clash.returncode == 1
-    assert f"{second_picture}: the output {folder / 'a.png'} is another input of this run" in clash.stderr
+    assert clash.returncode == 2 and not clash.stdout
+    assert f"would replace inputs of this run: {folder / 'a.png'}" in clash.stderr  # a.jpg's output, and a.png's own
     assert (folder / "a.png").read_bytes() == before
 
 

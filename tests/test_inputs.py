@@ -45,18 +45,22 @@ def test_plan_sorts_jobs_into_runnable_skipped_refused_and_in_the_way(tmp_path):
 
 
 def test_plan_never_writes_onto_an_input(tmp_path):
+    """Outputs that are inputs (their own, or another's: photo.jpg -> photo.png) are named
+    in ``onto_inputs`` and nothing runs, in every shard alike; a missing input's path is
+    no input to protect."""
     folder = tmp_path / "in"
-    touch(folder, "photo.jpg", "photo.png", "x.png")
+    touch(folder, "photo.jpg", "photo.png", "x.png", "z.webp")
     jobs = collect_inputs(str(folder))
     plan = plan_batch(jobs, folder, ext=".png", overwrite=True)
-    refused = {job.source.name: why for job, why in plan.refused}
-    assert refused["photo.jpg"].startswith(f"the output {folder / 'photo.png'} is another input of this run")
-    assert refused["x.png"].startswith("the output would overwrite the input")
-    assert not plan.runnable
-    # ... in whichever shard the other input falls
-    for index in range(3):
+    assert sorted(path.name for path in plan.onto_inputs) == ["photo.png", "photo.png", "x.png"]
+    assert not plan.runnable and not plan.refused
+    for index in range(3):  # ... in whichever shard the input in danger falls
         shard_plan = plan_batch(jobs, folder, ext=".png", overwrite=True, shard=(index, 3))
-        assert not shard_plan.runnable
+        assert not shard_plan.runnable and len(shard_plan.onto_inputs) == 3
+    assert plan_batch(jobs, folder, ext=".tif").onto_inputs == []  # no input is a .tif
+    (folder / "x.png").unlink()
+    gone = [job for job in jobs if job.source.name == "x.png"]
+    assert plan_batch(gone, folder).onto_inputs == [] and [job.source for job in plan_batch(gone, folder).runnable] == [folder / "x.png"]
 
 
 def test_own_outputs_are_left_out_with_a_suffix_but_not_without(tmp_path):

@@ -390,6 +390,7 @@ class BatchPlan:
     skipped: list[Job] = field(default_factory=list)  # output exists and --skip-existing
     refused: list[tuple[Job, str]] = field(default_factory=list)  # (job, why), reported as errors
     existing: list[Path] = field(default_factory=list)  # outputs in the way (no --overwrite / --skip-existing)
+    onto_inputs: list[Path] = field(default_factory=list)  # outputs that are inputs of the run (its own or another's)
     left_out: list[Job] = field(default_factory=list)  # this run's own outputs, found among the inputs
     repeated: list[Job] = field(default_factory=list)  # a file listed again (stdin): restored once
 
@@ -409,9 +410,11 @@ def plan_batch(
     """Name every output (:func:`plan_outputs`; ``output_file``: the one job's output is
     that file, see :func:`names_output_file`), leave out the run's own earlier outputs
     (with a suffix, :func:`split_own_outputs`), take the ``shard``, then sort each job:
-    refused when two inputs write one file or an output would replace an input (its own
-    or another of the run, in any shard), skipped or in the way when its output exists,
-    else runnable. ``frames``: shards are runs of consecutive frames (:func:`select_shard`);
+    refused when two inputs write one file, skipped or in the way when its output exists,
+    else runnable. Outputs that would replace an input (its own or another of the run) are
+    listed in ``onto_inputs`` for every shard alike, and then nothing is runnable: like
+    outputs in the way, they mean the command names the wrong folder, not a bad image.
+    ``frames``: shards are runs of consecutive frames (:func:`select_shard`);
     ``video_frames``: videos write folders of frames (:func:`plan_outputs`). Nothing on
     disk is changed."""
     plan = BatchPlan()
@@ -432,21 +435,18 @@ def plan_batch(
         jobs = plan_outputs(jobs, out_dir, suffix, ext, video_frames)
     if suffix:
         jobs, plan.left_out = split_own_outputs(jobs)
-    # Both checks look at every input before the shard is taken, so shards agree.
-    sources = {job.source.resolve() for job in jobs}
+    # These checks look at every input before the shard is taken, so shards agree.
+    sources = {job.source.resolve() for job in jobs if job.source.exists()}
+    plan.onto_inputs = [job.output for job in jobs if job.output is not None and job.output.resolve() in sources]
+    if plan.onto_inputs:
+        return plan
     collisions = {source for sources_of_one in find_collisions(jobs).values() for source in sources_of_one[1:]}
     if shard is not None:
         jobs = select_shard(jobs, *shard, frames=frames)
     for job in jobs:
         assert job.output is not None
-        output = job.output.resolve()
-        own_path = output == job.source.resolve()
         if job.source in collisions:
             plan.refused.append((job, f"another input also writes {job.output}; use --suffix or --ext"))
-        elif own_path and job.source.exists():
-            plan.refused.append((job, "the output would overwrite the input; choose another output folder or --suffix"))
-        elif output in sources and not own_path:
-            plan.refused.append((job, f"the output {job.output} is another input of this run; choose another output folder or --suffix"))
         elif job.output.exists() and not overwrite:
             if skip_existing:
                 plan.skipped.append(job)
