@@ -315,13 +315,9 @@ class ImageRestorer:
             raise ValueError(str(exc)) from None
         plan = plan_batch(jobs, out_dir, suffix, ext, overwrite, skip_existing, frames=temporal > 0, video_frames=frames is not None)
         if plan.onto_inputs:
-            shown = ", ".join(str(path) for path in plan.onto_inputs[:5])
-            more = f" and {len(plan.onto_inputs) - 5} more" if len(plan.onto_inputs) > 5 else ""
-            raise ValueError(f"{len(plan.onto_inputs)} output(s) would replace inputs: {shown}{more}; choose another out_dir or a suffix")
+            raise ValueError(f"{_count_and_name(plan.onto_inputs)} would replace inputs; choose another out_dir or a suffix")
         if plan.existing:
-            shown = ", ".join(str(path) for path in plan.existing[:5])
-            more = f" and {len(plan.existing) - 5} more" if len(plan.existing) > 5 else ""
-            raise FileExistsError(f"{len(plan.existing)} output(s) already exist: {shown}{more}; pass overwrite=True or skip_existing=True")
+            raise FileExistsError(f"{_count_and_name(plan.existing)} already exist; pass overwrite=True or skip_existing=True")
         results = planned_results(plan, unreadable)
         remove_stale_temporaries(job.output for job in plan.runnable + plan.skipped if job.output is not None)
         runnable = with_neighbour_frames(plan.runnable, jobs, temporal) if temporal else plan.runnable
@@ -335,6 +331,12 @@ class ImageRestorer:
         for result in restore_jobs(jobs, self.restorer, options):
             self._warn_notices()
             yield result
+
+
+def _count_and_name(outputs: list[Path], shown: int = 5) -> str:
+    """``7 output(s): a.png, b.png, c.png, d.png, e.png and 2 more``, for an error."""
+    more = f" and {len(outputs) - shown} more" if len(outputs) > shown else ""
+    return f"{len(outputs)} output(s): {', '.join(str(path) for path in outputs[:shown])}{more}"
 
 
 def _run_options(batch_size: int, quality: int, max_pixels: int, temporal: int, temporal_strength: float) -> RunOptions:

@@ -219,7 +219,7 @@ def test_restore_file_keeps_an_existing_output_unless_told(tiny, tmp_path, rng):
         tiny.restore_file(tmp_path / "in.png", tmp_path / "folder" / ".." / "in.png", overwrite=True)
     assert (tmp_path / "in.png").read_bytes() == before
     # restore_files into the inputs' own folder: refused before anything is restored
-    with pytest.raises(ValueError, match=r"1 output\(s\) would replace inputs: .*in.png; choose another out_dir"):
+    with pytest.raises(ValueError, match=r"1 output\(s\): .*in.png would replace inputs; choose another out_dir"):
         list(tiny.restore_files(tmp_path / "in.png", tmp_path, overwrite=True))
     assert (tmp_path / "in.png").read_bytes() == before
 
