@@ -49,6 +49,35 @@ def test_resume_continues_exactly(tmp_path):
         assert torch.equal(a, b), name
 
 
+def test_a_resumed_run_logs_each_step_once_and_counts_its_time_from_the_start(tmp_path, monkeypatch):
+    """log.csv after a resume: rows a killed run wrote after its last checkpoint are
+    dropped (those steps are trained again), and elapsed_s goes on from the seconds
+    trained before (the state file carries them) instead of starting again at 0."""
+    import csv
+
+    from restore_core.training import trainer as trainer_module
+
+    clock = itertools.count(1000.0, 1.0)  # each reading of the clock: one more second
+    monkeypatch.setattr(trainer_module.time, "time", lambda: next(clock))
+    torch.set_num_threads(1)
+    recipe = _recipe(tmp_path, steps=6)
+    data = prepare_data(recipe)
+    first = Trainer(recipe, tmp_path / "run", torch.device("cpu"), log=lambda s: None)
+    first.train(data, until=3)  # checkpointed at step 3
+    with open(tmp_path / "run" / "log.csv", "a", newline="") as log:  # then logged step 5 before it was killed
+        csv.writer(log).writerow([5, "0.5", "0.001", "10.0", "1000.0", ""])
+    resumed = Trainer(recipe, tmp_path / "run", torch.device("cpu"), log=lambda s: None)
+    resumed.resume()
+    assert 0 < resumed.seconds_before <= first.seconds_before
+    for _ in range(1000):  # a day between the runs: not training time
+        next(clock)
+    resumed.train(data)
+    with open(tmp_path / "run" / "log.csv", newline="") as log:
+        rows = list(csv.DictReader(log))
+    assert [row["step"] for row in rows] == ["6"]  # the killed run's step 5 is gone
+    assert first.seconds_before < float(rows[-1]["elapsed_s"]) < first.seconds_before + 100
+
+
 def test_worker_processes_draw_the_same_batches_and_train_the_same_weights(tmp_path):
     """--workers changes speed only: the prefetched batches are the loop's own, in
     order, so a run with two workers (resumed midway, too) ends bit-identical."""

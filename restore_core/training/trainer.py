@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import io
 import json
 import os
 import sys
@@ -42,6 +43,7 @@ from restore_core.configs import config_to_dict
 from restore_core.device import training_autocast_dtype, training_memory_format
 from restore_core.degradations.noise_level import measured_noise_level
 from restore_core.engine.tiling import run_whole_or_tiled
+from restore_core.io.images import atomic_write_bytes
 from restore_core.metrics import psnr, ssim, to_uint8_range
 from restore_core.models import build_model
 from restore_core.models.golf import GolfOptimizer
@@ -76,6 +78,19 @@ class TrainingInterrupted(Exception):
     def __init__(self, step: int) -> None:
         self.step = step
         super().__init__(f"interrupted at step {step}")
+
+
+def _drop_log_rows_after(log_path: Path, step: int) -> None:
+    """Keep log.csv's header and its rows up to ``step``, the checkpoint a run resumes
+    from: rows a killed run logged after its last checkpoint are trained again, and
+    would otherwise stand twice."""
+    with open(log_path, newline="") as file:
+        rows = list(csv.reader(file))
+    kept = rows[:1] + [row for row in rows[1:] if row and row[0].isdigit() and int(row[0]) <= step]
+    if len(kept) < len(rows):
+        text = io.StringIO(newline="")
+        csv.writer(text).writerows(kept)
+        atomic_write_bytes(log_path, text.getvalue().encode())
 
 
 def calibration_images(sampler: D.PatchSampler, count: int = MAX_CALIBRATION_IMAGES) -> list[np.ndarray]:
@@ -220,6 +235,10 @@ class Trainer:
             self.d_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=recipe.discriminator_lr or recipe.lr, betas=recipe.betas)
         self.ema = EMA(self.model, recipe.ema_decay) if recipe.ema_decay > 0 else None
         self.step = 0
+        # Training seconds before this process: log.csv's elapsed_s counts the whole run
+        # across resumes (the state file carries it).
+        self.seconds_before = 0.0
+        self.clock_start: float | None = None  # time.time() minus the seconds before, while train() runs
         self.best: float | None = None  # the best mean validation PSNR-Y so far (best.safetensors)
         self.best_step: int | None = None
         self.metrics: dict[str, float] = {}
@@ -279,6 +298,7 @@ class Trainer:
         self.best = extra.get("best")
         self.best_step = extra.get("best_step")
         self.metrics = extra.get("metrics", {})
+        self.seconds_before = float(extra.get("elapsed_s", 0.0))
         self.log(f"resumed {self.run_dir} at step {self.step}")
 
     def _any_rank(self, flag: bool) -> bool:
@@ -385,7 +405,9 @@ class Trainer:
     def checkpoint(self) -> None:
         if not self.dist.is_main:
             return
-        save_state(self.state_path, self._modules(), self._optimizers(), self.ema, self.step, {"best": self.best, "best_step": self.best_step, "metrics": self.metrics})
+        elapsed = self.seconds_before if self.clock_start is None else time.time() - self.clock_start
+        save_state(self.state_path, self._modules(), self._optimizers(), self.ema, self.step,
+                   {"best": self.best, "best_step": self.best_step, "metrics": self.metrics, "elapsed_s": elapsed})
         self.save("last.safetensors", self.metrics)
 
     def train(
@@ -411,6 +433,8 @@ class Trainer:
             (self.run_dir / "data.json").write_text(json.dumps(data.summary, indent=2))
         log_path = self.run_dir / "log.csv"
         new_log = not log_path.exists() or self.step == 0
+        if main and not new_log:
+            _drop_log_rows_after(log_path, self.step)
         log_file = open(log_path if main else os.devnull, "w" if new_log or not main else "a", newline="")
         writer = csv.writer(log_file)
         if new_log:
@@ -419,7 +443,7 @@ class Trainer:
         amp_dtype = self.autocast_dtype or torch.bfloat16  # inert when use_amp is False
         scaler = torch.amp.GradScaler(self.device.type, enabled=amp_dtype == torch.float16)
         self.model.train()
-        start = time.time()
+        start = self.clock_start = time.time() - self.seconds_before
         window_loss, window_count, window_start = 0.0, 0, time.time()
         prefetcher = (BatchPrefetcher(data.sampler, recipe.seed, recipe.batch_size, self.dist.rank, self.step, self.data_workers)
                       if self.data_workers > 0 and self.step < stop else None)
@@ -509,6 +533,7 @@ class Trainer:
                     window_loss, window_count, window_start = 0.0, 0, time.time()
         finally:
             log_file.close()
+            self.seconds_before, self.clock_start = time.time() - start, None
             if prefetcher is not None:
                 prefetcher.close()
         if self.dist.enabled:
