@@ -239,6 +239,23 @@ def test_a_reader_that_leaves_stops_the_batch_with_status_141_and_only_whole_fil
         assert "Traceback" not in stderr
 
 
+def _stream_of_random_images(tmp_path: Path, checkpoint: Path, via: str, count: int, side: int, seed: int):
+    """The engine's result stream (``via``: restore_stream, or restore_jobs around it)
+    over ``count`` random side x side images into tmp_path/out, and that folder."""
+    import torch
+
+    from restore_core.checkpoint import load_checkpoint
+    from restore_core.engine.inputs import Job
+    from restore_core.engine.runner import Restorer, RunOptions, restore_stream
+    from restore_core.engine.video import restore_jobs
+
+    paths = write_random_pngs(tmp_path / "in", count, side, side, seed=seed)
+    out = tmp_path / "out"
+    jobs = [Job(p, Path(p.name), out / p.name) for p in paths]
+    restorer = Restorer(load_checkpoint(checkpoint), torch.device("cpu"), "fp32")
+    return (restore_stream(jobs, restorer, RunOptions()) if via == "restore_stream" else restore_jobs(jobs, restorer, RunOptions())), out
+
+
 @pytest.mark.parametrize("via", ["restore_stream", "restore_jobs"])
 def test_an_interrupt_in_the_caller_still_reports_the_writes_that_finished(tmp_path: Path, tiny_checkpoint: Path, via: str,
                                                                             monkeypatch):
@@ -248,13 +265,8 @@ def test_an_interrupt_in_the_caller_still_reports_the_writes_that_finished(tmp_p
     import threading
     import time
 
-    import torch
-
-    from restore_core.checkpoint import load_checkpoint
     from restore_core.engine import runner
-    from restore_core.engine.inputs import Job
-    from restore_core.engine.runner import Restorer, RunOptions, finish_interrupted, restore_stream
-    from restore_core.engine.video import restore_jobs
+    from restore_core.engine.runner import finish_interrupted
 
     write_image = runner.write_image
     writes_begun = []
@@ -274,11 +286,7 @@ def test_an_interrupt_in_the_caller_still_reports_the_writes_that_finished(tmp_p
 
     monkeypatch.setattr(runner, "write_image", slow_write)
 
-    paths = write_random_pngs(tmp_path / "in", 12, 96, 96, seed=3)
-    out = tmp_path / "out"
-    jobs = [Job(p, Path(p.name), out / p.name) for p in paths]
-    restorer = Restorer(load_checkpoint(tiny_checkpoint), torch.device("cpu"), "fp32")
-    stream = restore_stream(jobs, restorer, RunOptions()) if via == "restore_stream" else restore_jobs(jobs, restorer, RunOptions())
+    stream, out = _stream_of_random_images(tmp_path, tiny_checkpoint, via, count=12, side=96, seed=3)
     reported = [next(stream)]
     reported += list(finish_interrupted(stream))  # the interrupt delivered at the stream's yield
     assert len(reported) >= 2  # the image restored after the first was being written: it finishes and is named
@@ -297,13 +305,8 @@ def test_an_interrupt_right_after_a_result_leaves_the_queue_still_names_it(tmp_p
     named. It was lost when the stream took it off before handing it over (a file on
     disk that stdout never named: the SIGINT and SIGTERM interrupt tests failed so twice
     on a loaded machine)."""
-    import torch
-
-    from restore_core.checkpoint import load_checkpoint
     from restore_core.engine import runner
-    from restore_core.engine.inputs import Job
-    from restore_core.engine.runner import Restorer, RunOptions, finish_interrupted, restore_stream
-    from restore_core.engine.video import restore_jobs
+    from restore_core.engine.runner import finish_interrupted
 
     class SignalAfterFirstResult(runner.deque):
         """The queues of the stream; the first result taken off raises KeyboardInterrupt
@@ -318,11 +321,7 @@ def test_an_interrupt_right_after_a_result_leaves_the_queue_still_names_it(tmp_p
             return item
 
     monkeypatch.setattr(runner, "deque", SignalAfterFirstResult)
-    paths = write_random_pngs(tmp_path / "in", 4, 64, 64, seed=4)
-    out = tmp_path / "out"
-    jobs = [Job(p, Path(p.name), out / p.name) for p in paths]
-    restorer = Restorer(load_checkpoint(tiny_checkpoint), torch.device("cpu"), "fp32")
-    stream = restore_stream(jobs, restorer, RunOptions()) if via == "restore_stream" else restore_jobs(jobs, restorer, RunOptions())
+    stream, out = _stream_of_random_images(tmp_path, tiny_checkpoint, via, count=4, side=64, seed=4)
     reported = []
     with pytest.raises(KeyboardInterrupt):
         for result in stream:  # as the command's loop: report each, and on an interrupt the writes that finished
