@@ -238,7 +238,6 @@ class Trainer:
         # Training seconds before this process: log.csv's elapsed_s counts the whole run
         # across resumes (the state file carries it).
         self.seconds_before = 0.0
-        self.clock_start: float | None = None  # time.time() minus the seconds before, while train() runs
         self.best: float | None = None  # the best mean validation PSNR-Y so far (best.safetensors)
         self.best_step: int | None = None
         self.metrics: dict[str, float] = {}
@@ -402,10 +401,11 @@ class Trainer:
         self.best = self.best_step = None  # stage 2 is scored as the whole optimiser, not comparable to stage 1
         self.log(f"step {self.step}: Golf stage 2, F frozen, training G")
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, elapsed: float) -> None:
+        """The state to resume from (with ``elapsed``, the run's training seconds so far)
+        and last.safetensors."""
         if not self.dist.is_main:
             return
-        elapsed = self.seconds_before if self.clock_start is None else time.time() - self.clock_start
         save_state(self.state_path, self._modules(), self._optimizers(), self.ema, self.step,
                    {"best": self.best, "best_step": self.best_step, "metrics": self.metrics, "elapsed_s": elapsed})
         self.save("last.safetensors", self.metrics)
@@ -443,7 +443,7 @@ class Trainer:
         amp_dtype = self.autocast_dtype or torch.bfloat16  # inert when use_amp is False
         scaler = torch.amp.GradScaler(self.device.type, enabled=amp_dtype == torch.float16)
         self.model.train()
-        start = self.clock_start = time.time() - self.seconds_before
+        start = time.time() - self.seconds_before  # the run's start, had it never stopped
         window_loss, window_count, window_start = 0.0, 0, time.time()
         prefetcher = (BatchPrefetcher(data.sampler, recipe.seed, recipe.batch_size, self.dist.rank, self.step, self.data_workers)
                       if self.data_workers > 0 and self.step < stop else None)
@@ -452,7 +452,7 @@ class Trainer:
         try:
             while self.step < stop:
                 if self._any_rank(stop_requested()):
-                    self.checkpoint()
+                    self.checkpoint(time.time() - start)
                     raise TrainingInterrupted(self.step)
                 if prefetcher is not None:
                     try:
@@ -516,7 +516,7 @@ class Trainer:
                         self.save("best.safetensors", self.metrics)
                     self.log(f"step {self.step}: " + ", ".join(f"{k} {v:.3f}" for k, v in self.metrics.items() if k != "step"))
                 if self.step % recipe.checkpoint_every == 0 or self.step in (stop, recipe.steps) or row_metrics:
-                    self.checkpoint()
+                    self.checkpoint(time.time() - start)
                 if self.step % 50 == 0 or row_metrics or self.step == recipe.steps:
                     elapsed = time.time() - window_start
                     writer.writerow([
@@ -533,7 +533,7 @@ class Trainer:
                     window_loss, window_count, window_start = 0.0, 0, time.time()
         finally:
             log_file.close()
-            self.seconds_before, self.clock_start = time.time() - start, None
+            self.seconds_before = time.time() - start
             if prefetcher is not None:
                 prefetcher.close()
         if self.dist.enabled:
