@@ -476,8 +476,13 @@ def _report_summary(request: RestoreRequest, done: list[ImageResult], elapsed: f
         error(f"stopped: {stopper.output or stopper.input}: {stopper.error}; {len(abandoned)} image(s) not restored "
               "(free space or fix the output folder, then re-run with --skip-existing)")
     if not request.quiet:
-        for note, count in Counter(r.note for r in done if r.note is not None).items():
-            warn(f"{count} input(s): {note}")  # once per kind; each input's own line has it with --json
+        noted: dict[str, list[Path]] = {}
+        for r in done:
+            if r.note is not None:
+                noted.setdefault(r.note, []).append(r.input)
+        for note, inputs in noted.items():  # once per kind, naming the inputs; each one's own line has it with --json
+            which = str(inputs[0]) if len(inputs) == 1 else f"{len(inputs)} inputs ({first_few(inputs, 2)})"
+            warn(f"{which}: {note}")
         model_note = f" with {descriptor.name}" if descriptor else ""
         routed = Counter(r.model for r in done if r.model is not None)
         if routed:

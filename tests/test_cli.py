@@ -99,7 +99,7 @@ def test_an_alpha_channel_dropped_by_jpeg_is_said(tmp_path, tiny_checkpoint, rng
     assert result.returncode == 0, result.stderr
     lines = {Path(row["input"]).name: row for row in map(json.loads, result.stdout.splitlines())}
     assert "alpha channel dropped" in lines["clear.png"]["note"] and "note" not in lines["solid.png"]
-    assert result.stderr.count("alpha channel dropped") == 1 and "1 input(s)" in result.stderr
+    assert result.stderr.count("alpha channel dropped") == 1 and f"{src / 'clear.png'}: alpha channel dropped" in result.stderr
 
 
 def test_recursive_mirrors_sub_folders_and_suffix_ext(folder, tmp_path, tiny_checkpoint):

@@ -22,7 +22,7 @@ from restore_core.checkpoint import load_checkpoint  # noqa: E402
 from restore_core.engine.results import ImageResult  # noqa: E402
 from restore_core.engine.runner import Restorer, RunOptions  # noqa: E402
 from restore_core.engine.temporal import TemporalConfig  # noqa: E402
-from restore_core.engine.video import restore_video, settings_key  # noqa: E402
+from restore_core.engine.video import ended_early, restore_video, settings_key  # noqa: E402
 from restore_core.io.images import ImageError  # noqa: E402
 from restore_core.io.video import PYAV_MISSING, VideoReader, encoder_available, quality_to_crf, upright  # noqa: E402
 from restore_core.io.video_writer import VideoWriter  # noqa: E402
@@ -212,6 +212,41 @@ def test_a_damaged_video_is_an_error_naming_it_and_the_batch_goes_on(tmp_path, r
     assert "not a video FFmpeg can decode" in lines[0]["error"]
     assert f"{damaged}: cannot read" in run.stderr
     assert sorted(p.name for p in out.iterdir()) == ["good.mp4"]  # nothing for the damaged one, no temporary
+
+
+def test_a_video_cut_short_is_restored_as_far_as_it_goes_with_a_note_naming_it(tmp_path, rng, tiny_checkpoint):
+    """A download that stopped short: an MP4 whose index comes first opens, and decodes
+    without an error up to the cut. The restored part is written, and stderr and the JSON
+    line say that the video ended before the frames its container counts; the whole file
+    gets no such note. A Matroska file cut before its first frame is an error naming it
+    (it was a traceback: after the first look the file, its index lost, could not seek)."""
+    whole = tmp_path / "whole.mp4"
+    with av.open(str(whole), "w", options={"movflags": "faststart"}) as container:
+        video = container.add_stream("libx264", rate=FPS, options={"crf": "4"})
+        video.width, video.height, video.pix_fmt = 96, 64, "yuv420p"
+        encode(container, video, moving_frames(rng, count=24), "yuv420p")
+    cut, stub = tmp_path / "cut.mp4", tmp_path / "stub.mkv"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 4 // 5])
+    matroska = make_video(tmp_path / "whole.mkv", moving_frames(rng, count=24), audio=False)
+    stub.write_bytes(matroska.read_bytes()[: matroska.stat().st_size * 3 // 10])
+    out = tmp_path / "out"
+    run = restore("derain", "-", str(out), "-m", str(tiny_checkpoint), "--json", stdin=f"{cut}\n{stub}\n{whole}\n")
+    assert run.returncode == 1, run.stderr
+    lines = {Path(line["input"]).name: line for line in map(json.loads, run.stdout.splitlines())}
+    assert lines["stub.mkv"]["status"] == "error" and f"{stub}: cannot read: the video holds no frames" in run.stderr
+    assert sorted(path.name for path in out.iterdir()) == ["cut.mp4", "whole.mp4"]
+    assert 0 < lines["cut.mp4"]["frames"] < 20 and lines["whole.mp4"]["frames"] == 24
+    assert len(read_video(out / "cut.mp4")[0]) == lines["cut.mp4"]["frames"]
+    assert "of the 24 frames its container counts: the file is truncated or damaged" in lines["cut.mp4"]["note"]
+    assert "note" not in lines["whole.mp4"]
+    assert f"{cut}: the video ended after {lines['cut.mp4']['frames']} of the 24 frames" in run.stderr
+
+
+def test_a_short_video_is_told_with_a_margin_for_edit_lists():
+    """Two frames, or a fiftieth of a long video, may be hidden by an MP4's edit list."""
+    assert ended_early(98, 100) is None and "after 97 of the 100 frames" in ended_early(97, 100)
+    assert ended_early(980, 1000) is None and ended_early(979, 1000) is not None
+    assert ended_early(0, 0) is None  # a container that counts nothing
 
 
 class Counting(Restorer):

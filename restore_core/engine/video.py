@@ -125,6 +125,21 @@ def _from_smoother(smoothed: np.ndarray) -> np.ndarray:
     return np.clip(smoothed * 257.0 + 0.5, 0, 65535).astype(np.uint16)
 
 
+def ended_early(decoded: int, declared: int) -> str | None:
+    """The note for a video that gave fewer frames than its container counts, or None.
+
+    A file cut short (a download or a copy that stopped; an MP4 whose index comes first
+    still opens) decodes without an error up to the cut, so the restored video would
+    otherwise come out shorter without a word. Only a container's own count (MP4, MOV,
+    AVI) is held against the frames: Matroska's duration x rate is a guess that an
+    interlaced stream's field rate, or a duration that is wrong, would turn into false
+    alarms. The margin allows the frame or two an edit list may hide."""
+    if declared - decoded <= max(2, declared // 50):
+        return None
+    return (f"the video ended after {decoded} of the {declared} frames its container counts: "
+            "the file is truncated or damaged, and the output is as short")
+
+
 def _frames_in_span(info, start: float, duration: float | None) -> int:
     """About how many frames a span of the video holds (for progress; 0 = unknown)."""
     if not info.frames:
@@ -295,6 +310,9 @@ def restore_video(job: Job, restorer: Restorer, options: RunOptions = RunOptions
         if done == 0 and (span_start or span_duration is not None):
             for_how_long = f" for {span_duration:g} s" if span_duration is not None else ""
             return fail(f"no frames from {span_start:g} s{for_how_long} (--start, --duration): the video is {reader.duration_text()} long")
+        short = ended_early(done, expected) if info.frames_counted else None
+        if short is not None:
+            writer.notes.append(short)
         writer.commit()
         committed = True
     except ImageError as exc:

@@ -181,6 +181,7 @@ class VideoInfo:
     other_streams: int  # more video (cover art), subtitles, data: not kept
     bits: int = 8  # per sample, of the pixel format; frames() gives uint16 RGB when more than 8
     hdr10: str = ""  # HDR10 static metadata of the first frame, as x265 parameters (hdr10_parameters)
+    frames_counted: bool = False  # whether ``frames`` is the container's own count (MP4, MOV, AVI), not duration x rate
 
 
 def open_video_file(path: Path) -> "av.container.InputContainer":
@@ -216,9 +217,7 @@ class VideoReader:
 
     def __init__(self, path: os.PathLike | str, max_pixels: int | None = None) -> None:
         self.path = Path(path)
-        self.container = open_video_file(self.path)
-        self.stream = _moving_picture_streams(self.container)[0]
-        self.stream.thread_type = "AUTO"  # frame and slice threads in the decoder
+        self._open()
         context = self.stream.codec_context
         width, height = context.width, context.height
         if width <= 0 or height <= 0:
@@ -242,7 +241,24 @@ class VideoReader:
             width, height, frames, rate, rotation, context.format.name if context.format else "",
             len(streams.audio), len(streams) - 1 - len(streams.audio), bits,
             hdr10_parameters(first) if first is not None and bits > 8 else "",
+            frames_counted=bool(self.stream.frames),
         )
+
+    def _open(self) -> None:
+        self.container = open_video_file(self.path)
+        self.stream = _moving_picture_streams(self.container)[0]
+        self.stream.thread_type = "AUTO"  # frame and slice threads in the decoder
+
+    def _rewind(self) -> None:
+        """Back to the first frame: a seek, or the file opened afresh where it cannot seek
+        (a Matroska file cut short has lost the index at its end)."""
+        import av
+
+        try:
+            self.container.seek(0)
+        except av.FFmpegError:
+            self.container.close()
+            self._open()
 
     def _first_frame(self) -> "av.VideoFrame | None":
         """The first frame, for what PyAV tells only per frame (the display rotation, HDR10
@@ -251,7 +267,7 @@ class VideoReader:
             first = next(self.container.decode(self.stream), None)
         except Exception:  # noqa: BLE001 - the error comes back, with the file's name, in frames()
             first = None
-        self.container.seek(0)
+        self._rewind()
         return first
 
     def frames(self, start: float = 0.0, end: float | None = None, lead: int = 0) -> Iterator[tuple[np.ndarray, int | None]]:
@@ -268,7 +284,7 @@ class VideoReader:
             try:
                 self.container.seek(int(seek_to / self.stream.time_base), stream=self.stream)
             except av.FFmpegError:
-                self.container.seek(0)
+                self._rewind()
         before: deque = deque(maxlen=lead)
         try:
             for frame in self._progressive(self.container.decode(self.stream)):
