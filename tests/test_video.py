@@ -242,6 +242,22 @@ def test_a_video_cut_short_is_restored_as_far_as_it_goes_with_a_note_naming_it(t
     assert f"{cut}: the video ended after {lines['cut.mp4']['frames']} of the 24 frames" in run.stderr
 
 
+def test_a_damaged_packet_part_way_loses_its_frame_not_the_video(tmp_path, rng, tiny_checkpoint):
+    """One packet the decoder refuses (its NAL length garbled) is skipped, as FFmpeg's own
+    command skips it: the other 23 frames and the sound are written, with a note. The
+    whole video failed before, and its resumed run met the same packet again."""
+    clip = make_video(tmp_path / "dashcam.mp4", moving_frames(rng, count=24))
+    with av.open(str(clip)) as container:
+        packets = [packet.pos for packet in container.demux(container.streams.video[0]) if packet.size]
+    data = bytearray(clip.read_bytes())
+    data[packets[12] : packets[12] + 4] = b"\xff" * 4
+    clip.write_bytes(bytes(data))
+    result = restore_video(Job(clip, Path("dashcam.mp4"), tmp_path / "out.mp4"), Counting(tiny_checkpoint))
+    assert result.status == "ok", result.error
+    assert result.frames == 23 and result.note.startswith("1 damaged packet(s) of the video skipped")
+    assert len(read_video(tmp_path / "out.mp4")[0]) == 23 and streams(tmp_path / "out.mp4")["audio_packets"] > 0
+
+
 def test_a_short_video_is_told_with_a_margin_for_edit_lists():
     """Two frames, or a fiftieth of a long video, may be hidden by an MP4's edit list."""
     assert ended_early(98, 100) is None and "after 97 of the 100 frames" in ended_early(97, 100)

@@ -310,6 +310,11 @@ def restore_video(job: Job, restorer: Restorer, options: RunOptions = RunOptions
         if done == 0 and (span_start or span_duration is not None):
             for_how_long = f" for {span_duration:g} s" if span_duration is not None else ""
             return fail(f"no frames from {span_start:g} s{for_how_long} (--start, --duration): the video is {reader.duration_text()} long")
+        if done == 0 and reader.damaged_packets:
+            return fail(f"cannot read: the video is damaged (its decoder refused {reader.damaged_packets} packet(s) and gave no frame)")
+        if reader.damaged_packets:
+            writer.notes.append(f"{reader.damaged_packets} damaged packet(s) of the video skipped: the frames they held are "
+                                "missing or patched by the decoder")
         short = ended_early(done, expected) if info.frames_counted else None
         if short is not None:
             writer.notes.append(short)

@@ -229,6 +229,7 @@ class VideoReader:
         first = self._first_frame()
         rotation = int(first.rotation) if first is not None else 0
         self.interlaced = False  # whether frames() found the video coded as two fields a frame (and deinterlaced it)
+        self.damaged_packets = 0  # packets frames() skipped because the decoder refused them
         if round(rotation / 90) % 2:
             width, height = height, width
         rate = Fraction(self.stream.average_rate or self.stream.guessed_rate or Fraction(25))
@@ -287,7 +288,7 @@ class VideoReader:
                 self._rewind()
         before: deque = deque(maxlen=lead)
         try:
-            for frame in self._progressive(self.container.decode(self.stream)):
+            for frame in self._progressive(self._decoded()):
                 shown = float(frame.pts * self.stream.time_base) if frame.pts is not None else None
                 if shown is not None and shown < start:
                     if lead:
@@ -300,6 +301,21 @@ class VideoReader:
                 yield self._rgb(frame)
         except av.FFmpegError as exc:
             raise ImageError(self.path, f"cannot read: the video is damaged ({exc.strerror or exc})") from None
+
+    def _decoded(self) -> Iterator["av.VideoFrame"]:
+        """The stream's frames, packet by packet. A packet the decoder refuses as invalid
+        (damage part-way through) is skipped and counted in ``damaged_packets``, as
+        FFmpeg's own command skips it: one bad packet in an hour of dashcam video loses
+        the frames it held, not the video (whose resumed run would meet it again)."""
+        import av
+
+        for packet in self.container.demux(self.stream):
+            try:
+                frames = packet.decode()
+            except av.InvalidDataError:
+                self.damaged_packets += 1
+                continue
+            yield from frames
 
     def _rgb(self, frame: "av.VideoFrame") -> tuple[np.ndarray, int | None]:
         rgb = frame.to_ndarray(format="rgb48le" if self.info.bits > 8 else "rgb24", src_color_range=frame.color_range or None)
