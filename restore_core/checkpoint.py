@@ -225,10 +225,10 @@ def load_checkpoint(path: os.PathLike | str, device: str | torch.device = "cpu",
     path = Path(path)
     meta = read_metadata(path)
     try:
-        model = build_model(meta["architecture"], meta["config"])
+        with torch.device("meta"):  # shapes without memory: a config asking for terabytes is refused, not allocated
+            expected = build_model(meta["architecture"], meta["config"]).state_dict()
     except (ConfigError, ValueError, TypeError) as exc:
         raise CheckpointError(path, f"invalid config: {exc}") from None
-    expected = model.state_dict()
     with safe_open(str(path), framework="pt") as handle:
         keys = set(handle.keys())
         mismatch = describe_key_mismatch(set(expected), keys)
@@ -240,6 +240,7 @@ def load_checkpoint(path: os.PathLike | str, device: str | torch.device = "cpu",
             if shape != tuple(reference.shape):
                 raise CheckpointError(path, f"tensor {key} has shape {shape}, the architecture expects {tuple(reference.shape)}")
             state[key] = handle.get_tensor(key)
+    model = build_model(meta["architecture"], meta["config"])
     model.load_state_dict(state)
     model.eval().to(device)
     return ModelDescriptor(

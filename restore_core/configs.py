@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import types
 import typing
 from typing import Any, Iterable, TypeVar
@@ -105,6 +106,8 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a table/object, got {type(value).__name__}")
         return dict(value)
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):  # Python's JSON reads NaN and Infinity
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if tp in (int, str, bool):
         if type(value) is not tp:
@@ -117,6 +120,18 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if isinstance(tp, type) and not isinstance(value, tp):
         raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
     return value
+
+
+def require_at_least(config: Any, minimum: int, *names: str) -> None:
+    """Raise ValueError naming the first of the integer fields ``names`` (a tuple field:
+    any of its items) below ``minimum``. Called from a config's ``__post_init__``, so a
+    negative width read from a checkpoint or a ``--set`` is one line naming the field
+    (:func:`config_from_dict` adds where it sits), not torch's error from deep inside a
+    layer's constructor."""
+    for name in names:
+        value = getattr(config, name)
+        if any(item < minimum for item in (value if isinstance(value, tuple) else (value,))):
+            raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
 def config_from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:

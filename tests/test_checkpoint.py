@@ -43,6 +43,43 @@ def test_wrong_shape_is_refused(tmp_path):
         load_checkpoint(path)
 
 
+def with_config(path: Path, config: dict) -> Path:
+    """The checkpoint at ``path`` rewritten with ``config`` in its metadata, tensors unchanged."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    save_file(tensors, str(path), metadata={**meta, "config": json.dumps(config)})
+    return path
+
+
+@pytest.mark.parametrize("mapping, refusal", [
+    ({"width": -4}, r"m\.safetensors: invalid config: .*width must be >= 1, got -4"),
+    ({"blocks_per_level": [-1]}, r"m\.safetensors: invalid config: .*blocks_per_level must be >= 0, got \(-1,\)"),
+    # 6 x 10^12 parameters asked for: refused by the first tensor's shape, nothing allocated
+    ({"width": 10**6, "max_width": 10**6}, r"m\.safetensors: tensor .* has shape \(4, 3, 3, 3\), the architecture expects \(1000000, 3, 3, 3\)"),
+])
+def test_a_config_that_cannot_match_its_tensors_is_one_line_naming_the_file(tmp_path, mapping, refusal):
+    """Checkpoints come from users: a negative width was torch's traceback from inside a
+    layer, and a config asking for terabytes of weights was allocated before its shapes
+    were checked (the architecture is now built on the meta device first)."""
+    path = save_checkpoint(tmp_path / "m.safetensors", build_model("taylor", CONFIG), "taylor", CONFIG, "derain")
+    with_config(path, {**CONFIG, "mapping": {**CONFIG["mapping"], **mapping}})
+    with pytest.raises(CheckpointError, match=refusal):
+        load_checkpoint(path)
+
+
+def test_a_config_number_that_is_not_finite_is_refused(tmp_path):
+    """Python's JSON reads NaN: an ``infoflow`` noise calibration of NaN made ``--sigma
+    auto`` find no noise at all, silently."""
+    config = {"levels": 1, "base_filters": 4, "info_accum": None, "noise_calibration": [[1.0, 1.0], [2.0, float("nan")]]}
+    clean = {**config, "noise_calibration": []}
+    path = save_checkpoint(tmp_path / "m.safetensors", build_model("infoflow", clean), "infoflow", clean, "denoise")
+    with_config(path, config)
+    with pytest.raises(CheckpointError, match=r"invalid config: infoflow.noise_calibration\[1\]\[1\]: expected a finite number, got nan"):
+        load_checkpoint(path)
+
+
 def test_missing_metadata_is_refused(tmp_path):
     path = tmp_path / "plain.safetensors"
     save_file({"w": torch.zeros(2)}, str(path))

@@ -160,7 +160,7 @@ def test_further_refinement_heads_grow_exactly_and_correct_in_cascade():
 
     with pytest.raises(ValueError, match="refine_more needs a first head"):
         InfoFlowGenerator(replace(base_config, refine=0, refine_more=(4,)))
-    with pytest.raises(ValueError, match="widths must be positive"):
+    with pytest.raises(ValueError, match=r"refine_more must be >= 1, got \(0,\)"):
         InfoFlowGenerator(replace(base_config, refine_more=(0,)))
 
 

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from restore_core.configs import require_at_least
 from restore_core.tasks import CLEAN
 
 
@@ -49,6 +50,10 @@ class ClassifierConfig:
     stages: int = 4
     patch: int = 128
     clean_class: bool = False
+
+    def __post_init__(self) -> None:
+        require_at_least(self, 0, "stages")
+        require_at_least(self, 1, "width", "patch")
 
 
 class DegradationClassifier(nn.Module):

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from restore_core.configs import require_at_least
+
 
 @dataclass(frozen=True)
 class GolfNetConfig:
@@ -36,6 +38,10 @@ class GolfNetConfig:
     layers: int = 4
     blocks_per_layer: int = 2
     global_residual: bool = True  # output = input + CNN(input)
+
+    def __post_init__(self) -> None:
+        require_at_least(self, 0, "layers", "blocks_per_layer")
+        require_at_least(self, 1, "filters", "channels")
 
 
 class BasicBlock(nn.Module):

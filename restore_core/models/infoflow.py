@@ -60,6 +60,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from restore_core.configs import require_at_least
 from restore_core.degradations.noise import NoiseConfig
 from restore_core.degradations.noise_level import (
     FirstLooks,
@@ -85,6 +86,10 @@ def _norm(kind: str, channels: int) -> nn.Module:
 class InfoAccumConfig:
     layers: int = 15  # L (paper: 15)
     growth: int = 4  # channels each dilated path adds per layer
+
+    def __post_init__(self) -> None:
+        require_at_least(self, 0, "layers")
+        require_at_least(self, 1, "growth")
 
 
 class InfoAccumLayer(nn.Module):
@@ -137,6 +142,10 @@ class InfoFlowConfig:
     # (restore_core.training.calibration); empty = no second look for --sigma auto.
     noise_calibration: tuple[tuple[float, float], ...] = ()
     recompose: RecomposeConfig | None = None  # dehazing: rebuild the output by the scattering model (None = off)
+
+    def __post_init__(self) -> None:
+        require_at_least(self, 0, "levels", "refine")
+        require_at_least(self, 1, "channels", "base_filters", "max_filters", "refine_more")
 
     def filters(self, level: int) -> int:
         return min(self.base_filters * 2**level, self.max_filters)
@@ -211,8 +220,6 @@ class InfoFlowGenerator(nn.Module):
         self.refine = refinement_head(full_resolution_channels + c, config.refine, c) if config.refine else None
         if config.refine_more and not config.refine:
             raise ValueError("infoflow: refine_more needs a first head (refine > 0)")
-        if any(width <= 0 for width in config.refine_more):
-            raise ValueError(f"infoflow: refine_more widths must be positive, got {list(config.refine_more)}")
         self.refine_more = nn.ModuleList(refinement_head(full_resolution_channels + c, width, c) for width in config.refine_more)
         self.noise_level_embedding = NoiseLevelEmbedding(full_resolution_channels) if config.noise_level else None
         self.sigma: float | None = None  # the level told at inference (restore denoise --sigma); None = not told
@@ -400,6 +407,9 @@ class PatchGANConfig:
     channels: int = 3  # per image; D sees concat[input, output]
     base_filters: int = 64
     norm: str = "batch"
+
+    def __post_init__(self) -> None:
+        require_at_least(self, 1, "channels", "base_filters")
 
 
 class PatchDiscriminator(nn.Module):

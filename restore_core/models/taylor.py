@@ -30,6 +30,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F_
 
+from restore_core.configs import require_at_least
+
 
 @dataclass(frozen=True)
 class DerivativeConfig:
@@ -37,6 +39,9 @@ class DerivativeConfig:
 
     image_channels: int = 3
     hidden_channels: int = 16
+
+    def __post_init__(self) -> None:
+        require_at_least(self, 1, "image_channels", "hidden_channels")
 
 
 class DerivativeNet(nn.Module):

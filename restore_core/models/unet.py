@@ -31,6 +31,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from restore_core.configs import require_at_least
+
 
 @dataclass(frozen=True)
 class UNetConfig:
@@ -56,8 +58,8 @@ class UNetConfig:
             raise ValueError(
                 f"blocks_per_level has {len(self.blocks_per_level)} entries, expected levels={self.levels}"
             )
-        if self.width < 1 or self.levels < 0:
-            raise ValueError("width must be >= 1 and levels >= 0")
+        require_at_least(self, 0, "levels", "blocks_per_level", "bottleneck_blocks", "refine")
+        require_at_least(self, 1, "in_channels", "out_channels", "width", "max_width")
 
     def channels_at(self, level: int) -> int:
         return min(self.width * 2**level, self.max_width)
