@@ -174,6 +174,7 @@ TIMING_PANEL = "Timing instead of scoring"
 
 def benchmark(
     ctx: typer.Context,
+    folder: Optional[Path] = typer.Argument(None, metavar="[ROOT]", show_default=False, help="The dataset folder, as --root."),
     dataset: str = typer.Option("paired", "--dataset", "-d", autocompletion=completion.datasets, help="Dataset layout: paired, rain100h, rain100l, test100, rain1200, gopro, hide, realblur-j, realblur-r, sidd, sots-indoor, sots-outdoor, cbsd68, kodak24, mcmaster, bsd68, set12.", rich_help_panel=DATA_PANEL),
     root: Optional[Path] = typer.Option(None, "--root", help="Dataset folder. Default: the bundled samples (a small synthetic set).", rich_help_panel=DATA_PANEL),
     sigma: float = typer.Option(25.0, "--sigma", help="Noise level (0-255 scale) for the clean-only denoising sets.", rich_help_panel=DATA_PANEL),
@@ -213,7 +214,7 @@ def benchmark(
 
     Examples:
 
-        restore benchmark --root ../shared/data/Rain100H_dev50 --model taylor-derain --json
+        restore benchmark ../shared/data/Rain100H_dev50 --model taylor-derain --json
 
         restore benchmark --dataset gopro --root /datasets/GoPro --model deblur.safetensors --limit 50
 
@@ -240,6 +241,11 @@ def benchmark(
         if not ok:
             fail(f"{rule}, got {value}", code=2)
     given = given_options(ctx)
+    if folder is not None:  # restore benchmark ../shared/data/Rain100H_dev50, as restore derain IN takes its folder
+        if root is not None:
+            fail(f"two dataset folders: {folder} and --root {root}; give one", code=2)
+        root = folder
+        given.append("--root")
     timing = "--speed" if speed else "--growth" if growth else None
     if speed and growth:
         fail("--speed and --growth are two measurements: run one, then the other", code=2)

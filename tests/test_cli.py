@@ -1099,6 +1099,13 @@ def test_benchmark_says_which_images_it_left_out(tmp_path, rng, tiny_checkpoint)
     assert "1 image(s) pair with no other and are left out: input/2.png" in result.stderr
     header = _strict_json(result.stdout)
     assert header["pairs"] == 1 and header["unpaired"] == ["input/2.png"]
+    # The folder may come first, as restore derain's IN does (it was "unexpected extra argument")
+    positional = restore("benchmark", str(tmp_path / "set"), "-m", str(tiny_checkpoint), "--json")
+    assert positional.returncode == 0 and _strict_json(positional.stdout)["root"] == header["root"], positional.stderr
+    twice = restore("benchmark", str(tmp_path / "set"), "--root", str(tmp_path), "-m", str(tiny_checkpoint))
+    assert twice.returncode == 2 and "two dataset folders" in twice.stderr
+    timed = restore("benchmark", str(tmp_path / "set"), "--speed", "-m", str(tiny_checkpoint))
+    assert timed.returncode == 2 and "--root: for scoring on a dataset; --speed times" in timed.stderr
 
 
 def test_benchmark_reports_go_to_new_folders_and_a_bad_path_is_one_line(tmp_path, tiny_checkpoint):
