@@ -31,7 +31,7 @@ from torch import nn
 
 from restore_core.configs import ConfigError, config_to_dict
 from restore_core.io.images import DEFAULT_FILE_MODE
-from restore_core.models import ARCHITECTURES, build_model, parse_config
+from restore_core.models import ARCHITECTURES, build_model, build_skeleton, parse_config
 from restore_core.tasks import check_model_task
 
 FORMAT = "restore-checkpoint"
@@ -225,8 +225,7 @@ def load_checkpoint(path: os.PathLike | str, device: str | torch.device = "cpu",
     path = Path(path)
     meta = read_metadata(path)
     try:
-        with torch.device("meta"):  # shapes without memory: a config asking for terabytes is refused, not allocated
-            expected = build_model(meta["architecture"], meta["config"]).state_dict()
+        expected = build_skeleton(meta["architecture"], meta["config"]).state_dict()  # refused before allocated
     except (ConfigError, ValueError, TypeError) as exc:
         raise CheckpointError(path, f"invalid config: {exc}") from None
     with safe_open(str(path), framework="pt") as handle:

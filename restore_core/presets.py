@@ -35,9 +35,9 @@ class Preset:
     sha256: str | None = None
 
     def parameters(self) -> int:
-        from restore_core.models import build_model, count_parameters
+        from restore_core.models import build_skeleton, count_parameters
 
-        return count_parameters(build_model(self.architecture, self.config))
+        return count_parameters(build_skeleton(self.architecture, self.config))
 
 
 # Named model configs, used by the presets below and by the training recipes.
@@ -304,7 +304,7 @@ class WeightInfo:
 def shipped_weights() -> list[WeightInfo]:
     """Every preset whose weight file is present, with its metadata."""
     from restore_core.checkpoint import read_metadata
-    from restore_core.models import build_model, count_parameters
+    from restore_core.models import build_skeleton, count_parameters
 
     found = []
     for preset in PRESETS.values():
@@ -315,7 +315,7 @@ def shipped_weights() -> list[WeightInfo]:
             continue
         meta = read_metadata(path)
         # Counted from the file's own config: an ADMS file's kept filters are decided by its training.
-        model = build_model(meta["architecture"], meta["config"])
+        model = build_skeleton(meta["architecture"], meta["config"])
         card = path.with_suffix(".md")
         found.append(WeightInfo(
             preset.name, path, meta["task"], meta["architecture"], count_parameters(model), meta["metrics"],

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import torch
 from torch import nn
 
 from restore_core.configs import ConfigError, config_from_dict, did_you_mean
@@ -140,6 +141,15 @@ def build_model(architecture: str, config: dict[str, Any]) -> nn.Module:
     """Instantiate ``architecture`` from a plain config dict (validated)."""
     parsed = parse_config(architecture, config)  # first: an unknown name is a ConfigError listing the known ones
     return ARCHITECTURES[architecture].build(parsed)
+
+
+def build_skeleton(architecture: str, config: dict[str, Any]) -> nn.Module:
+    """``architecture`` built on PyTorch's meta device: every tensor's shape, without
+    memory or initialisation time. For counting parameters and for checking a
+    checkpoint's shapes before anything is allocated (a user's file may ask for
+    terabytes); it cannot run."""
+    with torch.device("meta"):
+        return build_model(architecture, config)
 
 
 def count_parameters(model: nn.Module) -> int:
