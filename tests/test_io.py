@@ -533,6 +533,23 @@ def test_a_heic_photo_is_read_turned_once_and_written_back_with_its_metadata(tmp
 
 
 @heif
+def test_a_heif_collection_gives_its_primary_image_and_says_the_others_are_not_kept(tmp_path):
+    """A HEIF may hold several top-level images (a burst, a collection); the primary one
+    is the image viewers show (libheif and GraphicsMagick read it alone). It is restored,
+    and the note says the others are not kept: the output holds one image."""
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()  # to write the test file
+    shades = [Image.fromarray(np.full((16, 24, 3), level, np.uint8)) for level in (40, 140, 240)]
+    shades[0].save(tmp_path / "burst.heic", format="HEIF", save_all=True, append_images=shades[1:], primary_index=1, quality=95)
+    loaded = read_image(tmp_path / "burst.heic")
+    assert abs(loaded.rgb.mean() * 255 - 140) < 3
+    assert loaded.read_note == "holds 3 images: the primary one restored, the other 2 not kept"
+    shades[0].save(tmp_path / "one.heic", format="HEIF", quality=95)
+    assert read_image(tmp_path / "one.heic").read_note is None
+
+
+@heif
 def test_a_10_bit_heic_keeps_its_depth_on_the_16_bit_scale(tmp_path):
     """pillow-heif's default turns 10-bit HEICs (iPhone HDR) into 8 bits; they are read at
     their depth, on the 16-bit scale (a 10-bit white is 1.0, not 65472 / 65535)."""

@@ -292,6 +292,7 @@ class _Header:
     icc: bytes | None = None
     exif: bytes | None = None  # metadata to write back: orientation reset, TIFF layout tags left out
     transparent_grey: int | None = None  # a grey PNG's tRNS key: the one grey value that is see-through
+    images: int = 1  # a HEIF's top-level images (a collection, a burst): the primary one is decoded
 
 
 def _read_header(data: bytes, path: os.PathLike | str, max_pixels: int) -> _Header:
@@ -308,6 +309,7 @@ def _read_header(data: bytes, path: os.PathLike | str, max_pixels: int) -> _Head
                 frames = getattr(image, "n_frames", 1)
                 if frames > 1 and header.fmt in _FORMATS_WHOSE_FRAMES_ARE_IMAGES:
                     raise ImageError(path, f"has {frames} frames (multi-page or animated); only single-frame images are supported")
+                header.images = frames
                 _check_pixels(path, *image.size, max_pixels)
                 header.icc = image.info.get("icc_profile")
                 if header.fmt == "png" and image.mode in ("L", "I;16") and isinstance(image.info.get("transparency"), int):
@@ -399,6 +401,8 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
         read_note = "CMYK converted to RGB without colour management"
         if header.icc is not None and icc_colour_space(header.icc) == "CMYK":
             header.icc, read_note = None, read_note + "; its CMYK ICC profile dropped (it does not describe RGB pixels)"
+    if header.fmt == "heif" and header.images > 1:  # the image a viewer shows, as libheif and GraphicsMagick read it
+        read_note = f"holds {header.images} images: the primary one restored, the other {header.images - 1} not kept"
     try:
         rgb, layout, alpha = _split_layout(array, data, header)
         pixels, bit_depth = _to_unit_float(rgb)
