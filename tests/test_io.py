@@ -1,6 +1,7 @@
 """Image I/O: depth, layout, orientation and metadata survive a round trip."""
 
 
+import dataclasses
 import os
 import stat
 from pathlib import Path
@@ -220,6 +221,61 @@ def test_png_exif_after_the_pixels_is_read_without_decoding_twice(tmp_path, monk
     assert loaded.rgb.shape == (40, 20, 3)  # orientation 6 applied: upright
     assert loaded.rgb[:20].mean() > 0.9 and loaded.rgb[20:].mean() < 0.1
     assert read_image(plain).rgb.shape == (20, 40, 3)
+
+
+XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+       b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" xmlns:xmp="http://ns.adobe.com/xap/1.0/" '
+       b'tiff:Orientation="6" xmp:Rating="5"/></rdf:RDF></x:xmpmeta>')
+
+
+def test_xmp_and_print_resolution_travel_into_every_format_that_holds_them(tmp_path):
+    """A photographer's XMP (rating, keywords, rights) and a scan's 300 dpi were dropped
+    on the way through restore. They are written back into JPEG, PNG (iTXt, pHYs) and
+    WebP (which has no dpi), the XMP's orientation set to 1 like the EXIF's, since the
+    pixels come out turned."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.zeros((8, 10, 3), np.uint8)).save(tmp_path / "scan.jpg", exif=exif.tobytes(), xmp=XMP, dpi=(300, 300))
+    loaded = read_image(tmp_path / "scan.jpg")
+    upright = XMP.replace(b'tiff:Orientation="6"', b'tiff:Orientation="1"')
+    assert loaded.rgb.shape[:2] == (10, 8) and loaded.xmp == upright and loaded.dpi == (300, 300)
+    for name in ("out.jpg", "out.png", "out.webp", "out.tif"):
+        write_image(tmp_path / name, loaded.rgb, loaded)
+        with Image.open(tmp_path / name) as out:
+            xmp = out.tag_v2[700] if name == "out.tif" else out.info.get("xmp") or out.info["XML:com.adobe.xmp"].encode()
+            assert xmp == upright, name
+            assert name == "out.webp" or tuple(round(v) for v in out.info["dpi"]) == (300, 300), name
+        assert read_image(tmp_path / name).xmp == upright, name  # read back: APP1, iTXt, the WebP chunk, TIFF tag 700
+    # A TIFF's XMP (its tag 700) goes into a JPEG as XMP, not as an EXIF tag; a 16-bit TIFF keeps it too
+    from_tiff = read_image(tmp_path / "out.tif")
+    write_image(tmp_path / "again.jpg", from_tiff.rgb, from_tiff)
+    with Image.open(tmp_path / "again.jpg") as again:
+        assert again.info["xmp"] == upright and 700 not in again.getexif()
+    deep = dataclasses.replace(loaded, bit_depth=16)
+    write_image(tmp_path / "deep.tif", deep.rgb, deep)
+    deep_back = read_image(tmp_path / "deep.tif")
+    assert deep_back.xmp == upright and deep_back.bit_depth == 16 and tuple(round(v) for v in deep_back.dpi) == (300, 300)
+
+
+def test_a_pngs_text_chunks_are_kept_in_a_png(tmp_path):
+    """tEXt, zTXt and iTXt chunks (author, copyright, an image generator's parameters)
+    are copied whole into a PNG output, wherever they stood in the input; the XMP once,
+    its orientation (which Pillow reads as the PNG's, and which turned the pixels) 1."""
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Author", "Ada")
+    info.add_text("Comment", "a long comment " * 20, zip=True)
+    info.add_itxt("parameters", "prompt: rain on glass", lang="en")
+    info.add_itxt("XML:com.adobe.xmp", XMP.decode())
+    Image.fromarray(np.zeros((6, 6, 3), np.uint8)).save(tmp_path / "in.png", pnginfo=info)
+    loaded = read_image(tmp_path / "in.png")
+    write_image(tmp_path / "out.png", loaded.rgb, loaded)
+    with Image.open(tmp_path / "out.png") as out:
+        out.load()
+        assert out.text == {"Author": "Ada", "Comment": "a long comment " * 20, "parameters": "prompt: rain on glass",
+                            "XML:com.adobe.xmp": XMP.decode().replace('tiff:Orientation="6"', 'tiff:Orientation="1"')}
+    assert (tmp_path / "out.png").read_bytes().count(b"XML:com.adobe.xmp") == 1
 
 
 def test_icc_profile_kept_in_png(tmp_path):

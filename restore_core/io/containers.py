@@ -72,9 +72,34 @@ def _png_chunk(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
 
 
-def add_png_metadata(png: bytes, icc_profile: bytes | None, exif: bytes | None) -> bytes:
-    """Insert iCCP and eXIf chunks right after IHDR of an encoded PNG."""
-    if not icc_profile and not exif:
+PNG_XMP_KEYWORD = b"XML:com.adobe.xmp"  # the iTXt keyword of an XMP packet in a PNG
+_PNG_TEXT_KINDS = (b"tEXt", b"zTXt", b"iTXt")
+
+
+def png_text_chunks(data: bytes) -> tuple[bytes, ...]:
+    """A PNG's text chunks (tEXt, zTXt, iTXt: author, copyright, a generator's
+    parameters, ...), whole and as stored, wherever they stand; the XMP packet's iTXt
+    is left out (the reader keeps XMP apart, for every format). Chunk headers are
+    walked; nothing is decompressed."""
+    found = []
+    offset = len(_PNG_SIGNATURE)
+    while offset + 8 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, offset)
+        if kind in _PNG_TEXT_KINDS:  # sliced only then: image data is never copied
+            chunk = data[offset : offset + 12 + length]
+            if len(chunk) == 12 + length and not chunk[8:].startswith(PNG_XMP_KEYWORD + b"\x00"):
+                found.append(chunk)
+        if kind == b"IEND":
+            break
+        offset += 12 + length
+    return tuple(found)
+
+
+def add_png_metadata(png: bytes, icc_profile: bytes | None, exif: bytes | None, xmp: bytes | None = None,
+                     dpi: tuple[float, float] | None = None, text: tuple[bytes, ...] = ()) -> bytes:
+    """Insert iCCP, eXIf, XMP (iTXt), pHYs (from ``dpi``) and the given whole text chunks
+    right after IHDR of an encoded PNG."""
+    if not (icc_profile or exif or xmp or dpi or text):
         return png
     ihdr_end = 8 + 4 + 4 + 13 + 4  # signature + IHDR chunk
     chunks = b""
@@ -83,7 +108,11 @@ def add_png_metadata(png: bytes, icc_profile: bytes | None, exif: bytes | None) 
     if exif:
         payload = exif[6:] if exif.startswith(b"Exif\x00\x00") else exif
         chunks += _png_chunk(b"eXIf", payload)
-    return png[:ihdr_end] + chunks + png[ihdr_end:]
+    if dpi:  # pixels per metre, unit 1
+        chunks += _png_chunk(b"pHYs", struct.pack(">IIB", round(dpi[0] / 0.0254), round(dpi[1] / 0.0254), 1))
+    if xmp:  # keyword, no compression, no language, no translated keyword: as Adobe's tools write it
+        chunks += _png_chunk(b"iTXt", PNG_XMP_KEYWORD + b"\x00\x00\x00\x00\x00" + xmp)
+    return png[:ihdr_end] + chunks + b"".join(text) + png[ihdr_end:]
 
 
 _TIFF_ICC_TAG = 34675  # InterColorProfile, type UNDEFINED

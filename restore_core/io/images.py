@@ -37,6 +37,7 @@ from PIL import Image
 
 from restore_core.io import camera_raw
 from restore_core.io.containers import (
+    PNG_XMP_KEYWORD,
     TIFF_LAYOUT_TAGS,
     add_png_metadata,
     add_tiff_metadata,
@@ -45,6 +46,7 @@ from restore_core.io.containers import (
     icc_colour_space,
     png_exif,
     png_stores_grey_alpha,
+    png_text_chunks,
     tiff_header,
 )
 
@@ -177,6 +179,9 @@ class LoadedImage:
     source_format: str = ""
     read_note: str | None = None
     noise_level: float | None = None
+    xmp: bytes | None = None  # the XMP packet (ratings, keywords, captions, rights), its orientation set to 1
+    dpi: tuple[float, float] | None = None  # print resolution (a scan's 300 dpi)
+    png_text: tuple[bytes, ...] = ()  # a PNG's own text chunks, whole: written back into PNG outputs
 
     @property
     def size(self) -> tuple[int, int]:
@@ -292,6 +297,9 @@ class _Header:
     icc: bytes | None = None
     exif: bytes | None = None  # metadata to write back: orientation reset, TIFF layout tags left out
     transparent_grey: int | None = None  # a grey PNG's tRNS key: the one grey value that is see-through
+    xmp: bytes | None = None
+    dpi: tuple[float, float] | None = None
+    png_text: tuple[bytes, ...] = ()
     images: int = 1  # a HEIF's top-level images (a collection, a burst): the primary one is decoded
 
 
@@ -314,7 +322,10 @@ def _read_header(data: bytes, path: os.PathLike | str, max_pixels: int) -> _Head
                 header.icc = image.info.get("icc_profile")
                 if header.fmt == "png" and image.mode in ("L", "I;16") and isinstance(image.info.get("transparency"), int):
                     header.transparent_grey = image.info["transparency"]
-                header.orientation, header.exif = _metadata_to_keep(png_exif(image, data) if header.fmt == "png" else image.getexif(), header.fmt)
+                header.orientation, header.exif, tiff_xmp = _metadata_to_keep(png_exif(image, data) if header.fmt == "png" else image.getexif(), header.fmt)
+                header.xmp, header.dpi = tiff_xmp if header.fmt == "tiff" else _xmp_of(image), image.info.get("dpi")
+                if header.fmt == "png":
+                    header.png_text = png_text_chunks(data)
     except ImageError:
         raise
     except Exception:
@@ -324,7 +335,7 @@ def _read_header(data: bytes, path: os.PathLike | str, max_pixels: int) -> _Head
         try:
             exif = Image.Exif()
             exif.load(data)
-            header.orientation, header.exif = _metadata_to_keep(exif, "tiff")
+            header.orientation, header.exif, header.xmp = _metadata_to_keep(exif, "tiff")
         except Exception:  # noqa: BLE001 - metadata is best-effort; the pixels decide
             pass
         if more_pages:
@@ -333,18 +344,60 @@ def _read_header(data: bytes, path: os.PathLike | str, max_pixels: int) -> _Head
     return header
 
 
-def _metadata_to_keep(exif: Image.Exif, fmt: str) -> tuple[int, bytes | None]:
-    """(EXIF orientation, EXIF bytes to write back): the orientation reset to 1, since the
-    pixels are turned on read, and a TIFF's layout tags left out (they describe its strips,
-    not the restored copy's)."""
+_XMP_ORIENTATION = re.compile(rb'(tiff:Orientation=["\']|<tiff:Orientation>)[0-9]')
+
+
+_TIFF_XMP_TAG = 700
+
+
+def _upright_xmp(xmp: object) -> bytes | None:
+    """An XMP packet as bytes, its orientation set to 1 as the EXIF's is (the pixels are
+    turned on read), or None when there is none."""
+    if isinstance(xmp, str):
+        xmp = xmp.encode("utf-8")
+    elif isinstance(xmp, (tuple, list)):
+        xmp = bytes(xmp)
+    if not isinstance(xmp, bytes) or not xmp:
+        return None
+    return _XMP_ORIENTATION.sub(rb"\g<1>1", xmp)
+
+
+def _xmp_of(image: Image.Image) -> bytes | None:
+    """The XMP packet of an image Pillow opened that is not a TIFF (JPEG, WebP, AVIF and
+    HEIF keep it as ``xmp``, PNG in an iTXt chunk); see :func:`_upright_xmp`."""
+    return _upright_xmp(image.info.get("xmp") or image.info.get(PNG_XMP_KEYWORD.decode()))
+
+
+def _metadata_to_keep(exif: Image.Exif, fmt: str) -> tuple[int, bytes | None, bytes | None]:
+    """(EXIF orientation, EXIF bytes to write back, a TIFF's XMP): the orientation reset to
+    1, since the pixels are turned on read; a TIFF's layout tags left out (they describe
+    its strips, not the restored copy's) and its XMP tag taken out, to travel as every
+    format's XMP does (:attr:`LoadedImage.xmp`)."""
     orientation = int(exif.get(_EXIF_ORIENTATION_TAG, 1) or 1)
+    xmp = None
     if fmt == "tiff":
         for tag in TIFF_LAYOUT_TAGS & set(exif):
             del exif[tag]
+        xmp = _upright_xmp(exif.pop(_TIFF_XMP_TAG, None))
     if not exif:
-        return orientation, None
+        return orientation, None, xmp
     exif[_EXIF_ORIENTATION_TAG] = 1
-    return orientation, exif.tobytes()
+    return orientation, exif.tobytes(), xmp
+
+
+def _tiff_exif(like: LoadedImage) -> bytes | None:
+    """``like``'s EXIF with its XMP and print resolution as the TIFF tags that hold them,
+    for a TIFF output (OpenCV's 16-bit and float TIFFs get no other way to them)."""
+    if not (like.xmp or like.dpi):
+        return like.exif
+    exif = Image.Exif()
+    if like.exif:
+        exif.load(like.exif)
+    if like.xmp:
+        exif[_TIFF_XMP_TAG] = like.xmp
+    if like.dpi:
+        exif[282], exif[283], exif[296] = float(like.dpi[0]), float(like.dpi[1]), 2  # X/YResolution per inch
+    return exif.tobytes()
 
 
 def _split_layout(array: np.ndarray, data: bytes, header: _Header) -> tuple[np.ndarray, str, np.ndarray | None]:
@@ -408,7 +461,8 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
         pixels, bit_depth = _to_unit_float(rgb)
     except ValueError as exc:
         raise ImageError(path, str(exc)) from None
-    return LoadedImage(pixels, layout, bit_depth, alpha, header.icc, header.exif, header.fmt, read_note)
+    return LoadedImage(pixels, layout, bit_depth, alpha, header.icc, header.exif, header.fmt, read_note,
+                       xmp=header.xmp, dpi=header.dpi, png_text=header.png_text)
 
 
 def _develop_camera_raw(data: bytes, path: os.PathLike | str, max_pixels: int, measure_noise: bool) -> LoadedImage:
@@ -541,7 +595,7 @@ def encode_image(rgb: np.ndarray, like: LoadedImage, extension: str, jpeg_qualit
         pixels = pixels[..., 0]
     if pixels.ndim == 3 and pixels.shape[2] == 2:
         if extension == ".png":
-            return add_png_metadata(encode_grey_alpha_png(pixels), like.icc_profile, like.exif)
+            return _with_png_metadata(encode_grey_alpha_png(pixels), like)
         grey, alpha = pixels[..., :1], pixels[..., 1:]
         pixels = np.concatenate([grey, grey, grey, alpha], axis=2)  # other formats: RGBA with equal channels
     if pixels.dtype == np.uint8 and extension in (".jpg", ".jpeg", ".webp", ".avif", ".heic", ".heif", ".tif", ".tiff"):
@@ -550,10 +604,15 @@ def encode_image(rgb: np.ndarray, like: LoadedImage, extension: str, jpeg_qualit
             _heif_ready()
         pil = Image.fromarray(pixels)  # L, LA, RGB or RGBA inferred from the shape
         options: dict = {}
+        tiff = extension in (".tif", ".tiff")
         if like.icc_profile:
             options["icc_profile"] = like.icc_profile
-        if like.exif:
-            options["exif"] = like.exif
+        if exif := _tiff_exif(like) if tiff else like.exif:
+            options["exif"] = exif
+        if like.xmp and not tiff:  # a TIFF's is one of its tags (above): Pillow's xmp= writes none there
+            options["xmp"] = like.xmp
+        if like.dpi and extension in (".jpg", ".jpeg", ".tif", ".tiff"):
+            options["dpi"] = like.dpi
         fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".avif": "AVIF", ".heic": "HEIF", ".heif": "HEIF", ".tif": "TIFF",
                ".tiff": "TIFF"}[extension]
         if extension in LOSSY_EXTENSIONS:
@@ -569,10 +628,16 @@ def encode_image(rgb: np.ndarray, like: LoadedImage, extension: str, jpeg_qualit
         raise ValueError(f"OpenCV cannot encode {extension}")
     data = buffer.tobytes()
     if extension == ".png":
-        data = add_png_metadata(data, like.icc_profile, like.exif)
-    elif extension in (".tif", ".tiff") and (like.icc_profile or like.exif):
-        data = add_tiff_metadata(data, like.icc_profile, like.exif)
+        data = _with_png_metadata(data, like)
+    elif extension in (".tif", ".tiff") and (like.icc_profile or like.exif or like.xmp):
+        data = add_tiff_metadata(data, like.icc_profile, _tiff_exif(like))
     return data
+
+
+def _with_png_metadata(png: bytes, like: LoadedImage) -> bytes:
+    """An encoded PNG with ``like``'s profile, EXIF, XMP and print resolution, and its own
+    text chunks when ``like`` was a PNG too."""
+    return add_png_metadata(png, like.icc_profile, like.exif, like.xmp, like.dpi, like.png_text)
 
 
 def _current_umask() -> int:
