@@ -28,8 +28,8 @@ from cli.console import (
 from cli.options import given_options
 from restore_core.device import check_cpu_threads  # device.py imports torch only in its functions
 from restore_core.engine.inputs import (
-    BatchPlan, InputError, Job, check_suffix, collect_inputs, left_out_unreadable, names_output_file, output_name_refusal, parse_shard,
-    plan_batch, raw_plus_jpeg_pairs, with_neighbour_frames,
+    BatchPlan, InputError, Job, check_suffix, collect_all_inputs, left_out_unreadable, names_output_file, output_name_refusal, parse_shard,
+    plan_batch, raw_plus_jpeg_pairs, several_inputs_refusal, with_neighbour_frames,
 )
 from restore_core.io.camera_raw import RAW_OUTPUT
 from restore_core.io.folders import output_refusal
@@ -91,7 +91,7 @@ class RestoreRequest:
     """Everything one restoration command was asked to do, as parsed from its options."""
 
     task: str
-    source: str
+    sources: tuple[str, ...]  # IN...: files, folders, glob patterns; or '-' (paths on stdin) alone
     out_dir: Path
     model: Optional[str] = None
     device: str = "auto"
@@ -233,16 +233,23 @@ def _check_options(request: RestoreRequest) -> CheckedOptions:
         check_cpu_threads(request.threads)
     except ValueError as exc:
         fail(str(exc), code=2)
-    output_file = request.out_dir if names_output_file(request.source, request.out_dir) else None
-    refusal = output_name_refusal(request.source, request.out_dir) if video_frames is None else None
-    if refusal is not None:
-        fail(refusal, code=2)
-    if output_file is not None and video_frames and is_video_name(request.source):
-        fail(f"--frames writes a folder of images, and {request.out_dir} names a video file; give a folder", code=2)
-    if (output_file is None and is_video_name(request.source) and is_video_name(request.out_dir) and not request.out_dir.is_dir()
-            and Path(request.source).is_file()):
-        fail(f"{request.out_dir}: restore reads {request.out_dir.suffix} videos but does not write them; name the output "
-             f"{request.out_dir.stem}{READ_ONLY_VIDEO_OUTPUT} (or use one of {', '.join(WRITABLE_VIDEO_EXTENSIONS)})", code=2)
+    output_file = None
+    if len(request.sources) > 1:  # their outputs go into a folder
+        refusal = several_inputs_refusal(request.sources, request.out_dir)
+        if refusal is not None:
+            fail(refusal, code=2)
+    else:  # one IN: OUT may be its output file
+        source = request.sources[0]
+        output_file = request.out_dir if names_output_file(source, request.out_dir) else None
+        refusal = output_name_refusal(source, request.out_dir) if video_frames is None else None
+        if refusal is not None:
+            fail(refusal, code=2)
+        if output_file is not None and video_frames and is_video_name(source):
+            fail(f"--frames writes a folder of images, and {request.out_dir} names a video file; give a folder", code=2)
+        if (output_file is None and is_video_name(source) and is_video_name(request.out_dir) and not request.out_dir.is_dir()
+                and Path(source).is_file()):
+            fail(f"{request.out_dir}: restore reads {request.out_dir.suffix} videos but does not write them; name the output "
+                 f"{request.out_dir.stem}{READ_ONLY_VIDEO_OUTPUT} (or use one of {', '.join(WRITABLE_VIDEO_EXTENSIONS)})", code=2)
     if output_file is not None and output_file.suffix.lower() in READ_ONLY_EXTENSIONS:
         fail(f"{output_file}: restore reads {output_file.suffix} images (camera raw) but does not write them; name the output "
              f"{output_file.stem}{RAW_OUTPUT} (16 bits) or give another image format", code=2)
@@ -268,8 +275,8 @@ def _plan_outputs(request: RestoreRequest, checked: CheckedOptions) -> tuple[lis
     unreadable: list[Path] = []
     videos_left_out: list[Path] = []
     try:
-        stdin = stdin_paths(request.quiet) if request.source == "-" else None
-        jobs = collect_inputs(request.source, request.recursive, stdin, request.out_dir, unreadable, videos_left_out)
+        stdin = stdin_paths(request.quiet) if request.sources == ("-",) else None
+        jobs = collect_all_inputs(request.sources, request.recursive, stdin, request.out_dir, unreadable, videos_left_out)
     except InputError as exc:
         fail(str(exc), code=2)
     reports_for_the_job = checked.shard is None or checked.shard[0] == 0  # shard 0 speaks for the whole job
@@ -284,8 +291,9 @@ def _plan_outputs(request: RestoreRequest, checked: CheckedOptions) -> tuple[lis
              f"{rendition.suffix[1:].upper()} (e.g. {raw.name} and {rendition.name}): both are restored; name one kind "
              f"to restore it alone, e.g. '{raw.parent / ('*' + raw.suffix)}'")
     if videos_left_out and not request.quiet:
-        pattern = Path(request.source) / ("**/*" if request.recursive else "*")
-        warn(f"left out {len(videos_left_out)} video(s) in {request.source}: a folder's videos are restored only when named, "
+        folder = next(Path(spec) for spec in request.sources if videos_left_out[0].is_relative_to(spec))
+        pattern = folder / ("**/*" if request.recursive else "*")
+        warn(f"left out {len(videos_left_out)} video(s) in {folder}: a folder's videos are restored only when named, "
              f"e.g. '{pattern}{videos_left_out[0].suffix}'")
     plan = plan_batch(jobs, request.out_dir, request.suffix, checked.ext, request.overwrite, request.skip_existing, checked.shard,
                       checked.output_file, frames=request.temporal > 0, video_frames=checked.video_frames is not None)
@@ -593,7 +601,7 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
 
     def command(
         ctx: typer.Context,
-        source: str = typer.Argument(..., metavar="IN", help="Image or video file, folder (its images), glob pattern, or '-' for paths on stdin (one a line, or NUL-separated as find -print0 writes them)."),
+        sources: list[str] = typer.Argument(..., metavar="IN...", show_default=False, help="Image or video files, folders (their images), glob patterns (photos/*.jpg, as the shell expands it, or quoted), or '-' alone for paths on stdin (one a line, or NUL-separated as find -print0 writes them)."),
         out_dir: Path = typer.Argument(..., metavar="OUT", help="Output folder (sub-folders of IN are mirrored); or, when IN is one image (video), the output file if OUT ends in an image (video) extension and is not a folder."),
         model: Optional[str] = typer.Option(None, "--model", "-m", autocompletion=completion.models, help=f"Preset name or .safetensors file (default: {default_model})."),
         device: str = typer.Option("auto", "--device", autocompletion=completion.devices, help="auto (CUDA if present, else CPU), cpu, cuda, cuda:1, ..."),
@@ -631,7 +639,7 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
         if leave_clean and not route:
             fail("--leave-clean chooses the classifier routing asks; --no-route restores every image with the ADMS network", code=2)
         run_restore(RestoreRequest(
-            task=task, source=source, out_dir=out_dir, model=model, device=device, tile=tile, tile_overlap=tile_overlap,
+            task=task, sources=tuple(sources), out_dir=out_dir, model=model, device=device, tile=tile, tile_overlap=tile_overlap,
             batch_size=batch_size, precision=precision, recursive=recursive, suffix=suffix, ext=ext, quality=quality, overwrite=overwrite,
             skip_existing=skip_existing, as_json=as_json, quiet=quiet, max_pixels=max_pixels, shard=shard,
             model_settings=settings, self_ensemble=self_ensemble, ensemble_views=ensemble_views, compile_model=compile_model, threads=threads, dry_run=dry_run,
@@ -644,11 +652,13 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
     shared = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
     own = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation) for name, option, annotation in extras]
     command.__signature__ = signature.replace(parameters=shared + own)  # type: ignore[attr-defined]
-    command.__doc__ = f"""{verb} images: a file, a folder, a glob or '-' (stdin) into OUT.
+    command.__doc__ = f"""{verb} images: files, folders, globs or '-' (stdin) into OUT.
 
     Examples:
 
         restore {task} photos/ restored/
+
+        restore {task} photos/*.jpg more/IMG_0042.heic restored/
 
         restore {task} big.tif out/ --tile 512
 

@@ -1000,7 +1000,7 @@ def test_a_batch_in_a_log_file_gets_progress_lines(folder, tmp_path, tiny_checkp
 
     monkeypatch.setattr(console, "PROGRESS_LINE_SECONDS", 0.0)
     monkeypatch.setattr(restore_cmd.signal, "signal", lambda *args: None)  # leave pytest's own handlers alone
-    request = restore_cmd.RestoreRequest(task="derain", source=str(folder), out_dir=tmp_path / "out", model=str(tiny_checkpoint))
+    request = restore_cmd.RestoreRequest(task="derain", sources=(str(folder),), out_dir=tmp_path / "out", model=str(tiny_checkpoint))
     restore_cmd.run_restore(request)
     err = capsys.readouterr().err
     assert re.search(r"derain: 1 of 2 inputs, [0-9.]+ inputs/s, about \d+ s left", err), err
@@ -1072,6 +1072,23 @@ def test_json_records_are_strict_json_when_the_noise_level_is_unknown(tmp_path, 
     assert result.returncode == 0, result.stderr
     record = _strict_json(result.stdout.strip())
     assert record["status"] == "ok" and record["degradation"] == {"noise_sigma": None, "noise_sigma_first_look": None}
+
+
+def test_several_inputs_as_a_shell_expands_a_pattern(tmp_path, rng, tiny_checkpoint):
+    """``restore derain photos/*.png out/`` unquoted: the shell gives each file as an
+    argument, which was "Got unexpected extra argument(s)"; now every one is restored into
+    OUT, as ``cp`` takes them. OUT naming one file is a usage error."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        cv2.imwrite(str(photos / name), rng.integers(0, 256, (24, 32, 3), dtype=np.uint8))
+    names = [str(photos / name) for name in ("a.png", "b.png", "c.png")]
+    result = restore("derain", *names, str(tmp_path / "out"), "-m", str(tiny_checkpoint))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(tmp_path / "out" / name) for name in ("a.png", "b.png", "c.png")]
+    refused = restore("derain", *names[:2], str(tmp_path / "one.png"), "-m", str(tiny_checkpoint))
+    assert refused.returncode == 2 and "names a file, but the outputs of 2 inputs go into a folder" in refused.stderr
+    assert not (tmp_path / "one.png").exists()
 
 
 def test_benchmark_json_is_strict_when_input_equals_target(tmp_path, rng, tiny_checkpoint):

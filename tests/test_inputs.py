@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from restore_core.engine.inputs import (
-    InputError, collect_inputs, names_output_file, output_name_refusal, parse_shard, paths_from_stdin, plan_batch,
+    InputError, Job, collect_all_inputs, collect_inputs, names_output_file, output_name_refusal, parse_shard, paths_from_stdin,
+    plan_batch, several_inputs_refusal,
 )
 
 
@@ -37,7 +38,9 @@ def test_plan_sorts_jobs_into_runnable_skipped_refused_and_in_the_way(tmp_path):
     assert sources(plan.skipped) == ["b.png"] and not plan.existing
 
     plan = plan_batch(jobs, out, ext=".png", overwrite=True)  # c.jpg and c.png both write out/c.png
-    assert [(job.source.name, why.split(";")[0]) for job, why in plan.refused] == [("c.png", f"another input also writes {out / 'c.png'}")]
+    assert plan.refused == [(Job(folder / "c.png", Path("c.png"), out / "c.png"),
+                             f"{folder / 'c.jpg'} also writes {out / 'c.png'}; --ext gives them one name: leave it out, "
+                             "or restore one kind at a time into another folder")]
     assert sources(plan.runnable) == ["a.png", "b.png", "c.jpg"]
     # the clash is seen whichever shards c.jpg and c.png fall in
     refused = [job.source.name for index in range(4) for job, _ in plan_batch(jobs, out, ext=".png", overwrite=True, shard=(index, 4)).refused]
@@ -213,3 +216,26 @@ def test_a_file_named_without_an_image_extension_is_written_as_png(tmp_path):
     planned = [job.output.name for job in plan_outputs(jobs, tmp_path / "out")]
     assert planned == ["scan.png", "photo.png", "a.JPG", "b.tif"]
     assert [job.output.name for job in plan_outputs(jobs[:1], tmp_path / "out", ext=".jpg")] == ["scan.jpg"]
+
+
+def test_several_inputs_are_collected_in_order_and_go_into_a_folder(tmp_path):
+    """``restore derain a.png shots/ 'more/*.png' out/`` (or photos/*.jpg as the shell
+    expands it): each spec's jobs in the order given, a folder's mirrored below OUT; a
+    file named twice is restored once; same-named files of two folders are refused with
+    the way out; OUT must be a folder and '-' stands alone."""
+    touch(tmp_path / "shots", "b.png", "c.png")
+    touch(tmp_path / "more", "a.png", "d.png")
+    touch(tmp_path, "a.png")
+    specs = [str(tmp_path / "a.png"), str(tmp_path / "shots"), str(tmp_path / "more" / "*.png"), str(tmp_path / "a.png")]
+    jobs = collect_all_inputs(specs)
+    assert [(job.source.relative_to(tmp_path).as_posix(), job.relative.as_posix()) for job in jobs] == [
+        ("a.png", "a.png"), ("shots/b.png", "b.png"), ("shots/c.png", "c.png"), ("more/a.png", "a.png"), ("more/d.png", "d.png"),
+        ("a.png", "a.png")]
+    plan = plan_batch(jobs, tmp_path / "out")
+    assert sources(plan.runnable) == ["a.png", "b.png", "c.png", "d.png"] and sources(plan.repeated) == ["a.png"]
+    assert [(job.source, why) for job, why in plan.refused] == [(tmp_path / "more" / "a.png", (
+        f"{tmp_path / 'a.png'} also writes {tmp_path / 'out' / 'a.png'}; name their common folder with --recursive "
+        "(sub-folders are mirrored), or restore them into separate folders"))]
+    assert several_inputs_refusal(specs, tmp_path / "out") is None and several_inputs_refusal(specs[:1], tmp_path / "x.png") is None
+    assert "names a file, but the outputs of 4 inputs go into a folder" in several_inputs_refusal(specs, tmp_path / "x.png")
+    assert "'-' reads the inputs' paths from stdin: give it alone" in several_inputs_refusal(["-", specs[0]], tmp_path / "out")

@@ -2,7 +2,8 @@
 
 An input spec is a file, a folder (``recursive`` descends into sub-folders), a
 glob pattern, or ``-`` for paths on stdin, one a line or NUL-separated
-(:func:`paths_from_stdin`). Each found image
+(:func:`paths_from_stdin`); a command may take several (:func:`collect_all_inputs`:
+``restore derain photos/*.jpg out/`` as the shell expands it). Each found image
 becomes a :class:`Job` whose ``relative`` path is mirrored under the output
 folder, so ``in/a/b.png`` -> ``out/a/b.png``.
 """
@@ -15,7 +16,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from restore_core.io.camera_raw import RAW_EXTENSIONS
 from restore_core.io.folders import PAIR_LAYOUTS
@@ -212,6 +213,36 @@ def collect_inputs(spec: str, recursive: bool = False, stdin_lines: Iterable[str
     raise InputError(f"{spec}: no such file or folder")
 
 
+def collect_all_inputs(specs: Sequence[str], recursive: bool = False, stdin_lines: Iterable[str] | None = None,
+                       out_dir: Path | None = None, unreadable: list[Path] | None = None,
+                       videos: list[Path] | None = None) -> list[Job]:
+    """The jobs of several input specs, in the order given, as :func:`collect_inputs`
+    finds each one's (``restore derain a.jpg b.jpg out/``, or ``photos/*.jpg`` as the
+    shell expands it, the way ``cp`` takes them). ``-`` (stdin) stands alone: see
+    :func:`several_inputs_refusal`. Two inputs naming one file are restored once, and two
+    writing one output are refused, as for any batch (:func:`plan_batch`)."""
+    jobs: list[Job] = []
+    for spec in specs:
+        jobs.extend(collect_inputs(spec, recursive, stdin_lines, out_dir, unreadable, videos))
+    return jobs
+
+
+def several_inputs_refusal(specs: Sequence[str], out: Path) -> str | None:
+    """Why several input specs cannot go to ``out``, or None: ``-`` among them (stdin
+    lists the inputs alone), or ``out`` naming a file (its name has an image or video
+    extension and no folder of that name exists), since several inputs' outputs go into
+    a folder."""
+    if len(specs) < 2:
+        return None
+    if "-" in specs:
+        return "'-' reads the inputs' paths from stdin: give it alone, not beside other inputs"
+    suffix = out.suffix.lower()
+    if not out.is_dir() and (suffix in READABLE_EXTENSIONS or suffix in UNREADABLE_FORMATS or is_video_name(out)):
+        return (f"{out}: names a file, but the outputs of {len(specs)} inputs go into a folder: give one (to use a folder "
+                "of that name, make it first)")
+    return None
+
+
 def names_output_file(spec: str, out: Path) -> bool:
     """Whether ``out`` is the output file of a single input rather than a folder: the
     spec is one existing image file and ``out`` has an image extension without being an
@@ -297,6 +328,13 @@ def split_own_outputs(jobs: list[Job]) -> tuple[list[Job], list[Job]]:
         is_output_of_another = job.source.resolve() in outputs and job.output.resolve() != job.source.resolve()
         (left_out if is_output_of_another else kept).append(job)
     return kept, left_out
+
+
+def _collision_way_out(source: Path, other: Path) -> str:
+    """How to give two inputs that would write one output file names of their own."""
+    if source.stem == other.stem and source.suffix.lower() != other.suffix.lower():  # photo.jpg and photo.png under --ext
+        return "--ext gives them one name: leave it out, or restore one kind at a time into another folder"
+    return "name their common folder with --recursive (sub-folders are mirrored), or restore them into separate folders"
 
 
 def find_collisions(jobs: list[Job]) -> dict[Path, list[Path]]:
@@ -440,13 +478,14 @@ def plan_batch(
     plan.onto_inputs = [job.output for job in jobs if job.output is not None and job.output.resolve() in sources]
     if plan.onto_inputs:
         return plan
-    collisions = {source for sources_of_one in find_collisions(jobs).values() for source in sources_of_one[1:]}
+    # source -> the input whose output it would overwrite (the first of those writing one file)
+    collisions = {source: sources_of_one[0] for sources_of_one in find_collisions(jobs).values() for source in sources_of_one[1:]}
     if shard is not None:
         jobs = select_shard(jobs, *shard, frames=frames)
     for job in jobs:
         assert job.output is not None
         if job.source in collisions:
-            plan.refused.append((job, f"another input also writes {job.output}; use --suffix or --ext"))
+            plan.refused.append((job, f"{collisions[job.source]} also writes {job.output}; {_collision_way_out(job.source, collisions[job.source])}"))
         elif job.output.exists() and not overwrite:
             if skip_existing:
                 plan.skipped.append(job)
