@@ -174,7 +174,7 @@ TIMING_PANEL = "Timing instead of scoring"
 
 def benchmark(
     ctx: typer.Context,
-    folder: Optional[Path] = typer.Argument(None, metavar="[ROOT]", show_default=False, help="The dataset folder, as --root."),
+    folder: Optional[Path] = typer.Argument(None, metavar="ROOT", show_default=False, help="The dataset folder, as --root."),
     dataset: str = typer.Option("paired", "--dataset", "-d", autocompletion=completion.datasets, help="Dataset layout: paired, rain100h, rain100l, test100, rain1200, gopro, hide, realblur-j, realblur-r, sidd, sots-indoor, sots-outdoor, cbsd68, kodak24, mcmaster, bsd68, set12.", rich_help_panel=DATA_PANEL),
     root: Optional[Path] = typer.Option(None, "--root", help="Dataset folder. Default: the bundled samples (a small synthetic set).", rich_help_panel=DATA_PANEL),
     sigma: float = typer.Option(25.0, "--sigma", help="Noise level (0-255 scale) for the clean-only denoising sets.", rich_help_panel=DATA_PANEL),

@@ -90,7 +90,7 @@ def _describe(spec: str, as_json: bool) -> None:
 
 
 def models(
-    model: Optional[str] = typer.Argument(None, metavar="[MODEL]", autocompletion=completion.models,
+    model: Optional[str] = typer.Argument(None, metavar="MODEL", autocompletion=completion.models,
                                           help="One model to describe whole (a preset or a .safetensors file): its file, config, training recipe and metrics."),
     presets: bool = typer.Option(False, "--presets", help="List every architecture preset, trained or not."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout."),

@@ -601,7 +601,7 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
 
     def command(
         ctx: typer.Context,
-        sources: list[str] = typer.Argument(..., metavar="IN...", show_default=False, help="Image or video files, folders (their images), glob patterns (photos/*.jpg, as the shell expands it, or quoted), or '-' alone for paths on stdin (one a line, or NUL-separated as find -print0 writes them)."),
+        sources: list[str] = typer.Argument(..., metavar="IN", show_default=False, help="Image or video files, folders (their images), glob patterns (photos/*.jpg, as the shell expands it, or quoted), or '-' alone for paths on stdin (one a line, or NUL-separated as find -print0 writes them)."),
         out_dir: Path = typer.Argument(..., metavar="OUT", help="Output folder (sub-folders of IN are mirrored); or, when IN is one image (video), the output file if OUT ends in an image (video) extension and is not a folder."),
         model: Optional[str] = typer.Option(None, "--model", "-m", autocompletion=completion.models, help=f"Preset name or .safetensors file (default: {default_model})."),
         device: str = typer.Option("auto", "--device", autocompletion=completion.devices, help="auto (CUDA if present, else CPU), cpu, cuda, cuda:1, ..."),

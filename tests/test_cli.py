@@ -1394,7 +1394,7 @@ def test_benchmark_scores_another_methods_output_folder_as_its_own_row(tmp_path,
 
 @pytest.mark.parametrize("args, named", [
     (("derain", str(SAMPLES / "input" / "camera.png"), ""), "'OUT'"),
-    (("denoise", "", "out"), "'IN...'"),
+    (("denoise", "", "out"), "'IN'"),
     (("train", "--recipe", "taylor-derain", "--builtin-photographs", "--out", ""), "'--out' / '-o'"),
     (("benchmark", "--root", ""), "'--root'"),
     (("make-pairs", str(SAMPLES / "target"), "", "-d", "noise"), "'OUT'"),
