@@ -13,7 +13,7 @@ from cli.console import error, fail, first_few, os_cause, print_json, say, stdin
 
 
 def make_pairs_command(
-    source: str = typer.Argument(..., metavar="IN", help="Clean images: a folder (its images, sorted by name; with --recursive, its sub-folders' too), a glob pattern, one file, or '-' for paths on stdin (one a line, or NUL-separated as find -print0 writes them)."),
+    sources: list[str] = typer.Argument(..., metavar="IN", show_default=False, help="Clean images: folders (their images, sorted by name; with --recursive, their sub-folders' too), glob patterns, files, or '-' alone for paths on stdin (one a line, or NUL-separated as find -print0 writes them)."),
     out: Path = typer.Argument(..., metavar="OUT", help="Output folder: OUT/input/NAME.png (degraded) beside OUT/target/NAME.png (the clean image), 8-bit PNGs."),
     degradation: str = typer.Option(..., "--degradation", "-d", autocompletion=completion.degradations,
                                     help=f"Which synthetic degradation: {', '.join(completion.DEGRADATION_NAMES)} (the training recipes' own; mixed: one of the four per image)."),
@@ -34,6 +34,8 @@ def make_pairs_command(
 
         restore make-pairs photos/ sets/noise25 -d noise --set sigma=25
 
+        restore make-pairs shots/*.jpg scans/ sets/noise15 -d noise --set sigma=15
+
         restore make-pairs photos/ sets/blur -d motion-blur --set 'length=[9,25]' --set noise_sigma=0.0039 --seed 7
 
         restore make-pairs scans/ sets/grey15 -d noise --set sigma=15 --grey
@@ -42,7 +44,7 @@ def make_pairs_command(
     """
     from restore_core.configs import ConfigError
     from restore_core.degradations.pairs import PairRecipe, PairSetError, make_pairs
-    from restore_core.engine.inputs import InputError, collect_inputs, left_out_unreadable
+    from restore_core.engine.inputs import InputError, collect_all_inputs, left_out_unreadable, several_inputs_refusal
 
     options = {}
     for item in settings:
@@ -60,18 +62,20 @@ def make_pairs_command(
             if not isinstance(into, dict):
                 fail(f"--set {key}: {part} is already given a value ({json.dumps(into)}), not fields", code=2)
         into[last] = parsed
+    if refusal := several_inputs_refusal(sources, out):
+        fail(refusal, code=2)
     try:
         recipe = PairRecipe.from_options(degradation, options, seed, grey)
         unreadable: list[Path] = []
         videos: list[Path] = []
-        jobs = collect_inputs(source, recursive, stdin_paths(quiet) if source == "-" else None, out,
-                              unreadable, videos)
+        jobs = collect_all_inputs(sources, recursive, stdin_paths(quiet) if sources == ["-"] else None, out,
+                                  unreadable, videos)
     except (ConfigError, InputError) as exc:
         fail(str(exc), code=2)
     if unreadable and not quiet:
         warn(left_out_unreadable(unreadable))
     if videos and not quiet:
-        warn(f"left out {len(videos)} video(s) in {source}: pairs are made from still images")
+        warn(f"left out {len(videos)} video(s) in {', '.join(sources)}: pairs are made from still images")
 
     made = failed = skipped = 0
     noted: list[Path] = []  # inputs whose alpha plane or deeper samples their pair left out

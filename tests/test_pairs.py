@@ -65,6 +65,11 @@ def test_a_noise_set_has_the_noise_asked_for_and_is_made_again_bit_for_bit(clean
         assert (again / "input" / name).read_bytes() == (out / "input" / name).read_bytes()
         assert (other_seed / "input" / name).read_bytes() != (out / "input" / name).read_bytes()
         assert (other_seed / "target" / name).read_bytes() == (out / "target" / name).read_bytes()
+    # the same files named one by one (a shell's expansion of clean/*): the same set
+    named = tmp_path / "named"
+    files = [str(clean / name) for name in ("astronaut.png", "camera.png", "coffee.jpg")]
+    assert restore("make-pairs", *files, str(named), "-d", "noise", "--set", "sigma=25", "--seed", "3").returncode == 0
+    assert all((named / "input" / n).read_bytes() == (out / "input" / n).read_bytes() for n in ("astronaut.png", "camera.png", "coffee.png"))
 
 
 def test_blur_and_grey_sets_are_degraded_as_asked(clean: Path, tmp_path: Path):
