@@ -33,7 +33,7 @@ from typing import Iterable
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, JpegImagePlugin
 
 from restore_core.io import camera_raw
 from restore_core.io.containers import (
@@ -182,6 +182,7 @@ class LoadedImage:
     xmp: bytes | None = None  # the XMP packet (ratings, keywords, captions, rights), its orientation set to 1
     dpi: tuple[float, float] | None = None  # print resolution (a scan's 300 dpi)
     png_text: tuple[bytes, ...] = ()  # a PNG's own text chunks, whole: written back into PNG outputs
+    jpeg_subsampling: int | None = None  # a JPEG's chroma subsampling (Pillow's 0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0): kept in a JPEG
 
     @property
     def size(self) -> tuple[int, int]:
@@ -300,6 +301,7 @@ class _Header:
     xmp: bytes | None = None
     dpi: tuple[float, float] | None = None
     png_text: tuple[bytes, ...] = ()
+    jpeg_subsampling: int | None = None
     images: int = 1  # a HEIF's top-level images (a collection, a burst): the primary one is decoded
 
 
@@ -326,6 +328,8 @@ def _read_header(data: bytes, path: os.PathLike | str, max_pixels: int) -> _Head
                 header.xmp, header.dpi = tiff_xmp if header.fmt == "tiff" else _xmp_of(image), image.info.get("dpi")
                 if header.fmt == "png":
                     header.png_text = png_text_chunks(data)
+                if header.fmt == "jpeg" and (sampling := JpegImagePlugin.get_sampling(image)) in (0, 1, 2):
+                    header.jpeg_subsampling = sampling
     except ImageError:
         raise
     except Exception:
@@ -462,7 +466,7 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
     except ValueError as exc:
         raise ImageError(path, str(exc)) from None
     return LoadedImage(pixels, layout, bit_depth, alpha, header.icc, header.exif, header.fmt, read_note,
-                       xmp=header.xmp, dpi=header.dpi, png_text=header.png_text)
+                       xmp=header.xmp, dpi=header.dpi, png_text=header.png_text, jpeg_subsampling=header.jpeg_subsampling)
 
 
 def _develop_camera_raw(data: bytes, path: os.PathLike | str, max_pixels: int, measure_noise: bool) -> LoadedImage:
@@ -613,6 +617,10 @@ def encode_image(rgb: np.ndarray, like: LoadedImage, extension: str, jpeg_qualit
             options["xmp"] = like.xmp
         if like.dpi and extension in (".jpg", ".jpeg", ".tif", ".tiff"):
             options["dpi"] = like.dpi
+        if like.jpeg_subsampling is not None and extension in (".jpg", ".jpeg"):
+            # A 4:4:4 JPEG written 4:2:0 (Pillow's default) lost 8.7 dB against itself on the
+            # bundled motorcycle at quality 95 (36.65 against 45.34 dB), for 26 % more bytes.
+            options["subsampling"] = like.jpeg_subsampling
         fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".avif": "AVIF", ".heic": "HEIF", ".heif": "HEIF", ".tif": "TIFF",
                ".tiff": "TIFF"}[extension]
         if extension in LOSSY_EXTENSIONS:
