@@ -282,6 +282,21 @@ def test_a_jpeg_is_written_back_with_its_own_chroma_subsampling(tmp_path, sampli
         assert JpegImagePlugin.get_sampling(out) == 2
 
 
+def test_a_lossless_webp_is_written_back_lossless(tmp_path, rng):
+    """A lossless WebP came back lossy (quality 95): now bit for bit what was restored;
+    a lossy one stays lossy."""
+    from restore_core.io.containers import webp_is_lossless
+
+    pixels = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "in.webp", lossless=True, exif=Image.Exif().tobytes())  # VP8X, then VP8L
+    Image.fromarray(pixels).save(tmp_path / "lossy.webp", quality=90)
+    for name, lossless in (("in.webp", True), ("lossy.webp", False)):
+        loaded = read_image(tmp_path / name)
+        write_image(tmp_path / f"out-{name}", loaded.rgb, loaded)
+        assert webp_is_lossless((tmp_path / f"out-{name}").read_bytes()) == lossless, name
+    assert np.array_equal(read_image(tmp_path / "out-in.webp").rgb, read_image(tmp_path / "in.webp").rgb)
+
+
 def test_a_pngs_text_chunks_are_kept_in_a_png(tmp_path):
     """tEXt, zTXt and iTXt chunks (author, copyright, an image generator's parameters)
     are copied whole into a PNG output, wherever they stood in the input; the XMP once,

@@ -63,6 +63,20 @@ def png_exif(header: Image.Image, data: bytes) -> Image.Exif:
     return Image.Image.getexif(header)
 
 
+def webp_is_lossless(data: bytes) -> bool:
+    """Whether a WebP's picture is coded losslessly (a VP8L chunk, not VP8's lossy one),
+    found by walking its RIFF chunks; False for anything else."""
+    if data[:4] != b"RIFF" or data[8:12] != b"WEBP":
+        return False
+    offset = 12
+    while offset + 8 <= len(data):
+        kind, size = data[offset : offset + 4], struct.unpack_from("<I", data, offset + 4)[0]
+        if kind in (b"VP8L", b"VP8 "):
+            return kind == b"VP8L"
+        offset += 8 + size + (size & 1)  # chunks are padded to an even size
+    return False
+
+
 def icc_colour_space(profile: bytes) -> str:
     """The data colour space an ICC profile's header names ("RGB", "GRAY", "CMYK", ...)."""
     return profile[16:20].decode("latin-1").strip()

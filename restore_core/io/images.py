@@ -26,10 +26,10 @@ import stat
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import cv2
 import numpy as np
@@ -48,6 +48,7 @@ from restore_core.io.containers import (
     png_stores_grey_alpha,
     png_text_chunks,
     tiff_header,
+    webp_is_lossless,
 )
 
 try:  # OpenCV's own messages ("PNG input buffer is incomplete", "IHDR chunk shall be first") would duplicate our one-line errors
@@ -182,7 +183,9 @@ class LoadedImage:
     xmp: bytes | None = None  # the XMP packet (ratings, keywords, captions, rights), its orientation set to 1
     dpi: tuple[float, float] | None = None  # print resolution (a scan's 300 dpi)
     png_text: tuple[bytes, ...] = ()  # a PNG's own text chunks, whole: written back into PNG outputs
-    jpeg_subsampling: int | None = None  # a JPEG's chroma subsampling (Pillow's 0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0): kept in a JPEG
+    # Pillow save options that write the source's own format as the source was written
+    # (a JPEG's chroma subsampling, a WebP's losslessness); used for an output of that format.
+    encoder_options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -301,7 +304,7 @@ class _Header:
     xmp: bytes | None = None
     dpi: tuple[float, float] | None = None
     png_text: tuple[bytes, ...] = ()
-    jpeg_subsampling: int | None = None
+    encoder_options: dict[str, Any] = field(default_factory=dict)
     images: int = 1  # a HEIF's top-level images (a collection, a burst): the primary one is decoded
 
 
@@ -329,7 +332,9 @@ def _read_header(data: bytes, path: os.PathLike | str, max_pixels: int) -> _Head
                 if header.fmt == "png":
                     header.png_text = png_text_chunks(data)
                 if header.fmt == "jpeg" and (sampling := JpegImagePlugin.get_sampling(image)) in (0, 1, 2):
-                    header.jpeg_subsampling = sampling
+                    header.encoder_options["subsampling"] = sampling  # 0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0
+                if header.fmt == "webp" and webp_is_lossless(data):
+                    header.encoder_options["lossless"] = True
     except ImageError:
         raise
     except Exception:
@@ -466,7 +471,7 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
     except ValueError as exc:
         raise ImageError(path, str(exc)) from None
     return LoadedImage(pixels, layout, bit_depth, alpha, header.icc, header.exif, header.fmt, read_note,
-                       xmp=header.xmp, dpi=header.dpi, png_text=header.png_text, jpeg_subsampling=header.jpeg_subsampling)
+                       xmp=header.xmp, dpi=header.dpi, png_text=header.png_text, encoder_options=header.encoder_options)
 
 
 def _develop_camera_raw(data: bytes, path: os.PathLike | str, max_pixels: int, measure_noise: bool) -> LoadedImage:
@@ -617,14 +622,15 @@ def encode_image(rgb: np.ndarray, like: LoadedImage, extension: str, jpeg_qualit
             options["xmp"] = like.xmp
         if like.dpi and extension in (".jpg", ".jpeg", ".tif", ".tiff"):
             options["dpi"] = like.dpi
-        if like.jpeg_subsampling is not None and extension in (".jpg", ".jpeg"):
-            # A 4:4:4 JPEG written 4:2:0 (Pillow's default) lost 8.7 dB against itself on the
-            # bundled motorcycle at quality 95 (36.65 against 45.34 dB), for 26 % more bytes.
-            options["subsampling"] = like.jpeg_subsampling
         fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".avif": "AVIF", ".heic": "HEIF", ".heif": "HEIF", ".tif": "TIFF",
                ".tiff": "TIFF"}[extension]
         if extension in LOSSY_EXTENSIONS:
             options["quality"] = jpeg_quality
+        if fmt.lower() == like.source_format:
+            # As the source was written: a 4:4:4 JPEG written 4:2:0 (Pillow's default) lost
+            # 8.7 dB against itself on the bundled motorcycle at quality 95 (36.65 against
+            # 45.34 dB, for 26 % more bytes); a lossless WebP came back lossy.
+            options.update(like.encoder_options)
         buffer = io.BytesIO()
         pil.save(buffer, format=fmt, **options)
         return buffer.getvalue()
