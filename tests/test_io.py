@@ -267,11 +267,12 @@ def test_a_jpeg_is_written_back_with_its_own_chroma_subsampling(tmp_path, sampli
     from PIL import JpegImagePlugin
 
     colour = cv2.imread(str(SAMPLES / "target" / "motorcycle.png"))[:, :, ::-1]
-    Image.fromarray(np.ascontiguousarray(colour)).save(tmp_path / "in.jpg", quality=92, subsampling=sampling)
+    progressive = sampling == 2  # and a progressive JPEG stays progressive
+    Image.fromarray(np.ascontiguousarray(colour)).save(tmp_path / "in.jpg", quality=92, subsampling=sampling, progressive=progressive)
     loaded = read_image(tmp_path / "in.jpg")
     write_image(tmp_path / "out.jpg", loaded.rgb, loaded)
     with Image.open(tmp_path / "out.jpg") as out:
-        assert JpegImagePlugin.get_sampling(out) == sampling
+        assert JpegImagePlugin.get_sampling(out) == sampling and bool(out.info.get("progressive")) == progressive
     again = read_image(tmp_path / "out.jpg").rgb
     mse = float(np.mean((again - loaded.rgb) ** 2))
     assert 10 * np.log10(1 / mse) > (44 if sampling == 0 else 42)  # measured 45.3 and 43.2 (4:4:4 written 4:2:0: 36.6)

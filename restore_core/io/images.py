@@ -333,6 +333,8 @@ def _read_header(data: bytes, path: os.PathLike | str, max_pixels: int) -> _Head
                     header.png_text = png_text_chunks(data)
                 if header.fmt == "jpeg" and (sampling := JpegImagePlugin.get_sampling(image)) in (0, 1, 2):
                     header.encoder_options["subsampling"] = sampling  # 0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0
+                if header.fmt == "jpeg" and image.info.get("progressive"):  # the web's: shown coarse first while loading
+                    header.encoder_options["progressive"] = True
                 if header.fmt == "webp" and webp_is_lossless(data):
                     header.encoder_options["lossless"] = True
     except ImageError:
