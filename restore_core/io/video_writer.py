@@ -354,6 +354,20 @@ def _writing(output: Path) -> Iterator[None]:
         raise ImageError(output, f"cannot write: {exc.strerror or exc}", exc.errno) from None
 
 
+# Tags that describe how a file was muxed, not what it shows: the new file has its own.
+_TECHNICAL_TAGS = frozenset({"major_brand", "minor_version", "compatible_brands", "encoder", "duration", "handler_name",
+                             "vendor_id", "_statistics_tags", "_statistics_writing_app", "_statistics_writing_date_utc",
+                             "number_of_frames", "number_of_bytes", "bps"})
+
+
+def descriptive_tags(tags: dict[str, str]) -> dict[str, str]:
+    """A container's or stream's metadata less the muxing details: what a phone records of
+    the clip (``creation_time``, by which photo libraries sort it; ``location``, its GPS;
+    ``com.apple.quicktime.*``), a title, a language. Written into the restored video,
+    which lost them all before (a clip restored today sorted as taken today)."""
+    return {key: value for key, value in tags.items() if key.lower().split("-")[0] not in _TECHNICAL_TAGS}
+
+
 def _join(joined: "av.container.OutputContainer", parts: list[Path], reader: VideoReader, fmt: VideoFormat,
           start: float = 0.0, end: float | None = None) -> list[str]:
     """Mux the packets of ``parts`` (in order) and the audio of ``reader``'s file, by
@@ -365,7 +379,9 @@ def _join(joined: "av.container.OutputContainer", parts: list[Path], reader: Vid
     inputs = [av.open(str(part)) for part in parts]
     audio_input = open_video_file(reader.path) if reader.info.audio_streams else None
     try:
+        joined.metadata.update(descriptive_tags(reader.container.metadata))
         video = joined.add_stream_from_template(inputs[0].streams.video[0])
+        video.metadata.update(descriptive_tags(reader.stream.metadata))
         video.codec_context.framerate = reader.info.fps  # Matroska reads the template's as its time base
         if fmt.encoder == DEEP_ENCODER and joined.format.name in ("mp4", "mov"):
             video.codec_tag = "hvc1"  # parameter sets in the header: Apple's players take no other HEVC
