@@ -259,20 +259,24 @@ def test_a_damaged_packet_part_way_loses_its_frame_not_the_video(tmp_path, rng, 
 
 
 def test_a_phone_clips_date_place_and_title_are_kept(tmp_path, rng, tiny_checkpoint):
-    """creation_time (photo libraries sort by it), location (its GPS) and a title were
-    lost: a clip restored today sorted as taken today. They travel into MP4 and Matroska;
-    the muxing details (brands, encoder) are the new file's own."""
+    """creation_time (photo libraries sort by it), location (its GPS), a title and the
+    sound's language were lost: a clip restored today sorted as taken today. They travel
+    into MP4 and Matroska; the muxing details (brands, encoder) are the new file's own."""
     clip = tmp_path / "IMG_0001.mp4"
     with av.open(str(clip), "w") as container:
         container.metadata.update({"creation_time": "2024-05-01T10:20:30.000000Z", "location": "+48.8584+002.2945/", "title": "Eiffel"})
         video = container.add_stream("libx264", rate=FPS)
         video.width, video.height, video.pix_fmt = 96, 64, "yuv420p"
+        sound = container.add_stream("aac", rate=44100)
+        sound.layout, sound.metadata["language"] = "mono", "fra"
         encode(container, video, moving_frames(rng, count=3), "yuv420p")
+        encode_tone(container, sound, 3 / FPS, 1024)
     for suffix in (".mp4", ".mkv"):
         output = tmp_path / f"out{suffix}"
         assert restore_video(Job(clip, Path(clip.name), output), Counting(tiny_checkpoint)).status == "ok"
         with av.open(str(output)) as restored:
             tags = {key.lower(): value for key, value in restored.metadata.items()}
+            assert restored.streams.audio[0].metadata["language"] == "fra", suffix  # a sound track's language too
         assert tags["creation_time"] == "2024-05-01T10:20:30.000000Z" and tags["location"] == "+48.8584+002.2945/", suffix
         assert tags["title"] == "Eiffel" and "Lavf" in tags["encoder"], suffix
 

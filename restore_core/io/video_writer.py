@@ -392,6 +392,7 @@ def _join(joined: "av.container.OutputContainer", parts: list[Path], reader: Vid
             codec = stream.codec_context.name
             if codec in joined.supported_codecs or (joined.format.name == "mpegts" and codec in MPEG_TS_AUDIO):
                 audio_streams[stream.index] = joined.add_stream_from_template(stream)
+                audio_streams[stream.index].metadata.update(descriptive_tags(stream.metadata))  # its language, its title
             else:
                 notes.append(f"{codec} audio cannot go into {fmt.suffix}; not kept (use .mkv)")
         wanted = [s for s in audio_input.streams.audio if s.index in audio_streams] if audio_input else []
