@@ -107,7 +107,7 @@ def attribute_filters(
     from restore_core import attribution as A
     from restore_core.checkpoint import CheckpointError, atomic_save_file, load_checkpoint
     from restore_core.device import pick_device
-    from restore_core.io.images import atomic_write_bytes
+    from restore_core.io.files import atomic_write_bytes
 
     try:  # a device torch does not know, or one this machine lacks: one line (it was torch's traceback)
         device = str(pick_device(device))

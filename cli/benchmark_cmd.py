@@ -399,7 +399,7 @@ def _report_scores(summaries: list[Summary], labels: dict[str, str], header: dic
     """A scoring run's results: the table (and, where the set labels its images with
     several degradations or a model classifies them, the table per degradation), the
     JSON report, then the ``--csv`` and ``--markdown`` files."""
-    from restore_core.io.images import atomic_write_bytes
+    from restore_core.io.files import atomic_write_bytes
 
     table = Table("model", "PSNR Y", "SSIM Y", "PSNR RGB", "SSIM RGB", "s/image", title=cell(title))
     for s in summaries:

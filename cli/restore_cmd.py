@@ -33,7 +33,8 @@ from restore_core.engine.inputs import (
 )
 from restore_core.io.camera_raw import RAW_OUTPUT
 from restore_core.io.folders import output_refusal
-from restore_core.io.images import DEFAULT_MAX_PIXELS, LOSSY_EXTENSIONS, READ_ONLY_EXTENSIONS, SUPPORTED_EXTENSIONS, remove_stale_temporaries
+from restore_core.io.files import remove_stale_temporaries
+from restore_core.io.images import DEFAULT_MAX_PIXELS, LOSSY_EXTENSIONS, READ_ONLY_EXTENSIONS, SUPPORTED_EXTENSIONS
 from restore_core.io.video import READ_ONLY_VIDEO_OUTPUT, WRITABLE_VIDEO_EXTENSIONS, is_video_name
 from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task  # presets.py imports torch only when loading
 

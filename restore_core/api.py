@@ -46,7 +46,8 @@ from restore_core.engine.runner import Restorer, RunOptions
 from restore_core.engine.temporal import TemporalConfig
 from restore_core.engine.video import restore_jobs
 from restore_core.io.folders import output_refusal
-from restore_core.io.images import DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS, ImageError, from_array, remove_stale_temporaries, to_array
+from restore_core.io.files import remove_stale_temporaries
+from restore_core.io.images import DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS, ImageError, from_array, to_array
 from restore_core.io.video import WRITABLE_VIDEO_EXTENSIONS, is_video_name
 from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task
 

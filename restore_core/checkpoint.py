@@ -30,7 +30,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from restore_core.configs import ConfigError, config_to_dict
-from restore_core.io.images import DEFAULT_FILE_MODE
+from restore_core.io.files import DEFAULT_FILE_MODE
 from restore_core.models import ARCHITECTURES, build_model, build_skeleton, parse_config
 from restore_core.tasks import check_model_task
 

@@ -416,7 +416,7 @@ def test_temporary_files_a_killed_run_left_are_removed_when_stale_and_named_for_
     import tempfile
     import time
 
-    from restore_core.io.images import remove_stale_temporaries, temporary_prefix
+    from restore_core.io.files import remove_stale_temporaries, temporary_prefix
 
     out = tmp_path / "out"
     out.mkdir()
@@ -446,7 +446,7 @@ def test_a_name_near_the_file_systems_limit_is_written_and_its_temporary_file_fo
     import tempfile
     import time
 
-    from restore_core.io.images import remove_stale_temporaries, temporary_prefix
+    from restore_core.io.files import remove_stale_temporaries, temporary_prefix
 
     src = tmp_path / "x.png"
     cv2.imwrite(str(src), rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
@@ -712,7 +712,7 @@ def test_a_device_or_pipe_is_written_through_not_replaced_by_a_file(tmp_path):
     replaced whole, by a rename."""
     import threading
 
-    from restore_core.io.images import _written_in_place, atomic_write_bytes
+    from restore_core.io.files import _written_in_place, atomic_write_bytes
 
     fifo = tmp_path / "report.csv"
     os.mkfifo(fifo)

@@ -23,7 +23,8 @@ import numpy as np
 from restore_core.configs import config_to_dict
 from restore_core.degradations import PAIR_RECORD_NAME
 from restore_core.degradations.table import DEGRADATIONS, MixedConfig, as_grey_camera, degradation_config, draw_one_of
-from restore_core.io.images import ImageError, LoadedImage, atomic_write_bytes, read_image
+from restore_core.io.files import atomic_write_bytes
+from restore_core.io.images import ImageError, LoadedImage, read_image
 from restore_core.io.video import is_video_name
 
 

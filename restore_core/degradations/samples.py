@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from restore_core.degradations.rain import RainConfig, add_rain
-from restore_core.io.images import atomic_write_bytes
+from restore_core.io.files import atomic_write_bytes
 
 
 def sample_photographs() -> dict[str, np.ndarray]:

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Iterator
 import cv2
 import numpy as np
 
-from restore_core.io.images import DEFAULT_FILE_MODE, ImageError, LoadedImage, hidden_name, lost_on_write, temporary_prefix, write_image
+from restore_core.io.files import DEFAULT_FILE_MODE, hidden_name, temporary_prefix
+from restore_core.io.images import ImageError, LoadedImage, lost_on_write, write_image
 from restore_core.io.video import (
     DEEP_ENCODER, DEEP_VIDEO_CONTAINERS, VideoFormat, VideoReader, has_alpha, muxer_for, open_video_file, video_format,
 )

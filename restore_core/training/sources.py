@@ -29,7 +29,8 @@ from restore_core.degradations.table import make_degradation
 from restore_core.engine.inputs import describe_unreadable
 from restore_core.engine.memory import available_memory_bytes
 from restore_core.io.folders import ImagesWithoutReferences, list_images, list_training_pairs, list_unreadable_images, reference_border, unpaired_images
-from restore_core.io.images import READABLE_EXTENSIONS, ImageError, atomic_write_bytes, how_to_read
+from restore_core.io.files import atomic_write_bytes
+from restore_core.io.images import READABLE_EXTENSIONS, ImageError, how_to_read
 from restore_core.training import data as D
 from restore_core.training.distributed import DistInfo, barrier, rank_zeros_choice
 from restore_core.training.errors import TrainingError

@@ -43,7 +43,7 @@ from restore_core.configs import config_to_dict
 from restore_core.device import training_autocast_dtype, training_memory_format
 from restore_core.degradations.noise_level import measured_noise_level
 from restore_core.engine.tiling import run_whole_or_tiled
-from restore_core.io.images import atomic_write_bytes
+from restore_core.io.files import atomic_write_bytes
 from restore_core.metrics import psnr, ssim, to_uint8_range
 from restore_core.models import build_model
 from restore_core.models.golf import GolfOptimizer
