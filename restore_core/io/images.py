@@ -324,7 +324,8 @@ def _read_header(data: bytes, path: os.PathLike | str, max_pixels: int) -> _Head
                 if header.fmt == "png" and image.mode in ("L", "I;16") and isinstance(image.info.get("transparency"), int):
                     header.transparent_grey = image.info["transparency"]
                 header.orientation, header.exif, tiff_xmp = _metadata_to_keep(png_exif(image, data) if header.fmt == "png" else image.getexif(), header.fmt)
-                header.xmp, header.dpi = tiff_xmp if header.fmt == "tiff" else _xmp_of(image), image.info.get("dpi")
+                header.xmp = tiff_xmp if header.fmt == "tiff" else _xmp_of(image)
+                header.dpi = _print_resolution(image.info.get("dpi"))
                 if header.fmt == "png":
                     header.png_text = png_text_chunks(data)
                 if header.fmt == "jpeg" and (sampling := JpegImagePlugin.get_sampling(image)) in (0, 1, 2):
@@ -367,6 +368,16 @@ def _upright_xmp(xmp: object) -> bytes | None:
     if not isinstance(xmp, bytes) or not xmp:
         return None
     return _XMP_ORIENTATION.sub(rb"\g<1>1", xmp)
+
+
+def _print_resolution(dpi: object) -> tuple[float, float] | None:
+    """Pillow's ``dpi`` as two positive numbers, or None (absent, or a JFIF aspect ratio
+    or an EXIF resolution of 0 that describes no print size)."""
+    try:
+        x, y = (float(value) for value in dpi)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        return None
+    return (x, y) if x > 0 and y > 0 else None
 
 
 def _xmp_of(image: Image.Image) -> bytes | None:

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from restore_core.configs import ConfigError, config_from_dict, did_you_mean
+from restore_core.configs import ConfigError, config_from_dict, did_you_mean, require_at_least
 from restore_core.models.adms import ADMSNet, ClassifierConfig, DegradationClassifier
 from restore_core.models.golf import GolfNet, GolfNetConfig, GolfOptimizer
 from restore_core.models.infoflow import InfoFlowConfig, InfoFlowGenerator, PatchDiscriminator, PatchGANConfig
@@ -53,12 +53,13 @@ class GolfConfig:
     step: dict[str, Any] = field(default_factory=lambda: {"filters": 16})
     iterations: int = 3
 
+    def __post_init__(self) -> None:
+        require_at_least(self, 0, "iterations")
+
 
 def _build_golf(config: GolfConfig) -> GolfOptimizer:
     if "golf" in (config.first_architecture, config.step_architecture):
         raise ConfigError("a Golf Optimizer cannot nest another Golf Optimizer")
-    if config.iterations < 0:
-        raise ConfigError(f"golf: iterations must be >= 0, got {config.iterations}")
     first = build_model(config.first_architecture, config.first)
     step = build_model(config.step_architecture, config.step)
     return GolfOptimizer(first, step, config.iterations)
