@@ -292,7 +292,7 @@ def _plan_outputs(request: RestoreRequest, checked: CheckedOptions) -> tuple[lis
              f"{rendition.suffix[1:].upper()} (e.g. {raw.name} and {rendition.name}): both are restored; name one kind "
              f"to restore it alone, e.g. '{raw.parent / ('*' + raw.suffix)}'")
     if videos_left_out and not request.quiet:
-        folder = next(Path(spec) for spec in request.sources if videos_left_out[0].is_relative_to(spec))
+        folder = next((Path(spec) for spec in request.sources if videos_left_out[0].is_relative_to(spec)), videos_left_out[0].parent)
         pattern = folder / ("**/*" if request.recursive else "*")
         warn(f"left out {len(videos_left_out)} video(s) in {folder}: a folder's videos are restored only when named, "
              f"e.g. '{pattern}{videos_left_out[0].suffix}'")
