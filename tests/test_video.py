@@ -281,6 +281,37 @@ def test_a_phone_clips_date_place_and_title_are_kept(tmp_path, rng, tiny_checkpo
         assert tags["title"] == "Eiffel" and "Lavf" in tags["encoder"], suffix
 
 
+def test_subtitles_are_kept_where_the_container_holds_them(tmp_path, rng, tiny_checkpoint):
+    """A film's subtitle track (here SubRip, with its language) was dropped with the
+    cover art; it is copied packet by packet into Matroska, cut and moved with a span
+    like the sound, and said where the container cannot hold it (SubRip in MP4)."""
+    srt = tmp_path / "film.srt"
+    srt.write_text("1\n00:00:00,000 --> 00:00:00,300\nHello\n\n2\n00:00:00,400 --> 00:00:00,700\nWorld\n")
+    clip = tmp_path / "film.mkv"
+    with av.open(str(srt)) as captions, av.open(str(clip), "w") as container:
+        video = container.add_stream("libx264", rate=FPS)
+        video.width, video.height, video.pix_fmt = 96, 64, "yuv420p"
+        track = container.add_stream_from_template(captions.streams.subtitles[0])
+        track.metadata["language"] = "eng"
+        for packet in [p for p in captions.demux(captions.streams.subtitles[0]) if p.size]:
+            packet.stream = track
+            container.mux(packet)
+        encode(container, video, moving_frames(rng, count=12), "yuv420p")
+
+    def captions_of(path: Path) -> list[tuple[bytes, int]]:
+        with av.open(str(path)) as restored:
+            assert restored.streams.subtitles[0].metadata["language"] == "eng"
+            return [(bytes(p), p.pts) for p in restored.demux(restored.streams.subtitles[0]) if p.size]
+
+    whole = restore_video(Job(clip, Path(clip.name), tmp_path / "out.mkv"), Counting(tiny_checkpoint))
+    assert whole.status == "ok" and whole.note is None
+    assert captions_of(tmp_path / "out.mkv") == [(b"Hello", 0), (b"World", 400)]
+    span = restore_video(Job(clip, Path(clip.name), tmp_path / "span.mkv"), Counting(tiny_checkpoint), RunOptions(video_start=0.35))
+    assert span.status == "ok" and captions_of(tmp_path / "span.mkv") == [(b"World", 50)]  # moved with the span
+    in_mp4 = restore_video(Job(clip, Path(clip.name), tmp_path / "out.mp4"), Counting(tiny_checkpoint))
+    assert in_mp4.status == "ok" and "subtitles cannot go into .mp4; not kept (use .mkv)" in in_mp4.note
+
+
 def test_a_short_video_is_told_with_a_margin_for_edit_lists():
     """Two frames, or a fiftieth of a long video, may be hidden by an MP4's edit list."""
     assert ended_early(98, 100) is None and "after 97 of the 100 frames" in ended_early(97, 100)
@@ -443,7 +474,7 @@ def test_cover_art_is_not_taken_for_the_video_and_its_loss_is_said(tmp_path):
     with VideoReader(path) as reader:
         assert (reader.info.width, reader.info.height, reader.info.other_streams) == (64, 48, 1)
         writer = copy_through_writer(reader, tmp_path / "out.mp4")
-    assert writer.notes == ["1 stream(s) of cover art, subtitles or data not kept"]
+    assert writer.notes == ["1 stream(s) of cover art or data not kept"]
     assert len(read_video(tmp_path / "out.mp4")[0]) == 3
 
 

@@ -178,10 +178,11 @@ class VideoInfo:
     rotation: int  # degrees counter-clockwise, from the display matrix
     pixel_format: str
     audio_streams: int
-    other_streams: int  # more video (cover art), subtitles, data: not kept
+    other_streams: int  # more video (cover art), data: not kept
     bits: int = 8  # per sample, of the pixel format; frames() gives uint16 RGB when more than 8
     hdr10: str = ""  # HDR10 static metadata of the first frame, as x265 parameters (hdr10_parameters)
     frames_counted: bool = False  # whether ``frames`` is the container's own count (MP4, MOV, AVI), not duration x rate
+    subtitle_streams: int = 0  # copied where the output's container holds their codec
 
 
 def open_video_file(path: Path) -> "av.container.InputContainer":
@@ -240,9 +241,9 @@ class VideoReader:
         bits = max((component.bits for component in context.format.components), default=8) if context.format else 8
         self.info = VideoInfo(
             width, height, frames, rate, rotation, context.format.name if context.format else "",
-            len(streams.audio), len(streams) - 1 - len(streams.audio), bits,
+            len(streams.audio), len(streams) - 1 - len(streams.audio) - len(streams.subtitles), bits,
             hdr10_parameters(first) if first is not None and bits > 8 else "",
-            frames_counted=bool(self.stream.frames),
+            frames_counted=bool(self.stream.frames), subtitle_streams=len(streams.subtitles),
         )
 
     def _open(self) -> None:

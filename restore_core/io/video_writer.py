@@ -169,7 +169,7 @@ class VideoWriter(_ResumableOutput):
                         else f" ({self.format.suffix} takes no 10-bit video here: use .mp4 or .mkv)")
             self.notes.append(f"{info.pixel_format} video written with {written_bits} bits per sample{hint}")
         if info.other_streams:
-            self.notes.append(f"{info.other_streams} stream(s) of cover art, subtitles or data not kept")
+            self.notes.append(f"{info.other_streams} stream(s) of cover art or data not kept")
         self._part: av.container.OutputContainer | None = None
         self._part_stream = None
         self._part_frames = 0
@@ -371,14 +371,14 @@ def descriptive_tags(tags: dict[str, str]) -> dict[str, str]:
 
 def _join(joined: "av.container.OutputContainer", parts: list[Path], reader: VideoReader, fmt: VideoFormat,
           start: float = 0.0, end: float | None = None) -> list[str]:
-    """Mux the packets of ``parts`` (in order) and the audio of ``reader``'s file, by
-    time, into ``joined``: of the audio, the packets from ``start`` up to ``end``
-    (seconds), moved ``start`` earlier; returns notes on audio that could not be kept."""
+    """Mux the packets of ``parts`` (in order) and the sound and subtitles of ``reader``'s
+    file, by time, into ``joined``: of those, the packets from ``start`` up to ``end``
+    (seconds), moved ``start`` earlier; returns notes on streams that could not be kept."""
     import av
 
     notes: list[str] = []
     inputs = [av.open(str(part)) for part in parts]
-    audio_input = open_video_file(reader.path) if reader.info.audio_streams else None
+    source = open_video_file(reader.path) if reader.info.audio_streams or reader.info.subtitle_streams else None
     try:
         joined.metadata.update(descriptive_tags(reader.container.metadata))
         video = joined.add_stream_from_template(inputs[0].streams.video[0])
@@ -388,17 +388,18 @@ def _join(joined: "av.container.OutputContainer", parts: list[Path], reader: Vid
             video.codec_tag = "hvc1"  # parameter sets in the header: Apple's players take no other HEVC
         if fmt.numbered:
             video.time_base = fmt.time_base  # AVI: one tick a frame
-        audio_streams = {}
-        for stream in audio_input.streams.audio if audio_input else ():
+        copied = {}  # the source's sound and subtitle streams kept: index -> the output's stream
+        for stream in [*source.streams.audio, *source.streams.subtitles] if source else ():
             codec = stream.codec_context.name
             if codec in joined.supported_codecs or (joined.format.name == "mpegts" and codec in MPEG_TS_AUDIO):
-                audio_streams[stream.index] = joined.add_stream_from_template(stream)
-                audio_streams[stream.index].metadata.update(descriptive_tags(stream.metadata))  # its language, its title
+                copied[stream.index] = joined.add_stream_from_template(stream)
+                copied[stream.index].metadata.update(descriptive_tags(stream.metadata))  # its language, its title
             else:
-                notes.append(f"{codec} audio cannot go into {fmt.suffix}; not kept (use .mkv)")
-        wanted = [s for s in audio_input.streams.audio if s.index in audio_streams] if audio_input else []
-        audio = (_moved(p, start) for p in audio_input.demux(wanted) if p.dts is not None and _within(p, start, end)) if wanted else iter(())
-        waiting = next(audio, None)
+                kind = "audio" if stream.type == "audio" else "subtitles"
+                notes.append(f"{codec} {kind} cannot go into {fmt.suffix}; not kept (use .mkv)")
+        wanted = [stream for stream in source.streams if stream.index in copied] if source else []
+        kept = (_moved(p, start) for p in source.demux(wanted) if p.dts is not None and _within(p, start, end)) if wanted else iter(())
+        waiting = next(kept, None)
         count = 0
         previous_dts: int | None = None
         for path, part in zip(parts, inputs):
@@ -417,21 +418,21 @@ def _join(joined: "av.container.OutputContainer", parts: list[Path], reader: Vid
                 previous_dts = packet.dts
                 shown = float(packet.dts * packet.time_base)
                 while waiting is not None and float(waiting.dts * waiting.time_base) <= shown:
-                    waiting.stream = audio_streams[waiting.stream.index]
+                    waiting.stream = copied[waiting.stream.index]
                     joined.mux(waiting)
-                    waiting = next(audio, None)
+                    waiting = next(kept, None)
                 packet.stream = video
                 joined.mux(packet)
                 count += 1
         while waiting is not None:
-            waiting.stream = audio_streams[waiting.stream.index]
+            waiting.stream = copied[waiting.stream.index]
             joined.mux(waiting)
-            waiting = next(audio, None)
+            waiting = next(kept, None)
     finally:
         for part in inputs:
             part.close()
-        if audio_input is not None:
-            audio_input.close()
+        if source is not None:
+            source.close()
     return notes
 
 
