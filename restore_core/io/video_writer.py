@@ -396,7 +396,8 @@ def _join(joined: "av.container.OutputContainer", parts: list[Path], reader: Vid
                 copied[stream.index].metadata.update(descriptive_tags(stream.metadata))  # its language, its title
             else:
                 kind = "audio" if stream.type == "audio" else "subtitles"
-                notes.append(f"{codec} {kind} cannot go into {fmt.suffix}; not kept (use .mkv)")
+                instead = " (use .mkv)" if fmt.suffix != ".mkv" else ""  # Matroska holds the most
+                notes.append(f"{codec} {kind} cannot go into {fmt.suffix}; not kept{instead}")
         wanted = [stream for stream in source.streams if stream.index in copied] if source else []
         kept = (_moved(p, start) for p in source.demux(wanted) if p.dts is not None and _within(p, start, end)) if wanted else iter(())
         waiting = next(kept, None)
