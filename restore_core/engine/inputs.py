@@ -227,6 +227,16 @@ def collect_all_inputs(specs: Sequence[str], recursive: bool = False, stdin_line
     return jobs
 
 
+def _names_media_file(out: Path) -> bool:
+    """Whether ``out``'s extension is an image's (readable or not) or a video's."""
+    suffix = out.suffix.lower()
+    return suffix in READABLE_EXTENSIONS or suffix in UNREADABLE_FORMATS or is_video_name(out)
+
+
+def _folder_wanted(out: Path, inputs: str) -> str:
+    return f"{out}: names a file, but the outputs of {inputs} go into a folder: give one (to use a folder of that name, make it first)"
+
+
 def several_inputs_refusal(specs: Sequence[str], out: Path) -> str | None:
     """Why several input specs cannot go to ``out``, or None: ``-`` among them (stdin
     lists the inputs alone), or ``out`` naming a file (its name has an image or video
@@ -236,10 +246,8 @@ def several_inputs_refusal(specs: Sequence[str], out: Path) -> str | None:
         return None
     if "-" in specs:
         return "'-' reads the inputs' paths from stdin: give it alone, not beside other inputs"
-    suffix = out.suffix.lower()
-    if not out.is_dir() and (suffix in READABLE_EXTENSIONS or suffix in UNREADABLE_FORMATS or is_video_name(out)):
-        return (f"{out}: names a file, but the outputs of {len(specs)} inputs go into a folder: give one (to use a folder "
-                "of that name, make it first)")
+    if not out.is_dir() and _names_media_file(out):
+        return _folder_wanted(out, f"{len(specs)} inputs")
     return None
 
 
@@ -261,14 +269,13 @@ def output_name_refusal(spec: str, out: Path) -> str | None:
     for a folder, glob or stdin of inputs. None where it is fine; an existing folder
     always is. (Formats restore reads but does not write are refused elsewhere.)"""
     suffix = out.suffix.lower()
-    media = suffix in READABLE_EXTENSIONS or suffix in UNREADABLE_FORMATS or is_video_name(out)
-    if out.is_dir() or not media or names_output_file(spec, out):
+    if out.is_dir() or not _names_media_file(out) or names_output_file(spec, out):
         return None
     if not (spec == "-" or Path(spec).exists() or glob.has_magic(spec)):
         return None  # no such input: said as such when the inputs are collected
     if spec == "-" or not Path(spec).is_file():
         given = "paths on stdin" if spec == "-" else spec
-        return f"{out}: names a file, but the outputs of {given} go into a folder: give one (to use a folder of that name, make it first)"
+        return _folder_wanted(out, given)
     if is_video_name(spec):
         if is_video_name(out):
             return None  # a read-only video format: refused with the format to use instead
