@@ -259,6 +259,71 @@ def test_xmp_and_print_resolution_travel_into_every_format_that_holds_them(tmp_p
     assert deep_back.xmp == upright and deep_back.bit_depth == 16 and tuple(round(v) for v in deep_back.dpi) == (300, 300)
 
 
+def _iptc(dataset: int, text: str) -> bytes:
+    """One IPTC-IIM record of the application record (2:dataset)."""
+    return b"\x1c\x02" + bytes([dataset]) + len(text.encode()).to_bytes(2, "big") + text.encode()
+
+
+def _photoshop_app13(*resources: tuple[int, bytes]) -> bytes:
+    """A JPEG APP13 segment with Photoshop's resource blocks, as Photoshop writes it."""
+    blocks = b"".join(b"8BIM" + rid.to_bytes(2, "big") + b"\x00\x00" + len(data).to_bytes(4, "big") + data + b"\x00" * (len(data) % 2)
+                      for rid, data in resources)
+    payload = b"Photoshop 3.0\x00" + blocks
+    return b"\xff\xed" + (len(payload) + 2).to_bytes(2, "big") + payload
+
+
+def test_iptc_captions_and_jpeg_comments_travel(tmp_path):
+    """A news photo's IPTC caption, keywords and credit (JPEG APP13, TIFF tag 33723) and a
+    JPEG's comment were dropped from restored JPEGs. The IPTC records go into JPEG
+    (APP13, alone: Photoshop's thumbnail of the original stays behind) and TIFF outputs,
+    from either; the comment into JPEG outputs."""
+    from PIL import IptcImagePlugin, TiffImagePlugin
+
+
+    records = _iptc(120, "Rain over Oslo harbour") + _iptc(25, "rain") + _iptc(116, "(c) Jane Doe")
+    wanted = {(2, 120): b"Rain over Oslo harbour", (2, 25): b"rain", (2, 116): b"(c) Jane Doe"}
+    buffer = tmp_path / "plain.jpg"
+    Image.fromarray(np.full((8, 10, 3), 90, np.uint8)).save(buffer, quality=90, comment=b"shot from the ferry")
+    plain = buffer.read_bytes()
+    thumbnail = (0x040C, b"stale thumbnail of the original")
+    (tmp_path / "news.jpg").write_bytes(plain[:2] + _photoshop_app13(thumbnail, (0x0404, records)) + plain[2:])
+    loaded = read_image(tmp_path / "news.jpg")
+    assert loaded.iptc == records and loaded.comment == b"shot from the ferry"
+    for name in ("out.jpg", "out.tif"):
+        write_image(tmp_path / name, loaded.rgb, loaded)
+        with Image.open(tmp_path / name) as out:
+            assert IptcImagePlugin.getiptcinfo(out) == wanted, name
+            assert name == "out.tif" or out.info["comment"] == b"shot from the ferry"
+        assert read_image(tmp_path / name).iptc == records, name
+    assert b"stale thumbnail" not in (tmp_path / "out.jpg").read_bytes()
+    # A TIFF's tag, typed LONG as Photoshop writes it, into a JPEG's APP13 (not into its EXIF) and a 16-bit TIFF
+    padded = records + b"\x00" * (-len(records) % 4)
+    tags = TiffImagePlugin.ImageFileDirectory_v2()
+    tags[33723] = padded
+    Image.fromarray(np.full((8, 10, 3), 90, np.uint8)).save(tmp_path / "scan.tif", tiffinfo=tags)
+    tiff = bytearray((tmp_path / "scan.tif").read_bytes())
+    ifd = int.from_bytes(tiff[4:8], "little")
+    for entry in range(ifd + 2, ifd + 2 + 12 * int.from_bytes(tiff[ifd : ifd + 2], "little"), 12):
+        if int.from_bytes(tiff[entry : entry + 2], "little") == 33723:  # UNDEFINED x n -> LONG x n/4, as Photoshop types it
+            tiff[entry + 2 : entry + 8] = (4).to_bytes(2, "little") + (len(padded) // 4).to_bytes(4, "little")
+    (tmp_path / "scan.tif").write_bytes(bytes(tiff))
+    with Image.open(tmp_path / "scan.tif") as check:
+        assert check.tag_v2.tagtype[33723] == 4
+    scan = read_image(tmp_path / "scan.tif")
+    assert scan.iptc == padded
+    write_image(tmp_path / "scan.jpg", scan.rgb, scan)
+    with Image.open(tmp_path / "scan.jpg") as out:
+        assert IptcImagePlugin.getiptcinfo(out) == wanted and 33723 not in out.getexif()
+    deep = dataclasses.replace(scan, bit_depth=16)
+    write_image(tmp_path / "deep.tif", deep.rgb, deep)
+    assert read_image(tmp_path / "deep.tif").iptc == padded
+    # Records longer than one JPEG segment holds are split over several and read back whole
+    long_caption = _iptc(120, "x" * 30000) + _iptc(120, "y" * 30000) + _iptc(120, "z" * 30000)
+    write_image(tmp_path / "long.jpg", loaded.rgb, dataclasses.replace(loaded, iptc=long_caption))
+    assert (tmp_path / "long.jpg").read_bytes().count(b"Photoshop 3.0\x00") == 2
+    assert read_image(tmp_path / "long.jpg").iptc == long_caption
+
+
 @pytest.mark.parametrize("sampling", [0, 2])
 def test_a_jpeg_is_written_back_with_its_own_chroma_subsampling(tmp_path, sampling):
     """Pillow writes 4:2:0 unless told: a 4:4:4 JPEG (a high-quality export) came back

@@ -129,6 +129,58 @@ def add_png_metadata(png: bytes, icc_profile: bytes | None, exif: bytes | None, 
     return png[:ihdr_end] + chunks + b"".join(text) + png[ihdr_end:]
 
 
+# IPTC-IIM (captions, keywords, credit, as news agencies, Photo Mechanic and Lightroom
+# write them) lives in a JPEG's APP13 segment, inside Photoshop's image resource blocks
+# (resource 0x0404), and in a TIFF's tag 33723. The other resources of that segment
+# (Photoshop's thumbnail, print settings, slices) describe the original, not the copy.
+PHOTOSHOP_SIGNATURE = b"Photoshop 3.0\x00"
+_IPTC_RESOURCE = 0x0404
+TIFF_IPTC_TAG = 33723
+_JPEG_SEGMENT_MAX = 65533  # a segment's length field counts itself: 65535 - 2
+
+
+def photoshop_iptc(applist: list[tuple[str, bytes]]) -> bytes | None:
+    """The IPTC-IIM records of a JPEG's APP13 Photoshop segments (Pillow's ``applist``).
+    A resource block longer than one segment continues in the next, so their payloads
+    are joined before the blocks ("8BIM", id, padded Pascal name, size, padded data)
+    are walked; a damaged block ends the walk with what was read."""
+    irb = b"".join(data[len(PHOTOSHOP_SIGNATURE):] for marker, data in applist
+                   if marker == "APP13" and data.startswith(PHOTOSHOP_SIGNATURE))
+    found, offset = b"", 0
+    while offset + 12 <= len(irb) and irb[offset:offset + 4] == b"8BIM":
+        resource = struct.unpack_from(">H", irb, offset + 4)[0]
+        name_length = irb[offset + 6]
+        offset += 6 + name_length + 1 + (name_length + 1) % 2  # the name with its length byte, padded to even
+        if offset + 4 > len(irb):
+            break
+        (size,) = struct.unpack_from(">I", irb, offset)
+        data = irb[offset + 4 : offset + 4 + size]
+        if len(data) < size:
+            break
+        if resource == _IPTC_RESOURCE:
+            found += data
+        offset += 4 + size + size % 2
+    return found or None
+
+
+def jpeg_iptc_segments(iptc: bytes) -> bytes:
+    """APP13 segments holding ``iptc`` (IPTC-IIM records) as Photoshop's resource 0x0404,
+    split over several segments where one cannot hold it."""
+    irb = b"8BIM" + struct.pack(">HHI", _IPTC_RESOURCE, 0, len(iptc)) + iptc + b"\x00" * (len(iptc) % 2)
+    step = _JPEG_SEGMENT_MAX - len(PHOTOSHOP_SIGNATURE)
+    return b"".join(b"\xff\xed" + struct.pack(">H", 2 + len(PHOTOSHOP_SIGNATURE) + len(piece)) + PHOTOSHOP_SIGNATURE + piece
+                    for piece in (irb[i : i + step] for i in range(0, len(irb), step)))
+
+
+def insert_jpeg_segments(jpeg: bytes, segments: bytes) -> bytes:
+    """An encoded JPEG with ``segments`` inserted after its leading APPn and comment
+    segments (JFIF, EXIF, XMP, ICC), where readers look for APP13."""
+    offset = 2  # SOI
+    while offset + 4 <= len(jpeg) and jpeg[offset] == 0xFF and (0xE0 <= jpeg[offset + 1] <= 0xEF or jpeg[offset + 1] == 0xFE):
+        offset += 2 + struct.unpack_from(">H", jpeg, offset + 2)[0]
+    return jpeg[:offset] + segments + jpeg[offset:]
+
+
 _TIFF_ICC_TAG = 34675  # InterColorProfile, type UNDEFINED
 
 
@@ -175,14 +227,9 @@ def add_tiff_metadata(tiff: bytes, icc_profile: bytes | None = None, exif: bytes
 _TIFF_FIELD_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 6: 1, 7: 1, 8: 2, 9: 4, 11: 4, 12: 8, 16: 8, 17: 8, 18: 8}  # bytes per value, by type
 
 
-def tiff_header(data: bytes) -> tuple[int, int, bytes | None, bool] | None:
-    """(width, height, ICC profile or None, whether another page follows) from the first
-    IFD of a classic TIFF, or None when ``data`` is not one (or its header is broken: the
-    decoder reports that).
-
-    Pillow cannot open some TIFFs OpenCV decodes (three- and four-channel float32, as
-    this project writes them), so their size check and profile are read here.
-    """
+def _tiff_first_ifd(data: bytes) -> tuple[str, dict[int, bytes], int] | None:
+    """(byte order, each tag's raw value bytes, offset of the next IFD) of a classic
+    TIFF's first IFD, or None when ``data`` is not one or its IFD is cut."""
     order = {b"II": "<", b"MM": ">"}.get(data[:2])
     try:
         if order is None or struct.unpack(order + "H", data[2:4])[0] != 42:
@@ -199,15 +246,39 @@ def tiff_header(data: bytes) -> tuple[int, int, bytes | None, bool] | None:
             else:
                 (offset,) = struct.unpack(order + "I", entry[8:12])
                 values[tag] = data[offset : offset + size]
-
-        def number(tag: int) -> int:
-            raw = values[tag]
-            return struct.unpack(order + ("H" if len(raw) == 2 else "I"), raw)[0]
-
         (next_ifd,) = struct.unpack(order + "I", data[ifd_offset + 2 + 12 * count : ifd_offset + 6 + 12 * count])
+    except struct.error:
+        return None
+    return order, values, next_ifd
+
+
+def tiff_header(data: bytes) -> tuple[int, int, bytes | None, bool] | None:
+    """(width, height, ICC profile or None, whether another page follows) from the first
+    IFD of a classic TIFF, or None when ``data`` is not one (or its header is broken: the
+    decoder reports that).
+
+    Pillow cannot open some TIFFs OpenCV decodes (three- and four-channel float32, as
+    this project writes them), so their size check and profile are read here.
+    """
+    if (ifd := _tiff_first_ifd(data)) is None:
+        return None
+    order, values, next_ifd = ifd
+
+    def number(tag: int) -> int:
+        raw = values[tag]
+        return struct.unpack(order + ("H" if len(raw) == 2 else "I"), raw)[0]
+
+    try:
         return number(256), number(257), values.get(_TIFF_ICC_TAG) or None, next_ifd != 0
     except (struct.error, KeyError):
         return None
+
+
+def tiff_iptc(data: bytes) -> bytes | None:
+    """The IPTC-IIM records of a classic TIFF's tag 33723, as stored. Read here, not
+    through Pillow: Photoshop types the tag LONG, and Pillow keeps its first number only."""
+    ifd = _tiff_first_ifd(data)
+    return (ifd[1].get(TIFF_IPTC_TAG) or None) if ifd else None
 
 
 def encode_grey_alpha_png(pixels: np.ndarray) -> bytes:
