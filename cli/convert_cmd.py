@@ -21,6 +21,8 @@ def convert(
     architecture: Optional[str] = typer.Option(None, "--architecture", help="Architecture name, with --config, instead of --preset."),
     config: str = typer.Option("{}", "--config", help="Architecture config as JSON (with --architecture)."),
     task: Optional[str] = typer.Option(None, "--task", help="Task recorded in the checkpoint (default: the preset's)."),
+    key: Optional[str] = typer.Option(None, "--key", help="The entry of IN's dict holding the weights (net_g, params, ...); "
+                                      "default: the file itself, params_ema, params, state_dict, ..., or its only state dict."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
 ) -> None:
     """Import PyTorch weights whose architecture this project knows; never runs code from the file.
@@ -30,6 +32,8 @@ def convert(
         restore convert unet_s.pth unet_s.safetensors --preset unet-s --task denoise
 
         restore convert net.pth net.safetensors --architecture unet --config '{"width": 32}' --task derain
+
+        restore convert gan_step_90000.pth g.safetensors --preset infoflow-s --task denoise --key net_g
     """
     # The options and the paths first, torch (about 1 s) after: a mistake is answered at once.
     if (preset is None) == (architecture is None):
@@ -59,7 +63,7 @@ def convert(
     if not source.is_file():
         fail(f"{source}: no such file" if not source.exists() else f"{source}: a folder, not a weights file", code=1)
 
-    from restore_core.checkpoint import CheckpointError
+    from restore_core.checkpoint import CheckpointError, read_metadata
     from restore_core.configs import ConfigError
     from restore_core.convert import convert as convert_file
     from restore_core.models import parse_config
@@ -70,10 +74,11 @@ def convert(
         except ConfigError as exc:
             fail(f"--architecture/--config: {exc}", code=2)
     try:
-        written = convert_file(source, out, arch, arch_config, task or default_task)
+        written = convert_file(source, out, arch, arch_config, task or default_task, key)
     except CheckpointError as exc:
         fail(str(exc), code=1)
     except OSError as exc:
         fail(f"{out}: cannot write: {os_cause(exc)}", code=1)
     print(written)
-    say(f"converted {source} -> {written} ({arch})")
+    entry = read_metadata(written)["recipe"].get("source_entry")
+    say(f"converted {source}{f' (its entry {entry})' if entry else ''} -> {written} ({arch})")

@@ -65,7 +65,8 @@ def _describe(spec: str, as_json: bool) -> None:
         ("config", _brief(json.dumps(details["config"], separators=(", ", ": ")))),
     ]
     if recipe.get("converted_from"):
-        rows.append(("recipe", f"none: imported by restore convert from {recipe['converted_from']} (sha256 {recipe.get('source_sha256', '?')})"))
+        entry = f", its entry {recipe['source_entry']}" if recipe.get("source_entry") else ""
+        rows.append(("recipe", f"none: imported by restore convert from {recipe['converted_from']}{entry} (sha256 {recipe.get('source_sha256', '?')})"))
     elif recipe:
         steps = recipe.get("trained_steps", recipe.get("steps"))
         rows.append(("recipe", f"{recipe.get('name', '?')}: {steps} steps of {recipe.get('batch_size', '?')} patches of "

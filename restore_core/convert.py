@@ -14,7 +14,7 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from safetensors import SafetensorError
@@ -24,8 +24,10 @@ from restore_core.checkpoint import CheckpointError, describe_key_mismatch, file
 from restore_core.configs import ConfigError
 from restore_core.models import build_model
 
-# Containers other tools wrap a state dict in (BasicSR: params / params_ema; Lightning: state_dict).
-WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "net", "generator")
+# Containers other tools wrap a state dict in (BasicSR: params / params_ema; Lightning:
+# state_dict; GAN training scripts: net_g, g_ema), the averaged weights first.
+WRAPPER_KEYS = ("params_ema", "params", "state_dict_ema", "state_dict", "model_ema", "model", "net_g_ema", "net_g", "g_ema",
+                "net", "generator")
 # Prefixes added by DataParallel / DDP / torch.compile / Lightning modules.
 PREFIXES = ("module.", "_orig_mod.", "model.", "net.")
 
@@ -55,9 +57,53 @@ def refusal_cause(exc: Exception) -> str:
     return f"not loadable as plain tensors ({first[0] if first else type(exc).__name__})"
 
 
-def read_foreign_state_dict(path: Path) -> dict[str, torch.Tensor]:
+class ForeignStateDict(NamedTuple):
+    tensors: dict[str, torch.Tensor]  # de-prefixed names -> tensors
+    entry: str | None  # the entry of the file's dict they were taken from (params_ema, net_g, ...); None: the file itself
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(torch.is_tensor(v) for v in obj.values())
+
+
+def _entries_in_words(obj: dict) -> str:
+    names = [str(k) for k in obj][:12]
+    return ", ".join(names) + (", ..." if len(obj) > len(names) else "")
+
+
+def _unwrap(obj: Any, path: Path, key: str | None) -> tuple[dict, str | None]:
+    """The state dict inside what ``torch.load`` returned, and the entry it sits under:
+    ``key`` when given; else the file itself, the first of :data:`WRAPPER_KEYS` it has,
+    or its only entry that is a state dict (a training script's own name for it). Several
+    candidates and no ``key`` is a refusal naming them: which network is wanted (a GAN's
+    generator, not its discriminator) is the user's to say."""
+    if key is not None:
+        if not isinstance(obj, dict) or key not in obj:
+            held = f" (its entries: {_entries_in_words(obj)})" if isinstance(obj, dict) and obj else ""
+            raise CheckpointError(path, f"has no entry {key!r} for --key{held}")
+        if not _is_state_dict(obj[key]):
+            raise CheckpointError(path, f"its entry {key!r} is not a state dict (names -> tensors)")
+        return obj[key], key
+    if _is_state_dict(obj):
+        return obj, None
+    if not isinstance(obj, dict):
+        raise CheckpointError(path, f"expected a state dict (names -> tensors), found a {type(obj).__name__}")
+    for wrapper in WRAPPER_KEYS:
+        if _is_state_dict(obj.get(wrapper)):
+            return obj[wrapper], wrapper
+    candidates = [k for k, v in obj.items() if _is_state_dict(v)]
+    if len(candidates) == 1:
+        return obj[candidates[0]], str(candidates[0])
+    if candidates:
+        raise CheckpointError(path, f"holds several state dicts ({', '.join(map(str, candidates))}): pick one with --key")
+    held = f"; its entries: {_entries_in_words(obj)}" if obj else ""
+    raise CheckpointError(path, f"expected a state dict (names -> tensors){held}")
+
+
+def read_foreign_state_dict(path: Path, key: str | None = None) -> ForeignStateDict:
     """The tensors of a ``.pth``/``.pt``/``.ckpt`` file (read safely) or of a bare
-    ``.safetensors`` file, unwrapped and de-prefixed."""
+    ``.safetensors`` file, unwrapped (:func:`_unwrap`, ``key``: the entry to take) and
+    de-prefixed."""
     with path.open("rb") as handle:
         head = handle.read(2)
     if not head:
@@ -76,21 +122,19 @@ def read_foreign_state_dict(path: Path) -> dict[str, torch.Tensor]:
                 obj = torch.load(str(path), map_location="cpu", weights_only=True)
         except Exception as exc:  # the safe unpickler refuses anything that is not plain data
             raise CheckpointError(path, refusal_cause(exc)) from None
-    for key in WRAPPER_KEYS:
-        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
-            obj = obj[key]
-            break
-    if not isinstance(obj, dict) or not obj or not all(torch.is_tensor(v) for v in obj.values()):
-        raise CheckpointError(path, "expected a state dict (names -> tensors)")
+    obj, entry = _unwrap(obj, path, key)
     state = dict(obj)
     for prefix in PREFIXES:
         if all(k.startswith(prefix) for k in state):
             state = {k[len(prefix):]: v for k, v in state.items()}
-    return state
+    return ForeignStateDict(state, entry)
 
 
-def convert(source: os.PathLike | str, out: os.PathLike | str, architecture: str, config: dict[str, Any], task: str) -> Path:
-    """Write ``out`` (.safetensors) from the state dict in ``source`` for ``architecture``/``config``."""
+def convert(source: os.PathLike | str, out: os.PathLike | str, architecture: str, config: dict[str, Any], task: str,
+            key: str | None = None) -> Path:
+    """Write ``out`` (.safetensors) from the state dict in ``source`` (its entry ``key``,
+    else the one :func:`_unwrap` finds) for ``architecture``/``config``; the checkpoint's
+    recipe records the file, its sha256 and the entry taken."""
     source, out = Path(source), Path(out)
     if not source.is_file():
         raise CheckpointError(source, "no such file")
@@ -98,7 +142,7 @@ def convert(source: os.PathLike | str, out: os.PathLike | str, architecture: str
         model = build_model(architecture, config)
     except (ConfigError, ValueError, TypeError) as exc:
         raise CheckpointError(source, f"invalid architecture config: {exc}") from None
-    state = read_foreign_state_dict(source)
+    state, entry = read_foreign_state_dict(source, key)
     expected = model.state_dict()
     mismatch = describe_key_mismatch(set(expected), set(state))
     if mismatch:
@@ -108,4 +152,6 @@ def convert(source: os.PathLike | str, out: os.PathLike | str, architecture: str
             raise CheckpointError(source, f"does not fit {architecture}: {key} has shape {tuple(state[key].shape)}, expected {tuple(reference.shape)}")
     model.load_state_dict({k: state[k].to(reference.dtype) for k, reference in expected.items()})
     origin = {"converted_from": source.name, "source_sha256": file_sha256(source)}
+    if entry is not None:
+        origin["source_entry"] = entry
     return save_checkpoint(out, model, architecture, config, task, recipe=origin)

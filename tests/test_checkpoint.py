@@ -201,6 +201,24 @@ def test_convert_imports_a_state_dict_safely(tmp_path):
         load_checkpoint(tmp_path / "bare.safetensors")
     assert load_checkpoint(convert(tmp_path / "bare.safetensors", tmp_path / "b.safetensors", "unet", config, "denoise")).task == "denoise"
 
+    # A training script's own name for the weights: its only state dict is taken, several
+    # are the user's to choose (--key), and the entry taken is recorded
+    weights, other = model.state_dict(), {"bias": torch.zeros(2)}
+    torch.save({"gen": weights, "step": 90000}, tmp_path / "gan_only.pth")
+    assert load_checkpoint(convert(tmp_path / "gan_only.pth", tmp_path / "g1.safetensors", "unet", config, "denoise")).recipe["source_entry"] == "gen"
+    torch.save({"gen": weights, "disc": other, "step": 90000}, tmp_path / "gan.pth")
+    with pytest.raises(CheckpointError, match=r"gan.pth: holds several state dicts \(gen, disc\): pick one with --key"):
+        convert(tmp_path / "gan.pth", tmp_path / "g2.safetensors", "unet", config, "denoise")
+    picked = load_checkpoint(convert(tmp_path / "gan.pth", tmp_path / "g2.safetensors", "unet", config, "denoise", key="gen"))
+    assert picked.recipe["source_entry"] == "gen" and torch.equal(picked.model.state_dict()["head.weight"], weights["head.weight"])
+    for key, cause in [("gene", r"has no entry 'gene' for --key \(its entries: gen, disc, step\)"), ("step", "its entry 'step' is not a state dict")]:
+        with pytest.raises(CheckpointError, match=cause):
+            convert(tmp_path / "gan.pth", tmp_path / "g3.safetensors", "unet", config, "denoise", key=key)
+    torch.save({"step": 3, "optimizer": {"lr": 0.1}}, tmp_path / "no_weights.pth")
+    with pytest.raises(CheckpointError, match=r"expected a state dict \(names -> tensors\); its entries: step, optimizer"):
+        convert(tmp_path / "no_weights.pth", tmp_path / "g3.safetensors", "unet", config, "denoise")
+    assert not (tmp_path / "g3.safetensors").exists()
+
     cli = subprocess.run([sys.executable, "-m", "cli.main", "convert", str(tmp_path / "net.pth"), str(tmp_path / "c.safetensors"),
                           "--architecture", "unet", "--config", json.dumps(config), "--task", "derain"],
                          capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)

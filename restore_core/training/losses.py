@@ -122,7 +122,7 @@ def read_vgg_weights(path: Path) -> dict[str, torch.Tensor]:
     from restore_core.convert import read_foreign_state_dict
 
     try:
-        state = read_foreign_state_dict(path)  # what restore convert reads, with its causes in words
+        state = read_foreign_state_dict(path).tensors  # what restore convert reads, with its causes in words
     except CheckpointError as exc:
         raise PerceptualWeightsError(f"{exc} (--perceptual-weights takes VGG-11-BN weights)") from None
     features = {}
