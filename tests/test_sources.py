@@ -315,3 +315,32 @@ def test_the_builtin_photographs_are_distinct_and_none_is_a_bundled_samples_sour
     left, right = data.stereo_motorcycle()[:2]
     for i, photo in enumerate(photos):
         assert not any(photo.shape == other.shape and np.array_equal(photo, other) for other in [*photos[i + 1:], left, right])
+
+
+def test_images_deeper_than_8_bits_are_counted_as_trained_on_in_8_bits(tmp_path):
+    """The training pool holds 8-bit pixels: a 16-bit scan's finer steps are not trained
+    on. That happened without a word; the run's data line now counts and names such
+    images (8-bit ones, PNG or JPEG, are not counted)."""
+    from dataclasses import replace
+
+    import cv2
+    import numpy as np
+
+    from conftest import write_random_pngs
+    from restore_core.training.recipes import RECIPES, DataConfig
+    from restore_core.training.sources import describe, prepare_data
+
+    write_random_pngs(tmp_path / "clean", 2, 40, 40, seed=3)
+    deep = (np.random.default_rng(0).random((40, 40, 3)) * 65535).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "clean" / "scan16.png"), deep)
+    cv2.imwrite(str(tmp_path / "clean" / "steps16.png"), (deep // 257 * 257).astype(np.uint16))  # 16-bit file, 8-bit steps
+    write_random_pngs(tmp_path / "pairs" / "input", 1, 40, 40, seed=4)
+    write_random_pngs(tmp_path / "pairs" / "target", 1, 40, 40, seed=5)
+    recipe = replace(RECIPES["taylor-derain"], patch_size=32,
+                     data=DataConfig(paired=(str(tmp_path / "pairs"),), clean=(str(tmp_path / "clean"),)))
+    data = prepare_data(recipe)
+    assert data.summary["deeper_than_8bit"] == [str(tmp_path / "clean" / "scan16.png")]
+    assert f"1 images deeper than 8 bits trained on as 8-bit, as the pool holds them ({tmp_path / 'clean' / 'scan16.png'})" in describe(data.summary)
+    cv2.imwrite(str(tmp_path / "pairs" / "target" / "00.png"), deep)
+    data = prepare_data(recipe)
+    assert data.summary["deeper_than_8bit"] == [str(tmp_path / "pairs" / "target" / "00.png"), str(tmp_path / "clean" / "scan16.png")]

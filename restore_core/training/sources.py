@@ -97,29 +97,38 @@ def _thumbnail_of(path: Path) -> np.ndarray:
     return D.thumbnail(D.read_rgb(path))
 
 
-def _pool_image(image: np.ndarray | Path) -> tuple[np.ndarray, np.ndarray, bool] | ImageError:
-    """(8-bit copy, thumbnail, whether grey) of an image or of the image file at a path:
-    what the pool keeps, what the leakage check compares, and what the sampler's colour
-    mix needs; or the ImageError of a file that cannot be decoded (a training image is
-    left out for it, not the run). Runs in the reading threads."""
+def _as_8bit(image: np.ndarray) -> tuple[np.ndarray, bool]:
+    """``image`` (float32 in [0, 1]) as the pool holds it, 8-bit, and whether that lost
+    finer steps (a 16-bit or float source: the run says how many were trained on as 8-bit)."""
+    small = D.to_uint8(image)
+    return small, not np.array_equal(D.unit_float(small), image)
+
+
+def _pool_image(image: np.ndarray | Path) -> tuple[np.ndarray, np.ndarray, bool, bool] | ImageError:
+    """(8-bit copy, thumbnail, whether grey, whether deeper than 8 bits) of an image or of
+    the image file at a path: what the pool keeps, what the leakage check compares, what
+    the sampler's colour mix needs, and what the summary counts; or the ImageError of a
+    file that cannot be decoded (a training image is left out for it, not the run). Runs
+    in the reading threads."""
     if isinstance(image, Path):
         try:
             image = D.read_rgb(image)
         except ImageError as exc:
             return exc
-    small = D.to_uint8(image)
-    return small, D.thumbnail(image), D.is_grey(small)
+    small, deeper = _as_8bit(image)
+    return small, D.thumbnail(image), D.is_grey(small), deeper
 
 
-def _pool_pair(paths: tuple[Path, Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | ImageError:
-    """(8-bit degraded, 8-bit clean, clean thumbnail) of a training pair, or the
-    ImageError of a half that cannot be decoded (a pair of other sizes stays an error:
-    a folder's layout mistake, not one broken file)."""
+def _pool_pair(paths: tuple[Path, Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool] | ImageError:
+    """(8-bit degraded, 8-bit clean, clean thumbnail, whether a half is deeper than 8 bits)
+    of a training pair, or the ImageError of a half that cannot be decoded (a pair of
+    other sizes stays an error: a folder's layout mistake, not one broken file)."""
     try:
         degraded, clean = _read_pair(*paths)
     except ImageError as exc:
         return exc
-    return D.to_uint8(degraded), D.to_uint8(clean), D.thumbnail(clean)
+    (small_degraded, deeper_degraded), (small_clean, deeper_clean) = _as_8bit(degraded), _as_8bit(clean)
+    return small_degraded, small_clean, D.thumbnail(clean), deeper_degraded or deeper_clean
 
 
 @dataclass
@@ -314,6 +323,8 @@ def describe(summary: dict) -> str:
         parts.append(f"{len(enlarged)} clean images smaller than the {patch}-pixel patch enlarged to it ({_first_few(enlarged)})")
     if summary.get("excluded_near_duplicates"):
         parts.append(f"{summary['excluded_near_duplicates']} left out as near-duplicates of validation or --exclude-like images")
+    if deeper := summary.get("deeper_than_8bit"):
+        parts.append(f"{len(deeper)} images deeper than 8 bits trained on as 8-bit, as the pool holds them ({_first_few(deeper)})")
     parts.append(f"pool {summary.get('pool', '?')} {summary.get('pool_mib', 0)} MiB")
     if summary.get("validation_mib"):
         parts.append(f"validation {summary['validation_mib']} MiB")
@@ -377,7 +388,7 @@ def _read_sources(recipe: Recipe, listing: _Listing, store: ImagePool, progress:
                      "unreadable": [str(path) for path in listing.unreadable],
                      "unpaired": [str(path) for path in listing.unpaired],
                      "undecodable": [],  # {"path", "cause"} of training files that could not be decoded (corrupt, truncated), left out
-                     "patch_size": recipe.patch_size, "pairs_smaller_than_patch": [], "clean_enlarged": [],
+                     "patch_size": recipe.patch_size, "pairs_smaller_than_patch": [], "clean_enlarged": [], "deeper_than_8bit": [],
                      "holdout_every": cfg.holdout_every}
 
     def smaller_than_patch(image: np.ndarray) -> str | None:
@@ -406,7 +417,9 @@ def _read_sources(recipe: Recipe, listing: _Listing, store: ImagePool, progress:
             if isinstance(loaded, ImageError):
                 summary["undecodable"].append({"path": str(loaded.path), "cause": loaded.cause})
                 continue
-            degraded, clean, thumb = loaded
+            degraded, clean, thumb, deeper = loaded
+            if deeper:
+                summary["deeper_than_8bit"].append(str(target))
             # A pair smaller than the patch is left out, not enlarged: resizing would change
             # its degradation (noise grains, streak widths), which is what the pair is for.
             if size := smaller_than_patch(degraded):
@@ -429,7 +442,9 @@ def _read_sources(recipe: Recipe, listing: _Listing, store: ImagePool, progress:
             if isinstance(loaded, ImageError):
                 summary["undecodable"].append({"path": str(loaded.path), "cause": loaded.cause})
                 continue
-            image, thumb, grey = loaded
+            image, thumb, grey, deeper = loaded
+            if deeper:
+                summary["deeper_than_8bit"].append(str(image_name))
             if not left_out(thumb, image_name):
                 # A clean image is enlarged to the patch instead (D.PatchSampler): its
                 # degradation is synthesized afterwards, at the training scale.
