@@ -134,6 +134,21 @@ def require_at_least(config: Any, minimum: int, *names: str) -> None:
             raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
+# The most layers, blocks, levels or stages a config may repeat. The deepest preset uses a
+# few dozen (infoflow-paper's 15 dense layers); a file asking for a million took minutes to
+# build, even on the meta device, before its first tensor's shape refused it.
+MAX_REPEATS = 1024
+
+
+def require_at_most(config: Any, maximum: int, *names: str) -> None:
+    """As :func:`require_at_least`, for an upper bound (:data:`MAX_REPEATS` for counts)."""
+    for name in names:
+        value = getattr(config, name)
+        if any(item > maximum for item in (value if isinstance(value, tuple) else (value,))):
+            shown = value if not isinstance(value, tuple) or len(value) <= 8 else f"{len(value)} entries up to {max(value)}"
+            raise ValueError(f"{name} must be <= {maximum}, got {shown}")
+
+
 def config_from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
     """Build dataclass ``cls`` from ``data``; unknown keys and bad types raise ConfigError."""
     if not isinstance(data, dict):

@@ -58,6 +58,9 @@ def with_config(path: Path, config: dict) -> Path:
     ({"blocks_per_level": [-1]}, r"m\.safetensors: invalid config: .*blocks_per_level must be >= 0, got \(-1,\)"),
     # 6 x 10^12 parameters asked for: refused by the first tensor's shape, nothing allocated
     ({"width": 10**6, "max_width": 10**6}, r"m\.safetensors: tensor .* has shape \(4, 3, 3, 3\), the architecture expects \(1000000, 3, 3, 3\)"),
+    # a million blocks took minutes to build, even on the meta device, before the shapes refused them
+    ({"bottleneck_blocks": 10**6}, r"m\.safetensors: invalid config: .*bottleneck_blocks must be <= 1024, got 1000000"),
+    ({"levels": 2000, "blocks_per_level": [1] * 2000}, r"invalid config: .*levels must be <= 1024, got 2000"),
 ])
 def test_a_config_that_cannot_match_its_tensors_is_one_line_naming_the_file(tmp_path, mapping, refusal):
     """Checkpoints come from users: a negative width was torch's traceback from inside a
@@ -67,6 +70,14 @@ def test_a_config_that_cannot_match_its_tensors_is_one_line_naming_the_file(tmp_
     with_config(path, {**CONFIG, "mapping": {**CONFIG["mapping"], **mapping}})
     with pytest.raises(CheckpointError, match=refusal):
         load_checkpoint(path)
+
+
+def test_a_taylor_order_out_of_range_is_refused_by_its_config(tmp_path):
+    path = save_checkpoint(tmp_path / "m.safetensors", build_model("taylor", CONFIG), "taylor", CONFIG, "derain")
+    for order, refusal in [(-1, "order must be >= 0, got -1"), (10**6, "order must be <= 1024, got 1000000")]:
+        with_config(path, {**CONFIG, "order": order})
+        with pytest.raises(CheckpointError, match=rf"m\.safetensors: invalid config: .*{refusal}"):
+            load_checkpoint(path)
 
 
 def test_a_config_number_that_is_not_finite_is_refused(tmp_path):

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from restore_core.configs import ConfigError, config_from_dict, did_you_mean, require_at_least
+from restore_core.configs import MAX_REPEATS, ConfigError, config_from_dict, did_you_mean, require_at_least, require_at_most
 from restore_core.models.adms import ADMSNet, ClassifierConfig, DegradationClassifier
 from restore_core.models.golf import GolfNet, GolfNetConfig, GolfOptimizer
 from restore_core.models.infoflow import InfoFlowConfig, InfoFlowGenerator, PatchDiscriminator, PatchGANConfig
@@ -32,6 +32,10 @@ class TaylorConfig:
     order: int = 3
     eq17_term: bool = False
     darken_only: bool = False  # output min(O, y): for degradations that only add light (rain)
+
+    def __post_init__(self) -> None:
+        require_at_least(self, 0, "order")
+        require_at_most(self, MAX_REPEATS, "order")
 
 
 def _build_taylor(config: TaylorConfig) -> TaylorNet:
@@ -55,6 +59,7 @@ class GolfConfig:
 
     def __post_init__(self) -> None:
         require_at_least(self, 0, "iterations")
+        require_at_most(self, MAX_REPEATS, "iterations")
 
 
 def _build_golf(config: GolfConfig) -> GolfOptimizer:

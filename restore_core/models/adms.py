@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from restore_core.configs import require_at_least
+from restore_core.configs import MAX_REPEATS, require_at_least, require_at_most
 from restore_core.tasks import CLEAN
 
 
@@ -53,6 +53,7 @@ class ClassifierConfig:
 
     def __post_init__(self) -> None:
         require_at_least(self, 0, "stages")
+        require_at_most(self, MAX_REPEATS, "stages")
         require_at_least(self, 1, "width", "patch")
 
 

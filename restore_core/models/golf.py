@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from restore_core.configs import require_at_least
+from restore_core.configs import MAX_REPEATS, require_at_least, require_at_most
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class GolfNetConfig:
 
     def __post_init__(self) -> None:
         require_at_least(self, 0, "layers", "blocks_per_layer")
+        require_at_most(self, MAX_REPEATS, "layers", "blocks_per_layer")
         require_at_least(self, 1, "filters", "channels")
 
 

@@ -60,7 +60,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from restore_core.configs import require_at_least
+from restore_core.configs import MAX_REPEATS, require_at_least, require_at_most
 from restore_core.degradations.noise import NoiseConfig
 from restore_core.degradations.noise_level import (
     FirstLooks,
@@ -89,6 +89,7 @@ class InfoAccumConfig:
 
     def __post_init__(self) -> None:
         require_at_least(self, 0, "layers")
+        require_at_most(self, MAX_REPEATS, "layers")
         require_at_least(self, 1, "growth")
 
 
@@ -145,6 +146,7 @@ class InfoFlowConfig:
 
     def __post_init__(self) -> None:
         require_at_least(self, 0, "levels", "refine")
+        require_at_most(self, MAX_REPEATS, "levels", "refine")
         require_at_least(self, 1, "channels", "base_filters", "max_filters", "refine_more")
 
     def filters(self, level: int) -> int:

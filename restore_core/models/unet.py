@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from restore_core.configs import require_at_least
+from restore_core.configs import MAX_REPEATS, require_at_least, require_at_most
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,7 @@ class UNetConfig:
                 f"blocks_per_level has {len(self.blocks_per_level)} entries, expected levels={self.levels}"
             )
         require_at_least(self, 0, "levels", "blocks_per_level", "bottleneck_blocks", "refine")
+        require_at_most(self, MAX_REPEATS, "levels", "blocks_per_level", "bottleneck_blocks", "refine")
         require_at_least(self, 1, "in_channels", "out_channels", "width", "max_width")
 
     def channels_at(self, level: int) -> int:
