@@ -47,7 +47,7 @@ def scene(size: int = 192) -> np.ndarray:
 
 
 def write_dng(path: Path, linear_rgb: np.ndarray, noise: float = 0.0, seed: int = 0, shot: float = 0.0,
-              neutral: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> Path:
+              neutral: tuple[float, float, float] = (1.0, 1.0, 1.0), more_tags: tuple = ()) -> Path:
     """An RGGB mosaic of ``linear_rgb`` as a 14-bit DNG with a make, a model and a date.
     Its noise is Poisson-Gaussian in units of the white level: variance ``shot * x +
     noise**2``. ``neutral``: the camera's response to white (DNG's AsShotNeutral), so
@@ -77,6 +77,7 @@ def write_dng(path: Path, linear_rgb: np.ndarray, noise: float = 0.0, seed: int 
         (50728, "2I", 3, as_shot, True),  # AsShotNeutral
         (271, "s", 0, "Restore", True),
         (272, "s", 0, "Test Camera", True),
+        *more_tags,
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
     tifffile.imwrite(path, samples, photometric=32803, extratags=tags, datetime="2026:12:05 10:00:00", metadata=None)
@@ -179,6 +180,31 @@ def test_a_raw_files_output_is_a_tiff_png_or_jpeg_never_raw(tmp_path, tiny_check
     as_jpeg = restore("derain", str(raw), str(tmp_path / "out"), "--ext", "jpg", "--json", "--model", str(tiny_checkpoint))
     assert as_jpeg.returncode == 0 and (tmp_path / "out" / "shot.jpg").is_file()
     assert "16-bit samples written as 8-bit" in json.loads(as_jpeg.stdout)["note"]
+
+
+def test_a_dngs_xmp_and_iptc_travel_into_the_restored_tiff(tmp_path):
+    """A DNG keeps a photographer's rating and keywords in its XMP (tag 700) and a caption
+    in IPTC (tag 33723); the restored TIFF had only the EXIF. The XMP's orientation is
+    set to 1, as the developed pixels are upright."""
+    pytest.importorskip("rawpy")
+    from PIL import IptcImagePlugin
+
+    from restore_core.io.images import read_image, write_image
+
+    xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+           b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" xmlns:xmp="http://ns.adobe.com/xap/1.0/" '
+           b'tiff:Orientation="8" xmp:Rating="4"/></rdf:RDF></x:xmpmeta>')
+    caption = "Harbour in the rain"
+    iptc = b"\x1c\x02\x78" + len(caption).to_bytes(2, "big") + caption.encode()
+    raw = write_dng(tmp_path / "shot.dng", linear(scene(64)),
+                    more_tags=((700, "B", len(xmp), xmp, True), (33723, "B", len(iptc), iptc, True)))
+    developed = read_image(raw)
+    upright = xmp.replace(b'tiff:Orientation="8"', b'tiff:Orientation="1"')
+    assert developed.xmp == upright and developed.iptc == iptc
+    write_image(tmp_path / "shot.tif", developed.rgb, developed)
+    with Image.open(tmp_path / "shot.tif") as out:
+        assert out.tag_v2[700] == upright and IptcImagePlugin.getiptcinfo(out) == {(2, 120): caption.encode()}
+        assert out.getexif()[272] == "Test Camera"
 
 
 def test_a_damaged_raw_file_is_one_line_naming_it_and_the_batch_goes_on(tmp_path, tiny_checkpoint):

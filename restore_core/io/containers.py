@@ -274,11 +274,12 @@ def tiff_header(data: bytes) -> tuple[int, int, bytes | None, bool] | None:
         return None
 
 
-def tiff_iptc(data: bytes) -> bytes | None:
-    """The IPTC-IIM records of a classic TIFF's tag 33723, as stored. Read here, not
-    through Pillow: Photoshop types the tag LONG, and Pillow keeps its first number only."""
+def tiff_tag(data: bytes, tag: int) -> bytes | None:
+    """The raw value bytes of ``tag`` in a classic TIFF's first IFD (a TIFF, a DNG, a
+    NEF), as stored; None where the file is not one or lacks the tag. Used for the IPTC
+    tag: Photoshop types it LONG, and Pillow keeps its first number only."""
     ifd = _tiff_first_ifd(data)
-    return (ifd[1].get(TIFF_IPTC_TAG) or None) if ifd else None
+    return (ifd[1].get(tag) or None) if ifd else None
 
 
 def encode_grey_alpha_png(pixels: np.ndarray) -> bytes:

@@ -47,7 +47,7 @@ from restore_core.io.containers import (
     png_stores_grey_alpha,
     png_text_chunks,
     tiff_header,
-    tiff_iptc,
+    tiff_tag,
     webp_is_lossless,
 )
 from restore_core.io.files import atomic_write_bytes
@@ -336,7 +336,7 @@ def _read_header(data: bytes, path: os.PathLike | str, max_pixels: int) -> _Head
                 header.orientation, header.exif = kept.orientation, kept.exif
                 header.xmp = kept.xmp if header.fmt == "tiff" else _xmp_of(image)
                 if header.fmt == "tiff":
-                    header.iptc = tiff_iptc(data)
+                    header.iptc = tiff_tag(data, TIFF_IPTC_TAG)
                 if header.fmt == "jpeg":
                     header.iptc, header.comment = photoshop_iptc(getattr(image, "applist", [])), image.info.get("comment") or None
                 header.dpi = _print_resolution(image.info.get("dpi"))
@@ -358,7 +358,7 @@ def _read_header(data: bytes, path: os.PathLike | str, max_pixels: int) -> _Head
             exif = Image.Exif()
             exif.load(data)
             header.orientation, header.exif, header.xmp = _metadata_to_keep(exif, "tiff")
-            header.iptc = tiff_iptc(data)
+            header.iptc = tiff_tag(data, TIFF_IPTC_TAG)
         except Exception:  # noqa: BLE001 - metadata is best-effort; the pixels decide
             pass
         if more_pages:
@@ -418,7 +418,7 @@ def _metadata_to_keep(exif: Image.Exif, fmt: str) -> _KeptMetadata:
         for tag in TIFF_LAYOUT_TAGS & set(exif):
             del exif[tag]
         xmp = _upright_xmp(exif.pop(_TIFF_XMP_TAG, None))
-        exif.pop(TIFF_IPTC_TAG, None)  # read whole from the file instead (tiff_iptc)
+        exif.pop(TIFF_IPTC_TAG, None)  # read whole from the file instead (tiff_tag)
     if not exif:
         return _KeptMetadata(orientation, None, xmp)
     exif[_EXIF_ORIENTATION_TAG] = 1
@@ -510,14 +510,16 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
 
 def _develop_camera_raw(data: bytes, path: os.PathLike | str, max_pixels: int, measure_noise: bool) -> LoadedImage:
     """A camera raw file developed by LibRaw (:mod:`restore_core.io.camera_raw`): 16-bit
-    sRGB, upright, with the make, model, date, exposure and GPS of its EXIF."""
+    sRGB, upright, with the make, model, date, exposure and GPS of its EXIF, and the XMP
+    (a DNG's ratings and keywords, its orientation set to 1) and IPTC of a TIFF-based one."""
     try:
         developed = camera_raw.develop(data, lambda width, height: _check_pixels(path, width, height, max_pixels), measure_noise)
     except camera_raw.RawError as exc:
         raise ImageError(path, str(exc)) from None
     pixels, bit_depth = _to_unit_float(developed.pixels)
     return LoadedImage(pixels, "rgb", bit_depth, exif=camera_raw.exif_of(data), source_format="camera raw",
-                       noise_level=developed.noise_level)
+                       noise_level=developed.noise_level, xmp=_upright_xmp(tiff_tag(data, _TIFF_XMP_TAG)),
+                       iptc=tiff_tag(data, TIFF_IPTC_TAG))
 
 
 def _special_file_kind(mode: int) -> str | None:
