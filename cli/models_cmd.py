@@ -19,6 +19,11 @@ def _headline(metrics: dict) -> str:
     return ", ".join(f"{k} {metrics[k]:.2f}" for k in sorted(keys)) or "-"
 
 
+def _giga(macs: int) -> str:
+    """Multiply-accumulates as papers print them: ``4.20 G``."""
+    return f"{macs / 1e9:.2f} G"
+
+
 def _flat(metrics: dict, prefix: str = "") -> dict[str, Any]:
     """Nested metrics as ``a/b/c`` keys."""
     flat: dict[str, Any] = {}
@@ -59,7 +64,8 @@ def _describe(spec: str, as_json: bool) -> None:
     recipe, data = details["recipe"], details["recipe"].get("data") or {}
     rows = [
         ("file", details["path"]), ("sha256", details["sha256"]), ("task", details["task"]),
-        ("architecture", f"{details['architecture']}, {details['parameters']:,} parameters; inputs padded to a multiple of "
+        ("architecture", f"{details['architecture']}, {details['parameters']:,} parameters, {_giga(details['macs'])} "
+                         f"multiply-accumulates at {details['macs_input'][0]}x{details['macs_input'][1]}; inputs padded to a multiple of "
                          f"{details['size_multiple']}; half precision: {'yes' if details['supports_half'] else 'no'}"
                          + ("; trained on grey images only" if details["grey_only"] else "")),
         ("config", _brief(json.dumps(details["config"], separators=(", ", ": ")))),
@@ -93,7 +99,7 @@ def _describe(spec: str, as_json: bool) -> None:
 def models(
     model: Optional[str] = typer.Argument(None, metavar="MODEL", autocompletion=completion.models,
                                           help="One model to describe whole (a preset or a .safetensors file): its file, config, training recipe and metrics."),
-    presets: bool = typer.Option(False, "--presets", help="List every architecture preset, trained or not."),
+    presets: bool = typer.Option(False, "--presets", help="List every architecture preset, trained or not, with its parameters and multiply-accumulates (MACs) on a 256x256 image, as papers compare them."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
 ) -> None:
     """List available models with their task, architecture, size and measured metrics.
@@ -115,15 +121,16 @@ def models(
     if presets:
         rows = [
             {"name": p.name, "task": p.task, "architecture": p.architecture, "parameters": p.parameters(),
-             "trained_weights": p.weights, "description": p.description}
+             "macs_256": p.macs(), "trained_weights": p.weights, "description": p.description}
             for p in PRESETS.values()
         ]
         if as_json:
             print_json(rows, indent=2)
             return
-        table = Table("preset", "task", "architecture", "parameters", "weights", "description")
+        table = Table("preset", "task", "architecture", "parameters", "MACs 256²", "weights", "description")
         for r in rows:
-            table.add_row(cell(r["name"]), r["task"], r["architecture"], f"{r['parameters']:,}", cell(r["trained_weights"] or "-"), cell(r["description"]))
+            table.add_row(cell(r["name"]), r["task"], r["architecture"], f"{r['parameters']:,}", _giga(r["macs_256"]),
+                          cell(r["trained_weights"] or "-"), cell(r["description"]))
         out.print(table)
         return
     rows = [

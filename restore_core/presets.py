@@ -39,6 +39,12 @@ class Preset:
 
         return count_parameters(build_skeleton(self.architecture, self.config))
 
+    def macs(self) -> int:
+        """Multiply-accumulates of one forward pass on a 256 x 256 image (:mod:`restore_core.models.complexity`)."""
+        from restore_core.models.complexity import architecture_macs
+
+        return architecture_macs(self.architecture, self.config)
+
 
 # Named model configs, used by the presets below and by the training recipes.
 UNET_S = {"width": 16, "levels": 4, "blocks_per_level": [1, 1, 1, 2], "bottleneck_blocks": 2}
@@ -330,13 +336,16 @@ def model_details(spec: str) -> dict[str, Any]:
     file, its run-time properties (spandrel's descriptor: size multiple, half precision)
     and the metadata it carries: config, training recipe, measured metrics."""
     from restore_core.models import count_parameters
+    from restore_core.models.complexity import count_macs, macs_input_side
 
     descriptor = resolve_model(spec, None, "cpu")
     assert descriptor.path is not None
     card = descriptor.path.with_suffix(".md")
+    side = macs_input_side(descriptor.size_multiple)
     return {
         "name": descriptor.name, "path": str(descriptor.path), "sha256": descriptor.sha256, "task": descriptor.task,
         "architecture": descriptor.architecture, "parameters": count_parameters(descriptor.model),
+        "macs": count_macs(descriptor.model.eval(), side), "macs_input": [side, side],
         "size_multiple": descriptor.size_multiple, "supports_half": descriptor.supports_half,
         "grey_only": descriptor.grey_only, "card": str(card) if card.is_file() else None,
         "config": descriptor.config, "recipe": descriptor.recipe, "metrics": descriptor.metrics,

@@ -153,7 +153,8 @@ def build_skeleton(architecture: str, config: dict[str, Any]) -> nn.Module:
     """``architecture`` built on PyTorch's meta device: every tensor's shape, without
     memory or initialisation time. For counting parameters and for checking a
     checkpoint's shapes before anything is allocated (a user's file may ask for
-    terabytes); it cannot run."""
+    terabytes). Its forward computes shapes, not values (what
+    :mod:`restore_core.models.complexity` counts on)."""
     with torch.device("meta"):
         return build_model(architecture, config)
 
