@@ -18,6 +18,7 @@ from cli.options import given_options
 from restore_core.configs import ConfigError, changed_fields, config_to_dict, override_many
 from restore_core.io.folders import not_a_folder
 from restore_core.training.recipes import RECIPES, ADMSRecipe, Recipe, check_recipe, load_recipe, load_recorded_recipe, resume_command
+from restore_core.training.run_log import TENSORBOARD_MISSING, tensorboard_available
 
 
 class _StopFlag:
@@ -68,6 +69,7 @@ def train(
     pool: str = typer.Option("auto", "--pool", help="Where the training images are held: memory, disk (a memory-mapped file in --out, gone when the run ends: datasets larger than RAM train, at the disk's speed where the page cache falls short) or auto (disk when they would take over half the available memory). Same batches either way.", rich_help_panel=RUNTIME_PANEL),
     precision: str = typer.Option("auto", "--precision", autocompletion=completion.precisions, help="auto (the recipe's mixed precision on CUDA, fp32 on the CPU), fp32, bf16 (autocast on any device: about 2x faster steps on CPUs with AMX/AVX512-BF16), fp16 (CUDA). Weights stay fp32; may change on --resume.", rich_help_panel=RUNTIME_PANEL),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Also log the loss, learning rate, speed and validation metrics to OUT/tensorboard, for tensorboard --logdir (pip install 'restore[tensorboard]'); log.csv holds them either way. ADMS: its network stages, each in its folder."),
     calibrate: Optional[Path] = typer.Option(None, "--calibrate", help="Instead of training: measure this denoiser checkpoint's noise calibration (the second look of restore denoise --sigma auto) on the --clean folders (and --builtin-photographs), store it in the checkpoint and exit. Training runs do this at their end."),
     print_recipe: bool = typer.Option(False, "--print-recipe", help="Print the recipe these options make (every field, JSON) and exit; save it to edit and pass back as --recipe FILE.json."),
 ) -> None:
@@ -104,6 +106,8 @@ def train(
         if resume and recorded is None:  # said as such, not as the data the options lack
             _refuse_resume_without_a_run(out)
         _check_trainable(chosen, recorded, out, pool, workers)
+        if tensorboard and not tensorboard_available():
+            raise ConfigError(TENSORBOARD_MISSING)
     except ConfigError as exc:
         fail(str(exc), code=2)
     for caution in sets_of_another_task(chosen):
@@ -152,10 +156,11 @@ def train(
             say(message)
 
     if isinstance(chosen, ADMSRecipe):
-        _train_adms(chosen, out, torch_device, resume, quiet, precision, workers, pool)
+        _train_adms(chosen, out, torch_device, resume, quiet, precision, workers, pool, tensorboard)
         return
     try:
-        trainer = Trainer(chosen, out, torch_device, log=say, dist_info=dist_info, precision=precision, data_workers=workers)
+        trainer = Trainer(chosen, out, torch_device, log=say, dist_info=dist_info, precision=precision, data_workers=workers,
+                          tensorboard=tensorboard)
     except (TrainingError, ValueError) as exc:  # ValueError: a model config its network refuses (order -1, ...)
         fail(str(exc), code=2)
     if resume and not trainer.state_path.exists():  # stopped before its first checkpoint (while reading data, say)
@@ -408,7 +413,7 @@ def adms_summary(metrics: dict) -> list[str]:
 
 
 def _train_adms(recipe: ADMSRecipe, out: Path, device, resume: bool, quiet: bool, precision: str = "auto", workers: int = 0,
-                pool: str = "auto") -> None:
+                pool: str = "auto", tensorboard: bool = False) -> None:
     """The ADMS stages (unified, fine-tuned copies, FAIG, classifier), each resumable."""
     from restore_core.training.adms import train_adms
     from restore_core.training.trainer import TrainingError, TrainingInterrupted
@@ -423,7 +428,8 @@ def _train_adms(recipe: ADMSRecipe, out: Path, device, resume: bool, quiet: bool
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        path, metrics = train_adms(recipe, out, device, log, stop=lambda: stop.requested, precision=precision, data_workers=workers, pool=pool)
+        path, metrics = train_adms(recipe, out, device, log, stop=lambda: stop.requested, precision=precision, data_workers=workers, pool=pool,
+                                   tensorboard=tensorboard)
     except (TrainingError, ValueError, OSError) as exc:
         fail(str(exc), code=1)
     except TrainingInterrupted as exc:

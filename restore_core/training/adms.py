@@ -132,12 +132,12 @@ class OneOf:
 
 
 def _train_stage(recipe: Recipe, run_dir: Path, sampler: D.PatchSampler, device: torch.device, log: Log, stop: StopFlag,
-                 precision: str = "auto", data_workers: int = 0) -> Path:
+                 precision: str = "auto", data_workers: int = 0, tensorboard: bool = False) -> Path:
     final = run_dir / "model.safetensors"
     if final.exists():
         log(f"{recipe.name}: done earlier ({final})")
         return final
-    trainer = Trainer(recipe, run_dir, device, log, precision=precision, data_workers=data_workers)
+    trainer = Trainer(recipe, run_dir, device, log, precision=precision, data_workers=data_workers, tensorboard=tensorboard)
     if trainer.state_path.exists():
         trainer.resume()
     log(f"{recipe.name}: {recipe.steps} steps")
@@ -287,8 +287,9 @@ def classifier_accuracy(classifier: DegradationClassifier, samplers: dict[str, D
 
 
 def train_adms(recipe: ADMSRecipe, run_dir: Path, device: torch.device, log: Log, stop: StopFlag = lambda: False,
-               precision: str = "auto", data_workers: int = 0, pool: str = "memory") -> tuple[Path, dict]:
-    """Run every stage of ``recipe`` into ``run_dir``; returns the model path and its metrics."""
+               precision: str = "auto", data_workers: int = 0, pool: str = "memory", tensorboard: bool = False) -> tuple[Path, dict]:
+    """Run every stage of ``recipe`` into ``run_dir``; returns the model path and its metrics.
+    ``tensorboard``: the network stages (unified, fine-tuned) also log there, each in its folder."""
     started = time.time()
     classifier_settings = classifier_config(recipe)  # a mistyped setting stops the run here, not at stage 4
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -311,10 +312,11 @@ def train_adms(recipe: ADMSRecipe, run_dir: Path, device: torch.device, log: Log
         raise TrainingError(f"recipe {recipe.name} trains its stages from clean folders; --data pairs feed only a classifier "
                             "retrained with --init ADMS_MODEL")
 
-    unified_path = _train_stage(recipe.unified_recipe(), run_dir / "unified", data.sampler, device, log, stop, precision, data_workers)
+    unified_path = _train_stage(recipe.unified_recipe(), run_dir / "unified", data.sampler, device, log, stop, precision, data_workers,
+                                tensorboard)
     finetuned_paths = {
         d: _train_stage(recipe.finetune_recipe(d, str(unified_path)), run_dir / f"finetune-{d}", samplers[d], device, log, stop, precision,
-                        data_workers)
+                        data_workers, tensorboard)
         for d in recipe.degradations
     }
 

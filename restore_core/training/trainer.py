@@ -9,7 +9,8 @@ weights, validates every ``val_every`` steps, and writes to ``run_dir``:
 * ``state.safetensors`` — weights, EMA, optimiser moments and the step, for resume
 * ``last.safetensors`` / ``best.safetensors`` — inference checkpoints (EMA weights)
   with the recipe and the validation metrics in their metadata
-* ``log.csv`` — one row per logged step
+* ``log.csv`` — one row per logged step, and TensorBoard's event files when asked
+  (:mod:`.run_log`)
 
 Objectives (:func:`restoration_loss`): Taylor Eq. 21; Golf stage 1 (F alone) then
 stage 2 (G on Eq. 4, F frozen); LSGAN with a conditional PatchGAN; otherwise the
@@ -23,10 +24,7 @@ checkpoint on disk is left untouched.
 from __future__ import annotations
 
 import copy
-import csv
-import io
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -43,7 +41,6 @@ from restore_core.configs import config_to_dict
 from restore_core.device import training_autocast_dtype, training_memory_format
 from restore_core.degradations.noise_level import measured_noise_level
 from restore_core.engine.tiling import run_whole_or_tiled
-from restore_core.io.files import atomic_write_bytes
 from restore_core.metrics import psnr, ssim, to_uint8_range
 from restore_core.models import build_model
 from restore_core.models.golf import GolfOptimizer
@@ -68,6 +65,7 @@ from restore_core.training.losses import (
 )
 from restore_core.training.prefetch import BatchPrefetcher
 from restore_core.training.recipes import Recipe, resume_command
+from restore_core.training.run_log import RunLog
 from restore_core.training.sources import TrainingData, ValidationSet
 from restore_core.training.state import EMA, load_state, save_state
 
@@ -78,19 +76,6 @@ class TrainingInterrupted(Exception):
     def __init__(self, step: int) -> None:
         self.step = step
         super().__init__(f"interrupted at step {step}")
-
-
-def _drop_log_rows_after(log_path: Path, step: int) -> None:
-    """Keep log.csv's header and its rows up to ``step``, the checkpoint a run resumes
-    from: rows a killed run logged after its last checkpoint are trained again, and
-    would otherwise stand twice."""
-    with open(log_path, newline="") as file:
-        rows = list(csv.reader(file))
-    kept = rows[:1] + [row for row in rows[1:] if row and row[0].isdigit() and int(row[0]) <= step]
-    if len(kept) < len(rows):
-        text = io.StringIO(newline="")
-        csv.writer(text).writerows(kept)
-        atomic_write_bytes(log_path, text.getvalue().encode())
 
 
 def calibration_images(sampler: D.PatchSampler, count: int = MAX_CALIBRATION_IMAGES) -> list[np.ndarray]:
@@ -177,8 +162,10 @@ class Trainer:
         dist_info: DistInfo = DistInfo(),
         precision: str = "auto",
         data_workers: int = 0,
+        tensorboard: bool = False,
     ) -> None:
         self.recipe = recipe
+        self.tensorboard = tensorboard  # also log to run_dir/tensorboard (restore_core.training.run_log)
         # Processes drawing batches ahead of the loop (restore_core.training.prefetch);
         # 0 draws each batch in the loop. Changes speed only, never the batches.
         self.data_workers = data_workers
@@ -431,14 +418,7 @@ class Trainer:
         if main:
             (self.run_dir / "recipe.json").write_text(json.dumps(config_to_dict(recipe), indent=2))
             (self.run_dir / "data.json").write_text(json.dumps(data.summary, indent=2))
-        log_path = self.run_dir / "log.csv"
-        new_log = not log_path.exists() or self.step == 0
-        if main and not new_log:
-            _drop_log_rows_after(log_path, self.step)
-        log_file = open(log_path if main else os.devnull, "w" if new_log or not main else "a", newline="")
-        writer = csv.writer(log_file)
-        if new_log:
-            writer.writerow(["step", "loss", "lr", "patches_per_s", "elapsed_s", "metrics"])
+        run_log = RunLog(self.run_dir, self.step, writes=main, tensorboard=self.tensorboard)
         use_amp = self.autocast_dtype is not None
         amp_dtype = self.autocast_dtype or torch.bfloat16  # inert when use_amp is False
         scaler = torch.amp.GradScaler(self.device.type, enabled=amp_dtype == torch.float16)
@@ -519,20 +499,13 @@ class Trainer:
                     self.checkpoint(time.time() - start)
                 if self.step % 50 == 0 or row_metrics or self.step == recipe.steps:
                     elapsed = time.time() - window_start
-                    writer.writerow([
-                        self.step,
-                        f"{window_loss / max(window_count, 1):.6f}",
-                        f"{lr:.3g}",
-                        f"{window_count * recipe.batch_size / max(elapsed, 1e-9):.2f}",
-                        f"{time.time() - start:.1f}",
-                        json.dumps(row_metrics) if row_metrics else "",
-                    ])
-                    log_file.flush()
+                    run_log.row(self.step, window_loss / max(window_count, 1), lr, window_count * recipe.batch_size / max(elapsed, 1e-9),
+                                time.time() - start, row_metrics)
                     if progress:
                         progress(self.step, recipe.steps, {"loss": window_loss / max(window_count, 1), "lr": lr})
                     window_loss, window_count, window_start = 0.0, 0, time.time()
         finally:
-            log_file.close()
+            run_log.close()
             self.seconds_before = time.time() - start
             if prefetcher is not None:
                 prefetcher.close()
