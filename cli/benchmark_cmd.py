@@ -292,6 +292,7 @@ def benchmark(
     from restore_core.engine.routing import RoutedRestorer
     from restore_core.engine.runner import Restorer
     from restore_core.engine.tiling import tile_cautions
+    from restore_core.models.complexity import count_macs, macs_input_side
 
     try:
         set_cpu_threads(threads)
@@ -384,7 +385,8 @@ def benchmark(
         "darken_only": darken_only,
         "self_ensemble": list(views) if views else None,
         "temporal": {"radius": sequences.radius, "strength": sequences.strength, "patch": sequences.patch} if sequences else None,
-        "models": [{"name": d.name, "architecture": d.architecture, "sha256": d.sha256, "parameters": d.parameters} for d in descriptors],
+        "models": [{"name": d.name, "architecture": d.architecture, "sha256": d.sha256, "parameters": d.parameters,
+                    "macs_256": count_macs(d.model.eval(), macs_input_side(d.size_multiple))} for d in descriptors],
         "outputs": [str(folder) for folder in outputs],
         "wall_seconds": round(time.perf_counter() - start, 2),
         "images_per_second": {s.label: (1.0 / s.seconds_per_image if s.seconds_per_image else None) for s in summaries[1:]},

@@ -546,6 +546,10 @@ def test_models_describes_one_model_whole(tmp_path, tiny_checkpoint):
     assert details["architecture"] == "taylor" and details["size_multiple"] == 16 and details["config"]["order"] >= 1
     assert details["recipe"]["name"] == "taylor-derain" and details["metrics"]["SemiIRR_val20/psnr_y"] > 20
     assert details["card"].endswith("taylor-derain.md")
+    from restore_core.models.complexity import architecture_macs
+
+    # the loaded file's count is its architecture's (tests/test_complexity.py checks that one by hand)
+    assert details["macs"] == architecture_macs("taylor", details["config"]) and details["macs_input"] == [256, 256]
     text = restore("models", str(tiny_checkpoint))
     assert text.returncode == 0, text.stderr
     assert "unet, " in text.stdout and "parameters" in text.stdout and str(tiny_checkpoint) in text.stdout
@@ -1100,9 +1104,12 @@ def test_benchmark_json_is_strict_when_input_equals_target(tmp_path, rng, tiny_c
     cv2.imwrite(str(tmp_path / "set" / "target" / "1.png"), image)
     result = restore("benchmark", "--root", str(tmp_path / "set"), "-m", str(tiny_checkpoint), "--json")
     assert result.returncode == 0, result.stderr
-    rows = {row["label"]: row for row in _strict_json(result.stdout)["results"]}
+    report = _strict_json(result.stdout)
+    rows = {row["label"]: row for row in report["results"]}
     assert rows["input"]["psnr_rgb"] is None and rows["input"]["ssim_rgb"] == 1.0
     assert rows[tiny_checkpoint.stem]["psnr_rgb"] < 40
+    model = report["models"][0]  # what papers' tables put beside the scores: parameters and MACs on a 256x256 image
+    assert model["parameters"] > 0 and model["macs_256"] > model["parameters"]
 
 
 def test_benchmark_says_which_images_it_left_out(tmp_path, rng, tiny_checkpoint):

@@ -33,9 +33,9 @@ def macs_input_side(size_multiple: int, side: int = MACS_SIDE) -> int:
 
 def count_macs(model: nn.Module, side: int = MACS_SIDE, channels: int = 3) -> int:
     """Multiply-accumulates of ``model`` (in eval mode) on one ``channels`` x ``side`` x
-    ``side`` image of zeros, on the device its parameters are on."""
-    device = next(model.parameters()).device
-    image = torch.zeros(1, channels, side, side, device=device)
+    ``side`` image of zeros, on the device and in the precision of its parameters."""
+    first = next(model.parameters())
+    image = torch.zeros(1, channels, side, side, device=first.device, dtype=first.dtype)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(image)
     return counter.get_total_flops() // 2
