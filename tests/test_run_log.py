@@ -68,6 +68,14 @@ def test_restore_train_tensorboard_logs_what_log_csv_holds(tmp_path):
         for name, value in json.loads(row["metrics"]).items():
             if name != "step":
                 assert (int(row["step"]), pytest.approx(value)) in scalars[name]
+    # the restored validation image at each validation; its input and target once
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    board = EventAccumulator(str(run / TENSORBOARD_FOLDER), size_guidance={"images": 0})
+    board.Reload()
+    assert [event.step for event in board.Images("val/0/restored")] == [2, 4]
+    assert [event.step for event in board.Images("val/0/input")] == [event.step for event in board.Images("val/0/target")] == [2]
+    assert (board.Images("val/0/target")[0].width, board.Images("val/0/target")[0].height) == (32, 32)
 
 
 def test_tensorboard_missing_is_a_usage_error_before_any_work(tmp_path):

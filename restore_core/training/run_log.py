@@ -5,7 +5,9 @@ step): the mean loss since the row before, the learning rate, patches per second
 seconds the run has trained, and the validation metrics as JSON where the row has them.
 With ``--tensorboard`` the same numbers go to ``RUN/tensorboard`` (``train/loss``,
 ``train/lr``, ``train/patches_per_s`` and each metric under its own name, such as
-``SemiIRR_val20/psnr_y``), for ``tensorboard --logdir runs/``.
+``SemiIRR_val20/psnr_y``), with the first restored images of each validation set
+(``SemiIRR_val20/0/restored``, beside its ``input`` and ``target`` once), for
+``tensorboard --logdir runs/``.
 
 A resumed run continues from its last checkpoint: what a killed run logged after it is
 trained again, so it is dropped from both logs rather than standing twice.
@@ -19,9 +21,14 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from restore_core.io.files import atomic_write_bytes
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from restore_core.training.sources import ValidationSet
 
 LOG_COLUMNS = ("step", "loss", "lr", "patches_per_s", "elapsed_s", "metrics")
 TENSORBOARD_FOLDER = "tensorboard"
@@ -57,6 +64,7 @@ class RunLog:
         if new:
             self._csv.writerow(LOG_COLUMNS)
         self._board = None
+        self._shown_once: set[str] = set()  # validation images whose input and target are logged
         if writes and tensorboard:
             from torch.utils.tensorboard import SummaryWriter  # optional: restore[tensorboard]
 
@@ -75,6 +83,22 @@ class RunLog:
                 if name != "step" and isinstance(value, (int, float)):
                     self._board.add_scalar(name, value, step)
             self._board.flush()
+
+    def images(self, step: int, restored: dict[str, np.ndarray], validation: Sequence[ValidationSet]) -> None:
+        """Log restored validation images (``"<set>/<index>"`` -> 8-bit H x W x 3) at
+        ``step``; each one's input and target go in once, the first time it is logged."""
+        if self._board is None:
+            return
+        from restore_core.training.data import to_uint8, unit_float  # OpenCV's import: not for the CLI's --help
+
+        pairs = {f"{vset.name}/{index}": pair for vset in validation for index, pair in enumerate(vset.pairs)}
+        for name, image in restored.items():
+            self._board.add_image(f"{name}/restored", image, step, dataformats="HWC")
+            if name not in self._shown_once:
+                self._shown_once.add(name)
+                for half, pixels in zip(("input", "target"), pairs[name]):
+                    self._board.add_image(f"{name}/{half}", to_uint8(unit_float(pixels)), step, dataformats="HWC")
+        self._board.flush()
 
     def close(self) -> None:
         self._file.close()

@@ -128,26 +128,34 @@ def restoration_loss(
     return loss(training_forward(model, degraded, clean, recipe), clean)
 
 
+VALIDATION_IMAGES_SHOWN = 2  # restored images of each validation set logged to TensorBoard at each validation
+
+
 @torch.inference_mode()
-def evaluate(model: nn.Module, sets: list[ValidationSet], device: torch.device, multiple: int) -> dict[str, float]:
-    """Mean PSNR/SSIM (RGB and Y, 8-bit outputs) per validation set. An image the
-    device has no memory for beside the training state is restored in tiles
+def evaluate(model: nn.Module, sets: list[ValidationSet], device: torch.device, multiple: int,
+             shown: int = 0) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Mean PSNR/SSIM (RGB and Y, 8-bit outputs) per validation set, and the restored
+    first ``shown`` images of each set (``"<set>/<index>"`` -> 8-bit H x W x 3). An image
+    the device has no memory for beside the training state is restored in tiles
     (:func:`run_whole_or_tiled`) rather than ending the run."""
     model.eval()
     metrics: dict[str, float] = {}
+    images: dict[str, np.ndarray] = {}
     for vset in sets:
         scores = {"psnr_rgb": [], "psnr_y": [], "ssim_y": []}
-        for degraded, clean in vset.pairs:
+        for index, (degraded, clean) in enumerate(vset.pairs):
             x = torch.from_numpy(D.unit_float(degraded).transpose(2, 0, 1)).unsqueeze(0).to(device)
             out = run_whole_or_tiled(model, x, multiple)[0].float().clamp(0, 1).cpu().numpy().transpose(1, 2, 0)
             a, b = to_uint8_range(out), to_uint8_range(D.unit_float(clean))
             scores["psnr_rgb"].append(psnr(a, b, "rgb"))
             scores["psnr_y"].append(psnr(a, b, "y"))
             scores["ssim_y"].append(ssim(a, b, "y"))
+            if index < shown:
+                images[f"{vset.name}/{index}"] = D.to_uint8(out)
         for key, values in scores.items():
             metrics[f"{vset.name}/{key}"] = float(np.mean(values))
     model.train()
-    return metrics
+    return metrics, images
 
 
 class Trainer:
@@ -488,8 +496,11 @@ class Trainer:
                 window_count += 1
                 row_metrics: dict = {}
                 if main and data.validation and (self.step % recipe.val_every == 0 or self.step == recipe.steps):
-                    self.metrics = {**evaluate(self._eval_model(), data.validation, self.device, self.multiple), "step": self.step}
+                    shown = VALIDATION_IMAGES_SHOWN if self.tensorboard else 0
+                    measured, restored_images = evaluate(self._eval_model(), data.validation, self.device, self.multiple, shown)
+                    self.metrics = {**measured, "step": self.step}
                     row_metrics = self.metrics
+                    run_log.images(self.step, restored_images, data.validation)
                     score = float(np.mean([v for k, v in self.metrics.items() if k.endswith("/psnr_y")]))
                     if self.best is None or score > self.best:
                         self.best, self.best_step = score, self.step
