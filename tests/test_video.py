@@ -308,8 +308,35 @@ def test_subtitles_are_kept_where_the_container_holds_them(tmp_path, rng, tiny_c
     assert captions_of(tmp_path / "out.mkv") == [(b"Hello", 0), (b"World", 400)]
     span = restore_video(Job(clip, Path(clip.name), tmp_path / "span.mkv"), Counting(tiny_checkpoint), RunOptions(video_start=0.35))
     assert span.status == "ok" and captions_of(tmp_path / "span.mkv") == [(b"World", 50)]  # moved with the span
+    # MP4 holds text subtitles as mov_text only: the SubRip track is re-encoded, italics kept
+    # (it was dropped with "subrip subtitles cannot go into .mp4; not kept (use .mkv)")
+    srt.write_text("1\n00:00:00,000 --> 00:00:00,300\nHello <i>there</i>\n\n2\n00:00:00,400 --> 00:00:00,700\nWorld\n")
+    with av.open(str(srt)) as captions, av.open(str(clip), "w") as container:
+        video = container.add_stream("libx264", rate=FPS)
+        video.width, video.height, video.pix_fmt = 96, 64, "yuv420p"
+        track = container.add_stream_from_template(captions.streams.subtitles[0])
+        track.metadata["language"] = "eng"
+        for packet in [p for p in captions.demux(captions.streams.subtitles[0]) if p.size]:
+            packet.stream = track
+            container.mux(packet)
+        encode(container, video, moving_frames(rng, count=12), "yuv420p")
     in_mp4 = restore_video(Job(clip, Path(clip.name), tmp_path / "out.mp4"), Counting(tiny_checkpoint))
-    assert in_mp4.status == "ok" and "subtitles cannot go into .mp4; not kept (use .mkv)" in in_mp4.note
+    assert in_mp4.status == "ok" and in_mp4.note is None
+    with av.open(str(tmp_path / "out.mp4")) as restored:
+        stream = restored.streams.subtitles[0]
+        assert stream.codec_context.name == "mov_text" and stream.metadata["language"] == "eng"
+        events = [(stream.codec_context.decode2(p), p.pts * p.time_base) for p in restored.demux(stream) if p.size > 2]  # 2 bytes: the muxer's gap
+        assert [(e.rects[0].ass.split(b",,")[-1], float(shown)) for e, shown in events] == [(b"Hello {\\i1}there", 0.0), (b"World", 0.4)]
+    # back from mov_text into Matroska, as SubRip
+    again = restore_video(Job(tmp_path / "out.mp4", Path("out.mp4"), tmp_path / "again.mkv"), Counting(tiny_checkpoint))
+    assert again.status == "ok" and again.note is None
+    with av.open(str(tmp_path / "again.mkv")) as restored:
+        stream = restored.streams.subtitles[0]
+        assert stream.codec_context.name in ("subrip", "srt")  # Matroska's S_TEXT/UTF8, named either way by FFmpeg
+        assert [bytes(p) for p in restored.demux(stream) if p.size] == [b"Hello <i>there</i>", b"World"]
+    # a container without a text subtitle codec still says so
+    in_avi = restore_video(Job(clip, Path(clip.name), tmp_path / "out.avi"), Counting(tiny_checkpoint))
+    assert in_avi.status == "ok" and "subtitles cannot go into .avi; not kept (use .mkv)" in in_avi.note
 
 
 def test_a_short_video_is_told_with_a_margin_for_edit_lists():

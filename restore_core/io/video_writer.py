@@ -389,11 +389,15 @@ def _join(joined: "av.container.OutputContainer", parts: list[Path], reader: Vid
         if fmt.numbered:
             video.time_base = fmt.time_base  # AVI: one tick a frame
         copied = {}  # the source's sound and subtitle streams kept: index -> the output's stream
+        converted: dict[int, _TextSubtitles] = {}  # text subtitles the output holds in another codec only
         for stream in [*source.streams.audio, *source.streams.subtitles] if source else ():
             codec = stream.codec_context.name
             if codec in joined.supported_codecs or (joined.format.name == "mpegts" and codec in MPEG_TS_AUDIO):
                 copied[stream.index] = joined.add_stream_from_template(stream)
                 copied[stream.index].metadata.update(descriptive_tags(stream.metadata))  # its language, its title
+            elif codec in TEXT_SUBTITLE_CODECS and (text_codec := text_subtitle_codec(joined)):
+                converted[stream.index] = _TextSubtitles(stream, joined, text_codec)
+                copied[stream.index] = converted[stream.index].output
             else:
                 kind = "audio" if stream.type == "audio" else "subtitles"
                 instead = " (use .mkv)" if fmt.suffix != ".mkv" else ""  # Matroska holds the most
@@ -419,22 +423,80 @@ def _join(joined: "av.container.OutputContainer", parts: list[Path], reader: Vid
                 previous_dts = packet.dts
                 shown = float(packet.dts * packet.time_base)
                 while waiting is not None and float(waiting.dts * waiting.time_base) <= shown:
-                    waiting.stream = copied[waiting.stream.index]
-                    joined.mux(waiting)
+                    _mux_kept(joined, waiting, copied, converted)
                     waiting = next(kept, None)
                 packet.stream = video
                 joined.mux(packet)
                 count += 1
         while waiting is not None:
-            waiting.stream = copied[waiting.stream.index]
-            joined.mux(waiting)
+            _mux_kept(joined, waiting, copied, converted)
             waiting = next(kept, None)
+        notes += [f"{track.failure}: cannot convert; the rest of the track not kept" for track in converted.values() if track.failure]
     finally:
         for part in inputs:
             part.close()
         if source is not None:
             source.close()
     return notes
+
+
+# Text subtitle codecs: FFmpeg decodes each to ASS events (italics, bold and colours as
+# ASS tags) and encodes each from them, so one converts into another.
+TEXT_SUBTITLE_CODECS = frozenset({"subrip", "srt", "ass", "ssa", "webvtt", "mov_text", "text"})
+_TEXT_SUBTITLE_TARGETS = ("mov_text", "subrip", "webvtt", "ass")  # MP4/MOV's, Matroska's, WebM's
+
+
+def text_subtitle_codec(container: "av.container.OutputContainer") -> str | None:
+    """The text subtitle codec ``container`` holds (MP4 and MOV: mov_text), or None (AVI,
+    MPEG-TS: bitmap subtitles or none)."""
+    return next((codec for codec in _TEXT_SUBTITLE_TARGETS if codec in container.supported_codecs), None)
+
+
+class _TextSubtitles:
+    """A text subtitle track re-encoded for a container that cannot hold its codec (a
+    film's SubRip track into MP4 becomes mov_text): each packet is decoded to its events
+    and encoded again, at the same times, with the track's language and title."""
+
+    def __init__(self, source: "av.stream.Stream", joined: "av.container.OutputContainer", codec: str) -> None:
+        self.decoder = source.codec_context
+        if not self.decoder.is_open:
+            self.decoder.open()  # its ASS header (styles) is made on opening: the encoder starts from it
+        self.failure: str | None = None  # why the track could not be converted (it is left empty, and said)
+        self.what = f"{self.decoder.name} subtitles as {codec}"
+        self.output = joined.add_stream(codec)
+        self.output.time_base = self.output.codec_context.time_base = source.time_base
+        self.output.codec_context.subtitle_header = self.decoder.subtitle_header
+        self.output.metadata.update(descriptive_tags(source.metadata))
+
+    def convert(self, packet: "av.Packet") -> "av.Packet | None":
+        """``packet`` in the output's codec (None where it holds no event, or the track
+        failed to convert: the rest of it is left out)."""
+        import av
+
+        if self.failure is not None:
+            return None
+        try:
+            events = self.decoder.decode2(packet)
+            if events is None or not len(events.rects):
+                return None
+            encoded = self.output.codec_context.encode_subtitle(events)
+        except av.error.FFmpegError as exc:
+            self.failure = f"{self.what}: {exc.strerror or exc}"
+            return None
+        encoded.pts, encoded.dts, encoded.duration, encoded.time_base = packet.pts, packet.dts, packet.duration, packet.time_base
+        return encoded
+
+
+def _mux_kept(joined: "av.container.OutputContainer", packet: "av.Packet", copied: dict, converted: dict[int, _TextSubtitles]) -> None:
+    """Mux a sound or subtitle packet of the source into its output stream, converted
+    first where its track is (:class:`_TextSubtitles`)."""
+    index = packet.stream.index
+    if index in converted:
+        packet = converted[index].convert(packet)
+        if packet is None:
+            return
+    packet.stream = copied[index]
+    joined.mux(packet)
 
 
 def _within(packet: "av.Packet", start: float, end: float | None) -> bool:
