@@ -281,13 +281,10 @@ def test_a_phone_clips_date_place_and_title_are_kept(tmp_path, rng, tiny_checkpo
         assert tags["title"] == "Eiffel" and "Lavf" in tags["encoder"], suffix
 
 
-def test_subtitles_are_kept_where_the_container_holds_them(tmp_path, rng, tiny_checkpoint):
-    """A film's subtitle track (here SubRip, with its language) was dropped with the
-    cover art; it is copied packet by packet into Matroska, cut and moved with a span
-    like the sound, and said where the container cannot hold it (SubRip in MP4)."""
-    srt = tmp_path / "film.srt"
-    srt.write_text("1\n00:00:00,000 --> 00:00:00,300\nHello\n\n2\n00:00:00,400 --> 00:00:00,700\nWorld\n")
-    clip = tmp_path / "film.mkv"
+def _film_with_subtitles(tmp_path: Path, rng, srt_text: str) -> Path:
+    """tmp_path/film.mkv: 12 frames and a SubRip track of ``srt_text`` in English."""
+    srt, clip = tmp_path / "film.srt", tmp_path / "film.mkv"
+    srt.write_text(srt_text)
     with av.open(str(srt)) as captions, av.open(str(clip), "w") as container:
         video = container.add_stream("libx264", rate=FPS)
         video.width, video.height, video.pix_fmt = 96, 64, "yuv420p"
@@ -297,6 +294,14 @@ def test_subtitles_are_kept_where_the_container_holds_them(tmp_path, rng, tiny_c
             packet.stream = track
             container.mux(packet)
         encode(container, video, moving_frames(rng, count=12), "yuv420p")
+    return clip
+
+
+def test_subtitles_are_kept_where_the_container_holds_them(tmp_path, rng, tiny_checkpoint):
+    """A film's subtitle track (here SubRip, with its language) was dropped with the
+    cover art; it is copied packet by packet into Matroska, cut and moved with a span
+    like the sound, and said where the container cannot hold it (SubRip in MP4)."""
+    clip = _film_with_subtitles(tmp_path, rng, "1\n00:00:00,000 --> 00:00:00,300\nHello\n\n2\n00:00:00,400 --> 00:00:00,700\nWorld\n")
 
     def captions_of(path: Path) -> list[tuple[bytes, int]]:
         with av.open(str(path)) as restored:
@@ -310,16 +315,7 @@ def test_subtitles_are_kept_where_the_container_holds_them(tmp_path, rng, tiny_c
     assert span.status == "ok" and captions_of(tmp_path / "span.mkv") == [(b"World", 50)]  # moved with the span
     # MP4 holds text subtitles as mov_text only: the SubRip track is re-encoded, italics kept
     # (it was dropped with "subrip subtitles cannot go into .mp4; not kept (use .mkv)")
-    srt.write_text("1\n00:00:00,000 --> 00:00:00,300\nHello <i>there</i>\n\n2\n00:00:00,400 --> 00:00:00,700\nWorld\n")
-    with av.open(str(srt)) as captions, av.open(str(clip), "w") as container:
-        video = container.add_stream("libx264", rate=FPS)
-        video.width, video.height, video.pix_fmt = 96, 64, "yuv420p"
-        track = container.add_stream_from_template(captions.streams.subtitles[0])
-        track.metadata["language"] = "eng"
-        for packet in [p for p in captions.demux(captions.streams.subtitles[0]) if p.size]:
-            packet.stream = track
-            container.mux(packet)
-        encode(container, video, moving_frames(rng, count=12), "yuv420p")
+    clip = _film_with_subtitles(tmp_path, rng, "1\n00:00:00,000 --> 00:00:00,300\nHello <i>there</i>\n\n2\n00:00:00,400 --> 00:00:00,700\nWorld\n")
     in_mp4 = restore_video(Job(clip, Path(clip.name), tmp_path / "out.mp4"), Counting(tiny_checkpoint))
     assert in_mp4.status == "ok" and in_mp4.note is None
     with av.open(str(tmp_path / "out.mp4")) as restored:
