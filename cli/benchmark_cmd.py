@@ -94,6 +94,9 @@ def _markdown(rows: list[Summary], header: dict, groups: Sequence[Group] = ()) -
     ]
     for r in rows:
         lines.append(f"| {r.label} | {r.psnr_y:.3f} | {r.ssim_y:.4f} | {r.psnr_rgb:.3f} | {r.ssim_rgb:.4f} | {_seconds(r)} |")
+    if header.get("models"):  # what papers' tables put beside the scores
+        lines += ["", "Size: " + "; ".join(f"{m['name']} {m['parameters']:,} parameters, {m['macs_256'] / 1e9:.2f} G MACs at 256x256"
+                                           for m in header["models"]) + "."]
     if groups:
         lines += ["", "By degradation (the set's degradation.json; classified: how many the model's classifier named so):", "",
                   "| degradation | model | pairs | classified | PSNR Y | SSIM Y | PSNR RGB | SSIM RGB |", "|---|---|---|---|---|---|---|---|"]

@@ -1144,6 +1144,7 @@ def test_benchmark_reports_go_to_new_folders_and_a_bad_path_is_one_line(tmp_path
     assert rows[0] == "model,image,psnr_y,ssim_y,psnr_rgb,ssim_rgb,seconds,degradation,classified" and len(rows) == 3  # input + model
     # The line above a model card's table says what was scored and how (it named no task, device or setting)
     assert markdown_path.read_text().startswith("Dataset: samples-rain at ") and "(1 pair); task derain; cpu, float32; tile 256; " in markdown_path.read_text()
+    assert f"Size: {tiny_checkpoint.stem} " in markdown_path.read_text() and " G MACs at 256x256." in markdown_path.read_text()
     (tmp_path / "a-file").write_text("")
     if Path("/proc/self").is_dir():  # Linux: a folder no file can be made in, found only on writing
         bad = restore("benchmark", "-m", str(tiny_checkpoint), "--limit", "1", "--json", "--csv", "/proc/x.csv")
