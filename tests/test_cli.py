@@ -579,7 +579,9 @@ def test_models_headline_shows_grey_set_psnr_and_no_other_metrics():
     from cli.models_cmd import _headline
 
     line = _headline({"BSD68_sigma25/psnr": 27.515, "McMaster/psnr_rgb": 28.178, "McMaster/ssim_rgb": 0.7, "step": 2000})
-    assert line == "BSD68_sigma25/psnr 27.52, McMaster/psnr_rgb 28.18"
+    assert line == "BSD68_sigma25 27.52, McMaster 28.18 RGB"
+    # one item a set, Y first (each set's name was written twice, RGB before Y)
+    assert _headline({"Rain/all/psnr_rgb": 26.7, "Rain/all/psnr_y": 28.16, "Rain/all/ssim_y": 0.9}) == "Rain/all 28.16 Y / 26.70 RGB"
 
 
 def test_layouts_survive_the_cli(tmp_path, rng, tiny_checkpoint):
