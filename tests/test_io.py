@@ -384,6 +384,30 @@ def test_a_pngs_text_chunks_are_kept_in_a_png(tmp_path):
     assert (tmp_path / "out.png").read_bytes().count(b"XML:com.adobe.xmp") == 1
 
 
+def test_a_pngs_colour_chunks_are_kept_in_a_png(tmp_path):
+    """A linear PNG says so by its gAMA (1.0); browsers honour it, and the restored copy,
+    without it, showed far darker there. gAMA, cHRM, sRGB and an HDR PNG's cICP are
+    copied whole into a PNG output, before its image data."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    colour = [chunk(b"gAMA", struct.pack(">I", 100000)), chunk(b"cHRM", struct.pack(">8I", *range(8))),
+              chunk(b"sRGB", b"\x00"), chunk(b"cICP", bytes([9, 16, 0, 1]))]  # BT.2020 primaries, PQ transfer, full range
+    plain = cv2.imencode(".png", np.full((6, 6, 3), 90, np.uint8))[1].tobytes()
+    (tmp_path / "linear.png").write_bytes(plain[:33] + b"".join(colour) + plain[33:])  # after IHDR
+    loaded = read_image(tmp_path / "linear.png")
+    write_image(tmp_path / "out.png", loaded.rgb, loaded)
+    written = (tmp_path / "out.png").read_bytes()
+    assert all(written.count(c) == 1 and written.index(c) < written.index(b"IDAT") for c in colour)
+    with Image.open(tmp_path / "out.png") as out:
+        assert out.info["gamma"] == 1.0
+    write_image(tmp_path / "out.jpg", loaded.rgb, loaded)  # JPEG has no place for them: nothing breaks
+    assert read_image(tmp_path / "out.jpg").rgb.shape == (6, 6, 3)
+
+
 def test_icc_profile_kept_in_png(tmp_path):
     icc = b"another-fake-icc" * 8
     src = tmp_path / "c.png"

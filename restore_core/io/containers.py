@@ -88,18 +88,23 @@ def _png_chunk(kind: bytes, payload: bytes) -> bytes:
 
 PNG_XMP_KEYWORD = b"XML:com.adobe.xmp"  # the iTXt keyword of an XMP packet in a PNG
 _PNG_TEXT_KINDS = (b"tEXt", b"zTXt", b"iTXt")
+# How a PNG's samples map to colours where it has no ICC profile: its gamma (gAMA: 1.0 for
+# linear data), primaries (cHRM), the sRGB flag, and an HDR PNG's transfer (cICP: PQ or
+# HLG) and display levels (mDCV, cLLI). Browsers and colour-managed viewers honour them:
+# a linear PNG's copy without its gAMA showed far darker there.
+_PNG_COLOUR_KINDS = (b"gAMA", b"cHRM", b"sRGB", b"cICP", b"mDCV", b"cLLI")
 
 
-def png_text_chunks(data: bytes) -> tuple[bytes, ...]:
-    """A PNG's text chunks (tEXt, zTXt, iTXt: author, copyright, a generator's
-    parameters, ...), whole and as stored, wherever they stand; the XMP packet's iTXt
-    is left out (the reader keeps XMP apart, for every format). Chunk headers are
-    walked; nothing is decompressed."""
+def png_chunks_to_keep(data: bytes) -> tuple[bytes, ...]:
+    """A PNG's colour chunks (:data:`_PNG_COLOUR_KINDS`) and text chunks (tEXt, zTXt,
+    iTXt: author, copyright, a generator's parameters, ...), whole and as stored; the XMP
+    packet's iTXt is left out (the reader keeps XMP apart, for every format). Chunk
+    headers are walked; nothing is decompressed."""
     found = []
     offset = len(_PNG_SIGNATURE)
     while offset + 8 <= len(data):
         length, kind = struct.unpack_from(">I4s", data, offset)
-        if kind in _PNG_TEXT_KINDS:  # sliced only then: image data is never copied
+        if kind in _PNG_TEXT_KINDS or kind in _PNG_COLOUR_KINDS:  # sliced only then: image data is never copied
             chunk = data[offset : offset + 12 + length]
             if len(chunk) == 12 + length and not chunk[8:].startswith(PNG_XMP_KEYWORD + b"\x00"):
                 found.append(chunk)
@@ -110,23 +115,24 @@ def png_text_chunks(data: bytes) -> tuple[bytes, ...]:
 
 
 def add_png_metadata(png: bytes, icc_profile: bytes | None, exif: bytes | None, xmp: bytes | None = None,
-                     dpi: tuple[float, float] | None = None, text: tuple[bytes, ...] = ()) -> bytes:
-    """Insert iCCP, eXIf, XMP (iTXt), pHYs (from ``dpi``) and the given whole text chunks
-    right after IHDR of an encoded PNG."""
-    if not (icc_profile or exif or xmp or dpi or text):
+                     dpi: tuple[float, float] | None = None, chunks: tuple[bytes, ...] = ()) -> bytes:
+    """Insert iCCP, eXIf, XMP (iTXt), pHYs (from ``dpi``) and the given whole chunks
+    (:func:`png_chunks_to_keep`: colour chunks must stand before the image data) right
+    after IHDR of an encoded PNG."""
+    if not (icc_profile or exif or xmp or dpi or chunks):
         return png
     ihdr_end = 8 + 4 + 4 + 13 + 4  # signature + IHDR chunk
-    chunks = b""
+    made = b""
     if icc_profile:
-        chunks += _png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(icc_profile))
+        made += _png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(icc_profile))
     if exif:
         payload = exif[6:] if exif.startswith(b"Exif\x00\x00") else exif
-        chunks += _png_chunk(b"eXIf", payload)
+        made += _png_chunk(b"eXIf", payload)
     if dpi:  # pixels per metre, unit 1
-        chunks += _png_chunk(b"pHYs", struct.pack(">IIB", round(dpi[0] / 0.0254), round(dpi[1] / 0.0254), 1))
+        made += _png_chunk(b"pHYs", struct.pack(">IIB", round(dpi[0] / 0.0254), round(dpi[1] / 0.0254), 1))
     if xmp:  # keyword, no compression, no language, no translated keyword: as Adobe's tools write it
-        chunks += _png_chunk(b"iTXt", PNG_XMP_KEYWORD + b"\x00\x00\x00\x00\x00" + xmp)
-    return png[:ihdr_end] + chunks + b"".join(text) + png[ihdr_end:]
+        made += _png_chunk(b"iTXt", PNG_XMP_KEYWORD + b"\x00\x00\x00\x00\x00" + xmp)
+    return png[:ihdr_end] + made + b"".join(chunks) + png[ihdr_end:]
 
 
 # IPTC-IIM (captions, keywords, credit, as news agencies, Photo Mechanic and Lightroom

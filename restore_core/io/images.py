@@ -45,7 +45,7 @@ from restore_core.io.containers import (
     photoshop_iptc,
     png_exif,
     png_stores_grey_alpha,
-    png_text_chunks,
+    png_chunks_to_keep,
     tiff_header,
     tiff_tag,
     webp_is_lossless,
@@ -183,7 +183,7 @@ class LoadedImage:
     noise_level: float | None = None
     xmp: bytes | None = None  # the XMP packet (ratings, keywords, captions, rights), its orientation set to 1
     dpi: tuple[float, float] | None = None  # print resolution (a scan's 300 dpi)
-    png_text: tuple[bytes, ...] = ()  # a PNG's own text chunks, whole: written back into PNG outputs
+    png_chunks: tuple[bytes, ...] = ()  # a PNG's own colour (gAMA, cHRM, sRGB, cICP) and text chunks, whole: written back into PNG outputs
     iptc: bytes | None = None  # IPTC-IIM records (caption, keywords, credit) of a JPEG or TIFF: written into JPEG and TIFF outputs
     comment: bytes | None = None  # a JPEG's comment: written into JPEG outputs
     # Pillow save options that write the source's own format as the source was written
@@ -306,7 +306,7 @@ class _Header:
     transparent_grey: int | None = None  # a grey PNG's tRNS key: the one grey value that is see-through
     xmp: bytes | None = None
     dpi: tuple[float, float] | None = None
-    png_text: tuple[bytes, ...] = ()
+    png_chunks: tuple[bytes, ...] = ()
     iptc: bytes | None = None
     comment: bytes | None = None
     encoder_options: dict[str, Any] = field(default_factory=dict)
@@ -341,7 +341,7 @@ def _read_header(data: bytes, path: os.PathLike | str, max_pixels: int) -> _Head
                     header.iptc, header.comment = photoshop_iptc(getattr(image, "applist", [])), image.info.get("comment") or None
                 header.dpi = _print_resolution(image.info.get("dpi"))
                 if header.fmt == "png":
-                    header.png_text = png_text_chunks(data)
+                    header.png_chunks = png_chunks_to_keep(data)
                 if header.fmt == "jpeg" and (sampling := JpegImagePlugin.get_sampling(image)) in (0, 1, 2):
                     header.encoder_options["subsampling"] = sampling  # 0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0
                 if header.fmt == "jpeg" and image.info.get("progressive"):  # the web's: shown coarse first while loading
@@ -504,7 +504,7 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
     except ValueError as exc:
         raise ImageError(path, str(exc)) from None
     return LoadedImage(pixels, layout, bit_depth, alpha, header.icc, header.exif, header.fmt, read_note,
-                       xmp=header.xmp, dpi=header.dpi, png_text=header.png_text, iptc=header.iptc, comment=header.comment,
+                       xmp=header.xmp, dpi=header.dpi, png_chunks=header.png_chunks, iptc=header.iptc, comment=header.comment,
                        encoder_options=header.encoder_options)
 
 
@@ -690,8 +690,8 @@ def encode_image(rgb: np.ndarray, like: LoadedImage, extension: str, jpeg_qualit
 
 def _with_png_metadata(png: bytes, like: LoadedImage) -> bytes:
     """An encoded PNG with ``like``'s profile, EXIF, XMP and print resolution, and its own
-    text chunks when ``like`` was a PNG too."""
-    return add_png_metadata(png, like.icc_profile, like.exif, like.xmp, like.dpi, like.png_text)
+    colour and text chunks when ``like`` was a PNG too."""
+    return add_png_metadata(png, like.icc_profile, like.exif, like.xmp, like.dpi, like.png_chunks)
 
 
 def _in_one_line(exc: Exception) -> str:
