@@ -11,6 +11,7 @@ from cli.attribute_cmd import attribute_filters
 from cli.benchmark_cmd import benchmark
 from cli.console import OUTPUT_CLOSED_STATUS, OutputClosed
 from cli.convert_cmd import convert
+from cli.export_cmd import export
 from cli.models_cmd import models
 from cli.options import Command
 from cli.pairs_cmd import make_pairs_command
@@ -79,6 +80,7 @@ app.command("models", cls=Command)(models)
 app.command("benchmark", cls=Command)(benchmark)
 app.command("make-pairs", cls=Command)(make_pairs_command)
 app.command("convert", cls=Command)(convert)
+app.command("export", cls=Command)(export)
 app.command("attribute-filters", cls=Command)(attribute_filters)
 
 
