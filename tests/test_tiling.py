@@ -127,7 +127,7 @@ def test_validation_of_an_image_too_large_for_the_device_goes_on_in_tiles():
     degraded = (clean // 2).astype(np.uint8)
     from restore_core.training.sources import ValidationSet
 
-    metrics = evaluate(Halve(), [ValidationSet("big", [(clean, degraded)])], torch.device("cpu"), 4)
+    metrics, _ = evaluate(Halve(), [ValidationSet("big", [(clean, degraded)])], torch.device("cpu"), 4)
     assert metrics["big/psnr_rgb"] > 40  # clean halved is the reference, to rounding
 
 
