@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
 from cli import completion
-from cli.console import fail, os_cause, say
+from cli.console import fail, os_cause, say, warn
 
 
 def export(
     model: str = typer.Argument(..., metavar="MODEL", autocompletion=completion.models, help="A preset with weights or a .safetensors file."),
     out: Path = typer.Argument(..., metavar="OUT", help="The .onnx file to write."),
     opset: int = typer.Option(17, "--opset", min=11, help="ONNX opset version."),
+    iterations: Optional[int] = typer.Option(None, "--iterations", help="Golf Optimizer: taps of G in the graph (as restore deblur --iterations)."),
+    darken_only: Optional[bool] = typer.Option(None, "--darken-only/--no-darken-only", help="Derainers: output never brighter than the input, or not (as restore derain)."),
+    recompose_radius: Optional[int] = typer.Option(None, "--recompose-radius", help="Dehazers: scattering-model recomposition radius (as restore dehaze; 0 = off)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
 ) -> None:
     """Export a model to ONNX, for onnxruntime, TensorRT or OpenCV: any image size, as restore runs it.
@@ -28,6 +32,8 @@ def export(
         restore export taylor-derain derain.onnx
 
         restore export runs/denoise/best.safetensors denoise.onnx --opset 18
+
+        restore export golf-deblur deblur.onnx --iterations 3
     """
     # The options and the paths first, torch (about 1 s) after: a mistake is answered at once.
     from restore_core.export import ONNX_MISSING, onnx_available
@@ -43,8 +49,12 @@ def export(
     from restore_core.export import CHECK_SIZES, ExportError, export_onnx, minimum_side
     from restore_core.presets import resolve_model
 
+    settings = {"iterations": iterations, "darken_only": darken_only, "recompose_radius": recompose_radius}
     try:
         descriptor = resolve_model(model, None, "cpu")
+        for name, value in settings.items():
+            if value is not None and (caution := descriptor.apply_setting(name, value)):
+                warn(caution)
     except CheckpointError as exc:
         fail(str(exc), code=2)
     try:

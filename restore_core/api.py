@@ -31,7 +31,7 @@ import os
 import warnings
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -50,6 +50,9 @@ from restore_core.io.files import remove_stale_temporaries
 from restore_core.io.images import DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS, ImageError, from_array, to_array
 from restore_core.io.video import WRITABLE_VIDEO_EXTENSIONS, is_video_name
 from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task
+
+if TYPE_CHECKING:
+    from restore_core.export import ExportReport
 
 PathLike = str | os.PathLike
 
@@ -178,6 +181,16 @@ class ImageRestorer:
         ``"unchanged"`` for an image a classifier with a clean class found clean."""
         models = self.restorer.last_models
         return models[-1] if models else None
+
+    def export_onnx(self, path: PathLike, opset: int = 17) -> "ExportReport":
+        """This model, with its settings (``darken_only``, ``iterations``,
+        ``recompose_radius``), as an ONNX graph that restores one whole image
+        (:mod:`restore_core.export`; as ``restore export``). Strength, tiling and the
+        self-ensemble are this restorer's, not the graph's. Raises
+        :class:`~restore_core.export.ExportError` for a model that cannot be exported."""
+        from restore_core.export import export_onnx
+
+        return export_onnx(self.descriptor, path, opset)
 
     def __repr__(self) -> str:
         dtype = str(self.restorer.dtype).removeprefix("torch.")

@@ -19,6 +19,7 @@ the PyTorch model on images of two sizes. Exports need the ``onnx`` package
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import io
 import json
@@ -84,11 +85,12 @@ class ExportReport:
 
 
 def _exportable(descriptor: ModelDescriptor) -> tuple[nn.Module, bool]:
-    """The model to trace and whether it takes a noise level; an ADMS model is refused."""
-    model = descriptor.model.eval()
-    if hasattr(model, "set_degradation"):
+    """A copy of the model to trace (the descriptor's own stays as it runs), and whether
+    it takes a noise level; an ADMS model is refused."""
+    if hasattr(descriptor.model, "set_degradation"):
         raise ExportError(f"{descriptor.name}: an all-in-one ADMS model picks its filters per image by its classifier, "
                           "which an ONNX graph cannot follow; export the single-task models instead")
+    model = copy.deepcopy(descriptor.model).float().cpu().eval()
     takes_noise_level = bool(getattr(model, "takes_noise_level", False))
     if takes_noise_level:
         model.set_sigma("blind")  # the graph's noise_level input decides; no estimate inside
@@ -115,6 +117,7 @@ def _metadata(descriptor: ModelDescriptor, inputs: list[str]) -> dict[str, str]:
         "output": "restored: N x 3 x H x W float32 RGB in [0, 1]",
         "size_multiple": str(descriptor.size_multiple),
         "minimum_side": str(minimum_side(descriptor.size_multiple)),
+        "settings": json.dumps({name: value for name, value in descriptor.settings.items() if name != "sigma"}),
     }
 
 
@@ -141,7 +144,7 @@ def export_onnx(descriptor: ModelDescriptor, out: os.PathLike | str, opset: int 
 
     out = Path(out)
     model, takes_noise_level = _exportable(descriptor)
-    graph = WholeImage(model.float().cpu(), max(1, descriptor.size_multiple), takes_noise_level).eval()
+    graph = WholeImage(model, max(1, descriptor.size_multiple), takes_noise_level).eval()
     inputs = ["image", "noise_level"] if takes_noise_level else ["image"]
     axes = {"image": {0: "batch", 2: "height", 3: "width"}, "restored": {0: "batch", 2: "height", 3: "width"}}
     if takes_noise_level:

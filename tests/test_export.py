@@ -82,3 +82,27 @@ def test_without_onnx_export_says_how_to_install_it(tmp_path, tiny_checkpoint):
     refused = subprocess.run([sys.executable, "-c", "import sys; sys.modules['onnx'] = None; from cli.main import app; app()",
                               "export", str(tiny_checkpoint), str(tmp_path / "tiny.onnx")], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert refused.returncode == 2 and "exporting to ONNX needs the onnx package: pip install 'restore[onnx]'" in refused.stderr
+
+
+def test_the_python_api_exports_its_models_settings_and_keeps_running_as_before(tmp_path, rng):
+    """`ImageRestorer.export_onnx`: the graph takes the restorer's settings (two Golf taps
+    here, in the file's metadata), and the restorer itself is left as it was (the export
+    works on a copy: it had turned a dehazer's recomposition off in place)."""
+    import onnx
+
+    import restore_core
+
+    photo = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    deblur = restore_core.load("golf-deblur", device="cpu", precision="fp32", iterations=2)
+    before = deblur(photo)
+    report = deblur.export_onnx(tmp_path / "deblur.onnx")
+    assert report.max_difference < 1e-4 and report.inputs == ["image"]
+    metadata = {entry.key: entry.value for entry in onnx.load(str(tmp_path / "deblur.onnx")).metadata_props}
+    assert metadata["settings"] == '{"iterations": 2}'
+    image = (photo.transpose(2, 0, 1)[None] / 255.0).astype(np.float32)
+    by_graph = np.round(np.clip(run_graph(tmp_path / "deblur.onnx", image=image)[0].transpose(1, 2, 0), 0, 1) * 255)
+    assert np.abs(by_graph - before.astype(float)).max() <= 1
+    dehaze = restore_core.load("infoflow-dehaze", device="cpu", precision="fp32")
+    hazy = dehaze(photo)
+    dehaze.export_onnx(tmp_path / "dehaze.onnx")
+    assert np.array_equal(dehaze(photo), hazy) and np.array_equal(deblur(photo), before)
