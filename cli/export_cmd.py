@@ -35,18 +35,17 @@ def export(
 
         restore export golf-deblur deblur.onnx --iterations 3
     """
-    # The options and the paths first, torch (about 1 s) after: a mistake is answered at once.
-    from restore_core.export import ONNX_MISSING, onnx_available
-
+    # The paths first, torch (about 1 s) after: a mistake is answered at once.
     if out.suffix.lower() != ".onnx":
         fail(f"{out}: the output must be an .onnx file", code=2)
     if out.exists() and not overwrite:
         fail(f"{out} already exists; pass --overwrite", code=2)
-    if not onnx_available():
-        fail(ONNX_MISSING, code=2)
 
     from restore_core.checkpoint import CheckpointError
-    from restore_core.export import CHECK_SIZES, ExportError, export_onnx, minimum_side
+    from restore_core.export import CHECK_SIZES, ONNX_MISSING, ExportError, export_onnx, minimum_side, onnx_available
+
+    if not onnx_available():
+        fail(ONNX_MISSING, code=2)
     from restore_core.presets import resolve_model
 
     settings = {"iterations": iterations, "darken_only": darken_only, "recompose_radius": recompose_radius}

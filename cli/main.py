@@ -60,12 +60,18 @@ def _print_version(value: bool) -> None:
             print(f"videos: {videos} (PyAV {installed('av')}; videos of 10 bits and more written as {deep})")
         else:
             print("videos: none (pip install 'restore[video]')")
+        onnx, runtime = installed("onnx"), installed("onnxruntime")
+        print("export: " + (f"ONNX (onnx {onnx}, checked by onnxruntime {runtime})" if onnx != "not installed" and runtime != "not installed"
+                            else f"ONNX, unchecked (onnx {onnx}; pip install onnxruntime)" if onnx != "not installed"
+                            else "none (pip install 'restore[onnx]')"))
+        board = installed("tensorboard")
+        print("training logs: log.csv" + (f", TensorBoard {board}" if board != "not installed" else " (TensorBoard: pip install 'restore[tensorboard]')"))
         raise typer.Exit()
 
 
 @app.callback()
 def _root(
-    show_version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print the version, those of Python, torch and OpenCV, and the image and video formats this install handles; exit."),
+    show_version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print the version, those of Python, torch and OpenCV, the image and video formats this install handles, and its optional exports and training logs; exit."),
 ) -> None:
     """Deep-learning image restoration for folders of photos."""
 
