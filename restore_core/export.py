@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from restore_core.checkpoint import ModelDescriptor
+from restore_core.engine.tiling import pad_to_multiple
 from restore_core.io.files import atomic_write_bytes
 
 ONNX_MISSING = "exporting to ONNX needs the onnx package: pip install 'restore[onnx]'"
@@ -68,8 +69,7 @@ class WholeImage(nn.Module):
             model.finish_in_forward = False  # once, on the cropped whole image, as the engine does
 
     def forward(self, image: torch.Tensor, noise_level: torch.Tensor | None = None) -> torch.Tensor:
-        height, width = image.shape[-2], image.shape[-1]
-        padded = nn.functional.pad(image, (0, (-width) % self.multiple, 0, (-height) % self.multiple), mode="reflect")
+        padded, (height, width) = pad_to_multiple(image, self.multiple)  # traced as the example needs it: by reflection
         out = self.model(padded, noise_level) if self.takes_noise_level else self.model(padded)
         out = out[..., :height, :width]
         return self.model.finish(image, out) if self.finishes else out
