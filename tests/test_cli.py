@@ -413,8 +413,8 @@ def test_an_option_of_another_command_is_named_as_such(tmp_path):
         return " ".join(line.strip("│ ╭╮╰╯─") for line in result.stderr.splitlines() if line.strip("│ ╭╮╰╯─")).replace("  ", " ")
 
     where = (str(SAMPLES / "input"), str(tmp_path / "out"))
-    assert "No such option: --iterations (an option of restore deblur, restore benchmark)" in refusal("denoise", *where, "--iterations", "2")
-    assert "No such option: --darken-only (an option of restore derain, restore benchmark)" in refusal("dehaze", *where, "--darken-only")
+    assert "No such option: --iterations (an option of restore deblur, restore benchmark, restore export)" in refusal("denoise", *where, "--iterations", "2")
+    assert "No such option: --darken-only (an option of restore derain, restore benchmark, restore export)" in refusal("dehaze", *where, "--darken-only")
     assert "No such option: --model-sigma (an option of restore benchmark)" in refusal("denoise", *where, "--model-sigma", "25")
     assert "No such option: --tiles (Possible options:" in refusal("derain", *where, "--tiles", "3")  # a typo: Click's guess
     assert "No such option: --bogus" in refusal("derain", *where, "--bogus")
