@@ -45,12 +45,19 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
 
 
-def compact_8bit(image: np.ndarray) -> np.ndarray:
-    """A float32 image in [0, 1] as uint8 when that loses nothing (every 8-bit source:
-    a quarter of the memory, which matters for validation sets of 2K photographs held
-    for the whole run), else as it is. :func:`unit_float` gives back the same floats."""
+def to_uint8_exact(image: np.ndarray) -> tuple[np.ndarray, bool]:
+    """A float32 image in [0, 1] as uint8, and whether that loses nothing (every 8-bit
+    source; not a 16-bit or float one): :func:`unit_float` then gives back the same floats."""
     small = to_uint8(image)
-    return small if np.array_equal(unit_float(small), image) else image
+    return small, bool(np.array_equal(unit_float(small), image))
+
+
+def compact_8bit(image: np.ndarray) -> np.ndarray:
+    """A float32 image in [0, 1] as uint8 when that loses nothing (:func:`to_uint8_exact`:
+    a quarter of the memory, which matters for validation sets of 2K photographs held
+    for the whole run), else as it is."""
+    small, exact = to_uint8_exact(image)
+    return small if exact else image
 
 
 def unit_float(image: np.ndarray) -> np.ndarray:

@@ -97,13 +97,6 @@ def _thumbnail_of(path: Path) -> np.ndarray:
     return D.thumbnail(D.read_rgb(path))
 
 
-def _as_8bit(image: np.ndarray) -> tuple[np.ndarray, bool]:
-    """``image`` (float32 in [0, 1]) as the pool holds it, 8-bit, and whether that lost
-    finer steps (a 16-bit or float source: the run says how many were trained on as 8-bit)."""
-    small = D.to_uint8(image)
-    return small, not np.array_equal(D.unit_float(small), image)
-
-
 def _pool_image(image: np.ndarray | Path) -> tuple[np.ndarray, np.ndarray, bool, bool] | ImageError:
     """(8-bit copy, thumbnail, whether grey, whether deeper than 8 bits) of an image or of
     the image file at a path: what the pool keeps, what the leakage check compares, what
@@ -115,8 +108,8 @@ def _pool_image(image: np.ndarray | Path) -> tuple[np.ndarray, np.ndarray, bool,
             image = D.read_rgb(image)
         except ImageError as exc:
             return exc
-    small, deeper = _as_8bit(image)
-    return small, D.thumbnail(image), D.is_grey(small), deeper
+    small, exact = D.to_uint8_exact(image)
+    return small, D.thumbnail(image), D.is_grey(small), not exact
 
 
 def _pool_pair(paths: tuple[Path, Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool] | ImageError:
@@ -127,8 +120,8 @@ def _pool_pair(paths: tuple[Path, Path]) -> tuple[np.ndarray, np.ndarray, np.nda
         degraded, clean = _read_pair(*paths)
     except ImageError as exc:
         return exc
-    (small_degraded, deeper_degraded), (small_clean, deeper_clean) = _as_8bit(degraded), _as_8bit(clean)
-    return small_degraded, small_clean, D.thumbnail(clean), deeper_degraded or deeper_clean
+    (small_degraded, exact_degraded), (small_clean, exact_clean) = D.to_uint8_exact(degraded), D.to_uint8_exact(clean)
+    return small_degraded, small_clean, D.thumbnail(clean), not (exact_degraded and exact_clean)
 
 
 @dataclass
@@ -418,8 +411,6 @@ def _read_sources(recipe: Recipe, listing: _Listing, store: ImagePool, progress:
                 summary["undecodable"].append({"path": str(loaded.path), "cause": loaded.cause})
                 continue
             degraded, clean, thumb, deeper = loaded
-            if deeper:
-                summary["deeper_than_8bit"].append(str(target))
             # A pair smaller than the patch is left out, not enlarged: resizing would change
             # its degradation (noise grains, streak widths), which is what the pair is for.
             if size := smaller_than_patch(degraded):
@@ -427,6 +418,8 @@ def _read_sources(recipe: Recipe, listing: _Listing, store: ImagePool, progress:
             elif not left_out(thumb, target):
                 paired.append(D.PairedImage(store.keep(degraded), store.keep(clean)))
                 kept += 1
+                if deeper:
+                    summary["deeper_than_8bit"].append(str(target))
         summary["paired"][folder] = {"train": kept, "held_out": [p[0].name for p in held]}
 
     # Clean images are read a few at a time and kept as 8-bit: a folder never sits in memory
@@ -443,8 +436,6 @@ def _read_sources(recipe: Recipe, listing: _Listing, store: ImagePool, progress:
                 summary["undecodable"].append({"path": str(loaded.path), "cause": loaded.cause})
                 continue
             image, thumb, grey, deeper = loaded
-            if deeper:
-                summary["deeper_than_8bit"].append(str(image_name))
             if not left_out(thumb, image_name):
                 # A clean image is enlarged to the patch instead (D.PatchSampler): its
                 # degradation is synthesized afterwards, at the training scale.
@@ -452,6 +443,8 @@ def _read_sources(recipe: Recipe, listing: _Listing, store: ImagePool, progress:
                     summary["clean_enlarged"].append(f"{image_name} ({size})")
                 clean_pool.append(D.PairedImage(None, store.keep(image), grey))
                 kept += 1
+                if deeper:
+                    summary["deeper_than_8bit"].append(str(image_name))
         summary["clean"][name] = kept
 
     if not paired and not clean_pool:
