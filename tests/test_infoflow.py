@@ -17,7 +17,7 @@ from restore_core.training.recipes import RECIPES, DataConfig
 from restore_core.training.sources import prepare_data
 from restore_core.training.trainer import Trainer
 from restore_core.models.infoflow import (
-    InfoAccum, InfoAccumConfig, InfoFlowConfig, InfoFlowGenerator, PatchDiscriminator, PatchGANConfig,
+    InfoAccum, InfoAccumConfig, InfoAccumLayer, InfoFlowConfig, InfoFlowGenerator, PatchDiscriminator, PatchGANConfig,
 )
 
 
@@ -30,6 +30,21 @@ def test_infoaccum_dilations_paddings_and_channels():
     out = block(x)
     assert out.shape == (1, 27, 21, 17)
     assert torch.equal(out[:, :3], x)  # dense: the input is carried through
+
+
+@pytest.mark.parametrize("norm", ["none", "instance"])
+def test_infoaccum_layer_is_eq14_whether_or_not_its_paths_share_one_relu(norm):
+    """Without a norm the layer computes ReLU(x) once for its three paths: the same
+    numbers as each path's own norm -> ReLU -> dilated conv, which Eq. 14 writes."""
+    torch.manual_seed(0)
+    layer = InfoAccumLayer(5, 3, norm)
+    assert layer.shares_activation == (norm == "none")
+    x = torch.randn(2, 5, 19, 23)
+    by_paths = torch.cat([x] + [path(x) for path in layer.paths], dim=1)
+    assert torch.equal(layer(x), by_paths)
+    before = x.clone()
+    layer(x)
+    assert torch.equal(x, before)
 
 
 def test_generator_levels_subpixel_top_and_size():

@@ -147,12 +147,14 @@ class UNet(nn.Module):
 
 
 def refinement_head(in_channels: int, width: int, out_channels: int) -> nn.Sequential:
-    """Three 3x3 convolutions at full resolution; the last starts at zero (an exact no-op)."""
+    """Three 3x3 convolutions at full resolution; the last starts at zero (an exact no-op).
+    The activations work in place on the convolutions' fresh outputs: a full-resolution
+    tensor fewer each (on a CPU, each new one costs its pages' first touch)."""
     head = nn.Sequential(
         nn.Conv2d(in_channels, width, 3, padding=1),
-        nn.LeakyReLU(0.2),
+        nn.LeakyReLU(0.2, inplace=True),
         nn.Conv2d(width, width, 3, padding=1),
-        nn.LeakyReLU(0.2),
+        nn.LeakyReLU(0.2, inplace=True),
         nn.Conv2d(width, out_channels, 3, padding=1),
     )
     nn.init.zeros_(head[-1].weight)
