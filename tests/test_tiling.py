@@ -155,7 +155,8 @@ def test_the_network_gets_an_image_view_in_the_layout_onednn_reads_without_copyi
     from torch import nn
 
     from restore_core.checkpoint import ModelDescriptor
-    from restore_core.engine.runner import Restorer, dense_channels_last
+    from restore_core.engine.runner import Restorer
+    from restore_core.engine.tiling import dense_channels_last
 
     strides = []
 

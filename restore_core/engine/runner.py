@@ -39,7 +39,7 @@ from restore_core.engine.memory import (
 )
 from restore_core.engine.results import ImageResult, abandoned_after
 from restore_core.engine.temporal import Frame, FrameWindow, TemporalConfig, smooth_in_window
-from restore_core.engine.tiling import MIN_OOM_TILE, central_crop, default_overlap, run_padded, run_tiled
+from restore_core.engine.tiling import MIN_OOM_TILE, central_crop, default_overlap, dense_channels_last, run_padded, run_tiled
 from restore_core.io.images import (
     DEFAULT_MAX_PIXELS, ImageError, LoadedImage, WriteError, lost_on_write, read_image, write_image,
 )
@@ -255,24 +255,6 @@ class Restorer:
     def restore_array(self, rgb: np.ndarray) -> np.ndarray:
         """One H x W x 3 float image in [0, 1] -> restored, same shape (:func:`restore_array`)."""
         return restore_array(self, rgb)
-
-
-def dense_channels_last(x: torch.Tensor) -> torch.Tensor:
-    """``x`` (N x C x H x W) laid out channels_last with the strides such a tensor is
-    made with: a copy unless it has them already.
-
-    ``x.contiguous(memory_format=torch.channels_last)`` is not enough: an HWC image seen
-    as a batch of one (``torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0)``, no copy)
-    counts as channels_last-contiguous to torch with a batch stride of 3 (a dimension of
-    size 1 may have any stride), the strides flow on through the model's elementwise
-    operations, and oneDNN copied each convolution's input to its own layout: 0.57 s of
-    the shipped denoiser's 2.3 s on a 1280x720 photograph (1.65 s with this copy of its
-    input, 3 ms) on this project's 2-core machine, whenever no padding had made a new tensor.
-    """
-    _, c, h, w = x.shape
-    if x.stride() == (c * h * w, 1, w * c, c):
-        return x
-    return torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last).copy_(x)
 
 
 def restore_array(restore: Callable[[torch.Tensor], torch.Tensor], rgb: np.ndarray) -> np.ndarray:

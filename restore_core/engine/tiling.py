@@ -61,6 +61,24 @@ def central_crop(x: torch.Tensor, side: int = PROBE_SIDE) -> torch.Tensor:
     return x[..., top : top + side, left : left + side]
 
 
+def dense_channels_last(x: torch.Tensor) -> torch.Tensor:
+    """``x`` (N x C x H x W) laid out channels_last with the strides such a tensor is
+    made with: a copy unless it has them already.
+
+    ``x.contiguous(memory_format=torch.channels_last)`` is not enough: an HWC image seen
+    as a batch of one (``torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0)``, no copy)
+    counts as channels_last-contiguous to torch with a batch stride of 3 (a dimension of
+    size 1 may have any stride), the strides flow on through the model's elementwise
+    operations, and oneDNN copied each convolution's input to its own layout: 0.57 s of
+    the shipped denoiser's 2.3 s on a 1280x720 photograph (1.65 s with this copy of its
+    input, 3 ms) on this project's 2-core machine, whenever no padding had made a new tensor.
+    """
+    _, c, h, w = x.shape
+    if x.stride() == (c * h * w, 1, w * c, c):
+        return x
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last).copy_(x)
+
+
 def run_padded(model: Model, x: torch.Tensor, multiple: int) -> torch.Tensor:
     """``model(x)`` for any H x W: pad to ``multiple``, run, crop."""
     padded, (height, width) = pad_to_multiple(x, multiple)

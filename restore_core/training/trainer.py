@@ -40,7 +40,7 @@ from restore_core.checkpoint import save_checkpoint
 from restore_core.configs import config_to_dict
 from restore_core.device import training_autocast_dtype, training_memory_format
 from restore_core.degradations.noise_level import measured_noise_level
-from restore_core.engine.tiling import run_whole_or_tiled
+from restore_core.engine.tiling import dense_channels_last, run_whole_or_tiled
 from restore_core.metrics import psnr, ssim, to_uint8_range
 from restore_core.models import build_model
 from restore_core.models.golf import GolfOptimizer
@@ -133,11 +133,13 @@ VALIDATION_IMAGES_SHOWN = 2  # restored images of each validation set logged to 
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, sets: list[ValidationSet], device: torch.device, multiple: int,
-             shown: int = 0) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+             shown: int = 0, memory_format: torch.memory_format = torch.channels_last) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Mean PSNR/SSIM (RGB and Y, 8-bit outputs) per validation set, and the restored
     first ``shown`` images of each set (``"<set>/<index>"`` -> 8-bit H x W x 3). An image
     the device has no memory for beside the training state is restored in tiles
-    (:func:`run_whole_or_tiled`) rather than ending the run."""
+    (:func:`run_whole_or_tiled`) rather than ending the run. Images go in laid out as
+    ``memory_format``, the model's (:func:`dense_channels_last`: a view of the decoded
+    image made oneDNN copy every convolution's input)."""
     model.eval()
     metrics: dict[str, float] = {}
     images: dict[str, np.ndarray] = {}
@@ -145,6 +147,7 @@ def evaluate(model: nn.Module, sets: list[ValidationSet], device: torch.device, 
         scores = {"psnr_rgb": [], "psnr_y": [], "ssim_y": []}
         for index, (degraded, clean) in enumerate(vset.pairs):
             x = torch.from_numpy(D.unit_float(degraded).transpose(2, 0, 1)).unsqueeze(0).to(device)
+            x = dense_channels_last(x) if memory_format == torch.channels_last else x.contiguous()
             out = run_whole_or_tiled(model, x, multiple)[0].float().clamp(0, 1).cpu().numpy().transpose(1, 2, 0)
             a, b = to_uint8_range(out), to_uint8_range(D.unit_float(clean))
             scores["psnr_rgb"].append(psnr(a, b, "rgb"))
@@ -497,7 +500,7 @@ class Trainer:
                 row_metrics: dict = {}
                 if main and data.validation and (self.step % recipe.val_every == 0 or self.step == recipe.steps):
                     shown = VALIDATION_IMAGES_SHOWN if self.tensorboard else 0
-                    measured, restored_images = evaluate(self._eval_model(), data.validation, self.device, self.multiple, shown)
+                    measured, restored_images = evaluate(self._eval_model(), data.validation, self.device, self.multiple, shown, self.memory_format)
                     self.metrics = {**measured, "step": self.step}
                     row_metrics = self.metrics
                     run_log.images(self.step, restored_images, data.validation)
