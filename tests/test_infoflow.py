@@ -47,6 +47,32 @@ def test_infoaccum_layer_is_eq14_whether_or_not_its_paths_share_one_relu(norm):
     assert torch.equal(x, before)
 
 
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_inference_writes_features_into_one_tensor_with_the_numbers_of_the_concatenations(channels_last):
+    """Without autograd, InfoAccum's layers and the refinement heads write into tensors
+    made once; with it (training), each layer and head concatenates anew. Same output."""
+    torch.manual_seed(0)
+    config = InfoFlowConfig(levels=2, base_filters=8, max_filters=16, info_accum=InfoAccumConfig(layers=3, growth=2),
+                            norm="none", residual=True, refine=6, refine_more=(5,), noise_level=True)
+    generator = InfoFlowGenerator(config).eval()
+    for parameter in generator.parameters():  # the heads start at zero: make them count
+        parameter.data += 0.05 * torch.randn_like(parameter)
+    generator.set_sigma(25.0)
+    y = torch.rand(2, 3, 24, 20)
+    if channels_last:
+        generator = generator.to(memory_format=torch.channels_last)
+        y = y.contiguous(memory_format=torch.channels_last)
+    before = y.clone()
+    with torch.no_grad():
+        written = generator(y)
+        accumulated = generator.info_accum(y * 2 - 1)
+    concatenated = generator(y).detach()  # autograd on: the concatenating path
+    assert torch.equal(written, concatenated)
+    assert torch.equal(accumulated, generator.info_accum.layers(y * 2 - 1).detach())
+    assert accumulated.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    assert torch.equal(y, before)
+
+
 def test_generator_levels_subpixel_top_and_size():
     config = InfoFlowConfig(levels=3, base_filters=8, info_accum=InfoAccumConfig(layers=2, growth=2))
     gen = InfoFlowGenerator(config)
