@@ -420,10 +420,14 @@ class InfoFlowGenerator(nn.Module):
         if heads and not torch.is_grad_enabled():
             # Inference: one tensor holds [full_resolution, out * 2 - 1] for every head, its
             # last channels rewritten per head, instead of a new concatenation each (the same numbers).
-            head_input = _new_like(full_resolution, full_resolution.shape[1] + out.shape[1])
-            head_input[:, : full_resolution.shape[1]].copy_(full_resolution)
+            # The features are needed no more once copied: released, so that the heads'
+            # peak of memory holds them once (a 12 MP photograph: 2.4 GB less).
+            features = full_resolution.shape[1]
+            head_input = _new_like(full_resolution, features + out.shape[1])
+            head_input[:, :features].copy_(full_resolution)
+            del full_resolution
             for head in heads:
-                head_input[:, full_resolution.shape[1] :].copy_(out * 2 - 1)
+                head_input[:, features:].copy_(out * 2 - 1)
                 out = out + head(head_input) / 2
             return self.finish(y, out) if self.finish_in_forward else out
         for head in heads:
