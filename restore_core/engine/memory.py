@@ -30,7 +30,8 @@ from torch.utils._pytree import tree_flatten
 # a 64x64 image, per pixel, is 56-58 bytes above PeakMemory's figure for the four
 # default models (derain 420 vs 344, ... on the 2-core CPU). With it, the estimates
 # of the shipped models (408-700 bytes per pixel) are within 4 % of the RSS growth
-# from 400x300 to 2000x1500 (`/usr/bin/time -f %M restore <task> ... --threads 1`).
+# from 400x300 to 2000x1500 (`/usr/bin/time -f %M restore <task> ... --threads 1`);
+# the denoiser's since its refinement heads: 816 estimated, 799 measured (to 2000x1504).
 PIPELINE_BYTES_PER_PIXEL = 64
 # Share of the free memory a single image may plan to use; the rest is headroom for
 # the prefetched images, the writer threads and the estimate's error.
