@@ -48,9 +48,27 @@ class Command(TyperCommand):
             if name and owners and hasattr(exc, "possibilities"):
                 exc.possibilities = None
                 exc.message = f"No such option: {name} (an option of {', '.join('restore ' + owner for owner in owners)})"
+            self._name_the_missing_output(ctx, exc, raw)
             raise
         self._refuse_empty_paths(ctx, raw)  # once parsed: --help and the like have exited
         return rest
+
+    def _name_the_missing_output(self, ctx, exc: Exception, args: list[str]) -> None:
+        """`restore denoise photo.jpg`: Click fills the last argument (OUT) first and calls
+        the inputs (IN...) missing, which the user did give. Said as it is: OUT is missing."""
+        missing = getattr(exc, "param", None)
+        if missing is None or getattr(missing, "param_type_name", None) != "argument" or missing.nargs != -1:
+            return
+        arguments = [param for param in self.get_params(ctx) if param.param_type_name == "argument"]
+        following = arguments[arguments.index(missing) + 1:] if missing in arguments else []
+        try:
+            given, _, _ = self.make_parser(ctx).parse_args(args=list(args))
+        except Exception:  # noqa: BLE001 - a malformed command line: Click's own message stands
+            return
+        if len(following) == 1 and given.get(following[0].name) not in (None, ""):
+            out = following[0]
+            exc.param, exc.param_hint = out, f"'{out.metavar or out.name.upper()}'"
+            exc.message = f"The output comes last, after the inputs: restore {ctx.info_name} {given[out.name]} out/"
 
     def _refuse_empty_paths(self, ctx, args: list[str]) -> None:
         if ctx.resilient_parsing:  # Tab completion

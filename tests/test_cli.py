@@ -1421,3 +1421,16 @@ def test_an_empty_path_is_refused_not_read_as_the_current_folder(tmp_path, args,
     flat = " ".join(result.stderr.replace("│", " ").split())
     assert f"Invalid value for {named}: an empty path (an unset shell variable?); '.' names the current folder" in flat
     assert list(tmp_path.iterdir()) == []  # nothing written where it ran
+
+
+@pytest.mark.parametrize("args, missing", [
+    (("denoise", "photo.jpg"), "Missing argument 'OUT'. The output comes last, after the inputs: restore denoise photo.jpg out/"),
+    (("make-pairs", "clean/", "-d", "noise"), "Missing argument 'OUT'. The output comes last, after the inputs: restore make-pairs clean/ out/"),
+    (("derain",), "Missing argument 'IN'."),
+])
+def test_a_command_given_only_its_inputs_says_out_is_missing(tmp_path, args, missing):
+    """Click fills the last argument first, so `restore denoise photo.jpg` said 'Missing
+    argument IN', the one argument the user had given."""
+    result = restore(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert missing in " ".join(result.stderr.replace("│", " ").split())
