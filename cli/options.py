@@ -4,6 +4,7 @@ and never because its default changed; and an option of another command, named a
 
 from __future__ import annotations
 
+import re
 import typing
 from pathlib import Path
 
@@ -20,6 +21,22 @@ def given_options(ctx: typer.Context) -> list[str]:
         if source is not None and source.name == "COMMANDLINE" and any(opt.startswith("-") for opt in param.opts):
             flags.append(max(param.opts, key=len))
     return flags
+
+
+_BINARY_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def parse_memory_size(text: str) -> int:
+    """Bytes from ``4G``, ``512M``, ``1.5GiB``, ``2048MB`` or a plain number of bytes:
+    binary units, as ``docker --memory`` and ``ulimit`` read them (1G = 1024^3 bytes).
+    A ValueError says what was wrong, a size under a megabyte among them (a unit left out)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]?)(i?b)?\s*", text, re.IGNORECASE)
+    if match is None:
+        raise ValueError(f"expected a size such as 4G, 512M or 1.5GiB, got {text!r}")
+    size = float(match.group(1)) * _BINARY_UNITS[match.group(2).upper()]
+    if size < 2**20:  # no image restores in less; most likely a unit left out
+        raise ValueError(f"{text.strip()!r} is less than a megabyte; give a unit, e.g. {match.group(1)}M or {match.group(1)}G")
+    return int(size)
 
 
 def _takes_a_path(param) -> bool:

@@ -25,7 +25,7 @@ from cli import completion
 from cli.console import (
     OUTPUT_CLOSED_STATUS, OutputClosed, ProgressLines, emit, err_console, error, fail, first_few, print_json, say, stdin_paths, warn,
 )
-from cli.options import given_options
+from cli.options import given_options, parse_memory_size
 from restore_core.device import check_cpu_threads  # device.py imports torch only in its functions
 from restore_core.engine.inputs import (
     BatchPlan, InputError, Job, check_suffix, collect_all_inputs, left_out_unreadable, names_output_file, output_name_refusal, parse_shard,
@@ -98,6 +98,7 @@ class RestoreRequest:
     device: str = "auto"
     tile: int = 0
     tile_overlap: Optional[int] = None
+    max_memory: Optional[str] = None  # the memory one image may use, as given ("4G"): tiles sized to fit
     batch_size: int = 1
     precision: str = "auto"
     recursive: bool = False
@@ -138,6 +139,7 @@ class CheckedOptions:
     video_start: float
     video_duration: Optional[float]
     video_frames: Optional[str]  # the image format of a video's frames (--frames), e.g. ".png"
+    memory_limit: Optional[int] = None  # --max-memory in bytes
 
 
 def run_restore(request: RestoreRequest) -> None:
@@ -152,7 +154,7 @@ def run_restore(request: RestoreRequest) -> None:
     for result in results:
         _emit(result, request.as_json)
     runnable = plan.runnable
-    descriptor, restorer = _load_restorer(request, runnable)
+    descriptor, restorer = _load_restorer(request, runnable, checked.memory_limit)
     if request.dry_run:
         _report_dry_run(request, runnable, results, descriptor.name if descriptor else None)
         return
@@ -263,7 +265,15 @@ def _check_options(request: RestoreRequest) -> CheckedOptions:
         shard = parse_shard(request.shard) if request.shard else None
     except InputError as exc:
         fail(str(exc), code=2)
-    return CheckedOptions(ext, output_file, shard, video_start, video_duration, video_frames)
+    memory_limit = None
+    if request.max_memory is not None:
+        if request.tile:
+            fail("--tile fixes the tile size and --max-memory picks one to fit: give one of them", code=2)
+        try:
+            memory_limit = parse_memory_size(request.max_memory)
+        except ValueError as exc:
+            fail(f"--max-memory: {exc}", code=2)
+    return CheckedOptions(ext, output_file, shard, video_start, video_duration, video_frames, memory_limit)
 
 
 def _plan_outputs(request: RestoreRequest, checked: CheckedOptions) -> tuple[list[Job], BatchPlan, list[ImageResult]]:
@@ -309,7 +319,7 @@ def _plan_outputs(request: RestoreRequest, checked: CheckedOptions) -> tuple[lis
     return jobs, plan, planned_results(plan, unreadable)
 
 
-def _load_restorer(request: RestoreRequest, runnable: list[Job]) -> tuple[Optional[ModelDescriptor], Any]:
+def _load_restorer(request: RestoreRequest, runnable: list[Job], memory_limit: Optional[int] = None) -> tuple[Optional[ModelDescriptor], Any]:
     """The model (None when nothing is left to restore) with the task's settings applied,
     and what restores with it (a Restorer, or a RoutedRestorer for ``restore auto``).
     A model that cannot be loaded, or a setting it does not take, is a usage error.
@@ -332,7 +342,7 @@ def _load_restorer(request: RestoreRequest, runnable: list[Job]) -> tuple[Option
                 warn(caution)
         restorer = build_restorer(
             descriptor, torch_device, request.task, request.precision, request.tile, request.tile_overlap, request.self_ensemble,
-            request.ensemble_views, request.compile_model, request.strength, request.route, request.leave_clean)
+            request.ensemble_views, request.compile_model, request.strength, request.route, request.leave_clean, memory_limit)
     except (CheckpointError, ValueError) as exc:
         fail(str(exc), code=2)
     if request.quiet:
@@ -622,6 +632,7 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
         shard: Optional[str] = typer.Option(None, "--shard", help="I/N: process only shard I of N of the sorted inputs (split a job over N machines).", rich_help_panel=BATCH_PANEL),
         tile: int = typer.Option(0, "--tile", help="Restore in tiles of this size (0 = whole image, tiled automatically on the CPU when it would not fit in free memory); bounds memory.", rich_help_panel=SPEED_PANEL),
         tile_overlap: Optional[int] = typer.Option(None, "--tile-overlap", help="Pixels shared by neighbouring tiles (blended); default half the tile, at most 96.", rich_help_panel=SPEED_PANEL),
+        max_memory: Optional[str] = typer.Option(None, "--max-memory", help="The memory one image may use, e.g. 4G or 512M (1G = 1024^3 bytes): larger images are restored in tiles sized to fit, measured per model (CPU: RAM; GPU: its memory). Default: on the CPU half the free memory.", rich_help_panel=SPEED_PANEL),
         batch_size: int = typer.Option(1, "--batch-size", help="Images of the same size restored together (for GPUs: on a CPU, batches run slower than single images).", rich_help_panel=SPEED_PANEL),
         precision: str = typer.Option("auto", "--precision", autocompletion=completion.precisions, help="auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, fp16, bf16.", rich_help_panel=SPEED_PANEL),
         compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model (Inductor; needs a C++ compiler): slower start, then faster on many same-size images.", rich_help_panel=SPEED_PANEL),
@@ -640,7 +651,7 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
         if leave_clean and not route:
             fail("--leave-clean chooses the classifier routing asks; --no-route restores every image with the ADMS network", code=2)
         run_restore(RestoreRequest(
-            task=task, sources=tuple(sources), out_dir=out_dir, model=model, device=device, tile=tile, tile_overlap=tile_overlap,
+            task=task, sources=tuple(sources), out_dir=out_dir, model=model, device=device, tile=tile, tile_overlap=tile_overlap, max_memory=max_memory,
             batch_size=batch_size, precision=precision, recursive=recursive, suffix=suffix, ext=ext, quality=quality, overwrite=overwrite,
             skip_existing=skip_existing, as_json=as_json, quiet=quiet, max_pixels=max_pixels, shard=shard,
             model_settings=settings, self_ensemble=self_ensemble, ensemble_views=ensemble_views, compile_model=compile_model, threads=threads, dry_run=dry_run,

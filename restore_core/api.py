@@ -95,6 +95,7 @@ def load(
     precision: str = "auto",
     tile: int = 0,
     tile_overlap: int | None = None,
+    max_memory: int | None = None,
     self_ensemble: bool = False,
     ensemble_views: int | None = None,
     strength: float = 1.0,
@@ -117,7 +118,8 @@ def load(
     ``route`` (default: on for ``task="auto"``, as ``restore auto``) sends each image to
     the single-task model of the degradation an all-in-one model's classifier finds;
     ``leave_clean`` routes by the model's clean-aware classifier instead (``restore auto
-    --leave-clean``): an image it finds clean comes back unchanged.
+    --leave-clean``): an image it finds clean comes back unchanged. ``max_memory``: the
+    bytes one image may use (``--max-memory``), larger ones restored in tiles sized to fit.
     """
     _refuse_unknown_keywords(settings)
     if task is not None and task not in DEFAULT_MODEL_FOR_TASK:
@@ -126,6 +128,8 @@ def load(
         raise ValueError(f"tile and tile_overlap must be >= 0, got {tile} and {tile_overlap}")
     if tile and tile_overlap is not None and tile_overlap >= tile:
         raise ValueError(f"tile_overlap ({tile_overlap}) must be smaller than tile ({tile})")
+    if tile and max_memory is not None:
+        raise ValueError("tile fixes the tile size and max_memory picks one to fit: give one of them")
     torch_device = pick_device(device)
     descriptor = load_for_task(None if model is None else str(model), task, str(torch_device))
     for name, value in settings.items():
@@ -136,7 +140,7 @@ def load(
         warnings.warn(caution, RuntimeWarning, stacklevel=2)
     routed = route if route is not None else task == "auto"
     restorer = build_restorer(descriptor, torch_device, task or descriptor.task, precision, tile, tile_overlap, self_ensemble,
-                              ensemble_views, compile, strength, routed, leave_clean)
+                              ensemble_views, compile, strength, routed, leave_clean, max_memory)
     return ImageRestorer(restorer, task or ("auto" if routed else descriptor.task))
 
 

@@ -282,6 +282,9 @@ def test_options_reach_the_engine(tiny_checkpoint, rng):
     assert tiled.restorer.tile == 32
     ensembled = restore_core.load(tiny_checkpoint, ensemble_views=2)
     assert len(ensembled.restorer.ensemble) == 2
+    assert restore_core.load(tiny_checkpoint, max_memory=2**30).restorer.memory_limit == 2**30
+    with pytest.raises(ValueError, match="give one of them"):
+        restore_core.load(tiny_checkpoint, tile=32, max_memory=2**30)
 
 
 def test_denoiser_reports_its_estimated_level():

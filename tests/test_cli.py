@@ -1434,3 +1434,24 @@ def test_a_command_given_only_its_inputs_says_out_is_missing(tmp_path, args, mis
     result = restore(*args, cwd=tmp_path)
     assert result.returncode == 2
     assert missing in " ".join(result.stderr.replace("│", " ").split())
+
+
+def test_max_memory_sizes_and_refusals(tmp_path):
+    from cli.options import parse_memory_size
+
+    assert [parse_memory_size(text) for text in ("4G", "512m", "1.5GiB", "2048MB", "3 T")] == [
+        4 * 2**30, 512 * 2**20, 3 * 2**29, 2 * 2**30, 3 * 2**40]
+    for text, cause in (("4000", "'4000' is less than a megabyte; give a unit, e.g. 4000M or 4000G"),
+                        ("4X", "expected a size such as 4G, 512M or 1.5GiB, got '4X'")):
+        with pytest.raises(ValueError, match=re.escape(cause)):
+            parse_memory_size(text)
+    image = str(SAMPLES / "input" / "camera.png")
+    unitless = restore("derain", image, str(tmp_path / "out"), "--max-memory", "4000")
+    assert unitless.returncode == 2 and "error: --max-memory: '4000' is less than a megabyte" in unitless.stderr
+    both = restore("derain", image, str(tmp_path / "out"), "--max-memory", "1G", "--tile", "512")
+    assert both.returncode == 2 and "--tile fixes the tile size and --max-memory picks one to fit: give one of them" in both.stderr
+    assert not (tmp_path / "out").exists()
+    tight = restore("derain", image, str(tmp_path / "out"), "--max-memory", "12M")
+    assert tight.returncode == 0, tight.stderr
+    assert "--max-memory allows 0.012 GiB: restoring it in tiles of" in tight.stderr
+    assert (tmp_path / "out" / "camera.png").exists()

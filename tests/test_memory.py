@@ -44,11 +44,11 @@ def test_available_memory_reads_meminfo(tmp_path):
     assert available_memory_bytes(tmp_path / "missing") is None
 
 
-def _restorer() -> Restorer:
+def _restorer(memory_limit: int | None = None) -> Restorer:
     torch.manual_seed(0)  # the same weights each time
     config = {"width": 4, "levels": 1, "blocks_per_level": [1], "bottleneck_blocks": 1}
     descriptor = ModelDescriptor(model=build_model("unet", config), architecture="unet", config=config, task="any", name="tiny", size_multiple=2)
-    return Restorer(descriptor, torch.device("cpu"), "fp32", tile=0, tile_overlap=16)
+    return Restorer(descriptor, torch.device("cpu"), "fp32", tile=0, tile_overlap=16, memory_limit=memory_limit)
 
 
 def test_a_large_image_is_tiled_when_it_would_not_fit_in_free_memory(monkeypatch):
@@ -84,3 +84,28 @@ def test_fixed_costs_are_not_counted_per_pixel():
     example = torch.rand(1, 3, 128, 128)
     bare = activation_bytes_per_pixel(model, example)
     assert activation_bytes_per_pixel(with_fixed_cost, example) == pytest.approx(bare, rel=0.05)
+
+
+def test_a_memory_limit_tiles_images_that_would_need_more_on_any_size(monkeypatch):
+    """--max-memory: the budget is the smaller of the limit and half the free memory, and
+    applies to images of any size (the free-memory check alone skips small ones)."""
+    monkeypatch.setattr(runner_module, "available_memory_bytes", lambda: 64 * 2**30)
+    x = torch.rand(1, 3, 300, 400)  # under MEMORY_CHECK_PIXELS: never checked without a limit
+    free = _restorer()
+    free(x)
+    assert free.notices == []
+    limited = _restorer(memory_limit=8 * 2**20)
+    needed = 300 * 400 * (limited._activation_bytes_per_pixel() + runner_module.PIPELINE_BYTES_PER_PIXEL)
+    assert needed > 8 * 2**20  # the premise: this image needs more than the limit untiled
+    out = limited(x)
+    assert len(limited.notices) == 1, limited.notices
+    notice = limited.notices[0]
+    assert notice.startswith("a 400x300 image needs about") and "--max-memory allows 0.0078 GiB" in notice
+    tile = int(notice.split("tiles of ")[1].split()[0])
+    assert tile == 256 and "(more than that: 256x256 is the smallest tile used)" in notice  # 8 MiB fits no 256 tile
+    assert out.shape == x.shape
+    roomy = _restorer(memory_limit=int(needed) + 2**20)
+    roomy(x)
+    assert roomy.notices == []  # within the limit: whole
+    with pytest.raises(ValueError, match="must be positive"):
+        _restorer(memory_limit=0)

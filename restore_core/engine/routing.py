@@ -74,6 +74,7 @@ class RoutedRestorer:
         compile: bool = False,
         strength: float = 1.0,
         leave_clean: bool = False,
+        memory_limit: int | None = None,
     ) -> None:
         classifier = getattr(detector.model, "classifier", None)
         if classifier is None:
@@ -100,7 +101,7 @@ class RoutedRestorer:
             task = DEGRADATION_TASK[degradation]
             views = views_for_task(task, ensemble_views) if ensembled else ()
             self.specialists[task] = Restorer(load_for_task(None, task, str(device)), device, precision, tile, tile_overlap,
-                                              views, compile, strength)
+                                              views, compile, strength, memory_limit)
         self.notices: list[str] = []
         self.last_degradation: list[dict[str, float]] | None = None
         self.last_models: list[str] | None = None
@@ -159,17 +160,19 @@ class RoutedRestorer:
 
 def build_restorer(descriptor: ModelDescriptor, device: torch.device, task: str, precision: str = "auto", tile: int = 0,
                    tile_overlap: int | None = None, self_ensemble: bool = False, ensemble_views: int | None = None,
-                   compile: bool = False, strength: float = 1.0, route: bool = False, leave_clean: bool = False) -> Restorer | RoutedRestorer:
+                   compile: bool = False, strength: float = 1.0, route: bool = False, leave_clean: bool = False,
+                   memory_limit: int | None = None) -> Restorer | RoutedRestorer:
     """What restores a command's images (CLI and Python interface alike): ``descriptor``
     itself with ``task``'s self-ensemble views, or, with ``route``, the single-task
     models its classifier chooses between (each with its own task's views); with
-    ``leave_clean`` too, the classifier asked is the model's clean-aware one."""
+    ``leave_clean`` too, the classifier asked is the model's clean-aware one.
+    ``memory_limit``: bytes one image may use (``--max-memory``), tiles sized to fit."""
     if leave_clean and not route:
         raise ValueError("--leave-clean chooses what routing asks; without routing (--no-route) every image is restored")
     if route:
         return RoutedRestorer(descriptor, device, precision, tile, tile_overlap, self_ensemble, ensemble_views, compile, strength,
-                              leave_clean)
+                              leave_clean, memory_limit)
     ensembled = self_ensemble or ensemble_views is not None
     views = views_for_task(task, ensemble_views) if ensembled else ()
-    return Restorer(descriptor, device, precision, tile, tile_overlap, views, compile, strength)
+    return Restorer(descriptor, device, precision, tile, tile_overlap, views, compile, strength, memory_limit)
 

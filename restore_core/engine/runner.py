@@ -54,6 +54,12 @@ ROUTING_FRAMES = 8
 MEMORY_CHECK_PIXELS = 512 * 512  # smaller images skip the CPU memory check
 
 
+def _gib(size: float) -> str:
+    """Bytes in GiB for a message: one decimal, two figures below 1 GiB (0.25)."""
+    gib = size / 2**30
+    return f"{gib:.1f}" if gib >= 1 else f"{gib:.2g}"
+
+
 def blend_toward_input(degraded: torch.Tensor, restored: torch.Tensor, strength: float) -> torch.Tensor:
     """``degraded + strength * (restored - degraded)``: how much of the restoration to apply.
 
@@ -98,6 +104,7 @@ class Restorer:
         ensemble: tuple[int, ...] = (),
         compile: bool = False,
         strength: float = 1.0,
+        memory_limit: int | None = None,
     ) -> None:
         self.descriptor = descriptor
         self.device = device
@@ -120,7 +127,13 @@ class Restorer:
         if self.dtype == torch.float16 and device.type == "cpu":
             self.notices.append("--precision fp16 on the CPU: CPUs have no fp16 arithmetic, so it runs several times slower "
                                 "than fp32; bf16 is the CPU's half precision (fast with AMX/AVX512-BF16 units)")
-        self._bytes_per_pixel: float | None = None  # CPU memory per pixel, measured on first need
+        # Bytes one image's restoration may use (--max-memory), on any device: larger images
+        # are tiled to fit. None: on the CPU half the free memory, on a GPU no bound (an
+        # out-of-memory error is retried in tiles).
+        if memory_limit is not None and memory_limit <= 0:
+            raise ValueError(f"the memory limit must be positive, got {memory_limit}")
+        self.memory_limit = memory_limit
+        self._bytes_per_pixel: float | None = None  # activation memory per pixel, measured on first need
         self._announced: set[tuple[int, int, int]] = set()
         # All-in-one models decide per whole image what to restore, and denoisers told
         # --sigma auto estimate its noise level, before any tiling.
@@ -175,34 +188,52 @@ class Restorer:
                 self.tile = smaller
 
     def _memory_safe_tile(self, x: torch.Tensor) -> int:
-        """0 (whole image), or on the CPU a tile size when the whole image would not fit
-        in the free memory (engine.memory: the OOM killer would end the batch)."""
+        """0 (whole image), or a tile size when the whole image would need more memory
+        than its budget (:meth:`_memory_budget`): on the CPU half the free memory (the
+        OOM killer would end the batch, engine.memory), and ``memory_limit`` where one is set."""
         n, _, height, width = x.shape
-        if self.device.type != "cpu" or n * height * width < MEMORY_CHECK_PIXELS:
+        if self.memory_limit is None and (self.device.type != "cpu" or n * height * width < MEMORY_CHECK_PIXELS):
             return 0
-        available = available_memory_bytes()
-        if available is None:
+        budget, why = self._memory_budget()
+        if budget is None:
             return 0
-        if self._bytes_per_pixel is None:
-            side = max(128, 4 * self.multiple)
-            side += (-side) % self.multiple
-            example = torch.zeros(1, 3, side, side, dtype=self.dtype).contiguous(memory_format=torch.channels_last)
-            forward = (lambda t: self_ensemble(self.model, t, self.ensemble)) if self.ensemble else self.model
-            self._bytes_per_pixel = activation_bytes_per_pixel(forward, example) + PIPELINE_BYTES_PER_PIXEL
-        needed = n * height * width * self._bytes_per_pixel
-        budget = available * MEMORY_BUDGET_SHARE
+        activations = self._activation_bytes_per_pixel()
+        # The pipeline's copies (decoded image, input, output) are of the whole image, tiled or not.
+        whole_image = n * height * width * (PIPELINE_BYTES_PER_PIXEL if self.device.type == "cpu" else 0)
+        needed = whole_image + n * height * width * activations
         if needed <= budget:
             return 0
-        tile = tile_for_budget(n * self._bytes_per_pixel, budget, self.multiple)
+        tile = tile_for_budget(n * activations, max(budget - whole_image, 0.0), self.multiple)
         if tile >= max(height, width):
             return 0
         if (width, height, tile) not in self._announced:  # once per size, not once per image
             self._announced.add((width, height, tile))
+            over = f" (more than that: {tile}x{tile} is the smallest tile used)" if whole_image + tile * tile * n * activations > budget else ""
             self.notices.append(
-                f"a {width}x{height} image needs about {needed / 2**30:.1f} GiB untiled and {available / 2**30:.1f} GiB "
-                f"is free: restoring it in tiles of {tile} (--tile sets the size)"
+                f"a {width}x{height} image needs about {_gib(needed)} GiB untiled and {why}: restoring it in tiles of "
+                f"{tile}{over} (--tile sets the size)"
             )
         return tile
+
+    def _memory_budget(self) -> tuple[float | None, str]:
+        """The bytes one image may use, and why, for the notice: the smaller of half the
+        CPU's free memory and ``memory_limit`` (``--max-memory``); (None, "") when neither applies."""
+        budgets = []
+        if self.device.type == "cpu" and (available := available_memory_bytes()) is not None:
+            budgets.append((available * MEMORY_BUDGET_SHARE, f"{_gib(available)} GiB is free"))
+        if self.memory_limit is not None:
+            budgets.append((float(self.memory_limit), f"--max-memory allows {_gib(self.memory_limit)} GiB"))
+        return min(budgets, key=lambda budget: budget[0]) if budgets else (None, "")
+
+    def _activation_bytes_per_pixel(self) -> float:
+        """Bytes per pixel of the model's activations on its device, measured once (engine.memory)."""
+        if self._bytes_per_pixel is None:
+            side = max(128, 4 * self.multiple)
+            side += (-side) % self.multiple
+            example = torch.zeros(1, 3, side, side, dtype=self.dtype, device=self.device).contiguous(memory_format=torch.channels_last)
+            forward = (lambda t: self_ensemble(self.model, t, self.ensemble)) if self.ensemble else self.model
+            self._bytes_per_pixel = activation_bytes_per_pixel(forward, example)
+        return self._bytes_per_pixel
 
     def overlap_for(self, tile: int) -> int:
         """The overlap asked for, or :func:`default_overlap` of this tile size."""
