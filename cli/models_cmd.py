@@ -60,6 +60,13 @@ def _brief(text: str, limit: int = CONFIG_SHOWN) -> str:
     return text if len(text) <= limit else f"{text[:limit]} ... ({len(text):,} characters in all: --json shows them)"
 
 
+def _memory(bytes_per_pixel: int) -> str:
+    """The CPU memory an image needs untiled, per megapixel and for a 12-megapixel photograph."""
+    per_megapixel = bytes_per_pixel * 1e6 / 2**30
+    return (f"{bytes_per_pixel:,} bytes a pixel on the CPU (fp32): {per_megapixel:.2f} GiB a megapixel, "
+            f"{12 * per_megapixel:.1f} GiB for a 12-megapixel photograph untiled (--max-memory tiles to fit)")
+
+
 def _describe(spec: str, as_json: bool) -> None:
     """``restore models MODEL``: one model, whole (core: presets.model_details)."""
     from restore_core.checkpoint import CheckpointError
@@ -79,6 +86,7 @@ def _describe(spec: str, as_json: bool) -> None:
                          f"multiply-accumulates at {details['macs_input'][0]}x{details['macs_input'][1]}; inputs padded to a multiple of "
                          f"{details['size_multiple']}; half precision: {'yes' if details['supports_half'] else 'no'}"
                          + ("; trained on grey images only" if details["grey_only"] else "")),
+        ("memory", _memory(details["cpu_memory_bytes_per_pixel"])),
         ("config", _brief(json.dumps(details["config"], separators=(", ", ": ")))),
     ]
     if recipe.get("converted_from"):

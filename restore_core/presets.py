@@ -333,8 +333,12 @@ def shipped_weights() -> list[WeightInfo]:
 def model_details(spec: str) -> dict[str, Any]:
     """What a model is, for ``restore models MODEL``: a preset with weights or a
     checkpoint file, loaded (so every tensor is checked) on the CPU, described by its
-    file, its run-time properties (spandrel's descriptor: size multiple, half precision)
-    and the metadata it carries: config, training recipe, measured metrics."""
+    file, its run-time properties (spandrel's descriptor: size multiple, half precision;
+    the CPU memory a pixel costs, measured as the engine does before it tiles) and the
+    metadata it carries: config, training recipe, measured metrics."""
+    import torch
+
+    from restore_core.engine.memory import PIPELINE_BYTES_PER_PIXEL, model_activation_bytes_per_pixel
     from restore_core.models import count_parameters
     from restore_core.models.complexity import count_macs, macs_input_side
 
@@ -342,10 +346,15 @@ def model_details(spec: str) -> dict[str, Any]:
     assert descriptor.path is not None
     card = descriptor.path.with_suffix(".md")
     side = macs_input_side(descriptor.size_multiple)
+    model = descriptor.model.eval().to(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        activations = model_activation_bytes_per_pixel(model, max(1, descriptor.size_multiple))
     return {
         "name": descriptor.name, "path": str(descriptor.path), "sha256": descriptor.sha256, "task": descriptor.task,
         "architecture": descriptor.architecture, "parameters": count_parameters(descriptor.model),
         "macs": count_macs(descriptor.model.eval(), side), "macs_input": [side, side],
+        # What restore measures before it tiles (engine.memory): fp32 on the CPU, per pixel.
+        "cpu_memory_bytes_per_pixel": round(activations + PIPELINE_BYTES_PER_PIXEL),
         "size_multiple": descriptor.size_multiple, "supports_half": descriptor.supports_half,
         "grey_only": descriptor.grey_only, "card": str(card) if card.is_file() else None,
         "config": descriptor.config, "recipe": descriptor.recipe, "metrics": descriptor.metrics,

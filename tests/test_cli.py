@@ -550,11 +550,21 @@ def test_models_describes_one_model_whole(tmp_path, tiny_checkpoint):
 
     # the loaded file's count is its architecture's (tests/test_complexity.py checks that one by hand)
     assert details["macs"] == architecture_macs("taylor", details["config"]) and details["macs_input"] == [256, 256]
+    # the CPU memory of a pixel: what the engine measures before it tiles (engine.memory)
+    from restore_core.engine.memory import PIPELINE_BYTES_PER_PIXEL, model_activation_bytes_per_pixel
+    from restore_core.presets import load_for_task
+
+    import torch
+
+    model = load_for_task("taylor-derain", None).model.eval().to(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        expected = model_activation_bytes_per_pixel(model, 16) + PIPELINE_BYTES_PER_PIXEL
+    assert details["cpu_memory_bytes_per_pixel"] == round(expected) and 300 < expected < 600
     text = restore("models", str(tiny_checkpoint))
     assert text.returncode == 0, text.stderr
     assert "unet, " in text.stdout and "parameters" in text.stdout and str(tiny_checkpoint) in text.stdout
     assert "none recorded" in text.stdout  # no recipe in this file: said, not left blank
-    import torch
+    assert "bytes a pixel on the CPU (fp32)" in text.stdout and "GiB for a 12-megapixel photograph untiled" in text.stdout
     from safetensors.torch import load_file
 
     torch.save(load_file(str(tiny_checkpoint)), tmp_path / "net.pth")

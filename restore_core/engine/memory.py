@@ -98,6 +98,17 @@ def activation_bytes_per_pixel(forward: Callable[[torch.Tensor], torch.Tensor], 
     return max(grown, 0) / (3 * pixels)
 
 
+def model_activation_bytes_per_pixel(forward: Callable[[torch.Tensor], torch.Tensor], multiple: int,
+                                     dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> float:
+    """:func:`activation_bytes_per_pixel` of a model's ``forward`` as the engine runs it:
+    channels_last inputs of ``dtype`` on ``device``, 128x128 and up (a multiple of the
+    model's ``multiple``, at least 4 of them a side)."""
+    side = max(128, 4 * multiple)
+    side += (-side) % multiple
+    example = torch.zeros(1, 3, side, side, dtype=dtype, device=device).contiguous(memory_format=torch.channels_last)
+    return activation_bytes_per_pixel(forward, example)
+
+
 def available_memory_bytes(meminfo: Path = Path("/proc/meminfo")) -> int | None:
     """``MemAvailable`` of Linux (free memory plus reclaimable caches); None elsewhere."""
     try:

@@ -35,7 +35,7 @@ from restore_core.device import pick_dtype
 from restore_core.engine.ensemble import self_ensemble
 from restore_core.engine.inputs import Job
 from restore_core.engine.memory import (
-    MEMORY_BUDGET_SHARE, PIPELINE_BYTES_PER_PIXEL, activation_bytes_per_pixel, available_memory_bytes, tile_for_budget,
+    MEMORY_BUDGET_SHARE, PIPELINE_BYTES_PER_PIXEL, available_memory_bytes, model_activation_bytes_per_pixel, tile_for_budget,
 )
 from restore_core.engine.results import ImageResult, abandoned_after
 from restore_core.engine.temporal import Frame, FrameWindow, TemporalConfig, smooth_in_window
@@ -228,11 +228,8 @@ class Restorer:
     def _activation_bytes_per_pixel(self) -> float:
         """Bytes per pixel of the model's activations on its device, measured once (engine.memory)."""
         if self._bytes_per_pixel is None:
-            side = max(128, 4 * self.multiple)
-            side += (-side) % self.multiple
-            example = torch.zeros(1, 3, side, side, dtype=self.dtype, device=self.device).contiguous(memory_format=torch.channels_last)
             forward = (lambda t: self_ensemble(self.model, t, self.ensemble)) if self.ensemble else self.model
-            self._bytes_per_pixel = activation_bytes_per_pixel(forward, example)
+            self._bytes_per_pixel = model_activation_bytes_per_pixel(forward, self.multiple, self.dtype, self.device)
         return self._bytes_per_pixel
 
     def overlap_for(self, tile: int) -> int:
