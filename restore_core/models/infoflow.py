@@ -429,9 +429,9 @@ class InfoFlowGenerator(nn.Module):
             for head in heads:
                 head_input[:, features:].copy_(out * 2 - 1)
                 out = out + head(head_input) / 2
-            return self.finish(y, out) if self.finish_in_forward else out
-        for head in heads:
-            out = out + head(torch.cat([full_resolution, out * 2 - 1], dim=1)) / 2
+        else:
+            for head in heads:
+                out = out + head(torch.cat([full_resolution, out * 2 - 1], dim=1)) / 2
         return self.finish(y, out) if self.finish_in_forward else out
 
     def finish(self, y: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
