@@ -70,12 +70,14 @@ def _memory(bytes_per_pixel: int) -> str:
 def _describe(spec: str, as_json: bool) -> None:
     """``restore models MODEL``: one model, whole (core: presets.model_details)."""
     from restore_core.checkpoint import CheckpointError
+    from restore_core.engine.memory import PIPELINE_BYTES_PER_PIXEL
     from restore_core.presets import model_details
 
     try:
         details = model_details(spec)
     except CheckpointError as exc:
         fail(str(exc), code=2)
+    details["cpu_memory_bytes_per_pixel"] = details["activation_bytes_per_pixel"] + PIPELINE_BYTES_PER_PIXEL  # what restore plans with
     if as_json:
         print_json(details, indent=2)
         return

@@ -338,7 +338,7 @@ def model_details(spec: str) -> dict[str, Any]:
     metadata it carries: config, training recipe, measured metrics."""
     import torch
 
-    from restore_core.engine.memory import PIPELINE_BYTES_PER_PIXEL, model_activation_bytes_per_pixel
+    from restore_core.models.activation_memory import model_activation_bytes_per_pixel
     from restore_core.models import count_parameters
     from restore_core.models.complexity import count_macs, macs_input_side
 
@@ -353,8 +353,8 @@ def model_details(spec: str) -> dict[str, Any]:
         "name": descriptor.name, "path": str(descriptor.path), "sha256": descriptor.sha256, "task": descriptor.task,
         "architecture": descriptor.architecture, "parameters": count_parameters(descriptor.model),
         "macs": count_macs(descriptor.model.eval(), side), "macs_input": [side, side],
-        # What restore measures before it tiles (engine.memory): fp32 on the CPU, per pixel.
-        "cpu_memory_bytes_per_pixel": round(activations + PIPELINE_BYTES_PER_PIXEL),
+        # What restore measures before it tiles (engine.memory adds its pipeline's copies): fp32 on the CPU.
+        "activation_bytes_per_pixel": round(activations),
         "size_multiple": descriptor.size_multiple, "supports_half": descriptor.supports_half,
         "grey_only": descriptor.grey_only, "card": str(card) if card.is_file() else None,
         "config": descriptor.config, "recipe": descriptor.recipe, "metrics": descriptor.metrics,

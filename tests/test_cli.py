@@ -551,7 +551,8 @@ def test_models_describes_one_model_whole(tmp_path, tiny_checkpoint):
     # the loaded file's count is its architecture's (tests/test_complexity.py checks that one by hand)
     assert details["macs"] == architecture_macs("taylor", details["config"]) and details["macs_input"] == [256, 256]
     # the CPU memory of a pixel: what the engine measures before it tiles (engine.memory)
-    from restore_core.engine.memory import PIPELINE_BYTES_PER_PIXEL, model_activation_bytes_per_pixel
+    from restore_core.engine.memory import PIPELINE_BYTES_PER_PIXEL
+    from restore_core.models.activation_memory import model_activation_bytes_per_pixel
     from restore_core.presets import load_for_task
 
     import torch

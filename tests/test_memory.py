@@ -5,7 +5,8 @@ import torch
 
 from restore_core.checkpoint import ModelDescriptor
 from restore_core.engine import runner as runner_module
-from restore_core.engine.memory import PeakMemory, activation_bytes_per_pixel, available_memory_bytes, tile_for_budget
+from restore_core.engine.memory import available_memory_bytes, tile_for_budget
+from restore_core.models.activation_memory import PeakMemory, activation_bytes_per_pixel
 from restore_core.engine.runner import Restorer
 from restore_core.engine.tiling import run_tiled
 from restore_core.models import build_model

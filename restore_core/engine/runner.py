@@ -34,15 +34,14 @@ from restore_core.checkpoint import ModelDescriptor
 from restore_core.device import pick_dtype
 from restore_core.engine.ensemble import self_ensemble
 from restore_core.engine.inputs import Job
-from restore_core.engine.memory import (
-    MEMORY_BUDGET_SHARE, PIPELINE_BYTES_PER_PIXEL, available_memory_bytes, model_activation_bytes_per_pixel, tile_for_budget,
-)
+from restore_core.engine.memory import MEMORY_BUDGET_SHARE, PIPELINE_BYTES_PER_PIXEL, available_memory_bytes, tile_for_budget
 from restore_core.engine.results import ImageResult, abandoned_after
 from restore_core.engine.temporal import Frame, FrameWindow, TemporalConfig, smooth_in_window
 from restore_core.engine.tiling import MIN_OOM_TILE, central_crop, default_overlap, dense_channels_last, run_padded, run_tiled
 from restore_core.io.images import (
     DEFAULT_MAX_PIXELS, ImageError, LoadedImage, WriteError, lost_on_write, read_image, write_image,
 )
+from restore_core.models.activation_memory import model_activation_bytes_per_pixel
 
 
 # Write failures that every later image would meet too: a full disk, a full quota, a
@@ -226,7 +225,7 @@ class Restorer:
         return min(budgets, key=lambda budget: budget[0]) if budgets else (None, "")
 
     def _activation_bytes_per_pixel(self) -> float:
-        """Bytes per pixel of the model's activations on its device, measured once (engine.memory)."""
+        """Bytes per pixel of the model's activations on its device, measured once (models.activation_memory)."""
         if self._bytes_per_pixel is None:
             forward = (lambda t: self_ensemble(self.model, t, self.ensemble)) if self.ensemble else self.model
             self._bytes_per_pixel = model_activation_bytes_per_pixel(forward, self.multiple, self.dtype, self.device)
