@@ -132,7 +132,7 @@ class Restorer:
         if memory_limit is not None and memory_limit <= 0:
             raise ValueError(f"the memory limit must be positive, got {memory_limit}")
         self.memory_limit = memory_limit
-        self._bytes_per_pixel: float | None = None  # activation memory per pixel, measured on first need
+        self._activation_bytes: float | None = None  # the model's activation bytes per pixel, measured on first need
         self._announced: set[tuple[int, int, int]] = set()
         # All-in-one models decide per whole image what to restore, and denoisers told
         # --sigma auto estimate its noise level, before any tiling.
@@ -226,10 +226,10 @@ class Restorer:
 
     def _activation_bytes_per_pixel(self) -> float:
         """Bytes per pixel of the model's activations on its device, measured once (models.activation_memory)."""
-        if self._bytes_per_pixel is None:
+        if self._activation_bytes is None:
             forward = (lambda t: self_ensemble(self.model, t, self.ensemble)) if self.ensemble else self.model
-            self._bytes_per_pixel = model_activation_bytes_per_pixel(forward, self.multiple, self.dtype, self.device)
-        return self._bytes_per_pixel
+            self._activation_bytes = model_activation_bytes_per_pixel(forward, self.multiple, self.dtype, self.device)
+        return self._activation_bytes
 
     def overlap_for(self, tile: int) -> int:
         """The overlap asked for, or :func:`default_overlap` of this tile size."""
