@@ -34,7 +34,7 @@ def _print_version(value: bool) -> None:
         import platform
         from importlib.metadata import PackageNotFoundError, version
 
-        from restore_core.io.images import READ_ONLY_EXTENSIONS, SUPPORTED_EXTENSIONS
+        from restore_core.io.images import READ_AS_PNG_EXTENSIONS, READ_ONLY_EXTENSIONS, SUPPORTED_EXTENSIONS
         from restore_core.io.video import DEEP_ENCODER, READ_ONLY_VIDEO_EXTENSIONS, WRITABLE_VIDEO_EXTENSIONS, encoder_available, pyav_available
 
         def installed(package: str) -> str:
@@ -46,6 +46,7 @@ def _print_version(value: bool) -> None:
         print(f"restore {installed('restore')}")
         print(f"python {platform.python_version()}, torch {installed('torch')}, opencv {installed('opencv-python-headless')}")
         images = " ".join(ext.lstrip(".") for ext in SUPPORTED_EXTENSIONS)
+        images += " (read only, written as png: " + " ".join(ext.lstrip(".") for ext in READ_AS_PNG_EXTENSIONS) + ")"
         if ".heic" not in SUPPORTED_EXTENSIONS:
             images += " (heic: pip install 'restore[heic]')"
         if READ_ONLY_EXTENSIONS:

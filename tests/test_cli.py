@@ -102,6 +102,27 @@ def test_an_alpha_channel_dropped_by_jpeg_is_said(tmp_path, tiny_checkpoint, rng
     assert result.stderr.count("alpha channel dropped") == 1 and f"{src / 'clear.png'}: alpha channel dropped" in result.stderr
 
 
+def test_jpeg_and_netpbm_files_under_their_other_names_are_restored_in_their_own_format(tmp_path, tiny_checkpoint, rng):
+    """A folder of a browser's photo.jfif, a 16-bit scan.pgm and a fax.pbm: each restored
+    (none left out), the JPEG as a JPEG of that name that --quality applies to, the PGM as
+    a 16-bit grey PGM, the one-bit bitmap as a PNG."""
+    from PIL import Image
+
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(src / "photo.jfif", format="JPEG")
+    assert cv2.imwrite(str(src / "scan.pgm"), rng.integers(0, 65536, (24, 32), dtype=np.uint16))
+    Image.fromarray(rng.integers(0, 2, (24, 32), dtype=np.uint8) * 255).convert("1").save(src / "fax.pbm")
+    out = tmp_path / "out"
+    result = restore("derain", str(src), str(out), "--quality", "80", "--model", str(tiny_checkpoint))
+    assert result.returncode == 0 and "3 restored, 0 failed" in result.stderr, result.stderr
+    assert "warning" not in result.stderr, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["fax.png", "photo.jfif", "scan.pgm"]
+    assert (out / "photo.jfif").read_bytes()[:3] == b"\xff\xd8\xff"
+    assert (out / "scan.pgm").read_bytes()[:2] == b"P5"
+    assert cv2.imread(str(out / "scan.pgm"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
+
+
 def test_recursive_mirrors_sub_folders_and_suffix_ext(folder, tmp_path, tiny_checkpoint):
     out = tmp_path / "out"
     result = restore("derain", str(folder), str(out), "-r", "--suffix", "_x", "--ext", "jpg", "--model", str(tiny_checkpoint))

@@ -209,13 +209,24 @@ def test_a_paired_folder_given_as_input_names_its_two_halves(tmp_path):
 def test_a_file_named_without_an_image_extension_is_written_as_png(tmp_path):
     """`restore derain scan out/` read the file by its content, restored it, then failed
     on writing "out/scan": OpenCV's "could not find encoder for the specified extension"
-    over three lines. Such a file's copy is a PNG (lossless, any depth) unless --ext says."""
+    over three lines. Such a file's copy is a PNG (lossless, any depth) unless --ext says;
+    so is a Netpbm bitmap's (.pbm), whose restored grey levels one bit cannot hold. A
+    JPEG named .jfif stays a .jfif."""
     from restore_core.engine.inputs import Job, plan_outputs
 
-    jobs = [Job(tmp_path / name, Path(name)) for name in ("scan", "photo.jfif", "a.JPG", "b.tif")]
+    jobs = [Job(tmp_path / name, Path(name)) for name in ("scan", "photo.jfif", "a.JPG", "b.tif", "fax.pbm")]
     planned = [job.output.name for job in plan_outputs(jobs, tmp_path / "out")]
-    assert planned == ["scan.png", "photo.png", "a.JPG", "b.tif"]
+    assert planned == ["scan.png", "photo.jfif", "a.JPG", "b.tif", "fax.png"]
     assert [job.output.name for job in plan_outputs(jobs[:1], tmp_path / "out", ext=".jpg")] == ["scan.jpg"]
+
+
+def test_a_folder_s_jpeg_and_netpbm_files_under_their_other_names_are_restored(tmp_path):
+    """A folder's photo.jfif (as browsers on Windows save photos) and scan.pgm were left
+    out without a word: neither extension was known. The other names of JPEG and the
+    Netpbm family are images; a text file beside them is not."""
+    names = ("a.jfif", "b.JPE", "c.jif", "d.ppm", "e.pgm", "f.pnm", "g.pbm", "notes.txt")
+    touch(tmp_path / "in", *names)
+    assert sorted(job.source.name for job in collect_inputs(str(tmp_path / "in"))) == sorted(names[:-1])
 
 
 def test_several_inputs_are_collected_in_order_and_go_into_a_folder(tmp_path):

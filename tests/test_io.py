@@ -9,12 +9,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, JpegImagePlugin
 
 from conftest import SAMPLES
 
 from restore_core.io.containers import encode_grey_alpha_png
-from restore_core.io.images import SUPPORTED_EXTENSIONS, ImageError, read_image, write_image
+from restore_core.io.images import SUPPORTED_EXTENSIONS, ImageError, lost_on_write, read_image, write_image
 
 
 def _round_trip(tmp_path, array_bgr, name):
@@ -817,3 +817,72 @@ def test_a_device_or_pipe_is_written_through_not_replaced_by_a_file(tmp_path):
     assert not _written_in_place(plain) and not _written_in_place(tmp_path / "new.csv")
     atomic_write_bytes(plain, b"new")
     assert plain.read_bytes() == b"new"
+
+
+@pytest.mark.parametrize("name, shape, dtype", [("a.ppm", (17, 23, 3), np.uint8), ("a.ppm", (17, 23, 3), np.uint16),
+                                                ("a.pgm", (17, 23), np.uint8), ("a.pgm", (17, 23), np.uint16),
+                                                ("a.pnm", (17, 23, 3), np.uint16)])
+def test_netpbm_round_trips_keep_depth_and_layout(tmp_path, rng, name, shape, dtype):
+    """PPM (colour), PGM (grey) and PNM (either), 8 or 16 bits: read and written as they came."""
+    array = rng.integers(0, np.iinfo(dtype).max + 1, size=shape, dtype=dtype)
+    loaded, back = _round_trip(tmp_path, array, name)
+    assert loaded.layout == ("grey" if len(shape) == 2 else "rgb") and loaded.bit_depth == 8 * np.dtype(dtype).itemsize
+    assert back.dtype == dtype and np.array_equal(back, array)
+
+
+@pytest.mark.parametrize("maxval, samples, expected", [(4095, [0, 4095, 2048], [0, 65535, 32776]), (100, [0, 50, 100], [0, 128, 255])])
+def test_a_netpbm_file_with_another_maxval_is_read_on_the_full_scale(tmp_path, maxval, samples, expected):
+    """OpenCV keeps a PGM's samples on its own scale: a 12-bit scan's white (4095) came to
+    the model as 6 % grey. Samples are scaled to the full 8- or 16-bit range on read."""
+    dtype = ">u2" if maxval > 255 else "u1"
+    (tmp_path / "scan.pgm").write_bytes(f"P5\n# scanner\n3 1\n{maxval}\n".encode() + np.array(samples, dtype).tobytes())
+    loaded = read_image(tmp_path / "scan.pgm")
+    full = 65535 if maxval > 255 else 255
+    assert loaded.bit_depth == (16 if maxval > 255 else 8)
+    np.testing.assert_allclose(loaded.rgb[0, :, 0], np.array(expected) / full, atol=0.5 / full)
+
+
+def test_jpeg_under_its_other_names_is_read_and_written_as_jpeg(tmp_path, rng):
+    """A browser on Windows saves photos as .jfif: it is a JPEG, and its copy is one too,
+    under the same name and with the source's chroma subsampling."""
+    array = rng.integers(0, 256, size=(32, 48, 3), dtype=np.uint8)
+    for name in ("photo.jfif", "photo.jpe", "photo.jif"):
+        Image.fromarray(array).save(tmp_path / name, format="JPEG", quality=90, subsampling=0)
+        loaded = read_image(tmp_path / name)
+        write_image(tmp_path / f"out_{name}", loaded.rgb, loaded)
+        with Image.open(tmp_path / f"out_{name}") as written:
+            assert written.format == "JPEG" and JpegImagePlugin.get_sampling(written) == 0
+
+
+def test_pgm_holds_grey_images_and_ppm_colour_ones(tmp_path, rng):
+    """A colour image's copy named .pgm is refused (no file written) rather than made grey;
+    a grey image's copy named .ppm has its level in each channel; an alpha plane is dropped
+    (Netpbm has none) and said."""
+    colour = read_image(_written(tmp_path / "c.png", rng.integers(0, 256, (8, 9, 3), dtype=np.uint8)))
+    with pytest.raises(ImageError, match=r"c\.pgm: cannot encode: PGM holds grey images only: name a colour image's copy \.ppm or \.pnm$"):
+        write_image(tmp_path / "c.pgm", colour.rgb, colour)
+    assert not list(tmp_path.glob("c.pgm*"))
+    grey_array = rng.integers(0, 256, (8, 9), dtype=np.uint8)
+    grey = read_image(_written(tmp_path / "g.png", grey_array))
+    write_image(tmp_path / "g.ppm", grey.rgb, grey)
+    assert np.array_equal(cv2.imread(str(tmp_path / "g.ppm"), cv2.IMREAD_UNCHANGED), np.dstack([grey_array] * 3))
+    rgba = read_image(_written(tmp_path / "a.png", rng.integers(0, 256, (8, 9, 4), dtype=np.uint8)))
+    assert lost_on_write(rgba, ".ppm") == "alpha channel dropped: Netpbm has none (png, webp, tif or bmp keep it)"
+    write_image(tmp_path / "a.ppm", rgba.rgb, rgba)
+    assert cv2.imread(str(tmp_path / "a.ppm"), cv2.IMREAD_UNCHANGED).shape == (8, 9, 3)
+
+
+def _written(path: Path, array: np.ndarray) -> Path:
+    assert cv2.imwrite(str(path), array)
+    return path
+
+
+def test_netpbm_maxval_is_read_through_comments():
+    from restore_core.io.containers import netpbm_maxval
+
+    assert netpbm_maxval(b"P6\n# made by a scanner\n4 3 # size\n#\n1023\n" + bytes(72)) == 1023
+    assert netpbm_maxval(b"P2 2 1 255 0 255") == 255
+    assert netpbm_maxval(b"P4\n8 1\n\xff") == 1  # a bitmap: no maxval, one bit a sample
+    assert netpbm_maxval(b"P5 4 3") is None  # cut short
+    assert netpbm_maxval(b"P5 4 3 70000 ") is None  # not a Netpbm maxval
+    assert netpbm_maxval(b"\x89PNG\r\n\x1a\n") is None

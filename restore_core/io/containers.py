@@ -1,8 +1,8 @@
 """Byte-level metadata of image containers, which neither OpenCV (pixels) nor Pillow
 (headers) handles for every case this project meets: PNG chunks (iCCP, eXIf, the
 grey + alpha colour type), a classic TIFF's first IFD (size, ICC profile, pages;
-which of its tags lay out pixels rather than describe the picture), and the colour
-space an ICC profile names.
+which of its tags lay out pixels rather than describe the picture), the colour
+space an ICC profile names, and the sample scales of AVIF and Netpbm files.
 """
 
 from __future__ import annotations
@@ -325,6 +325,37 @@ def _boxes(data: bytes, start: int, end: int):
 
 def _child(data: bytes, start: int, end: int, kind: bytes) -> tuple[int, int] | None:
     return next(((a, b) for k, a, b in _boxes(data, start, end) if k == kind), None)
+
+
+_NETPBM_WHITESPACE = b" \t\r\n\v\f"
+
+
+def netpbm_maxval(data: bytes) -> int | None:
+    """The largest sample value a Netpbm file declares (``P2``/``P3``/``P5``/``P6``: any
+    of 1-65535; 1 for a bitmap, ``P1``/``P4``), or None for another format. OpenCV keeps
+    the samples on that scale (a 12-bit PGM's white is 4095, a maxval-100 grey's 100),
+    so the reader must know it: the header is its magic, width, height and maxval as
+    decimal numbers between whitespace and ``#`` comments."""
+    if len(data) < 2 or data[:1] != b"P" or data[1:2] not in b"123456":
+        return None
+    if data[1:2] in b"14":
+        return 1
+    numbers, position = [], 2
+    while len(numbers) < 3 and position < min(len(data), 4096):
+        byte = data[position : position + 1]
+        if byte in _NETPBM_WHITESPACE:
+            position += 1
+        elif byte == b"#":  # a comment runs to the end of its line
+            end = data.find(b"\n", position)
+            position = len(data) if end < 0 else end + 1
+        else:
+            start = position
+            while position < len(data) and data[position : position + 1].isdigit():
+                position += 1
+            if position == start:
+                return None
+            numbers.append(int(data[start:position]))
+    return numbers[2] if len(numbers) == 3 and 0 < numbers[2] < 65536 else None
 
 
 def avif_bit_depth(data: bytes) -> int | None:

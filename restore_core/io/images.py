@@ -42,6 +42,7 @@ from restore_core.io.containers import (
     icc_colour_space,
     insert_jpeg_segments,
     jpeg_iptc_segments,
+    netpbm_maxval,
     photoshop_iptc,
     png_exif,
     png_stores_grey_alpha,
@@ -90,11 +91,27 @@ def _looks_like_heif(data: bytes) -> bool:
     return data[4:8] == b"ftyp" and data[8:12] in (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
 
 
+# Other names of formats read and written, each encoded as the format it names: JPEG's
+# (browsers on Windows save photos as .jfif) and Netpbm's (.ppm colour, .pgm grey, .pnm
+# either; 8 or 16 bits, classic test images and scientific pipelines).
+_ENCODED_AS = {".jpe": ".jpg", ".jfif": ".jpg", ".jif": ".jpg", ".ppm": ".pnm", ".pgm": ".pnm"}
 # Formats read and written.
-SUPPORTED_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp") + ((".avif",) if _avif_works() else ()) + _HEIF_EXTENSIONS
+SUPPORTED_EXTENSIONS = ((".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp") + ((".avif",) if _avif_works() else ())
+                        + _HEIF_EXTENSIONS + (".pnm",) + tuple(_ENCODED_AS))
 # Formats read, never written: camera raw files, developed on read (restored copies are TIFFs).
 READ_ONLY_EXTENSIONS = camera_raw.RAW_EXTENSIONS if camera_raw.AVAILABLE else ()
-READABLE_EXTENSIONS = SUPPORTED_EXTENSIONS + READ_ONLY_EXTENSIONS
+# Formats read whose copies are written as PNG (output_suffix): a Netpbm bitmap (.pbm:
+# one bit a pixel), whose restored grey levels it cannot hold.
+READ_AS_PNG_EXTENSIONS = (".pbm",)
+READABLE_EXTENSIONS = SUPPORTED_EXTENSIONS + READ_ONLY_EXTENSIONS + READ_AS_PNG_EXTENSIONS
+
+
+def encoder_extension(extension: str) -> str:
+    """The extension whose encoder writes a file named with ``extension``: ``.jpg`` for
+    ``.jfif``, ``.pnm`` (colour or grey, as the pixels are) for ``.ppm`` and ``.pgm``;
+    the extension itself, lower-cased, otherwise."""
+    extension = extension.lower()
+    return _ENCODED_AS.get(extension, extension)
 # Image files met in photo folders that this project cannot read: said, not skipped in silence.
 UNREADABLE_FORMATS = {
     ".heic": "HEIC", ".heif": "HEIF", ".avif": "AVIF (no codec in this OpenCV/Pillow)", ".jxl": "JPEG XL", ".gif": "GIF",
@@ -126,7 +143,7 @@ def output_suffix(source: Path) -> str:
 DEFAULT_MAX_PIXELS = 200_000_000  # 200 MP, ~2.4 GB as float32 RGB
 
 # Formats that can store 16 bits per channel (others get 8-bit output).
-_SIXTEEN_BIT_FORMATS = {".png", ".tif", ".tiff"}
+_SIXTEEN_BIT_FORMATS = {".png", ".tif", ".tiff", ".pnm"}
 _FLOAT_FORMATS = {".tif", ".tiff"}  # 32-bit float samples (bit_depth 32)
 _EXIF_ORIENTATION_TAG = 0x0112
 
@@ -489,6 +506,9 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
         array = _apply_orientation(array, header.orientation)
     if header.fmt == "avif" and array.dtype == np.uint16 and (bits := avif_bit_depth(data) or 16) < 16:
         array = np.round(array * (65535 / (2**bits - 1))).astype(np.uint16)  # 10/12-bit samples to the 16-bit range
+    if header.fmt == "ppm" and (maxval := netpbm_maxval(data)) not in (None, 1, 255, 65535):
+        full = np.iinfo(array.dtype).max  # uint8 up to a maxval of 255, uint16 above
+        array = np.round(np.minimum(array, maxval) * np.float64(full) / maxval).astype(array.dtype)  # to the full 8/16-bit range
     read_note = None
     if header.mode == "CMYK":  # OpenCV converts to RGB (without colour management); libtiff adds an opaque alpha
         if array.ndim == 3 and array.shape[2] == 4:
@@ -583,7 +603,8 @@ def _match_depth(alpha: np.ndarray, bit_depth: int) -> np.ndarray:
 
 def stored_depth(bit_depth: int, extension: str) -> int:
     """The sample depth an output in ``extension`` keeps of an input's ``bit_depth``:
-    TIFF keeps 8, 16 and 32 (float); PNG keeps 8 and 16 (float becomes 16); the rest 8."""
+    TIFF keeps 8, 16 and 32 (float); PNG and Netpbm keep 8 and 16 (float becomes 16); the rest 8."""
+    extension = encoder_extension(extension)
     if bit_depth == 32 and extension not in _FLOAT_FORMATS:
         bit_depth = 16
     return bit_depth if extension in _SIXTEEN_BIT_FORMATS else 8
@@ -615,8 +636,8 @@ def lost_on_write(like: LoadedImage, extension: str) -> str | None:
     already changed (``like.read_note``)."""
     extension = extension.lower()
     notes = [like.read_note] if like.read_note else []
-    if like.alpha is not None and extension in (".jpg", ".jpeg"):
-        notes.append("alpha channel dropped: JPEG has none (png, webp, tif or bmp keep it)")
+    if like.alpha is not None and (without := _WITHOUT_ALPHA.get(encoder_extension(extension))):
+        notes.append(f"alpha channel dropped: {without} has none (png, webp, tif or bmp keep it)")
     kept = stored_depth(like.bit_depth, extension)
     if kept < like.bit_depth:
         source = "float" if like.bit_depth == 32 else f"{like.bit_depth}-bit"
@@ -625,19 +646,26 @@ def lost_on_write(like: LoadedImage, extension: str) -> str | None:
     return "; ".join(notes) or None
 
 
+# Output formats without an alpha channel (encode_image drops it), by encoder extension.
+_WITHOUT_ALPHA = {".jpg": "JPEG", ".jpeg": "JPEG", ".pnm": "Netpbm"}
+
 # Output formats whose encoder takes a quality (``--quality``); the others are lossless.
-LOSSY_EXTENSIONS = (".jpg", ".jpeg", ".webp", ".avif", ".heic", ".heif")
+LOSSY_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".jif", ".webp", ".avif", ".heic", ".heif")
 
 
 def encode_image(rgb: np.ndarray, like: LoadedImage, extension: str, jpeg_quality: int = 95) -> bytes:
     """Encode restored ``rgb`` (float H x W x 3 in [0, 1]) in the layout, depth and
     metadata of ``like``, as the format of ``extension`` (".png", ".jpg", ...)."""
-    extension = extension.lower()
+    named, extension = extension.lower(), encoder_extension(extension)
     pixels = to_stored_layout(rgb, like, extension)
-    if extension in (".jpg", ".jpeg") and pixels.ndim == 3 and pixels.shape[2] in (2, 4):
-        pixels = pixels[..., :-1] if pixels.shape[2] == 4 else pixels[..., 0]  # JPEG has no alpha
+    if extension in _WITHOUT_ALPHA and pixels.ndim == 3 and pixels.shape[2] in (2, 4):
+        pixels = pixels[..., :-1] if pixels.shape[2] == 4 else pixels[..., 0]
     if pixels.ndim == 3 and pixels.shape[2] == 1:
         pixels = pixels[..., 0]
+    if named == ".pgm" and pixels.ndim == 3:
+        raise ValueError("PGM holds grey images only: name a colour image's copy .ppm or .pnm")
+    if named == ".ppm" and pixels.ndim == 2:
+        pixels = np.dstack([pixels] * 3)  # PPM is a colour format: the grey level in each channel
     if pixels.ndim == 3 and pixels.shape[2] == 2:
         if extension == ".png":
             return _with_png_metadata(encode_grey_alpha_png(pixels), like)
