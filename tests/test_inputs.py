@@ -176,14 +176,14 @@ def test_files_in_formats_restore_cannot_read_are_named_not_skipped_in_silence(t
     from restore_core.engine.inputs import describe_unreadable
 
     folder = tmp_path / "camera"
-    touch(folder, "a.jpg", "IMG_1.JXL", "IMG_2.jxl", "layers/b.PSD", "notes.txt", ".hidden.jxl")
+    touch(folder, "a.jpg", "IMG_1.JXL", "IMG_2.jxl", "layers/b.PSD", "notes.txt", ".hidden.jxl", "logo.TGA", "sky.hdr")
     unreadable: list[Path] = []
     assert sources(collect_inputs(str(folder), recursive=True, unreadable=unreadable)) == ["a.jpg"]
-    assert [p.name for p in unreadable] == ["IMG_1.JXL", "IMG_2.jxl", "b.PSD"]
-    assert describe_unreadable(unreadable) == "2 .jxl (JPEG XL), 1 .psd (Photoshop)"
+    assert [p.name for p in unreadable] == ["IMG_1.JXL", "IMG_2.jxl", "b.PSD", "logo.TGA", "sky.hdr"]
+    assert describe_unreadable(unreadable) == "2 .jxl (JPEG XL), 1 .psd (Photoshop), 1 .tga (TGA), 1 .hdr (Radiance HDR)"
     unreadable.clear()
     collect_inputs(str(folder / "*"), unreadable=unreadable)  # a glob reports them too
-    assert [p.name for p in unreadable] == ["IMG_1.JXL", "IMG_2.jxl"]
+    assert [p.name for p in unreadable] == ["IMG_1.JXL", "IMG_2.jxl", "logo.TGA", "sky.hdr"]
 
     only = tmp_path / "only"
     touch(only, "IMG_1.gif", "IMG_2.jxl")

@@ -115,7 +115,9 @@ def encoder_extension(extension: str) -> str:
 # Image files met in photo folders that this project cannot read: said, not skipped in silence.
 UNREADABLE_FORMATS = {
     ".heic": "HEIC", ".heif": "HEIF", ".avif": "AVIF (no codec in this OpenCV/Pillow)", ".jxl": "JPEG XL", ".gif": "GIF",
-    ".jp2": "JPEG 2000", ".exr": "OpenEXR", ".psd": "Photoshop",
+    ".jp2": "JPEG 2000", ".j2k": "JPEG 2000", ".jpx": "JPEG 2000", ".exr": "OpenEXR", ".hdr": "Radiance HDR",
+    ".pfm": "PFM (float)", ".psd": "Photoshop", ".tga": "TGA", ".ico": "icon", ".svg": "SVG (vector)", ".pcx": "PCX",
+    ".qoi": "QOI", ".dds": "DDS",
 } | dict.fromkeys(camera_raw.RAW_EXTENSIONS, "camera raw")
 UNREADABLE_FORMATS = {ext: name for ext, name in UNREADABLE_FORMATS.items() if ext not in READABLE_EXTENSIONS}
 
