@@ -302,8 +302,8 @@ def test_blind_generator_refuses_a_noise_level():
 
 
 def test_a_level_told_beyond_the_trained_range_is_cautioned(tmp_path):
-    """--sigma 120 to a model trained on 0-50 ran without a word; inside the range, and
-    for the estimated modes, nothing is said."""
+    """--sigma 120 to a model trained on 0-50 ran without a word, and so did --sigma 0.1
+    (the 0-1 scale's 25.5); inside the range, and for the estimated modes, nothing is said."""
     from restore_core.checkpoint import save_checkpoint
 
     config = InfoFlowConfig(levels=2, base_filters=4, info_accum=None, norm="none", residual=True, noise_level=True)
@@ -317,6 +317,10 @@ def test_a_level_told_beyond_the_trained_range_is_cautioned(tmp_path):
         "it learned from (not measured)")
     for inside in (0.0, 25.0, 50.0, "auto", "quick", "blind"):
         assert descriptor.apply_setting("sigma", inside) is None, inside
+    # a level on the 0-1 scale of float images (0.1 meaning 25.5) is almost no noise on this one's
+    assert descriptor.apply_setting("sigma", 0.1) == (
+        "--sigma 0.1: told takes levels on the 0-255 scale of 8-bit samples, where 0.1 is a fraction of one step (next to "
+        "no noise, so little is removed); a level of 0.1 on the 0-1 scale is 25.5 here")
     # no range recorded: the noise config's default range (5-50) is the one trained on
     bare = save_checkpoint(tmp_path / "bare.safetensors", InfoFlowGenerator(config), "infoflow", config_to_dict(config), "denoise",
                            recipe={"degradation": "noise"})

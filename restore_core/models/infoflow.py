@@ -297,10 +297,18 @@ class InfoFlowGenerator(nn.Module):
         self.sigma, self.estimates_sigma = float(sigma), False
 
     def setting_caution(self, name: str, value, recipe: dict) -> str | None:
-        """A level told beyond the range the recipe's noise was drawn from (its
+        """A level told between 0 and 1, most likely meant on the 0-1 scale of float
+        images (as DeepInverse and scikit-image take it): on this model's 0-255 scale it
+        is a fraction of one 8-bit step, and the image comes back nearly as it was. Or a
+        level beyond the range the recipe's noise was drawn from (its
         ``degradation_options.sigma``, else :class:`NoiseConfig`'s): the model never saw
         such noise, so what it does there was not measured."""
-        if name != "sigma" or isinstance(value, str) or value is None or recipe.get("degradation") != "noise":
+        if name != "sigma" or isinstance(value, str) or value is None:
+            return None
+        if 0 < value < 1:
+            return (f"takes levels on the 0-255 scale of 8-bit samples, where {value:g} is a fraction of one step (next to "
+                    f"no noise, so little is removed); a level of {value:g} on the 0-1 scale is {value * 255:.4g} here")
+        if recipe.get("degradation") != "noise":
             return None
         trained = (recipe.get("degradation_options") or {}).get("sigma", NoiseConfig().sigma)
         if isinstance(trained, (int, float)):
