@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cli import completion
 from cli.console import StepLines, err_console, fail, first_few, os_cause, say, warn
-from cli.options import given_options
+from cli.options import given_options, parse_duration
 from restore_core.configs import ConfigError, changed_fields, config_to_dict, override_many
 from restore_core.io.folders import not_a_folder
 from restore_core.training.recipes import RECIPES, ADMSRecipe, Recipe, check_recipe, load_recipe, load_recorded_recipe, resume_command
@@ -68,6 +68,7 @@ def train(
     workers: int = typer.Option(0, "--workers", min=0, help="Processes that draw training batches ahead of the loop (0: drawn in the loop). Same batches, faster steps where the loop waits for data (on an H200, 3-6 per run kept the card busy).", rich_help_panel=RUNTIME_PANEL),
     pool: str = typer.Option("auto", "--pool", help="Where the training images are held: memory, disk (a memory-mapped file in --out, gone when the run ends: datasets larger than RAM train, at the disk's speed where the page cache falls short) or auto (disk when they would take over half the available memory). Same batches either way.", rich_help_panel=RUNTIME_PANEL),
     precision: str = typer.Option("auto", "--precision", autocompletion=completion.precisions, help="auto (the recipe's mixed precision on CUDA, fp32 on the CPU), fp32, bf16 (autocast on any device: about 2x faster steps on CPUs with AMX/AVX512-BF16), fp16 (CUDA). Weights stay fp32; may change on --resume.", rich_help_panel=RUNTIME_PANEL),
+    time_limit: Optional[str] = typer.Option(None, "--time-limit", help="Train at most this long (45m, 2h, 1h30m, 90s or H:MM:SS), then pause as Ctrl-C would, but inside the limit: the last step that fits, a checkpoint, exit 0; --resume continues (with a --time-limit of its own). For a scheduler's wall time or a lent GPU's budget.", rich_help_panel=RUNTIME_PANEL),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Also log the loss, learning rate, speed, validation metrics and the first restored validation images to OUT/tensorboard, for tensorboard --logdir (pip install 'restore[tensorboard]'); log.csv holds them either way. ADMS: its network stages, each in its folder."),
     calibrate: Optional[Path] = typer.Option(None, "--calibrate", help="Instead of training: measure this denoiser checkpoint's noise calibration (the second look of restore denoise --sigma auto) on the --clean folders (and --builtin-photographs), store it in the checkpoint and exit. Training runs do this at their end."),
@@ -95,6 +96,10 @@ def train(
     if recipe is None:
         fail("give --recipe (what to train), --resume with the --out of a run to continue, or --calibrate CHECKPOINT", code=2)
 
+    try:
+        time_budget = parse_duration(time_limit) if time_limit is not None else None
+    except ValueError as exc:
+        fail(f"--time-limit: {exc}", code=2)
     options = RecipeOptions(settings=settings, data=data, clean=clean, val=val, exclude_like=exclude_like,
                             builtin_photographs=builtin_photographs, holdout_every=holdout_every, steps=steps,
                             batch_size=batch_size, patch_size=patch_size, lr=lr, init=init, perceptual_weights=perceptual_weights)
@@ -108,6 +113,9 @@ def train(
         _check_trainable(chosen, recorded, out, pool, workers)
         if tensorboard and not tensorboard_available():
             raise ConfigError(TENSORBOARD_MISSING)
+        if time_budget is not None and isinstance(chosen, ADMSRecipe):
+            raise ConfigError("--time-limit: the adms recipe trains in stages of their own and cannot pause between them yet; "
+                              "stop it with SIGTERM (a scheduler's stop) and --resume")
     except ConfigError as exc:
         fail(str(exc), code=2)
     for caution in sets_of_another_task(chosen):
@@ -231,7 +239,7 @@ def train(
                 say(line)
 
         try:
-            metrics = trainer.train(training_data, progress, stop_requested=lambda: stop.requested)
+            metrics = trainer.train(training_data, progress, stop_requested=lambda: stop.requested, time_limit=time_budget)
         except TrainingError as exc:
             fail(str(exc), code=1)
         except TrainingInterrupted as exc:
@@ -243,7 +251,7 @@ def train(
     shutdown(dist_info)
     if not dist_info.is_main:
         return
-    print(out / "model.safetensors")
+    print(out / ("model.safetensors" if trainer.step >= chosen.steps else "last.safetensors"))  # paused: the latest weights
     if metrics:
         log(final_validation_line(metrics, trainer.best, trainer.best_step, out / "best.safetensors"))
 

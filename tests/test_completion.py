@@ -29,7 +29,7 @@ def test_values_are_completed_from_the_projects_own_tables(tmp_path):
     prefix = str(tmp_path / "runs") + os.sep
     assert values(completion.models(prefix)) == [prefix + "a" + os.sep, prefix + "last.safetensors"]
     assert values(completion.output_formats("m")) == ["mp4", "m4v", "mov", "mkv", "mts", "m2ts"]
-    assert values(completion.output_formats(".pn")) == ["png"]
+    assert values(completion.output_formats(".pn")) == ["png", "pnm"]
     assert values(completion.noise_levels("b")) == ["blind"]
     assert values(completion.recipes("golf")) == ["golf-deblur"]
     assert values(completion.datasets("sots")) == ["sots-indoor", "sots-outdoor"]

@@ -947,3 +947,82 @@ def test_a_made_set_of_another_task_given_as_data_or_val_is_said(tmp_path):
         f"--val {folders[2]}: its pairs were made with mixed degradations (its degradation.json), and recipe taylor-derain trains derain",
     ]
     assert sets_of_another_task(replace(RECIPES["adms"], data=DataConfig(validation=folders))) == []
+
+
+def test_a_time_limit_pauses_before_the_step_that_would_overrun_it():
+    """The pace is this call's mean step, validations left out; a step that validates
+    adds the last validation's time; the first step always runs (no pace known yet)."""
+    from restore_core.training.trainer import _Pace
+
+    now = [100.0]
+    pace = _Pace(12.0, first_step=4, clock=lambda: now[0])
+    assert not pace.no_room_for_a_step(4, validates=True)  # this call's first step: always run
+    now[0] = 103.0  # one step of 3 s
+    assert not pace.no_room_for_a_step(5, validates=False)  # 3 + 3 = 6 s: fits
+    now[0] = 108.0  # a second step of 3 s, then a validation of 2 s
+    pace.validated(2.0)
+    assert not pace.no_room_for_a_step(6, validates=False)  # 8 + 3 = 11 s (the mean step leaves the validation out)
+    assert pace.no_room_for_a_step(6, validates=True) and pace.ran_out  # 8 + 3 + 2 = 13 s: would overrun
+    assert not _Pace(None, 0, clock=lambda: now[0]).no_room_for_a_step(1000, validates=True)
+
+
+def test_a_time_limited_run_pauses_checkpointed_and_resumes_exactly(tmp_path):
+    """`restore train --time-limit`: the run pauses after the last step that fits,
+    checkpointed; resumed, it ends bit-identical to a run never paused."""
+    torch.set_num_threads(1)
+    recipe = _recipe(tmp_path, steps=6)
+    data = prepare_data(recipe)
+    full = Trainer(recipe, tmp_path / "full", torch.device("cpu"), log=lambda s: None)
+    full.train(data)
+    said: list[str] = []
+    limited = Trainer(recipe, tmp_path / "limited", torch.device("cpu"), log=said.append)
+    limited.train(data, time_limit=1e-9)  # room for no step after the first
+    assert limited.step == 1 and not (tmp_path / "limited" / "model.safetensors").exists()
+    assert said[-1] == f"time limit (1e-09 s) reached: paused at step 1 of 6; continue with: restore train --out {tmp_path / 'limited'} --resume"
+    with safe_open(str(tmp_path / "limited" / "state.safetensors"), "pt") as handle:
+        assert int(handle.metadata()["step"]) == 1
+    resumed = Trainer(recipe, tmp_path / "limited", torch.device("cpu"), log=lambda s: None)
+    resumed.resume()
+    resumed.train(data, time_limit=3600)
+    assert resumed.step == 6 and (tmp_path / "limited" / "model.safetensors").exists()
+    for (name, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_train_time_limit_on_the_command_line(tmp_path):
+    """--time-limit takes 45m, 2h, 1h30m or H:MM:SS and refuses a bare number (minutes to a
+    scheduler, seconds elsewhere); a run that reaches it exits 0 naming last.safetensors,
+    and --resume finishes it."""
+    import os
+    import subprocess
+    import sys
+
+    clean, recipe_file = _tiny_run_files(tmp_path, steps=4, checkpoint_every=100, val_every=100)
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "OMP_NUM_THREADS": "1"}
+
+    def train(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "cli.main", "train", "--recipe", str(recipe_file), "--clean", str(clean),
+                               "--no-builtin-photographs", "--out", str(run_dir), "-q", *extra], capture_output=True, text=True, env=env,
+                              timeout=300)
+
+    bare = train("--time-limit", "90")
+    assert bare.returncode == 2 and "--time-limit: '90' has no unit; say 90m for minutes or 90s for seconds" in bare.stderr
+    assert not run_dir.exists()
+    paused = train("--time-limit", "0.001s")
+    assert paused.returncode == 0, paused.stderr
+    assert paused.stdout.strip() == str(run_dir / "last.safetensors") and (run_dir / "last.safetensors").is_file()
+    assert "time limit (0.001 s) reached: paused at step 1 of 4" in paused.stderr
+    finished = subprocess.run([sys.executable, "-m", "cli.main", "train", "--out", str(run_dir), "--resume", "-q", "--time-limit", "1h"],
+                              capture_output=True, text=True, env=env, timeout=300)
+    assert finished.returncode == 0 and finished.stdout.strip() == str(run_dir / "model.safetensors"), finished.stderr
+
+
+def test_parse_duration_reads_units_and_clock_times():
+    from cli.options import parse_duration
+
+    assert [parse_duration(t) for t in ("45m", "2h", "1h30m", "1.5h", "90s", "10m30s", "1:30:00", "0:05", " 2H ")] == [
+        2700, 7200, 5400, 5400, 90, 630, 5400, 5, 7200]
+    for wrong in ("90", "1h30", "abc", "1:70", "0m", "1:2:3:4"):
+        with pytest.raises(ValueError):
+            parse_duration(wrong)

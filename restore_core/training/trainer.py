@@ -86,6 +86,42 @@ def calibration_images(sampler: D.PatchSampler, count: int = MAX_CALIBRATION_IMA
     return [clean.astype(np.float32) / 255.0 for clean in evenly_spread(large, count)]
 
 
+class _Pace:
+    """How long this call's steps take, against a time limit (:meth:`Trainer.train`).
+    A step's cost is the mean of this call's steps so far, validations taken out; the
+    last validation's duration is added for a step that validates."""
+
+    def __init__(self, time_limit: float | None, first_step: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.time_limit, self.first_step, self.clock = time_limit, first_step, clock
+        self.began = clock()
+        self.last_validation = 0.0  # seconds
+        self.validations = 0.0  # seconds, all of this call's: the mean step leaves them out
+        self.ran_out = False
+
+    def validated(self, seconds: float) -> None:
+        self.last_validation = seconds
+        self.validations += seconds
+
+    def no_room_for_a_step(self, step: int, validates: bool) -> bool:
+        """Whether step ``step + 1`` would end past the limit. Never before this call's
+        first step: the pace is not known yet."""
+        if self.time_limit is None or step == self.first_step:
+            return False
+        elapsed = self.clock() - self.began
+        mean_step = max(elapsed - self.validations, 0.0) / (step - self.first_step)
+        self.ran_out = elapsed + mean_step + (self.last_validation if validates else 0.0) > self.time_limit
+        return self.ran_out
+
+
+def _seconds(seconds: float | None) -> str:
+    """``95 s``, ``12.5 min``, ``2.25 h``: a duration as people give one."""
+    if seconds is None:
+        return ""
+    if seconds < 120:
+        return f"{seconds:g} s"
+    return f"{seconds / 60:.3g} min" if seconds < 7200 else f"{seconds / 3600:.3g} h"
+
+
 def training_forward(model: nn.Module, degraded: torch.Tensor, clean: torch.Tensor, recipe: Recipe) -> torch.Tensor:
     """``model(y)``. A model with a noise-level input (``restore denoise --sigma``) is told
     the measured level of the first ``noise_level_known_fraction`` of the batch and nothing
@@ -414,6 +450,7 @@ class Trainer:
         progress: Callable[[int, int, dict], None] | None = None,
         until: int | None = None,
         stop_requested: Callable[[], bool] = lambda: False,
+        time_limit: float | None = None,
     ) -> dict[str, float]:
         """Train to ``recipe.steps`` (or pause after step ``until``, checkpointed, to
         resume later with the same schedule).
@@ -421,6 +458,12 @@ class Trainer:
         ``stop_requested`` is polled between steps (a signal handler sets it): the
         run then checkpoints the finished step and raises :class:`TrainingInterrupted`,
         so a resumed run continues exactly where this one stopped.
+
+        ``time_limit``: seconds this call may train (``restore train --time-limit``, a
+        scheduler's wall-time, a lent GPU's budget). Before each step after the first, the
+        run pauses as at ``until`` (checkpointed, ``paused at step ...``) when the step,
+        at this call's mean pace, and the validation pass due with it would end past the
+        limit: it ends inside the limit rather than be killed mid-step.
         """
         recipe = self.recipe
         stop = recipe.steps if until is None else min(until, recipe.steps)
@@ -436,6 +479,8 @@ class Trainer:
         self.model.train()
         start = time.time() - self.seconds_before  # the run's start, had it never stopped
         window_loss, window_count, window_start = 0.0, 0, time.time()
+        pace = _Pace(time_limit, self.step)
+        checkpointed = self.step
         prefetcher = (BatchPrefetcher(data.sampler, recipe.seed, recipe.batch_size, self.dist.rank, self.step, self.data_workers)
                       if self.data_workers > 0 and self.step < stop else None)
         if prefetcher is not None:
@@ -445,6 +490,11 @@ class Trainer:
                 if self._any_rank(stop_requested()):
                     self.checkpoint(time.time() - start)
                     raise TrainingInterrupted(self.step)
+                validates = bool(data.validation) and ((self.step + 1) % recipe.val_every == 0 or self.step + 1 == recipe.steps)
+                if self._any_rank(pace.no_room_for_a_step(self.step, validates)):
+                    if checkpointed != self.step:
+                        self.checkpoint(time.time() - start)
+                    break
                 if prefetcher is not None:
                     try:
                         degraded_np, clean_np = prefetcher.batch(self.step)
@@ -499,6 +549,7 @@ class Trainer:
                 window_count += 1
                 row_metrics: dict = {}
                 if main and data.validation and (self.step % recipe.val_every == 0 or self.step == recipe.steps):
+                    validation_began = time.monotonic()
                     shown = VALIDATION_IMAGES_SHOWN if self.tensorboard else 0
                     measured, restored_images = evaluate(self._eval_model(), data.validation, self.device, self.multiple, shown, self.memory_format)
                     self.metrics = {**measured, "step": self.step}
@@ -509,8 +560,10 @@ class Trainer:
                         self.best, self.best_step = score, self.step
                         self.save("best.safetensors", self.metrics)
                     self.log(f"step {self.step}: " + ", ".join(f"{k} {v:.3f}" for k, v in self.metrics.items() if k != "step"))
+                    pace.validated(time.monotonic() - validation_began)
                 if self.step % recipe.checkpoint_every == 0 or self.step in (stop, recipe.steps) or row_metrics:
                     self.checkpoint(time.time() - start)
+                    checkpointed = self.step
                 if self.step % 50 == 0 or row_metrics or self.step == recipe.steps:
                     elapsed = time.time() - window_start
                     run_log.row(self.step, window_loss / max(window_count, 1), lr, window_count * recipe.batch_size / max(elapsed, 1e-9),
@@ -528,7 +581,8 @@ class Trainer:
                 raise TrainingError(f"ranks hold different weights at step {self.step}: data-parallel training went out of step")
             self.log(f"weights identical on {self.dist.world_size} ranks at step {self.step}")
         if self.step < recipe.steps:
-            self.log(f"paused at step {self.step} of {recipe.steps}; continue with: {resume_command(self.run_dir)}")
+            why = f"time limit ({_seconds(time_limit)}) reached: " if pace.ran_out else ""
+            self.log(f"{why}paused at step {self.step} of {recipe.steps}; continue with: {resume_command(self.run_dir)}")
             return self.metrics
         if main and getattr(self.model, "takes_noise_level", False):
             images = calibration_images(data.sampler)
