@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NoReturn, Optional
@@ -83,6 +84,7 @@ def train(
 
         restore train --calibrate runs/denoise/best.safetensors --clean ../shared/data/Train400
     """
+    began = time.monotonic()  # --time-limit counts the whole command: reading the data too
     if calibrate is not None:
         if training_only := [flag for flag in given_options(ctx) if flag not in CALIBRATE_OPTIONS]:
             fail(f"{', '.join(training_only)}: for training; --calibrate measures {calibrate} on --clean images (and "
@@ -239,7 +241,7 @@ def train(
                 say(line)
 
         try:
-            metrics = trainer.train(training_data, progress, stop_requested=lambda: stop.requested, time_limit=time_budget)
+            metrics = trainer.train(training_data, progress, stop_requested=lambda: stop.requested, time_limit=None if time_budget is None else time_budget - (time.monotonic() - began))
         except TrainingError as exc:
             fail(str(exc), code=1)
         except TrainingInterrupted as exc:

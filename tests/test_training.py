@@ -950,8 +950,9 @@ def test_a_made_set_of_another_task_given_as_data_or_val_is_said(tmp_path):
 
 
 def test_a_time_limit_pauses_before_the_step_that_would_overrun_it():
-    """The pace is this call's mean step, validations left out; a step that validates
-    adds the last validation's time; the first step always runs (no pace known yet)."""
+    """The pace is this call's mean step, validations and checkpoints left out; a step
+    that validates adds the last validation's time, and pausing the last checkpoint's;
+    the first step always runs (no pace known yet)."""
     from restore_core.training.trainer import _Pace
 
     now = [100.0]
@@ -963,6 +964,12 @@ def test_a_time_limit_pauses_before_the_step_that_would_overrun_it():
     pace.validated(2.0)
     assert not pace.no_room_for_a_step(6, validates=False)  # 8 + 3 = 11 s (the mean step leaves the validation out)
     assert pace.no_room_for_a_step(6, validates=True) and pace.ran_out  # 8 + 3 + 2 = 13 s: would overrun
+    now[0] = 111.5  # a third step of 3 s, then a checkpoint of 0.5 s, which pausing will write again
+    pace.checkpointed(0.5)
+    pace.time_limit = 15.0
+    assert not pace.no_room_for_a_step(7, validates=False)  # 11.5 + 3 (mean still 3) + 0.5 (the checkpoint) = 15 s: fits
+    pace.time_limit = 14.9
+    assert pace.no_room_for_a_step(7, validates=False)  # 11.5 + 3 + 0.5 (the checkpoint) = 15 s: over 14.9
     assert not _Pace(None, 0, clock=lambda: now[0]).no_room_for_a_step(1000, validates=True)
 
 
@@ -978,7 +985,7 @@ def test_a_time_limited_run_pauses_checkpointed_and_resumes_exactly(tmp_path):
     limited = Trainer(recipe, tmp_path / "limited", torch.device("cpu"), log=said.append)
     limited.train(data, time_limit=1e-9)  # room for no step after the first
     assert limited.step == 1 and not (tmp_path / "limited" / "model.safetensors").exists()
-    assert said[-1] == f"time limit (1e-09 s) reached: paused at step 1 of 6; continue with: restore train --out {tmp_path / 'limited'} --resume"
+    assert said[-1] == f"time limit reached: paused at step 1 of 6; continue with: restore train --out {tmp_path / 'limited'} --resume"
     with safe_open(str(tmp_path / "limited" / "state.safetensors"), "pt") as handle:
         assert int(handle.metadata()["step"]) == 1
     resumed = Trainer(recipe, tmp_path / "limited", torch.device("cpu"), log=lambda s: None)
@@ -1012,7 +1019,7 @@ def test_train_time_limit_on_the_command_line(tmp_path):
     paused = train("--time-limit", "0.001s")
     assert paused.returncode == 0, paused.stderr
     assert paused.stdout.strip() == str(run_dir / "last.safetensors") and (run_dir / "last.safetensors").is_file()
-    assert "time limit (0.001 s) reached: paused at step 1 of 4" in paused.stderr
+    assert "time limit reached: paused at step 1 of 4" in paused.stderr
     finished = subprocess.run([sys.executable, "-m", "cli.main", "train", "--out", str(run_dir), "--resume", "-q", "--time-limit", "1h"],
                               capture_output=True, text=True, env=env, timeout=300)
     assert finished.returncode == 0 and finished.stdout.strip() == str(run_dir / "model.safetensors"), finished.stderr

@@ -88,19 +88,24 @@ def calibration_images(sampler: D.PatchSampler, count: int = MAX_CALIBRATION_IMA
 
 class _Pace:
     """How long this call's steps take, against a time limit (:meth:`Trainer.train`).
-    A step's cost is the mean of this call's steps so far, validations taken out; the
-    last validation's duration is added for a step that validates."""
+    A step's cost is the mean of this call's steps so far, validations and checkpoints
+    taken out; the last validation's duration is added for a step that validates, and
+    the last checkpoint's for the one that pausing writes."""
 
     def __init__(self, time_limit: float | None, first_step: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.time_limit, self.first_step, self.clock = time_limit, first_step, clock
         self.began = clock()
-        self.last_validation = 0.0  # seconds
-        self.validations = 0.0  # seconds, all of this call's: the mean step leaves them out
+        self.last_validation = self.last_checkpoint = 0.0  # seconds
+        self.aside = 0.0  # seconds of this call's validations and checkpoints: the mean step leaves them out
         self.ran_out = False
 
     def validated(self, seconds: float) -> None:
         self.last_validation = seconds
-        self.validations += seconds
+        self.aside += seconds
+
+    def checkpointed(self, seconds: float) -> None:
+        self.last_checkpoint = seconds
+        self.aside += seconds
 
     def no_room_for_a_step(self, step: int, validates: bool) -> bool:
         """Whether step ``step + 1`` would end past the limit. Never before this call's
@@ -108,18 +113,10 @@ class _Pace:
         if self.time_limit is None or step == self.first_step:
             return False
         elapsed = self.clock() - self.began
-        mean_step = max(elapsed - self.validations, 0.0) / (step - self.first_step)
-        self.ran_out = elapsed + mean_step + (self.last_validation if validates else 0.0) > self.time_limit
+        mean_step = max(elapsed - self.aside, 0.0) / (step - self.first_step)
+        needed = mean_step + (self.last_validation if validates else 0.0) + self.last_checkpoint
+        self.ran_out = elapsed + needed > self.time_limit
         return self.ran_out
-
-
-def _seconds(seconds: float | None) -> str:
-    """``95 s``, ``12.5 min``, ``2.25 h``: a duration as people give one."""
-    if seconds is None:
-        return ""
-    if seconds < 120:
-        return f"{seconds:g} s"
-    return f"{seconds / 60:.3g} min" if seconds < 7200 else f"{seconds / 3600:.3g} h"
 
 
 def training_forward(model: nn.Module, degraded: torch.Tensor, clean: torch.Tensor, recipe: Recipe) -> torch.Tensor:
@@ -459,8 +456,8 @@ class Trainer:
         run then checkpoints the finished step and raises :class:`TrainingInterrupted`,
         so a resumed run continues exactly where this one stopped.
 
-        ``time_limit``: seconds this call may train (``restore train --time-limit``, a
-        scheduler's wall-time, a lent GPU's budget). Before each step after the first, the
+        ``time_limit``: seconds this call may train (``restore train --time-limit`` less
+        what the command spent before: a scheduler's wall time, a lent GPU's budget). Before each step after the first, the
         run pauses as at ``until`` (checkpointed, ``paused at step ...``) when the step,
         at this call's mean pace, and the validation pass due with it would end past the
         limit: it ends inside the limit rather than be killed mid-step.
@@ -562,8 +559,10 @@ class Trainer:
                     self.log(f"step {self.step}: " + ", ".join(f"{k} {v:.3f}" for k, v in self.metrics.items() if k != "step"))
                     pace.validated(time.monotonic() - validation_began)
                 if self.step % recipe.checkpoint_every == 0 or self.step in (stop, recipe.steps) or row_metrics:
+                    writing_began = time.monotonic()
                     self.checkpoint(time.time() - start)
                     checkpointed = self.step
+                    pace.checkpointed(time.monotonic() - writing_began)
                 if self.step % 50 == 0 or row_metrics or self.step == recipe.steps:
                     elapsed = time.time() - window_start
                     run_log.row(self.step, window_loss / max(window_count, 1), lr, window_count * recipe.batch_size / max(elapsed, 1e-9),
@@ -581,7 +580,7 @@ class Trainer:
                 raise TrainingError(f"ranks hold different weights at step {self.step}: data-parallel training went out of step")
             self.log(f"weights identical on {self.dist.world_size} ranks at step {self.step}")
         if self.step < recipe.steps:
-            why = f"time limit ({_seconds(time_limit)}) reached: " if pace.ran_out else ""
+            why = "time limit reached: " if pace.ran_out else ""
             self.log(f"{why}paused at step {self.step} of {recipe.steps}; continue with: {resume_command(self.run_dir)}")
             return self.metrics
         if main and getattr(self.model, "takes_noise_level", False):
