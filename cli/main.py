@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import gc
 import os
 import sys
 
@@ -105,7 +107,19 @@ def open_closed_standard_streams() -> None:
             setattr(sys, name, open(number, "r" if number == 0 else "w", closefd=False))
 
 
+def skip_the_last_garbage_collection() -> None:
+    """Run at exit, after every other exit handler (it is registered before them): the
+    garbage collector stops and sets aside what it tracks (``gc.freeze``), so that
+    Python's finalization no longer walks torch's hundreds of thousands of objects for
+    reference cycles. Files are still closed, handlers and threads still finish, each
+    object is still released by its count; the memory of cycles goes back to the
+    system with the process. Measured: half a second at the end of every command."""
+    gc.disable()
+    gc.freeze()
+
+
 def main() -> None:
+    atexit.register(skip_the_last_garbage_collection)
     open_closed_standard_streams()
     try:
         app()
