@@ -240,8 +240,9 @@ def train(
             if step_lines is not None and (line := step_lines(step, total, info["loss"], info["lr"])):
                 say(line)
 
+        remaining = None if time_budget is None else time_budget - (time.monotonic() - began)  # reading the data took its share
         try:
-            metrics = trainer.train(training_data, progress, stop_requested=lambda: stop.requested, time_limit=None if time_budget is None else time_budget - (time.monotonic() - began))
+            metrics = trainer.train(training_data, progress, stop_requested=lambda: stop.requested, time_limit=remaining)
         except TrainingError as exc:
             fail(str(exc), code=1)
         except TrainingInterrupted as exc:

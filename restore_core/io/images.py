@@ -112,6 +112,8 @@ def encoder_extension(extension: str) -> str:
     the extension itself, lower-cased, otherwise."""
     extension = extension.lower()
     return _ENCODED_AS.get(extension, extension)
+
+
 # Image files met in photo folders that this project cannot read: said, not skipped in silence.
 UNREADABLE_FORMATS = {
     ".heic": "HEIC", ".heif": "HEIF", ".avif": "AVIF (no codec in this OpenCV/Pillow)", ".jxl": "JPEG XL", ".gif": "GIF",
