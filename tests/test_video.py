@@ -24,7 +24,7 @@ from restore_core.engine.runner import Restorer, RunOptions  # noqa: E402
 from restore_core.engine.temporal import TemporalConfig  # noqa: E402
 from restore_core.engine.video import ended_early, restore_video, settings_key  # noqa: E402
 from restore_core.io.images import ImageError  # noqa: E402
-from restore_core.io.video import PYAV_MISSING, VideoReader, encoder_available, quality_to_crf, upright  # noqa: E402
+from restore_core.io.video import PYAV_MISSING, VideoReader, encoder_available, quality_to_crf, side_data_of, upright  # noqa: E402
 from restore_core.io.video_writer import VideoWriter  # noqa: E402
 from restore_core.metrics import psnr  # noqa: E402
 
@@ -878,7 +878,7 @@ def test_a_ten_bit_video_is_smoothed_at_its_depth(tmp_path, rng, tiny_checkpoint
 def hdr10_side_data(path: Path) -> dict[str, bytes]:
     with av.open(str(path)) as container:
         frame = next(container.decode(video=0))
-        return {data.type.name: bytes(data) for data in frame.side_data if data.type.name in ("MASTERING_DISPLAY_METADATA", "CONTENT_LIGHT_LEVEL")}
+        return {data.type.name: bytes(data) for data in side_data_of(frame) if data.type.name in ("MASTERING_DISPLAY_METADATA", "CONTENT_LIGHT_LEVEL")}
 
 
 @needs_hevc

@@ -133,6 +133,14 @@ def quality_to_crf(quality: int, encoder: str) -> int:
     return max(0, min(51, round(51 - 0.35 * quality)))
 
 
+def side_data_of(frame: "av.VideoFrame") -> list:
+    """A frame's side data entries (``av.sidedata.SideData``, each with its ``type``).
+    PyAV 18.1.0 iterates ``frame.side_data`` as a list of them; 18.1.1 made it a mapping
+    whose iteration gives their types (and whose ``values()`` fails on 18.1.0)."""
+    container = frame.side_data
+    return [item if hasattr(item, "type") else container[item] for item in container]
+
+
 def hdr10_parameters(frame: "av.VideoFrame") -> str:
     """A frame's HDR10 static metadata (SMPTE ST 2086 mastering display, CTA-861.3 light
     levels) as x265 parameters, so that a restored HDR10 video tells a display the same
@@ -141,7 +149,7 @@ def hdr10_parameters(frame: "av.VideoFrame") -> str:
     rationals, then two flags (88 bytes); MaxCLL and MaxFALL (8 bytes). x265 counts
     chromaticity in 0.00002 and luminance in 0.0001 cd/m2, primaries green, blue, red."""
     params = []
-    for side_data in frame.side_data:
+    for side_data in side_data_of(frame):
         data = bytes(side_data)
         if side_data.type.name == "MASTERING_DISPLAY_METADATA" and len(data) == 88:
             values = struct.unpack("<22i", data)
