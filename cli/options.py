@@ -39,29 +39,40 @@ def parse_memory_size(text: str) -> int:
     return int(size)
 
 
+def parse_clock(text: str) -> float:
+    """Seconds from ``90``, ``90.5``, ``1:30`` (M:SS) or ``1:02:03.5`` (H:MM:SS); a
+    ValueError says what was wrong."""
+    parts = text.strip().split(":")
+    try:
+        if not 1 <= len(parts) <= 3 or any(not part for part in parts):
+            raise ValueError
+        values = [float(part) for part in parts]
+    except ValueError:
+        raise ValueError("expected seconds (90, 12.5) or M:SS / H:MM:SS (1:30, 1:02:03.5)") from None
+    if any(value < 0 for value in values) or any(value >= 60 for value in values[1:]):
+        raise ValueError("minutes and seconds after a colon are 0-59, and no part is negative")
+    seconds = 0.0
+    for value in values:
+        seconds = seconds * 60 + value
+    return seconds
+
+
 _DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+_DURATION_PIECE = r"(\d+(?:\.\d*)?|\.\d+)\s*([dhms])"
 
 
 def parse_duration(text: str) -> float:
     """Seconds from ``45m``, ``2h``, ``1h30m``, ``1.5h``, ``90s``, ``1d`` or ``H:MM:SS`` /
-    ``M:SS`` (as ``time`` and schedulers print one). A bare number is refused, since
-    schedulers read it as minutes and most programs as seconds: a ValueError says so."""
+    ``M:SS`` (:func:`parse_clock`). A bare number is refused, since schedulers read it as
+    minutes and most programs as seconds: a ValueError says so, as it says any other fault."""
     text = text.strip().lower()
     if re.fullmatch(r"\d+(\.\d*)?", text):
         raise ValueError(f"{text!r} has no unit; say {text}m for minutes or {text}s for seconds (or H:MM:SS)")
     if ":" in text:
-        parts = text.split(":")
-        if len(parts) > 3 or not all(re.fullmatch(r"\d+(\.\d*)?", part) for part in parts):
-            raise ValueError(f"expected H:MM:SS or M:SS, got {text!r}")
-        values = [float(part) for part in parts]
-        if any(value >= 60 for value in values[1:]):
-            raise ValueError(f"{text!r}: minutes and seconds after a colon are 0-59")
-        seconds = 0.0
-        for value in values:
-            seconds = seconds * 60 + value
+        seconds = parse_clock(text)
     else:
-        pieces = re.findall(r"(\d+(?:\.\d*)?|\.\d+)\s*([dhms])", text)
-        if not pieces or re.sub(r"(\d+(?:\.\d*)?|\.\d+)\s*([dhms])", "", text).strip():
+        pieces = re.findall(_DURATION_PIECE, text)
+        if not pieces or re.sub(_DURATION_PIECE, "", text).strip():
             raise ValueError(f"expected a duration such as 45m, 2h, 1h30m or 1:30:00, got {text!r}")
         seconds = sum(float(number) * _DURATION_UNITS[unit] for number, unit in pieces)
     if seconds <= 0:

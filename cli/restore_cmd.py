@@ -25,7 +25,7 @@ from cli import completion
 from cli.console import (
     OUTPUT_CLOSED_STATUS, OutputClosed, ProgressLines, emit, err_console, error, fail, first_few, print_json, say, stdin_paths, warn,
 )
-from cli.options import given_options, parse_memory_size
+from cli.options import given_options, parse_clock, parse_memory_size
 from restore_core.device import check_cpu_threads  # device.py imports torch only in its functions
 from restore_core.engine.inputs import (
     BatchPlan, InputError, Job, check_suffix, collect_all_inputs, left_out_unreadable, names_output_file, output_name_refusal, parse_shard,
@@ -34,7 +34,7 @@ from restore_core.engine.inputs import (
 from restore_core.io.camera_raw import RAW_OUTPUT
 from restore_core.io.folders import output_refusal
 from restore_core.io.files import remove_stale_temporaries
-from restore_core.io.images import DEFAULT_MAX_PIXELS, LOSSY_EXTENSIONS, READ_ONLY_EXTENSIONS, SUPPORTED_EXTENSIONS
+from restore_core.io.images import DEFAULT_MAX_PIXELS, LOSSY_EXTENSIONS, READ_ONLY_EXTENSIONS, SUPPORTED_EXTENSIONS, encoder_extension
 from restore_core.io.video import READ_ONLY_VIDEO_OUTPUT, WRITABLE_VIDEO_EXTENSIONS, is_video_name
 from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task  # presets.py imports torch only when loading
 
@@ -384,7 +384,7 @@ def _warn_of_options_without_inputs(request: RestoreRequest, checked: CheckedOpt
             return "video" if is_video_name(job.output or job.source) else (job.output or job.source).suffix.lower()
 
         formats = sorted({written_as(job) for job in runnable})
-        if not any(f == "video" or f in LOSSY_EXTENSIONS for f in formats):
+        if not any(f == "video" or encoder_extension(f) in LOSSY_EXTENSIONS for f in formats):
             warn(f"--quality applies to JPEG, WebP, AVIF and HEIC outputs and to videos; the outputs here are "
                  f"{', '.join(formats)}, written losslessly ({'--frames' if checked.video_frames else '--ext'} jpg for JPEG)")
     if request.temporal:
@@ -538,19 +538,10 @@ def _report_dry_run(request: RestoreRequest, runnable: list, results: list[Image
 
 def parse_time(text: str, flag: str) -> float:
     """``90``, ``90.5``, ``1:30`` or ``1:02:03.5`` -> seconds (a time in a video)."""
-    parts = text.strip().split(":")
     try:
-        if not 1 <= len(parts) <= 3 or any(not part for part in parts):
-            raise ValueError
-        values = [float(part) for part in parts]
-    except ValueError:
-        raise ValueError(f"{flag} {text!r}: expected seconds (90, 12.5) or M:SS / H:MM:SS (1:30, 1:02:03.5)") from None
-    if any(value < 0 for value in values) or any(value >= 60 for value in values[1:]):
-        raise ValueError(f"{flag} {text!r}: minutes and seconds after a colon are 0-59, and no part is negative")
-    seconds = 0.0
-    for value in values:
-        seconds = seconds * 60 + value
-    return seconds
+        return parse_clock(text)
+    except ValueError as exc:
+        raise ValueError(f"{flag} {text!r}: {exc}") from None
 
 
 def parse_sigma(value: Optional[str]) -> float | str | None:

@@ -654,7 +654,7 @@ def lost_on_write(like: LoadedImage, extension: str) -> str | None:
 _WITHOUT_ALPHA = {".jpg": "JPEG", ".jpeg": "JPEG", ".pnm": "Netpbm"}
 
 # Output formats whose encoder takes a quality (``--quality``); the others are lossless.
-LOSSY_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".jif", ".webp", ".avif", ".heic", ".heif")
+LOSSY_EXTENSIONS = (".jpg", ".jpeg", ".webp", ".avif", ".heic", ".heif")  # by encoder_extension
 
 
 def encode_image(rgb: np.ndarray, like: LoadedImage, extension: str, jpeg_quality: int = 95) -> bytes:
