@@ -44,6 +44,7 @@ def make_pairs_command(
     """
     from restore_core.configs import ConfigError
     from restore_core.degradations.pairs import PairRecipe, PairSetError, make_pairs
+    from restore_core.degradations.table import config_cautions
     from restore_core.engine.inputs import InputError, collect_all_inputs, left_out_unreadable, several_inputs_refusal
 
     options = {}
@@ -72,6 +73,8 @@ def make_pairs_command(
                                   unreadable, videos)
     except (ConfigError, InputError) as exc:
         fail(str(exc), code=2)
+    for caution in config_cautions(recipe.config) if not quiet else []:
+        warn(caution)
     if unreadable and not quiet:
         warn(left_out_unreadable(unreadable))
     if videos and not quiet:

@@ -120,7 +120,7 @@ def train(
                               "stop it with SIGTERM (a scheduler's stop) and --resume")
     except ConfigError as exc:
         fail(str(exc), code=2)
-    for caution in sets_of_another_task(chosen):
+    for caution in sets_of_another_task(chosen) + degradation_cautions(chosen):
         warn(caution)
     # torch (1.5 s) from here on: a misspelt recipe or option above is answered at once.
     from restore_core.io.images import ImageError
@@ -368,6 +368,17 @@ def _check_trainable(chosen: Recipe | ADMSRecipe, recorded: Recipe | ADMSRecipe 
         raise ConfigError(f"--holdout-every {chosen.data.holdout_every} holds out pairs of --data folders, and there is none: "
                           "clean images are degraded anew at every step; validate on pairs with --val FOLDER "
                           "(restore make-pairs makes them from clean images)")
+
+
+def degradation_cautions(chosen: Recipe | ADMSRecipe) -> list[str]:
+    """What looks mistaken in the recipe's synthetic degradation (a noise level on the
+    0-1 scale: restore_core.degradations.table.config_cautions), each prefixed with the
+    recipe's name; none for ADMS, whose stages set their own."""
+    from restore_core.degradations.table import config_cautions, degradation_config
+
+    if isinstance(chosen, ADMSRecipe):
+        return []
+    return [f"recipe {chosen.name}: {caution}" for caution in config_cautions(degradation_config(chosen.degradation, chosen.degradation_options))]
 
 
 def sets_of_another_task(chosen: Recipe | ADMSRecipe) -> list[str]:

@@ -283,3 +283,19 @@ def test_a_sensors_noise_is_read_off_its_mosaic():
     draw = draw_sensor_noise(np.full((512, 512), 0.3, np.float32), SensorNoise(0.006, 2.5e-5), seed=1)
     assert draw.dtype == np.float32 and abs(draw.var() / (0.006 * 0.3 + 2.5e-5) - 1) < 0.03
     assert np.array_equal(draw, draw_sensor_noise(np.full((512, 512), 0.3, np.float32), SensorNoise(0.006, 2.5e-5), seed=1))
+
+
+def test_a_noise_level_on_the_0_1_scale_is_cautioned():
+    """--set sigma=0.1 (0.1 of the 0-1 scale, meant as 25.5) made pairs and trained models
+    on a tenth of one 8-bit step of noise without a word."""
+    from restore_core.degradations.noise import scale_caution
+    from restore_core.degradations.table import MixedConfig, config_cautions
+
+    assert scale_caution(NoiseConfig(sigma=(0.1, 0.1))) == (
+        "noise sigma 0.1 is on the 0-255 scale of 8-bit samples, where it is a fraction of one step (next to no noise); "
+        "0.1 on the 0-1 scale is sigma=25.5")
+    assert "0.02-0.2 on the 0-1 scale is sigma=[5.1, 51]" in scale_caution(NoiseConfig(sigma=(0.02, 0.2)))
+    for fine in (NoiseConfig(), NoiseConfig(sigma=(0.0, 0.0)), NoiseConfig(sigma=(0.5, 2.0)), NoiseConfig(kinds=("poisson-gaussian",), sigma=(0.1, 0.1))):
+        assert scale_caution(fine) is None, fine
+    assert len(config_cautions(MixedConfig(settings={"noise": {"sigma": 0.1}}))) == 1
+    assert config_cautions(MixedConfig(degradations=("rain", "haze"))) == [] and config_cautions(MixedConfig()) == []

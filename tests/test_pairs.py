@@ -309,3 +309,13 @@ def test_a_mixed_sets_degradations_take_their_own_settings(clean: Path, tmp_path
         noisy, target = pixels(out / "input" / name), pixels(out / "target" / name)
         middle = (target > 60) & (target < 195)
         assert 46 < (noisy.astype(np.float64) - target)[middle].std() < 54, name
+
+
+def test_a_noise_level_on_the_0_1_scale_is_warned_about(clean: Path, tmp_path: Path):
+    """`--set sigma=0.1` (the 0-1 scale's 25.5) is a tenth of one 8-bit step here: the set
+    is made as asked, with a warning saying what 0.1 is on this scale; 25 gets none."""
+    result = restore("make-pairs", str(clean), str(tmp_path / "faint"), "-d", "noise", "--set", "sigma=0.1")
+    assert result.returncode == 0 and "warning: noise sigma 0.1 is on the 0-255 scale" in result.stderr, result.stderr
+    assert "0.1 on the 0-1 scale is sigma=25.5" in result.stderr
+    plain = restore("make-pairs", str(clean), str(tmp_path / "plain"), "-d", "noise", "--set", "sigma=25")
+    assert plain.returncode == 0 and "warning" not in plain.stderr, plain.stderr

@@ -1033,3 +1033,15 @@ def test_parse_duration_reads_units_and_clock_times():
     for wrong in ("90", "1h30", "abc", "1:70", "0m", "1:2:3:4"):
         with pytest.raises(ValueError):
             parse_duration(wrong)
+
+
+def test_a_recipe_s_noise_level_on_the_0_1_scale_is_cautioned():
+    """`restore train --set 'degradation_options={"sigma": 0.1}'` trained on next to no
+    noise without a word; the shipped recipes get no caution."""
+    from cli.train_cmd import degradation_cautions
+
+    faint = replace(RECIPES["infoflow-denoise"], degradation_options={"sigma": 0.1})
+    assert degradation_cautions(faint) == [
+        "recipe infoflow-denoise: noise sigma 0.1 is on the 0-255 scale of 8-bit samples, where it is a fraction of one step "
+        "(next to no noise); 0.1 on the 0-1 scale is sigma=25.5"]
+    assert all(degradation_cautions(recipe) == [] for recipe in RECIPES.values())

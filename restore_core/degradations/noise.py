@@ -130,6 +130,20 @@ class NoiseConfig:
     CHOICES: ClassVar[dict] = {"kinds": NOISE_KINDS}
 
 
+def scale_caution(config: NoiseConfig) -> str | None:
+    """The Gaussian levels of ``config`` when every one lies between 0 and 1: most likely
+    meant on the 0-1 scale of float images (0.1 for 25.5), whereas on this 0-255 scale they
+    are a fraction of one 8-bit step and add next to no noise (``shot`` and ``read`` are
+    on the 0-1 scale; ``sigma`` is not). None otherwise."""
+    low, high = config.sigma
+    if "gaussian" not in config.kinds or not 0 < high < 1:
+        return None
+    given = f"{low:g}" if low == high else f"{low:g}-{high:g}"
+    meant = f"{low * 255:.4g}" if low == high else f"[{low * 255:.4g}, {high * 255:.4g}]"
+    return (f"noise sigma {given} is on the 0-255 scale of 8-bit samples, where it is a fraction of one step (next to no "
+            f"noise); {given} on the 0-1 scale is sigma={meant}")
+
+
 def add_noise(clean: np.ndarray, rng: np.random.Generator, config: NoiseConfig = NoiseConfig()) -> np.ndarray:
     kind = config.kinds[int(rng.integers(len(config.kinds)))]
     if kind == "gaussian":

@@ -19,7 +19,7 @@ from restore_core.configs import ConfigError, config_from_dict, did_you_mean
 from restore_core.degradations import SINGLE_DEGRADATIONS
 from restore_core.degradations.blur import BlurConfig, add_motion_blur
 from restore_core.degradations.haze import HazeConfig, add_haze
-from restore_core.degradations.noise import NoiseConfig, add_noise
+from restore_core.degradations.noise import NoiseConfig, add_noise, scale_caution
 from restore_core.degradations.rain import RainConfig, add_rain
 
 Degrade = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -117,6 +117,17 @@ def degradation_config(name: str, options: dict):
                 raise ConfigError(f"{where}: settings of {other} must be an object of its fields, e.g. {{\"sigma\": 25}}, got {settings!r}")
             degradation_config(other, settings)
     return config
+
+
+def config_cautions(config) -> list[str]:
+    """What looks mistaken in a valid degradation config (:func:`degradation_config`): a
+    noise level given on the 0-1 scale (:func:`~restore_core.degradations.noise.scale_caution`),
+    alone or as a mixed draw's noise settings."""
+    if isinstance(config, NoiseConfig):
+        return [caution] if (caution := scale_caution(config)) else []
+    if isinstance(config, MixedConfig) and "noise" in config.degradations:
+        return config_cautions(degradation_config("noise", config.settings.get("noise", {})))
+    return []
 
 
 def make_degradation(name: str, options: dict) -> Degrade:
