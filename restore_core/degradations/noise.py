@@ -130,16 +130,24 @@ class NoiseConfig:
     CHOICES: ClassVar[dict] = {"kinds": NOISE_KINDS}
 
 
+def meant_on_the_unit_scale(low: float, high: float) -> str | None:
+    """Gaussian levels ``low``-``high`` (0-255 scale) read as the 0-1 scale's, where every
+    one lies between 0 and 1 (``0.1`` -> ``"25.5"``, ``0.02``-``0.2`` -> ``"[5.1, 51]"``):
+    most likely what was meant, since on the 0-255 scale they are a fraction of one 8-bit
+    step and add next to no noise. None where a level reaches 1 or all are 0."""
+    if not 0 < high < 1:
+        return None
+    return f"{low * 255:.4g}" if low == high else f"[{low * 255:.4g}, {high * 255:.4g}]"
+
+
 def scale_caution(config: NoiseConfig) -> str | None:
-    """The Gaussian levels of ``config`` when every one lies between 0 and 1: most likely
-    meant on the 0-1 scale of float images (0.1 for 25.5), whereas on this 0-255 scale they
-    are a fraction of one 8-bit step and add next to no noise (``shot`` and ``read`` are
-    on the 0-1 scale; ``sigma`` is not). None otherwise."""
+    """A caution for Gaussian levels of ``config`` that look given on the 0-1 scale
+    (:func:`meant_on_the_unit_scale`; ``shot`` and ``read`` are on the 0-1 scale, ``sigma``
+    is not). None otherwise."""
     low, high = config.sigma
-    if "gaussian" not in config.kinds or not 0 < high < 1:
+    if "gaussian" not in config.kinds or (meant := meant_on_the_unit_scale(low, high)) is None:
         return None
     given = f"{low:g}" if low == high else f"{low:g}-{high:g}"
-    meant = f"{low * 255:.4g}" if low == high else f"[{low * 255:.4g}, {high * 255:.4g}]"
     return (f"noise sigma {given} is on the 0-255 scale of 8-bit samples, where it is a fraction of one step (next to no "
             f"noise); {given} on the 0-1 scale is sigma={meant}")
 

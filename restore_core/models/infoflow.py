@@ -61,7 +61,7 @@ import torch
 from torch import nn
 
 from restore_core.configs import MAX_REPEATS, require_at_least, require_at_most
-from restore_core.degradations.noise import NoiseConfig
+from restore_core.degradations.noise import NoiseConfig, meant_on_the_unit_scale
 from restore_core.degradations.noise_level import (
     FirstLooks,
     correlated_noise_weight,
@@ -305,9 +305,9 @@ class InfoFlowGenerator(nn.Module):
         such noise, so what it does there was not measured."""
         if name != "sigma" or isinstance(value, str) or value is None:
             return None
-        if 0 < value < 1:
+        if (meant := meant_on_the_unit_scale(value, value)) is not None:
             return (f"takes levels on the 0-255 scale of 8-bit samples, where {value:g} is a fraction of one step (next to "
-                    f"no noise, so little is removed); a level of {value:g} on the 0-1 scale is {value * 255:.4g} here")
+                    f"no noise, so little is removed); a level of {value:g} on the 0-1 scale is {meant} here")
         if recipe.get("degradation") != "noise":
             return None
         trained = (recipe.get("degradation_options") or {}).get("sigma", NoiseConfig().sigma)
