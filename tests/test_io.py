@@ -125,6 +125,27 @@ def test_16_bit_grey_alpha_png_keeps_depth_and_alpha(tmp_path, rng):
     assert np.array_equal(back[..., 0], array[..., 0]) and np.array_equal(back[..., 3], array[..., 1])
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_a_grey_alpha_tiff_keeps_its_alpha_and_depth(tmp_path, rng, dtype):
+    """OpenCV reads a grey + alpha TIFF as 8-bit grey (float: not at all): the alpha plane
+    was dropped without a note and 16 bits became 8. Read and written exactly now."""
+    import tifffile
+
+    stored = rng.integers(0, 256, (9, 7, 2)).astype(dtype) * (257 if dtype == np.uint16 else 1)
+    if dtype == np.float32:
+        stored = rng.random((9, 7, 2), dtype=np.float32)
+    src, dst = tmp_path / "grey-alpha.tif", tmp_path / "out.tif"
+    tifffile.imwrite(src, stored, photometric="minisblack", extrasamples=("unassalpha",), metadata=None)
+    loaded = read_image(src)
+    assert loaded.layout == "grey+alpha" and loaded.bit_depth == {np.uint8: 8, np.uint16: 16, np.float32: 32}[dtype]
+    assert np.array_equal(loaded.alpha, stored[..., 1])
+    write_image(dst, loaded.rgb, loaded)
+    with tifffile.TiffFile(dst) as written:
+        page = written.pages[0]
+        assert page.extrasamples == (2,) and page.dtype == dtype
+        assert np.array_equal(page.asarray(), stored)  # the grey round-trips through [0, 1] too
+
+
 def test_multi_frame_image_is_refused_not_truncated(tmp_path, rng):
     pages = [Image.fromarray(rng.integers(0, 256, size=(6, 8, 3), dtype=np.uint8)) for _ in range(3)]
     path = tmp_path / "pages.tif"

@@ -52,6 +52,7 @@ from restore_core.io.containers import (
     webp_is_lossless,
 )
 from restore_core.io.files import atomic_write_bytes
+from restore_core.io.tiff_samples import encode_grey_alpha_tiff, grey_alpha_samples
 
 try:  # OpenCV's own messages ("PNG input buffer is incomplete", "IHDR chunk shall be first") would duplicate our one-line errors
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
@@ -217,7 +218,7 @@ class LoadedImage:
         return self.rgb.shape[0], self.rgb.shape[1]
 
 
-def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
+def apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
     """Rotate/flip ``array`` (H x W [x C]) so that EXIF ``orientation`` becomes 1."""
     ops = {
         2: lambda a: a[:, ::-1],
@@ -499,6 +500,8 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
         array, header.orientation = _decode_heif(data), 1
     else:
         array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if array is None and header.fmt == "tiff":  # float grey + alpha: OpenCV has no reading of it at all
+            array = grey_alpha_samples(data)
     if array is None:
         unreadable = UNREADABLE_FORMATS.get(Path(path).suffix.lower())
         if unreadable:
@@ -506,8 +509,11 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
         raise ImageError(path, "cannot decode image (corrupt, truncated or unsupported format)")
     if array.shape[0] * array.shape[1] > max_pixels:
         raise ImageError(path, f"image has {array.shape[0] * array.shape[1]:,} pixels, over the limit of {max_pixels:,}")
-    if not (header.fmt == "tiff" and _opencv_turns_tiffs()):
-        array = _apply_orientation(array, header.orientation)
+    upright = header.fmt == "tiff" and _opencv_turns_tiffs()
+    if header.fmt == "tiff" and array.ndim == 2 and (grey_alpha := grey_alpha_samples(data)) is not None:
+        array, upright = grey_alpha, False  # OpenCV read it as 8-bit grey: its alpha plane (and 16-bit depth) lost
+    if not upright:
+        array = apply_orientation(array, header.orientation)
     if header.fmt == "avif" and array.dtype == np.uint16 and (bits := avif_bit_depth(data) or 16) < 16:
         array = np.round(array * (65535 / (2**bits - 1))).astype(np.uint16)  # 10/12-bit samples to the 16-bit range
     if header.fmt == "ppm" and (maxval := netpbm_maxval(data)) not in (None, 1, 255, 65535):
@@ -673,6 +679,9 @@ def encode_image(rgb: np.ndarray, like: LoadedImage, extension: str, jpeg_qualit
     if pixels.ndim == 3 and pixels.shape[2] == 2:
         if extension == ".png":
             return _with_png_metadata(encode_grey_alpha_png(pixels), like)
+        if extension in (".tif", ".tiff"):
+            tiff = encode_grey_alpha_tiff(pixels, dpi=like.dpi)
+            return add_tiff_metadata(tiff, like.icc_profile, _tiff_exif(like)) if like.icc_profile or like.exif else tiff
         grey, alpha = pixels[..., :1], pixels[..., 1:]
         pixels = np.concatenate([grey, grey, grey, alpha], axis=2)  # other formats: RGBA with equal channels
     if pixels.dtype == np.uint8 and extension in (".jpg", ".jpeg", ".webp", ".avif", ".heic", ".heif", ".tif", ".tiff"):
