@@ -404,7 +404,7 @@ def _stream_with_progress(request: RestoreRequest, restorer: Any, to_restore: li
     image being restored is abandoned, writes under way finish (atomic renames: no
     partial file) and are reported, then the command exits 130 (141)."""
     from restore_core.engine.runner import finish_interrupted
-    from restore_core.engine.video import restore_jobs
+    from restore_core.engine.batch import restore_jobs
 
     # A signal during a report waits for its end (_Interrupts). SIGINT explicitly too: a
     # process started in the background by a non-interactive shell inherits SIGINT
@@ -426,9 +426,10 @@ def _stream_with_progress(request: RestoreRequest, restorer: Any, to_restore: li
         disable=request.quiet or not err_console.is_terminal,
     ) as bar:
         progress = bar.add_task(request.task, total=runnable_count)
-        frame_bars: dict[Path, Any] = {}  # a video's own line: its frames
+        frame_bars: dict[Path, Any] = {}  # a video's own line: its frames (a multi-page TIFF's: its pages)
         plain = not (request.quiet or err_console.is_terminal)  # a log file: lines now and then instead of bars
         frame_lines = ProgressLines("frames") if plain else None
+        page_lines = ProgressLines("pages") if plain else None
         input_lines = ProgressLines("inputs") if plain else None
         if input_lines is not None:
             input_lines(request.task, 0, runnable_count)  # the batch is timed from its start
@@ -437,7 +438,8 @@ def _stream_with_progress(request: RestoreRequest, restorer: Any, to_restore: li
             if job.source not in frame_bars:
                 frame_bars[job.source] = bar.add_task(f"  {escape(job.source.name)}", total=None)  # the column reads markup
             bar.update(frame_bars[job.source], completed=count, total=total or None)
-            line = frame_lines(job.source, count, total) if frame_lines is not None else None
+            lines = frame_lines if is_video_name(job.source) else page_lines
+            line = lines(job.source, count, total) if lines is not None else None
             if line is not None:
                 say(line)
 

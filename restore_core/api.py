@@ -44,7 +44,7 @@ from restore_core.engine.routing import RoutedRestorer, build_restorer
 from restore_core.engine.results import ImageResult, planned_results
 from restore_core.engine.runner import Restorer, RunOptions
 from restore_core.engine.temporal import TemporalConfig
-from restore_core.engine.video import restore_jobs
+from restore_core.engine.batch import restore_jobs
 from restore_core.io.folders import output_refusal
 from restore_core.io.files import remove_stale_temporaries
 from restore_core.io.images import DEFAULT_MAX_PIXELS, SUPPORTED_EXTENSIONS, ImageError, from_array, to_array
@@ -238,7 +238,8 @@ class ImageRestorer:
                      temporal_strength: float = 4.0) -> ImageResult:
         """Restore the image file ``source`` into the file ``output`` (format from its
         extension), keeping depth, layout, alpha, ICC profile and EXIF where the format
-        allows, written atomically; or the video ``source`` into the video ``output``
+        allows, written atomically; a multi-page TIFF into a TIFF of as many pages (each
+        page restored as an image of its own); or the video ``source`` into the video ``output``
         (frame by frame, with its timing, colour tags and sound; needs PyAV). Raises
         :class:`ImageError` when ``source`` cannot be read or ``output`` written (nothing
         is left under ``output``; a video keeps the frames it restored in a hidden work

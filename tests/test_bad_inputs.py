@@ -245,9 +245,9 @@ def _stream_of_random_images(tmp_path: Path, checkpoint: Path, via: str, count: 
     import torch
 
     from restore_core.checkpoint import load_checkpoint
+    from restore_core.engine.batch import restore_jobs
     from restore_core.engine.inputs import Job
     from restore_core.engine.runner import Restorer, RunOptions, restore_stream
-    from restore_core.engine.video import restore_jobs
 
     paths = write_random_pngs(tmp_path / "in", count, side, side, seed=seed)
     out = tmp_path / "out"

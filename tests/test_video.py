@@ -468,20 +468,26 @@ def test_the_python_interface_restores_a_video_file(tmp_path, rng, tiny_checkpoi
         restorer.restore_files(clip, tmp_path / "frames", frames="mkv")
 
 
-def test_after_a_full_disk_the_videos_left_are_reported_not_restored(tmp_path, rng, monkeypatch):
-    import restore_core.engine.video as engine_video
+def test_after_a_full_disk_the_videos_and_stacks_left_are_reported_not_restored(tmp_path, rng, monkeypatch):
+    import tifffile
+
+    import restore_core.engine.batch as engine_batch
 
     def full_disk(jobs, restorer, options):
         for job in jobs:
             yield ImageResult(job.source, None, "error", error="cannot write: No space left on device", stops_batch=True)
 
-    monkeypatch.setattr(engine_video, "restore_stream", full_disk)
-    monkeypatch.setattr(engine_video, "restore_video", lambda *args: pytest.fail("a video was restored after the disk filled"))
+    monkeypatch.setattr(engine_batch, "restore_stream", full_disk)
+    monkeypatch.setattr(engine_batch, "restore_video", lambda *args: pytest.fail("a video was restored after the disk filled"))
+    monkeypatch.setattr(engine_batch, "restore_page_stack", lambda *args: pytest.fail("a stack was restored after the disk filled"))
     clip = make_video(tmp_path / "clip.mp4", moving_frames(rng, count=1), audio=False)
-    jobs = [Job(clip, Path("clip.mp4"), tmp_path / "out" / "clip.mp4"), Job(tmp_path / "a.png", Path("a.png"), tmp_path / "out" / "a.png")]
-    results = list(engine_video.restore_jobs(jobs, None))
-    assert [(r.input.name, r.abandoned) for r in results] == [("a.png", False), ("clip.mp4", True)]
-    assert "No space left on device" in results[1].error
+    stack = tmp_path / "stack.tif"
+    tifffile.imwrite(stack, np.zeros((2, 8, 8), np.uint8), photometric="minisblack", metadata=None)
+    jobs = [Job(clip, Path("clip.mp4"), tmp_path / "out" / "clip.mp4"), Job(tmp_path / "a.png", Path("a.png"), tmp_path / "out" / "a.png"),
+            Job(stack, Path("stack.tif"), tmp_path / "out" / "stack.tif")]
+    results = list(engine_batch.restore_jobs(jobs, None))
+    assert [(r.input.name, r.abandoned) for r in results] == [("a.png", False), ("stack.tif", True), ("clip.mp4", True)]
+    assert "No space left on device" in results[1].error and "No space left on device" in results[2].error
 
 
 def test_cover_art_is_not_taken_for_the_video_and_its_loss_is_said(tmp_path):

@@ -37,6 +37,7 @@ class ImageResult:
     abandoned: bool = False
     model: str | None = None  # the model that restored it, when a run routes images to several (restore auto)
     frames: int | None = None  # a video: the frames restored (engine.video)
+    pages: int | None = None  # a multi-page TIFF: the pages restored (engine.pages)
 
     def as_dict(self) -> dict:
         extra = {"degradation": self.degradation} if self.degradation is not None else {}
@@ -48,6 +49,8 @@ class ImageResult:
             extra["note"] = self.note
         if self.frames is not None:
             extra["frames"] = self.frames
+        if self.pages is not None:
+            extra["pages"] = self.pages
         return {
             "input": str(self.input),
             "output": str(self.output) if self.output and self.status == "ok" else None,

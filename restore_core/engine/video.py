@@ -29,17 +29,16 @@ import numpy as np
 import torch
 
 from restore_core.engine.inputs import Job
-from restore_core.engine.results import ImageResult, abandoned_after
+from restore_core.engine.results import ImageResult
 from restore_core.engine.runner import (
-    BATCH_STOPPING_ERRNOS, NON_FINITE_OUTPUT, ROUTING_FRAMES, Restorer, RunOptions, finish_interrupted, restore_stream,
+    BATCH_STOPPING_ERRNOS, NON_FINITE_OUTPUT, ROUTING_FRAMES, Restorer, RunOptions,
 )
 from restore_core.engine.temporal import TemporalSmoother
 from restore_core.io.images import ImageError
-from restore_core.io.video import PYAV_MISSING, VideoReader, is_video_name, pyav_available
+from restore_core.io.video import PYAV_MISSING, VideoReader, pyav_available
 from restore_core.io.video_writer import FrameFolderWriter, VideoWriter
 
 FrameProgress = Callable[[int, int], None]  # (frames restored, frames declared; 0 = unknown)
-JobFrameProgress = Callable[[Job, int, int], None]  # the same, for a batch: which video
 
 _END = object()
 INTERLACED_NOTE = "interlaced video (two fields a frame) deinterlaced before restoring (bwdif); written progressive"
@@ -344,29 +343,3 @@ def restore_video(job: Job, restorer: Restorer, options: RunOptions = RunOptions
     return ImageResult(job.source, job.output, "ok", time.perf_counter() - start, None, info.width, info.height, degradation,
                        note=notes, model=chosen_model, frames=done)
 
-
-def restore_jobs(jobs: list[Job], restorer: Restorer, options: RunOptions = RunOptions(),
-                 on_frames: JobFrameProgress | None = None) -> Iterator[ImageResult]:
-    """Restore a batch that may hold videos: the images first, streamed and batched
-    (:func:`~restore_core.engine.runner.restore_stream`), then each video; one result per
-    job. After a write failure that every later output would meet (a full disk), the
-    videos left are reported, not restored."""
-    halted: str | None = None
-    images = restore_stream([job for job in jobs if not is_video_name(job.source)], restorer, options)
-    try:
-        for result in images:
-            if result.stops_batch and halted is None:
-                halted = result.error
-            yield result
-    except KeyboardInterrupt:  # thrown in here by the caller: the image stream reports the writes it finished
-        yield from finish_interrupted(images)
-        raise
-    for job in (job for job in jobs if is_video_name(job.source)):
-        if halted is not None:
-            yield abandoned_after(halted, job)
-            continue
-        progress = None if on_frames is None else (lambda count, total, job=job: on_frames(job, count, total))
-        result = restore_video(job, restorer, options, progress)
-        if result.stops_batch:
-            halted = result.error
-        yield result

@@ -1,0 +1,332 @@
+"""Multi-page TIFFs (microscopy stacks, ImageJ hyperstacks, scanned documents, a scan with
+its thumbnail): read a page at a time, and the restored pages written as they come into
+one new TIFF, in order, with each page's layout, sample type and description.
+
+Reading a page holds that page alone in memory, so a stack of thousands of pages costs
+what its largest page costs. Pages are decoded by tifffile, which gives the stored
+samples exactly (8/16-bit, float16/32/64, grey + alpha) when it has the codec (none,
+Deflate, PackBits, LZMA); OpenCV's libtiff decodes the rest (LZW, JPEG, palette, CMYK).
+
+The output is written to a hidden temporary file beside its name and renamed onto it
+by :meth:`PageStackWriter.commit`, as every output is (:mod:`.files`). An ImageJ stack is
+written as ImageJ writes one, uncompressed and in one contiguous block: ImageJ reads
+only the first page's directory and the rest by offset.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+import tifffile
+
+from restore_core.io.files import DEFAULT_FILE_MODE, temporary_prefix
+from restore_core.io.images import ImageError, WriteError, apply_orientation
+from restore_core.io.tiff_samples import ALPHA_KINDS, stored_samples
+
+TIFF_EXTENSIONS = (".tif", ".tiff")
+
+# tifffile logs what it finds wrong in a file ("invalid page offset") and carries on;
+# restore reports those files itself, in one line. Without a handler of its own, Python
+# printed each of its records on stderr (logging's last resort) between restore's lines;
+# an application that configures logging still gets them.
+logging.getLogger("tifffile").addHandler(logging.NullHandler())
+_BIGTIFF_ABOVE = 2**32 - 2**25  # bytes of samples: a classic TIFF addresses 4 GiB, less room for its directories
+
+# Tags a page keeps that say what it shows, not how it is stored: tifffile's own
+# arguments for most, these as raw tags (code -> TIFF type). ImageJ's 50838/50839 hold
+# its labels, display ranges and lookup tables.
+_RAW_TAGS = {315: "s", 33432: "s", 50838: "I", 50839: "B"}  # Artist, Copyright, IJMetadataByteCounts, IJMetadata
+
+_TIFFFILE_LAYOUTS = {tifffile.PHOTOMETRIC.MINISBLACK: "grey", tifffile.PHOTOMETRIC.MINISWHITE: "grey",
+                     tifffile.PHOTOMETRIC.RGB: "rgb"}
+
+
+def _directories_end_early(tiff: tifffile.TiffFile) -> bool:
+    """Whether the last page tifffile found points to a next page it could not read: a
+    file cut short (a copy or a download that stopped) loses its last pages' directories,
+    and tifffile, like Pillow, then lists only the pages before the cut, without an error."""
+    last, layout, handle = tiff.pages[-1], tiff.tiff, tiff.filehandle
+    handle.seek(last.offset)
+    tags = struct.unpack(layout.tagnoformat, handle.read(layout.tagnosize))[0]
+    handle.seek(last.offset + layout.tagnosize + tags * layout.tagsize)
+    following = handle.read(layout.offsetsize)
+    return len(following) < layout.offsetsize or struct.unpack(layout.offsetformat, following)[0] != 0
+
+
+def _page_directories(path: os.PathLike | str) -> tuple[int, bool]:
+    """(pages, whether their chain ends early) of the TIFF at ``path``; (0, False) when it
+    is not a regular file named .tif/.tiff that tifffile can parse (the image reader says why)."""
+    path = Path(path)
+    if path.suffix.lower() not in TIFF_EXTENSIONS or not path.is_file():  # a FIFO would block the parse
+        return 0, False
+    try:
+        with tifffile.TiffFile(path) as tiff:
+            return len(tiff.pages), _directories_end_early(tiff)
+    except Exception:  # noqa: BLE001 - not a TIFF, or a broken one: the single-image reader reports it
+        return 0, False
+
+
+def page_count(path: os.PathLike | str) -> int:
+    """How many pages (image directories) tifffile finds in the TIFF at ``path``; 0 when it
+    is not a TIFF it can parse."""
+    return _page_directories(path)[0]
+
+
+def is_page_stack(path: os.PathLike | str) -> bool:
+    """Whether ``path`` is a TIFF of more than one page, or one whose pages' chain breaks
+    off (:class:`PageStack` reports it): restored as a stack, not as its first page."""
+    pages, cut = _page_directories(path)
+    return pages > 1 or (pages == 1 and cut)
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a stack: its size and what its restored copy is written with."""
+
+    index: int
+    width: int  # as stored (before turning upright)
+    height: int
+    decoder: str  # "tifffile" (exact samples) or "opencv" (what tifffile has no codec or layout for)
+    inverted: bool = False  # stored min-is-white: read inverted, written min-is-black (the same picture)
+    orientation: int = 1  # TIFF orientation, applied on read (OpenCV applies its own): written upright
+    alpha_kind: str | None = None  # "assocalpha" or "unassalpha", as the source tags its alpha plane
+    description: str | None = None
+    resolution: tuple[float, float] | None = None
+    resolution_unit: int | None = None
+    icc_profile: bytes | None = None
+    subfile_type: int = 0  # bit 0: a reduced-resolution copy (a thumbnail), kept as one
+    software: str | None = None
+    datetime: str | None = None
+    raw_tags: tuple[tuple[int, str, int, object], ...] = ()  # (code, type, count, value) of _RAW_TAGS present
+    samples_bytes: int = 0  # the decoded page's size
+
+
+def _decodable_by_tifffile(page: tifffile.TiffPage) -> bool:
+    """Whether tifffile decodes ``page`` into samples restore takes: grey or RGB, with at
+    most one alpha plane, unsigned 8/16-bit or float, not chroma-subsampled, and a
+    compression it has a codec for without imagecodecs."""
+    if page.photometric not in _TIFFFILE_LAYOUTS or page.is_subsampled or page.is_tiled and page.imagedepth > 1:
+        return False
+    extra = page.samplesperpixel - (3 if page.photometric == tifffile.PHOTOMETRIC.RGB else 1)
+    if extra not in (0, 1) or (extra == 1 and (page.extrasamples or (0,))[0] not in ALPHA_KINDS):
+        return False
+    if page.dtype is None or page.dtype not in (np.uint8, np.uint16, np.float16, np.float32, np.float64):
+        return False
+    try:
+        tifffile.TIFF.DECOMPRESSORS[page.compression]  # raises where imagecodecs would be needed (LZW, JPEG)
+    except (KeyError, ValueError, ImportError, TypeError):
+        return False
+    return True
+
+
+def _raw_tags(page: tifffile.TiffPage) -> tuple[tuple[int, str, int, object], ...]:
+    kept = []
+    for code, kind in _RAW_TAGS.items():
+        tag = page.tags.get(code)
+        value = tag.value if tag is not None else None
+        if isinstance(value, str) and kind == "s" and value:
+            kept.append((code, kind, 0, value))
+        elif isinstance(value, bytes) and kind == "B" and value:
+            kept.append((code, kind, len(value), value))
+        elif kind == "I" and isinstance(value, (int, tuple)) and value != ():
+            numbers = (value,) if isinstance(value, int) else tuple(value)
+            kept.append((code, kind, len(numbers), numbers))
+    return tuple(kept)
+
+
+def _describe(page: tifffile.TiffPage, index: int) -> Page:
+    exact = _decodable_by_tifffile(page)
+    samples = page.samplesperpixel if exact else max(3, page.samplesperpixel)
+    itemsize = page.dtype.itemsize if page.dtype is not None else 2
+    resolution = tuple(float(v) for v in page.resolution) if page.resolution and all(page.resolution) else None
+    return Page(
+        index, page.imagewidth, page.imagelength, "tifffile" if exact else "opencv",
+        inverted=exact and page.photometric == tifffile.PHOTOMETRIC.MINISWHITE, orientation=int(page.tags.valueof(274, 1)),
+        alpha_kind=ALPHA_KINDS.get((page.extrasamples or (0,))[0]) if exact and page.extrasamples else None,
+        description=page.description or None, resolution=resolution,  # type: ignore[arg-type]
+        resolution_unit=int(page.resolutionunit) if resolution else None, icc_profile=page.iccprofile or None,
+        subfile_type=int(page.subfiletype or 0), software=page.software or None, datetime=page.datetime and str(page.tags[306].value),
+        raw_tags=_raw_tags(page), samples_bytes=page.imagewidth * page.imagelength * samples * itemsize,
+    )
+
+
+class PageStack:
+    """A multi-page TIFF open for reading: :attr:`pages` describe every page (read from
+    their directories, no pixel decoded); :meth:`pixels` decodes one. Pages over
+    ``max_pixels`` are refused here, before any decoding."""
+
+    def __init__(self, path: os.PathLike | str, max_pixels: int) -> None:
+        self.path = Path(path)
+        try:
+            self._tiff = tifffile.TiffFile(self.path)
+        except Exception as exc:  # noqa: BLE001 - one line naming the file
+            raise ImageError(self.path, f"cannot read the TIFF's pages: {exc}") from None
+        try:
+            self.pages = [_describe(page, index) for index, page in enumerate(self._tiff.pages)]
+            self.imagej = bool(self._tiff.is_imagej)
+            declared = (self._tiff.imagej_metadata or {}).get("images", 0) if self.imagej else 0
+            self.compressed = any(page.compression != tifffile.COMPRESSION.NONE for page in self._tiff.pages)
+            cut = _directories_end_early(self._tiff)
+        except ImageError:
+            self.close()
+            raise
+        except Exception as exc:  # noqa: BLE001
+            self.close()
+            raise ImageError(self.path, f"cannot read the TIFF's pages: {exc}") from None
+        if cut:
+            self.close()
+            raise ImageError(self.path, f"the TIFF is truncated or damaged: its page directories break off after page {len(self.pages)}")
+        if declared > len(self.pages):
+            self.close()
+            raise ImageError(self.path, f"an ImageJ stack of {declared} images stored past 4 GB with only {len(self.pages)} page "
+                                        "directories: save it from ImageJ as OME-TIFF or BigTIFF and restore that")
+        for page in self.pages:
+            if page.width * page.height > max_pixels:
+                self.close()
+                raise ImageError(self.path, f"page {page.index + 1} is {page.width}x{page.height} = {page.width * page.height:,} "
+                                            f"pixels, over the limit of {max_pixels:,} (--max-pixels)")
+
+    @property
+    def samples_bytes(self) -> int:
+        return sum(page.samples_bytes for page in self.pages)
+
+    def pixels(self, page: Page) -> np.ndarray:
+        """Page ``page``'s samples in RGB order: H x W (grey), or H x W x C with C = 2
+        (grey + alpha), 3 (RGB) or 4 (RGBA); the stored sample type; upright."""
+        failure = None
+        if page.decoder == "tifffile":
+            try:
+                return self._exact_pixels(page)
+            except Exception as exc:  # noqa: BLE001 - a codec tifffile lacks after all: OpenCV's turn
+                failure = str(exc)
+        try:
+            ok, decoded = cv2.imreadmulti(str(self.path), start=page.index, count=1, flags=cv2.IMREAD_UNCHANGED)
+        except Exception as exc:  # noqa: BLE001
+            ok, decoded, failure = False, (), failure or str(exc).strip().splitlines()[-1]
+        if not ok or not decoded:
+            raise ImageError(self.path, f"cannot decode page {page.index + 1}: {failure or 'corrupt, truncated or unsupported'}")
+        array = decoded[0]
+        if array.ndim == 3 and array.shape[2] == 4 and self._tiff.pages[page.index].photometric == tifffile.PHOTOMETRIC.SEPARATED:
+            array = array[..., :3]  # CMYK: libtiff's RGB and an opaque alpha plane of its own
+        if array.ndim == 3 and array.shape[2] in (3, 4):
+            array = cv2.cvtColor(array, cv2.COLOR_BGRA2RGBA if array.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+        return array
+
+    def _exact_pixels(self, page: Page) -> np.ndarray:
+        """The stored samples as tifffile decodes them, upright and min-is-black."""
+        array = stored_samples(self._tiff.pages[page.index])
+        if page.inverted:
+            array = (np.iinfo(array.dtype).max - array) if array.dtype.kind == "u" else (1.0 - array).astype(array.dtype)
+        return np.ascontiguousarray(apply_orientation(array, page.orientation))
+
+    def read_notes(self) -> list[str]:
+        """What reading changes that the restored copy cannot give back."""
+        notes = []
+        photometrics = {self._tiff.pages[page.index].photometric for page in self.pages if page.decoder == "opencv"}
+        if tifffile.PHOTOMETRIC.SEPARATED in photometrics:
+            notes.append("CMYK pages converted to RGB without colour management")
+        if tifffile.PHOTOMETRIC.PALETTE in photometrics:
+            notes.append("palette pages written as RGB")
+        if any(self._tiff.pages[page.index].samplesperpixel == 2 for page in self.pages if page.decoder == "opencv"):
+            notes.append("the alpha plane of grey + alpha pages compressed with LZW or JPEG dropped (OpenCV reads them grey)")
+        return notes
+
+    def close(self) -> None:
+        self._tiff.close()
+
+    def __enter__(self) -> "PageStack":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _write_options(pixels: np.ndarray, page: Page) -> dict:
+    """tifffile's arguments that write ``pixels`` with ``page``'s layout and tags."""
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    options: dict = {"photometric": "rgb" if channels >= 3 else "minisblack", "planarconfig": "contig" if channels > 1 else None,
+                     "metadata": None, "description": page.description, "software": page.software or False,
+                     "subfiletype": page.subfile_type, "iccprofile": page.icc_profile,
+                     "extratags": [(code, kind, count, value, True) for code, kind, count, value in page.raw_tags]}
+    if channels in (2, 4):
+        options["extrasamples"] = (page.alpha_kind or "unassalpha",)
+    if page.resolution is not None:
+        options["resolution"], options["resolutionunit"] = page.resolution, page.resolution_unit
+    if page.datetime:
+        options["datetime"] = page.datetime
+    return options
+
+
+class PageStackWriter:
+    """A new multi-page TIFF at ``output``, written to a hidden temporary file beside it
+    until :meth:`commit`; :meth:`abort` removes it. ``compress``: Deflate (lossless) for a
+    source stored compressed, else uncompressed as it was. ``samples_bytes``: the pages'
+    decoded size, which decides BigTIFF (a classic TIFF addresses 4 GiB)."""
+
+    def __init__(self, output: os.PathLike | str, compress: bool, samples_bytes: int) -> None:
+        self.output = Path(output)
+        try:
+            self.output.parent.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=temporary_prefix(self.output), suffix=".part", dir=self.output.parent)
+            os.fchmod(fd, DEFAULT_FILE_MODE)  # mkstemp creates 0600; give outputs the usual permissions
+            os.close(fd)
+        except OSError as exc:
+            raise WriteError(self.output, exc.strerror or str(exc), exc.errno) from None
+        self._temporary = Path(name)
+        self._writer = tifffile.TiffWriter(self._temporary, bigtiff=samples_bytes > _BIGTIFF_ABOVE)
+        self._compression = "zlib" if compress else None
+        self.pages_written = 0
+
+    def write(self, pixels: np.ndarray, page: Page) -> None:
+        """One restored page, after those already written."""
+        self._guarded(lambda: self._writer.write(pixels, compression=self._compression, **_write_options(pixels, page)))
+        self.pages_written += 1
+
+    def write_one_block(self, pages: Iterator[tuple[np.ndarray, Page]], count: int) -> None:
+        """``count`` pages of one shape and sample type as one uncompressed series whose
+        samples lie in one contiguous block, the first page's description and tags once:
+        how ImageJ writes a stack, and reads one. ``pages`` are pulled as written."""
+        first_pixels, first = next(pages)
+
+        def samples() -> Iterator[np.ndarray]:
+            yield first_pixels
+            for pixels, _ in pages:
+                if pixels.shape != first_pixels.shape or pixels.dtype != first_pixels.dtype:
+                    raise ValueError("the pages of an ImageJ stack differ in size or sample type")
+                yield pixels
+                self.pages_written += 1
+
+        options = _write_options(first_pixels, first)
+        self.pages_written = 1
+        self._guarded(lambda: self._writer.write(samples(), shape=(count, *first_pixels.shape), dtype=first_pixels.dtype,
+                                                 contiguous=True, **options))
+
+    def _guarded(self, write) -> None:
+        try:
+            write()
+        except OSError as exc:
+            raise WriteError(self.output, exc.strerror or str(exc), exc.errno) from None
+
+    def commit(self) -> None:
+        """Close the file and rename it onto the output's name."""
+        self._guarded(self._writer.close)
+        try:
+            os.replace(self._temporary, self.output)
+        except OSError as exc:
+            raise WriteError(self.output, exc.strerror or str(exc), exc.errno) from None
+
+    def abort(self) -> None:
+        """Remove what was written; the output's name is left as it was."""
+        try:
+            self._writer.close()
+        except Exception:  # noqa: BLE001 - the file goes either way
+            pass
+        self._temporary.unlink(missing_ok=True)
