@@ -205,3 +205,29 @@ def test_restore_auto_picks_one_model_for_a_whole_stack(tmp_path, rng, monkeypat
     assert result.status == "ok" and result.pages == 4, result.error
     assert result.model == "taylor-derain"  # rain 0.9 twice against noise 0.6 twice
     assert result.degradation["rain"] == pytest.approx(0.455, abs=1e-4)
+
+
+def test_an_imagej_stack_with_one_directory_is_refused_not_cut_to_its_first_image(tmp_path, tiny_checkpoint):
+    """ImageJ writes a stack past 4 GB with the first page's directory alone (its
+    description counts the images): read as an image, it gave its first image only."""
+    source = tmp_path / "big.tif"
+    tifffile.imwrite(source, np.zeros((8, 8), np.uint16), metadata=None, description="ImageJ=1.54f\nimages=5\nslices=5\n")
+    assert is_page_stack(source)
+    result = restore_page_stack(Job(source, Path("big.tif"), tmp_path / "out.tif"), _restorer(tiny_checkpoint))
+    assert result.status == "error" and "an ImageJ stack of 5 images with 1 page directories" in result.error
+    assert not (tmp_path / "out.tif").exists()
+
+
+def test_a_stacks_pages_come_out_as_the_same_images_restored_one_by_one(tmp_path, rng, tiny_checkpoint):
+    pages = rng.integers(0, 256, (3, 24, 32, 3), dtype=np.uint8)
+    folder = tmp_path / "pages"
+    folder.mkdir()
+    for i, page in enumerate(pages):
+        cv2.imwrite(str(folder / f"{i}.png"), cv2.cvtColor(page, cv2.COLOR_RGB2BGR))
+    tifffile.imwrite(folder / "stack.tif", pages, photometric="rgb", metadata=None)
+    out = tmp_path / "out"
+    jobs = [Job(p, Path(p.name), out / p.name) for p in sorted(folder.iterdir())]
+    assert all(r.status == "ok" for r in restore_jobs(jobs, _restorer(tiny_checkpoint), RunOptions()))
+    stack = tifffile.imread(out / "stack.tif")
+    for i in range(3):
+        assert np.array_equal(stack[i], _rgb(out / f"{i}.png"))

@@ -61,15 +61,24 @@ def _directories_end_early(tiff: tifffile.TiffFile) -> bool:
     return len(following) < layout.offsetsize or struct.unpack(layout.offsetformat, following)[0] != 0
 
 
+def _images_beyond_directories(tiff: tifffile.TiffFile) -> int:
+    """How many images an ImageJ file's description counts beyond its page directories:
+    ImageJ writes a stack past 4 GB with the first page's directory alone, and Pillow and
+    OpenCV then read its first image without a word."""
+    declared = (tiff.imagej_metadata or {}).get("images", 0) if tiff.is_imagej else 0
+    return max(0, int(declared) - len(tiff.pages))
+
+
 def _page_directories(path: os.PathLike | str) -> tuple[int, bool]:
-    """(pages, whether their chain ends early) of the TIFF at ``path``; (0, False) when it
-    is not a regular file named .tif/.tiff that tifffile can parse (the image reader says why)."""
+    """(pages, whether more images lie beyond their directories than they list: a chain
+    cut short, an ImageJ stack past 4 GB) of the TIFF at ``path``; (0, False) when it is
+    not a regular file named .tif/.tiff that tifffile can parse (the image reader says why)."""
     path = Path(path)
     if path.suffix.lower() not in TIFF_EXTENSIONS or not path.is_file():  # a FIFO would block the parse
         return 0, False
     try:
         with tifffile.TiffFile(path) as tiff:
-            return len(tiff.pages), _directories_end_early(tiff)
+            return len(tiff.pages), _directories_end_early(tiff) or _images_beyond_directories(tiff) > 0
     except Exception:  # noqa: BLE001 - not a TIFF, or a broken one: the single-image reader reports it
         return 0, False
 
@@ -81,10 +90,11 @@ def page_count(path: os.PathLike | str) -> int:
 
 
 def is_page_stack(path: os.PathLike | str) -> bool:
-    """Whether ``path`` is a TIFF of more than one page, or one whose pages' chain breaks
-    off (:class:`PageStack` reports it): restored as a stack, not as its first page."""
-    pages, cut = _page_directories(path)
-    return pages > 1 or (pages == 1 and cut)
+    """Whether ``path`` is a TIFF of more than one page, or one with more images than its
+    page directories list (:class:`PageStack` reports it): restored as a stack, not as
+    its first page."""
+    pages, more = _page_directories(path)
+    return pages > 1 or (pages == 1 and more)
 
 
 @dataclass(frozen=True)
@@ -172,7 +182,7 @@ class PageStack:
         try:
             self.pages = [_describe(page, index) for index, page in enumerate(self._tiff.pages)]
             self.imagej = bool(self._tiff.is_imagej)
-            declared = (self._tiff.imagej_metadata or {}).get("images", 0) if self.imagej else 0
+            beyond = _images_beyond_directories(self._tiff)
             self.compressed = any(page.compression != tifffile.COMPRESSION.NONE for page in self._tiff.pages)
             cut = _directories_end_early(self._tiff)
         except ImageError:
@@ -184,10 +194,11 @@ class PageStack:
         if cut:
             self.close()
             raise ImageError(self.path, f"the TIFF is truncated or damaged: its page directories break off after page {len(self.pages)}")
-        if declared > len(self.pages):
+        if beyond:
             self.close()
-            raise ImageError(self.path, f"an ImageJ stack of {declared} images stored past 4 GB with only {len(self.pages)} page "
-                                        "directories: save it from ImageJ as OME-TIFF or BigTIFF and restore that")
+            raise ImageError(self.path, f"an ImageJ stack of {len(self.pages) + beyond} images with {len(self.pages)} page "
+                                        "directories (ImageJ writes stacks past 4 GB so), and restore reads pages by their "
+                                        "directories: save it from Fiji as OME-TIFF (Bio-Formats) and restore that")
         for page in self.pages:
             if page.width * page.height > max_pixels:
                 self.close()
