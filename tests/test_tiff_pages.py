@@ -231,3 +231,20 @@ def test_a_stacks_pages_come_out_as_the_same_images_restored_one_by_one(tmp_path
     stack = tifffile.imread(out / "stack.tif")
     for i in range(3):
         assert np.array_equal(stack[i], _rgb(out / f"{i}.png"))
+
+
+@pytest.mark.parametrize("ahead_bytes", [0, 2 * 16 * 20, 10**9])
+def test_lzw_pages_decoded_in_runs_come_out_in_order(tmp_path, rng, monkeypatch, ahead_bytes):
+    """OpenCV decodes runs of pages in one call (a page at a time costs a walk over every
+    directory before it); each page still comes out as stored, whatever the run's length."""
+    from restore_core.io import tiff_pages
+
+    monkeypatch.setattr(tiff_pages, "_DECODED_AHEAD_BYTES", ahead_bytes)
+    monkeypatch.setattr(tiff_pages, "_decodable_by_tifffile", lambda page: False)  # OpenCV's, with imagecodecs installed too
+    pages = [rng.integers(0, 256, (16, 20), dtype=np.uint8) for _ in range(7)]
+    images = [Image.fromarray(page) for page in pages]
+    images[0].save(tmp_path / "lzw.tif", save_all=True, append_images=images[1:], compression="tiff_lzw")
+    with PageStack(tmp_path / "lzw.tif", max_pixels=10**6) as stack:
+        assert [page.decoder for page in stack.pages] == ["opencv"] * 7
+        for page in stack.pages:
+            assert np.array_equal(stack.pixels(page), pages[page.index])
