@@ -248,3 +248,14 @@ def test_lzw_pages_decoded_in_runs_come_out_in_order(tmp_path, rng, monkeypatch,
         assert [page.decoder for page in stack.pages] == ["opencv"] * 7
         for page in stack.pages:
             assert np.array_equal(stack.pixels(page), pages[page.index])
+
+
+def test_a_pyramids_reduced_levels_are_said_to_be_left_behind(tmp_path, tiny_checkpoint):
+    source = tmp_path / "pyramid.tif"
+    with tifffile.TiffWriter(source) as writer:
+        for _ in range(2):
+            writer.write(np.zeros((32, 32), np.uint8), subifds=1, metadata=None)
+            writer.write(np.zeros((16, 16), np.uint8), subfiletype=1, metadata=None)  # the level below, as a SubIFD
+    result = restore_page_stack(Job(source, Path("pyramid.tif"), tmp_path / "out.tif"), _restorer(tiny_checkpoint))
+    assert result.status == "ok" and result.pages == 2
+    assert result.note == "2 reduced-resolution level(s) of the pages (SubIFDs: a pyramid's) not kept"

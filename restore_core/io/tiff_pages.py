@@ -264,6 +264,8 @@ class PageStack:
             notes.append("CMYK pages converted to RGB without colour management")
         if tifffile.PHOTOMETRIC.PALETTE in photometrics:
             notes.append("palette pages written as RGB")
+        if levels := sum(len(self._tiff.pages[page.index].subifds or ()) for page in self.pages):
+            notes.append(f"{levels} reduced-resolution level(s) of the pages (SubIFDs: a pyramid's) not kept")
         if any(self._tiff.pages[page.index].samplesperpixel == 2 for page in self.pages if page.decoder == "opencv"):
             notes.append("the alpha plane of grey + alpha pages compressed with LZW or JPEG dropped (OpenCV reads them grey)")
         return notes
