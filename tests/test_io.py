@@ -146,6 +146,42 @@ def test_a_grey_alpha_tiff_keeps_its_alpha_and_depth(tmp_path, rng, dtype):
         assert np.array_equal(page.asarray(), stored)  # the grey round-trips through [0, 1] too
 
 
+@pytest.mark.parametrize("layout", ["rgba8-unassociated", "grey16-min-is-white", "rgb16-planar", "rgb-float16"])
+def test_tiff_layouts_opencv_changed_are_read_as_stored(tmp_path, rng, layout):
+    """OpenCV gave an 8-bit RGBA TIFF (Pillow's, GIMP's) colours multiplied by the alpha,
+    a 16-bit min-is-white page its negative, a 16-bit RGB page stored plane by plane as
+    garbage, and could not read float16 at all. Each is read as stored now."""
+    import tifffile
+
+    if layout == "rgba8-unassociated":
+        stored, options = rng.integers(0, 256, (9, 7, 4), dtype=np.uint8), {"photometric": "rgb", "extrasamples": ("unassalpha",)}
+        expected = stored[..., :3] / 255.0
+    elif layout == "grey16-min-is-white":
+        stored, options = rng.integers(0, 65536, (9, 7), dtype=np.uint16), {"photometric": "miniswhite"}
+        expected = np.repeat(((65535 - stored) / 65535.0)[..., None], 3, axis=2)
+    elif layout == "rgb16-planar":
+        stored, options = rng.integers(0, 65536, (3, 9, 7), dtype=np.uint16), {"photometric": "rgb", "planarconfig": "separate"}
+        expected = np.moveaxis(stored, 0, -1) / 65535.0
+    else:
+        stored, options = rng.random((9, 7, 3)).astype(np.float16), {"photometric": "rgb"}
+        expected = stored.astype(np.float64)
+    tifffile.imwrite(tmp_path / "in.tif", stored, metadata=None, **options)
+    loaded = read_image(tmp_path / "in.tif")
+    assert np.abs(loaded.rgb - expected).max() < 1e-6
+    if layout == "rgba8-unassociated":
+        assert np.array_equal(loaded.alpha, stored[..., 3])
+
+
+def test_an_lzw_rgba_tiffs_colours_are_divided_back_by_its_alpha(tmp_path, rng):
+    """tifffile has no LZW codec here: OpenCV decodes it, multiplying the colours by an
+    unassociated alpha; they are divided back (within a level where alpha is above half)."""
+    rgba = rng.integers(0, 256, (32, 24, 4), dtype=np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "lzw.tif", compression="tiff_lzw")
+    loaded = read_image(tmp_path / "lzw.tif")
+    error = np.abs(loaded.rgb * 255.0 - rgba[..., :3])
+    assert error[rgba[..., 3] >= 128].max() <= 1.0 + 1e-3 and np.array_equal(loaded.alpha, rgba[..., 3])
+
+
 def test_multi_frame_image_is_refused_not_truncated(tmp_path, rng):
     pages = [Image.fromarray(rng.integers(0, 256, size=(6, 8, 3), dtype=np.uint8)) for _ in range(3)]
     path = tmp_path / "pages.tif"

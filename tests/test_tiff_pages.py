@@ -240,7 +240,7 @@ def test_lzw_pages_decoded_in_runs_come_out_in_order(tmp_path, rng, monkeypatch,
     from restore_core.io import tiff_pages
 
     monkeypatch.setattr(tiff_pages, "_DECODED_AHEAD_BYTES", ahead_bytes)
-    monkeypatch.setattr(tiff_pages, "_decodable_by_tifffile", lambda page: False)  # OpenCV's, with imagecodecs installed too
+    monkeypatch.setattr(tiff_pages, "exactly_decodable", lambda page: False)  # OpenCV's, with imagecodecs installed too
     pages = [rng.integers(0, 256, (16, 20), dtype=np.uint8) for _ in range(7)]
     images = [Image.fromarray(page) for page in pages]
     images[0].save(tmp_path / "lzw.tif", save_all=True, append_images=images[1:], compression="tiff_lzw")

@@ -52,7 +52,7 @@ from restore_core.io.containers import (
     webp_is_lossless,
 )
 from restore_core.io.files import atomic_write_bytes
-from restore_core.io.tiff_samples import encode_grey_alpha_tiff, grey_alpha_samples
+from restore_core.io.tiff_samples import encode_grey_alpha_tiff, first_page, unpremultiply
 
 try:  # OpenCV's own messages ("PNG input buffer is incomplete", "IHDR chunk shall be first") would duplicate our one-line errors
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
@@ -464,6 +464,16 @@ def _tiff_exif(like: LoadedImage) -> bytes | None:
     return exif.tobytes()
 
 
+def _in_opencv_order(rgb: np.ndarray) -> np.ndarray:
+    """RGB(A) samples as OpenCV's decoders give them, BGR(A), for :func:`_split_layout`; grey
+    and grey + alpha as they are."""
+    if rgb.ndim == 2 or rgb.shape[2] not in (3, 4):
+        return rgb
+    if rgb.dtype in _CV_CONVERTIBLE:
+        return cv2.cvtColor(rgb, cv2.COLOR_RGBA2BGRA if rgb.shape[2] == 4 else cv2.COLOR_RGB2BGR)
+    return np.ascontiguousarray(rgb[..., [2, 1, 0, 3][: rgb.shape[2]]])
+
+
 def _split_layout(array: np.ndarray, data: bytes, header: _Header) -> tuple[np.ndarray, str, np.ndarray | None]:
     """(RGB samples, layout, alpha plane or None) of OpenCV-ordered pixels (grey, BGR or BGRA)."""
     if array.ndim == 2 and header.transparent_grey is not None:  # OpenCV drops a grey PNG's tRNS key: made an alpha plane
@@ -495,13 +505,18 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
     if Path(path).suffix.lower() in READ_ONLY_EXTENSIONS:
         return _develop_camera_raw(data, path, max_pixels, measure_noise)
     header = _read_header(data, path, max_pixels)
+    tiff = first_page(data) if header.fmt == "tiff" else None  # what OpenCV's reading would change (io.tiff_samples)
+    upright = False  # already turned by its orientation tag
     if header.fmt == "heif":  # OpenCV has no HEVC decoder; libheif hands the pixels over already turned
         _heif_ready()
         array, header.orientation = _decode_heif(data), 1
+    elif tiff is not None and tiff.exact is not None:
+        array = _in_opencv_order(tiff.exact)
     else:
         array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-        if array is None and header.fmt == "tiff":  # float grey + alpha: OpenCV has no reading of it at all
-            array = grey_alpha_samples(data)
+        upright = header.fmt == "tiff" and _opencv_turns_tiffs()
+        if tiff is not None and tiff.premultiplied_by_opencv and array is not None and array.ndim == 3 and array.shape[2] == 4:
+            array = unpremultiply(array)
     if array is None:
         unreadable = UNREADABLE_FORMATS.get(Path(path).suffix.lower())
         if unreadable:
@@ -509,9 +524,6 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
         raise ImageError(path, "cannot decode image (corrupt, truncated or unsupported format)")
     if array.shape[0] * array.shape[1] > max_pixels:
         raise ImageError(path, f"image has {array.shape[0] * array.shape[1]:,} pixels, over the limit of {max_pixels:,}")
-    upright = header.fmt == "tiff" and _opencv_turns_tiffs()
-    if header.fmt == "tiff" and array.ndim == 2 and (grey_alpha := grey_alpha_samples(data)) is not None:
-        array, upright = grey_alpha, False  # OpenCV read it as 8-bit grey: its alpha plane (and 16-bit depth) lost
     if not upright:
         array = apply_orientation(array, header.orientation)
     if header.fmt == "avif" and array.dtype == np.uint16 and (bits := avif_bit_depth(data) or 16) < 16:
@@ -526,6 +538,8 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
         read_note = "CMYK converted to RGB without colour management"
         if header.icc is not None and icc_colour_space(header.icc) == "CMYK":
             header.icc, read_note = None, read_note + "; its CMYK ICC profile dropped (it does not describe RGB pixels)"
+    if tiff is not None and tiff.alpha_dropped_by_opencv and array.ndim == 2:
+        read_note = "its alpha plane dropped (a grey + alpha TIFF compressed with LZW or JPEG is read as grey here)"
     if header.fmt == "heif" and header.images > 1:  # the image a viewer shows, as libheif and GraphicsMagick read it
         read_note = f"holds {header.images} images: the primary one restored, the other {header.images - 1} not kept"
     try:

@@ -29,7 +29,7 @@ import tifffile
 
 from restore_core.io.files import DEFAULT_FILE_MODE, temporary_prefix
 from restore_core.io.images import ImageError, WriteError, apply_orientation
-from restore_core.io.tiff_samples import ALPHA_KINDS, stored_samples
+from restore_core.io.tiff_samples import ALPHA_KINDS, exact_samples, exactly_decodable, premultiplied_by_opencv, unpremultiply
 
 TIFF_EXTENSIONS = (".tif", ".tiff")
 
@@ -45,9 +45,6 @@ _DECODED_AHEAD_BYTES = 64 * 2**20  # pages OpenCV decodes in one call (PageStack
 # arguments for most, these as raw tags (code -> TIFF type). ImageJ's 50838/50839 hold
 # its labels, display ranges and lookup tables.
 _RAW_TAGS = {315: "s", 33432: "s", 50838: "I", 50839: "B"}  # Artist, Copyright, IJMetadataByteCounts, IJMetadata
-
-_TIFFFILE_LAYOUTS = {tifffile.PHOTOMETRIC.MINISBLACK: "grey", tifffile.PHOTOMETRIC.MINISWHITE: "grey",
-                     tifffile.PHOTOMETRIC.RGB: "rgb"}
 
 
 def _directories_end_early(tiff: tifffile.TiffFile) -> bool:
@@ -106,7 +103,6 @@ class Page:
     width: int  # as stored (before turning upright)
     height: int
     decoder: str  # "tifffile" (exact samples) or "opencv" (what tifffile has no codec or layout for)
-    inverted: bool = False  # stored min-is-white: read inverted, written min-is-black (the same picture)
     orientation: int = 1  # TIFF orientation, applied on read (OpenCV applies its own): written upright
     alpha_kind: str | None = None  # "assocalpha" or "unassalpha", as the source tags its alpha plane
     description: str | None = None
@@ -118,24 +114,6 @@ class Page:
     datetime: str | None = None
     raw_tags: tuple[tuple[int, str, int, object], ...] = ()  # (code, type, count, value) of _RAW_TAGS present
     samples_bytes: int = 0  # the decoded page's size
-
-
-def _decodable_by_tifffile(page: tifffile.TiffPage) -> bool:
-    """Whether tifffile decodes ``page`` into samples restore takes: grey or RGB, with at
-    most one alpha plane, unsigned 8/16-bit or float, not chroma-subsampled, and a
-    compression it has a codec for without imagecodecs."""
-    if page.photometric not in _TIFFFILE_LAYOUTS or page.is_subsampled or page.is_tiled and page.imagedepth > 1:
-        return False
-    extra = page.samplesperpixel - (3 if page.photometric == tifffile.PHOTOMETRIC.RGB else 1)
-    if extra not in (0, 1) or (extra == 1 and (page.extrasamples or (0,))[0] not in ALPHA_KINDS):
-        return False
-    if page.dtype is None or page.dtype not in (np.uint8, np.uint16, np.float16, np.float32, np.float64):
-        return False
-    try:
-        tifffile.TIFF.DECOMPRESSORS[page.compression]  # raises where imagecodecs would be needed (LZW, JPEG)
-    except (KeyError, ValueError, ImportError, TypeError):
-        return False
-    return True
 
 
 def _raw_tags(page: tifffile.TiffPage) -> tuple[tuple[int, str, int, object], ...]:
@@ -154,13 +132,13 @@ def _raw_tags(page: tifffile.TiffPage) -> tuple[tuple[int, str, int, object], ..
 
 
 def _describe(page: tifffile.TiffPage, index: int) -> Page:
-    exact = _decodable_by_tifffile(page)
+    exact = exactly_decodable(page)
     samples = page.samplesperpixel if exact else max(3, page.samplesperpixel)
     itemsize = page.dtype.itemsize if page.dtype is not None else 2
     resolution = tuple(float(v) for v in page.resolution) if page.resolution and all(page.resolution) else None
     return Page(
         index, page.imagewidth, page.imagelength, "tifffile" if exact else "opencv",
-        inverted=exact and page.photometric == tifffile.PHOTOMETRIC.MINISWHITE, orientation=int(page.tags.valueof(274, 1)),
+        orientation=int(page.tags.valueof(274, 1)),
         alpha_kind=ALPHA_KINDS.get((page.extrasamples or (0,))[0]) if exact and page.extrasamples else None,
         description=page.description or None, resolution=resolution,  # type: ignore[arg-type]
         resolution_unit=int(page.resolutionunit) if resolution else None, icc_profile=page.iccprofile or None,
@@ -223,8 +201,11 @@ class PageStack:
         array = self._decoded_ahead.pop(page.index, None)
         if array is None:
             array = self._opencv_pages(page, failure)
-        if array.ndim == 3 and array.shape[2] == 4 and self._tiff.pages[page.index].photometric == tifffile.PHOTOMETRIC.SEPARATED:
+        stored = self._tiff.pages[page.index]
+        if array.ndim == 3 and array.shape[2] == 4 and stored.photometric == tifffile.PHOTOMETRIC.SEPARATED:
             array = array[..., :3]  # CMYK: libtiff's RGB and an opaque alpha plane of its own
+        elif array.ndim == 3 and array.shape[2] == 4 and premultiplied_by_opencv(stored):
+            array = unpremultiply(array)
         if array.ndim == 3 and array.shape[2] in (3, 4):
             array = cv2.cvtColor(array, cv2.COLOR_BGRA2RGBA if array.shape[2] == 4 else cv2.COLOR_BGR2RGB)
         return array
@@ -251,10 +232,7 @@ class PageStack:
 
     def _exact_pixels(self, page: Page) -> np.ndarray:
         """The stored samples as tifffile decodes them, upright and min-is-black."""
-        array = stored_samples(self._tiff.pages[page.index])
-        if page.inverted:
-            array = (np.iinfo(array.dtype).max - array) if array.dtype.kind == "u" else (1.0 - array).astype(array.dtype)
-        return np.ascontiguousarray(apply_orientation(array, page.orientation))
+        return np.ascontiguousarray(apply_orientation(exact_samples(self._tiff.pages[page.index]), page.orientation))
 
     def read_notes(self) -> list[str]:
         """What reading changes that the restored copy cannot give back."""
