@@ -259,3 +259,10 @@ def test_a_pyramids_reduced_levels_are_said_to_be_left_behind(tmp_path, tiny_che
     result = restore_page_stack(Job(source, Path("pyramid.tif"), tmp_path / "out.tif"), _restorer(tiny_checkpoint))
     assert result.status == "ok" and result.pages == 2
     assert result.note == "2 reduced-resolution level(s) of the pages (SubIFDs: a pyramid's) not kept"
+
+
+def test_a_stack_of_signed_samples_is_refused_naming_the_page(tmp_path, rng):
+    source = tmp_path / "signed.tif"
+    tifffile.imwrite(source, rng.integers(-500, 500, (2, 8, 8), dtype=np.int16), photometric="minisblack", metadata=None)
+    with pytest.raises(ValueError, match="signed.tif: page 1 holds int16 samples: restore reads unsigned 8 or 16-bit and float"):
+        PageStack(source, max_pixels=10**6)

@@ -179,7 +179,11 @@ class PageStack:
             raise ImageError(self.path, f"an ImageJ stack of {len(self.pages) + beyond} images with {len(self.pages)} page "
                                         "directories (ImageJ writes stacks past 4 GB so), and restore reads pages by their "
                                         "directories: save it from Fiji as OME-TIFF (Bio-Formats) and restore that")
-        for page in self.pages:
+        for page, stored in zip(self.pages, self._tiff.pages):
+            if stored.dtype is not None and stored.dtype.kind in "iu" and (stored.dtype.kind == "i" or stored.dtype.itemsize > 2):
+                self.close()
+                raise ImageError(self.path, f"page {page.index + 1} holds {stored.dtype} samples: restore reads unsigned "
+                                            "8 or 16-bit and float images")
             if page.width * page.height > max_pixels:
                 self.close()
                 raise ImageError(self.path, f"page {page.index + 1} is {page.width}x{page.height} = {page.width * page.height:,} "
