@@ -135,7 +135,8 @@ def test_a_grey_alpha_tiff_keeps_its_alpha_and_depth(tmp_path, rng, dtype):
     if dtype == np.float32:
         stored = rng.random((9, 7, 2), dtype=np.float32)
     src, dst = tmp_path / "grey-alpha.tif", tmp_path / "out.tif"
-    tifffile.imwrite(src, stored, photometric="minisblack", extrasamples=("unassalpha",), metadata=None)
+    tifffile.imwrite(src, stored, photometric="minisblack", extrasamples=("unassalpha",), metadata=None, resolution=(300, 300),
+                     resolutionunit="INCH")
     loaded = read_image(src)
     assert loaded.layout == "grey+alpha" and loaded.bit_depth == {np.uint8: 8, np.uint16: 16, np.float32: 32}[dtype]
     assert np.array_equal(loaded.alpha, stored[..., 1])
@@ -143,6 +144,7 @@ def test_a_grey_alpha_tiff_keeps_its_alpha_and_depth(tmp_path, rng, dtype):
     with tifffile.TiffFile(dst) as written:
         page = written.pages[0]
         assert page.extrasamples == (2,) and page.dtype == dtype
+        assert page.resolution == (300.0, 300.0)  # Pillow cannot open 16-bit and float ones: read from the tags
         assert np.array_equal(page.asarray(), stored)  # the grey round-trips through [0, 1] too
 
 

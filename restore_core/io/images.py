@@ -381,6 +381,7 @@ def _read_header(data: bytes, path: os.PathLike | str, max_pixels: int) -> _Head
             exif.load(data)
             header.orientation, header.exif, header.xmp = _metadata_to_keep(exif, "tiff")
             header.iptc = tiff_tag(data, TIFF_IPTC_TAG)
+            header.dpi = _tiff_print_resolution(exif)
         except Exception:  # noqa: BLE001 - metadata is best-effort; the pixels decide
             pass
         if more_pages:
@@ -415,6 +416,17 @@ def _print_resolution(dpi: object) -> tuple[float, float] | None:
     except (TypeError, ValueError):
         return None
     return (x, y) if x > 0 and y > 0 else None
+
+
+def _tiff_print_resolution(tags: Image.Exif) -> tuple[float, float] | None:
+    """A TIFF's print resolution in dots per inch from its X/YResolution and
+    ResolutionUnit tags (2: inch, 3: centimetre), where Pillow could not open the file
+    to give it (16-bit grey + alpha, float RGB); None without a unit."""
+    per_inch = {2: 1.0, 3: 2.54}.get(int(tags.get(296, 2)))
+    try:
+        return _print_resolution((float(tags[282]) * per_inch, float(tags[283]) * per_inch)) if per_inch else None
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None
 
 
 def _xmp_of(image: Image.Image) -> bytes | None:
