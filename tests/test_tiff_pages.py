@@ -266,3 +266,21 @@ def test_a_stack_of_signed_samples_is_refused_naming_the_page(tmp_path, rng):
     tifffile.imwrite(source, rng.integers(-500, 500, (2, 8, 8), dtype=np.int16), photometric="minisblack", metadata=None)
     with pytest.raises(ValueError, match="signed.tif: page 1 holds int16 samples: restore reads unsigned 8 or 16-bit and float"):
         PageStack(source, max_pixels=10**6)
+
+
+def test_a_scanned_documents_page_tags_travel(tmp_path, tiny_checkpoint):
+    """A scanner's multi-page TIFF names the document, each page and its number, the
+    scanner, and may hold XMP: each restored page keeps its own."""
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF/></x:xmpmeta>'
+    source = tmp_path / "contract.tif"
+    with tifffile.TiffWriter(source) as writer:
+        for i in range(2):
+            writer.write(np.full((16, 12), 200, np.uint8), metadata=None, extratags=[
+                (269, "s", 0, "contract", True), (285, "s", 0, f"page {i + 1}", True), (297, "H", 2, (i, 2), True),
+                (271, "s", 0, "Fujitsu", True), (700, "B", len(xmp), xmp, True)])
+    result = restore_page_stack(Job(source, Path("contract.tif"), tmp_path / "out.tif"), _restorer(tiny_checkpoint))
+    assert result.status == "ok", result.error
+    with tifffile.TiffFile(tmp_path / "out.tif") as written:
+        for i, page in enumerate(written.pages):
+            tags = {code: page.tags[code].value for code in (269, 285, 297, 271, 700)}
+            assert tags == {269: "contract", 285: f"page {i + 1}", 297: (i, 2), 271: "Fujitsu", 700: xmp}

@@ -44,7 +44,11 @@ _DECODED_AHEAD_BYTES = 64 * 2**20  # pages OpenCV decodes in one call (PageStack
 # Tags a page keeps that say what it shows, not how it is stored: tifffile's own
 # arguments for most, these as raw tags (code -> TIFF type). ImageJ's 50838/50839 hold
 # its labels, display ranges and lookup tables.
-_RAW_TAGS = {315: "s", 33432: "s", 50838: "I", 50839: "B"}  # Artist, Copyright, IJMetadataByteCounts, IJMetadata
+_RAW_TAGS = {
+    269: "s", 271: "s", 272: "s", 285: "s", 297: "H", 315: "s", 316: "s", 33432: "s",  # DocumentName, Make, Model, PageName,
+    700: "B", 33723: "I",  # PageNumber, Artist, HostComputer, Copyright; XMP, IPTC (as Photoshop types it, LONG)
+    50838: "I", 50839: "B",  # IJMetadataByteCounts, IJMetadata
+}
 
 
 def _directories_end_early(tiff: tifffile.TiffFile) -> bool:
@@ -125,9 +129,11 @@ def _raw_tags(page: tifffile.TiffPage) -> tuple[tuple[int, str, int, object], ..
             kept.append((code, kind, 0, value))
         elif isinstance(value, bytes) and kind == "B" and value:
             kept.append((code, kind, len(value), value))
-        elif kind == "I" and isinstance(value, (int, tuple)) and value != ():
+        elif kind in "HI" and isinstance(value, (int, tuple)) and value != ():
             numbers = (value,) if isinstance(value, int) else tuple(value)
             kept.append((code, kind, len(numbers), numbers))
+        elif kind in "HI" and isinstance(value, bytes) and value and len(value) % 4 == 0:  # IPTC typed LONG, read as bytes
+            kept.append((code, "B", len(value), value))
     return tuple(kept)
 
 
