@@ -1,11 +1,11 @@
 """Multi-page TIFFs (microscopy stacks, ImageJ hyperstacks, scanned documents, a scan with
 its thumbnail): read a page at a time, and the restored pages written as they come into
-one new TIFF, in order, with each page's layout, sample type and description.
+one new TIFF, in order, with each page's layout, sample type, description and tags.
 
-Reading a page holds that page alone in memory, so a stack of thousands of pages costs
-what its largest page costs. Pages are decoded by tifffile, which gives the stored
-samples exactly (8/16-bit, float16/32/64, grey + alpha) when it has the codec (none,
-Deflate, PackBits, LZMA); OpenCV's libtiff decodes the rest (LZW, JPEG, palette, CMYK).
+Reading a page holds that page alone in memory (and OpenCV's next pages, up to 64 MiB),
+so a stack of thousands of pages costs what its largest page costs. Pages are decoded
+as single images are (:mod:`.tiff_samples`): by tifffile, exactly, where it has the
+codec, by OpenCV's libtiff otherwise (LZW, JPEG, palette, CMYK).
 
 The output is written to a hidden temporary file beside its name and renamed onto it
 by :meth:`PageStackWriter.commit`, as every output is (:mod:`.files`). An ImageJ stack is
@@ -41,13 +41,22 @@ logging.getLogger("tifffile").addHandler(logging.NullHandler())
 _BIGTIFF_ABOVE = 2**32 - 2**25  # bytes of samples: a classic TIFF addresses 4 GiB, less room for its directories
 _DECODED_AHEAD_BYTES = 64 * 2**20  # pages OpenCV decodes in one call (PageStack._opencv_pages)
 
-# Tags a page keeps that say what it shows, not how it is stored: tifffile's own
-# arguments for most, these as raw tags (code -> TIFF type). ImageJ's 50838/50839 hold
-# its labels, display ranges and lookup tables.
+# Tags a page keeps that say what it shows, not how it is stored, copied as they are
+# (code -> TIFF type); tifffile's own arguments carry the description, resolution, ICC
+# profile, software, date and subfile type.
 _RAW_TAGS = {
-    269: "s", 271: "s", 272: "s", 285: "s", 297: "H", 315: "s", 316: "s", 33432: "s",  # DocumentName, Make, Model, PageName,
-    700: "B", 33723: "I",  # PageNumber, Artist, HostComputer, Copyright; XMP, IPTC (as Photoshop types it, LONG)
-    50838: "I", 50839: "B",  # IJMetadataByteCounts, IJMetadata
+    269: "s",  # DocumentName (a scanner's)
+    271: "s",  # Make
+    272: "s",  # Model
+    285: "s",  # PageName
+    297: "H",  # PageNumber: (this page, of how many)
+    315: "s",  # Artist
+    316: "s",  # HostComputer
+    33432: "s",  # Copyright
+    700: "B",  # XMP
+    33723: "I",  # IPTC, as Photoshop types it (LONG)
+    50838: "I",  # IJMetadataByteCounts: ImageJ's labels, display ranges and lookup tables,
+    50839: "B",  # IJMetadata            in its own two tags
 }
 
 
