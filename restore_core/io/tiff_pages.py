@@ -130,6 +130,8 @@ class Page:
 
 
 def _raw_tags(page: tifffile.TiffPage) -> tuple[tuple[int, str, int, object], ...]:
+    """(code, type, count, value) of each of :data:`_RAW_TAGS` that ``page`` holds, as
+    tifffile's ``extratags`` take them."""
     kept = []
     for code, kind in _RAW_TAGS.items():
         tag = page.tags.get(code)
@@ -147,6 +149,7 @@ def _raw_tags(page: tifffile.TiffPage) -> tuple[tuple[int, str, int, object], ..
 
 
 def _describe(page: tifffile.TiffPage, index: int) -> Page:
+    """The :class:`Page` of tifffile's ``page``, from its directory alone."""
     exact = exactly_decodable(page)
     samples = page.samplesperpixel if exact else max(3, page.samplesperpixel)
     itemsize = page.dtype.itemsize if page.dtype is not None else 2
@@ -157,7 +160,7 @@ def _describe(page: tifffile.TiffPage, index: int) -> Page:
         alpha_kind=ALPHA_KINDS.get((page.extrasamples or (0,))[0]) if exact and page.extrasamples else None,
         description=page.description or None, resolution=resolution,  # type: ignore[arg-type]
         resolution_unit=int(page.resolutionunit) if resolution else None, icc_profile=page.iccprofile or None,
-        subfile_type=int(page.subfiletype or 0), software=page.software or None, datetime=page.datetime and str(page.tags[306].value),
+        subfile_type=int(page.subfiletype or 0), software=page.software or None, datetime=page.tags.valueof(306) or None,
         raw_tags=_raw_tags(page), samples_bytes=page.imagewidth * page.imagelength * samples * itemsize,
     )
 
@@ -180,32 +183,33 @@ class PageStack:
             beyond = _images_beyond_directories(self._tiff)
             self.compressed = any(page.compression != tifffile.COMPRESSION.NONE for page in self._tiff.pages)
             cut = _directories_end_early(self._tiff)
-        except ImageError:
-            self.close()
-            raise
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - a directory tifffile cannot parse: one line naming the file
             self.close()
             raise ImageError(self.path, f"cannot read the TIFF's pages: {exc}") from None
+        refusal = self._refusal(cut, beyond, max_pixels)
+        if refusal is not None:
+            self.close()
+            raise ImageError(self.path, refusal)
+
+    def _refusal(self, cut: bool, beyond: int, max_pixels: int) -> str | None:
+        """Why the stack cannot be restored, from its directories alone; None when it can."""
         if cut:
-            self.close()
-            raise ImageError(self.path, f"the TIFF is truncated or damaged: its page directories break off after page {len(self.pages)}")
+            return f"the TIFF is truncated or damaged: its page directories break off after page {len(self.pages)}"
         if beyond:
-            self.close()
-            raise ImageError(self.path, f"an ImageJ stack of {len(self.pages) + beyond} images with {len(self.pages)} page "
-                                        "directories (ImageJ writes stacks past 4 GB so), and restore reads pages by their "
-                                        "directories: save it from Fiji as OME-TIFF (Bio-Formats) and restore that")
+            return (f"an ImageJ stack of {len(self.pages) + beyond} images with {len(self.pages)} page directories (ImageJ "
+                    "writes stacks past 4 GB so), and restore reads pages by their directories: save it from Fiji as "
+                    "OME-TIFF (Bio-Formats) and restore that")
         for page, stored in zip(self.pages, self._tiff.pages):
             if stored.dtype is not None and stored.dtype.kind in "iu" and (stored.dtype.kind == "i" or stored.dtype.itemsize > 2):
-                self.close()
-                raise ImageError(self.path, f"page {page.index + 1} holds {stored.dtype} samples: restore reads unsigned "
-                                            "8 or 16-bit and float images")
+                return f"page {page.index + 1} holds {stored.dtype} samples: restore reads unsigned 8 or 16-bit and float images"
             if page.width * page.height > max_pixels:
-                self.close()
-                raise ImageError(self.path, f"page {page.index + 1} is {page.width}x{page.height} = {page.width * page.height:,} "
-                                            f"pixels, over the limit of {max_pixels:,} (--max-pixels)")
+                return (f"page {page.index + 1} is {page.width}x{page.height} = {page.width * page.height:,} pixels, over the "
+                        f"limit of {max_pixels:,} (--max-pixels)")
+        return None
 
     @property
     def samples_bytes(self) -> int:
+        """The decoded size of every page together (BigTIFF above 4 GiB)."""
         return sum(page.samples_bytes for page in self.pages)
 
     def pixels(self, page: Page) -> np.ndarray:
