@@ -284,3 +284,24 @@ def test_a_scanned_documents_page_tags_travel(tmp_path, tiny_checkpoint):
         for i, page in enumerate(written.pages):
             tags = {code: page.tags[code].value for code in (269, 285, 297, 271, 700)}
             assert tags == {269: "contract", 285: f"page {i + 1}", 297: (i, 2), 271: "Fujitsu", 700: xmp}
+
+
+def test_a_full_disk_while_writing_a_stack_stops_the_batch_and_leaves_nothing(tmp_path, rng, tiny_checkpoint, monkeypatch):
+    import errno
+
+    source = tmp_path / "stack.tif"
+    tifffile.imwrite(source, rng.integers(0, 256, (3, 16, 16), dtype=np.uint8), photometric="minisblack", metadata=None)
+    written = []
+
+    def write_until_full(self, *args, **kwargs):
+        written.append(1)
+        if len(written) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(self, *args, **kwargs)
+
+    original = tifffile.TiffWriter.write
+    monkeypatch.setattr(tifffile.TiffWriter, "write", write_until_full)
+    out = tmp_path / "out"
+    result = restore_page_stack(Job(source, Path("stack.tif"), out / "stack.tif"), _restorer(tiny_checkpoint))
+    assert result.status == "error" and result.stops_batch and "No space left on device" in result.error
+    assert list(out.iterdir()) == []

@@ -297,6 +297,10 @@ def _write_options(pixels: np.ndarray, page: Page) -> dict:
     return options
 
 
+def _write_error(path: Path, exc: OSError) -> WriteError:
+    return WriteError(path, exc.strerror or str(exc), exc.errno)
+
+
 class PageStackWriter:
     """A new multi-page TIFF at ``output``, written to a hidden temporary file beside it
     until :meth:`commit`; :meth:`abort` removes it. ``compress``: Deflate (lossless) for a
@@ -305,27 +309,32 @@ class PageStackWriter:
 
     def __init__(self, output: os.PathLike | str, compress: bool, samples_bytes: int) -> None:
         self.output = Path(output)
+        self._compression = "zlib" if compress else None
         try:
             self.output.parent.mkdir(parents=True, exist_ok=True)
             fd, name = tempfile.mkstemp(prefix=temporary_prefix(self.output), suffix=".part", dir=self.output.parent)
             os.fchmod(fd, DEFAULT_FILE_MODE)  # mkstemp creates 0600; give outputs the usual permissions
             os.close(fd)
         except OSError as exc:
-            raise WriteError(self.output, exc.strerror or str(exc), exc.errno) from None
+            raise _write_error(self.output, exc) from None
         self._temporary = Path(name)
-        self._writer = tifffile.TiffWriter(self._temporary, bigtiff=samples_bytes > _BIGTIFF_ABOVE)
-        self._compression = "zlib" if compress else None
-        self.pages_written = 0
+        try:
+            self._writer = tifffile.TiffWriter(self._temporary, bigtiff=samples_bytes > _BIGTIFF_ABOVE)
+        except OSError as exc:
+            self._temporary.unlink(missing_ok=True)
+            raise _write_error(self.output, exc) from None
 
     def write(self, pixels: np.ndarray, page: Page) -> None:
         """One restored page, after those already written."""
-        self._guarded(lambda: self._writer.write(pixels, compression=self._compression, **_write_options(pixels, page)))
-        self.pages_written += 1
+        try:
+            self._writer.write(pixels, compression=self._compression, **_write_options(pixels, page))
+        except OSError as exc:
+            raise _write_error(self.output, exc) from None
 
     def write_one_block(self, pages: Iterator[tuple[np.ndarray, Page]], count: int) -> None:
         """``count`` pages of one shape and sample type as one uncompressed series whose
         samples lie in one contiguous block, the first page's description and tags once:
-        how ImageJ writes a stack, and reads one. ``pages`` are pulled as written."""
+        how ImageJ writes a stack, and reads one. ``pages`` are pulled as they are written."""
         first_pixels, first = next(pages)
 
         def samples() -> Iterator[np.ndarray]:
@@ -334,26 +343,20 @@ class PageStackWriter:
                 if pixels.shape != first_pixels.shape or pixels.dtype != first_pixels.dtype:
                     raise ValueError("the pages of an ImageJ stack differ in size or sample type")
                 yield pixels
-                self.pages_written += 1
 
-        options = _write_options(first_pixels, first)
-        self.pages_written = 1
-        self._guarded(lambda: self._writer.write(samples(), shape=(count, *first_pixels.shape), dtype=first_pixels.dtype,
-                                                 contiguous=True, **options))
-
-    def _guarded(self, write) -> None:
         try:
-            write()
+            self._writer.write(samples(), shape=(count, *first_pixels.shape), dtype=first_pixels.dtype, contiguous=True,
+                               **_write_options(first_pixels, first))
         except OSError as exc:
-            raise WriteError(self.output, exc.strerror or str(exc), exc.errno) from None
+            raise _write_error(self.output, exc) from None
 
     def commit(self) -> None:
         """Close the file and rename it onto the output's name."""
-        self._guarded(self._writer.close)
         try:
+            self._writer.close()
             os.replace(self._temporary, self.output)
         except OSError as exc:
-            raise WriteError(self.output, exc.strerror or str(exc), exc.errno) from None
+            raise _write_error(self.output, exc) from None
 
     def abort(self) -> None:
         """Remove what was written; the output's name is left as it was."""
