@@ -37,6 +37,8 @@ def exactly_decodable(page: tifffile.TiffPage) -> bool:
         return False
     if page.dtype is None or page.dtype not in _EXACT_TYPES:
         return False
+    if page.predictor not in (tifffile.PREDICTOR.NONE, tifffile.PREDICTOR.HORIZONTAL):  # the float one needs imagecodecs
+        return False
     try:
         tifffile.TIFF.DECOMPRESSORS[page.compression]  # raises where imagecodecs would be needed (LZW, JPEG)
     except (KeyError, ValueError, ImportError, TypeError):
