@@ -207,6 +207,19 @@ def test_camera_jpeg_with_an_mpo_preview_frame_is_read(tmp_path, rng):
     assert read_image(path).size == (20, 30)
 
 
+def test_a_camera_mpo_jpeg_is_written_as_the_jpeg_it_is(tmp_path, rng):
+    """Pillow names a JPEG with MPF previews "MPO": its 4:4:4 subsampling was not taken for
+    a JPEG's, and the copy came out 4:2:0 (8.7 dB lost against itself on a photo)."""
+    photo = Image.fromarray(rng.integers(0, 256, size=(20, 30, 3), dtype=np.uint8))
+    path = tmp_path / "camera.jpg"
+    photo.save(path, format="MPO", save_all=True, append_images=[photo.resize((15, 10))], quality=95, subsampling=0)
+    loaded = read_image(path)
+    assert loaded.source_format == "jpeg" and loaded.encoder_options.get("subsampling") == 0
+    write_image(tmp_path / "copy.jpg", loaded.rgb, loaded)
+    with Image.open(tmp_path / "copy.jpg") as copy:
+        assert JpegImagePlugin.get_sampling(copy) == 0
+
+
 def test_exif_rotated_jpeg_is_upright_and_metadata_kept(tmp_path):
     # A 40x20 (w x h) image whose left half is white, stored with orientation 6
     # (rotate 90 degrees clockwise to display): upright it is 20 wide, 40 tall.

@@ -52,6 +52,7 @@ from restore_core.io.containers import (
     webp_is_lossless,
 )
 from restore_core.io.files import atomic_write_bytes
+from restore_core.io.jpeg_trailers import read_trailer, xmp_without_trailer
 from restore_core.io.tiff_samples import encode_grey_alpha_tiff, first_page, unpremultiply
 
 try:  # OpenCV's own messages ("PNG input buffer is incomplete", "IHDR chunk shall be first") would duplicate our one-line errors
@@ -211,6 +212,9 @@ class LoadedImage:
     # Pillow save options that write the source's own format as the source was written
     # (a JPEG's chroma subsampling, a WebP's losslessness); used for an output of that format.
     encoder_options: dict[str, Any] = field(default_factory=dict)
+    # A motion photo's video, which follows its picture in the file: appended to a JPEG
+    # copy as it came (io.jpeg_trailers); other formats cannot hold it.
+    trailer: bytes | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -346,6 +350,8 @@ def _read_header(data: bytes, path: os.PathLike | str, max_pixels: int) -> _Head
             warnings.simplefilter("ignore")  # "Corrupt EXIF data": metadata is best-effort, pixels decide below
             with Image.open(io.BytesIO(data)) as image:
                 header.fmt, header.mode = (image.format or "").lower(), image.mode
+                if header.fmt == "mpo":  # a JPEG with more images after it (a camera's previews, a gain map): its own
+                    header.fmt = "jpeg"  # subsampling, IPTC and comment travel as a JPEG's do
                 frames = getattr(image, "n_frames", 1)
                 if frames > 1 and header.fmt in _FORMATS_WHOSE_FRAMES_ARE_IMAGES:
                     raise ImageError(path, f"has {frames} frames (multi-page or animated); only single-frame images are supported")
@@ -554,6 +560,9 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
         read_note = "its alpha plane dropped (a grey + alpha TIFF compressed with LZW or JPEG is read as grey here)"
     if header.fmt == "heif" and header.images > 1:  # the image a viewer shows, as libheif and GraphicsMagick read it
         read_note = f"holds {header.images} images: the primary one restored, the other {header.images - 1} not kept"
+    trailer = read_trailer(data, header.xmp) if header.fmt == "jpeg" else None
+    if trailer is not None and trailer.lost:
+        read_note, header.xmp = "; ".join(filter(None, [read_note, trailer.lost])), xmp_without_trailer(header.xmp)
     try:
         rgb, layout, alpha = _split_layout(array, data, header)
         pixels, bit_depth = _to_unit_float(rgb)
@@ -561,7 +570,7 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
         raise ImageError(path, str(exc)) from None
     return LoadedImage(pixels, layout, bit_depth, alpha, header.icc, header.exif, header.fmt, read_note,
                        xmp=header.xmp, dpi=header.dpi, png_chunks=header.png_chunks, iptc=header.iptc, comment=header.comment,
-                       encoder_options=header.encoder_options)
+                       encoder_options=header.encoder_options, trailer=trailer.video if trailer is not None else None)
 
 
 def _develop_camera_raw(data: bytes, path: os.PathLike | str, max_pixels: int, measure_noise: bool) -> LoadedImage:
@@ -672,6 +681,8 @@ def lost_on_write(like: LoadedImage, extension: str) -> str | None:
     already changed (``like.read_note``)."""
     extension = extension.lower()
     notes = [like.read_note] if like.read_note else []
+    if like.trailer and encoder_extension(extension) not in (".jpg", ".jpeg"):
+        notes.append(f"its motion photo video not kept: {extension.lstrip('.')} cannot hold one (a jpg copy keeps it)")
     if like.alpha is not None and (without := _WITHOUT_ALPHA.get(encoder_extension(extension))):
         notes.append(f"alpha channel dropped: {without} has none (png, webp, tif or bmp keep it)")
     kept = stored_depth(like.bit_depth, extension)
@@ -693,6 +704,8 @@ def encode_image(rgb: np.ndarray, like: LoadedImage, extension: str, jpeg_qualit
     """Encode restored ``rgb`` (float H x W x 3 in [0, 1]) in the layout, depth and
     metadata of ``like``, as the format of ``extension`` (".png", ".jpg", ...)."""
     named, extension = extension.lower(), encoder_extension(extension)
+    if like.trailer and extension not in (".jpg", ".jpeg"):  # no motion photo video in the copy: nothing announces one
+        like = replace(like, xmp=xmp_without_trailer(like.xmp), trailer=None)
     pixels = to_stored_layout(rgb, like, extension)
     if extension in _WITHOUT_ALPHA and pixels.ndim == 3 and pixels.shape[2] in (2, 4):
         pixels = pixels[..., :-1] if pixels.shape[2] == 4 else pixels[..., 0]
@@ -738,9 +751,10 @@ def encode_image(rgb: np.ndarray, like: LoadedImage, extension: str, jpeg_qualit
             options.update(like.encoder_options)
         buffer = io.BytesIO()
         pil.save(buffer, format=fmt, **options)
+        encoded = buffer.getvalue()
         if like.iptc and fmt_is_jpeg:
-            return insert_jpeg_segments(buffer.getvalue(), jpeg_iptc_segments(like.iptc))
-        return buffer.getvalue()
+            encoded = insert_jpeg_segments(encoded, jpeg_iptc_segments(like.iptc))
+        return encoded + like.trailer if like.trailer and fmt_is_jpeg else encoded
     # OpenCV for PNG (any depth), BMP and 16-bit and float TIFF: expects BGR(A).
     if pixels.ndim == 3 and pixels.shape[2] >= 3:  # cv2.cvtColor: 0.06 ms at 1280x720, NumPy's fancy index 3.8
         pixels = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGBA2BGRA if pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR)
