@@ -19,8 +19,10 @@ import numpy as np
 import torch
 
 from restore_core.engine.inputs import Job
-from restore_core.engine.results import ImageResult
-from restore_core.engine.runner import BATCH_STOPPING_ERRNOS, NON_FINITE_OUTPUT, ROUTING_FRAMES, Restorer, RunOptions
+from restore_core.engine.results import FindingsOverFrames, ImageResult
+from restore_core.engine.runner import (
+    BATCH_STOPPING_ERRNOS, NON_FINITE_OUTPUT, ROUTING_FRAMES, Restorer, RunOptions, hand_over_notices,
+)
 from restore_core.io.images import ImageError, from_array, to_array
 from restore_core.io.tiff_pages import TIFF_EXTENSIONS, Page, PageStack, PageStackWriter
 
@@ -56,7 +58,7 @@ def restore_page_stack(job: Job, restorer: Restorer, options: RunOptions = RunOp
         return failed(f"has {len(stack.pages)} pages, and a {job.output.suffix.lstrip('.')} file holds one: "
                       "write it as a TIFF (leave out --ext, or name the output .tif)")
     writer: PageStackWriter | None = None
-    totals: dict[str, float] = {}
+    findings = FindingsOverFrames()
     decided: dict[str, float] | None = None
     chosen_model: str | None = None
     committed = False
@@ -77,14 +79,10 @@ def restore_page_stack(job: Job, restorer: Restorer, options: RunOptions = RunOp
                     output = restore(_as_tensor(like.rgb))[0].cpu().numpy().transpose(1, 2, 0)
                 except (RuntimeError, ValueError) as exc:
                     raise _ModelFailed(f"model failed at page {page.index + 1}: {str(exc).splitlines()[0]}") from None
-                if restore is not restorer:  # the CLI reads the notices of the restorer it built
-                    restorer.notices.extend(restore.notices)
-                    restore.notices.clear()
+                hand_over_notices(restore, restorer)
                 if not np.isfinite(output).all():
                     raise _ModelFailed(NON_FINITE_OUTPUT)
-                for found in (restore.last_degradation or ()) if decided is None else ():
-                    for name, value in (found or {}).items():
-                        totals[name] = totals.get(name, 0.0) + value
+                findings.add(restore.last_degradation if decided is None else None, 1)
                 yield to_array(output, like, pixels.shape, pixels.dtype), page
                 done += 1
                 if on_pages is not None:
@@ -111,7 +109,7 @@ def restore_page_stack(job: Job, restorer: Restorer, options: RunOptions = RunOp
             writer.abort()
         notes = stack.read_notes()
         stack.close()
-    degradation = decided or {name: round(total / done, 4) for name, total in totals.items()} or None
+    degradation = decided or findings.mean()
     return ImageResult(job.source, job.output, "ok", time.perf_counter() - start, None, first.width, first.height, degradation,
                        note="; ".join(notes) or None, model=chosen_model, pages=done)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from restore_core.engine.inputs import BatchPlan, Job
 from restore_core.io.images import UNREADABLE_FORMATS
@@ -61,6 +62,29 @@ class ImageResult:
             "height": self.height,
             **extra,
         }
+
+
+class FindingsOverFrames:
+    """What a model found in each frame of one file (a video's frames, a stack's pages),
+    summed for the file's one result: its ``degradation`` is their mean (all-in-one
+    models' probabilities, ``--sigma auto``'s level)."""
+
+    def __init__(self) -> None:
+        self._totals: dict[str, float] = {}
+        self._frames = 0
+
+    def add(self, found: Sequence[dict[str, float] | None] | None, frames: int) -> None:
+        """The findings of a batch of ``frames`` frames (None: the model says nothing)."""
+        for one in found or ():
+            for name, value in (one or {}).items():
+                self._totals[name] = self._totals.get(name, 0.0) + value
+        self._frames += frames
+
+    def mean(self) -> dict[str, float] | None:
+        """The mean of each finding over the frames added, or None when there is none."""
+        if not self._totals or not self._frames:
+            return None
+        return {name: round(total / self._frames, 4) for name, total in self._totals.items()}
 
 
 def planned_results(plan: BatchPlan, unreadable: list[Path] = ()) -> list[ImageResult]:

@@ -284,6 +284,14 @@ class Restorer:
         return restore_array(self, rgb)
 
 
+def hand_over_notices(chosen: Restorer, restorer: Restorer) -> None:
+    """The notices of the model a router ``chosen`` for a whole file, moved to the
+    ``restorer`` the command line built and reads them from."""
+    if chosen is not restorer:
+        restorer.notices.extend(chosen.notices)
+        chosen.notices.clear()
+
+
 def restore_array(restore: Callable[[torch.Tensor], torch.Tensor], rgb: np.ndarray) -> np.ndarray:
     """One H x W x 3 float image in [0, 1] through ``restore`` (a batch in, a batch out).
 

@@ -29,9 +29,9 @@ import numpy as np
 import torch
 
 from restore_core.engine.inputs import Job
-from restore_core.engine.results import ImageResult
+from restore_core.engine.results import FindingsOverFrames, ImageResult
 from restore_core.engine.runner import (
-    BATCH_STOPPING_ERRNOS, NON_FINITE_OUTPUT, ROUTING_FRAMES, Restorer, RunOptions,
+    BATCH_STOPPING_ERRNOS, NON_FINITE_OUTPUT, ROUTING_FRAMES, Restorer, RunOptions, hand_over_notices,
 )
 from restore_core.engine.temporal import TemporalSmoother
 from restore_core.io.images import ImageError
@@ -213,9 +213,8 @@ def restore_video(job: Job, restorer: Restorer, options: RunOptions = RunOptions
     decoded: _Prefetched | None = None
     pending: list[Future] = []
     done = 0  # frames in the output so far, an earlier run's included
-    restored_now = 0  # frames this run restored
     smoother = TemporalSmoother(options.temporal, smoothing_threads()) if options.temporal.radius else None
-    totals: dict[str, float] = {}  # sums of what the model found per frame (all-in-one, --sigma auto)
+    findings = FindingsOverFrames()  # what the model found per frame (all-in-one, --sigma auto)
     decided: dict[str, float] | None = None  # routed: what the first frames showed, which chose the model
     chosen_model: str | None = None
     committed = False
@@ -273,14 +272,10 @@ def restore_video(job: Job, restorer: Restorer, options: RunOptions = RunOptions
         last_checkpoint = time.perf_counter()
         for batch in _batches(frames, options.batch_size):
             restored = restore(_as_batch([frame for frame, _ in batch])).cpu().numpy().transpose(0, 2, 3, 1)
-            if restore is not restorer:  # the CLI reads the notices of the restorer it built
-                restorer.notices.extend(restore.notices)
-                restore.notices.clear()
+            hand_over_notices(restore, restorer)
             if not np.isfinite(restored).all():
                 return fail(NON_FINITE_OUTPUT)
-            for found in (restore.last_degradation or ()) if decided is None else ():
-                for name, value in (found or {}).items():
-                    totals[name] = totals.get(name, 0.0) + value
+            findings.add(restore.last_degradation if decided is None else None, len(batch))
             new = 0
             for (_, pts), frame in zip(batch, restored):
                 is_new = context == 0  # not one of the neighbours a resumed run restores again
@@ -298,7 +293,6 @@ def restore_video(job: Job, restorer: Restorer, options: RunOptions = RunOptions
             while pending and (pending[0].done() or len(pending) > 2 * options.batch_size + 2):
                 pending.pop(0).result()  # back-pressure, and write errors surface here
             done += new
-            restored_now += len(batch)
             if on_frames is not None:
                 on_frames(done, expected)
         if smoother is not None:
@@ -336,7 +330,7 @@ def restore_video(job: Job, restorer: Restorer, options: RunOptions = RunOptions
         if writer is not None and not committed:
             writer.abort()
         reader.close()
-    degradation = decided or {name: round(total / restored_now, 4) for name, total in totals.items()} or None
+    degradation = decided or findings.mean()
     if reader.interlaced:
         writer.notes.append(INTERLACED_NOTE)
     notes = "; ".join(writer.notes) or None
