@@ -18,6 +18,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from restore_core.engine.background import Prefetched, WriteBehind
 from restore_core.engine.inputs import Job
 from restore_core.engine.results import FindingsOverFrames, ImageResult
 from restore_core.engine.runner import (
@@ -27,6 +28,18 @@ from restore_core.io.images import ImageError, from_array, to_array
 from restore_core.io.tiff_pages import TIFF_EXTENSIONS, Page, PageStack, PageStackWriter
 
 PageProgress = Callable[[int, int], None]  # (pages restored, pages in the file)
+
+
+def _page_writing(writer: PageStackWriter, one_block: int | None) -> Callable[[Iterator[tuple[np.ndarray, Page]]], None]:
+    """What writes the restored pages, in :class:`WriteBehind`'s thread: page by page, or
+    (an ImageJ stack of ``one_block`` pages) as one contiguous block."""
+    def write(pages: Iterator[tuple[np.ndarray, Page]]) -> None:
+        if one_block is not None:
+            writer.write_one_block(pages, one_block)
+            return
+        for pixels, page in pages:
+            writer.write(pixels, page)
+    return write
 
 
 def _as_tensor(rgb: np.ndarray) -> torch.Tensor:
@@ -58,53 +71,50 @@ def restore_page_stack(job: Job, restorer: Restorer, options: RunOptions = RunOp
         return failed(f"has {len(stack.pages)} pages, and a {job.output.suffix.lstrip('.')} file holds one: "
                       "write it as a TIFF (leave out --ext, or name the output .tif)")
     writer: PageStackWriter | None = None
+    behind: WriteBehind | None = None
     findings = FindingsOverFrames()
     decided: dict[str, float] | None = None
     chosen_model: str | None = None
     committed = False
+    reader = Prefetched(((stack.pixels(page), page) for page in stack.pages), options.prefetch, "restore-pages-read")
     try:
-        decoded: Iterator[tuple[np.ndarray, Page]] = ((stack.pixels(page), page) for page in stack.pages)
+        decoded: Iterator[tuple[np.ndarray, Page]] = iter(reader)
         restore = restorer
         if hasattr(restorer, "specialist_for"):  # routed: one model for the whole file, chosen from its first pages
             leading = list(itertools.islice(decoded, ROUTING_FRAMES))
             restore, decided = restorer.specialist_for([_as_tensor(from_array(pixels).rgb) for pixels, _ in leading])
             chosen_model = restore.name
             decoded = itertools.chain(leading, decoded)
-
-        def restored_pages() -> Iterator[tuple[np.ndarray, Page]]:
-            nonlocal done
-            for pixels, page in decoded:
-                like = from_array(pixels)
-                try:
-                    output = restore(_as_tensor(like.rgb))[0].cpu().numpy().transpose(1, 2, 0)
-                except (RuntimeError, ValueError) as exc:
-                    raise _ModelFailed(f"model failed at page {page.index + 1}: {str(exc).splitlines()[0]}") from None
-                hand_over_notices(restore, restorer)
-                if not np.isfinite(output).all():
-                    raise _ModelFailed(NON_FINITE_OUTPUT)
-                findings.add(restore.last_degradation if decided is None else None, 1)
-                yield to_array(output, like, pixels.shape, pixels.dtype), page
-                done += 1
-                if on_pages is not None:
-                    on_pages(done, len(stack.pages))
-
         writer = PageStackWriter(job.output, compress=stack.compressed and not stack.imagej, samples_bytes=stack.samples_bytes)
-        if stack.imagej:
-            writer.write_one_block(restored_pages(), len(stack.pages))
-        else:
-            for pixels, page in restored_pages():
-                writer.write(pixels, page)
+        behind = WriteBehind(_page_writing(writer, len(stack.pages) if stack.imagej else None), name="restore-pages-write")
+        for pixels, page in decoded:
+            like = from_array(pixels)
+            try:
+                output = restore(_as_tensor(like.rgb))[0].cpu().numpy().transpose(1, 2, 0)
+            except (RuntimeError, ValueError) as exc:
+                return failed(f"model failed at page {page.index + 1}: {str(exc).splitlines()[0]}")
+            hand_over_notices(restore, restorer)
+            if not np.isfinite(output).all():
+                return failed(NON_FINITE_OUTPUT)
+            findings.add(restore.last_degradation if decided is None else None, 1)
+            behind.put((to_array(output, like, pixels.shape, pixels.dtype), page))
+            done += 1
+            if on_pages is not None:
+                on_pages(done, len(stack.pages))
+        behind.finish()
+        behind = None
         writer.commit()
         committed = True
-    except _ModelFailed as exc:
-        return failed(str(exc))
     except ImageError as exc:
         return failed(exc.cause, exc.errno in BATCH_STOPPING_ERRNOS)
-    except (ValueError, OSError) as exc:  # a page the encoder or from_array refuses (a signed-integer page)
+    except (ValueError, OSError) as exc:  # a page the encoder or from_array refuses
         return failed(f"page {done + 1}: {exc}")
     except Exception as exc:  # noqa: BLE001 - a decoder or encoder bug must not stop the batch
         return failed(f"cannot restore page {done + 1}: {exc}")
     finally:
+        if behind is not None:
+            behind.abandon()
+        reader.close()
         if writer is not None and not committed:
             writer.abort()
         notes = stack.read_notes()
@@ -113,6 +123,3 @@ def restore_page_stack(job: Job, restorer: Restorer, options: RunOptions = RunOp
     return ImageResult(job.source, job.output, "ok", time.perf_counter() - start, None, first.width, first.height, degradation,
                        note="; ".join(notes) or None, model=chosen_model, pages=done)
 
-
-class _ModelFailed(Exception):
-    """The model failed on a page, or gave values that are not finite: the file's error."""

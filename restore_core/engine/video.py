@@ -19,8 +19,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import queue
-import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterator
@@ -28,6 +26,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from restore_core.engine.background import Prefetched
 from restore_core.engine.inputs import Job
 from restore_core.engine.results import FindingsOverFrames, ImageResult
 from restore_core.engine.runner import (
@@ -40,51 +39,7 @@ from restore_core.io.video_writer import FrameFolderWriter, VideoWriter
 
 FrameProgress = Callable[[int, int], None]  # (frames restored, frames declared; 0 = unknown)
 
-_END = object()
 INTERLACED_NOTE = "interlaced video (two fields a frame) deinterlaced before restoring (bwdif); written progressive"
-
-
-class _Prefetched:
-    """Items of ``source`` produced ``depth`` ahead in a background thread (the
-    decoder); its errors are raised to the consumer. :meth:`close` stops and joins the
-    thread, so the video can be closed under it safely."""
-
-    def __init__(self, source: Iterator, depth: int) -> None:
-        self._slots: queue.Queue = queue.Queue(maxsize=max(1, depth))
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._produce, args=(source,), name="restore-video-read", daemon=True)
-        self._thread.start()
-
-    def _produce(self, source: Iterator) -> None:
-        try:
-            for item in source:
-                if not self._put(item):
-                    return
-            self._put(_END)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
-            self._put(exc)
-
-    def _put(self, item: object) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._slots.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def __iter__(self) -> Iterator:
-        while True:
-            item = self._slots.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def _batches(frames: Iterator[tuple[np.ndarray, int | None]], size: int) -> Iterator[list[tuple[np.ndarray, int | None]]]:
@@ -210,7 +165,7 @@ def restore_video(job: Job, restorer: Restorer, options: RunOptions = RunOptions
     deep = info.bits > 8  # frames come as uint16 and are written at 16 bits (the writer keeps 10)
     encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="restore-video-write")  # frames must stay in order
     writer: VideoWriter | FrameFolderWriter | None = None
-    decoded: _Prefetched | None = None
+    decoded: Prefetched | None = None
     pending: list[Future] = []
     done = 0  # frames in the output so far, an earlier run's included
     smoother = TemporalSmoother(options.temporal, smoothing_threads()) if options.temporal.radius else None
@@ -247,7 +202,7 @@ def restore_video(job: Job, restorer: Restorer, options: RunOptions = RunOptions
             writer = VideoWriter(job.output, reader, options.jpeg_quality, settings_key(restorer, options), span_start, span_end)
         restore = restorer
         lead = options.temporal.radius if smoother is not None and span_start > 0 else 0  # neighbours before a span
-        decoded = _Prefetched(reader.frames(span_start, span_end, lead), options.prefetch)
+        decoded = Prefetched(reader.frames(span_start, span_end, lead), options.prefetch, "restore-video-read")
         leading, frames = _split_lead(iter(decoded), reader.stream.time_base, span_start) if lead else ([], iter(decoded))
         if hasattr(restorer, "specialist_for"):  # routed: one model for the whole clip, chosen from its first frames
             first = list(itertools.islice(frames, ROUTING_FRAMES))
