@@ -2,8 +2,9 @@
 new TIFF (:mod:`restore_core.io.tiff_pages`).
 
 A page is restored as an image of its own (its layout, sample type and alpha plane
-kept, :func:`~restore_core.io.images.from_array`), one page in memory at a time: pages
-are read, restored and written in turn. ``restore auto`` chooses one model for the whole
+kept, :func:`~restore_core.io.images.from_array`), a few pages in memory at a time:
+pages are decoded ahead of the model and written behind it, each in a thread of its own
+(:mod:`.background`), in order. ``restore auto`` chooses one model for the whole
 file from its first pages, as for a video: the pages of one stack are one subject, and
 a stack whose slices went to different models would change look from slice to slice.
 Nothing is left at the output's name when a page fails.

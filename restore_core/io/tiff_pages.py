@@ -2,8 +2,8 @@
 its thumbnail): read a page at a time, and the restored pages written as they come into
 one new TIFF, in order, with each page's layout, sample type, description and tags.
 
-Reading a page holds that page alone in memory (and OpenCV's next pages, up to 64 MiB),
-so a stack of thousands of pages costs what its largest page costs. Pages are decoded
+Reading a page holds that page in memory (and OpenCV's next pages, up to 64 MiB), not
+the stack: one of thousands of pages costs what a few of its pages cost. Pages are decoded
 as single images are (:mod:`.tiff_samples`): by tifffile, exactly, where it has the
 codec, by OpenCV's libtiff otherwise (LZW, JPEG, palette, CMYK).
 
