@@ -482,18 +482,13 @@ def _tiff_exif(like: LoadedImage) -> bytes | None:
     return exif.tobytes()
 
 
-def _in_opencv_order(rgb: np.ndarray) -> np.ndarray:
-    """RGB(A) samples as OpenCV's decoders give them, BGR(A), for :func:`_split_layout`; grey
-    and grey + alpha as they are."""
-    if rgb.ndim == 2 or rgb.shape[2] not in (3, 4):
-        return rgb
-    if rgb.dtype in _CV_CONVERTIBLE:
-        return cv2.cvtColor(rgb, cv2.COLOR_RGBA2BGRA if rgb.shape[2] == 4 else cv2.COLOR_RGB2BGR)
-    return np.ascontiguousarray(rgb[..., [2, 1, 0, 3][: rgb.shape[2]]])
-
-
-def _split_layout(array: np.ndarray, data: bytes, header: _Header) -> tuple[np.ndarray, str, np.ndarray | None]:
-    """(RGB samples, layout, alpha plane or None) of OpenCV-ordered pixels (grey, BGR or BGRA)."""
+def _split_layout(array: np.ndarray, data: bytes, header: _Header,
+                  rgb_order: bool = False) -> tuple[np.ndarray, str, np.ndarray | None]:
+    """(RGB samples, layout, alpha plane or None) of OpenCV-ordered pixels (grey, BGR or
+    BGRA), or of pixels already in RGB(A) order (``rgb_order``: tifffile's)."""
+    if rgb_order and array.ndim == 3 and array.shape[2] in (3, 4):
+        layout, alpha = ("rgb", None) if array.shape[2] == 3 else ("rgba", array[..., 3].copy())
+        return np.ascontiguousarray(array[..., :3]), layout, alpha
     if array.ndim == 2 and header.transparent_grey is not None:  # OpenCV drops a grey PNG's tRNS key: made an alpha plane
         alpha = np.where(array == header.transparent_grey, 0, np.iinfo(array.dtype).max).astype(array.dtype)
         return _grey_to_rgb(array), "grey+alpha", alpha
@@ -529,7 +524,7 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
         _heif_ready()
         array, header.orientation = _decode_heif(data), 1
     elif tiff is not None and tiff.exact is not None:
-        array = _in_opencv_order(tiff.exact)
+        array = tiff.exact  # in RGB order
     else:
         array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
         upright = header.fmt == "tiff" and _opencv_turns_tiffs()
@@ -564,7 +559,7 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
     if trailer is not None and trailer.lost:
         read_note, header.xmp = "; ".join(filter(None, [read_note, trailer.lost])), xmp_without_trailer(header.xmp)
     try:
-        rgb, layout, alpha = _split_layout(array, data, header)
+        rgb, layout, alpha = _split_layout(array, data, header, rgb_order=tiff is not None and tiff.exact is not None)
         pixels, bit_depth = _to_unit_float(rgb)
     except ValueError as exc:
         raise ImageError(path, str(exc)) from None

@@ -70,13 +70,17 @@ def read_trailer(data: bytes, xmp: bytes | None) -> JpegTrailer | None:
     """The :class:`JpegTrailer` of the JPEG ``data`` whose XMP packet is ``xmp``; None
     when nothing a phone announces follows the picture (a camera's MPO previews, which
     are not content, and plain JPEGs)."""
+    xmp = xmp or b""
+    announced = any(sign in xmp for sign in _MOTION_PHOTO_XMP)
+    gain_map = any(sign in xmp for sign in _GAIN_MAP_XMP)
+    samsung = data.rstrip(b"\0").endswith(_SAMSUNG_TRAILER_END)
+    if not (announced or gain_map or samsung):  # nothing to look for: the picture is not walked (4.6 ms at 12 MP)
+        return None
     length = jpeg_image_length(data)
     if length is None or length >= len(data):
         return None
-    trailer, xmp = data[length:], xmp or b""
-    motion = any(sign in xmp for sign in _MOTION_PHOTO_XMP) or (
-        _SAMSUNG_MOTION in trailer and trailer.rstrip(b"\0").endswith(_SAMSUNG_TRAILER_END))
-    gain_map = any(sign in xmp for sign in _GAIN_MAP_XMP)
+    trailer = data[length:]
+    motion = announced or (samsung and _SAMSUNG_MOTION in trailer)
     if gain_map:
         what = "its HDR gain map (Ultra HDR; the copy shows as SDR)" + (" and its motion photo video" if motion else "")
         return JpegTrailer(None, f"{what} not kept")
