@@ -54,6 +54,18 @@ def temporary_prefix(path: Path) -> str:
     return hidden_name(path, len(".") + 8 + len(".part.m2ts")) + "."
 
 
+def temporary_beside(path: Path, suffix: str = ".part") -> Path:
+    """A new, empty hidden file beside ``path`` (:func:`temporary_prefix`, then ``suffix``)
+    with the permissions outputs get, for a writer that renames it onto ``path`` once the
+    file is complete (a multi-page TIFF, a joined video)."""
+    fd, name = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=suffix, dir=path.parent)
+    try:
+        os.fchmod(fd, DEFAULT_FILE_MODE)  # mkstemp creates 0600
+    finally:
+        os.close(fd)
+    return Path(name)
+
+
 # What tempfile.mkstemp adds to temporary_prefix(path): 8 random characters, ".part[.ext]".
 _TEMPORARY_TAIL = re.compile(r"[a-z0-9_]{8}\.part(\.[A-Za-z0-9]+)?$")
 STALE_AFTER_S = 3600.0  # a temporary file untouched this long belongs to no write under way

@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -27,7 +26,7 @@ import cv2
 import numpy as np
 import tifffile
 
-from restore_core.io.files import DEFAULT_FILE_MODE, temporary_prefix
+from restore_core.io.files import temporary_beside
 from restore_core.io.images import ImageError, WriteError, apply_orientation
 from restore_core.io.tiff_samples import ALPHA_KINDS, exact_samples, exactly_decodable, premultiplied_by_opencv, unpremultiply
 
@@ -312,12 +311,9 @@ class PageStackWriter:
         self._compress = compress
         try:
             self.output.parent.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(prefix=temporary_prefix(self.output), suffix=".part", dir=self.output.parent)
-            os.fchmod(fd, DEFAULT_FILE_MODE)  # mkstemp creates 0600; give outputs the usual permissions
-            os.close(fd)
+            self._temporary = temporary_beside(self.output)
         except OSError as exc:
             raise _write_error(self.output, exc) from None
-        self._temporary = Path(name)
         try:
             self._writer = tifffile.TiffWriter(self._temporary, bigtiff=samples_bytes > _BIGTIFF_ABOVE)
         except OSError as exc:

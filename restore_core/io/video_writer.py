@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING, Iterator
 import cv2
 import numpy as np
 
-from restore_core.io.files import DEFAULT_FILE_MODE, hidden_name, temporary_prefix
+from restore_core.io.files import hidden_name, temporary_beside
 from restore_core.io.images import ImageError, LoadedImage, lost_on_write, write_image
 from restore_core.io.video import (
     DEEP_ENCODER, DEEP_VIDEO_CONTAINERS, VideoFormat, VideoReader, has_alpha, muxer_for, open_video_file, video_format,
@@ -259,10 +258,8 @@ class VideoWriter(_ResumableOutput):
             raise ImageError(self.reader.path, "cannot read: the video holds no frames")
         suffix = self.format.suffix
         with _writing(self.output):
-            fd, temporary = tempfile.mkstemp(prefix=temporary_prefix(self.output), suffix=f".part{suffix}", dir=self.output.parent)
-            os.close(fd)
+            temporary = temporary_beside(self.output, f".part{suffix}")
             try:
-                os.chmod(temporary, DEFAULT_FILE_MODE)
                 # Times as the input has them: a sound track's priming samples before 0 must not
                 # move the video later (AVI would gain an empty frame, MP4 a shifted start).
                 with av.open(temporary, mode="w", format=muxer_for(suffix), options={"avoid_negative_ts": "disabled"}) as joined:
