@@ -31,18 +31,6 @@ from restore_core.io.tiff_pages import TIFF_EXTENSIONS, Page, PageStack, PageSta
 PageProgress = Callable[[int, int], None]  # (pages restored, pages in the file)
 
 
-def _page_writing(writer: PageStackWriter, one_block: int | None) -> Callable[[Iterator[tuple[np.ndarray, Page]]], None]:
-    """What writes the restored pages, in :class:`WriteBehind`'s thread: page by page, or
-    (an ImageJ stack of ``one_block`` pages) as one contiguous block."""
-    def write(pages: Iterator[tuple[np.ndarray, Page]]) -> None:
-        if one_block is not None:
-            writer.write_one_block(pages, one_block)
-            return
-        for pixels, page in pages:
-            writer.write(pixels, page)
-    return write
-
-
 def _as_tensor(rgb: np.ndarray) -> torch.Tensor:
     """H x W x 3 float in [0, 1] -> a 1 x 3 x H x W view."""
     return torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0)
@@ -86,8 +74,8 @@ def restore_page_stack(job: Job, restorer: Restorer, options: RunOptions = RunOp
             restore, decided = restorer.specialist_for([_as_tensor(from_array(pixels).rgb) for pixels, _ in leading])
             chosen_model = restore.name
             decoded = itertools.chain(leading, decoded)
-        writer = PageStackWriter(job.output, compress=stack.compressed and not stack.imagej, samples_bytes=stack.samples_bytes)
-        behind = WriteBehind(_page_writing(writer, len(stack.pages) if stack.imagej else None), name="restore-pages-write")
+        writer = PageStackWriter(job.output, stack.compressed, stack.samples_bytes, len(stack.pages) if stack.imagej else None)
+        behind = WriteBehind(writer.write_all, name="restore-pages-write")
         for pixels, page in decoded:
             like = from_array(pixels)
             try:

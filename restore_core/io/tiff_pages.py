@@ -304,11 +304,13 @@ class PageStackWriter:
     """A new multi-page TIFF at ``output``, written to a hidden temporary file beside it
     until :meth:`commit`; :meth:`abort` removes it. ``compress``: Deflate (lossless) for a
     source stored compressed, else uncompressed as it was. ``samples_bytes``: the pages'
-    decoded size, which decides BigTIFF (a classic TIFF addresses 4 GiB)."""
+    decoded size, which decides BigTIFF (a classic TIFF addresses 4 GiB). ``imagej_pages``:
+    the page count of an ImageJ stack, written as ImageJ writes one (:meth:`write_all`)."""
 
-    def __init__(self, output: os.PathLike | str, compress: bool, samples_bytes: int) -> None:
+    def __init__(self, output: os.PathLike | str, compress: bool, samples_bytes: int, imagej_pages: int | None = None) -> None:
         self.output = Path(output)
-        self._compress = compress
+        self._compress = compress and imagej_pages is None
+        self._imagej_pages = imagej_pages
         try:
             self.output.parent.mkdir(parents=True, exist_ok=True)
             self._temporary = temporary_beside(self.output)
@@ -320,10 +322,14 @@ class PageStackWriter:
             self._temporary.unlink(missing_ok=True)
             raise _write_error(self.output, exc) from None
 
-    def write(self, pixels: np.ndarray, page: Page) -> None:
-        """One restored page, after those already written."""
+    def write_all(self, pages: Iterator[tuple[np.ndarray, Page]]) -> None:
+        """Every restored page, in order, pulled from ``pages`` as it is written."""
         try:
-            self._writer.write(pixels, **self._compression_of(pixels), **_write_options(pixels, page))
+            if self._imagej_pages is not None:
+                self._write_one_block(pages, self._imagej_pages)
+                return
+            for pixels, page in pages:
+                self._writer.write(pixels, **self._compression_of(pixels), **_write_options(pixels, page))
         except OSError as exc:
             raise _write_error(self.output, exc) from None
 
@@ -337,10 +343,10 @@ class PageStackWriter:
             return {"compression": None}
         return {"compression": "zlib", "compressionargs": {"level": 1}, "predictor": pixels.dtype.kind == "u"}
 
-    def write_one_block(self, pages: Iterator[tuple[np.ndarray, Page]], count: int) -> None:
+    def _write_one_block(self, pages: Iterator[tuple[np.ndarray, Page]], count: int) -> None:
         """``count`` pages of one shape and sample type as one uncompressed series whose
         samples lie in one contiguous block, the first page's description and tags once:
-        how ImageJ writes a stack, and reads one. ``pages`` are pulled as they are written."""
+        how ImageJ writes a stack, and reads one."""
         first_pixels, first = next(pages)
 
         def samples() -> Iterator[np.ndarray]:
@@ -350,11 +356,8 @@ class PageStackWriter:
                     raise ValueError("the pages of an ImageJ stack differ in size or sample type")
                 yield pixels
 
-        try:
-            self._writer.write(samples(), shape=(count, *first_pixels.shape), dtype=first_pixels.dtype, contiguous=True,
-                               **_write_options(first_pixels, first))
-        except OSError as exc:
-            raise _write_error(self.output, exc) from None
+        self._writer.write(samples(), shape=(count, *first_pixels.shape), dtype=first_pixels.dtype, contiguous=True,
+                           **_write_options(first_pixels, first))
 
     def commit(self) -> None:
         """Close the file and rename it onto the output's name."""
