@@ -958,3 +958,21 @@ def test_netpbm_maxval_is_read_through_comments():
     assert netpbm_maxval(b"P5 4 3") is None  # cut short
     assert netpbm_maxval(b"P5 4 3 70000 ") is None  # not a Netpbm maxval
     assert netpbm_maxval(b"\x89PNG\r\n\x1a\n") is None
+
+
+def test_a_bigtiff_is_sized_before_it_is_decoded(tmp_path, monkeypatch):
+    """Neither Pillow nor the classic TIFF header reader opens a float BigTIFF: its size
+    was checked only after decoding, whatever its size. It is refused from its directory."""
+    import tifffile
+
+    path = tmp_path / "big.tif"
+    tifffile.imwrite(path, np.zeros((100, 120, 3), np.float32), bigtiff=True, photometric="rgb", metadata=None)
+    assert read_image(path).size == (100, 120)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded before its size was checked")
+
+    monkeypatch.setattr(tifffile.TiffPage, "asarray", no_decoding)
+    monkeypatch.setattr(cv2, "imdecode", no_decoding)
+    with pytest.raises(ImageError, match=r"big.tif: image is 120x100 = 12,000 pixels, over the limit of 1,000"):
+        read_image(path, max_pixels=1000)

@@ -508,6 +508,9 @@ def _split_layout(array: np.ndarray, data: bytes, header: _Header,
     raise ValueError(f"unsupported channel count {channels}")
 
 
+_BIGTIFF_SIGNATURES = (b"II+\0", b"MM\0+")
+
+
 def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS,
                  measure_noise: bool = False) -> LoadedImage:
     """Decode encoded image ``data``; errors are :class:`ImageError` naming ``path``.
@@ -518,7 +521,11 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
     if Path(path).suffix.lower() in READ_ONLY_EXTENSIONS:
         return _develop_camera_raw(data, path, max_pixels, measure_noise)
     header = _read_header(data, path, max_pixels)
-    tiff = first_page(data) if header.fmt == "tiff" else None  # what OpenCV's reading would change (io.tiff_samples)
+    if not header.fmt and data[:4] in _BIGTIFF_SIGNATURES:  # neither Pillow nor the classic TIFF header reader knew it
+        header.fmt = "tiff"
+    tiff = first_page(data, max_pixels) if header.fmt == "tiff" else None  # what OpenCV's reading would change (io.tiff_samples)
+    if tiff is not None:  # sized before any decoding, a BigTIFF too
+        _check_pixels(path, tiff.width, tiff.height, max_pixels)
     upright = False  # already turned by its orientation tag
     if header.fmt == "heif":  # OpenCV has no HEVC decoder; libheif hands the pixels over already turned
         _heif_ready()

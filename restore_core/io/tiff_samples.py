@@ -78,24 +78,30 @@ def unpremultiply(pixels: np.ndarray) -> np.ndarray:
 class FirstPage:
     """What tifffile tells of a TIFF's first page that OpenCV's reading would change."""
 
+    width: int
+    height: int
     exact: np.ndarray | None  # its samples (:func:`exact_samples`) where tifffile decodes it exactly, else None
     premultiplied_by_opencv: bool = False  # OpenCV's colours are multiplied by the alpha: divide them back
     alpha_dropped_by_opencv: bool = False  # grey + alpha OpenCV reads as grey (LZW, JPEG): said in a note
 
 
-def first_page(data: bytes) -> FirstPage | None:
+def first_page(data: bytes, max_pixels: int) -> FirstPage | None:
     """:class:`FirstPage` of the TIFF ``data``; None where tifffile cannot parse it
-    (OpenCV's reading stands, or its error)."""
+    (OpenCV's reading stands, or its error). A page over ``max_pixels`` is not decoded:
+    the caller refuses it from its size."""
     try:
         with tifffile.TiffFile(io.BytesIO(data)) as tiff:
             page = tiff.pages[0]
+            size = (page.imagewidth, page.imagelength)
+            if page.imagewidth * page.imagelength > max_pixels:
+                return FirstPage(*size, None)
             if exactly_decodable(page):
                 try:
-                    return FirstPage(exact_samples(page))
+                    return FirstPage(*size, exact_samples(page))
                 except Exception:  # noqa: BLE001 - a truncated strip: OpenCV's reading, or its error
-                    return FirstPage(None)
+                    return FirstPage(*size, None)
             grey_alpha = page.photometric == tifffile.PHOTOMETRIC.MINISBLACK and page.samplesperpixel == 2
-            return FirstPage(None, premultiplied_by_opencv(page), grey_alpha)
+            return FirstPage(*size, None, premultiplied_by_opencv(page), grey_alpha)
     except Exception:  # noqa: BLE001
         return None
 
