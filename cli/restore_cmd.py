@@ -35,6 +35,7 @@ from restore_core.io.camera_raw import RAW_OUTPUT
 from restore_core.io.folders import output_refusal
 from restore_core.io.files import remove_stale_temporaries
 from restore_core.io.images import DEFAULT_MAX_PIXELS, LOSSY_EXTENSIONS, READ_ONLY_EXTENSIONS, SUPPORTED_EXTENSIONS, encoder_extension
+from restore_core.io.tiff_pages import TIFF_EXTENSIONS
 from restore_core.io.video import READ_ONLY_VIDEO_OUTPUT, WRITABLE_VIDEO_EXTENSIONS, is_video_name
 from restore_core.presets import DEFAULT_MODEL_FOR_TASK, load_for_task  # presets.py imports torch only when loading
 
@@ -426,7 +427,7 @@ def _stream_with_progress(request: RestoreRequest, restorer: Any, to_restore: li
         disable=request.quiet or not err_console.is_terminal,
     ) as bar:
         progress = bar.add_task(request.task, total=runnable_count)
-        frame_bars: dict[Path, Any] = {}  # a video's own line: its frames (a multi-page TIFF's: its pages)
+        frame_bars: dict[Path, Any] = {}  # a video's or an animation's own line: its frames (a multi-page TIFF's: its pages)
         plain = not (request.quiet or err_console.is_terminal)  # a log file: lines now and then instead of bars
         frame_lines = ProgressLines("frames") if plain else None
         page_lines = ProgressLines("pages") if plain else None
@@ -438,7 +439,7 @@ def _stream_with_progress(request: RestoreRequest, restorer: Any, to_restore: li
             if job.source not in frame_bars:
                 frame_bars[job.source] = bar.add_task(f"  {escape(job.source.name)}", total=None)  # the column reads markup
             bar.update(frame_bars[job.source], completed=count, total=total or None)
-            lines = frame_lines if is_video_name(job.source) else page_lines
+            lines = page_lines if job.source.suffix.lower() in TIFF_EXTENSIONS else frame_lines
             line = lines(job.source, count, total) if lines is not None else None
             if line is not None:
                 say(line)
@@ -613,7 +614,7 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
         ensemble_views: Optional[int] = typer.Option(None, "--ensemble-views", help="Self-ensemble over this many of the task's views (identity, mirror, half turn, upside-down mirror, then quarter turns): 4 of denoising's 8 give most of the gain at half the time. Implies --self-ensemble."),
         strength: float = typer.Option(1.0, "--strength", help="How much of the restoration to apply, 0-1: 1 = all of it, 0.7 = keep 30 % of what the model removes (grain, atmosphere), 0 = the input."),
         suffix: str = typer.Option("", "--suffix", help=f"Appended to each output file's stem, e.g. {EXAMPLE_SUFFIX.get(task, '_restored')}.", rich_help_panel=OUTPUT_PANEL),
-        ext: Optional[str] = typer.Option(None, "--ext", autocompletion=completion.output_formats, help="Output format of images (png, jpg, tif, webp, bmp; avif and heic where this install reads them) or of videos (mp4, mkv, mov, m4v, webm, avi, ts, mts, m2ts); default: the input's (tif for camera raw; mkv for mpg, 3gp, wmv, flv).", rich_help_panel=OUTPUT_PANEL),
+        ext: Optional[str] = typer.Option(None, "--ext", autocompletion=completion.output_formats, help="Output format of images (png, jpg, tif, webp, bmp, gif; avif and heic where this install reads them) or of videos (mp4, mkv, mov, m4v, webm, avi, ts, mts, m2ts); default: the input's (tif for camera raw; mkv for mpg, 3gp, wmv, flv).", rich_help_panel=OUTPUT_PANEL),
         quality: int = typer.Option(95, "--quality", help="JPEG, WebP, AVIF and HEIC outputs, and videos (95 = H.264 CRF 18): encoder quality, 1-100.", rich_help_panel=OUTPUT_PANEL),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs.", rich_help_panel=OUTPUT_PANEL),
         skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave existing outputs alone and skip those inputs.", rich_help_panel=OUTPUT_PANEL),

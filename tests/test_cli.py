@@ -67,7 +67,7 @@ def test_one_image_to_an_output_file(folder, tmp_path, tiny_checkpoint):
     into_folder = restore("derain", str(folder / "a.png"), str(tmp_path / "named.png"), "--model", str(tiny_checkpoint))
     assert into_folder.returncode == 0 and (tmp_path / "named.png" / "a.png").is_file()
     # A name that cannot be the output file is refused, not made a folder of that name.
-    for name in ("a.gif", "a.mp4"):
+    for name in ("a.jxl", "a.mp4"):
         refused = restore("derain", str(folder / "a.png"), str(tmp_path / name), "--model", str(tiny_checkpoint))
         assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1 and not (tmp_path / name).exists(), refused.stderr
     many = restore("derain", str(folder), str(tmp_path / "all.png"), "--model", str(tiny_checkpoint))

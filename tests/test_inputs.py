@@ -104,13 +104,13 @@ def test_a_pattern_in_a_folder_whose_name_has_brackets_finds_its_images(tmp_path
 
 
 def test_an_output_named_like_a_file_it_cannot_be_is_refused_not_made_a_folder(tmp_path):
-    """`restore derain a.png a.gif` made a folder a.gif/ holding a.png, as did a video name
+    """`restore derain a.png a.jxl` made a folder a.jxl/ holding a.png, as did a video name
     for an image, an image name for a video, and a file name for a folder of inputs."""
     touch(tmp_path, "in/a.png", "in/b.png", "clip.mp4")
     (tmp_path / "made.png").mkdir()
     one, clip, folder = str(tmp_path / "in" / "a.png"), str(tmp_path / "clip.mp4"), str(tmp_path / "in")
     refusal = lambda spec, name: output_name_refusal(spec, tmp_path / name)  # noqa: E731
-    assert refusal(one, "a.gif") == f"{tmp_path / 'a.gif'}: restore does not write GIF; name it a.png or another image format"
+    assert refusal(one, "a.jxl") == f"{tmp_path / 'a.jxl'}: restore does not write JPEG XL; name it a.png or another image format"
     assert "names a video, and" in refusal(one, "a.mp4") and "(a.png, ...) or a folder" in refusal(one, "a.mp4")
     assert "names an image, and" in refusal(clip, "clip.png") and "--frames png" in refusal(clip, "clip.png")
     for spec in (folder, f"{folder}/*.png", "-"):
@@ -170,7 +170,7 @@ def test_parse_shard_rejects_out_of_range():
 
 
 def test_files_in_formats_restore_cannot_read_are_named_not_skipped_in_silence(tmp_path):
-    """Files restore cannot read (JPEG XL, Photoshop, GIF; camera raws without rawpy:
+    """Files restore cannot read (JPEG XL, Photoshop, JPEG 2000; camera raws without rawpy:
     test_camera_raw.py) beside JPEGs, or a folder of them, used to vanish from the batch
     without a word ("no images in this folder" when nothing else was there)."""
     from restore_core.engine.inputs import describe_unreadable
@@ -186,8 +186,8 @@ def test_files_in_formats_restore_cannot_read_are_named_not_skipped_in_silence(t
     assert [p.name for p in unreadable] == ["IMG_1.JXL", "IMG_2.jxl", "logo.TGA", "sky.hdr"]
 
     only = tmp_path / "only"
-    touch(only, "IMG_1.gif", "IMG_2.jxl")
-    with pytest.raises(InputError, match=r"no images in this folder; it holds 1 \.gif \(GIF\), 1 \.jxl \(JPEG XL\), "
+    touch(only, "IMG_1.jp2", "IMG_2.jxl")
+    with pytest.raises(InputError, match=r"no images in this folder; it holds 1 \.jp2 \(JPEG 2000\), 1 \.jxl \(JPEG XL\), "
                                          r"which restore cannot read: convert to PNG, TIFF or JPEG first$"):
         collect_inputs(str(only))
 

@@ -4,7 +4,6 @@ video kept in a JPEG copy, an Ultra HDR gain map's loss said and unannounced."""
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import cv2
 import numpy as np

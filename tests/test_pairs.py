@@ -117,11 +117,11 @@ def test_sub_folders_with_recursive_and_videos_or_unreadable_files_said_not_mist
     cv2.imwrite(str(clean / "2024" / "rocket.png"), cv2.cvtColor(data.rocket()[::4, ::4], cv2.COLOR_RGB2BGR))
     cv2.imwrite(str(clean / "2024" / "camera.png"), data.camera()[::8, ::8])  # named like camera.png above it
     (clean / "clip.mp4").write_bytes(b"\0\0\0\x18ftypmp42")
-    (clean / "anim.gif").write_bytes(b"GIF89a")
+    (clean / "layers.psd").write_bytes(b"8BPS")
     flat = restore("make-pairs", str(clean), str(tmp_path / "flat"), "-d", "noise")
     assert flat.returncode == 0, flat.stderr
     assert sorted(p.name for p in (tmp_path / "flat" / "input").iterdir()) == ["astronaut.png", "camera.png", "coffee.png"]
-    assert "left out 1 file(s) in formats restore cannot read: 1 .gif" in flat.stderr
+    assert "left out 1 file(s) in formats restore cannot read: 1 .psd" in flat.stderr
     assert "left out 1 video(s)" in flat.stderr
 
     deep = restore("make-pairs", str(clean), str(tmp_path / "deep"), "-d", "noise", "--recursive", "--json")

@@ -20,7 +20,7 @@ from test_cli import restore
 from restore_core.checkpoint import load_checkpoint
 from restore_core.engine.batch import restore_jobs
 from restore_core.engine.inputs import Job
-from restore_core.engine.pages import restore_page_stack
+from restore_core.engine.pages import restore_paged
 from restore_core.engine.runner import Restorer, RunOptions
 from restore_core.io.tiff_pages import PageStack, is_page_stack, page_count
 from restore_core.metrics import psnr
@@ -74,7 +74,7 @@ def test_each_page_keeps_its_layout_sample_type_alpha_and_tags(tmp_path, rng, ti
                      resolution=(300.0, 300.0), resolutionunit=2, iccprofile=icc)
         writer.write(float_rgb, photometric="rgb", metadata=None, description="second", compression="zlib")
         writer.write(white_grey, photometric="miniswhite", metadata=None, subfiletype=1)
-    result = restore_page_stack(Job(source, Path("mixed.tif"), tmp_path / "out" / "mixed.tif"), _restorer(tiny_checkpoint))
+    result = restore_paged(Job(source, Path("mixed.tif"), tmp_path / "out" / "mixed.tif"), _restorer(tiny_checkpoint))
     assert result.status == "ok" and result.pages == 3, result.error
     with tifffile.TiffFile(result.output) as written:
         first, second, third = written.pages
@@ -96,7 +96,7 @@ def test_an_imagej_stack_is_written_as_imagej_reads_one(tmp_path, rng, tiny_chec
     source = tmp_path / "cells.tif"
     tifffile.imwrite(source, volume, imagej=True, metadata={"axes": "ZYX", "spacing": 0.5, "unit": "um"})
     assert is_page_stack(source) and page_count(source) == 5
-    result = restore_page_stack(Job(source, Path("cells.tif"), tmp_path / "out.tif"), _restorer(tiny_checkpoint))
+    result = restore_paged(Job(source, Path("cells.tif"), tmp_path / "out.tif"), _restorer(tiny_checkpoint))
     assert result.status == "ok" and result.pages == 5, result.error
     with tifffile.TiffFile(tmp_path / "out.tif") as written:
         assert written.is_imagej and written.imagej_metadata["images"] == 5 and written.imagej_metadata["spacing"] == 0.5
@@ -114,7 +114,7 @@ def test_a_rotated_page_is_restored_upright(tmp_path, tiny_checkpoint):
     with tifffile.TiffWriter(source) as writer:
         for _ in range(2):
             writer.write(pixels, photometric="rgb", metadata=None, extratags=[(274, "H", 1, 6, True)])
-    result = restore_page_stack(Job(source, Path("turned.tif"), tmp_path / "out.tif"), _restorer(tiny_checkpoint))
+    result = restore_paged(Job(source, Path("turned.tif"), tmp_path / "out.tif"), _restorer(tiny_checkpoint))
     assert result.status == "ok", result.error
     upright = tifffile.imread(tmp_path / "out.tif", key=1)
     assert upright.shape == (40, 20, 3) and upright[:20].mean() > upright[20:].mean() + 100
@@ -135,7 +135,7 @@ def test_a_model_failing_on_a_page_leaves_nothing_and_names_the_page(tmp_path, r
 
     monkeypatch.setattr(Restorer, "__call__", failing_on_the_second)
     out = tmp_path / "out"
-    result = restore_page_stack(Job(source, Path("stack.tif"), out / "stack.tif"), restorer)
+    result = restore_paged(Job(source, Path("stack.tif"), out / "stack.tif"), restorer)
     assert result.status == "error" and result.error == "model failed at page 2: out of memory" and result.pages == 1
     assert list(out.iterdir()) == []  # no output, no temporary file
 
@@ -201,7 +201,7 @@ def test_restore_auto_picks_one_model_for_a_whole_stack(tmp_path, rng, monkeypat
     router = router_with_scripted_classifier(monkeypatch, [("noise", 0.6), ("rain", 0.9), ("noise", 0.6), ("rain", 0.9)])
     source = tmp_path / "stack.tif"
     tifffile.imwrite(source, rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8), photometric="rgb", metadata=None)
-    result = restore_page_stack(Job(source, Path("stack.tif"), tmp_path / "out.tif"), router)
+    result = restore_paged(Job(source, Path("stack.tif"), tmp_path / "out.tif"), router)
     assert result.status == "ok" and result.pages == 4, result.error
     assert result.model == "taylor-derain"  # rain 0.9 twice against noise 0.6 twice
     assert result.degradation["rain"] == pytest.approx(0.455, abs=1e-4)
@@ -213,7 +213,7 @@ def test_an_imagej_stack_with_one_directory_is_refused_not_cut_to_its_first_imag
     source = tmp_path / "big.tif"
     tifffile.imwrite(source, np.zeros((8, 8), np.uint16), metadata=None, description="ImageJ=1.54f\nimages=5\nslices=5\n")
     assert is_page_stack(source)
-    result = restore_page_stack(Job(source, Path("big.tif"), tmp_path / "out.tif"), _restorer(tiny_checkpoint))
+    result = restore_paged(Job(source, Path("big.tif"), tmp_path / "out.tif"), _restorer(tiny_checkpoint))
     assert result.status == "error" and "an ImageJ stack of 5 images with 1 page directories" in result.error
     assert not (tmp_path / "out.tif").exists()
 
@@ -256,7 +256,7 @@ def test_a_pyramids_reduced_levels_are_said_to_be_left_behind(tmp_path, tiny_che
         for _ in range(2):
             writer.write(np.zeros((32, 32), np.uint8), subifds=1, metadata=None)
             writer.write(np.zeros((16, 16), np.uint8), subfiletype=1, metadata=None)  # the level below, as a SubIFD
-    result = restore_page_stack(Job(source, Path("pyramid.tif"), tmp_path / "out.tif"), _restorer(tiny_checkpoint))
+    result = restore_paged(Job(source, Path("pyramid.tif"), tmp_path / "out.tif"), _restorer(tiny_checkpoint))
     assert result.status == "ok" and result.pages == 2
     assert result.note == "2 reduced-resolution level(s) of the pages (SubIFDs: a pyramid's) not kept"
 
@@ -278,7 +278,7 @@ def test_a_scanned_documents_page_tags_travel(tmp_path, tiny_checkpoint):
             writer.write(np.full((16, 12), 200, np.uint8), metadata=None, extratags=[
                 (269, "s", 0, "contract", True), (285, "s", 0, f"page {i + 1}", True), (297, "H", 2, (i, 2), True),
                 (271, "s", 0, "Fujitsu", True), (700, "B", len(xmp), xmp, True)])
-    result = restore_page_stack(Job(source, Path("contract.tif"), tmp_path / "out.tif"), _restorer(tiny_checkpoint))
+    result = restore_paged(Job(source, Path("contract.tif"), tmp_path / "out.tif"), _restorer(tiny_checkpoint))
     assert result.status == "ok", result.error
     with tifffile.TiffFile(tmp_path / "out.tif") as written:
         for i, page in enumerate(written.pages):
@@ -302,6 +302,6 @@ def test_a_full_disk_while_writing_a_stack_stops_the_batch_and_leaves_nothing(tm
     original = tifffile.TiffWriter.write
     monkeypatch.setattr(tifffile.TiffWriter, "write", write_until_full)
     out = tmp_path / "out"
-    result = restore_page_stack(Job(source, Path("stack.tif"), out / "stack.tif"), _restorer(tiny_checkpoint))
+    result = restore_paged(Job(source, Path("stack.tif"), out / "stack.tif"), _restorer(tiny_checkpoint))
     assert result.status == "error" and result.stops_batch and "No space left on device" in result.error
     assert list(out.iterdir()) == []

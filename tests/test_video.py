@@ -479,7 +479,7 @@ def test_after_a_full_disk_the_videos_and_stacks_left_are_reported_not_restored(
 
     monkeypatch.setattr(engine_batch, "restore_stream", full_disk)
     monkeypatch.setattr(engine_batch, "restore_video", lambda *args: pytest.fail("a video was restored after the disk filled"))
-    monkeypatch.setattr(engine_batch, "restore_page_stack", lambda *args: pytest.fail("a stack was restored after the disk filled"))
+    monkeypatch.setattr(engine_batch, "restore_paged", lambda *args: pytest.fail("a stack was restored after the disk filled"))
     clip = make_video(tmp_path / "clip.mp4", moving_frames(rng, count=1), audio=False)
     stack = tmp_path / "stack.tif"
     tifffile.imwrite(stack, np.zeros((2, 8, 8), np.uint8), photometric="minisblack", metadata=None)

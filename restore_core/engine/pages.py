@@ -1,20 +1,22 @@
-"""Restoring a multi-page TIFF: each page through the model, the restored pages into one
-new TIFF (:mod:`restore_core.io.tiff_pages`).
+"""Restoring a file of many pictures, each through the model, into one new file of as
+many: a multi-page TIFF's pages (:mod:`restore_core.io.tiff_pages`) or an animated GIF,
+PNG or WebP's frames (:mod:`restore_core.io.animations`).
 
-A page is restored as an image of its own (its layout, sample type and alpha plane
-kept, :func:`~restore_core.io.images.from_array`), a few pages in memory at a time:
-pages are decoded ahead of the model and written behind it, each in a thread of its own
-(:mod:`.background`), in order. ``restore auto`` chooses one model for the whole
-file from its first pages, as for a video: the pages of one stack are one subject, and
-a stack whose slices went to different models would change look from slice to slice.
-Nothing is left at the output's name when a page fails.
+A page or frame is restored as an image of its own (its layout, sample type and alpha
+plane kept, :func:`~restore_core.io.images.from_array`): they are decoded ahead of the
+model and handed to the writer behind it, each in a thread of its own (:mod:`.background`),
+in order. ``restore auto`` chooses one model for the whole file from its first pages,
+as for a video: the pages of one stack are one subject, and a stack whose slices went
+to different models would change look from slice to slice. Nothing is left at the
+output's name when a page fails.
 """
 
 from __future__ import annotations
 
 import itertools
 import time
-from typing import Callable, Iterator
+from pathlib import Path
+from typing import Callable, Iterator, Union
 
 import numpy as np
 import torch
@@ -26,9 +28,22 @@ from restore_core.engine.runner import (
     BATCH_STOPPING_ERRNOS, NON_FINITE_OUTPUT, ROUTING_FRAMES, Restorer, RunOptions, hand_over_notices,
 )
 from restore_core.io.images import ImageError, from_array, to_array
-from restore_core.io.tiff_pages import TIFF_EXTENSIONS, Page, PageStack, PageStackWriter
+from restore_core.io.animations import Animation, AnimationWriter, is_animation
+from restore_core.io.tiff_pages import TIFF_EXTENSIONS, PageStack, PageStackWriter, is_page_stack
 
 PageProgress = Callable[[int, int], None]  # (pages restored, pages in the file)
+PagedFile = Union[PageStack, Animation]  # the same reading interface: count, width, height, frames(), writer(), ...
+
+
+def is_paged(path: Path) -> bool:
+    """Whether ``path`` holds many pictures restored into one file: a multi-page TIFF or
+    an animated GIF, PNG or WebP."""
+    return is_page_stack(path) if path.suffix.lower() in TIFF_EXTENSIONS else is_animation(path)
+
+
+def open_paged(path: Path, max_pixels: int) -> PagedFile:
+    """The pages of the TIFF, or the frames of the animation, at ``path``."""
+    return PageStack(path, max_pixels) if path.suffix.lower() in TIFF_EXTENSIONS else Animation(path, max_pixels)
 
 
 def _as_tensor(rgb: np.ndarray) -> torch.Tensor:
@@ -36,52 +51,52 @@ def _as_tensor(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0)
 
 
-def restore_page_stack(job: Job, restorer: Restorer, options: RunOptions = RunOptions(),
-                       on_pages: PageProgress | None = None) -> ImageResult:
-    """Restore every page of the TIFF ``job.source`` into ``job.output``; one result for
-    the file (``pages`` restored, its ``degradation`` averaged over them, the ``model``
-    when ``restorer`` routes). Never raises for a bad file, a failing model or a failed
-    write: the result says what went wrong, and nothing is left at the output name."""
+def restore_paged(job: Job, restorer: Restorer, options: RunOptions = RunOptions(),
+                  on_pages: PageProgress | None = None) -> ImageResult:
+    """Restore every page of the TIFF, or every frame of the animation, ``job.source``
+    into ``job.output``; one result for the file (``pages`` or ``frames`` restored, its
+    ``degradation`` averaged over them, the ``model`` when ``restorer`` routes). Never
+    raises for a bad file, a failing model or a failed write: the result says what went
+    wrong, and nothing is left at the output name."""
     start = time.perf_counter()
     assert job.output is not None
     try:
-        stack = PageStack(job.source, options.max_pixels)
+        stack = open_paged(job.source, options.max_pixels)
     except ImageError as exc:
         return ImageResult(job.source, None, "error", time.perf_counter() - start, exc.cause)
-    first = stack.pages[0]
     done = 0
+    counted = "pages" if isinstance(stack, PageStack) else "frames"
 
     def failed(cause: str, stops_batch: bool = False) -> ImageResult:
-        return ImageResult(job.source, None, "error", time.perf_counter() - start, cause, first.width, first.height,
-                           stops_batch=stops_batch, pages=done)
+        return ImageResult(job.source, None, "error", time.perf_counter() - start, cause, stack.width, stack.height,
+                           stops_batch=stops_batch, **{counted: done})
 
-    if job.output.suffix.lower() not in TIFF_EXTENSIONS:
+    if (refusal := stack.output_refusal(job.output)) is not None:
         stack.close()
-        return failed(f"has {len(stack.pages)} pages, and a {job.output.suffix.lstrip('.')} file holds one: "
-                      "write it as a TIFF (leave out --ext, or name the output .tif)")
-    writer: PageStackWriter | None = None
+        return failed(refusal)
+    writer: PageStackWriter | AnimationWriter | None = None
     behind: WriteBehind | None = None
     findings = FindingsOverFrames()
     decided: dict[str, float] | None = None
     chosen_model: str | None = None
     committed = False
-    reader = Prefetched(((stack.pixels(page), page) for page in stack.pages), options.prefetch, "restore-pages-read")
+    reader = Prefetched(stack.frames(), options.prefetch, "restore-pages-read")
     try:
-        decoded: Iterator[tuple[np.ndarray, Page]] = iter(reader)
+        decoded: Iterator[tuple[np.ndarray, object]] = iter(reader)
         restore = restorer
         if hasattr(restorer, "specialist_for"):  # routed: one model for the whole file, chosen from its first pages
             leading = list(itertools.islice(decoded, ROUTING_FRAMES))
             restore, decided = restorer.specialist_for([_as_tensor(from_array(pixels).rgb) for pixels, _ in leading])
             chosen_model = restore.name
             decoded = itertools.chain(leading, decoded)
-        writer = PageStackWriter(job.output, stack.compressed, stack.samples_bytes, len(stack.pages) if stack.imagej else None)
+        writer = stack.writer(job.output, options.jpeg_quality)
         behind = WriteBehind(writer.write_all, name="restore-pages-write")
         for pixels, page in decoded:
             like = from_array(pixels)
             try:
                 output = restore(_as_tensor(like.rgb))[0].cpu().numpy().transpose(1, 2, 0)
             except (RuntimeError, ValueError) as exc:
-                return failed(f"model failed at page {page.index + 1}: {str(exc).splitlines()[0]}")
+                return failed(f"model failed at {counted[:-1]} {page.index + 1}: {str(exc).splitlines()[0]}")
             hand_over_notices(restore, restorer)
             if not np.isfinite(output).all():
                 return failed(NON_FINITE_OUTPUT)
@@ -89,7 +104,7 @@ def restore_page_stack(job: Job, restorer: Restorer, options: RunOptions = RunOp
             behind.put((to_array(output, like, pixels.shape, pixels.dtype), page))
             done += 1
             if on_pages is not None:
-                on_pages(done, len(stack.pages))
+                on_pages(done, stack.count)
         behind.finish()
         behind = None
         writer.commit()
@@ -97,9 +112,9 @@ def restore_page_stack(job: Job, restorer: Restorer, options: RunOptions = RunOp
     except ImageError as exc:
         return failed(exc.cause, exc.errno in BATCH_STOPPING_ERRNOS)
     except (ValueError, OSError) as exc:  # a page the encoder or from_array refuses
-        return failed(f"page {done + 1}: {exc}")
+        return failed(f"{counted[:-1]} {done + 1}: {exc}")
     except Exception as exc:  # noqa: BLE001 - a decoder or encoder bug must not stop the batch
-        return failed(f"cannot restore page {done + 1}: {exc}")
+        return failed(f"cannot restore {counted[:-1]} {done + 1}: {exc}")
     finally:
         if behind is not None:
             behind.abandon()
@@ -109,6 +124,6 @@ def restore_page_stack(job: Job, restorer: Restorer, options: RunOptions = RunOp
         notes = stack.read_notes()
         stack.close()
     degradation = decided or findings.mean()
-    return ImageResult(job.source, job.output, "ok", time.perf_counter() - start, None, first.width, first.height, degradation,
-                       note="; ".join(notes) or None, model=chosen_model, pages=done)
+    return ImageResult(job.source, job.output, "ok", time.perf_counter() - start, None, stack.width, stack.height, degradation,
+                       note="; ".join(notes) or None, model=chosen_model, **{counted: done})
 

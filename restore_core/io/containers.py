@@ -63,9 +63,13 @@ def png_exif(header: Image.Image, data: bytes) -> Image.Exif:
     return Image.Image.getexif(header)
 
 
+_WEBP_FRAME_HEADER = 16  # an ANMF chunk's position, size, duration and flags, before its frame's own chunks
+
+
 def webp_is_lossless(data: bytes) -> bool:
     """Whether a WebP's picture is coded losslessly (a VP8L chunk, not VP8's lossy one),
-    found by walking its RIFF chunks; False for anything else."""
+    found by walking its RIFF chunks (an animation's: those of its first frame, inside
+    its first ANMF chunk); False for anything else."""
     if data[:4] != b"RIFF" or data[8:12] != b"WEBP":
         return False
     offset = 12
@@ -73,6 +77,9 @@ def webp_is_lossless(data: bytes) -> bool:
         kind, size = data[offset : offset + 4], struct.unpack_from("<I", data, offset + 4)[0]
         if kind in (b"VP8L", b"VP8 "):
             return kind == b"VP8L"
+        if kind == b"ANMF":
+            offset += 8 + _WEBP_FRAME_HEADER  # into the frame: its ALPH, then VP8 or VP8L
+            continue
         offset += 8 + size + (size & 1)  # chunks are padded to an even size
     return False
 

@@ -52,6 +52,7 @@ from restore_core.io.containers import (
     webp_is_lossless,
 )
 from restore_core.io.files import atomic_write_bytes
+from restore_core.io.gif import decode_gif, encode_gif, gif_losses
 from restore_core.io.jpeg_trailers import read_trailer, xmp_without_trailer
 from restore_core.io.tiff_samples import encode_grey_alpha_tiff, first_page, unpremultiply
 
@@ -98,7 +99,7 @@ def _looks_like_heif(data: bytes) -> bool:
 # either; 8 or 16 bits, classic test images and scientific pipelines).
 _ENCODED_AS = {".jpe": ".jpg", ".jfif": ".jpg", ".jif": ".jpg", ".ppm": ".pnm", ".pgm": ".pnm"}
 # Formats read and written.
-SUPPORTED_EXTENSIONS = ((".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp") + ((".avif",) if _avif_works() else ())
+SUPPORTED_EXTENSIONS = ((".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif") + ((".avif",) if _avif_works() else ())
                         + _HEIF_EXTENSIONS + (".pnm",) + tuple(_ENCODED_AS))
 # Formats read, never written: camera raw files, developed on read (restored copies are TIFFs).
 READ_ONLY_EXTENSIONS = camera_raw.RAW_EXTENSIONS if camera_raw.AVAILABLE else ()
@@ -208,7 +209,7 @@ class LoadedImage:
     dpi: tuple[float, float] | None = None  # print resolution (a scan's 300 dpi)
     png_chunks: tuple[bytes, ...] = ()  # a PNG's own colour (gAMA, cHRM, sRGB, cICP) and text chunks, whole: written back into PNG outputs
     iptc: bytes | None = None  # IPTC-IIM records (caption, keywords, credit) of a JPEG or TIFF: written into JPEG and TIFF outputs
-    comment: bytes | None = None  # a JPEG's comment: written into JPEG outputs
+    comment: bytes | None = None  # a JPEG's or a GIF's comment: written into JPEG and GIF outputs
     # Pillow save options that write the source's own format as the source was written
     # (a JPEG's chroma subsampling, a WebP's losslessness); used for an output of that format.
     encoder_options: dict[str, Any] = field(default_factory=dict)
@@ -367,6 +368,8 @@ def _read_header(data: bytes, path: os.PathLike | str, max_pixels: int) -> _Head
                     header.iptc = tiff_tag(data, TIFF_IPTC_TAG)
                 if header.fmt == "jpeg":
                     header.iptc, header.comment = photoshop_iptc(getattr(image, "applist", [])), image.info.get("comment") or None
+                if header.fmt == "gif":
+                    header.comment = image.info.get("comment") or None
                 header.dpi = _print_resolution(image.info.get("dpi"))
                 if header.fmt == "png":
                     header.png_chunks = png_chunks_to_keep(data)
@@ -485,10 +488,12 @@ def _tiff_exif(like: LoadedImage) -> bytes | None:
 def _split_layout(array: np.ndarray, data: bytes, header: _Header,
                   rgb_order: bool = False) -> tuple[np.ndarray, str, np.ndarray | None]:
     """(RGB samples, layout, alpha plane or None) of OpenCV-ordered pixels (grey, BGR or
-    BGRA), or of pixels already in RGB(A) order (``rgb_order``: tifffile's)."""
+    BGRA), or of pixels already in RGB(A) order (``rgb_order``: tifffile's, Pillow's)."""
     if rgb_order and array.ndim == 3 and array.shape[2] in (3, 4):
         layout, alpha = ("rgb", None) if array.shape[2] == 3 else ("rgba", array[..., 3].copy())
         return np.ascontiguousarray(array[..., :3]), layout, alpha
+    if rgb_order and array.ndim == 3 and array.shape[2] == 2:  # grey + alpha, as OpenCV never hands it over
+        return _grey_to_rgb(array[..., 0]), "grey+alpha", array[..., 1].copy()
     if array.ndim == 2 and header.transparent_grey is not None:  # OpenCV drops a grey PNG's tRNS key: made an alpha plane
         alpha = np.where(array == header.transparent_grey, 0, np.iinfo(array.dtype).max).astype(array.dtype)
         return _grey_to_rgb(array), "grey+alpha", alpha
@@ -530,6 +535,8 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
     if header.fmt == "heif":  # OpenCV has no HEVC decoder; libheif hands the pixels over already turned
         _heif_ready()
         array, header.orientation = _decode_heif(data), 1
+    elif header.fmt == "gif":  # as Pillow composes it, its transparent colour an alpha plane (io.gif)
+        array = decode_gif(data)
     elif tiff is not None and tiff.exact is not None:
         array = tiff.exact  # in RGB order
     else:
@@ -566,7 +573,8 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
     if trailer is not None and trailer.lost:
         read_note, header.xmp = "; ".join(filter(None, [read_note, trailer.lost])), xmp_without_trailer(header.xmp)
     try:
-        rgb, layout, alpha = _split_layout(array, data, header, rgb_order=tiff is not None and tiff.exact is not None)
+        rgb_order = header.fmt == "gif" or (tiff is not None and tiff.exact is not None)
+        rgb, layout, alpha = _split_layout(array, data, header, rgb_order=rgb_order)
         pixels, bit_depth = _to_unit_float(rgb)
     except ValueError as exc:
         raise ImageError(path, str(exc)) from None
@@ -679,7 +687,7 @@ def _in_layout(rgb: np.ndarray, image: LoadedImage, bit_depth: int) -> np.ndarra
 def lost_on_write(like: LoadedImage, extension: str) -> str | None:
     """What an output in ``extension`` cannot keep of the image ``like`` and that nobody
     would expect to lose: an alpha channel in a JPEG (:func:`encode_image` drops it),
-    or samples deeper than the format holds (:func:`stored_depth`), and what reading
+    colours and soft alpha in a GIF, or samples deeper than the format holds (:func:`stored_depth`), and what reading
     already changed (``like.read_note``)."""
     extension = extension.lower()
     notes = [like.read_note] if like.read_note else []
@@ -687,6 +695,8 @@ def lost_on_write(like: LoadedImage, extension: str) -> str | None:
         notes.append(f"its motion photo video not kept: {extension.lstrip('.')} cannot hold one (a jpg copy keeps it)")
     if like.alpha is not None and (without := _WITHOUT_ALPHA.get(encoder_extension(extension))):
         notes.append(f"alpha channel dropped: {without} has none (png, webp, tif or bmp keep it)")
+    if extension == ".gif" and like.source_format != "gif":  # a GIF source had no more to lose
+        notes.append(gif_losses(like.alpha is not None))
     kept = stored_depth(like.bit_depth, extension)
     if kept < like.bit_depth:
         source = "float" if like.bit_depth == 32 else f"{like.bit_depth}-bit"
@@ -717,6 +727,8 @@ def encode_image(rgb: np.ndarray, like: LoadedImage, extension: str, jpeg_qualit
         raise ValueError("PGM holds grey images only: name a colour image's copy .ppm or .pnm")
     if named == ".ppm" and pixels.ndim == 2:
         pixels = np.dstack([pixels] * 3)  # PPM is a colour format: the grey level in each channel
+    if extension == ".gif":
+        return encode_gif(pixels, like.icc_profile, like.comment)
     if pixels.ndim == 3 and pixels.shape[2] == 2:
         if extension == ".png":
             return _with_png_metadata(encode_grey_alpha_png(pixels), like)

@@ -207,6 +207,34 @@ class PageStack:
         return None
 
     @property
+    def count(self) -> int:
+        return len(self.pages)
+
+    @property
+    def width(self) -> int:
+        """The first page's width, as stored."""
+        return self.pages[0].width
+
+    @property
+    def height(self) -> int:
+        return self.pages[0].height
+
+    def frames(self) -> Iterator[tuple[np.ndarray, Page]]:
+        """Every page's samples (:meth:`pixels`) with its description, in order."""
+        return ((self.pixels(page), page) for page in self.pages)
+
+    def output_refusal(self, output: Path) -> str | None:
+        """Why the restored stack cannot be written as ``output``: not a TIFF. None where it can."""
+        if output.suffix.lower() in TIFF_EXTENSIONS:
+            return None
+        return (f"has {len(self.pages)} pages, and a {output.suffix.lstrip('.')} file holds one: "
+                "write it as a TIFF (leave out --ext, or name the output .tif)")
+
+    def writer(self, output: Path, quality: int = 95) -> "PageStackWriter":
+        """A writer of the restored pages into ``output`` (``quality`` unused: TIFF pages are lossless)."""
+        return PageStackWriter(output, self.compressed, self.samples_bytes, len(self.pages) if self.imagej else None)
+
+    @property
     def samples_bytes(self) -> int:
         """The decoded size of every page together (BigTIFF above 4 GiB)."""
         return sum(page.samples_bytes for page in self.pages)

@@ -1,0 +1,217 @@
+"""Animated GIFs, PNGs and WebPs (io.animations, io.gif, engine.pages, the CLI): every
+frame restored into one new animation with the source's timing and transparency; a
+one-frame GIF read and written as any image; nothing left behind on failure."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import SAMPLES, router_with_scripted_classifier
+from test_cli import restore
+
+from restore_core.checkpoint import load_checkpoint
+from restore_core.engine.inputs import Job
+from restore_core.engine.pages import restore_paged
+from restore_core.engine.runner import Restorer
+from restore_core.io.animations import Animation, frame_count, is_animation
+from restore_core.io.containers import webp_is_lossless
+from restore_core.io.gif import palette_image
+from restore_core.io.images import ImageError, lost_on_write, read_image, write_image
+from restore_core.metrics import psnr
+
+
+def _rgb(path: Path) -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+def _restorer(checkpoint: Path) -> Restorer:
+    return Restorer(load_checkpoint(checkpoint), torch.device("cpu"), "fp32")
+
+
+def _frames(path: Path, mode: str = "RGB") -> tuple[list[np.ndarray], list[float], dict]:
+    """Every frame as a viewer shows it, the durations, and the first frame's info."""
+    with Image.open(path) as image:
+        info = dict(image.info)
+        frames, durations = [], []
+        for index in range(getattr(image, "n_frames", 1)):
+            image.seek(index)
+            image.load()
+            frames.append(np.asarray(image.convert(mode)))
+            durations.append(float(image.info.get("duration") or 0))
+    return frames, durations, info
+
+
+def _save_animation(path: Path, frames: list[np.ndarray], **options) -> None:
+    images = [palette_image(frame) if path.suffix == ".gif" else Image.fromarray(frame) for frame in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], **options)
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+@pytest.mark.parametrize("ext, options", [(".gif", {}), (".png", {}), (".webp", {"lossless": True})])
+def test_derain_an_animation_end_to_end(tmp_path, ext, options):
+    """Two rainy photos as the frames of an animation: ``restore derain anim OUT/`` writes
+    one animation of two frames, each closer to its clean photo than the rainy frame it
+    came from, with the durations and the play count kept, and one JSON line."""
+    names = ["motorcycle.png", "motorcycle-detail.png"]
+    source = tmp_path / f"rain{ext}"
+    _save_animation(source, [_rgb(SAMPLES / "input" / name) for name in names], duration=[120, 240], loop=2, **options)
+    rainy, _, _ = _frames(source)
+    clean = [_rgb(SAMPLES / "target" / name) for name in names]
+    run = restore("derain", str(source), str(tmp_path / "out"), "--json")
+    assert run.returncode == 0, run.stderr
+    line = json.loads(run.stdout)
+    assert line["status"] == "ok" and line["frames"] == 2 and line["output"] == str(tmp_path / "out" / source.name)
+    restored, durations, info = _frames(tmp_path / "out" / source.name)
+    assert len(restored) == 2 and durations == [120, 240] and info["loop"] == 2
+    gains = [psnr(out, target) - psnr(before, target) for out, before, target in zip(restored, rainy, clean)]
+    assert min(gains) > 1.0, gains
+    assert _leftovers(tmp_path / "out") == []
+    if ext == ".webp":  # a lossless WebP's copy is lossless
+        assert webp_is_lossless((tmp_path / "out" / source.name).read_bytes())
+
+
+def test_frames_keep_their_alpha_and_transparent_pixels_show_no_earlier_frame(tmp_path, rng, tiny_checkpoint):
+    """An APNG with soft alpha keeps every frame's alpha plane bit-exact; a GIF whose
+    transparent region moves keeps each frame's own transparent pixels: written whole,
+    an earlier frame does not show through a later one's holes."""
+    frames = []
+    for index in range(3):
+        frame = rng.integers(0, 256, (24, 40, 4), dtype=np.uint8)
+        frame[..., 3] = 255
+        frame[:, : 8 + 10 * index, 3] = rng.integers(0, 128, (24, 8 + 10 * index))  # a growing see-through band
+        frames.append(frame)
+    apng = tmp_path / "soft.png"
+    _save_animation(apng, frames, duration=[30, 60, 90], loop=0)
+    result = restore_paged(Job(apng, Path("soft.png"), tmp_path / "out" / "soft.png"), _restorer(tiny_checkpoint))
+    assert result.status == "ok" and result.frames == 3, result.error
+    written, durations, _ = _frames(result.output, "RGBA")
+    assert durations == [30, 60, 90]
+    assert all(np.array_equal(out[..., 3], source[..., 3]) for out, source in zip(written, frames))
+
+    gif = tmp_path / "holes.gif"
+    _save_animation(gif, frames, duration=50, loop=0, disposal=2)
+    result = restore_paged(Job(gif, Path("holes.gif"), tmp_path / "out" / "holes.gif"), _restorer(tiny_checkpoint))
+    assert result.status == "ok" and result.frames == 3, result.error
+    written, _, _ = _frames(result.output, "RGBA")
+    for out, source in zip(written, frames):
+        assert np.array_equal(out[..., 3] == 0, source[..., 3] < 128)
+
+
+def test_an_animation_goes_to_an_animated_format_or_is_refused_with_nothing_written(tmp_path, rng, tiny_checkpoint):
+    """A GIF's copy may be a WebP or an APNG (its frames and timing kept); a JPEG holds one
+    picture: an error naming the file, no output, the batch going on."""
+    frames = [rng.integers(0, 256, (16, 24, 3), dtype=np.uint8) for _ in range(3)]
+    source = tmp_path / "in" / "clip.gif"
+    source.parent.mkdir()
+    _save_animation(source, frames, duration=[40, 50, 60])
+    cv2.imwrite(str(tmp_path / "in" / "still.png"), frames[0])
+    for ext in ("webp", "png"):
+        run = restore("denoise", str(source), str(tmp_path / f"clip.{ext}"), "--model", str(tiny_checkpoint))
+        assert run.returncode == 0, run.stderr
+        written, durations, info = _frames(tmp_path / f"clip.{ext}")
+        assert len(written) == 3 and durations == [40, 50, 60]
+        assert info["loop"] == 1  # a GIF without a loop count plays once, and so does its copy
+    run = restore("denoise", str(tmp_path / "in"), str(tmp_path / "out"), "--ext", "jpg", "--model", str(tiny_checkpoint))
+    assert run.returncode == 1
+    assert f"{source}: has 3 frames, and a jpg file holds one: write it as an animated GIF, PNG or WebP" in run.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["still.jpg"]
+
+
+def test_a_broken_or_oversized_animation_is_an_error_naming_it_with_nothing_left(tmp_path, rng, tiny_checkpoint):
+    frames = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(4)]
+    whole = tmp_path / "whole.webp"
+    _save_animation(whole, frames, duration=40, lossless=True)
+    cut = tmp_path / "cut.webp"
+    cut.write_bytes(whole.read_bytes()[: len(whole.read_bytes()) * 2 // 3])
+    out = tmp_path / "out"
+    result = restore_paged(Job(cut, Path("cut.webp"), out / "cut.webp"), _restorer(tiny_checkpoint))
+    assert result.status == "error" and result.output is None
+    assert not (out / "cut.webp").exists() and (not out.exists() or _leftovers(out) == [])
+    with pytest.raises(ImageError, match=r"frames are 32x32 = 1,024 pixels, over the limit of 1,000 \(--max-pixels\)"):
+        Animation(whole, max_pixels=1000)
+    run = restore("denoise", str(whole), str(out / "small.webp"), "--max-pixels", "1000", "--model", str(tiny_checkpoint))
+    assert run.returncode == 1 and "whole.webp" in run.stderr and not (out / "small.webp").exists()
+
+
+def test_a_gif_cut_between_frames_is_restored_with_a_note_that_it_may_be_cut(tmp_path, rng, tiny_checkpoint):
+    """Pillow reads the frames before a cut that falls between two frames without a word:
+    the missing closing byte is said in the result's note."""
+    whole = tmp_path / "whole.gif"
+    _save_animation(whole, [rng.integers(0, 256, (16, 16, 3), dtype=np.uint8) for _ in range(3)], duration=40)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.gif"
+    cut.write_bytes(data[: data.rfind(b"\x21\xf9\x04")])  # before the last frame's control block
+    assert frame_count(cut) == 2
+    result = restore_paged(Job(cut, Path("cut.gif"), tmp_path / "out.gif"), _restorer(tiny_checkpoint))
+    assert result.status == "ok" and result.frames == 2
+    assert result.note == "the file ends without a GIF's closing byte: it may be cut short after frame 2"
+    whole_result = restore_paged(Job(whole, Path("whole.gif"), tmp_path / "whole-out.gif"), _restorer(tiny_checkpoint))
+    assert whole_result.frames == 3 and whole_result.note is None
+
+
+def test_only_files_of_many_frames_are_animations(tmp_path, rng):
+    frame = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    Image.fromarray(frame).save(tmp_path / "still.png")
+    Image.fromarray(frame).save(tmp_path / "still.gif")
+    _save_animation(tmp_path / "two.png", [frame, 255 - frame])
+    (tmp_path / "fake.gif").write_bytes(b"GIF89a")
+    assert [frame_count(tmp_path / name) for name in ("still.png", "still.gif", "two.png", "fake.gif")] == [1, 1, 2, 0]
+    assert is_animation(tmp_path / "two.png") and not is_animation(tmp_path / "still.gif")
+
+
+def test_restore_auto_picks_one_model_for_a_whole_animation(tmp_path, rng, monkeypatch):
+    router = router_with_scripted_classifier(monkeypatch, [("noise", 0.6), ("rain", 0.9), ("noise", 0.6), ("rain", 0.9)])
+    source = tmp_path / "clip.webp"
+    _save_animation(source, [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(4)], duration=40)
+    result = restore_paged(Job(source, Path("clip.webp"), tmp_path / "out.webp"), router)
+    assert result.status == "ok" and result.frames == 4, result.error
+    assert result.model == "taylor-derain"  # rain 0.9 twice against noise 0.6 twice
+
+
+def test_a_one_frame_gif_is_read_and_written_as_any_image(tmp_path, rng, tiny_checkpoint):
+    """GIFs were left out of batches as a format restore cannot read. A one-frame GIF is
+    an image: its transparent colour an alpha plane, its copy a GIF (256 colours,
+    transparency kept) or any other format; a PNG's GIF copy says what it loses."""
+    colour = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    alpha = np.where(rng.random((20, 30)) < 0.3, 0, 255).astype(np.uint8)
+    source = tmp_path / "logo.gif"
+    palette_image(np.dstack([colour, alpha])).save(source)
+    image = read_image(source)
+    assert image.layout == "rgba" and np.array_equal(image.alpha == 0, alpha == 0)
+    write_image(tmp_path / "copy.gif", image.rgb, image)
+    again = read_image(tmp_path / "copy.gif")
+    assert np.array_equal(again.alpha == 0, alpha == 0)
+    visible = alpha > 0
+    assert np.abs(again.rgb[visible] - image.rgb[visible]).max() < 0.12  # within what a 255-colour palette gives
+    assert lost_on_write(image, ".gif") is None
+    assert lost_on_write(read_image(_png(tmp_path, colour)), ".gif") == "colours reduced to a GIF's 256"
+
+    run = restore("denoise", str(source), str(tmp_path / "out"), "--model", str(tiny_checkpoint))
+    assert run.returncode == 0 and (tmp_path / "out" / "logo.gif").is_file(), run.stderr
+    as_png = restore("denoise", str(source), str(tmp_path / "logo.png"), "--model", str(tiny_checkpoint))
+    assert as_png.returncode == 0 and cv2.imread(str(tmp_path / "logo.png"), cv2.IMREAD_UNCHANGED).shape == (20, 30, 4)
+
+
+def _png(folder: Path, rgb: np.ndarray) -> Path:
+    path = folder / "photo.png"
+    cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return path
+
+
+def test_palette_frames_hold_the_picture_within_what_256_colours_give(rng):
+    """Median cut: a smooth photo within 30 dB of itself, an image of few colours exact."""
+    photo = _rgb(SAMPLES / "target" / "camera.png")
+    reduced = np.asarray(palette_image(photo).convert("RGB"))
+    assert psnr(reduced, photo) > 30
+    few = rng.choice(np.array([[0, 0, 0], [255, 0, 0], [10, 200, 30]], np.uint8), size=(12, 16))
+    assert np.array_equal(np.asarray(palette_image(few).convert("RGB")), few)
