@@ -239,7 +239,9 @@ class ImageRestorer:
         """Restore the image file ``source`` into the file ``output`` (format from its
         extension), keeping depth, layout, alpha, ICC profile and EXIF where the format
         allows, written atomically; a multi-page TIFF into a TIFF of as many pages (each
-        page restored as an image of its own); or the video ``source`` into the video ``output``
+        page restored as an image of its own); an animated GIF, PNG or WebP into an
+        animation of any of those formats (frame by frame, with its timing and alpha);
+        or the video ``source`` into the video ``output``
         (frame by frame, with its timing, colour tags and sound; needs PyAV). Raises
         :class:`ImageError` when ``source`` cannot be read or ``output`` written (nothing
         is left under ``output``; a video keeps the frames it restored in a hidden work
