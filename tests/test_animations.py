@@ -20,7 +20,7 @@ from restore_core.checkpoint import load_checkpoint
 from restore_core.engine.inputs import Job
 from restore_core.engine.pages import restore_paged
 from restore_core.engine.runner import Restorer
-from restore_core.io.animations import Animation, frame_count, is_animation
+from restore_core.io.animations import ANIMATION_FORMATS, Animation, frame_count, is_animation
 from restore_core.io.containers import webp_is_lossless
 from restore_core.io.gif import palette_image
 from restore_core.io.images import ImageError, lost_on_write, read_image, write_image
@@ -123,8 +123,20 @@ def test_an_animation_goes_to_an_animated_format_or_is_refused_with_nothing_writ
         assert info["loop"] == 1  # a GIF without a loop count plays once, and so does its copy
     run = restore("denoise", str(tmp_path / "in"), str(tmp_path / "out"), "--ext", "jpg", "--model", str(tiny_checkpoint))
     assert run.returncode == 1
-    assert f"{source}: has 3 frames, and a jpg file holds one: write it as an animated GIF, PNG or WebP" in run.stderr
+    assert f"{source}: has 3 frames, and a jpg file holds one: write it as an animation (.gif, .png, .webp" in run.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["still.jpg"]
+
+
+@pytest.mark.skipif(".avif" not in ANIMATION_FORMATS, reason="this install's Pillow has no AVIF codec")
+def test_an_animated_avif_is_restored_with_its_timing(tmp_path, rng, tiny_checkpoint):
+    source = tmp_path / "clip.avif"
+    _save_animation(source, [rng.integers(0, 256, (32, 48, 3), dtype=np.uint8) for _ in range(3)], duration=[50, 60, 70],
+                    quality=90)
+    assert is_animation(source)
+    result = restore_paged(Job(source, Path("clip.avif"), tmp_path / "out.avif"), _restorer(tiny_checkpoint))
+    assert result.status == "ok" and result.frames == 3, result.error
+    written, durations, _ = _frames(result.output)
+    assert len(written) == 3 and durations == [50, 60, 70] and written[0].shape == (32, 48, 3)
 
 
 def test_a_broken_or_oversized_animation_is_an_error_naming_it_with_nothing_left(tmp_path, rng, tiny_checkpoint):
@@ -157,6 +169,17 @@ def test_a_gif_cut_between_frames_is_restored_with_a_note_that_it_may_be_cut(tmp
     assert result.note == "the file ends without a GIF's closing byte: it may be cut short after frame 2"
     whole_result = restore_paged(Job(whole, Path("whole.gif"), tmp_path / "whole-out.gif"), _restorer(tiny_checkpoint))
     assert whole_result.frames == 3 and whole_result.note is None
+
+
+def test_an_encoder_failing_after_the_last_frame_names_the_writing_not_a_frame(tmp_path, rng, tiny_checkpoint, monkeypatch):
+    """An encoder that refused the frames once they were all restored was reported as
+    failing at frame N + 1 of N."""
+    source = tmp_path / "clip.png"
+    _save_animation(source, [rng.integers(0, 256, (16, 16, 3), dtype=np.uint8) for _ in range(2)], duration=40)
+    monkeypatch.setattr(Image.Image, "save", lambda *args, **kwargs: (_ for _ in ()).throw(TypeError("no such option")))
+    result = restore_paged(Job(source, Path("clip.png"), tmp_path / "out.png"), _restorer(tiny_checkpoint))
+    assert result.status == "error" and result.error == "cannot write the frames: no such option"
+    assert not (tmp_path / "out.png").exists() and _leftovers(tmp_path) == []
 
 
 def test_only_files_of_many_frames_are_animations(tmp_path, rng):

@@ -112,9 +112,10 @@ def restore_paged(job: Job, restorer: Restorer, options: RunOptions = RunOptions
     except ImageError as exc:
         return failed(exc.cause, exc.errno in BATCH_STOPPING_ERRNOS)
     except (ValueError, OSError) as exc:  # a page the encoder or from_array refuses
-        return failed(f"{counted[:-1]} {done + 1}: {exc}")
+        return failed(f"{counted[:-1]} {done + 1}: {exc}" if done < stack.count else f"cannot write the {counted}: {exc}")
     except Exception as exc:  # noqa: BLE001 - a decoder or encoder bug must not stop the batch
-        return failed(f"cannot restore {counted[:-1]} {done + 1}: {exc}")
+        return failed(f"cannot restore {counted[:-1]} {done + 1}: {exc}" if done < stack.count
+                      else f"cannot write the {counted}: {exc}")
     finally:
         if behind is not None:
             behind.abandon()

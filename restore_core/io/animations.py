@@ -1,4 +1,4 @@
-"""Animated GIFs, PNGs (APNG) and WebPs: read a frame at a time, each frame as a viewer
+"""Animated GIFs, PNGs (APNG), WebPs and AVIFs: read a frame at a time, each frame as a viewer
 shows it (Pillow draws it over what the frames before it left), and the restored frames
 written into one new animation with the source's timing.
 
@@ -24,19 +24,21 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-from restore_core.io.containers import webp_is_lossless
+from restore_core.io.containers import avif_bit_depth, webp_is_lossless
 from restore_core.io.files import temporary_beside
 from restore_core.io.gif import frame_layout, frame_pixels, gif_losses, palette_image
-from restore_core.io.images import ImageError, WriteError
+from restore_core.io.images import SUPPORTED_EXTENSIONS, ImageError, WriteError
 
-# Formats that hold an animation, by the extension their copies are written with.
-ANIMATION_FORMATS = {".gif": "GIF", ".png": "PNG", ".webp": "WEBP"}
+# Formats that hold an animation, by the extension their copies are written with (AVIF
+# where this install's Pillow reads and writes it).
+ANIMATION_FORMATS = {".gif": "GIF", ".png": "PNG", ".webp": "WEBP"} | ({".avif": "AVIF"} if ".avif" in SUPPORTED_EXTENSIONS else {})
+_WITHOUT_GREY = ("WEBP", "AVIF")  # formats whose frames are colour: a grey frame is written as RGB
 _GIF_TRAILER = b";"  # the byte that closes a GIF
 _PNG_BIT_DEPTH_OFFSET = 24  # IHDR's bit depth: 8-byte signature, 8-byte chunk head, width, height
 
 
 def frame_count(path: os.PathLike | str) -> int:
-    """How many frames Pillow finds in the GIF, PNG or WebP at ``path``; 0 when it is not
+    """How many frames Pillow finds in the GIF, PNG, WebP or AVIF at ``path``; 0 when it is not
     a regular file of those names that Pillow can open (the image reader says why)."""
     path = Path(path)
     if path.suffix.lower() not in ANIMATION_FORMATS or not path.is_file():  # a FIFO would block the open
@@ -51,7 +53,7 @@ def frame_count(path: os.PathLike | str) -> int:
 
 
 def is_animation(path: os.PathLike | str) -> bool:
-    """Whether ``path`` is an animated GIF, PNG or WebP: restored frame by frame into an
+    """Whether ``path`` is an animated GIF, PNG, WebP or AVIF: restored frame by frame into an
     animation, not as its first frame."""
     return frame_count(path) > 1
 
@@ -65,7 +67,7 @@ class Frame:
 
 
 class Animation:
-    """An animated GIF, PNG or WebP opened for reading; an :class:`ImageError` naming the
+    """An animated GIF, PNG, WebP or AVIF opened for reading; an :class:`ImageError` naming the
     file when it cannot be, or when its frames are over ``max_pixels``."""
 
     def __init__(self, path: os.PathLike | str, max_pixels: int) -> None:
@@ -84,13 +86,17 @@ class Animation:
         info = self._image.info
         self.icc_profile: bytes | None = info.get("icc_profile") or None
         self.exif: bytes | None = info.get("exif") or None
-        self.plays: int | None = info.get("loop")  # None: a GIF without a loop count plays once
+        # How many times it plays (0: for ever); None: a GIF without a loop count plays once.
+        # Pillow reads no count from an AVIF, and libavif writes "for ever" unless told.
+        self.plays: int | None = 0 if self.format == "avif" else info.get("loop")
         self.default_image = bool(info.get("default_image"))  # an APNG's first image is shown only where animation is not
         self.lossless = self.format == "webp" and webp_is_lossless(self.path.read_bytes())
         self.mode = self._frame_mode()
         self.notes: list[str] = []
         if self.format == "png" and self._png_bit_depth() == 16:
             self.notes.append("16-bit frames read and written at 8 bits")
+        if self.format == "avif" and (bits := avif_bit_depth(self.path.read_bytes()) or 8) > 8:
+            self.notes.append(f"{bits}-bit frames read and written at 8 bits")
         if self.format == "gif" and not self._ends_with_gif_trailer():  # Pillow reads the frames before a cut without a word
             self.notes.append(f"the file ends without a GIF's closing byte: it may be cut short after frame {self.count}")
 
@@ -137,8 +143,9 @@ class Animation:
         one picture. None where it can."""
         if output.suffix.lower() in ANIMATION_FORMATS:
             return None
-        return (f"has {self.count} frames, and a {output.suffix.lstrip('.')} file holds one: write it as an animated "
-                "GIF, PNG or WebP (leave out --ext, or name the output .gif, .png or .webp)")
+        *others, last = ANIMATION_FORMATS
+        return (f"has {self.count} frames, and a {output.suffix.lstrip('.')} file holds one: write it as an animation "
+                f"({', '.join(others)} or {last}: leave out --ext, or name the output so)")
 
     def writer(self, output: Path, quality: int = 95) -> "AnimationWriter":
         """A writer of the restored frames into ``output``, lossy WebP frames at ``quality``
@@ -174,7 +181,7 @@ class AnimationWriter:
         if self.format == "GIF":
             return palette_image(pixels)
         image = Image.fromarray(pixels)
-        if self.format == "WEBP" and image.mode in ("L", "LA"):  # WebP has no grey frames
+        if self.format in _WITHOUT_GREY and image.mode in ("L", "LA"):
             image = image.convert("RGBA" if image.mode == "LA" else "RGB")
         return image
 
@@ -187,7 +194,8 @@ class AnimationWriter:
 
     def _save_options(self) -> dict:
         source, has_alpha = self._source, self._source.mode in ("LA", "RGBA")
-        options: dict = {"save_all": True, "append_images": self._frames[1:], "duration": self._durations}
+        durations = self._durations if self.format == "PNG" else [round(ms) for ms in self._durations]  # whole ms but in an APNG
+        options: dict = {"save_all": True, "append_images": self._frames[1:], "duration": durations}
         if self.format == "GIF":
             if source.plays is not None:
                 options["loop"] = source.plays
@@ -203,6 +211,8 @@ class AnimationWriter:
             options["default_image"] = True
         if self.format == "WEBP":
             options.update({"lossless": True} if source.lossless else {"quality": self._quality})
+        if self.format == "AVIF":
+            options["quality"] = self._quality
         return options
 
     def commit(self) -> None:
