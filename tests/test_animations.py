@@ -17,9 +17,10 @@ from conftest import SAMPLES, router_with_scripted_classifier
 from test_cli import restore
 
 from restore_core.checkpoint import load_checkpoint
+from restore_core.engine.batch import restore_jobs
 from restore_core.engine.inputs import Job
 from restore_core.engine.pages import restore_paged
-from restore_core.engine.runner import Restorer
+from restore_core.engine.runner import Restorer, RunOptions
 from restore_core.io.animations import ANIMATION_FORMATS, Animation, frame_count, is_animation
 from restore_core.io.containers import webp_is_lossless
 from restore_core.io.gif import palette_image
@@ -137,6 +138,21 @@ def test_an_animated_avif_is_restored_with_its_timing(tmp_path, rng, tiny_checkp
     assert result.status == "ok" and result.frames == 3, result.error
     written, durations, _ = _frames(result.output)
     assert len(written) == 3 and durations == [50, 60, 70] and written[0].shape == (32, 48, 3)
+
+
+def test_an_apngs_frames_come_out_as_the_same_images_restored_one_by_one(tmp_path, rng, tiny_checkpoint):
+    frames = rng.integers(0, 256, (3, 24, 32, 4), dtype=np.uint8)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, frame in enumerate(frames):
+        Image.fromarray(frame).save(folder / f"{i}.png")
+    _save_animation(folder / "clip.png", list(frames), duration=40)
+    out = tmp_path / "out"
+    jobs = [Job(p, Path(p.name), out / p.name) for p in sorted(folder.iterdir())]
+    assert all(r.status == "ok" for r in restore_jobs(jobs, _restorer(tiny_checkpoint), RunOptions()))
+    animation, _, _ = _frames(out / "clip.png", "RGBA")
+    for i in range(3):
+        assert np.array_equal(animation[i], np.asarray(Image.open(out / f"{i}.png")))
 
 
 def test_a_broken_or_oversized_animation_is_an_error_naming_it_with_nothing_left(tmp_path, rng, tiny_checkpoint):
