@@ -1,6 +1,6 @@
 """Restoring a file of many pictures, each through the model, into one new file of as
-many: a multi-page TIFF's pages (:mod:`restore_core.io.tiff_pages`) or an animated GIF,
-PNG or WebP's frames (:mod:`restore_core.io.animations`).
+many: a multi-page TIFF's pages (:mod:`restore_core.io.tiff_pages`) or the frames of an
+animated GIF, PNG, WebP or AVIF (:mod:`restore_core.io.animations`).
 
 A page or frame is restored as an image of its own (its layout, sample type and alpha
 plane kept, :func:`~restore_core.io.images.from_array`): they are decoded ahead of the
@@ -37,7 +37,7 @@ PagedFile = Union[PageStack, Animation]  # the same reading interface: count, wi
 
 def is_paged(path: Path) -> bool:
     """Whether ``path`` holds many pictures restored into one file: a multi-page TIFF or
-    an animated GIF, PNG or WebP."""
+    an animated GIF, PNG, WebP or AVIF."""
     return is_page_stack(path) if path.suffix.lower() in TIFF_EXTENSIONS else is_animation(path)
 
 
