@@ -28,7 +28,7 @@ from cli.console import (
 from cli.options import given_options, parse_clock, parse_memory_size
 from restore_core.device import check_cpu_threads  # device.py imports torch only in its functions
 from restore_core.engine.inputs import (
-    BatchPlan, InputError, Job, check_suffix, collect_all_inputs, left_out_unreadable, names_output_file, output_name_refusal, parse_shard,
+    BatchPlan, InputError, Job, check_suffix, collect_all_inputs, is_paged, left_out_unreadable, names_output_file, output_name_refusal, parse_shard,
     plan_batch, raw_plus_jpeg_pairs, several_inputs_refusal, with_neighbour_frames,
 )
 from restore_core.io.camera_raw import RAW_OUTPUT
@@ -389,12 +389,14 @@ def _warn_of_options_without_inputs(request: RestoreRequest, checked: CheckedOpt
             warn(f"--quality applies to JPEG, WebP, AVIF and HEIC outputs and to videos; the outputs here are "
                  f"{', '.join(formats)}, written losslessly ({'--frames' if checked.video_frames else '--ext'} jpg for JPEG)")
     if request.temporal:
-        images = len(runnable) - videos
-        if images > 1:
+        paged = sum(not is_video_name(job.source) and is_paged(job.source) for job in runnable)  # animations, stacks
+        stills = len(runnable) - videos - paged
+        if stills > 1:
             say(f"--temporal {request.temporal}: the images of each folder are smoothed as the frames of one sequence, "
                 "in name order (frame_9 before frame_10)")
-        elif runnable and images == len(runnable):
-            warn("--temporal smooths the frames of videos and image sequences; there is none among the inputs")
+        elif runnable and stills == len(runnable):
+            warn("--temporal smooths the frames of videos, animations, multi-page TIFFs and image sequences; "
+                 "there is none among the inputs")
 
 
 def _stream_with_progress(request: RestoreRequest, restorer: Any, to_restore: list[Job], options: RunOptions,
@@ -633,7 +635,7 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
         threads: int = typer.Option(0, "--threads", help="CPU threads for torch (0 = torch's default, one per core).", rich_help_panel=SPEED_PANEL),
         start: Optional[str] = typer.Option(None, "--start", help="Videos: restore from this time (seconds, M:SS or H:MM:SS); the output starts there, sound cut alike.", rich_help_panel=VIDEO_PANEL),
         duration: Optional[str] = typer.Option(None, "--duration", help="Videos: restore this long a span (seconds or M:SS): try settings on a few seconds before hours of frames.", rich_help_panel=VIDEO_PANEL),
-        temporal: int = typer.Option(0, "--temporal", help="Videos, and image sequences (the images of each folder, in name order): average each restored frame with this many neighbours on each side, aligned by optical flow, where they agree (2 is a good start; 0 = off): less flicker, less residual noise.", rich_help_panel=VIDEO_PANEL),
+        temporal: int = typer.Option(0, "--temporal", help="Videos, animations, multi-page TIFFs, and image sequences (the images of each folder, in name order): average each restored frame with this many neighbours on each side, aligned by optical flow, where they agree (2 is a good start; 0 = off): less flicker, less residual noise.", rich_help_panel=VIDEO_PANEL),
         temporal_strength: float = typer.Option(4.0, "--temporal-strength", help="With --temporal: how much of a neighbour is taken where it agrees less than usual; lower keeps more detail in motion (2 suited denoising), higher removes more flicker (8 suited heavy rain).", rich_help_panel=VIDEO_PANEL),
         frames: Optional[str] = typer.Option(None, "--frames", autocompletion=completion.frame_formats, help="Videos: write each one's restored frames as numbered images of this format (png; tif or png keep 10-bit video at 16 bits) into the folder OUT/NAME/ (000001.png, ...), not a video: lossless, for editing or scoring frame by frame.", rich_help_panel=VIDEO_PANEL),
         **settings: Any,

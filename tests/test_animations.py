@@ -10,17 +10,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import tifffile
 import torch
 from PIL import Image
 
 from conftest import SAMPLES, router_with_scripted_classifier
 from test_cli import restore
+from test_sequences import as_is, panning_frames, write_frames
 
 from restore_core.checkpoint import load_checkpoint
 from restore_core.engine.batch import restore_jobs
 from restore_core.engine.inputs import Job
 from restore_core.engine.pages import restore_paged
 from restore_core.engine.runner import Restorer, RunOptions
+from restore_core.engine.temporal import TemporalConfig
 from restore_core.io.animations import ANIMATION_FORMATS, Animation, frame_count, is_animation
 from restore_core.io.containers import webp_is_lossless
 from restore_core.io.gif import palette_image
@@ -153,6 +156,46 @@ def test_an_apngs_frames_come_out_as_the_same_images_restored_one_by_one(tmp_pat
     animation, _, _ = _frames(out / "clip.png", "RGBA")
     for i in range(3):
         assert np.array_equal(animation[i], np.asarray(Image.open(out / f"{i}.png")))
+
+
+@pytest.mark.parametrize("name", ["clip.png", "clip.tif"])
+def test_temporal_smooths_an_animations_frames_and_a_stacks_pages_as_a_videos(tmp_path, rng, tiny_checkpoint, name):
+    """``--temporal 2`` on an animation or a multi-page TIFF: each restored frame averaged
+    with its aligned neighbours, as a video's are (the model left out: the smoothing alone)."""
+    clean, noisy = panning_frames(rng, count=8)
+    source = tmp_path / name
+    if name.endswith(".tif"):
+        tifffile.imwrite(source, np.stack(noisy), photometric="rgb", metadata=None)
+    else:
+        _save_animation(source, noisy, duration=40)
+    options = RunOptions(temporal=TemporalConfig(radius=2))
+    result = restore_paged(Job(source, Path(name), tmp_path / "out" / name), as_is(tiny_checkpoint), options)
+    assert result.status == "ok", result.error
+    smoothed = list(tifffile.imread(result.output)) if name.endswith(".tif") else _frames(result.output)[0]
+    assert len(smoothed) == 8
+    gains = [psnr(out, c) - psnr(n, c) for out, n, c in zip(smoothed, noisy, clean)]
+    assert min(gains) > 1.0, gains
+
+
+def test_an_animation_beside_an_image_sequence_is_restored_once_as_an_animation(tmp_path, rng, tiny_checkpoint):
+    """With --temporal a folder's images are one sequence; an animation among them is
+    restored as itself, not as a frame of it (nor refused as one)."""
+    _, noisy = panning_frames(rng, count=4)
+    folder = tmp_path / "in"
+    write_frames(folder, noisy[:3])
+    _save_animation(folder / "frame_2b.png", noisy, duration=40)
+    run = restore("derain", str(folder), str(tmp_path / "out"), "--temporal", "2", "--json", "--model", str(tiny_checkpoint))
+    assert run.returncode == 0, run.stderr
+    lines = {Path(line["input"]).name: line for line in map(json.loads, run.stdout.splitlines())}
+    assert sorted(lines) == ["frame_1.png", "frame_2.png", "frame_2b.png", "frame_3.png"]
+    assert lines["frame_2b.png"]["frames"] == 4 and all(line["status"] == "ok" for line in lines.values())
+    # Again for one frame, its neighbours (the animation among them) taken as context alone
+    (tmp_path / "out" / "frame_3.png").unlink()
+    again = restore("derain", str(folder), str(tmp_path / "out"), "--temporal", "2", "--json", "--skip-existing",
+                    "--model", str(tiny_checkpoint))
+    assert again.returncode == 0, again.stderr
+    written = [json.loads(line) for line in again.stdout.splitlines() if json.loads(line)["status"] != "skipped"]
+    assert [(Path(line["input"]).name, line["status"]) for line in written] == [("frame_3.png", "ok")]
 
 
 def test_a_broken_or_oversized_animation_is_an_error_naming_it_with_nothing_left(tmp_path, rng, tiny_checkpoint):

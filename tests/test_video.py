@@ -687,7 +687,7 @@ def test_cli_temporal_is_bounded_and_says_when_there_is_no_video(tmp_path, rng, 
     assert bad.returncode == 2 and "--temporal-strength must be more than 0" in bad.stderr and not (tmp_path / "bad.mp4").exists()
     cv2.imwrite(str(tmp_path / "a.png"), rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
     run = restore("derain", str(tmp_path / "a.png"), str(tmp_path / "out"), "-m", str(tiny_checkpoint), "--temporal", "2")
-    assert run.returncode == 0 and "--temporal smooths the frames of videos and image sequences; there is none among the inputs" in run.stderr
+    assert run.returncode == 0 and "--temporal smooths the frames of videos, animations, multi-page TIFFs and image sequences; there is none among the inputs" in run.stderr
     run = restore("derain", str(clip), str(tmp_path / "ok.mp4"), "-m", str(tiny_checkpoint), "--temporal", "2", "--json")
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["frames"] == 4 and len(read_video(tmp_path / "ok.mp4")[0]) == 4

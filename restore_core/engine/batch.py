@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Callable, Iterator
 
-from restore_core.engine.inputs import Job
-from restore_core.engine.pages import is_paged, restore_paged
+from restore_core.engine.inputs import Job, is_paged
+from restore_core.engine.pages import restore_paged
 from restore_core.engine.results import ImageResult, abandoned_after
 from restore_core.engine.runner import Restorer, RunOptions, finish_interrupted, restore_stream
 from restore_core.engine.video import restore_video
@@ -24,9 +24,10 @@ def restore_jobs(jobs: list[Job], restorer: Restorer, options: RunOptions = RunO
     progress within a stack or a video. After a write failure that every later output
     would meet (a full disk), the stacks and videos left are reported, not restored."""
     videos = [job for job in jobs if is_video_name(job.source)]
-    stacks = [job for job in jobs if not job.context and not is_video_name(job.source) and is_paged(job.source)]
+    paged = [job for job in jobs if not is_video_name(job.source) and is_paged(job.source)]
+    stacks = [job for job in paged if not job.context]  # one offered as a neighbour of an image sequence's frame is not one of its frames
     stack_ids = {id(job) for job in stacks}
-    taken = stack_ids | {id(job) for job in videos}
+    taken = {id(job) for job in paged} | {id(job) for job in videos}
     halted: str | None = None
     images = restore_stream([job for job in jobs if id(job) not in taken], restorer, options)
     try:

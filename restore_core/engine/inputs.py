@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from restore_core.io.animations import is_animation
 from restore_core.io.camera_raw import RAW_EXTENSIONS
 from restore_core.io.folders import PAIR_LAYOUTS
 from restore_core.io.images import READABLE_EXTENSIONS, UNREADABLE_FORMATS, how_to_read, output_suffix
+from restore_core.io.tiff_pages import TIFF_EXTENSIONS, is_page_stack
 from restore_core.io.video import WRITABLE_VIDEO_EXTENSIONS, is_video_name, output_video_suffix
 
 
@@ -36,6 +38,12 @@ class Job:
     # A frame restored only as a neighbour of others (--temporal on an image sequence):
     # its output exists or another shard writes it; nothing is written or reported for it.
     context: bool = False
+
+
+def is_paged(path: Path) -> bool:
+    """Whether ``path`` holds many pictures restored into one file (engine.pages): a
+    multi-page TIFF or an animated GIF, PNG, WebP or AVIF. Reads its header."""
+    return is_page_stack(path) if path.suffix.lower() in TIFF_EXTENSIONS else is_animation(path)
 
 
 def is_image_name(path: Path) -> bool:

@@ -7,14 +7,17 @@ plane kept, :func:`~restore_core.io.images.from_array`): they are decoded ahead 
 model and handed to the writer behind it, each in a thread of its own (:mod:`.background`),
 in order. ``restore auto`` chooses one model for the whole file from its first pages,
 as for a video: the pages of one stack are one subject, and a stack whose slices went
-to different models would change look from slice to slice. Nothing is left at the
-output's name when a page fails.
+to different models would change look from slice to slice. With ``--temporal`` the
+pages are the frames of one sequence, each restored page smoothed with its aligned
+neighbours (:mod:`.temporal`) before it is written, as a video's frames are. Nothing
+is left at the output's name when a page fails.
 """
 
 from __future__ import annotations
 
 import itertools
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterator, Union
 
@@ -24,26 +27,24 @@ import torch
 from restore_core.engine.background import Prefetched, WriteBehind
 from restore_core.engine.inputs import Job
 from restore_core.engine.results import FindingsOverFrames, ImageResult
+from restore_core.engine.temporal import TemporalSmoother, smoothing_threads
 from restore_core.engine.runner import (
     BATCH_STOPPING_ERRNOS, NON_FINITE_OUTPUT, ROUTING_FRAMES, Restorer, RunOptions, hand_over_notices,
 )
 from restore_core.io.images import ImageError, from_array, to_array
-from restore_core.io.animations import Animation, AnimationWriter, is_animation
-from restore_core.io.tiff_pages import TIFF_EXTENSIONS, PageStack, PageStackWriter, is_page_stack
+from restore_core.io.animations import Animation, AnimationWriter
+from restore_core.io.tiff_pages import TIFF_EXTENSIONS, PageStack, PageStackWriter
 
 PageProgress = Callable[[int, int], None]  # (pages restored, pages in the file)
 PagedFile = Union[PageStack, Animation]  # the same reading interface: count, width, height, frames(), writer(), ...
 
 
-def is_paged(path: Path) -> bool:
-    """Whether ``path`` holds many pictures restored into one file: a multi-page TIFF or
-    an animated GIF, PNG, WebP or AVIF."""
-    return is_page_stack(path) if path.suffix.lower() in TIFF_EXTENSIONS else is_animation(path)
-
-
 def open_paged(path: Path, max_pixels: int) -> PagedFile:
     """The pages of the TIFF, or the frames of the animation, at ``path``."""
     return PageStack(path, max_pixels) if path.suffix.lower() in TIFF_EXTENSIONS else Animation(path, max_pixels)
+
+
+_NO_PIXELS = np.empty((0, 0, 3), np.float32)  # a page's LoadedImage waiting to be smoothed: how to write it, not its input pixels
 
 
 def _as_tensor(rgb: np.ndarray) -> torch.Tensor:
@@ -80,6 +81,7 @@ def restore_paged(job: Job, restorer: Restorer, options: RunOptions = RunOptions
     decided: dict[str, float] | None = None
     chosen_model: str | None = None
     committed = False
+    smoother: TemporalSmoother | None = None  # --temporal: each restored page smoothed with its neighbours
     reader = Prefetched(stack.frames(), options.prefetch, "restore-pages-read")
     try:
         decoded: Iterator[tuple[np.ndarray, object]] = iter(reader)
@@ -91,6 +93,13 @@ def restore_paged(job: Job, restorer: Restorer, options: RunOptions = RunOptions
             decoded = itertools.chain(leading, decoded)
         writer = stack.writer(job.output, options.jpeg_quality)
         behind = WriteBehind(writer.write_all, name="restore-pages-write")
+        if options.temporal.radius:
+            smoother = TemporalSmoother(options.temporal, smoothing_threads())
+
+        def hand_over(smoothed: list[tuple[np.ndarray, tuple]]) -> None:
+            for rgb, (like, shape, dtype, page) in smoothed:
+                behind.put((to_array(rgb / np.float32(255.0), like, shape, dtype), page))
+
         for pixels, page in decoded:
             like = from_array(pixels)
             try:
@@ -101,10 +110,15 @@ def restore_paged(job: Job, restorer: Restorer, options: RunOptions = RunOptions
             if not np.isfinite(output).all():
                 return failed(NON_FINITE_OUTPUT)
             findings.add(restore.last_degradation if decided is None else None, 1)
-            behind.put((to_array(output, like, pixels.shape, pixels.dtype), page))
+            if smoother is None:
+                behind.put((to_array(output, like, pixels.shape, pixels.dtype), page))
+            else:  # on the 0-255 scale in float: 16-bit and float pages keep their precision
+                hand_over(smoother.push(output * np.float32(255.0), (replace(like, rgb=_NO_PIXELS), pixels.shape, pixels.dtype, page)))
             done += 1
             if on_pages is not None:
                 on_pages(done, stack.count)
+        if smoother is not None:
+            hand_over(smoother.flush())
         behind.finish()
         behind = None
         writer.commit()
@@ -119,6 +133,8 @@ def restore_paged(job: Job, restorer: Restorer, options: RunOptions = RunOptions
     finally:
         if behind is not None:
             behind.abandon()
+        if smoother is not None:
+            smoother.close()
         reader.close()
         if writer is not None and not committed:
             writer.abort()

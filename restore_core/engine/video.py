@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterator
@@ -32,7 +31,7 @@ from restore_core.engine.results import FindingsOverFrames, ImageResult
 from restore_core.engine.runner import (
     BATCH_STOPPING_ERRNOS, NON_FINITE_OUTPUT, ROUTING_FRAMES, Restorer, RunOptions, hand_over_notices,
 )
-from restore_core.engine.temporal import TemporalSmoother
+from restore_core.engine.temporal import TemporalSmoother, smoothing_threads
 from restore_core.io.images import ImageError
 from restore_core.io.video import PYAV_MISSING, VideoReader, pyav_available
 from restore_core.io.video_writer import FrameFolderWriter, VideoWriter
@@ -111,13 +110,6 @@ def _split_lead(frames: Iterator, time_base, start: float) -> tuple[list, Iterat
             return leading, itertools.chain([item], frames)
         leading.append(item)
     return leading, iter(())
-
-
-def smoothing_threads() -> int:
-    """Threads for ``--temporal``: half the cores, at most 8 (the model and the codecs
-    use the rest); one on a 2-core machine, where two sped it up 1.1-1.4x alone and the
-    model needs both cores anyway."""
-    return max(1, min(8, (os.cpu_count() or 2) // 2))
 
 
 def settings_key(restorer: Restorer, options: RunOptions) -> str:
