@@ -241,6 +241,26 @@ def test_an_encoder_failing_after_the_last_frame_names_the_writing_not_a_frame(t
     assert not (tmp_path / "out.png").exists() and _leftovers(tmp_path) == []
 
 
+def test_an_apngs_default_image_stays_one_and_is_left_out_of_other_formats(tmp_path, rng, tiny_checkpoint):
+    """An APNG's first picture may be a default image that viewers without animation show,
+    outside the animation: its copy keeps it so, with the frames' own durations (they were
+    shifted by one); a WebP copy has the animated frames alone, and says so."""
+    source = tmp_path / "fallback.png"
+    _save_animation(source, [rng.integers(0, 256, (16, 16, 3), dtype=np.uint8) for _ in range(3)],
+                    default_image=True, duration=[70, 90])
+    _, durations, info = _frames(source)
+    assert info["default_image"] and durations == [0, 70, 90]  # as Pillow reads it
+    restorer = _restorer(tiny_checkpoint)
+    result = restore_paged(Job(source, Path("fallback.png"), tmp_path / "out.png"), restorer)
+    assert result.status == "ok" and result.note is None, result.error
+    _, durations, info = _frames(result.output)
+    assert info["default_image"] and durations == [0, 70, 90]
+    result = restore_paged(Job(source, Path("fallback.png"), tmp_path / "out.webp"), restorer)
+    assert result.status == "ok" and "its default image" in result.note
+    written, durations, _ = _frames(result.output)
+    assert len(written) == 2 and durations == [70, 90]
+
+
 def test_only_files_of_many_frames_are_animations(tmp_path, rng):
     frame = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
     Image.fromarray(frame).save(tmp_path / "still.png")

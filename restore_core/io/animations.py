@@ -91,7 +91,11 @@ class Animation:
         self.plays: int | None = 0 if self.format == "avif" else info.get("loop")
         self.default_image = bool(info.get("default_image"))  # an APNG's first image is shown only where animation is not
         self.lossless = self.format == "webp" and webp_is_lossless(self.path.read_bytes())
-        self.mode = self._frame_mode()
+        try:
+            self.mode = self._frame_mode()
+        except ImageError:
+            self.close()
+            raise
         self.notes: list[str] = []
         if self.format == "png" and self._png_bit_depth() == 16:
             self.notes.append("16-bit frames read and written at 8 bits")
@@ -152,6 +156,9 @@ class Animation:
         (what a GIF copy of a PNG or WebP loses is added to :meth:`read_notes`)."""
         if output.suffix.lower() == ".gif" and self.format != "gif":
             self.notes.append(gif_losses(self.mode in ("LA", "RGBA")))
+        if self.default_image and output.suffix.lower() != ".png":
+            self.notes.append(f"its default image (the picture an APNG shows where animations are not) not kept: "
+                              f"a {output.suffix.lstrip('.')} animation has none")
         return AnimationWriter(output, self, quality)
 
     def read_notes(self) -> list[str]:
@@ -174,8 +181,12 @@ class AnimationWriter:
         self._source = source
         self._quality = quality
         self._frames: list[Image.Image] = []
-        self._durations: list[float] = []
+        self._durations: list[float] = []  # of the frames shown in turn: not an APNG's default image
         self._temporary: Path | None = None
+        # An APNG's first picture may be its default image, outside the animation: kept
+        # as such in an APNG, left out of the other formats' animations.
+        self._default_image = source.default_image
+        self._drop_default_image = source.default_image and self.format != "PNG"
 
     def _frame_image(self, pixels: np.ndarray) -> Image.Image:
         if self.format == "GIF":
@@ -189,6 +200,10 @@ class AnimationWriter:
         """Take the restored frames, in order (a :class:`~restore_core.engine.background.WriteBehind`
         consumer: a GIF's palettes are made in its thread)."""
         for pixels, frame in frames:
+            if frame.index == 0 and self._default_image:
+                if not self._drop_default_image:
+                    self._frames.append(self._frame_image(pixels))
+                continue
             self._frames.append(self._frame_image(pixels))
             self._durations.append(frame.duration)
 
@@ -207,8 +222,8 @@ class AnimationWriter:
                 options["icc_profile"] = source.icc_profile
             if source.exif:
                 options["exif"] = source.exif
-        if self.format == "PNG" and source.format == "png" and source.default_image:
-            options["default_image"] = True
+        if self._default_image and not self._drop_default_image:
+            options["default_image"] = True  # the first image; the durations are those of the frames after it
         if self.format == "WEBP":
             options.update({"lossless": True} if source.lossless else {"quality": self._quality})
         if self.format == "AVIF":
