@@ -261,6 +261,24 @@ def test_an_apngs_default_image_stays_one_and_is_left_out_of_other_formats(tmp_p
     assert len(written) == 2 and durations == [70, 90]
 
 
+def test_an_animation_whose_frames_would_not_fit_in_memory_is_refused_before_decoding(tmp_path, rng, tiny_checkpoint,
+                                                                                     monkeypatch):
+    """Pillow's encoders hold every frame until the file is written: an animation whose
+    restored frames take more than half the free memory is an error, not a batch ended
+    by the system's out-of-memory killer."""
+    from restore_core.engine import pages
+
+    source = tmp_path / "long.gif"
+    _save_animation(source, [rng.integers(0, 256, (100, 100, 3), dtype=np.uint8) for _ in range(4)], duration=40)
+    monkeypatch.setattr(pages, "available_memory_bytes", lambda: 100_000)  # 4 frames of 100x100 x 3 bytes as WebP: 120,000
+    result = restore_paged(Job(source, Path("long.gif"), tmp_path / "out.webp"), _restorer(tiny_checkpoint))
+    assert result.status == "error" and result.error.startswith("its 4 frames of 100x100 would hold 0.00011 GiB until the "
+                                                               "animation is written, more than half the free memory")
+    assert not (tmp_path / "out.webp").exists()
+    as_gif = restore_paged(Job(source, Path("long.gif"), tmp_path / "out.gif"), _restorer(tiny_checkpoint))
+    assert as_gif.status == "ok"  # a byte a pixel: 40,000
+
+
 def test_only_files_of_many_frames_are_animations(tmp_path, rng):
     frame = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
     Image.fromarray(frame).save(tmp_path / "still.png")

@@ -41,6 +41,12 @@ def available_memory_bytes(meminfo: Path = Path("/proc/meminfo")) -> int | None:
     return None
 
 
+def gib_text(size: float) -> str:
+    """Bytes in GiB for a message: one decimal, two figures below 1 GiB (0.25)."""
+    gib = size / 2**30
+    return f"{gib:.1f}" if gib >= 1 else f"{gib:.2g}"
+
+
 def tile_for_budget(bytes_per_pixel: float, budget_bytes: float, multiple: int) -> int:
     """The largest square tile (a multiple of ``multiple``) whose pixels fit the budget."""
     side = int((budget_bytes / bytes_per_pixel) ** 0.5)

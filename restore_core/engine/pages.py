@@ -26,6 +26,7 @@ import torch
 
 from restore_core.engine.background import Prefetched, WriteBehind
 from restore_core.engine.inputs import Job
+from restore_core.engine.memory import MEMORY_BUDGET_SHARE, available_memory_bytes, gib_text
 from restore_core.engine.results import FindingsOverFrames, ImageResult
 from restore_core.engine.temporal import TemporalSmoother, smoothing_threads
 from restore_core.engine.runner import (
@@ -45,6 +46,21 @@ def open_paged(path: Path, max_pixels: int) -> PagedFile:
 
 
 _NO_PIXELS = np.empty((0, 0, 3), np.float32)  # a page's LoadedImage waiting to be smoothed: how to write it, not its input pixels
+
+
+def _memory_refusal(stack: PagedFile, output: Path) -> str | None:
+    """Why an animation cannot be restored here: its restored frames, which wait until
+    the file is written, would take more than half the free memory (the rest is the
+    model's), and the system would end the whole batch. None where they fit, and for a
+    TIFF stack, written page by page."""
+    if not isinstance(stack, Animation) or (free := available_memory_bytes()) is None:
+        return None
+    held = stack.held_bytes(output)
+    if held <= MEMORY_BUDGET_SHARE * free:
+        return None
+    return (f"its {stack.count} frames of {stack.width}x{stack.height} would hold {gib_text(held)} GiB until the "
+            f"animation is written, more than half the free memory ({gib_text(free)} GiB): restore it as a video "
+            "(ffmpeg -i in.gif out.mp4) or in shorter parts")
 
 
 def _as_tensor(rgb: np.ndarray) -> torch.Tensor:
@@ -72,7 +88,7 @@ def restore_paged(job: Job, restorer: Restorer, options: RunOptions = RunOptions
         return ImageResult(job.source, None, "error", time.perf_counter() - start, cause, stack.width, stack.height,
                            stops_batch=stops_batch, **{counted: done})
 
-    if (refusal := stack.output_refusal(job.output)) is not None:
+    if (refusal := stack.output_refusal(job.output) or _memory_refusal(stack, job.output)) is not None:
         stack.close()
         return failed(refusal)
     writer: PageStackWriter | AnimationWriter | None = None

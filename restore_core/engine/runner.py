@@ -34,7 +34,7 @@ from restore_core.checkpoint import ModelDescriptor
 from restore_core.device import pick_dtype
 from restore_core.engine.ensemble import self_ensemble
 from restore_core.engine.inputs import Job
-from restore_core.engine.memory import MEMORY_BUDGET_SHARE, PIPELINE_BYTES_PER_PIXEL, available_memory_bytes, tile_for_budget
+from restore_core.engine.memory import MEMORY_BUDGET_SHARE, PIPELINE_BYTES_PER_PIXEL, available_memory_bytes, gib_text, tile_for_budget
 from restore_core.engine.results import ImageResult, abandoned_after
 from restore_core.engine.temporal import Frame, FrameWindow, TemporalConfig, smooth_in_window
 from restore_core.engine.tiling import MIN_OOM_TILE, central_crop, default_overlap, dense_channels_last, run_padded, run_tiled
@@ -51,12 +51,6 @@ BATCH_STOPPING_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 # probabilities choose its one model (engine.routing.RoutedRestorer.specialist_for).
 ROUTING_FRAMES = 8
 MEMORY_CHECK_PIXELS = 512 * 512  # smaller images skip the CPU memory check
-
-
-def _gib(size: float) -> str:
-    """Bytes in GiB for a message: one decimal, two figures below 1 GiB (0.25)."""
-    gib = size / 2**30
-    return f"{gib:.1f}" if gib >= 1 else f"{gib:.2g}"
 
 
 def blend_toward_input(degraded: torch.Tensor, restored: torch.Tensor, strength: float) -> torch.Tensor:
@@ -209,7 +203,7 @@ class Restorer:
             self._announced.add((width, height, tile))
             over = f" (more than that: {tile}x{tile} is the smallest tile used)" if whole_image + tile * tile * n * activations > budget else ""
             self.notices.append(
-                f"a {width}x{height} image needs about {_gib(needed)} GiB untiled and {why}: restoring it in tiles of "
+                f"a {width}x{height} image needs about {gib_text(needed)} GiB untiled and {why}: restoring it in tiles of "
                 f"{tile}{over} (--tile sets the size)"
             )
         return tile
@@ -219,9 +213,9 @@ class Restorer:
         CPU's free memory and ``memory_limit`` (``--max-memory``); (None, "") when neither applies."""
         budgets = []
         if self.device.type == "cpu" and (available := available_memory_bytes()) is not None:
-            budgets.append((available * MEMORY_BUDGET_SHARE, f"{_gib(available)} GiB is free"))
+            budgets.append((available * MEMORY_BUDGET_SHARE, f"{gib_text(available)} GiB is free"))
         if self.memory_limit is not None:
-            budgets.append((float(self.memory_limit), f"--max-memory allows {_gib(self.memory_limit)} GiB"))
+            budgets.append((float(self.memory_limit), f"--max-memory allows {gib_text(self.memory_limit)} GiB"))
         return min(budgets, key=lambda budget: budget[0]) if budgets else (None, "")
 
     def _activation_bytes_per_pixel(self) -> float:

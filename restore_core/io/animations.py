@@ -151,6 +151,18 @@ class Animation:
         return (f"has {self.count} frames, and a {output.suffix.lstrip('.')} file holds one: write it as an animation "
                 f"({', '.join(others)} or {last}: leave out --ext, or name the output so)")
 
+    def held_bytes(self, output: Path) -> int:
+        """What the restored frames take while they wait to be written as ``output``
+        (Pillow's encoders hold them all): a byte a pixel for a GIF's palette frames, a
+        byte a channel for the others."""
+        written_as = ANIMATION_FORMATS.get(output.suffix.lower())
+        channels = len(self.mode)  # L, LA, RGB or RGBA
+        if written_as == "GIF":
+            channels = 1
+        elif written_as in _WITHOUT_GREY:
+            channels = max(channels, 3)
+        return self.count * self.width * self.height * channels
+
     def writer(self, output: Path, quality: int = 95) -> "AnimationWriter":
         """A writer of the restored frames into ``output``, lossy WebP frames at ``quality``
         (what a GIF copy of a PNG or WebP loses is added to :meth:`read_notes`)."""
