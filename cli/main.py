@@ -36,6 +36,7 @@ def _print_version(value: bool) -> None:
         import platform
         from importlib.metadata import PackageNotFoundError, version
 
+        from restore_core.io.animations import ANIMATION_FORMATS
         from restore_core.io.images import READ_AS_PNG_EXTENSIONS, READ_ONLY_EXTENSIONS, SUPPORTED_EXTENSIONS
         from restore_core.io.video import DEEP_ENCODER, READ_ONLY_VIDEO_EXTENSIONS, WRITABLE_VIDEO_EXTENSIONS, encoder_available, pyav_available
 
@@ -56,6 +57,8 @@ def _print_version(value: bool) -> None:
         else:
             images += " (camera raw: pip install 'restore[raw]')"
         print(f"images: {images}")
+        print("many pictures in one file, restored each: multi-page tif tiff; animated "
+              + " ".join(ext.lstrip(".") for ext in ANIMATION_FORMATS))
         videos = " ".join(ext.lstrip(".") for ext in WRITABLE_VIDEO_EXTENSIONS)
         videos += " (read only: " + " ".join(ext.lstrip(".") for ext in READ_ONLY_VIDEO_EXTENSIONS) + ")"
         if pyav_available():

@@ -679,11 +679,12 @@ def test_version_flag_says_the_versions_and_formats_of_this_install():
     assert result.returncode == 0 and lines[0].startswith("restore ")
     assert lines[1].startswith("python 3.") and ", torch 2." in lines[1]
     assert lines[2].startswith("images: png jpg") and all(ext.lstrip(".") in lines[2] for ext in SUPPORTED_EXTENSIONS)
-    assert lines[3] == "videos: none (pip install 'restore[video]')" if not pyav_available() else lines[3].startswith("videos: mp4 ")
+    assert lines[3].startswith("many pictures in one file, restored each: multi-page tif tiff; animated gif png webp")
+    assert lines[4] == "videos: none (pip install 'restore[video]')" if not pyav_available() else lines[4].startswith("videos: mp4 ")
     from restore_core.export import onnx_available, onnxruntime_available
 
-    assert lines[4].startswith("export: ONNX (onnx 1.") if onnx_available() and onnxruntime_available() else lines[4].startswith("export: ")
-    assert lines[5].startswith("training logs: log.csv")
+    assert lines[5].startswith("export: ONNX (onnx 1.") if onnx_available() and onnxruntime_available() else lines[5].startswith("export: ")
+    assert lines[6].startswith("training logs: log.csv")
 
 
 HELP_PROBE = """
