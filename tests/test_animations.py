@@ -5,6 +5,7 @@ one-frame GIF read and written as any image; nothing left behind on failure."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -314,7 +315,9 @@ def test_a_one_frame_gif_is_read_and_written_as_any_image(tmp_path, rng, tiny_ch
     visible = alpha > 0
     assert np.abs(again.rgb[visible] - image.rgb[visible]).max() < 0.12  # within what a 255-colour palette gives
     assert lost_on_write(image, ".gif") is None
-    assert lost_on_write(read_image(_png(tmp_path, colour)), ".gif") == "colours reduced to a GIF's 256"
+    photo = read_image(_png(tmp_path, colour))
+    assert lost_on_write(photo, ".gif") == "colours reduced to a GIF's 256"
+    assert lost_on_write(replace(photo, icc_profile=b"a profile"), ".gif") == "colours reduced to a GIF's 256; its ICC profile not kept"
 
     run = restore("denoise", str(source), str(tmp_path / "out"), "--model", str(tiny_checkpoint))
     assert run.returncode == 0 and (tmp_path / "out" / "logo.gif").is_file(), run.stderr

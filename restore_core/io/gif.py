@@ -66,9 +66,11 @@ def palette_image(pixels: np.ndarray) -> Image.Image:
     return framed
 
 
-def gif_losses(has_alpha: bool) -> str:
-    """What a GIF copy of a picture that was not a GIF loses, said in a result's note."""
-    return "colours reduced to a GIF's 256" + (", its alpha to transparent or opaque" if has_alpha else "")
+def gif_losses(has_alpha: bool, has_icc_profile: bool) -> str:
+    """What a GIF copy of a picture that was not a GIF loses, said in a result's note
+    (Pillow neither reads nor writes a GIF's ICC profile)."""
+    return ("colours reduced to a GIF's 256" + (", its alpha to transparent or opaque" if has_alpha else "")
+            + ("; its ICC profile not kept" if has_icc_profile else ""))
 
 
 def decode_gif(data: bytes) -> np.ndarray | None:
@@ -83,13 +85,9 @@ def decode_gif(data: bytes) -> np.ndarray | None:
         return None
 
 
-def encode_gif(pixels: np.ndarray, icc_profile: bytes | None = None, comment: bytes | None = None) -> bytes:
-    """uint8 ``pixels`` (RGB order) as a one-frame GIF (:func:`palette_image`)."""
-    options: dict = {}
-    if icc_profile:
-        options["icc_profile"] = icc_profile
-    if comment:
-        options["comment"] = comment
+def encode_gif(pixels: np.ndarray, comment: bytes | None = None) -> bytes:
+    """uint8 ``pixels`` (RGB order) as a one-frame GIF (:func:`palette_image`), with its comment."""
+    options = {"comment": comment} if comment else {}
     buffer = io.BytesIO()
     palette_image(pixels).save(buffer, format="GIF", **options)
     return buffer.getvalue()

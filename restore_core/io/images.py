@@ -696,7 +696,7 @@ def lost_on_write(like: LoadedImage, extension: str) -> str | None:
     if like.alpha is not None and (without := _WITHOUT_ALPHA.get(encoder_extension(extension))):
         notes.append(f"alpha channel dropped: {without} has none (png, webp, tif or bmp keep it)")
     if extension == ".gif" and like.source_format != "gif":  # a GIF source had no more to lose
-        notes.append(gif_losses(like.alpha is not None))
+        notes.append(gif_losses(like.alpha is not None, like.icc_profile is not None))
     kept = stored_depth(like.bit_depth, extension)
     if kept < like.bit_depth:
         source = "float" if like.bit_depth == 32 else f"{like.bit_depth}-bit"
@@ -728,7 +728,7 @@ def encode_image(rgb: np.ndarray, like: LoadedImage, extension: str, jpeg_qualit
     if named == ".ppm" and pixels.ndim == 2:
         pixels = np.dstack([pixels] * 3)  # PPM is a colour format: the grey level in each channel
     if extension == ".gif":
-        return encode_gif(pixels, like.icc_profile, like.comment)
+        return encode_gif(pixels, like.comment)
     if pixels.ndim == 3 and pixels.shape[2] == 2:
         if extension == ".png":
             return _with_png_metadata(encode_grey_alpha_png(pixels), like)
