@@ -170,7 +170,7 @@ def test_parse_shard_rejects_out_of_range():
 
 
 def test_files_in_formats_restore_cannot_read_are_named_not_skipped_in_silence(tmp_path):
-    """Files restore cannot read (JPEG XL, Photoshop, JPEG 2000; camera raws without rawpy:
+    """Files restore cannot read (JPEG XL, Photoshop, OpenEXR; camera raws without rawpy:
     test_camera_raw.py) beside JPEGs, or a folder of them, used to vanish from the batch
     without a word ("no images in this folder" when nothing else was there)."""
     from restore_core.engine.inputs import describe_unreadable
@@ -186,8 +186,8 @@ def test_files_in_formats_restore_cannot_read_are_named_not_skipped_in_silence(t
     assert [p.name for p in unreadable] == ["IMG_1.JXL", "IMG_2.jxl", "logo.TGA", "sky.hdr"]
 
     only = tmp_path / "only"
-    touch(only, "IMG_1.jp2", "IMG_2.jxl")
-    with pytest.raises(InputError, match=r"no images in this folder; it holds 1 \.jp2 \(JPEG 2000\), 1 \.jxl \(JPEG XL\), "
+    touch(only, "IMG_1.exr", "IMG_2.jxl")
+    with pytest.raises(InputError, match=r"no images in this folder; it holds 1 \.exr \(OpenEXR\), 1 \.jxl \(JPEG XL\), "
                                          r"which restore cannot read: convert to PNG, TIFF or JPEG first$"):
         collect_inputs(str(only))
 

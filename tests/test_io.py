@@ -14,7 +14,7 @@ from PIL import Image, JpegImagePlugin
 from conftest import SAMPLES
 
 from restore_core.io.containers import encode_grey_alpha_png
-from restore_core.io.images import SUPPORTED_EXTENSIONS, ImageError, lost_on_write, read_image, write_image
+from restore_core.io.images import READ_AS_PNG_EXTENSIONS, SUPPORTED_EXTENSIONS, ImageError, lost_on_write, read_image, write_image
 
 
 def _round_trip(tmp_path, array_bgr, name):
@@ -976,3 +976,29 @@ def test_a_bigtiff_is_sized_before_it_is_decoded(tmp_path, monkeypatch):
     monkeypatch.setattr(cv2, "imdecode", no_decoding)
     with pytest.raises(ImageError, match=r"big.tif: image is 120x100 = 12,000 pixels, over the limit of 1,000"):
         read_image(path, max_pixels=1000)
+
+
+@pytest.mark.skipif(".jp2" not in READ_AS_PNG_EXTENSIONS, reason="this OpenCV reads no JPEG 2000")
+def test_jpeg_2000_scans_are_read_and_their_copies_are_png(tmp_path, rng, tiny_checkpoint):
+    """JPEG 2000 (an archive's or a library's scans) was left out as a format restore
+    cannot read; OpenCV reads it: colour, 16-bit grey codestreams (.j2k), and grey +
+    alpha through Pillow (which OpenCV refuses). The copies are PNGs of the same depth."""
+    from test_cli import restore
+
+    colour = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    deep_grey = rng.integers(0, 65536, (24, 32), dtype=np.uint16)
+    grey_alpha = rng.integers(0, 256, (24, 32, 2), dtype=np.uint8)
+    src = tmp_path / "scans"
+    src.mkdir()
+    Image.fromarray(colour).save(src / "page.jp2", irreversible=False)  # lossless
+    Image.fromarray(deep_grey).save(src / "plate.j2k", irreversible=False, no_jp2=True)
+    Image.fromarray(grey_alpha, "LA").save(src / "stamp.jp2", irreversible=False)
+    page, plate, stamp = (read_image(src / name) for name in ("page.jp2", "plate.j2k", "stamp.jp2"))
+    assert page.layout == "rgb" and np.array_equal(np.round(page.rgb * 255).astype(np.uint8), colour)
+    assert plate.layout == "grey" and plate.bit_depth == 16
+    assert np.array_equal(np.round(plate.rgb[..., 0] * 65535).astype(np.uint16), deep_grey)
+    assert stamp.layout == "grey+alpha" and np.array_equal(stamp.alpha, grey_alpha[..., 1])
+    run = restore("denoise", str(src), str(tmp_path / "out"), "--model", str(tiny_checkpoint))
+    assert run.returncode == 0 and "cannot read" not in run.stderr, run.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["page.png", "plate.png", "stamp.png"]
+    assert cv2.imread(str(tmp_path / "out" / "plate.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
