@@ -4,6 +4,7 @@ one-frame GIF read and written as any image; nothing left behind on failure."""
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -27,7 +28,7 @@ from restore_core.engine.runner import Restorer, RunOptions
 from restore_core.engine.temporal import TemporalConfig
 from restore_core.io.animations import ANIMATION_FORMATS, Animation, frame_count, is_animation
 from restore_core.io.containers import webp_is_lossless
-from restore_core.io.gif import palette_image
+from restore_core.io.gif import decode_gif, palette_image
 from restore_core.io.images import ImageError, lost_on_write, read_image, write_image
 from restore_core.metrics import psnr
 
@@ -318,6 +319,7 @@ def test_a_one_frame_gif_is_read_and_written_as_any_image(tmp_path, rng, tiny_ch
     photo = read_image(_png(tmp_path, colour))
     assert lost_on_write(photo, ".gif") == "colours reduced to a GIF's 256"
     assert lost_on_write(replace(photo, icc_profile=b"a profile"), ".gif") == "colours reduced to a GIF's 256; its ICC profile not kept"
+    assert lost_on_write(replace(photo, layout="grey"), ".gif") is None  # 256 grey levels: a GIF holds them all
 
     run = restore("denoise", str(source), str(tmp_path / "out"), "--model", str(tiny_checkpoint))
     assert run.returncode == 0 and (tmp_path / "out" / "logo.gif").is_file(), run.stderr
@@ -338,3 +340,7 @@ def test_palette_frames_hold_the_picture_within_what_256_colours_give(rng):
     assert psnr(reduced, photo) > 30
     few = rng.choice(np.array([[0, 0, 0], [255, 0, 0], [10, 200, 30]], np.uint8), size=(12, 16))
     assert np.array_equal(np.asarray(palette_image(few).convert("RGB")), few)
+    grey = rng.integers(0, 256, (16, 16), dtype=np.uint8)
+    buffer = io.BytesIO()
+    palette_image(grey).save(buffer, format="GIF")
+    assert np.array_equal(decode_gif(buffer.getvalue()), grey)  # a GIF holds 256 grey levels exactly, and is read grey

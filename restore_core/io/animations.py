@@ -166,8 +166,9 @@ class Animation:
     def writer(self, output: Path, quality: int = 95) -> "AnimationWriter":
         """A writer of the restored frames into ``output``, lossy WebP frames at ``quality``
         (what a GIF copy of a PNG or WebP loses is added to :meth:`read_notes`)."""
-        if output.suffix.lower() == ".gif" and self.format != "gif":
-            self.notes.append(gif_losses(self.mode in ("LA", "RGBA"), self.icc_profile is not None))
+        if output.suffix.lower() == ".gif" and self.format != "gif" and (
+                lost := gif_losses(self.mode == "L", self.mode in ("LA", "RGBA"), self.icc_profile is not None)):
+            self.notes.append(lost)
         if self.default_image and output.suffix.lower() != ".png":
             self.notes.append(f"its default image (the picture an APNG shows where animations are not) not kept: "
                               f"a {output.suffix.lstrip('.')} animation has none")

@@ -66,21 +66,36 @@ def palette_image(pixels: np.ndarray) -> Image.Image:
     return framed
 
 
-def gif_losses(has_alpha: bool, has_icc_profile: bool) -> str:
-    """What a GIF copy of a picture that was not a GIF loses, said in a result's note
-    (Pillow neither reads nor writes a GIF's ICC profile)."""
-    return ("colours reduced to a GIF's 256" + (", its alpha to transparent or opaque" if has_alpha else "")
-            + ("; its ICC profile not kept" if has_icc_profile else ""))
+def gif_losses(grey: bool, has_alpha: bool, has_icc_profile: bool) -> str | None:
+    """What a GIF copy of a picture that was not a GIF loses, said in a result's note; None
+    for a grey picture without alpha, whose 256 levels a GIF holds. (Pillow neither reads
+    nor writes a GIF's ICC profile.)"""
+    losses = []
+    if has_alpha:
+        losses.append("colours reduced to a GIF's 256, its alpha to transparent or opaque")
+    elif not grey:
+        losses.append("colours reduced to a GIF's 256")
+    if has_icc_profile:
+        losses.append("its ICC profile not kept")
+    return "; ".join(losses) or None
+
+
+def _grey_palette(image: Image.Image) -> bool:
+    """Whether every colour of a palette image's palette is a grey (red = green = blue)."""
+    colours = np.asarray(image.getpalette("RGB") or [], np.uint8).reshape(-1, 3)
+    return bool(colours.size) and bool((colours == colours[:, :1]).all())
 
 
 def decode_gif(data: bytes) -> np.ndarray | None:
-    """The picture of a one-frame GIF as uint8 samples in RGB order (grey, RGB, or with
-    alpha where the GIF has a transparent colour), or None when Pillow cannot decode it."""
+    """The picture of a one-frame GIF as uint8 samples in RGB order (grey where its
+    palette is, RGB otherwise, with alpha where the GIF has a transparent colour), or
+    None when Pillow cannot decode it."""
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
             transparent = "transparency" in image.info
-            return frame_pixels(image, frame_layout({image.mode}, transparent))
+            mode = "L" if image.mode == "P" and _grey_palette(image) else image.mode  # a grey scan's GIF stays grey
+            return frame_pixels(image, frame_layout({mode}, transparent))
     except Exception:  # noqa: BLE001 - the caller reports an undecodable file
         return None
 

@@ -729,8 +729,9 @@ def lost_on_write(like: LoadedImage, extension: str) -> str | None:
         notes.append(f"its motion photo video not kept: {extension.lstrip('.')} cannot hold one (a jpg copy keeps it)")
     if like.alpha is not None and (without := _WITHOUT_ALPHA.get(encoder_extension(extension))):
         notes.append(f"alpha channel dropped: {without} has none (png, webp, tif or bmp keep it)")
-    if extension == ".gif" and like.source_format != "gif":  # a GIF source had no more to lose
-        notes.append(gif_losses(like.alpha is not None, like.icc_profile is not None))
+    if extension == ".gif" and like.source_format != "gif" and (  # a GIF source had no more to lose
+            lost := gif_losses(like.layout == "grey", like.alpha is not None, like.icc_profile is not None)):
+        notes.append(lost)
     kept = stored_depth(like.bit_depth, extension)
     if kept < like.bit_depth:
         source = "float" if like.bit_depth == 32 else f"{like.bit_depth}-bit"
