@@ -272,13 +272,13 @@ def test_an_animation_whose_frames_would_not_fit_in_memory_is_refused_before_dec
 
     source = tmp_path / "long.gif"
     _save_animation(source, [rng.integers(0, 256, (100, 100, 3), dtype=np.uint8) for _ in range(4)], duration=40)
-    monkeypatch.setattr(pages, "available_memory_bytes", lambda: 100_000)  # 4 frames of 100x100 x 3 bytes as WebP: 120,000
-    result = restore_paged(Job(source, Path("long.gif"), tmp_path / "out.webp"), _restorer(tiny_checkpoint))
+    monkeypatch.setattr(pages, "available_memory_bytes", lambda: 200_000)  # 4 frames of 100x100 x 3 bytes: 120,000
+    result = restore_paged(Job(source, Path("long.gif"), tmp_path / "out.gif"), _restorer(tiny_checkpoint))
     assert result.status == "error" and result.error.startswith("its 4 frames of 100x100 would hold 0.00011 GiB until the "
                                                                "animation is written, more than half the free memory")
-    assert not (tmp_path / "out.webp").exists()
-    as_gif = restore_paged(Job(source, Path("long.gif"), tmp_path / "out.gif"), _restorer(tiny_checkpoint))
-    assert as_gif.status == "ok"  # a byte a pixel: 40,000
+    assert not (tmp_path / "out.gif").exists()
+    monkeypatch.setattr(pages, "available_memory_bytes", lambda: 240_000)
+    assert restore_paged(Job(source, Path("long.gif"), tmp_path / "out.gif"), _restorer(tiny_checkpoint)).status == "ok"
 
 
 def test_only_files_of_many_frames_are_animations(tmp_path, rng):
@@ -331,6 +331,26 @@ def _png(folder: Path, rgb: np.ndarray) -> Path:
     path = folder / "photo.png"
     cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     return path
+
+
+def test_a_gifs_frames_share_one_palette_so_a_still_background_does_not_flicker(tmp_path, tiny_checkpoint):
+    """With a palette per frame, a still background changed colour from frame to frame
+    wherever two frames' palettes differed (40 % of its pixels, 0.83 levels, on this
+    clip); the frames now share one palette, and the file is 17 times smaller."""
+    background = _rgb(SAMPLES / "target" / "motorcycle.png")
+    frames, still = [], np.ones(background.shape[:2], bool)
+    for index in range(12):
+        frame = background.copy()
+        cv2.circle(frame, (30 + 30 * index, 160), 30, (50 + 15 * index, 80, 200 - 10 * index), -1)  # a moving ball
+        still[:, max(0, 30 * index - 5): 30 * index + 65] = False
+        frames.append(frame)
+    source = tmp_path / "ball.png"
+    _save_animation(source, frames, duration=50)
+    result = restore_paged(Job(source, Path("ball.png"), tmp_path / "ball.gif"), as_is(tiny_checkpoint))
+    assert result.status == "ok", result.error
+    written, _, _ = _frames(result.output)
+    assert all(np.array_equal(before[still], after[still]) for before, after in zip(written, written[1:]))
+    assert min(psnr(out, frame) for out, frame in zip(written, frames)) > 30
 
 
 def test_palette_frames_hold_the_picture_within_what_256_colours_give(rng):

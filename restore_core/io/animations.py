@@ -26,7 +26,7 @@ from PIL import Image
 
 from restore_core.io.containers import avif_bit_depth, webp_is_lossless
 from restore_core.io.files import temporary_beside
-from restore_core.io.gif import frame_layout, frame_pixels, gif_losses, palette_image
+from restore_core.io.gif import frame_layout, frame_pixels, gif_losses, palette_image, shared_palette
 from restore_core.io.images import SUPPORTED_EXTENSIONS, ImageError, WriteError
 
 # Formats that hold an animation, by the extension their copies are written with (AVIF
@@ -153,13 +153,10 @@ class Animation:
 
     def held_bytes(self, output: Path) -> int:
         """What the restored frames take while they wait to be written as ``output``
-        (Pillow's encoders hold them all): a byte a pixel for a GIF's palette frames, a
-        byte a channel for the others."""
-        written_as = ANIMATION_FORMATS.get(output.suffix.lower())
+        (Pillow's encoders hold them all, and a GIF's palette is made from all of them):
+        a byte a channel."""
         channels = len(self.mode)  # L, LA, RGB or RGBA
-        if written_as == "GIF":
-            channels = 1
-        elif written_as in _WITHOUT_GREY:
+        if ANIMATION_FORMATS.get(output.suffix.lower()) in _WITHOUT_GREY:
             channels = max(channels, 3)
         return self.count * self.width * self.height * channels
 
@@ -193,7 +190,7 @@ class AnimationWriter:
         self.format = ANIMATION_FORMATS[self.output.suffix.lower()]
         self._source = source
         self._quality = quality
-        self._frames: list[Image.Image] = []
+        self._frames: list[Image.Image | np.ndarray] = []  # a GIF's as samples until its palette is made
         self._durations: list[float] = []  # of the frames shown in turn: not an APNG's default image
         self._temporary: Path | None = None
         # An APNG's first picture may be its default image, outside the animation: kept
@@ -201,9 +198,9 @@ class AnimationWriter:
         self._default_image = source.default_image
         self._drop_default_image = source.default_image and self.format != "PNG"
 
-    def _frame_image(self, pixels: np.ndarray) -> Image.Image:
+    def _frame_image(self, pixels: np.ndarray) -> Image.Image | np.ndarray:
         if self.format == "GIF":
-            return palette_image(pixels)
+            return pixels  # reduced to the palette all frames share, at commit
         image = Image.fromarray(pixels)
         if self.format in _WITHOUT_GREY and image.mode in ("L", "LA"):
             image = image.convert("RGBA" if image.mode == "LA" else "RGB")
@@ -211,7 +208,7 @@ class AnimationWriter:
 
     def write_all(self, frames: Iterator[tuple[np.ndarray, Frame]]) -> None:
         """Take the restored frames, in order (a :class:`~restore_core.engine.background.WriteBehind`
-        consumer: a GIF's palettes are made in its thread)."""
+        consumer: frames are made images in its thread)."""
         for pixels, frame in frames:
             if frame.index == 0 and self._default_image:
                 if not self._drop_default_image:
@@ -248,6 +245,8 @@ class AnimationWriter:
         the disk refuses (nothing left behind then)."""
         if not self._frames:
             raise ImageError(self.output, "no frame to write")
+        if self.format == "GIF":
+            self._to_palette_frames()
         try:
             self.output.parent.mkdir(parents=True, exist_ok=True)
             self._temporary = temporary_beside(self.output)
@@ -259,6 +258,14 @@ class AnimationWriter:
             raise WriteError(self.output, exc.strerror or str(exc), exc.errno) from None
         finally:
             self._frames.clear()
+
+    def _to_palette_frames(self) -> None:
+        """A GIF's frames reduced to one palette (:func:`~restore_core.io.gif.shared_palette`;
+        grey frames need none), one frame at a time, each frame's samples let go as it is."""
+        grey = self._frames[0].ndim == 2
+        palette = None if grey else shared_palette(self._frames)
+        for index, pixels in enumerate(self._frames):
+            self._frames[index] = palette_image(pixels, palette)
 
     def abort(self) -> None:
         """Drop the frames and any temporary file."""
