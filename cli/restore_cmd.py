@@ -674,6 +674,8 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
 
         restore {task} stack.tif out/   # every page of a multi-page TIFF
 
+        restore {task} loop.gif loop-clear.webp   # every frame of an animation, its timing kept
+
         restore {task} clip.mp4 clip-clear.mp4
 
         restore {task} clip.mp4 try.mp4 --start 1:30 --duration 5
