@@ -30,7 +30,7 @@ from restore_core.engine.memory import MEMORY_BUDGET_SHARE, available_memory_byt
 from restore_core.engine.results import FindingsOverFrames, ImageResult
 from restore_core.engine.temporal import TemporalSmoother, smoothing_threads
 from restore_core.engine.runner import (
-    BATCH_STOPPING_ERRNOS, NON_FINITE_OUTPUT, ROUTING_FRAMES, Restorer, RunOptions, hand_over_notices,
+    BATCH_STOPPING_ERRNOS, NO_PIXELS, NON_FINITE_OUTPUT, ROUTING_FRAMES, Restorer, RunOptions, hand_over_notices,
 )
 from restore_core.io.images import ImageError, from_array, to_array
 from restore_core.io.animations import Animation, AnimationWriter
@@ -43,9 +43,6 @@ PagedFile = Union[PageStack, Animation]  # the same reading interface: count, wi
 def open_paged(path: Path, max_pixels: int) -> PagedFile:
     """The pages of the TIFF, or the frames of the animation, at ``path``."""
     return PageStack(path, max_pixels) if path.suffix.lower() in TIFF_EXTENSIONS else Animation(path, max_pixels)
-
-
-_NO_PIXELS = np.empty((0, 0, 3), np.float32)  # a page's LoadedImage waiting to be smoothed: how to write it, not its input pixels
 
 
 def _memory_refusal(stack: PagedFile, output: Path) -> str | None:
@@ -129,7 +126,7 @@ def restore_paged(job: Job, restorer: Restorer, options: RunOptions = RunOptions
             if smoother is None:
                 behind.put((to_array(output, like, pixels.shape, pixels.dtype), page))
             else:  # on the 0-255 scale in float: 16-bit and float pages keep their precision
-                hand_over(smoother.push(output * np.float32(255.0), (replace(like, rgb=_NO_PIXELS), pixels.shape, pixels.dtype, page)))
+                hand_over(smoother.push(output * np.float32(255.0), (replace(like, rgb=NO_PIXELS), pixels.shape, pixels.dtype, page)))
             done += 1
             if on_pages is not None:
                 on_pages(done, stack.count)

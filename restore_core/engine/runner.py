@@ -367,7 +367,9 @@ def _smooth_and_encode(centre: Frame, neighbours: list[Frame], config: TemporalC
                    jpeg_quality, restored.model)
 
 
-_NO_PIXELS = np.empty((0, 0, 3), np.float32)
+# A restored frame's LoadedImage waiting for its neighbours (--temporal): how to write it,
+# without the input's pixels.
+NO_PIXELS = np.empty((0, 0, 3), np.float32)
 
 
 class _SequenceWrites:
@@ -393,7 +395,7 @@ class _SequenceWrites:
             self.end()
             self.window, self.folder = FrameWindow(self.config.radius), job.source.parent
         place = None if job.context else _AwaitingNeighbours()
-        like = replace(decoded.image, rgb=_NO_PIXELS)  # how to write it: the input's pixels need not wait with it
+        like = replace(decoded.image, rgb=NO_PIXELS)  # how to write it: the input's pixels need not wait with it
         frame = Frame.of(rgb * np.float32(255.0), _Restored(job, like, spent, degradation, model, place), emit=place is not None)
         self._write(self.window.push(frame))
         return place
