@@ -37,7 +37,7 @@ from restore_core.io.animations import Animation, AnimationWriter
 from restore_core.io.tiff_pages import TIFF_EXTENSIONS, PageStack, PageStackWriter
 
 PageProgress = Callable[[int, int], None]  # (pages restored, pages in the file)
-PagedFile = Union[PageStack, Animation]  # the same reading interface: count, width, height, frames(), writer(), ...
+PagedFile = Union[PageStack, Animation]  # one reading interface: unit, count, width, height, frames(), held_bytes(), writer(), ...
 
 
 def open_paged(path: Path, max_pixels: int) -> PagedFile:
@@ -46,16 +46,14 @@ def open_paged(path: Path, max_pixels: int) -> PagedFile:
 
 
 def _memory_refusal(stack: PagedFile, output: Path) -> str | None:
-    """Why an animation cannot be restored here: its restored frames, which wait until
-    the file is written, would take more than half the free memory (the rest is the
-    model's), and the system would end the whole batch. None where they fit, and for a
-    TIFF stack, written page by page."""
-    if not isinstance(stack, Animation) or (free := available_memory_bytes()) is None:
-        return None
+    """Why the file cannot be restored here: its restored pages or frames, which wait
+    until it is written (an animation's all of them, a TIFF stack's none), would take
+    more than half the free memory (the rest is the model's), and the system would end
+    the whole batch. None where they fit."""
     held = stack.held_bytes(output)
-    if held <= MEMORY_BUDGET_SHARE * free:
+    if not held or (free := available_memory_bytes()) is None or held <= MEMORY_BUDGET_SHARE * free:
         return None
-    return (f"its {stack.count} frames of {stack.width}x{stack.height} would hold {gib_text(held)} GiB until the "
+    return (f"its {stack.count} {stack.unit} of {stack.width}x{stack.height} would hold {gib_text(held)} GiB until the "
             f"animation is written, more than half the free memory ({gib_text(free)} GiB): restore it as a video "
             "(ffmpeg -i in.gif out.mp4) or in shorter parts")
 
@@ -79,7 +77,7 @@ def restore_paged(job: Job, restorer: Restorer, options: RunOptions = RunOptions
     except ImageError as exc:
         return ImageResult(job.source, None, "error", time.perf_counter() - start, exc.cause)
     done = 0
-    counted = "pages" if isinstance(stack, PageStack) else "frames"
+    counted = stack.unit
 
     def failed(cause: str, stops_batch: bool = False) -> ImageResult:
         return ImageResult(job.source, None, "error", time.perf_counter() - start, cause, stack.width, stack.height,

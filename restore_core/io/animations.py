@@ -70,6 +70,8 @@ class Animation:
     """An animated GIF, PNG, WebP or AVIF opened for reading; an :class:`ImageError` naming the
     file when it cannot be, or when its frames are over ``max_pixels``."""
 
+    unit = "frames"  # what a result counts
+
     def __init__(self, path: os.PathLike | str, max_pixels: int) -> None:
         self.path = Path(path)
         try:
@@ -90,7 +92,8 @@ class Animation:
         # Pillow reads no count from an AVIF, and libavif writes "for ever" unless told.
         self.plays: int | None = 0 if self.format == "avif" else info.get("loop")
         self.default_image = bool(info.get("default_image"))  # an APNG's first image is shown only where animation is not
-        self.lossless = self.format == "webp" and webp_is_lossless(self.path.read_bytes())
+        data = self.path.read_bytes() if self.format in ("webp", "avif") else b""  # what their headers say
+        self.lossless = self.format == "webp" and webp_is_lossless(data)
         try:
             self.mode = self._frame_mode()
         except ImageError:
@@ -99,7 +102,7 @@ class Animation:
         self.notes: list[str] = []
         if self.format == "png" and self._png_bit_depth() == 16:
             self.notes.append("16-bit frames read and written at 8 bits")
-        if self.format == "avif" and (bits := avif_bit_depth(self.path.read_bytes()) or 8) > 8:
+        if self.format == "avif" and (bits := avif_bit_depth(data) or 8) > 8:
             self.notes.append(f"{bits}-bit frames read and written at 8 bits")
         if self.format == "gif" and not self._ends_with_gif_trailer():  # Pillow reads the frames before a cut without a word
             self.notes.append(f"the file ends without a GIF's closing byte: it may be cut short after frame {self.count}")
@@ -195,8 +198,7 @@ class AnimationWriter:
         self._temporary: Path | None = None
         # An APNG's first picture may be its default image, outside the animation: kept
         # as such in an APNG, left out of the other formats' animations.
-        self._default_image = source.default_image
-        self._drop_default_image = source.default_image and self.format != "PNG"
+        self._keeps_default_image = source.default_image and self.format == "PNG"
 
     def _frame_image(self, pixels: np.ndarray) -> Image.Image | np.ndarray:
         if self.format == "GIF":
@@ -210,12 +212,12 @@ class AnimationWriter:
         """Take the restored frames, in order (a :class:`~restore_core.engine.background.WriteBehind`
         consumer: frames are made images in its thread)."""
         for pixels, frame in frames:
-            if frame.index == 0 and self._default_image:
-                if not self._drop_default_image:
-                    self._frames.append(self._frame_image(pixels))
+            default_image = frame.index == 0 and self._source.default_image  # outside the animation: no duration
+            if default_image and not self._keeps_default_image:
                 continue
             self._frames.append(self._frame_image(pixels))
-            self._durations.append(frame.duration)
+            if not default_image:
+                self._durations.append(frame.duration)
 
     def _save_options(self) -> dict:
         source, has_alpha = self._source, self._source.mode in ("LA", "RGBA")
@@ -232,7 +234,7 @@ class AnimationWriter:
                 options["icc_profile"] = source.icc_profile
             if source.exif:
                 options["exif"] = source.exif
-        if self._default_image and not self._drop_default_image:
+        if self._keeps_default_image:
             options["default_image"] = True  # the first image; the durations are those of the frames after it
         if self.format == "WEBP":
             options.update({"lossless": True} if source.lossless else {"quality": self._quality})

@@ -169,6 +169,8 @@ class PageStack:
     their directories, no pixel decoded); :meth:`pixels` decodes one. Pages over
     ``max_pixels`` are refused here, before any decoding."""
 
+    unit = "pages"  # what a result counts
+
     def __init__(self, path: os.PathLike | str, max_pixels: int) -> None:
         self.path = Path(path)
         self._decoded_ahead: dict[int, np.ndarray] = {}
@@ -229,6 +231,11 @@ class PageStack:
             return None
         return (f"has {len(self.pages)} pages, and a {output.suffix.lstrip('.')} file holds one: "
                 "write it as a TIFF (leave out --ext, or name the output .tif)")
+
+    def held_bytes(self, output: Path) -> int:
+        """What the restored pages take while they wait to be written: nothing to speak
+        of, since each is written as it comes (:class:`PageStackWriter`)."""
+        return 0
 
     def writer(self, output: Path, quality: int = 95) -> "PageStackWriter":
         """A writer of the restored pages into ``output`` (``quality`` unused: TIFF pages are lossless)."""
