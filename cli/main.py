@@ -52,6 +52,8 @@ def _print_version(value: bool) -> None:
         images += " (read only, written as png: " + " ".join(ext.lstrip(".") for ext in READ_AS_PNG_EXTENSIONS) + ")"
         if ".heic" not in SUPPORTED_EXTENSIONS:
             images += " (heic: pip install 'restore[heic]')"
+        if ".jxl" not in SUPPORTED_EXTENSIONS:
+            images += " (jxl: pip install 'restore[jxl]')"
         if READ_ONLY_EXTENSIONS:
             images += f" (read only, developed by LibRaw, rawpy {installed('rawpy')}: camera raw, " + " ".join(ext.lstrip(".") for ext in READ_ONLY_EXTENSIONS) + ")"
         else:

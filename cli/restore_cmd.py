@@ -386,7 +386,7 @@ def _warn_of_options_without_inputs(request: RestoreRequest, checked: CheckedOpt
 
         formats = sorted({written_as(job) for job in runnable})
         if not any(f == "video" or encoder_extension(f) in LOSSY_EXTENSIONS for f in formats):
-            warn(f"--quality applies to JPEG, WebP, AVIF and HEIC outputs and to videos; the outputs here are "
+            warn(f"--quality applies to JPEG, WebP, AVIF, HEIC and JPEG XL outputs and to videos; the outputs here are "
                  f"{', '.join(formats)}, written losslessly ({'--frames' if checked.video_frames else '--ext'} jpg for JPEG)")
     if request.temporal:
         paged = sum(not is_video_name(job.source) and is_paged(job.source) for job in runnable)  # animations, stacks
@@ -616,8 +616,8 @@ def make_restore_command(task: str, verb: str) -> Callable[..., None]:
         ensemble_views: Optional[int] = typer.Option(None, "--ensemble-views", help="Self-ensemble over this many of the task's views (identity, mirror, half turn, upside-down mirror, then quarter turns): 4 of denoising's 8 give most of the gain at half the time. Implies --self-ensemble."),
         strength: float = typer.Option(1.0, "--strength", help="How much of the restoration to apply, 0-1: 1 = all of it, 0.7 = keep 30 % of what the model removes (grain, atmosphere), 0 = the input."),
         suffix: str = typer.Option("", "--suffix", help=f"Appended to each output file's stem, e.g. {EXAMPLE_SUFFIX.get(task, '_restored')}.", rich_help_panel=OUTPUT_PANEL),
-        ext: Optional[str] = typer.Option(None, "--ext", autocompletion=completion.output_formats, help="Output format of images (png, jpg, tif, webp, bmp, gif; avif and heic where this install reads them) or of videos (mp4, mkv, mov, m4v, webm, avi, ts, mts, m2ts); default: the input's (tif for camera raw; mkv for mpg, 3gp, wmv, flv).", rich_help_panel=OUTPUT_PANEL),
-        quality: int = typer.Option(95, "--quality", help="JPEG, WebP, AVIF and HEIC outputs, and videos (95 = H.264 CRF 18): encoder quality, 1-100.", rich_help_panel=OUTPUT_PANEL),
+        ext: Optional[str] = typer.Option(None, "--ext", autocompletion=completion.output_formats, help="Output format of images (png, jpg, tif, webp, bmp, gif; avif, heic and jxl where this install reads them) or of videos (mp4, mkv, mov, m4v, webm, avi, ts, mts, m2ts); default: the input's (tif for camera raw; mkv for mpg, 3gp, wmv, flv).", rich_help_panel=OUTPUT_PANEL),
+        quality: int = typer.Option(95, "--quality", help="JPEG, WebP, AVIF, HEIC and JPEG XL outputs, and videos (95 = H.264 CRF 18): encoder quality, 1-100.", rich_help_panel=OUTPUT_PANEL),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs.", rich_help_panel=OUTPUT_PANEL),
         skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave existing outputs alone and skip those inputs.", rich_help_panel=OUTPUT_PANEL),
         as_json: bool = typer.Option(False, "--json", help="One JSON object per image on stdout.", rich_help_panel=OUTPUT_PANEL),

@@ -67,7 +67,7 @@ def test_one_image_to_an_output_file(folder, tmp_path, tiny_checkpoint):
     into_folder = restore("derain", str(folder / "a.png"), str(tmp_path / "named.png"), "--model", str(tiny_checkpoint))
     assert into_folder.returncode == 0 and (tmp_path / "named.png" / "a.png").is_file()
     # A name that cannot be the output file is refused, not made a folder of that name.
-    for name in ("a.jxl", "a.mp4"):
+    for name in ("a.qoi", "a.mp4"):
         refused = restore("derain", str(folder / "a.png"), str(tmp_path / name), "--model", str(tiny_checkpoint))
         assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1 and not (tmp_path / name).exists(), refused.stderr
     many = restore("derain", str(folder), str(tmp_path / "all.png"), "--model", str(tiny_checkpoint))
@@ -78,13 +78,13 @@ def test_files_restore_cannot_read_get_a_skipped_line_and_one_warning(tmp_path, 
     src = tmp_path / "camera"
     src.mkdir()
     cv2.imwrite(str(src / "a.png"), rng.integers(0, 256, (24, 32, 3), dtype=np.uint8))
-    (src / "IMG_1.JXL").write_bytes(b"\xff\x0a" + bytes(64))  # JPEG XL: read by neither OpenCV nor Pillow
+    (src / "IMG_1.QOI").write_bytes(b"qoif" + bytes(64))  # QOI: a game's textures, not read here
     result = restore("derain", str(src), str(tmp_path / "out"), "--json", "--model", str(tiny_checkpoint))
     assert result.returncode == 0, result.stderr
     lines = {Path(row["input"]).name: row for row in map(json.loads, result.stdout.splitlines())}
     assert lines["a.png"]["status"] == "ok"
-    assert lines["IMG_1.JXL"]["status"] == "skipped" and lines["IMG_1.JXL"]["reason"] == "JPEG XL: a format restore cannot read"
-    assert result.stderr.count("left out 1 file(s) in formats restore cannot read: 1 .jxl (JPEG XL)") == 1
+    assert lines["IMG_1.QOI"]["status"] == "skipped" and lines["IMG_1.QOI"]["reason"] == "QOI: a format restore cannot read"
+    assert result.stderr.count("left out 1 file(s) in formats restore cannot read: 1 .qoi (QOI)") == 1
     assert "1 restored, 0 failed, 1 skipped" in result.stderr
 
 

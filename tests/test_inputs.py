@@ -104,13 +104,13 @@ def test_a_pattern_in_a_folder_whose_name_has_brackets_finds_its_images(tmp_path
 
 
 def test_an_output_named_like_a_file_it_cannot_be_is_refused_not_made_a_folder(tmp_path):
-    """`restore derain a.png a.jxl` made a folder a.jxl/ holding a.png, as did a video name
+    """`restore derain a.png a.qoi` made a folder a.qoi/ holding a.png, as did a video name
     for an image, an image name for a video, and a file name for a folder of inputs."""
     touch(tmp_path, "in/a.png", "in/b.png", "clip.mp4")
     (tmp_path / "made.png").mkdir()
     one, clip, folder = str(tmp_path / "in" / "a.png"), str(tmp_path / "clip.mp4"), str(tmp_path / "in")
     refusal = lambda spec, name: output_name_refusal(spec, tmp_path / name)  # noqa: E731
-    assert refusal(one, "a.jxl") == f"{tmp_path / 'a.jxl'}: restore does not write JPEG XL; name it a.png or another image format"
+    assert refusal(one, "a.qoi") == f"{tmp_path / 'a.qoi'}: restore does not write QOI; name it a.png or another image format"
     assert "names a video, and" in refusal(one, "a.mp4") and "(a.png, ...) or a folder" in refusal(one, "a.mp4")
     assert "names an image, and" in refusal(clip, "clip.png") and "--frames png" in refusal(clip, "clip.png")
     for spec in (folder, f"{folder}/*.png", "-"):
@@ -170,24 +170,24 @@ def test_parse_shard_rejects_out_of_range():
 
 
 def test_files_in_formats_restore_cannot_read_are_named_not_skipped_in_silence(tmp_path):
-    """Files restore cannot read (JPEG XL, Photoshop, OpenEXR; camera raws without rawpy:
+    """Files restore cannot read (QOI, Photoshop, OpenEXR; camera raws without rawpy:
     test_camera_raw.py) beside JPEGs, or a folder of them, used to vanish from the batch
     without a word ("no images in this folder" when nothing else was there)."""
     from restore_core.engine.inputs import describe_unreadable
 
     folder = tmp_path / "camera"
-    touch(folder, "a.jpg", "IMG_1.JXL", "IMG_2.jxl", "layers/b.PSD", "notes.txt", ".hidden.jxl", "logo.TGA", "sky.hdr")
+    touch(folder, "a.jpg", "IMG_1.QOI", "IMG_2.qoi", "layers/b.PSD", "notes.txt", ".hidden.qoi", "logo.TGA", "sky.hdr")
     unreadable: list[Path] = []
     assert sources(collect_inputs(str(folder), recursive=True, unreadable=unreadable)) == ["a.jpg"]
-    assert [p.name for p in unreadable] == ["IMG_1.JXL", "IMG_2.jxl", "b.PSD", "logo.TGA", "sky.hdr"]
-    assert describe_unreadable(unreadable) == "2 .jxl (JPEG XL), 1 .psd (Photoshop), 1 .tga (TGA), 1 .hdr (Radiance HDR)"
+    assert [p.name for p in unreadable] == ["IMG_1.QOI", "IMG_2.qoi", "b.PSD", "logo.TGA", "sky.hdr"]
+    assert describe_unreadable(unreadable) == "2 .qoi (QOI), 1 .psd (Photoshop), 1 .tga (TGA), 1 .hdr (Radiance HDR)"
     unreadable.clear()
     collect_inputs(str(folder / "*"), unreadable=unreadable)  # a glob reports them too
-    assert [p.name for p in unreadable] == ["IMG_1.JXL", "IMG_2.jxl", "logo.TGA", "sky.hdr"]
+    assert [p.name for p in unreadable] == ["IMG_1.QOI", "IMG_2.qoi", "logo.TGA", "sky.hdr"]
 
     only = tmp_path / "only"
-    touch(only, "IMG_1.exr", "IMG_2.jxl")
-    with pytest.raises(InputError, match=r"no images in this folder; it holds 1 \.exr \(OpenEXR\), 1 \.jxl \(JPEG XL\), "
+    touch(only, "IMG_1.exr", "IMG_2.qoi")
+    with pytest.raises(InputError, match=r"no images in this folder; it holds 1 \.exr \(OpenEXR\), 1 \.qoi \(QOI\), "
                                          r"which restore cannot read: convert to PNG, TIFF or JPEG first$"):
         collect_inputs(str(only))
 

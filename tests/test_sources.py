@@ -124,10 +124,10 @@ def test_clean_folders_say_what_they_hold_that_restore_cannot_read(tmp_path):
     from restore_core.training.sources import describe, prepare_data
 
     write_random_pngs(tmp_path / "clean", 2, 40, 40, seed=0)
-    (tmp_path / "clean" / "IMG_9.JXL").write_bytes(b"jxl")
+    (tmp_path / "clean" / "IMG_9.QOI").write_bytes(b"qoif")
     data = prepare_data(replace(RECIPES["taylor-derain"], patch_size=32, data=DataConfig(clean=(str(tmp_path / "clean"),))))
-    assert data.summary["unreadable"] == [str(tmp_path / "clean" / "IMG_9.JXL")]
-    assert "1 files in formats restore cannot read left out (1 .jxl (JPEG XL))" in describe(data.summary)
+    assert data.summary["unreadable"] == [str(tmp_path / "clean" / "IMG_9.QOI")]
+    assert "1 files in formats restore cannot read left out (1 .qoi (QOI))" in describe(data.summary)
 
     (tmp_path / "layers").mkdir()
     (tmp_path / "layers" / "a.psd").write_bytes(b"psd")

@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 from PIL import Image, JpegImagePlugin
 
-from restore_core.io import camera_raw
+from restore_core.io import camera_raw, jpeg_xl
 from restore_core.io.containers import (
     PNG_XMP_KEYWORD,
     TIFF_IPTC_TAG,
@@ -117,7 +117,7 @@ def _looks_like_heif(data: bytes) -> bool:
 _ENCODED_AS = {".jpe": ".jpg", ".jfif": ".jpg", ".jif": ".jpg", ".ppm": ".pnm", ".pgm": ".pnm"}
 # Formats read and written.
 SUPPORTED_EXTENSIONS = ((".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif") + ((".avif",) if _avif_works() else ())
-                        + _HEIF_EXTENSIONS + (".pnm",) + tuple(_ENCODED_AS))
+                        + _HEIF_EXTENSIONS + jpeg_xl.EXTENSIONS + (".pnm",) + tuple(_ENCODED_AS))
 # Formats read, never written: camera raw files, developed on read (restored copies are TIFFs).
 READ_ONLY_EXTENSIONS = camera_raw.RAW_EXTENSIONS if camera_raw.AVAILABLE else ()
 # Formats read whose copies are written as PNG (output_suffix): a Netpbm bitmap (.pbm:
@@ -152,6 +152,8 @@ def how_to_read(extensions: Iterable[str]) -> str:
     extensions, hint = set(extensions), "convert to PNG, TIFF or JPEG first"
     if {".heic", ".heif"} & extensions:
         hint += " (HEIC/HEIF: pip install 'restore[heic]' adds them)"
+    if ".jxl" in extensions:
+        hint += f" (JPEG XL: {jpeg_xl.INSTALL_HINT} adds it)"
     if set(camera_raw.RAW_EXTENSIONS) & extensions:
         hint += " (camera raw: pip install 'restore[raw]' develops them)"
     return hint
@@ -556,6 +558,8 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
         raise ImageError(path, "empty file (0 bytes)")
     if Path(path).suffix.lower() in READ_ONLY_EXTENSIONS:
         return _develop_camera_raw(data, path, max_pixels, measure_noise)
+    if jpeg_xl.AVAILABLE and jpeg_xl.looks_like_jxl(data):
+        return _decode_jpeg_xl(data, path, max_pixels)
     header = _read_header(data, path, max_pixels)
     if not header.fmt and data[:4] in _BIGTIFF_SIGNATURES:  # neither Pillow nor the classic TIFF header reader knew it
         header.fmt = "tiff"
@@ -629,6 +633,41 @@ def _develop_camera_raw(data: bytes, path: os.PathLike | str, max_pixels: int, m
     return LoadedImage(pixels, "rgb", bit_depth, exif=camera_raw.exif_of(data), source_format="camera raw",
                        noise_level=developed.noise_level, xmp=_upright_xmp(tiff_tag(data, _TIFF_XMP_TAG)),
                        iptc=tiff_tag(data, TIFF_IPTC_TAG))
+
+
+def _decode_jpeg_xl(data: bytes, path: os.PathLike | str, max_pixels: int) -> LoadedImage:
+    """A JPEG XL decoded by libjxl through pillow-jxl-plugin (:mod:`restore_core.io.jpeg_xl`):
+    sized, and refused when animated, from its codestream header before any decoding;
+    turned upright by the codestream's orientation, never by its EXIF's; its ICC profile,
+    EXIF (orientation reset to 1) and XMP kept; a lossless one's copy lossless."""
+    try:
+        header = jpeg_xl.read_header(data)
+    except ValueError as exc:
+        raise ImageError(path, f"cannot decode image: {exc}") from None
+    _check_pixels(path, header.width, header.height, max_pixels)
+    if header.animated:
+        raise ImageError(path, "is an animated JPEG XL; only still ones are read here (the JPEG XL reader decodes one frame)")
+    jpeg_xl.ready()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "upcasting 16-bit floats": the depth is said in the note below
+            with Image.open(io.BytesIO(data), formats=["JXL"]) as image:
+                array = np.asarray(image)
+                kept = _metadata_to_keep(image.getexif(), "jxl")  # its orientation is the codestream's, below
+                icc, dpi = image.info.get("icc_profile"), _print_resolution(image.info.get("dpi"))
+                xmp = _xmp_of(image) or _upright_xmp(jpeg_xl.xmp_of(data))  # a recompressed JPEG's, or the container's
+    except Exception:  # noqa: BLE001 - libjxl's errors say little more than this
+        raise ImageError(path, "cannot decode image (corrupt, truncated or unsupported JPEG XL)") from None
+    array = apply_orientation(array.astype(np.uint16) if array.dtype.kind in "iu" and array.itemsize == 2 else array,
+                              jpeg_xl.orientation_to_apply(header))
+    decoded_bits = 32 if array.dtype.kind == "f" else 8 * array.itemsize
+    try:
+        rgb, layout, alpha = _split_layout(array, data, _Header(), rgb_order=True)
+        pixels, bit_depth = _to_unit_float(np.ascontiguousarray(rgb))
+    except ValueError as exc:
+        raise ImageError(path, str(exc)) from None
+    return LoadedImage(pixels, layout, bit_depth, alpha, icc, kept.exif, "jxl", jpeg_xl.depth_lost(header, decoded_bits),
+                       xmp=xmp, dpi=dpi, encoder_options={"lossless": True} if jpeg_xl.is_lossless(header) else {})
 
 
 def _special_file_kind(mode: int) -> str | None:
@@ -732,6 +771,8 @@ def lost_on_write(like: LoadedImage, extension: str) -> str | None:
     if extension == ".gif" and like.source_format != "gif" and (  # a GIF source had no more to lose
             lost := gif_losses(like.layout == "grey", like.alpha is not None, like.icc_profile is not None)):
         notes.append(lost)
+    if extension == ".jxl" and jpeg_xl.AVAILABLE and like.icc_profile and not jpeg_xl.keeps_colours(like.icc_profile):
+        notes.append("its ICC profile not kept: the JPEG XL writer writes sRGB (png, jpg, tif and webp keep it)")
     kept = stored_depth(like.bit_depth, extension)
     if kept < like.bit_depth:
         source = "float" if like.bit_depth == 32 else f"{like.bit_depth}-bit"
@@ -744,7 +785,7 @@ def lost_on_write(like: LoadedImage, extension: str) -> str | None:
 _WITHOUT_ALPHA = {".jpg": "JPEG", ".jpeg": "JPEG", ".pnm": "Netpbm"}
 
 # Output formats whose encoder takes a quality (``--quality``); the others are lossless.
-LOSSY_EXTENSIONS = (".jpg", ".jpeg", ".webp", ".avif", ".heic", ".heif")  # by encoder_extension
+LOSSY_EXTENSIONS = (".jpg", ".jpeg", ".webp", ".avif", ".heic", ".heif", ".jxl")  # by encoder_extension
 
 
 def encode_image(rgb: np.ndarray, like: LoadedImage, extension: str, jpeg_quality: int = 95) -> bytes:
@@ -772,27 +813,31 @@ def encode_image(rgb: np.ndarray, like: LoadedImage, extension: str, jpeg_qualit
             return add_tiff_metadata(tiff, like.icc_profile, _tiff_exif(like)) if like.icc_profile or like.exif else tiff
         grey, alpha = pixels[..., :1], pixels[..., 1:]
         pixels = np.concatenate([grey, grey, grey, alpha], axis=2)  # other formats: RGBA with equal channels
-    if pixels.dtype == np.uint8 and extension in (".jpg", ".jpeg", ".webp", ".avif", ".heic", ".heif", ".tif", ".tiff"):
-        # Pillow writes ICC and EXIF for these formats.
+    if pixels.dtype == np.uint8 and extension in (".jpg", ".jpeg", ".webp", ".avif", ".heic", ".heif", ".jxl", ".tif", ".tiff"):
+        # Pillow writes ICC and EXIF for these formats (JPEG XL: EXIF and XMP).
         if extension in (".heic", ".heif"):
             _heif_ready()
+        if extension == ".jxl":
+            jpeg_xl.ready()
         pil = Image.fromarray(pixels)  # L, LA, RGB or RGBA inferred from the shape
         options: dict = {}
         tiff, fmt_is_jpeg = extension in (".tif", ".tiff"), extension in (".jpg", ".jpeg")
         if like.icc_profile:
             options["icc_profile"] = like.icc_profile
         if exif := _tiff_exif(like) if tiff else like.exif:
-            options["exif"] = exif
+            options["exif"] = jpeg_xl.exif_box(exif) if extension == ".jxl" else exif
         if like.xmp and not tiff:  # a TIFF's is one of its tags (above): Pillow's xmp= writes none there
             options["xmp"] = like.xmp
         if like.dpi and extension in (".jpg", ".jpeg", ".tif", ".tiff"):
             options["dpi"] = like.dpi
         if like.comment and fmt_is_jpeg:
             options["comment"] = like.comment
-        fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".avif": "AVIF", ".heic": "HEIF", ".heif": "HEIF", ".tif": "TIFF",
-               ".tiff": "TIFF"}[extension]
+        fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".avif": "AVIF", ".heic": "HEIF", ".heif": "HEIF", ".jxl": "JXL",
+               ".tif": "TIFF", ".tiff": "TIFF"}[extension]
         if extension in LOSSY_EXTENSIONS:
             options["quality"] = jpeg_quality
+        if extension == ".jxl" and jpeg_quality >= 100:  # libjxl's quality 100 is distance 0: lossless, which it codes apart
+            options["lossless"] = True
         if fmt.lower() == like.source_format:
             # As the source was written: a 4:4:4 JPEG written 4:2:0 (Pillow's default) lost
             # 8.7 dB against itself on the bundled motorcycle at quality 95 (36.65 against
