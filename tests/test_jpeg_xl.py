@@ -10,6 +10,8 @@ import struct
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image, ImageCms
 
 from test_cli import restore
@@ -267,3 +269,16 @@ def test_the_cli_restores_a_folder_of_jpeg_xl_photos_and_refuses_a_broken_one(tm
     with Image.open(tmp_path / "out" / "a.jxl") as copy:
         assert copy.format == "JXL" and copy.size == (32, 24)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.jxl"]  # nothing left for the broken one
+
+
+@given(st.binary(max_size=64), st.booleans())
+@settings(max_examples=300, deadline=None)
+def test_any_bytes_after_the_signature_give_a_header_or_a_value_error(tail, in_container):
+    data = b"\xff\x0a" + tail
+    if in_container:
+        data = jpeg_xl._CONTAINER_SIGNATURE + _box(b"jxlc", data)
+    try:
+        header = jpeg_xl.read_header(data)
+    except ValueError:
+        return
+    assert header.width >= 1 and header.height >= 1 and 1 <= header.orientation <= 8
