@@ -2,8 +2,10 @@
 
 
 import dataclasses
+import io
 import os
 import stat
+import struct
 from pathlib import Path
 
 import cv2
@@ -805,6 +807,107 @@ def test_a_heif_collection_gives_its_primary_image_and_says_the_others_are_not_k
     assert loaded.read_note == "holds 3 images: the primary one restored, the other 2 not kept"
     shades[0].save(tmp_path / "one.heic", format="HEIF", quality=95)
     assert read_image(tmp_path / "one.heic").read_note is None
+
+
+def _bmff_box(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I4s", 8 + len(payload), kind) + payload
+
+
+def _bmff_children(data: bytes):
+    position = 0
+    while position + 8 <= len(data):
+        size, kind = struct.unpack(">I4s", data[position:position + 8])
+        yield kind, data[position + 8:position + size]
+        position += size
+
+
+def _shift_iloc(iloc: bytes, delta: int) -> bytes:
+    """An ``iloc`` box's payload with every absolute extent offset moved by ``delta``."""
+    version, data, position = iloc[0], bytearray(iloc), 4
+    offset_size, length_size, base_size = data[position] >> 4, data[position] & 15, data[position + 1] >> 4
+    index_size = data[position + 1] & 15 if version in (1, 2) else 0
+    position += 2
+    count_size = 2 if version < 2 else 4
+    count = int.from_bytes(data[position:position + count_size], "big")
+    position += count_size
+    for _ in range(count):
+        position += count_size + (2 if version in (1, 2) else 0) + 2  # item ID, construction method, data reference
+        if base_size:
+            base = int.from_bytes(data[position:position + base_size], "big")
+            data[position:position + base_size] = (base + delta).to_bytes(base_size, "big")
+        position += base_size
+        extents = int.from_bytes(data[position:position + 2], "big")
+        position += 2
+        for _ in range(extents):
+            position += index_size
+            if offset_size and not base_size:
+                offset = int.from_bytes(data[position:position + offset_size], "big")
+                data[position:position + offset_size] = (offset + delta).to_bytes(offset_size, "big")
+            position += offset_size + length_size
+    return bytes(data)
+
+
+def _with_auxiliary_image(heic: bytes, urn: bytes) -> bytes:
+    """A two-image HEIC (item 1 primary) whose item 2 is made an auxiliary image of item 1,
+    as an iPhone stores its HDR gain map: an ``auxC`` property naming ``urn``, associated
+    with item 2 in ``ipma``, and an ``auxl`` reference from item 2 to item 1 in ``iref``.
+    pillow-heif writes no auxiliary images, so the boxes are put in by hand."""
+    top = list(_bmff_children(heic))
+    meta = dict(top)[b"meta"]
+    inner = []
+    for kind, payload in _bmff_children(meta[4:]):
+        if kind == b"iprp":
+            parts = []
+            for part, body in _bmff_children(payload):
+                if part == b"ipco":
+                    aux_index = len(list(_bmff_children(body))) + 1
+                    body += _bmff_box(b"auxC", bytes(4) + urn + b"\0")
+                elif part == b"ipma":  # version 0, flags 0: 16-bit item IDs, 1-byte associations
+                    entries, position = [], 8
+                    for _ in range(struct.unpack(">I", body[4:8])[0]):
+                        item, count = struct.unpack(">HB", body[position:position + 3])
+                        associations = body[position + 3:position + 3 + count]
+                        position += 3 + count
+                        if item == 2:
+                            associations, count = associations + bytes([aux_index]), count + 1
+                        entries.append(struct.pack(">HB", item, count) + associations)
+                    body = body[:8] + b"".join(entries)
+                parts.append(_bmff_box(part, body))
+            payload = b"".join(parts)
+        inner.append((kind, payload))
+    inner.append((b"iref", bytes(4) + _bmff_box(b"auxl", struct.pack(">HHH", 2, 1, 1))))
+    grown = sum(8 + len(payload) for _, payload in inner) + 4 - len(meta)  # mdat moves by this much
+    new_meta = meta[:4] + b"".join(_bmff_box(kind, _shift_iloc(payload, grown) if kind == b"iloc" else payload)
+                                   for kind, payload in inner)
+    return b"".join(_bmff_box(kind, new_meta if kind == b"meta" else payload) for kind, payload in top)
+
+
+@heif
+def test_a_heic_s_hdr_gain_map_and_mattes_are_said_not_to_be_kept(tmp_path):
+    """An iPhone photo carries an HDR gain map (and a portrait one its mattes and depth)
+    as auxiliary images beside its picture; the copy holds the restored picture alone,
+    and now says so instead of dropping them without a word."""
+    import pillow_heif
+
+    from restore_core.io.images import heif_auxiliaries_lost
+
+    pillow_heif.register_heif_opener()
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    gain_map = Image.new("RGB", (32, 24), (128, 128, 128))
+    buffer = io.BytesIO()
+    photo.save(buffer, format="HEIF", save_all=True, append_images=[gain_map], quality=90)
+    (tmp_path / "IMG_0001.HEIC").write_bytes(_with_auxiliary_image(buffer.getvalue(), b"urn:com:apple:photo:2020:aux:hdrgainmap"))
+    assert pillow_heif.open_heif(tmp_path / "IMG_0001.HEIC").info["aux"] == {"urn:com:apple:photo:2020:aux:hdrgainmap": [2]}
+    loaded = read_image(tmp_path / "IMG_0001.HEIC")
+    assert loaded.rgb.shape == (48, 64, 3)  # the picture, not the gain map
+    assert loaded.read_note == "its HDR gain map not kept; the copy shows as SDR"
+    portrait = {"aux": {"urn:com:apple:photo:2020:aux:hdrgainmap": [2], "urn:com:apple:photo:2019:aux:semanticskinmatte": [3],
+                        "urn:com:apple:photo:2018:aux:portraiteffectsmatte": [4], "urn:example:other": [5]}, "depth_images": [object()]}
+    assert heif_auxiliaries_lost(portrait) == ("its HDR gain map, 2 portrait mattes, 1 auxiliary image and depth map not kept; "
+                                               "the copy shows as SDR")
+    assert read_image(tmp_path / "IMG_0001.HEIC").read_note == loaded.read_note
+    photo.save(tmp_path / "plain.heic", format="HEIF", quality=90)
+    assert read_image(tmp_path / "plain.heic").read_note is None
 
 
 @heif

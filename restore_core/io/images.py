@@ -316,25 +316,49 @@ def _opencv_turns_tiffs() -> bool:
     return decoded is not None and decoded.shape[:2] == (2, 1)
 
 
-def _decode_heif(data: bytes) -> np.ndarray | None:
+# Auxiliary images a HEIF carries beside its picture, by what their URN holds (an iPhone's:
+# urn:com:apple:photo:2020:aux:hdrgainmap, ...:2019:aux:semanticskinmatte, ...).
+_HEIF_AUXILIARY_NAMES = (("hdrgainmap", "HDR gain map"), ("matte", "portrait matte"), ("depth", "depth map"),
+                         ("disparity", "depth map"))
+
+
+def heif_auxiliaries_lost(info: dict) -> str | None:
+    """What a HEIF's copy does not keep of the images libheif lists beside its primary
+    one (pillow-heif writes none): ``info`` is pillow-heif's (``aux``: URN -> ids,
+    ``depth_images``). An iPhone photo carries an HDR gain map (without it the copy shows
+    as SDR on an HDR screen), a portrait one its mattes and depth map too."""
+    names = [next((name for key, name in _HEIF_AUXILIARY_NAMES if key in str(urn).lower()), "auxiliary image")
+             for urn, ids in (info.get("aux") or {}).items() for _ in ids]
+    names += ["depth map"] * len(info.get("depth_images") or ())
+    if not names:
+        return None
+    counted = [f"{names.count(name)} {name}s" if names.count(name) > 1 else "1 auxiliary image" if name == "auxiliary image" else name
+               for name in dict.fromkeys(names)]
+    what = counted[0] if len(counted) == 1 else ", ".join(counted[:-1]) + " and " + counted[-1]
+    return f"its {what} not kept" + ("; the copy shows as SDR" if "HDR gain map" in names else "")
+
+
+def _decode_heif(data: bytes) -> tuple[np.ndarray | None, str | None]:
     """Pixels of a HEIC/HEIF in OpenCV's layout (grey, BGR or BGRA), or None: decoded by
     libheif through pillow-heif, already turned upright (the file's own rotation), at the
     file's depth: 8-bit, or 10/12-bit on the 16-bit scale (pillow-heif shifts them left,
-    so a 10-bit white arrives as 65472; here it is 65535)."""
+    so a 10-bit white arrives as 65472; here it is 65535); and what of the images beside
+    it the copy does not keep (:func:`heif_auxiliaries_lost`)."""
     import pillow_heif
 
     try:
         heif = pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=False)
         pixels, bits = np.asarray(heif), int(heif.info.get("bit_depth", 8))
+        lost = heif_auxiliaries_lost(heif.info)
     except Exception:  # noqa: BLE001 - the caller reports an undecodable file
-        return None
+        return None, None
     if pixels.dtype == np.uint16 and bits < 16:
         pixels = np.round((pixels >> (16 - bits)) * (65535 / (2**bits - 1))).astype(np.uint16)
     if pixels.ndim == 3 and pixels.shape[2] == 1:
         pixels = pixels[..., 0]
     if pixels.ndim == 3:
         pixels = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGBA2BGRA if pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR)
-    return pixels
+    return pixels, lost
 
 
 def _decode_with_pillow(data: bytes) -> np.ndarray | None:
@@ -566,10 +590,10 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
     tiff = first_page(data, max_pixels) if header.fmt == "tiff" else None  # what OpenCV's reading would change (io.tiff_samples)
     if tiff is not None:  # sized before any decoding, a BigTIFF too
         _check_pixels(path, tiff.width, tiff.height, max_pixels)
-    upright = False  # already turned by its orientation tag
+    upright, heif_lost = False, None  # already turned by its orientation tag; what a HEIF's copy does not keep
     if header.fmt == "heif":  # OpenCV has no HEVC decoder; libheif hands the pixels over already turned
         _heif_ready()
-        array, header.orientation = _decode_heif(data), 1
+        (array, heif_lost), header.orientation = _decode_heif(data), 1
     elif header.fmt == "gif":  # as Pillow composes it, its transparent colour an alpha plane (io.gif)
         array = decode_gif(data)
     elif tiff is not None and tiff.exact is not None:
@@ -607,6 +631,8 @@ def decode_image(data: bytes, path: os.PathLike | str = "<bytes>", max_pixels: i
         read_note = "its alpha plane dropped (a grey + alpha TIFF compressed with LZW or JPEG is read as grey here)"
     if header.fmt == "heif" and header.images > 1:  # the image a viewer shows, as libheif and GraphicsMagick read it
         read_note = f"holds {header.images} images: the primary one restored, the other {header.images - 1} not kept"
+    if heif_lost:
+        read_note = "; ".join(filter(None, [read_note, heif_lost]))
     trailer = read_trailer(data, header.xmp) if header.fmt == "jpeg" else None
     if trailer is not None and trailer.lost:
         read_note, header.xmp = "; ".join(filter(None, [read_note, trailer.lost])), xmp_without_trailer(header.xmp)
