@@ -126,8 +126,8 @@ def _bit_depth(bits: _Bits) -> tuple[int, bool]:
 
 
 def _boxes(data: bytes):
-    """The (type, payload) boxes of the ISO-BMFF container."""
-    position = 0
+    """The (type, payload) boxes of the ISO-BMFF container; payloads as views, not copies."""
+    view, position = memoryview(data), 0
     while position + 8 <= len(data):
         size, kind = struct.unpack(">I4s", data[position:position + 8])
         start = position + 8
@@ -139,26 +139,27 @@ def _boxes(data: bytes):
             size = len(data) - position
         if size < start - position:
             return
-        yield kind, data[start:position + size]
+        yield kind, view[start:position + size]
         position += size
+
+
+_HEADER_BYTES = 4096  # more than a codestream's header takes before the fields read here
 
 
 def _codestream_start(data: bytes) -> tuple[bytes, bool]:
     """The first bytes of the codestream (enough for its header) and whether a ``jbrd``
     box (JPEG reconstruction data) comes with it."""
     if data[:2] == _CODESTREAM_SIGNATURE:
-        return data, False
-    parts, jpeg = [], False
+        return data[:_HEADER_BYTES], False
+    start, jpeg = b"", False
     for kind, payload in _boxes(data):
         if kind == b"jxlc":
-            parts.append(payload)
-        elif kind == b"jxlp":  # a partial codestream: a 4-byte index, then its bytes
-            parts.append(payload[4:])
+            start += bytes(payload[:_HEADER_BYTES])
+        elif kind == b"jxlp" and len(start) < _HEADER_BYTES:  # a partial codestream: a 4-byte index, then its bytes
+            start += bytes(payload[4:4 + _HEADER_BYTES])
         elif kind == b"jbrd":
             jpeg = True
-        if sum(map(len, parts)) >= 4096 and jpeg:
-            break
-    return b"".join(parts), jpeg
+    return start, jpeg
 
 
 def read_header(data: bytes) -> Header:
@@ -194,7 +195,7 @@ def xmp_of(data: bytes) -> bytes | None:
     not hand over; None where there is none or it is Brotli-compressed (``brob``)."""
     if data[:2] == _CODESTREAM_SIGNATURE:
         return None
-    return next((payload for kind, payload in _boxes(data) if kind == b"xml "), None) or None
+    return next((bytes(payload) for kind, payload in _boxes(data) if kind == b"xml "), None) or None
 
 
 def exif_box(exif: bytes) -> bytes:
