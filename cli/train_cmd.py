@@ -115,9 +115,6 @@ def train(
         _check_trainable(chosen, recorded, out, pool, workers)
         if tensorboard and not tensorboard_available():
             raise ConfigError(TENSORBOARD_MISSING)
-        if time_budget is not None and isinstance(chosen, ADMSRecipe):
-            raise ConfigError("--time-limit: the adms recipe trains in stages of their own and cannot pause between them yet; "
-                              "stop it with SIGTERM (a scheduler's stop) and --resume")
     except ConfigError as exc:
         fail(str(exc), code=2)
     for caution in sets_of_another_task(chosen) + degradation_cautions(chosen):
@@ -166,7 +163,8 @@ def train(
             say(message)
 
     if isinstance(chosen, ADMSRecipe):
-        _train_adms(chosen, out, torch_device, resume, quiet, precision, workers, pool, tensorboard)
+        _train_adms(chosen, out, torch_device, resume, quiet, precision, workers, pool, tensorboard,
+                    None if time_budget is None else began + time_budget)
         return
     try:
         trainer = Trainer(chosen, out, torch_device, log=say, dist_info=dist_info, precision=precision, data_workers=workers,
@@ -435,10 +433,11 @@ def adms_summary(metrics: dict) -> list[str]:
 
 
 def _train_adms(recipe: ADMSRecipe, out: Path, device, resume: bool, quiet: bool, precision: str = "auto", workers: int = 0,
-                pool: str = "auto", tensorboard: bool = False) -> None:
-    """The ADMS stages (unified, fine-tuned copies, FAIG, classifier), each resumable."""
-    from restore_core.training.adms import train_adms
-    from restore_core.training.trainer import TrainingError, TrainingInterrupted
+                pool: str = "auto", tensorboard: bool = False, deadline: float | None = None) -> None:
+    """The ADMS stages (unified, fine-tuned copies, FAIG, classifier), each resumable;
+    ``deadline``: when --time-limit ends, on ``time.monotonic()``'s clock."""
+    from restore_core.training.adms import StageStopped, Stops, train_adms
+    from restore_core.training.trainer import TrainingError
 
     log = (lambda s: None) if quiet else say
     if recipe.init is not None:
@@ -450,12 +449,18 @@ def _train_adms(recipe: ADMSRecipe, out: Path, device, resume: bool, quiet: bool
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        path, metrics = train_adms(recipe, out, device, log, stop=lambda: stop.requested, precision=precision, data_workers=workers, pool=pool,
-                                   tensorboard=tensorboard)
+        path, metrics = train_adms(recipe, out, device, log, Stops(lambda: stop.requested, deadline), precision=precision,
+                                   data_workers=workers, pool=pool, tensorboard=tensorboard)
     except (TrainingError, ValueError, OSError) as exc:
         fail(str(exc), code=1)
-    except TrainingInterrupted as exc:
-        log(f"interrupted at step {exc.step} of a stage; checkpoint saved, continue with: {resume_command(out)}")
+    except StageStopped as exc:
+        if exc.by_signal:
+            log(f"interrupted in stage {exc.stage} after step {exc.step}; what it did is saved, continue with: {resume_command(out)}")
+            raise typer.Exit(130)
+        say(f"paused in stage {exc.stage} after step {exc.step}, inside --time-limit; continue with: {resume_command(out)}")
+        return
+    except KeyboardInterrupt:
+        say(f"stopped at once; continue from what {out} holds with: {resume_command(out)}")
         raise typer.Exit(130)
     print(path)
     for line in adms_summary(metrics):

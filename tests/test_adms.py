@@ -7,12 +7,14 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from conftest import SAMPLES
 
@@ -584,3 +586,79 @@ def test_a_clean_aware_classifier_is_trained_beside_the_models_own_with_keep_cla
     assert no_clean.returncode == 2 and "keep_classifier" in no_clean.stderr and not (tmp_path / "y").exists()
     with pytest.raises(ConfigError, match="clean_class"):
         build_model("adms", {**config, "clean_classifier": {"width": 4, "stages": 2, "patch": 32}})
+
+
+def _tiny_recipe(**changes) -> ADMSRecipe:
+    from restore_core.training.recipes import DataConfig
+
+    settings = dict(base=BASE, degradations=("rain", "noise"), unified_steps=4, finetune_steps=3, batch_size=2, patch_size=32,
+                    faig_steps=2, faig_images=2, masked_finetune_steps=3, classifier={"width": 4, "stages": 2, "patch": 32},
+                    classifier_steps=4, classifier_batch_size=2,
+                    data=DataConfig(clean=(str(SAMPLES / "target"),), builtin_photographs=False))
+    return ADMSRecipe(**{**settings, **changes})
+
+
+def test_an_adms_run_stopped_in_every_stage_resumes_to_the_same_model(tmp_path: Path):
+    """A signal (Ctrl-C, a scheduler's SIGTERM) was polled by the network stages alone:
+    during FAIG, the filters' training and the classifier's it said "stopping after this
+    step" and went on to the end. Now every stage stops between two steps, keeps what
+    it did, and a resumed run ends with the model an uninterrupted one makes, bit for bit."""
+    from restore_core.training.adms import StageStopped, Stops, train_adms
+
+    quiet = lambda s: None  # noqa: E731
+    straight, _ = train_adms(_tiny_recipe(), tmp_path / "straight", torch.device("cpu"), quiet)
+    stopped_in, calls = [], 0
+    while calls < 80:
+        calls += 1
+        polls = iter(range(1, 1000))
+        try:  # a signal at every third poll of the stop flag: each run moves on a step or two, then stops
+            path, metrics = train_adms(_tiny_recipe(), tmp_path / "stopped", torch.device("cpu"), quiet,
+                                       Stops(lambda: next(polls) % 3 == 0))
+            break
+        except StageStopped as exc:
+            assert exc.by_signal
+            stopped_in.append(exc.stage)
+    assert {"unified", "finetune-rain", "finetune-noise", "FAIG", "masked-rain", "masked-noise", "classifier"} <= set(stopped_in)
+    assert not list((tmp_path / "stopped").glob("*.state.safetensors")) and not (tmp_path / "stopped" / "filters.partial.json").exists()
+    expected, got = load_checkpoint(straight), load_checkpoint(path)
+    assert all(torch.equal(v, got.model.state_dict()[k]) for k, v in expected.model.state_dict().items())
+    assert {k: v for k, v in expected.metrics.items() if k != "train_seconds"} == {k: v for k, v in metrics.items() if k != "train_seconds"}
+
+
+def test_the_classifier_pauses_inside_a_time_limit_and_goes_on_as_it_would_have(tmp_path: Path):
+    from restore_core.training import data as D
+    from restore_core.training.adms import StageStopped, Stops, classifier_samplers, train_classifier
+    from restore_core.models.adms import ClassifierConfig
+
+    recipe = _tiny_recipe(classifier_steps=5)
+    clean = np.asarray(Image.open(SAMPLES / "target" / "camera.png").convert("RGB"))
+    samplers = classifier_samplers(recipe, D.PatchSampler([], [D.PairedImage(None, clean)], 32, lambda image, rng: image))
+    config = ClassifierConfig(width=4, stages=2, patch=32)
+    straight = train_classifier(recipe, config, samplers, torch.device("cpu"), lambda s: None)
+    state = tmp_path / "classifier.state.safetensors"
+    with pytest.raises(StageStopped) as paused:  # the deadline has passed: the first step, then a pause
+        train_classifier(recipe, config, samplers, torch.device("cpu"), lambda s: None, Stops(deadline=time.monotonic()), state)
+    assert (paused.value.stage, paused.value.step, paused.value.by_signal) == ("classifier", 1, False) and state.is_file()
+    resumed = train_classifier(recipe, config, samplers, torch.device("cpu"), lambda s: None, Stops(), state)
+    assert all(torch.equal(v, resumed.state_dict()[k]) for k, v in straight.state_dict().items())
+    late = Stops(deadline=time.monotonic() - 1)
+    late.before_stage("unified")  # the first stage a run enters takes a step, however late
+    late.finished_a_stage = True
+    with pytest.raises(StageStopped, match="paused in stage FAIG after step 1"):
+        late.before_stage("FAIG", 1)
+
+
+def test_an_adms_run_pauses_inside_its_time_limit_on_the_command_line(tmp_path: Path):
+    """`--time-limit` was refused for the adms recipe ("cannot pause between stages yet")."""
+    run = tmp_path / "run"
+    common = ["train", "--recipe", "adms", "--no-builtin-photographs", "--clean", str(SAMPLES / "target"), "--steps", "6",
+              "--set", "base.width=4", "--set", "faig_steps=2", "--set", "faig_images=2", "--set", "patch_size=32",
+              "--set", "classifier.patch=32", "--set", "classifier_steps=4", "--set", "degradations=[\"rain\", \"noise\"]",
+              "--batch-size", "2", "--threads", "1", "--out", str(run)]
+    paused = _restore(*common, "--time-limit", "1s", cwd=tmp_path)
+    assert paused.returncode == 0, paused.stderr
+    assert "paused in stage unified after step 1, inside --time-limit; continue with: " in paused.stderr
+    assert not (run / "model.safetensors").exists() and (run / "unified" / "state.safetensors").is_file()
+    finished = _restore("train", "--out", str(run), "--resume", "--threads", "1", "-q", cwd=tmp_path)
+    assert finished.returncode == 0, finished.stderr
+    assert load_checkpoint(run / "model.safetensors").architecture == "adms"

@@ -953,10 +953,10 @@ def test_a_time_limit_pauses_before_the_step_that_would_overrun_it():
     """The pace is this call's mean step, validations and checkpoints left out; a step
     that validates adds the last validation's time, and pausing the last checkpoint's;
     the first step always runs (no pace known yet)."""
-    from restore_core.training.trainer import _Pace
+    from restore_core.training.trainer import Pace
 
     now = [100.0]
-    pace = _Pace(12.0, first_step=4, clock=lambda: now[0])
+    pace = Pace(12.0, first_step=4, clock=lambda: now[0])
     assert not pace.no_room_for_a_step(4, validates=True)  # this call's first step: always run
     now[0] = 103.0  # one step of 3 s
     assert not pace.no_room_for_a_step(5, validates=False)  # 3 + 3 = 6 s: fits
@@ -970,7 +970,7 @@ def test_a_time_limit_pauses_before_the_step_that_would_overrun_it():
     assert not pace.no_room_for_a_step(7, validates=False)  # 11.5 + 3 (mean still 3) + 0.5 (the checkpoint) = 15 s: fits
     pace.time_limit = 14.9
     assert pace.no_room_for_a_step(7, validates=False)  # 11.5 + 3 + 0.5 (the checkpoint) = 15 s: over 14.9
-    assert not _Pace(None, 0, clock=lambda: now[0]).no_room_for_a_step(1000, validates=True)
+    assert not Pace(None, 0, clock=lambda: now[0]).no_room_for_a_step(1000, validates=True)
 
 
 def test_a_time_limited_run_pauses_checkpointed_and_resumes_exactly(tmp_path):

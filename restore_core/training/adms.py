@@ -5,6 +5,14 @@ Every stage writes into its own sub-folder or file of the run (``unified/``,
 ``classifier.safetensors``), and a stage whose result exists
 is not run again: an interrupted run is continued by running it again with
 ``--resume``. The assembled model is ``model.safetensors`` (architecture ``adms``).
+
+Every stage stops between two of its steps (:class:`Stops`): on a signal (Ctrl-C, a
+scheduler's SIGTERM), or when the next step would end past ``restore train
+--time-limit``. What it did is kept (the network stages' checkpoints; FAIG's filters of
+each degradation done, in ``filters.partial.json``; the state of the filters' and the
+classifier's training, in ``masked-<d>.state.safetensors`` and
+``classifier.state.safetensors``), and ``--resume`` goes on from there as an
+uninterrupted run would: every step draws its patches from its own seed.
 """
 
 from __future__ import annotations
@@ -33,10 +41,67 @@ from restore_core.training import data as D
 from restore_core.training.errors import TrainingError
 from restore_core.training.recipes import ADMSRecipe, Recipe, classifier_config
 from restore_core.training.sources import TrainingData, describe, make_degradation, prepare_data
-from restore_core.training.trainer import Trainer
+from restore_core.training.state import load_state, save_state
+from restore_core.training.trainer import Pace, Trainer, TrainingInterrupted
 
 Log = Callable[[str], None]
 StopFlag = Callable[[], bool]
+
+
+class StageStopped(Exception):
+    """The run stopped between two steps of ``stage``, what the stage did kept: on a
+    signal (``by_signal``) or inside its time limit; ``--resume`` goes on from there."""
+
+    def __init__(self, stage: str, step: int, by_signal: bool) -> None:
+        self.stage, self.step, self.by_signal = stage, step, by_signal
+        super().__init__(f"{'interrupted' if by_signal else 'paused'} in stage {stage} after step {step}")
+
+
+class Stops:
+    """When an ADMS run stops: ``requested`` (a signal handler sets it) is polled between
+    steps; ``deadline`` (on ``time.monotonic()``'s clock; ``restore train --time-limit``)
+    is met by pausing before a step that would end past it, at the pace of the steps so
+    far. The first stage a run enters takes at least one step however late it is (as
+    the Trainer does), so that every run moves on."""
+
+    def __init__(self, requested: StopFlag = lambda: False, deadline: float | None = None) -> None:
+        self.requested, self.deadline = requested, deadline
+        self.finished_a_stage = False  # by this run: a stage begun later may find no time left
+
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline (None: no time limit)."""
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def before_stage(self, stage: str, step: int = 0) -> None:
+        """Stop before ``stage`` begins (or goes on from ``step``) when a signal came, or
+        when no time is left after a stage this run finished."""
+        if self.requested():
+            raise StageStopped(stage, step, by_signal=True)
+        if self.finished_a_stage and (left := self.remaining()) is not None and left <= 0:
+            raise StageStopped(stage, step, by_signal=False)
+
+
+def run_resumable(stage: str, steps: int, take_step: Callable[[int], None], module: torch.nn.Module,
+                  optimizer: torch.optim.Optimizer, state_path: Path | None, stops: Stops | None, device: torch.device) -> None:
+    """``take_step(step)`` for the steps of a stage that trains outside the :class:`Trainer`
+    (FAIG's filters trained again, the classifier), stoppable between any two as the
+    Trainer's are: the state an earlier stop left at ``state_path`` (the module's
+    weights, the optimiser's moments and learning rate, the step) is loaded first; a
+    signal, or a next step that would end past the time limit, saves it there and raises
+    :class:`StageStopped`. The caller removes ``state_path`` once the stage's result is
+    saved. Without ``stops``, every step is taken."""
+    stops = stops or Stops()
+    first = 0
+    if state_path is not None and state_path.exists():
+        first, _ = load_state(state_path, {"model": module}, {"optim": optimizer}, None, device)
+    pace = Pace(stops.remaining(), first)
+    for step in range(first, steps):
+        by_signal = stops.requested()
+        if by_signal or pace.no_room_for_a_step(step, validates=False):
+            if state_path is not None:
+                save_state(state_path, {"model": module}, {"optim": optimizer}, None, step, {"stage": stage})
+            raise StageStopped(stage, step, by_signal)
+        take_step(step)
 
 
 def degradation_samplers(recipe: ADMSRecipe, pool: D.PatchSampler) -> dict[str, D.PatchSampler]:
@@ -131,7 +196,7 @@ class OneOf:
         return (self.other if rng.random() < self.fraction else self.usual).sample(rng)
 
 
-def _train_stage(recipe: Recipe, run_dir: Path, sampler: D.PatchSampler, device: torch.device, log: Log, stop: StopFlag,
+def _train_stage(recipe: Recipe, run_dir: Path, sampler: D.PatchSampler, device: torch.device, log: Log, stops: Stops,
                  precision: str = "auto", data_workers: int = 0, tensorboard: bool = False) -> Path:
     final = run_dir / "model.safetensors"
     if final.exists():
@@ -140,8 +205,15 @@ def _train_stage(recipe: Recipe, run_dir: Path, sampler: D.PatchSampler, device:
     trainer = Trainer(recipe, run_dir, device, log, precision=precision, data_workers=data_workers, tensorboard=tensorboard)
     if trainer.state_path.exists():
         trainer.resume()
+    stops.before_stage(run_dir.name, trainer.step)
     log(f"{recipe.name}: {recipe.steps} steps")
-    trainer.train(TrainingData(sampler, [], {}), stop_requested=stop)
+    try:
+        trainer.train(TrainingData(sampler, [], {}), stop_requested=stops.requested, time_limit=stops.remaining())
+    except TrainingInterrupted as exc:
+        raise StageStopped(run_dir.name, exc.step, by_signal=True) from None
+    if not final.exists():  # paused inside the time limit, checkpointed
+        raise StageStopped(run_dir.name, trainer.step, by_signal=False)
+    stops.finished_a_stage = True
     return final
 
 
@@ -178,6 +250,9 @@ def retrain_filters(
     device: torch.device,
     autocast_dtype: torch.dtype | None = None,
     log: Log = print,
+    stops: Stops | None = None,
+    state_path: Path | None = None,
+    stage: str = "masked filters",
 ) -> dict[str, torch.Tensor]:
     """Train the filters M_d alone, θ_um frozen around them (FAIG's "re-train the
     discovered filters"; stage 3b of :class:`ADMSRecipe`).
@@ -188,6 +263,7 @@ def retrain_filters(
     50/75/90 % of ``steps``, gradient norm clipped at 1. Biases and every other weight
     stay θ_um's, as in the ADMS kernel (SPEC §2.3), so the network trained is the one
     ADMS runs when told d. Returns the trained weights of the layers in ``filters``.
+    Stoppable and resumable through ``state_path`` (:func:`run_resumable`).
     """
     model = copy.deepcopy(base).to(device).train()
     params = dict(model.named_parameters())
@@ -208,7 +284,8 @@ def retrain_filters(
             trainable.append(param)
     optimizer = torch.optim.Adam(trainable, lr=lr)
     milestones = {round(steps * f) for f in (0.5, 0.75, 0.9)}
-    for step in range(steps):
+
+    def take_step(step: int) -> None:
         degraded, clean = (torch.from_numpy(a).to(device) for a in sampler.batch(seed, step, batch_size))
         with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
             restored = model(degraded)
@@ -222,35 +299,44 @@ def retrain_filters(
                 group["lr"] *= 0.3
         if (step + 1) % 250 == 0:
             log(f"masked filters step {step + 1}/{steps}: L1 {loss.item():.4f}")
+
+    run_resumable(stage, steps, take_step, model, optimizer, state_path, stops, device)
     return {name: params[name].detach().cpu() for name in filters}
 
 
 def _masked_stage(recipe: ADMSRecipe, path: Path, unified_model: torch.nn.Module, unified: dict[str, torch.Tensor],
                   finetuned: dict[str, torch.Tensor], filters: dict[str, list[int]], sampler: D.PatchSampler, seed: int,
-                  device: torch.device, precision: str, log: Log) -> dict[str, torch.Tensor]:
+                  device: torch.device, precision: str, log: Log, stops: Stops) -> dict[str, torch.Tensor]:
     """θ_um with degradation d's filters trained again (:func:`retrain_filters`), kept in ``path``."""
     if path.exists():
         log(f"{path.stem}: done earlier ({path})")
         trained = load_file(path)
     else:
+        state = path.with_name(f"{path.stem}.state.safetensors")
+        stops.before_stage(path.stem)
         log(f"{path.stem}: {recipe.masked_finetune_steps} steps on {sum(map(len, filters.values()))} filters")
         dtype = training_autocast_dtype(precision, device)
         trained = retrain_filters(unified_model, unified, finetuned, filters, sampler, recipe.masked_finetune_steps,
                                   recipe.finetune_lr, recipe.batch_size, seed, device,
-                                  dtype if dtype == torch.bfloat16 else None, log)  # fp16 would need loss scaling: fp32
+                                  dtype if dtype == torch.bfloat16 else None, log,  # fp16 would need loss scaling: fp32
+                                  stops, state, path.stem)
         atomic_save_file({k: v.contiguous() for k, v in trained.items()}, path, {})
+        state.unlink(missing_ok=True)
+        stops.finished_a_stage = True
     return {**unified, **trained}
 
 
 def train_classifier(recipe: ADMSRecipe, config: ClassifierConfig, samplers: dict[str, D.PatchSampler | OneOf], device: torch.device,
-                     log: Log) -> DegradationClassifier:
-    """Cross-entropy on synthetic patches, classes drawn uniformly per patch."""
+                     log: Log, stops: Stops | None = None, state_path: Path | None = None) -> DegradationClassifier:
+    """Cross-entropy on synthetic patches, classes drawn uniformly per patch; stoppable
+    and resumable through ``state_path`` (:func:`run_resumable`)."""
     torch.manual_seed(recipe.seed)
     classifier = DegradationClassifier(config, len(recipe.degradations)).to(device)
     optimizer = torch.optim.Adam(classifier.parameters(), lr=recipe.classifier_lr)
     sampler_list = [samplers[c] for c in classifier_classes(recipe, config)]
     size = config.patch
-    for step in range(recipe.classifier_steps):
+
+    def take_step(step: int) -> None:
         rng = np.random.default_rng([recipe.seed, 7, step])
         labels = rng.integers(len(sampler_list), size=recipe.classifier_batch_size)
         patches = np.stack([_crop(sampler_list[k].sample(rng)[0], size, rng) for k in labels]).transpose(0, 3, 1, 2)
@@ -263,6 +349,8 @@ def train_classifier(recipe: ADMSRecipe, config: ClassifierConfig, samplers: dic
             group["lr"] = recipe.classifier_lr * 0.5 * (1 + np.cos(np.pi * (step + 1) / recipe.classifier_steps))
         if (step + 1) % 200 == 0:
             log(f"classifier step {step + 1}/{recipe.classifier_steps}: loss {loss.item():.4f}")
+
+    run_resumable("classifier", recipe.classifier_steps, take_step, classifier, optimizer, state_path, stops, device)
     return classifier.eval()
 
 
@@ -286,11 +374,13 @@ def classifier_accuracy(classifier: DegradationClassifier, samplers: dict[str, D
     return result
 
 
-def train_adms(recipe: ADMSRecipe, run_dir: Path, device: torch.device, log: Log, stop: StopFlag = lambda: False,
+def train_adms(recipe: ADMSRecipe, run_dir: Path, device: torch.device, log: Log, stops: Stops | None = None,
                precision: str = "auto", data_workers: int = 0, pool: str = "memory", tensorboard: bool = False) -> tuple[Path, dict]:
     """Run every stage of ``recipe`` into ``run_dir``; returns the model path and its metrics.
+    ``stops``: a stage stops between two steps on a signal or at the time limit,
+    raising :class:`StageStopped` (what it did kept for ``--resume``).
     ``tensorboard``: the network stages (unified, fine-tuned) also log there, each in its folder."""
-    started = time.time()
+    started, stops = time.time(), stops or Stops()
     classifier_settings = classifier_config(recipe)  # a mistyped setting stops the run here, not at stage 4
     run_dir.mkdir(parents=True, exist_ok=True)
     data = prepare_data(recipe.unified_recipe(), pool, run_dir)
@@ -307,15 +397,15 @@ def train_adms(recipe: ADMSRecipe, run_dir: Path, device: torch.device, log: Log
     if recipe.keep_classifier and recipe.init is None:
         raise TrainingError("keep_classifier stores a clean-aware classifier beside an existing model's: give --init ADMS_MODEL")
     if recipe.init is not None:
-        return _retrain_classifier(recipe, run_dir, samplers, for_classifier, classifier_settings, device, log, started)
+        return _retrain_classifier(recipe, run_dir, samplers, for_classifier, classifier_settings, device, log, started, stops)
     if data.sampler.paired:
         raise TrainingError(f"recipe {recipe.name} trains its stages from clean folders; --data pairs feed only a classifier "
                             "retrained with --init ADMS_MODEL")
 
-    unified_path = _train_stage(recipe.unified_recipe(), run_dir / "unified", data.sampler, device, log, stop, precision, data_workers,
+    unified_path = _train_stage(recipe.unified_recipe(), run_dir / "unified", data.sampler, device, log, stops, precision, data_workers,
                                 tensorboard)
     finetuned_paths = {
-        d: _train_stage(recipe.finetune_recipe(d, str(unified_path)), run_dir / f"finetune-{d}", samplers[d], device, log, stop, precision,
+        d: _train_stage(recipe.finetune_recipe(d, str(unified_path)), run_dir / f"finetune-{d}", samplers[d], device, log, stops, precision,
                         data_workers, tensorboard)
         for d in recipe.degradations
     }
@@ -324,24 +414,13 @@ def train_adms(recipe: ADMSRecipe, run_dir: Path, device: torch.device, log: Log
     unified = {k: v.detach() for k, v in unified_model.named_parameters()}
     finetuned = {d: {k: v.detach() for k, v in load_checkpoint(p).model.named_parameters()} for d, p in finetuned_paths.items()}
 
-    filters_path = run_dir / "filters.json"
-    if filters_path.exists():
-        filters = json.loads(filters_path.read_text())
-    else:
-        images = {d: _patches(s, recipe.seed + 1000, recipe.faig_images) for d, s in samplers.items()}
-        filters = {}
-        for d in recipe.degradations:
-            others = [pair for other in recipe.degradations if other != d for pair in images[other]]
-            others = others[:: max(1, len(others) // recipe.faig_images)][: recipe.faig_images]
-            filters[d] = select_filters(unified_model, unified, finetuned[d], images[d], others, recipe.faig_steps, recipe.top_fraction)
-            log(f"FAIG {d}: {sum(len(v) for v in filters[d].values())} filters in {len(filters[d])} layers")
-        filters_path.write_text(json.dumps(filters, indent=1))
+    filters = _faig_stage(recipe, run_dir, unified_model, unified, finetuned, samplers, log, stops)
 
     # Δθ_d ⊙ M_d: cut from θ_d as it is, or (stage 3b) the filters M_d trained again on d.
     sources = finetuned
     if recipe.masked_finetune_steps:
         sources = {d: _masked_stage(recipe, run_dir / f"masked-{d}.safetensors", unified_model, unified, finetuned[d], filters[d],
-                                    samplers[d], recipe.seed + 10 + i, device, precision, log)
+                                    samplers[d], recipe.seed + 10 + i, device, precision, log, stops)
                    for i, d in enumerate(recipe.degradations)}
 
     classifier_path = run_dir / "classifier.safetensors"
@@ -349,8 +428,9 @@ def train_adms(recipe: ADMSRecipe, run_dir: Path, device: torch.device, log: Log
         classifier = DegradationClassifier(classifier_settings, len(recipe.degradations))
         classifier.load_state_dict(load_file(classifier_path))
     else:
-        classifier = train_classifier(recipe, classifier_settings, for_classifier, device, log).cpu()
+        classifier = _classifier_stage(recipe, classifier_settings, for_classifier, device, log, stops, run_dir)
         atomic_save_file({k: v.contiguous() for k, v in classifier.state_dict().items()}, classifier_path, {})
+        (run_dir / _CLASSIFIER_STATE).unlink(missing_ok=True)
 
     config = ADMSConfig(recipe.base_architecture, recipe.base, recipe.degradations, filters, classifier_settings)
     model = assemble(config, unified_model.state_dict(), sources, classifier.state_dict())
@@ -364,9 +444,53 @@ def train_adms(recipe: ADMSRecipe, run_dir: Path, device: torch.device, log: Log
     return path, metrics
 
 
+def _faig_stage(recipe: ADMSRecipe, run_dir: Path, unified_model: torch.nn.Module, unified: dict[str, torch.Tensor],
+                finetuned: dict[str, dict[str, torch.Tensor]], samplers: dict[str, D.PatchSampler], log: Log,
+                stops: Stops) -> dict[str, dict[str, list[int]]]:
+    """M_d for every degradation d (:func:`select_filters`), kept in ``filters.json``; each
+    degradation's as it is found in ``filters.partial.json``, so that a stop between two
+    (a signal, the time limit at the pace of those found so far) loses none of them."""
+    filters_path, partial_path = run_dir / "filters.json", run_dir / "filters.partial.json"
+    if filters_path.exists():
+        return json.loads(filters_path.read_text())
+    filters = json.loads(partial_path.read_text()) if partial_path.exists() else {}
+    images = {d: _patches(s, recipe.seed + 1000, recipe.faig_images) for d, s in samplers.items()}
+    stops.before_stage("FAIG", len(filters))
+    pace = Pace(stops.remaining(), len(filters))
+    for d in recipe.degradations:
+        if d in filters:
+            continue
+        by_signal = stops.requested()
+        if by_signal or pace.no_room_for_a_step(len(filters), validates=False):
+            raise StageStopped("FAIG", len(filters), by_signal)
+        others = [pair for other in recipe.degradations if other != d for pair in images[other]]
+        others = others[:: max(1, len(others) // recipe.faig_images)][: recipe.faig_images]
+        filters[d] = select_filters(unified_model, unified, finetuned[d], images[d], others, recipe.faig_steps, recipe.top_fraction)
+        log(f"FAIG {d}: {sum(len(v) for v in filters[d].values())} filters in {len(filters[d])} layers")
+        partial_path.write_text(json.dumps(filters, indent=1))
+        stops.finished_a_stage = True
+    filters = {d: filters[d] for d in recipe.degradations}  # the recipe's order, however the run was split
+    filters_path.write_text(json.dumps(filters, indent=1))
+    partial_path.unlink(missing_ok=True)
+    return filters
+
+
+_CLASSIFIER_STATE = "classifier.state.safetensors"  # the classifier's training, stopped part-way
+
+
+def _classifier_stage(recipe: ADMSRecipe, settings: ClassifierConfig, samplers: dict[str, D.PatchSampler | OneOf],
+                      device: torch.device, log: Log, stops: Stops, run_dir: Path) -> DegradationClassifier:
+    """The classifier trained (:func:`train_classifier`), stoppable and resumable from
+    ``run_dir``'s :data:`_CLASSIFIER_STATE`; on the CPU."""
+    stops.before_stage("classifier")
+    classifier = train_classifier(recipe, settings, samplers, device, log, stops, run_dir / _CLASSIFIER_STATE).cpu()
+    stops.finished_a_stage = True
+    return classifier
+
+
 def _retrain_classifier(recipe: ADMSRecipe, run_dir: Path, samplers: dict[str, D.PatchSampler],
                         for_classifier: dict[str, D.PatchSampler], settings: ClassifierConfig, device: torch.device, log: Log,
-                        started: float) -> tuple[Path, dict]:
+                        started: float, stops: Stops) -> tuple[Path, dict]:
     """``init`` given: the unified model, filters and deltas of that ADMS checkpoint, with
     a classifier trained anew (stage 4 only). Its metrics are carried over, the
     classifier's synthetic accuracy measured again, and the file it came from recorded.
@@ -380,7 +504,7 @@ def _retrain_classifier(recipe: ADMSRecipe, run_dir: Path, samplers: dict[str, D
     if tuple(old.degradations) != tuple(recipe.degradations):
         raise TrainingError(f"{recipe.init} tells apart {', '.join(old.degradations)}; the recipe names {', '.join(recipe.degradations)}")
     log(f"classifier only: stages 1-3 from {recipe.init} ({source.sha256[:12]})")
-    classifier = train_classifier(recipe, settings, for_classifier, device, log).cpu()
+    classifier = _classifier_stage(recipe, settings, for_classifier, device, log, stops, run_dir)
     slot = "clean_classifier" if recipe.keep_classifier else "classifier"
     config = replace(old, **{slot: settings})
     model = build_model("adms", config_to_dict(config))
@@ -406,6 +530,7 @@ def _retrain_classifier(recipe: ADMSRecipe, run_dir: Path, samplers: dict[str, D
         objective = "classifier retrained on an existing ADMS model (stages 1-3 kept)"
         recorded = {**config_to_dict(recipe), "objective": objective}
     path = save_checkpoint(run_dir / "model.safetensors", model.eval(), "adms", config, "all", recipe=recorded, metrics=metrics)
+    (run_dir / _CLASSIFIER_STATE).unlink(missing_ok=True)
     return path, metrics
 
 

@@ -86,7 +86,7 @@ def calibration_images(sampler: D.PatchSampler, count: int = MAX_CALIBRATION_IMA
     return [clean.astype(np.float32) / 255.0 for clean in evenly_spread(large, count)]
 
 
-class _Pace:
+class Pace:
     """How long this call's steps take, against a time limit (:meth:`Trainer.train`).
     A step's cost is the mean of this call's steps so far, validations and checkpoints
     taken out; the last validation's duration is added for a step that validates, and
@@ -476,7 +476,7 @@ class Trainer:
         self.model.train()
         start = time.time() - self.seconds_before  # the run's start, had it never stopped
         window_loss, window_count, window_start = 0.0, 0, time.time()
-        pace = _Pace(time_limit, self.step)
+        pace = Pace(time_limit, self.step)
         checkpointed = self.step
         prefetcher = (BatchPrefetcher(data.sampler, recipe.seed, recipe.batch_size, self.dist.rank, self.step, self.data_workers)
                       if self.data_workers > 0 and self.step < stop else None)
