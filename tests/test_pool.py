@@ -59,6 +59,12 @@ def test_image_bytes_reads_headers_only_and_counts_unreadable_files_as_zero(tmp_
     broken = tmp_path / "a" / "broken.png"
     broken.write_bytes(b"not an image")
     assert image_bytes(paths + [broken]) == 2 * 3 * 30 * 40
+    # A JPEG XL, which Pillow opens only through a plugin, by its codestream header
+    # (the header of a 4000x3000 picture, no pixels: it was counted as 0 bytes).
+    from test_jpeg_xl import _codestream
+
+    (tmp_path / "a" / "big.jxl").write_bytes(_codestream(4000, 3000))
+    assert image_bytes(paths + [tmp_path / "a" / "big.jxl"]) == 2 * 3 * 30 * 40 + 3 * 4000 * 3000
 
 
 def test_disk_and_memory_pools_draw_the_same_batches(tmp_path):

@@ -32,6 +32,8 @@ from typing import Iterable, Protocol
 import numpy as np
 from PIL import Image
 
+from restore_core.io import jpeg_xl
+
 POOL_MODES = ("auto", "memory", "disk")
 AUTO_DISK_SHARE = 0.5  # auto: images needing more than this share of the available memory go to disk
 _GIB = 2**30
@@ -124,12 +126,22 @@ def image_bytes(paths: Iterable[Path]) -> int:
     total = 0
     for path in paths:
         try:
-            with Image.open(path) as header:
-                width, height = header.size
-        except Exception:  # noqa: BLE001 - any header Pillow cannot parse; the real read reports it
+            width, height = _header_size(path)
+        except Exception:  # noqa: BLE001 - any header that cannot be parsed; the real read reports it
             continue
         total += 3 * width * height
     return total
+
+
+def _header_size(path: Path) -> tuple[int, int]:
+    """(width, height) from an image's header: Pillow's, or a JPEG XL's codestream
+    header (Pillow knows JPEG XL only through a plugin, which decodes the whole file to open it)."""
+    if path.suffix.lower() == ".jxl":
+        with open(path, "rb") as file:
+            header = jpeg_xl.read_header(file.read(65536))
+        return header.width, header.height
+    with Image.open(path) as image:
+        return image.size
 
 
 def choose_pool(mode: str, needed_bytes: int, available_bytes: int | None, copies: int = 1) -> str:
