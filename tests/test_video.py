@@ -969,7 +969,7 @@ def test_an_ext_of_the_other_kind_is_said_to_change_nothing(tmp_path, rng, tiny_
     for source, flags, words in ((tmp_path / "a.png", (), "the outputs here are .png, written losslessly (--ext jpg for JPEG)"),
                                  (clip, ("--frames", "png"), "the outputs here are .png, written losslessly (--frames jpg for JPEG)")):
         lossless = restore("derain", str(source), str(tmp_path / "q"), "-m", str(tiny_checkpoint), "--quality", "80", "--overwrite", *flags)
-        assert lossless.returncode == 0 and f"warning: --quality applies to JPEG, WebP, AVIF and HEIC outputs and to videos; {words}" in lossless.stderr
+        assert lossless.returncode == 0 and f"warning: --quality applies to JPEG, WebP, AVIF, HEIC and JPEG XL outputs and to videos; {words}" in lossless.stderr
     for source, flags in ((tmp_path / "a.png", ("--ext", "webp")), (clip, ()), (clip, ("--frames", "jpg"))):
         lossy = restore("derain", str(source), str(tmp_path / "q2"), "-m", str(tiny_checkpoint), "--quality", "80", "--overwrite", *flags)
         assert lossy.returncode == 0 and "--quality" not in lossy.stderr, (flags, lossy.stderr)
