@@ -45,7 +45,9 @@ def make_pairs_command(
     from restore_core.configs import ConfigError
     from restore_core.degradations.pairs import PairRecipe, PairSetError, make_pairs
     from restore_core.degradations.table import config_cautions
-    from restore_core.engine.inputs import InputError, collect_all_inputs, left_out_unreadable, several_inputs_refusal
+    from restore_core.engine.inputs import (
+        InputError, OtherCase, collect_all_inputs, left_out_unreadable, other_case_warning, several_inputs_refusal,
+    )
 
     options = {}
     for item in settings:
@@ -69,14 +71,17 @@ def make_pairs_command(
         recipe = PairRecipe.from_options(degradation, options, seed, grey)
         unreadable: list[Path] = []
         videos: list[Path] = []
+        other_case: list[OtherCase] = []
         jobs = collect_all_inputs(sources, recursive, stdin_paths(quiet) if sources == ["-"] else None, out,
-                                  unreadable, videos)
+                                  unreadable, videos, other_case)
     except (ConfigError, InputError) as exc:
         fail(str(exc), code=2)
     for caution in config_cautions(recipe.config) if not quiet else []:
         warn(caution)
     if unreadable and not quiet:
         warn(left_out_unreadable(unreadable))
+    for missed in other_case if not quiet else ():
+        warn(other_case_warning(missed))
     if videos and not quiet:
         warn(f"left out {len(videos)} video(s) in {', '.join(sources)}: pairs are made from still images")
 

@@ -28,8 +28,8 @@ from cli.console import (
 from cli.options import given_options, parse_clock, parse_memory_size
 from restore_core.device import check_cpu_threads  # device.py imports torch only in its functions
 from restore_core.engine.inputs import (
-    BatchPlan, InputError, Job, check_suffix, collect_all_inputs, is_paged, left_out_unreadable, names_output_file, output_name_refusal, parse_shard,
-    plan_batch, raw_plus_jpeg_pairs, several_inputs_refusal, with_neighbour_frames,
+    BatchPlan, InputError, Job, OtherCase, check_suffix, collect_all_inputs, is_paged, left_out_unreadable, names_output_file,
+    other_case_warning, output_name_refusal, parse_shard, plan_batch, raw_plus_jpeg_pairs, several_inputs_refusal, with_neighbour_frames,
 )
 from restore_core.io.camera_raw import RAW_OUTPUT
 from restore_core.io.folders import output_refusal
@@ -286,16 +286,19 @@ def _plan_outputs(request: RestoreRequest, checked: CheckedOptions) -> tuple[lis
 
     unreadable: list[Path] = []
     videos_left_out: list[Path] = []
+    other_case: list[OtherCase] = []
     try:
         stdin = stdin_paths(request.quiet) if request.sources == ("-",) else None
-        jobs = collect_all_inputs(request.sources, request.recursive, stdin, request.out_dir, unreadable, videos_left_out)
+        jobs = collect_all_inputs(request.sources, request.recursive, stdin, request.out_dir, unreadable, videos_left_out, other_case)
     except InputError as exc:
         fail(str(exc), code=2)
     reports_for_the_job = checked.shard is None or checked.shard[0] == 0  # shard 0 speaks for the whole job
     if not reports_for_the_job:
-        unreadable = videos_left_out = []
+        unreadable = videos_left_out = other_case = []
     if unreadable and not request.quiet:
         warn(left_out_unreadable(unreadable))
+    for missed in other_case if not request.quiet else ():
+        warn(other_case_warning(missed))
     shot_twice = raw_plus_jpeg_pairs(jobs) if reports_for_the_job else []
     if shot_twice and not request.quiet:
         raw, rendition = shot_twice[0]

@@ -250,3 +250,34 @@ def test_several_inputs_are_collected_in_order_and_go_into_a_folder(tmp_path):
     assert several_inputs_refusal(specs, tmp_path / "out") is None and several_inputs_refusal(specs[:1], tmp_path / "x.png") is None
     assert "names a file, but the outputs of 4 inputs go into a folder" in several_inputs_refusal(specs, tmp_path / "x.png")
     assert "'-' reads the inputs' paths from stdin: give it alone" in several_inputs_refusal(["-", specs[0]], tmp_path / "out")
+
+
+def test_a_pattern_says_which_images_it_leaves_out_for_their_case(tmp_path):
+    """Cameras write IMG_0001.JPG; 'photos/*.jpg' matched none of them, as in the shell,
+    and restore said only that the pattern matched no images, or, beside an edited
+    photo saved as .jpg, restored that one alone without a word."""
+    from restore_core.engine.inputs import OtherCase, any_case_pattern, other_case_warning
+
+    assert any_case_pattern("*.jpg") == "*.[jJ][pP][gG]"
+    assert any_case_pattern("IMG_[0-9]?.Jpg") == "[iI][mM][gG]_[0-9]?.[jJ][pP][gG]"  # a bracket expression stays as written
+    touch(tmp_path / "card", "IMG_0001.JPG", "IMG_0002.JPG", "IMG_0003.JPG", "IMG_0004.JPG", "notes.TXT")
+    with pytest.raises(InputError) as none:
+        collect_inputs(f"{tmp_path}/card/*.jpg")
+    assert str(none.value) == (f"{tmp_path}/card/*.jpg: the pattern matches no images; it leaves out 4 image(s) that match it in "
+                               "another case (IMG_0001.JPG, IMG_0002.JPG, IMG_0003.JPG, ...): patterns are case-sensitive, as the "
+                               f"shell's are; '{tmp_path}/card/*.[jJ][pP][gG]' takes every case")
+    touch(tmp_path / "card", "edited.jpg")
+    missed: list[OtherCase] = []
+    assert sources(collect_all_inputs([f"{tmp_path}/card/*.jpg"], other_case=missed)) == ["edited.jpg"]
+    assert [m.name for m in missed[0].images] == ["IMG_0001.JPG", "IMG_0002.JPG", "IMG_0003.JPG", "IMG_0004.JPG"]
+    assert other_case_warning(missed[0]).startswith(f"'{tmp_path}/card/*.jpg' leaves out 4 image(s) that match it in another case")
+    assert len(collect_inputs(f"{tmp_path}/card/*.[jJ][pP][gG]")) == 5
+    # Folders are taken as written: Photos/ and photos/ are two folders on a case-sensitive disk.
+    touch(tmp_path, "Photos/a.jpg", "photos/b.jpg")
+    quiet: list[OtherCase] = []
+    assert sources(collect_all_inputs([f"{tmp_path}/Photos/*.jpg"], other_case=quiet)) == ["a.jpg"] and quiet == []
+
+
+def test_a_url_is_said_to_be_one(tmp_path):
+    with pytest.raises(InputError, match=r"^https://example.com/rain.jpg: a URL; restore reads files and folders: download it first"):
+        collect_inputs("https://example.com/rain.jpg")

@@ -16,7 +16,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 from restore_core.io.animations import is_animation
 from restore_core.io.camera_raw import RAW_EXTENSIONS
@@ -163,14 +163,67 @@ def paths_from_stdin(data: bytes) -> list[str]:
     return [line.rstrip("\r") for line in text.split("\n")]
 
 
+class OtherCase(NamedTuple):
+    """Images a pattern would match in another case: ``IMG_0001.JPG`` for ``'photos/*.jpg'``."""
+
+    spec: str
+    images: list[Path]
+
+
+def any_case_pattern(pattern: str) -> str:
+    """``pattern`` matching its letters in either case (``*.jpg`` -> ``*.[jJ][pP][gG]``),
+    bracket expressions left as they are: ``glob`` has no case-insensitive mode before
+    Python 3.12."""
+    out, in_brackets = [], False
+    for char in pattern:
+        if char == "[" and not in_brackets:
+            in_brackets = True
+        elif char == "]" and in_brackets:
+            in_brackets = False
+        elif not in_brackets and char.lower() != char.upper():
+            char = f"[{char.lower()}{char.upper()}]"
+        out.append(char)
+    return "".join(out)
+
+
+def _matched_in_another_case(pattern: str, found: set[Path], skip: Path | None) -> list[Path]:
+    """The images ``pattern`` leaves out that its file names would match in another case
+    (its folders' names as written: ``Photos/`` and ``photos/`` are two folders)."""
+    folders, _, names = pattern.rpartition("/")
+    if not any(char.isalpha() for char in names):
+        return []
+    any_case = f"{folders}/{any_case_pattern(names)}" if folders else any_case_pattern(names)
+    return [m for m in sorted(Path(m) for m in glob.glob(any_case, recursive=True))
+            if m not in found and (is_image_name(m) or is_video_name(m)) and not m.is_dir() and (skip is None or not _is_inside(m, skip))]
+
+
+def _in_another_case(missed: OtherCase) -> str:
+    """"N image(s) that match it in another case (A.JPG, ...): ..." with the pattern
+    that takes every case of the extension, where the pattern ends in one."""
+    examples = ", ".join(p.name for p in missed.images[:3]) + (", ..." if len(missed.images) > 3 else "")
+    extension = re.search(r"\.([A-Za-z0-9]+)$", missed.spec)
+    every_case = f"; '{missed.spec[:extension.start(1)]}{any_case_pattern(extension.group(1))}' takes every case" if extension else ""
+    return (f"{len(missed.images)} image(s) that match it in another case ({examples}): "
+            f"patterns are case-sensitive, as the shell's are{every_case}")
+
+
+def other_case_warning(missed: OtherCase) -> str:
+    """The warning for images a pattern leaves out for their case."""
+    return f"'{missed.spec}' leaves out {_in_another_case(missed)}"
+
+
 def collect_inputs(spec: str, recursive: bool = False, stdin_lines: Iterable[str] | None = None, out_dir: Path | None = None,
-                   unreadable: list[Path] | None = None, videos: list[Path] | None = None) -> list[Job]:
+                   unreadable: list[Path] | None = None, videos: list[Path] | None = None,
+                   other_case: list[OtherCase] | None = None) -> list[Job]:
     """Expand an input spec into jobs (see module docstring). Images inside ``out_dir``
     are not inputs when ``out_dir`` is a sub-folder of a folder or glob root being
     searched (paths named one by one, on stdin or as a file, always are). Files a folder
     or pattern holds in formats restore cannot read are added to ``unreadable``.
     Videos are inputs when named (as the file, on stdin, or matched by a pattern);
-    those a folder holds are added to ``videos`` instead (see :func:`walk_folder`)."""
+    those a folder holds are added to ``videos`` instead (see :func:`walk_folder`).
+    Images a pattern would match in another case (``IMG_0001.JPG`` for ``*.jpg``) are
+    not inputs, as in the shell; they are added to ``other_case`` (:func:`other_case_warning`),
+    and named in the error when the pattern matches nothing else."""
     unreadable = [] if unreadable is None else unreadable
     if spec == "-":
         if stdin_lines is None:
@@ -215,15 +268,21 @@ def collect_inputs(spec: str, recursive: bool = False, stdin_lines: Iterable[str
         skip = _output_folder_below(out_dir, root)
         if skip is not None:
             matches = [m for m in matches if not _is_inside(m, skip)]
+        missed = _matched_in_another_case(pattern, set(found), skip)
         if not matches:
-            raise InputError(f"{spec}: the pattern matches no images")
+            hint = f"; it leaves out {_in_another_case(OtherCase(spec, missed))}" if missed else ""
+            raise InputError(f"{spec}: the pattern matches no images{hint}")
+        if missed and other_case is not None:
+            other_case.append(OtherCase(spec, missed))
         return [Job(m, m.relative_to(root) if m.is_relative_to(root) else Path(m.name)) for m in matches]
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", spec):
+        raise InputError(f"{spec}: a URL; restore reads files and folders: download it first (curl -LO '{spec}')")
     raise InputError(f"{spec}: no such file or folder")
 
 
 def collect_all_inputs(specs: Sequence[str], recursive: bool = False, stdin_lines: Iterable[str] | None = None,
                        out_dir: Path | None = None, unreadable: list[Path] | None = None,
-                       videos: list[Path] | None = None) -> list[Job]:
+                       videos: list[Path] | None = None, other_case: list[OtherCase] | None = None) -> list[Job]:
     """The jobs of several input specs, in the order given, as :func:`collect_inputs`
     finds each one's (``restore derain a.jpg b.jpg out/``, or ``photos/*.jpg`` as the
     shell expands it, the way ``cp`` takes them). ``-`` (stdin) stands alone: see
@@ -231,7 +290,7 @@ def collect_all_inputs(specs: Sequence[str], recursive: bool = False, stdin_line
     writing one output are refused, as for any batch (:func:`plan_batch`)."""
     jobs: list[Job] = []
     for spec in specs:
-        jobs.extend(collect_inputs(spec, recursive, stdin_lines, out_dir, unreadable, videos))
+        jobs.extend(collect_inputs(spec, recursive, stdin_lines, out_dir, unreadable, videos, other_case))
     return jobs
 
 
