@@ -928,6 +928,35 @@ def test_a_10_bit_heic_keeps_its_depth_on_the_16_bit_scale(tmp_path):
     assert cv2.imread(str(tmp_path / "hdr.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16  # the depth travels to PNG
 
 
+@heif
+def test_a_cameras_10_bit_hif_is_read_and_written_back_at_10_bits(tmp_path):
+    """Canon, Sony and Fujifilm cameras write 10-bit HEIFs named .HIF: a folder of them
+    held "no images" (the name was not known), and a HEIC copy of a 10-bit picture was
+    written at 8 bits (a gradient of 256 10-bit levels came back in 64 steps)."""
+    import pillow_heif
+
+    from restore_core.engine.inputs import collect_inputs
+
+    levels = np.linspace(0, 255, 24 * 32).round().astype(np.uint16).reshape(24, 32) + 400  # 256 levels mid-range
+    samples = np.repeat(levels[..., None], 3, axis=2)
+    exif = Image.Exif()
+    exif[271] = "Camera maker"
+    heif = pillow_heif.from_bytes(mode="RGB;16", size=(32, 24), data=(samples << 6).tobytes())
+    heif.save(tmp_path / "DSC00001.HIF", quality=-1, exif=exif.tobytes())
+    assert [job.source.name for job in collect_inputs(str(tmp_path))] == ["DSC00001.HIF"]
+    loaded = read_image(tmp_path / "DSC00001.HIF")
+    assert loaded.bit_depth == 16 and lost_on_write(loaded, ".HIF") is None
+    write_image(tmp_path / "copy.HIF", loaded.rgb, loaded, 100)
+    copy = pillow_heif.open_heif(tmp_path / "copy.HIF", convert_hdr_to_8bit=False)
+    assert copy.info["bit_depth"] == 10
+    back = np.asarray(copy)[..., 0] >> 6
+    assert len(np.unique(back)) > 200 and np.abs(back.astype(int) - levels).mean() < 1.5  # 10-bit steps, not 8-bit ones
+    reread = read_image(tmp_path / "copy.HIF")
+    assert reread.exif is not None and Image.open(tmp_path / "copy.HIF").getexif()[271] == "Camera maker"
+    png = dataclasses.replace(loaded, source_format="png")  # a 16-bit PNG's copy loses 6 bits, and says so
+    assert lost_on_write(png, ".heic") == "16-bit samples written as 10-bit heic (png and tif keep 16 bits)"
+
+
 @pytest.mark.parametrize("dtype", [np.uint16, np.float32])
 def test_exif_kept_in_16_bit_and_float_tiffs(tmp_path, rng, dtype):
     """OpenCV writes 16-bit and float TIFFs without metadata: their make, model, dates, the

@@ -94,7 +94,8 @@ def _jpeg2000_reads() -> bool:
 # HEIC/HEIF (iPhone photos) through the optional pillow-heif package (`pip install
 # 'restore[heic]'`): decoded and encoded by Pillow, since OpenCV has no HEVC image codec.
 _HEIF_AVAILABLE = importlib.util.find_spec("pillow_heif") is not None
-_HEIF_EXTENSIONS = (".heic", ".heif") if _HEIF_AVAILABLE else ()
+_HEIF_NAMES = (".heic", ".heif", ".hif")  # .hif: the 10-bit HEIF of Canon, Sony and Fujifilm cameras
+_HEIF_EXTENSIONS = _HEIF_NAMES if _HEIF_AVAILABLE else ()
 
 
 @lru_cache(maxsize=None)
@@ -139,7 +140,7 @@ def encoder_extension(extension: str) -> str:
 
 # Image files met in photo folders that this project cannot read: said, not skipped in silence.
 UNREADABLE_FORMATS = {
-    ".heic": "HEIC", ".heif": "HEIF", ".avif": "AVIF (no codec in this OpenCV/Pillow)", ".jxl": "JPEG XL", ".gif": "GIF",
+    ".heic": "HEIC", ".heif": "HEIF", ".hif": "HEIF", ".avif": "AVIF (no codec in this OpenCV/Pillow)", ".jxl": "JPEG XL", ".gif": "GIF",
     ".jp2": "JPEG 2000", ".j2k": "JPEG 2000", ".jpx": "JPEG 2000", ".exr": "OpenEXR", ".hdr": "Radiance HDR",
     ".pfm": "PFM (float)", ".psd": "Photoshop", ".tga": "TGA", ".ico": "icon", ".svg": "SVG (vector)", ".pcx": "PCX",
     ".qoi": "QOI", ".dds": "DDS",
@@ -150,7 +151,7 @@ UNREADABLE_FORMATS = {ext: name for ext, name in UNREADABLE_FORMATS.items() if e
 def how_to_read(extensions: Iterable[str]) -> str:
     """What to do about files of these unreadable ``extensions``."""
     extensions, hint = set(extensions), "convert to PNG, TIFF or JPEG first"
-    if {".heic", ".heif"} & extensions:
+    if set(_HEIF_NAMES) & extensions:
         hint += " (HEIC/HEIF: pip install 'restore[heic]' adds them)"
     if ".jxl" in extensions:
         hint += f" (JPEG XL: {jpeg_xl.INSTALL_HINT} adds it)"
@@ -757,11 +758,15 @@ def _match_depth(alpha: np.ndarray, bit_depth: int) -> np.ndarray:
 
 def stored_depth(bit_depth: int, extension: str) -> int:
     """The sample depth an output in ``extension`` keeps of an input's ``bit_depth``:
-    TIFF keeps 8, 16 and 32 (float); PNG and Netpbm keep 8 and 16 (float becomes 16); the rest 8."""
+    TIFF keeps 8, 16 and 32 (float); PNG and Netpbm keep 8 and 16 (float becomes 16);
+    HEIF 8, and 10 bits on the 16-bit scale (16: :data:`HEIF_DEEP_BITS`); the rest 8."""
     extension = encoder_extension(extension)
     if bit_depth == 32 and extension not in _FLOAT_FORMATS:
         bit_depth = 16
-    return bit_depth if extension in _SIXTEEN_BIT_FORMATS else 8
+    return bit_depth if extension in _SIXTEEN_BIT_FORMATS or extension in _HEIF_NAMES else 8
+
+
+HEIF_DEEP_BITS = 10  # what a HEIF copy keeps of 16-bit samples (x265's Main 10)
 
 
 def to_stored_layout(rgb: np.ndarray, image: LoadedImage, extension: str) -> np.ndarray:
@@ -800,6 +805,9 @@ def lost_on_write(like: LoadedImage, extension: str) -> str | None:
     if extension == ".jxl" and jpeg_xl.AVAILABLE and like.icc_profile and not jpeg_xl.keeps_colours(like.icc_profile):
         notes.append("its ICC profile not kept: the JPEG XL writer writes sRGB (png, jpg, tif and webp keep it)")
     kept = stored_depth(like.bit_depth, extension)
+    if kept == 16 and encoder_extension(extension) in _HEIF_NAMES:  # a HEIF copy holds 10 of the 16 bits
+        read_from_heif = like.source_format == "heif" and like.bit_depth == 16  # 10 bits (rarely 12) on the 16-bit scale
+        kept = 16 if read_from_heif else HEIF_DEEP_BITS
     if kept < like.bit_depth:
         source = "float" if like.bit_depth == 32 else f"{like.bit_depth}-bit"
         keeps = "tif keeps float" if like.bit_depth == 32 else "png and tif keep 16 bits"
@@ -811,7 +819,7 @@ def lost_on_write(like: LoadedImage, extension: str) -> str | None:
 _WITHOUT_ALPHA = {".jpg": "JPEG", ".jpeg": "JPEG", ".pnm": "Netpbm"}
 
 # Output formats whose encoder takes a quality (``--quality``); the others are lossless.
-LOSSY_EXTENSIONS = (".jpg", ".jpeg", ".webp", ".avif", ".heic", ".heif", ".jxl")  # by encoder_extension
+LOSSY_EXTENSIONS = (".jpg", ".jpeg", ".webp", ".avif", *_HEIF_NAMES, ".jxl")  # by encoder_extension
 
 
 def encode_image(rgb: np.ndarray, like: LoadedImage, extension: str, jpeg_quality: int = 95) -> bytes:
@@ -839,9 +847,11 @@ def encode_image(rgb: np.ndarray, like: LoadedImage, extension: str, jpeg_qualit
             return add_tiff_metadata(tiff, like.icc_profile, _tiff_exif(like)) if like.icc_profile or like.exif else tiff
         grey, alpha = pixels[..., :1], pixels[..., 1:]
         pixels = np.concatenate([grey, grey, grey, alpha], axis=2)  # other formats: RGBA with equal channels
-    if pixels.dtype == np.uint8 and extension in (".jpg", ".jpeg", ".webp", ".avif", ".heic", ".heif", ".jxl", ".tif", ".tiff"):
+    if pixels.dtype == np.uint16 and extension in _HEIF_NAMES:
+        return _encode_deep_heif(pixels, like, jpeg_quality)
+    if pixels.dtype == np.uint8 and extension in (".jpg", ".jpeg", ".webp", ".avif", *_HEIF_NAMES, ".jxl", ".tif", ".tiff"):
         # Pillow writes ICC and EXIF for these formats (JPEG XL: EXIF and XMP).
-        if extension in (".heic", ".heif"):
+        if extension in _HEIF_NAMES:
             _heif_ready()
         if extension == ".jxl":
             jpeg_xl.ready()
@@ -858,8 +868,8 @@ def encode_image(rgb: np.ndarray, like: LoadedImage, extension: str, jpeg_qualit
             options["dpi"] = like.dpi
         if like.comment and fmt_is_jpeg:
             options["comment"] = like.comment
-        fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".avif": "AVIF", ".heic": "HEIF", ".heif": "HEIF", ".jxl": "JXL",
-               ".tif": "TIFF", ".tiff": "TIFF"}[extension]
+        fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".avif": "AVIF", ".heic": "HEIF", ".heif": "HEIF", ".hif": "HEIF",
+               ".jxl": "JXL", ".tif": "TIFF", ".tiff": "TIFF"}[extension]
         if extension in LOSSY_EXTENSIONS:
             options["quality"] = jpeg_quality
         if extension == ".jxl" and jpeg_quality >= 100:  # libjxl's quality 100 is distance 0: lossless, which it codes apart
@@ -887,6 +897,22 @@ def encode_image(rgb: np.ndarray, like: LoadedImage, extension: str, jpeg_qualit
     elif extension in (".tif", ".tiff") and (like.icc_profile or like.exif or like.xmp or like.dpi or like.iptc):
         data = add_tiff_metadata(data, like.icc_profile, _tiff_exif(like))
     return data
+
+
+def _encode_deep_heif(pixels: np.ndarray, like: LoadedImage, quality: int) -> bytes:
+    """A 10-bit HEIF (libheif through pillow-heif, x265 Main 10) of 16-bit samples: a
+    camera's 10-bit HEIF stays 10-bit, as a phone's HDR video does (Pillow's HEIF writer
+    takes 8-bit pictures only). Its ICC profile, EXIF and XMP kept."""
+    import pillow_heif
+
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    mode = {1: "L;16", 3: "RGB;16", 4: "RGBA;16"}[channels]
+    heif = pillow_heif.from_bytes(mode=mode, size=(pixels.shape[1], pixels.shape[0]), data=np.ascontiguousarray(pixels).tobytes())
+    if like.icc_profile:
+        heif.info["icc_profile"] = like.icc_profile
+    buffer = io.BytesIO()
+    heif.save(buffer, quality=quality, exif=like.exif, xmp=like.xmp)
+    return buffer.getvalue()
 
 
 def _with_png_metadata(png: bytes, like: LoadedImage) -> bytes:
