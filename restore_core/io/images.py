@@ -333,9 +333,13 @@ def heif_auxiliaries_lost(info: dict) -> str | None:
     names += ["depth map"] * len(info.get("depth_images") or ())
     if not names:
         return None
-    counted = [f"{names.count(name)} {name}s" if names.count(name) > 1 else "1 auxiliary image" if name == "auxiliary image" else name
-               for name in dict.fromkeys(names)]
-    what = counted[0] if len(counted) == 1 else ", ".join(counted[:-1]) + " and " + counted[-1]
+
+    def counted(name: str) -> str:  # "HDR gain map", "2 portrait mattes", "1 auxiliary image"
+        count = names.count(name)
+        return f"{count} {name}s" if count > 1 else f"1 {name}" if name == "auxiliary image" else name
+
+    kinds = [counted(name) for name in dict.fromkeys(names)]
+    what = kinds[0] if len(kinds) == 1 else ", ".join(kinds[:-1]) + " and " + kinds[-1]
     return f"its {what} not kept" + ("; the copy shows as SDR" if "HDR gain map" in names else "")
 
 
