@@ -61,8 +61,8 @@ def frame_formats(incomplete: str) -> Choices:
     """``--frames``: image formats (png and tif keep 16 bits)."""
     from restore_core.io.images import SUPPORTED_EXTENSIONS
 
-    return _starting_with(incomplete.lstrip("."), [(ext.lstrip("."), "16 bits" if ext in (".png", ".tif", ".tiff") else "")
-                                                   for ext in SUPPORTED_EXTENSIONS])
+    depth = {".png": "16 bits", ".tif": "16 bits", ".tiff": "16 bits", ".heic": "10 bits", ".heif": "10 bits", ".hif": "10 bits"}
+    return _starting_with(incomplete.lstrip("."), [(ext.lstrip("."), depth.get(ext, "")) for ext in SUPPORTED_EXTENSIONS])
 
 
 def noise_levels(incomplete: str) -> Choices:
