@@ -282,3 +282,26 @@ def test_any_bytes_after_the_signature_give_a_header_or_a_value_error(tail, in_c
     except ValueError:
         return
     assert header.width >= 1 and header.height >= 1 and 1 <= header.orientation <= 8
+
+
+@needs_plugin
+def test_brotli_compressed_exif_and_xmp_boxes_are_read(tmp_path, monkeypatch):
+    """libjxl may keep a picture's EXIF and XMP in Brotli-compressed boxes (``brob``);
+    the plugin reads an uncompressed Exif box alone, and the copy lost both without a word."""
+    import sys
+
+    jpeg_xl.ready()
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0112] = "Camera maker", 3
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"/></x:xmpmeta>'
+    picture = np.random.default_rng(3).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    Image.fromarray(picture).save(tmp_path / "a.jxl", lossless=True, exif=exif.tobytes(), xmp=xmp, compress_metadata=True)
+    assert [bytes(payload[:4]) for kind, payload in jpeg_xl._boxes((tmp_path / "a.jxl").read_bytes()) if kind == b"brob"] == [b"Exif", b"xml "]
+    loaded = read_image(tmp_path / "a.jxl")
+    kept = Image.Exif()
+    kept.load(loaded.exif)
+    assert kept[0x010F] == "Camera maker" and kept[0x0112] == 1 and loaded.xmp == xmp and loaded.read_note is None
+    assert loaded.rgb.shape == (24, 32, 3)  # the EXIF's orientation 3 turns nothing: the codestream's is the picture's
+    monkeypatch.setitem(sys.modules, "brotli", None)  # not installed
+    unread = read_image(tmp_path / "a.jxl")
+    assert unread.exif is None and unread.read_note == "its EXIF and XMP not read: Brotli-compressed (pip install brotli)"

@@ -684,9 +684,13 @@ def _decode_jpeg_xl(data: bytes, path: os.PathLike | str, max_pixels: int) -> Lo
             warnings.simplefilter("ignore")  # "upcasting 16-bit floats": the depth is said in the note below
             with Image.open(io.BytesIO(data), formats=["JXL"]) as image:
                 array = np.asarray(image)
-                kept = _metadata_to_keep(image.getexif(), "jxl")  # its orientation is the codestream's, below
+                boxes = jpeg_xl.metadata(data)  # the container's, which the plugin reads in part
+                exif = image.getexif()  # a recompressed JPEG's, or an uncompressed Exif box's
+                if not exif and boxes.exif:
+                    exif.load(boxes.exif)
+                kept = _metadata_to_keep(exif, "jxl")  # its orientation is the codestream's, below
                 icc, dpi = image.info.get("icc_profile"), _print_resolution(image.info.get("dpi"))
-                xmp = _xmp_of(image) or _upright_xmp(jpeg_xl.xmp_of(data))  # a recompressed JPEG's, or the container's
+                xmp = _xmp_of(image) or _upright_xmp(boxes.xmp)
     except Exception:  # noqa: BLE001 - libjxl's errors say little more than this
         raise ImageError(path, "cannot decode image (corrupt, truncated or unsupported JPEG XL)") from None
     array = apply_orientation(array.astype(np.uint16) if array.dtype.kind in "iu" and array.itemsize == 2 else array,
@@ -697,7 +701,8 @@ def _decode_jpeg_xl(data: bytes, path: os.PathLike | str, max_pixels: int) -> Lo
         pixels, bit_depth = _to_unit_float(np.ascontiguousarray(rgb))
     except ValueError as exc:
         raise ImageError(path, str(exc)) from None
-    return LoadedImage(pixels, layout, bit_depth, alpha, icc, kept.exif, "jxl", jpeg_xl.depth_lost(header, decoded_bits),
+    note = "; ".join(filter(None, [jpeg_xl.depth_lost(header, decoded_bits), boxes.unread])) or None
+    return LoadedImage(pixels, layout, bit_depth, alpha, icc, kept.exif, "jxl", note,
                        xmp=xmp, dpi=dpi, encoder_options={"lossless": True} if jpeg_xl.is_lossless(header) else {})
 
 

@@ -25,6 +25,7 @@ import importlib.util
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 AVAILABLE = importlib.util.find_spec("pillow_jxl") is not None
 EXTENSIONS = (".jxl",) if AVAILABLE else ()
@@ -190,12 +191,43 @@ def read_header(data: bytes) -> Header:
     return Header(width, height, orientation, depth, float_samples, animated, xyb, jpeg)
 
 
-def xmp_of(data: bytes) -> bytes | None:
-    """The XMP packet of a JPEG XL's container (its ``xml `` box), which the plugin does
-    not hand over; None where there is none or it is Brotli-compressed (``brob``)."""
+class Metadata(NamedTuple):
+    """The EXIF (a TIFF header first) and XMP of a JPEG XL's container boxes, and what
+    could not be read of them."""
+
+    exif: bytes | None
+    xmp: bytes | None
+    unread: str | None
+
+
+def metadata(data: bytes) -> Metadata:
+    """The ``Exif`` and ``xml `` boxes of a JPEG XL's container, Brotli-compressed ones
+    (``brob``, as cjxl and libjxl may write them) too: the plugin reads an uncompressed
+    ``Exif`` box alone, so a copy lost the rest without a word. Decompressing takes the
+    brotli package (in ``restore[jxl]``); without it, ``unread`` says what was left."""
     if data[:2] == _CODESTREAM_SIGNATURE:
-        return None
-    return next((bytes(payload) for kind, payload in _boxes(data) if kind == b"xml "), None) or None
+        return Metadata(None, None, None)
+    found: dict[bytes, bytes] = {}
+    compressed = []
+    for kind, payload in _boxes(data):
+        if kind == b"brob" and bytes(payload[:4]) in (b"Exif", b"xml "):
+            kind = bytes(payload[:4])
+            try:
+                import brotli
+            except ImportError:
+                compressed.append("EXIF" if kind == b"Exif" else "XMP")
+                continue
+            try:
+                payload = brotli.decompress(bytes(payload[4:]))
+            except brotli.error:
+                continue  # a damaged box: the picture is what matters
+        if kind in (b"Exif", b"xml ") and kind not in found:
+            found[kind] = bytes(payload)
+    exif = found.get(b"Exif")
+    if exif is not None and exif[:4] not in (b"II*\x00", b"MM\x00*"):  # a 4-byte offset to the TIFF header first
+        exif = exif[4 + int.from_bytes(exif[:4], "big"):] if len(exif) > 4 else None
+    unread = f"its {' and '.join(dict.fromkeys(compressed))} not read: Brotli-compressed (pip install brotli)" if compressed else None
+    return Metadata(exif or None, found.get(b"xml ") or None, unread)
 
 
 def exif_box(exif: bytes) -> bytes:
