@@ -364,3 +364,20 @@ def test_palette_frames_hold_the_picture_within_what_256_colours_give(rng):
     buffer = io.BytesIO()
     palette_image(grey).save(buffer, format="GIF")
     assert np.array_equal(decode_gif(buffer.getvalue()), grey)  # a GIF holds 256 grey levels exactly, and is read grey
+
+
+def test_an_animated_png_named_apng_is_restored_as_one(tmp_path, tiny_checkpoint):
+    """Browsers and GIF makers name animated PNGs .apng: a folder of them held no images."""
+    frames = [Image.fromarray(np.random.default_rng(i).integers(0, 256, (24, 32, 3), dtype=np.uint8)) for i in range(3)]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    frames[0].save(folder / "loop.apng", format="PNG", save_all=True, append_images=frames[1:], duration=[100, 200, 300], loop=0)
+    frames[0].save(folder / "still.apng", format="PNG")
+    result = restore("derain", str(folder), str(tmp_path / "out"), "--json", "--model", str(tiny_checkpoint))
+    assert result.returncode == 0, result.stderr
+    rows = {Path(row["input"]).name: row for row in map(json.loads, result.stdout.splitlines())}
+    assert rows["loop.apng"]["frames"] == 3 and rows["still.apng"]["status"] == "ok"
+    _, durations, _ = _frames(tmp_path / "out" / "loop.apng")
+    assert durations == [100, 200, 300]
+    with Image.open(tmp_path / "out" / "still.apng") as still:
+        assert still.format == "PNG" and still.size == (32, 24)

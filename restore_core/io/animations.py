@@ -32,6 +32,7 @@ from restore_core.io.images import SUPPORTED_EXTENSIONS, ImageError, WriteError
 # Formats that hold an animation, by the extension their copies are written with (AVIF
 # where this install's Pillow reads and writes it).
 ANIMATION_FORMATS = {".gif": "GIF", ".png": "PNG", ".webp": "WEBP"} | ({".avif": "AVIF"} if ".avif" in SUPPORTED_EXTENSIONS else {})
+_ANIMATION_NAMES = ANIMATION_FORMATS | {".apng": "PNG"}  # what browsers and GIF makers name an animated PNG too
 _WITHOUT_GREY = ("WEBP", "AVIF")  # formats whose frames are colour: a grey frame is written as RGB
 _GIF_TRAILER = b";"  # the byte that closes a GIF
 _PNG_BIT_DEPTH_OFFSET = 24  # IHDR's bit depth: 8-byte signature, 8-byte chunk head, width, height
@@ -41,7 +42,7 @@ def frame_count(path: os.PathLike | str) -> int:
     """How many frames Pillow finds in the GIF, PNG, WebP or AVIF at ``path``; 0 when it is not
     a regular file of those names that Pillow can open (the image reader says why)."""
     path = Path(path)
-    if path.suffix.lower() not in ANIMATION_FORMATS or not path.is_file():  # a FIFO would block the open
+    if path.suffix.lower() not in _ANIMATION_NAMES or not path.is_file():  # a FIFO would block the open
         return 0
     try:
         with warnings.catch_warnings():
@@ -148,7 +149,7 @@ class Animation:
     def output_refusal(self, output: Path) -> str | None:
         """Why the restored animation cannot be written as ``output``: its format holds
         one picture. None where it can."""
-        if output.suffix.lower() in ANIMATION_FORMATS:
+        if output.suffix.lower() in _ANIMATION_NAMES:
             return None
         *others, last = ANIMATION_FORMATS
         return (f"has {self.count} frames, and a {output.suffix.lstrip('.')} file holds one: write it as an animation "
@@ -159,7 +160,7 @@ class Animation:
         (Pillow's encoders hold them all, and a GIF's palette is made from all of them):
         a byte a channel."""
         channels = len(self.mode)  # L, LA, RGB or RGBA
-        if ANIMATION_FORMATS.get(output.suffix.lower()) in _WITHOUT_GREY:
+        if _ANIMATION_NAMES.get(output.suffix.lower()) in _WITHOUT_GREY:
             channels = max(channels, 3)
         return self.count * self.width * self.height * channels
 
@@ -169,7 +170,7 @@ class Animation:
         if output.suffix.lower() == ".gif" and self.format != "gif" and (
                 lost := gif_losses(self.mode == "L", self.mode in ("LA", "RGBA"), self.icc_profile is not None)):
             self.notes.append(lost)
-        if self.default_image and output.suffix.lower() != ".png":
+        if self.default_image and _ANIMATION_NAMES.get(output.suffix.lower()) != "PNG":
             self.notes.append(f"its default image (the picture an APNG shows where animations are not) not kept: "
                               f"a {output.suffix.lstrip('.')} animation has none")
         return AnimationWriter(output, self, quality)
@@ -190,7 +191,7 @@ class AnimationWriter:
 
     def __init__(self, output: os.PathLike | str, source: Animation, quality: int = 95) -> None:
         self.output = Path(output)
-        self.format = ANIMATION_FORMATS[self.output.suffix.lower()]
+        self.format = _ANIMATION_NAMES[self.output.suffix.lower()]
         self._source = source
         self._quality = quality
         self._frames: list[Image.Image | np.ndarray] = []  # a GIF's as samples until its palette is made

@@ -114,8 +114,8 @@ def _looks_like_heif(data: bytes) -> bool:
 
 # Other names of formats read and written, each encoded as the format it names: JPEG's
 # (browsers on Windows save photos as .jfif) and Netpbm's (.ppm colour, .pgm grey, .pnm
-# either; 8 or 16 bits, classic test images and scientific pipelines).
-_ENCODED_AS = {".jpe": ".jpg", ".jfif": ".jpg", ".jif": ".jpg", ".ppm": ".pnm", ".pgm": ".pnm"}
+# either; 8 or 16 bits, classic test images and scientific pipelines) and an animated PNG's (.apng).
+_ENCODED_AS = {".jpe": ".jpg", ".jfif": ".jpg", ".jif": ".jpg", ".ppm": ".pnm", ".pgm": ".pnm", ".apng": ".png"}
 # Formats read and written.
 SUPPORTED_EXTENSIONS = ((".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif") + ((".avif",) if _avif_works() else ())
                         + _HEIF_EXTENSIONS + jpeg_xl.EXTENSIONS + (".pnm",) + tuple(_ENCODED_AS))
