@@ -58,11 +58,11 @@ def output_formats(incomplete: str) -> Choices:
 
 
 def frame_formats(incomplete: str) -> Choices:
-    """``--frames``: image formats (png and tif keep 16 bits)."""
-    from restore_core.io.images import SUPPORTED_EXTENSIONS
+    """``--frames``: image formats (png and tif keep 16 bits, heic 10)."""
+    from restore_core.io.images import SUPPORTED_EXTENSIONS, kept_bits
 
-    depth = {".png": "16 bits", ".tif": "16 bits", ".tiff": "16 bits", ".heic": "10 bits", ".heif": "10 bits", ".hif": "10 bits"}
-    return _starting_with(incomplete.lstrip("."), [(ext.lstrip("."), depth.get(ext, "")) for ext in SUPPORTED_EXTENSIONS])
+    return _starting_with(incomplete.lstrip("."), [(ext.lstrip("."), f"{bits} bits" if (bits := kept_bits(16, ext)) > 8 else "")
+                                                   for ext in SUPPORTED_EXTENSIONS])
 
 
 def noise_levels(incomplete: str) -> Choices:

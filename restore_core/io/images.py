@@ -778,6 +778,14 @@ def stored_depth(bit_depth: int, extension: str) -> int:
 HEIF_DEEP_BITS = 10  # what a HEIF copy keeps of 16-bit samples (x265's Main 10)
 
 
+def kept_bits(bit_depth: int, extension: str) -> int:
+    """The bits of a ``bit_depth`` sample an output in ``extension`` keeps:
+    :func:`stored_depth`'s, except a HEIF's 16-bit-scale samples, which hold
+    :data:`HEIF_DEEP_BITS`."""
+    stored = stored_depth(bit_depth, extension)
+    return HEIF_DEEP_BITS if stored == 16 and encoder_extension(extension) in _HEIF_NAMES else stored
+
+
 def to_stored_layout(rgb: np.ndarray, image: LoadedImage, extension: str) -> np.ndarray:
     """Array in ``image``'s layout (RGB order) and the depth ``extension`` allows:
     uint8, uint16, or float32 in [0, 1] (:func:`stored_depth`)."""
@@ -813,10 +821,9 @@ def lost_on_write(like: LoadedImage, extension: str) -> str | None:
         notes.append(lost)
     if extension == ".jxl" and jpeg_xl.AVAILABLE and like.icc_profile and not jpeg_xl.keeps_colours(like.icc_profile):
         notes.append("its ICC profile not kept: the JPEG XL writer writes sRGB (png, jpg, tif and webp keep it)")
-    kept = stored_depth(like.bit_depth, extension)
-    if kept == 16 and encoder_extension(extension) in _HEIF_NAMES:  # a HEIF copy holds 10 of the 16 bits
-        read_from_heif = like.source_format == "heif" and like.bit_depth == 16  # 10 bits (rarely 12) on the 16-bit scale
-        kept = 16 if read_from_heif else HEIF_DEEP_BITS
+    kept = kept_bits(like.bit_depth, extension)
+    if like.source_format == "heif" and kept >= HEIF_DEEP_BITS:  # its 10 bits (rarely 12) on the 16-bit scale: none lost
+        kept = like.bit_depth
     if kept < like.bit_depth:
         source = "float" if like.bit_depth == 32 else f"{like.bit_depth}-bit"
         keeps = "tif keeps float" if like.bit_depth == 32 else "png and tif keep 16 bits"
